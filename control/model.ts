@@ -1,0 +1,154 @@
+/**
+ * The cluster state svcpath reasons about: the subset of the Kubernetes API
+ * objects that decide where a packet to a Service goes, after loading and
+ * validation. Field names follow the API so that a reader who knows
+ * `kubectl get -o yaml` output recognises them; defaults are already applied.
+ */
+
+export type Protocol = 'TCP' | 'UDP' | 'SCTP';
+export type IPFamily = 'IPv4' | 'IPv6';
+
+/** Where an object came from, for error messages: "file: Kind ns/name". */
+export interface Origin {
+  file: string;
+  /** e.g. "Service default/web" */
+  object: string;
+}
+
+export interface ServicePort {
+  /** '' when the Service has a single unnamed port. */
+  name: string;
+  protocol: Protocol;
+  port: number;
+  /** Numeric target port, or the name of a container port. Defaults to `port`. */
+  targetPort: number | string;
+  nodePort?: number;
+  appProtocol?: string;
+}
+
+export type ServiceType = 'ClusterIP' | 'NodePort' | 'LoadBalancer' | 'ExternalName';
+export type TrafficPolicy = 'Cluster' | 'Local';
+
+export interface LoadBalancerIngress {
+  ip?: string;
+  hostname?: string;
+  ipMode?: 'VIP' | 'Proxy';
+}
+
+export interface Service {
+  origin: Origin;
+  namespace: string;
+  name: string;
+  type: ServiceType;
+  /** `spec.clusterIPs` (or `[spec.clusterIP]`); empty when unset, ['None'] for headless. */
+  clusterIPs: string[];
+  ipFamilies: IPFamily[];
+  ipFamilyPolicy?: 'SingleStack' | 'PreferDualStack' | 'RequireDualStack';
+  ports: ServicePort[];
+  /** undefined when the Service has no selector (manually managed endpoints). */
+  selector?: Record<string, string>;
+  sessionAffinity: 'None' | 'ClientIP';
+  /** sessionAffinityConfig.clientIP.timeoutSeconds, default 10800. */
+  affinityTimeoutSeconds: number;
+  externalTrafficPolicy: TrafficPolicy;
+  internalTrafficPolicy: TrafficPolicy;
+  externalIPs: string[];
+  externalName?: string;
+  loadBalancerIngress: LoadBalancerIngress[];
+  loadBalancerSourceRanges: string[];
+  loadBalancerClass?: string;
+  allocateLoadBalancerNodePorts: boolean;
+  publishNotReadyAddresses: boolean;
+  healthCheckNodePort?: number;
+}
+
+export interface EndpointConditions {
+  /** Unset conditions count as true, as the EndpointSlice API says for ready and serving. */
+  ready: boolean;
+  serving: boolean;
+  terminating: boolean;
+}
+
+export interface Endpoint {
+  addresses: string[];
+  conditions: EndpointConditions;
+  nodeName?: string;
+  zone?: string;
+  hostname?: string;
+}
+
+export interface EndpointPort {
+  /** '' when unnamed. */
+  name: string;
+  protocol: Protocol;
+  /** undefined: the API allows a port without a number ("all ports"). */
+  port?: number;
+  appProtocol?: string;
+}
+
+export interface EndpointSlice {
+  origin: Origin;
+  namespace: string;
+  name: string;
+  /** The `kubernetes.io/service-name` label. */
+  serviceName: string;
+  addressType: 'IPv4' | 'IPv6' | 'FQDN';
+  endpoints: Endpoint[];
+  ports: EndpointPort[];
+  managedBy?: string;
+}
+
+export interface NodeAddress {
+  type: string; // InternalIP, ExternalIP, Hostname, ...
+  address: string;
+}
+
+export interface Node {
+  origin: Origin;
+  name: string;
+  addresses: NodeAddress[];
+}
+
+/** The parts of KubeProxyConfiguration (kubeproxy.config.k8s.io/v1alpha1) svcpath uses. */
+export interface ProxyConfig {
+  origin: Origin;
+  clusterCIDRs: string[];
+  nodePortAddresses: string[];
+  conntrack: ConntrackTimeouts;
+}
+
+/** Seconds; undefined leaves the datapath's default. */
+export interface ConntrackTimeouts {
+  tcpEstablishedTimeout?: number;
+  tcpCloseWaitTimeout?: number;
+  udpTimeout?: number;
+  udpStreamTimeout?: number;
+}
+
+export interface ClusterState {
+  services: Service[];
+  endpointSlices: EndpointSlice[];
+  nodes: Node[];
+  proxyConfig?: ProxyConfig;
+  /** Human notes gathered while loading: skipped kinds, ignored fields. */
+  notes: string[];
+}
+
+/** One backend of one Service port, after slices are merged and target ports resolved. */
+export interface ResolvedEndpoint {
+  ip: string;
+  port: number;
+  conditions: EndpointConditions;
+  nodeName?: string;
+}
+
+export interface ResolvedPort {
+  port: ServicePort;
+  endpoints: ResolvedEndpoint[];
+}
+
+/** A Service with its endpoints joined from its EndpointSlices, per Service port. */
+export interface ResolvedService {
+  service: Service;
+  ports: ResolvedPort[];
+}

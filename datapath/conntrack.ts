@@ -1,0 +1,101 @@
+// Connection tracking: every flow through a service frontend has two entries
+// in the CT4 LRU map, one per direction as seen on the wire, so that later
+// packets keep their backend (even when the Maglev table changes) and the
+// backend's replies are recognised and reverse-NATed. Entries age on the
+// packet clock with kernel-like timeouts; an LRU map full of live flows
+// evicts the least recently used one, as the kernel's LRU CT map does.
+
+import {
+  CT4_DADDR, CT4_DIR, CT4_DPORT, CT4_PROTO, CT4_SADDR, CT4_SPORT, CT_BACKEND_ID, CT_DIR_ORIGINAL,
+  CT_DIR_REPLY, CT_F_CLOSING, CT_F_SEEN_REPLY, CT_FLAGS, CT_LAST_SEEN, CT_REV_NAT_INDEX, CT_SERVICE_ID,
+  BPF_ANY,
+} from './layout';
+import { mapDelete, mapLookup, mapUpdate } from './maps';
+import { IPPROTO_TCP, TCP_ACK, TCP_FIN, TCP_RST, TCP_SYN } from './parse';
+import { ct4 } from './registry';
+
+const tupleKey = memory.data(16); // struct ct4_tuple
+const entryValue = memory.data(24); // struct ct_entry
+
+const NS_PER_SEC: u64 = 1_000_000_000;
+let tcpEstablishedNs: u64 = 0;
+let tcpClosingNs: u64 = 0;
+let udpNs: u64 = 0;
+let udpStreamNs: u64 = 0;
+
+export function configureTimeouts(tcpEstablished: u32, tcpClosing: u32, udp: u32, udpStream: u32): void {
+  tcpEstablishedNs = <u64>tcpEstablished * NS_PER_SEC;
+  tcpClosingNs = <u64>tcpClosing * NS_PER_SEC;
+  udpNs = <u64>udp * NS_PER_SEC;
+  udpStreamNs = <u64>udpStream * NS_PER_SEC;
+}
+
+function fillTuple(saddr: u32, daddr: u32, sport: u16, dport: u16, proto: u8, dir: u8): usize {
+  store<u32>(tupleKey + CT4_SADDR, saddr);
+  store<u32>(tupleKey + CT4_DADDR, daddr);
+  store<u16>(tupleKey + CT4_SPORT, sport);
+  store<u16>(tupleKey + CT4_DPORT, dport);
+  store<u8>(tupleKey + CT4_PROTO, proto);
+  store<u8>(tupleKey + CT4_DIR, dir);
+  store<u16>(tupleKey + CT4_DIR + 1, 0);
+  return tupleKey;
+}
+
+/** The ct_entry of this tuple in this direction, or 0. */
+export function ctLookup4(saddr: u32, daddr: u32, sport: u16, dport: u16, proto: u8, dir: u8): usize {
+  return mapLookup(ct4, fillTuple(saddr, daddr, sport, dport, proto, dir));
+}
+
+export function ctDelete4(saddr: u32, daddr: u32, sport: u16, dport: u16, proto: u8, dir: u8): void {
+  mapDelete(ct4, fillTuple(saddr, daddr, sport, dport, proto, dir));
+}
+
+/** True when the entry has not timed out at `now`. */
+export function ctIsLive(entry: usize, now: u64, proto: u8): bool {
+  const last = load<u64>(entry + CT_LAST_SEEN);
+  if (now <= last) return true; // capture clocks may step back a little
+  const flags = load<u16>(entry + CT_FLAGS);
+  let timeout: u64;
+  if (proto == IPPROTO_TCP) timeout = (flags & CT_F_CLOSING) != 0 ? tcpClosingNs : tcpEstablishedNs;
+  else timeout = (flags & CT_F_SEEN_REPLY) != 0 ? udpStreamNs : udpNs;
+  return now - last <= timeout;
+}
+
+@inline function isClosing(proto: u8, tcpFlags: u8): bool {
+  return proto == IPPROTO_TCP && (tcpFlags & (TCP_FIN | TCP_RST)) != 0;
+}
+
+/** A bare SYN on a tracked tuple whose connection was closing starts a new connection. */
+@inline export function ctIsReopen(entry: usize, proto: u8, tcpFlags: u8): bool {
+  return proto == IPPROTO_TCP && (tcpFlags & (TCP_SYN | TCP_ACK)) == TCP_SYN
+    && (load<u16>(entry + CT_FLAGS) & CT_F_CLOSING) != 0;
+}
+
+/** Records a packet of the flow: time, and FIN/RST/reply state. */
+export function ctTouch(entry: usize, now: u64, proto: u8, tcpFlags: u8, isReply: bool): void {
+  if (now > load<u64>(entry + CT_LAST_SEEN)) store<u64>(entry + CT_LAST_SEEN, now);
+  let flags = load<u16>(entry + CT_FLAGS);
+  if (isReply) flags |= CT_F_SEEN_REPLY;
+  if (isClosing(proto, tcpFlags)) flags |= CT_F_CLOSING;
+  store<u16>(entry + CT_FLAGS, flags);
+}
+
+/**
+ * Tracks a new flow client -> frontend that was sent to a backend: the
+ * original-direction entry and the reply-direction entry (backend -> client).
+ * An LRU map makes room by eviction, so BPF_ANY inserts cannot fail.
+ */
+export function ctCreate4(
+  saddr: u32, daddr: u32, sport: u16, dport: u16, proto: u8, tcpFlags: u8,
+  backendAddr: u32, backendPort: u16,
+  backendId: u32, revNatIndex: u32, serviceId: u32, now: u64,
+): void {
+  store<u32>(entryValue + CT_BACKEND_ID, backendId);
+  store<u32>(entryValue + CT_REV_NAT_INDEX, revNatIndex);
+  store<u32>(entryValue + CT_SERVICE_ID, serviceId);
+  store<u32>(entryValue + CT_FLAGS, 0);
+  store<u64>(entryValue + CT_LAST_SEEN, now);
+  if (isClosing(proto, tcpFlags)) store<u16>(entryValue + CT_FLAGS, CT_F_CLOSING);
+  mapUpdate(ct4, fillTuple(saddr, daddr, sport, dport, proto, CT_DIR_ORIGINAL), entryValue, BPF_ANY);
+  mapUpdate(ct4, fillTuple(backendAddr, saddr, backendPort, sport, proto, CT_DIR_REPLY), entryValue, BPF_ANY);
+}

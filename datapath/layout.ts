@@ -1,0 +1,164 @@
+// The datapath's contract with the control plane: map ids, the byte layout of
+// every map key and value, the frame descriptor of a batch, verdicts and
+// reason codes. Like Katran's balancer_structs.h, each struct is written out
+// field by field with its offset.
+//
+// Byte order: addresses and ports are kept in network byte order, exactly as
+// they sit in the packet, so the datapath compares and copies them without
+// swapping. Ids, counters, flags and times are little-endian host values.
+//
+// The control plane reads every constant exported here at load time, and
+// test/layout.test.ts checks its own field tables against them, so a layout
+// change on one side of the boundary fails a test instead of corrupting maps.
+
+// --- map types (the subset of enum bpf_map_type we model) -------------------
+export const BPF_MAP_TYPE_HASH: u32 = 1;
+export const BPF_MAP_TYPE_ARRAY: u32 = 2;
+export const BPF_MAP_TYPE_LRU_HASH: u32 = 9;
+
+// --- update flags, as bpf(2) BPF_MAP_UPDATE_ELEM ----------------------------
+export const BPF_ANY: u32 = 0;
+export const BPF_NOEXIST: u32 = 1;
+export const BPF_EXIST: u32 = 2;
+
+// --- errno values returned negated by the map API ---------------------------
+export const ENOENT: i32 = 2;
+export const E2BIG: i32 = 7;
+export const ENOMEM: i32 = 12;
+export const EEXIST: i32 = 17;
+export const EINVAL: i32 = 22;
+
+// --- map ids: the datapath's fixed set of maps, like pinned map names -------
+export const MAP_CONFIG: u32 = 0; // ARRAY[1] of config
+export const MAP_LB4_SERVICES: u32 = 1; // HASH lb4_key -> lb4_service
+export const MAP_LB4_BACKENDS: u32 = 2; // HASH backend_id -> lb4_backend
+export const MAP_LB4_REVNAT: u32 = 3; // HASH rev_nat_index -> lb4_revnat
+export const MAP_LB_MAGLEV: u32 = 4; // ARRAY service_id -> u32[M] backend ids
+export const MAP_CT4: u32 = 5; // LRU_HASH ct4_tuple -> ct_entry
+export const MAP_METRICS: u32 = 6; // ARRAY (reason << 3 | verdict) -> traffic_counter
+export const MAP_SERVICE_STATS: u32 = 7; // ARRAY service_id -> flow_counter
+export const MAP_BACKEND_STATS: u32 = 8; // ARRAY backend_id -> flow_counter
+export const MAP_COUNT: u32 = 9;
+
+// --- struct config (value of MAP_CONFIG[0]) ---------------------------------
+export const CONFIG_SEED: u32 = 0; // u32: Maglev flow-hash seed (--seed)
+export const CONFIG_CT_TCP_ESTABLISHED: u32 = 4; // u32 seconds
+export const CONFIG_CT_TCP_CLOSING: u32 = 8; // u32 seconds, after FIN or RST
+export const CONFIG_CT_UDP: u32 = 12; // u32 seconds, no reply seen yet
+export const CONFIG_CT_UDP_STREAM: u32 = 16; // u32 seconds, replies seen
+export const CONFIG_SIZE: u32 = 20;
+
+// --- struct lb4_key (key of MAP_LB4_SERVICES): one service frontend ---------
+export const LB4_KEY_ADDRESS: u32 = 0; // be32 frontend IPv4 address
+export const LB4_KEY_DPORT: u32 = 4; // be16 frontend port
+export const LB4_KEY_PROTO: u32 = 6; // u8 IPPROTO_*
+export const LB4_KEY_SCOPE: u32 = 7; // u8 LB_SCOPE_*: which traffic this entry serves
+export const LB4_KEY_SIZE: u32 = 8;
+
+export const LB_SCOPE_EXTERNAL: u8 = 0;
+
+// --- struct lb4_service (value of MAP_LB4_SERVICES) -------------------------
+export const LB4_SVC_SERVICE_ID: u32 = 0; // u32, index of MAP_LB_MAGLEV and stats
+export const LB4_SVC_BACKEND_COUNT: u32 = 4; // u32 usable backends; 0 = reject
+export const LB4_SVC_FLAGS: u32 = 8; // u32 SVC_F_*
+export const LB4_SVC_AFFINITY_TIMEOUT: u32 = 12; // u32 seconds (ClientIP affinity)
+export const LB4_SVC_REV_NAT_INDEX: u32 = 16; // u32 key of MAP_LB4_REVNAT
+export const LB4_SVC_SIZE: u32 = 20;
+
+export const SVC_F_CLUSTER_IP: u32 = 1 << 0;
+
+// --- struct lb4_backend (value of MAP_LB4_BACKENDS, key: u32 backend_id) ----
+export const LB4_BE_ADDRESS: u32 = 0; // be32
+export const LB4_BE_PORT: u32 = 4; // be16
+export const LB4_BE_PROTO: u32 = 6; // u8
+export const LB4_BE_FLAGS: u32 = 7; // u8 BE_F_*
+export const LB4_BE_SIZE: u32 = 8;
+export const BACKEND_ID_SIZE: u32 = 4;
+
+export const BE_F_LOCAL: u8 = 1 << 0; // runs on the emulated node: REDIRECT, not TX
+
+// --- struct lb4_revnat (value of MAP_LB4_REVNAT, key: u32 rev_nat_index) ----
+export const LB4_REVNAT_ADDRESS: u32 = 0; // be32 frontend address
+export const LB4_REVNAT_PORT: u32 = 4; // be16 frontend port
+export const LB4_REVNAT_SIZE: u32 = 8;
+export const REV_NAT_INDEX_SIZE: u32 = 4;
+
+// --- MAP_LB_MAGLEV: key u32 service_id, value u32 backend_id[M] -------------
+export const MAGLEV_KEY_SIZE: u32 = 4;
+
+// --- struct ct4_tuple (key of MAP_CT4) --------------------------------------
+// A flow as seen on the wire. The original direction (client -> frontend) and
+// the reply direction (backend -> client, after DNAT) get one entry each, so
+// that a reply is recognised by a single lookup of its own tuple.
+export const CT4_SADDR: u32 = 0; // be32
+export const CT4_DADDR: u32 = 4; // be32
+export const CT4_SPORT: u32 = 8; // be16
+export const CT4_DPORT: u32 = 10; // be16
+export const CT4_PROTO: u32 = 12; // u8
+export const CT4_DIR: u32 = 13; // u8 CT_DIR_*
+export const CT4_TUPLE_SIZE: u32 = 16; // 2 bytes padding, always zero
+
+export const CT_DIR_ORIGINAL: u8 = 0;
+export const CT_DIR_REPLY: u8 = 1;
+
+// --- struct ct_entry (value of MAP_CT4) -------------------------------------
+export const CT_BACKEND_ID: u32 = 0; // u32 chosen backend
+export const CT_REV_NAT_INDEX: u32 = 4; // u32 frontend to restore on replies
+export const CT_SERVICE_ID: u32 = 8; // u32 for per-service counters
+export const CT_FLAGS: u32 = 12; // u16 CT_F_*
+export const CT_LAST_SEEN: u32 = 16; // u64 ns, packet time of the last packet
+export const CT_ENTRY_SIZE: u32 = 24;
+
+export const CT_F_SEEN_REPLY: u16 = 1 << 0;
+export const CT_F_CLOSING: u16 = 1 << 1; // FIN or RST seen
+
+// --- struct traffic_counter (value of MAP_METRICS) --------------------------
+export const METRIC_PACKETS: u32 = 0; // u64
+export const METRIC_BYTES: u32 = 8; // u64 wire bytes
+export const METRIC_SIZE: u32 = 16;
+export const METRIC_ENTRIES: u32 = 64 << 3; // reasons x verdicts
+
+// --- struct flow_counter (value of MAP_SERVICE_STATS / MAP_BACKEND_STATS) ---
+export const STAT_PACKETS: u32 = 0; // u64
+export const STAT_BYTES: u32 = 8; // u64 wire bytes
+export const STAT_FLOWS: u32 = 16; // u64 new flows
+export const STAT_SIZE: u32 = 24;
+
+// --- struct frame_desc: one frame of a batch, in linear memory --------------
+// The control plane fills the input fields; process_batch fills the rest.
+export const DESC_DATA: u32 = 0; // u32 address of the first byte of the frame
+export const DESC_LEN: u32 = 4; // u32 captured bytes in; bytes to send out
+export const DESC_WIRE_LEN: u32 = 8; // u32 original length on the wire
+export const DESC_CAPACITY: u32 = 12; // u32 bytes the frame may grow to (tailroom)
+export const DESC_TS_SEC_LO: u32 = 16; // u32 timestamp seconds, low word
+export const DESC_TS_SEC_HI: u32 = 20; // u32 timestamp seconds, high word
+export const DESC_TS_NSEC: u32 = 24; // u32 timestamp nanoseconds
+export const DESC_VERDICT: u32 = 28; // u8 XDP_*  (out)
+export const DESC_REASON: u32 = 29; // u8 REASON_* (out)
+export const DESC_FLAGS: u32 = 30; // u16 DESC_F_* (out)
+export const DESC_SERVICE_ID: u32 = 32; // u32, 0 = none (out)
+export const DESC_BACKEND_ID: u32 = 36; // u32, 0 = none (out)
+export const DESC_SIZE: u32 = 40;
+
+export const DESC_F_SNAT: u16 = 1 << 0;
+
+// --- verdicts: the XDP action codes -----------------------------------------
+export const XDP_ABORTED: u8 = 0;
+export const XDP_DROP: u8 = 1;
+export const XDP_PASS: u8 = 2;
+export const XDP_TX: u8 = 3;
+export const XDP_REDIRECT: u8 = 4;
+
+// --- reason codes (README lists them with their meaning) --------------------
+export const REASON_SERVICE: u8 = 1; // DNAT of a new or tracked flow to a backend
+export const REASON_REPLY: u8 = 2; // reverse NAT of a backend's reply
+export const REASON_NO_SERVICE: u8 = 3; // not addressed to a service frontend: PASS
+export const REASON_NO_ENDPOINTS: u8 = 4; // service without usable endpoints: ICMP reject
+export const REASON_NO_LOCAL_ENDPOINTS: u8 = 5; // Local policy, none local: DROP
+export const REASON_SOURCE_RANGE: u8 = 6; // loadBalancerSourceRanges: DROP
+export const REASON_MALFORMED: u8 = 7; // headers inconsistent with each other or the wire length: DROP
+export const REASON_TRUNCATED: u8 = 8; // the capture cut the headers we need: ABORTED
+export const REASON_NON_IP: u8 = 9; // not IPv4/IPv6 (ARP, LLDP, ...): PASS
+export const REASON_FRAGMENT: u8 = 10; // non-first IPv4 fragment, no ports: PASS
+export const REASON_STATE_MISMATCH: u8 = 11; // an entry the decision needs is missing: DROP
+export const REASON_NO_ROOM: u8 = 12; // no tailroom to build the ICMP error: ABORTED

@@ -1,0 +1,52 @@
+// Service load balancing: which frontend a packet is addressed to, and which
+// backend a new flow of it goes to (Maglev consistent hashing).
+
+import { flowHash4 } from './hash';
+import {
+  LB4_KEY_ADDRESS, LB4_KEY_DPORT, LB4_KEY_PROTO, LB4_KEY_SCOPE, LB4_SVC_BACKEND_COUNT,
+  LB4_SVC_SERVICE_ID, LB_SCOPE_EXTERNAL,
+} from './layout';
+import { mapLookup } from './maps';
+import { lb4Backends, lb4Revnat, lb4Services, maglevM, maglevMap } from './registry';
+
+const serviceKey = memory.data(8); // struct lb4_key
+const idKey = memory.data(4);
+
+/** The lb4_service of the frontend (daddr, dport, proto), or 0. */
+export function lookupService4(daddr: u32, dport: u16, proto: u8): usize {
+  store<u32>(serviceKey + LB4_KEY_ADDRESS, daddr);
+  store<u16>(serviceKey + LB4_KEY_DPORT, dport);
+  store<u8>(serviceKey + LB4_KEY_PROTO, proto);
+  store<u8>(serviceKey + LB4_KEY_SCOPE, LB_SCOPE_EXTERNAL);
+  return mapLookup(lb4Services, serviceKey);
+}
+
+/** True when the service has no usable backend: new flows are rejected. */
+@inline export function serviceHasNoBackends(svc: usize): bool {
+  return load<u32>(svc + LB4_SVC_BACKEND_COUNT) == 0;
+}
+
+/**
+ * The backend id Maglev assigns to this flow: slot hash(5-tuple) mod M of the
+ * service's lookup table. 0 when the service has no table.
+ */
+export function maglevBackend4(svc: usize, seed: u32, saddr: u32, daddr: u32, sport: u16, dport: u16, proto: u8): u32 {
+  store<u32>(idKey, load<u32>(svc + LB4_SVC_SERVICE_ID));
+  const table = mapLookup(maglevMap, idKey);
+  if (table == 0) return 0;
+  const slot = flowHash4(seed, saddr, daddr, sport, dport, proto) % maglevM;
+  return load<u32>(table + (<usize>slot << 2));
+}
+
+/** The lb4_backend with this id, or 0. */
+export function lookupBackend4(backendId: u32): usize {
+  if (backendId == 0) return 0;
+  store<u32>(idKey, backendId);
+  return mapLookup(lb4Backends, idKey);
+}
+
+/** The lb4_revnat (frontend address and port) with this index, or 0. */
+export function lookupRevNat4(revNatIndex: u32): usize {
+  store<u32>(idKey, revNatIndex);
+  return mapLookup(lb4Revnat, idKey);
+}

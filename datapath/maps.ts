@@ -1,0 +1,267 @@
+// BPF-style maps in linear memory: HASH, LRU_HASH and ARRAY with fixed key
+// and value sizes and a fixed max_entries, preallocated at creation like the
+// kernel's default (non-BPF_F_NO_PREALLOC) maps. The datapath gets pointers to
+// values (bpf_map_lookup_elem semantics); the control plane goes through the
+// bpf(2)-shaped exports in index.ts.
+//
+// Hash maps: a power-of-two bucket array of element indices, chained through
+// preallocated elements, plus a free list. LRU_HASH keeps every element on a
+// doubly linked recency list; a lookup or update moves it to the front, and an
+// insert into a full map evicts the tail (the kernel's LRU is approximate; an
+// exact one makes eviction order testable). Indices are 1-based: 0 is "none".
+
+import { hash32 } from './hash';
+import {
+  BPF_EXIST, BPF_MAP_TYPE_ARRAY, BPF_MAP_TYPE_HASH, BPF_MAP_TYPE_LRU_HASH, BPF_NOEXIST,
+  E2BIG, EEXIST, EINVAL, ENOENT,
+} from './layout';
+import { reserve } from './memory';
+
+// Element header, before the key and the value.
+const ELEM_NEXT: usize = 0; // u32 next element in the bucket chain
+const ELEM_LRU_PREV: usize = 4; // u32 more recently used neighbour
+const ELEM_LRU_NEXT: usize = 8; // u32 less recently used neighbour
+const ELEM_HASH: usize = 12; // u32 full hash of the key
+const ELEM_KEY: usize = 16;
+
+@unmanaged
+export class BpfMap {
+  type: u32;
+  keySize: u32;
+  valueSize: u32;
+  maxEntries: u32;
+  count: u32;
+  /** Element stride; for ARRAY, the value stride. */
+  elemSize: u32;
+  /** Offset of the value inside an element (hash maps). */
+  valueOffset: u32;
+  bucketMask: u32;
+  buckets: usize;
+  /** Elements (hash maps) or values (ARRAY). */
+  elems: usize;
+  freeHead: u32;
+  lruHead: u32;
+  lruTail: u32;
+}
+
+@inline function align8(n: u32): u32 {
+  return (n + 7) & ~7;
+}
+
+/** Creates a map, or returns null when memory is exhausted. */
+export function createMap(type: u32, keySize: u32, valueSize: u32, maxEntries: u32): BpfMap | null {
+  const m = changetype<BpfMap>(reserve(offsetof<BpfMap>()));
+  if (changetype<usize>(m) == 0) return null;
+  m.type = type;
+  m.keySize = keySize;
+  m.valueSize = valueSize;
+  m.maxEntries = maxEntries;
+  if (type == BPF_MAP_TYPE_ARRAY) {
+    m.elemSize = align8(valueSize);
+    m.elems = reserve(<usize>m.elemSize * maxEntries);
+    return m.elems == 0 ? null : m;
+  }
+  m.valueOffset = <u32>ELEM_KEY + align8(keySize);
+  m.elemSize = m.valueOffset + align8(valueSize);
+  let nbuckets: u32 = 1;
+  while (nbuckets < maxEntries) nbuckets <<= 1;
+  m.bucketMask = nbuckets - 1;
+  m.buckets = reserve(<usize>nbuckets << 2);
+  m.elems = reserve(<usize>m.elemSize * maxEntries);
+  if (m.buckets == 0 || m.elems == 0) return null;
+  // Free list threads every element in index order.
+  for (let i: u32 = 1; i < maxEntries; i++) store<u32>(elemAt(m, i) + ELEM_NEXT, i + 1);
+  m.freeHead = maxEntries > 0 ? 1 : 0;
+  return m;
+}
+
+/** Checks the arguments of BPF_MAP_CREATE; 0 when they make a valid map. */
+export function checkMapShape(type: u32, keySize: u32, valueSize: u32, maxEntries: u32): i32 {
+  if (maxEntries == 0 || valueSize == 0) return -EINVAL;
+  if (type == BPF_MAP_TYPE_ARRAY) return keySize == 4 ? 0 : -EINVAL;
+  if (type != BPF_MAP_TYPE_HASH && type != BPF_MAP_TYPE_LRU_HASH) return -EINVAL;
+  // Keys are hashed and compared a 32-bit word at a time.
+  if (keySize == 0 || (keySize & 3) != 0) return -EINVAL;
+  if (maxEntries > 0x7fffffff) return -E2BIG;
+  return 0;
+}
+
+@inline function elemAt(m: BpfMap, index: u32): usize {
+  return m.elems + <usize>(index - 1) * m.elemSize;
+}
+
+@inline function keysEqual(a: usize, b: usize, size: u32): bool {
+  for (let i: usize = 0; i < <usize>size; i += 4) {
+    if (load<u32>(a + i) != load<u32>(b + i)) return false;
+  }
+  return true;
+}
+
+/** Index of the element holding `key`, or 0. */
+function findElem(m: BpfMap, key: usize, hash: u32): u32 {
+  let i = load<u32>(m.buckets + (<usize>(hash & m.bucketMask) << 2));
+  while (i != 0) {
+    const e = elemAt(m, i);
+    if (load<u32>(e + ELEM_HASH) == hash && keysEqual(e + ELEM_KEY, key, m.keySize)) return i;
+    i = load<u32>(e + ELEM_NEXT);
+  }
+  return 0;
+}
+
+// --- LRU list ---------------------------------------------------------------
+
+function lruUnlink(m: BpfMap, i: u32): void {
+  const e = elemAt(m, i);
+  const prev = load<u32>(e + ELEM_LRU_PREV);
+  const next = load<u32>(e + ELEM_LRU_NEXT);
+  if (prev != 0) store<u32>(elemAt(m, prev) + ELEM_LRU_NEXT, next);
+  else m.lruHead = next;
+  if (next != 0) store<u32>(elemAt(m, next) + ELEM_LRU_PREV, prev);
+  else m.lruTail = prev;
+}
+
+function lruPushFront(m: BpfMap, i: u32): void {
+  const e = elemAt(m, i);
+  store<u32>(e + ELEM_LRU_PREV, 0);
+  store<u32>(e + ELEM_LRU_NEXT, m.lruHead);
+  if (m.lruHead != 0) store<u32>(elemAt(m, m.lruHead) + ELEM_LRU_PREV, i);
+  else m.lruTail = i;
+  m.lruHead = i;
+}
+
+@inline function lruTouch(m: BpfMap, i: u32): void {
+  if (m.type == BPF_MAP_TYPE_LRU_HASH && m.lruHead != i) {
+    lruUnlink(m, i);
+    lruPushFront(m, i);
+  }
+}
+
+// --- element removal ----------------------------------------------------------
+
+/** Unlinks element `i` from its bucket chain and the LRU list, and frees it. */
+function removeElem(m: BpfMap, i: u32): void {
+  const e = elemAt(m, i);
+  const bucket = m.buckets + (<usize>(load<u32>(e + ELEM_HASH) & m.bucketMask) << 2);
+  let link = bucket; // address of the u32 that points at the current element
+  let cur = load<u32>(link);
+  while (cur != i) {
+    link = elemAt(m, cur) + ELEM_NEXT;
+    cur = load<u32>(link);
+  }
+  store<u32>(link, load<u32>(e + ELEM_NEXT));
+  if (m.type == BPF_MAP_TYPE_LRU_HASH) lruUnlink(m, i);
+  store<u32>(e + ELEM_NEXT, m.freeHead);
+  m.freeHead = i;
+  m.count--;
+}
+
+// --- operations -----------------------------------------------------------------
+
+/** bpf_map_lookup_elem: address of the value, or 0. Refreshes LRU recency. */
+export function mapLookup(m: BpfMap, key: usize): usize {
+  if (m.type == BPF_MAP_TYPE_ARRAY) {
+    const index = load<u32>(key);
+    return index < m.maxEntries ? m.elems + <usize>index * m.elemSize : 0;
+  }
+  const i = findElem(m, key, hash32(key, m.keySize));
+  if (i == 0) return 0;
+  lruTouch(m, i);
+  return elemAt(m, i) + m.valueOffset;
+}
+
+/**
+ * Lookup for the control plane: like the kernel's syscall-side lookup of an
+ * LRU map, it does not count as a use, so inspecting maps never changes
+ * which entry is evicted next.
+ */
+export function mapPeek(m: BpfMap, key: usize): usize {
+  if (m.type == BPF_MAP_TYPE_ARRAY) return mapLookup(m, key);
+  const i = findElem(m, key, hash32(key, m.keySize));
+  return i == 0 ? 0 : elemAt(m, i) + m.valueOffset;
+}
+
+/** bpf_map_update_elem: 0, or -EEXIST / -ENOENT / -E2BIG / -EINVAL. */
+export function mapUpdate(m: BpfMap, key: usize, value: usize, flags: u32): i32 {
+  if (flags > BPF_EXIST) return -EINVAL;
+  if (m.type == BPF_MAP_TYPE_ARRAY) {
+    const index = load<u32>(key);
+    if (index >= m.maxEntries) return -E2BIG;
+    if (flags == BPF_NOEXIST) return -EEXIST; // array elements always exist
+    memory.copy(m.elems + <usize>index * m.elemSize, value, m.valueSize);
+    return 0;
+  }
+  const hash = hash32(key, m.keySize);
+  let i = findElem(m, key, hash);
+  if (i != 0) {
+    if (flags == BPF_NOEXIST) return -EEXIST;
+    memory.copy(elemAt(m, i) + m.valueOffset, value, m.valueSize);
+    lruTouch(m, i);
+    return 0;
+  }
+  if (flags == BPF_EXIST) return -ENOENT;
+  if (m.freeHead == 0) {
+    if (m.type != BPF_MAP_TYPE_LRU_HASH) return -E2BIG;
+    removeElem(m, m.lruTail);
+  }
+  i = m.freeHead;
+  const e = elemAt(m, i);
+  m.freeHead = load<u32>(e + ELEM_NEXT);
+  store<u32>(e + ELEM_HASH, hash);
+  memory.copy(e + ELEM_KEY, key, m.keySize);
+  memory.copy(e + m.valueOffset, value, m.valueSize);
+  const bucket = m.buckets + (<usize>(hash & m.bucketMask) << 2);
+  store<u32>(e + ELEM_NEXT, load<u32>(bucket));
+  store<u32>(bucket, i);
+  if (m.type == BPF_MAP_TYPE_LRU_HASH) lruPushFront(m, i);
+  m.count++;
+  return 0;
+}
+
+/** bpf_map_delete_elem: 0, -ENOENT, or -EINVAL for arrays. */
+export function mapDelete(m: BpfMap, key: usize): i32 {
+  if (m.type == BPF_MAP_TYPE_ARRAY) return -EINVAL;
+  const i = findElem(m, key, hash32(key, m.keySize));
+  if (i == 0) return -ENOENT;
+  removeElem(m, i);
+  return 0;
+}
+
+/**
+ * bpf_map_get_next_key: writes the key after `key` (the first one when `key`
+ * is 0 or not in the map, as the kernel does) to `next`; -ENOENT at the end.
+ * Hash maps are walked in bucket order, then chain order.
+ */
+export function mapGetNextKey(m: BpfMap, key: usize, next: usize): i32 {
+  if (m.type == BPF_MAP_TYPE_ARRAY) {
+    const index: u32 = key == 0 ? 0 : load<u32>(key) + 1;
+    if (key != 0 && load<u32>(key) >= m.maxEntries) {
+      store<u32>(next, 0);
+      return 0;
+    }
+    if (index >= m.maxEntries) return -ENOENT;
+    store<u32>(next, index);
+    return 0;
+  }
+  let bucket: u32 = 0;
+  let i: u32 = 0;
+  if (key != 0) {
+    const hash = hash32(key, m.keySize);
+    const found = findElem(m, key, hash);
+    if (found != 0) {
+      i = load<u32>(elemAt(m, found) + ELEM_NEXT);
+      bucket = (hash & m.bucketMask) + 1;
+    }
+  }
+  while (i == 0) {
+    if (bucket > m.bucketMask) return -ENOENT;
+    i = load<u32>(m.buckets + (<usize>bucket << 2));
+    bucket++;
+  }
+  memory.copy(next, elemAt(m, i) + ELEM_KEY, m.keySize);
+  return 0;
+}
+
+/** Entries in use (hash maps); max_entries for arrays. */
+export function mapCount(m: BpfMap): u32 {
+  return m.type == BPF_MAP_TYPE_ARRAY ? m.maxEntries : m.count;
+}

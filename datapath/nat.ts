@@ -1,0 +1,43 @@
+// Address and port rewrites of the parsed packet, with incremental checksum
+// updates of the IPv4 header and of the TCP/UDP checksum, whose pseudo-header
+// covers the addresses too.
+
+import { csumReplace2, csumReplace4 } from './csum';
+import { IP4_CSUM, IP4_DADDR, IP4_SADDR, IPPROTO_TCP, IPPROTO_UDP, L4_DPORT, L4_SPORT, TCP_CSUM, UDP_CSUM, l3, l4, proto } from './parse';
+
+/** Address of the L4 checksum to update, or 0 when there is none to update. */
+function l4Checksum(): usize {
+  if (proto == IPPROTO_TCP) return l4 + TCP_CSUM;
+  // A zero UDP checksum means "not computed" (RFC 768) and must stay zero.
+  if (proto == IPPROTO_UDP && load<u16>(l4 + UDP_CSUM) != 0) return l4 + UDP_CSUM;
+  return 0;
+}
+
+/** A UDP checksum that comes out as zero is sent as all ones (RFC 768). */
+@inline function keepUdpNonZero(csum: usize): void {
+  if (proto == IPPROTO_UDP && load<u16>(csum) == 0) store<u16>(csum, 0xffff);
+}
+
+function rewrite(addrField: usize, portField: usize, addr: u32, port: u16): void {
+  const oldAddr = load<u32>(addrField);
+  const oldPort = load<u16>(portField);
+  store<u32>(addrField, addr);
+  store<u16>(portField, port);
+  csumReplace4(l3 + IP4_CSUM, oldAddr, addr);
+  const csum = l4Checksum();
+  if (csum != 0) {
+    csumReplace4(csum, oldAddr, addr);
+    csumReplace2(csum, oldPort, port);
+    keepUdpNonZero(csum);
+  }
+}
+
+/** DNAT: the destination becomes addr:port (network order). */
+export function rewriteDestination4(addr: u32, port: u16): void {
+  rewrite(l3 + IP4_DADDR, l4 + L4_DPORT, addr, port);
+}
+
+/** Reverse NAT / SNAT: the source becomes addr:port (network order). */
+export function rewriteSource4(addr: u32, port: u16): void {
+  rewrite(l3 + IP4_SADDR, l4 + L4_SPORT, addr, port);
+}

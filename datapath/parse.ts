@@ -1,0 +1,123 @@
+// Header parsing, as an XDP program does it: every read is preceded by a
+// check that the bytes are inside the frame, so a short or lying frame can
+// never make the datapath touch memory outside [data, data + len).
+//
+// Two lengths matter: `len`, the bytes we have (a capture may be cut at its
+// snaplen), and `wireLen`, the bytes the packet had on the wire. A header
+// that claims more than the wire carried is MALFORMED; a header that the
+// capture cut short, while the wire had it, is TRUNCATED: we cannot decide.
+
+import {
+  REASON_FRAGMENT, REASON_MALFORMED, REASON_NON_IP, REASON_NO_SERVICE, REASON_TRUNCATED,
+} from './layout';
+
+export const ETH_P_IP: u16 = 0x0800;
+export const ETH_P_IPV6: u16 = 0x86dd;
+const ETH_P_8021Q: u16 = 0x8100;
+const ETH_P_8021AD: u16 = 0x88a8;
+const ETH_HLEN: usize = 14;
+const VLAN_HLEN: usize = 4;
+const MAX_VLAN_TAGS = 2;
+
+export const IPPROTO_ICMP: u8 = 1;
+export const IPPROTO_TCP: u8 = 6;
+export const IPPROTO_UDP: u8 = 17;
+
+export const TCP_FIN: u8 = 0x01;
+export const TCP_SYN: u8 = 0x02;
+export const TCP_RST: u8 = 0x04;
+export const TCP_ACK: u8 = 0x10;
+
+// IPv4 header fields (offsets from the start of the IP header).
+export const IP4_TOTAL_LEN: usize = 2;
+export const IP4_CSUM: usize = 10;
+export const IP4_SADDR: usize = 12;
+export const IP4_DADDR: usize = 16;
+// L4 fields (offsets from the start of the TCP/UDP header).
+export const L4_SPORT: usize = 0;
+export const L4_DPORT: usize = 2;
+export const TCP_CSUM: usize = 16;
+export const UDP_CSUM: usize = 6;
+
+/** The parsed packet: valid after parsePacket returned 0. */
+export let l3: usize = 0; // address of the IPv4 header
+export let l4: usize = 0; // address of the L4 header
+export let ipTotalLen: u32 = 0;
+export let proto: u8 = 0;
+export let saddr: u32 = 0; // network order, as in the packet
+export let daddr: u32 = 0;
+export let sport: u16 = 0; // network order; 0 when the protocol has no ports
+export let dport: u16 = 0;
+export let tcpFlags: u8 = 0;
+
+@inline function be16(p: usize): u16 {
+  return bswap<u16>(load<u16>(p));
+}
+
+/** The reason for a header that does not fit in the captured bytes. */
+@inline function cutShort(len: u32, wireLen: u32): u8 {
+  return len < wireLen ? REASON_TRUNCATED : REASON_MALFORMED;
+}
+
+/**
+ * Parses Ethernet (up to two 802.1Q/802.1ad tags), IPv4 and TCP/UDP.
+ * Returns 0 for a packet the load balancer should look at, otherwise the
+ * reason it should not (the caller picks the verdict from the reason).
+ */
+export function parsePacket(data: usize, len: u32, wireLen: u32): u8 {
+  const end = data + len;
+  if (data + ETH_HLEN > end) return cutShort(len, wireLen);
+  let l2len: usize = ETH_HLEN;
+  let ethertype = be16(data + 12);
+  for (let tags = 0; tags < MAX_VLAN_TAGS && (ethertype == ETH_P_8021Q || ethertype == ETH_P_8021AD); tags++) {
+    if (data + l2len + VLAN_HLEN > end) return cutShort(len, wireLen);
+    ethertype = be16(data + l2len + 2);
+    l2len += VLAN_HLEN;
+  }
+  // No IPv6 frontend exists yet, so IPv6 is simply not for a service.
+  if (ethertype == ETH_P_IPV6) return REASON_NO_SERVICE;
+  if (ethertype != ETH_P_IP) return REASON_NON_IP;
+  return parseIPv4(data + l2len, end, <u32>(wireLen - <u32>l2len), len < wireLen);
+}
+
+function parseIPv4(ip: usize, end: usize, wireRoom: u32, captureCut: bool): u8 {
+  const cut = captureCut ? REASON_TRUNCATED : REASON_MALFORMED;
+  if (ip + 20 > end) return cut;
+  const verIhl = load<u8>(ip);
+  if (verIhl >> 4 != 4) return REASON_MALFORMED;
+  const ihl: u32 = <u32>(verIhl & 0x0f) << 2;
+  if (ihl < 20) return REASON_MALFORMED;
+  const totalLen: u32 = be16(ip + IP4_TOTAL_LEN);
+  // The datagram must hold its own header and fit in what the wire carried.
+  if (totalLen < ihl || totalLen > wireRoom) return REASON_MALFORMED;
+  if (ip + ihl > end) return cut;
+  l3 = ip;
+  ipTotalLen = totalLen;
+  proto = load<u8>(ip, 9);
+  saddr = load<u32>(ip + IP4_SADDR);
+  daddr = load<u32>(ip + IP4_DADDR);
+  sport = 0;
+  dport = 0;
+  tcpFlags = 0;
+  // A non-first fragment carries no L4 header, so no ports to look up.
+  if ((be16(ip + 6) & 0x1fff) != 0) return REASON_FRAGMENT;
+  l4 = ip + ihl;
+  const segLen = totalLen - ihl;
+  if (proto == IPPROTO_TCP) {
+    if (segLen < 20) return REASON_MALFORMED;
+    if (l4 + 20 > end) return cut;
+    const doff: u32 = <u32>(load<u8>(l4, 12) >> 4) << 2;
+    if (doff < 20 || doff > segLen) return REASON_MALFORMED;
+    tcpFlags = load<u8>(l4, 13);
+  } else if (proto == IPPROTO_UDP) {
+    if (segLen < 8) return REASON_MALFORMED;
+    if (l4 + 8 > end) return cut;
+    const udpLen: u32 = be16(l4 + 4);
+    if (udpLen < 8 || udpLen > segLen) return REASON_MALFORMED;
+  } else {
+    return 0;
+  }
+  sport = load<u16>(l4 + L4_SPORT);
+  dport = load<u16>(l4 + L4_DPORT);
+  return 0;
+}

@@ -1,0 +1,89 @@
+// The datapath's maps by id: what BPF_MAP_CREATE must be given for each (a
+// loader/verifier check, so the control plane cannot create a map whose
+// layout the datapath would misread), and the created maps themselves.
+
+import { BpfMap, checkMapShape, createMap } from './maps';
+import {
+  BACKEND_ID_SIZE, BPF_MAP_TYPE_ARRAY, BPF_MAP_TYPE_HASH, BPF_MAP_TYPE_LRU_HASH,
+  CONFIG_SIZE, CT4_TUPLE_SIZE, CT_ENTRY_SIZE, EEXIST, EINVAL, ENOMEM,
+  LB4_BE_SIZE, LB4_KEY_SIZE, LB4_REVNAT_SIZE, LB4_SVC_SIZE, MAGLEV_KEY_SIZE,
+  MAP_BACKEND_STATS, MAP_CONFIG, MAP_COUNT, MAP_CT4, MAP_LB4_BACKENDS, MAP_LB4_REVNAT,
+  MAP_LB4_SERVICES, MAP_LB_MAGLEV, MAP_METRICS, MAP_SERVICE_STATS,
+  METRIC_ENTRIES, METRIC_SIZE, REV_NAT_INDEX_SIZE, STAT_SIZE,
+} from './layout';
+
+const NONE = changetype<BpfMap>(0);
+
+export let configMap = NONE;
+export let lb4Services = NONE;
+export let lb4Backends = NONE;
+export let lb4Revnat = NONE;
+export let maglevMap = NONE;
+export let ct4 = NONE;
+export let metrics = NONE;
+export let serviceStats = NONE;
+export let backendStats = NONE;
+
+/** Entries per Maglev table (the MAP_LB_MAGLEV value holds M backend ids). */
+export let maglevM: u32 = 0;
+
+/** The map with this id, or null when it does not exist (yet). */
+export function mapById(id: u32): BpfMap | null {
+  let m = NONE;
+  switch (id) {
+    case MAP_CONFIG: m = configMap; break;
+    case MAP_LB4_SERVICES: m = lb4Services; break;
+    case MAP_LB4_BACKENDS: m = lb4Backends; break;
+    case MAP_LB4_REVNAT: m = lb4Revnat; break;
+    case MAP_LB_MAGLEV: m = maglevMap; break;
+    case MAP_CT4: m = ct4; break;
+    case MAP_METRICS: m = metrics; break;
+    case MAP_SERVICE_STATS: m = serviceStats; break;
+    case MAP_BACKEND_STATS: m = backendStats; break;
+  }
+  return changetype<usize>(m) == 0 ? null : m;
+}
+
+/** True when every map the datapath needs exists. */
+export function allMapsCreated(): bool {
+  for (let id: u32 = 0; id < MAP_COUNT; id++) if (mapById(id) === null) return false;
+  return true;
+}
+
+function expectedShape(id: u32, type: u32, keySize: u32, valueSize: u32, maxEntries: u32): bool {
+  switch (id) {
+    case MAP_CONFIG: return type == BPF_MAP_TYPE_ARRAY && valueSize == CONFIG_SIZE && maxEntries == 1;
+    case MAP_LB4_SERVICES: return type == BPF_MAP_TYPE_HASH && keySize == LB4_KEY_SIZE && valueSize == LB4_SVC_SIZE;
+    case MAP_LB4_BACKENDS: return type == BPF_MAP_TYPE_HASH && keySize == BACKEND_ID_SIZE && valueSize == LB4_BE_SIZE;
+    case MAP_LB4_REVNAT: return type == BPF_MAP_TYPE_HASH && keySize == REV_NAT_INDEX_SIZE && valueSize == LB4_REVNAT_SIZE;
+    // Any table size M: the value is M backend ids.
+    case MAP_LB_MAGLEV: return type == BPF_MAP_TYPE_ARRAY && keySize == MAGLEV_KEY_SIZE && (valueSize & 3) == 0;
+    case MAP_CT4: return type == BPF_MAP_TYPE_LRU_HASH && keySize == CT4_TUPLE_SIZE && valueSize == CT_ENTRY_SIZE;
+    case MAP_METRICS: return type == BPF_MAP_TYPE_ARRAY && valueSize == METRIC_SIZE && maxEntries == METRIC_ENTRIES;
+    case MAP_SERVICE_STATS:
+    case MAP_BACKEND_STATS: return type == BPF_MAP_TYPE_ARRAY && valueSize == STAT_SIZE;
+  }
+  return false;
+}
+
+/** BPF_MAP_CREATE for one of the datapath's maps: 0 or a negative errno. */
+export function createNamedMap(id: u32, type: u32, keySize: u32, valueSize: u32, maxEntries: u32): i32 {
+  if (id >= MAP_COUNT || !expectedShape(id, type, keySize, valueSize, maxEntries)) return -EINVAL;
+  const shapeError = checkMapShape(type, keySize, valueSize, maxEntries);
+  if (shapeError != 0) return shapeError;
+  if (mapById(id) !== null) return -EEXIST;
+  const m = createMap(type, keySize, valueSize, maxEntries);
+  if (m === null) return -ENOMEM;
+  switch (id) {
+    case MAP_CONFIG: configMap = m; break;
+    case MAP_LB4_SERVICES: lb4Services = m; break;
+    case MAP_LB4_BACKENDS: lb4Backends = m; break;
+    case MAP_LB4_REVNAT: lb4Revnat = m; break;
+    case MAP_LB_MAGLEV: maglevMap = m; maglevM = valueSize >>> 2; break;
+    case MAP_CT4: ct4 = m; break;
+    case MAP_METRICS: metrics = m; break;
+    case MAP_SERVICE_STATS: serviceStats = m; break;
+    case MAP_BACKEND_STATS: backendStats = m; break;
+  }
+  return 0;
+}
