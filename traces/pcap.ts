@@ -81,6 +81,7 @@ const PCAP_USEC_MAGIC = 0xa1b2c3d4;
 const PCAP_NSEC_MAGIC = 0xa1b23c4d;
 const PCAPNG_BLOCK_TYPE_SHB = 0x0a0d0d0a;
 
+/** Opens a capture for streaming, telling the format from its magic; the caller must close() it. */
 export function openCapture(path: string): CaptureReader {
   let fd: number;
   try {
@@ -126,6 +127,7 @@ export function openCapture(path: string): CaptureReader {
   }
 }
 
+/** Creates (or truncates) `path` and writes the global header; the caller must close() to flush. */
 export function createPcapWriter(path: string, opts: PcapWriterOptions): PcapWriter {
   return new StreamingPcapWriter(path, opts);
 }

@@ -1,0 +1,315 @@
+/**
+ * The datapath host: instantiates the WebAssembly program (through
+ * @assemblyscript/loader), creates its maps, and gives the control plane a
+ * bpf(2)-shaped map API — lookup, update with BPF_ANY/NOEXIST/EXIST, delete,
+ * iterate — as the only way to touch them. Packets go through `Batch`: frames
+ * and descriptors are laid in linear memory and the program runs once per
+ * batch, never once per packet.
+ */
+import { readFileSync } from 'node:fs';
+import { instantiate } from '@assemblyscript/loader';
+import {
+  BPF_ANY, ERRNO_NAMES, FRAME_DESC, MAPS, U32_KEY, decode, encode,
+  type MapName, type MapSpec, type StructValue,
+} from './layout.js';
+import { DATAPATH_WASM } from './paths.js';
+
+interface DatapathExports {
+  memory: WebAssembly.Memory;
+  map_create(id: number, type: number, keySize: number, valueSize: number, maxEntries: number): number;
+  map_lookup(id: number, key: number, valueOut: number): number;
+  map_update(id: number, key: number, value: number, flags: number): number;
+  map_delete(id: number, key: number): number;
+  map_get_next_key(id: number, key: number, next: number): number;
+  map_count(id: number): number;
+  memory_reserve(bytes: number): number;
+  memory_top(): number;
+  process_batch(descs: number, count: number): number;
+  [constant: string]: unknown;
+}
+
+/** A failed map operation: the errno the datapath returned, named. */
+export class MapError extends Error {
+  override readonly name = 'MapError';
+  constructor(readonly map: string, readonly op: string, readonly errno: number, detail = '') {
+    super(`${op} on map ${map} failed: ${ERRNO_NAMES[errno] ?? `errno ${errno}`}${detail ? ` (${detail})` : ''}`);
+  }
+}
+
+let compiled: WebAssembly.Module | undefined;
+
+export interface MapSizes {
+  services: number;
+  backends: number;
+  revNat: number;
+  /** Maglev lookup table size M (entries per service). */
+  maglevM: number;
+  maglevTables: number;
+  conntrack: number;
+}
+
+/** One instance of the datapath with its own maps. */
+export class Datapath {
+  private scratch = 0;
+  private scratchSize = 0;
+  private readonly created = new Map<string, { spec: MapSpec; keySize: number; valueSize: number; maxEntries: number }>();
+
+  private constructor(readonly exports: DatapathExports) {}
+
+  static async load(): Promise<Datapath> {
+    compiled ??= await WebAssembly.compile(readFileSync(DATAPATH_WASM));
+    const instance = await instantiate<DatapathExports>(compiled, {});
+    return new Datapath(instance.exports as unknown as DatapathExports);
+  }
+
+  /** A constant the datapath exports (layout offsets, codes). */
+  constant(name: string): number {
+    const g = this.exports[name] as WebAssembly.Global | undefined;
+    if (!(g instanceof WebAssembly.Global)) throw new Error(`datapath exports no constant ${name}`);
+    return Number(g.value);
+  }
+
+  get memory(): ArrayBuffer {
+    return this.exports.memory.buffer;
+  }
+
+  /** BPF_MAP_CREATE for one of the datapath's maps, then scratch room for its keys and values. */
+  createMap(name: MapName, maxEntries: number, valueSize?: number): void {
+    const spec: MapSpec = MAPS[name];
+    valueSize ??= spec.value?.size ?? 0;
+    const rc = this.exports.map_create(spec.id, spec.type, spec.key.size, valueSize, maxEntries);
+    if (rc !== 0) throw new MapError(spec.name, 'create', -rc, `max_entries ${maxEntries}, value size ${valueSize}`);
+    this.created.set(name, { spec, keySize: spec.key.size, valueSize, maxEntries });
+    this.ensureScratch(2 * (spec.key.size + valueSize) + 16);
+  }
+
+  /** Creates every map, sized for a compiled state. */
+  createMaps(sizes: MapSizes): void {
+    this.createMap('config', 1);
+    this.createMap('lb4Services', Math.max(1, sizes.services));
+    this.createMap('lb4Backends', Math.max(1, sizes.backends));
+    this.createMap('lb4Revnat', Math.max(1, sizes.revNat));
+    this.createMap('maglev', Math.max(1, sizes.maglevTables + 1), sizes.maglevM * 4);
+    this.createMap('ct4', Math.max(2, sizes.conntrack));
+    this.createMap('metrics', 64 << 3);
+    this.createMap('serviceStats', sizes.maglevTables + 1);
+    this.createMap('backendStats', sizes.backends + 1);
+  }
+
+  /** Room in linear memory to pass keys and values to the map API (reserved once per size increase). */
+  private ensureScratch(bytes: number): void {
+    if (bytes <= this.scratchSize) return;
+    const addr = this.exports.memory_reserve(bytes);
+    if (addr === 0) throw new MapError('scratch', 'reserve', 12);
+    this.scratch = addr;
+    this.scratchSize = bytes;
+  }
+
+  /** The bpf(2) map API on one map. */
+  map(name: MapName): BpfMap {
+    const m = this.created.get(name);
+    if (!m) throw new Error(`map ${name} has not been created`);
+    return new BpfMap(this, m.spec, m.keySize, m.valueSize, m.maxEntries);
+  }
+
+  /** @internal scratch addresses for one key and one value. */
+  scratchFor(keySize: number, valueSize: number): { key: number; value: number } {
+    return { key: this.scratch, value: this.scratch + ((keySize + 7) & ~7) };
+  }
+
+  /** Reserves a batch area for up to `maxFrames` frames and `dataBytes` of frame data. */
+  createBatch(maxFrames: number, dataBytes: number): Batch {
+    const descBytes = maxFrames * FRAME_DESC.size;
+    const base = this.exports.memory_reserve(descBytes + dataBytes);
+    if (base === 0) throw new MapError('batch', 'reserve', 12);
+    return new Batch(this, base, maxFrames, base + descBytes, dataBytes);
+  }
+}
+
+/** The bpf(2) operations on one map, in terms of raw key and value bytes or decoded structs. */
+export class BpfMap {
+  constructor(
+    private readonly dp: Datapath,
+    readonly spec: MapSpec,
+    readonly keySize: number,
+    readonly valueSize: number,
+    readonly maxEntries: number,
+  ) {}
+
+  private bytes(): Uint8Array {
+    return new Uint8Array(this.dp.memory);
+  }
+
+  /** BPF_MAP_LOOKUP_ELEM: the value, or undefined. Does not refresh LRU recency. */
+  lookupRaw(key: Uint8Array): Uint8Array | undefined {
+    const s = this.dp.scratchFor(this.keySize, this.valueSize);
+    this.bytes().set(key.subarray(0, this.keySize), s.key);
+    const rc = this.dp.exports.map_lookup(this.spec.id, s.key, s.value);
+    if (rc === -2) return undefined;
+    if (rc !== 0) throw new MapError(this.spec.name, 'lookup', -rc);
+    return this.bytes().slice(s.value, s.value + this.valueSize);
+  }
+
+  /** BPF_MAP_UPDATE_ELEM with BPF_ANY, BPF_NOEXIST or BPF_EXIST; throws MapError (E2BIG when full). */
+  updateRaw(key: Uint8Array, value: Uint8Array, flags = BPF_ANY): void {
+    if (key.length !== this.keySize || value.length !== this.valueSize) {
+      throw new Error(`map ${this.spec.name}: key/value must be ${this.keySize}/${this.valueSize} bytes`);
+    }
+    const s = this.dp.scratchFor(this.keySize, this.valueSize);
+    const mem = this.bytes();
+    mem.set(key, s.key);
+    mem.set(value, s.value);
+    const rc = this.dp.exports.map_update(this.spec.id, s.key, s.value, flags);
+    if (rc !== 0) {
+      throw new MapError(this.spec.name, 'update', -rc, rc === -7 ? `map is full: max_entries ${this.maxEntries}` : '');
+    }
+  }
+
+  /** BPF_MAP_DELETE_ELEM: false when the key was not there. */
+  deleteRaw(key: Uint8Array): boolean {
+    const s = this.dp.scratchFor(this.keySize, this.valueSize);
+    this.bytes().set(key, s.key);
+    const rc = this.dp.exports.map_delete(this.spec.id, s.key);
+    if (rc === -2) return false;
+    if (rc !== 0) throw new MapError(this.spec.name, 'delete', -rc);
+    return true;
+  }
+
+  /** BPF_MAP_GET_NEXT_KEY walk: every key, in the map's own order. */
+  *keysRaw(): Generator<Uint8Array> {
+    const s = this.dp.scratchFor(this.keySize, this.keySize);
+    let hasKey = false;
+    for (;;) {
+      const rc = this.dp.exports.map_get_next_key(this.spec.id, hasKey ? s.key : 0, s.value);
+      if (rc === -2) return;
+      if (rc !== 0) throw new MapError(this.spec.name, 'get_next_key', -rc);
+      const mem = this.bytes();
+      const next = mem.slice(s.value, s.value + this.keySize);
+      mem.copyWithin(s.key, s.value, s.value + this.keySize);
+      hasKey = true;
+      yield next;
+    }
+  }
+
+  /** Entries in use (max_entries for arrays). */
+  count(): number {
+    return this.dp.exports.map_count(this.spec.id);
+  }
+
+  lookup(key: StructValue): StructValue | undefined {
+    const raw = this.lookupRaw(encode(this.spec.key, key));
+    return raw && this.spec.value ? decode(this.spec.value, raw) : undefined;
+  }
+
+  update(key: StructValue, value: StructValue, flags = BPF_ANY): void {
+    if (!this.spec.value) throw new Error(`map ${this.spec.name} has no struct value; use updateRaw`);
+    this.updateRaw(encode(this.spec.key, key), encode(this.spec.value, value), flags);
+  }
+
+  delete(key: StructValue): boolean {
+    return this.deleteRaw(encode(this.spec.key, key));
+  }
+
+  *entries(): Generator<[StructValue, StructValue]> {
+    for (const key of this.keysRaw()) {
+      const value = this.lookupRaw(key);
+      if (value && this.spec.value) yield [decode(this.spec.key, key), decode(this.spec.value, value)];
+    }
+  }
+
+  /** An ARRAY map's value at `index`, decoded. */
+  at(index: number): StructValue | undefined {
+    return this.lookup({ value: index });
+  }
+}
+
+export function u32Key(n: number): Uint8Array {
+  return encode(U32_KEY, { value: n });
+}
+
+/** Space for one frame beyond its captured bytes: room to turn it into an ICMP error. */
+export const MIN_FRAME_CAPACITY = 640;
+
+/**
+ * A batch of frames in linear memory. `add` copies one frame in; `run`
+ * processes every frame added since the last `clear` in one call.
+ */
+export class Batch {
+  count = 0;
+  private dataUsed = 0;
+  private view: DataView;
+  private mem: Uint8Array;
+
+  constructor(
+    private readonly dp: Datapath,
+    readonly descBase: number,
+    readonly maxFrames: number,
+    readonly dataBase: number,
+    readonly dataBytes: number,
+  ) {
+    this.view = new DataView(dp.memory);
+    this.mem = new Uint8Array(dp.memory);
+  }
+
+  /** Bytes of frame data a frame of `caplen` captured bytes takes. */
+  static footprint(caplen: number): number {
+    return (Math.max(caplen, MIN_FRAME_CAPACITY) + 7) & ~7;
+  }
+
+  /** False when the batch has no room left for this frame: run it, clear it, add again. */
+  add(data: Uint8Array, wireLen: number, tsSec: number, tsNsec: number): boolean {
+    const room = Batch.footprint(data.length);
+    if (this.count === this.maxFrames || this.dataUsed + room > this.dataBytes) return false;
+    const addr = this.dataBase + this.dataUsed;
+    this.mem.set(data, addr);
+    const d = this.descBase + this.count * FRAME_DESC.size;
+    const v = this.view;
+    v.setUint32(d + 0, addr, true);
+    v.setUint32(d + 4, data.length, true);
+    v.setUint32(d + 8, wireLen, true);
+    v.setUint32(d + 12, room, true);
+    v.setUint32(d + 16, tsSec >>> 0, true);
+    v.setUint32(d + 20, Math.floor(tsSec / 0x1_0000_0000), true);
+    v.setUint32(d + 24, tsNsec, true);
+    this.dataUsed += room;
+    this.count++;
+    return true;
+  }
+
+  run(): void {
+    const rc = this.dp.exports.process_batch(this.descBase, this.count);
+    if (rc !== 0) throw new MapError('datapath', 'process_batch', -rc, 'maps missing or not configured');
+  }
+
+  clear(): void {
+    this.count = 0;
+    this.dataUsed = 0;
+  }
+
+  verdict(i: number): number {
+    return this.mem[this.descBase + i * FRAME_DESC.size + 28];
+  }
+
+  reason(i: number): number {
+    return this.mem[this.descBase + i * FRAME_DESC.size + 29];
+  }
+
+  flags(i: number): number {
+    return this.view.getUint16(this.descBase + i * FRAME_DESC.size + 30, true);
+  }
+
+  serviceId(i: number): number {
+    return this.view.getUint32(this.descBase + i * FRAME_DESC.size + 32, true);
+  }
+
+  backendId(i: number): number {
+    return this.view.getUint32(this.descBase + i * FRAME_DESC.size + 36, true);
+  }
+
+  /** The frame as the datapath left it (a view into linear memory, valid until the next batch). */
+  frame(i: number): Uint8Array {
+    const d = this.descBase + i * FRAME_DESC.size;
+    const addr = this.view.getUint32(d, true);
+    return this.mem.subarray(addr, addr + this.view.getUint32(d + 4, true));
+  }
+}

@@ -1,0 +1,218 @@
+/**
+ * The control plane's view of the datapath's structs and maps
+ * (datapath/layout.ts). Each struct names the prefix of its constants there,
+ * and test/layout.test.ts checks every offset and size here against the
+ * constants the WebAssembly module exports, so the two sides cannot drift.
+ *
+ * Addresses and ports are encoded in network byte order, everything else
+ * little-endian, as the datapath expects.
+ */
+import ipaddr from 'ipaddr.js';
+
+export type FieldType = 'u8' | 'u16' | 'u32' | 'u64' | 'be16' | 'ipv4';
+
+export interface Field {
+  name: string;
+  /** Suffix of the datapath constant holding this field's offset. */
+  constant: string;
+  offset: number;
+  type: FieldType;
+}
+
+export interface Struct {
+  name: string;
+  /** Prefix of the datapath constants (`${prefix}_${field}` and `${prefix}_SIZE`). */
+  prefix: string;
+  size: number;
+  fields: Field[];
+}
+
+const FIELD_SIZE: Record<FieldType, number> = { u8: 1, u16: 2, u32: 4, u64: 8, be16: 2, ipv4: 4 };
+
+function struct(name: string, prefix: string, size: number, fields: Array<[string, string, number, FieldType]>): Struct {
+  return { name, prefix, size, fields: fields.map(([n, constant, offset, type]) => ({ name: n, constant, offset, type })) };
+}
+
+export const CONFIG = struct('config', 'CONFIG', 20, [
+  ['seed', 'SEED', 0, 'u32'],
+  ['ctTcpEstablished', 'CT_TCP_ESTABLISHED', 4, 'u32'],
+  ['ctTcpClosing', 'CT_TCP_CLOSING', 8, 'u32'],
+  ['ctUdp', 'CT_UDP', 12, 'u32'],
+  ['ctUdpStream', 'CT_UDP_STREAM', 16, 'u32'],
+]);
+
+export const LB4_KEY = struct('lb4_key', 'LB4_KEY', 8, [
+  ['address', 'ADDRESS', 0, 'ipv4'],
+  ['port', 'DPORT', 4, 'be16'],
+  ['proto', 'PROTO', 6, 'u8'],
+  ['scope', 'SCOPE', 7, 'u8'],
+]);
+
+export const LB4_SERVICE = struct('lb4_service', 'LB4_SVC', 20, [
+  ['serviceId', 'SERVICE_ID', 0, 'u32'],
+  ['backendCount', 'BACKEND_COUNT', 4, 'u32'],
+  ['flags', 'FLAGS', 8, 'u32'],
+  ['affinityTimeout', 'AFFINITY_TIMEOUT', 12, 'u32'],
+  ['revNatIndex', 'REV_NAT_INDEX', 16, 'u32'],
+]);
+
+export const LB4_BACKEND = struct('lb4_backend', 'LB4_BE', 8, [
+  ['address', 'ADDRESS', 0, 'ipv4'],
+  ['port', 'PORT', 4, 'be16'],
+  ['proto', 'PROTO', 6, 'u8'],
+  ['flags', 'FLAGS', 7, 'u8'],
+]);
+
+export const LB4_REVNAT = struct('lb4_revnat', 'LB4_REVNAT', 8, [
+  ['address', 'ADDRESS', 0, 'ipv4'],
+  ['port', 'PORT', 4, 'be16'],
+]);
+
+export const CT4_TUPLE = struct('ct4_tuple', 'CT4', 16, [
+  ['saddr', 'SADDR', 0, 'ipv4'],
+  ['daddr', 'DADDR', 4, 'ipv4'],
+  ['sport', 'SPORT', 8, 'be16'],
+  ['dport', 'DPORT', 10, 'be16'],
+  ['proto', 'PROTO', 12, 'u8'],
+  ['dir', 'DIR', 13, 'u8'],
+]);
+
+export const CT_ENTRY = struct('ct_entry', 'CT', 24, [
+  ['backendId', 'BACKEND_ID', 0, 'u32'],
+  ['revNatIndex', 'REV_NAT_INDEX', 4, 'u32'],
+  ['serviceId', 'SERVICE_ID', 8, 'u32'],
+  ['flags', 'FLAGS', 12, 'u16'],
+  ['lastSeen', 'LAST_SEEN', 16, 'u64'],
+]);
+
+export const TRAFFIC_COUNTER = struct('traffic_counter', 'METRIC', 16, [
+  ['packets', 'PACKETS', 0, 'u64'],
+  ['bytes', 'BYTES', 8, 'u64'],
+]);
+
+export const FLOW_COUNTER = struct('flow_counter', 'STAT', 24, [
+  ['packets', 'PACKETS', 0, 'u64'],
+  ['bytes', 'BYTES', 8, 'u64'],
+  ['flows', 'FLOWS', 16, 'u64'],
+]);
+
+export const FRAME_DESC = struct('frame_desc', 'DESC', 40, [
+  ['data', 'DATA', 0, 'u32'],
+  ['len', 'LEN', 4, 'u32'],
+  ['wireLen', 'WIRE_LEN', 8, 'u32'],
+  ['capacity', 'CAPACITY', 12, 'u32'],
+  ['tsSecLo', 'TS_SEC_LO', 16, 'u32'],
+  ['tsSecHi', 'TS_SEC_HI', 20, 'u32'],
+  ['tsNsec', 'TS_NSEC', 24, 'u32'],
+  ['verdict', 'VERDICT', 28, 'u8'],
+  ['reason', 'REASON', 29, 'u8'],
+  ['flags', 'FLAGS', 30, 'u16'],
+  ['serviceId', 'SERVICE_ID', 32, 'u32'],
+  ['backendId', 'BACKEND_ID', 36, 'u32'],
+]);
+
+/** A u32 key: ids, indices. */
+export const U32_KEY = struct('u32', 'U32', 4, [['value', 'VALUE', 0, 'u32']]);
+
+/** Size constants whose name does not follow `${prefix}_SIZE`. */
+export const SIZE_CONSTANTS: Record<string, string> = {
+  ct4_tuple: 'CT4_TUPLE_SIZE',
+  ct_entry: 'CT_ENTRY_SIZE',
+};
+
+export const BPF_MAP_TYPE = { HASH: 1, ARRAY: 2, LRU_HASH: 9 } as const;
+export const BPF_ANY = 0;
+export const BPF_NOEXIST = 1;
+export const BPF_EXIST = 2;
+
+export const ERRNO_NAMES: Record<number, string> = { 2: 'ENOENT', 7: 'E2BIG', 12: 'ENOMEM', 17: 'EEXIST', 22: 'EINVAL' };
+
+export interface MapSpec {
+  id: number;
+  name: string;
+  type: number;
+  key: Struct;
+  /** undefined for the Maglev map, whose value is M u32 backend ids. */
+  value?: Struct;
+}
+
+export const MAPS = {
+  config: { id: 0, name: 'config', type: BPF_MAP_TYPE.ARRAY, key: U32_KEY, value: CONFIG },
+  lb4Services: { id: 1, name: 'lb4_services', type: BPF_MAP_TYPE.HASH, key: LB4_KEY, value: LB4_SERVICE },
+  lb4Backends: { id: 2, name: 'lb4_backends', type: BPF_MAP_TYPE.HASH, key: U32_KEY, value: LB4_BACKEND },
+  lb4Revnat: { id: 3, name: 'lb4_reverse_nat', type: BPF_MAP_TYPE.HASH, key: U32_KEY, value: LB4_REVNAT },
+  maglev: { id: 4, name: 'lb_maglev', type: BPF_MAP_TYPE.ARRAY, key: U32_KEY },
+  ct4: { id: 5, name: 'ct4', type: BPF_MAP_TYPE.LRU_HASH, key: CT4_TUPLE, value: CT_ENTRY },
+  metrics: { id: 6, name: 'metrics', type: BPF_MAP_TYPE.ARRAY, key: U32_KEY, value: TRAFFIC_COUNTER },
+  serviceStats: { id: 7, name: 'service_stats', type: BPF_MAP_TYPE.ARRAY, key: U32_KEY, value: FLOW_COUNTER },
+  backendStats: { id: 8, name: 'backend_stats', type: BPF_MAP_TYPE.ARRAY, key: U32_KEY, value: FLOW_COUNTER },
+} as const satisfies Record<string, MapSpec>;
+
+export type MapName = keyof typeof MAPS;
+
+/** Entries of the metrics map: reasons x verdicts. */
+export const METRIC_ENTRIES = 64 << 3;
+
+export const LB_SCOPE_EXTERNAL = 0;
+export const SVC_F_CLUSTER_IP = 1 << 0;
+export const BE_F_LOCAL = 1 << 0;
+export const CT_DIR_ORIGINAL = 0;
+export const CT_DIR_REPLY = 1;
+export const CT_F_SEEN_REPLY = 1 << 0;
+export const CT_F_CLOSING = 1 << 1;
+export const DESC_F_SNAT = 1 << 0;
+
+export const IPPROTO: Record<string, number> = { ICMP: 1, TCP: 6, UDP: 17, SCTP: 132 };
+
+/** XDP actions, index = code. */
+export const VERDICTS = ['ABORTED', 'DROP', 'PASS', 'TX', 'REDIRECT'] as const;
+export type Verdict = (typeof VERDICTS)[number];
+
+/** Reason codes, index = code (0 unused). The README documents each. */
+export const REASONS = [
+  '', 'SERVICE', 'REPLY', 'NO_SERVICE', 'NO_ENDPOINTS', 'NO_LOCAL_ENDPOINTS', 'SOURCE_RANGE',
+  'MALFORMED', 'TRUNCATED', 'NON_IP', 'FRAGMENT', 'STATE_MISMATCH', 'NO_ROOM',
+] as const;
+export type Reason = Exclude<(typeof REASONS)[number], ''>;
+
+export type StructValue = Record<string, number | string>;
+
+/** Encodes an object into a struct's bytes; missing fields are zero. */
+export function encode(s: Struct, value: StructValue): Uint8Array {
+  const bytes = new Uint8Array(s.size);
+  const view = new DataView(bytes.buffer);
+  for (const f of s.fields) {
+    const v = value[f.name];
+    if (v === undefined) continue;
+    switch (f.type) {
+      case 'u8': view.setUint8(f.offset, v as number); break;
+      case 'u16': view.setUint16(f.offset, v as number, true); break;
+      case 'u32': view.setUint32(f.offset, v as number, true); break;
+      case 'u64': view.setBigUint64(f.offset, BigInt(v), true); break;
+      case 'be16': view.setUint16(f.offset, v as number, false); break;
+      case 'ipv4': bytes.set(ipaddr.IPv4.parse(v as string).toByteArray(), f.offset); break;
+    }
+  }
+  return bytes;
+}
+
+/** Decodes a struct's bytes; u64 counters come back as numbers (exact below 2^53). */
+export function decode(s: Struct, bytes: Uint8Array): StructValue {
+  const view = new DataView(bytes.buffer, bytes.byteOffset, bytes.byteLength);
+  const out: StructValue = {};
+  for (const f of s.fields) {
+    switch (f.type) {
+      case 'u8': out[f.name] = view.getUint8(f.offset); break;
+      case 'u16': out[f.name] = view.getUint16(f.offset, true); break;
+      case 'u32': out[f.name] = view.getUint32(f.offset, true); break;
+      case 'u64': out[f.name] = Number(view.getBigUint64(f.offset, true)); break;
+      case 'be16': out[f.name] = view.getUint16(f.offset, false); break;
+      case 'ipv4': out[f.name] = Array.from(bytes.subarray(f.offset, f.offset + 4)).join('.'); break;
+    }
+  }
+  return out;
+}
+
+export function fieldSize(f: Field): number {
+  return FIELD_SIZE[f.type];
+}

@@ -1,0 +1,139 @@
+/**
+ * The replay summary, from the datapath's own counters (metrics, per-service
+ * and per-backend stats maps): as JSON for --summary, and as text for people.
+ */
+import type { Compiled } from './compiler.js';
+import type { Datapath } from './datapath.js';
+import { REASONS, VERDICTS } from './layout.js';
+import type { ReplayResult } from './replay.js';
+
+export interface BackendSummary {
+  backend: string;
+  node: string | null;
+  local: boolean;
+  flows: number;
+  packets: number;
+  bytes: number;
+}
+
+export interface ServiceSummary {
+  service: string;
+  type: string;
+  frontends: string[];
+  appProtocol: string | null;
+  endpoints: string;
+  flows: number;
+  packets: number;
+  bytes: number;
+  backends: BackendSummary[];
+}
+
+export interface Summary {
+  trace: string;
+  node: string | null;
+  packets: number;
+  written: number;
+  complete: boolean;
+  stoppedAt: { record: number; error: string } | null;
+  verdicts: Record<string, number>;
+  reasons: Record<string, number>;
+  byVerdictAndReason: Array<{ verdict: string; reason: string; packets: number; bytes: number }>;
+  services: ServiceSummary[];
+  skipped: Array<{ service: string; reason: string }>;
+  notes: string[];
+  warnings: string[];
+}
+
+export function buildSummary(result: ReplayResult, compiled: Compiled, dp: Datapath, notes: string[]): Summary {
+  const metrics = dp.map('metrics');
+  const verdicts: Record<string, number> = {};
+  const reasons: Record<string, number> = {};
+  const byVerdictAndReason: Summary['byVerdictAndReason'] = [];
+  for (let r = 1; r < REASONS.length; r++) {
+    for (let v = 0; v < VERDICTS.length; v++) {
+      const c = metrics.at((r << 3) | v)!;
+      if (c.packets === 0) continue;
+      const packets = c.packets as number;
+      verdicts[VERDICTS[v]] = (verdicts[VERDICTS[v]] ?? 0) + packets;
+      reasons[REASONS[r]] = (reasons[REASONS[r]] ?? 0) + packets;
+      byVerdictAndReason.push({ verdict: VERDICTS[v], reason: REASONS[r], packets, bytes: c.bytes as number });
+    }
+  }
+  const serviceStats = dp.map('serviceStats');
+  const backendStats = dp.map('backendStats');
+  const services = compiled.services.map((s): ServiceSummary => {
+    const st = serviceStats.at(s.id)!;
+    return {
+      service: s.name,
+      type: s.service.type,
+      frontends: s.frontends.map((f) => `${f.address}:${f.port}/${f.protocol}`),
+      appProtocol: s.appProtocol ?? null,
+      endpoints: `${s.backendIds.length} ${s.selection === 'serving-terminating' ? 'serving-terminating' : 'ready'}`
+        + (s.unusableEndpoints ? `, ${s.unusableEndpoints} unusable` : ''),
+      flows: st.flows as number,
+      packets: st.packets as number,
+      bytes: st.bytes as number,
+      backends: s.backendIds.map((id) => {
+        const b = compiled.backends[id - 1];
+        const bs = backendStats.at(id)!;
+        return {
+          backend: `${b.ip}:${b.port}`, node: b.nodeName ?? null, local: b.local,
+          flows: bs.flows as number, packets: bs.packets as number, bytes: bs.bytes as number,
+        };
+      }),
+    };
+  });
+  return {
+    trace: result.trace,
+    node: compiled.node ?? null,
+    packets: result.packets,
+    written: result.written,
+    complete: !result.stoppedAt,
+    stoppedAt: result.stoppedAt ?? null,
+    verdicts,
+    reasons,
+    byVerdictAndReason,
+    services,
+    skipped: compiled.skipped,
+    notes,
+    warnings: result.warnings,
+  };
+}
+
+function pad(s: string | number, n: number): string {
+  return String(s).padEnd(n);
+}
+
+function rpad(s: string | number, n: number): string {
+  return String(s).padStart(n);
+}
+
+export function formatSummary(s: Summary): string {
+  const lines: string[] = [];
+  lines.push(`${s.trace}: ${s.packets} packets replayed on node ${s.node ?? '(none)'}, ${s.written} written`);
+  if (s.stoppedAt) lines.push(`STOPPED at record ${s.stoppedAt.record}: ${s.stoppedAt.error}`);
+  lines.push('', 'Verdicts:');
+  for (const v of VERDICTS) {
+    if (!s.verdicts[v]) continue;
+    const parts = s.byVerdictAndReason.filter((x) => x.verdict === v).map((x) => `${x.reason} ${x.packets}`);
+    lines.push(`  ${pad(v, 9)}${rpad(s.verdicts[v], 9)}   ${parts.join(', ')}`);
+  }
+  lines.push('', 'Services:');
+  if (s.services.length === 0) lines.push('  (none compiled)');
+  for (const svc of s.services) {
+    lines.push(`  ${svc.service}  ${svc.frontends.join(' ')}  endpoints: ${svc.endpoints}  flows ${svc.flows}  packets ${svc.packets}`);
+    for (const b of svc.backends) {
+      lines.push(`    ${pad(b.backend, 22)} ${pad(b.local ? 'local' : `on ${b.node ?? '?'}`, 16)} flows ${rpad(b.flows, 6)}  packets ${rpad(b.packets, 8)}`);
+    }
+  }
+  if (s.skipped.length) {
+    lines.push('', 'Not in the datapath:');
+    for (const k of s.skipped) lines.push(`  ${k.service}: ${k.reason}`);
+  }
+  const notes = [...s.notes, ...s.warnings];
+  if (notes.length) {
+    lines.push('', 'Notes:');
+    for (const n of notes) lines.push(`  ${n}`);
+  }
+  return lines.join('\n');
+}

@@ -1,0 +1,56 @@
+// The control plane's struct and map tables against the constants the
+// WebAssembly datapath exports: both sides of the boundary must agree.
+import { beforeAll, describe, expect, it } from 'vitest';
+import { Datapath } from '../control/datapath.js';
+import {
+  BPF_MAP_TYPE, CONFIG, CT4_TUPLE, CT_ENTRY, FLOW_COUNTER, FRAME_DESC, LB4_BACKEND, LB4_KEY, LB4_REVNAT,
+  LB4_SERVICE, MAPS, METRIC_ENTRIES, REASONS, SIZE_CONSTANTS, TRAFFIC_COUNTER, VERDICTS, fieldSize, type Struct,
+} from '../control/layout.js';
+
+let dp: Datapath;
+beforeAll(async () => {
+  dp = await Datapath.load();
+});
+
+const STRUCTS: Struct[] = [CONFIG, LB4_KEY, LB4_SERVICE, LB4_BACKEND, LB4_REVNAT, CT4_TUPLE, CT_ENTRY, TRAFFIC_COUNTER, FLOW_COUNTER, FRAME_DESC];
+
+describe('struct layouts match the datapath', () => {
+  for (const s of STRUCTS) {
+    it(s.name, () => {
+      expect(dp.constant(SIZE_CONSTANTS[s.name] ?? `${s.prefix}_SIZE`)).toBe(s.size);
+      for (const f of s.fields) {
+        expect(dp.constant(`${s.prefix}_${f.constant}`), `${s.name}.${f.name}`).toBe(f.offset);
+        expect(f.offset + fieldSize(f)).toBeLessThanOrEqual(s.size);
+      }
+      // Fields do not overlap.
+      const sorted = [...s.fields].sort((a, b) => a.offset - b.offset);
+      for (let i = 1; i < sorted.length; i++) {
+        expect(sorted[i].offset).toBeGreaterThanOrEqual(sorted[i - 1].offset + fieldSize(sorted[i - 1]));
+      }
+    });
+  }
+});
+
+describe('map ids, types and codes match the datapath', () => {
+  it('map ids', () => {
+    const ids: Record<string, string> = {
+      config: 'MAP_CONFIG', lb4Services: 'MAP_LB4_SERVICES', lb4Backends: 'MAP_LB4_BACKENDS', lb4Revnat: 'MAP_LB4_REVNAT',
+      maglev: 'MAP_LB_MAGLEV', ct4: 'MAP_CT4', metrics: 'MAP_METRICS', serviceStats: 'MAP_SERVICE_STATS', backendStats: 'MAP_BACKEND_STATS',
+    };
+    expect(Object.keys(ids).sort()).toEqual(Object.keys(MAPS).sort());
+    for (const [name, constant] of Object.entries(ids)) expect(dp.constant(constant), name).toBe(MAPS[name as keyof typeof MAPS].id);
+    expect(dp.constant('MAP_COUNT')).toBe(Object.keys(MAPS).length);
+    expect(dp.constant('METRIC_ENTRIES')).toBe(METRIC_ENTRIES);
+  });
+
+  it('map types', () => {
+    for (const [t, v] of Object.entries(BPF_MAP_TYPE)) expect(dp.constant(`BPF_MAP_TYPE_${t}`)).toBe(v);
+  });
+
+  it('verdicts and reasons', () => {
+    VERDICTS.forEach((v, i) => expect(dp.constant(`XDP_${v}`), v).toBe(i));
+    REASONS.forEach((r, i) => {
+      if (r) expect(dp.constant(`REASON_${r}`), r).toBe(i);
+    });
+  });
+});
