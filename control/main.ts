@@ -218,7 +218,7 @@ export async function main(argv: string[]): Promise<number> {
     // parseArgs reports unknown or malformed flags with a code: a user mistake too.
     const code = (e as { code?: string }).code;
     if (typeof code === 'string' && code.startsWith('ERR_PARSE_ARGS')) {
-      console.error(`svcpath: ${(e as Error).message}`);
+      console.error(`svcpath: ${(e as Error).message.replace(/\s*\n\s*/g, ' ')}`);
       return 1;
     }
     throw e;

@@ -123,7 +123,7 @@ export function formatSummary(s: Summary): string {
   for (const svc of s.services) {
     lines.push(`  ${svc.service}  ${svc.frontends.join(' ')}  endpoints: ${svc.endpoints}  flows ${svc.flows}  packets ${svc.packets}`);
     for (const b of svc.backends) {
-      lines.push(`    ${pad(b.backend, 22)} ${pad(b.local ? 'local' : `on ${b.node ?? '?'}`, 16)} flows ${rpad(b.flows, 6)}  packets ${rpad(b.packets, 8)}`);
+      lines.push(`    ${pad(b.backend, 22)} ${pad(b.local ? 'local' : b.node ? `on ${b.node}` : 'remote', 16)} flows ${rpad(b.flows, 6)}  packets ${rpad(b.packets, 8)}`);
     }
   }
   if (s.skipped.length) {

@@ -1,6 +1,5 @@
-import type { EventEmitter } from 'node:events';
 import * as fs from 'node:fs';
-import { createRequire } from 'node:module';
+import { readWithPcapParser, type ParserPacket } from './pcap-parser.js';
 import * as os from 'node:os';
 import * as path from 'node:path';
 import { fileURLToPath } from 'node:url';
@@ -79,42 +78,7 @@ function inputErrorFrom(read: () => unknown): InputError {
   throw new Error('expected an InputError, nothing was thrown');
 }
 
-interface ParserPacket {
-  tsSec: number;
-  /** The raw fraction field: µs, or ns for a nanosecond file fed under the µs magic. */
-  tsFraction: number;
-  caplen: number;
-  origlen: number;
-  data: Buffer;
-}
 
-const pcapParser = createRequire(import.meta.url)('pcap-parser') as { parse(input: string): EventEmitter };
-
-/** The independent reader: pcap-parser, event-based. */
-function readWithPcapParser(file: string): Promise<ParserPacket[]> {
-  return new Promise((resolve, reject) => {
-    const packets: ParserPacket[] = [];
-    const parser = pcapParser.parse(file);
-    parser.on(
-      'packet',
-      (packet: {
-        header: { timestampSeconds: number; timestampMicroseconds: number; capturedLength: number; originalLength: number };
-        data: Buffer;
-      }) => {
-        const h = packet.header;
-        packets.push({
-          tsSec: h.timestampSeconds,
-          tsFraction: h.timestampMicroseconds,
-          caplen: h.capturedLength,
-          origlen: h.originalLength,
-          data: Buffer.from(packet.data),
-        });
-      },
-    );
-    parser.on('error', reject);
-    parser.on('end', () => resolve(packets));
-  });
-}
 
 /**
  * Compares our records with pcap-parser's. Out-of-range fractions are

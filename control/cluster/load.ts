@@ -1,0 +1,116 @@
+/**
+ * Reading manifests: files and directories → the objects they hold, each
+ * with where it came from. Nothing here knows what a Service is; this module
+ * only turns bytes into mappings (YAML or JSON, several documents per file,
+ * `kind: List` dumps flattened) and says precisely where a file is broken.
+ */
+import { readdirSync, readFileSync, statSync, type Stats } from 'node:fs';
+import { join } from 'node:path';
+import { LineCounter, parseAllDocuments } from 'yaml';
+import { inputError } from '../errors.js';
+
+/** One Kubernetes object as parsed, not yet checked beyond being a mapping. */
+export interface Manifest {
+  file: string;
+  /** Where the object sits in its file, for objects without a name: "document 3" or "items[3]". */
+  position: string;
+  object: Record<string, unknown>;
+}
+
+export interface ReadResult {
+  manifests: Manifest[];
+  /** YAML warnings (unresolved tags and the like): valid input, but probably not what was meant. */
+  notes: string[];
+}
+
+const MANIFEST_EXTENSIONS = ['.yaml', '.yml', '.json'];
+
+export function readManifests(paths: string[]): ReadResult {
+  const result: ReadResult = { manifests: [], notes: [] };
+  for (const file of paths.flatMap(manifestFiles)) readFile(file, result);
+  return result;
+}
+
+/** The path itself when it is a file; for a directory, every manifest below it in sorted order. */
+function manifestFiles(path: string): string[] {
+  if (!stat(path).isDirectory()) return [path];
+  const files = readdirSync(path, { recursive: true, encoding: 'utf8' })
+    .filter((entry) => MANIFEST_EXTENSIONS.some((ext) => entry.endsWith(ext)))
+    .sort()
+    .map((entry) => join(path, entry))
+    .filter((file) => stat(file).isFile());
+  if (files.length === 0) throw inputError([path], `no ${MANIFEST_EXTENSIONS.join(', ')} files in this directory`);
+  return files;
+}
+
+function readFile(file: string, result: ReadResult): void {
+  let text: string;
+  try {
+    text = readFileSync(file, 'utf8');
+  } catch (e) {
+    throw inputError([file], fsProblem(e));
+  }
+  // JSON is YAML 1.2, so one parser serves both and reports positions the same way.
+  // Merge keys (<<) are on because Kubernetes' YAML decoder accepts them.
+  const lineCounter = new LineCounter();
+  const docs = parseAllDocuments(text, { lineCounter, merge: true, prettyErrors: false });
+  docs.forEach((doc, i) => {
+    const position = `document ${i + 1}`;
+    const at = (offset: number) => {
+      const { line, col } = lineCounter.linePos(offset);
+      return `line ${line}, column ${col}`;
+    };
+    const [error] = doc.errors;
+    if (error) throw inputError([file, at(error.pos[0])], error.message);
+    for (const warning of doc.warnings) result.notes.push(`${file}: ${at(warning.pos[0])}: ${warning.message}`);
+    let value: unknown;
+    try {
+      value = doc.toJS();
+    } catch (e) {
+      // Unresolved aliases and alias bombs surface only when the document is built.
+      throw inputError([file, position], (e as Error).message);
+    }
+    if (value === null || value === undefined) return;
+    addObject(file, position, value, result.manifests);
+  });
+}
+
+/** Adds one document's object, or the items of a List (what `kubectl get -o yaml` prints for several objects). */
+function addObject(file: string, position: string, value: unknown, out: Manifest[]): void {
+  if (!isMapping(value)) {
+    throw inputError([file, position], `expected a Kubernetes object (a mapping), got ${describe(value)}`);
+  }
+  const { kind, items } = value;
+  if (typeof kind === 'string' && kind.endsWith('List') && 'items' in value) {
+    if (items === null) return;
+    if (!Array.isArray(items)) throw inputError([file, position, 'items'], `must be a list, got ${describe(items)}`);
+    items.forEach((item, i) => addObject(file, `items[${i}]`, item, out));
+    return;
+  }
+  out.push({ file, position, object: value });
+}
+
+export function isMapping(value: unknown): value is Record<string, unknown> {
+  return typeof value === 'object' && value !== null && !Array.isArray(value);
+}
+
+export function describe(value: unknown): string {
+  if (Array.isArray(value)) return 'a list';
+  if (isMapping(value)) return 'a mapping';
+  return JSON.stringify(value) ?? String(value);
+}
+
+function stat(path: string): Stats {
+  try {
+    return statSync(path);
+  } catch (e) {
+    throw inputError([path], fsProblem(e));
+  }
+}
+
+function fsProblem(e: unknown): string {
+  const code = (e as NodeJS.ErrnoException).code;
+  if (code === 'ENOENT') return 'no such file or directory';
+  if (code === 'EACCES') return 'permission denied';
+  return (e as Error).message;
+}

@@ -1,0 +1,689 @@
+/**
+ * Checking and defaulting: parsed manifests → the typed model of
+ * control/model.ts. The API server's defaults are applied and its validation
+ * rules enforced here, so the rest of svcpath can trust every field; each
+ * mistake becomes one InputError naming the file, the object and the field.
+ */
+import ipaddr from 'ipaddr.js';
+import { inputError } from '../errors.js';
+import type {
+  ClusterState, ConntrackTimeouts, Endpoint, EndpointPort, EndpointSlice, IPFamily, LoadBalancerIngress,
+  Node, NodeAddress, Origin, Protocol, ProxyConfig, Service, ServicePort, ServiceType, TrafficPolicy,
+} from '../model.js';
+import { describe, isMapping, type Manifest } from './load.js';
+
+export interface ValidateOptions {
+  /** The API server's --service-cluster-ip-range: every cluster IP must fall inside one of these CIDRs. */
+  serviceClusterIPRanges: string[];
+}
+
+const API_VERSIONS = {
+  Service: 'v1',
+  EndpointSlice: 'discovery.k8s.io/v1',
+  Node: 'v1',
+  KubeProxyConfiguration: 'kubeproxy.config.k8s.io/v1alpha1',
+} as const;
+type Kind = keyof typeof API_VERSIONS;
+
+const SERVICE_NAME_LABEL = 'kubernetes.io/service-name';
+const MANAGED_BY_LABEL = 'endpointslice.kubernetes.io/managed-by';
+
+const SERVICE_TYPES: readonly ServiceType[] = ['ClusterIP', 'NodePort', 'LoadBalancer', 'ExternalName'];
+const PROTOCOLS: readonly Protocol[] = ['TCP', 'UDP', 'SCTP'];
+const IP_FAMILIES: readonly IPFamily[] = ['IPv4', 'IPv6'];
+const IP_FAMILY_POLICIES = ['SingleStack', 'PreferDualStack', 'RequireDualStack'] as const;
+const TRAFFIC_POLICIES: readonly TrafficPolicy[] = ['Cluster', 'Local'];
+const ADDRESS_TYPES = ['IPv4', 'IPv6', 'FQDN'] as const;
+const DEFAULT_AFFINITY_TIMEOUT_SECONDS = 10800;
+const MAX_ENDPOINT_ADDRESSES = 100;
+
+export function validateManifests(manifests: Manifest[], opts: ValidateOptions): ClusterState {
+  const ranges = serviceRanges(opts.serviceClusterIPRanges);
+  const state: ClusterState = { services: [], endpointSlices: [], nodes: [], notes: [] };
+  /** "Kind ns/name" → where it was first defined, to report duplicates. */
+  const defined = new Map<string, string>();
+
+  for (const manifest of manifests) {
+    const { file, position, object } = manifest;
+    const kind = new Field([file, position], '', object).get('kind').str();
+    if (!isKnownKind(kind)) {
+      state.notes.push(`${file}: skipped ${skippedLabel(kind, manifest)} (not used by svcpath)`);
+      continue;
+    }
+    const origin = originOf(kind, manifest);
+    const doc = new Field([file, origin.object], '', object);
+    const apiVersion = doc.get('apiVersion');
+    if (apiVersion.value !== API_VERSIONS[kind]) {
+      apiVersion.fail(`${kind} must be ${API_VERSIONS[kind]}, got ${describe(apiVersion.value)}`);
+    }
+
+    // Validated first, so that an object without a name fails on that
+    // rather than look like a duplicate of another nameless one.
+    switch (kind) {
+      case 'Service':
+        state.services.push(toService(doc, origin, ranges, state.notes));
+        break;
+      case 'EndpointSlice': {
+        const slice = toEndpointSlice(doc, origin, state.notes);
+        if (!slice) continue;
+        state.endpointSlices.push(slice);
+        break;
+      }
+      case 'Node':
+        state.nodes.push(toNode(doc, origin));
+        break;
+      case 'KubeProxyConfiguration':
+        state.proxyConfig = toProxyConfig(doc, origin);
+        break;
+    }
+
+    // One object per kind, namespace and name; one KubeProxyConfiguration in all.
+    const identity = kind === 'KubeProxyConfiguration' ? kind : origin.object;
+    const first = defined.get(identity);
+    if (first) {
+      throw inputError([file, origin.object], kind === 'KubeProxyConfiguration'
+        ? `a second KubeProxyConfiguration; there must be at most one, and the first is in ${first}`
+        : `defined twice; the first is in ${first}`);
+    }
+    defined.set(identity, `${file} (${position})`);
+  }
+  return state;
+}
+
+function isKnownKind(kind: string): kind is Kind {
+  return Object.hasOwn(API_VERSIONS, kind);
+}
+
+/** "Service default/web", "Node worker-1"; the position in the file for an object without a name. */
+function originOf(kind: Kind, { file, position, object }: Manifest): Origin {
+  const meta = new Field([file, position], '', object).get('metadata');
+  const name = meta.get('name').optStr();
+  if (!name) return { file, object: position };
+  const namespaced = kind === 'Service' || kind === 'EndpointSlice';
+  if (!namespaced) return { file, object: `${kind} ${name}` };
+  return { file, object: `${kind} ${meta.get('namespace').optStr() || 'default'}/${name}` };
+}
+
+/**
+ * Names an object of a kind svcpath does not read without validating it. We cannot
+ * tell a namespaced kind from a cluster-scoped one, so the namespace is shown only
+ * when the manifest gives it.
+ */
+function skippedLabel(kind: string, { position, object }: Manifest): string {
+  const meta = isMapping(object.metadata) ? object.metadata : {};
+  if (typeof meta.name !== 'string') return `${kind} in ${position}`;
+  return typeof meta.namespace === 'string' ? `${kind} ${meta.namespace}/${meta.name}` : `${kind} ${meta.name}`;
+}
+
+// ---------------------------------------------------------------------------
+// Service
+
+function toService(doc: Field, origin: Origin, ranges: Cidr[], notes: string[]): Service {
+  const meta = doc.get('metadata');
+  const name = meta.get('name').str();
+  checkName(meta.get('name'), name, RFC1035_LABEL);
+  const namespace = namespaceOf(meta);
+  const spec = doc.get('spec');
+  const type = spec.get('type').optOneOf(SERVICE_TYPES) ?? 'ClusterIP';
+  const selector = spec.get('selector').optStringMap();
+
+  if (type === 'ExternalName') {
+    for (const key of ['clusterIP', 'clusterIPs', 'ipFamilies', 'ipFamilyPolicy']) {
+      const field = spec.get(key);
+      if (field.isSet && field.value !== '' && !(Array.isArray(field.value) && field.value.length === 0)) {
+        field.fail('must not be set for ExternalName Services');
+      }
+    }
+  }
+  const clusterIPs = type === 'ExternalName' ? [] : serviceClusterIPs(spec, type, ranges);
+  const headless = clusterIPs[0] === 'None';
+  if (clusterIPs.length === 0 && type !== 'ExternalName') {
+    notes.push(`${origin.file}: ${origin.object}: has no cluster IP yet (spec.clusterIP is empty)`);
+  }
+  const ipFamilyPolicy = spec.get('ipFamilyPolicy').optOneOf(IP_FAMILY_POLICIES);
+  const ipFamilies = type === 'ExternalName'
+    ? []
+    : serviceIPFamilies(spec, clusterIPs, ipFamilyPolicy, headless && !selector, ranges);
+
+  const portsField = spec.get('ports');
+  const portFields = portsField.items();
+  if (portFields.length === 0 && type !== 'ExternalName' && !headless) {
+    portsField.fail('at least one port is required (only headless and ExternalName Services may have none)');
+  }
+  const ports = portFields.map((p) => toServicePort(p, type, portFields.length > 1));
+  checkUnique(portFields, ports, (p) => p.name, (p) => `name ${JSON.stringify(p.name)}`, 'name');
+  checkUnique(portFields, ports, (p) => `${p.port}/${p.protocol}`, (p) => `port ${p.port}/${p.protocol}`);
+
+  const sessionAffinity = spec.get('sessionAffinity').optOneOf(['None', 'ClientIP'] as const) ?? 'None';
+  const affinityConfig = spec.get('sessionAffinityConfig');
+  if (sessionAffinity === 'None' && affinityConfig.isSet) {
+    affinityConfig.fail('must not be set when sessionAffinity is None');
+  }
+  const affinityTimeoutSeconds =
+    affinityConfig.get('clientIP').get('timeoutSeconds').optInt(1, 86400) ?? DEFAULT_AFFINITY_TIMEOUT_SECONDS;
+
+  // Older dumps may say "Global", which meant what "Cluster" means.
+  const etp = spec.get('externalTrafficPolicy');
+  const externalTrafficPolicy = etp.value === 'Global' ? 'Cluster' : etp.optOneOf(TRAFFIC_POLICIES) ?? 'Cluster';
+  const internalTrafficPolicy = spec.get('internalTrafficPolicy').optOneOf(TRAFFIC_POLICIES) ?? 'Cluster';
+
+  const sourceRanges = spec.get('loadBalancerSourceRanges');
+  const loadBalancerSourceRanges = sourceRanges.items().map((f) => parseCIDR(f, f.str().trim()).text);
+  if (loadBalancerSourceRanges.length > 0 && type !== 'LoadBalancer') {
+    sourceRanges.fail('may only be used when type is LoadBalancer');
+  }
+
+  return {
+    origin,
+    namespace,
+    name,
+    type,
+    clusterIPs,
+    ipFamilies,
+    ipFamilyPolicy,
+    ports,
+    selector,
+    sessionAffinity,
+    affinityTimeoutSeconds,
+    externalTrafficPolicy,
+    internalTrafficPolicy,
+    externalIPs: spec.get('externalIPs').items().map((f) => parseUnicastIP(f, f.str()).toString()),
+    externalName: type === 'ExternalName' ? externalName(spec.get('externalName')) : undefined,
+    loadBalancerIngress: doc.get('status').get('loadBalancer').get('ingress').items().map(toIngress),
+    loadBalancerSourceRanges,
+    loadBalancerClass: spec.get('loadBalancerClass').optStr(),
+    allocateLoadBalancerNodePorts: spec.get('allocateLoadBalancerNodePorts').optBool() ?? true,
+    publishNotReadyAddresses: spec.get('publishNotReadyAddresses').optBool() ?? false,
+    // 0 asks the API server to allocate one; it is not a port anything listens on.
+    healthCheckNodePort: spec.get('healthCheckNodePort').optInt(0, 65535) || undefined,
+  };
+}
+
+/** spec.clusterIP and spec.clusterIPs reconciled: [] when unset, ['None'] when headless, else canonical IPs. */
+function serviceClusterIPs(spec: Field, type: ServiceType, ranges: Cidr[]): string[] {
+  const single = spec.get('clusterIP');
+  const clusterIP = single.optStr() || undefined;
+  const listField = spec.get('clusterIPs');
+  const list = listField.items();
+  const values = list.map((f) => f.str());
+  if (clusterIP !== undefined && values.length > 0 && values[0] !== clusterIP) {
+    single.fail(`${JSON.stringify(clusterIP)} must equal spec.clusterIPs[0] (${JSON.stringify(values[0])})`);
+  }
+  const fields = values.length > 0 ? list : clusterIP !== undefined ? [single] : [];
+  const texts = values.length > 0 ? values : clusterIP !== undefined ? [clusterIP] : [];
+
+  if (texts.includes('None')) {
+    if (texts.length > 1) listField.fail('"None" (headless) must be the only entry');
+    if (type !== 'ClusterIP') fields[0].fail(`may not be "None" (headless) for ${type} Services`);
+    return ['None'];
+  }
+  if (texts.length > 2) listField.fail(`at most 2 entries (one per IP family), got ${texts.length}`);
+  const ips = texts.map((text, i) => {
+    const ip = parseIP(fields[i], text);
+    if (!ranges.some((range) => contains(range, ip))) {
+      fields[i].fail(`${text} is outside the service cluster IP ranges (${ranges.map((r) => r.text).join(', ')})`);
+    }
+    return ip;
+  });
+  if (ips.length === 2 && ips[0].kind() === ips[1].kind()) {
+    fields[1].fail(`must be of a different IP family than ${texts[0]}`);
+  }
+  return ips.map((ip) => ip.toString());
+}
+
+/**
+ * spec.ipFamilies as given (checked against the cluster IPs), else as the API server
+ * fills it in: the cluster IPs' families, or for a Service without one the cluster's
+ * primary family — both families for dual-stack requests and selectorless headless
+ * Services, which the API server makes RequireDualStack.
+ */
+function serviceIPFamilies(
+  spec: Field, clusterIPs: string[], policy: string | undefined, headlessWithoutSelector: boolean, ranges: Cidr[],
+): IPFamily[] {
+  const ipFamiliesField = spec.get('ipFamilies');
+  const givenFields = ipFamiliesField.items();
+  const given = givenFields.map((f) => f.oneOf(IP_FAMILIES));
+  const ipFamilies = clusterIPs.filter((ip) => ip !== 'None').map((ip) => familyOf(ipaddr.parse(ip)));
+  if (given.length > 2) ipFamiliesField.fail(`at most 2 entries (one per IP family), got ${given.length}`);
+  if (given.length === 2 && given[0] === given[1]) givenFields[1].fail(`${given[1]} is listed twice`);
+  ipFamilies.forEach((family, i) => {
+    if (i < given.length && given[i] !== family) {
+      givenFields[i].fail(`${given[i]} does not match the family of spec.clusterIPs[${i}] (${family})`);
+    }
+  });
+  if (policy === 'SingleStack' && Math.max(given.length, ipFamilies.length) > 1) {
+    spec.get('ipFamilyPolicy').fail('must be PreferDualStack or RequireDualStack for a Service with two IP families');
+  }
+  if (given.length > 0) return given;
+  if (ipFamilies.length > 0) return ipFamilies;
+  const clusterFamilies = [...new Set(ranges.map((r) => familyOf(r.ip)))];
+  const effectivePolicy = policy ?? (headlessWithoutSelector ? 'RequireDualStack' : 'SingleStack');
+  return clusterFamilies.slice(0, effectivePolicy === 'SingleStack' ? 1 : 2);
+}
+
+function toServicePort(f: Field, type: ServiceType, named: boolean): ServicePort {
+  const nameField = f.get('name');
+  const name = nameField.optStr() ?? '';
+  if (name) checkName(nameField, name, DNS1123_LABEL);
+  else if (named) nameField.fail('required when the Service has more than one port');
+  const port = f.get('port').int(1, 65535);
+
+  const targetField = f.get('targetPort');
+  let targetPort: number | string;
+  // The API server defaults an unset, 0 or "" targetPort to the port.
+  if (!targetField.isSet || targetField.value === 0 || targetField.value === '') targetPort = port;
+  else if (typeof targetField.value === 'string') targetPort = ianaServiceName(targetField, targetField.value);
+  else targetPort = targetField.int(1, 65535);
+
+  const nodePortField = f.get('nodePort');
+  const nodePort = nodePortField.optInt(0, 65535) || undefined;
+  if (nodePort !== undefined && (type === 'ClusterIP' || type === 'ExternalName')) {
+    nodePortField.fail(`may not be used when type is ${type}`);
+  }
+  return {
+    name,
+    protocol: f.get('protocol').optOneOf(PROTOCOLS) ?? 'TCP',
+    port,
+    targetPort,
+    nodePort,
+    appProtocol: f.get('appProtocol').optStr(),
+  };
+}
+
+function toIngress(f: Field): LoadBalancerIngress {
+  const ipField = f.get('ip');
+  const ipText = ipField.optStr() || undefined;
+  const ip = ipText === undefined ? undefined : parseIP(ipField, ipText).toString();
+  const ipModeField = f.get('ipMode');
+  const ipMode = ipModeField.optOneOf(['VIP', 'Proxy'] as const);
+  if (ipMode && !ip) ipModeField.fail('may only be set together with ip');
+  // The API server defaults ipMode to VIP on an ingress with an ip.
+  return { ip, hostname: f.get('hostname').optStr() || undefined, ipMode: ip ? ipMode ?? 'VIP' : undefined };
+}
+
+function externalName(f: Field): string {
+  const name = f.str('required for ExternalName Services');
+  // A trailing dot marks a fully qualified name, which the API server accepts.
+  checkName(f, name.endsWith('.') ? name.slice(0, -1) : name, DNS1123_SUBDOMAIN);
+  return name;
+}
+
+// ---------------------------------------------------------------------------
+// EndpointSlice
+
+function toEndpointSlice(doc: Field, origin: Origin, notes: string[]): EndpointSlice | undefined {
+  const meta = doc.get('metadata');
+  const name = meta.get('name').str();
+  checkName(meta.get('name'), name, DNS1123_SUBDOMAIN);
+  const namespace = namespaceOf(meta);
+  const labels = meta.get('labels');
+  const serviceName = labels.get(SERVICE_NAME_LABEL).optStr();
+  if (!serviceName) {
+    notes.push(`${origin.file}: ${origin.object}: skipped: no ${SERVICE_NAME_LABEL} label, `
+      + 'so it belongs to no Service');
+    return undefined;
+  }
+  const addressType = doc.get('addressType').oneOf(ADDRESS_TYPES);
+  const portFields = doc.get('ports').items();
+  const ports = portFields.map(toEndpointPort);
+  checkUnique(portFields, ports, (p) => p.name, (p) => `name ${JSON.stringify(p.name)}`, 'name');
+  return {
+    origin,
+    namespace,
+    name,
+    serviceName,
+    addressType,
+    // kubectl prints "endpoints: null" for a slice without endpoints; items() reads that as [].
+    endpoints: doc.get('endpoints').items().map((f) => toEndpoint(f, addressType)),
+    ports,
+    managedBy: labels.get(MANAGED_BY_LABEL).optStr(),
+  };
+}
+
+function toEndpoint(f: Field, addressType: EndpointSlice['addressType']): Endpoint {
+  const addressesField = f.get('addresses');
+  const addressFields = addressesField.items();
+  if (addressFields.length < 1 || addressFields.length > MAX_ENDPOINT_ADDRESSES) {
+    addressesField.fail(`must have 1 to ${MAX_ENDPOINT_ADDRESSES} entries, has ${addressFields.length}`);
+  }
+  const addresses = addressFields.map((a) => {
+    const text = a.str();
+    if (addressType === 'FQDN') return text;
+    const ip = parseUnicastIP(a, text);
+    if (familyOf(ip) !== addressType) {
+      a.fail(`${text} is an ${familyOf(ip)} address in a slice of addressType ${addressType}`);
+    }
+    return ip.toString();
+  });
+  // Unset conditions, as the EndpointSlice API defines them: ready, serving as ready, not terminating.
+  const conditions = f.get('conditions');
+  const ready = conditions.get('ready').optBool() ?? true;
+  return {
+    addresses,
+    conditions: {
+      ready,
+      serving: conditions.get('serving').optBool() ?? ready,
+      terminating: conditions.get('terminating').optBool() ?? false,
+    },
+    nodeName: f.get('nodeName').optStr(),
+    zone: f.get('zone').optStr(),
+    hostname: f.get('hostname').optStr(),
+  };
+}
+
+function toEndpointPort(f: Field): EndpointPort {
+  const nameField = f.get('name');
+  const name = nameField.optStr() ?? '';
+  if (name) checkName(nameField, name, DNS1123_LABEL);
+  return {
+    name,
+    protocol: f.get('protocol').optOneOf(PROTOCOLS) ?? 'TCP',
+    port: f.get('port').optInt(1, 65535),
+    appProtocol: f.get('appProtocol').optStr(),
+  };
+}
+
+// ---------------------------------------------------------------------------
+// Node and KubeProxyConfiguration
+
+function toNode(doc: Field, origin: Origin): Node {
+  const nameField = doc.get('metadata').get('name');
+  const name = nameField.str();
+  checkName(nameField, name, DNS1123_SUBDOMAIN);
+  const addresses = doc.get('status').get('addresses').items().map((f): NodeAddress => {
+    const type = f.get('type').str();
+    const addressField = f.get('address');
+    const address = addressField.str();
+    const isIP = type === 'InternalIP' || type === 'ExternalIP';
+    return { type, address: isIP ? parseIP(addressField, address).toString() : address };
+  });
+  return { origin, name, addresses };
+}
+
+function toProxyConfig(doc: Field, origin: Origin): ProxyConfig {
+  const clusterCIDRField = doc.get('clusterCIDR');
+  const clusterCIDRs = (clusterCIDRField.optStr() ?? '')
+    .split(',')
+    .map((s) => s.trim())
+    .filter((s) => s !== '')
+    .map((s) => parseCIDR(clusterCIDRField, s).text);
+
+  const addressFields = doc.get('nodePortAddresses').items();
+  const nodePortAddresses = addressFields.map((f) => {
+    const text = f.str();
+    // "primary" selects each node's primary IPs; kube-proxy refuses it mixed with CIDRs.
+    if (text !== 'primary') return parseCIDR(f, text).text;
+    if (addressFields.length > 1) f.fail('"primary" cannot be combined with CIDRs');
+    return text;
+  });
+
+  const conntrack = doc.get('conntrack');
+  const timeouts: ConntrackTimeouts = {
+    tcpEstablishedTimeout: durationSeconds(conntrack.get('tcpEstablishedTimeout')),
+    tcpCloseWaitTimeout: durationSeconds(conntrack.get('tcpCloseWaitTimeout')),
+    udpTimeout: durationSeconds(conntrack.get('udpTimeout')),
+    udpStreamTimeout: durationSeconds(conntrack.get('udpStreamTimeout')),
+  };
+  return { origin, clusterCIDRs, nodePortAddresses, conntrack: timeouts };
+}
+
+const DURATION_UNIT_NANOSECONDS: Record<string, number> = {
+  ns: 1, us: 1e3, 'µs': 1e3, 'μs': 1e3, ms: 1e6, s: 1e9, m: 60e9, h: 3600e9,
+};
+const DURATION = /^([-+]?)((?:(?:\d+\.?\d*|\.\d+)(?:ns|us|µs|μs|ms|s|m|h))+|0)$/;
+const DURATION_PART = /(\d+\.?\d*|\.\d+)(ns|us|µs|μs|ms|s|m|h)/g;
+
+/**
+ * A Go time.Duration string ("24h0m0s", "1m30s") in whole seconds, truncated as
+ * kube-proxy does; 0 means "keep the default", so it maps to undefined.
+ */
+function durationSeconds(f: Field): number | undefined {
+  if (!f.isSet) return undefined;
+  const match = typeof f.value === 'string' ? DURATION.exec(f.value) : null;
+  if (!match) f.fail(`must be a duration like "24h0m0s", "1h", "30s" or "1m30s", got ${describe(f.value)}`);
+  if (match[1] === '-') f.fail('must not be negative');
+  let nanoseconds = 0;
+  for (const [, amount, unit] of match[2].matchAll(DURATION_PART)) {
+    nanoseconds += Number(amount) * DURATION_UNIT_NANOSECONDS[unit];
+  }
+  const whole = Math.floor(nanoseconds / 1e9);
+  if (nanoseconds > 0 && whole === 0) {
+    f.fail(`${match[0]} is less than a second; use at least 1s, or 0s to keep the default`);
+  }
+  return whole === 0 ? undefined : whole;
+}
+
+// ---------------------------------------------------------------------------
+// Names
+
+interface NameRule {
+  pattern: RegExp;
+  maxLength: number;
+  description: string;
+}
+
+const RFC1035_LABEL: NameRule = {
+  pattern: /^[a-z]([-a-z0-9]*[a-z0-9])?$/,
+  maxLength: 63,
+  description: 'an RFC 1035 label: at most 63 characters, lowercase letters, digits and \'-\', '
+    + 'starting with a letter and ending with a letter or digit',
+};
+const DNS1123_LABEL: NameRule = {
+  pattern: /^[a-z0-9]([-a-z0-9]*[a-z0-9])?$/,
+  maxLength: 63,
+  description: 'a DNS-1123 label: at most 63 characters, lowercase letters, digits and \'-\', '
+    + 'starting and ending with a letter or digit',
+};
+const DNS1123_SUBDOMAIN: NameRule = {
+  pattern: /^[a-z0-9]([-a-z0-9]*[a-z0-9])?(\.[a-z0-9]([-a-z0-9]*[a-z0-9])?)*$/,
+  maxLength: 253,
+  description: 'a DNS-1123 subdomain: at most 253 characters, dot-separated DNS-1123 labels',
+};
+
+function checkName(f: Field, name: string, rule: NameRule): void {
+  if (name.length > rule.maxLength || !rule.pattern.test(name)) {
+    f.fail(`${JSON.stringify(name)} is not ${rule.description}`);
+  }
+}
+
+function namespaceOf(meta: Field): string {
+  const field = meta.get('namespace');
+  const namespace = field.optStr() || 'default';
+  checkName(field, namespace, DNS1123_LABEL);
+  return namespace;
+}
+
+/** IANA_SVC_NAME (RFC 6335), what a named targetPort must be. */
+function ianaServiceName(f: Field, name: string): string {
+  const valid = name.length <= 15 && /^[-a-z0-9]+$/.test(name) && /[a-z]/.test(name)
+    && !name.startsWith('-') && !name.endsWith('-') && !name.includes('--');
+  if (!valid) {
+    f.fail(`${JSON.stringify(name)} is neither a port number nor a port name (IANA_SVC_NAME: at most 15 characters, `
+      + 'lowercase letters, digits and \'-\', at least one letter, no leading, trailing or double \'-\')');
+  }
+  return name;
+}
+
+/** Fails on the second of two list entries whose key is equal. */
+function checkUnique<T>(
+  fields: Field[], values: T[], key: (v: T) => string, show: (v: T) => string, subField?: string,
+): void {
+  const first = new Map<string, number>();
+  values.forEach((value, i) => {
+    const k = key(value);
+    const earlier = first.get(k);
+    if (earlier === undefined) {
+      first.set(k, i);
+      return;
+    }
+    const duplicate = subField ? fields[i].get(subField) : fields[i];
+    duplicate.fail(`${show(value)} is already used by ${fields[earlier].path}`);
+  });
+}
+
+// ---------------------------------------------------------------------------
+// Addresses
+
+type IP = ipaddr.IPv4 | ipaddr.IPv6;
+
+interface Cidr {
+  ip: IP;
+  prefix: number;
+  /** Canonical form: the network address and the prefix length. */
+  text: string;
+}
+
+/**
+ * An IP address as the API server's strict validation reads it: IPv4 only as four
+ * decimal parts without leading zeros (ipaddr.js alone would also take "10.1" and
+ * hex), IPv6 without a zone and not IPv4-mapped.
+ */
+function parseIP(f: Field, text: string): IP {
+  if (ipaddr.IPv4.isValid(text)) {
+    if (!ipaddr.IPv4.isValidFourPartDecimal(text)) {
+      f.fail(`${JSON.stringify(text)} is not a valid IP address: `
+        + 'IPv4 must be four decimal numbers without leading zeros');
+    }
+    return ipaddr.IPv4.parse(text);
+  }
+  if (ipaddr.IPv6.isValid(text)) {
+    const ip = ipaddr.IPv6.parse(text);
+    if (ip.zoneId !== undefined) {
+      f.fail(`${JSON.stringify(text)} is not a valid IP address: a zone (%${ip.zoneId}) is not allowed`);
+    }
+    if (ip.isIPv4MappedAddress()) {
+      f.fail(`${JSON.stringify(text)} is not a valid IP address: IPv4-mapped IPv6 addresses are not allowed`);
+    }
+    return ip;
+  }
+  f.fail(`${JSON.stringify(text)} is not a valid IP address`);
+}
+
+const NON_UNICAST_RANGES: Record<string, string> = {
+  unspecified: 'an unspecified',
+  loopback: 'a loopback',
+  linkLocal: 'a link-local',
+  multicast: 'a multicast',
+};
+
+/** An address a packet can be sent to: endpoints and external IPs, which the API server rejects otherwise. */
+function parseUnicastIP(f: Field, text: string): IP {
+  const ip = parseIP(f, text);
+  const range = NON_UNICAST_RANGES[ip.range()];
+  if (range) f.fail(`${text} is ${range} address, which cannot be used here`);
+  return ip;
+}
+
+function parseCIDR(f: Field, text: string): Cidr {
+  const v4 = ipaddr.IPv4.isValidCIDR(text);
+  const valid = v4 ? ipaddr.IPv4.isValidCIDRFourPartDecimal(text) : ipaddr.IPv6.isValidCIDR(text);
+  if (!valid) f.fail(`${JSON.stringify(text)} is not a valid CIDR (like 10.96.0.0/12 or fd00::/108)`);
+  const [, prefix] = ipaddr.parseCIDR(text);
+  // Host bits are allowed (the API server only warns about them): the range is that of the network address.
+  const ip = v4 ? ipaddr.IPv4.networkAddressFromCIDR(text) : ipaddr.IPv6.networkAddressFromCIDR(text);
+  if (ip.range() === 'ipv4Mapped') {
+    f.fail(`${JSON.stringify(text)} is not a valid CIDR: IPv4-mapped IPv6 addresses are not allowed`);
+  }
+  return { ip, prefix, text: `${ip.toString()}/${prefix}` };
+}
+
+function contains(range: Cidr, ip: IP): boolean {
+  return range.ip.kind() === ip.kind() && ip.match(range.ip, range.prefix);
+}
+
+function familyOf(ip: IP): IPFamily {
+  return ip.kind() === 'ipv4' ? 'IPv4' : 'IPv6';
+}
+
+function serviceRanges(texts: string[]): Cidr[] {
+  if (texts.length === 0) throw inputError(['serviceClusterIPRanges'], 'at least one range is required');
+  return texts.map((text, i) => parseCIDR(new Field([], `serviceClusterIPRanges[${i}]`, text), text));
+}
+
+// ---------------------------------------------------------------------------
+
+/** A value inside one object, with the path that names it in error messages ("spec.ports[1].name"). */
+class Field {
+  constructor(
+    /** [file, object]: what precedes the path in a message. */
+    private readonly where: string[],
+    readonly path: string,
+    readonly value: unknown,
+  ) {}
+
+  /** Unset covers null: kubectl prints "endpoints: null" and the like for empty fields. */
+  get isSet(): boolean {
+    return this.value !== undefined && this.value !== null;
+  }
+
+  fail(problem: string): never {
+    throw inputError([...this.where, this.path || undefined], problem);
+  }
+
+  get(key: string): Field {
+    if (this.isSet && !isMapping(this.value)) this.fail(`must be a mapping, got ${describe(this.value)}`);
+    const value = this.isSet ? (this.value as Record<string, unknown>)[key] : undefined;
+    return new Field(this.where, this.path ? `${this.path}.${key}` : key, value);
+  }
+
+  items(): Field[] {
+    if (!this.isSet) return [];
+    if (!Array.isArray(this.value)) this.fail(`must be a list, got ${describe(this.value)}`);
+    return this.value.map((v, i) => new Field(this.where, `${this.path}[${i}]`, v));
+  }
+
+  optStr(): string | undefined {
+    if (!this.isSet) return undefined;
+    if (typeof this.value !== 'string') this.fail(`must be a string, got ${describe(this.value)}`);
+    return this.value;
+  }
+
+  str(missing = 'required'): string {
+    const s = this.optStr();
+    if (!s) this.fail(missing);
+    return s;
+  }
+
+  optInt(min: number, max: number): number | undefined {
+    if (!this.isSet) return undefined;
+    if (typeof this.value !== 'number' || !Number.isInteger(this.value)) {
+      this.fail(`must be an integer, got ${describe(this.value)}`);
+    }
+    if (this.value < min || this.value > max) this.fail(`${this.value} is out of range ${min}..${max}`);
+    return this.value;
+  }
+
+  int(min: number, max: number): number {
+    const n = this.optInt(min, max);
+    if (n === undefined) this.fail('required');
+    return n;
+  }
+
+  optBool(): boolean | undefined {
+    if (!this.isSet) return undefined;
+    if (typeof this.value !== 'boolean') this.fail(`must be true or false, got ${describe(this.value)}`);
+    return this.value;
+  }
+
+  /** undefined when unset or "", which the API server replaces with the default. */
+  optOneOf<T extends string>(allowed: readonly T[]): T | undefined {
+    const s = this.optStr();
+    if (!s) return undefined;
+    if (!allowed.includes(s as T)) this.fail(`${JSON.stringify(s)} is not one of ${allowed.join(', ')}`);
+    return s as T;
+  }
+
+  oneOf<T extends string>(allowed: readonly T[]): T {
+    const s = this.optOneOf(allowed);
+    if (s === undefined) this.fail(`required: one of ${allowed.join(', ')}`);
+    return s;
+  }
+
+  /** Label maps such as spec.selector; an empty map is no map, as the API stores it. */
+  optStringMap(): Record<string, string> | undefined {
+    if (!this.isSet) return undefined;
+    if (!isMapping(this.value)) this.fail(`must be a mapping, got ${describe(this.value)}`);
+    const entries = Object.keys(this.value).map((key) => [key, this.get(key).optStr() ?? ''] as const);
+    return entries.length > 0 ? Object.fromEntries(entries) : undefined;
+  }
+}

@@ -1,0 +1,168 @@
+// End to end: the bundled sample through the CLI, against the reviewed golden
+// files, against what the sample's generator meant each packet to be, and the
+// output pcap read back by both readers with every checksum recomputed.
+import { mkdtempSync, readFileSync, writeFileSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { afterEach, beforeAll, describe, expect, it, vi } from 'vitest';
+import { loadClusterState, resolveServices } from '../control/cluster/index.js';
+import { compile } from '../control/compiler.js';
+import { DEFAULT_MAGLEV_TABLE_SIZE } from '../control/maglev.js';
+import { main } from '../control/main.js';
+import { PROJECT_ROOT } from '../control/paths.js';
+import { verifyChecksums, decodeFrame } from '../traces/frames.js';
+import { openCapture } from '../traces/pcap.js';
+import { maglevChooser } from '../traces/predict.js';
+import { buildSample, SAMPLE_CLUSTER, SAMPLE_NODE, SAMPLE_SEED, type SamplePacket } from '../traces/sample.js';
+import { readWithPcapParser } from './pcap-parser.js';
+
+interface VerdictLine { n: number; verdict: string; reason: string; service: string | null; backend: string | null; snat: boolean }
+
+const GOLDEN = join(PROJECT_ROOT, 'test', 'golden');
+const tmp = mkdtempSync(join(tmpdir(), 'svcpath-e2e-'));
+
+/** Runs the CLI in-process, capturing what it prints. */
+async function cli(args: string[]): Promise<{ code: number; stdout: string; stderr: string }> {
+  const out: string[] = [];
+  const err: string[] = [];
+  const log = vi.spyOn(console, 'log').mockImplementation((...a) => { out.push(a.join(' ')); });
+  const error = vi.spyOn(console, 'error').mockImplementation((...a) => { err.push(a.join(' ')); });
+  try {
+    const code = await main(args);
+    return { code, stdout: out.join('\n'), stderr: err.join('\n') };
+  } finally {
+    log.mockRestore();
+    error.mockRestore();
+  }
+}
+
+const readLines = (path: string): VerdictLine[] => readFileSync(path, 'utf8').trim().split('\n').map((l) => JSON.parse(l));
+
+describe('the bundled sample', () => {
+  let sample: SamplePacket[];
+  let run: { code: number; stdout: string; stderr: string };
+  beforeAll(async () => {
+    process.chdir(PROJECT_ROOT);
+    sample = buildSample();
+    run = await cli([
+      'replay', 'traces/samples/sample.pcap', '--cluster', 'traces/samples/cluster.yaml', '--node', 'node-a',
+      '--out', join(tmp, 'out.pcap'), '--verdicts', join(tmp, 'verdicts.jsonl'), '--summary', join(tmp, 'summary.json'),
+    ]);
+  });
+  afterEach(() => vi.restoreAllMocks());
+
+  it('is exactly what traces/sample.ts builds', () => {
+    const reader = openCapture(join(PROJECT_ROOT, 'traces', 'samples', 'sample.pcap'));
+    let i = 0;
+    for (const rec of reader.records()) {
+      const p = sample[i++];
+      expect([rec.tsSec, rec.tsNsec, rec.origlen], `record ${rec.n}`).toEqual([p.tsSec, Math.floor(p.tsNsec / 1000) * 1000, p.origlen ?? p.data.length]);
+      expect(rec.data).toEqual(p.data);
+    }
+    expect(i).toBe(sample.length);
+  });
+
+  it('replays with exit 0 and prints the summary', () => {
+    expect(run.stderr).toBe('');
+    expect(run.code).toBe(0);
+    expect(run.stdout).toMatch(/1156 packets replayed on node node-a/);
+    expect(run.stdout).toMatch(/default\/web:http/);
+  });
+
+  it('matches the reviewed golden verdicts and summary', () => {
+    expect(readFileSync(join(tmp, 'verdicts.jsonl'), 'utf8')).toBe(readFileSync(join(GOLDEN, 'sample.verdicts.jsonl'), 'utf8'));
+    const summary = JSON.parse(readFileSync(join(tmp, 'summary.json'), 'utf8'));
+    expect({ ...summary, written: 0 }).toEqual(JSON.parse(readFileSync(join(GOLDEN, 'sample.summary.json'), 'utf8')));
+  });
+
+  it('decides every packet as the generator meant it', () => {
+    const state = loadClusterState([SAMPLE_CLUSTER]);
+    const compiled = compile(state, resolveServices(state).services, { node: SAMPLE_NODE, seed: SAMPLE_SEED, maglevTableSize: DEFAULT_MAGLEV_TABLE_SIZE });
+    const choose = maglevChooser(compiled, SAMPLE_SEED);
+    const verdicts = readLines(join(tmp, 'verdicts.jsonl'));
+    expect(verdicts.length).toBe(sample.length);
+    sample.forEach((p, i) => {
+      const v = verdicts[i];
+      expect(v.n).toBe(i + 1);
+      if (p.expect) {
+        expect(`${v.verdict} ${v.reason}`, p.expect.what).toBe(`${p.expect.verdict} ${p.expect.reason}`);
+      } else if (!p.flow) {
+        expect(`${v.verdict} ${v.reason}`).toBe('PASS NO_SERVICE');
+      } else {
+        const backend = choose(p.flow);
+        if (!backend) {
+          expect(`${v.verdict} ${v.reason}`).toBe('TX NO_ENDPOINTS');
+          expect(v.backend).toBeNull();
+        } else {
+          expect(v.reason).toBe(p.direction === 'request' ? 'SERVICE' : 'REPLY');
+          expect(v.backend).toBe(`${backend.ip}:${backend.port}`);
+        }
+        expect(v.service).toMatch(/^[a-z-]+\/[a-z-]+:[a-z0-9-]+$/);
+      }
+      expect(v.snat).toBe(false);
+    });
+  });
+
+  it('writes exactly the TX/REDIRECT frames, rewritten, readable by both readers, every checksum valid', async () => {
+    const verdicts = readLines(join(tmp, 'verdicts.jsonl'));
+    const sent = verdicts.filter((v) => v.verdict === 'TX' || v.verdict === 'REDIRECT');
+    const ours = [...openCapture(join(tmp, 'out.pcap')).records()].map((r) => ({ ...r, data: r.data.slice() }));
+    const theirs = await readWithPcapParser(join(tmp, 'out.pcap'));
+    expect(ours.length).toBe(sent.length);
+    expect(theirs.length).toBe(sent.length);
+    ours.forEach((rec, k) => {
+      expect(Buffer.from(rec.data)).toEqual(theirs[k].data);
+      const v = sent[k];
+      const input = sample[v.n - 1];
+      expect([rec.tsSec, Math.floor(rec.tsNsec / 1000)]).toEqual([input.tsSec, Math.floor(input.tsNsec / 1000)]);
+      const report = verifyChecksums(rec.data);
+      expect(report, `output frame ${k + 1} (packet ${v.n})`).toMatchObject({ ipv4: true, l4: true });
+      const d = decodeFrame(rec.data);
+      if (v.reason === 'SERVICE') expect(`${d.ipv4!.dst}:${(d.tcp ?? d.udp)!.dport}`).toBe(v.backend);
+      if (v.reason === 'REPLY') expect(`${d.ipv4!.src}:${(d.tcp ?? d.udp)!.sport}`).toBe(`${input.flow!.vip}:${input.flow!.vport}`);
+      if (v.reason === 'NO_ENDPOINTS') expect([d.icmp!.type, d.icmp!.code, report.icmpEmbedded?.ipv4]).toEqual([3, 3, true]);
+    });
+  });
+});
+
+describe('CLI errors name what is wrong and keep what was done', () => {
+  it('a truncated trace: everything before the bad record is written, exit 1 naming the record', async () => {
+    const whole = readFileSync(join(PROJECT_ROOT, 'traces', 'samples', 'sample.pcap'));
+    const cut = join(tmp, 'cut.pcap');
+    writeFileSync(cut, whole.subarray(0, whole.length - 30));
+    const r = await cli(['replay', cut, '--cluster', SAMPLE_CLUSTER, '--node', 'node-a', '--verdicts', join(tmp, 'cut.jsonl'), '--summary', join(tmp, 'cut.json')]);
+    expect(r.code).toBe(1);
+    expect(r.stderr).toMatch(/cut\.pcap: record 1156 \(offset \d+\): truncated/);
+    expect(readLines(join(tmp, 'cut.jsonl')).length).toBe(1155);
+    expect(JSON.parse(readFileSync(join(tmp, 'cut.json'), 'utf8'))).toMatchObject({ packets: 1155, complete: false, stoppedAt: { record: 1156 } });
+    expect(r.stdout).toMatch(/STOPPED at record 1156/);
+  });
+
+  it.each([
+    [['replay'], /expected one trace file/],
+    [['replay', 'x.pcap'], /--cluster is required/],
+    [['replay', 'x.pcap', '--cluster', SAMPLE_CLUSTER, '--node', 'node-a'], /x\.pcap: cannot open/],
+    [['replay', 'traces/samples/sample.pcap', '--cluster', SAMPLE_CLUSTER], /--node: required: the cluster state has 3 Nodes/],
+    [['replay', 'traces/samples/sample.pcap', '--cluster', SAMPLE_CLUSTER, '--node', 'node-z'], /--node: no Node named "node-z"/],
+    [['replay', 'traces/samples/sample.pcap', '--cluster', 'nope.yaml'], /nope\.yaml/],
+    [['replay', 'traces/samples/sample.pcap', '--cluster', SAMPLE_CLUSTER, '--seed', '-1'], /--seed/],
+    [['replay', 'traces/samples/sample.pcap', '--cluster', SAMPLE_CLUSTER, '--maglev-table-size', '1000'], /--maglev-table-size: 1000 is not prime/],
+    [['replay', 'traces/samples/sample.pcap', '--cluster', SAMPLE_CLUSTER, '--service-cluster-ip-range', '10.0.0.0/33'], /--service-cluster-ip-range: "10\.0\.0\.0\/33" is not a CIDR/],
+    [['replay', 'traces/samples/sample.pcap', '--cluster', SAMPLE_CLUSTER, '--service-cluster-ip-range', '10.200.0.0/16'], /cluster\.yaml: Service default\/kubernetes: spec\.clusterIP/],
+    [['replay', 'traces/samples/sample.pcap', '--cluster', SAMPLE_CLUSTER, '--service-node-port-range', '30000'], /--service-node-port-range/],
+    [['replay', 'traces/samples/sample.pcap', '--bogus'], /bogus/],
+    [['frobnicate'], /unknown command "frobnicate"/],
+  ])('%j', async (args, message) => {
+    const r = await cli(args as string[]);
+    expect(r.code).toBe(1);
+    expect(r.stderr).toMatch(message);
+    expect(r.stderr.split('\n')).toHaveLength(1);
+    expect(r.stderr).not.toMatch(/\n\s+at /);
+  });
+
+  it('--help', async () => {
+    const r = await cli(['--help']);
+    expect(r.code).toBe(0);
+    expect(r.stdout).toMatch(/svcpath replay <trace/);
+  });
+});
