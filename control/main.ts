@@ -90,17 +90,17 @@ function parseNodePortAddresses(flag: string, text: string): string[] {
 }
 
 /** A progress bar on stderr, only when it is a terminal. */
-function progressBar(): { update(done: number, total: number): void; end(): void } {
+function progressBar(): { update(done: number, total: number, packets: number): void; end(): void } {
   if (!process.stderr.isTTY) return { update() {}, end() {} };
   let last = -1;
   return {
-    update(done, total) {
+    update(done, total, packets) {
       const pct = total > 0 ? Math.min(100, Math.floor((done / total) * 100)) : 100;
       if (pct === last) return;
       last = pct;
       const width = 30;
       const full = Math.round((pct / 100) * width);
-      process.stderr.write(`\r[${'#'.repeat(full)}${' '.repeat(width - full)}] ${String(pct).padStart(3)}%`);
+      process.stderr.write(`\r[${'#'.repeat(full)}${' '.repeat(width - full)}] ${String(pct).padStart(3)}%  ${packets} packets`);
     },
     end() {
       if (last >= 0) process.stderr.write('\r\x1b[K');
@@ -170,7 +170,7 @@ async function replayCommand(argv: string[]): Promise<number> {
   const result = replay(trace, compiled, dp, {
     out: values.out,
     verdicts: values.verdicts,
-    onProgress: (done, total) => bar.update(done, total),
+    onProgress: (done, total, packets) => bar.update(done, total, packets),
   });
   bar.end();
   const notes = [

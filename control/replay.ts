@@ -27,7 +27,7 @@ export interface ReplayOptions {
   /** Verdicts JSONL, one line per input packet. */
   verdicts?: string;
   /** Called after every batch. */
-  onProgress?: (bytesRead: number, fileSize: number) => void;
+  onProgress?: (bytesRead: number, fileSize: number, packets: number) => void;
 }
 
 export interface ReplayResult {
@@ -111,7 +111,7 @@ export function replay(trace: string, compiled: Compiled, dp: Datapath, opts: Re
       }
     }
     batch.clear();
-    opts.onProgress?.(reader.bytesRead, reader.fileSize);
+    opts.onProgress?.(reader.bytesRead, reader.fileSize, result.packets);
   };
 
   try {
