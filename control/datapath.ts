@@ -175,19 +175,17 @@ export class BpfMap {
     return true;
   }
 
-  /** BPF_MAP_GET_NEXT_KEY walk: every key, in the map's own order. */
+  /** BPF_MAP_GET_NEXT_KEY walk: every key, in the map's own order. Safe to use other operations in between. */
   *keysRaw(): Generator<Uint8Array> {
-    const s = this.dp.scratchFor(this.keySize, this.keySize);
-    let hasKey = false;
+    let key: Uint8Array | undefined;
     for (;;) {
-      const rc = this.dp.exports.map_get_next_key(this.spec.id, hasKey ? s.key : 0, s.value);
+      const s = this.dp.scratchFor(this.keySize, this.keySize);
+      if (key) this.bytes().set(key, s.key);
+      const rc = this.dp.exports.map_get_next_key(this.spec.id, key ? s.key : 0, s.value);
       if (rc === -2) return;
       if (rc !== 0) throw new MapError(this.spec.name, 'get_next_key', -rc);
-      const mem = this.bytes();
-      const next = mem.slice(s.value, s.value + this.keySize);
-      mem.copyWithin(s.key, s.value, s.value + this.keySize);
-      hasKey = true;
-      yield next;
+      key = this.bytes().slice(s.value, s.value + this.keySize);
+      yield key;
     }
   }
 
