@@ -1,5 +1,6 @@
 /**
- * Streaming reader and writer for classic pcap capture files.
+ * Streaming reader and writer for classic pcap capture files, and openCapture,
+ * which hands pcapng files to pcapng.ts.
  *
  * Written by hand rather than using the pcap-parser npm package: that one is
  * slow (~1.5 Mpps), event-based, and silently accepts malformed files. We need
@@ -12,15 +13,17 @@
  */
 import * as fs from 'node:fs';
 import { inputError } from '../control/errors.js';
+import { ChunkedFile, ChunkedWriter, DEFAULT_SNAPLEN, fsInputError, isUint32, MAX_SANE_SNAPLEN } from './chunked.js';
+import { MAX_BLOCK_BYTES, PcapngReader } from './pcapng.js';
 
 export interface CaptureRecord {
-  /** 1-based record number. */
+  /** 1-based record number; pcapng counts packets only, not the other blocks. */
   n: number;
-  /** File offset of the record header. */
+  /** File offset of the record header (pcap) or of the packet's block (pcapng). */
   offset: number;
   /** Seconds; a plain number because pcapng timestamps go past 2^32. */
   tsSec: number;
-  /** 0..999_999_999; microsecond files are scaled ×1000. */
+  /** 0..999_999_999; coarser resolutions are scaled up, finer ones rounded down. */
   tsNsec: number;
   caplen: number;
   origlen: number;
@@ -30,14 +33,21 @@ export interface CaptureRecord {
   data: Uint8Array;
 }
 
-/** Implemented per capture format; only classic pcap exists so far, pcapng is to follow. */
+/** Implemented per capture format: classic pcap here, pcapng in pcapng.ts. */
 export interface CaptureReader {
   readonly path: string;
-  readonly format: 'pcap';
-  /** The file's own timestamp resolution. */
+  readonly format: 'pcap' | 'pcapng';
+  /**
+   * Whether the file's timestamps are finer than microseconds: pcap's magic
+   * says; for pcapng see PcapngReader.
+   */
   readonly nanosecond: boolean;
-  /** Effective snaplen: the global header's, or 262144 when that one is bogus. */
+  /**
+   * Effective snaplen: the global header's, or 262144 when that one is bogus;
+   * pcapng: the first interface's, 262144 when it says 0 (unlimited).
+   */
   readonly snaplen: number;
+  /** pcapng: the first interface's; each record carries its own interface's. */
   readonly linktype: number;
   readonly fileSize: number;
   /** File bytes consumed so far (global header and the records yielded), for progress bars. */
@@ -68,12 +78,8 @@ export interface PcapWriter {
 const GLOBAL_HEADER_BYTES = 24;
 const RECORD_HEADER_BYTES = 16;
 const READ_CHUNK_BYTES = 4 << 20;
-const WRITE_BUFFER_BYTES = 1 << 20;
-/** libpcap's MAXIMUM_SNAPLEN, which it also substitutes for a bogus header snaplen. */
-const DEFAULT_SNAPLEN = 262144;
 /** Above any real snaplen; a larger caplen means a corrupt file, not a packet to allocate for. */
 const MAX_CAPLEN = 256 << 20;
-const MAX_SANE_SNAPLEN = 2 ** 31;
 const MAX_WARNINGS = 100;
 
 /** Magics read as big-endian u32 from the first four bytes of the file. */
@@ -91,7 +97,7 @@ export function openCapture(path: string): CaptureReader {
   }
   try {
     const fileSize = fs.fstatSync(fd).size;
-    const file = new ChunkedFile(fd, READ_CHUNK_BYTES, MAX_CAPLEN + RECORD_HEADER_BYTES);
+    const file = new ChunkedFile(fd, READ_CHUNK_BYTES, Math.max(MAX_CAPLEN + RECORD_HEADER_BYTES, MAX_BLOCK_BYTES));
     let available: number;
     try {
       available = file.fill(GLOBAL_HEADER_BYTES);
@@ -102,9 +108,7 @@ export function openCapture(path: string): CaptureReader {
       inputError([path, 'global header'], `truncated: needs ${GLOBAL_HEADER_BYTES} bytes, file has ${available}`);
     if (available < 4) throw truncatedHeader();
     const magic = file.view.getUint32(0, false);
-    if (magic === PCAPNG_BLOCK_TYPE_SHB) {
-      throw inputError([path], 'pcapng is not supported yet; convert it with `editcap -F pcap` or tshark');
-    }
+    if (magic === PCAPNG_BLOCK_TYPE_SHB) return new PcapngReader(path, file, fileSize);
     let littleEndian: boolean;
     let nanosecond: boolean;
     if (magic === PCAP_USEC_MAGIC || magic === PCAP_NSEC_MAGIC) {
@@ -130,76 +134,6 @@ export function openCapture(path: string): CaptureReader {
 /** Creates (or truncates) `path` and writes the global header; the caller must close() to flush. */
 export function createPcapWriter(path: string, opts: PcapWriterOptions): PcapWriter {
   return new StreamingPcapWriter(path, opts);
-}
-
-/**
- * A file read front to back through one reusable buffer. Sequential reads
- * (position null) so that pipes such as `<(zcat trace.pcap.gz)` work too.
- */
-class ChunkedFile {
-  buffer: Uint8Array;
-  view: DataView;
-  /** Next unconsumed byte in `buffer`; callers advance it. */
-  pos = 0;
-  /** One past the last valid byte in `buffer`. */
-  private end = 0;
-  /** File offset of buffer[0]. */
-  private bufferOffset = 0;
-  private eof = false;
-  private closed = false;
-
-  constructor(
-    private readonly fd: number,
-    chunkBytes: number,
-    private readonly maxBufferBytes: number,
-  ) {
-    this.buffer = new Uint8Array(chunkBytes);
-    this.view = new DataView(this.buffer.buffer);
-  }
-
-  /** File offset of `pos`. */
-  get offset(): number {
-    return this.bufferOffset + this.pos;
-  }
-
-  /**
-   * Makes `n` bytes available from `pos`, moving the unconsumed tail to the
-   * buffer start and growing the buffer when n does not fit. Returns how
-   * many bytes are available, fewer than n only at end of file. Invalidates
-   * views into the old contents and changes `pos`, `buffer` and `view`.
-   */
-  fill(n: number): number {
-    const available = this.end - this.pos;
-    if (available >= n || this.eof) return available;
-    if (this.closed) throw new Error('capture file read after close()');
-    if (n > this.buffer.length) {
-      if (n > this.maxBufferBytes) throw new Error(`read of ${n} bytes exceeds the buffer limit`);
-      const grown = new Uint8Array(Math.min(Math.max(n, 2 * this.buffer.length), this.maxBufferBytes));
-      grown.set(this.buffer.subarray(this.pos, this.end));
-      this.buffer = grown;
-      this.view = new DataView(grown.buffer);
-    } else {
-      this.buffer.copyWithin(0, this.pos, this.end);
-    }
-    this.bufferOffset += this.pos;
-    this.pos = 0;
-    this.end = available;
-    while (this.end < n) {
-      const got = fs.readSync(this.fd, this.buffer, this.end, this.buffer.length - this.end, null);
-      if (got === 0) {
-        this.eof = true;
-        break;
-      }
-      this.end += got;
-    }
-    return this.end;
-  }
-
-  close(): void {
-    if (this.closed) return;
-    this.closed = true;
-    fs.closeSync(this.fd);
-  }
 }
 
 class PcapReader implements CaptureReader {
@@ -323,12 +257,9 @@ class PcapReader implements CaptureReader {
   }
 }
 
-/** Writes little-endian pcap through a buffer, so millions of small records cost few syscalls. */
+/** Writes little-endian pcap through a ChunkedWriter. */
 class StreamingPcapWriter implements PcapWriter {
-  private readonly buffer = new Uint8Array(WRITE_BUFFER_BYTES);
-  private readonly view = new DataView(this.buffer.buffer);
-  private used = 0;
-  private readonly fd: number;
+  private readonly out: ChunkedWriter;
   private closed = false;
   private readonly snaplen: number;
   private readonly nanosecond: boolean;
@@ -343,20 +274,16 @@ class StreamingPcapWriter implements PcapWriter {
     if (!Number.isInteger(this.snaplen) || this.snaplen < 1 || this.snaplen > MAX_SANE_SNAPLEN) {
       throw new RangeError(`${path}: snaplen ${this.snaplen} is outside 1..2^31`);
     }
-    try {
-      this.fd = fs.openSync(path, 'w');
-    } catch (err) {
-      throw fsInputError(path, 'cannot create', err);
-    }
-    const view = this.view;
-    view.setUint32(0, this.nanosecond ? PCAP_NSEC_MAGIC : PCAP_USEC_MAGIC, true);
-    view.setUint16(4, 2, true);
-    view.setUint16(6, 4, true);
-    view.setInt32(8, 0, true); // thiszone: timestamps are UTC
-    view.setUint32(12, 0, true); // sigfigs
-    view.setUint32(16, this.snaplen, true);
-    view.setUint32(20, opts.linktype, true);
-    this.used = GLOBAL_HEADER_BYTES;
+    this.out = new ChunkedWriter(path);
+    const view = this.out.view;
+    const p = this.out.reserve(GLOBAL_HEADER_BYTES);
+    view.setUint32(p, this.nanosecond ? PCAP_NSEC_MAGIC : PCAP_USEC_MAGIC, true);
+    view.setUint16(p + 4, 2, true);
+    view.setUint16(p + 6, 4, true);
+    view.setInt32(p + 8, 0, true); // thiszone: timestamps are UTC
+    view.setUint32(p + 12, 0, true); // sigfigs
+    view.setUint32(p + 16, this.snaplen, true);
+    view.setUint32(p + 20, opts.linktype, true);
   }
 
   write(tsSec: number, tsNsec: number, data: Uint8Array, origlen: number = data.length): void {
@@ -370,43 +297,19 @@ class StreamingPcapWriter implements PcapWriter {
     if (!isUint32(origlen) || origlen < caplen) {
       throw new RangeError(`${this.path}: origlen ${origlen} is below caplen ${caplen} or not a u32`);
     }
-    if (this.used + RECORD_HEADER_BYTES + caplen > this.buffer.length) this.flush();
-    const view = this.view;
-    const p = this.used;
+    const view = this.out.view;
+    const p = this.out.reserve(RECORD_HEADER_BYTES);
     view.setUint32(p, tsSec, true);
     view.setUint32(p + 4, this.nanosecond ? tsNsec : Math.floor(tsNsec / 1000), true);
     view.setUint32(p + 8, caplen, true);
     view.setUint32(p + 12, origlen, true);
-    this.used += RECORD_HEADER_BYTES;
-    if (caplen > this.buffer.length - this.used) {
-      // Bigger than the whole buffer: no point copying it through.
-      this.flush();
-      writeAll(this.fd, data);
-    } else {
-      this.buffer.set(data, this.used);
-      this.used += caplen;
-    }
+    this.out.append(data);
   }
 
   close(): void {
     if (this.closed) return;
     this.closed = true;
-    try {
-      this.flush();
-    } finally {
-      fs.closeSync(this.fd);
-    }
-  }
-
-  private flush(): void {
-    writeAll(this.fd, this.buffer.subarray(0, this.used));
-    this.used = 0;
-  }
-}
-
-function writeAll(fd: number, bytes: Uint8Array): void {
-  for (let done = 0; done < bytes.length; ) {
-    done += fs.writeSync(fd, bytes, done, bytes.length - done);
+    this.out.close();
   }
 }
 
@@ -416,17 +319,4 @@ function recordWhere(n: number, offset: number): string {
 
 function byteSwap32(x: number): number {
   return (((x & 0xff) << 24) | ((x & 0xff00) << 8) | ((x >>> 8) & 0xff00) | (x >>> 24)) >>> 0;
-}
-
-function isUint32(x: number): boolean {
-  return Number.isInteger(x) && x >= 0 && x <= 0xffffffff;
-}
-
-/** A file the user named cannot be opened or read: their mistake, so an InputError. */
-function fsInputError(path: string, action: string, err: unknown): Error {
-  const code = (err as NodeJS.ErrnoException | undefined)?.code;
-  if (!code) return err instanceof Error ? err : new Error(String(err));
-  // Node's message is "CODE: description, syscall 'path'"; the path is already in front.
-  const description = (err as Error).message.split(',')[0];
-  return inputError([path], `${action}: ${description}`);
 }
