@@ -1,20 +1,24 @@
 /**
  * The compiler: a pure function from the cluster state (Services joined with
- * their endpoints, the Nodes, the proxy configuration) to the entries of the
- * datapath's maps, the way Cilium's service manager turns Services into
- * lb4_services / lb4_backends / maglev / reverse-NAT entries.
+ * their endpoints, the Nodes, the proxy configuration and flags) to the
+ * entries of the datapath's maps, the way Cilium's service manager turns
+ * Services into lb4_services / lb4_backends / maglev / reverse-NAT entries.
+ *
+ * Per service port it compiles one frontend per address the port is reached
+ * on (cluster IPs, this node's NodePort addresses, external IPs, load-balancer
+ * IPs), a Maglev table of its usable backends cluster-wide and, when a Local
+ * traffic policy needs it, one of its usable backends on this node. The
+ * decision between them is the datapath's (datapath/policy.ts), per packet.
  *
  * Ids are dense and assigned in a sorted order, so the same state always
  * compiles to the same bytes.
  */
 import ipaddr from 'ipaddr.js';
 import { inputError } from './errors.js';
-import {
-  BE_F_LOCAL, IPPROTO, LB_SCOPE_EXTERNAL, SVC_F_CLUSTER_IP, type StructValue,
-} from './layout.js';
+import { BE_F_LOCAL, CFG_F, IPPROTO, LB_SCOPE_EXTERNAL, SVC_F, type StructValue } from './layout.js';
 import { maglevTable } from './maglev.js';
 import type {
-  ClusterState, ConntrackTimeouts, Protocol, ResolvedEndpoint, ResolvedService, Service,
+  ClusterState, ConntrackTimeouts, Node, Protocol, ResolvedEndpoint, ResolvedService, Service, ServicePort,
 } from './model.js';
 
 export interface CompileOptions {
@@ -24,6 +28,15 @@ export interface CompileOptions {
   maglevTableSize: number;
   /** `--` flags that override the KubeProxyConfiguration. */
   conntrack?: ConntrackTimeouts;
+  clusterCIDRs?: string[];
+  nodePortAddresses?: string[];
+  masqueradeAll?: boolean;
+  /** Source address of masqueraded flows; default the node's first IPv4 InternalIP. */
+  masqueradeAddress?: string;
+  /** Masquerade ports, default 1024-65535 as kube-proxy's fully random masquerade uses. */
+  snatPortRange?: [number, number];
+  /** The API server's --service-cluster-ip-range; default 10.96.0.0/12. */
+  serviceClusterIPRanges?: string[];
 }
 
 /** Seconds, as kube-proxy (TCP) and the kernel's nf_conntrack (UDP) default them. */
@@ -34,6 +47,9 @@ export const DEFAULT_CONNTRACK_TIMEOUTS: Required<ConntrackTimeouts> = {
   udpStreamTimeout: 120,
 };
 
+export const DEFAULT_SNAT_PORT_RANGE: [number, number] = [1024, 65535];
+export const DEFAULT_SERVICE_CLUSTER_IP_RANGES = ['10.96.0.0/12'];
+
 export interface CompiledBackend {
   id: number;
   ip: string;
@@ -43,7 +59,10 @@ export interface CompiledBackend {
   local: boolean;
 }
 
+export type FrontendKind = 'ClusterIP' | 'NodePort' | 'ExternalIP' | 'LoadBalancer';
+
 export interface CompiledFrontend {
+  kind: FrontendKind;
   address: string;
   port: number;
   protocol: Protocol;
@@ -53,22 +72,27 @@ export interface CompiledFrontend {
 /** Which endpoints new flows may use (KEP-1669: terminating ones only as a last resort). */
 export type EndpointSelection = 'ready' | 'serving-terminating' | 'none';
 
+export interface BackendSet {
+  /** Backend ids, ascending. */
+  backendIds: number[];
+  selection: EndpointSelection;
+  /** Slot -> backend id; empty when the set is empty. */
+  maglev: Uint32Array;
+}
+
 export interface CompiledService {
   id: number;
   /** "ns/name:port-name", or the port number when the port is unnamed. */
   name: string;
   service: Service;
-  portName: string;
-  protocol: Protocol;
-  appProtocol?: string;
+  port: ServicePort;
   frontends: CompiledFrontend[];
-  /** Backends new flows may go to, by id. */
-  backendIds: number[];
-  /** Endpoints known but not used for new flows (not ready, not serving). */
+  /** Every usable endpoint (table 2 * id). */
+  cluster: BackendSet;
+  /** The usable endpoints on this node (table 2 * id + 1); compiled only when a Local policy needs it. */
+  local?: BackendSet;
+  /** Endpoints known but not used for new flows (not ready, or terminating while others are ready). */
   unusableEndpoints: number;
-  selection: EndpointSelection;
-  /** Slot -> backend id; empty when there are no usable backends. */
-  maglev: Uint32Array;
 }
 
 export interface SkippedService {
@@ -81,7 +105,10 @@ export interface MapEntries {
   lb4Services: Array<{ key: StructValue; value: StructValue }>;
   lb4Backends: Array<{ id: number; value: StructValue }>;
   lb4Revnat: Array<{ index: number; value: StructValue }>;
-  maglev: Array<{ serviceId: number; table: Uint32Array }>;
+  maglev: Array<{ table: number; slots: Uint32Array }>;
+  lbMembers: StructValue[];
+  lb4SourceRanges: StructValue[];
+  nodeIps4: string[];
 }
 
 export interface Compiled {
@@ -92,6 +119,8 @@ export interface Compiled {
   skipped: SkippedService[];
   notes: string[];
   conntrack: Required<ConntrackTimeouts>;
+  /** The masquerade address, when there is one. */
+  masqueradeAddress?: string;
   entries: MapEntries;
 }
 
@@ -111,9 +140,9 @@ export function emulatedNode(state: ClusterState, requested: string | undefined)
 }
 
 /**
- * The endpoints new flows may use, as kube-proxy's topology filter picks
- * them: the ready ones; when none is ready, those still serving while
- * terminating (KEP-1669); otherwise none.
+ * The endpoints new flows may use, as kube-proxy's CategorizeEndpoints picks
+ * them (for the cluster-wide and the local set separately): the ready ones;
+ * when none is ready, those still serving while terminating (KEP-1669).
  */
 export function usableEndpoints(endpoints: readonly ResolvedEndpoint[]): { endpoints: ResolvedEndpoint[]; selection: EndpointSelection } {
   const ready = endpoints.filter((e) => e.conditions.ready);
@@ -135,6 +164,8 @@ function skipReason(svc: Service): string | undefined {
   return undefined;
 }
 
+const isV4 = (ip: string) => ipaddr.parse(ip).kind() === 'ipv4';
+
 function compareIp(a: string, b: string): number {
   const x = ipaddr.parse(a).toByteArray();
   const y = ipaddr.parse(b).toByteArray();
@@ -143,15 +174,50 @@ function compareIp(a: string, b: string): number {
   return 0;
 }
 
+function inAny(ip: string, cidrs: readonly string[]): boolean {
+  const addr = ipaddr.parse(ip);
+  return cidrs.some((c) => {
+    const [net, bits] = ipaddr.parseCIDR(c);
+    return net.kind() === addr.kind() && addr.match(net, bits);
+  });
+}
+
+/** The first CIDR of the IPv4 family, as network and netmask. */
+function ipv4Network(cidrs: readonly string[]): { net: string; mask: string } | undefined {
+  const c = cidrs.map((x) => ipaddr.parseCIDR(x)).find(([net]) => net.kind() === 'ipv4');
+  if (!c) return undefined;
+  return {
+    net: ipaddr.IPv4.networkAddressFromCIDR(`${c[0].toString()}/${c[1]}`).toString(),
+    mask: ipaddr.IPv4.subnetMaskFromPrefixLength(c[1]).toString(),
+  };
+}
+
+/** This node's addresses (InternalIP, ExternalIP), and the ones its NodePorts listen on. */
+function nodeAddresses(node: Node | undefined, nodePortAddresses: readonly string[]): { all: string[]; nodePort: string[]; primary?: string } {
+  const all = (node?.addresses ?? []).filter((a) => a.type === 'InternalIP' || a.type === 'ExternalIP').map((a) => a.address);
+  const primaryOf = (family: string) => node?.addresses.find((a) => a.type === 'InternalIP' && ipaddr.parse(a.address).kind() === family)?.address;
+  const primary = [primaryOf('ipv4'), primaryOf('ipv6')].filter((a): a is string => !!a);
+  let nodePort: string[];
+  if (nodePortAddresses.length === 0) nodePort = all;
+  else if (nodePortAddresses.includes('primary')) nodePort = primary;
+  else nodePort = all.filter((ip) => inAny(ip, nodePortAddresses));
+  return { all, nodePort, primary: primaryOf('ipv4') };
+}
+
 const backendKey = (ip: string, port: number, protocol: Protocol) => `${protocol} ${ip} ${port}`;
 
 export function compile(state: ClusterState, resolved: readonly ResolvedService[], opts: CompileOptions): Compiled {
-  const node = emulatedNode(state, opts.node);
+  const nodeName = emulatedNode(state, opts.node);
+  const node = state.nodes.find((n) => n.name === nodeName);
   const notes: string[] = [];
   const skipped: SkippedService[] = [];
   const M = opts.maglevTableSize;
+  const clusterCIDRs = opts.clusterCIDRs ?? state.proxyConfig?.clusterCIDRs ?? [];
+  const addresses = nodeAddresses(node, opts.nodePortAddresses ?? state.proxyConfig?.nodePortAddresses ?? []);
+  const masqueradeAddress = opts.masqueradeAddress ?? addresses.primary;
+  if (!masqueradeAddress) notes.push('no masquerade address (the node has no IPv4 InternalIP): flows that need SNAT are dropped');
 
-  // Backends: one id per distinct (address, port, protocol), in sorted order.
+  // Backends: one id per distinct IPv4 (address, port, protocol), in sorted order.
   const backendsByKey = new Map<string, CompiledBackend>();
   const ordered = [...resolved].sort((a, b) =>
     a.service.namespace.localeCompare(b.service.namespace) || a.service.name.localeCompare(b.service.name));
@@ -159,8 +225,9 @@ export function compile(state: ClusterState, resolved: readonly ResolvedService[
     if (skipReason(rs.service)) continue;
     for (const rp of rs.ports) {
       for (const ep of rp.endpoints) {
+        if (!isV4(ep.ip)) continue;
         const key = backendKey(ep.ip, ep.port, rp.port.protocol);
-        const local = node !== undefined && ep.nodeName === node;
+        const local = nodeName !== undefined && ep.nodeName === nodeName;
         const known = backendsByKey.get(key);
         // kube-proxy favours "local" if duplicate endpoints disagree.
         if (!known || (local && !known.local)) {
@@ -170,12 +237,27 @@ export function compile(state: ClusterState, resolved: readonly ResolvedService[
     }
   }
   const backends = [...backendsByKey.values()]
-    .filter((b) => ipaddr.parse(b.ip).kind() === 'ipv4')
     .sort((a, b) => compareIp(a.ip, b.ip) || a.port - b.port || a.protocol.localeCompare(b.protocol));
   backends.forEach((b, i) => { b.id = i + 1; });
 
+  const backendSet = (endpoints: ResolvedEndpoint[], protocol: Protocol): BackendSet => {
+    const usable = usableEndpoints(endpoints.filter((e) => isV4(e.ip)));
+    const backendIds = [...new Set(usable.endpoints.map((e) => backendsByKey.get(backendKey(e.ip, e.port, protocol))!.id))]
+      .sort((a, b) => a - b);
+    const slots = maglevTable(backendIds.map((id) => `${backends[id - 1].ip}:${backends[id - 1].port}`), M, opts.seed);
+    return {
+      backendIds,
+      selection: usable.selection,
+      maglev: backendIds.length === 0 ? new Uint32Array(0) : slots.map((i) => backendIds[i]),
+    };
+  };
+
   const services: CompiledService[] = [];
-  const entries: MapEntries = { config: {}, lb4Services: [], lb4Backends: [], lb4Revnat: [], maglev: [] };
+  const entries: MapEntries = {
+    config: {}, lb4Services: [], lb4Backends: [], lb4Revnat: [], maglev: [], lbMembers: [], lb4SourceRanges: [],
+    nodeIps4: addresses.all.filter(isV4),
+  };
+  const wildcards = new Set<string>();
   let revNatIndex = 0;
   for (const rs of ordered) {
     const svc = rs.service;
@@ -184,65 +266,90 @@ export function compile(state: ClusterState, resolved: readonly ResolvedService[
       skipped.push({ service: `${svc.namespace}/${svc.name}`, reason: why });
       continue;
     }
-    const v4ClusterIPs = svc.clusterIPs.filter((ip) => ipaddr.parse(ip).kind() === 'ipv4');
-    if (v4ClusterIPs.length < svc.clusterIPs.length) {
-      notes.push(`Service ${svc.namespace}/${svc.name}: IPv6 cluster IPs are not emulated yet; only its IPv4 frontends are compiled`);
+    const clusterIPs = svc.clusterIPs.filter(isV4);
+    if (clusterIPs.length < svc.clusterIPs.length) {
+      notes.push(`Service ${svc.namespace}/${svc.name}: IPv6 frontends are not emulated yet; only its IPv4 frontends are compiled`);
     }
-    if (v4ClusterIPs.length === 0) {
+    if (clusterIPs.length === 0) {
       skipped.push({ service: `${svc.namespace}/${svc.name}`, reason: 'IPv6-only: not emulated yet' });
       continue;
     }
-    if (svc.type !== 'ClusterIP') {
-      notes.push(`Service ${svc.namespace}/${svc.name}: type ${svc.type}; only its cluster IP frontends are emulated so far`);
+    for (const ip of clusterIPs) {
+      if (wildcards.has(ip)) continue;
+      wildcards.add(ip);
+      entries.lb4Services.push({
+        key: { address: ip, port: 0, proto: 0, scope: LB_SCOPE_EXTERNAL },
+        value: { serviceId: 0, flags: SVC_F.WILDCARD },
+      });
     }
+    const lbIPs = svc.type === 'LoadBalancer'
+      ? svc.loadBalancerIngress.filter((i) => i.ip && i.ipMode !== 'Proxy' && isV4(i.ip)).map((i) => i.ip!)
+      : [];
+    const extLocal = svc.externalTrafficPolicy === 'Local';
+    const intLocal = svc.internalTrafficPolicy === 'Local';
+    const sourceRanges = svc.type === 'LoadBalancer' ? svc.loadBalancerSourceRanges.filter((c) => ipaddr.parseCIDR(c)[0].kind() === 'ipv4') : [];
+
     for (const rp of rs.ports) {
       const p = rp.port;
-      if (p.protocol === 'SCTP') {
-        notes.push(`${serviceName(svc, p.name, p.port)}: SCTP is not emulated yet; no frontend compiled`);
-        continue;
-      }
-      const usable = usableEndpoints(rp.endpoints);
-      const ids = usable.endpoints
-        .filter((e) => ipaddr.parse(e.ip).kind() === 'ipv4')
-        .map((e) => backendsByKey.get(backendKey(e.ip, e.port, p.protocol))!.id);
-      const backendIds = [...new Set(ids)].sort((a, b) => a - b);
+      const name = serviceName(svc, p.name, p.port);
       const id = services.length + 1;
-      const names = backendIds.map((bid) => `${backends[bid - 1].ip}:${backends[bid - 1].port}`);
-      const slots = maglevTable(names, M, opts.seed);
-      const maglev = backendIds.length === 0 ? new Uint32Array(0) : slots.map((i) => backendIds[i]);
-      if (backendIds.length > M) {
-        notes.push(`${serviceName(svc, p.name, p.port)}: ${backendIds.length} backends exceed the Maglev table size ${M}; some get no slot`);
-      }
-      const frontends: CompiledFrontend[] = v4ClusterIPs.map((address) => ({
-        address, port: p.port, protocol: p.protocol, revNatIndex: ++revNatIndex,
-      }));
+      const kinds: Array<[FrontendKind, string, number]> = [
+        ...clusterIPs.map((a): [FrontendKind, string, number] => ['ClusterIP', a, p.port]),
+        ...(p.nodePort ? addresses.nodePort.filter(isV4).map((a): [FrontendKind, string, number] => ['NodePort', a, p.nodePort!]) : []),
+        ...svc.externalIPs.filter(isV4).map((a): [FrontendKind, string, number] => ['ExternalIP', a, p.port]),
+        ...lbIPs.map((a): [FrontendKind, string, number] => ['LoadBalancer', a, p.port]),
+      ];
+      const frontends = kinds.map(([kind, address, port]): CompiledFrontend => ({ kind, address, port, protocol: p.protocol, revNatIndex: ++revNatIndex }));
+      const hasExternal = frontends.some((f) => f.kind !== 'ClusterIP');
+      const cluster = backendSet(rp.endpoints, p.protocol);
+      const needsLocal = intLocal || (extLocal && hasExternal);
+      const local = needsLocal
+        ? backendSet(rp.endpoints.filter((e) => nodeName !== undefined && e.nodeName === nodeName), p.protocol)
+        : undefined;
+      if (cluster.backendIds.length > M) notes.push(`${name}: ${cluster.backendIds.length} backends exceed the Maglev table size ${M}; some get no slot`);
       services.push({
-        id,
-        name: serviceName(svc, p.name, p.port),
-        service: svc,
-        portName: p.name,
-        protocol: p.protocol,
-        appProtocol: p.appProtocol,
-        frontends,
-        backendIds,
-        unusableEndpoints: rp.endpoints.length - usable.endpoints.length,
-        selection: usable.selection,
-        maglev,
+        id, name, service: svc, port: p, frontends, cluster, local,
+        unusableEndpoints: rp.endpoints.length - cluster.backendIds.length,
       });
+
+      const common = (svc.sessionAffinity === 'ClientIP' ? SVC_F.AFFINITY : 0);
       for (const f of frontends) {
+        let flags = common;
+        if (f.kind === 'ClusterIP') flags |= SVC_F.CLUSTER_IP | (intLocal ? SVC_F.INT_LOCAL : 0);
+        else {
+          flags |= { NodePort: SVC_F.NODEPORT, ExternalIP: SVC_F.EXTERNAL_IP, LoadBalancer: SVC_F.LOADBALANCER }[f.kind];
+          if (extLocal) flags |= SVC_F.EXT_LOCAL;
+          // Source ranges guard the load-balancer IPs only, not NodePorts or external IPs.
+          if (f.kind === 'LoadBalancer' && sourceRanges.length > 0) flags |= SVC_F.SOURCE_RANGE;
+        }
         entries.lb4Services.push({
           key: { address: f.address, port: f.port, proto: IPPROTO[f.protocol], scope: LB_SCOPE_EXTERNAL },
           value: {
             serviceId: id,
-            backendCount: backendIds.length,
-            flags: SVC_F_CLUSTER_IP,
+            backendCount: cluster.backendIds.length,
+            localBackendCount: local?.backendIds.length ?? 0,
+            flags,
             affinityTimeout: svc.sessionAffinity === 'ClientIP' ? svc.affinityTimeoutSeconds : 0,
             revNatIndex: f.revNatIndex,
           },
         });
         entries.lb4Revnat.push({ index: f.revNatIndex, value: { address: f.address, port: f.port } });
       }
-      if (backendIds.length > 0) entries.maglev.push({ serviceId: id, table: maglev });
+      for (const [set, table] of [[cluster, 2 * id], [local, 2 * id + 1]] as const) {
+        if (!set || set.backendIds.length === 0) continue;
+        entries.maglev.push({ table, slots: set.maglev });
+        for (const backendId of set.backendIds) entries.lbMembers.push({ table, backendId });
+      }
+      if (lbIPs.length > 0) {
+        for (const cidr of sourceRanges) {
+          const [net, bits] = ipaddr.parseCIDR(cidr);
+          entries.lb4SourceRanges.push({ prefixlen: 32 + bits, serviceId: id, address: net.toString() });
+        }
+        // A node inside the ranges reaches a VIP-style LB IP with the LB IP itself as source.
+        if (sourceRanges.length > 0 && addresses.all.some((ip) => inAny(ip, sourceRanges))) {
+          for (const ip of lbIPs) entries.lb4SourceRanges.push({ prefixlen: 64, serviceId: id, address: ip });
+        }
+      }
     }
   }
   for (const b of backends) {
@@ -258,12 +365,23 @@ export function compile(state: ClusterState, resolved: readonly ResolvedService[
       if (v !== undefined) conntrack[k as keyof ConntrackTimeouts] = v;
     }
   }
+  const podNet = ipv4Network(clusterCIDRs);
+  const serviceNet = ipv4Network(opts.serviceClusterIPRanges ?? DEFAULT_SERVICE_CLUSTER_IP_RANGES);
+  const [portMin, portMax] = opts.snatPortRange ?? DEFAULT_SNAT_PORT_RANGE;
   entries.config = {
     seed: opts.seed >>> 0,
     ctTcpEstablished: conntrack.tcpEstablishedTimeout,
     ctTcpClosing: conntrack.tcpCloseWaitTimeout,
     ctUdp: conntrack.udpTimeout,
     ctUdpStream: conntrack.udpStreamTimeout,
+    flags: (opts.masqueradeAll ? CFG_F.MASQUERADE_ALL : 0) | (podNet ? CFG_F.POD_CIDR4 : 0) | (serviceNet ? CFG_F.SERVICE_CIDR4 : 0),
+    snatAddress: masqueradeAddress && isV4(masqueradeAddress) ? masqueradeAddress : '0.0.0.0',
+    snatPortMin: masqueradeAddress ? portMin : 0,
+    snatPortMax: masqueradeAddress ? portMax : 0,
+    podCidr: podNet?.net ?? '0.0.0.0',
+    podMask: podNet?.mask ?? '0.0.0.0',
+    serviceCidr: serviceNet?.net ?? '0.0.0.0',
+    serviceMask: serviceNet?.mask ?? '0.0.0.0',
   };
-  return { node, maglevTableSize: M, services, backends, skipped, notes, conntrack, entries };
+  return { node: nodeName, maglevTableSize: M, services, backends, skipped, notes, conntrack, masqueradeAddress, entries };
 }

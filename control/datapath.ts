@@ -42,9 +42,15 @@ export interface MapSizes {
   services: number;
   backends: number;
   revNat: number;
-  /** Maglev lookup table size M (entries per service). */
+  /** Maglev lookup table size M (entries per table). */
   maglevM: number;
   maglevTables: number;
+  /** Highest service id (ARRAY maps are indexed by it). */
+  serviceIds: number;
+  members: number;
+  sourceRanges: number;
+  nodeIps: number;
+  /** Conntrack entries; the NAT and affinity maps are sized alike (one entry per flow or client at most). */
   conntrack: number;
 }
 
@@ -89,11 +95,16 @@ export class Datapath {
     this.createMap('lb4Services', Math.max(1, sizes.services));
     this.createMap('lb4Backends', Math.max(1, sizes.backends));
     this.createMap('lb4Revnat', Math.max(1, sizes.revNat));
-    this.createMap('maglev', Math.max(1, sizes.maglevTables + 1), sizes.maglevM * 4);
+    this.createMap('maglev', Math.max(1, sizes.maglevTables), sizes.maglevM * 4);
     this.createMap('ct4', Math.max(2, sizes.conntrack));
     this.createMap('metrics', 64 << 3);
-    this.createMap('serviceStats', sizes.maglevTables + 1);
+    this.createMap('serviceStats', sizes.serviceIds + 1);
     this.createMap('backendStats', sizes.backends + 1);
+    this.createMap('lbMembers', Math.max(1, sizes.members));
+    this.createMap('lb4Affinity', Math.max(1, sizes.conntrack >> 1));
+    this.createMap('snat4', Math.max(1, sizes.conntrack >> 1));
+    this.createMap('lb4SourceRanges', Math.max(1, sizes.sourceRanges));
+    this.createMap('nodeIps4', Math.max(1, sizes.nodeIps));
   }
 
   /** Room in linear memory to pass keys and values to the map API (reserved once per size increase). */

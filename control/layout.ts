@@ -9,7 +9,7 @@
  */
 import ipaddr from 'ipaddr.js';
 
-export type FieldType = 'u8' | 'u16' | 'u32' | 'u64' | 'be16' | 'ipv4';
+export type FieldType = 'u8' | 'u16' | 'u32' | 'u64' | 'be16' | 'be32' | 'ipv4';
 
 export interface Field {
   name: string;
@@ -27,18 +27,26 @@ export interface Struct {
   fields: Field[];
 }
 
-const FIELD_SIZE: Record<FieldType, number> = { u8: 1, u16: 2, u32: 4, u64: 8, be16: 2, ipv4: 4 };
+const FIELD_SIZE: Record<FieldType, number> = { u8: 1, u16: 2, u32: 4, u64: 8, be16: 2, be32: 4, ipv4: 4 };
 
 function struct(name: string, prefix: string, size: number, fields: Array<[string, string, number, FieldType]>): Struct {
   return { name, prefix, size, fields: fields.map(([n, constant, offset, type]) => ({ name: n, constant, offset, type })) };
 }
 
-export const CONFIG = struct('config', 'CONFIG', 20, [
+export const CONFIG = struct('config', 'CONFIG', 48, [
   ['seed', 'SEED', 0, 'u32'],
   ['ctTcpEstablished', 'CT_TCP_ESTABLISHED', 4, 'u32'],
   ['ctTcpClosing', 'CT_TCP_CLOSING', 8, 'u32'],
   ['ctUdp', 'CT_UDP', 12, 'u32'],
   ['ctUdpStream', 'CT_UDP_STREAM', 16, 'u32'],
+  ['flags', 'FLAGS', 20, 'u32'],
+  ['snatAddress', 'SNAT_ADDR4', 24, 'ipv4'],
+  ['snatPortMin', 'SNAT_PORT_MIN', 28, 'u16'],
+  ['snatPortMax', 'SNAT_PORT_MAX', 30, 'u16'],
+  ['podCidr', 'POD_CIDR4', 32, 'ipv4'],
+  ['podMask', 'POD_MASK4', 36, 'ipv4'],
+  ['serviceCidr', 'SERVICE_CIDR4', 40, 'ipv4'],
+  ['serviceMask', 'SERVICE_MASK4', 44, 'ipv4'],
 ]);
 
 export const LB4_KEY = struct('lb4_key', 'LB4_KEY', 8, [
@@ -48,12 +56,13 @@ export const LB4_KEY = struct('lb4_key', 'LB4_KEY', 8, [
   ['scope', 'SCOPE', 7, 'u8'],
 ]);
 
-export const LB4_SERVICE = struct('lb4_service', 'LB4_SVC', 20, [
+export const LB4_SERVICE = struct('lb4_service', 'LB4_SVC', 24, [
   ['serviceId', 'SERVICE_ID', 0, 'u32'],
   ['backendCount', 'BACKEND_COUNT', 4, 'u32'],
-  ['flags', 'FLAGS', 8, 'u32'],
-  ['affinityTimeout', 'AFFINITY_TIMEOUT', 12, 'u32'],
-  ['revNatIndex', 'REV_NAT_INDEX', 16, 'u32'],
+  ['localBackendCount', 'LOCAL_BACKEND_COUNT', 8, 'u32'],
+  ['flags', 'FLAGS', 12, 'u32'],
+  ['affinityTimeout', 'AFFINITY_TIMEOUT', 16, 'u32'],
+  ['revNatIndex', 'REV_NAT_INDEX', 20, 'u32'],
 ]);
 
 export const LB4_BACKEND = struct('lb4_backend', 'LB4_BE', 8, [
@@ -82,8 +91,40 @@ export const CT_ENTRY = struct('ct_entry', 'CT', 24, [
   ['revNatIndex', 'REV_NAT_INDEX', 4, 'u32'],
   ['serviceId', 'SERVICE_ID', 8, 'u32'],
   ['flags', 'FLAGS', 12, 'u16'],
+  ['snatPort', 'SNAT_PORT', 14, 'be16'],
   ['lastSeen', 'LAST_SEEN', 16, 'u64'],
 ]);
+
+export const LB_MEMBER_KEY = struct('lb_member_key', 'LB_MEMBER', 8, [
+  ['table', 'TABLE', 0, 'u32'],
+  ['backendId', 'BACKEND', 4, 'u32'],
+]);
+
+export const LB4_AFFINITY_KEY = struct('lb4_affinity_key', 'LB4_AFF', 8, [
+  ['client', 'CLIENT', 0, 'ipv4'],
+  ['serviceId', 'SERVICE_ID', 4, 'u32'],
+]);
+
+export const LB_AFFINITY = struct('lb_affinity', 'AFF', 16, [
+  ['backendId', 'BACKEND_ID', 0, 'u32'],
+  ['lastUsed', 'LAST_USED', 8, 'u64'],
+]);
+
+export const SNAT4_ORIGIN = struct('snat4_origin', 'SNAT4', 8, [
+  ['address', 'ADDRESS', 0, 'ipv4'],
+  ['port', 'PORT', 4, 'be16'],
+]);
+
+export const LB4_SRC_RANGE_KEY = struct('lb4_src_range_key', 'LB4_SRC', 12, [
+  ['prefixlen', 'PREFIXLEN', 0, 'u32'],
+  ['serviceId', 'SERVICE_ID', 4, 'be32'],
+  ['address', 'ADDRESS', 8, 'ipv4'],
+]);
+
+/** The value of set-like maps: always 1. */
+export const PRESENCE = struct('presence', 'PRESENCE', 4, [['present', 'VALUE', 0, 'u32']]);
+
+export const NODE_IP4_KEY = struct('node_ip4', 'NODE_IP4', 4, [['address', 'ADDRESS', 0, 'ipv4']]);
 
 export const TRAFFIC_COUNTER = struct('traffic_counter', 'METRIC', 16, [
   ['packets', 'PACKETS', 0, 'u64'],
@@ -118,9 +159,13 @@ export const U32_KEY = struct('u32', 'U32', 4, [['value', 'VALUE', 0, 'u32']]);
 export const SIZE_CONSTANTS: Record<string, string> = {
   ct4_tuple: 'CT4_TUPLE_SIZE',
   ct_entry: 'CT_ENTRY_SIZE',
+  lb_member_key: 'LB_MEMBER_KEY_SIZE',
+  lb4_affinity_key: 'LB4_AFF_KEY_SIZE',
+  lb4_src_range_key: 'LB4_SRC_KEY_SIZE',
+  node_ip4: 'NODE_IP4_KEY_SIZE',
 };
 
-export const BPF_MAP_TYPE = { HASH: 1, ARRAY: 2, LRU_HASH: 9 } as const;
+export const BPF_MAP_TYPE = { HASH: 1, ARRAY: 2, LRU_HASH: 9, LPM_TRIE: 11 } as const;
 export const BPF_ANY = 0;
 export const BPF_NOEXIST = 1;
 export const BPF_EXIST = 2;
@@ -141,11 +186,16 @@ export const MAPS = {
   lb4Services: { id: 1, name: 'lb4_services', type: BPF_MAP_TYPE.HASH, key: LB4_KEY, value: LB4_SERVICE },
   lb4Backends: { id: 2, name: 'lb4_backends', type: BPF_MAP_TYPE.HASH, key: U32_KEY, value: LB4_BACKEND },
   lb4Revnat: { id: 3, name: 'lb4_reverse_nat', type: BPF_MAP_TYPE.HASH, key: U32_KEY, value: LB4_REVNAT },
-  maglev: { id: 4, name: 'lb_maglev', type: BPF_MAP_TYPE.ARRAY, key: U32_KEY },
+  maglev: { id: 4, name: 'lb_maglev', type: BPF_MAP_TYPE.HASH, key: U32_KEY },
   ct4: { id: 5, name: 'ct4', type: BPF_MAP_TYPE.LRU_HASH, key: CT4_TUPLE, value: CT_ENTRY },
   metrics: { id: 6, name: 'metrics', type: BPF_MAP_TYPE.ARRAY, key: U32_KEY, value: TRAFFIC_COUNTER },
   serviceStats: { id: 7, name: 'service_stats', type: BPF_MAP_TYPE.ARRAY, key: U32_KEY, value: FLOW_COUNTER },
   backendStats: { id: 8, name: 'backend_stats', type: BPF_MAP_TYPE.ARRAY, key: U32_KEY, value: FLOW_COUNTER },
+  lbMembers: { id: 9, name: 'lb_members', type: BPF_MAP_TYPE.HASH, key: LB_MEMBER_KEY, value: PRESENCE },
+  lb4Affinity: { id: 10, name: 'lb4_affinity', type: BPF_MAP_TYPE.LRU_HASH, key: LB4_AFFINITY_KEY, value: LB_AFFINITY },
+  snat4: { id: 11, name: 'snat4', type: BPF_MAP_TYPE.LRU_HASH, key: CT4_TUPLE, value: SNAT4_ORIGIN },
+  lb4SourceRanges: { id: 12, name: 'lb4_source_ranges', type: BPF_MAP_TYPE.LPM_TRIE, key: LB4_SRC_RANGE_KEY, value: PRESENCE },
+  nodeIps4: { id: 13, name: 'node_ips4', type: BPF_MAP_TYPE.HASH, key: NODE_IP4_KEY, value: PRESENCE },
 } as const satisfies Record<string, MapSpec>;
 
 export type MapName = keyof typeof MAPS;
@@ -154,12 +204,22 @@ export type MapName = keyof typeof MAPS;
 export const METRIC_ENTRIES = 64 << 3;
 
 export const LB_SCOPE_EXTERNAL = 0;
-export const SVC_F_CLUSTER_IP = 1 << 0;
+export const SVC_F = {
+  CLUSTER_IP: 1 << 0,
+  NODEPORT: 1 << 1,
+  EXTERNAL_IP: 1 << 2,
+  LOADBALANCER: 1 << 3,
+  EXT_LOCAL: 1 << 4,
+  INT_LOCAL: 1 << 5,
+  AFFINITY: 1 << 6,
+  SOURCE_RANGE: 1 << 7,
+  WILDCARD: 1 << 8,
+} as const;
+export const CFG_F = { MASQUERADE_ALL: 1 << 0, POD_CIDR4: 1 << 1, SERVICE_CIDR4: 1 << 2 } as const;
 export const BE_F_LOCAL = 1 << 0;
 export const CT_DIR_ORIGINAL = 0;
 export const CT_DIR_REPLY = 1;
-export const CT_F_SEEN_REPLY = 1 << 0;
-export const CT_F_CLOSING = 1 << 1;
+export const CT_F = { SEEN_REPLY: 1 << 0, CLOSING: 1 << 1, SNAT: 1 << 2 } as const;
 export const DESC_F_SNAT = 1 << 0;
 
 export const IPPROTO: Record<string, number> = { ICMP: 1, TCP: 6, UDP: 17, SCTP: 132 };
@@ -172,6 +232,7 @@ export type Verdict = (typeof VERDICTS)[number];
 export const REASONS = [
   '', 'SERVICE', 'REPLY', 'NO_SERVICE', 'NO_ENDPOINTS', 'NO_LOCAL_ENDPOINTS', 'SOURCE_RANGE',
   'MALFORMED', 'TRUNCATED', 'NON_IP', 'FRAGMENT', 'STATE_MISMATCH', 'NO_ROOM',
+  'UNSERVED_PORT', 'UNALLOCATED_IP', 'SNAT_EXHAUSTED',
 ] as const;
 export type Reason = Exclude<(typeof REASONS)[number], ''>;
 
@@ -190,6 +251,7 @@ export function encode(s: Struct, value: StructValue): Uint8Array {
       case 'u32': view.setUint32(f.offset, v as number, true); break;
       case 'u64': view.setBigUint64(f.offset, BigInt(v), true); break;
       case 'be16': view.setUint16(f.offset, v as number, false); break;
+      case 'be32': view.setUint32(f.offset, v as number, false); break;
       case 'ipv4': bytes.set(ipaddr.IPv4.parse(v as string).toByteArray(), f.offset); break;
     }
   }
@@ -207,6 +269,7 @@ export function decode(s: Struct, bytes: Uint8Array): StructValue {
       case 'u32': out[f.name] = view.getUint32(f.offset, true); break;
       case 'u64': out[f.name] = Number(view.getBigUint64(f.offset, true)); break;
       case 'be16': out[f.name] = view.getUint16(f.offset, false); break;
+      case 'be32': out[f.name] = view.getUint32(f.offset, false); break;
       case 'ipv4': out[f.name] = Array.from(bytes.subarray(f.offset, f.offset + 4)).join('.'); break;
     }
   }

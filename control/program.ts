@@ -21,7 +21,11 @@ export async function loadProgram(compiled: Compiled, opts: ProgramOptions = {})
     backends: e.lb4Backends.length,
     revNat: e.lb4Revnat.length,
     maglevM: compiled.maglevTableSize,
-    maglevTables: compiled.services.length,
+    maglevTables: e.maglev.length,
+    serviceIds: compiled.services.length,
+    members: e.lbMembers.length,
+    sourceRanges: e.lb4SourceRanges.length,
+    nodeIps: e.nodeIps4.length,
     conntrack: opts.ctEntries ?? DEFAULT_CT_ENTRIES,
   });
   dp.map('config').updateRaw(u32Key(0), encode(CONFIG, e.config));
@@ -32,8 +36,16 @@ export async function loadProgram(compiled: Compiled, opts: ProgramOptions = {})
   const revnat = dp.map('lb4Revnat');
   for (const { index, value } of e.lb4Revnat) revnat.update({ value: index }, value, BPF_NOEXIST);
   const maglev = dp.map('maglev');
-  for (const { serviceId, table } of e.maglev) {
-    maglev.updateRaw(u32Key(serviceId), new Uint8Array(table.buffer, table.byteOffset, table.byteLength));
+  for (const { table, slots } of e.maglev) {
+    maglev.updateRaw(u32Key(table), new Uint8Array(slots.buffer, slots.byteOffset, slots.byteLength), BPF_NOEXIST);
   }
+  const members = dp.map('lbMembers');
+  for (const key of e.lbMembers) members.update(key, PRESENT, BPF_NOEXIST);
+  const ranges = dp.map('lb4SourceRanges');
+  for (const key of e.lb4SourceRanges) ranges.update(key, PRESENT);
+  const nodeIps = dp.map('nodeIps4');
+  for (const address of e.nodeIps4) nodeIps.update({ address }, PRESENT);
   return dp;
 }
+
+const PRESENT = { present: 1 };

@@ -21,6 +21,9 @@ export interface ServiceSummary {
   type: string;
   frontends: string[];
   appProtocol: string | null;
+  externalTrafficPolicy: string;
+  internalTrafficPolicy: string;
+  sessionAffinity: string;
   endpoints: string;
   flows: number;
   packets: number;
@@ -63,17 +66,20 @@ export function buildSummary(result: ReplayResult, compiled: Compiled, dp: Datap
   const backendStats = dp.map('backendStats');
   const services = compiled.services.map((s): ServiceSummary => {
     const st = serviceStats.at(s.id)!;
+    const ids = [...new Set([...s.cluster.backendIds, ...(s.local?.backendIds ?? [])])].sort((a, b) => a - b);
     return {
       service: s.name,
       type: s.service.type,
-      frontends: s.frontends.map((f) => `${f.address}:${f.port}/${f.protocol}`),
-      appProtocol: s.appProtocol ?? null,
-      endpoints: `${s.backendIds.length} ${s.selection === 'serving-terminating' ? 'serving-terminating' : 'ready'}`
-        + (s.unusableEndpoints ? `, ${s.unusableEndpoints} unusable` : ''),
+      frontends: s.frontends.map((f) => `${f.address}:${f.port}/${f.protocol}${f.kind === 'ClusterIP' ? '' : ` (${f.kind})`}`),
+      appProtocol: s.port.appProtocol ?? null,
+      externalTrafficPolicy: s.service.externalTrafficPolicy,
+      internalTrafficPolicy: s.service.internalTrafficPolicy,
+      sessionAffinity: s.service.sessionAffinity === 'ClientIP' ? `ClientIP ${s.service.affinityTimeoutSeconds}s` : 'None',
+      endpoints: describeEndpoints(s),
       flows: st.flows as number,
       packets: st.packets as number,
       bytes: st.bytes as number,
-      backends: s.backendIds.map((id) => {
+      backends: ids.map((id) => {
         const b = compiled.backends[id - 1];
         const bs = backendStats.at(id)!;
         return {
@@ -98,6 +104,14 @@ export function buildSummary(result: ReplayResult, compiled: Compiled, dp: Datap
     notes,
     warnings: result.warnings,
   };
+}
+
+/** "2 ready, 1 local, 2 unusable": what new flows may use. */
+function describeEndpoints(s: Compiled['services'][number]): string {
+  const parts = [`${s.cluster.backendIds.length} ${s.cluster.selection === 'serving-terminating' ? 'serving-terminating' : 'ready'}`];
+  if (s.local) parts.push(`${s.local.backendIds.length} local`);
+  if (s.unusableEndpoints) parts.push(`${s.unusableEndpoints} unusable`);
+  return parts.join(', ');
 }
 
 function pad(s: string | number, n: number): string {

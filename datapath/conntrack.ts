@@ -7,10 +7,10 @@
 
 import {
   CT4_DADDR, CT4_DIR, CT4_DPORT, CT4_PROTO, CT4_SADDR, CT4_SPORT, CT_BACKEND_ID, CT_DIR_ORIGINAL,
-  CT_DIR_REPLY, CT_F_CLOSING, CT_F_SEEN_REPLY, CT_FLAGS, CT_LAST_SEEN, CT_REV_NAT_INDEX, CT_SERVICE_ID,
-  BPF_ANY,
+  CT_DIR_REPLY, CT_F_CLOSING, CT_F_SEEN_REPLY, CT_F_SNAT, CT_FLAGS, CT_LAST_SEEN, CT_REV_NAT_INDEX, CT_SERVICE_ID,
+  CT_SNAT_PORT, BPF_ANY,
 } from './layout';
-import { mapDelete, mapLookup, mapUpdate } from './maps';
+import { mapDelete, mapLookup, mapPeek, mapUpdate } from './maps';
 import { IPPROTO_TCP, TCP_ACK, TCP_FIN, TCP_RST, TCP_SYN } from './parse';
 import { ct4 } from './registry';
 
@@ -44,6 +44,11 @@ function fillTuple(saddr: u32, daddr: u32, sport: u16, dport: u16, proto: u8, di
 /** The ct_entry of this tuple in this direction, or 0. */
 export function ctLookup4(saddr: u32, daddr: u32, sport: u16, dport: u16, proto: u8, dir: u8): usize {
   return mapLookup(ct4, fillTuple(saddr, daddr, sport, dport, proto, dir));
+}
+
+/** Like ctLookup4, without counting as a use of the entry (for collision checks). */
+export function ctPeek4(saddr: u32, daddr: u32, sport: u16, dport: u16, proto: u8, dir: u8): usize {
+  return mapPeek(ct4, fillTuple(saddr, daddr, sport, dport, proto, dir));
 }
 
 export function ctDelete4(saddr: u32, daddr: u32, sport: u16, dport: u16, proto: u8, dir: u8): void {
@@ -82,20 +87,26 @@ export function ctTouch(entry: usize, now: u64, proto: u8, tcpFlags: u8, isReply
 
 /**
  * Tracks a new flow client -> frontend that was sent to a backend: the
- * original-direction entry and the reply-direction entry (backend -> client).
- * An LRU map makes room by eviction, so BPF_ANY inserts cannot fail.
+ * original-direction entry and the reply-direction entry, keyed as the reply
+ * will arrive: backend -> client, or backend -> masquerade address and port
+ * when the source was masqueraded (`snatPort` != 0). An LRU map makes room by
+ * eviction, so BPF_ANY inserts cannot fail.
  */
 export function ctCreate4(
   saddr: u32, daddr: u32, sport: u16, dport: u16, proto: u8, tcpFlags: u8,
-  backendAddr: u32, backendPort: u16,
+  backendAddr: u32, backendPort: u16, snatAddr: u32, snatPort: u16,
   backendId: u32, revNatIndex: u32, serviceId: u32, now: u64,
 ): void {
+  let flags: u16 = isClosing(proto, tcpFlags) ? CT_F_CLOSING : 0;
+  if (snatPort != 0) flags |= CT_F_SNAT;
   store<u32>(entryValue + CT_BACKEND_ID, backendId);
   store<u32>(entryValue + CT_REV_NAT_INDEX, revNatIndex);
   store<u32>(entryValue + CT_SERVICE_ID, serviceId);
-  store<u32>(entryValue + CT_FLAGS, 0);
+  store<u16>(entryValue + CT_FLAGS, flags);
+  store<u16>(entryValue + CT_SNAT_PORT, snatPort);
   store<u64>(entryValue + CT_LAST_SEEN, now);
-  if (isClosing(proto, tcpFlags)) store<u16>(entryValue + CT_FLAGS, CT_F_CLOSING);
   mapUpdate(ct4, fillTuple(saddr, daddr, sport, dport, proto, CT_DIR_ORIGINAL), entryValue, BPF_ANY);
-  mapUpdate(ct4, fillTuple(backendAddr, saddr, backendPort, sport, proto, CT_DIR_REPLY), entryValue, BPF_ANY);
+  const replyDst = snatPort != 0 ? snatAddr : saddr;
+  const replyDport = snatPort != 0 ? snatPort : sport;
+  mapUpdate(ct4, fillTuple(backendAddr, replyDst, backendPort, replyDport, proto, CT_DIR_REPLY), entryValue, BPF_ANY);
 }

@@ -9,24 +9,34 @@
 
 export * from './layout';
 
+import { affinityBackend4, recordAffinity4 } from './affinity';
 import { ctCreate4, ctDelete4, ctIsLive, ctIsReopen, ctLookup4, ctTouch, configureTimeouts } from './conntrack';
 import {
   BE_F_LOCAL, CONFIG_CT_TCP_CLOSING, CONFIG_CT_TCP_ESTABLISHED, CONFIG_CT_UDP, CONFIG_CT_UDP_STREAM, CONFIG_SEED,
-  CT_BACKEND_ID, CT_DIR_ORIGINAL, CT_DIR_REPLY, CT_REV_NAT_INDEX, CT_SERVICE_ID,
-  DESC_BACKEND_ID, DESC_CAPACITY, DESC_DATA, DESC_FLAGS, DESC_LEN, DESC_REASON, DESC_SERVICE_ID, DESC_SIZE,
-  DESC_TS_NSEC, DESC_TS_SEC_HI, DESC_TS_SEC_LO, DESC_VERDICT, DESC_WIRE_LEN, EINVAL, ENOENT,
-  LB4_BE_ADDRESS, LB4_BE_FLAGS, LB4_BE_PORT, LB4_REVNAT_ADDRESS, LB4_REVNAT_PORT, LB4_SVC_REV_NAT_INDEX,
-  LB4_SVC_SERVICE_ID, REASON_FRAGMENT, REASON_MALFORMED, REASON_NON_IP, REASON_NO_ENDPOINTS, REASON_NO_ROOM,
-  REASON_NO_SERVICE, REASON_REPLY, REASON_SERVICE, REASON_STATE_MISMATCH, REASON_TRUNCATED,
-  XDP_ABORTED, XDP_DROP, XDP_PASS, XDP_REDIRECT, XDP_TX,
+  CT_BACKEND_ID, CT_DIR_ORIGINAL, CT_DIR_REPLY, CT_F_SNAT, CT_FLAGS, CT_REV_NAT_INDEX, CT_SERVICE_ID, CT_SNAT_PORT,
+  DESC_BACKEND_ID, DESC_CAPACITY, DESC_DATA, DESC_F_SNAT, DESC_FLAGS, DESC_LEN, DESC_REASON, DESC_SERVICE_ID,
+  DESC_SIZE, DESC_TS_NSEC, DESC_TS_SEC_HI, DESC_TS_SEC_LO, DESC_VERDICT, DESC_WIRE_LEN, EINVAL, ENOENT,
+  LB4_BE_ADDRESS, LB4_BE_FLAGS, LB4_BE_PORT, LB4_REVNAT_ADDRESS, LB4_REVNAT_PORT, LB4_SVC_AFFINITY_TIMEOUT,
+  LB4_SVC_FLAGS, LB4_SVC_REV_NAT_INDEX, LB4_SVC_SERVICE_ID, REASON_MALFORMED, REASON_NO_ENDPOINTS,
+  REASON_NO_LOCAL_ENDPOINTS, REASON_NO_ROOM, REASON_NO_SERVICE, REASON_REPLY, REASON_SERVICE, REASON_SNAT_EXHAUSTED,
+  REASON_SOURCE_RANGE, REASON_STATE_MISMATCH, REASON_TRUNCATED, REASON_UNALLOCATED_IP, REASON_UNSERVED_PORT,
+  SNAT4_ADDRESS, SNAT4_PORT, SVC_F_AFFINITY, SVC_F_SOURCE_RANGE, XDP_ABORTED, XDP_DROP, XDP_PASS, XDP_REDIRECT,
+  XDP_TX,
 } from './layout';
-import { lookupBackend4, lookupRevNat4, lookupService4, maglevBackend4, serviceHasNoBackends } from './lb';
+import {
+  backendCount, isClusterIP4, lookupBackend4, lookupRevNat4, lookupService4, maglevBackend4, tableId,
+} from './lb';
 import { mapCount, mapDelete, mapGetNextKey, mapLookup, mapPeek, mapUpdate } from './maps';
 import { reserve, reservedTop } from './memory';
-import { rewriteDestination4, rewriteSource4 } from './nat';
-import { IPPROTO_TCP, IPPROTO_UDP, daddr, dport, parsePacket, proto, saddr, sport, tcpFlags } from './parse';
+import { finishRewrite, rewriteDestination4, rewriteSource4 } from './nat';
+import {
+  IPPROTO_SCTP, daddr, datagramCaptured, dport, hasPorts, isIcmpError, parsePacket, proto, saddr, sport, tcpFlags,
+} from './parse';
+import { choosePolicy, classifySource4, configurePolicy, inServiceRange4, masquerade, useLocalBackends } from './policy';
 import { allMapsCreated, configMap, createNamedMap, mapById } from './registry';
 import { buildPortUnreachable4 } from './reject';
+import { configureSnat, lookupSnat4, pickSnatPort4, recordSnat4, snatAddress } from './snat';
+import { sourceAllowed4 } from './source_range';
 import { countFlowPacket, countVerdict } from './stats';
 
 // --- bpf(2)-shaped map API for the control plane ------------------------------
@@ -91,6 +101,8 @@ function loadConfig(): bool {
     load<u32>(cfg + CONFIG_CT_TCP_ESTABLISHED), load<u32>(cfg + CONFIG_CT_TCP_CLOSING),
     load<u32>(cfg + CONFIG_CT_UDP), load<u32>(cfg + CONFIG_CT_UDP_STREAM),
   );
+  configurePolicy(cfg);
+  configureSnat(cfg);
   return true;
 }
 
@@ -100,6 +112,7 @@ let reason: u8 = 0;
 let serviceId: u32 = 0;
 let backendId: u32 = 0;
 let outLen: u32 = 0;
+let snatApplied: bool = false;
 
 @inline function decide(v: u8, r: u8): void {
   verdict = v;
@@ -113,65 +126,115 @@ function verdictForParseReason(r: u8): u8 {
   return XDP_PASS; // REASON_NON_IP, REASON_FRAGMENT, REASON_NO_SERVICE
 }
 
+/** Rewrites need the whole datagram when a CRC must be recomputed (SCTP). */
+@inline function cannotRewrite(data: usize, len: u32): bool {
+  return proto == IPPROTO_SCTP && !datagramCaptured(data, len);
+}
+
 /**
- * A packet to a service frontend: the tracked backend of its flow, or for a
- * new flow the Maglev choice; then DNAT. Without backends: REJECT.
+ * A packet to a service frontend. A tracked flow keeps its backend and its
+ * masquerade port; a new flow gets the backend set and masquerading its
+ * traffic policy and source call for, the client's affinity backend or the
+ * Maglev choice, and a masquerade port if needed. Then DNAT (and SNAT).
  */
 function handleServicePacket(svc: usize, data: usize, len: u32, capacity: u32, wireLen: u32, now: u64): void {
   serviceId = load<u32>(svc + LB4_SVC_SERVICE_ID);
+  const flags = load<u32>(svc + LB4_SVC_FLAGS);
+  if ((flags & SVC_F_SOURCE_RANGE) != 0 && !sourceAllowed4(serviceId, saddr)) {
+    decide(XDP_DROP, REASON_SOURCE_RANGE);
+    countFlowPacket(serviceId, 0, wireLen, false);
+    return;
+  }
   let be: usize = 0;
+  let snatPort: u16 = 0;
   const entry = ctLookup4(saddr, daddr, sport, dport, proto, CT_DIR_ORIGINAL);
   if (entry != 0 && ctIsLive(entry, now, proto) && !ctIsReopen(entry, proto, tcpFlags)) {
     backendId = load<u32>(entry + CT_BACKEND_ID);
     // A backend removed since the flow started: choose again, as for a new flow.
     be = lookupBackend4(backendId);
+    if ((load<u16>(entry + CT_FLAGS) & CT_F_SNAT) != 0) snatPort = load<u16>(entry + CT_SNAT_PORT);
   }
   const newFlow = be == 0;
   if (newFlow) {
-    if (serviceHasNoBackends(svc)) {
-      rejectPacket(data, len, capacity, wireLen);
+    if (backendCount(svc, false) == 0) {
+      rejectPacket(data, len, capacity, REASON_NO_ENDPOINTS);
+      countFlowPacket(serviceId, 0, wireLen, false);
       return;
     }
-    backendId = maglevBackend4(svc, seed, saddr, daddr, sport, dport, proto);
+    choosePolicy(flags, classifySource4(saddr));
+    const local = useLocalBackends;
+    if (backendCount(svc, local) == 0) {
+      decide(XDP_DROP, REASON_NO_LOCAL_ENDPOINTS);
+      countFlowPacket(serviceId, 0, wireLen, false);
+      return;
+    }
+    const table = tableId(svc, local);
+    const affinity = (flags & SVC_F_AFFINITY) != 0;
+    backendId = affinity ? affinityBackend4(saddr, serviceId, table, load<u32>(svc + LB4_SVC_AFFINITY_TIMEOUT), now) : 0;
+    if (backendId == 0) backendId = maglevBackend4(table, seed, saddr, daddr, sport, dport, proto);
     be = lookupBackend4(backendId);
     if (be == 0) {
       decide(XDP_DROP, REASON_STATE_MISMATCH);
       return;
     }
+    // A client reaching itself through the service must not see its own address as source.
+    if (masquerade || load<u32>(be + LB4_BE_ADDRESS) == saddr) {
+      snatPort = pickSnatPort4(seed, saddr, sport, load<u32>(be + LB4_BE_ADDRESS), load<u16>(be + LB4_BE_PORT), proto, now);
+      if (snatPort == 0) {
+        decide(XDP_DROP, REASON_SNAT_EXHAUSTED);
+        countFlowPacket(serviceId, 0, wireLen, false);
+        return;
+      }
+    }
+    if (affinity) recordAffinity4(saddr, serviceId, backendId, now);
+  }
+  if (cannotRewrite(data, len)) {
+    decide(XDP_ABORTED, REASON_TRUNCATED);
+    return;
   }
   const beAddr = load<u32>(be + LB4_BE_ADDRESS);
   const bePort = load<u16>(be + LB4_BE_PORT);
+  const replyDst = snatPort != 0 ? snatAddress : saddr;
+  const replyDport = snatPort != 0 ? snatPort : sport;
   if (newFlow) {
-    ctCreate4(saddr, daddr, sport, dport, proto, tcpFlags, beAddr, bePort,
+    ctCreate4(saddr, daddr, sport, dport, proto, tcpFlags, beAddr, bePort, snatAddress, snatPort,
       backendId, load<u32>(svc + LB4_SVC_REV_NAT_INDEX), serviceId, now);
+    if (snatPort != 0) recordSnat4(beAddr, bePort, snatPort, proto, saddr, sport);
   } else {
     ctTouch(entry, now, proto, tcpFlags, false);
     // The reply entry lives as long as the flow does.
-    const reply = ctLookup4(beAddr, saddr, bePort, sport, proto, CT_DIR_REPLY);
+    const reply = ctLookup4(beAddr, replyDst, bePort, replyDport, proto, CT_DIR_REPLY);
     if (reply != 0) ctTouch(reply, now, proto, tcpFlags, false);
   }
+  const portChanged = bePort != dport || (snatPort != 0 && snatPort != sport);
   rewriteDestination4(beAddr, bePort);
+  if (snatPort != 0) {
+    rewriteSource4(snatAddress, snatPort);
+    snatApplied = true;
+  }
+  finishRewrite(portChanged);
   decide((load<u8>(be + LB4_BE_FLAGS) & BE_F_LOCAL) != 0 ? XDP_REDIRECT : XDP_TX, REASON_SERVICE);
   countFlowPacket(serviceId, backendId, wireLen, newFlow);
 }
 
-function rejectPacket(data: usize, len: u32, capacity: u32, wireLen: u32): void {
+/** REJECT: the frame becomes an ICMP port unreachable back to its sender. */
+function rejectPacket(data: usize, len: u32, capacity: u32, why: u8): void {
   const icmpLen = buildPortUnreachable4(data, len, capacity);
   if (icmpLen == 0) {
     decide(XDP_ABORTED, REASON_NO_ROOM);
   } else {
     outLen = icmpLen;
-    decide(XDP_TX, REASON_NO_ENDPOINTS);
+    decide(XDP_TX, why);
   }
-  countFlowPacket(serviceId, 0, wireLen, false);
 }
 
 /**
  * A packet that is not for a frontend may be a backend's reply to a tracked
- * flow: its source goes back to the frontend the client talked to.
- * Returns false when it is not.
+ * flow: its source goes back to the frontend the client talked to, and a
+ * masqueraded flow's destination back to the client.
+ * Returns false when it is not such a reply.
  */
-function handleReply(wireLen: u32, now: u64): bool {
+function handleReply(data: usize, len: u32, wireLen: u32, now: u64): bool {
   const entry = ctLookup4(saddr, daddr, sport, dport, proto, CT_DIR_REPLY);
   if (entry == 0) return false;
   if (!ctIsLive(entry, now, proto)) {
@@ -181,19 +244,49 @@ function handleReply(wireLen: u32, now: u64): bool {
   serviceId = load<u32>(entry + CT_SERVICE_ID);
   backendId = load<u32>(entry + CT_BACKEND_ID);
   const revnat = lookupRevNat4(load<u32>(entry + CT_REV_NAT_INDEX));
-  if (revnat == 0) {
+  const masqueraded = (load<u16>(entry + CT_FLAGS) & CT_F_SNAT) != 0;
+  const origin = masqueraded ? lookupSnat4(saddr, sport, dport, proto) : 0;
+  if (revnat == 0 || (masqueraded && origin == 0)) {
     decide(XDP_DROP, REASON_STATE_MISMATCH);
+    return true;
+  }
+  if (cannotRewrite(data, len)) {
+    decide(XDP_ABORTED, REASON_TRUNCATED);
     return true;
   }
   const frontAddr = load<u32>(revnat + LB4_REVNAT_ADDRESS);
   const frontPort = load<u16>(revnat + LB4_REVNAT_PORT);
+  const client = masqueraded ? load<u32>(origin + SNAT4_ADDRESS) : daddr;
+  const clientPort = masqueraded ? load<u16>(origin + SNAT4_PORT) : dport;
   ctTouch(entry, now, proto, tcpFlags, true);
-  const original = ctLookup4(daddr, frontAddr, dport, frontPort, proto, CT_DIR_ORIGINAL);
+  const original = ctLookup4(client, frontAddr, clientPort, frontPort, proto, CT_DIR_ORIGINAL);
   if (original != 0) ctTouch(original, now, proto, tcpFlags, true);
+  const portChanged = frontPort != sport || clientPort != dport;
   rewriteSource4(frontAddr, frontPort);
+  if (masqueraded) {
+    rewriteDestination4(client, clientPort);
+    snatApplied = true;
+  }
+  finishRewrite(portChanged);
   decide(XDP_TX, REASON_REPLY);
   countFlowPacket(serviceId, backendId, wireLen, false);
   return true;
+}
+
+/**
+ * Not a frontend and not a reply: a cluster IP's unserved port is rejected
+ * (kube-proxy rejects everything else sent to a cluster IP), an unallocated
+ * address of the service range dropped, anything else passed.
+ */
+function handleOther(data: usize, len: u32, capacity: u32): void {
+  if (isClusterIP4(daddr)) {
+    if (isIcmpError()) decide(XDP_DROP, REASON_UNSERVED_PORT);
+    else rejectPacket(data, len, capacity, REASON_UNSERVED_PORT);
+  } else if (inServiceRange4(daddr)) {
+    decide(XDP_DROP, REASON_UNALLOCATED_IP);
+  } else {
+    decide(XDP_PASS, REASON_NO_SERVICE);
+  }
 }
 
 function processFrame(desc: usize): void {
@@ -207,21 +300,20 @@ function processFrame(desc: usize): void {
   serviceId = 0;
   backendId = 0;
   outLen = len;
+  snatApplied = false;
 
   const parsed = parsePacket(data, len, wireLen);
   if (parsed != 0) {
     decide(verdictForParseReason(parsed), parsed);
-  } else if (proto != IPPROTO_TCP && proto != IPPROTO_UDP) {
-    decide(XDP_PASS, REASON_NO_SERVICE);
   } else {
-    const svc = lookupService4(daddr, dport, proto);
+    const svc = hasPorts(proto) ? lookupService4(daddr, dport, proto) : 0;
     if (svc != 0) handleServicePacket(svc, data, len, capacity, wireLen, now);
-    else if (!handleReply(wireLen, now)) decide(XDP_PASS, REASON_NO_SERVICE);
+    else if (!hasPorts(proto) || !handleReply(data, len, wireLen, now)) handleOther(data, len, capacity);
   }
 
   store<u8>(desc + DESC_VERDICT, verdict);
   store<u8>(desc + DESC_REASON, reason);
-  store<u16>(desc + DESC_FLAGS, 0);
+  store<u16>(desc + DESC_FLAGS, snatApplied ? DESC_F_SNAT : 0);
   store<u32>(desc + DESC_SERVICE_ID, serviceId);
   store<u32>(desc + DESC_BACKEND_ID, backendId);
   store<u32>(desc + DESC_LEN, outLen);
@@ -237,4 +329,3 @@ export function process_batch(descs: usize, count: u32): i32 {
   for (let i: u32 = 0; i < count; i++) processFrame(descs + <usize>i * DESC_SIZE);
   return 0;
 }
-

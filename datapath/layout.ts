@@ -15,6 +15,7 @@
 export const BPF_MAP_TYPE_HASH: u32 = 1;
 export const BPF_MAP_TYPE_ARRAY: u32 = 2;
 export const BPF_MAP_TYPE_LRU_HASH: u32 = 9;
+export const BPF_MAP_TYPE_LPM_TRIE: u32 = 11;
 
 // --- update flags, as bpf(2) BPF_MAP_UPDATE_ELEM ----------------------------
 export const BPF_ANY: u32 = 0;
@@ -33,20 +34,37 @@ export const MAP_CONFIG: u32 = 0; // ARRAY[1] of config
 export const MAP_LB4_SERVICES: u32 = 1; // HASH lb4_key -> lb4_service
 export const MAP_LB4_BACKENDS: u32 = 2; // HASH backend_id -> lb4_backend
 export const MAP_LB4_REVNAT: u32 = 3; // HASH rev_nat_index -> lb4_revnat
-export const MAP_LB_MAGLEV: u32 = 4; // ARRAY service_id -> u32[M] backend ids
+export const MAP_LB_MAGLEV: u32 = 4; // HASH table id -> u32[M] backend ids
 export const MAP_CT4: u32 = 5; // LRU_HASH ct4_tuple -> ct_entry
 export const MAP_METRICS: u32 = 6; // ARRAY (reason << 3 | verdict) -> traffic_counter
 export const MAP_SERVICE_STATS: u32 = 7; // ARRAY service_id -> flow_counter
 export const MAP_BACKEND_STATS: u32 = 8; // ARRAY backend_id -> flow_counter
-export const MAP_COUNT: u32 = 9;
+export const MAP_LB_MEMBERS: u32 = 9; // HASH lb_member_key -> u32 (1): which backends a table holds
+export const MAP_LB4_AFFINITY: u32 = 10; // LRU_HASH lb4_affinity_key -> lb_affinity
+export const MAP_SNAT4: u32 = 11; // LRU_HASH ct4_tuple (reply direction) -> snat4_origin
+export const MAP_LB4_SOURCE_RANGES: u32 = 12; // LPM_TRIE lb4_src_range_key -> u32 (1)
+export const MAP_NODE_IPS4: u32 = 13; // HASH be32 address -> u32 (1): this node's addresses
+export const MAP_COUNT: u32 = 14;
 
 // --- struct config (value of MAP_CONFIG[0]) ---------------------------------
-export const CONFIG_SEED: u32 = 0; // u32: Maglev flow-hash seed (--seed)
-export const CONFIG_CT_TCP_ESTABLISHED: u32 = 4; // u32 seconds
+export const CONFIG_SEED: u32 = 0; // u32: Maglev and SNAT-port hash seed (--seed)
+export const CONFIG_CT_TCP_ESTABLISHED: u32 = 4; // u32 seconds (also SCTP)
 export const CONFIG_CT_TCP_CLOSING: u32 = 8; // u32 seconds, after FIN or RST
 export const CONFIG_CT_UDP: u32 = 12; // u32 seconds, no reply seen yet
 export const CONFIG_CT_UDP_STREAM: u32 = 16; // u32 seconds, replies seen
-export const CONFIG_SIZE: u32 = 20;
+export const CONFIG_FLAGS: u32 = 20; // u32 CFG_F_*
+export const CONFIG_SNAT_ADDR4: u32 = 24; // be32 masquerade address
+export const CONFIG_SNAT_PORT_MIN: u32 = 28; // u16 host order, first SNAT port
+export const CONFIG_SNAT_PORT_MAX: u32 = 30; // u16 host order, last SNAT port
+export const CONFIG_POD_CIDR4: u32 = 32; // be32 --cluster-cidr network
+export const CONFIG_POD_MASK4: u32 = 36; // be32 its netmask
+export const CONFIG_SERVICE_CIDR4: u32 = 40; // be32 --service-cluster-ip-range network
+export const CONFIG_SERVICE_MASK4: u32 = 44; // be32 its netmask
+export const CONFIG_SIZE: u32 = 48;
+
+export const CFG_F_MASQUERADE_ALL: u32 = 1 << 0;
+export const CFG_F_POD_CIDR4: u32 = 1 << 1; // the pod network is known: pods can be told apart
+export const CFG_F_SERVICE_CIDR4: u32 = 1 << 2;
 
 // --- struct lb4_key (key of MAP_LB4_SERVICES): one service frontend ---------
 export const LB4_KEY_ADDRESS: u32 = 0; // be32 frontend IPv4 address
@@ -58,14 +76,26 @@ export const LB4_KEY_SIZE: u32 = 8;
 export const LB_SCOPE_EXTERNAL: u8 = 0;
 
 // --- struct lb4_service (value of MAP_LB4_SERVICES) -------------------------
-export const LB4_SVC_SERVICE_ID: u32 = 0; // u32, index of MAP_LB_MAGLEV and stats
-export const LB4_SVC_BACKEND_COUNT: u32 = 4; // u32 usable backends; 0 = reject
-export const LB4_SVC_FLAGS: u32 = 8; // u32 SVC_F_*
-export const LB4_SVC_AFFINITY_TIMEOUT: u32 = 12; // u32 seconds (ClientIP affinity)
-export const LB4_SVC_REV_NAT_INDEX: u32 = 16; // u32 key of MAP_LB4_REVNAT
-export const LB4_SVC_SIZE: u32 = 20;
+// One service port reached through one frontend. A wildcard entry (port 0,
+// protocol 0) marks a cluster IP itself, so that its unserved ports are rejected.
+export const LB4_SVC_SERVICE_ID: u32 = 0; // u32 service port: stats, affinity, Maglev tables
+export const LB4_SVC_BACKEND_COUNT: u32 = 4; // u32 usable backends cluster-wide; 0 = reject
+export const LB4_SVC_LOCAL_BACKEND_COUNT: u32 = 8; // u32 usable backends on this node
+export const LB4_SVC_FLAGS: u32 = 12; // u32 SVC_F_*
+export const LB4_SVC_AFFINITY_TIMEOUT: u32 = 16; // u32 seconds (ClientIP affinity)
+export const LB4_SVC_REV_NAT_INDEX: u32 = 20; // u32 key of MAP_LB4_REVNAT
+export const LB4_SVC_SIZE: u32 = 24;
 
 export const SVC_F_CLUSTER_IP: u32 = 1 << 0;
+export const SVC_F_NODEPORT: u32 = 1 << 1;
+export const SVC_F_EXTERNAL_IP: u32 = 1 << 2;
+export const SVC_F_LOADBALANCER: u32 = 1 << 3;
+export const SVC_F_EXT_LOCAL: u32 = 1 << 4; // externalTrafficPolicy: Local
+export const SVC_F_INT_LOCAL: u32 = 1 << 5; // internalTrafficPolicy: Local
+export const SVC_F_AFFINITY: u32 = 1 << 6; // sessionAffinity: ClientIP
+export const SVC_F_SOURCE_RANGE: u32 = 1 << 7; // loadBalancerSourceRanges apply
+export const SVC_F_WILDCARD: u32 = 1 << 8; // the cluster IP itself: reject unserved ports
+export const SVC_F_EXTERNAL: u32 = SVC_F_NODEPORT | SVC_F_EXTERNAL_IP | SVC_F_LOADBALANCER;
 
 // --- struct lb4_backend (value of MAP_LB4_BACKENDS, key: u32 backend_id) ----
 export const LB4_BE_ADDRESS: u32 = 0; // be32
@@ -83,8 +113,44 @@ export const LB4_REVNAT_PORT: u32 = 4; // be16 frontend port
 export const LB4_REVNAT_SIZE: u32 = 8;
 export const REV_NAT_INDEX_SIZE: u32 = 4;
 
-// --- MAP_LB_MAGLEV: key u32 service_id, value u32 backend_id[M] -------------
+// --- MAP_LB_MAGLEV: key u32 table id, value u32 backend_id[M] ---------------
+// Each service port has a table of its cluster-wide backends (id 2 * service_id)
+// and, when a Local traffic policy needs it, of its local ones (2 * service_id + 1).
 export const MAGLEV_KEY_SIZE: u32 = 4;
+
+// --- struct lb_member_key (key of MAP_LB_MEMBERS) ---------------------------
+export const LB_MEMBER_TABLE: u32 = 0; // u32 table id
+export const LB_MEMBER_BACKEND: u32 = 4; // u32 backend id
+export const LB_MEMBER_KEY_SIZE: u32 = 8;
+export const PRESENCE_SIZE: u32 = 4; // u32 value of set-like maps, always 1
+
+// --- struct lb4_affinity_key / lb_affinity (MAP_LB4_AFFINITY) ---------------
+// kube-proxy records affinity per client IP and service port, whichever
+// frontend was used, and refreshes it with each new connection.
+export const LB4_AFF_CLIENT: u32 = 0; // be32 client address
+export const LB4_AFF_SERVICE_ID: u32 = 4; // u32
+export const LB4_AFF_KEY_SIZE: u32 = 8;
+export const AFF_BACKEND_ID: u32 = 0; // u32
+export const AFF_LAST_USED: u32 = 8; // u64 ns, packet time of the last new connection
+export const AFF_SIZE: u32 = 16;
+
+// --- struct snat4_origin (value of MAP_SNAT4) -------------------------------
+// Keyed by the reply tuple as it arrives (backend -> masquerade address and
+// port): the client the reply really goes to.
+export const SNAT4_ADDRESS: u32 = 0; // be32 client address
+export const SNAT4_PORT: u32 = 4; // be16 client port
+export const SNAT4_SIZE: u32 = 8;
+
+// --- struct lb4_src_range_key (key of MAP_LB4_SOURCE_RANGES) ----------------
+// An LPM trie key: the prefix length counts bits of service_id then address.
+export const LB4_SRC_PREFIXLEN: u32 = 0; // u32 bits that matter, 32 + address prefix
+export const LB4_SRC_SERVICE_ID: u32 = 4; // be32 service port id (big-endian: it is prefix bits)
+export const LB4_SRC_ADDRESS: u32 = 8; // be32
+export const LB4_SRC_KEY_SIZE: u32 = 12;
+
+// --- MAP_NODE_IPS4: key be32 address, value u32 (1) -------------------------
+export const NODE_IP4_ADDRESS: u32 = 0; // be32
+export const NODE_IP4_KEY_SIZE: u32 = 4;
 
 // --- struct ct4_tuple (key of MAP_CT4) --------------------------------------
 // A flow as seen on the wire. The original direction (client -> frontend) and
@@ -106,11 +172,13 @@ export const CT_BACKEND_ID: u32 = 0; // u32 chosen backend
 export const CT_REV_NAT_INDEX: u32 = 4; // u32 frontend to restore on replies
 export const CT_SERVICE_ID: u32 = 8; // u32 for per-service counters
 export const CT_FLAGS: u32 = 12; // u16 CT_F_*
+export const CT_SNAT_PORT: u32 = 14; // be16 masquerade port, with CT_F_SNAT
 export const CT_LAST_SEEN: u32 = 16; // u64 ns, packet time of the last packet
 export const CT_ENTRY_SIZE: u32 = 24;
 
 export const CT_F_SEEN_REPLY: u16 = 1 << 0;
 export const CT_F_CLOSING: u16 = 1 << 1; // FIN or RST seen
+export const CT_F_SNAT: u16 = 1 << 2; // the client's source was masqueraded
 
 // --- struct traffic_counter (value of MAP_METRICS) --------------------------
 export const METRIC_PACKETS: u32 = 0; // u64
@@ -162,3 +230,6 @@ export const REASON_NON_IP: u8 = 9; // not IPv4/IPv6 (ARP, LLDP, ...): PASS
 export const REASON_FRAGMENT: u8 = 10; // non-first IPv4 fragment, no ports: PASS
 export const REASON_STATE_MISMATCH: u8 = 11; // an entry the decision needs is missing: DROP
 export const REASON_NO_ROOM: u8 = 12; // no tailroom to build the ICMP error: ABORTED
+export const REASON_UNSERVED_PORT: u8 = 13; // a cluster IP's port no service uses: ICMP reject
+export const REASON_UNALLOCATED_IP: u8 = 14; // inside the service range, no such cluster IP: DROP
+export const REASON_SNAT_EXHAUSTED: u8 = 15; // no free masquerade port for the flow: DROP

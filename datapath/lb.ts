@@ -3,7 +3,7 @@
 
 import { flowHash4 } from './hash';
 import {
-  LB4_KEY_ADDRESS, LB4_KEY_DPORT, LB4_KEY_PROTO, LB4_KEY_SCOPE, LB4_SVC_BACKEND_COUNT,
+  LB4_KEY_ADDRESS, LB4_KEY_DPORT, LB4_KEY_PROTO, LB4_KEY_SCOPE, LB4_SVC_BACKEND_COUNT, LB4_SVC_LOCAL_BACKEND_COUNT,
   LB4_SVC_SERVICE_ID, LB_SCOPE_EXTERNAL,
 } from './layout';
 import { mapLookup } from './maps';
@@ -21,21 +21,31 @@ export function lookupService4(daddr: u32, dport: u16, proto: u8): usize {
   return mapLookup(lb4Services, serviceKey);
 }
 
-/** True when the service has no usable backend: new flows are rejected. */
-@inline export function serviceHasNoBackends(svc: usize): bool {
-  return load<u32>(svc + LB4_SVC_BACKEND_COUNT) == 0;
+/** True when `daddr` is a cluster IP (its wildcard entry exists). */
+export function isClusterIP4(daddr: u32): bool {
+  return lookupService4(daddr, 0, 0) != 0;
+}
+
+/** The Maglev table of the service's local (or cluster-wide) backends. */
+@inline export function tableId(svc: usize, local: bool): u32 {
+  return (load<u32>(svc + LB4_SVC_SERVICE_ID) << 1) | (local ? 1 : 0);
+}
+
+/** Usable backends the service has in that set. */
+@inline export function backendCount(svc: usize, local: bool): u32 {
+  return load<u32>(svc + (local ? LB4_SVC_LOCAL_BACKEND_COUNT : LB4_SVC_BACKEND_COUNT));
 }
 
 /**
  * The backend id Maglev assigns to this flow: slot hash(5-tuple) mod M of the
- * service's lookup table. 0 when the service has no table.
+ * table. 0 when there is no such table.
  */
-export function maglevBackend4(svc: usize, seed: u32, saddr: u32, daddr: u32, sport: u16, dport: u16, proto: u8): u32 {
-  store<u32>(idKey, load<u32>(svc + LB4_SVC_SERVICE_ID));
-  const table = mapLookup(maglevMap, idKey);
-  if (table == 0) return 0;
+export function maglevBackend4(table: u32, seed: u32, saddr: u32, daddr: u32, sport: u16, dport: u16, proto: u8): u32 {
+  store<u32>(idKey, table);
+  const slots = mapLookup(maglevMap, idKey);
+  if (slots == 0) return 0;
   const slot = flowHash4(seed, saddr, daddr, sport, dport, proto) % maglevM;
-  return load<u32>(table + (<usize>slot << 2));
+  return load<u32>(slots + (<usize>slot << 2));
 }
 
 /** The lb4_backend with this id, or 0. */

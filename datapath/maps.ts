@@ -1,6 +1,6 @@
-// BPF-style maps in linear memory: HASH, LRU_HASH and ARRAY with fixed key
-// and value sizes and a fixed max_entries, preallocated at creation like the
-// kernel's default (non-BPF_F_NO_PREALLOC) maps. The datapath gets pointers to
+// BPF-style maps in linear memory: HASH, LRU_HASH, ARRAY and LPM_TRIE with
+// fixed key and value sizes and a fixed max_entries, preallocated at creation
+// like the kernel's default (non-BPF_F_NO_PREALLOC) maps. The datapath gets pointers to
 // values (bpf_map_lookup_elem semantics); the control plane goes through the
 // bpf(2)-shaped exports in index.ts.
 //
@@ -9,10 +9,16 @@
 // doubly linked recency list; a lookup or update moves it to the front, and an
 // insert into a full map evicts the tail (the kernel's LRU is approximate; an
 // exact one makes eviction order testable). Indices are 1-based: 0 is "none".
+//
+// LPM_TRIE keys are { u32 prefixlen; u8 data[] } as in the kernel. They are
+// stored in the hash with their data masked to the prefix, and a count of
+// entries per prefix length lets a lookup try only the lengths in use, longest
+// first: for the few prefix lengths a service's source ranges use, that is
+// fewer memory touches than walking a bit trie.
 
 import { hash32 } from './hash';
 import {
-  BPF_EXIST, BPF_MAP_TYPE_ARRAY, BPF_MAP_TYPE_HASH, BPF_MAP_TYPE_LRU_HASH, BPF_NOEXIST,
+  BPF_EXIST, BPF_MAP_TYPE_ARRAY, BPF_MAP_TYPE_HASH, BPF_MAP_TYPE_LPM_TRIE, BPF_MAP_TYPE_LRU_HASH, BPF_NOEXIST,
   E2BIG, EEXIST, EINVAL, ENOENT,
 } from './layout';
 import { reserve } from './memory';
@@ -42,7 +48,12 @@ export class BpfMap {
   freeHead: u32;
   lruHead: u32;
   lruTail: u32;
+  /** LPM_TRIE: entries per prefix length (u32[data bits + 1]), and room for one masked key. */
+  lpmCounts: usize;
+  lpmKey: usize;
 }
+
+const LPM_PREFIXLEN_SIZE: u32 = 4;
 
 @inline function align8(n: u32): u32 {
   return (n + 7) & ~7;
@@ -69,6 +80,11 @@ export function createMap(type: u32, keySize: u32, valueSize: u32, maxEntries: u
   m.buckets = reserve(<usize>nbuckets << 2);
   m.elems = reserve(<usize>m.elemSize * maxEntries);
   if (m.buckets == 0 || m.elems == 0) return null;
+  if (type == BPF_MAP_TYPE_LPM_TRIE) {
+    m.lpmCounts = reserve(<usize>(lpmDataBits(m) + 1) << 2);
+    m.lpmKey = reserve(keySize);
+    if (m.lpmCounts == 0 || m.lpmKey == 0) return null;
+  }
   // Free list threads every element in index order.
   for (let i: u32 = 1; i < maxEntries; i++) store<u32>(elemAt(m, i) + ELEM_NEXT, i + 1);
   m.freeHead = maxEntries > 0 ? 1 : 0;
@@ -79,7 +95,8 @@ export function createMap(type: u32, keySize: u32, valueSize: u32, maxEntries: u
 export function checkMapShape(type: u32, keySize: u32, valueSize: u32, maxEntries: u32): i32 {
   if (maxEntries == 0 || valueSize == 0) return -EINVAL;
   if (type == BPF_MAP_TYPE_ARRAY) return keySize == 4 ? 0 : -EINVAL;
-  if (type != BPF_MAP_TYPE_HASH && type != BPF_MAP_TYPE_LRU_HASH) return -EINVAL;
+  if (type != BPF_MAP_TYPE_HASH && type != BPF_MAP_TYPE_LRU_HASH && type != BPF_MAP_TYPE_LPM_TRIE) return -EINVAL;
+  if (type == BPF_MAP_TYPE_LPM_TRIE && keySize <= LPM_PREFIXLEN_SIZE) return -EINVAL;
   // Keys are hashed and compared a 32-bit word at a time.
   if (keySize == 0 || (keySize & 3) != 0) return -EINVAL;
   if (maxEntries > 0x7fffffff) return -E2BIG;
@@ -155,6 +172,43 @@ function removeElem(m: BpfMap, i: u32): void {
   m.count--;
 }
 
+// --- LPM keys -------------------------------------------------------------------
+
+@inline function lpmDataBits(m: BpfMap): u32 {
+  return (m.keySize - LPM_PREFIXLEN_SIZE) << 3;
+}
+
+/** Copies `key` to the map's scratch key with its data masked to `prefixlen` bits. */
+function lpmMasked(m: BpfMap, key: usize, prefixlen: u32): usize {
+  const out = m.lpmKey;
+  store<u32>(out, prefixlen);
+  const dataBytes = m.keySize - LPM_PREFIXLEN_SIZE;
+  for (let i: u32 = 0; i < dataBytes; i++) {
+    const bitsLeft = <i32>prefixlen - <i32>(i << 3);
+    const mask: u32 = bitsLeft >= 8 ? 0xff : bitsLeft <= 0 ? 0 : (0xff00 >> bitsLeft) & 0xff;
+    store<u8>(out + LPM_PREFIXLEN_SIZE + i, <u8>(load<u8>(key + LPM_PREFIXLEN_SIZE + i) & mask));
+  }
+  return out;
+}
+
+@inline function lpmCount(m: BpfMap, prefixlen: u32): usize {
+  return m.lpmCounts + (<usize>prefixlen << 2);
+}
+
+/** Longest-prefix match: the value of the longest stored prefix covering the key's data. */
+function lpmLookup(m: BpfMap, key: usize): usize {
+  let len = load<u32>(key);
+  const bits = lpmDataBits(m);
+  if (len > bits) len = bits;
+  for (let l = <i32>len; l >= 0; l--) {
+    if (load<u32>(lpmCount(m, l)) == 0) continue;
+    const masked = lpmMasked(m, key, l);
+    const i = findElem(m, masked, hash32(masked, m.keySize));
+    if (i != 0) return elemAt(m, i) + m.valueOffset;
+  }
+  return 0;
+}
+
 // --- operations -----------------------------------------------------------------
 
 /** bpf_map_lookup_elem: address of the value, or 0. Refreshes LRU recency. */
@@ -163,6 +217,7 @@ export function mapLookup(m: BpfMap, key: usize): usize {
     const index = load<u32>(key);
     return index < m.maxEntries ? m.elems + <usize>index * m.elemSize : 0;
   }
+  if (m.type == BPF_MAP_TYPE_LPM_TRIE) return lpmLookup(m, key);
   const i = findElem(m, key, hash32(key, m.keySize));
   if (i == 0) return 0;
   lruTouch(m, i);
@@ -175,7 +230,7 @@ export function mapLookup(m: BpfMap, key: usize): usize {
  * which entry is evicted next.
  */
 export function mapPeek(m: BpfMap, key: usize): usize {
-  if (m.type == BPF_MAP_TYPE_ARRAY) return mapLookup(m, key);
+  if (m.type == BPF_MAP_TYPE_ARRAY || m.type == BPF_MAP_TYPE_LPM_TRIE) return mapLookup(m, key);
   const i = findElem(m, key, hash32(key, m.keySize));
   return i == 0 ? 0 : elemAt(m, i) + m.valueOffset;
 }
@@ -189,6 +244,10 @@ export function mapUpdate(m: BpfMap, key: usize, value: usize, flags: u32): i32 
     if (flags == BPF_NOEXIST) return -EEXIST; // array elements always exist
     memory.copy(m.elems + <usize>index * m.elemSize, value, m.valueSize);
     return 0;
+  }
+  if (m.type == BPF_MAP_TYPE_LPM_TRIE) {
+    if (load<u32>(key) > lpmDataBits(m)) return -EINVAL;
+    key = lpmMasked(m, key, load<u32>(key));
   }
   const hash = hash32(key, m.keySize);
   let i = findElem(m, key, hash);
@@ -213,6 +272,10 @@ export function mapUpdate(m: BpfMap, key: usize, value: usize, flags: u32): i32 
   store<u32>(e + ELEM_NEXT, load<u32>(bucket));
   store<u32>(bucket, i);
   if (m.type == BPF_MAP_TYPE_LRU_HASH) lruPushFront(m, i);
+  if (m.type == BPF_MAP_TYPE_LPM_TRIE) {
+    const c = lpmCount(m, load<u32>(key));
+    store<u32>(c, load<u32>(c) + 1);
+  }
   m.count++;
   return 0;
 }
@@ -220,8 +283,16 @@ export function mapUpdate(m: BpfMap, key: usize, value: usize, flags: u32): i32 
 /** bpf_map_delete_elem: 0, -ENOENT, or -EINVAL for arrays. */
 export function mapDelete(m: BpfMap, key: usize): i32 {
   if (m.type == BPF_MAP_TYPE_ARRAY) return -EINVAL;
+  if (m.type == BPF_MAP_TYPE_LPM_TRIE) {
+    if (load<u32>(key) > lpmDataBits(m)) return -ENOENT;
+    key = lpmMasked(m, key, load<u32>(key));
+  }
   const i = findElem(m, key, hash32(key, m.keySize));
   if (i == 0) return -ENOENT;
+  if (m.type == BPF_MAP_TYPE_LPM_TRIE) {
+    const c = lpmCount(m, load<u32>(key));
+    store<u32>(c, load<u32>(c) - 1);
+  }
   removeElem(m, i);
   return 0;
 }

@@ -1,9 +1,14 @@
 // Address and port rewrites of the parsed packet, with incremental checksum
 // updates of the IPv4 header and of the TCP/UDP checksum, whose pseudo-header
-// covers the addresses too.
+// covers the addresses too. SCTP's CRC32c is recomputed after a port change:
+// the caller checks first that the whole datagram was captured.
 
 import { csumReplace2, csumReplace4 } from './csum';
-import { IP4_CSUM, IP4_DADDR, IP4_SADDR, IPPROTO_TCP, IPPROTO_UDP, L4_DPORT, L4_SPORT, TCP_CSUM, UDP_CSUM, l3, l4, proto } from './parse';
+import {
+  IP4_CSUM, IP4_DADDR, IP4_SADDR, IPPROTO_SCTP, IPPROTO_TCP, IPPROTO_UDP, L4_DPORT, L4_SPORT, TCP_CSUM, UDP_CSUM,
+  ipTotalLen, l3, l4, proto,
+} from './parse';
+import { sctpUpdateChecksum } from './sctp';
 
 /** Address of the L4 checksum to update, or 0 when there is none to update. */
 function l4Checksum(): usize {
@@ -30,6 +35,11 @@ function rewrite(addrField: usize, portField: usize, addr: u32, port: u16): void
     csumReplace2(csum, oldPort, port);
     keepUdpNonZero(csum);
   }
+}
+
+/** After the rewrites of a packet: a changed SCTP port needs a new CRC32c. */
+export function finishRewrite(portChanged: bool): void {
+  if (proto == IPPROTO_SCTP && portChanged) sctpUpdateChecksum(l4, ipTotalLen - <u32>(l4 - l3));
 }
 
 /** DNAT: the destination becomes addr:port (network order). */

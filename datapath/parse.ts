@@ -22,6 +22,7 @@ const MAX_VLAN_TAGS = 2;
 export const IPPROTO_ICMP: u8 = 1;
 export const IPPROTO_TCP: u8 = 6;
 export const IPPROTO_UDP: u8 = 17;
+export const IPPROTO_SCTP: u8 = 132;
 
 export const TCP_FIN: u8 = 0x01;
 export const TCP_SYN: u8 = 0x02;
@@ -49,6 +50,7 @@ export let daddr: u32 = 0;
 export let sport: u16 = 0; // network order; 0 when the protocol has no ports
 export let dport: u16 = 0;
 export let tcpFlags: u8 = 0;
+export let icmpType: u8 = 0xff; // 0xff: not ICMP, or its header was not captured
 
 @inline function be16(p: usize): u16 {
   return bswap<u16>(load<u16>(p));
@@ -99,6 +101,7 @@ function parseIPv4(ip: usize, end: usize, wireRoom: u32, captureCut: bool): u8 {
   sport = 0;
   dport = 0;
   tcpFlags = 0;
+  icmpType = 0xff;
   // A non-first fragment carries no L4 header, so no ports to look up.
   if ((be16(ip + 6) & 0x1fff) != 0) return REASON_FRAGMENT;
   l4 = ip + ihl;
@@ -114,10 +117,29 @@ function parseIPv4(ip: usize, end: usize, wireRoom: u32, captureCut: bool): u8 {
     if (l4 + 8 > end) return cut;
     const udpLen: u32 = be16(l4 + 4);
     if (udpLen < 8 || udpLen > segLen) return REASON_MALFORMED;
+  } else if (proto == IPPROTO_SCTP) {
+    if (segLen < 12) return REASON_MALFORMED;
+    if (l4 + 12 > end) return cut;
   } else {
+    if (proto == IPPROTO_ICMP && segLen >= 8 && l4 + 1 <= end) icmpType = load<u8>(l4);
     return 0;
   }
   sport = load<u16>(l4 + L4_SPORT);
   dport = load<u16>(l4 + L4_DPORT);
   return 0;
+}
+
+/** The protocol carries ports a service can be reached on. */
+@inline export function hasPorts(p: u8): bool {
+  return p == IPPROTO_TCP || p == IPPROTO_UDP || p == IPPROTO_SCTP;
+}
+
+/** ICMP errors are never answered with ICMP errors (RFC 1122 3.2.2). */
+export function isIcmpError(): bool {
+  return proto == IPPROTO_ICMP && (icmpType == 3 || icmpType == 4 || icmpType == 5 || icmpType == 11 || icmpType == 12);
+}
+
+/** True when every byte of the IP datagram was captured (needed to recompute a CRC). */
+export function datagramCaptured(data: usize, len: u32): bool {
+  return <usize>(l3 - data) + <usize>ipTotalLen <= <usize>len;
 }

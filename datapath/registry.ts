@@ -4,12 +4,13 @@
 
 import { BpfMap, checkMapShape, createMap } from './maps';
 import {
-  BACKEND_ID_SIZE, BPF_MAP_TYPE_ARRAY, BPF_MAP_TYPE_HASH, BPF_MAP_TYPE_LRU_HASH,
+  AFF_SIZE, BACKEND_ID_SIZE, BPF_MAP_TYPE_ARRAY, BPF_MAP_TYPE_HASH, BPF_MAP_TYPE_LPM_TRIE, BPF_MAP_TYPE_LRU_HASH,
   CONFIG_SIZE, CT4_TUPLE_SIZE, CT_ENTRY_SIZE, EEXIST, EINVAL, ENOMEM,
-  LB4_BE_SIZE, LB4_KEY_SIZE, LB4_REVNAT_SIZE, LB4_SVC_SIZE, MAGLEV_KEY_SIZE,
-  MAP_BACKEND_STATS, MAP_CONFIG, MAP_COUNT, MAP_CT4, MAP_LB4_BACKENDS, MAP_LB4_REVNAT,
-  MAP_LB4_SERVICES, MAP_LB_MAGLEV, MAP_METRICS, MAP_SERVICE_STATS,
-  METRIC_ENTRIES, METRIC_SIZE, REV_NAT_INDEX_SIZE, STAT_SIZE,
+  LB4_AFF_KEY_SIZE, LB4_BE_SIZE, LB4_KEY_SIZE, LB4_REVNAT_SIZE, LB4_SRC_KEY_SIZE, LB4_SVC_SIZE, LB_MEMBER_KEY_SIZE,
+  MAGLEV_KEY_SIZE, MAP_BACKEND_STATS, MAP_CONFIG, MAP_COUNT, MAP_CT4, MAP_LB4_AFFINITY, MAP_LB4_BACKENDS,
+  MAP_LB4_REVNAT, MAP_LB4_SERVICES, MAP_LB4_SOURCE_RANGES, MAP_LB_MAGLEV, MAP_LB_MEMBERS, MAP_METRICS,
+  MAP_NODE_IPS4, MAP_SERVICE_STATS, MAP_SNAT4, METRIC_ENTRIES, METRIC_SIZE, NODE_IP4_KEY_SIZE, PRESENCE_SIZE,
+  REV_NAT_INDEX_SIZE, SNAT4_SIZE, STAT_SIZE,
 } from './layout';
 
 const NONE = changetype<BpfMap>(0);
@@ -23,6 +24,11 @@ export let ct4 = NONE;
 export let metrics = NONE;
 export let serviceStats = NONE;
 export let backendStats = NONE;
+export let lbMembers = NONE;
+export let lb4Affinity = NONE;
+export let snat4 = NONE;
+export let lb4SourceRanges = NONE;
+export let nodeIps4 = NONE;
 
 /** Entries per Maglev table (the MAP_LB_MAGLEV value holds M backend ids). */
 export let maglevM: u32 = 0;
@@ -40,6 +46,11 @@ export function mapById(id: u32): BpfMap | null {
     case MAP_METRICS: m = metrics; break;
     case MAP_SERVICE_STATS: m = serviceStats; break;
     case MAP_BACKEND_STATS: m = backendStats; break;
+    case MAP_LB_MEMBERS: m = lbMembers; break;
+    case MAP_LB4_AFFINITY: m = lb4Affinity; break;
+    case MAP_SNAT4: m = snat4; break;
+    case MAP_LB4_SOURCE_RANGES: m = lb4SourceRanges; break;
+    case MAP_NODE_IPS4: m = nodeIps4; break;
   }
   return changetype<usize>(m) == 0 ? null : m;
 }
@@ -57,11 +68,16 @@ function expectedShape(id: u32, type: u32, keySize: u32, valueSize: u32, maxEntr
     case MAP_LB4_BACKENDS: return type == BPF_MAP_TYPE_HASH && keySize == BACKEND_ID_SIZE && valueSize == LB4_BE_SIZE;
     case MAP_LB4_REVNAT: return type == BPF_MAP_TYPE_HASH && keySize == REV_NAT_INDEX_SIZE && valueSize == LB4_REVNAT_SIZE;
     // Any table size M: the value is M backend ids.
-    case MAP_LB_MAGLEV: return type == BPF_MAP_TYPE_ARRAY && keySize == MAGLEV_KEY_SIZE && (valueSize & 3) == 0;
+    case MAP_LB_MAGLEV: return type == BPF_MAP_TYPE_HASH && keySize == MAGLEV_KEY_SIZE && (valueSize & 3) == 0;
     case MAP_CT4: return type == BPF_MAP_TYPE_LRU_HASH && keySize == CT4_TUPLE_SIZE && valueSize == CT_ENTRY_SIZE;
     case MAP_METRICS: return type == BPF_MAP_TYPE_ARRAY && valueSize == METRIC_SIZE && maxEntries == METRIC_ENTRIES;
     case MAP_SERVICE_STATS:
     case MAP_BACKEND_STATS: return type == BPF_MAP_TYPE_ARRAY && valueSize == STAT_SIZE;
+    case MAP_LB_MEMBERS: return type == BPF_MAP_TYPE_HASH && keySize == LB_MEMBER_KEY_SIZE && valueSize == PRESENCE_SIZE;
+    case MAP_LB4_AFFINITY: return type == BPF_MAP_TYPE_LRU_HASH && keySize == LB4_AFF_KEY_SIZE && valueSize == AFF_SIZE;
+    case MAP_SNAT4: return type == BPF_MAP_TYPE_LRU_HASH && keySize == CT4_TUPLE_SIZE && valueSize == SNAT4_SIZE;
+    case MAP_LB4_SOURCE_RANGES: return type == BPF_MAP_TYPE_LPM_TRIE && keySize == LB4_SRC_KEY_SIZE && valueSize == PRESENCE_SIZE;
+    case MAP_NODE_IPS4: return type == BPF_MAP_TYPE_HASH && keySize == NODE_IP4_KEY_SIZE && valueSize == PRESENCE_SIZE;
   }
   return false;
 }
@@ -84,6 +100,11 @@ export function createNamedMap(id: u32, type: u32, keySize: u32, valueSize: u32,
     case MAP_METRICS: metrics = m; break;
     case MAP_SERVICE_STATS: serviceStats = m; break;
     case MAP_BACKEND_STATS: backendStats = m; break;
+    case MAP_LB_MEMBERS: lbMembers = m; break;
+    case MAP_LB4_AFFINITY: lb4Affinity = m; break;
+    case MAP_SNAT4: snat4 = m; break;
+    case MAP_LB4_SOURCE_RANGES: lb4SourceRanges = m; break;
+    case MAP_NODE_IPS4: nodeIps4 = m; break;
   }
   return 0;
 }

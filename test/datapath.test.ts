@@ -77,20 +77,29 @@ describe('DNAT of service traffic', () => {
     expect(verifyChecksums(r.out)).toMatchObject({ ipv4: true, l4: false });
   });
 
-  it('passes what is not for a service with the right reason', async () => {
+  it('passes what is not for a service, rejects unserved cluster IP ports, drops unallocated service IPs', async () => {
     const { dp } = await webService();
     const arp = buildFrame({ srcMac: '02:00:00:00:00:01', dstMac: 'ff:ff:ff:ff:ff:ff', ethertype: 0x0806, payload: new Uint8Array(28) }).slice();
     const fragment = buildFrame({ srcMac: '02:00:00:00:00:01', dstMac: '02:00:00:00:00:02', ipv4: { src: CLIENT, dst: VIP, fragOffset: 100, protocol: 6 }, l4: { kind: 'raw', protocol: 6 }, payload: new Uint8Array(16) }).slice();
-    const icmp = buildFrame({ srcMac: '02:00:00:00:00:01', dstMac: '02:00:00:00:00:02', ipv4: { src: CLIENT, dst: VIP }, l4: { kind: 'icmp', type: 8 } }).slice();
+    const ping = (dst: string) => buildFrame({ srcMac: '02:00:00:00:00:01', dstMac: '02:00:00:00:00:02', ipv4: { src: CLIENT, dst }, l4: { kind: 'icmp', type: 8 } }).slice();
+    const unreachable = buildFrame({ srcMac: '02:00:00:00:00:01', dstMac: '02:00:00:00:00:02', ipv4: { src: CLIENT, dst: VIP }, l4: { kind: 'icmp', type: 3, code: 1 }, payload: new Uint8Array(28) }).slice();
     const results = runFrames(dp, [
-      tcp(CLIENT, 40000, '10.96.0.99', 80, ['SYN']), // no such frontend
-      tcp(CLIENT, 40000, VIP, 81, ['SYN']), // port not served
-      arp, fragment, icmp,
+      tcp(CLIENT, 40000, '10.96.0.99', 80, ['SYN']), // inside the service range, no such cluster IP
+      tcp(CLIENT, 40000, VIP, 81, ['SYN']), // a port the cluster IP does not serve
+      ping(VIP),
+      unreachable, // never answer an ICMP error with one
+      tcp(CLIENT, 40000, '10.1.2.3', 80, ['SYN']), // not a service address at all
+      ping('10.1.2.3'),
+      arp, fragment,
     ]);
     expect(results.map((r) => `${r.verdict} ${r.reason}`)).toEqual([
-      'PASS NO_SERVICE', 'PASS NO_SERVICE', 'PASS NON_IP', 'PASS FRAGMENT', 'PASS NO_SERVICE',
+      'DROP UNALLOCATED_IP', 'TX UNSERVED_PORT', 'TX UNSERVED_PORT', 'DROP UNSERVED_PORT',
+      'PASS NO_SERVICE', 'PASS NO_SERVICE', 'PASS NON_IP', 'PASS FRAGMENT',
     ]);
-    expect(results[0].out).toEqual(tcp(CLIENT, 40000, '10.96.0.99', 80, ['SYN']));
+    expect(results[4].out).toEqual(tcp(CLIENT, 40000, '10.1.2.3', 80, ['SYN']));
+    const icmp = decodeFrame(results[1].out);
+    expect([icmp.ipv4!.src, icmp.icmp!.type, icmp.icmp!.code, icmp.icmp!.embedded!.tcp!.dport]).toEqual([VIP, 3, 3, 81]);
+    expect(verifyChecksums(results[2].out)).toMatchObject({ ipv4: true, l4: true });
   });
 });
 
@@ -133,12 +142,12 @@ describe('conntrack', () => {
     const flows = Array.from({ length: 300 }, (_, i) => tcp(CLIENT, 30000 + i, VIP, 80, ['SYN']));
     const first = runFrames(dp, flows);
     // Control plane: every slot now points at backend 1 (the others stay in the backend map).
-    const table = new Uint32Array(compiled.maglevTableSize).fill(svc.backendIds[0]);
-    dp.map('maglev').updateRaw(new Uint8Array(new Uint32Array([svc.id]).buffer), new Uint8Array(table.buffer));
+    const table = new Uint32Array(compiled.maglevTableSize).fill(svc.cluster.backendIds[0]);
+    dp.map('maglev').updateRaw(new Uint8Array(new Uint32Array([2 * svc.id]).buffer), new Uint8Array(table.buffer));
     const again = runFrames(dp, flows.map((_, i) => tcp(CLIENT, 30000 + i, VIP, 80, ['ACK'])));
     expect(again.map((r) => r.backendId)).toEqual(first.map((r) => r.backendId));
     const fresh = runFrames(dp, [tcp(CLIENT, 50000, VIP, 80, ['SYN'])]);
-    expect(fresh[0].backendId).toBe(svc.backendIds[0]);
+    expect(fresh[0].backendId).toBe(svc.cluster.backendIds[0]);
   });
 
   it('chooses again when the tracked backend was removed', async () => {
@@ -146,9 +155,9 @@ describe('conntrack', () => {
     const svc = compiled.services[0];
     const [syn] = runFrames(dp, [tcp(CLIENT, 42000, VIP, 80, ['SYN'])]);
     // Control plane: the backend goes away, and the Maglev table with it.
-    const remaining = svc.backendIds.find((id) => id !== syn.backendId)!;
+    const remaining = svc.cluster.backendIds.find((id) => id !== syn.backendId)!;
     const table = new Uint32Array(compiled.maglevTableSize).fill(remaining);
-    dp.map('maglev').updateRaw(new Uint8Array(new Uint32Array([svc.id]).buffer), new Uint8Array(table.buffer));
+    dp.map('maglev').updateRaw(new Uint8Array(new Uint32Array([2 * svc.id]).buffer), new Uint8Array(table.buffer));
     dp.map('lb4Backends').delete({ value: syn.backendId });
     const [next] = runFrames(dp, [tcp(CLIENT, 42000, VIP, 80, ['ACK'])]);
     expect(`${next.verdict} ${next.reason}`).toMatch(/^(TX|REDIRECT) SERVICE$/);

@@ -3,8 +3,9 @@
 import { beforeAll, describe, expect, it } from 'vitest';
 import { Datapath } from '../control/datapath.js';
 import {
-  BPF_MAP_TYPE, CONFIG, CT4_TUPLE, CT_ENTRY, FLOW_COUNTER, FRAME_DESC, LB4_BACKEND, LB4_KEY, LB4_REVNAT,
-  LB4_SERVICE, MAPS, METRIC_ENTRIES, REASONS, SIZE_CONSTANTS, TRAFFIC_COUNTER, VERDICTS, fieldSize, type Struct,
+  BPF_MAP_TYPE, CFG_F, CONFIG, CT4_TUPLE, CT_ENTRY, CT_F, FLOW_COUNTER, FRAME_DESC, LB4_AFFINITY_KEY, LB4_BACKEND, LB4_KEY,
+  LB4_REVNAT, LB4_SERVICE, LB4_SRC_RANGE_KEY, LB_AFFINITY, LB_MEMBER_KEY, MAPS, METRIC_ENTRIES, NODE_IP4_KEY, PRESENCE,
+  REASONS, SIZE_CONSTANTS, SNAT4_ORIGIN, SVC_F, TRAFFIC_COUNTER, VERDICTS, fieldSize, type Struct,
 } from '../control/layout.js';
 
 let dp: Datapath;
@@ -12,7 +13,10 @@ beforeAll(async () => {
   dp = await Datapath.load();
 });
 
-const STRUCTS: Struct[] = [CONFIG, LB4_KEY, LB4_SERVICE, LB4_BACKEND, LB4_REVNAT, CT4_TUPLE, CT_ENTRY, TRAFFIC_COUNTER, FLOW_COUNTER, FRAME_DESC];
+const STRUCTS: Struct[] = [
+  CONFIG, LB4_KEY, LB4_SERVICE, LB4_BACKEND, LB4_REVNAT, CT4_TUPLE, CT_ENTRY, TRAFFIC_COUNTER, FLOW_COUNTER, FRAME_DESC,
+  LB_MEMBER_KEY, LB4_AFFINITY_KEY, LB_AFFINITY, SNAT4_ORIGIN, LB4_SRC_RANGE_KEY, NODE_IP4_KEY,
+];
 
 describe('struct layouts match the datapath', () => {
   for (const s of STRUCTS) {
@@ -36,6 +40,8 @@ describe('map ids, types and codes match the datapath', () => {
     const ids: Record<string, string> = {
       config: 'MAP_CONFIG', lb4Services: 'MAP_LB4_SERVICES', lb4Backends: 'MAP_LB4_BACKENDS', lb4Revnat: 'MAP_LB4_REVNAT',
       maglev: 'MAP_LB_MAGLEV', ct4: 'MAP_CT4', metrics: 'MAP_METRICS', serviceStats: 'MAP_SERVICE_STATS', backendStats: 'MAP_BACKEND_STATS',
+      lbMembers: 'MAP_LB_MEMBERS', lb4Affinity: 'MAP_LB4_AFFINITY', snat4: 'MAP_SNAT4', lb4SourceRanges: 'MAP_LB4_SOURCE_RANGES',
+      nodeIps4: 'MAP_NODE_IPS4',
     };
     expect(Object.keys(ids).sort()).toEqual(Object.keys(MAPS).sort());
     for (const [name, constant] of Object.entries(ids)) expect(dp.constant(constant), name).toBe(MAPS[name as keyof typeof MAPS].id);
@@ -45,6 +51,13 @@ describe('map ids, types and codes match the datapath', () => {
 
   it('map types', () => {
     for (const [t, v] of Object.entries(BPF_MAP_TYPE)) expect(dp.constant(`BPF_MAP_TYPE_${t}`)).toBe(v);
+  });
+
+  it('flags', () => {
+    for (const [name, bit] of Object.entries(SVC_F)) expect(dp.constant(`SVC_F_${name}`), name).toBe(bit);
+    for (const [name, bit] of Object.entries(CFG_F)) expect(dp.constant(`CFG_F_${name}`), name).toBe(bit);
+    for (const [name, bit] of Object.entries(CT_F)) expect(dp.constant(`CT_F_${name}`), name).toBe(bit);
+    expect(dp.constant('PRESENCE_SIZE')).toBe(PRESENCE.size);
   });
 
   it('verdicts and reasons', () => {

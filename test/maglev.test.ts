@@ -83,7 +83,7 @@ describe('the datapath uses the documented flow hash', () => {
     const eps = endpoints(Array.from({ length: 7 }, (_, i): [string, number] => [`10.244.0.${i + 2}`, 8080]));
     for (const seed of [0, 12345]) {
       const { dp, compiled } = await program([resolvedService(svc, [eps])], { seed, maglevTableSize: 251 });
-      const table = compiled.services[0].maglev;
+      const table = compiled.services[0].cluster.maglev;
       const frames = Array.from({ length: 500 }, (_, i) => tcp(`10.1.${i >> 8}.${i & 255}`, 1024 + i * 7, '10.96.0.10', 80, ['SYN']));
       const results = runFrames(dp, frames);
       results.forEach((r, i) => {

@@ -71,7 +71,7 @@ describe('LRU_HASH map', () => {
     dp = await Datapath.load();
     dp.createMap('ct4', 3);
   });
-  const entry = (i: number) => ({ backendId: i, revNatIndex: 1, serviceId: 1, flags: 0, lastSeen: i });
+  const entry = (i: number) => ({ backendId: i, revNatIndex: 1, serviceId: 1, flags: 0, snatPort: 0, lastSeen: i });
 
   it('evicts the least recently used entry when full', () => {
     const m = dp.map('ct4');

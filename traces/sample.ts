@@ -1,6 +1,7 @@
 /**
- * The bundled sample trace: generated traffic against the sample cluster
- * (traces/samples/cluster.yaml) as captured on node-a, plus a few frames a
+ * The bundled sample trace: generated traffic from pods to the sample
+ * cluster's Services (traces/samples/cluster.yaml) as captured on node-a,
+ * plus a few frames a
  * real capture always has — ARP, ICMP, a later IP fragment, a frame the
  * snaplen cut, a corrupt header — so that `npm start` shows every common
  * verdict. Deterministic: `npm run make-sample` rewrites sample.pcap, and
@@ -71,9 +72,8 @@ export function buildSample(): SamplePacket[] {
   const packets: SamplePacket[] = generateTraffic({
     seed: 2026,
     clients: [
-      ...Array.from({ length: 12 }, (_, i) => ({ ip: `10.244.${i % 3}.${100 + i}` })), // pods
-      { ip: '192.168.10.11' }, // node-a itself
-      { ip: '192.168.30.7', vlan: [30] }, // a host on a tagged VLAN
+      ...Array.from({ length: 12 }, (_, i) => ({ ip: `10.244.${i % 3}.${100 + i}` })),
+      { ip: '10.244.5.7', vlan: [30] }, // on a tagged VLAN
     ],
     services: [
       { vip: '10.96.0.10', port: 80, protocol: 'TCP', weight: 4 },

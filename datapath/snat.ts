@@ -1,0 +1,70 @@
+// Masquerading (SNAT): the flow's source becomes this node's address and a
+// port from the SNAT range, chosen per flow like iptables' MASQUERADE
+// --random-fully (a seeded hash of the flow, so replays are deterministic),
+// and never a port whose reply tuple a live flow already owns. The SNAT4 map
+// remembers, per reply tuple, the client the reply really goes to.
+
+import { ctIsLive, ctPeek4 } from './conntrack';
+import { flowHash4 } from './hash';
+import {
+  BPF_ANY, CONFIG_SNAT_ADDR4, CONFIG_SNAT_PORT_MAX, CONFIG_SNAT_PORT_MIN, CT4_DADDR, CT4_DIR, CT4_DPORT, CT4_PROTO,
+  CT4_SADDR, CT4_SPORT, CT_DIR_REPLY, SNAT4_ADDRESS, SNAT4_PORT,
+} from './layout';
+import { mapLookup, mapUpdate } from './maps';
+import { snat4 } from './registry';
+
+/** The masquerade address (network order). */
+export let snatAddress: u32 = 0;
+let portMin: u32 = 0;
+let portMax: u32 = 0;
+
+// Distinct from the Maglev hash seed, so port choice and backend choice do not correlate.
+const PORT_HASH_SALT: u32 = 0x9e3779b9;
+
+export function configureSnat(cfg: usize): void {
+  snatAddress = load<u32>(cfg + CONFIG_SNAT_ADDR4);
+  portMin = load<u16>(cfg + CONFIG_SNAT_PORT_MIN);
+  portMax = load<u16>(cfg + CONFIG_SNAT_PORT_MAX);
+}
+
+/**
+ * A masquerade port (network order) for a flow from client:clientPort to
+ * backend:backendPort, or 0 when every port of the range is taken by a live flow.
+ */
+export function pickSnatPort4(seed: u32, client: u32, clientPort: u16, backend: u32, backendPort: u16, proto: u8, now: u64): u16 {
+  if (portMin == 0 || portMax < portMin) return 0;
+  const size = portMax - portMin + 1;
+  const start = flowHash4(seed ^ PORT_HASH_SALT, client, backend, clientPort, backendPort, proto) % size;
+  for (let i: u32 = 0; i < size; i++) {
+    const port = bswap<u16>(<u16>(portMin + (start + i) % size));
+    const owner = ctPeek4(backend, snatAddress, backendPort, port, proto, CT_DIR_REPLY);
+    if (owner == 0 || !ctIsLive(owner, now, proto)) return port;
+  }
+  return 0;
+}
+
+const tupleKey = memory.data(16);
+const originValue = memory.data(8);
+
+function fillReplyTuple(backend: u32, backendPort: u16, port: u16, proto: u8): usize {
+  store<u32>(tupleKey + CT4_SADDR, backend);
+  store<u32>(tupleKey + CT4_DADDR, snatAddress);
+  store<u16>(tupleKey + CT4_SPORT, backendPort);
+  store<u16>(tupleKey + CT4_DPORT, port);
+  store<u8>(tupleKey + CT4_PROTO, proto);
+  store<u8>(tupleKey + CT4_DIR, CT_DIR_REPLY);
+  store<u16>(tupleKey + CT4_DIR + 1, 0);
+  return tupleKey;
+}
+
+export function recordSnat4(backend: u32, backendPort: u16, port: u16, proto: u8, client: u32, clientPort: u16): void {
+  store<u32>(originValue + SNAT4_ADDRESS, client);
+  store<u16>(originValue + SNAT4_PORT, clientPort);
+  store<u16>(originValue + SNAT4_PORT + 2, 0);
+  mapUpdate(snat4, fillReplyTuple(backend, backendPort, port, proto), originValue, BPF_ANY);
+}
+
+/** The client behind a masqueraded reply from backend:backendPort to port, or 0. */
+export function lookupSnat4(backend: u32, backendPort: u16, port: u16, proto: u8): usize {
+  return mapLookup(snat4, fillReplyTuple(backend, backendPort, port, proto));
+}
