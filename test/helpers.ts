@@ -4,7 +4,7 @@ import { Batch, type Datapath } from '../control/datapath.js';
 import { DEFAULT_MAGLEV_TABLE_SIZE } from '../control/maglev.js';
 import type { ClusterState, EndpointConditions, Node, Protocol, ResolvedEndpoint, ResolvedService, Service, ServicePort } from '../control/model.js';
 import { loadProgram } from '../control/program.js';
-import { REASONS, VERDICTS } from '../control/layout.js';
+import { DESC_F_SNAT, REASONS, VERDICTS } from '../control/layout.js';
 import { buildFrame, type FrameSpec } from '../traces/frames.js';
 
 export const READY: EndpointConditions = { ready: true, serving: true, terminating: false };
@@ -50,6 +50,7 @@ export interface FrameResult {
   reason: string;
   serviceId: number;
   backendId: number;
+  snat: boolean;
   out: Uint8Array;
 }
 
@@ -68,6 +69,7 @@ export function runFrames(dp: Datapath, frames: Uint8Array[], times?: number[], 
     reason: REASONS[b.reason(i)],
     serviceId: b.serviceId(i),
     backendId: b.backendId(i),
+    snat: (b.flags(i) & DESC_F_SNAT) !== 0,
     out: b.frame(i).slice(),
   }));
 }

@@ -1,0 +1,325 @@
+// The Service API's traffic decisions, as kube-proxy (nftables mode) makes
+// them: every source class (pod, this node, external) against every frontend
+// kind (cluster IP, NodePort, external IP, load-balancer IP) under Cluster and
+// Local traffic policies — backend set, DROP/REJECT, masquerading — and the
+// backend's reply, built from what the datapath actually sent, must come back
+// to the client with the addresses it used.
+import { describe, expect, it } from 'vitest';
+import type { Compiled } from '../control/compiler.js';
+import type { Datapath } from '../control/datapath.js';
+import type { ResolvedEndpoint, Service } from '../control/model.js';
+import { buildFrame, decodeFrame, verifyChecksums } from '../traces/frames.js';
+import { endpoints, makeNode, makeService, program, resolvedService, runFrames, tcp, udp } from './helpers.js';
+
+const NODE_IP = '192.168.0.10';
+const SOURCES = { pod: '10.244.1.77', node: NODE_IP, external: '172.16.5.5' } as const;
+type Source = keyof typeof SOURCES;
+const LOCAL_EP = '10.244.1.5';
+const REMOTE_EPS = ['10.244.2.5', '10.244.3.5'];
+const ALL_EPS = [LOCAL_EP, ...REMOTE_EPS];
+
+const eps = (ips: string[]) => endpoints(ips.map((ip): [string, number, string] => [ip, 8080, ip === LOCAL_EP ? 'node-a' : 'node-b']));
+
+function lbService(name: string, clusterIP: string, n: number, policy: 'Cluster' | 'Local', extra: Partial<Service> = {}): Service {
+  return makeService('default', name, clusterIP, [{ name: 'http', port: 80, targetPort: 8080, nodePort: 30080 + n }], {
+    type: 'LoadBalancer',
+    externalTrafficPolicy: policy,
+    internalTrafficPolicy: policy,
+    externalIPs: [`198.51.100.${n}`],
+    loadBalancerIngress: [{ ip: `203.0.113.${50 + n}`, ipMode: 'VIP' }],
+    ...extra,
+  });
+}
+
+interface Case { svc: Service; endpoints: ResolvedEndpoint[]; n: number }
+const CASES: Record<string, Case> = {
+  cluster: { svc: lbService('cluster', '10.96.1.1', 1, 'Cluster'), endpoints: eps(ALL_EPS), n: 1 },
+  local: { svc: lbService('local', '10.96.1.2', 2, 'Local'), endpoints: eps(ALL_EPS), n: 2 },
+  remoteOnly: { svc: lbService('remote-only', '10.96.1.3', 3, 'Local'), endpoints: eps(REMOTE_EPS), n: 3 },
+  empty: { svc: lbService('empty', '10.96.1.4', 4, 'Cluster'), endpoints: [], n: 4 },
+};
+
+function frontends(c: Case): Record<string, [string, number]> {
+  return {
+    ClusterIP: [c.svc.clusterIPs[0], 80],
+    NodePort: [NODE_IP, 30080 + c.n],
+    ExternalIP: [`198.51.100.${c.n}`, 80],
+    LoadBalancer: [`203.0.113.${50 + c.n}`, 80],
+  };
+}
+
+async function cluster(opts: { clusterCIDRs?: string[]; masqueradeAll?: boolean } = { clusterCIDRs: ['10.244.0.0/16'] }) {
+  return program(Object.values(CASES).map((c) => resolvedService(c.svc, [c.endpoints])), {
+    node: 'node-a', nodes: [makeNode('node-a', NODE_IP), makeNode('node-b', '192.168.0.11')], ...opts,
+  });
+}
+
+/** What kube-proxy does, written out as a table: backends allowed, or the verdict. */
+function expected(caseName: string, kind: string, source: Source, podNetworkKnown = true): { backends?: string[]; snat?: boolean; outcome?: string } {
+  const c = CASES[caseName];
+  if (c.endpoints.length === 0) return { outcome: 'TX NO_ENDPOINTS' };
+  const all = c.endpoints.map((e) => e.ip);
+  const local = all.filter((ip) => ip === LOCAL_EP);
+  const isPod = podNetworkKnown && source === 'pod';
+  if (kind === 'ClusterIP') {
+    const set = c.svc.internalTrafficPolicy === 'Local' ? local : all;
+    if (set.length === 0) return { outcome: 'DROP NO_LOCAL_ENDPOINTS' };
+    return { backends: set, snat: podNetworkKnown && !isPod };
+  }
+  if (c.svc.externalTrafficPolicy === 'Cluster') return { backends: all, snat: true };
+  if (isPod) return { backends: all, snat: false };
+  if (source === 'node') return { backends: all, snat: true };
+  if (local.length === 0) return { outcome: 'DROP NO_LOCAL_ENDPOINTS' };
+  return { backends: local, snat: false };
+}
+
+/** The backend answering what it received: addresses and ports swapped. */
+function replyTo(out: Uint8Array, payload = new Uint8Array(0)): Uint8Array {
+  const d = decodeFrame(out);
+  const l4 = d.tcp ?? d.udp!;
+  return buildFrame({
+    srcMac: d.eth!.dst, dstMac: d.eth!.src,
+    ipv4: { src: d.ipv4!.dst, dst: d.ipv4!.src, id: 9 },
+    l4: d.tcp ? { kind: 'tcp', sport: l4.dport, dport: l4.sport, seq: 5, ack: 1001, flags: ['SYN', 'ACK'] } : { kind: 'udp', sport: l4.dport, dport: l4.sport },
+    payload,
+  }).slice();
+}
+
+function checkFlow(dp: Datapath, compiled: Compiled, label: string, client: string, clientPort: number, frontend: [string, number], want: ReturnType<typeof expected>, time: number): void {
+  const [request] = runFrames(dp, [tcp(client, clientPort, frontend[0], frontend[1], ['SYN'])], [time]);
+  if (want.outcome) {
+    expect(`${request.verdict} ${request.reason}`, label).toBe(want.outcome);
+    if (want.outcome.startsWith('TX')) {
+      const icmp = decodeFrame(request.out);
+      expect([icmp.ipv4!.src, icmp.ipv4!.dst, icmp.icmp!.type, icmp.icmp!.code], label).toEqual([frontend[0], client, 3, 3]);
+    }
+    return;
+  }
+  expect(request.reason, label).toBe('SERVICE');
+  const backend = compiled.backends[request.backendId - 1];
+  expect(want.backends, label).toContain(backend.ip);
+  expect(request.verdict, label).toBe(backend.local ? 'REDIRECT' : 'TX');
+  const out = decodeFrame(request.out);
+  expect([out.ipv4!.dst, out.tcp!.dport], label).toEqual([backend.ip, 8080]);
+  expect(verifyChecksums(request.out), label).toMatchObject({ ipv4: true, l4: true });
+  if (want.snat) {
+    expect(out.ipv4!.src, label).toBe(NODE_IP);
+    expect(out.tcp!.sport, label).toBeGreaterThanOrEqual(1024);
+  } else {
+    expect([out.ipv4!.src, out.tcp!.sport], label).toEqual([client, clientPort]);
+  }
+  const [reply] = runFrames(dp, [replyTo(request.out)], [time + 0.001]);
+  expect(`${reply.verdict} ${reply.reason}`, `${label} reply`).toBe('TX REPLY');
+  const back = decodeFrame(reply.out);
+  expect([back.ipv4!.src, back.tcp!.sport, back.ipv4!.dst, back.tcp!.dport], `${label} reply`).toEqual([frontend[0], frontend[1], client, clientPort]);
+  expect(verifyChecksums(reply.out), `${label} reply`).toMatchObject({ ipv4: true, l4: true });
+}
+
+describe('the policy matrix: source x frontend x traffic policy', () => {
+  for (const caseName of Object.keys(CASES)) {
+    it(`${caseName}: every source and frontend`, async () => {
+      const { dp, compiled } = await cluster();
+      let port = 40000;
+      let t = 1_800_000_000;
+      for (const [kind, frontend] of Object.entries(frontends(CASES[caseName]))) {
+        for (const source of Object.keys(SOURCES) as Source[]) {
+          // Several flows each, so that every allowed backend can show up and none other does.
+          for (let i = 0; i < 12; i++) {
+            checkFlow(dp, compiled, `${caseName} ${kind} from ${source}`, SOURCES[source], port++, frontend, expected(caseName, kind, source), t++);
+          }
+        }
+      }
+    });
+  }
+
+  it('without a known pod network nothing is a pod: no masquerade of cluster-IP traffic, no pod short-circuit', async () => {
+    const { dp, compiled } = await cluster({});
+    let port = 41000;
+    for (const source of Object.keys(SOURCES) as Source[]) {
+      for (const caseName of ['cluster', 'local']) {
+        for (const [kind, frontend] of Object.entries(frontends(CASES[caseName]))) {
+          checkFlow(dp, compiled, `${caseName} ${kind} from ${source}`, SOURCES[source], port++, frontend, expected(caseName, kind, source, false), 1_800_000_000);
+        }
+      }
+    }
+  });
+
+  it('--masquerade-all masquerades cluster-IP traffic from pods too', async () => {
+    const { dp, compiled } = await cluster({ clusterCIDRs: ['10.244.0.0/16'], masqueradeAll: true });
+    checkFlow(dp, compiled, 'pod to cluster IP', SOURCES.pod, 42000, frontends(CASES.cluster).ClusterIP, { backends: ALL_EPS, snat: true }, 1_800_000_000);
+  });
+});
+
+describe('masquerading', () => {
+  it('masquerades a pod that reaches itself through its Service (hairpin)', async () => {
+    const svc = makeService('default', 'self', '10.96.2.1', [{ port: 80, targetPort: 8080 }]);
+    const { dp } = await program([resolvedService(svc, [endpoints([[LOCAL_EP, 8080, 'node-a']])])], {
+      node: 'node-a', nodes: [makeNode('node-a', NODE_IP)], clusterCIDRs: ['10.244.0.0/16'],
+    });
+    const [r] = runFrames(dp, [tcp(LOCAL_EP, 50000, '10.96.2.1', 80, ['SYN'])]);
+    const d = decodeFrame(r.out);
+    expect([d.ipv4!.src, d.ipv4!.dst]).toEqual([NODE_IP, LOCAL_EP]);
+    const [back] = runFrames(dp, [replyTo(r.out)]);
+    const b = decodeFrame(back.out);
+    expect([b.ipv4!.src, b.tcp!.sport, b.ipv4!.dst, b.tcp!.dport]).toEqual(['10.96.2.1', 80, LOCAL_EP, 50000]);
+  });
+
+  it('gives concurrent flows distinct ports, never reuses a live one, and drops when the range is exhausted', async () => {
+    const svc = makeService('default', 'one', '10.96.2.2', [{ port: 80, targetPort: 8080 }], { type: 'NodePort' });
+    svc.ports[0].nodePort = 30500;
+    const { dp } = await program([resolvedService(svc, [endpoints([[REMOTE_EPS[0], 8080, 'node-b']])])], {
+      node: 'node-a', nodes: [makeNode('node-a', NODE_IP)], snatPortRange: [20000, 20002],
+    });
+    const t = 1_800_000_000;
+    const flows = [1, 2, 3, 4].map((i) => tcp(`172.16.0.${i}`, 1234, NODE_IP, 30500, ['SYN']));
+    const results = runFrames(dp, flows, [t, t, t, t]);
+    const ports = results.slice(0, 3).map((r) => decodeFrame(r.out).tcp!.sport);
+    expect(new Set(ports).size).toBe(3);
+    for (const p of ports) expect(p).toBeGreaterThanOrEqual(20000);
+    expect(`${results[3].verdict} ${results[3].reason}`).toBe('DROP SNAT_EXHAUSTED');
+    // Each reply goes to its own client.
+    results.slice(0, 3).forEach((r, i) => {
+      const [back] = runFrames(dp, [replyTo(r.out)], [t + 1]);
+      expect(decodeFrame(back.out).ipv4!.dst).toBe(`172.16.0.${i + 1}`);
+    });
+    // Once the first flows have timed out (TCP established: 24 h), their ports are free again.
+    const [late] = runFrames(dp, [flows[3]], [t + 86400 + 10]);
+    expect(late.reason).toBe('SERVICE');
+  });
+
+  it('marks masqueraded packets in the verdict, both ways, and only those', async () => {
+    const { dp } = await cluster();
+    const [masqueraded, kept] = runFrames(dp, [
+      tcp(SOURCES.external, 43000, NODE_IP, 30081, ['SYN']), // ETP Cluster
+      tcp(SOURCES.external, 43001, '203.0.113.52', 80, ['SYN']), // ETP Local: source kept
+    ]);
+    const [reply, keptReply] = runFrames(dp, [replyTo(masqueraded.out), replyTo(kept.out)]);
+    expect([masqueraded.snat, reply.snat, kept.snat, keptReply.snat]).toEqual([true, true, false, false]);
+  });
+});
+
+describe('load-balancer source ranges', () => {
+  const ranged = (ranges: string[]) => lbService('ranged', '10.96.3.1', 9, 'Cluster', { loadBalancerSourceRanges: ranges });
+
+  it('drop sources outside the ranges at the LB IP only, not at NodePorts or external IPs', async () => {
+    const svc = ranged(['172.16.0.0/16', '10.9.9.9/32']);
+    const { dp } = await program([resolvedService(svc, [eps(ALL_EPS)])], { node: 'node-a', nodes: [makeNode('node-a', NODE_IP)] });
+    const lb = '203.0.113.59';
+    const results = runFrames(dp, [
+      tcp('172.16.200.1', 1, lb, 80, ['SYN']),
+      tcp('10.9.9.9', 2, lb, 80, ['SYN']),
+      tcp('172.17.0.1', 3, lb, 80, ['SYN']),
+      tcp('10.9.9.8', 4, lb, 80, ['SYN']),
+      tcp('172.17.0.1', 5, NODE_IP, 30089, ['SYN']),
+      tcp('172.17.0.1', 6, '198.51.100.9', 80, ['SYN']),
+    ]);
+    expect(results.map((r) => r.reason)).toEqual(['SERVICE', 'SERVICE', 'SOURCE_RANGE', 'SOURCE_RANGE', 'SERVICE', 'SERVICE']);
+    expect(results[2].verdict).toBe('DROP');
+  });
+
+  it('allow the LB IP itself as a source when a node IP lies inside the ranges', async () => {
+    for (const [ranges, allowed] of [[['192.168.0.0/24'], true], [['172.16.0.0/16'], false]] as const) {
+      const { dp } = await program([resolvedService(ranged([...ranges]), [eps(ALL_EPS)])], { node: 'node-a', nodes: [makeNode('node-a', NODE_IP)] });
+      const [r] = runFrames(dp, [tcp('203.0.113.59', 7, '203.0.113.59', 80, ['SYN'])]);
+      expect(r.reason).toBe(allowed ? 'SERVICE' : 'SOURCE_RANGE');
+    }
+  });
+});
+
+describe('session affinity (ClientIP)', () => {
+  const sticky = makeService('default', 'sticky', '10.96.4.1', [{ port: 80, targetPort: 8080 }], { sessionAffinity: 'ClientIP', affinityTimeoutSeconds: 60 });
+  const many = endpoints(Array.from({ length: 8 }, (_, i): [string, number, string] => [`10.244.7.${i + 1}`, 8080, 'node-b']));
+
+  it('keeps a client on one backend across connections, per client, until the timeout', async () => {
+    const { dp } = await program([resolvedService(sticky, [many])]);
+    const t = 1_800_000_000;
+    for (const client of ['10.1.0.1', '10.1.0.2', '10.1.0.3']) {
+      const results = runFrames(dp, Array.from({ length: 20 }, (_, i) => tcp(client, 10000 + i, '10.96.4.1', 80, ['SYN'])), Array.from({ length: 20 }, (_, i) => t + i));
+      expect(new Set(results.map((r) => r.backendId)).size, client).toBe(1);
+    }
+    // Within the timeout since the last new connection, still the same; after it, Maglev decides afresh.
+    const first = runFrames(dp, [tcp('10.1.0.1', 20000, '10.96.4.1', 80, ['SYN'])], [t + 19 + 59])[0].backendId;
+    expect(runFrames(dp, [tcp('10.1.0.1', 20001, '10.96.4.1', 80, ['SYN'])], [t + 19 + 59 + 59])[0].backendId).toBe(first);
+    const later = runFrames(dp, Array.from({ length: 30 }, (_, i) => tcp('10.1.0.1', 30000 + i * 7, '10.96.4.1', 80, ['SYN'])),
+      Array.from({ length: 30 }, (_, i) => t + 1000 + i * 61));
+    expect(new Set(later.map((r) => r.backendId)).size).toBeGreaterThan(1);
+  });
+
+  it('replaces an affinity whose backend is no longer usable', async () => {
+    const { dp, compiled } = await program([resolvedService(sticky, [many])]);
+    const [r] = runFrames(dp, [tcp('10.1.0.9', 10000, '10.96.4.1', 80, ['SYN'])]);
+    const svc = compiled.services[0];
+    // Control plane: the backend leaves the service's table.
+    dp.map('lbMembers').delete({ table: 2 * svc.id, backendId: r.backendId });
+    const rest = svc.cluster.backendIds.filter((id) => id !== r.backendId);
+    const table = new Uint32Array(compiled.maglevTableSize).map((_, i) => rest[i % rest.length]);
+    dp.map('maglev').updateRaw(new Uint8Array(new Uint32Array([2 * svc.id]).buffer), new Uint8Array(table.buffer));
+    const [next] = runFrames(dp, [tcp('10.1.0.9', 10001, '10.96.4.1', 80, ['SYN'])]);
+    expect(next.backendId).not.toBe(r.backendId);
+    const [again] = runFrames(dp, [tcp('10.1.0.9', 10002, '10.96.4.1', 80, ['SYN'])]);
+    expect(again.backendId).toBe(next.backendId);
+  });
+});
+
+describe('endpoint conditions', () => {
+  const svc = makeService('default', 'draining', '10.96.5.1', [{ port: 80, targetPort: 8080 }]);
+  const terminating = { ready: false, serving: true, terminating: true };
+
+  it('uses ready endpoints, falls back to serving-terminating ones, and rejects when none serve', async () => {
+    const mixed = [...endpoints([['10.244.8.1', 8080]]), ...endpoints([['10.244.8.2', 8080]], terminating)];
+    const { dp, compiled } = await program([resolvedService(svc, [mixed])]);
+    const results = runFrames(dp, Array.from({ length: 40 }, (_, i) => tcp('10.1.0.1', 1000 + i, '10.96.5.1', 80, ['SYN'])));
+    expect(new Set(results.map((r) => compiled.backends[r.backendId - 1].ip))).toEqual(new Set(['10.244.8.1']));
+
+    const onlyTerminating = endpoints([['10.244.8.2', 8080], ['10.244.8.3', 8080]], terminating);
+    const second = await program([resolvedService(svc, [onlyTerminating])]);
+    const drained = runFrames(second.dp, Array.from({ length: 40 }, (_, i) => tcp('10.1.0.1', 1000 + i, '10.96.5.1', 80, ['SYN'])));
+    expect(new Set(drained.map((r) => second.compiled.backends[r.backendId - 1].ip))).toEqual(new Set(['10.244.8.2', '10.244.8.3']));
+
+    const gone = endpoints([['10.244.8.2', 8080]], { ready: false, serving: false, terminating: true });
+    const third = await program([resolvedService(svc, [gone])]);
+    expect(runFrames(third.dp, [tcp('10.1.0.1', 1, '10.96.5.1', 80, ['SYN'])])[0].reason).toBe('NO_ENDPOINTS');
+  });
+
+  it('keeps established flows on a backend that turned terminating; new flows never go there', async () => {
+    const two = endpoints([['10.244.8.1', 8080], ['10.244.8.2', 8080]]);
+    const { dp, compiled } = await program([resolvedService(svc, [two])]);
+    const flows = Array.from({ length: 40 }, (_, i) => tcp('10.1.0.1', 2000 + i, '10.96.5.1', 80, ['SYN']));
+    const first = runFrames(dp, flows);
+    const leaving = compiled.backends.find((b) => b.ip === '10.244.8.2')!.id;
+    const staying = compiled.backends.find((b) => b.ip === '10.244.8.1')!.id;
+    expect(first.some((r) => r.backendId === leaving)).toBe(true);
+    // Control plane: 10.244.8.2 is terminating while another is ready, so it leaves the table.
+    const s = compiled.services[0];
+    dp.map('maglev').updateRaw(new Uint8Array(new Uint32Array([2 * s.id]).buffer), new Uint8Array(new Uint32Array(compiled.maglevTableSize).fill(staying).buffer));
+    dp.map('lbMembers').delete({ table: 2 * s.id, backendId: leaving });
+    const established = runFrames(dp, flows.map((_, i) => tcp('10.1.0.1', 2000 + i, '10.96.5.1', 80, ['ACK'])));
+    expect(established.map((r) => r.backendId)).toEqual(first.map((r) => r.backendId));
+    const fresh = runFrames(dp, Array.from({ length: 40 }, (_, i) => tcp('10.1.0.2', 3000 + i, '10.96.5.1', 80, ['SYN'])));
+    expect(fresh.every((r) => r.backendId === staying)).toBe(true);
+  });
+});
+
+describe('protocols', () => {
+  it('UDP through a NodePort with masquerading, and its reply', async () => {
+    const dns = makeService('default', 'dns', '10.96.6.1', [{ name: 'dns', port: 53, protocol: 'UDP', nodePort: 30053 }], { type: 'NodePort' });
+    const { dp } = await program([resolvedService(dns, [endpoints([['10.244.9.1', 5353, 'node-b']])])], { node: 'node-a', nodes: [makeNode('node-a', NODE_IP)] });
+    const [r] = runFrames(dp, [udp('172.16.1.1', 5555, NODE_IP, 30053)]);
+    const d = decodeFrame(r.out);
+    expect([d.ipv4!.src, d.ipv4!.dst, d.udp!.dport]).toEqual([NODE_IP, '10.244.9.1', 5353]);
+    expect(verifyChecksums(r.out)).toMatchObject({ ipv4: true, l4: true });
+    const [back] = runFrames(dp, [replyTo(r.out, new Uint8Array([1, 2, 3]))]);
+    const b = decodeFrame(back.out);
+    expect([b.ipv4!.src, b.udp!.sport, b.ipv4!.dst, b.udp!.dport]).toEqual([NODE_IP, 30053, '172.16.1.1', 5555]);
+    expect(verifyChecksums(back.out)).toMatchObject({ ipv4: true, l4: true });
+  });
+
+  it('one Service with TCP and UDP on the same port number', async () => {
+    const both = makeService('default', 'both', '10.96.6.2', [{ name: 'tcp', port: 53, targetPort: 1053 }, { name: 'udp', port: 53, protocol: 'UDP', targetPort: 2053 }]);
+    const { dp, compiled } = await program([resolvedService(both, [endpoints([['10.244.9.2', 1053]]), endpoints([['10.244.9.3', 2053]])])]);
+    const [t, u] = runFrames(dp, [tcp('10.1.0.1', 1, '10.96.6.2', 53, ['SYN']), udp('10.1.0.1', 1, '10.96.6.2', 53)]);
+    expect([compiled.services[t.serviceId - 1].name, decodeFrame(t.out).tcp!.dport]).toEqual(['default/both:tcp', 1053]);
+    expect([compiled.services[u.serviceId - 1].name, decodeFrame(u.out).udp!.dport]).toEqual(['default/both:udp', 2053]);
+  });
+});
+
