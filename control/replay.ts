@@ -6,7 +6,8 @@
  * replay stopped.
  */
 import { closeSync, openSync, writeSync } from 'node:fs';
-import { openCapture, createPcapWriter, type PcapWriter } from '../traces/pcap.js';
+import { openCapture, createPcapWriter } from '../traces/pcap.js';
+import { createPcapngWriter } from '../traces/pcapng.js';
 import type { Compiled } from './compiler.js';
 import { Batch, type Datapath } from './datapath.js';
 import { InputError, inputError } from './errors.js';
@@ -22,7 +23,7 @@ export const BATCH_FRAMES = 4096;
 export const BATCH_BYTES = 16 << 20;
 
 export interface ReplayOptions {
-  /** Output pcap of the TX/REDIRECT frames. */
+  /** Output capture of the TX/REDIRECT frames: pcapng when the name ends in .pcapng, else classic pcap. */
   out?: string;
   /** Verdicts JSONL, one line per input packet. */
   verdicts?: string;
@@ -43,6 +44,37 @@ export interface ReplayResult {
 /** The JSONL verdict record (the public contract): built by hand for speed, field order fixed. */
 function verdictLine(n: number, verdict: number, reason: number, service: string, backend: string, snat: boolean): string {
   return `{"n":${n},"verdict":"${VERDICTS[verdict]}","reason":"${REASONS[reason]}","service":${service},"backend":${backend},"snat":${snat}}\n`;
+}
+
+/** Where output frames go: one interface, Ethernet. */
+interface FrameSink {
+  write(record: number, tsSec: number, tsNsec: number, data: Uint8Array, origlen: number): void;
+  close(): void;
+}
+
+/** Classic pcap holds 32-bit seconds; pcapng holds any time, so a late frame needs it. */
+const PCAP_MAX_SECONDS = 0xffffffff;
+
+function openFrameSink(path: string, nanosecond: boolean): FrameSink {
+  try {
+    if (path.endsWith('.pcapng')) {
+      const w = createPcapngWriter(path, { interfaces: [{ linktype: LINKTYPE_ETHERNET, tsresolNs: nanosecond }] });
+      return { write: (_n, sec, nsec, data, origlen) => w.write(0, sec, nsec, data, origlen), close: () => w.close() };
+    }
+    const w = createPcapWriter(path, { linktype: LINKTYPE_ETHERNET, nanosecond });
+    return {
+      write: (n, sec, nsec, data, origlen) => {
+        if (sec < 0 || sec > PCAP_MAX_SECONDS) {
+          throw inputError([path, `output of record ${n}`, 'timestamp'], `${sec} s does not fit a classic pcap file; name the output *.pcapng`);
+        }
+        w.write(sec, nsec, data, origlen);
+      },
+      close: () => w.close(),
+    };
+  } catch (e) {
+    if (e instanceof InputError) throw e;
+    throw inputError([path], `cannot write: ${(e as Error).message}`);
+  }
 }
 
 /** Text output in large writes. */
@@ -84,38 +116,46 @@ export function replay(trace: string, compiled: Compiled, dp: Datapath, opts: Re
   const serviceJson = ['null', ...compiled.services.map((s) => JSON.stringify(s.name))];
   const backendJson = ['null', ...compiled.backends.map((b) => JSON.stringify(`${b.ip}:${b.port}`))];
 
-  let writer: PcapWriter | undefined;
+  let writer: FrameSink | undefined;
   let verdicts: LineSink | undefined;
   const batch = dp.createBatch(BATCH_FRAMES, BATCH_BYTES);
   const tsSec = new Float64Array(BATCH_FRAMES);
   const tsNsec = new Uint32Array(BATCH_FRAMES);
   const caplen = new Uint32Array(BATCH_FRAMES);
   const origlen = new Uint32Array(BATCH_FRAMES);
+  const recordNo = new Float64Array(BATCH_FRAMES);
   const result: ReplayResult = { trace, packets: 0, written: 0, warnings: reader.warnings };
+  /** The record whose output could not be written, if that is what stopped the replay. */
+  let unwritable = 0;
 
   const flush = () => {
     if (batch.count === 0) return;
     batch.run();
-    for (let i = 0; i < batch.count; i++) {
-      const n = ++result.packets;
-      const v = batch.verdict(i);
-      if (verdicts) {
-        verdicts.push(verdictLine(n, v, batch.reason(i), serviceJson[batch.serviceId(i)] ?? 'null',
-          backendJson[batch.backendId(i)] ?? 'null', (batch.flags(i) & DESC_F_SNAT) !== 0));
+    try {
+      for (let i = 0; i < batch.count; i++) {
+        const n = ++result.packets;
+        const v = batch.verdict(i);
+        if (verdicts) {
+          verdicts.push(verdictLine(n, v, batch.reason(i), serviceJson[batch.serviceId(i)] ?? 'null',
+            backendJson[batch.backendId(i)] ?? 'null', (batch.flags(i) & DESC_F_SNAT) !== 0));
+        }
+        if (writer && (v === XDP_TX || v === XDP_REDIRECT)) {
+          const frame = batch.frame(i);
+          unwritable = n;
+          // A frame the datapath rebuilt (an ICMP error) is whole; a rewritten one keeps its wire length.
+          writer.write(recordNo[i], tsSec[i], tsNsec[i], frame, frame.length === caplen[i] ? origlen[i] : frame.length);
+          unwritable = 0;
+          result.written++;
+        }
       }
-      if (writer && (v === XDP_TX || v === XDP_REDIRECT)) {
-        const frame = batch.frame(i);
-        // A frame the datapath rebuilt (an ICMP error) is whole; a rewritten one keeps its wire length.
-        writer.write(tsSec[i], tsNsec[i], frame, frame.length === caplen[i] ? origlen[i] : frame.length);
-        result.written++;
-      }
+    } finally {
+      batch.clear();
     }
-    batch.clear();
     opts.onProgress?.(reader.bytesRead, reader.fileSize, result.packets);
   };
 
   try {
-    if (opts.out) writer = createPcapWriter(opts.out, { linktype: LINKTYPE_ETHERNET, nanosecond: reader.nanosecond });
+    if (opts.out) writer = openFrameSink(opts.out, reader.nanosecond);
     if (opts.verdicts) verdicts = new LineSink(opts.verdicts);
     for (const rec of reader.records()) {
       if (rec.linktype !== LINKTYPE_ETHERNET) {
@@ -133,12 +173,22 @@ export function replay(trace: string, compiled: Compiled, dp: Datapath, opts: Re
       tsNsec[i] = rec.tsNsec;
       caplen[i] = rec.caplen;
       origlen[i] = rec.origlen;
+      recordNo[i] = rec.n;
     }
     flush();
   } catch (e) {
     if (!(e instanceof InputError)) throw e;
-    flush();
-    result.stoppedAt = { record: result.packets + 1, error: e.message };
+    let error = e;
+    // Process what was read before the bad record, unless writing it is what failed.
+    if (!unwritable) {
+      try {
+        flush();
+      } catch (e2) {
+        if (!(e2 instanceof InputError)) throw e2;
+        error = e2;
+      }
+    }
+    result.stoppedAt = { record: unwritable || result.packets + 1, error: error.message };
   } finally {
     writer?.close();
     verdicts?.close();

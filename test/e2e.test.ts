@@ -10,8 +10,9 @@ import { compile } from '../control/compiler.js';
 import { DEFAULT_MAGLEV_TABLE_SIZE } from '../control/maglev.js';
 import { main } from '../control/main.js';
 import { PROJECT_ROOT } from '../control/paths.js';
-import { verifyChecksums, decodeFrame } from '../traces/frames.js';
+import { buildFrame, verifyChecksums, decodeFrame } from '../traces/frames.js';
 import { openCapture } from '../traces/pcap.js';
+import { createPcapngWriter } from '../traces/pcapng.js';
 import { maglevChooser } from '../traces/predict.js';
 import { buildSample, SAMPLE_CLUSTER, SAMPLE_NODE, SAMPLE_SEED, type SamplePacket } from '../traces/sample.js';
 import { readWithPcapParser } from './pcap-parser.js';
@@ -137,6 +138,23 @@ describe('CLI errors name what is wrong and keep what was done', () => {
     expect(readLines(join(tmp, 'cut.jsonl')).length).toBe(last - 1);
     expect(JSON.parse(readFileSync(join(tmp, 'cut.json'), 'utf8'))).toMatchObject({ packets: last - 1, complete: false, stoppedAt: { record: last } });
     expect(r.stdout).toContain(`STOPPED at record ${last}`);
+  });
+
+  it('a frame past 2106 cannot go into a classic pcap --out, but into pcapng it can', async () => {
+    const late = join(tmp, 'late.pcapng');
+    const w = createPcapngWriter(late, { interfaces: [{ linktype: 1 }] });
+    const syn = buildFrame({ srcMac: '02:00:00:00:00:01', dstMac: '02:00:00:00:00:02', ipv4: { src: '10.244.0.5', dst: '10.96.0.10' }, l4: { kind: 'tcp', sport: 1000, dport: 80, flags: ['SYN'] } });
+    w.write(0, 2 ** 32 - 1, 0, syn);
+    w.write(0, 2 ** 32 + 5, 0, syn);
+    w.close();
+    const args = ['replay', late, '--cluster', SAMPLE_CLUSTER, '--node', 'node-a', '--verdicts', join(tmp, 'late.jsonl')];
+    const classic = await cli([...args, '--out', join(tmp, 'late.pcap')]);
+    expect(classic.code).toBe(1);
+    expect(classic.stderr).toMatch(/late\.pcap: output of record 2: timestamp: 4294967301 s does not fit a classic pcap file/);
+    expect([...openCapture(join(tmp, 'late.pcap')).records()].length).toBe(1);
+    const pcapng = await cli([...args, '--out', join(tmp, 'late-out.pcapng')]);
+    expect(pcapng.code).toBe(0);
+    expect([...openCapture(join(tmp, 'late-out.pcapng')).records()].map((r) => r.tsSec)).toEqual([2 ** 32 - 1, 2 ** 32 + 5]);
   });
 
   it.each([
