@@ -11,30 +11,42 @@ import { compile } from './compiler.js';
 import { InputError, inputError } from './errors.js';
 import { DEFAULT_MAGLEV_TABLE_SIZE, isPrime } from './maglev.js';
 import { DEFAULT_CT_ENTRIES, loadProgram } from './program.js';
+import type { ClusterState } from './model.js';
 import { replay } from './replay.js';
+import { formatServicesTable, servicesTable } from './services-table.js';
 import { buildSummary, formatSummary } from './summary.js';
+
+const CLUSTER_OPTIONS = `  --cluster PATH                   Service, EndpointSlice, Endpoints, Node and KubeProxyConfiguration
+                                   manifests (YAML or JSON, files or directories, kubectl List dumps)
+  --service-cluster-ip-range CIDR[,CIDR]   where cluster IPs live (default 10.96.0.0/12)
+  --service-node-port-range A-B    NodePort range (default 30000-32767)
+  --seed N                         seed of cluster IP and NodePort allocation, the Maglev
+                                   hashes and masquerade ports (default 0)`;
 
 const HELP = `svcpath — replay captured packets through an eBPF/XDP-style Kubernetes Service datapath
 
 Usage:
   svcpath replay <trace.pcap|trace.pcapng> --cluster <file-or-dir> [--cluster ...] [options]
+  svcpath services --cluster <file-or-dir> [--cluster ...] [--json]
   svcpath --help
 
 replay options:
-  --cluster PATH                   Service, EndpointSlice, Node and KubeProxyConfiguration
-                                   manifests (YAML or JSON, files or directories, kubectl List dumps)
+${CLUSTER_OPTIONS}
   --node NAME                      the Node whose datapath is emulated (optional with one Node)
-  --out OUT.pcap                   write the TX and REDIRECT frames, rewritten, in input order
+  --out OUT.pcap|OUT.pcapng        write the TX and REDIRECT frames, rewritten, in input order
   --verdicts OUT.jsonl             one JSON verdict per input packet
   --summary OUT.json               the summary as JSON
-  --service-cluster-ip-range CIDR[,CIDR]   where cluster IPs live (default 10.96.0.0/12)
-  --service-node-port-range A-B    NodePort range (default 30000-32767)
   --cluster-cidr CIDR[,CIDR]       the pod network (overrides KubeProxyConfiguration clusterCIDR)
   --nodeport-addresses LIST        CIDRs or "primary" (overrides KubeProxyConfiguration)
-  --masquerade-all                 SNAT all service traffic
-  --seed N                         seed of the Maglev hashes (default 0)
+  --masquerade-all                 masquerade all cluster-IP traffic, from pods too
+  --masquerade-address IP          masquerade source (default the node's first InternalIP)
+  --snat-port-range A-B            masquerade source ports (default 1024-65535)
   --maglev-table-size M            Maglev lookup table size, a prime (default ${DEFAULT_MAGLEV_TABLE_SIZE})
   --ct-entries N                   conntrack map size, two entries per flow (default ${DEFAULT_CT_ENTRIES})
+
+services: every Service after allocation, like kubectl get svc -A -o wide
+${CLUSTER_OPTIONS}
+  --json                           rows as JSON
 
 Exit status: 0 on success, 1 on bad input (the message names file, record or object, and field).`;
 
@@ -76,6 +88,11 @@ function parsePortRange(flag: string, text: string): [number, number] {
   return [lo, hi];
 }
 
+function parseIPv4(flag: string, text: string): string {
+  if (!ipaddr.IPv4.isValidFourPartDecimal(text)) fail(`${flag}: "${text}" is not an IPv4 address`);
+  return text;
+}
+
 function parseNodePortAddresses(flag: string, text: string): string[] {
   const items = text.split(',').map((c) => c.trim()).filter(Boolean);
   for (const item of items) {
@@ -108,26 +125,68 @@ function progressBar(): { update(done: number, total: number, packets: number): 
   };
 }
 
+const CLUSTER_FLAGS = {
+  cluster: { type: 'string', multiple: true },
+  'service-cluster-ip-range': { type: 'string' },
+  'service-node-port-range': { type: 'string' },
+  seed: { type: 'string' },
+  help: { type: 'boolean', short: 'h' },
+} as const;
+
+interface ClusterFlags {
+  cluster?: string[];
+  'service-cluster-ip-range'?: string;
+  'service-node-port-range'?: string;
+  seed?: string;
+}
+
+/** The cluster state the flags name, validated, with cluster IPs and NodePorts allocated. */
+function loadState(values: ClusterFlags): { state: ClusterState; seed: number; serviceRanges?: string[] } {
+  if (!values.cluster?.length) fail('--cluster is required');
+  const seed = values.seed === undefined ? 0 : parseInteger('--seed', values.seed, 0, 0xffffffff);
+  const serviceRanges = values['service-cluster-ip-range'] === undefined
+    ? undefined : parseCidrList('--service-cluster-ip-range', values['service-cluster-ip-range']);
+  const nodePortRange = values['service-node-port-range'] === undefined
+    ? undefined : parsePortRange('--service-node-port-range', values['service-node-port-range']);
+  const state = loadClusterState(values.cluster, { serviceClusterIPRanges: serviceRanges, serviceNodePortRange: nodePortRange, seed });
+  return { state, seed, serviceRanges };
+}
+
+async function servicesCommand(argv: string[]): Promise<number> {
+  const { values, positionals } = parseArgs({
+    args: argv,
+    strict: true,
+    allowPositionals: true,
+    options: { ...CLUSTER_FLAGS, json: { type: 'boolean' } },
+  });
+  if (values.help) {
+    console.log(HELP);
+    return 0;
+  }
+  if (positionals.length > 0) fail(`services: unexpected argument "${positionals[0]}"`);
+  const { state } = loadState(values);
+  console.log(values.json ? JSON.stringify(servicesTable(state), null, 2) : formatServicesTable(state, { wide: true }));
+  return 0;
+}
+
 async function replayCommand(argv: string[]): Promise<number> {
   const { values, positionals } = parseArgs({
     args: argv,
     allowPositionals: true,
     strict: true,
     options: {
-      cluster: { type: 'string', multiple: true },
+      ...CLUSTER_FLAGS,
       node: { type: 'string' },
       out: { type: 'string' },
       verdicts: { type: 'string' },
       summary: { type: 'string' },
-      'service-cluster-ip-range': { type: 'string' },
-      'service-node-port-range': { type: 'string' },
       'cluster-cidr': { type: 'string' },
       'nodeport-addresses': { type: 'string' },
       'masquerade-all': { type: 'boolean' },
-      seed: { type: 'string' },
+      'masquerade-address': { type: 'string' },
+      'snat-port-range': { type: 'string' },
       'maglev-table-size': { type: 'string' },
       'ct-entries': { type: 'string' },
-      help: { type: 'boolean', short: 'h' },
     },
   });
   if (values.help) {
@@ -135,36 +194,24 @@ async function replayCommand(argv: string[]): Promise<number> {
     return 0;
   }
   if (positionals.length !== 1) fail(`replay: expected one trace file, got ${positionals.length}`);
-  if (!values.cluster?.length) fail('replay: --cluster is required');
   const trace = positionals[0];
-  const seed = values.seed === undefined ? 0 : parseInteger('--seed', values.seed, 0, 0xffffffff);
   const maglevTableSize = values['maglev-table-size'] === undefined
     ? DEFAULT_MAGLEV_TABLE_SIZE
     : parseInteger('--maglev-table-size', values['maglev-table-size'], 2, 1 << 20);
   if (!isPrime(maglevTableSize)) fail(`--maglev-table-size: ${maglevTableSize} is not prime`);
   const ctEntries = values['ct-entries'] === undefined ? DEFAULT_CT_ENTRIES : parseInteger('--ct-entries', values['ct-entries'], 2, 1 << 26);
-  const serviceRanges = values['service-cluster-ip-range'] === undefined
-    ? undefined : parseCidrList('--service-cluster-ip-range', values['service-cluster-ip-range']);
-  // Validated now; NodePorts, the pod network and masquerading are decided
-  // by the datapath once it emulates them (noted in the summary until then).
-  const pending: string[] = [];
-  if (values['service-node-port-range'] !== undefined) {
-    parsePortRange('--service-node-port-range', values['service-node-port-range']);
-    pending.push('--service-node-port-range');
-  }
-  if (values['cluster-cidr'] !== undefined) {
-    parseCidrList('--cluster-cidr', values['cluster-cidr']);
-    pending.push('--cluster-cidr');
-  }
-  if (values['nodeport-addresses'] !== undefined) {
-    parseNodePortAddresses('--nodeport-addresses', values['nodeport-addresses']);
-    pending.push('--nodeport-addresses');
-  }
-  if (values['masquerade-all']) pending.push('--masquerade-all');
+  const clusterCIDRs = values['cluster-cidr'] === undefined ? undefined : parseCidrList('--cluster-cidr', values['cluster-cidr']);
+  const nodePortAddresses = values['nodeport-addresses'] === undefined
+    ? undefined : parseNodePortAddresses('--nodeport-addresses', values['nodeport-addresses']);
+  const snatPortRange = values['snat-port-range'] === undefined ? undefined : parsePortRange('--snat-port-range', values['snat-port-range']);
+  const masqueradeAddress = values['masquerade-address'] === undefined ? undefined : parseIPv4('--masquerade-address', values['masquerade-address']);
 
-  const state = loadClusterState(values.cluster, { serviceClusterIPRanges: serviceRanges });
+  const { state, seed, serviceRanges } = loadState(values);
   const resolved = resolveServices(state);
-  const compiled = compile(state, resolved.services, { node: values.node, seed, maglevTableSize });
+  const compiled = compile(state, resolved.services, {
+    node: values.node, seed, maglevTableSize, clusterCIDRs, nodePortAddresses, snatPortRange, masqueradeAddress,
+    masqueradeAll: values['masquerade-all'], serviceClusterIPRanges: serviceRanges,
+  });
   const dp = await loadProgram(compiled, { ctEntries });
   const bar = progressBar();
   const result = replay(trace, compiled, dp, {
@@ -173,12 +220,7 @@ async function replayCommand(argv: string[]): Promise<number> {
     onProgress: (done, total, packets) => bar.update(done, total, packets),
   });
   bar.end();
-  const notes = [
-    ...state.notes,
-    ...resolved.notes,
-    ...compiled.notes,
-    ...pending.map((f) => `${f} is validated but has no effect yet: only ClusterIP frontends are emulated so far`),
-  ];
+  const notes = [...state.notes, ...resolved.notes, ...compiled.notes];
   const summary = buildSummary(result, compiled, dp, notes);
   if (values.summary) {
     try {
@@ -207,6 +249,8 @@ export async function main(argv: string[]): Promise<number> {
         return command === undefined ? 1 : 0;
       case 'replay':
         return await replayCommand(rest);
+      case 'services':
+        return await servicesCommand(rest);
       default:
         fail(`unknown command "${command}" (try svcpath --help)`);
     }

@@ -98,6 +98,41 @@ export interface EndpointSlice {
   managedBy?: string;
 }
 
+/** An address of a legacy Endpoints subset. */
+export interface LegacyEndpointAddress {
+  ip: string;
+  nodeName?: string;
+  hostname?: string;
+}
+
+/** A port of a legacy Endpoints subset; unlike an EndpointSlice port, it always has a number. */
+export interface LegacyEndpointPort {
+  /** '' when unnamed. */
+  name: string;
+  protocol: Protocol;
+  port: number;
+  appProtocol?: string;
+}
+
+/** Addresses that all offer the same ports. */
+export interface LegacyEndpointSubset {
+  addresses: LegacyEndpointAddress[];
+  notReadyAddresses: LegacyEndpointAddress[];
+  ports: LegacyEndpointPort[];
+}
+
+/**
+ * A v1 Endpoints object, the API EndpointSlices replaced. It still matters for
+ * a Service without EndpointSlices: the mirroring controller makes slices of it.
+ */
+export interface LegacyEndpoints {
+  origin: Origin;
+  namespace: string;
+  /** The name of the Service it belongs to. */
+  name: string;
+  subsets: LegacyEndpointSubset[];
+}
+
 export interface NodeAddress {
   type: string; // InternalIP, ExternalIP, Hostname, ...
   address: string;
@@ -128,6 +163,8 @@ export interface ConntrackTimeouts {
 export interface ClusterState {
   services: Service[];
   endpointSlices: EndpointSlice[];
+  /** Optional so that states built by hand need not mention it; absent means none. */
+  legacyEndpoints?: LegacyEndpoints[];
   nodes: Node[];
   proxyConfig?: ProxyConfig;
   /** Human notes gathered while loading: skipped kinds, ignored fields. */

@@ -53,6 +53,10 @@ function slice(fields: object, metadata: object = {}): Record<string, unknown> {
   };
 }
 
+function legacyEndpoints(subsets: object[] | null, metadata: object = { name: 'web' }): Record<string, unknown> {
+  return { apiVersion: 'v1', kind: 'Endpoints', metadata, subsets };
+}
+
 function proxyConfig(fields: object): Record<string, unknown> {
   return { apiVersion: 'kubeproxy.config.k8s.io/v1alpha1', kind: 'KubeProxyConfiguration', ...fields };
 }
@@ -408,6 +412,13 @@ describe('Service validation', () => {
     ['allocateLoadBalancerNodePorts is a boolean', { type: 'LoadBalancer', allocateLoadBalancerNodePorts: 'yes', ports: port80 }, 'spec.allocateLoadBalancerNodePorts', 'must be true or false, got "yes"'],
     ['publishNotReadyAddresses is a boolean', { publishNotReadyAddresses: 1, ports: port80 }, 'spec.publishNotReadyAddresses', 'must be true or false, got 1'],
     ['selector values are strings', { selector: { app: 'web', tier: { name: 'front' } }, ports: port80 }, 'spec.selector.tier', 'must be a string, got a mapping'],
+    ['ipFamilies are configured on the cluster', { ipFamilies: ['IPv6'], ports: port80 }, 'spec.ipFamilies[0]', 'IPv6 is not configured on this cluster (service cluster IP ranges: 10.96.0.0/12)'],
+    ['RequireDualStack needs a dual-stack cluster', { ipFamilyPolicy: 'RequireDualStack', ports: port80 }, 'spec.ipFamilyPolicy', 'RequireDualStack needs a dual-stack cluster'],
+    ['nodePort is inside the NodePort range', { type: 'NodePort', ports: [{ port: 80, nodePort: 8080 }] }, 'spec.ports[0].nodePort', '8080 is outside the NodePort range 30000-32767 (--service-node-port-range)'],
+    ['nodePort is inside the NodePort range, also with allocateLoadBalancerNodePorts false', { type: 'LoadBalancer', allocateLoadBalancerNodePorts: false, ports: [{ port: 80, nodePort: 32768 }] }, 'spec.ports[0].nodePort', '32768 is outside the NodePort range 30000-32767'],
+    ['healthCheckNodePort is inside the NodePort range', { type: 'LoadBalancer', externalTrafficPolicy: 'Local', healthCheckNodePort: 10256, ports: port80 }, 'spec.healthCheckNodePort', '10256 is outside the NodePort range 30000-32767'],
+    ['a nodePort is on one port per protocol', { type: 'NodePort', ports: [{ name: 'a', port: 80, nodePort: 30080 }, { name: 'b', port: 81, nodePort: 30080 }] }, 'spec.ports[1].nodePort', '30080/TCP is already used by spec.ports[0].nodePort'],
+    ['a nodePort is not the healthCheckNodePort', { type: 'LoadBalancer', externalTrafficPolicy: 'Local', healthCheckNodePort: 30080, ports: [{ port: 80, nodePort: 30080 }] }, 'spec.healthCheckNodePort', '30080 is already used by spec.ports[0].nodePort'],
   ];
 
   it.each(rules)('%s', (_rule, input, field, problem) => {
@@ -422,6 +433,55 @@ describe('Service validation', () => {
     expectError([manifest], where, problem);
   });
 
+  it('takes the NodePort range from the options', () => {
+    expectError([service({ type: 'NodePort', ports: [{ port: 80, nodePort: 30080 }] })], 'Service default/web: spec.ports[0].nodePort',
+      '30080 is outside the NodePort range 20000-20999', { serviceNodePortRange: [20000, 20999] });
+    const file = writeManifest([service({ type: 'NodePort', ports: [{ port: 80, nodePort: 20080 }] })]);
+    expect(loadClusterState([file], { serviceNodePortRange: [20000, 20999] }).services[0].ports[0].nodePort).toBe(20080);
+  });
+
+  it('rejects a nodePort of another Service, whatever the protocol, naming both', () => {
+    const first = writeManifest([service({ type: 'NodePort', ports: [{ name: 'dns', port: 53, protocol: 'UDP', nodePort: 30053 }] }, { name: 'dns', namespace: 'infra' })]);
+    const second = writeManifest([service({ type: 'LoadBalancer', ports: [{ name: 'a', port: 80 }, { name: 'b', port: 53, nodePort: 30053 }] }, { name: 'web' })]);
+    expect(loadError([first, second]).message).toBe(`${second}: Service default/web: spec.ports[1].nodePort: 30053 is already allocated to `
+      + `Service infra/dns (${first}: spec.ports[0].nodePort); a NodePort belongs to one Service whatever the protocol`);
+  });
+
+  it('rejects a healthCheckNodePort of another Service', () => {
+    const file = writeManifest([
+      service({ type: 'LoadBalancer', externalTrafficPolicy: 'Local', healthCheckNodePort: 31000, ports: [{ port: 80, nodePort: 30080 }] }, { name: 'a' }),
+      service({ type: 'NodePort', ports: [{ port: 80, nodePort: 31000 }] }, { name: 'b' }),
+    ]);
+    expect(loadError([file]).message).toBe(`${file}: Service default/b: spec.ports[0].nodePort: 31000 is already allocated to `
+      + `Service default/a (${file}: spec.healthCheckNodePort); a NodePort belongs to one Service whatever the protocol`);
+  });
+
+  it('shares a nodePort between two ports of one Service when their protocols differ', () => {
+    const file = writeManifest([service({ type: 'NodePort', ports: [
+      { name: 'dns', port: 53, protocol: 'UDP', nodePort: 30053 },
+      { name: 'dns-tcp', port: 53, protocol: 'TCP', nodePort: 30053 },
+    ] })]);
+    expect(loadClusterState([file]).services[0].ports.map((p) => p.nodePort)).toEqual([30053, 30053]);
+  });
+
+  it('keeps a given nodePort of a LoadBalancer that allocates none, and allocates no other', () => {
+    const file = writeManifest([service({ type: 'LoadBalancer', allocateLoadBalancerNodePorts: false, clusterIP: '10.96.0.5', ports: [
+      { name: 'http', port: 80, nodePort: 30080 },
+      { name: 'https', port: 443 },
+    ] })]);
+    const state = loadClusterState([file]);
+    expect(state.services[0].ports.map((p) => p.nodePort)).toEqual([30080, undefined]);
+    expect(state.notes).toEqual([]);
+  });
+
+  it('rejects two service cluster IP ranges of one family, and a bad NodePort range', () => {
+    const file = writeManifest([service({ ports: [{ port: 80 }] })]);
+    expect(loadError([file], { serviceClusterIPRanges: ['10.96.0.0/12', '10.112.0.0/12'] }).message)
+      .toBe('serviceClusterIPRanges[1]: must be of a different IP family than 10.96.0.0/12');
+    expect(loadError([file], { serviceNodePortRange: [32767, 30000] }).message)
+      .toBe('serviceNodePortRange: 32767-30000 is not a port range within 1-65535');
+  });
+
   it('allows headless and ExternalName Services without ports', () => {
     const file = writeManifest([
       service({ clusterIP: 'None', selector: { app: 'db' } }, { name: 'db' }),
@@ -432,11 +492,34 @@ describe('Service validation', () => {
     expect(ext).toMatchObject({ type: 'ExternalName', externalName: 'db.example.com.', clusterIPs: [], ipFamilies: [], ports: [] });
   });
 
-  it('notes a Service without a cluster IP and defaults its family from the service range', () => {
+  it('defaults the family of a Service without a cluster IP to the primary service range\'s, and allocates one there', () => {
     const file = writeManifest([service({ ports: [{ port: 80 }] })]);
     const state = loadClusterState([file], { serviceClusterIPRanges: ['fd00:10:96::/112', '10.96.0.0/12'] });
-    expect(state.services[0]).toMatchObject({ clusterIPs: [], ipFamilies: ['IPv6'] });
-    expect(state.notes).toEqual([`${file}: Service default/web: has no cluster IP yet (spec.clusterIP is empty)`]);
+    const [web] = state.services;
+    expect(web.ipFamilies).toEqual(['IPv6']);
+    expect(web.clusterIPs).toHaveLength(1);
+    expect(web.clusterIPs[0]).toMatch(/^fd00:10:96::[0-9a-f]{1,4}$/);
+    expect(state.notes).toEqual([`allocated clusterIP ${web.clusterIPs[0]} to Service default/web`]);
+  });
+
+  it('gives a PreferDualStack Service on a dual-stack cluster both families, and a cluster IP of the second', () => {
+    const file = writeManifest([service({ clusterIP: '10.96.0.5', ipFamilyPolicy: 'PreferDualStack', ports: [{ port: 80 }] })]);
+    const [web] = loadClusterState([file], { serviceClusterIPRanges: ['10.96.0.0/12', 'fd00:10:96::/112'] }).services;
+    expect(web.ipFamilies).toEqual(['IPv4', 'IPv6']);
+    expect(web.clusterIPs[0]).toBe('10.96.0.5');
+    expect(web.clusterIPs[1]).toMatch(/^fd00:10:96::[0-9a-f]{1,4}$/);
+  });
+
+  it('completes spec.ipFamilies from the cluster IPs', () => {
+    const file = writeManifest([service({ clusterIPs: ['10.96.0.5', 'fd00:10:96::5'], ipFamilies: ['IPv4'], ipFamilyPolicy: 'PreferDualStack', ports: [{ port: 80 }] })]);
+    const state = loadClusterState([file], { serviceClusterIPRanges: ['10.96.0.0/12', 'fd00:10:96::/112'] });
+    expect(state.services[0]).toMatchObject({ clusterIPs: ['10.96.0.5', 'fd00:10:96::5'], ipFamilies: ['IPv4', 'IPv6'] });
+    expect(state.notes).toEqual([]);
+  });
+
+  it('keeps PreferDualStack single-stack on a single-stack cluster', () => {
+    const file = writeManifest([service({ clusterIP: '10.96.0.5', ipFamilyPolicy: 'PreferDualStack', ports: [{ port: 80 }] })]);
+    expect(loadClusterState([file]).services[0]).toMatchObject({ clusterIPs: ['10.96.0.5'], ipFamilies: ['IPv4'] });
   });
 
   it('accepts dual-stack cluster IPs inside the given ranges, in canonical form', () => {
@@ -516,6 +599,148 @@ describe('EndpointSlice validation', () => {
       { ready: false, serving: false, terminating: false },
       { ready: false, serving: true, terminating: true },
     ]);
+  });
+});
+
+describe('Endpoints validation', () => {
+  const subset = (fields: object) => ({ addresses: [{ ip: '10.244.0.5' }], ports: [{ port: 8080 }], ...fields });
+  const rules: Array<[string, object[] | null, string, string]> = [
+    ['a subset has addresses', [{ ports: [{ port: 8080 }] }], 'subsets[0]', 'must have addresses or notReadyAddresses'],
+    ['ip is required', [subset({ addresses: [{ hostname: 'pg-0' }] })], 'subsets[0].addresses[0].ip', 'required'],
+    ['ip is an IP', [subset({ addresses: [{ ip: '10.244.0.300' }] })], 'subsets[0].addresses[0].ip', '"10.244.0.300" is not a valid IP address'],
+    ['ip is not loopback', [subset({ notReadyAddresses: [{ ip: '127.0.0.1' }] })], 'subsets[0].notReadyAddresses[0].ip', '127.0.0.1 is a loopback address'],
+    ['ip is not link-local', [subset({}), subset({ addresses: [{ ip: 'fe80::1' }] })], 'subsets[1].addresses[0].ip', 'fe80::1 is a link-local address'],
+    ['ip is not multicast', [subset({ addresses: [{ ip: '224.0.0.251' }] })], 'subsets[0].addresses[0].ip', '224.0.0.251 is a multicast address'],
+    ['ip is not unspecified', [subset({ addresses: [{ ip: '0.0.0.0' }] })], 'subsets[0].addresses[0].ip', '0.0.0.0 is an unspecified address'],
+    ['hostname is a DNS-1123 label', [subset({ addresses: [{ ip: '10.244.0.5', hostname: 'pg.0' }] })], 'subsets[0].addresses[0].hostname', '"pg.0" is not a DNS-1123 label'],
+    ['nodeName is a DNS-1123 subdomain', [subset({ addresses: [{ ip: '10.244.0.5', nodeName: 'Worker_1' }] })], 'subsets[0].addresses[0].nodeName', 'is not a DNS-1123 subdomain'],
+    ['port is required', [subset({ ports: [{ name: 'http' }] })], 'subsets[0].ports[0].port', 'required'],
+    ['port is 1..65535', [subset({ ports: [{ port: 65536 }] })], 'subsets[0].ports[0].port', '65536 is out of range 1..65535'],
+    ['port name is required with several ports', [subset({ ports: [{ name: 'http', port: 80 }, { port: 81 }] })], 'subsets[0].ports[1].name', 'required when the subset has more than one port'],
+    ['port name is a DNS-1123 label', [subset({ ports: [{ name: 'HTTP', port: 80 }] })], 'subsets[0].ports[0].name', '"HTTP" is not a DNS-1123 label'],
+    ['port protocol is TCP, UDP or SCTP', [subset({ ports: [{ port: 80, protocol: 'ICMP' }] })], 'subsets[0].ports[0].protocol', '"ICMP" is not one of TCP, UDP, SCTP'],
+  ];
+
+  it.each(rules)('%s', (_rule, subsets, field, problem) => {
+    expectError([legacyEndpoints(subsets)], `Endpoints default/web: ${field}`, problem);
+  });
+
+  it('requires a DNS-1123 subdomain name and apiVersion v1', () => {
+    expectError([legacyEndpoints(null, { name: 'Web_1' })], 'Endpoints default/Web_1: metadata.name', 'is not a DNS-1123 subdomain');
+    expectError([{ ...legacyEndpoints(null), apiVersion: 'discovery.k8s.io/v1' }], 'Endpoints default/web: apiVersion', 'Endpoints must be v1');
+  });
+
+  it('reads addresses, defaults and "subsets: null"', () => {
+    const file = writeManifest([
+      legacyEndpoints([{ addresses: [{ ip: '10.244.0.5', nodeName: 'worker-1', hostname: 'web-0' }], notReadyAddresses: [{ ip: 'FD00::0006' }], ports: [{ port: 8080 }] }]),
+      legacyEndpoints(null, { name: 'empty', namespace: 'shop' }),
+    ]);
+    const state = loadClusterState([file]);
+    expect(state.legacyEndpoints).toEqual([
+      {
+        origin: { file, object: 'Endpoints default/web' },
+        namespace: 'default',
+        name: 'web',
+        subsets: [{
+          addresses: [{ ip: '10.244.0.5', nodeName: 'worker-1', hostname: 'web-0' }],
+          notReadyAddresses: [{ ip: 'fd00::6', nodeName: undefined, hostname: undefined }],
+          ports: [{ name: '', protocol: 'TCP', port: 8080, appProtocol: undefined }],
+        }],
+      },
+      { origin: { file, object: 'Endpoints shop/empty' }, namespace: 'shop', name: 'empty', subsets: [] },
+    ]);
+    expect(state.notes).toEqual([]);
+  });
+
+  it('rejects a duplicate Endpoints object', () => {
+    const file = writeManifest([legacyEndpoints(null), legacyEndpoints(null)]);
+    expect(loadError([file]).message).toBe(`${file}: Endpoints default/web: defined twice; the first is in ${file} (document 1)`);
+  });
+});
+
+describe('endpoint addresses that are cluster IPs', () => {
+  const web = service({ clusterIPs: ['10.96.0.10', 'fd00:10:96::10'], ipFamilyPolicy: 'PreferDualStack', ports: [{ port: 80 }] }, { name: 'web', namespace: 'shop' });
+  const dualStack = { serviceClusterIPRanges: ['10.96.0.0/12', 'fd00:10:96::/112'] };
+
+  it('are rejected in an EndpointSlice, naming the Service', () => {
+    const manifest = slice({ endpoints: [{ addresses: ['10.244.0.5'] }, { addresses: ['10.244.0.6'] }, { addresses: ['10.96.0.10'] }] }, { name: 'api-1' });
+    expectError([manifest, web], 'EndpointSlice default/api-1: endpoints[2].addresses[0]',
+      '10.96.0.10 is the cluster IP of Service shop/web; an endpoint must not be a Service\'s cluster IP', dualStack);
+  });
+
+  it('are rejected in an Endpoints object, ready or not, in any family', () => {
+    expectError([web, legacyEndpoints([{ addresses: [{ ip: '10.244.0.5' }], notReadyAddresses: [{ ip: 'fd00:10:96::10' }] }])],
+      'Endpoints default/web: subsets[0].notReadyAddresses[0].ip', 'fd00:10:96::10 is the cluster IP of Service shop/web', dualStack);
+  });
+
+  it('are never allocated to a Service', () => {
+    // A /29 has six usable addresses; five are endpoints, so the Service can only get the sixth.
+    const endpoints = ['10.96.0.1', '10.96.0.2', '10.96.0.3', '10.96.0.5', '10.96.0.6'];
+    const file = writeManifest([service({ ports: [{ port: 80 }] }), slice({ endpoints: endpoints.map((ip) => ({ addresses: [ip] })) })]);
+    expect(loadClusterState([file], { serviceClusterIPRanges: ['10.96.0.0/29'] }).services[0].clusterIPs).toEqual(['10.96.0.4']);
+  });
+});
+
+describe('legacy Endpoints', () => {
+  const file = join(fixtures, 'legacy-endpoints.yaml');
+  const state = loadClusterState([file]);
+  const resolution = resolveServices(state);
+
+  it('stand in for the EndpointSlices of a Service that has none, mirrored: ready addresses ready and serving, the others neither', () => {
+    expect(backends(resolved(state, 'data', 'pg'))).toEqual({
+      // 192.0.2.12 is ready in the second subset, which wins over its not-ready entry in the first.
+      'pg 5432/TCP': ['192.0.2.10:15432 yyn', '192.0.2.11:15432 yyn', '192.0.2.12:15432 yyn'],
+      'metrics 9187/TCP': ['192.0.2.10:9187 yyn', '192.0.2.11:9187 yyn', '192.0.2.12:9187 nnn'],
+    });
+    expect(resolved(state, 'data', 'pg').ports[0].endpoints[0].nodeName).toBe('worker-1');
+  });
+
+  it('are ignored when the Service has EndpointSlices', () => {
+    expect(backends(resolved(state, 'data', 'web'))).toEqual({ '- 80/TCP': ['10.244.1.5:8080 yyn'] });
+  });
+
+  it('say what they could not contribute', () => {
+    expect(resolution.notes).toEqual([
+      `${file}: Endpoints kube-system/kube-scheduler: ignored: its Service kube-system/kube-scheduler does not exist`,
+      `${file}: Endpoints data/pg: its IPv6 addresses are ignored: IPv6 is not among the IP families of Service data/pg (IPv4)`,
+    ]);
+  });
+
+  describe('over the capacity of 1000 addresses', () => {
+    const ips = (prefix: string, count: number) => Array.from({ length: count }, (_, i) => ({ ip: `${prefix}.${i >> 8}.${i & 255}` }));
+    const load = (subsets: object[]) => {
+      const path = writeManifest([service({ clusterIP: '10.96.0.10', ports: [{ port: 80 }] }), legacyEndpoints(subsets)]);
+      const { services: [web], notes } = resolveServices(loadClusterState([path]));
+      const endpoints = web.ports[0].endpoints;
+      return { path, notes, ready: endpoints.filter((e) => e.conditions.ready), notReady: endpoints.filter((e) => !e.conditions.ready) };
+    };
+
+    it('keep the first 1000, ready ones first across subsets, with a note naming the annotation', () => {
+      const { path, notes, ready, notReady } = load([
+        { notReadyAddresses: ips('10.1', 300), addresses: ips('10.2', 400), ports: [{ port: 80 }] },
+        { addresses: ips('10.3', 700), ports: [{ port: 80 }] },
+      ]);
+      expect(ready).toHaveLength(1000);
+      expect(notReady).toHaveLength(0);
+      expect(ready[0].ip).toBe('10.2.0.0');
+      expect(ready[399].ip).toBe('10.2.1.143');
+      expect(ready[400].ip).toBe('10.3.0.0');
+      expect(ready[999].ip).toBe('10.3.2.87'); // the 600th of the second subset
+      expect(notes).toEqual([`${path}: Endpoints default/web: 1400 addresses exceed the capacity of 1000 `
+        + '(the API marks it endpoints.kubernetes.io/over-capacity: truncated): only the first 1000, ready ones first, are used; 400 dropped']);
+    });
+
+    it('fill what the ready ones leave with not-ready ones', () => {
+      const { notes, ready, notReady } = load([{ addresses: ips('10.2', 900), notReadyAddresses: ips('10.1', 300), ports: [{ port: 80 }] }]);
+      expect(ready).toHaveLength(900);
+      expect(notReady.map((e) => e.ip)).toEqual(ips('10.1', 100).map((a) => a.ip));
+      expect(notes).toHaveLength(1);
+    });
+
+    it('are all used at exactly 1000, without a note', () => {
+      const { notes, ready, notReady } = load([{ addresses: ips('10.2', 600), notReadyAddresses: ips('10.1', 400), ports: [{ port: 80 }] }]);
+      expect([ready.length, notReady.length, notes]).toEqual([600, 400, []]);
+    });
   });
 });
 

@@ -5,21 +5,25 @@
  * mistake becomes one InputError naming the file, the object and the field.
  */
 import ipaddr from 'ipaddr.js';
-import { inputError } from '../errors.js';
+import { inputError, type InputError } from '../errors.js';
 import type {
-  ClusterState, ConntrackTimeouts, Endpoint, EndpointPort, EndpointSlice, IPFamily, LoadBalancerIngress,
-  Node, NodeAddress, Origin, Protocol, ProxyConfig, Service, ServicePort, ServiceType, TrafficPolicy,
+  ClusterState, ConntrackTimeouts, Endpoint, EndpointPort, EndpointSlice, IPFamily, LegacyEndpointAddress,
+  LegacyEndpointPort, LegacyEndpoints, LegacyEndpointSubset, LoadBalancerIngress, Node, NodeAddress, Origin,
+  Protocol, ProxyConfig, Service, ServicePort, ServiceType, TrafficPolicy,
 } from '../model.js';
 import { describe, isMapping, type Manifest } from './load.js';
 
 export interface ValidateOptions {
   /** The API server's --service-cluster-ip-range: every cluster IP must fall inside one of these CIDRs. */
   serviceClusterIPRanges: string[];
+  /** The API server's --service-node-port-range, both ends included: every nodePort must fall inside. */
+  serviceNodePortRange: [number, number];
 }
 
 const API_VERSIONS = {
   Service: 'v1',
   EndpointSlice: 'discovery.k8s.io/v1',
+  Endpoints: 'v1',
   Node: 'v1',
   KubeProxyConfiguration: 'kubeproxy.config.k8s.io/v1alpha1',
 } as const;
@@ -39,7 +43,9 @@ const MAX_ENDPOINT_ADDRESSES = 100;
 
 export function validateManifests(manifests: Manifest[], opts: ValidateOptions): ClusterState {
   const ranges = serviceRanges(opts.serviceClusterIPRanges);
-  const state: ClusterState = { services: [], endpointSlices: [], nodes: [], notes: [] };
+  const nodePortRange = serviceNodePortRange(opts.serviceNodePortRange);
+  const legacyEndpoints: LegacyEndpoints[] = [];
+  const state: ClusterState = { services: [], endpointSlices: [], legacyEndpoints, nodes: [], notes: [] };
   /** "Kind ns/name" → where it was first defined, to report duplicates. */
   const defined = new Map<string, string>();
 
@@ -61,7 +67,7 @@ export function validateManifests(manifests: Manifest[], opts: ValidateOptions):
     // rather than look like a duplicate of another nameless one.
     switch (kind) {
       case 'Service':
-        state.services.push(toService(doc, origin, ranges, state.notes));
+        state.services.push(toService(doc, origin, ranges, nodePortRange));
         break;
       case 'EndpointSlice': {
         const slice = toEndpointSlice(doc, origin, state.notes);
@@ -69,6 +75,9 @@ export function validateManifests(manifests: Manifest[], opts: ValidateOptions):
         state.endpointSlices.push(slice);
         break;
       }
+      case 'Endpoints':
+        legacyEndpoints.push(toLegacyEndpoints(doc, origin));
+        break;
       case 'Node':
         state.nodes.push(toNode(doc, origin));
         break;
@@ -87,6 +96,8 @@ export function validateManifests(manifests: Manifest[], opts: ValidateOptions):
     }
     defined.set(identity, `${file} (${position})`);
   }
+  checkNodePortOwners(state.services);
+  checkEndpointsAreNotClusterIPs(state.services, state.endpointSlices, legacyEndpoints);
   return state;
 }
 
@@ -99,7 +110,7 @@ function originOf(kind: Kind, { file, position, object }: Manifest): Origin {
   const meta = new Field([file, position], '', object).get('metadata');
   const name = meta.get('name').optStr();
   if (!name) return { file, object: position };
-  const namespaced = kind === 'Service' || kind === 'EndpointSlice';
+  const namespaced = kind === 'Service' || kind === 'EndpointSlice' || kind === 'Endpoints';
   if (!namespaced) return { file, object: `${kind} ${name}` };
   return { file, object: `${kind} ${meta.get('namespace').optStr() || 'default'}/${name}` };
 }
@@ -118,7 +129,7 @@ function skippedLabel(kind: string, { position, object }: Manifest): string {
 // ---------------------------------------------------------------------------
 // Service
 
-function toService(doc: Field, origin: Origin, ranges: Cidr[], notes: string[]): Service {
+function toService(doc: Field, origin: Origin, ranges: Cidr[], nodePortRange: PortRange): Service {
   const meta = doc.get('metadata');
   const name = meta.get('name').str();
   checkName(meta.get('name'), name, RFC1035_LABEL);
@@ -135,11 +146,9 @@ function toService(doc: Field, origin: Origin, ranges: Cidr[], notes: string[]):
       }
     }
   }
+  // An empty one is allocated later (allocate.ts), as the API server does on create.
   const clusterIPs = type === 'ExternalName' ? [] : serviceClusterIPs(spec, type, ranges);
   const headless = clusterIPs[0] === 'None';
-  if (clusterIPs.length === 0 && type !== 'ExternalName') {
-    notes.push(`${origin.file}: ${origin.object}: has no cluster IP yet (spec.clusterIP is empty)`);
-  }
   const ipFamilyPolicy = spec.get('ipFamilyPolicy').optOneOf(IP_FAMILY_POLICIES);
   const ipFamilies = type === 'ExternalName'
     ? []
@@ -150,7 +159,7 @@ function toService(doc: Field, origin: Origin, ranges: Cidr[], notes: string[]):
   if (portFields.length === 0 && type !== 'ExternalName' && !headless) {
     portsField.fail('at least one port is required (only headless and ExternalName Services may have none)');
   }
-  const ports = portFields.map((p) => toServicePort(p, type, portFields.length > 1));
+  const ports = portFields.map((p) => toServicePort(p, type, portFields.length > 1, nodePortRange));
   checkUnique(portFields, ports, (p) => p.name, (p) => `name ${JSON.stringify(p.name)}`, 'name');
   checkUnique(portFields, ports, (p) => `${p.port}/${p.protocol}`, (p) => `port ${p.port}/${p.protocol}`);
 
@@ -194,8 +203,7 @@ function toService(doc: Field, origin: Origin, ranges: Cidr[], notes: string[]):
     loadBalancerClass: spec.get('loadBalancerClass').optStr(),
     allocateLoadBalancerNodePorts: spec.get('allocateLoadBalancerNodePorts').optBool() ?? true,
     publishNotReadyAddresses: spec.get('publishNotReadyAddresses').optBool() ?? false,
-    // 0 asks the API server to allocate one; it is not a port anything listens on.
-    healthCheckNodePort: spec.get('healthCheckNodePort').optInt(0, 65535) || undefined,
+    healthCheckNodePort: healthCheckNodePort(spec.get('healthCheckNodePort'), nodePortRange),
   };
 }
 
@@ -232,10 +240,12 @@ function serviceClusterIPs(spec: Field, type: ServiceType, ranges: Cidr[]): stri
 }
 
 /**
- * spec.ipFamilies as given (checked against the cluster IPs), else as the API server
+ * spec.ipFamilies as given (checked against the cluster IPs, completed from them), else as the API server
  * fills it in: the cluster IPs' families, or for a Service without one the cluster's
  * primary family — both families for dual-stack requests and selectorless headless
- * Services, which the API server makes RequireDualStack.
+ * Services, which the API server makes RequireDualStack. On a dual-stack cluster a
+ * PreferDualStack or RequireDualStack Service with one family gets the other one too
+ * (and allocate.ts then gives it a cluster IP of that family).
  */
 function serviceIPFamilies(
   spec: Field, clusterIPs: string[], policy: string | undefined, headlessWithoutSelector: boolean, ranges: Cidr[],
@@ -254,14 +264,33 @@ function serviceIPFamilies(
   if (policy === 'SingleStack' && Math.max(given.length, ipFamilies.length) > 1) {
     spec.get('ipFamilyPolicy').fail('must be PreferDualStack or RequireDualStack for a Service with two IP families');
   }
-  if (given.length > 0) return given;
-  if (ipFamilies.length > 0) return ipFamilies;
-  const clusterFamilies = [...new Set(ranges.map((r) => familyOf(r.ip)))];
-  const effectivePolicy = policy ?? (headlessWithoutSelector ? 'RequireDualStack' : 'SingleStack');
-  return clusterFamilies.slice(0, effectivePolicy === 'SingleStack' ? 1 : 2);
+  const clusterFamilies = ranges.map((r) => familyOf(r.ip));
+  // A selectorless headless Service gets no cluster IP, so the API server lets it name any family.
+  if (!headlessWithoutSelector) {
+    const configured = `service cluster IP ranges: ${ranges.map((r) => r.text).join(', ')}`;
+    if (policy === 'RequireDualStack' && clusterFamilies.length < 2) {
+      spec.get('ipFamilyPolicy').fail(`RequireDualStack needs a dual-stack cluster (${configured})`);
+    }
+    given.forEach((family, i) => {
+      if (!clusterFamilies.includes(family)) {
+        givenFields[i].fail(`${family} is not configured on this cluster (${configured})`);
+      }
+    });
+  }
+  // Checked above to agree where both say something: the longer one says it all.
+  const families = given.length > ipFamilies.length ? given : ipFamilies;
+  if (families.length === 0) {
+    const effectivePolicy = policy ?? (headlessWithoutSelector ? 'RequireDualStack' : 'SingleStack');
+    return clusterFamilies.slice(0, effectivePolicy === 'SingleStack' ? 1 : 2);
+  }
+  const dualStackPolicy = policy === 'PreferDualStack' || policy === 'RequireDualStack';
+  if (families.length === 1 && dualStackPolicy && clusterFamilies.length === 2 && !headlessWithoutSelector) {
+    return [families[0], families[0] === 'IPv4' ? 'IPv6' : 'IPv4'];
+  }
+  return families;
 }
 
-function toServicePort(f: Field, type: ServiceType, named: boolean): ServicePort {
+function toServicePort(f: Field, type: ServiceType, named: boolean, nodePortRange: PortRange): ServicePort {
   const nameField = f.get('name');
   const name = nameField.optStr() ?? '';
   if (name) checkName(nameField, name, DNS1123_LABEL);
@@ -280,6 +309,7 @@ function toServicePort(f: Field, type: ServiceType, named: boolean): ServicePort
   if (nodePort !== undefined && (type === 'ClusterIP' || type === 'ExternalName')) {
     nodePortField.fail(`may not be used when type is ${type}`);
   }
+  if (nodePort !== undefined) checkInNodePortRange(nodePortField, nodePort, nodePortRange);
   return {
     name,
     protocol: f.get('protocol').optOneOf(PROTOCOLS) ?? 'TCP',
@@ -288,6 +318,68 @@ function toServicePort(f: Field, type: ServiceType, named: boolean): ServicePort
     nodePort,
     appProtocol: f.get('appProtocol').optStr(),
   };
+}
+
+/** Given explicitly it is allocated from the NodePort range like a nodePort, so it must lie inside. */
+function healthCheckNodePort(f: Field, nodePortRange: PortRange): number | undefined {
+  // 0 asks the API server to allocate one; it is not a port anything listens on.
+  const port = f.optInt(0, 65535) || undefined;
+  if (port !== undefined) checkInNodePortRange(f, port, nodePortRange);
+  return port;
+}
+
+function checkInNodePortRange(f: Field, port: number, range: PortRange): void {
+  if (port < range.first || port > range.last) {
+    f.fail(`${port} is outside the NodePort range ${range.first}-${range.last} (--service-node-port-range)`);
+  }
+}
+
+/** A NodePort number a Service holds, on one of its ports or as its healthCheckNodePort. */
+interface NodePortClaim {
+  service: Service;
+  port: number | undefined;
+  /** "spec.ports[1].nodePort" or "spec.healthCheckNodePort". */
+  path: string;
+  /** Only for a Service port's nodePort. */
+  protocol?: Protocol;
+}
+
+/**
+ * A NodePort is one Service's, whatever the protocol: the API server's allocator
+ * refuses a port another Service holds. Within one Service two ports may share a
+ * nodePort when their protocols differ (DNS on 53/UDP and 53/TCP), never with the
+ * Service's healthCheckNodePort, which comes from the same allocator.
+ */
+function checkNodePortOwners(services: Service[]): void {
+  const claimsByPort = new Map<number, NodePortClaim[]>();
+  for (const service of services) {
+    const claims: NodePortClaim[] = [
+      ...service.ports.map((p, i) => ({
+        service, port: p.nodePort, path: `spec.ports[${i}].nodePort`, protocol: p.protocol,
+      })),
+      { service, port: service.healthCheckNodePort, path: 'spec.healthCheckNodePort' },
+    ];
+    for (const claim of claims) {
+      if (claim.port === undefined) continue;
+      const earlier = claimsByPort.get(claim.port) ?? [];
+      const conflict = earlier.find((e) => !mayShareNodePort(e, claim));
+      if (conflict) throw nodePortConflict(claim, conflict);
+      claimsByPort.set(claim.port, [...earlier, claim]);
+    }
+  }
+}
+
+function mayShareNodePort(a: NodePortClaim, b: NodePortClaim): boolean {
+  return a.service === b.service && a.protocol !== undefined && b.protocol !== undefined && a.protocol !== b.protocol;
+}
+
+function nodePortConflict(claim: NodePortClaim, holder: NodePortClaim): InputError {
+  const { origin } = claim.service;
+  const other = holder.service;
+  return inputError([origin.file, origin.object, claim.path], other === claim.service
+    ? `${claim.port}${claim.protocol ? `/${claim.protocol}` : ''} is already used by ${holder.path}`
+    : `${claim.port} is already allocated to Service ${other.namespace}/${other.name} `
+      + `(${other.origin.file}: ${holder.path}); a NodePort belongs to one Service whatever the protocol`);
 }
 
 function toIngress(f: Field): LoadBalancerIngress {
@@ -381,6 +473,81 @@ function toEndpointPort(f: Field): EndpointPort {
     port: f.get('port').optInt(1, 65535),
     appProtocol: f.get('appProtocol').optStr(),
   };
+}
+
+// ---------------------------------------------------------------------------
+// Endpoints (the legacy API)
+
+function toLegacyEndpoints(doc: Field, origin: Origin): LegacyEndpoints {
+  const meta = doc.get('metadata');
+  const name = meta.get('name').str();
+  checkName(meta.get('name'), name, DNS1123_SUBDOMAIN);
+  return { origin, namespace: namespaceOf(meta), name, subsets: doc.get('subsets').items().map(toLegacyEndpointSubset) };
+}
+
+function toLegacyEndpointSubset(f: Field): LegacyEndpointSubset {
+  const addresses = f.get('addresses').items().map(toLegacyEndpointAddress);
+  const notReadyAddresses = f.get('notReadyAddresses').items().map(toLegacyEndpointAddress);
+  if (addresses.length === 0 && notReadyAddresses.length === 0) f.fail('must have addresses or notReadyAddresses');
+  const portFields = f.get('ports').items();
+  return { addresses, notReadyAddresses, ports: portFields.map((p) => toLegacyEndpointPort(p, portFields.length > 1)) };
+}
+
+function toLegacyEndpointAddress(f: Field): LegacyEndpointAddress {
+  const ipField = f.get('ip');
+  const hostnameField = f.get('hostname');
+  const hostname = hostnameField.optStr() || undefined;
+  if (hostname !== undefined) checkName(hostnameField, hostname, DNS1123_LABEL);
+  const nodeNameField = f.get('nodeName');
+  const nodeName = nodeNameField.optStr() || undefined;
+  if (nodeName !== undefined) checkName(nodeNameField, nodeName, DNS1123_SUBDOMAIN);
+  return { ip: parseUnicastIP(ipField, ipField.str()).toString(), nodeName, hostname };
+}
+
+function toLegacyEndpointPort(f: Field, named: boolean): LegacyEndpointPort {
+  const nameField = f.get('name');
+  const name = nameField.optStr() ?? '';
+  if (name) checkName(nameField, name, DNS1123_LABEL);
+  else if (named) nameField.fail('required when the subset has more than one port');
+  return {
+    name,
+    protocol: f.get('protocol').optOneOf(PROTOCOLS) ?? 'TCP',
+    port: f.get('port').int(1, 65535),
+    appProtocol: f.get('appProtocol').optStr(),
+  };
+}
+
+/**
+ * A Service's cluster IP as an endpoint would send the Service's traffic back
+ * into the Service, so it is refused wherever an endpoint is listed.
+ */
+function checkEndpointsAreNotClusterIPs(
+  services: Service[], slices: EndpointSlice[], legacyEndpoints: LegacyEndpoints[],
+): void {
+  const owners = new Map<string, Service>();
+  for (const service of services) {
+    for (const ip of service.clusterIPs) if (ip !== 'None') owners.set(ip, service);
+  }
+  const check = (origin: Origin, path: string, ip: string) => {
+    const owner = owners.get(ip);
+    if (owner) {
+      throw inputError([origin.file, origin.object, path],
+        `${ip} is the cluster IP of Service ${owner.namespace}/${owner.name}; `
+        + 'an endpoint must not be a Service\'s cluster IP');
+    }
+  };
+  for (const slice of slices) {
+    if (slice.addressType === 'FQDN') continue;
+    slice.endpoints.forEach((endpoint, i) => {
+      endpoint.addresses.forEach((ip, j) => check(slice.origin, `endpoints[${i}].addresses[${j}]`, ip));
+    });
+  }
+  for (const endpoints of legacyEndpoints) {
+    endpoints.subsets.forEach((subset, i) => {
+      subset.addresses.forEach((a, j) => check(endpoints.origin, `subsets[${i}].addresses[${j}].ip`, a.ip));
+      subset.notReadyAddresses.forEach((a, j) => check(endpoints.origin, `subsets[${i}].notReadyAddresses[${j}].ip`, a.ip));
+    });
+  }
 }
 
 // ---------------------------------------------------------------------------
@@ -595,9 +762,26 @@ function familyOf(ip: IP): IPFamily {
   return ip.kind() === 'ipv4' ? 'IPv4' : 'IPv6';
 }
 
+/** One CIDR per IP family, the primary family first, as the API server takes them. */
 function serviceRanges(texts: string[]): Cidr[] {
   if (texts.length === 0) throw inputError(['serviceClusterIPRanges'], 'at least one range is required');
-  return texts.map((text, i) => parseCIDR(new Field([], `serviceClusterIPRanges[${i}]`, text), text));
+  if (texts.length > 2) throw inputError(['serviceClusterIPRanges'], `at most 2 (one per IP family), got ${texts.length}`);
+  const ranges = texts.map((text, i) => parseCIDR(new Field([], `serviceClusterIPRanges[${i}]`, text), text));
+  if (ranges.length === 2 && ranges[0].ip.kind() === ranges[1].ip.kind()) {
+    throw inputError(['serviceClusterIPRanges[1]'], `must be of a different IP family than ${ranges[0].text}`);
+  }
+  return ranges;
+}
+
+interface PortRange {
+  first: number;
+  last: number;
+}
+
+function serviceNodePortRange([first, last]: [number, number]): PortRange {
+  const valid = [first, last].every((p) => Number.isInteger(p) && p >= 1 && p <= 65535) && first <= last;
+  if (!valid) throw inputError(['serviceNodePortRange'], `${first}-${last} is not a port range within 1-65535`);
+  return { first, last };
 }
 
 // ---------------------------------------------------------------------------
