@@ -171,12 +171,35 @@ describe('CLI errors name what is wrong and keep what was done', () => {
     [['replay', 'traces/samples/sample.pcap', '--cluster', SAMPLE_CLUSTER, '--service-node-port-range', '30000'], /--service-node-port-range/],
     [['replay', 'traces/samples/sample.pcap', '--bogus'], /bogus/],
     [['frobnicate'], /unknown command "frobnicate"/],
+    [['replay', 'traces/samples/sample.pcap', '--cluster', SAMPLE_CLUSTER, '--node', 'node-a', '--snat-port-range', '2000-1000'], /--snat-port-range: 2000-1000 is empty/],
+    [['replay', 'traces/samples/sample.pcap', '--cluster', SAMPLE_CLUSTER, '--node', 'node-a', '--masquerade-address', '10.0.0'], /--masquerade-address: "10\.0\.0" is not an IPv4 address/],
+    [['replay', 'traces/samples/sample.pcap', '--cluster', SAMPLE_CLUSTER, '--node', 'node-a', '--nodeport-addresses', 'eth0'], /--nodeport-addresses: "eth0" is neither a CIDR nor "primary"/],
+    [['replay', 'traces/samples/sample.pcap', '--cluster', SAMPLE_CLUSTER, '--node', 'node-a', '--cluster-cidr', '10.244.0.0/16,10.245.0.0/16'], /--cluster-cidr: more than one IPv4 CIDR/],
+    [['services'], /--cluster is required/],
   ])('%j', async (args, message) => {
     const r = await cli(args as string[]);
     expect(r.code).toBe(1);
     expect(r.stderr).toMatch(message);
     expect(r.stderr.split('\n')).toHaveLength(1);
     expect(r.stderr).not.toMatch(/\n\s+at /);
+  });
+
+  it('flags reach the datapath: --masquerade-all masquerades the pods\' cluster-IP flows', async () => {
+    const r = await cli(['replay', 'traces/samples/sample.pcap', '--cluster', SAMPLE_CLUSTER, '--node', 'node-a', '--masquerade-all', '--verdicts', join(tmp, 'masq.jsonl')]);
+    expect(r.code).toBe(0);
+    const service = readLines(join(tmp, 'masq.jsonl')).filter((v) => v.reason === 'SERVICE');
+    expect(service.length).toBeGreaterThan(100);
+    expect(service.every((v) => v.snat)).toBe(true);
+  });
+
+  it('svcpath services lists every Service after allocation, as a table or JSON', async () => {
+    const table = await cli(['services', '--cluster', SAMPLE_CLUSTER]);
+    expect(table.code).toBe(0);
+    expect(table.stdout.split('\n')[0]).toMatch(/^NAMESPACE\s+NAME\s+TYPE\s+CLUSTER-IP\s+EXTERNAL-IP\s+PORT\(S\)\s+SELECTOR/);
+    expect(table.stdout).toMatch(/kube-system\s+kube-dns\s+ClusterIP\s+10\.96\.0\.53\s+<none>\s+53\/UDP,53\/TCP/);
+    expect(table.stdout).toMatch(/shop\s+payments\s+ExternalName\s+<none>\s+payments\.example\.com/);
+    const json = await cli(['services', '--cluster', SAMPLE_CLUSTER, '--json']);
+    expect(JSON.parse(json.stdout).length).toBe(7);
   });
 
   it('--help', async () => {
