@@ -30,7 +30,8 @@ export function configureTimeouts(tcpEstablished: u32, tcpClosing: u32, udp: u32
   udpStreamNs = <u64>udpStream * NS_PER_SEC;
 }
 
-function fillTuple(saddr: u32, daddr: u32, sport: u16, dport: u16, proto: u8, dir: u8): usize {
+/** A ct4_tuple in scratch memory: valid until the next call. Also the SNAT4 map's key. */
+export function fillTuple(saddr: u32, daddr: u32, sport: u16, dport: u16, proto: u8, dir: u8): usize {
   store<u32>(tupleKey + CT4_SADDR, saddr);
   store<u32>(tupleKey + CT4_DADDR, daddr);
   store<u16>(tupleKey + CT4_SPORT, sport);

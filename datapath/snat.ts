@@ -4,11 +4,10 @@
 // and never a port whose reply tuple a live flow already owns. The SNAT4 map
 // remembers, per reply tuple, the client the reply really goes to.
 
-import { ctIsLive, ctPeek4 } from './conntrack';
+import { ctIsLive, ctPeek4, fillTuple } from './conntrack';
 import { flowHash4 } from './hash';
 import {
-  BPF_ANY, CONFIG_SNAT_ADDR4, CONFIG_SNAT_PORT_MAX, CONFIG_SNAT_PORT_MIN, CT4_DADDR, CT4_DIR, CT4_DPORT, CT4_PROTO,
-  CT4_SADDR, CT4_SPORT, CT_DIR_REPLY, SNAT4_ADDRESS, SNAT4_PORT,
+  BPF_ANY, CONFIG_SNAT_ADDR4, CONFIG_SNAT_PORT_MAX, CONFIG_SNAT_PORT_MIN, CT_DIR_REPLY, SNAT4_ADDRESS, SNAT4_PORT,
 } from './layout';
 import { mapLookup, mapUpdate } from './maps';
 import { snat4 } from './registry';
@@ -43,28 +42,16 @@ export function pickSnatPort4(seed: u32, client: u32, clientPort: u16, backend: 
   return 0;
 }
 
-const tupleKey = memory.data(16);
 const originValue = memory.data(8);
-
-function fillReplyTuple(backend: u32, backendPort: u16, port: u16, proto: u8): usize {
-  store<u32>(tupleKey + CT4_SADDR, backend);
-  store<u32>(tupleKey + CT4_DADDR, snatAddress);
-  store<u16>(tupleKey + CT4_SPORT, backendPort);
-  store<u16>(tupleKey + CT4_DPORT, port);
-  store<u8>(tupleKey + CT4_PROTO, proto);
-  store<u8>(tupleKey + CT4_DIR, CT_DIR_REPLY);
-  store<u16>(tupleKey + CT4_DIR + 1, 0);
-  return tupleKey;
-}
 
 export function recordSnat4(backend: u32, backendPort: u16, port: u16, proto: u8, client: u32, clientPort: u16): void {
   store<u32>(originValue + SNAT4_ADDRESS, client);
   store<u16>(originValue + SNAT4_PORT, clientPort);
   store<u16>(originValue + SNAT4_PORT + 2, 0);
-  mapUpdate(snat4, fillReplyTuple(backend, backendPort, port, proto), originValue, BPF_ANY);
+  mapUpdate(snat4, fillTuple(backend, snatAddress, backendPort, port, proto, CT_DIR_REPLY), originValue, BPF_ANY);
 }
 
 /** The client behind a masqueraded reply from backend:backendPort to port, or 0. */
 export function lookupSnat4(backend: u32, backendPort: u16, port: u16, proto: u8): usize {
-  return mapLookup(snat4, fillReplyTuple(backend, backendPort, port, proto));
+  return mapLookup(snat4, fillTuple(backend, snatAddress, backendPort, port, proto, CT_DIR_REPLY));
 }

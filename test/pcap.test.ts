@@ -1,3 +1,4 @@
+import { Mulberry32 } from '../control/random.js';
 import * as fs from 'node:fs';
 import { readWithPcapParser, type ParserPacket } from './pcap-parser.js';
 import * as os from 'node:os';
@@ -366,14 +367,10 @@ describe('malformed files', () => {
   });
 });
 
-/** Deterministic pseudo-random numbers (mulberry32), so a failure reproduces. */
+/** Deterministic pseudo-random numbers, so a failure reproduces. */
 function seededRandom(seed: number): () => number {
-  return () => {
-    seed = (seed + 0x6d2b79f5) | 0;
-    let t = Math.imul(seed ^ (seed >>> 15), 1 | seed);
-    t = (t + Math.imul(t ^ (t >>> 7), 61 | t)) ^ t;
-    return ((t ^ (t >>> 14)) >>> 0) / 2 ** 32;
-  };
+  const rng = new Mulberry32(seed);
+  return () => rng.float();
 }
 
 interface Written {

@@ -8,6 +8,7 @@
  * same spec and seed always give the same bytes: all randomness comes from
  * one seeded PRNG, and ties between flows break on flow start order.
  */
+import { Mulberry32 } from '../control/random.js';
 import { buildFrame, ipv4ToBytes, parseMac, TCP_FLAGS, type FrameSpec, type L4Spec } from './frames.js';
 import { createPcapWriter } from './pcap.js';
 
@@ -410,35 +411,6 @@ function resolveSpec(spec: GeneratorSpec) {
 
 function flowName(flow: FlowKey): string {
   return `${flow.protocol} ${flow.clientIp}:${flow.clientPort} -> ${flow.vip}:${flow.vport}`;
-}
-
-/** mulberry32: tiny, fast, and good enough for traffic shapes (not for anything secret). */
-class Mulberry32 {
-  private state: number;
-
-  constructor(seed: number) {
-    // Fold the high bits of seeds above 2^32 in, so they still make a difference.
-    this.state = (seed >>> 0) ^ Math.imul(Math.floor(seed / 0x1_0000_0000) >>> 0, 0x9e3779b9);
-  }
-
-  /** Uniform u32. */
-  next(): number {
-    this.state = (this.state + 0x6d2b79f5) | 0;
-    let t = this.state;
-    t = Math.imul(t ^ (t >>> 15), t | 1);
-    t ^= t + Math.imul(t ^ (t >>> 7), t | 61);
-    return (t ^ (t >>> 14)) >>> 0;
-  }
-
-  /** Uniform in [0, 1). */
-  float(): number {
-    return this.next() / 0x1_0000_0000;
-  }
-
-  /** Uniform integer in min..max, both included. */
-  int(min: number, max: number): number {
-    return min + Math.floor(this.float() * (max - min + 1));
-  }
 }
 
 class FlowHeap {

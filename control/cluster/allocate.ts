@@ -10,6 +10,7 @@
  * seeded and Services are served in namespace/name order, so the same state
  * and seed always get the same numbers.
  */
+import { Mulberry32 } from '../random.js';
 import ipaddr from 'ipaddr.js';
 import { inputError } from '../errors.js';
 import type { ClusterState, IPFamily, Service, ServicePort } from '../model.js';
@@ -227,10 +228,10 @@ function staticBandSize(rangeSize: bigint, { min, max, step }: BandRule): bigint
 class Slots {
   private readonly taken = new Set<bigint>();
   private takenStatic = 0n;
-  private readonly random: Random;
+  private readonly random: Mulberry32;
 
   constructor(private readonly size: bigint, private readonly staticSize: bigint, seed: number) {
-    this.random = new Random(seed);
+    this.random = new Mulberry32(seed);
   }
 
   reserve(slot: bigint): void {
@@ -257,31 +258,6 @@ class Slots {
       const slot = start + ((offset + i) % bandSize);
       if (!this.taken.has(slot)) return slot;
     }
-  }
-}
-
-/** mulberry32: tiny and seedable, which is all spreading allocations needs. */
-class Random {
-  private state: number;
-
-  constructor(seed: number) {
-    this.state = seed >>> 0;
-  }
-
-  /** Uniform enough in [0, n) for any n, an IPv6 range's included: 32 more random bits than n has. */
-  below(n: bigint): bigint {
-    const words = Math.ceil(n.toString(2).length / 32) + 1;
-    let r = 0n;
-    for (let i = 0; i < words; i++) r = (r << 32n) | BigInt(this.next());
-    return (r * n) >> BigInt(32 * words);
-  }
-
-  private next(): number {
-    this.state = (this.state + 0x6d2b79f5) >>> 0;
-    let t = this.state;
-    t = Math.imul(t ^ (t >>> 15), t | 1);
-    t ^= t + Math.imul(t ^ (t >>> 7), t | 61);
-    return (t ^ (t >>> 14)) >>> 0;
   }
 }
 
