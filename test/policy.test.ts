@@ -7,82 +7,17 @@
 import { describe, expect, it } from 'vitest';
 import type { Compiled } from '../control/compiler.js';
 import type { Datapath } from '../control/datapath.js';
-import type { ResolvedEndpoint, Service } from '../control/model.js';
-import { buildFrame, decodeFrame, verifyChecksums } from '../traces/frames.js';
+import type { Service } from '../control/model.js';
+import { decodeFrame, verifyChecksums } from '../traces/frames.js';
 import { endpoints, makeNode, makeService, program, resolvedService, runFrames, tcp, udp } from './helpers.js';
-
-const NODE_IP = '192.168.0.10';
-const SOURCES = { pod: '10.244.1.77', node: NODE_IP, external: '172.16.5.5' } as const;
-type Source = keyof typeof SOURCES;
-const LOCAL_EP = '10.244.1.5';
-const REMOTE_EPS = ['10.244.2.5', '10.244.3.5'];
-const ALL_EPS = [LOCAL_EP, ...REMOTE_EPS];
-
-const eps = (ips: string[]) => endpoints(ips.map((ip): [string, number, string] => [ip, 8080, ip === LOCAL_EP ? 'node-a' : 'node-b']));
-
-function lbService(name: string, clusterIP: string, n: number, policy: 'Cluster' | 'Local', extra: Partial<Service> = {}): Service {
-  return makeService('default', name, clusterIP, [{ name: 'http', port: 80, targetPort: 8080, nodePort: 30080 + n }], {
-    type: 'LoadBalancer',
-    externalTrafficPolicy: policy,
-    internalTrafficPolicy: policy,
-    externalIPs: [`198.51.100.${n}`],
-    loadBalancerIngress: [{ ip: `203.0.113.${50 + n}`, ipMode: 'VIP' }],
-    ...extra,
-  });
-}
-
-interface Case { svc: Service; endpoints: ResolvedEndpoint[]; n: number }
-const CASES: Record<string, Case> = {
-  cluster: { svc: lbService('cluster', '10.96.1.1', 1, 'Cluster'), endpoints: eps(ALL_EPS), n: 1 },
-  local: { svc: lbService('local', '10.96.1.2', 2, 'Local'), endpoints: eps(ALL_EPS), n: 2 },
-  remoteOnly: { svc: lbService('remote-only', '10.96.1.3', 3, 'Local'), endpoints: eps(REMOTE_EPS), n: 3 },
-  empty: { svc: lbService('empty', '10.96.1.4', 4, 'Cluster'), endpoints: [], n: 4 },
-};
-
-function frontends(c: Case): Record<string, [string, number]> {
-  return {
-    ClusterIP: [c.svc.clusterIPs[0], 80],
-    NodePort: [NODE_IP, 30080 + c.n],
-    ExternalIP: [`198.51.100.${c.n}`, 80],
-    LoadBalancer: [`203.0.113.${50 + c.n}`, 80],
-  };
-}
+import {
+  ALL_EPS, CASES, LOCAL_EP, NODE_IP, REMOTE_EPS, SOURCES, type Source, eps, expected, frontends, lbService, replyTo,
+} from './policy-cases.js';
 
 async function cluster(opts: { clusterCIDRs?: string[]; masqueradeAll?: boolean } = { clusterCIDRs: ['10.244.0.0/16'] }) {
   return program(Object.values(CASES).map((c) => resolvedService(c.svc, [c.endpoints])), {
     node: 'node-a', nodes: [makeNode('node-a', NODE_IP), makeNode('node-b', '192.168.0.11')], ...opts,
   });
-}
-
-/** What kube-proxy does, written out as a table: backends allowed, or the verdict. */
-function expected(caseName: string, kind: string, source: Source, podNetworkKnown = true): { backends?: string[]; snat?: boolean; outcome?: string } {
-  const c = CASES[caseName];
-  if (c.endpoints.length === 0) return { outcome: 'TX NO_ENDPOINTS' };
-  const all = c.endpoints.map((e) => e.ip);
-  const local = all.filter((ip) => ip === LOCAL_EP);
-  const isPod = podNetworkKnown && source === 'pod';
-  if (kind === 'ClusterIP') {
-    const set = c.svc.internalTrafficPolicy === 'Local' ? local : all;
-    if (set.length === 0) return { outcome: 'DROP NO_LOCAL_ENDPOINTS' };
-    return { backends: set, snat: podNetworkKnown && !isPod };
-  }
-  if (c.svc.externalTrafficPolicy === 'Cluster') return { backends: all, snat: true };
-  if (isPod) return { backends: all, snat: false };
-  if (source === 'node') return { backends: all, snat: true };
-  if (local.length === 0) return { outcome: 'DROP NO_LOCAL_ENDPOINTS' };
-  return { backends: local, snat: false };
-}
-
-/** The backend answering what it received: addresses and ports swapped. */
-function replyTo(out: Uint8Array, payload = new Uint8Array(0)): Uint8Array {
-  const d = decodeFrame(out);
-  const l4 = d.tcp ?? d.udp!;
-  return buildFrame({
-    srcMac: d.eth!.dst, dstMac: d.eth!.src,
-    ipv4: { src: d.ipv4!.dst, dst: d.ipv4!.src, id: 9 },
-    l4: d.tcp ? { kind: 'tcp', sport: l4.dport, dport: l4.sport, seq: 5, ack: 1001, flags: ['SYN', 'ACK'] } : { kind: 'udp', sport: l4.dport, dport: l4.sport },
-    payload,
-  }).slice();
 }
 
 function checkFlow(dp: Datapath, compiled: Compiled, label: string, client: string, clientPort: number, frontend: [string, number], want: ReturnType<typeof expected>, time: number): void {
