@@ -266,7 +266,7 @@ export class Batch {
   }
 
   /** False when the batch has no room left for this frame: run it, clear it, add again. */
-  add(data: Uint8Array, wireLen: number, tsSec: number, tsNsec: number): boolean {
+  add(data: Uint8Array, wireLen: number, tsSec: number, tsNsec: number, linktype = 1): boolean {
     const room = Batch.footprint(data.length);
     if (this.count === this.maxFrames || this.dataUsed + room > this.dataBytes) return false;
     const addr = this.dataBase + this.dataUsed;
@@ -280,6 +280,7 @@ export class Batch {
     v.setUint32(d + 16, tsSec >>> 0, true);
     v.setUint32(d + 20, Math.floor(tsSec / 0x1_0000_0000), true);
     v.setUint32(d + 24, tsNsec, true);
+    v.setUint32(d + 40, linktype, true);
     this.dataUsed += room;
     this.count++;
     return true;

@@ -137,7 +137,7 @@ export const FLOW_COUNTER = struct('flow_counter', 'STAT', 24, [
   ['flows', 'FLOWS', 16, 'u64'],
 ]);
 
-export const FRAME_DESC = struct('frame_desc', 'DESC', 40, [
+export const FRAME_DESC = struct('frame_desc', 'DESC', 48, [
   ['data', 'DATA', 0, 'u32'],
   ['len', 'LEN', 4, 'u32'],
   ['wireLen', 'WIRE_LEN', 8, 'u32'],
@@ -150,6 +150,7 @@ export const FRAME_DESC = struct('frame_desc', 'DESC', 40, [
   ['flags', 'FLAGS', 30, 'u16'],
   ['serviceId', 'SERVICE_ID', 32, 'u32'],
   ['backendId', 'BACKEND_ID', 36, 'u32'],
+  ['linktype', 'LINKTYPE', 40, 'u32'],
 ]);
 
 /** A u32 key: ids, indices. */
@@ -232,8 +233,11 @@ export type Verdict = (typeof VERDICTS)[number];
 export const REASONS = [
   '', 'SERVICE', 'REPLY', 'NO_SERVICE', 'NO_ENDPOINTS', 'NO_LOCAL_ENDPOINTS', 'SOURCE_RANGE',
   'MALFORMED', 'TRUNCATED', 'NON_IP', 'FRAGMENT', 'STATE_MISMATCH', 'NO_ROOM',
-  'UNSERVED_PORT', 'UNALLOCATED_IP', 'SNAT_EXHAUSTED',
+  'UNSERVED_PORT', 'UNALLOCATED_IP', 'SNAT_EXHAUSTED', 'UNSUPPORTED_LINKTYPE',
 ] as const;
+
+/** The link types the datapath parses (tcpdump.org LINKTYPE_* values). */
+export const LINKTYPES = { NULL: 0, ETHERNET: 1, RAW_OPENBSD: 12, RAW: 101, LOOP: 108, LINUX_SLL: 113, LINUX_SLL2: 276 } as const;
 export type Reason = Exclude<(typeof REASONS)[number], ''>;
 
 export type StructValue = Record<string, number | string>;

@@ -220,7 +220,7 @@ async function replayCommand(argv: string[]): Promise<number> {
     onProgress: (done, total, packets) => bar.update(done, total, packets),
   });
   bar.end();
-  const notes = [...state.notes, ...resolved.notes, ...compiled.notes];
+  const notes = [...state.notes, ...resolved.notes, ...compiled.notes, ...result.notes];
   const summary = buildSummary(result, compiled, dp, notes);
   if (values.summary) {
     try {

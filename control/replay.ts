@@ -13,7 +13,6 @@ import { Batch, type Datapath } from './datapath.js';
 import { InputError, inputError } from './errors.js';
 import { REASONS, VERDICTS } from './layout.js';
 
-export const LINKTYPE_ETHERNET = 1;
 const XDP_TX = 3;
 const XDP_REDIRECT = 4;
 const DESC_F_SNAT = 1;
@@ -37,6 +36,8 @@ export interface ReplayResult {
   /** Packets written to --out. */
   written: number;
   warnings: string[];
+  /** What the replay chose that the user should know. */
+  notes: string[];
   /** Set when a bad record ended the replay early: everything before it was processed. */
   stoppedAt?: { record: number; error: string };
 }
@@ -46,24 +47,40 @@ function verdictLine(n: number, verdict: number, reason: number, service: string
   return `{"n":${n},"verdict":"${VERDICTS[verdict]}","reason":"${REASONS[reason]}","service":${service},"backend":${backend},"snat":${snat}}\n`;
 }
 
-/** Where output frames go: one interface, Ethernet. */
+/** Where output frames go, each with its own link type. */
 interface FrameSink {
-  write(record: number, tsSec: number, tsNsec: number, data: Uint8Array, origlen: number): void;
+  write(record: number, linktype: number, tsSec: number, tsNsec: number, data: Uint8Array, origlen: number): void;
   close(): void;
 }
 
 /** Classic pcap holds 32-bit seconds; pcapng holds any time, so a late frame needs it. */
 const PCAP_MAX_SECONDS = 0xffffffff;
 
-function openFrameSink(path: string, nanosecond: boolean): FrameSink {
+/**
+ * The output capture: pcapng when asked for by name or when the input mixes
+ * link types (one interface per link type), else classic pcap with the
+ * input's link type.
+ */
+function openFrameSink(path: string, linktypes: readonly number[], nanosecond: boolean, notes: string[]): FrameSink {
+  const otherLinkType = (n: number, linktype: number) => inputError([path, `output of record ${n}`, 'linktype'],
+    `link type ${linktype} was not among the input's link types when the output was started (${linktypes.join(', ')})`);
   try {
-    if (path.endsWith('.pcapng')) {
-      const w = createPcapngWriter(path, { interfaces: [{ linktype: LINKTYPE_ETHERNET, tsresolNs: nanosecond }] });
-      return { write: (_n, sec, nsec, data, origlen) => w.write(0, sec, nsec, data, origlen), close: () => w.close() };
+    if (path.endsWith('.pcapng') || linktypes.length > 1) {
+      if (!path.endsWith('.pcapng')) notes.push(`${path}: written as pcapng, since the input mixes link types (${linktypes.join(', ')})`);
+      const w = createPcapngWriter(path, { interfaces: linktypes.map((linktype) => ({ linktype, tsresolNs: nanosecond })) });
+      return {
+        write: (n, linktype, sec, nsec, data, origlen) => {
+          const iface = linktypes.indexOf(linktype);
+          if (iface < 0) throw otherLinkType(n, linktype);
+          w.write(iface, sec, nsec, data, origlen);
+        },
+        close: () => w.close(),
+      };
     }
-    const w = createPcapWriter(path, { linktype: LINKTYPE_ETHERNET, nanosecond });
+    const w = createPcapWriter(path, { linktype: linktypes[0], nanosecond });
     return {
-      write: (n, sec, nsec, data, origlen) => {
+      write: (n, linktype, sec, nsec, data, origlen) => {
+        if (linktype !== linktypes[0]) throw otherLinkType(n, linktype);
         if (sec < 0 || sec > PCAP_MAX_SECONDS) {
           throw inputError([path, `output of record ${n}`, 'timestamp'], `${sec} s does not fit a classic pcap file; name the output *.pcapng`);
         }
@@ -124,7 +141,8 @@ export function replay(trace: string, compiled: Compiled, dp: Datapath, opts: Re
   const caplen = new Uint32Array(BATCH_FRAMES);
   const origlen = new Uint32Array(BATCH_FRAMES);
   const recordNo = new Float64Array(BATCH_FRAMES);
-  const result: ReplayResult = { trace, packets: 0, written: 0, warnings: reader.warnings };
+  const linktype = new Uint32Array(BATCH_FRAMES);
+  const result: ReplayResult = { trace, packets: 0, written: 0, warnings: reader.warnings, notes: [] };
   /** The record whose output could not be written, if that is what stopped the replay. */
   let unwritable = 0;
 
@@ -143,7 +161,7 @@ export function replay(trace: string, compiled: Compiled, dp: Datapath, opts: Re
           const frame = batch.frame(i);
           unwritable = n;
           // A frame the datapath rebuilt (an ICMP error) is whole; a rewritten one keeps its wire length.
-          writer.write(recordNo[i], tsSec[i], tsNsec[i], frame, frame.length === caplen[i] ? origlen[i] : frame.length);
+          writer.write(recordNo[i], linktype[i], tsSec[i], tsNsec[i], frame, frame.length === caplen[i] ? origlen[i] : frame.length);
           unwritable = 0;
           result.written++;
         }
@@ -155,18 +173,15 @@ export function replay(trace: string, compiled: Compiled, dp: Datapath, opts: Re
   };
 
   try {
-    if (opts.out) writer = openFrameSink(opts.out, reader.nanosecond);
+    if (opts.out) writer = openFrameSink(opts.out, reader.linktypes, reader.nanosecond, result.notes);
     if (opts.verdicts) verdicts = new LineSink(opts.verdicts);
     for (const rec of reader.records()) {
-      if (rec.linktype !== LINKTYPE_ETHERNET) {
-        throw inputError([trace, `record ${rec.n}`, 'linktype'], `link type ${rec.linktype} is not supported yet (only ETHERNET, 1)`);
-      }
       if (Batch.footprint(rec.caplen) > BATCH_BYTES) {
         throw inputError([trace, `record ${rec.n}`, 'caplen'], `${rec.caplen} bytes is more than the datapath's ${BATCH_BYTES}-byte frame area`);
       }
-      if (!batch.add(rec.data, rec.origlen, rec.tsSec, rec.tsNsec)) {
+      if (!batch.add(rec.data, rec.origlen, rec.tsSec, rec.tsNsec, rec.linktype)) {
         flush();
-        batch.add(rec.data, rec.origlen, rec.tsSec, rec.tsNsec);
+        batch.add(rec.data, rec.origlen, rec.tsSec, rec.tsNsec, rec.linktype);
       }
       const i = batch.count - 1;
       tsSec[i] = rec.tsSec;
@@ -174,6 +189,7 @@ export function replay(trace: string, compiled: Compiled, dp: Datapath, opts: Re
       caplen[i] = rec.caplen;
       origlen[i] = rec.origlen;
       recordNo[i] = rec.n;
+      linktype[i] = rec.linktype;
     }
     flush();
   } catch (e) {

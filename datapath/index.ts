@@ -14,7 +14,7 @@ import { ctCreate4, ctDelete4, ctIsLive, ctIsReopen, ctLookup4, ctTouch, configu
 import {
   BE_F_LOCAL, CONFIG_CT_TCP_CLOSING, CONFIG_CT_TCP_ESTABLISHED, CONFIG_CT_UDP, CONFIG_CT_UDP_STREAM, CONFIG_SEED,
   CT_BACKEND_ID, CT_DIR_ORIGINAL, CT_DIR_REPLY, CT_F_SNAT, CT_FLAGS, CT_REV_NAT_INDEX, CT_SERVICE_ID, CT_SNAT_PORT,
-  DESC_BACKEND_ID, DESC_CAPACITY, DESC_DATA, DESC_F_SNAT, DESC_FLAGS, DESC_LEN, DESC_REASON, DESC_SERVICE_ID,
+  DESC_BACKEND_ID, DESC_CAPACITY, DESC_DATA, DESC_F_SNAT, DESC_FLAGS, DESC_LEN, DESC_LINKTYPE, DESC_REASON, DESC_SERVICE_ID,
   DESC_SIZE, DESC_TS_NSEC, DESC_TS_SEC_HI, DESC_TS_SEC_LO, DESC_VERDICT, DESC_WIRE_LEN, EINVAL, ENOENT,
   LB4_BE_ADDRESS, LB4_BE_FLAGS, LB4_BE_PORT, LB4_REVNAT_ADDRESS, LB4_REVNAT_PORT, LB4_SVC_AFFINITY_TIMEOUT,
   LB4_SVC_FLAGS, LB4_SVC_REV_NAT_INDEX, LB4_SVC_SERVICE_ID, REASON_MALFORMED, REASON_NO_ENDPOINTS,
@@ -30,7 +30,8 @@ import { mapCount, mapDelete, mapGetNextKey, mapLookup, mapPeek, mapUpdate } fro
 import { reserve, reservedTop } from './memory';
 import { finishRewrite, rewriteDestination4, rewriteSource4 } from './nat';
 import {
-  IPPROTO_SCTP, daddr, datagramCaptured, dport, hasPorts, isIcmpError, parsePacket, proto, saddr, sport, tcpFlags,
+  IPPROTO_SCTP, daddr, datagramCaptured, dport, hasEthernetAddresses, hasPorts, isIcmpError, parsePacket, proto, saddr,
+  sport, tcpFlags,
 } from './parse';
 import { choosePolicy, classifySource4, configurePolicy, inServiceRange4, masquerade, useLocalBackends } from './policy';
 import { allMapsCreated, configMap, createNamedMap, mapById } from './registry';
@@ -113,6 +114,7 @@ let serviceId: u32 = 0;
 let backendId: u32 = 0;
 let outLen: u32 = 0;
 let snatApplied: bool = false;
+let linktype: u32 = 0;
 
 @inline function decide(v: u8, r: u8): void {
   verdict = v;
@@ -123,7 +125,7 @@ let snatApplied: bool = false;
 function verdictForParseReason(r: u8): u8 {
   if (r == REASON_MALFORMED) return XDP_DROP;
   if (r == REASON_TRUNCATED) return XDP_ABORTED;
-  return XDP_PASS; // REASON_NON_IP, REASON_FRAGMENT, REASON_NO_SERVICE
+  return XDP_PASS; // REASON_NON_IP, REASON_FRAGMENT, REASON_NO_SERVICE, REASON_UNSUPPORTED_LINKTYPE
 }
 
 /** Rewrites need the whole datagram when a CRC must be recomputed (SCTP). */
@@ -219,7 +221,7 @@ function handleServicePacket(svc: usize, data: usize, len: u32, capacity: u32, w
 
 /** REJECT: the frame becomes an ICMP port unreachable back to its sender. */
 function rejectPacket(data: usize, len: u32, capacity: u32, why: u8): void {
-  const icmpLen = buildPortUnreachable4(data, len, capacity);
+  const icmpLen = buildPortUnreachable4(data, len, capacity, hasEthernetAddresses(linktype));
   if (icmpLen == 0) {
     decide(XDP_ABORTED, REASON_NO_ROOM);
   } else {
@@ -302,7 +304,8 @@ function processFrame(desc: usize): void {
   outLen = len;
   snatApplied = false;
 
-  const parsed = parsePacket(data, len, wireLen);
+  linktype = load<u32>(desc + DESC_LINKTYPE);
+  const parsed = parsePacket(data, len, wireLen, linktype);
   if (parsed != 0) {
     decide(verdictForParseReason(parsed), parsed);
   } else {

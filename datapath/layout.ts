@@ -206,7 +206,17 @@ export const DESC_REASON: u32 = 29; // u8 REASON_* (out)
 export const DESC_FLAGS: u32 = 30; // u16 DESC_F_* (out)
 export const DESC_SERVICE_ID: u32 = 32; // u32, 0 = none (out)
 export const DESC_BACKEND_ID: u32 = 36; // u32, 0 = none (out)
-export const DESC_SIZE: u32 = 40;
+export const DESC_LINKTYPE: u32 = 40; // u32 LINKTYPE_* of the frame's capture interface
+export const DESC_SIZE: u32 = 48; // 4 bytes padding, always zero
+
+// --- link types (the tcpdump.org LINKTYPE_* values) the parser knows ---------
+export const LINKTYPE_NULL: u32 = 0; // BSD loopback: 4-byte family in the capturing host's order
+export const LINKTYPE_ETHERNET: u32 = 1;
+export const LINKTYPE_RAW_OPENBSD: u32 = 12; // raw IP, as DLT_RAW on OpenBSD
+export const LINKTYPE_RAW: u32 = 101; // raw IP: the frame starts with the IP header
+export const LINKTYPE_LOOP: u32 = 108; // OpenBSD loopback: 4-byte family, network order
+export const LINKTYPE_LINUX_SLL: u32 = 113; // Linux cooked capture v1 (tcpdump -i any)
+export const LINKTYPE_LINUX_SLL2: u32 = 276; // Linux cooked capture v2
 
 export const DESC_F_SNAT: u16 = 1 << 0;
 
@@ -233,3 +243,4 @@ export const REASON_NO_ROOM: u8 = 12; // no tailroom to build the ICMP error: AB
 export const REASON_UNSERVED_PORT: u8 = 13; // a cluster IP's port no service uses: ICMP reject
 export const REASON_UNALLOCATED_IP: u8 = 14; // inside the service range, no such cluster IP: DROP
 export const REASON_SNAT_EXHAUSTED: u8 = 15; // no free masquerade port for the flow: DROP
+export const REASON_UNSUPPORTED_LINKTYPE: u8 = 16; // a link type the parser does not know: PASS

@@ -8,7 +8,9 @@
 // capture cut short, while the wire had it, is TRUNCATED: we cannot decide.
 
 import {
-  REASON_FRAGMENT, REASON_MALFORMED, REASON_NON_IP, REASON_NO_SERVICE, REASON_TRUNCATED,
+  LINKTYPE_ETHERNET, LINKTYPE_LINUX_SLL, LINKTYPE_LINUX_SLL2, LINKTYPE_LOOP, LINKTYPE_NULL, LINKTYPE_RAW,
+  LINKTYPE_RAW_OPENBSD, REASON_FRAGMENT, REASON_MALFORMED, REASON_NON_IP, REASON_NO_SERVICE, REASON_TRUNCATED,
+  REASON_UNSUPPORTED_LINKTYPE,
 } from './layout';
 
 export const ETH_P_IP: u16 = 0x0800;
@@ -18,6 +20,12 @@ const ETH_P_8021AD: u16 = 0x88a8;
 const ETH_HLEN: usize = 14;
 const VLAN_HLEN: usize = 4;
 const MAX_VLAN_TAGS = 2;
+const SLL_HLEN: usize = 16; // protocol type at 14
+const SLL2_HLEN: usize = 20; // protocol type at 0
+const LOOPBACK_HLEN: usize = 4; // address family
+// Address families in NULL/LOOP headers: AF_INET everywhere, AF_INET6 per OS
+// (Linux 10, FreeBSD 28, Darwin 30, the other BSDs 24).
+const AF_INET: u32 = 2;
 
 export const IPPROTO_ICMP: u8 = 1;
 export const IPPROTO_TCP: u8 = 6;
@@ -61,18 +69,68 @@ export let icmpType: u8 = 0xff; // 0xff: not ICMP, or its header was not capture
   return len < wireLen ? REASON_TRUNCATED : REASON_MALFORMED;
 }
 
+/** The frame's layer 2: where its network header starts, and what it is. */
+let l2len: usize = 0;
+let ethertype: u16 = 0;
+
+@inline function isIPv6Family(family: u32): bool {
+  return family == 10 || family == 24 || family == 28 || family == 30;
+}
+
 /**
- * Parses Ethernet (up to two 802.1Q/802.1ad tags), IPv4 and TCP/UDP.
- * Returns 0 for a packet the load balancer should look at, otherwise the
- * reason it should not (the caller picks the verdict from the reason).
+ * Reads the link-layer header of `linktype`: sets l2len and ethertype.
+ * Returns 0, or the reason the frame cannot be looked at further.
  */
-export function parsePacket(data: usize, len: u32, wireLen: u32): u8 {
+function parseLinkLayer(data: usize, end: usize, linktype: u32, cut: u8): u8 {
+  if (linktype == LINKTYPE_ETHERNET) {
+    if (data + ETH_HLEN > end) return cut;
+    l2len = ETH_HLEN;
+    ethertype = be16(data + 12);
+  } else if (linktype == LINKTYPE_LINUX_SLL) {
+    if (data + SLL_HLEN > end) return cut;
+    l2len = SLL_HLEN;
+    ethertype = be16(data + 14);
+  } else if (linktype == LINKTYPE_LINUX_SLL2) {
+    if (data + SLL2_HLEN > end) return cut;
+    l2len = SLL2_HLEN;
+    ethertype = be16(data);
+  } else if (linktype == LINKTYPE_RAW || linktype == LINKTYPE_RAW_OPENBSD) {
+    // No header: the IP version nibble says which IP it is.
+    if (data + 1 > end) return cut;
+    l2len = 0;
+    const version = load<u8>(data) >> 4;
+    ethertype = version == 4 ? ETH_P_IP : version == 6 ? ETH_P_IPV6 : 0;
+  } else if (linktype == LINKTYPE_NULL || linktype == LINKTYPE_LOOP) {
+    if (data + LOOPBACK_HLEN > end) return cut;
+    l2len = LOOPBACK_HLEN;
+    const raw = load<u32>(data);
+    // LOOP is in network order; NULL in the capturing host's, which we do not know: try both.
+    let family = bswap<u32>(raw);
+    if (linktype == LINKTYPE_NULL && family > 0xffff) family = raw;
+    ethertype = family == AF_INET ? ETH_P_IP : isIPv6Family(family) ? ETH_P_IPV6 : 0;
+  } else {
+    return REASON_UNSUPPORTED_LINKTYPE;
+  }
+  return 0;
+}
+
+/** True when the frame's link layer has Ethernet addresses (an ICMP error swaps them). */
+export function hasEthernetAddresses(linktype: u32): bool {
+  return linktype == LINKTYPE_ETHERNET;
+}
+
+/**
+ * Parses the link layer of `linktype` (with up to two 802.1Q/802.1ad tags),
+ * IPv4 and TCP/UDP/SCTP. Returns 0 for a packet the load balancer should look
+ * at, otherwise the reason it should not (the caller picks the verdict).
+ */
+export function parsePacket(data: usize, len: u32, wireLen: u32, linktype: u32): u8 {
   const end = data + len;
-  if (data + ETH_HLEN > end) return cutShort(len, wireLen);
-  let l2len: usize = ETH_HLEN;
-  let ethertype = be16(data + 12);
+  const cut = cutShort(len, wireLen);
+  const l2 = parseLinkLayer(data, end, linktype, cut);
+  if (l2 != 0) return l2;
   for (let tags = 0; tags < MAX_VLAN_TAGS && (ethertype == ETH_P_8021Q || ethertype == ETH_P_8021AD); tags++) {
-    if (data + l2len + VLAN_HLEN > end) return cutShort(len, wireLen);
+    if (data + l2len + VLAN_HLEN > end) return cut;
     ethertype = be16(data + l2len + 2);
     l2len += VLAN_HLEN;
   }

@@ -16,8 +16,9 @@ const TTL: u8 = 64;
 /**
  * Rewrites the frame in place into an ICMP port-unreachable to the sender.
  * Returns the new frame length, or 0 when `capacity` leaves no room.
+ * Other link-layer headers than Ethernet (cooked, loopback) stay as they are.
  */
-export function buildPortUnreachable4(data: usize, len: u32, capacity: u32): u32 {
+export function buildPortUnreachable4(data: usize, len: u32, capacity: u32, swapMacs: bool): u32 {
   const l3off = <u32>(l3 - data);
   const captured = len - l3off;
   let quoted = ipTotalLen < captured ? ipTotalLen : captured;
@@ -28,12 +29,14 @@ export function buildPortUnreachable4(data: usize, len: u32, capacity: u32): u32
 
   const icmp = l3 + IP4_HLEN;
   memory.copy(icmp + ICMP_HLEN, l3, quoted); // overlapping move, like memmove
-  // Ethernet: back to where it came from (VLAN tags stay as they were).
-  const dstMac0 = load<u32>(data);
-  const dstMac4 = load<u16>(data, 4);
-  memory.copy(data, data + 6, 6);
-  store<u32>(data + 6, dstMac0);
-  store<u16>(data + 10, dstMac4);
+  if (swapMacs) {
+    // Ethernet: back to where it came from (VLAN tags stay as they were).
+    const dstMac0 = load<u32>(data);
+    const dstMac4 = load<u16>(data, 4);
+    memory.copy(data, data + 6, 6);
+    store<u32>(data + 6, dstMac0);
+    store<u16>(data + 10, dstMac4);
+  }
 
   store<u8>(l3, 0x45);
   store<u8>(l3, 0, 1); // TOS

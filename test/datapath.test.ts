@@ -247,6 +247,7 @@ function runAtMemoryEnd(dp: Datapath, frame: Uint8Array, wireLen: number): { ver
   v.setUint32(d + 8, wireLen, true);
   v.setUint32(d + 12, frame.length, true); // no tailroom
   v.setUint32(d + 16, 1_800_000_000, true);
+  v.setUint32(d + 40, 1, true); // Ethernet
   dp.exports.process_batch(d, 1);
   return {
     verdict: VERDICTS[mem[d + 28]],

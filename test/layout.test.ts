@@ -5,7 +5,7 @@ import { Datapath } from '../control/datapath.js';
 import {
   BPF_MAP_TYPE, CFG_F, CONFIG, CT4_TUPLE, CT_ENTRY, CT_F, FLOW_COUNTER, FRAME_DESC, LB4_AFFINITY_KEY, LB4_BACKEND, LB4_KEY,
   LB4_REVNAT, LB4_SERVICE, LB4_SRC_RANGE_KEY, LB_AFFINITY, LB_MEMBER_KEY, MAPS, METRIC_ENTRIES, NODE_IP4_KEY, PRESENCE,
-  REASONS, SIZE_CONSTANTS, SNAT4_ORIGIN, SVC_F, TRAFFIC_COUNTER, VERDICTS, fieldSize, type Struct,
+  LINKTYPES, REASONS, SIZE_CONSTANTS, SNAT4_ORIGIN, SVC_F, TRAFFIC_COUNTER, VERDICTS, fieldSize, type Struct,
 } from '../control/layout.js';
 
 let dp: Datapath;
@@ -58,6 +58,10 @@ describe('map ids, types and codes match the datapath', () => {
     for (const [name, bit] of Object.entries(CFG_F)) expect(dp.constant(`CFG_F_${name}`), name).toBe(bit);
     for (const [name, bit] of Object.entries(CT_F)) expect(dp.constant(`CT_F_${name}`), name).toBe(bit);
     expect(dp.constant('PRESENCE_SIZE')).toBe(PRESENCE.size);
+  });
+
+  it('link types', () => {
+    for (const [name, value] of Object.entries(LINKTYPES)) expect(dp.constant(`LINKTYPE_${name}`), name).toBe(value);
   });
 
   it('verdicts and reasons', () => {

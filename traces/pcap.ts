@@ -49,6 +49,11 @@ export interface CaptureReader {
   readonly snaplen: number;
   /** pcapng: the first interface's; each record carries its own interface's. */
   readonly linktype: number;
+  /**
+   * Every link type known when the file was opened, in order of appearance:
+   * pcap's one; pcapng's interfaces described before the first packet.
+   */
+  readonly linktypes: readonly number[];
   readonly fileSize: number;
   /** File bytes consumed so far (global header and the records yielded), for progress bars. */
   readonly bytesRead: number;
@@ -140,6 +145,7 @@ class PcapReader implements CaptureReader {
   readonly format = 'pcap';
   readonly snaplen: number;
   readonly linktype: number;
+  readonly linktypes: readonly number[];
   readonly warnings: string[] = [];
   recordsRead = 0;
 
@@ -166,6 +172,7 @@ class PcapReader implements CaptureReader {
     // As in libpcap, only the low 16 bits are the link type; above them sit an FCS length and reserved bits.
     const linktypeField = view.getUint32(20, littleEndian);
     this.linktype = linktypeField & 0xffff;
+    this.linktypes = [this.linktype];
     if (linktypeField !== this.linktype) {
       this.warn(['global header', 'linktype'], `upper bits of 0x${linktypeField.toString(16)} ignored`);
     }

@@ -68,13 +68,14 @@ interface Interface {
  * is where writers put them):
  * - `linktype` and `snaplen` are the first interface's (262144 for its
  *   unlimited 0); Ethernet and 262144 when there is none. Records carry
- *   their own interface's link type.
+ *   their own interface's link type; `linktypes` lists those interfaces' ones.
  * - `nanosecond` is true when any of those interfaces has a timestamp
  *   resolution finer than 1 µs, so that an output pcap keeps the precision.
  */
 export class PcapngReader implements CaptureReader {
   readonly format = 'pcapng';
   readonly linktype: number;
+  readonly linktypes: readonly number[];
   readonly snaplen: number;
   readonly nanosecond: boolean;
   /** Stays empty: nothing in a pcapng file is tolerated with a warning; it is read or rejected. */
@@ -103,6 +104,7 @@ export class PcapngReader implements CaptureReader {
     this.advanceToPacket(true);
     const first = this.interfaces[0];
     this.linktype = first?.linktype ?? LINKTYPE_ETHERNET;
+    this.linktypes = this.interfaces.length ? [...new Set(this.interfaces.map((i) => i.linktype))] : [this.linktype];
     this.snaplen = first?.snaplen ?? DEFAULT_SNAPLEN;
     this.nanosecond = this.interfaces.some((i) => i.unitsPerSecondBig > 1_000_000n);
   }
