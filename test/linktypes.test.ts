@@ -8,39 +8,13 @@ import { join } from 'node:path';
 import { describe, expect, it, vi } from 'vitest';
 import { LINKTYPES, REASONS, VERDICTS } from '../control/layout.js';
 import { main } from '../control/main.js';
-import { decodeFrame, verifyChecksums } from '../traces/frames.js';
+import { decodeFrame, toLinkType, verifyChecksums } from '../traces/frames.js';
 import { createPcapWriter, openCapture } from '../traces/pcap.js';
 import { createPcapngWriter } from '../traces/pcapng.js';
 import { buildSample, SAMPLE_CLUSTER } from '../traces/sample.js';
 import { endpoints, makeService, program, resolvedService, tcp } from './helpers.js';
 
 const ETH_HLEN = 14;
-
-/** The IP packet of an (untagged) Ethernet frame, framed for another link type. */
-function reframe(eth: Uint8Array, linktype: number, nullBigEndian = false): Uint8Array {
-  const ip = eth.subarray(ETH_HLEN);
-  let header: Uint8Array;
-  switch (linktype) {
-    case LINKTYPES.ETHERNET: return eth;
-    case LINKTYPES.RAW:
-    case LINKTYPES.RAW_OPENBSD: return ip.slice();
-    case LINKTYPES.LINUX_SLL:
-      // packet type 0 (to us), ARPHRD_ETHER, address length 6, address, protocol IPv4
-      header = new Uint8Array([0, 0, 0, 1, 0, 6, ...eth.subarray(6, 12), 0, 0, 0x08, 0x00]);
-      break;
-    case LINKTYPES.LINUX_SLL2:
-      // protocol IPv4, reserved, ifindex 3, ARPHRD_ETHER, packet type 0, address length 6, address
-      header = new Uint8Array([0x08, 0x00, 0, 0, 0, 0, 0, 3, 0, 1, 0, 6, ...eth.subarray(6, 12), 0, 0]);
-      break;
-    case LINKTYPES.NULL: header = nullBigEndian ? new Uint8Array([0, 0, 0, 2]) : new Uint8Array([2, 0, 0, 0]); break;
-    case LINKTYPES.LOOP: header = new Uint8Array([0, 0, 0, 2]); break;
-    default: header = new Uint8Array(8);
-  }
-  const out = new Uint8Array(header.length + ip.length);
-  out.set(header);
-  out.set(ip, header.length);
-  return out;
-}
 
 function runWithLinktype(dp: Awaited<ReturnType<typeof program>>['dp'], frames: Uint8Array[], linktype: number) {
   const batch = dp.createBatch(frames.length, frames.length * 2048);
@@ -68,7 +42,7 @@ describe('link types', () => {
     const reference = await program([resolvedService(svc, [eps]), resolvedService(empty, [[]])]);
     const subject = await program([resolvedService(svc, [eps]), resolvedService(empty, [[]])]);
     const want = runWithLinktype(reference.dp, frames, LINKTYPES.ETHERNET);
-    const got = runWithLinktype(subject.dp, frames.map((f) => reframe(f, linktype, bigEndian)), linktype);
+    const got = runWithLinktype(subject.dp, frames.map((f) => toLinkType(f, linktype, bigEndian)), linktype);
     got.forEach((g, i) => {
       expect([g.verdict, g.reason, g.backendId], `frame ${i}`).toEqual([want[i].verdict, want[i].reason, want[i].backendId]);
       // The network packet is rewritten identically, whatever framed it.
@@ -129,7 +103,7 @@ describe('capture formats give identical results', () => {
     const ng = createPcapngWriter(join(dir, 'mixed.pcapng'), { interfaces: [{ linktype: 1 }, { linktype: LINKTYPES.LINUX_SLL }] });
     const syn = (port: number) => tcp('10.244.0.100', port, '10.96.0.10', 80, ['SYN']);
     ng.write(0, 1_800_000_000, 0, syn(1000));
-    ng.write(1, 1_800_000_001, 0, reframe(syn(1001), LINKTYPES.LINUX_SLL));
+    ng.write(1, 1_800_000_001, 0, toLinkType(syn(1001), LINKTYPES.LINUX_SLL));
     ng.close();
     const r = await replay(join(dir, 'mixed.pcapng'), join(dir, 'out.pcap'));
     expect(r.output.map((o) => o.linktype)).toEqual([1, LINKTYPES.LINUX_SLL]);

@@ -807,3 +807,31 @@ function verifyIpv4Packet(bytes: Uint8Array, start: number, end: number, outer: 
   }
   return report;
 }
+
+/**
+ * The IP packet of an untagged Ethernet frame, framed as another link type
+ * captures it: Linux cooked v1 (113) and v2 (276), raw IP (101, 12), BSD
+ * loopback (0, family in the capturing host's byte order) and OpenBSD
+ * loopback (108). Ethernet (1) returns the frame itself.
+ */
+export function toLinkType(eth: Uint8Array, linktype: number, nullBigEndian = false): Uint8Array {
+  const ip = eth.subarray(ETHERNET_HEADER_BYTES);
+  const source = eth.subarray(6, 12);
+  let header: Uint8Array;
+  switch (linktype) {
+    case 1: return eth;
+    case 101:
+    case 12: return ip.slice();
+    // packet type 0 (to us), ARPHRD_ETHER, address length 6, address (padded to 8), protocol IPv4
+    case 113: header = new Uint8Array([0, 0, 0, 1, 0, 6, ...source, 0, 0, 0x08, 0x00]); break;
+    // protocol IPv4, reserved, interface index 3, ARPHRD_ETHER, packet type 0, address length 6, address
+    case 276: header = new Uint8Array([0x08, 0x00, 0, 0, 0, 0, 0, 3, 0, 1, 0, 6, ...source, 0, 0]); break;
+    case 0: header = nullBigEndian ? new Uint8Array([0, 0, 0, 2]) : new Uint8Array([2, 0, 0, 0]); break;
+    case 108: header = new Uint8Array([0, 0, 0, 2]); break;
+    default: throw new RangeError(`toLinkType: link type ${linktype} is not one svcpath frames`);
+  }
+  const out = new Uint8Array(header.length + ip.length);
+  out.set(header);
+  out.set(ip, header.length);
+  return out;
+}
