@@ -105,6 +105,7 @@ export class Datapath {
     this.createMap('snat4', Math.max(1, sizes.conntrack >> 1));
     this.createMap('lb4SourceRanges', Math.max(1, sizes.sourceRanges));
     this.createMap('nodeIps4', Math.max(1, sizes.nodeIps));
+    this.createMap('frag4', Math.max(64, sizes.conntrack >> 2));
   }
 
   /** Room in linear memory to pass keys and values to the map API (reserved once per size increase). */

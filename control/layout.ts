@@ -126,6 +126,18 @@ export const PRESENCE = struct('presence', 'PRESENCE', 4, [['present', 'VALUE', 
 
 export const NODE_IP4_KEY = struct('node_ip4', 'NODE_IP4', 4, [['address', 'ADDRESS', 0, 'ipv4']]);
 
+export const FRAG4_KEY = struct('frag4_key', 'FRAG4', 12, [
+  ['saddr', 'SADDR', 0, 'ipv4'],
+  ['daddr', 'DADDR', 4, 'ipv4'],
+  ['id', 'ID', 8, 'be16'],
+  ['proto', 'PROTO', 10, 'u8'],
+]);
+
+export const FRAG4_PORTS = struct('frag4_ports', 'FRAG4', 4, [
+  ['sport', 'SPORT', 0, 'be16'],
+  ['dport', 'DPORT', 2, 'be16'],
+]);
+
 export const TRAFFIC_COUNTER = struct('traffic_counter', 'METRIC', 16, [
   ['packets', 'PACKETS', 0, 'u64'],
   ['bytes', 'BYTES', 8, 'u64'],
@@ -164,6 +176,8 @@ export const SIZE_CONSTANTS: Record<string, string> = {
   lb4_affinity_key: 'LB4_AFF_KEY_SIZE',
   lb4_src_range_key: 'LB4_SRC_KEY_SIZE',
   node_ip4: 'NODE_IP4_KEY_SIZE',
+  frag4_key: 'FRAG4_KEY_SIZE',
+  frag4_ports: 'FRAG4_PORTS_SIZE',
 };
 
 export const BPF_MAP_TYPE = { HASH: 1, ARRAY: 2, LRU_HASH: 9, LPM_TRIE: 11 } as const;
@@ -197,6 +211,7 @@ export const MAPS = {
   snat4: { id: 11, name: 'snat4', type: BPF_MAP_TYPE.LRU_HASH, key: CT4_TUPLE, value: SNAT4_ORIGIN },
   lb4SourceRanges: { id: 12, name: 'lb4_source_ranges', type: BPF_MAP_TYPE.LPM_TRIE, key: LB4_SRC_RANGE_KEY, value: PRESENCE },
   nodeIps4: { id: 13, name: 'node_ips4', type: BPF_MAP_TYPE.HASH, key: NODE_IP4_KEY, value: PRESENCE },
+  frag4: { id: 14, name: 'frag4', type: BPF_MAP_TYPE.LRU_HASH, key: FRAG4_KEY, value: FRAG4_PORTS },
 } as const satisfies Record<string, MapSpec>;
 
 export type MapName = keyof typeof MAPS;
@@ -233,7 +248,7 @@ export type Verdict = (typeof VERDICTS)[number];
 export const REASONS = [
   '', 'SERVICE', 'REPLY', 'NO_SERVICE', 'NO_ENDPOINTS', 'NO_LOCAL_ENDPOINTS', 'SOURCE_RANGE',
   'MALFORMED', 'TRUNCATED', 'NON_IP', 'FRAGMENT', 'STATE_MISMATCH', 'NO_ROOM',
-  'UNSERVED_PORT', 'UNALLOCATED_IP', 'SNAT_EXHAUSTED', 'UNSUPPORTED_LINKTYPE',
+  'UNSERVED_PORT', 'UNALLOCATED_IP', 'SNAT_EXHAUSTED', 'UNSUPPORTED_LINKTYPE', 'FRAGMENT_UNTRACKED',
 ] as const;
 
 /** The link types the datapath parses (tcpdump.org LINKTYPE_* values). */

@@ -20,6 +20,7 @@ import {
   LB4_SVC_FLAGS, LB4_SVC_REV_NAT_INDEX, LB4_SVC_SERVICE_ID, REASON_MALFORMED, REASON_NO_ENDPOINTS,
   REASON_NO_LOCAL_ENDPOINTS, REASON_NO_ROOM, REASON_NO_SERVICE, REASON_REPLY, REASON_SERVICE, REASON_SNAT_EXHAUSTED,
   REASON_SOURCE_RANGE, REASON_STATE_MISMATCH, REASON_TRUNCATED, REASON_UNALLOCATED_IP, REASON_UNSERVED_PORT,
+  REASON_FRAGMENT, REASON_FRAGMENT_UNTRACKED, FRAG4_DPORT, FRAG4_SPORT,
   SNAT4_ADDRESS, SNAT4_PORT, SVC_F_AFFINITY, SVC_F_SOURCE_RANGE, XDP_ABORTED, XDP_DROP, XDP_PASS, XDP_REDIRECT,
   XDP_TX,
 } from './layout';
@@ -30,9 +31,10 @@ import { mapCount, mapDelete, mapGetNextKey, mapLookup, mapPeek, mapUpdate } fro
 import { reserve, reservedTop } from './memory';
 import { finishRewrite, rewriteDestination4, rewriteSource4 } from './nat';
 import {
-  IPPROTO_SCTP, daddr, datagramCaptured, dport, hasEthernetAddresses, hasPorts, isIcmpError, parsePacket, proto, saddr,
-  sport, tcpFlags,
+  IPPROTO_SCTP, adoptFragmentPorts, daddr, datagramCaptured, dport, firstFragment, hasEthernetAddresses, hasPorts, ipId,
+  isIcmpError, laterFragment, parsePacket, proto, saddr, sport, tcpFlags,
 } from './parse';
+import { lookupFragment4, recordFragment4 } from './fragment';
 import { choosePolicy, classifySource4, configurePolicy, inServiceRange4, masquerade, useLocalBackends } from './policy';
 import { allMapsCreated, configMap, createNamedMap, mapById } from './registry';
 import { buildPortUnreachable4 } from './reject';
@@ -125,12 +127,20 @@ let linktype: u32 = 0;
 function verdictForParseReason(r: u8): u8 {
   if (r == REASON_MALFORMED) return XDP_DROP;
   if (r == REASON_TRUNCATED) return XDP_ABORTED;
-  return XDP_PASS; // REASON_NON_IP, REASON_FRAGMENT, REASON_NO_SERVICE, REASON_UNSUPPORTED_LINKTYPE
+  return XDP_PASS; // REASON_NON_IP, REASON_NO_SERVICE, REASON_UNSUPPORTED_LINKTYPE
 }
 
-/** Rewrites need the whole datagram when a CRC must be recomputed (SCTP). */
+/**
+ * A CRC over the whole SCTP packet can only be recomputed when the whole
+ * datagram is in this frame: not when the capture cut it, not for fragments.
+ */
 @inline function cannotRewrite(data: usize, len: u32): bool {
-  return proto == IPPROTO_SCTP && !datagramCaptured(data, len);
+  return proto == IPPROTO_SCTP && (firstFragment || laterFragment || !datagramCaptured(data, len));
+}
+
+/** The first fragment of a service flow's datagram leaves its ports for the later ones. */
+@inline function rememberFragmentPorts(): void {
+  if (firstFragment) recordFragment4(saddr, daddr, ipId, proto, sport, dport);
 }
 
 /**
@@ -208,6 +218,7 @@ function handleServicePacket(svc: usize, data: usize, len: u32, capacity: u32, w
     const reply = ctLookup4(beAddr, replyDst, bePort, replyDport, proto, CT_DIR_REPLY);
     if (reply != 0) ctTouch(reply, now, proto, tcpFlags, false);
   }
+  rememberFragmentPorts();
   const portChanged = bePort != dport || (snatPort != 0 && snatPort != sport);
   rewriteDestination4(beAddr, bePort);
   if (snatPort != 0) {
@@ -263,6 +274,7 @@ function handleReply(data: usize, len: u32, wireLen: u32, now: u64): bool {
   ctTouch(entry, now, proto, tcpFlags, true);
   const original = ctLookup4(client, frontAddr, clientPort, frontPort, proto, CT_DIR_ORIGINAL);
   if (original != 0) ctTouch(original, now, proto, tcpFlags, true);
+  rememberFragmentPorts();
   const portChanged = frontPort != sport || clientPort != dport;
   rewriteSource4(frontAddr, frontPort);
   if (masqueraded) {
@@ -291,6 +303,30 @@ function handleOther(data: usize, len: u32, capacity: u32): void {
   }
 }
 
+/** A parsed packet: for a frontend, a reply to a tracked flow, or something else. */
+function handlePacket(data: usize, len: u32, capacity: u32, wireLen: u32, now: u64): void {
+  const svc = hasPorts(proto) ? lookupService4(daddr, dport, proto) : 0;
+  if (svc != 0) handleServicePacket(svc, data, len, capacity, wireLen, now);
+  else if (!hasPorts(proto) || !handleReply(data, len, wireLen, now)) handleOther(data, len, capacity);
+}
+
+/**
+ * A fragment after the first follows its datagram when the first one was a
+ * service flow's; otherwise it is passed, unless it is addressed to a cluster
+ * IP, where nothing but service traffic may go.
+ */
+function handleLaterFragment(data: usize, len: u32, capacity: u32, wireLen: u32, now: u64): void {
+  const ports = hasPorts(proto) ? lookupFragment4(saddr, daddr, ipId, proto) : 0;
+  if (ports != 0) {
+    adoptFragmentPorts(load<u16>(ports + FRAG4_SPORT), load<u16>(ports + FRAG4_DPORT));
+    handlePacket(data, len, capacity, wireLen, now);
+  } else if (isClusterIP4(daddr)) {
+    decide(XDP_DROP, REASON_FRAGMENT_UNTRACKED);
+  } else {
+    decide(XDP_PASS, REASON_FRAGMENT);
+  }
+}
+
 function processFrame(desc: usize): void {
   const data = <usize>load<u32>(desc + DESC_DATA);
   const len = load<u32>(desc + DESC_LEN);
@@ -306,12 +342,12 @@ function processFrame(desc: usize): void {
 
   linktype = load<u32>(desc + DESC_LINKTYPE);
   const parsed = parsePacket(data, len, wireLen, linktype);
-  if (parsed != 0) {
-    decide(verdictForParseReason(parsed), parsed);
+  if (parsed == 0) {
+    handlePacket(data, len, capacity, wireLen, now);
+  } else if (parsed == REASON_FRAGMENT) {
+    handleLaterFragment(data, len, capacity, wireLen, now);
   } else {
-    const svc = hasPorts(proto) ? lookupService4(daddr, dport, proto) : 0;
-    if (svc != 0) handleServicePacket(svc, data, len, capacity, wireLen, now);
-    else if (!hasPorts(proto) || !handleReply(data, len, wireLen, now)) handleOther(data, len, capacity);
+    decide(verdictForParseReason(parsed), parsed);
   }
 
   store<u8>(desc + DESC_VERDICT, verdict);

@@ -44,7 +44,8 @@ export const MAP_LB4_AFFINITY: u32 = 10; // LRU_HASH lb4_affinity_key -> lb_affi
 export const MAP_SNAT4: u32 = 11; // LRU_HASH ct4_tuple (reply direction) -> snat4_origin
 export const MAP_LB4_SOURCE_RANGES: u32 = 12; // LPM_TRIE lb4_src_range_key -> u32 (1)
 export const MAP_NODE_IPS4: u32 = 13; // HASH be32 address -> u32 (1): this node's addresses
-export const MAP_COUNT: u32 = 14;
+export const MAP_FRAG4: u32 = 14; // LRU_HASH frag4_key -> frag4_ports
+export const MAP_COUNT: u32 = 15;
 
 // --- struct config (value of MAP_CONFIG[0]) ---------------------------------
 export const CONFIG_SEED: u32 = 0; // u32: Maglev and SNAT-port hash seed (--seed)
@@ -148,6 +149,19 @@ export const LB4_SRC_SERVICE_ID: u32 = 4; // be32 service port id (big-endian: i
 export const LB4_SRC_ADDRESS: u32 = 8; // be32
 export const LB4_SRC_KEY_SIZE: u32 = 12;
 
+// --- struct frag4_key / frag4_ports (MAP_FRAG4) -----------------------------
+// A fragmented datagram of a service flow: only its first fragment carries the
+// ports, so they are remembered for the later ones, as Cilium's
+// IPV4_FRAG_DATAGRAMS_MAP does.
+export const FRAG4_SADDR: u32 = 0; // be32
+export const FRAG4_DADDR: u32 = 4; // be32
+export const FRAG4_ID: u32 = 8; // be16 IPv4 identification
+export const FRAG4_PROTO: u32 = 10; // u8
+export const FRAG4_KEY_SIZE: u32 = 12; // 1 byte padding, always zero
+export const FRAG4_SPORT: u32 = 0; // be16
+export const FRAG4_DPORT: u32 = 2; // be16
+export const FRAG4_PORTS_SIZE: u32 = 4;
+
 // --- MAP_NODE_IPS4: key be32 address, value u32 (1) -------------------------
 export const NODE_IP4_ADDRESS: u32 = 0; // be32
 export const NODE_IP4_KEY_SIZE: u32 = 4;
@@ -237,10 +251,11 @@ export const REASON_SOURCE_RANGE: u8 = 6; // loadBalancerSourceRanges: DROP
 export const REASON_MALFORMED: u8 = 7; // headers inconsistent with each other or the wire length: DROP
 export const REASON_TRUNCATED: u8 = 8; // the capture cut the headers we need: ABORTED
 export const REASON_NON_IP: u8 = 9; // not IPv4/IPv6 (ARP, LLDP, ...): PASS
-export const REASON_FRAGMENT: u8 = 10; // non-first IPv4 fragment, no ports: PASS
+export const REASON_FRAGMENT: u8 = 10; // a later IPv4 fragment of no tracked flow: PASS
 export const REASON_STATE_MISMATCH: u8 = 11; // an entry the decision needs is missing: DROP
 export const REASON_NO_ROOM: u8 = 12; // no tailroom to build the ICMP error: ABORTED
 export const REASON_UNSERVED_PORT: u8 = 13; // a cluster IP's port no service uses: ICMP reject
 export const REASON_UNALLOCATED_IP: u8 = 14; // inside the service range, no such cluster IP: DROP
 export const REASON_SNAT_EXHAUSTED: u8 = 15; // no free masquerade port for the flow: DROP
 export const REASON_UNSUPPORTED_LINKTYPE: u8 = 16; // a link type the parser does not know: PASS
+export const REASON_FRAGMENT_UNTRACKED: u8 = 17; // a later fragment to a cluster IP, its first one unseen: DROP

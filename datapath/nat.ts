@@ -1,12 +1,14 @@
 // Address and port rewrites of the parsed packet, with incremental checksum
 // updates of the IPv4 header and of the TCP/UDP checksum, whose pseudo-header
 // covers the addresses too. SCTP's CRC32c is recomputed after a port change:
-// the caller checks first that the whole datagram was captured.
+// the caller checks first that the whole datagram was captured. A later
+// fragment has no L4 header: only its addresses change (the first fragment
+// carried the ports and the L4 checksum, which covers the whole datagram).
 
 import { csumReplace2, csumReplace4 } from './csum';
 import {
   IP4_CSUM, IP4_DADDR, IP4_SADDR, IPPROTO_SCTP, IPPROTO_TCP, IPPROTO_UDP, L4_DPORT, L4_SPORT, TCP_CSUM, UDP_CSUM,
-  ipTotalLen, l3, l4, proto,
+  ipTotalLen, l3, l4, laterFragment, proto,
 } from './parse';
 import { sctpUpdateChecksum } from './sctp';
 
@@ -23,12 +25,14 @@ function l4Checksum(): usize {
   if (proto == IPPROTO_UDP && load<u16>(csum) == 0) store<u16>(csum, 0xffff);
 }
 
-function rewrite(addrField: usize, portField: usize, addr: u32, port: u16): void {
+function rewrite(addrField: usize, portOffset: usize, addr: u32, port: u16): void {
   const oldAddr = load<u32>(addrField);
-  const oldPort = load<u16>(portField);
   store<u32>(addrField, addr);
-  store<u16>(portField, port);
   csumReplace4(l3 + IP4_CSUM, oldAddr, addr);
+  if (laterFragment) return;
+  const portField = l4 + portOffset;
+  const oldPort = load<u16>(portField);
+  store<u16>(portField, port);
   const csum = l4Checksum();
   if (csum != 0) {
     csumReplace4(csum, oldAddr, addr);
@@ -39,15 +43,15 @@ function rewrite(addrField: usize, portField: usize, addr: u32, port: u16): void
 
 /** After the rewrites of a packet: a changed SCTP port needs a new CRC32c. */
 export function finishRewrite(portChanged: bool): void {
-  if (proto == IPPROTO_SCTP && portChanged) sctpUpdateChecksum(l4, ipTotalLen - <u32>(l4 - l3));
+  if (proto == IPPROTO_SCTP && portChanged && !laterFragment) sctpUpdateChecksum(l4, ipTotalLen - <u32>(l4 - l3));
 }
 
 /** DNAT: the destination becomes addr:port (network order). */
 export function rewriteDestination4(addr: u32, port: u16): void {
-  rewrite(l3 + IP4_DADDR, l4 + L4_DPORT, addr, port);
+  rewrite(l3 + IP4_DADDR, L4_DPORT, addr, port);
 }
 
 /** Reverse NAT / SNAT: the source becomes addr:port (network order). */
 export function rewriteSource4(addr: u32, port: u16): void {
-  rewrite(l3 + IP4_SADDR, l4 + L4_SPORT, addr, port);
+  rewrite(l3 + IP4_SADDR, L4_SPORT, addr, port);
 }

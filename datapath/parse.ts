@@ -59,6 +59,11 @@ export let sport: u16 = 0; // network order; 0 when the protocol has no ports
 export let dport: u16 = 0;
 export let tcpFlags: u8 = 0;
 export let icmpType: u8 = 0xff; // 0xff: not ICMP, or its header was not captured
+export let ipId: u16 = 0; // network order
+/** A fragment after the first: no L4 header; its ports come from the fragment map. */
+export let laterFragment: bool = false;
+/** The first fragment of a fragmented datagram (more fragments follow). */
+export let firstFragment: bool = false;
 
 @inline function be16(p: usize): u16 {
   return bswap<u16>(load<u16>(p));
@@ -160,8 +165,14 @@ function parseIPv4(ip: usize, end: usize, wireRoom: u32, captureCut: bool): u8 {
   dport = 0;
   tcpFlags = 0;
   icmpType = 0xff;
-  // A non-first fragment carries no L4 header, so no ports to look up.
-  if ((be16(ip + 6) & 0x1fff) != 0) return REASON_FRAGMENT;
+  laterFragment = false;
+  firstFragment = false;
+  ipId = load<u16>(ip + 4);
+  const fragField = be16(ip + 6);
+  laterFragment = (fragField & 0x1fff) != 0;
+  firstFragment = !laterFragment && (fragField & 0x2000) != 0;
+  // A later fragment carries no L4 header: the caller looks its ports up.
+  if (laterFragment) return REASON_FRAGMENT;
   l4 = ip + ihl;
   const segLen = totalLen - ihl;
   if (proto == IPPROTO_TCP) {
@@ -173,8 +184,9 @@ function parseIPv4(ip: usize, end: usize, wireRoom: u32, captureCut: bool): u8 {
   } else if (proto == IPPROTO_UDP) {
     if (segLen < 8) return REASON_MALFORMED;
     if (l4 + 8 > end) return cut;
+    // A first fragment's UDP length is the whole datagram's, beyond this fragment.
     const udpLen: u32 = be16(l4 + 4);
-    if (udpLen < 8 || udpLen > segLen) return REASON_MALFORMED;
+    if (udpLen < 8 || (udpLen > segLen && !firstFragment)) return REASON_MALFORMED;
   } else if (proto == IPPROTO_SCTP) {
     if (segLen < 12) return REASON_MALFORMED;
     if (l4 + 12 > end) return cut;
@@ -185,6 +197,12 @@ function parseIPv4(ip: usize, end: usize, wireRoom: u32, captureCut: bool): u8 {
   sport = load<u16>(l4 + L4_SPORT);
   dport = load<u16>(l4 + L4_DPORT);
   return 0;
+}
+
+/** Gives a later fragment the ports its datagram's first fragment carried. */
+export function adoptFragmentPorts(fragSport: u16, fragDport: u16): void {
+  sport = fragSport;
+  dport = fragDport;
 }
 
 /** The protocol carries ports a service can be reached on. */

@@ -9,8 +9,8 @@ import {
   LB4_AFF_KEY_SIZE, LB4_BE_SIZE, LB4_KEY_SIZE, LB4_REVNAT_SIZE, LB4_SRC_KEY_SIZE, LB4_SVC_SIZE, LB_MEMBER_KEY_SIZE,
   MAGLEV_KEY_SIZE, MAP_BACKEND_STATS, MAP_CONFIG, MAP_COUNT, MAP_CT4, MAP_LB4_AFFINITY, MAP_LB4_BACKENDS,
   MAP_LB4_REVNAT, MAP_LB4_SERVICES, MAP_LB4_SOURCE_RANGES, MAP_LB_MAGLEV, MAP_LB_MEMBERS, MAP_METRICS,
-  MAP_NODE_IPS4, MAP_SERVICE_STATS, MAP_SNAT4, METRIC_ENTRIES, METRIC_SIZE, NODE_IP4_KEY_SIZE, PRESENCE_SIZE,
-  REV_NAT_INDEX_SIZE, SNAT4_SIZE, STAT_SIZE,
+  MAP_FRAG4, MAP_NODE_IPS4, MAP_SERVICE_STATS, MAP_SNAT4, METRIC_ENTRIES, METRIC_SIZE, NODE_IP4_KEY_SIZE, PRESENCE_SIZE,
+  REV_NAT_INDEX_SIZE, SNAT4_SIZE, STAT_SIZE, FRAG4_KEY_SIZE, FRAG4_PORTS_SIZE,
 } from './layout';
 
 const NONE = changetype<BpfMap>(0);
@@ -29,6 +29,7 @@ export let lb4Affinity = NONE;
 export let snat4 = NONE;
 export let lb4SourceRanges = NONE;
 export let nodeIps4 = NONE;
+export let frag4 = NONE;
 
 /** Entries per Maglev table (the MAP_LB_MAGLEV value holds M backend ids). */
 export let maglevM: u32 = 0;
@@ -51,6 +52,7 @@ export function mapById(id: u32): BpfMap | null {
     case MAP_SNAT4: m = snat4; break;
     case MAP_LB4_SOURCE_RANGES: m = lb4SourceRanges; break;
     case MAP_NODE_IPS4: m = nodeIps4; break;
+    case MAP_FRAG4: m = frag4; break;
   }
   return changetype<usize>(m) == 0 ? null : m;
 }
@@ -78,6 +80,7 @@ function expectedShape(id: u32, type: u32, keySize: u32, valueSize: u32, maxEntr
     case MAP_SNAT4: return type == BPF_MAP_TYPE_LRU_HASH && keySize == CT4_TUPLE_SIZE && valueSize == SNAT4_SIZE;
     case MAP_LB4_SOURCE_RANGES: return type == BPF_MAP_TYPE_LPM_TRIE && keySize == LB4_SRC_KEY_SIZE && valueSize == PRESENCE_SIZE;
     case MAP_NODE_IPS4: return type == BPF_MAP_TYPE_HASH && keySize == NODE_IP4_KEY_SIZE && valueSize == PRESENCE_SIZE;
+    case MAP_FRAG4: return type == BPF_MAP_TYPE_LRU_HASH && keySize == FRAG4_KEY_SIZE && valueSize == FRAG4_PORTS_SIZE;
   }
   return false;
 }
@@ -105,6 +108,7 @@ export function createNamedMap(id: u32, type: u32, keySize: u32, valueSize: u32,
     case MAP_SNAT4: snat4 = m; break;
     case MAP_LB4_SOURCE_RANGES: lb4SourceRanges = m; break;
     case MAP_NODE_IPS4: nodeIps4 = m; break;
+    case MAP_FRAG4: frag4 = m; break;
   }
   return 0;
 }

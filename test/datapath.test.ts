@@ -94,7 +94,7 @@ describe('DNAT of service traffic', () => {
     ]);
     expect(results.map((r) => `${r.verdict} ${r.reason}`)).toEqual([
       'DROP UNALLOCATED_IP', 'TX UNSERVED_PORT', 'TX UNSERVED_PORT', 'DROP UNSERVED_PORT',
-      'PASS NO_SERVICE', 'PASS NO_SERVICE', 'PASS NON_IP', 'PASS FRAGMENT',
+      'PASS NO_SERVICE', 'PASS NO_SERVICE', 'PASS NON_IP', 'DROP FRAGMENT_UNTRACKED',
     ]);
     expect(results[4].out).toEqual(tcp(CLIENT, 40000, '10.1.2.3', 80, ['SYN']));
     const icmp = decodeFrame(results[1].out);

@@ -58,7 +58,7 @@ function everydayFrames(): SamplePacket[] {
   return [
     { tsSec: 0, tsNsec: 0, data: arp, expect: { what: 'ARP request', verdict: 'PASS', reason: 'NON_IP' } },
     { tsSec: 0, tsNsec: 0, data: ping, expect: { what: 'ICMP echo between pods', verdict: 'PASS', reason: 'NO_SERVICE' } },
-    { tsSec: 0, tsNsec: 0, data: laterFragment, expect: { what: 'a later IPv4 fragment', verdict: 'PASS', reason: 'FRAGMENT' } },
+    { tsSec: 0, tsNsec: 0, data: laterFragment, expect: { what: 'a later IPv4 fragment to a cluster IP, its first one unseen', verdict: 'DROP', reason: 'FRAGMENT_UNTRACKED' } },
     { tsSec: 0, tsNsec: 0, data: big.subarray(0, 40), origlen: big.length, expect: { what: 'cut by a 40-byte snaplen', verdict: 'ABORTED', reason: 'TRUNCATED' } },
     { tsSec: 0, tsNsec: 0, data: corrupt, expect: { what: 'IPv4 header length 12', verdict: 'DROP', reason: 'MALFORMED' } },
   ];
