@@ -20,7 +20,7 @@ import {
   LB4_SVC_FLAGS, LB4_SVC_REV_NAT_INDEX, LB4_SVC_SERVICE_ID, REASON_MALFORMED, REASON_NO_ENDPOINTS,
   REASON_NO_LOCAL_ENDPOINTS, REASON_NO_ROOM, REASON_NO_SERVICE, REASON_REPLY, REASON_SERVICE, REASON_SNAT_EXHAUSTED,
   REASON_SOURCE_RANGE, REASON_STATE_MISMATCH, REASON_TRUNCATED, REASON_UNALLOCATED_IP, REASON_UNSERVED_PORT,
-  REASON_FRAGMENT, REASON_FRAGMENT_UNTRACKED, FRAG4_DPORT, FRAG4_SPORT,
+  REASON_FRAGMENT, REASON_FRAGMENT_UNTRACKED, REASON_ICMP_RELATED, FRAG4_DPORT, FRAG4_SPORT,
   SNAT4_ADDRESS, SNAT4_PORT, SVC_F_AFFINITY, SVC_F_SOURCE_RANGE, XDP_ABORTED, XDP_DROP, XDP_PASS, XDP_REDIRECT,
   XDP_TX,
 } from './layout';
@@ -35,6 +35,9 @@ import {
   isIcmpError, laterFragment, parsePacket, proto, saddr, sport, tcpFlags,
 } from './parse';
 import { lookupFragment4, recordFragment4 } from './fragment';
+import {
+  relatedBackendId, relatedMasqueraded, relatedServiceId, relatedToBackendFlags, translateIcmpError4,
+} from './icmp_related';
 import { choosePolicy, classifySource4, configurePolicy, inServiceRange4, masquerade, useLocalBackends } from './policy';
 import { allMapsCreated, configMap, createNamedMap, mapById } from './registry';
 import { buildPortUnreachable4 } from './reject';
@@ -303,11 +306,27 @@ function handleOther(data: usize, len: u32, capacity: u32): void {
   }
 }
 
-/** A parsed packet: for a frontend, a reply to a tracked flow, or something else. */
+/** A parsed packet: for a frontend, a reply to a tracked flow, an error about one, or something else. */
 function handlePacket(data: usize, len: u32, capacity: u32, wireLen: u32, now: u64): void {
-  const svc = hasPorts(proto) ? lookupService4(daddr, dport, proto) : 0;
+  if (!hasPorts(proto)) {
+    if (!isIcmpError() || laterFragment || !handleIcmpError(data, len, wireLen, now)) handleOther(data, len, capacity);
+    return;
+  }
+  const svc = lookupService4(daddr, dport, proto);
   if (svc != 0) handleServicePacket(svc, data, len, capacity, wireLen, now);
-  else if (!hasPorts(proto) || !handleReply(data, len, wireLen, now)) handleOther(data, len, capacity);
+  else if (!handleReply(data, len, wireLen, now)) handleOther(data, len, capacity);
+}
+
+/** An ICMP error about a translated flow goes where its flow goes, translated. */
+function handleIcmpError(data: usize, len: u32, wireLen: u32, now: u64): bool {
+  if (!translateIcmpError4(data, len, now)) return false;
+  serviceId = relatedServiceId;
+  backendId = relatedBackendId;
+  snatApplied = relatedMasqueraded;
+  const toLocalBackend = relatedToBackendFlags != 0xff && (relatedToBackendFlags & BE_F_LOCAL) != 0;
+  decide(toLocalBackend ? XDP_REDIRECT : XDP_TX, REASON_ICMP_RELATED);
+  countFlowPacket(serviceId, backendId, wireLen, false);
+  return true;
 }
 
 /**

@@ -259,3 +259,4 @@ export const REASON_UNALLOCATED_IP: u8 = 14; // inside the service range, no suc
 export const REASON_SNAT_EXHAUSTED: u8 = 15; // no free masquerade port for the flow: DROP
 export const REASON_UNSUPPORTED_LINKTYPE: u8 = 16; // a link type the parser does not know: PASS
 export const REASON_FRAGMENT_UNTRACKED: u8 = 17; // a later fragment to a cluster IP, its first one unseen: DROP
+export const REASON_ICMP_RELATED: u8 = 18; // an ICMP error about a translated flow, translated too

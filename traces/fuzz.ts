@@ -9,7 +9,7 @@
  *  - no byte outside a frame changes, and a frame that is not sent out
  *    (PASS, DROP, ABORTED) does not change at all;
  *  - a frame sent out (TX, REDIRECT) whose checksums were valid coming in
- *    has valid checksums going out;
+ *    has valid checksums going out, those of an ICMP error's quote included;
  *  - nothing traps.
  *
  * `npm run fuzz` runs it long; test/fuzz.test.ts runs it short in the suite.
@@ -132,8 +132,11 @@ function mutate(frame: Uint8Array, rng: Mulberry32): Uint8Array {
   return f;
 }
 
-/** What a backend answers to a frame the datapath sent it: addresses and ports swapped. */
-function answer(sent: Uint8Array): Uint8Array | undefined {
+/**
+ * What comes back for a frame the datapath sent to a backend: the backend's
+ * answer (addresses and ports swapped), or now and then an ICMP error about it.
+ */
+function answer(sent: Uint8Array, rng: Mulberry32): Uint8Array | undefined {
   const ihl = (sent[14] & 0x0f) * 4;
   if (sent.length < 14 + ihl + 8 || sent[12] !== 0x08 || sent[13] !== 0x00) return undefined;
   const proto = sent[23];
@@ -145,6 +148,10 @@ function answer(sent: Uint8Array): Uint8Array | undefined {
   const sport = v.getUint16(l4);
   const dport = v.getUint16(l4 + 2);
   const base = { srcMac: '02:00:00:00:00:02', dstMac: '02:00:00:00:00:01', ipv4: { src: dst, dst: src } };
+  if (rng.float() < 0.2) {
+    const quote = sent.slice(14, Math.min(sent.length, 14 + ihl + rng.int(8, 64)));
+    return buildFrame({ ...base, l4: { kind: 'icmp', type: [3, 11, 12][rng.int(0, 2)], code: rng.int(0, 4) }, payload: quote }).slice();
+  }
   return proto === 6
     ? buildFrame({ ...base, l4: { kind: 'tcp', sport: dport, dport: sport, seq: 1, ack: 1, flags: ['SYN', 'ACK'] } }).slice()
     : buildFrame({ ...base, l4: { kind: 'udp', sport: dport, dport: sport }, payload: new Uint8Array(8) }).slice();
@@ -169,7 +176,8 @@ const UNKNOWN_LINKTYPE = 105; // IEEE 802.11: the datapath must pass it untouche
 function checksumsValid(frame: Uint8Array): boolean | undefined {
   const c = verifyChecksums(frame);
   if (c.ipv4 === undefined || c.ipv4 === 'truncated' || c.l4 === 'truncated' || c.l4 === undefined) return undefined;
-  return c.ipv4 === true && (c.l4 === true || c.l4 === 'zero');
+  const quoteValid = !c.icmpEmbedded || (c.icmpEmbedded.ipv4 !== false && c.icmpEmbedded.l4 !== false);
+  return c.ipv4 === true && (c.l4 === true || c.l4 === 'zero') && quoteValid;
 }
 
 export async function fuzz(opts: FuzzOptions): Promise<FuzzReport> {
@@ -187,7 +195,7 @@ export async function fuzz(opts: FuzzOptions): Promise<FuzzReport> {
     const frames: Array<{ data: Uint8Array; linktype: number; wireLen: number }> = [];
     for (let i = 0; i < BATCH_FRAMES; i++) {
       const source = rng.float();
-      const reply = source < 0.2 && sentToBackends.length ? answer(sentToBackends[rng.int(0, sentToBackends.length - 1)]) : undefined;
+      const reply = source < 0.2 && sentToBackends.length ? answer(sentToBackends[rng.int(0, sentToBackends.length - 1)], rng) : undefined;
       let data = reply ?? (source < 0.55 ? generatedFrame(rng) : source < 0.8 && seeds.length ? seeds[rng.int(0, seeds.length - 1)] : randomFrame(rng));
       let linktype: number = LINKTYPES.ETHERNET;
       const framing = rng.float();

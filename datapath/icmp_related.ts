@@ -1,0 +1,168 @@
+// ICMP errors about translated flows (conntrack's RELATED packets): a
+// destination-unreachable, time-exceeded or parameter-problem message quotes
+// the packet that caused it, and that packet was rewritten by the datapath.
+// The error is translated to match what its receiver sent or expects:
+//
+//  - about a packet sent to a backend (the quote is client or masquerade
+//    address -> backend): it goes back to the client; the quote's backend
+//    becomes the frontend again, a masqueraded source the client again, and
+//    an error sent by the backend itself comes from the frontend;
+//  - about a reply (the quote is frontend -> client): it goes on to the
+//    backend; the quote's frontend becomes the backend, a masqueraded
+//    client the masquerade address and port.
+//
+// Every field changed inside the quote updates the quote's own checksums and
+// the ICMP checksum incrementally, so nothing that was wrong is "repaired".
+
+import { csumReplace2, csumReplace4 } from './csum';
+import { ctIsLive, ctLookup4 } from './conntrack';
+import {
+  CT_BACKEND_ID, CT_DIR_ORIGINAL, CT_DIR_REPLY, CT_F_SNAT, CT_FLAGS, CT_REV_NAT_INDEX, CT_SERVICE_ID, CT_SNAT_PORT,
+  LB4_BE_ADDRESS, LB4_BE_PORT, LB4_REVNAT_ADDRESS, LB4_REVNAT_PORT, SNAT4_ADDRESS, SNAT4_PORT,
+} from './layout';
+import { lookupBackend4, lookupRevNat4 } from './lb';
+import {
+  IP4_CSUM, IP4_DADDR, IP4_SADDR, IPPROTO_SCTP, IPPROTO_TCP, IPPROTO_UDP, L4_DPORT, L4_SPORT, TCP_CSUM, UDP_CSUM, ipTotalLen,
+  l3, l4,
+} from './parse';
+import { lookupSnat4, snatAddress } from './snat';
+
+const ICMP_CSUM: usize = 2;
+const ICMP_HLEN: usize = 8;
+
+// The quoted packet, valid after parseQuote returned true.
+let quote: usize = 0; // its IPv4 header
+let quoteL4: usize = 0;
+let quoteEnd: usize = 0;
+let quoteProto: u8 = 0;
+let quoteSaddr: u32 = 0;
+let quoteDaddr: u32 = 0;
+let quoteSport: u16 = 0;
+let quoteDport: u16 = 0;
+
+// What the translation found, for the verdict.
+export let relatedServiceId: u32 = 0;
+export let relatedBackendId: u32 = 0;
+export let relatedMasqueraded: bool = false;
+/** The backend's flags when the error goes to a backend; 0xff when it goes to a client. */
+export let relatedToBackendFlags: u8 = 0xff;
+
+/** Finds the quoted IPv4 header and the ports of the quoted L4 header. */
+function parseQuote(end: usize): bool {
+  quote = l4 + ICMP_HLEN;
+  if (quote + 20 > end || (load<u8>(quote) >> 4) != 4) return false;
+  const ihl = <usize>(load<u8>(quote) & 0x0f) << 2;
+  if (ihl < 20) return false;
+  quoteL4 = quote + ihl;
+  if (quoteL4 + 8 > end) return false; // RFC 792: at least the first 8 bytes of the L4 header
+  quoteProto = load<u8>(quote, 9);
+  if (quoteProto != IPPROTO_TCP && quoteProto != IPPROTO_UDP && quoteProto != IPPROTO_SCTP) return false;
+  quoteEnd = end;
+  quoteSaddr = load<u32>(quote + IP4_SADDR);
+  quoteDaddr = load<u32>(quote + IP4_DADDR);
+  quoteSport = load<u16>(quoteL4 + L4_SPORT);
+  quoteDport = load<u16>(quoteL4 + L4_DPORT);
+  return true;
+}
+
+/** A 16-bit field of the ICMP message changed from `from`: the ICMP checksum follows. */
+@inline function icmpFollows2(from: u16, to: u16): void {
+  csumReplace2(l4 + ICMP_CSUM, from, to);
+}
+
+/** The quoted L4 checksum, when the quote holds it and it is in use; 0 otherwise. */
+function quoteL4Checksum(): usize {
+  if (quoteProto == IPPROTO_UDP) return load<u16>(quoteL4 + UDP_CSUM) != 0 ? quoteL4 + UDP_CSUM : 0;
+  if (quoteProto == IPPROTO_TCP && quoteL4 + TCP_CSUM + 2 <= quoteEnd) return quoteL4 + TCP_CSUM;
+  return 0; // SCTP's CRC covers the whole packet, which the quote does not hold
+}
+
+/** Rewrites an address and port of the quote, keeping its checksums and the ICMP checksum right. */
+function rewriteQuote(addrOffset: usize, portOffset: usize, addr: u32, port: u16): void {
+  const addrField = quote + addrOffset;
+  const portField = quoteL4 + portOffset;
+  const oldAddr = load<u32>(addrField);
+  const oldPort = load<u16>(portField);
+  store<u32>(addrField, addr);
+  store<u16>(portField, port);
+  csumReplace4(l4 + ICMP_CSUM, oldAddr, addr);
+  icmpFollows2(oldPort, port);
+  const ipCsum = quote + IP4_CSUM;
+  const oldIpCsum = load<u16>(ipCsum);
+  csumReplace4(ipCsum, oldAddr, addr);
+  icmpFollows2(oldIpCsum, load<u16>(ipCsum));
+  const l4Csum = quoteL4Checksum();
+  if (l4Csum != 0) {
+    const old = load<u16>(l4Csum);
+    csumReplace4(l4Csum, oldAddr, addr);
+    csumReplace2(l4Csum, oldPort, port);
+    if (quoteProto == IPPROTO_UDP && load<u16>(l4Csum) == 0) store<u16>(l4Csum, 0xffff);
+    icmpFollows2(old, load<u16>(l4Csum));
+  }
+}
+
+/** Rewrites an address of the outer IPv4 header. */
+function rewriteOuter(addrOffset: usize, addr: u32): void {
+  const field = l3 + addrOffset;
+  const old = load<u32>(field);
+  store<u32>(field, addr);
+  csumReplace4(l3 + IP4_CSUM, old, addr);
+}
+
+/**
+ * Translates an ICMP error about a tracked flow. Returns false when it is
+ * about no flow the datapath translated.
+ */
+export function translateIcmpError4(data: usize, len: u32, now: u64): bool {
+  // The quote ends where the datagram does, not where the capture does: bytes
+  // after it are link-layer padding, which the checksums do not cover.
+  const datagramEnd = l3 + <usize>ipTotalLen;
+  if (!parseQuote(min(data + <usize>len, datagramEnd))) return false;
+  relatedMasqueraded = false;
+  // The quote reversed is how conntrack knows the flow: a reply tuple when the
+  // quoted packet went to a backend, an original tuple when it was a reply.
+  let entry = ctLookup4(quoteDaddr, quoteSaddr, quoteDport, quoteSport, quoteProto, CT_DIR_REPLY);
+  if (entry != 0 && ctIsLive(entry, now, quoteProto)) return towardsClient(entry);
+  entry = ctLookup4(quoteDaddr, quoteSaddr, quoteDport, quoteSport, quoteProto, CT_DIR_ORIGINAL);
+  if (entry != 0 && ctIsLive(entry, now, quoteProto)) return towardsBackend(entry);
+  return false;
+}
+
+function towardsClient(entry: usize): bool {
+  const revnat = lookupRevNat4(load<u32>(entry + CT_REV_NAT_INDEX));
+  if (revnat == 0) return false;
+  const masqueraded = (load<u16>(entry + CT_FLAGS) & CT_F_SNAT) != 0;
+  const origin = masqueraded ? lookupSnat4(quoteDaddr, quoteDport, quoteSport, quoteProto) : 0;
+  if (masqueraded && origin == 0) return false;
+  const backend = quoteDaddr;
+  if (load<u32>(l3 + IP4_SADDR) == backend) rewriteOuter(IP4_SADDR, load<u32>(revnat + LB4_REVNAT_ADDRESS));
+  rewriteQuote(IP4_DADDR, L4_DPORT, load<u32>(revnat + LB4_REVNAT_ADDRESS), load<u16>(revnat + LB4_REVNAT_PORT));
+  if (masqueraded) {
+    const client = load<u32>(origin + SNAT4_ADDRESS);
+    rewriteQuote(IP4_SADDR, L4_SPORT, client, load<u16>(origin + SNAT4_PORT));
+    rewriteOuter(IP4_DADDR, client);
+  }
+  relatedServiceId = load<u32>(entry + CT_SERVICE_ID);
+  relatedBackendId = load<u32>(entry + CT_BACKEND_ID);
+  relatedMasqueraded = masqueraded;
+  relatedToBackendFlags = 0xff;
+  return true;
+}
+
+function towardsBackend(entry: usize): bool {
+  const be = lookupBackend4(load<u32>(entry + CT_BACKEND_ID));
+  if (be == 0) return false;
+  const masqueraded = (load<u16>(entry + CT_FLAGS) & CT_F_SNAT) != 0;
+  const backend = load<u32>(be + LB4_BE_ADDRESS);
+  rewriteOuter(IP4_DADDR, backend);
+  rewriteQuote(IP4_SADDR, L4_SPORT, backend, load<u16>(be + LB4_BE_PORT));
+  if (masqueraded) {
+    rewriteQuote(IP4_DADDR, L4_DPORT, snatAddress, load<u16>(entry + CT_SNAT_PORT));
+    rewriteOuter(IP4_SADDR, snatAddress);
+  }
+  relatedServiceId = load<u32>(entry + CT_SERVICE_ID);
+  relatedBackendId = load<u32>(entry + CT_BACKEND_ID);
+  relatedMasqueraded = masqueraded;
+  relatedToBackendFlags = load<u8>(be, 7);
+  return true;
+}
