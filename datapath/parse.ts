@@ -139,10 +139,57 @@ export function parsePacket(data: usize, len: u32, wireLen: u32, linktype: u32):
     ethertype = be16(data + l2len + 2);
     l2len += VLAN_HLEN;
   }
-  // No IPv6 frontend exists yet, so IPv6 is simply not for a service.
-  if (ethertype == ETH_P_IPV6) return REASON_NO_SERVICE;
+  if (ethertype == ETH_P_IPV6) return checkIPv6(data + l2len, end, <u32>(wireLen - <u32>l2len), len < wireLen);
   if (ethertype != ETH_P_IP) return REASON_NON_IP;
   return parseIPv4(data + l2len, end, <u32>(wireLen - <u32>l2len), len < wireLen);
+}
+
+const IPV6_HLEN: usize = 40;
+const NEXTHDR_HOP: u8 = 0;
+const NEXTHDR_ROUTING: u8 = 43;
+const NEXTHDR_FRAGMENT: u8 = 44;
+const NEXTHDR_AUTH: u8 = 51;
+const NEXTHDR_NONE: u8 = 59;
+const NEXTHDR_DEST: u8 = 60;
+/** As Cilium's IPV6_MAX_HEADERS: a longer chain is not walked. */
+const MAX_EXTENSION_HEADERS = 8;
+
+/**
+ * Checks an IPv6 packet's header and extension chain against the captured
+ * and the wire length. No IPv6 frontend exists yet, so a well-formed IPv6
+ * packet (or fragment) is simply not for a service; a broken one is
+ * MALFORMED or TRUNCATED like an IPv4 one.
+ */
+function checkIPv6(ip: usize, end: usize, wireRoom: u32, captureCut: bool): u8 {
+  const cut = captureCut ? REASON_TRUNCATED : REASON_MALFORMED;
+  if (ip + IPV6_HLEN > end) return cut;
+  if ((load<u8>(ip) >> 4) != 6) return REASON_MALFORMED;
+  const payloadLen: u32 = be16(ip + 4);
+  // A payload length of 0 announces a jumbogram (RFC 2675), which no Service path carries.
+  if (payloadLen == 0 || <u32>IPV6_HLEN + payloadLen > wireRoom) return REASON_MALFORMED;
+  const payloadEnd = ip + IPV6_HLEN + <usize>payloadLen;
+  let next = load<u8>(ip, 6);
+  let at = ip + IPV6_HLEN;
+  for (let i = 0; i < MAX_EXTENSION_HEADERS; i++) {
+    let extLen: usize = 8; // the fragment header's size
+    if (next == NEXTHDR_HOP || next == NEXTHDR_ROUTING || next == NEXTHDR_DEST) {
+      if (at + 2 > payloadEnd) return REASON_MALFORMED;
+      if (at + 2 > end) return cut;
+      extLen = (<usize>load<u8>(at, 1) + 1) << 3;
+    } else if (next == NEXTHDR_AUTH) {
+      if (at + 2 > payloadEnd) return REASON_MALFORMED;
+      if (at + 2 > end) return cut;
+      extLen = (<usize>load<u8>(at, 1) + 2) << 2;
+    } else if (next != NEXTHDR_FRAGMENT) {
+      break;
+    }
+    if (at + extLen > payloadEnd) return REASON_MALFORMED;
+    if (at + extLen > end) return cut;
+    next = load<u8>(at);
+    at += extLen;
+    if (next == NEXTHDR_NONE) return REASON_NO_SERVICE;
+  }
+  return REASON_NO_SERVICE;
 }
 
 function parseIPv4(ip: usize, end: usize, wireRoom: u32, captureCut: bool): u8 {

@@ -293,6 +293,36 @@ describe('bounds: short and lying frames', () => {
     }
   });
 
+  it('IPv6: a sound header and extension chain is not for a service; a broken one is MALFORMED or TRUNCATED', async () => {
+    const { dp } = await webService();
+    // Ethernet + IPv6 (hop-by-hop 8 bytes, then UDP 8 bytes + 4 payload), checksum irrelevant here.
+    const v6 = (payloadLen: number, hbhLen = 0) => {
+      const f = new Uint8Array(14 + 40 + 8 + 12);
+      f.set([0x86, 0xdd], 12);
+      f[14] = 0x60;
+      f[18] = payloadLen >> 8;
+      f[19] = payloadLen & 0xff;
+      f[20] = 0; // next header: hop-by-hop
+      f[21] = 64;
+      f[22 + 15] = 1; // src ::1 … dst ::2 (values do not matter)
+      f[38 + 15] = 2;
+      f[54] = 17; // hop-by-hop: next header UDP
+      f[55] = hbhLen; // length in 8-byte units beyond the first 8
+      f.set([0, 53, 0, 53, 0, 12, 0, 0], 62);
+      return f;
+    };
+    const results = runFrames(dp, [v6(20), v6(200), v6(20, 5), v6(4)]);
+    expect(results.map((r) => `${r.verdict} ${r.reason}`)).toEqual([
+      'PASS NO_SERVICE', 'DROP MALFORMED', 'DROP MALFORMED', 'DROP MALFORMED',
+    ]);
+    for (let len = 0; len < 74; len++) {
+      const r = runAtMemoryEnd(dp, v6(20).subarray(0, len), len);
+      expect(['DROP', 'ABORTED'], `prefix ${len}`).toContain(r.verdict);
+      expect(r.outside).toBe(false);
+    }
+    expect(runAtMemoryEnd(dp, v6(20).subarray(0, 56), 74).reason).toBe('TRUNCATED');
+  });
+
   it('headers that contradict each other are MALFORMED', async () => {
     const { dp } = await webService();
     const base = tcp(CLIENT, 47000, VIP, 80, ['SYN']);
