@@ -160,6 +160,10 @@ function handleServicePacket(svc: usize, data: usize, len: u32, capacity: u32, w
     countFlowPacket(serviceId, 0, wireLen, false);
     return;
   }
+  if (cannotRewrite(data, len)) {
+    decide(XDP_ABORTED, REASON_TRUNCATED);
+    return;
+  }
   let be: usize = 0;
   let snatPort: u16 = 0;
   const entry = ctLookup4(saddr, daddr, sport, dport, proto, CT_DIR_ORIGINAL);
@@ -171,6 +175,7 @@ function handleServicePacket(svc: usize, data: usize, len: u32, capacity: u32, w
   }
   const newFlow = be == 0;
   if (newFlow) {
+    snatPort = 0; // a stale entry's port is not this flow's
     if (backendCount(svc, false) == 0) {
       rejectPacket(data, len, capacity, REASON_NO_ENDPOINTS);
       countFlowPacket(serviceId, 0, wireLen, false);
@@ -202,10 +207,6 @@ function handleServicePacket(svc: usize, data: usize, len: u32, capacity: u32, w
       }
     }
     if (affinity) recordAffinity4(saddr, serviceId, backendId, now);
-  }
-  if (cannotRewrite(data, len)) {
-    decide(XDP_ABORTED, REASON_TRUNCATED);
-    return;
   }
   const beAddr = load<u32>(be + LB4_BE_ADDRESS);
   const bePort = load<u16>(be + LB4_BE_PORT);

@@ -99,6 +99,25 @@ describe('masquerading', () => {
     expect([b.ipv4!.src, b.tcp!.sport, b.ipv4!.dst, b.tcp!.dport]).toEqual(['10.96.2.1', 80, LOCAL_EP, 50000]);
   });
 
+  it('a flow that must choose again (its backend left) decides masquerading afresh', async () => {
+    const svc = makeService('default', 'pair', '10.96.2.3', [{ port: 80, targetPort: 8080 }]);
+    const { dp, compiled } = await program([resolvedService(svc, [endpoints([[LOCAL_EP, 8080, 'node-a'], [REMOTE_EPS[0], 8080, 'node-b']])])], {
+      node: 'node-a', nodes: [makeNode('node-a', NODE_IP)], clusterCIDRs: ['10.244.0.0/16'],
+    });
+    const self = compiled.backends.find((b) => b.ip === LOCAL_EP)!.id;
+    const other = compiled.backends.find((b) => b.ip === REMOTE_EPS[0])!.id;
+    const table = (id: number) => new Uint8Array(new Uint32Array(compiled.maglevTableSize).fill(id).buffer);
+    const key = new Uint8Array(new Uint32Array([2 * compiled.services[0].id]).buffer);
+    dp.map('maglev').updateRaw(key, table(self));
+    const [hairpin] = runFrames(dp, [tcp(LOCAL_EP, 50001, '10.96.2.3', 80, ['SYN'])]);
+    expect([hairpin.backendId, hairpin.snat]).toEqual([self, true]);
+    dp.map('maglev').updateRaw(key, table(other));
+    dp.map('lb4Backends').delete({ value: self });
+    const [again] = runFrames(dp, [tcp(LOCAL_EP, 50001, '10.96.2.3', 80, ['ACK'])]);
+    expect([again.backendId, again.snat]).toEqual([other, false]);
+    expect(decodeFrame(again.out).ipv4!.src).toBe(LOCAL_EP);
+  });
+
   it('gives concurrent flows distinct ports, never reuses a live one, and drops when the range is exhausted', async () => {
     const svc = makeService('default', 'one', '10.96.2.2', [{ port: 80, targetPort: 8080 }], { type: 'NodePort' });
     svc.ports[0].nodePort = 30500;

@@ -1,6 +1,6 @@
 /**
- * Ethernet/IPv4 frames for tests and trace generation: a builder, a decoder
- * and a checksum verifier.
+ * Ethernet/IPv4/IPv6 frames for tests and trace generation: a builder, a
+ * decoder and a checksum verifier.
  *
  * This file is the test suite's independent reference for what a correct
  * frame is, so it deliberately shares no code with the datapath and computes
@@ -10,6 +10,7 @@
 import ipaddr from 'ipaddr.js';
 
 export const ETHERTYPE_IPV4 = 0x0800;
+export const ETHERTYPE_IPV6 = 0x86dd;
 /** 802.1Q customer tag. */
 export const TPID_8021Q = 0x8100;
 /** 802.1ad service tag: the outer tag of QinQ. */
@@ -20,6 +21,23 @@ export const TPID_QINQ_LEGACY = 0x9100;
 export const IPPROTO_ICMP = 1;
 export const IPPROTO_TCP = 6;
 export const IPPROTO_UDP = 17;
+export const IPPROTO_ICMPV6 = 58;
+
+/** Next Header values of the extension headers buildFrame writes (RFC 8200 §4). */
+export const IPV6_EXTENSION_TYPES = {
+  'hop-by-hop': 0,
+  routing: 43,
+  fragment: 44,
+  destination: 60,
+} as const;
+const IPV6_NEXT_HEADER_AH = 51;
+/**
+ * Extension headers in RFC 8200 §4's generic format (Next Header, then the
+ * length in 8-byte units not counting the first 8), which a decoder can skip
+ * without understanding them: those above plus Mobility (135), HIP (139) and
+ * Shim6 (140). ESP (50) is not among them: what follows it is encrypted.
+ */
+const IPV6_GENERIC_EXTENSIONS: ReadonlySet<number> = new Set([0, 43, 60, 135, 139, 140]);
 
 /** The IPv4 flags field (3 bits): bit 0x4 is reserved. */
 export const IPV4_FLAG_DF = 0x2;
@@ -42,12 +60,25 @@ export const ETHERNET_MIN_FRAME_BYTES = 60;
 export const ETHERNET_HEADER_BYTES = 14;
 export const VLAN_TAG_BYTES = 4;
 export const IPV4_MIN_HEADER_BYTES = 20;
+export const IPV6_HEADER_BYTES = 40;
 export const TCP_MIN_HEADER_BYTES = 20;
 export const UDP_HEADER_BYTES = 8;
 export const ICMP_HEADER_BYTES = 8;
 /** Both the IPv4 and the TCP header length fields top out at 60 bytes, leaving 40 for options. */
 const MAX_OPTIONS_BYTES = 40;
 const MAX_IPV4_TOTAL_LENGTH = 0xffff;
+/** Without a Jumbo Payload option (RFC 2675), which buildFrame does not write. */
+const MAX_IPV6_PAYLOAD_LENGTH = 0xffff;
+/** The Hdr Ext Len byte counts 8-byte units beyond the first 8. */
+const MAX_IPV6_EXTENSION_BYTES = (0xff + 1) * 8;
+/** Address families in BSD loopback headers: AF_INET is 2 everywhere. */
+const AF_INET = 2;
+/**
+ * AF_INET6 differs between BSDs: 24 on NetBSD, OpenBSD and BSD/OS, 28 on
+ * FreeBSD, 30 on Darwin; libpcap reads all three. 24 is also OpenBSD's
+ * value for its LOOP link type, so both loopback link types use it.
+ */
+const AF_INET6_BSD = 24;
 const EMPTY = new Uint8Array(0);
 
 /** ICMP types whose data quotes the offending datagram's IPv4 header and first 8 L4 bytes (RFC 792). */
@@ -58,6 +89,13 @@ const ICMP_ERROR_TYPES: ReadonlySet<number> = new Set([
   11, // time exceeded
   12, // parameter problem
 ]);
+/** ICMPv6 errors (RFC 4443): their data quotes as much of the offending packet as fits in the minimum MTU. */
+const ICMPV6_ERROR_TYPES: ReadonlySet<number> = new Set([
+  1, // destination unreachable
+  2, // packet too big
+  3, // time exceeded
+  4, // parameter problem
+]);
 const VLAN_TPIDS: ReadonlySet<number> = new Set([TPID_8021Q, TPID_8021AD, TPID_QINQ_LEGACY]);
 
 // --- addresses --------------------------------------------------------------
@@ -66,6 +104,8 @@ const VLAN_TPIDS: ReadonlySet<number> = new Set([TPID_8021Q, TPID_8021AD, TPID_Q
 export type MacInput = string | Uint8Array | readonly number[];
 /** Dotted quad, or its 4 bytes in network order. */
 export type Ipv4Input = string | Uint8Array | readonly number[];
+/** Any textual IPv6 form ipaddr.js parses ("2001:db8::1", "::ffff:10.0.0.1"), or its 16 bytes. */
+export type Ipv6Input = string | Uint8Array | readonly number[];
 
 /** Parses a colon- or dash-separated MAC address such as "02:00:00:00:00:01". */
 export function parseMac(mac: string): Uint8Array {
@@ -97,6 +137,23 @@ export function formatIpv4(bytes: Uint8Array, offset = 0): string {
   return new ipaddr.IPv4(Array.from(bytes.subarray(offset, offset + 4))).toString();
 }
 
+/** Sixteen bytes in network order. */
+export function ipv6ToBytes(ip: string): Uint8Array {
+  // A zone ("fe80::1%eth0") names an interface, which no packet carries.
+  if (!ipaddr.IPv6.isValid(ip) || ip.includes('%')) {
+    throw new RangeError(`IPv6 address ${JSON.stringify(ip)} is not an address such as fd00::1`);
+  }
+  return Uint8Array.from(ipaddr.IPv6.parse(ip).toByteArray());
+}
+
+/**
+ * RFC 5952 form of the 16 bytes at `offset`, as ipaddr.js writes it: it
+ * gives IPv4-mapped addresses in hex ("::ffff:a00:1"), not §5's dotted tail.
+ */
+export function formatIpv6(bytes: Uint8Array, offset = 0): string {
+  return new ipaddr.IPv6(Array.from(bytes.subarray(offset, offset + 16))).toRFC5952String();
+}
+
 function macBytes(mac: MacInput): Uint8Array {
   const bytes = typeof mac === 'string' ? parseMac(mac) : mac;
   if (bytes.length !== 6) throw new RangeError(`MAC address has ${bytes.length} bytes, not 6`);
@@ -106,6 +163,12 @@ function macBytes(mac: MacInput): Uint8Array {
 function ipv4Bytes(ip: Ipv4Input): Uint8Array {
   const bytes = typeof ip === 'string' ? ipv4ToBytes(ip) : ip;
   if (bytes.length !== 4) throw new RangeError(`IPv4 address has ${bytes.length} bytes, not 4`);
+  return bytes instanceof Uint8Array ? bytes : Uint8Array.from(bytes);
+}
+
+function ipv6Bytes(ip: Ipv6Input): Uint8Array {
+  const bytes = typeof ip === 'string' ? ipv6ToBytes(ip) : ip;
+  if (bytes.length !== 16) throw new RangeError(`IPv6 address has ${bytes.length} bytes, not 16`);
   return bytes instanceof Uint8Array ? bytes : Uint8Array.from(bytes);
 }
 
@@ -138,6 +201,34 @@ export function internetChecksum(bytes: Uint8Array, initial = 0): number {
 export function pseudoHeaderSum(src: Uint8Array, dst: Uint8Array, protocol: number, l4Length: number): number {
   const word = (bytes: Uint8Array, i: number) => (bytes[i]! << 8) | bytes[i + 1]!;
   return onesComplementSum(EMPTY, word(src, 0) + word(src, 2) + word(dst, 0) + word(dst, 2) + protocol + l4Length);
+}
+
+/**
+ * One's-complement sum of the IPv6 pseudo-header (RFC 8200 §8.1): `dst` is
+ * the final destination, `nextHeader` the upper-layer protocol (not the first
+ * extension header), `upperLayerLength` that of the L4 header and data.
+ */
+export function ipv6PseudoHeaderSum(src: Uint8Array, dst: Uint8Array, nextHeader: number, upperLayerLength: number): number {
+  const addresses = onesComplementSum(dst.subarray(0, 16), onesComplementSum(src.subarray(0, 16)));
+  return onesComplementSum(EMPTY, addresses + Math.floor(upperLayerLength / 0x10000) + (upperLayerLength % 0x10000) + nextHeader);
+}
+
+/**
+ * The destination the pseudo-header holds: the final one (RFC 8200 §8.1).
+ * While a Routing header has segments left, that is not the Destination
+ * Address field (the next hop) but an address in the Routing header.
+ */
+function finalDestination(dst: Uint8Array, routing: Uint8Array | undefined): Uint8Array {
+  if (!routing || routing.length < 24 || routing[3] === 0) return dst;
+  switch (routing[2]) {
+    case 0: // RFC 2460's type 0: the address list ends with the final destination
+      return routing.subarray(routing.length - 16);
+    case 2: // RFC 6275's type 2: the mobile node's home address
+    case 4: // RFC 8754's Segment Routing header: Segment List[0], the list being in reverse order
+      return routing.subarray(8, 24);
+    default:
+      return dst;
+  }
 }
 
 // --- building -----------------------------------------------------------------
