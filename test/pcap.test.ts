@@ -1,16 +1,12 @@
-import { Mulberry32 } from '../control/random.js';
 import * as fs from 'node:fs';
 import { readWithPcapParser, type ParserPacket } from './pcap-parser.js';
 import * as os from 'node:os';
 import * as path from 'node:path';
-import { fileURLToPath } from 'node:url';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { corpusDir, corpusIndexPath, readAll, seededRandom, type Written } from './captures.js';
 import { InputError } from '../control/errors.js';
 import { createPcapWriter, openCapture, type CaptureRecord, type PcapWriterOptions } from '../traces/pcap.js';
 
-const projectRoot = fileURLToPath(new URL('..', import.meta.url));
-const corpusDir = path.resolve(projectRoot, '..', 'shared', 'corpus');
-const corpusIndexPath = path.join(corpusDir, 'INDEX.txt');
 const corpusMissing = `capture corpus not found: expected ${corpusIndexPath} (the shared corpus of real pcap files)`;
 
 /** One INDEX.txt line: "file | repo | path | bytes | scan | tshark | notes". */
@@ -53,20 +49,6 @@ function corpusEntry(file: string): CorpusEntry & { path: string } {
   return { ...entry, path: path.join(corpusDir, file) };
 }
 
-function readAll(file: string) {
-  const reader = openCapture(file);
-  const records: CaptureRecord[] = [];
-  let error: unknown;
-  try {
-    // Copy the data out of the reader's buffer, so that it outlives the next read.
-    for (const record of reader.records()) records.push({ ...record, data: record.data.slice() });
-  } catch (err) {
-    error = err;
-  } finally {
-    reader.close();
-  }
-  return { reader, records, error };
-}
 
 /** Runs `read` and returns the InputError it throws. */
 function inputErrorFrom(read: () => unknown): InputError {
@@ -367,18 +349,6 @@ describe('malformed files', () => {
   });
 });
 
-/** Deterministic pseudo-random numbers, so a failure reproduces. */
-function seededRandom(seed: number): () => number {
-  const rng = new Mulberry32(seed);
-  return () => rng.float();
-}
-
-interface Written {
-  tsSec: number;
-  tsNsec: number;
-  data: Uint8Array;
-  origlen: number;
-}
 
 /** Random records whose bytes are slices of one random pool, so generating them stays cheap. */
 function randomRecords(count: number, maxSize: number, random: () => number): Written[] {

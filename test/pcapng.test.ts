@@ -1,17 +1,13 @@
-import { Mulberry32 } from '../control/random.js';
 import { createHash } from 'node:crypto';
 import * as fs from 'node:fs';
 import * as os from 'node:os';
 import * as path from 'node:path';
-import { fileURLToPath } from 'node:url';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { corpusDir, corpusIndexPath, readAll, seededRandom, type Written } from './captures.js';
 import { InputError } from '../control/errors.js';
 import { createPcapWriter, openCapture, type CaptureRecord } from '../traces/pcap.js';
 import { createPcapngWriter, PcapngReader, type PcapngWriterInterface } from '../traces/pcapng.js';
 
-const projectRoot = fileURLToPath(new URL('..', import.meta.url));
-const corpusDir = path.resolve(projectRoot, '..', 'shared', 'corpus');
-const corpusIndexPath = path.join(corpusDir, 'INDEX.txt');
 
 let tmpDir: string;
 beforeAll(() => {
@@ -21,20 +17,6 @@ afterAll(() => {
   fs.rmSync(tmpDir, { recursive: true, force: true });
 });
 
-function readAll(file: string) {
-  const reader = openCapture(file);
-  const records: CaptureRecord[] = [];
-  let error: unknown;
-  try {
-    // Copy the data out of the reader's buffer, so that it outlives the next read.
-    for (const record of reader.records()) records.push({ ...record, data: record.data.slice() });
-  } catch (err) {
-    error = err;
-  } finally {
-    reader.close();
-  }
-  return { reader, records, error };
-}
 
 function pcapngReader(reader: unknown): PcapngReader {
   expect(reader).toBeInstanceOf(PcapngReader);
@@ -568,18 +550,6 @@ describe('malformed files', () => {
   });
 });
 
-/** Deterministic pseudo-random numbers, so a failure reproduces. */
-function seededRandom(seed: number): () => number {
-  const rng = new Mulberry32(seed);
-  return () => rng.float();
-}
-
-interface Written {
-  tsSec: number;
-  tsNsec: number;
-  data: Uint8Array;
-  origlen: number;
-}
 
 /** Random records whose bytes are slices of one random pool, plus a few bigger than the 4 MiB read chunk. */
 function randomRecords(count: number, random: () => number): Written[] {
