@@ -111,16 +111,28 @@ export interface MapEntries {
   nodeIps4: string[];
 }
 
+/** The datapath-wide settings a replay ran with, for the summary. */
+export interface DatapathSettings {
+  nodeAddresses: string[];
+  nodePortAddresses: string[];
+  /** The IPv4 pod network, or null when unknown (then nothing is a pod). */
+  podNetwork: string | null;
+  serviceNetwork: string | null;
+  masqueradeAddress: string | null;
+  snatPorts: string;
+  maglevTableSize: number;
+  seed: number;
+  conntrackTimeouts: Required<ConntrackTimeouts>;
+}
+
 export interface Compiled {
   node?: string;
+  settings: DatapathSettings;
   maglevTableSize: number;
   services: CompiledService[];
   backends: CompiledBackend[];
   skipped: SkippedService[];
   notes: string[];
-  conntrack: Required<ConntrackTimeouts>;
-  /** The masquerade address, when there is one. */
-  masqueradeAddress?: string;
   entries: MapEntries;
 }
 
@@ -183,13 +195,11 @@ function inAny(ip: string, cidrs: readonly string[]): boolean {
 }
 
 /** The first CIDR of the IPv4 family, as network and netmask. */
-function ipv4Network(cidrs: readonly string[]): { net: string; mask: string } | undefined {
+function ipv4Network(cidrs: readonly string[]): { net: string; mask: string; cidr: string } | undefined {
   const c = cidrs.map((x) => ipaddr.parseCIDR(x)).find(([net]) => net.kind() === 'ipv4');
   if (!c) return undefined;
-  return {
-    net: ipaddr.IPv4.networkAddressFromCIDR(`${c[0].toString()}/${c[1]}`).toString(),
-    mask: ipaddr.IPv4.subnetMaskFromPrefixLength(c[1]).toString(),
-  };
+  const net = ipaddr.IPv4.networkAddressFromCIDR(`${c[0].toString()}/${c[1]}`).toString();
+  return { net, mask: ipaddr.IPv4.subnetMaskFromPrefixLength(c[1]).toString(), cidr: `${net}/${c[1]}` };
 }
 
 /** This node's addresses (InternalIP, ExternalIP), and the ones its NodePorts listen on. */
@@ -383,5 +393,16 @@ export function compile(state: ClusterState, resolved: readonly ResolvedService[
     serviceCidr: serviceNet?.net ?? '0.0.0.0',
     serviceMask: serviceNet?.mask ?? '0.0.0.0',
   };
-  return { node: nodeName, maglevTableSize: M, services, backends, skipped, notes, conntrack, masqueradeAddress, entries };
+  const settings: DatapathSettings = {
+    nodeAddresses: addresses.all,
+    nodePortAddresses: addresses.nodePort,
+    podNetwork: podNet?.cidr ?? null,
+    serviceNetwork: serviceNet?.cidr ?? null,
+    masqueradeAddress: masqueradeAddress ?? null,
+    snatPorts: `${portMin}-${portMax}`,
+    maglevTableSize: M,
+    seed: opts.seed,
+    conntrackTimeouts: conntrack,
+  };
+  return { node: nodeName, settings, maglevTableSize: M, services, backends, skipped, notes, entries };
 }

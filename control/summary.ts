@@ -2,7 +2,7 @@
  * The replay summary, from the datapath's own counters (metrics, per-service
  * and per-backend stats maps): as JSON for --summary, and as text for people.
  */
-import type { Compiled } from './compiler.js';
+import type { Compiled, DatapathSettings } from './compiler.js';
 import type { Datapath } from './datapath.js';
 import { REASONS, VERDICTS } from './layout.js';
 import type { ReplayResult } from './replay.js';
@@ -34,6 +34,7 @@ export interface ServiceSummary {
 export interface Summary {
   trace: string;
   node: string | null;
+  settings: DatapathSettings;
   packets: number;
   written: number;
   complete: boolean;
@@ -92,6 +93,7 @@ export function buildSummary(result: ReplayResult, compiled: Compiled, dp: Datap
   return {
     trace: result.trace,
     node: compiled.node ?? null,
+    settings: compiled.settings,
     packets: result.packets,
     written: result.written,
     complete: !result.stoppedAt,
@@ -126,6 +128,9 @@ export function formatSummary(s: Summary): string {
   const lines: string[] = [];
   lines.push(`${s.trace}: ${s.packets} packets replayed on node ${s.node ?? '(none)'}, ${s.written} written`);
   if (s.stoppedAt) lines.push(`STOPPED at record ${s.stoppedAt.record}: ${s.stoppedAt.error}`);
+  const c = s.settings;
+  lines.push(`Node addresses ${c.nodeAddresses.join(', ') || '(none)'}; pod network ${c.podNetwork ?? 'unknown'}; `
+    + `masquerade ${c.masqueradeAddress ? `as ${c.masqueradeAddress} ports ${c.snatPorts}` : 'impossible (no address)'}; Maglev M=${c.maglevTableSize}, seed ${c.seed}`);
   lines.push('', 'Verdicts:');
   for (const v of VERDICTS) {
     if (!s.verdicts[v]) continue;
