@@ -14,6 +14,7 @@ import { DEFAULT_CT_ENTRIES, loadProgram } from './program.js';
 import type { ClusterState } from './model.js';
 import { replay } from './replay.js';
 import { formatServicesTable, servicesTable } from './services-table.js';
+import { dumpMaps, formatMapDump } from './maps-dump.js';
 import { buildSummary, formatSummary } from './summary.js';
 
 const CLUSTER_OPTIONS = `  --cluster PATH                   Service, EndpointSlice, Endpoints, Node and KubeProxyConfiguration
@@ -28,6 +29,7 @@ const HELP = `svcpath — replay captured packets through an eBPF/XDP-style Kube
 Usage:
   svcpath replay <trace.pcap|trace.pcapng> --cluster <file-or-dir> [--cluster ...] [options]
   svcpath services --cluster <file-or-dir> [--cluster ...] [--json]
+  svcpath maps --cluster <file-or-dir> [--cluster ...] [replay's cluster and datapath options] [--json]
   svcpath --help
 
 replay options:
@@ -43,6 +45,8 @@ ${CLUSTER_OPTIONS}
   --snat-port-range A-B            masquerade source ports (default 1024-65535)
   --maglev-table-size M            Maglev lookup table size, a prime (default ${DEFAULT_MAGLEV_TABLE_SIZE})
   --ct-entries N                   conntrack map size, two entries per flow (default ${DEFAULT_CT_ENTRIES})
+
+maps: the compiled maps, like bpftool map dump (Maglev tables as slots per backend)
 
 services: every Service after allocation, like kubectl get svc -A -o wide
 ${CLUSTER_OPTIONS}
@@ -169,32 +173,32 @@ async function servicesCommand(argv: string[]): Promise<number> {
   return 0;
 }
 
-async function replayCommand(argv: string[]): Promise<number> {
-  const { values, positionals } = parseArgs({
-    args: argv,
-    allowPositionals: true,
-    strict: true,
-    options: {
-      ...CLUSTER_FLAGS,
-      node: { type: 'string' },
-      out: { type: 'string' },
-      verdicts: { type: 'string' },
-      summary: { type: 'string' },
-      'cluster-cidr': { type: 'string' },
-      'nodeport-addresses': { type: 'string' },
-      'masquerade-all': { type: 'boolean' },
-      'masquerade-address': { type: 'string' },
-      'snat-port-range': { type: 'string' },
-      'maglev-table-size': { type: 'string' },
-      'ct-entries': { type: 'string' },
-    },
-  });
-  if (values.help) {
-    console.log(HELP);
-    return 0;
-  }
-  if (positionals.length !== 1) fail(`replay: expected one trace file, got ${positionals.length}`);
-  const trace = positionals[0];
+/** Flags that shape the compiled datapath, shared by replay and maps. */
+const DATAPATH_FLAGS = {
+  ...CLUSTER_FLAGS,
+  node: { type: 'string' },
+  'cluster-cidr': { type: 'string' },
+  'nodeport-addresses': { type: 'string' },
+  'masquerade-all': { type: 'boolean' },
+  'masquerade-address': { type: 'string' },
+  'snat-port-range': { type: 'string' },
+  'maglev-table-size': { type: 'string' },
+  'ct-entries': { type: 'string' },
+} as const;
+
+interface DatapathFlags extends ClusterFlags {
+  node?: string;
+  'cluster-cidr'?: string;
+  'nodeport-addresses'?: string;
+  'masquerade-all'?: boolean;
+  'masquerade-address'?: string;
+  'snat-port-range'?: string;
+  'maglev-table-size'?: string;
+  'ct-entries'?: string;
+}
+
+/** The cluster state the flags name, compiled and loaded into a datapath. */
+async function buildDatapath(values: DatapathFlags) {
   const maglevTableSize = values['maglev-table-size'] === undefined
     ? DEFAULT_MAGLEV_TABLE_SIZE
     : parseInteger('--maglev-table-size', values['maglev-table-size'], 2, 1 << 20);
@@ -213,6 +217,43 @@ async function replayCommand(argv: string[]): Promise<number> {
     masqueradeAll: values['masquerade-all'], serviceClusterIPRanges: serviceRanges,
   });
   const dp = await loadProgram(compiled, { ctEntries });
+  return { state, resolved, compiled, dp };
+}
+
+async function mapsCommand(argv: string[]): Promise<number> {
+  const { values, positionals } = parseArgs({
+    args: argv, allowPositionals: true, strict: true, options: { ...DATAPATH_FLAGS, json: { type: 'boolean' } },
+  });
+  if (values.help) {
+    console.log(HELP);
+    return 0;
+  }
+  if (positionals.length > 0) fail(`maps: unexpected argument "${positionals[0]}"`);
+  const { dp } = await buildDatapath(values);
+  const dumps = dumpMaps(dp);
+  console.log(values.json ? JSON.stringify(dumps, null, 2) : formatMapDump(dumps));
+  return 0;
+}
+
+async function replayCommand(argv: string[]): Promise<number> {
+  const { values, positionals } = parseArgs({
+    args: argv,
+    allowPositionals: true,
+    strict: true,
+    options: {
+      ...DATAPATH_FLAGS,
+      out: { type: 'string' },
+      verdicts: { type: 'string' },
+      summary: { type: 'string' },
+    },
+  });
+  if (values.help) {
+    console.log(HELP);
+    return 0;
+  }
+  if (positionals.length !== 1) fail(`replay: expected one trace file, got ${positionals.length}`);
+  const trace = positionals[0];
+  const { state, resolved, compiled, dp } = await buildDatapath(values);
   const bar = progressBar();
   const result = replay(trace, compiled, dp, {
     out: values.out,
@@ -251,6 +292,8 @@ export async function main(argv: string[]): Promise<number> {
         return await replayCommand(rest);
       case 'services':
         return await servicesCommand(rest);
+      case 'maps':
+        return await mapsCommand(rest);
       default:
         fail(`unknown command "${command}" (try svcpath --help)`);
     }

@@ -202,6 +202,22 @@ describe('CLI errors name what is wrong and keep what was done', () => {
     expect(JSON.parse(json.stdout).length).toBe(7);
   });
 
+  it('svcpath maps dumps every map, decoded, through the map API', async () => {
+    const text = await cli(['maps', '--cluster', SAMPLE_CLUSTER, '--node', 'node-a']);
+    expect(text.code).toBe(0);
+    expect(text.stdout).toMatch(/^lb4_services: hash {2}key 8B {2}value 24B/m);
+    expect(text.stdout).toMatch(/key: address 10\.96\.0\.10 {2}port 80 {2}proto 6 {2}scope 0\n {4}value: serviceId \d+ {2}backendCount 2 .*flags CLUSTER_IP/);
+    const json = await cli(['maps', '--cluster', SAMPLE_CLUSTER, '--node', 'node-a', '--json']);
+    const dumps = JSON.parse(json.stdout) as Array<{ name: string; inUse: number; entries: Array<{ key: Record<string, unknown>; value: Record<string, number> }> }>;
+    const maglev = dumps.find((d) => d.name === 'lb_maglev')!;
+    for (const { value } of maglev.entries) {
+      const { slots, ...perBackend } = value;
+      expect(Object.values(perBackend).reduce((a, b) => a + b, 0)).toBe(slots);
+    }
+    expect(dumps.find((d) => d.name === 'ct4')!.inUse).toBe(0);
+    expect(dumps.map((d) => d.name)).toContain('frag4');
+  });
+
   it('--help', async () => {
     const r = await cli(['--help']);
     expect(r.code).toBe(0);
