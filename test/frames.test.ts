@@ -7,17 +7,27 @@ import {
   buildFrame,
   decodeFrame,
   formatIpv4,
+  formatIpv6,
   formatMac,
   internetChecksum,
+  IPV6_EXTENSION_TYPES,
   ipv4ToBytes,
+  ipv6PseudoHeaderSum,
+  ipv6ToBytes,
   onesComplementSum,
   parseMac,
   tcpFlagBits,
   tcpFlagNames,
   TCP_FLAGS,
+  toLinkType,
   verifyChecksums,
+  type ChecksumReport,
+  type DecodedFrame,
+  type DecodedIpv6Extension,
   type DecodedVlanTag,
   type FrameSpec,
+  type Ipv6ExtensionSpec,
+  type UdpSpec,
   type VlanTagSpec,
 } from '../traces/frames.js';
 import {
@@ -44,6 +54,8 @@ const withByte = (bytes: Uint8Array, at: number, xor: number) => {
 };
 
 const CLIENT_MAC = '02:42:0a:00:00:05';
+/** Real captures from the shared corpus. */
+const corpusDir = path.resolve(fileURLToPath(new URL('..', import.meta.url)), '..', 'shared', 'corpus');
 
 const vlanCases: Array<{ name: string; vlans: Array<number | VlanTagSpec>; decoded: DecodedVlanTag[] }> = [
   { name: 'untagged', vlans: [], decoded: [] },
@@ -436,18 +448,20 @@ describe('checksums against known-good bytes', () => {
     expect(verifyChecksums(fromHex(wireshark))).toEqual(checksums);
   });
 
-  // Real captures from the shared corpus, each tallied against Wireshark's own verdicts on the same files.
-  const corpusDir = path.resolve(fileURLToPath(new URL('..', import.meta.url)), '..', 'shared', 'corpus');
+  // Each tallied against Wireshark's own verdicts on the same file.
   it.each([
     { file: 'dns_tcp.pcap', tally: { 'ipv4=true l4=true': 11 } },
     { file: 'ipv4_tcp_http_xml.pcap', tally: { 'ipv4=true l4=true': 1 } },
     { file: 'ldp-common-session.pcap', tally: { 'ipv4=true l4=true': 22 } },
     // 6 CDP frames are not IPv4; the rest is ICMP under two 802.1Q tags.
     { file: 'VlanPackets.pcap', tally: { 'ipv4=true l4=true': 20, '': 6 } },
-    { file: 'DnsPackets.pcap', tally: { 'ipv4=true l4=true': 449, '': 15 } },
+    { file: 'DnsPackets.pcap', tally: { 'ipv4=true l4=true': 449, 'l4=true': 15 } },
     // Fragments carry no verifiable L4 checksum on their own.
     { file: 'ip4_fragments.pcap', tally: { 'ipv4=true': 50, 'ipv4=true l4=true': 3 } },
     { file: 'frag_with_padding.pcap', tally: { 'ipv4=true': 8 } },
+    { file: 'ip6_fragments.pcap', tally: { '': 36 } },
+    // A Fragment header behind an IPv6 payload length of 0: Wireshark too calls it malformed.
+    { file: 'ipv6_frag6_negative_len.pcap', tally: { 'l4=false': 1 } },
     { file: 'dns_udp_2.pcap', tally: { 'ipv4=true l4=true': 1, 'ipv4=true l4=truncated': 1 } },
     // Captured on the sender with checksum offload: Wireshark too finds every TCP checksum wrong.
     { file: 'nanosecs_big_endian.pcap', tally: { 'ipv4=true l4=false': 10 } },
@@ -551,6 +565,833 @@ describe('helpers', () => {
     expect(() => buildFrame({ ...base, l4: { kind: 'udp', sport: 70000, dport: 1 } })).toThrow(/udp.sport/);
     expect(() => buildFrame({ dstMac: NODE_MAC, srcMac: NODE_MAC, l4: { kind: 'udp', sport: 1, dport: 1 } })).toThrow(/ipv4/);
     expect(() => buildFrame({ ...base, payload: new Uint8Array(65535) })).toThrow(/total length/);
+  });
+});
+
+// --- IPv6 ---------------------------------------------------------------------------
+
+const HTTP_REQUEST = text('GET / HTTP/1.1\r\n\r\n');
+const TCP_OPTIONS = [1, 1, 8, 10, 0, 0, 0, 1, 0, 0, 0, 2]; // NOP NOP Timestamps
+
+function tcp6Spec(vlans: FrameSpec['vlans'], extensions?: Ipv6ExtensionSpec[]): FrameSpec {
+  return {
+    dstMac: NODE_MAC,
+    srcMac: CLIENT_MAC,
+    vlans,
+    ipv6: { src: 'fd00::5', dst: 'fd00:10:96::20', hopLimit: 61, trafficClass: 0xb8, flowLabel: 0xabcde, extensions },
+    l4: { kind: 'tcp', sport: 40001, dport: 80, seq: 0xfffffff0, ack: 0x01020304, flags: ['PSH', 'ACK'], window: 512, options: TCP_OPTIONS },
+    payload: HTTP_REQUEST,
+  };
+}
+
+const udp6Spec = (payload: Uint8Array, l4: Partial<UdpSpec> = {}): FrameSpec => ({
+  dstMac: NODE_MAC,
+  srcMac: CLIENT_MAC,
+  ipv6: { src: 'fd00::5', dst: 'fd00:10:96::a' },
+  l4: { kind: 'udp', sport: 33000, dport: 53, ...l4 },
+  payload,
+});
+
+const echo6Spec = (vlans: FrameSpec['vlans'] = []): FrameSpec => ({
+  dstMac: NODE_MAC,
+  srcMac: CLIENT_MAC,
+  vlans,
+  ipv6: { src: 'fd00::5', dst: 'fd00:10:96::20' },
+  l4: { kind: 'icmpv6', type: 128, rest: (0x4242 << 16) | 1 },
+  payload: text('ping payload'),
+});
+
+/** Every extension type in one chain, in RFC 8200 §4.1's order. */
+const FULL_CHAIN: Ipv6ExtensionSpec[] = [
+  { type: 'hop-by-hop', bytes: [5, 2, 0, 0] }, // Router Alert
+  { type: 'destination' },
+  { type: 'routing' },
+  { type: 'fragment', offset: 0, more: false, id: 0x01020304 },
+];
+
+/** An ICMPv6 error quoting all of `offending` (an Ethernet frame), as Linux quotes what fits in 1280 bytes. */
+function icmp6Error(type: number, code: number, offending: Uint8Array, quoteLength = offending.length - 14): Uint8Array {
+  return buildFrame({
+    dstMac: CLIENT_MAC,
+    srcMac: NODE_MAC,
+    ipv6: { src: 'fd00:10:96::20', dst: 'fd00::5' },
+    l4: { kind: 'icmpv6', type, code },
+    payload: offending.subarray(14, 14 + quoteLength),
+  });
+}
+
+describe('IPv6: buildFrame → decodeFrame round trip', () => {
+  describe.each(vlanCases)('$name', ({ vlans, decoded: decodedVlans }) => {
+    const ethLength = 14 + 4 * vlans.length;
+
+    it('TCP with TCP options', () => {
+      const frame = buildFrame(tcp6Spec(vlans));
+      expect(frame.length).toBe(ethLength + 40 + 32 + 18);
+      expect(decodeFrame(frame)).toEqual({
+        eth: { dst: NODE_MAC, src: CLIENT_MAC, vlans: decodedVlans, ethertype: 0x86dd },
+        ipv6: {
+          trafficClass: 0xb8,
+          flowLabel: 0xabcde,
+          payloadLength: 32 + 18,
+          nextHeader: 6,
+          hopLimit: 61,
+          src: 'fd00::5',
+          dst: 'fd00:10:96::20',
+          extensions: [],
+          protocol: 6,
+        },
+        tcp: {
+          sport: 40001,
+          dport: 80,
+          seq: 0xfffffff0,
+          ack: 0x01020304,
+          flags: TCP_FLAGS.PSH | TCP_FLAGS.ACK,
+          dataOffset: 8,
+          window: 512,
+          checksum: expect.any(Number),
+          urgent: 0,
+          options: Uint8Array.from(TCP_OPTIONS),
+        },
+        payloadOffset: ethLength + 40 + 32,
+        payloadLength: 18,
+      });
+      // Version 6, traffic class 0xb8, flow label 0xabcde; payload length; next header; hop limit.
+      expect(hex(frame.subarray(ethLength, ethLength + 8))).toBe('6b8abcde' + '0032' + '06' + '3d');
+      expect(verifyChecksums(frame)).toEqual({ l4: true });
+    });
+
+    it('UDP', () => {
+      const frame = buildFrame({ ...udp6Spec(text('a DNS query, more or less')), vlans });
+      const decoded = decodeFrame(frame);
+      expect(decoded.eth).toEqual({ dst: NODE_MAC, src: CLIENT_MAC, vlans: decodedVlans, ethertype: 0x86dd });
+      expect(decoded.ipv6).toMatchObject({ payloadLength: 8 + 25, nextHeader: 17, protocol: 17, hopLimit: 64, trafficClass: 0, flowLabel: 0 });
+      expect(decoded.udp).toEqual({ sport: 33000, dport: 53, length: 8 + 25, checksum: expect.any(Number) });
+      expect(decoded).toMatchObject({ payloadOffset: ethLength + 48, payloadLength: 25 });
+      expect(decoded.truncatedAt).toBeUndefined();
+      expect(verifyChecksums(frame)).toEqual({ l4: true });
+    });
+
+    it('ICMPv6 echo request', () => {
+      const frame = buildFrame(echo6Spec(vlans));
+      const decoded = decodeFrame(frame);
+      expect(decoded.icmpv6).toEqual({ type: 128, code: 0, checksum: expect.any(Number), rest: 0x42420001 });
+      expect(decoded.icmp).toBeUndefined();
+      expect(decoded).toMatchObject({ ipv6: { nextHeader: 58, protocol: 58 }, payloadOffset: ethLength + 48, payloadLength: 12 });
+      expect(verifyChecksums(frame)).toEqual({ l4: true });
+    });
+
+    it('TCP behind a chain of every extension type', () => {
+      const frame = buildFrame(tcp6Spec(vlans, FULL_CHAIN));
+      const decoded = decodeFrame(frame);
+      expect(decoded.ipv6).toMatchObject({ payloadLength: 32 + 32 + 18, nextHeader: 0, protocol: 6 });
+      expect(decoded.tcp).toMatchObject({ sport: 40001, dport: 80, dataOffset: 8 });
+      expect(decoded).toMatchObject({ payloadOffset: ethLength + 40 + 32 + 32, payloadLength: 18 });
+      expect(verifyChecksums(frame)).toEqual({ l4: true });
+    });
+  });
+
+  // Each extension header's bytes as built, its Next Header (06, TCP, when last) and Hdr Ext Len included.
+  const extensionCases: Array<{ name: string; extensions: Ipv6ExtensionSpec[]; wire: string; decoded: DecodedIpv6Extension[] }> = [
+    {
+      name: 'hop-by-hop: Router Alert, then a PadN with no data',
+      extensions: [{ type: 'hop-by-hop', bytes: [5, 2, 0, 0] }],
+      wire: '06 00 05020000 0100',
+      decoded: [{ type: 0, length: 8 }],
+    },
+    {
+      name: 'destination options, none given: one PadN of 4 bytes',
+      extensions: [{ type: 'destination' }],
+      wire: '06 00 0104 00000000',
+      decoded: [{ type: 60, length: 8 }],
+    },
+    {
+      name: 'destination options one byte short of 8: a Pad1',
+      extensions: [{ type: 'destination', bytes: [0x1e, 3, 1, 2, 3] }],
+      wire: '06 00 1e03010203 00',
+      decoded: [{ type: 60, length: 8 }],
+    },
+    {
+      name: 'destination options filling 8 bytes exactly: no padding',
+      extensions: [{ type: 'destination', bytes: Uint8Array.of(0x1e, 4, 1, 2, 3, 4) }],
+      wire: '06 00 1e0401020304',
+      decoded: [{ type: 60, length: 8 }],
+    },
+    {
+      name: 'destination options over two 8-byte units: Hdr Ext Len 1, PadN of 5',
+      extensions: [{ type: 'destination', bytes: [0x1e, 7, 1, 2, 3, 4, 5, 6, 7] }],
+      wire: '06 01 1e0701020304050607 0103000000',
+      decoded: [{ type: 60, length: 16 }],
+    },
+    {
+      name: 'routing, none given: type 0, Segments Left 0',
+      extensions: [{ type: 'routing' }],
+      wire: '06 00 00 00 00000000',
+      decoded: [{ type: 43, length: 8 }],
+    },
+    {
+      name: 'routing data is zero-padded, not with options',
+      extensions: [{ type: 'routing', bytes: [0xfe, 0] }],
+      wire: '06 00 fe 00 00000000',
+      decoded: [{ type: 43, length: 8 }],
+    },
+    {
+      name: 'fragment: an atomic fragment (offset 0, no more), which holds the whole datagram',
+      extensions: [{ type: 'fragment', offset: 0, more: false, id: 0x01020304 }],
+      wire: '06 00 0000 01020304',
+      decoded: [{ type: 44, length: 8, fragment: { offset: 0, more: false, id: 0x01020304 } }],
+    },
+    {
+      name: 'a chain of all four, each Next Header naming the next',
+      extensions: FULL_CHAIN,
+      wire: '3c 00 05020000 0100' + '2b 00 0104 00000000' + '2c 00 00 00 00000000' + '06 00 0000 01020304',
+      decoded: [
+        { type: 0, length: 8 },
+        { type: 60, length: 8 },
+        { type: 43, length: 8 },
+        { type: 44, length: 8, fragment: { offset: 0, more: false, id: 0x01020304 } },
+      ],
+    },
+    {
+      name: 'two destination options headers around a routing header, as RFC 8200 §4.1 allows',
+      extensions: [{ type: 'destination' }, { type: 'routing' }, { type: 'destination', bytes: [0x1e, 0] }],
+      wire: '2b 00 0104 00000000' + '3c 00 00 00 00000000' + '06 00 1e00 01020000',
+      decoded: [
+        { type: 60, length: 8 },
+        { type: 43, length: 8 },
+        { type: 60, length: 8 },
+      ],
+    },
+  ];
+
+  it.each(extensionCases)('extension headers: $name', ({ extensions, wire, decoded: decodedExtensions }) => {
+    const frame = buildFrame(tcp6Spec([], extensions));
+    const chainLength = wire.replace(/\s+/g, '').length / 2;
+    expect(hex(frame.subarray(54, 54 + chainLength))).toBe(hex(fromHex(wire)));
+    const decoded = decodeFrame(frame);
+    expect(decoded.ipv6).toMatchObject({
+      payloadLength: chainLength + 32 + 18,
+      nextHeader: IPV6_EXTENSION_TYPES[extensions[0]!.type],
+      extensions: decodedExtensions,
+      protocol: 6,
+    });
+    expect(frame[20]).toBe(IPV6_EXTENSION_TYPES[extensions[0]!.type]);
+    expect(decoded.tcp).toMatchObject({ sport: 40001, dport: 80, seq: 0xfffffff0 });
+    expect(decoded).toMatchObject({ payloadOffset: 54 + chainLength + 32, payloadLength: 18 });
+    expect(verifyChecksums(frame)).toEqual({ l4: true });
+  });
+
+  it('fragments: the first decodes its L4 header, a later one is raw data; neither has a verifiable L4 checksum', () => {
+    const first = buildFrame({
+      ...udp6Spec(new Uint8Array(1400)),
+      ipv6: { src: 'fd00::5', dst: 'fd00:10:96::a', extensions: [{ type: 'fragment', offset: 0, more: true, id: 0xcafe0001 }] },
+    });
+    const firstDecoded = decodeFrame(first);
+    expect(hex(first.subarray(54, 62))).toBe('1100' + '0001' + 'cafe0001');
+    expect(firstDecoded.ipv6).toMatchObject({ nextHeader: 44, protocol: 17, extensions: [{ type: 44, length: 8, fragment: { offset: 0, more: true, id: 0xcafe0001 } }] });
+    expect(firstDecoded.udp).toMatchObject({ sport: 33000, dport: 53 });
+    expect(verifyChecksums(first)).toEqual({});
+
+    const later = buildFrame({
+      dstMac: NODE_MAC,
+      srcMac: CLIENT_MAC,
+      ipv6: {
+        src: 'fd00::5',
+        dst: 'fd00:10:96::a',
+        // Only the unfragmentable part (here the hop-by-hop header) is repeated in every fragment.
+        extensions: [{ type: 'hop-by-hop' }, { type: 'fragment', offset: 176, more: false, id: 0xcafe0001 }],
+      },
+      l4: { kind: 'raw', protocol: 17 },
+      payload: new Uint8Array(100).fill(0xab),
+    });
+    const laterDecoded = decodeFrame(later);
+    expect(hex(later.subarray(62, 70))).toBe('1100' + '0580' + 'cafe0001');
+    expect(laterDecoded.ipv6).toMatchObject({
+      payloadLength: 116,
+      nextHeader: 0,
+      protocol: 17,
+      extensions: [{ type: 0, length: 8 }, { type: 44, length: 8, fragment: { offset: 176, more: false, id: 0xcafe0001 } }],
+    });
+    expect(laterDecoded.udp).toBeUndefined();
+    expect(laterDecoded).toMatchObject({ payloadOffset: 70, payloadLength: 100 });
+    expect(verifyChecksums(later)).toEqual({});
+
+    // In a later fragment, what follows the Fragment header is data even when its Next Header names an extension header.
+    const laterOfChain = buildFrame({
+      dstMac: NODE_MAC,
+      srcMac: CLIENT_MAC,
+      ipv6: { src: 'fd00::5', dst: 'fd00::6', extensions: [{ type: 'fragment', offset: 3, more: true, id: 7 }] },
+      l4: { kind: 'raw', protocol: 60 },
+      payload: new Uint8Array(16).fill(0xff),
+    });
+    expect(decodeFrame(laterOfChain)).toMatchObject({ ipv6: { protocol: 60, extensions: [{ type: 44 }] }, payloadOffset: 62, payloadLength: 16 });
+    expect(decodeFrame(laterOfChain).truncatedAt).toBeUndefined();
+  });
+
+  it('a raw protocol carries the payload after the extension headers', () => {
+    const frame = buildFrame({
+      dstMac: NODE_MAC,
+      srcMac: CLIENT_MAC,
+      ipv6: { src: 'fd00::5', dst: 'fd00::6', extensions: [{ type: 'destination' }] },
+      l4: { kind: 'raw', protocol: 47 }, // GRE
+      payload: Uint8Array.of(0, 0, 0x86, 0xdd),
+    });
+    expect(decodeFrame(frame)).toMatchObject({ ipv6: { nextHeader: 60, protocol: 47, payloadLength: 12 }, payloadOffset: 62, payloadLength: 4 });
+    expect(verifyChecksums(frame)).toEqual({});
+  });
+
+  it('Ethernet padding is no part of the IPv6 packet', () => {
+    const frame = buildFrame({ ...udp6Spec(new Uint8Array(0)), l4: { kind: 'raw', protocol: 59 }, padToMinimum: true }); // No Next Header
+    expect(frame.length).toBe(60);
+    expect(decodeFrame(frame)).toMatchObject({ ipv6: { payloadLength: 0, protocol: 59 }, payloadOffset: 54, payloadLength: 0 });
+  });
+
+  it('builds the largest payload the Payload Length field holds, and no larger', () => {
+    const largest = buildFrame(udp6Spec(new Uint8Array(0xffff - 8)));
+    expect(decodeFrame(largest)).toMatchObject({ ipv6: { payloadLength: 0xffff }, udp: { length: 0xffff } });
+    expect(verifyChecksums(largest)).toEqual({ l4: true });
+    expect(() => buildFrame(udp6Spec(new Uint8Array(0xffff - 7)))).toThrow(/payload length 65536 exceeds 65535/);
+  });
+});
+
+describe('IPv6: verifyChecksums', () => {
+  const tcpWithChain = buildFrame(tcp6Spec([10, 20], FULL_CHAIN));
+  const udp = buildFrame({ ...udp6Spec(text('0123456789abcdef0123')), vlans: [{ vid: 42, pcp: 3 }] });
+  const echo = buildFrame(echo6Spec());
+  const errorQuotingTcp = icmp6Error(1, 4, buildFrame(tcp6Spec([])));
+
+  const cases = [
+    { name: 'TCP behind every extension type, in QinQ', frame: tcpWithChain, udp: false },
+    { name: 'UDP in 802.1Q', frame: udp, udp: true },
+    { name: 'ICMPv6 echo request', frame: echo, udp: false },
+    { name: 'ICMPv6 error quoting TCP', frame: errorQuotingTcp, udp: false },
+  ];
+
+  it.each(cases)('the L4 checksum covers the addresses and the whole segment, not the rest of the header ($name)', ({ frame, udp: isUdp }) => {
+    const decoded = decodeFrame(frame);
+    const ipStart = 14 + 4 * decoded.eth!.vlans.length;
+    const chainLength = decoded.ipv6!.extensions.reduce((sum, extension) => sum + extension.length, 0);
+    const l4Start = ipStart + 40 + chainLength;
+    const l4End = ipStart + 40 + decoded.ipv6!.payloadLength;
+    expect(l4End).toBe(frame.length);
+    expect(verifyChecksums(frame)).toMatchObject({ l4: true });
+    for (const xor of [0xff, 0x01, 0x80]) {
+      // Traffic class, flow label and hop limit are no part of the pseudo-header: routers change them freely.
+      for (const [at, mask] of [[0, 0x0f], [1, 0xff], [2, 0xff], [3, 0xff], [7, 0xff]] as const) {
+        expect(verifyChecksums(withByte(frame, ipStart + at, xor & mask)).l4, `byte ${ipStart + at} ^ ${xor & mask}`).toBe(true);
+      }
+      for (let at = ipStart + 8; at < ipStart + 40; at++) {
+        const report = verifyChecksums(withByte(frame, at, xor));
+        if (isUdp) expect(report.l4, `byte ${at} ^ ${xor}`).not.toBe(true);
+        else expect(report.l4, `byte ${at} ^ ${xor}`).toBe(false);
+      }
+      for (let at = l4Start; at < l4End; at++) {
+        const report = verifyChecksums(withByte(frame, at, xor));
+        // A flipped UDP checksum byte can land on 0, which reads as "no checksum".
+        if (isUdp) expect(report.l4, `byte ${at} ^ ${xor}`).not.toBe(true);
+        else expect(report.l4, `byte ${at} ^ ${xor}`).toBe(false);
+      }
+    }
+  });
+
+  it('the version, payload length and next header fields are not covered, but garbling them is not missed', () => {
+    // Each flip makes another version, a payload past the capture or short of the UDP Length, or another protocol.
+    for (const at of [0, 4, 5, 6]) {
+      for (const xor of [0x80, 0x10]) expect(verifyChecksums(withByte(udp, 18 + at, xor)).l4, `byte ${18 + at} ^ ${xor}`).not.toBe(true);
+    }
+  });
+
+  it('extension headers are not covered: changing an option leaves the L4 checksum right', () => {
+    // The destination options header, behind two tags, the IPv6 header and the hop-by-hop header: Next Header, length, PadN of 4.
+    const destinationOptions = 22 + 40 + 8;
+    for (let at = destinationOptions + 4; at < destinationOptions + 8; at++) {
+      expect(verifyChecksums(withByte(tcpWithChain, at, 0xff))).toEqual({ l4: true });
+    }
+    // Its Next Header byte, though, breaks the chain.
+    expect(verifyChecksums(withByte(tcpWithChain, destinationOptions, 0x01)).l4).not.toBe(true);
+  });
+
+  it("the pseudo-header's Next Header is the L4 protocol, not the first extension header", () => {
+    const withChain = decodeFrame(tcpWithChain);
+    const without = decodeFrame(buildFrame(tcp6Spec([10, 20])));
+    expect(withChain.ipv6!.nextHeader).toBe(0);
+    expect(withChain.tcp!.checksum).toBe(without.tcp!.checksum);
+  });
+
+  it("reports a UDP checksum left at 0 as 'zero' (invalid over IPv6), and sends a computed 0 as 0xffff", () => {
+    const unchecked = buildFrame(udp6Spec(text('no checksum'), { zeroChecksum: true }));
+    expect(decodeFrame(unchecked).udp?.checksum).toBe(0);
+    expect(verifyChecksums(unchecked)).toEqual({ l4: 'zero' });
+
+    const base = decodeFrame(buildFrame(udp6Spec(Uint8Array.of(0, 0)))).udp!.checksum;
+    const computesToZero = buildFrame(udp6Spec(Uint8Array.of(base >> 8, base & 0xff)));
+    expect(decodeFrame(computesToZero).udp?.checksum).toBe(0xffff);
+    expect(verifyChecksums(computesToZero)).toEqual({ l4: true });
+  });
+
+  it('a UDP checksum covers the datagram its Length field gives, not trailing bytes of the IPv6 payload', () => {
+    const frame = buildFrame(udp6Spec(text('datagram')));
+    // The same datagram with 4 more bytes in the IPv6 payload (ip6_fragments.pcap's datagrams have such a tail).
+    const withTail = new Uint8Array(frame.length + 4);
+    withTail.set(frame);
+    withTail.set([0xde, 0xad, 0xbe, 0xef], frame.length);
+    withTail[19]! += 4;
+    expect(verifyChecksums(withTail)).toEqual({ l4: true });
+    // A Length past the payload, or shorter than the header, cannot be right.
+    const udpLengthField = 54 + 4;
+    expect(verifyChecksums(withByte(frame, udpLengthField + 1, 0x80)).l4).toBe(false);
+    const tooShort = frame.slice();
+    tooShort.set([0, 7], udpLengthField);
+    expect(verifyChecksums(tooShort)).toEqual({ l4: false });
+  });
+
+  it("reports a capture shorter than the payload length, or cut inside the header chain, as 'truncated'", () => {
+    const frame = buildFrame(tcp6Spec([5], FULL_CHAIN));
+    const ipStart = 18;
+    expect(verifyChecksums(frame.subarray(0, frame.length - 1))).toEqual({ l4: 'truncated' });
+    expect(verifyChecksums(frame.subarray(0, ipStart + 40 + 32 + 10))).toEqual({ l4: 'truncated' });
+    expect(verifyChecksums(frame.subarray(0, ipStart + 40 + 20))).toEqual({ l4: 'truncated' });
+    expect(verifyChecksums(frame.subarray(0, ipStart + 39))).toEqual({ l4: 'truncated' });
+    expect(verifyChecksums(frame.subarray(0, 16))).toEqual({});
+  });
+
+  it('reports a malformed header or extension header chain as a bad L4 checksum', () => {
+    const version4 = buildFrame(tcp6Spec([]));
+    version4[14] = 0x4b;
+    expect(decodeFrame(version4)).toMatchObject({ malformed: 'IP version 4 under EtherType IPv6', payloadOffset: 14 });
+    expect(decodeFrame(version4).ipv6).toBeUndefined();
+    expect(verifyChecksums(version4)).toEqual({ l4: false });
+
+    // Hdr Ext Len 9 makes the destination options header 80 bytes, past the 58-byte payload.
+    const overlong = buildFrame(tcp6Spec([], [{ type: 'destination' }]));
+    overlong[55] = 9;
+    expect(decodeFrame(overlong)).toMatchObject({
+      ipv6: { payloadLength: 58, extensions: [], protocol: 60 },
+      malformed: 'IPv6 extension header 60 runs past the payload length 58',
+      payloadOffset: 54,
+    });
+    expect(verifyChecksums(overlong)).toEqual({ l4: false });
+
+    const hopByHopSecond = buildFrame(tcp6Spec([], [{ type: 'destination' }, { type: 'hop-by-hop' }]));
+    expect(decodeFrame(hopByHopSecond)).toMatchObject({
+      ipv6: { extensions: [{ type: 60, length: 8 }], protocol: 0 },
+      malformed: 'IPv6 Hop-by-Hop Options header after another extension header',
+      payloadOffset: 62,
+    });
+    expect(verifyChecksums(hopByHopSecond)).toEqual({ l4: false });
+  });
+
+  it('uses the final destination while a Routing header has segments left (RFC 8200 §8.1)', () => {
+    const viaRouting = (routing: number[]) =>
+      buildFrame({
+        dstMac: NODE_MAC,
+        srcMac: CLIENT_MAC,
+        ipv6: { src: 'fd00::6', dst: 'fd00::1', extensions: [{ type: 'routing', bytes: routing }] },
+        l4: { kind: 'udp', sport: 40000, dport: 9999 },
+        payload: text('svcpath'),
+      });
+    const direct = decodeFrame(buildFrame({ ...udp6Spec(text('svcpath')), ipv6: { src: 'fd00::6', dst: 'fd00:10:96::a' }, l4: { kind: 'udp', sport: 40000, dport: 9999 } }));
+    const final = [...ipv6ToBytes('fd00:10:96::a')];
+    const cases = [
+      viaRouting([0, 1, 0, 0, 0, 0, ...final]), // type 0, its one address the final destination
+      viaRouting([4, 1, 1, 0, 0, 0, ...final, ...ipv6ToBytes('fd00::1')]), // SRH: Segment List[0] is the last segment
+      viaRouting([2, 1, 0, 0, 0, 0, ...final]), // type 2: the home address
+    ];
+    for (const frame of cases) {
+      expect(decodeFrame(frame).udp!.checksum).toBe(direct.udp!.checksum);
+      expect(verifyChecksums(frame)).toEqual({ l4: true });
+    }
+    // With no segments left, the Destination Address is the final destination.
+    const arrived = viaRouting([0, 0, 0, 0, 0, 0, ...final]);
+    expect(decodeFrame(arrived).udp!.checksum).not.toBe(direct.udp!.checksum);
+    expect(verifyChecksums(arrived)).toEqual({ l4: true });
+  });
+});
+
+describe('IPv6: ICMPv6 errors', () => {
+  const offending = buildFrame(tcp6Spec([], [{ type: 'destination' }]));
+
+  it('decodes the quoted packet: addresses, extension headers and ports', () => {
+    const error = icmp6Error(1, 4, offending);
+    expect(decodeFrame(error).icmpv6).toEqual({
+      type: 1,
+      code: 4,
+      checksum: expect.any(Number),
+      rest: 0,
+      embedded: {
+        ipv6: expect.objectContaining({
+          src: 'fd00::5',
+          dst: 'fd00:10:96::20',
+          nextHeader: 60,
+          protocol: 6,
+          hopLimit: 61,
+          payloadLength: 8 + 32 + 18,
+          extensions: [{ type: 60, length: 8 }],
+        }),
+        tcp: { sport: 40001, dport: 80, seq: 0xfffffff0 },
+        l4BytesQuoted: 32 + 18,
+      },
+    });
+    expect(verifyChecksums(error)).toEqual({ l4: true, icmpEmbedded: { l4: true } });
+  });
+
+  it.each([
+    { type: 2, name: 'packet too big', rest: 1280 },
+    { type: 3, name: 'time exceeded', rest: 0 },
+    { type: 4, name: 'parameter problem', rest: 40 },
+  ])('quotes for type $type ($name) too', ({ type, rest }) => {
+    const error = buildFrame({
+      dstMac: CLIENT_MAC,
+      srcMac: NODE_MAC,
+      ipv6: { src: 'fd00::1', dst: 'fd00::5' },
+      l4: { kind: 'icmpv6', type, rest },
+      payload: buildFrame(udp6Spec(text('quoted'))).subarray(14),
+    });
+    expect(decodeFrame(error).icmpv6).toMatchObject({ type, rest, embedded: { udp: { sport: 33000, dport: 53, length: 14 }, l4BytesQuoted: 14 } });
+    expect(verifyChecksums(error)).toEqual({ l4: true, icmpEmbedded: { l4: true } });
+  });
+
+  it('informational messages quote nothing', () => {
+    const reply = buildFrame({ ...echo6Spec(), l4: { kind: 'icmpv6', type: 129 }, payload: buildFrame(tcp6Spec([])).subarray(14) });
+    expect(decodeFrame(reply).icmpv6?.embedded).toBeUndefined();
+    expect(verifyChecksums(reply)).toEqual({ l4: true });
+  });
+
+  it("reports a quote cut short as 'truncated', and names where the quote ends", () => {
+    const ports = icmp6Error(1, 4, offending, 40 + 8 + 8);
+    expect(decodeFrame(ports).icmpv6?.embedded).toMatchObject({ tcp: { sport: 40001, dport: 80 }, l4BytesQuoted: 8 });
+    expect(verifyChecksums(ports)).toEqual({ l4: true, icmpEmbedded: { l4: 'truncated' } });
+
+    const inL4 = icmp6Error(1, 4, offending, 40 + 8 + 7);
+    expect(decodeFrame(inL4).icmpv6?.embedded).toMatchObject({ truncatedAt: 'l4', l4BytesQuoted: 7 });
+    expect(decodeFrame(inL4).icmpv6?.embedded?.tcp).toBeUndefined();
+
+    const inExtension = icmp6Error(1, 4, offending, 40 + 4);
+    expect(decodeFrame(inExtension).icmpv6?.embedded).toMatchObject({ ipv6: { extensions: [] }, truncatedAt: 'extension', l4BytesQuoted: 0 });
+    expect(verifyChecksums(inExtension)).toEqual({ l4: true, icmpEmbedded: { l4: 'truncated' } });
+
+    const inHeader = icmp6Error(1, 4, offending, 39);
+    expect(decodeFrame(inHeader).icmpv6?.embedded).toEqual({ truncatedAt: 'ipv6', l4BytesQuoted: 0 });
+    expect(verifyChecksums(inHeader)).toEqual({ l4: true, icmpEmbedded: { l4: 'truncated' } });
+  });
+
+  it('a quoted later fragment has no L4 header to decode', () => {
+    const fragment = buildFrame({
+      ...udp6Spec(new Uint8Array(24)),
+      ipv6: { src: 'fd00::5', dst: 'fd00:10:96::a', extensions: [{ type: 'fragment', offset: 100, more: true, id: 1 }] },
+      l4: { kind: 'raw', protocol: 17 },
+    });
+    const error = icmp6Error(3, 1, fragment);
+    expect(decodeFrame(error).icmpv6?.embedded).toMatchObject({ ipv6: { protocol: 17 }, l4BytesQuoted: 24 });
+    expect(decodeFrame(error).icmpv6?.embedded?.udp).toBeUndefined();
+    expect(verifyChecksums(error)).toEqual({ l4: true, icmpEmbedded: {} });
+  });
+});
+
+describe('IPv6: decodeFrame on short and odd input', () => {
+  it('names the layer the capture ends in', () => {
+    const frame = buildFrame(tcp6Spec([{ vid: 9 }], [{ type: 'hop-by-hop' }, { type: 'destination', bytes: new Uint8Array(14) }]));
+    const cut = (length: number) => decodeFrame(frame.subarray(0, length));
+    expect(cut(18 + 39)).toMatchObject({ eth: { ethertype: 0x86dd }, truncatedAt: 'ipv6', payloadOffset: 18, payloadLength: 39 });
+    expect(cut(18 + 39).ipv6).toBeUndefined();
+    expect(cut(18 + 40 + 7)).toMatchObject({ ipv6: { extensions: [], protocol: 0 }, truncatedAt: 'extension', payloadOffset: 58 });
+    expect(cut(18 + 40 + 8 + 15)).toMatchObject({ ipv6: { extensions: [{ type: 0 }], protocol: 60 }, truncatedAt: 'extension', payloadOffset: 66 });
+    const inTcp = cut(18 + 40 + 24 + 25);
+    expect(inTcp).toMatchObject({ ipv6: { protocol: 6 }, truncatedAt: 'tcp', payloadOffset: 82, payloadLength: 25 });
+    expect(inTcp.tcp).toBeUndefined();
+    expect(cut(frame.length - 5)).toMatchObject({ tcp: { sport: 40001 }, truncatedAt: 'payload', payloadLength: 13 });
+    expect(cut(frame.length).truncatedAt).toBeUndefined();
+
+    const echo = buildFrame(echo6Spec());
+    expect(decodeFrame(echo.subarray(0, 54 + 7))).toMatchObject({ truncatedAt: 'icmpv6', payloadOffset: 54, payloadLength: 7 });
+    const udp = buildFrame(udp6Spec(text('x')));
+    expect(decodeFrame(udp.subarray(0, 54 + 7))).toMatchObject({ truncatedAt: 'udp', payloadOffset: 54 });
+  });
+
+  it('decodes neither ICMPv4 over IPv6 nor ICMPv6 over IPv4', () => {
+    const icmp4In6 = buildFrame({ ...echo6Spec(), l4: { kind: 'raw', protocol: 1 }, payload: new Uint8Array(8) });
+    expect(decodeFrame(icmp4In6)).toMatchObject({ ipv6: { protocol: 1 }, payloadOffset: 54, payloadLength: 8 });
+    expect(decodeFrame(icmp4In6).icmp).toBeUndefined();
+    const icmp6In4 = buildFrame({ dstMac: NODE_MAC, srcMac: CLIENT_MAC, ipv4: { src: '10.0.0.5', dst: '10.0.0.6' }, l4: { kind: 'raw', protocol: 58 }, payload: new Uint8Array(8) });
+    expect(decodeFrame(icmp6In4).icmpv6).toBeUndefined();
+    expect(verifyChecksums(icmp6In4)).toEqual({ ipv4: true });
+  });
+
+  it('skips extension headers it only knows the format of: Authentication Header, Mobility', () => {
+    // A hop-by-hop header renamed to AH (its length counts 4-byte units, minus 2) in front of a destination header renamed Mobility.
+    const frame = buildFrame(tcp6Spec([], [{ type: 'hop-by-hop', bytes: new Uint8Array(14) }, { type: 'destination' }]));
+    frame[20] = 51; // AH
+    frame[54 + 1] = 2; // (2 + 2) * 4 = 16 bytes
+    frame[54] = 135; // Mobility
+    expect(decodeFrame(frame)).toMatchObject({
+      ipv6: { nextHeader: 51, extensions: [{ type: 51, length: 16 }, { type: 135, length: 8 }], protocol: 6 },
+      tcp: { sport: 40001 },
+    });
+    expect(verifyChecksums(frame)).toEqual({ l4: true });
+  });
+
+  it('never throws, whatever the bytes', () => {
+    let state = 6789;
+    const random = () => {
+      state = (Math.imul(state, 1103515245) + 12345) >>> 0;
+      return state >>> 8;
+    };
+    const seeds = [
+      buildFrame(tcp6Spec([1, 2], FULL_CHAIN)),
+      icmp6Error(1, 4, buildFrame(tcp6Spec([], FULL_CHAIN))),
+      buildFrame(udp6Spec(text('x'))),
+    ];
+    for (let i = 0; i < 3000; i++) {
+      const frame = seeds[i % seeds.length]!.slice(0, random() % 180);
+      for (let flips = random() % 4; flips >= 0; flips--) if (frame.length) frame[random() % frame.length] = random() & 0xff;
+      decodeFrame(frame);
+      verifyChecksums(frame);
+    }
+  });
+});
+
+describe('IPv6: checksums against known-good bytes', () => {
+  // Built here, then checked with Wireshark 4.0.17 (`tshark -o tcp.check_checksum:TRUE -o udp.check_checksum:TRUE
+  // -o ipv6.defragment:FALSE -V`): every TCP, UDP and ICMPv6 checksum, the quoted one included, "[correct]"/Good.
+  const udp9999 = (extensions: Ipv6ExtensionSpec[], dst = 'fd00:10:96::a'): FrameSpec => ({
+    dstMac: '02:00:00:00:00:01',
+    srcMac: '02:42:0a:00:00:06',
+    ipv6: { src: 'fd00::6', dst, extensions },
+    l4: { kind: 'udp', sport: 40000, dport: 9999 },
+    payload: text('svcpath'),
+  });
+  const known = [
+    {
+      name: 'ICMPv6 echo request (ICMPv6 0x71b0)',
+      spec: {
+        dstMac: '02:00:00:00:00:01',
+        srcMac: '02:42:0a:00:00:05',
+        ipv6: { src: '2001:db8::1', dst: '2001:db8::2' },
+        l4: { kind: 'icmpv6', type: 128, rest: (0x1234 << 16) | 1 },
+        payload: text('svcpath'),
+      } satisfies FrameSpec,
+      wireshark:
+        '020000000001 02420a000005 86dd 60000000000f3a40 20010db8000000000000000000000001 20010db8000000000000000000000002 ' +
+        '800071b012340001 73766370617468',
+      checksums: { l4: true },
+    },
+    {
+      name: '802.1Q-tagged TCP SYN with MSS, SACK-permitted and window scale (TCP 0x6672)',
+      spec: {
+        dstMac: '02:00:00:00:00:01',
+        srcMac: '02:42:0a:00:00:05',
+        vlans: [100],
+        ipv6: { src: 'fd00::5', dst: 'fd00:10:96::20', flowLabel: 0x12345 },
+        l4: { kind: 'tcp', sport: 43210, dport: 80, seq: 0x12345678, flags: ['SYN'], window: 64800, options: [2, 4, 5, 0xa0, 4, 2, 1, 3, 3, 7] },
+      } satisfies FrameSpec,
+      wireshark:
+        '020000000001 02420a000005 8100 0064 86dd 6001234500200640 fd000000000000000000000000000005 fd000010009600000000000000000020 ' +
+        'a8ca005012345678000000008002fd2066720000020405a00402010303070000',
+      checksums: { l4: true },
+    },
+    {
+      name: 'QinQ UDP behind hop-by-hop, destination, routing and fragment headers (UDP 0xa16d)',
+      spec: { ...udp9999(FULL_CHAIN.slice(0, 3).concat({ type: 'fragment', offset: 0, more: false, id: 0xdeadbeef })), vlans: [10, 20] },
+      wireshark:
+        '020000000001 02420a000006 88a8000a 81000014 86dd 60000000002f0040 fd000000000000000000000000000006 fd00001000960000000000000000000a ' +
+        '3c00050200000100 2b00010400000000 2c00000000000000 11000000deadbeef 9c40270f000fa16d 73766370617468',
+      checksums: { l4: true },
+    },
+    {
+      name: 'the same UDP datagram via a type 0 Routing header with a segment left (UDP 0xa16d)',
+      spec: udp9999([{ type: 'routing', bytes: [0, 1, 0, 0, 0, 0, ...ipv6ToBytes('fd00:10:96::a')] }], 'fd00::1'),
+      wireshark:
+        '020000000001 02420a000006 86dd 6000000000272b40 fd000000000000000000000000000006 fd000000000000000000000000000001 ' +
+        '1102000100000000 fd00001000960000000000000000000a 9c40270f000fa16d 73766370617468',
+      checksums: { l4: true },
+    },
+    {
+      name: 'the same UDP datagram via a Segment Routing header (UDP 0xa16d)',
+      spec: udp9999([{ type: 'routing', bytes: [4, 1, 1, 0, 0, 0, ...ipv6ToBytes('fd00:10:96::a'), ...ipv6ToBytes('fd00::1')] }], 'fd00::1'),
+      wireshark:
+        '020000000001 02420a000006 86dd 6000000000372b40 fd000000000000000000000000000006 fd000000000000000000000000000001 ' +
+        '1104040101000000 fd00001000960000000000000000000a fd000000000000000000000000000001 9c40270f000fa16d 73766370617468',
+      checksums: { l4: true },
+    },
+    {
+      name: 'ICMPv6 port unreachable quoting a whole TCP SYN (ICMPv6 0x9d76, TCP 0x110a)',
+      spec: {
+        dstMac: '02:42:0a:00:00:05',
+        srcMac: '02:00:00:00:00:01',
+        ipv6: { src: 'fd00:10:96::20', dst: 'fd00::5' },
+        l4: { kind: 'icmpv6', type: 1, code: 4 },
+        payload: buildFrame({
+          dstMac: '02:00:00:00:00:01',
+          srcMac: '02:42:0a:00:00:05',
+          ipv6: { src: 'fd00::5', dst: 'fd00:10:96::20' },
+          l4: { kind: 'tcp', sport: 43210, dport: 80, seq: 1, flags: ['SYN'] },
+        }).subarray(14),
+      } satisfies FrameSpec,
+      wireshark:
+        '02420a000005 020000000001 86dd 6000000000443a40 fd000010009600000000000000000020 fd000000000000000000000000000005 ' +
+        '01049d7600000000 6000000000140640 fd000000000000000000000000000005 fd000010009600000000000000000020 ' +
+        'a8ca005000000001000000005002faf0110a0000',
+      checksums: { l4: true, icmpEmbedded: { l4: true } },
+    },
+    {
+      name: 'UDP with a zero checksum, which Wireshark calls illegal over IPv6',
+      spec: { ...udp9999([], 'fd00::1'), l4: { kind: 'udp', sport: 40000, dport: 9999, zeroChecksum: true } } satisfies FrameSpec,
+      wireshark:
+        '020000000001 02420a000006 86dd 60000000000f1140 fd000000000000000000000000000006 fd000000000000000000000000000001 ' +
+        '9c40270f000f0000 73766370617468',
+      checksums: { l4: 'zero' },
+    },
+  ];
+  it.each(known)('$name', ({ spec, wireshark, checksums }) => {
+    expect(hex(buildFrame(spec))).toBe(hex(fromHex(wireshark)));
+    expect(verifyChecksums(fromHex(wireshark))).toEqual(checksums);
+  });
+
+  it('decodes the 15 IPv6 frames of DnsPackets.pcap as Wireshark does, and finds their checksums right', () => {
+    const reader = openCapture(path.join(corpusDir, 'DnsPackets.pcap'));
+    const frames: Array<{ n: number; decoded: DecodedFrame; report: ChecksumReport }> = [];
+    try {
+      for (const record of reader.records()) {
+        const decoded = decodeFrame(record.data);
+        if (decoded.eth?.ethertype === 0x86dd) frames.push({ n: record.n, decoded, report: verifyChecksums(record.data) });
+      }
+    } finally {
+      reader.close();
+    }
+    expect(frames.map((f) => f.n)).toEqual([21, 23, 28, 30, 34, 36, 424, 426, 428, 430, 432, 434, 436, 438, 464]);
+    for (const { decoded, report } of frames) {
+      expect(report).toEqual({ l4: true });
+      expect(decoded.truncatedAt).toBeUndefined();
+      expect(decoded.payloadLength).toBe(decoded.udp!.length - 8);
+    }
+    // tshark: fe80::4dc7:f593:1f7b:dc11 → ff02::1:3, hop limit 1, UDP 51837 → 5355 (LLMNR), checksum 0x63f7 [Good].
+    expect(frames[0]!.decoded).toMatchObject({
+      ipv6: { src: 'fe80::4dc7:f593:1f7b:dc11', dst: 'ff02::1:3', hopLimit: 1, payloadLength: 30, nextHeader: 17, protocol: 17, extensions: [] },
+      udp: { sport: 51837, dport: 5355, length: 30, checksum: 0x63f7 },
+    });
+    // tshark: fe80::5a1f:aaff:fe4f:3f9d → ff02::fb, UDP 5353 → 5353 (mDNS), checksum 0x6c91 [Good].
+    expect(frames[14]!.decoded).toMatchObject({
+      ipv6: { src: 'fe80::5a1f:aaff:fe4f:3f9d', dst: 'ff02::fb', payloadLength: 278 },
+      udp: { sport: 5353, dport: 5353, checksum: 0x6c91 },
+    });
+  });
+
+  it('decodes the fragments of ip6_fragments.pcap as Wireshark does, and their reassembled datagrams verify', () => {
+    const reader = openCapture(path.join(corpusDir, 'ip6_fragments.pcap'));
+    const datagrams = new Map<number, { src: string; dst: string; protocol: number; bytes: Uint8Array; received: number }>();
+    const seen: string[] = [];
+    const destinations: Record<string, number> = {};
+    try {
+      for (const record of reader.records()) {
+        const decoded = decodeFrame(record.data);
+        expect(verifyChecksums(record.data)).toEqual({});
+        const { ipv6 } = decoded;
+        expect(ipv6).toMatchObject({ nextHeader: 44, protocol: 17, extensions: [{ type: 44, length: 8 }] });
+        expect(decoded.truncatedAt).toBeUndefined();
+        const fragment = ipv6!.extensions[0]!.fragment!;
+        seen.push(`${fragment.id.toString(16)}@${fragment.offset}${fragment.more ? '+' : ''}`);
+        destinations[`${ipv6!.dst} hop limit ${ipv6!.hopLimit}`] = (destinations[`${ipv6!.dst} hop limit ${ipv6!.hopLimit}`] ?? 0) + 1;
+        // The first fragment starts with the UDP header; the others are data.
+        expect(decoded.udp !== undefined).toBe(fragment.offset === 0);
+        const dataStart = 14 + 40 + 8;
+        const datagram = datagrams.get(fragment.id) ?? { src: ipv6!.src, dst: ipv6!.dst, protocol: ipv6!.protocol, bytes: new Uint8Array(2000), received: 0 };
+        datagram.bytes.set(record.data.subarray(dataStart, dataStart + ipv6!.payloadLength - 8), fragment.offset * 8);
+        datagram.received = Math.max(datagram.received, fragment.offset * 8 + ipv6!.payloadLength - 8);
+        datagrams.set(fragment.id, datagram);
+      }
+    } finally {
+      reader.close();
+    }
+    // tshark (-o ipv6.defragment:FALSE): ids, offsets in 8-byte units, More Fragments.
+    expect(seen.slice(0, 8)).toEqual(['2c5323@0+', '2c5323@15+', '2c5323@30+', '2c5323@45+', '2c5323@60+', '2c5323@75+', '2c5323@90', '98d687d1@0+']);
+    expect(seen).toHaveLength(36);
+    // tshark: mDNS fragments to ff02::fb, WS-Discovery ones to ff02::c.
+    expect(destinations).toEqual({ 'ff02::fb hop limit 255': 20, 'ff02::c hop limit 1': 16 });
+    // tshark reassembles 741, 1452, 1003 and 786 bytes, each UDP checksum Good (over the UDP Length, 4 bytes fewer).
+    const reassembled = [...datagrams.values()].map(({ src, dst, protocol, bytes, received }) =>
+      buildFrame({ dstMac: NODE_MAC, srcMac: CLIENT_MAC, ipv6: { src, dst }, l4: { kind: 'raw', protocol }, payload: bytes.subarray(0, received) }),
+    );
+    expect(reassembled.map((frame) => decodeFrame(frame).ipv6!.payloadLength)).toEqual([741, 1452, 1003, 786]);
+    expect(reassembled.map((frame) => decodeFrame(frame).udp!.length)).toEqual([737, 1448, 999, 782]);
+    for (const frame of reassembled) expect(verifyChecksums(frame)).toEqual({ l4: true });
+  });
+
+  it("reports ipv6_frag6_negative_len.pcap's Fragment header past a payload length of 0 as malformed", () => {
+    const reader = openCapture(path.join(corpusDir, 'ipv6_frag6_negative_len.pcap'));
+    const [record] = [...reader.records()];
+    reader.close();
+    expect(decodeFrame(record!.data)).toMatchObject({
+      ipv6: { payloadLength: 0, nextHeader: 44, hopLimit: 28, src: '7fff:ffff:c3b2:a102:1305:80:38:2949' },
+      malformed: 'IPv6 extension header 44 runs past the payload length 0',
+    });
+    expect(verifyChecksums(record!.data)).toEqual({ l4: false });
+  });
+});
+
+describe('IPv6: toLinkType', () => {
+  const frame = buildFrame(tcp6Spec([]));
+  const ip = frame.subarray(14);
+  const source = '02420a000005';
+  it.each([
+    { name: 'Linux cooked v1: protocol 0x86dd', linktype: 113, header: '00000001 0006' + source + '0000 86dd' },
+    { name: 'Linux cooked v2: protocol 0x86dd', linktype: 276, header: '86dd 0000 00000003 0001 00 06' + source + '0000' },
+    { name: 'raw IP', linktype: 101, header: '' },
+    { name: 'raw IP (OpenBSD 12)', linktype: 12, header: '' },
+    { name: 'BSD loopback, little-endian host: family 24', linktype: 0, header: '18000000' },
+    { name: 'BSD loopback, big-endian host: family 24', linktype: 0, bigEndian: true, header: '00000018' },
+    { name: 'OpenBSD loopback: family 24', linktype: 108, header: '00000018' },
+  ])('$name', ({ linktype, bigEndian, header }) => {
+    const framed = toLinkType(frame, linktype, bigEndian);
+    expect(hex(framed)).toBe(hex(fromHex(header)) + hex(ip));
+  });
+
+  it('leaves IPv4 framing as it was, and refuses frames that are neither', () => {
+    const v4 = buildFrame(tcpSpec([]));
+    expect(hex(toLinkType(v4, 113).subarray(0, 16))).toBe('00000001000602420a00000500000800');
+    expect(hex(toLinkType(v4, 0).subarray(0, 4))).toBe('02000000');
+    expect(toLinkType(v4, 1)).toBe(v4);
+    const arp = buildFrame({ dstMac: 'ff:ff:ff:ff:ff:ff', srcMac: CLIENT_MAC, ethertype: 0x0806, payload: new Uint8Array(28) });
+    expect(() => toLinkType(arp, 113)).toThrow(RangeError);
+    expect(() => toLinkType(buildFrame(tcp6Spec([7])), 101)).toThrow(RangeError);
+  });
+});
+
+describe('IPv6: helpers', () => {
+  it('parse and format IPv6 addresses (RFC 5952)', () => {
+    expect(hex(ipv6ToBytes('2001:db8::1'))).toBe('20010db8000000000000000000000001');
+    expect(hex(ipv6ToBytes('::ffff:10.0.0.1'))).toBe('00000000000000000000ffff0a000001');
+    expect(formatIpv6(ipv6ToBytes('2001:DB8:0:0:1:0:0:1'))).toBe('2001:db8::1:0:0:1');
+    expect(formatIpv6(ipv6ToBytes('2001:db8:0:1:1:1:1:1'))).toBe('2001:db8:0:1:1:1:1:1');
+    expect(formatIpv6(Uint8Array.of(9, ...ipv6ToBytes('fd00::')), 1)).toBe('fd00::');
+    for (const bad of ['10.0.0.1', '2001:db8::1::1', 'fe80::1%eth0', 'fd00::g', '']) expect(() => ipv6ToBytes(bad), bad).toThrow(RangeError);
+  });
+
+  it('sum the IPv6 pseudo-header, its upper-layer length a 32-bit field', () => {
+    const one = ipv6ToBytes('::1');
+    const two = ipv6ToBytes('::2');
+    expect(ipv6PseudoHeaderSum(one, two, 17, 8)).toBe(1 + 2 + 17 + 8);
+    expect(ipv6PseudoHeaderSum(one, two, 17, 0x10008)).toBe(1 + 2 + 17 + 1 + 8);
+    expect(ipv6PseudoHeaderSum(ipv6ToBytes('ffff:ffff::'), two, 6, 20)).toBe(onesComplementSum(Uint8Array.of(0xff, 0xff, 0xff, 0xff, 0, 2, 0, 26)));
+  });
+
+  it('buildFrame rejects IPv6 specs it cannot build', () => {
+    const base = tcp6Spec([]);
+    const ipv6 = base.ipv6!;
+    expect(() => buildFrame({ ...base, ipv4: { src: '10.0.0.1', dst: '10.0.0.2' } })).toThrow(/not both/);
+    expect(() => buildFrame({ ...base, l4: undefined })).toThrow(/ipv6 needs an l4/);
+    expect(() => buildFrame({ ...base, l4: { kind: 'icmp', type: 8 } })).toThrow(/icmpv6/);
+    expect(() => buildFrame({ ...tcpSpec([]), l4: { kind: 'icmpv6', type: 128 } })).toThrow(/needs ipv6/);
+    expect(() => buildFrame({ ...base, ipv6: { ...ipv6, src: '10.0.0.1' } })).toThrow(/IPv6 address/);
+    expect(() => buildFrame({ ...base, ipv6: { ...ipv6, dst: new Uint8Array(4) } })).toThrow(/16/);
+    expect(() => buildFrame({ ...base, ipv6: { ...ipv6, flowLabel: 0x100000 } })).toThrow(/flowLabel/);
+    expect(() => buildFrame({ ...base, ipv6: { ...ipv6, trafficClass: 256 } })).toThrow(/trafficClass/);
+    expect(() => buildFrame({ ...base, ipv6: { ...ipv6, hopLimit: -1 } })).toThrow(/hopLimit/);
+    expect(() => buildFrame({ ...base, l4: { kind: 'raw', protocol: 256 } })).toThrow(/protocol/);
+    const withExtension = (extension: Ipv6ExtensionSpec) => buildFrame({ ...base, ipv6: { ...ipv6, extensions: [{ type: 'destination' }, extension] } });
+    expect(() => withExtension({ type: 'fragment', offset: 0x2000, more: false, id: 1 })).toThrow(/extensions\[1\]\.offset/);
+    expect(() => withExtension({ type: 'fragment', offset: 0, more: false, id: 2 ** 32 })).toThrow(/extensions\[1\]\.id/);
+    expect(() => withExtension({ type: 'routing', bytes: [0] })).toThrow(/Segments Left/);
+    expect(() => withExtension({ type: 'hop-by-hop', bytes: new Uint8Array(2047) })).toThrow(/do not fit/);
+    expect(buildFrame({ ...base, ipv6: { ...ipv6, extensions: [{ type: 'hop-by-hop', bytes: new Uint8Array(2046) }] } }).length).toBe(14 + 40 + 2048 + 32 + 18);
   });
 });
 

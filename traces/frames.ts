@@ -263,6 +263,45 @@ export interface Ipv4Spec {
   protocol?: number;
 }
 
+/**
+ * An IPv6 extension header, written in order between the IPv6 and the L4
+ * header, its Next Header and length fields filled in.
+ */
+export type Ipv6ExtensionSpec =
+  | {
+      /**
+       * The options headers' `bytes` are their options (TLVs), padded with a
+       * Pad1 or PadN option to a multiple of 8 bytes as RFC 8200 §4.2 asks;
+       * default none. A routing header's `bytes` are its Routing Type,
+       * Segments Left and type-specific data, zero-padded: that data holds
+       * addresses, not options, so padding options would mean nothing there.
+       * Default: type 0 with Segments Left 0.
+       */
+      type: 'hop-by-hop' | 'destination' | 'routing';
+      bytes?: Uint8Array | readonly number[];
+    }
+  | {
+      type: 'fragment';
+      /** In 8-byte units. A non-zero offset wants a `raw` L4. */
+      offset: number;
+      more: boolean;
+      id: number;
+    };
+
+export interface Ipv6Spec {
+  src: Ipv6Input;
+  /** The Destination Address field; with a Routing header that has segments left, checksums use its final destination. */
+  dst: Ipv6Input;
+  /** Default 64. */
+  hopLimit?: number;
+  /** DSCP+ECN byte; default 0. */
+  trafficClass?: number;
+  /** 20 bits; default 0. */
+  flowLabel?: number;
+  /** In order of appearance; the spec does not enforce RFC 8200 §4.1's order, so tests can build odd chains. */
+  extensions?: readonly Ipv6ExtensionSpec[];
+}
+
 export interface TcpSpec {
   kind: 'tcp';
   sport: number;
@@ -285,7 +324,11 @@ export interface UdpSpec {
   kind: 'udp';
   sport: number;
   dport: number;
-  /** Leave the checksum 0 ("not computed"), which IPv4 allows for UDP. */
+  /**
+   * Leave the checksum 0 ("not computed"), which IPv4 allows for UDP. Over
+   * IPv6 that makes an invalid packet (RFC 8200 §8.1): only for tests of its
+   * rejection.
+   */
   zeroChecksum?: boolean;
 }
 
@@ -301,27 +344,39 @@ export interface IcmpSpec {
   rest?: number | Uint8Array | readonly number[];
 }
 
-/** Any other protocol, or a fragment: the frame's `payload` is the whole IPv4 payload. */
+/** ICMP for IPv6 (RFC 4443): unlike ICMPv4's, its checksum covers the IPv6 pseudo-header. */
+export interface Icmpv6Spec {
+  kind: 'icmpv6';
+  type: number;
+  /** Default 0. */
+  code?: number;
+  /** The 4 bytes after the checksum (echo identifier and sequence, MTU, pointer, ...), as for IcmpSpec; default 0. */
+  rest?: number | Uint8Array | readonly number[];
+}
+
+/** Any other protocol, or a fragment: the frame's `payload` is the whole IP payload (after any IPv6 extension headers). */
 export interface RawL4Spec {
   kind: 'raw';
   protocol: number;
 }
 
-export type L4Spec = TcpSpec | UdpSpec | IcmpSpec | RawL4Spec;
+export type L4Spec = TcpSpec | UdpSpec | IcmpSpec | Icmpv6Spec | RawL4Spec;
 
 export interface FrameSpec {
   dstMac: MacInput;
   srcMac: MacInput;
   /** 0, 1 or 2 tags, outermost first; a number is a VID. */
   vlans?: ReadonlyArray<number | VlanTagSpec>;
-  /** Default 0x0800 when `ipv4` is given; required otherwise (e.g. ARP). */
+  /** Default 0x0800 when `ipv4` is given, 0x86DD when `ipv6` is; required otherwise (e.g. ARP). */
   ethertype?: number;
+  /** At most one of `ipv4` and `ipv6`. */
   ipv4?: Ipv4Spec;
-  /** Needs `ipv4`. */
+  ipv6?: Ipv6Spec;
+  /** Needs `ipv4` or `ipv6`, and `ipv6` needs it: 'icmp' goes with IPv4 only, 'icmpv6' with IPv6 only. */
   l4?: L4Spec;
   /** Bytes after the innermost header. */
   payload?: Uint8Array;
-  /** Zero-pad the frame to 60 bytes as a sending NIC does; the IPv4 total length still excludes the padding. */
+  /** Zero-pad the frame to 60 bytes as a sending NIC does; the IP length field still excludes the padding. */
   padToMinimum?: boolean;
 }
 
@@ -354,24 +409,31 @@ function allocateFrame(length: number): Uint8Array {
 export function buildFrame(spec: FrameSpec): Uint8Array {
   const payload = spec.payload ?? EMPTY;
   const vlans = normalizeVlans(spec.vlans ?? []);
-  const ipv4 = spec.ipv4;
-  const l4 = spec.l4;
-  if (l4 && !ipv4) throw new RangeError('an l4 header needs an ipv4 header');
-  const ethertype = spec.ethertype ?? (ipv4 ? ETHERTYPE_IPV4 : undefined);
-  if (ethertype === undefined) throw new RangeError('ethertype is required for a frame without ipv4');
+  const { ipv4, ipv6, l4 } = spec;
+  if (ipv4 && ipv6) throw new RangeError('a frame has an ipv4 or an ipv6 header, not both');
+  if (l4 && !ipv4 && !ipv6) throw new RangeError('an l4 header needs an ipv4 or ipv6 header');
+  if (ipv6 && l4?.kind === 'icmp') throw new RangeError("l4 kind 'icmp' is ICMPv4; over ipv6 use 'icmpv6'");
+  if (ipv4 && l4?.kind === 'icmpv6') throw new RangeError("l4 kind 'icmpv6' needs ipv6; over ipv4 use 'icmp'");
+  const ethertype = spec.ethertype ?? (ipv4 ? ETHERTYPE_IPV4 : ipv6 ? ETHERTYPE_IPV6 : undefined);
+  if (ethertype === undefined) throw new RangeError('ethertype is required for a frame without ipv4 or ipv6');
   checkUint('ethertype', ethertype, 0xffff);
 
   const ethLength = ETHERNET_HEADER_BYTES + VLAN_TAG_BYTES * vlans.length;
   const ipOptions = ipv4 ? paddedOptions('ipv4 options', ipv4.options) : EMPTY;
-  const ipHeaderLength = ipv4 ? IPV4_MIN_HEADER_BYTES + ipOptions.length : 0;
+  const extensions = (ipv6?.extensions ?? []).map(ipv6ExtensionBytes);
+  const extensionsLength = extensions.reduce((sum, extension) => sum + extension.bytes.length, 0);
+  const ipHeaderLength = ipv4 ? IPV4_MIN_HEADER_BYTES + ipOptions.length : ipv6 ? IPV6_HEADER_BYTES + extensionsLength : 0;
   const tcpOptions = l4?.kind === 'tcp' ? paddedOptions('tcp options', l4.options) : EMPTY;
   const l4HeaderLength = l4HeaderBytes(l4, tcpOptions);
   const ipTotalLength = ipHeaderLength + l4HeaderLength + payload.length;
   if (ipv4 && ipTotalLength > MAX_IPV4_TOTAL_LENGTH) {
     throw new RangeError(`IPv4 total length ${ipTotalLength} exceeds ${MAX_IPV4_TOTAL_LENGTH}`);
   }
+  if (ipv6 && ipTotalLength - IPV6_HEADER_BYTES > MAX_IPV6_PAYLOAD_LENGTH) {
+    throw new RangeError(`IPv6 payload length ${ipTotalLength - IPV6_HEADER_BYTES} exceeds ${MAX_IPV6_PAYLOAD_LENGTH}`);
+  }
 
-  const unpaddedLength = ethLength + (ipv4 ? ipTotalLength : payload.length);
+  const unpaddedLength = ethLength + ipTotalLength;
   const frame = allocateFrame(spec.padToMinimum ? Math.max(unpaddedLength, ETHERNET_MIN_FRAME_BYTES) : unpaddedLength);
   const view = new DataView(frame.buffer, frame.byteOffset, frame.byteLength);
   frame.set(macBytes(spec.dstMac), 0);
@@ -384,12 +446,29 @@ export function buildFrame(spec: FrameSpec): Uint8Array {
   }
   view.setUint16(p, ethertype);
   p += 2;
-  if (!ipv4) {
-    frame.set(payload, p);
-    return frame;
-  }
 
-  const ipStart = p;
+  // Without an IP header (and so without L4), this is just the payload after the EtherType.
+  const segment = frame.subarray(p + ipHeaderLength, p + ipTotalLength);
+  segment.set(payload, l4HeaderLength);
+  let pseudoHeader: number;
+  if (ipv4) pseudoHeader = writeIpv4Header(frame, view, p, ipv4, l4, ipHeaderLength, ipTotalLength, ipOptions);
+  else if (ipv6) pseudoHeader = writeIpv6Header(frame, view, p, ipv6, extensions, l4, segment.length);
+  else return frame;
+  writeL4(segment, l4, l4HeaderLength, tcpOptions, pseudoHeader);
+  return frame;
+}
+
+/** Writes the IPv4 header at `p`; returns the one's-complement sum of its pseudo-header for the L4 checksum. */
+function writeIpv4Header(
+  frame: Uint8Array,
+  view: DataView,
+  p: number,
+  ipv4: Ipv4Spec,
+  l4: L4Spec | undefined,
+  headerLength: number,
+  totalLength: number,
+  options: Uint8Array,
+): number {
   const src = ipv4Bytes(ipv4.src);
   const dst = ipv4Bytes(ipv4.dst);
   const protocol = ipv4.protocol ?? (l4 ? l4Protocol(l4) : undefined);
@@ -397,58 +476,130 @@ export function buildFrame(spec: FrameSpec): Uint8Array {
   const fragOffset = ipv4.fragOffset ?? 0;
   checkUint('ipv4.fragOffset', fragOffset, 0x1fff);
   const flags = (ipv4.dontFragment ? IPV4_FLAG_DF : 0) | (ipv4.moreFragments ? IPV4_FLAG_MF : 0);
-  frame[p] = 0x40 | (ipHeaderLength >> 2);
+  frame[p] = 0x40 | (headerLength >> 2);
   frame[p + 1] = checkUint('ipv4.tos', ipv4.tos ?? 0, 0xff);
-  view.setUint16(p + 2, ipTotalLength);
+  view.setUint16(p + 2, totalLength);
   view.setUint16(p + 4, checkUint('ipv4.id', ipv4.id ?? 0, 0xffff));
   view.setUint16(p + 6, (flags << 13) | fragOffset);
   frame[p + 8] = checkUint('ipv4.ttl', ipv4.ttl ?? 64, 0xff);
   frame[p + 9] = checkUint('ipv4.protocol', protocol, 0xff);
   frame.set(src, p + 12);
   frame.set(dst, p + 16);
-  frame.set(ipOptions, p + 20);
-  view.setUint16(p + 10, internetChecksum(frame.subarray(ipStart, ipStart + ipHeaderLength)));
-  p += ipHeaderLength;
+  frame.set(options, p + 20);
+  view.setUint16(p + 10, internetChecksum(frame.subarray(p, p + headerLength)));
+  return pseudoHeaderSum(src, dst, protocol, totalLength - headerLength);
+}
 
-  const l4Start = p;
-  const l4End = ipStart + ipTotalLength;
-  frame.set(payload, l4Start + l4HeaderLength);
-  const segment = frame.subarray(l4Start, l4End);
+/**
+ * Writes the IPv6 header and `extensions` at `p`, chaining their Next Header
+ * fields to the protocol of `l4`; returns the one's-complement sum of the
+ * pseudo-header for the L4 checksum.
+ */
+function writeIpv6Header(
+  frame: Uint8Array,
+  view: DataView,
+  p: number,
+  ipv6: Ipv6Spec,
+  extensions: ReadonlyArray<{ type: number; bytes: Uint8Array }>,
+  l4: L4Spec | undefined,
+  upperLayerLength: number,
+): number {
+  // IPv6 has no protocol field of its own to take a protocol from when there is no l4.
+  if (!l4) throw new RangeError("ipv6 needs an l4 header (kind 'raw' for any protocol)");
+  const protocol = checkUint('l4.protocol', l4Protocol(l4), 0xff);
+  const src = ipv6Bytes(ipv6.src);
+  const dst = ipv6Bytes(ipv6.dst);
+  const trafficClass = checkUint('ipv6.trafficClass', ipv6.trafficClass ?? 0, 0xff);
+  const flowLabel = checkUint('ipv6.flowLabel', ipv6.flowLabel ?? 0, 0xfffff);
+  view.setUint32(p, ((6 << 28) | (trafficClass << 20) | flowLabel) >>> 0);
+  view.setUint16(p + 4, upperLayerLength + extensions.reduce((sum, extension) => sum + extension.bytes.length, 0));
+  frame[p + 6] = extensions[0]?.type ?? protocol;
+  frame[p + 7] = checkUint('ipv6.hopLimit', ipv6.hopLimit ?? 64, 0xff);
+  frame.set(src, p + 8);
+  frame.set(dst, p + 24);
+  let q = p + IPV6_HEADER_BYTES;
+  let routing: Uint8Array | undefined;
+  extensions.forEach(({ type, bytes }, i) => {
+    frame.set(bytes, q);
+    frame[q] = extensions[i + 1]?.type ?? protocol;
+    if (type === IPV6_EXTENSION_TYPES.routing) routing ??= frame.subarray(q, q + bytes.length);
+    q += bytes.length;
+  });
+  return ipv6PseudoHeaderSum(src, finalDestination(dst, routing), protocol, upperLayerLength);
+}
+
+/** Routing type 0 with Segments Left 0 and its 4 reserved bytes: an 8-byte header with no addresses. */
+const DEFAULT_ROUTING_DATA = new Uint8Array(6);
+
+/** The bytes of an extension header, its Next Header (byte 0) left for the chaining. */
+function ipv6ExtensionBytes(extension: Ipv6ExtensionSpec, i: number): { type: number; bytes: Uint8Array } {
+  const what = `ipv6.extensions[${i}]`;
+  if (extension.type === 'fragment') {
+    const offset = checkUint(`${what}.offset`, extension.offset, 0x1fff);
+    const bytes = new Uint8Array(8);
+    const view = new DataView(bytes.buffer);
+    view.setUint16(2, (offset << 3) | (extension.more ? 1 : 0));
+    view.setUint32(4, checkUint(`${what}.id`, extension.id, 0xffffffff));
+    return { type: IPV6_EXTENSION_TYPES.fragment, bytes };
+  }
+  const isRouting = extension.type === 'routing';
+  const data = extension.bytes ?? (isRouting ? DEFAULT_ROUTING_DATA : EMPTY);
+  if (isRouting && data.length < 2) throw new RangeError(`${what}: routing bytes start with Routing Type and Segments Left`);
+  const length = (2 + data.length + 7) & ~7;
+  if (length > MAX_IPV6_EXTENSION_BYTES) {
+    throw new RangeError(`${what}: ${data.length} bytes do not fit in ${MAX_IPV6_EXTENSION_BYTES - 2}`);
+  }
+  const bytes = new Uint8Array(length);
+  bytes[1] = length / 8 - 1;
+  bytes.set(data, 2);
+  // The zeros already there are Pad1 options; two or more padding bytes must be one PadN (type 1, its data length).
+  const padding = length - 2 - data.length;
+  if (!isRouting && padding >= 2) {
+    bytes[2 + data.length] = 1;
+    bytes[3 + data.length] = padding - 2;
+  }
+  return { type: IPV6_EXTENSION_TYPES[extension.type], bytes };
+}
+
+/** Writes the L4 header at the start of `segment`, and its checksum over all of it plus `pseudoHeader` where the protocol has one. */
+function writeL4(segment: Uint8Array, l4: L4Spec | undefined, headerLength: number, tcpOptions: Uint8Array, pseudoHeader: number): void {
+  const view = new DataView(segment.buffer, segment.byteOffset, segment.byteLength);
   switch (l4?.kind) {
     case 'tcp':
-      view.setUint16(p, checkUint('tcp.sport', l4.sport, 0xffff));
-      view.setUint16(p + 2, checkUint('tcp.dport', l4.dport, 0xffff));
-      view.setUint32(p + 4, checkUint('tcp.seq', l4.seq ?? 0, 0xffffffff));
-      view.setUint32(p + 8, checkUint('tcp.ack', l4.ack ?? 0, 0xffffffff));
-      frame[p + 12] = (l4HeaderLength >> 2) << 4;
-      frame[p + 13] = tcpFlagBits(l4.flags);
-      view.setUint16(p + 14, checkUint('tcp.window', l4.window ?? 64240, 0xffff));
-      view.setUint16(p + 18, checkUint('tcp.urgent', l4.urgent ?? 0, 0xffff));
-      frame.set(tcpOptions, p + TCP_MIN_HEADER_BYTES);
-      view.setUint16(p + 16, internetChecksum(segment, pseudoHeaderSum(src, dst, protocol, segment.length)));
+      view.setUint16(0, checkUint('tcp.sport', l4.sport, 0xffff));
+      view.setUint16(2, checkUint('tcp.dport', l4.dport, 0xffff));
+      view.setUint32(4, checkUint('tcp.seq', l4.seq ?? 0, 0xffffffff));
+      view.setUint32(8, checkUint('tcp.ack', l4.ack ?? 0, 0xffffffff));
+      segment[12] = (headerLength >> 2) << 4;
+      segment[13] = tcpFlagBits(l4.flags);
+      view.setUint16(14, checkUint('tcp.window', l4.window ?? 64240, 0xffff));
+      view.setUint16(18, checkUint('tcp.urgent', l4.urgent ?? 0, 0xffff));
+      segment.set(tcpOptions, TCP_MIN_HEADER_BYTES);
+      view.setUint16(16, internetChecksum(segment, pseudoHeader));
       break;
     case 'udp': {
-      view.setUint16(p, checkUint('udp.sport', l4.sport, 0xffff));
-      view.setUint16(p + 2, checkUint('udp.dport', l4.dport, 0xffff));
-      view.setUint16(p + 4, segment.length);
+      view.setUint16(0, checkUint('udp.sport', l4.sport, 0xffff));
+      view.setUint16(2, checkUint('udp.dport', l4.dport, 0xffff));
+      view.setUint16(4, segment.length);
       if (!l4.zeroChecksum) {
-        const checksum = internetChecksum(segment, pseudoHeaderSum(src, dst, protocol, segment.length));
+        const checksum = internetChecksum(segment, pseudoHeader);
         // 0 on the wire means "no checksum", so a computed 0 is sent as its other form, 0xffff (RFC 768).
-        view.setUint16(p + 6, checksum === 0 ? 0xffff : checksum);
+        view.setUint16(6, checksum === 0 ? 0xffff : checksum);
       }
       break;
     }
     case 'icmp':
-      frame[p] = checkUint('icmp.type', l4.type, 0xff);
-      frame[p + 1] = checkUint('icmp.code', l4.code ?? 0, 0xff);
-      frame.set(icmpRestBytes(l4.rest ?? 0), p + 4);
-      view.setUint16(p + 2, internetChecksum(segment));
+    case 'icmpv6':
+      segment[0] = checkUint(`${l4.kind}.type`, l4.type, 0xff);
+      segment[1] = checkUint(`${l4.kind}.code`, l4.code ?? 0, 0xff);
+      segment.set(icmpRestBytes(l4.kind, l4.rest ?? 0), 4);
+      // ICMPv4's checksum covers the message alone; ICMPv6's the pseudo-header too (RFC 4443 §2.3).
+      view.setUint16(2, internetChecksum(segment, l4.kind === 'icmpv6' ? pseudoHeader : 0));
       break;
     case 'raw':
     case undefined:
       break;
   }
-  return frame;
 }
 
 interface VlanTag {
@@ -489,6 +640,7 @@ function l4HeaderBytes(l4: L4Spec | undefined, tcpOptions: Uint8Array): number {
     case 'udp':
       return UDP_HEADER_BYTES;
     case 'icmp':
+    case 'icmpv6':
       return ICMP_HEADER_BYTES;
     case 'raw':
     case undefined:
@@ -504,6 +656,8 @@ function l4Protocol(l4: L4Spec): number {
       return IPPROTO_UDP;
     case 'icmp':
       return IPPROTO_ICMP;
+    case 'icmpv6':
+      return IPPROTO_ICMPV6;
     case 'raw':
       return l4.protocol;
   }
@@ -526,12 +680,12 @@ export function tcpFlagNames(flags: number): TcpFlagName[] {
   return (Object.keys(TCP_FLAGS) as TcpFlagName[]).filter((name) => (flags & TCP_FLAGS[name]) !== 0);
 }
 
-function icmpRestBytes(rest: number | Uint8Array | readonly number[]): Uint8Array {
+function icmpRestBytes(kind: 'icmp' | 'icmpv6', rest: number | Uint8Array | readonly number[]): Uint8Array {
   if (typeof rest === 'number') {
-    checkUint('icmp.rest', rest, 0xffffffff);
+    checkUint(`${kind}.rest`, rest, 0xffffffff);
     return Uint8Array.of(rest >>> 24, (rest >>> 16) & 0xff, (rest >>> 8) & 0xff, rest & 0xff);
   }
-  if (rest.length !== 4) throw new RangeError(`icmp.rest has ${rest.length} bytes, not 4`);
+  if (rest.length !== 4) throw new RangeError(`${kind}.rest has ${rest.length} bytes, not 4`);
   return Uint8Array.from(rest);
 }
 
@@ -581,6 +735,40 @@ export interface DecodedIpv4 {
   options: Uint8Array;
 }
 
+export interface DecodedIpv6Extension {
+  /** The Next Header value that announced it, e.g. IPV6_EXTENSION_TYPES.fragment. */
+  type: number;
+  /** In bytes, its first 8 included. */
+  length: number;
+  /** For a Fragment header. */
+  fragment?: {
+    /** In 8-byte units. */
+    offset: number;
+    more: boolean;
+    id: number;
+  };
+}
+
+export interface DecodedIpv6 {
+  trafficClass: number;
+  flowLabel: number;
+  /** Bytes after the 40-byte header, extension headers included. */
+  payloadLength: number;
+  /** The header's field: the first extension header's type, or the upper-layer protocol. */
+  nextHeader: number;
+  hopLimit: number;
+  src: string;
+  dst: string;
+  /** In order of appearance. */
+  extensions: DecodedIpv6Extension[];
+  /**
+   * The Next Header after the last extension header: the upper-layer protocol
+   * (that of the whole datagram for a fragment). Where the chain is cut or
+   * malformed, the type of the header the walk stopped at.
+   */
+  protocol: number;
+}
+
 export interface DecodedTcp {
   sport: number;
   dport: number;
@@ -614,6 +802,11 @@ export interface DecodedIcmp {
   embedded?: DecodedIcmpQuote;
 }
 
+export interface DecodedIcmpv6 extends Omit<DecodedIcmp, 'embedded'> {
+  /** For error messages (types 1 to 4): the quoted packet. */
+  embedded?: DecodedIcmpv6Quote;
+}
+
 /** The start of the datagram an ICMP error quotes: its IPv4 header and, RFC 792 promises, 8 L4 bytes. */
 export interface DecodedIcmpQuote {
   ipv4?: DecodedIpv4;
@@ -628,21 +821,56 @@ export interface DecodedIcmpQuote {
   malformed?: string;
 }
 
-export type TruncatedLayer = 'ethernet' | 'vlan' | 'ipv4' | 'tcp' | 'udp' | 'icmp' | 'payload';
+/**
+ * The start of the packet an ICMPv6 error quotes: as much as fits in the
+ * minimum MTU (RFC 4443 §2.4), so its IPv6 header, extension headers and at
+ * least the 8 L4 bytes that hold the ports.
+ */
+export interface DecodedIcmpv6Quote {
+  ipv6?: DecodedIpv6;
+  /** Only what the first 8 bytes of a TCP header hold. */
+  tcp?: Pick<DecodedTcp, 'sport' | 'dport' | 'seq'>;
+  udp?: DecodedUdp;
+  icmpv6?: Omit<DecodedIcmpv6, 'embedded'>;
+  /** Quoted bytes after the quoted IPv6 header and its extension headers; 0 when those are cut. */
+  l4BytesQuoted: number;
+  /** Set when even the IPv6 header, an extension header or the first 8 L4 bytes are cut. */
+  truncatedAt?: 'ipv6' | 'extension' | 'l4';
+  malformed?: string;
+}
+
+export type TruncatedLayer =
+  | 'ethernet'
+  | 'vlan'
+  | 'ipv4'
+  | 'ipv6'
+  /** An IPv6 extension header. */
+  | 'extension'
+  | 'tcp'
+  | 'udp'
+  | 'icmp'
+  | 'icmpv6'
+  | 'payload';
 
 export interface DecodedFrame {
   eth?: DecodedEthernet;
   ipv4?: DecodedIpv4;
+  ipv6?: DecodedIpv6;
   tcp?: DecodedTcp;
   udp?: DecodedUdp;
   icmp?: DecodedIcmp;
+  icmpv6?: DecodedIcmpv6;
   /** Where the innermost decoded header ends. */
   payloadOffset: number;
-  /** Captured bytes from payloadOffset to the end of the IPv4 packet (so Ethernet padding is excluded), or of the frame for non-IPv4. */
+  /** Captured bytes from payloadOffset to the end of the IP packet (so Ethernet padding is excluded), or of the frame for non-IP. */
   payloadLength: number;
   /** The layer the capture ends inside; 'payload' when only payload bytes are missing. */
   truncatedAt?: TruncatedLayer;
-  /** Why decoding stopped early on bytes that are there but make no sense (bad version, IHL, data offset). */
+  /**
+   * Why decoding stopped early on bytes that are there but make no sense (bad
+   * version, IHL, data offset, an IPv6 extension header chain that runs past
+   * the payload length or puts Hop-by-Hop Options anywhere but first).
+   */
   malformed?: string;
 }
 
@@ -674,8 +902,13 @@ export function decodeFrame(bytes: Uint8Array): DecodedFrame {
     eth.ethertype = view.getUint16(p + 2);
     p += VLAN_TAG_BYTES;
   }
-  if (eth.ethertype !== ETHERTYPE_IPV4) return setPayload(frame, p, captured);
+  if (eth.ethertype === ETHERTYPE_IPV4) return decodeIpv4(frame, bytes, view, p);
+  if (eth.ethertype === ETHERTYPE_IPV6) return decodeIpv6(frame, bytes, view, p);
+  return setPayload(frame, p, captured);
+}
 
+function decodeIpv4(frame: DecodedFrame, bytes: Uint8Array, view: DataView, p: number): DecodedFrame {
+  const captured = bytes.length;
   const ip = readIpv4Header(bytes, view, p, captured);
   if (!ip.ipv4) {
     if (ip.problem === 'truncated') frame.truncatedAt = 'ipv4';
@@ -691,51 +924,90 @@ export function decodeFrame(bytes: Uint8Array): DecodedFrame {
   }
   const packetEnd = Math.min(captured, p + ipv4.totalLength);
   const payloadCut = captured < p + ipv4.totalLength;
-  p = ipHeaderEnd;
   // Only the first fragment starts with the L4 header.
-  if (ipv4.fragOffset === 0) {
-    const available = packetEnd - p;
-    switch (ipv4.protocol) {
-      case IPPROTO_TCP: {
-        if (available < TCP_MIN_HEADER_BYTES) return cut(frame, 'tcp', p, packetEnd);
-        const dataOffset = bytes[p + 12]! >> 4;
-        if (dataOffset < 5) {
-          frame.malformed = `TCP data offset ${dataOffset} is below 5`;
-          return setPayload(frame, p, packetEnd);
-        }
-        if (available < dataOffset * 4) return cut(frame, 'tcp', p, packetEnd);
-        frame.tcp = {
-          sport: view.getUint16(p),
-          dport: view.getUint16(p + 2),
-          seq: view.getUint32(p + 4),
-          ack: view.getUint32(p + 8),
-          flags: bytes[p + 13]!,
-          dataOffset,
-          window: view.getUint16(p + 14),
-          checksum: view.getUint16(p + 16),
-          urgent: view.getUint16(p + 18),
-          options: bytes.slice(p + TCP_MIN_HEADER_BYTES, p + dataOffset * 4),
-        };
-        p += dataOffset * 4;
-        break;
-      }
-      case IPPROTO_UDP:
-        if (available < UDP_HEADER_BYTES) return cut(frame, 'udp', p, packetEnd);
-        frame.udp = readUdpHeader(view, p);
-        p += UDP_HEADER_BYTES;
-        break;
-      case IPPROTO_ICMP: {
-        if (available < ICMP_HEADER_BYTES) return cut(frame, 'icmp', p, packetEnd);
-        const icmp: DecodedIcmp = readIcmpHeader(view, p);
-        if (ICMP_ERROR_TYPES.has(icmp.type)) icmp.embedded = decodeIcmpQuote(bytes, view, p + ICMP_HEADER_BYTES, packetEnd);
-        frame.icmp = icmp;
-        p += ICMP_HEADER_BYTES;
-        break;
-      }
-    }
+  if (ipv4.fragOffset !== 0) return endOfHeaders(frame, ipHeaderEnd, packetEnd, payloadCut);
+  return decodeL4(frame, bytes, view, 4, ipv4.protocol, ipHeaderEnd, packetEnd, payloadCut);
+}
+
+function decodeIpv6(frame: DecodedFrame, bytes: Uint8Array, view: DataView, p: number): DecodedFrame {
+  const captured = bytes.length;
+  const packet = readIpv6Packet(bytes, view, p, captured);
+  if (packet.ipv6) frame.ipv6 = packet.ipv6;
+  if (!packet.ipv6 || packet.truncatedAt || packet.malformed) {
+    if (packet.truncatedAt) frame.truncatedAt = packet.truncatedAt;
+    else frame.malformed = packet.malformed;
+    return setPayload(frame, packet.upperStart, captured);
   }
+  const packetEnd = Math.min(captured, packet.declaredEnd);
+  const payloadCut = captured < packet.declaredEnd;
+  if (packet.laterFragment) return endOfHeaders(frame, packet.upperStart, packetEnd, payloadCut);
+  return decodeL4(frame, bytes, view, 6, packet.ipv6.protocol, packet.upperStart, packetEnd, payloadCut);
+}
+
+/**
+ * Decodes the L4 header at `p` of an IP packet whose captured bytes end at
+ * `end`. ICMPv4 counts over IPv4 only and ICMPv6 over IPv6 only: across
+ * versions they are just other protocols.
+ */
+function decodeL4(
+  frame: DecodedFrame,
+  bytes: Uint8Array,
+  view: DataView,
+  version: 4 | 6,
+  protocol: number,
+  p: number,
+  end: number,
+  payloadCut: boolean,
+): DecodedFrame {
+  const available = end - p;
+  if (protocol === IPPROTO_TCP) {
+    if (available < TCP_MIN_HEADER_BYTES) return cut(frame, 'tcp', p, end);
+    const dataOffset = bytes[p + 12]! >> 4;
+    if (dataOffset < 5) {
+      frame.malformed = `TCP data offset ${dataOffset} is below 5`;
+      return setPayload(frame, p, end);
+    }
+    if (available < dataOffset * 4) return cut(frame, 'tcp', p, end);
+    frame.tcp = {
+      sport: view.getUint16(p),
+      dport: view.getUint16(p + 2),
+      seq: view.getUint32(p + 4),
+      ack: view.getUint32(p + 8),
+      flags: bytes[p + 13]!,
+      dataOffset,
+      window: view.getUint16(p + 14),
+      checksum: view.getUint16(p + 16),
+      urgent: view.getUint16(p + 18),
+      options: bytes.slice(p + TCP_MIN_HEADER_BYTES, p + dataOffset * 4),
+    };
+    return endOfHeaders(frame, p + dataOffset * 4, end, payloadCut);
+  }
+  if (protocol === IPPROTO_UDP) {
+    if (available < UDP_HEADER_BYTES) return cut(frame, 'udp', p, end);
+    frame.udp = readUdpHeader(view, p);
+    return endOfHeaders(frame, p + UDP_HEADER_BYTES, end, payloadCut);
+  }
+  if (version === 4 && protocol === IPPROTO_ICMP) {
+    if (available < ICMP_HEADER_BYTES) return cut(frame, 'icmp', p, end);
+    const icmp: DecodedIcmp = readIcmpHeader(view, p);
+    if (ICMP_ERROR_TYPES.has(icmp.type)) icmp.embedded = decodeIcmpQuote(bytes, view, p + ICMP_HEADER_BYTES, end);
+    frame.icmp = icmp;
+    return endOfHeaders(frame, p + ICMP_HEADER_BYTES, end, payloadCut);
+  }
+  if (version === 6 && protocol === IPPROTO_ICMPV6) {
+    if (available < ICMP_HEADER_BYTES) return cut(frame, 'icmpv6', p, end);
+    const icmpv6: DecodedIcmpv6 = readIcmpHeader(view, p);
+    if (ICMPV6_ERROR_TYPES.has(icmpv6.type)) icmpv6.embedded = decodeIcmpv6Quote(bytes, view, p + ICMP_HEADER_BYTES, end);
+    frame.icmpv6 = icmpv6;
+    return endOfHeaders(frame, p + ICMP_HEADER_BYTES, end, payloadCut);
+  }
+  return endOfHeaders(frame, p, end, payloadCut);
+}
+
+/** The headers end at `offset`; what is left up to `end` is payload, cut short if `payloadCut`. */
+function endOfHeaders(frame: DecodedFrame, offset: number, end: number, payloadCut: boolean): DecodedFrame {
   if (payloadCut) frame.truncatedAt = 'payload';
-  return setPayload(frame, p, packetEnd);
+  return setPayload(frame, offset, end);
 }
 
 function setPayload(frame: DecodedFrame, offset: number, end: number): DecodedFrame {
@@ -781,6 +1053,93 @@ function readIpv4Header(
   };
 }
 
+/** An IPv6 packet's header and extension header chain, walked up to the upper layer. */
+interface Ipv6Walk {
+  /** Absent when the fixed header is cut or is no IPv6 header. */
+  ipv6?: DecodedIpv6;
+  /** Where the walk stopped: at the upper-layer header, at the data of a non-first fragment, or at the cut or bad header. */
+  upperStart: number;
+  /** Where the packet ends by its Payload Length. */
+  declaredEnd: number;
+  /** Behind a Fragment header with a non-zero offset, bytes from the middle of the datagram follow, not headers. */
+  laterFragment: boolean;
+  /** The first Routing header, which may hold the final destination. */
+  routing?: Uint8Array;
+  truncatedAt?: 'ipv6' | 'extension';
+  malformed?: string;
+}
+
+/** Reads the IPv6 packet at `p` of which the bytes up to `end` are present. */
+function readIpv6Packet(bytes: Uint8Array, view: DataView, p: number, end: number): Ipv6Walk {
+  const walk: Ipv6Walk = { upperStart: p, declaredEnd: p, laterFragment: false };
+  if (end - p < IPV6_HEADER_BYTES) {
+    walk.truncatedAt = 'ipv6';
+    return walk;
+  }
+  const version = bytes[p]! >> 4;
+  if (version !== 6) {
+    walk.malformed = `IP version ${version} under EtherType IPv6`;
+    return walk;
+  }
+  const firstWord = view.getUint32(p);
+  const ipv6: DecodedIpv6 = {
+    trafficClass: (firstWord >>> 20) & 0xff,
+    flowLabel: firstWord & 0xfffff,
+    payloadLength: view.getUint16(p + 4),
+    nextHeader: bytes[p + 6]!,
+    hopLimit: bytes[p + 7]!,
+    src: formatIpv6(bytes, p + 8),
+    dst: formatIpv6(bytes, p + 24),
+    extensions: [],
+    protocol: bytes[p + 6]!,
+  };
+  walk.ipv6 = ipv6;
+  walk.declaredEnd = p + IPV6_HEADER_BYTES + ipv6.payloadLength;
+  let q = p + IPV6_HEADER_BYTES;
+  walk.upperStart = q;
+  for (let type = ipv6.protocol; isIpv6Extension(type); type = ipv6.protocol) {
+    if (type === IPV6_EXTENSION_TYPES['hop-by-hop'] && ipv6.extensions.length > 0) {
+      walk.malformed = 'IPv6 Hop-by-Hop Options header after another extension header';
+      return walk;
+    }
+    // Every extension header is at least 8 bytes long, which also holds its length field.
+    const length = q + 8 > end ? 8 : ipv6ExtensionLength(type, bytes[q + 1]!);
+    if (q + length > walk.declaredEnd) {
+      walk.malformed = `IPv6 extension header ${type} runs past the payload length ${ipv6.payloadLength}`;
+      return walk;
+    }
+    if (q + length > end) {
+      walk.truncatedAt = 'extension';
+      return walk;
+    }
+    const extension: DecodedIpv6Extension = { type, length };
+    if (type === IPV6_EXTENSION_TYPES.fragment) {
+      const offsetAndFlags = view.getUint16(q + 2);
+      extension.fragment = { offset: offsetAndFlags >> 3, more: (offsetAndFlags & 1) !== 0, id: view.getUint32(q + 4) };
+      walk.laterFragment = extension.fragment.offset !== 0;
+    }
+    if (type === IPV6_EXTENSION_TYPES.routing) walk.routing ??= bytes.subarray(q, q + length);
+    ipv6.extensions.push(extension);
+    ipv6.protocol = bytes[q]!;
+    q += length;
+    walk.upperStart = q;
+    if (walk.laterFragment) break;
+  }
+  return walk;
+}
+
+function isIpv6Extension(nextHeader: number): boolean {
+  return IPV6_GENERIC_EXTENSIONS.has(nextHeader) || nextHeader === IPV6_EXTENSION_TYPES.fragment || nextHeader === IPV6_NEXT_HEADER_AH;
+}
+
+/** In bytes, from the header's length byte. */
+function ipv6ExtensionLength(type: number, lengthByte: number): number {
+  if (type === IPV6_EXTENSION_TYPES.fragment) return 8;
+  // The Authentication Header counts 4-byte units, minus 2 (RFC 4302 §2.2).
+  if (type === IPV6_NEXT_HEADER_AH) return (lengthByte + 2) * 4;
+  return (lengthByte + 1) * 8;
+}
+
 function readUdpHeader(view: DataView, p: number): DecodedUdp {
   return {
     sport: view.getUint16(p),
@@ -790,7 +1149,7 @@ function readUdpHeader(view: DataView, p: number): DecodedUdp {
   };
 }
 
-function readIcmpHeader(view: DataView, p: number): DecodedIcmp {
+function readIcmpHeader(view: DataView, p: number): Omit<DecodedIcmp, 'embedded'> {
   return {
     type: view.getUint8(p),
     code: view.getUint8(p + 1),
@@ -798,6 +1157,9 @@ function readIcmpHeader(view: DataView, p: number): DecodedIcmp {
     rest: view.getUint32(p + 4),
   };
 }
+
+/** TCP, UDP and ICMP headers all keep what matters in their first 8 bytes: all RFC 792 promises a quote holds. */
+const QUOTED_L4_BYTES = 8;
 
 function decodeIcmpQuote(bytes: Uint8Array, view: DataView, p: number, end: number): DecodedIcmpQuote {
   const ip = readIpv4Header(bytes, view, p, end);
@@ -810,14 +1172,13 @@ function decodeIcmpQuote(bytes: Uint8Array, view: DataView, p: number, end: numb
   const l4Start = p + ipv4.ihl * 4;
   const quote: DecodedIcmpQuote = { ipv4, l4BytesQuoted: end - l4Start };
   if (ipv4.fragOffset !== 0) return quote;
-  // All three headers keep what matters in their first 8 bytes; that is all a quote must hold.
-  if (quote.l4BytesQuoted < 8) {
+  if (quote.l4BytesQuoted < QUOTED_L4_BYTES) {
     if ([IPPROTO_TCP, IPPROTO_UDP, IPPROTO_ICMP].includes(ipv4.protocol)) quote.truncatedAt = 'l4';
     return quote;
   }
   switch (ipv4.protocol) {
     case IPPROTO_TCP:
-      quote.tcp = { sport: view.getUint16(l4Start), dport: view.getUint16(l4Start + 2), seq: view.getUint32(l4Start + 4) };
+      quote.tcp = readQuotedTcp(view, l4Start);
       break;
     case IPPROTO_UDP:
       quote.udp = readUdpHeader(view, l4Start);
@@ -829,33 +1190,82 @@ function decodeIcmpQuote(bytes: Uint8Array, view: DataView, p: number, end: numb
   return quote;
 }
 
+function decodeIcmpv6Quote(bytes: Uint8Array, view: DataView, p: number, end: number): DecodedIcmpv6Quote {
+  const packet = readIpv6Packet(bytes, view, p, end);
+  const quote: DecodedIcmpv6Quote = { l4BytesQuoted: 0 };
+  if (packet.ipv6) quote.ipv6 = packet.ipv6;
+  if (!packet.ipv6 || packet.truncatedAt || packet.malformed) {
+    if (packet.truncatedAt) quote.truncatedAt = packet.truncatedAt;
+    else quote.malformed = packet.malformed;
+    return quote;
+  }
+  const l4Start = packet.upperStart;
+  quote.l4BytesQuoted = end - l4Start;
+  if (packet.laterFragment) return quote;
+  const protocol = packet.ipv6.protocol;
+  if (quote.l4BytesQuoted < QUOTED_L4_BYTES) {
+    if ([IPPROTO_TCP, IPPROTO_UDP, IPPROTO_ICMPV6].includes(protocol)) quote.truncatedAt = 'l4';
+    return quote;
+  }
+  switch (protocol) {
+    case IPPROTO_TCP:
+      quote.tcp = readQuotedTcp(view, l4Start);
+      break;
+    case IPPROTO_UDP:
+      quote.udp = readUdpHeader(view, l4Start);
+      break;
+    case IPPROTO_ICMPV6:
+      quote.icmpv6 = readIcmpHeader(view, l4Start);
+      break;
+  }
+  return quote;
+}
+
+function readQuotedTcp(view: DataView, p: number): Pick<DecodedTcp, 'sport' | 'dport' | 'seq'> {
+  return { sport: view.getUint16(p), dport: view.getUint16(p + 2), seq: view.getUint32(p + 4) };
+}
+
 // --- verifying --------------------------------------------------------------------
 
 /**
  * true/false: the checksum is right/wrong. 'zero': a UDP checksum left 0 (not
- * computed). 'truncated': the capture holds fewer bytes than the checksum covers.
+ * computed; over IPv6 that makes the packet invalid, which is for the caller
+ * to judge). 'truncated': the capture holds fewer bytes than the checksum covers.
  */
 export type L4ChecksumStatus = boolean | 'zero' | 'truncated';
 
+/**
+ * IPv4 packets report `ipv4` and `l4`; IPv6 packets, whose header has no
+ * checksum, `l4` only. For IPv6, l4 is also 'truncated' when the capture ends
+ * before the extension header chain says which protocol follows, and false
+ * when the header or the chain is malformed, as ipv4 is false for a header
+ * that is no IPv4 header.
+ */
 export interface PacketChecksums {
   /** false also when the header is not a valid IPv4 header at all (version, IHL). */
   ipv4?: boolean | 'truncated';
-  /** Absent for fragments and for protocols other than TCP, UDP and ICMP. */
+  /**
+   * Absent for fragments (an IPv6 atomic fragment, offset 0 and no more
+   * fragments, holds the whole datagram and counts) and for protocols other
+   * than TCP, UDP, ICMP (over IPv4) and ICMPv6 (over IPv6).
+   */
   l4?: L4ChecksumStatus;
 }
 
 export interface ChecksumReport extends PacketChecksums {
-  /** For ICMP errors: the quoted datagram's checksums; its l4 is 'truncated' unless the whole datagram is quoted. */
+  /** For ICMP and ICMPv6 errors: the quoted datagram's checksums; its l4 is 'truncated' unless the whole datagram is quoted. */
   icmpEmbedded?: PacketChecksums;
 }
 
-/** Recomputes every checksum in the frame in full; an empty report for frames that are not IPv4. */
+/** Recomputes every checksum in the frame in full; an empty report for frames that are neither IPv4 nor IPv6. */
 export function verifyChecksums(bytes: Uint8Array): ChecksumReport {
   const decoded = decodeFrame(bytes);
   const eth = decoded.eth;
-  if (!eth || eth.ethertype !== ETHERTYPE_IPV4 || decoded.truncatedAt === 'vlan') return {};
+  if (!eth || decoded.truncatedAt === 'vlan') return {};
   const ipStart = ETHERNET_HEADER_BYTES + VLAN_TAG_BYTES * eth.vlans.length;
-  return verifyIpv4Packet(bytes, ipStart, bytes.length, true);
+  if (eth.ethertype === ETHERTYPE_IPV4) return verifyIpv4Packet(bytes, ipStart, bytes.length, true);
+  if (eth.ethertype === ETHERTYPE_IPV6) return verifyIpv6Packet(bytes, ipStart, bytes.length, true);
+  return {};
 }
 
 /** Checks the IPv4 packet at `start`, of which the bytes up to `end` are present. */
@@ -899,13 +1309,62 @@ function verifyIpv4Packet(bytes: Uint8Array, start: number, end: number, outer: 
   return report;
 }
 
+/** Checks the IPv6 packet at `start`, of which the bytes up to `end` are present. */
+function verifyIpv6Packet(bytes: Uint8Array, start: number, end: number, outer: boolean): ChecksumReport {
+  const packet = readIpv6Packet(bytes, new DataView(bytes.buffer, bytes.byteOffset, bytes.byteLength), start, end);
+  if (packet.truncatedAt) return { l4: 'truncated' };
+  if (!packet.ipv6 || packet.malformed) return { l4: false };
+  const { protocol, extensions } = packet.ipv6;
+  if (extensions.some(({ fragment }) => fragment && (fragment.offset !== 0 || fragment.more))) return {};
+  if (protocol !== IPPROTO_TCP && protocol !== IPPROTO_UDP && protocol !== IPPROTO_ICMPV6) return {};
+  const l4Start = packet.upperStart;
+  const l4End = packet.declaredEnd;
+  const report: ChecksumReport = {};
+  if (l4End > end) {
+    report.l4 = 'truncated';
+  } else {
+    const src = bytes.subarray(start + 8, start + 24);
+    const dst = finalDestination(bytes.subarray(start + 24, start + 40), packet.routing);
+    report.l4 = ipv6L4Status(bytes.subarray(l4Start, l4End), src, dst, protocol);
+  }
+  const isError = protocol === IPPROTO_ICMPV6 && end - l4Start >= ICMP_HEADER_BYTES && ICMPV6_ERROR_TYPES.has(bytes[l4Start]!);
+  if (outer && isError) {
+    report.icmpEmbedded = verifyIpv6Packet(bytes, l4Start + ICMP_HEADER_BYTES, Math.min(l4End, end), false);
+  }
+  return report;
+}
+
 /**
- * The IP packet of an untagged Ethernet frame, framed as another link type
- * captures it: Linux cooked v1 (113) and v2 (276), raw IP (101, 12), BSD
- * loopback (0, family in the capturing host's byte order) and OpenBSD
- * loopback (108). Ethernet (1) returns the frame itself.
+ * The checksum status of a whole upper-layer `segment` of an IPv6 packet.
+ * UDP's checksum covers the datagram its Length field gives (RFC 768), as
+ * Linux and Wireshark check it: IPv6 payload bytes after it are no part of
+ * it, and a Length beyond the payload or below the header cannot be right.
+ */
+function ipv6L4Status(segment: Uint8Array, src: Uint8Array, dst: Uint8Array, protocol: number): L4ChecksumStatus {
+  let covered = segment;
+  if (protocol === IPPROTO_UDP) {
+    if (segment.length < UDP_HEADER_BYTES) return false;
+    if (segment[6] === 0 && segment[7] === 0) return 'zero';
+    const udpLength = (segment[4]! << 8) | segment[5]!;
+    if (udpLength < UDP_HEADER_BYTES || udpLength > segment.length) return false;
+    covered = segment.subarray(0, udpLength);
+  }
+  return internetChecksum(covered, ipv6PseudoHeaderSum(src, dst, protocol, covered.length)) === 0;
+}
+
+/**
+ * The IPv4 or IPv6 packet of an untagged Ethernet frame, framed as another
+ * link type captures it: Linux cooked v1 (113) and v2 (276), raw IP (101,
+ * 12), BSD loopback (0, family in the capturing host's byte order) and
+ * OpenBSD loopback (108); for IPv6 the loopback family is 24 (AF_INET6_BSD).
+ * Ethernet (1) returns the frame itself.
  */
 export function toLinkType(eth: Uint8Array, linktype: number, nullBigEndian = false): Uint8Array {
+  const ethertype = eth.length >= ETHERNET_HEADER_BYTES ? (eth[12]! << 8) | eth[13]! : undefined;
+  if (ethertype !== ETHERTYPE_IPV4 && ethertype !== ETHERTYPE_IPV6) {
+    throw new RangeError('toLinkType: the frame is no untagged IPv4 or IPv6 frame');
+  }
+  const family = ethertype === ETHERTYPE_IPV6 ? AF_INET6_BSD : AF_INET;
   const ip = eth.subarray(ETHERNET_HEADER_BYTES);
   const source = eth.subarray(6, 12);
   let header: Uint8Array;
@@ -913,12 +1372,12 @@ export function toLinkType(eth: Uint8Array, linktype: number, nullBigEndian = fa
     case 1: return eth;
     case 101:
     case 12: return ip.slice();
-    // packet type 0 (to us), ARPHRD_ETHER, address length 6, address (padded to 8), protocol IPv4
-    case 113: header = new Uint8Array([0, 0, 0, 1, 0, 6, ...source, 0, 0, 0x08, 0x00]); break;
-    // protocol IPv4, reserved, interface index 3, ARPHRD_ETHER, packet type 0, address length 6, address
-    case 276: header = new Uint8Array([0x08, 0x00, 0, 0, 0, 0, 0, 3, 0, 1, 0, 6, ...source, 0, 0]); break;
-    case 0: header = nullBigEndian ? new Uint8Array([0, 0, 0, 2]) : new Uint8Array([2, 0, 0, 0]); break;
-    case 108: header = new Uint8Array([0, 0, 0, 2]); break;
+    // packet type 0 (to us), ARPHRD_ETHER, address length 6, address (padded to 8), protocol
+    case 113: header = new Uint8Array([0, 0, 0, 1, 0, 6, ...source, 0, 0, ethertype >> 8, ethertype & 0xff]); break;
+    // protocol, reserved, interface index 3, ARPHRD_ETHER, packet type 0, address length 6, address
+    case 276: header = new Uint8Array([ethertype >> 8, ethertype & 0xff, 0, 0, 0, 0, 0, 3, 0, 1, 0, 6, ...source, 0, 0]); break;
+    case 0: header = nullBigEndian ? new Uint8Array([0, 0, 0, family]) : new Uint8Array([family, 0, 0, 0]); break;
+    case 108: header = new Uint8Array([0, 0, 0, family]); break;
     default: throw new RangeError(`toLinkType: link type ${linktype} is not one svcpath frames`);
   }
   const out = new Uint8Array(header.length + ip.length);
