@@ -4,6 +4,7 @@
  * and prints its stack.
  */
 import { writeFileSync } from 'node:fs';
+import { basename } from 'node:path';
 import { parseArgs } from 'node:util';
 import ipaddr from 'ipaddr.js';
 import { loadClusterState, resolveServices } from './cluster/index.js';
@@ -15,6 +16,7 @@ import type { ClusterState } from './model.js';
 import { replay } from './replay.js';
 import { formatServicesTable, servicesTable } from './services-table.js';
 import { dumpMaps, formatMapDump } from './maps-dump.js';
+import { findCases, junitReport, runCase, type CaseResult, type PrepareDatapath } from './testcases.js';
 import { buildSummary, formatSummary } from './summary.js';
 
 const CLUSTER_OPTIONS = `  --cluster PATH                   Service, EndpointSlice, Endpoints, Node and KubeProxyConfiguration
@@ -30,6 +32,7 @@ Usage:
   svcpath replay <trace.pcap|trace.pcapng> --cluster <file-or-dir> [--cluster ...] [options]
   svcpath services --cluster <file-or-dir> [--cluster ...] [--json]
   svcpath maps --cluster <file-or-dir> [--cluster ...] [replay's cluster and datapath options] [--json]
+  svcpath test <case-dir>... [--update] [--junit FILE]
   svcpath --help
 
 replay options:
@@ -47,6 +50,11 @@ ${CLUSTER_OPTIONS}
   --ct-entries N                   conntrack map size, two entries per flow (default ${DEFAULT_CT_ENTRIES})
 
 maps: the compiled maps, like bpftool map dump (Maglev tables as slots per backend)
+
+test: regression cases; a case is a directory with cluster.yaml (or cluster/), input.pcap(ng),
+      an optional args file (replay flags, one line) and expected/verdicts.jsonl, expected/output.pcap(ng)
+  --update                         (re)write the expected files from what the replay does now
+  --junit FILE                     a JUnit XML report
 
 services: every Service after allocation, like kubectl get svc -A -o wide
 ${CLUSTER_OPTIONS}
@@ -235,6 +243,49 @@ async function mapsCommand(argv: string[]): Promise<number> {
   return 0;
 }
 
+/** A case's replay flags (its `args` file plus its cluster) through the same parsing as the CLI's. */
+const prepareCase: PrepareDatapath = async (argv) => {
+  const { values, positionals } = parseArgs({ args: argv, allowPositionals: true, strict: true, options: DATAPATH_FLAGS });
+  if (positionals.length > 0) fail(`args: unexpected argument "${positionals[0]}"`);
+  const { compiled, dp } = await buildDatapath(values);
+  return { compiled, dp };
+};
+
+async function testCommand(argv: string[]): Promise<number> {
+  const { values, positionals } = parseArgs({
+    args: argv, allowPositionals: true, strict: true,
+    options: { update: { type: 'boolean' }, junit: { type: 'string' }, help: { type: 'boolean', short: 'h' } },
+  });
+  if (values.help) {
+    console.log(HELP);
+    return 0;
+  }
+  if (positionals.length === 0) fail('test: name at least one directory of test cases');
+  const results: CaseResult[] = [];
+  for (const dir of findCases(positionals)) {
+    let r: CaseResult;
+    try {
+      r = await runCase(dir, prepareCase, values.update ?? false);
+    } catch (e) {
+      // A broken case (bad manifest, bad capture) fails that case, not the run.
+      if (!(e instanceof InputError)) throw e;
+      r = { name: basename(dir), dir, passed: false, failure: e.message, seconds: 0 };
+    }
+    results.push(r);
+    console.log(r.passed ? `${r.updated ? 'UPDATED' : 'PASS'} ${r.name}` : `FAIL ${r.name}\n${r.failure}`);
+  }
+  if (values.junit) {
+    try {
+      writeFileSync(values.junit, junitReport(results));
+    } catch (e) {
+      throw inputError([values.junit], `cannot write: ${(e as Error).message}`);
+    }
+  }
+  const failed = results.filter((r) => !r.passed).length;
+  console.log(`${results.length - failed} passed, ${failed} failed`);
+  return failed > 0 ? 1 : 0;
+}
+
 async function replayCommand(argv: string[]): Promise<number> {
   const { values, positionals } = parseArgs({
     args: argv,
@@ -294,6 +345,8 @@ export async function main(argv: string[]): Promise<number> {
         return await servicesCommand(rest);
       case 'maps':
         return await mapsCommand(rest);
+      case 'test':
+        return await testCommand(rest);
       default:
         fail(`unknown command "${command}" (try svcpath --help)`);
     }
