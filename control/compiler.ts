@@ -87,10 +87,13 @@ export interface CompiledService {
   service: Service;
   port: ServicePort;
   frontends: CompiledFrontend[];
-  /** Every usable endpoint (table 2 * id). */
+  /** Every usable IPv4 endpoint (table 4 * id). */
   cluster: BackendSet;
-  /** The usable endpoints on this node (table 2 * id + 1); compiled only when a Local policy needs it. */
+  /** The usable IPv4 endpoints on this node (table 4 * id + 1); compiled only when a Local policy needs it. */
   local?: BackendSet;
+  /** The same for IPv6 (tables 4 * id + 2 and + 3). */
+  cluster6: BackendSet;
+  local6?: BackendSet;
   /** Endpoints known but not used for new flows (not ready, or terminating while others are ready). */
   unusableEndpoints: number;
 }
@@ -100,22 +103,31 @@ export interface SkippedService {
   reason: string;
 }
 
+/** The entries of one address family's maps (lb4_* or lb6_*). */
+export interface FamilyEntries {
+  services: Array<{ key: StructValue; value: StructValue }>;
+  backends: Array<{ id: number; value: StructValue }>;
+  revnat: Array<{ index: number; value: StructValue }>;
+  sourceRanges: StructValue[];
+  nodeIps: string[];
+}
+
 export interface MapEntries {
   config: StructValue;
-  lb4Services: Array<{ key: StructValue; value: StructValue }>;
-  lb4Backends: Array<{ id: number; value: StructValue }>;
-  lb4Revnat: Array<{ index: number; value: StructValue }>;
+  /** Table id 4 * service id + 2 * (IPv6) + (local) -> backend id per slot. */
   maglev: Array<{ table: number; slots: Uint32Array }>;
   lbMembers: StructValue[];
-  lb4SourceRanges: StructValue[];
-  nodeIps4: string[];
+  v4: FamilyEntries;
+  v6: FamilyEntries;
 }
+
+export type Family = 'v4' | 'v6';
 
 /** The datapath-wide settings a replay ran with, for the summary. */
 export interface DatapathSettings {
   nodeAddresses: string[];
   nodePortAddresses: string[];
-  /** The IPv4 pod network, or null when unknown (then nothing is a pod). */
+  /** The pod network (one CIDR per family, comma-separated), or null when unknown (then nothing is a pod). */
   podNetwork: string | null;
   serviceNetwork: string | null;
   masqueradeAddress: string | null;
@@ -177,6 +189,7 @@ function skipReason(svc: Service): string | undefined {
 }
 
 const isV4 = (ip: string) => ipaddr.parse(ip).kind() === 'ipv4';
+const familyOf = (ip: string): Family => (isV4(ip) ? 'v4' : 'v6');
 
 function compareIp(a: string, b: string): number {
   const x = ipaddr.parse(a).toByteArray();
@@ -194,16 +207,18 @@ function inAny(ip: string, cidrs: readonly string[]): boolean {
   });
 }
 
-/** The first CIDR of the IPv4 family, as network and netmask. */
-function ipv4Network(cidrs: readonly string[]): { net: string; mask: string; cidr: string } | undefined {
-  const c = cidrs.map((x) => ipaddr.parseCIDR(x)).find(([net]) => net.kind() === 'ipv4');
+/** The first CIDR of a family, as network and netmask. */
+function network(cidrs: readonly string[], family: Family): { net: string; mask: string; cidr: string } | undefined {
+  const c = cidrs.map((x) => ipaddr.parseCIDR(x)).find(([net]) => net.kind() === (family === 'v4' ? 'ipv4' : 'ipv6'));
   if (!c) return undefined;
-  const net = ipaddr.IPv4.networkAddressFromCIDR(`${c[0].toString()}/${c[1]}`).toString();
-  return { net, mask: ipaddr.IPv4.subnetMaskFromPrefixLength(c[1]).toString(), cidr: `${net}/${c[1]}` };
+  const cidr = `${c[0].toString()}/${c[1]}`;
+  const net = (family === 'v4' ? ipaddr.IPv4.networkAddressFromCIDR(cidr) : ipaddr.IPv6.networkAddressFromCIDR(cidr)).toString();
+  const mask = (family === 'v4' ? ipaddr.IPv4.subnetMaskFromPrefixLength(c[1]) : ipaddr.IPv6.subnetMaskFromPrefixLength(c[1])).toString();
+  return { net, mask, cidr: `${net}/${c[1]}` };
 }
 
 /** This node's addresses (InternalIP, ExternalIP), and the ones its NodePorts listen on. */
-function nodeAddresses(node: Node | undefined, nodePortAddresses: readonly string[]): { all: string[]; nodePort: string[]; primary?: string } {
+function nodeAddresses(node: Node | undefined, nodePortAddresses: readonly string[]): { all: string[]; nodePort: string[]; primary?: string; primary6?: string } {
   const all = (node?.addresses ?? []).filter((a) => a.type === 'InternalIP' || a.type === 'ExternalIP').map((a) => a.address);
   const primaryOf = (family: string) => node?.addresses.find((a) => a.type === 'InternalIP' && ipaddr.parse(a.address).kind() === family)?.address;
   const primary = [primaryOf('ipv4'), primaryOf('ipv6')].filter((a): a is string => !!a);
@@ -211,7 +226,7 @@ function nodeAddresses(node: Node | undefined, nodePortAddresses: readonly strin
   if (nodePortAddresses.length === 0) nodePort = all;
   else if (nodePortAddresses.includes('primary')) nodePort = primary;
   else nodePort = all.filter((ip) => inAny(ip, nodePortAddresses));
-  return { all, nodePort, primary: primaryOf('ipv4') };
+  return { all, nodePort, primary: primaryOf('ipv4'), primary6: primaryOf('ipv6') };
 }
 
 const backendKey = (ip: string, port: number, protocol: Protocol) => `${protocol} ${ip} ${port}`;
@@ -225,9 +240,9 @@ export function compile(state: ClusterState, resolved: readonly ResolvedService[
   const clusterCIDRs = opts.clusterCIDRs ?? state.proxyConfig?.clusterCIDRs ?? [];
   const addresses = nodeAddresses(node, opts.nodePortAddresses ?? state.proxyConfig?.nodePortAddresses ?? []);
   const masqueradeAddress = opts.masqueradeAddress ?? addresses.primary;
-  if (!masqueradeAddress) notes.push('no masquerade address (the node has no IPv4 InternalIP): flows that need SNAT are dropped');
+  if (!masqueradeAddress) notes.push('no IPv4 masquerade address (the node has no IPv4 InternalIP): IPv4 flows that need SNAT are dropped');
 
-  // Backends: one id per distinct IPv4 (address, port, protocol), in sorted order.
+  // Backends: one id per distinct (address, port, protocol), both families, in sorted order.
   const backendsByKey = new Map<string, CompiledBackend>();
   const ordered = [...resolved].sort((a, b) =>
     a.service.namespace.localeCompare(b.service.namespace) || a.service.name.localeCompare(b.service.name));
@@ -235,7 +250,6 @@ export function compile(state: ClusterState, resolved: readonly ResolvedService[
     if (skipReason(rs.service)) continue;
     for (const rp of rs.ports) {
       for (const ep of rp.endpoints) {
-        if (!isV4(ep.ip)) continue;
         const key = backendKey(ep.ip, ep.port, rp.port.protocol);
         const local = nodeName !== undefined && ep.nodeName === nodeName;
         const known = backendsByKey.get(key);
@@ -251,7 +265,7 @@ export function compile(state: ClusterState, resolved: readonly ResolvedService[
   backends.forEach((b, i) => { b.id = i + 1; });
 
   const backendSet = (endpoints: ResolvedEndpoint[], protocol: Protocol): BackendSet => {
-    const usable = usableEndpoints(endpoints.filter((e) => isV4(e.ip)));
+    const usable = usableEndpoints(endpoints);
     const backendIds = [...new Set(usable.endpoints.map((e) => backendsByKey.get(backendKey(e.ip, e.port, protocol))!.id))]
       .sort((a, b) => a - b);
     const slots = maglevTable(backendIds.map((id) => `${backends[id - 1].ip}:${backends[id - 1].port}`), M, opts.seed);
@@ -264,8 +278,9 @@ export function compile(state: ClusterState, resolved: readonly ResolvedService[
 
   const services: CompiledService[] = [];
   const entries: MapEntries = {
-    config: {}, lb4Services: [], lb4Backends: [], lb4Revnat: [], maglev: [], lbMembers: [], lb4SourceRanges: [],
-    nodeIps4: addresses.all.filter(isV4),
+    config: {}, maglev: [], lbMembers: [],
+    v4: { services: [], backends: [], revnat: [], sourceRanges: [], nodeIps: addresses.all.filter(isV4) },
+    v6: { services: [], backends: [], revnat: [], sourceRanges: [], nodeIps: addresses.all.filter((a) => !isV4(a)) },
   };
   const wildcards = new Set<string>();
   let revNatIndex = 0;
@@ -276,50 +291,47 @@ export function compile(state: ClusterState, resolved: readonly ResolvedService[
       skipped.push({ service: `${svc.namespace}/${svc.name}`, reason: why });
       continue;
     }
-    const clusterIPs = svc.clusterIPs.filter(isV4);
-    if (clusterIPs.length < svc.clusterIPs.length) {
-      notes.push(`Service ${svc.namespace}/${svc.name}: IPv6 frontends are not emulated yet; only its IPv4 frontends are compiled`);
-    }
-    if (clusterIPs.length === 0) {
-      skipped.push({ service: `${svc.namespace}/${svc.name}`, reason: 'IPv6-only: not emulated yet' });
-      continue;
-    }
-    for (const ip of clusterIPs) {
+    for (const ip of svc.clusterIPs) {
       if (wildcards.has(ip)) continue;
       wildcards.add(ip);
-      entries.lb4Services.push({
+      entries[familyOf(ip)].services.push({
         key: { address: ip, port: 0, proto: 0, scope: LB_SCOPE_EXTERNAL },
         value: { serviceId: 0, flags: SVC_F.WILDCARD },
       });
     }
     const lbIPs = svc.type === 'LoadBalancer'
-      ? svc.loadBalancerIngress.filter((i) => i.ip && i.ipMode !== 'Proxy' && isV4(i.ip)).map((i) => i.ip!)
+      ? svc.loadBalancerIngress.filter((i) => i.ip && i.ipMode !== 'Proxy').map((i) => i.ip!)
       : [];
     const extLocal = svc.externalTrafficPolicy === 'Local';
     const intLocal = svc.internalTrafficPolicy === 'Local';
-    const sourceRanges = svc.type === 'LoadBalancer' ? svc.loadBalancerSourceRanges.filter((c) => ipaddr.parseCIDR(c)[0].kind() === 'ipv4') : [];
+    const sourceRanges = svc.type === 'LoadBalancer' ? svc.loadBalancerSourceRanges : [];
 
     for (const rp of rs.ports) {
       const p = rp.port;
       const name = serviceName(svc, p.name, p.port);
       const id = services.length + 1;
       const kinds: Array<[FrontendKind, string, number]> = [
-        ...clusterIPs.map((a): [FrontendKind, string, number] => ['ClusterIP', a, p.port]),
-        ...(p.nodePort ? addresses.nodePort.filter(isV4).map((a): [FrontendKind, string, number] => ['NodePort', a, p.nodePort!]) : []),
-        ...svc.externalIPs.filter(isV4).map((a): [FrontendKind, string, number] => ['ExternalIP', a, p.port]),
+        ...svc.clusterIPs.map((a): [FrontendKind, string, number] => ['ClusterIP', a, p.port]),
+        ...(p.nodePort ? addresses.nodePort.map((a): [FrontendKind, string, number] => ['NodePort', a, p.nodePort!]) : []),
+        ...svc.externalIPs.map((a): [FrontendKind, string, number] => ['ExternalIP', a, p.port]),
         ...lbIPs.map((a): [FrontendKind, string, number] => ['LoadBalancer', a, p.port]),
       ];
       const frontends = kinds.map(([kind, address, port]): CompiledFrontend => ({ kind, address, port, protocol: p.protocol, revNatIndex: ++revNatIndex }));
       const hasExternal = frontends.some((f) => f.kind !== 'ClusterIP');
-      const cluster = backendSet(rp.endpoints, p.protocol);
       const needsLocal = intLocal || (extLocal && hasExternal);
-      const local = needsLocal
-        ? backendSet(rp.endpoints.filter((e) => nodeName !== undefined && e.nodeName === nodeName), p.protocol)
-        : undefined;
-      if (cluster.backendIds.length > M) notes.push(`${name}: ${cluster.backendIds.length} backends exceed the Maglev table size ${M}; some get no slot`);
+      const isLocal = (e: ResolvedEndpoint) => nodeName !== undefined && e.nodeName === nodeName;
+      const sets = (family: Family) => {
+        const eps = rp.endpoints.filter((e) => familyOf(e.ip) === family);
+        return { cluster: backendSet(eps, p.protocol), local: needsLocal ? backendSet(eps.filter(isLocal), p.protocol) : undefined };
+      };
+      const v4 = sets('v4');
+      const v6 = sets('v6');
+      for (const set of [v4.cluster, v6.cluster]) {
+        if (set.backendIds.length > M) notes.push(`${name}: ${set.backendIds.length} backends exceed the Maglev table size ${M}; some get no slot`);
+      }
       services.push({
-        id, name, service: svc, port: p, frontends, cluster, local,
-        unusableEndpoints: rp.endpoints.length - cluster.backendIds.length,
+        id, name, service: svc, port: p, frontends, cluster: v4.cluster, local: v4.local, cluster6: v6.cluster, local6: v6.local,
+        unusableEndpoints: rp.endpoints.length - v4.cluster.backendIds.length - v6.cluster.backendIds.length,
       });
 
       const common = (svc.sessionAffinity === 'ClientIP' ? SVC_F.AFFINITY : 0);
@@ -332,38 +344,40 @@ export function compile(state: ClusterState, resolved: readonly ResolvedService[
           // Source ranges guard the load-balancer IPs only, not NodePorts or external IPs.
           if (f.kind === 'LoadBalancer' && sourceRanges.length > 0) flags |= SVC_F.SOURCE_RANGE;
         }
-        entries.lb4Services.push({
+        const family = familyOf(f.address);
+        const set = family === 'v4' ? v4 : v6;
+        entries[family].services.push({
           key: { address: f.address, port: f.port, proto: IPPROTO[f.protocol], scope: LB_SCOPE_EXTERNAL },
           value: {
             serviceId: id,
-            backendCount: cluster.backendIds.length,
-            localBackendCount: local?.backendIds.length ?? 0,
+            backendCount: set.cluster.backendIds.length,
+            localBackendCount: set.local?.backendIds.length ?? 0,
             flags,
             affinityTimeout: svc.sessionAffinity === 'ClientIP' ? svc.affinityTimeoutSeconds : 0,
             revNatIndex: f.revNatIndex,
           },
         });
-        entries.lb4Revnat.push({ index: f.revNatIndex, value: { address: f.address, port: f.port } });
+        entries[family].revnat.push({ index: f.revNatIndex, value: { address: f.address, port: f.port } });
       }
-      for (const [set, table] of [[cluster, 2 * id], [local, 2 * id + 1]] as const) {
+      for (const [set, table] of [[v4.cluster, 4 * id], [v4.local, 4 * id + 1], [v6.cluster, 4 * id + 2], [v6.local, 4 * id + 3]] as const) {
         if (!set || set.backendIds.length === 0) continue;
         entries.maglev.push({ table, slots: set.maglev });
         for (const backendId of set.backendIds) entries.lbMembers.push({ table, backendId });
       }
-      if (lbIPs.length > 0) {
-        for (const cidr of sourceRanges) {
-          const [net, bits] = ipaddr.parseCIDR(cidr);
-          entries.lb4SourceRanges.push({ prefixlen: 32 + bits, serviceId: id, address: net.toString() });
-        }
-        // A node inside the ranges reaches a VIP-style LB IP with the LB IP itself as source.
-        if (sourceRanges.length > 0 && addresses.all.some((ip) => inAny(ip, sourceRanges))) {
-          for (const ip of lbIPs) entries.lb4SourceRanges.push({ prefixlen: 64, serviceId: id, address: ip });
+      for (const cidr of lbIPs.length > 0 ? sourceRanges : []) {
+        const [net, bits] = ipaddr.parseCIDR(cidr);
+        entries[net.kind() === 'ipv4' ? 'v4' : 'v6'].sourceRanges.push({ prefixlen: 32 + bits, serviceId: id, address: net.toString() });
+      }
+      // A node inside the ranges reaches a VIP-style LB IP with the LB IP itself as source.
+      if (sourceRanges.length > 0 && addresses.all.some((ip) => inAny(ip, sourceRanges))) {
+        for (const ip of lbIPs) {
+          entries[familyOf(ip)].sourceRanges.push({ prefixlen: 32 + (isV4(ip) ? 32 : 128), serviceId: id, address: ip });
         }
       }
     }
   }
   for (const b of backends) {
-    entries.lb4Backends.push({
+    entries[familyOf(b.ip)].backends.push({
       id: b.id,
       value: { address: b.ip, port: b.port, proto: IPPROTO[b.protocol], flags: b.local ? BE_F_LOCAL : 0 },
     });
@@ -375,8 +389,12 @@ export function compile(state: ClusterState, resolved: readonly ResolvedService[
       if (v !== undefined) conntrack[k as keyof ConntrackTimeouts] = v;
     }
   }
-  const podNet = ipv4Network(clusterCIDRs);
-  const serviceNet = ipv4Network(opts.serviceClusterIPRanges ?? DEFAULT_SERVICE_CLUSTER_IP_RANGES);
+  const serviceRanges = opts.serviceClusterIPRanges ?? DEFAULT_SERVICE_CLUSTER_IP_RANGES;
+  const podNet = network(clusterCIDRs, 'v4');
+  const podNet6 = network(clusterCIDRs, 'v6');
+  const serviceNet = network(serviceRanges, 'v4');
+  const serviceNet6 = network(serviceRanges, 'v6');
+  const masqueradeAddress6 = addresses.primary6;
   const [portMin, portMax] = opts.snatPortRange ?? DEFAULT_SNAT_PORT_RANGE;
   entries.config = {
     seed: opts.seed >>> 0,
@@ -384,7 +402,8 @@ export function compile(state: ClusterState, resolved: readonly ResolvedService[
     ctTcpClosing: conntrack.tcpCloseWaitTimeout,
     ctUdp: conntrack.udpTimeout,
     ctUdpStream: conntrack.udpStreamTimeout,
-    flags: (opts.masqueradeAll ? CFG_F.MASQUERADE_ALL : 0) | (podNet ? CFG_F.POD_CIDR4 : 0) | (serviceNet ? CFG_F.SERVICE_CIDR4 : 0),
+    flags: (opts.masqueradeAll ? CFG_F.MASQUERADE_ALL : 0) | (podNet ? CFG_F.POD_CIDR4 : 0) | (serviceNet ? CFG_F.SERVICE_CIDR4 : 0)
+      | (podNet6 ? CFG_F.POD_CIDR6 : 0) | (serviceNet6 ? CFG_F.SERVICE_CIDR6 : 0) | (masqueradeAddress6 ? CFG_F.SNAT_ADDR6 : 0),
     snatAddress: masqueradeAddress && isV4(masqueradeAddress) ? masqueradeAddress : '0.0.0.0',
     snatPortMin: masqueradeAddress ? portMin : 0,
     snatPortMax: masqueradeAddress ? portMax : 0,
@@ -392,13 +411,18 @@ export function compile(state: ClusterState, resolved: readonly ResolvedService[
     podMask: podNet?.mask ?? '0.0.0.0',
     serviceCidr: serviceNet?.net ?? '0.0.0.0',
     serviceMask: serviceNet?.mask ?? '0.0.0.0',
+    snatAddress6: masqueradeAddress6 ?? '::',
+    podCidr6: podNet6?.net ?? '::',
+    podMask6: podNet6?.mask ?? '::',
+    serviceCidr6: serviceNet6?.net ?? '::',
+    serviceMask6: serviceNet6?.mask ?? '::',
   };
   const settings: DatapathSettings = {
     nodeAddresses: addresses.all,
     nodePortAddresses: addresses.nodePort,
-    podNetwork: podNet?.cidr ?? null,
-    serviceNetwork: serviceNet?.cidr ?? null,
-    masqueradeAddress: masqueradeAddress ?? null,
+    podNetwork: [podNet?.cidr, podNet6?.cidr].filter((c) => c).join(',') || null,
+    serviceNetwork: [serviceNet?.cidr, serviceNet6?.cidr].filter((c) => c).join(',') || null,
+    masqueradeAddress: [masqueradeAddress, masqueradeAddress6].filter((c) => c).join(',') || null,
     snatPorts: `${portMin}-${portMax}`,
     maglevTableSize: M,
     seed: opts.seed,

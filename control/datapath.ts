@@ -50,6 +50,10 @@ export interface MapSizes {
   members: number;
   sourceRanges: number;
   nodeIps: number;
+  services6: number;
+  revNat6: number;
+  sourceRanges6: number;
+  nodeIps6: number;
   /** Conntrack entries; the NAT and affinity maps are sized alike (one entry per flow or client at most). */
   conntrack: number;
 }
@@ -106,6 +110,17 @@ export class Datapath {
     this.createMap('lb4SourceRanges', Math.max(1, sizes.sourceRanges));
     this.createMap('nodeIps4', Math.max(1, sizes.nodeIps));
     this.createMap('frag4', Math.max(64, sizes.conntrack >> 2));
+    // IPv6 twins; the per-flow ones a quarter of the IPv4 size, as most traffic is still IPv4.
+    const flows6 = Math.max(64, sizes.conntrack >> 2);
+    this.createMap('lb6Services', Math.max(1, sizes.services6));
+    this.createMap('lb6Backends', Math.max(1, sizes.backends));
+    this.createMap('lb6Revnat', Math.max(1, sizes.revNat6));
+    this.createMap('ct6', flows6);
+    this.createMap('snat6', Math.max(1, flows6 >> 1));
+    this.createMap('lb6Affinity', Math.max(1, flows6 >> 1));
+    this.createMap('lb6SourceRanges', Math.max(1, sizes.sourceRanges6));
+    this.createMap('nodeIps6', Math.max(1, sizes.nodeIps6));
+    this.createMap('frag6', Math.max(64, flows6 >> 2));
   }
 
   /** Room in linear memory to pass keys and values to the map API (reserved once per size increase). */

@@ -9,7 +9,7 @@
  */
 import ipaddr from 'ipaddr.js';
 
-export type FieldType = 'u8' | 'u16' | 'u32' | 'u64' | 'be16' | 'be32' | 'ipv4';
+export type FieldType = 'u8' | 'u16' | 'u32' | 'u64' | 'be16' | 'be32' | 'ipv4' | 'ipv6';
 
 export interface Field {
   name: string;
@@ -27,13 +27,13 @@ export interface Struct {
   fields: Field[];
 }
 
-const FIELD_SIZE: Record<FieldType, number> = { u8: 1, u16: 2, u32: 4, u64: 8, be16: 2, be32: 4, ipv4: 4 };
+const FIELD_SIZE: Record<FieldType, number> = { u8: 1, u16: 2, u32: 4, u64: 8, be16: 2, be32: 4, ipv4: 4, ipv6: 16 };
 
 function struct(name: string, prefix: string, size: number, fields: Array<[string, string, number, FieldType]>): Struct {
   return { name, prefix, size, fields: fields.map(([n, constant, offset, type]) => ({ name: n, constant, offset, type })) };
 }
 
-export const CONFIG = struct('config', 'CONFIG', 48, [
+export const CONFIG = struct('config', 'CONFIG', 128, [
   ['seed', 'SEED', 0, 'u32'],
   ['ctTcpEstablished', 'CT_TCP_ESTABLISHED', 4, 'u32'],
   ['ctTcpClosing', 'CT_TCP_CLOSING', 8, 'u32'],
@@ -47,6 +47,11 @@ export const CONFIG = struct('config', 'CONFIG', 48, [
   ['podMask', 'POD_MASK4', 36, 'ipv4'],
   ['serviceCidr', 'SERVICE_CIDR4', 40, 'ipv4'],
   ['serviceMask', 'SERVICE_MASK4', 44, 'ipv4'],
+  ['snatAddress6', 'SNAT_ADDR6', 48, 'ipv6'],
+  ['podCidr6', 'POD_CIDR6', 64, 'ipv6'],
+  ['podMask6', 'POD_MASK6', 80, 'ipv6'],
+  ['serviceCidr6', 'SERVICE_CIDR6', 96, 'ipv6'],
+  ['serviceMask6', 'SERVICE_MASK6', 112, 'ipv6'],
 ]);
 
 export const LB4_KEY = struct('lb4_key', 'LB4_KEY', 8, [
@@ -121,6 +126,59 @@ export const LB4_SRC_RANGE_KEY = struct('lb4_src_range_key', 'LB4_SRC', 12, [
   ['address', 'ADDRESS', 8, 'ipv4'],
 ]);
 
+export const LB6_KEY = struct('lb6_key', 'LB6_KEY', 20, [
+  ['address', 'ADDRESS', 0, 'ipv6'],
+  ['port', 'DPORT', 16, 'be16'],
+  ['proto', 'PROTO', 18, 'u8'],
+  ['scope', 'SCOPE', 19, 'u8'],
+]);
+
+export const LB6_BACKEND = struct('lb6_backend', 'LB6_BE', 20, [
+  ['address', 'ADDRESS', 0, 'ipv6'],
+  ['port', 'PORT', 16, 'be16'],
+  ['proto', 'PROTO', 18, 'u8'],
+  ['flags', 'FLAGS', 19, 'u8'],
+]);
+
+export const LB6_REVNAT = struct('lb6_revnat', 'LB6_REVNAT', 20, [
+  ['address', 'ADDRESS', 0, 'ipv6'],
+  ['port', 'PORT', 16, 'be16'],
+]);
+
+export const CT6_TUPLE = struct('ct6_tuple', 'CT6', 40, [
+  ['saddr', 'SADDR', 0, 'ipv6'],
+  ['daddr', 'DADDR', 16, 'ipv6'],
+  ['sport', 'SPORT', 32, 'be16'],
+  ['dport', 'DPORT', 34, 'be16'],
+  ['proto', 'PROTO', 36, 'u8'],
+  ['dir', 'DIR', 37, 'u8'],
+]);
+
+export const SNAT6_ORIGIN = struct('snat6_origin', 'SNAT6', 20, [
+  ['address', 'ADDRESS', 0, 'ipv6'],
+  ['port', 'PORT', 16, 'be16'],
+]);
+
+export const LB6_AFFINITY_KEY = struct('lb6_affinity_key', 'LB6_AFF', 20, [
+  ['client', 'CLIENT', 0, 'ipv6'],
+  ['serviceId', 'SERVICE_ID', 16, 'u32'],
+]);
+
+export const LB6_SRC_RANGE_KEY = struct('lb6_src_range_key', 'LB6_SRC', 24, [
+  ['prefixlen', 'PREFIXLEN', 0, 'u32'],
+  ['serviceId', 'SERVICE_ID', 4, 'be32'],
+  ['address', 'ADDRESS', 8, 'ipv6'],
+]);
+
+export const NODE_IP6_KEY = struct('node_ip6', 'NODE_IP6', 16, [['address', 'ADDRESS', 0, 'ipv6']]);
+
+export const FRAG6_KEY = struct('frag6_key', 'FRAG6', 40, [
+  ['saddr', 'SADDR', 0, 'ipv6'],
+  ['daddr', 'DADDR', 16, 'ipv6'],
+  ['id', 'ID', 32, 'be32'],
+  ['proto', 'PROTO', 36, 'u8'],
+]);
+
 /** The value of set-like maps: always 1. */
 export const PRESENCE = struct('presence', 'PRESENCE', 4, [['present', 'VALUE', 0, 'u32']]);
 
@@ -178,6 +236,12 @@ export const SIZE_CONSTANTS: Record<string, string> = {
   node_ip4: 'NODE_IP4_KEY_SIZE',
   frag4_key: 'FRAG4_KEY_SIZE',
   frag4_ports: 'FRAG4_PORTS_SIZE',
+  ct6_tuple: 'CT6_TUPLE_SIZE',
+  lb6_key: 'LB6_KEY_SIZE',
+  lb6_affinity_key: 'LB6_AFF_KEY_SIZE',
+  lb6_src_range_key: 'LB6_SRC_KEY_SIZE',
+  node_ip6: 'NODE_IP6_KEY_SIZE',
+  frag6_key: 'FRAG6_KEY_SIZE',
 };
 
 export const BPF_MAP_TYPE = { HASH: 1, ARRAY: 2, LRU_HASH: 9, LPM_TRIE: 11 } as const;
@@ -212,6 +276,15 @@ export const MAPS = {
   lb4SourceRanges: { id: 12, name: 'lb4_source_ranges', type: BPF_MAP_TYPE.LPM_TRIE, key: LB4_SRC_RANGE_KEY, value: PRESENCE },
   nodeIps4: { id: 13, name: 'node_ips4', type: BPF_MAP_TYPE.HASH, key: NODE_IP4_KEY, value: PRESENCE },
   frag4: { id: 14, name: 'frag4', type: BPF_MAP_TYPE.LRU_HASH, key: FRAG4_KEY, value: FRAG4_PORTS },
+  lb6Services: { id: 15, name: 'lb6_services', type: BPF_MAP_TYPE.HASH, key: LB6_KEY, value: LB4_SERVICE },
+  lb6Backends: { id: 16, name: 'lb6_backends', type: BPF_MAP_TYPE.HASH, key: U32_KEY, value: LB6_BACKEND },
+  lb6Revnat: { id: 17, name: 'lb6_reverse_nat', type: BPF_MAP_TYPE.HASH, key: U32_KEY, value: LB6_REVNAT },
+  ct6: { id: 18, name: 'ct6', type: BPF_MAP_TYPE.LRU_HASH, key: CT6_TUPLE, value: CT_ENTRY },
+  snat6: { id: 19, name: 'snat6', type: BPF_MAP_TYPE.LRU_HASH, key: CT6_TUPLE, value: SNAT6_ORIGIN },
+  lb6Affinity: { id: 20, name: 'lb6_affinity', type: BPF_MAP_TYPE.LRU_HASH, key: LB6_AFFINITY_KEY, value: LB_AFFINITY },
+  lb6SourceRanges: { id: 21, name: 'lb6_source_ranges', type: BPF_MAP_TYPE.LPM_TRIE, key: LB6_SRC_RANGE_KEY, value: PRESENCE },
+  nodeIps6: { id: 22, name: 'node_ips6', type: BPF_MAP_TYPE.HASH, key: NODE_IP6_KEY, value: PRESENCE },
+  frag6: { id: 23, name: 'frag6', type: BPF_MAP_TYPE.LRU_HASH, key: FRAG6_KEY, value: FRAG4_PORTS },
 } as const satisfies Record<string, MapSpec>;
 
 export type MapName = keyof typeof MAPS;
@@ -231,7 +304,9 @@ export const SVC_F = {
   SOURCE_RANGE: 1 << 7,
   WILDCARD: 1 << 8,
 } as const;
-export const CFG_F = { MASQUERADE_ALL: 1 << 0, POD_CIDR4: 1 << 1, SERVICE_CIDR4: 1 << 2 } as const;
+export const CFG_F = {
+  MASQUERADE_ALL: 1 << 0, POD_CIDR4: 1 << 1, SERVICE_CIDR4: 1 << 2, POD_CIDR6: 1 << 3, SERVICE_CIDR6: 1 << 4, SNAT_ADDR6: 1 << 5,
+} as const;
 export const BE_F_LOCAL = 1 << 0;
 export const CT_DIR_ORIGINAL = 0;
 export const CT_DIR_REPLY = 1;
@@ -272,6 +347,7 @@ export function encode(s: Struct, value: StructValue): Uint8Array {
       case 'be16': view.setUint16(f.offset, v as number, false); break;
       case 'be32': view.setUint32(f.offset, v as number, false); break;
       case 'ipv4': bytes.set(ipaddr.IPv4.parse(v as string).toByteArray(), f.offset); break;
+      case 'ipv6': bytes.set(ipaddr.IPv6.parse(v as string).toByteArray(), f.offset); break;
     }
   }
   return bytes;
@@ -290,6 +366,7 @@ export function decode(s: Struct, bytes: Uint8Array): StructValue {
       case 'be16': out[f.name] = view.getUint16(f.offset, false); break;
       case 'be32': out[f.name] = view.getUint32(f.offset, false); break;
       case 'ipv4': out[f.name] = Array.from(bytes.subarray(f.offset, f.offset + 4)).join('.'); break;
+      case 'ipv6': out[f.name] = ipaddr.fromByteArray(Array.from(bytes.subarray(f.offset, f.offset + 16))).toString(); break;
     }
   }
   return out;
@@ -297,4 +374,9 @@ export function decode(s: Struct, bytes: Uint8Array): StructValue {
 
 export function fieldSize(f: Field): number {
   return FIELD_SIZE[f.type];
+}
+
+/** "ip:port", or "[ip]:port" for IPv6, as the verdicts and the summary write addresses. */
+export function hostPort(ip: string, port: number): string {
+  return ip.includes(':') ? `[${ip}]:${port}` : `${ip}:${port}`;
 }

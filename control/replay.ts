@@ -11,7 +11,7 @@ import { createPcapngWriter } from '../traces/pcapng.js';
 import type { Compiled } from './compiler.js';
 import { Batch, type Datapath } from './datapath.js';
 import { InputError, inputError } from './errors.js';
-import { REASONS, VERDICTS } from './layout.js';
+import { REASONS, VERDICTS, hostPort } from './layout.js';
 
 const XDP_TX = 3;
 const XDP_REDIRECT = 4;
@@ -131,7 +131,7 @@ export function replay(trace: string, compiled: Compiled, dp: Datapath, opts: Re
   const reader = openCapture(trace);
   // JSON fragments for every id, made once: the per-packet work is a lookup.
   const serviceJson = ['null', ...compiled.services.map((s) => JSON.stringify(s.name))];
-  const backendJson = ['null', ...compiled.backends.map((b) => JSON.stringify(`${b.ip}:${b.port}`))];
+  const backendJson = ['null', ...compiled.backends.map((b) => JSON.stringify(hostPort(b.ip, b.port)))];
 
   let writer: FrameSink | undefined;
   let verdicts: LineSink | undefined;

@@ -4,7 +4,7 @@
  */
 import type { Compiled, DatapathSettings } from './compiler.js';
 import type { Datapath } from './datapath.js';
-import { REASONS, VERDICTS } from './layout.js';
+import { REASONS, VERDICTS, hostPort } from './layout.js';
 import type { ReplayResult } from './replay.js';
 
 export interface BackendSummary {
@@ -67,11 +67,11 @@ export function buildSummary(result: ReplayResult, compiled: Compiled, dp: Datap
   const backendStats = dp.map('backendStats');
   const services = compiled.services.map((s): ServiceSummary => {
     const st = serviceStats.at(s.id)!;
-    const ids = [...new Set([...s.cluster.backendIds, ...(s.local?.backendIds ?? [])])].sort((a, b) => a - b);
+    const ids = [...new Set([s.cluster, s.local, s.cluster6, s.local6].flatMap((set) => set?.backendIds ?? []))].sort((a, b) => a - b);
     return {
       service: s.name,
       type: s.service.type,
-      frontends: s.frontends.map((f) => `${f.address}:${f.port}/${f.protocol}${f.kind === 'ClusterIP' ? '' : ` (${f.kind})`}`),
+      frontends: s.frontends.map((f) => `${hostPort(f.address, f.port)}/${f.protocol}${f.kind === 'ClusterIP' ? '' : ` (${f.kind})`}`),
       appProtocol: s.port.appProtocol ?? null,
       externalTrafficPolicy: s.service.externalTrafficPolicy,
       internalTrafficPolicy: s.service.internalTrafficPolicy,
@@ -84,7 +84,7 @@ export function buildSummary(result: ReplayResult, compiled: Compiled, dp: Datap
         const b = compiled.backends[id - 1];
         const bs = backendStats.at(id)!;
         return {
-          backend: `${b.ip}:${b.port}`, node: b.nodeName ?? null, local: b.local,
+          backend: hostPort(b.ip, b.port), node: b.nodeName ?? null, local: b.local,
           flows: bs.flows as number, packets: bs.packets as number, bytes: bs.bytes as number,
         };
       }),
@@ -110,8 +110,10 @@ export function buildSummary(result: ReplayResult, compiled: Compiled, dp: Datap
 
 /** "2 ready, 1 local, 2 unusable": what new flows may use. */
 function describeEndpoints(s: Compiled['services'][number]): string {
-  const parts = [`${s.cluster.backendIds.length} ${s.cluster.selection === 'serving-terminating' ? 'serving-terminating' : 'ready'}`];
-  if (s.local) parts.push(`${s.local.backendIds.length} local`);
+  const usable = s.cluster.backendIds.length + s.cluster6.backendIds.length;
+  const draining = s.cluster.selection === 'serving-terminating' || s.cluster6.selection === 'serving-terminating';
+  const parts = [`${usable} ${draining ? 'serving-terminating' : 'ready'}`];
+  if (s.local || s.local6) parts.push(`${(s.local?.backendIds.length ?? 0) + (s.local6?.backendIds.length ?? 0)} local`);
   if (s.unusableEndpoints) parts.push(`${s.unusableEndpoints} unusable`);
   return parts.join(', ');
 }

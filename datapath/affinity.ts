@@ -5,12 +5,14 @@
 // Local policy) is never reused.
 
 import {
-  AFF_BACKEND_ID, AFF_LAST_USED, BPF_ANY, LB4_AFF_CLIENT, LB4_AFF_SERVICE_ID, LB_MEMBER_BACKEND, LB_MEMBER_TABLE,
+  AFF_BACKEND_ID, AFF_LAST_USED, BPF_ANY, LB4_AFF_CLIENT, LB4_AFF_SERVICE_ID, LB6_AFF_CLIENT, LB6_AFF_SERVICE_ID,
+  LB_MEMBER_BACKEND, LB_MEMBER_TABLE,
 } from './layout';
-import { mapLookup, mapUpdate } from './maps';
-import { lb4Affinity, lbMembers } from './registry';
+import { BpfMap, mapLookup, mapUpdate } from './maps';
+import { lb4Affinity, lb6Affinity, lbMembers } from './registry';
 
 const affinityKey = memory.data(8);
+const affinityKey6 = memory.data(20);
 const affinityValue = memory.data(16);
 const memberKey = memory.data(8);
 
@@ -27,9 +29,9 @@ export function tableHasBackend(table: u32, backendId: u32): bool {
   return mapLookup(lbMembers, memberKey) != 0;
 }
 
-/** The client's backend for this service port if its affinity still holds, else 0. */
-export function affinityBackend4(client: u32, serviceId: u32, table: u32, timeoutSeconds: u32, now: u64): u32 {
-  const record = mapLookup(lb4Affinity, fillKey(client, serviceId));
+/** The backend of an affinity record if it still holds, else 0. */
+function stillAffine(map: BpfMap, key: usize, table: u32, timeoutSeconds: u32, now: u64): u32 {
+  const record = mapLookup(map, key);
   if (record == 0) return 0;
   const last = load<u64>(record + AFF_LAST_USED);
   if (now > last && now - last > <u64>timeoutSeconds * 1_000_000_000) return 0;
@@ -37,10 +39,33 @@ export function affinityBackend4(client: u32, serviceId: u32, table: u32, timeou
   return tableHasBackend(table, backendId) ? backendId : 0;
 }
 
-/** Records (or refreshes) the client's backend at a new connection. */
-export function recordAffinity4(client: u32, serviceId: u32, backendId: u32, now: u64): void {
+function record(map: BpfMap, key: usize, backendId: u32, now: u64): void {
   store<u32>(affinityValue + AFF_BACKEND_ID, backendId);
   store<u32>(affinityValue + AFF_BACKEND_ID + 4, 0);
   store<u64>(affinityValue + AFF_LAST_USED, now);
-  mapUpdate(lb4Affinity, fillKey(client, serviceId), affinityValue, BPF_ANY);
+  mapUpdate(map, key, affinityValue, BPF_ANY);
+}
+
+@inline function fillKey6(client: usize, serviceId: u32): usize {
+  memory.copy(affinityKey6 + LB6_AFF_CLIENT, client, 16);
+  store<u32>(affinityKey6 + LB6_AFF_SERVICE_ID, serviceId);
+  return affinityKey6;
+}
+
+/** The client's backend for this service port if its affinity still holds, else 0. */
+export function affinityBackend4(client: u32, serviceId: u32, table: u32, timeoutSeconds: u32, now: u64): u32 {
+  return stillAffine(lb4Affinity, fillKey(client, serviceId), table, timeoutSeconds, now);
+}
+
+export function affinityBackend6(client: usize, serviceId: u32, table: u32, timeoutSeconds: u32, now: u64): u32 {
+  return stillAffine(lb6Affinity, fillKey6(client, serviceId), table, timeoutSeconds, now);
+}
+
+/** Records (or refreshes) the client's backend at a new connection. */
+export function recordAffinity4(client: u32, serviceId: u32, backendId: u32, now: u64): void {
+  record(lb4Affinity, fillKey(client, serviceId), backendId, now);
+}
+
+export function recordAffinity6(client: usize, serviceId: u32, backendId: u32, now: u64): void {
+  record(lb6Affinity, fillKey6(client, serviceId), backendId, now);
 }

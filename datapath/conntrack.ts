@@ -8,13 +8,14 @@
 import {
   CT4_DADDR, CT4_DIR, CT4_DPORT, CT4_PROTO, CT4_SADDR, CT4_SPORT, CT_BACKEND_ID, CT_DIR_ORIGINAL,
   CT_DIR_REPLY, CT_F_CLOSING, CT_F_SEEN_REPLY, CT_F_SNAT, CT_FLAGS, CT_LAST_SEEN, CT_REV_NAT_INDEX, CT_SERVICE_ID,
-  CT_SNAT_PORT, BPF_ANY,
+  CT_SNAT_PORT, BPF_ANY, CT6_DADDR, CT6_DIR, CT6_DPORT, CT6_PROTO, CT6_SADDR, CT6_SPORT,
 } from './layout';
 import { mapDelete, mapLookup, mapPeek, mapUpdate } from './maps';
 import { IPPROTO_TCP, TCP_ACK, TCP_FIN, TCP_RST, TCP_SYN } from './parse';
-import { ct4 } from './registry';
+import { ct4, ct6 } from './registry';
 
 const tupleKey = memory.data(16); // struct ct4_tuple
+const tupleKey6 = memory.data(40); // struct ct6_tuple
 const entryValue = memory.data(24); // struct ct_entry
 
 const NS_PER_SEC: u64 = 1_000_000_000;
@@ -56,6 +57,30 @@ export function ctDelete4(saddr: u32, daddr: u32, sport: u16, dport: u16, proto:
   mapDelete(ct4, fillTuple(saddr, daddr, sport, dport, proto, dir));
 }
 
+/** A ct6_tuple in scratch memory (addresses copied from pointers): valid until the next call. */
+export function fillTuple6(saddr: usize, daddr: usize, sport: u16, dport: u16, proto: u8, dir: u8): usize {
+  memory.copy(tupleKey6 + CT6_SADDR, saddr, 16);
+  memory.copy(tupleKey6 + CT6_DADDR, daddr, 16);
+  store<u16>(tupleKey6 + CT6_SPORT, sport);
+  store<u16>(tupleKey6 + CT6_DPORT, dport);
+  store<u8>(tupleKey6 + CT6_PROTO, proto);
+  store<u8>(tupleKey6 + CT6_DIR, dir);
+  store<u16>(tupleKey6 + CT6_DIR + 1, 0);
+  return tupleKey6;
+}
+
+export function ctLookup6(saddr: usize, daddr: usize, sport: u16, dport: u16, proto: u8, dir: u8): usize {
+  return mapLookup(ct6, fillTuple6(saddr, daddr, sport, dport, proto, dir));
+}
+
+export function ctPeek6(saddr: usize, daddr: usize, sport: u16, dport: u16, proto: u8, dir: u8): usize {
+  return mapPeek(ct6, fillTuple6(saddr, daddr, sport, dport, proto, dir));
+}
+
+export function ctDelete6(saddr: usize, daddr: usize, sport: u16, dport: u16, proto: u8, dir: u8): void {
+  mapDelete(ct6, fillTuple6(saddr, daddr, sport, dport, proto, dir));
+}
+
 /** True when the entry has not timed out at `now`. */
 export function ctIsLive(entry: usize, now: u64, proto: u8): bool {
   const last = load<u64>(entry + CT_LAST_SEEN);
@@ -86,6 +111,18 @@ export function ctTouch(entry: usize, now: u64, proto: u8, tcpFlags: u8, isReply
   store<u16>(entry + CT_FLAGS, flags);
 }
 
+function fillEntry(proto: u8, tcpFlags: u8, snatPort: u16, backendId: u32, revNatIndex: u32, serviceId: u32, now: u64): usize {
+  let flags: u16 = isClosing(proto, tcpFlags) ? CT_F_CLOSING : 0;
+  if (snatPort != 0) flags |= CT_F_SNAT;
+  store<u32>(entryValue + CT_BACKEND_ID, backendId);
+  store<u32>(entryValue + CT_REV_NAT_INDEX, revNatIndex);
+  store<u32>(entryValue + CT_SERVICE_ID, serviceId);
+  store<u16>(entryValue + CT_FLAGS, flags);
+  store<u16>(entryValue + CT_SNAT_PORT, snatPort);
+  store<u64>(entryValue + CT_LAST_SEEN, now);
+  return entryValue;
+}
+
 /**
  * Tracks a new flow client -> frontend that was sent to a backend: the
  * original-direction entry and the reply-direction entry, keyed as the reply
@@ -98,16 +135,22 @@ export function ctCreate4(
   backendAddr: u32, backendPort: u16, snatAddr: u32, snatPort: u16,
   backendId: u32, revNatIndex: u32, serviceId: u32, now: u64,
 ): void {
-  let flags: u16 = isClosing(proto, tcpFlags) ? CT_F_CLOSING : 0;
-  if (snatPort != 0) flags |= CT_F_SNAT;
-  store<u32>(entryValue + CT_BACKEND_ID, backendId);
-  store<u32>(entryValue + CT_REV_NAT_INDEX, revNatIndex);
-  store<u32>(entryValue + CT_SERVICE_ID, serviceId);
-  store<u16>(entryValue + CT_FLAGS, flags);
-  store<u16>(entryValue + CT_SNAT_PORT, snatPort);
-  store<u64>(entryValue + CT_LAST_SEEN, now);
-  mapUpdate(ct4, fillTuple(saddr, daddr, sport, dport, proto, CT_DIR_ORIGINAL), entryValue, BPF_ANY);
+  const value = fillEntry(proto, tcpFlags, snatPort, backendId, revNatIndex, serviceId, now);
+  mapUpdate(ct4, fillTuple(saddr, daddr, sport, dport, proto, CT_DIR_ORIGINAL), value, BPF_ANY);
   const replyDst = snatPort != 0 ? snatAddr : saddr;
   const replyDport = snatPort != 0 ? snatPort : sport;
-  mapUpdate(ct4, fillTuple(backendAddr, replyDst, backendPort, replyDport, proto, CT_DIR_REPLY), entryValue, BPF_ANY);
+  mapUpdate(ct4, fillTuple(backendAddr, replyDst, backendPort, replyDport, proto, CT_DIR_REPLY), value, BPF_ANY);
+}
+
+/** ctCreate4 for IPv6: addresses by pointer. */
+export function ctCreate6(
+  saddr: usize, daddr: usize, sport: u16, dport: u16, proto: u8, tcpFlags: u8,
+  backendAddr: usize, backendPort: u16, snatAddr: usize, snatPort: u16,
+  backendId: u32, revNatIndex: u32, serviceId: u32, now: u64,
+): void {
+  const value = fillEntry(proto, tcpFlags, snatPort, backendId, revNatIndex, serviceId, now);
+  mapUpdate(ct6, fillTuple6(saddr, daddr, sport, dport, proto, CT_DIR_ORIGINAL), value, BPF_ANY);
+  const replyDst = snatPort != 0 ? snatAddr : saddr;
+  const replyDport = snatPort != 0 ? snatPort : sport;
+  mapUpdate(ct6, fillTuple6(backendAddr, replyDst, backendPort, replyDport, proto, CT_DIR_REPLY), value, BPF_ANY);
 }

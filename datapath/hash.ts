@@ -40,3 +40,13 @@ export function hash32(key: usize, size: u32): u32 {
   h = mix(h, <u32>proto);
   return finish(h, 16);
 }
+
+/** Maglev flow hash of an IPv6 5-tuple: the same mix over the addresses' four words each. */
+export function flowHash6(seed: u32, saddr: usize, daddr: usize, sport: u16, dport: u16, proto: u8): u32 {
+  let h = seed;
+  for (let i: usize = 0; i < 16; i += 4) h = mix(h, load<u32>(saddr + i));
+  for (let i: usize = 0; i < 16; i += 4) h = mix(h, load<u32>(daddr + i));
+  h = mix(h, (<u32>dport << 16) | <u32>sport);
+  h = mix(h, <u32>proto);
+  return finish(h, 40);
+}

@@ -15,17 +15,18 @@
 // the ICMP checksum incrementally, so nothing that was wrong is "repaired".
 
 import { csumReplace2, csumReplace4 } from './csum';
-import { ctIsLive, ctLookup4 } from './conntrack';
+import { ctIsLive, ctLookup4, ctLookup6 } from './conntrack';
 import {
   CT_BACKEND_ID, CT_DIR_ORIGINAL, CT_DIR_REPLY, CT_F_SNAT, CT_FLAGS, CT_REV_NAT_INDEX, CT_SERVICE_ID, CT_SNAT_PORT,
-  LB4_BE_ADDRESS, LB4_BE_PORT, LB4_REVNAT_ADDRESS, LB4_REVNAT_PORT, SNAT4_ADDRESS, SNAT4_PORT,
+  LB4_BE_ADDRESS, LB4_BE_PORT, LB4_REVNAT_ADDRESS, LB4_REVNAT_PORT, LB6_BE_ADDRESS, LB6_BE_FLAGS, LB6_BE_PORT,
+  LB6_REVNAT_ADDRESS, LB6_REVNAT_PORT, SNAT4_ADDRESS, SNAT4_PORT, SNAT6_ADDRESS, SNAT6_PORT,
 } from './layout';
-import { lookupBackend4, lookupRevNat4 } from './lb';
+import { lookupBackend4, lookupBackend6, lookupRevNat4, lookupRevNat6 } from './lb';
 import {
-  IP4_CSUM, IP4_DADDR, IP4_SADDR, IPPROTO_SCTP, IPPROTO_TCP, IPPROTO_UDP, L4_DPORT, L4_SPORT, TCP_CSUM, UDP_CSUM, ipTotalLen,
-  l3, l4,
+  IP4_CSUM, IP4_DADDR, IP4_SADDR, IP6_DADDR, IP6_SADDR, IPPROTO_SCTP, IPPROTO_TCP, IPPROTO_UDP, L4_DPORT, L4_SPORT, TCP_CSUM,
+  UDP_CSUM, ipTotalLen, l3, l4,
 } from './parse';
-import { lookupSnat4, snatAddress } from './snat';
+import { lookupSnat4, lookupSnat6, snatAddress, snatAddress6 } from './snat';
 
 const ICMP_CSUM: usize = 2;
 const ICMP_HLEN: usize = 8;
@@ -164,5 +165,111 @@ function towardsBackend(entry: usize): bool {
   relatedBackendId = load<u32>(entry + CT_BACKEND_ID);
   relatedMasqueraded = masqueraded;
   relatedToBackendFlags = load<u8>(be, 7);
+  return true;
+}
+
+// --- ICMPv6: the same translation; its checksum also covers the outer addresses ---------
+
+const IP6_HLEN: usize = 40;
+const quoteSaddr6 = memory.data(16);
+const quoteDaddr6 = memory.data(16);
+
+/** The quoted IPv6 packet: its header, then TCP/UDP/SCTP right after it (a quoted extension chain is not walked). */
+function parseQuote6(end: usize): bool {
+  quote = l4 + ICMP_HLEN;
+  if (quote + IP6_HLEN > end || (load<u8>(quote) >> 4) != 6) return false;
+  quoteProto = load<u8>(quote, 6);
+  if (quoteProto != IPPROTO_TCP && quoteProto != IPPROTO_UDP && quoteProto != IPPROTO_SCTP) return false;
+  quoteL4 = quote + IP6_HLEN;
+  if (quoteL4 + 8 > end) return false;
+  quoteEnd = end;
+  memory.copy(quoteSaddr6, quote + IP6_SADDR, 16);
+  memory.copy(quoteDaddr6, quote + IP6_DADDR, 16);
+  quoteSport = load<u16>(quoteL4 + L4_SPORT);
+  quoteDport = load<u16>(quoteL4 + L4_DPORT);
+  return true;
+}
+
+/** Replaces 16 address bytes at `field`, updating the checksums at `csumA` (and `csumB` when not 0). */
+function replaceAddress6(field: usize, addr: usize, csumA: usize, csumB: usize): void {
+  for (let i: usize = 0; i < 16; i += 4) {
+    const before = load<u32>(field + i);
+    const after = load<u32>(addr + i);
+    store<u32>(field + i, after);
+    csumReplace4(csumA, before, after);
+    if (csumB != 0) csumReplace4(csumB, before, after);
+  }
+}
+
+function rewriteQuote6(addrOffset: usize, portOffset: usize, addr: usize, port: u16): void {
+  const l4Csum = quoteL4Checksum();
+  const oldL4Csum = l4Csum != 0 ? load<u16>(l4Csum) : 0;
+  // The quoted L4 checksum covers the quoted addresses; the ICMPv6 checksum covers all quoted bytes.
+  replaceAddress6(quote + addrOffset, addr, l4 + ICMP_CSUM, l4Csum);
+  const portField = quoteL4 + portOffset;
+  const oldPort = load<u16>(portField);
+  store<u16>(portField, port);
+  icmpFollows2(oldPort, port);
+  if (l4Csum != 0) {
+    csumReplace2(l4Csum, oldPort, port);
+    if (quoteProto == IPPROTO_UDP && load<u16>(l4Csum) == 0) store<u16>(l4Csum, 0xffff);
+    icmpFollows2(oldL4Csum, load<u16>(l4Csum));
+  }
+}
+
+/** The outer IPv6 header has no checksum, but the ICMPv6 checksum's pseudo-header covers it. */
+@inline function rewriteOuter6(addrOffset: usize, addr: usize): void {
+  replaceAddress6(l3 + addrOffset, addr, l4 + ICMP_CSUM, 0);
+}
+
+@inline function sameAddress6(a: usize, b: usize): bool {
+  return load<u64>(a) == load<u64>(b) && load<u64>(a, 8) == load<u64>(b, 8);
+}
+
+/** translateIcmpError4 for ICMPv6 errors (destination unreachable, packet too big, time exceeded, parameter problem). */
+export function translateIcmpError6(data: usize, len: u32, now: u64): bool {
+  if (!parseQuote6(min(data + <usize>len, l3 + <usize>ipTotalLen))) return false;
+  relatedMasqueraded = false;
+  let entry = ctLookup6(quoteDaddr6, quoteSaddr6, quoteDport, quoteSport, quoteProto, CT_DIR_REPLY);
+  if (entry != 0 && ctIsLive(entry, now, quoteProto)) return towardsClient6(entry);
+  entry = ctLookup6(quoteDaddr6, quoteSaddr6, quoteDport, quoteSport, quoteProto, CT_DIR_ORIGINAL);
+  if (entry != 0 && ctIsLive(entry, now, quoteProto)) return towardsBackend6(entry);
+  return false;
+}
+
+function towardsClient6(entry: usize): bool {
+  const revnat = lookupRevNat6(load<u32>(entry + CT_REV_NAT_INDEX));
+  if (revnat == 0) return false;
+  const masqueraded = (load<u16>(entry + CT_FLAGS) & CT_F_SNAT) != 0;
+  const origin = masqueraded ? lookupSnat6(quoteDaddr6, quoteDport, quoteSport, quoteProto) : 0;
+  if (masqueraded && origin == 0) return false;
+  const front = revnat + LB6_REVNAT_ADDRESS;
+  if (sameAddress6(l3 + IP6_SADDR, quoteDaddr6)) rewriteOuter6(IP6_SADDR, front);
+  rewriteQuote6(IP6_DADDR, L4_DPORT, front, load<u16>(revnat + LB6_REVNAT_PORT));
+  if (masqueraded) {
+    rewriteQuote6(IP6_SADDR, L4_SPORT, origin + SNAT6_ADDRESS, load<u16>(origin + SNAT6_PORT));
+    rewriteOuter6(IP6_DADDR, origin + SNAT6_ADDRESS);
+  }
+  relatedServiceId = load<u32>(entry + CT_SERVICE_ID);
+  relatedBackendId = load<u32>(entry + CT_BACKEND_ID);
+  relatedMasqueraded = masqueraded;
+  relatedToBackendFlags = 0xff;
+  return true;
+}
+
+function towardsBackend6(entry: usize): bool {
+  const be = lookupBackend6(load<u32>(entry + CT_BACKEND_ID));
+  if (be == 0) return false;
+  const masqueraded = (load<u16>(entry + CT_FLAGS) & CT_F_SNAT) != 0;
+  rewriteOuter6(IP6_DADDR, be + LB6_BE_ADDRESS);
+  rewriteQuote6(IP6_SADDR, L4_SPORT, be + LB6_BE_ADDRESS, load<u16>(be + LB6_BE_PORT));
+  if (masqueraded) {
+    rewriteQuote6(IP6_DADDR, L4_DPORT, snatAddress6, load<u16>(entry + CT_SNAT_PORT));
+    rewriteOuter6(IP6_SADDR, snatAddress6);
+  }
+  relatedServiceId = load<u32>(entry + CT_SERVICE_ID);
+  relatedBackendId = load<u32>(entry + CT_BACKEND_ID);
+  relatedMasqueraded = masqueraded;
+  relatedToBackendFlags = load<u8>(be + LB6_BE_FLAGS);
   return true;
 }

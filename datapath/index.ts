@@ -9,8 +9,10 @@
 
 export * from './layout';
 
-import { affinityBackend4, recordAffinity4 } from './affinity';
-import { ctCreate4, ctDelete4, ctIsLive, ctIsReopen, ctLookup4, ctTouch, configureTimeouts } from './conntrack';
+import { affinityBackend4, affinityBackend6, recordAffinity4, recordAffinity6 } from './affinity';
+import {
+  ctCreate4, ctCreate6, ctDelete4, ctDelete6, ctIsLive, ctIsReopen, ctLookup4, ctLookup6, ctTouch, configureTimeouts,
+} from './conntrack';
 import {
   BE_F_LOCAL, CONFIG_CT_TCP_CLOSING, CONFIG_CT_TCP_ESTABLISHED, CONFIG_CT_UDP, CONFIG_CT_UDP_STREAM, CONFIG_SEED,
   CT_BACKEND_ID, CT_DIR_ORIGINAL, CT_DIR_REPLY, CT_F_SNAT, CT_FLAGS, CT_REV_NAT_INDEX, CT_SERVICE_ID, CT_SNAT_PORT,
@@ -21,28 +23,36 @@ import {
   REASON_NO_LOCAL_ENDPOINTS, REASON_NO_ROOM, REASON_NO_SERVICE, REASON_REPLY, REASON_SERVICE, REASON_SNAT_EXHAUSTED,
   REASON_SOURCE_RANGE, REASON_STATE_MISMATCH, REASON_TRUNCATED, REASON_UNALLOCATED_IP, REASON_UNSERVED_PORT,
   REASON_FRAGMENT, REASON_FRAGMENT_UNTRACKED, REASON_ICMP_RELATED, FRAG4_DPORT, FRAG4_SPORT,
-  SNAT4_ADDRESS, SNAT4_PORT, SVC_F_AFFINITY, SVC_F_SOURCE_RANGE, XDP_ABORTED, XDP_DROP, XDP_PASS, XDP_REDIRECT,
+  SNAT4_ADDRESS, SNAT4_PORT, SNAT6_ADDRESS, SNAT6_PORT, LB6_BE_ADDRESS, LB6_BE_FLAGS, LB6_BE_PORT, LB6_REVNAT_ADDRESS,
+  LB6_REVNAT_PORT, SVC_F_AFFINITY, SVC_F_SOURCE_RANGE, XDP_ABORTED, XDP_DROP, XDP_PASS, XDP_REDIRECT,
   XDP_TX,
 } from './layout';
 import {
-  backendCount, isClusterIP4, lookupBackend4, lookupRevNat4, lookupService4, maglevBackend4, tableId,
+  backendCount, isClusterIP4, isClusterIP6, lookupBackend4, lookupBackend6, lookupRevNat4, lookupRevNat6, lookupService4,
+  lookupService6, maglevBackend4, maglevBackend6, tableId,
 } from './lb';
 import { mapCount, mapDelete, mapGetNextKey, mapLookup, mapPeek, mapUpdate } from './maps';
 import { reserve, reservedTop } from './memory';
-import { finishRewrite, rewriteDestination4, rewriteSource4 } from './nat';
+import { finishRewrite, rewriteDestination4, rewriteDestination6, rewriteSource4, rewriteSource6 } from './nat';
 import {
-  IPPROTO_SCTP, adoptFragmentPorts, daddr, datagramCaptured, dport, firstFragment, hasEthernetAddresses, hasPorts, ipId,
-  isIcmpError, laterFragment, parsePacket, proto, saddr, sport, tcpFlags,
+  IPPROTO_SCTP, adoptFragmentPorts, daddr, daddr6, datagramCaptured, dport, family, firstFragment, fragId6,
+  hasEthernetAddresses, hasPorts, ipId, isIcmpError, laterFragment, parsePacket, proto, saddr, saddr6, sport, tcpFlags,
 } from './parse';
-import { lookupFragment4, recordFragment4 } from './fragment';
+import { lookupFragment4, lookupFragment6, recordFragment4, recordFragment6 } from './fragment';
 import {
-  relatedBackendId, relatedMasqueraded, relatedServiceId, relatedToBackendFlags, translateIcmpError4,
+  relatedBackendId, relatedMasqueraded, relatedServiceId, relatedToBackendFlags, translateIcmpError4, translateIcmpError6,
 } from './icmp_related';
-import { choosePolicy, classifySource4, configurePolicy, inServiceRange4, masquerade, useLocalBackends } from './policy';
+import {
+  choosePolicy, classifySource4, classifySource6, configurePolicy, inServiceRange4, inServiceRange6, masquerade,
+  useLocalBackends,
+} from './policy';
 import { allMapsCreated, configMap, createNamedMap, mapById } from './registry';
-import { buildPortUnreachable4 } from './reject';
-import { configureSnat, lookupSnat4, pickSnatPort4, recordSnat4, snatAddress } from './snat';
-import { sourceAllowed4 } from './source_range';
+import { buildPortUnreachable4, buildPortUnreachable6 } from './reject';
+import {
+  configureSnat, lookupSnat4, lookupSnat6, pickSnatPort4, pickSnatPort6, recordSnat4, recordSnat6, snatAddress,
+  snatAddress6,
+} from './snat';
+import { sourceAllowed4, sourceAllowed6 } from './source_range';
 import { countFlowPacket, countVerdict } from './stats';
 
 // --- bpf(2)-shaped map API for the control plane ------------------------------
@@ -181,14 +191,14 @@ function handleServicePacket(svc: usize, data: usize, len: u32, capacity: u32, w
       countFlowPacket(serviceId, 0, wireLen, false);
       return;
     }
-    choosePolicy(flags, classifySource4(saddr));
+    choosePolicy(flags, classifySource4(saddr), false);
     const local = useLocalBackends;
     if (backendCount(svc, local) == 0) {
       decide(XDP_DROP, REASON_NO_LOCAL_ENDPOINTS);
       countFlowPacket(serviceId, 0, wireLen, false);
       return;
     }
-    const table = tableId(svc, local);
+    const table = tableId(svc, false, local);
     const affinity = (flags & SVC_F_AFFINITY) != 0;
     backendId = affinity ? affinityBackend4(saddr, serviceId, table, load<u32>(svc + LB4_SVC_AFFINITY_TIMEOUT), now) : 0;
     if (backendId == 0) backendId = maglevBackend4(table, seed, saddr, daddr, sport, dport, proto);
@@ -236,7 +246,9 @@ function handleServicePacket(svc: usize, data: usize, len: u32, capacity: u32, w
 
 /** REJECT: the frame becomes an ICMP port unreachable back to its sender. */
 function rejectPacket(data: usize, len: u32, capacity: u32, why: u8): void {
-  const icmpLen = buildPortUnreachable4(data, len, capacity, hasEthernetAddresses(linktype));
+  const icmpLen = family == 6
+    ? buildPortUnreachable6(data, len, capacity, hasEthernetAddresses(linktype))
+    : buildPortUnreachable4(data, len, capacity, hasEthernetAddresses(linktype));
   if (icmpLen == 0) {
     decide(XDP_ABORTED, REASON_NO_ROOM);
   } else {
@@ -347,6 +359,178 @@ function handleLaterFragment(data: usize, len: u32, capacity: u32, wireLen: u32,
   }
 }
 
+// --- IPv6: the same decisions over the lb6/ct6 maps, addresses by pointer ----------
+
+@inline function sameAddress6(a: usize, b: usize): bool {
+  return load<u64>(a) == load<u64>(b) && load<u64>(a, 8) == load<u64>(b, 8);
+}
+
+function handlePacket6(data: usize, len: u32, capacity: u32, wireLen: u32, now: u64): void {
+  if (!hasPorts(proto)) {
+    if (!isIcmpError() || laterFragment || !handleIcmpError6(data, len, wireLen, now)) handleOther6(data, len, capacity);
+    return;
+  }
+  const svc = lookupService6(daddr6, dport, proto);
+  if (svc != 0) handleServicePacket6(svc, data, len, capacity, wireLen, now);
+  else if (!handleReply6(data, len, wireLen, now)) handleOther6(data, len, capacity);
+}
+
+/** handleServicePacket for IPv6. */
+function handleServicePacket6(svc: usize, data: usize, len: u32, capacity: u32, wireLen: u32, now: u64): void {
+  serviceId = load<u32>(svc + LB4_SVC_SERVICE_ID);
+  const flags = load<u32>(svc + LB4_SVC_FLAGS);
+  if ((flags & SVC_F_SOURCE_RANGE) != 0 && !sourceAllowed6(serviceId, saddr6)) {
+    decide(XDP_DROP, REASON_SOURCE_RANGE);
+    countFlowPacket(serviceId, 0, wireLen, false);
+    return;
+  }
+  if (cannotRewrite(data, len)) {
+    decide(XDP_ABORTED, REASON_TRUNCATED);
+    return;
+  }
+  let be: usize = 0;
+  let snatPort: u16 = 0;
+  const entry = ctLookup6(saddr6, daddr6, sport, dport, proto, CT_DIR_ORIGINAL);
+  if (entry != 0 && ctIsLive(entry, now, proto) && !ctIsReopen(entry, proto, tcpFlags)) {
+    backendId = load<u32>(entry + CT_BACKEND_ID);
+    be = lookupBackend6(backendId);
+    if ((load<u16>(entry + CT_FLAGS) & CT_F_SNAT) != 0) snatPort = load<u16>(entry + CT_SNAT_PORT);
+  }
+  const newFlow = be == 0;
+  if (newFlow) {
+    snatPort = 0;
+    if (backendCount(svc, false) == 0) {
+      rejectPacket(data, len, capacity, REASON_NO_ENDPOINTS);
+      countFlowPacket(serviceId, 0, wireLen, false);
+      return;
+    }
+    choosePolicy(flags, classifySource6(saddr6), true);
+    const local = useLocalBackends;
+    if (backendCount(svc, local) == 0) {
+      decide(XDP_DROP, REASON_NO_LOCAL_ENDPOINTS);
+      countFlowPacket(serviceId, 0, wireLen, false);
+      return;
+    }
+    const table = tableId(svc, true, local);
+    const affinity = (flags & SVC_F_AFFINITY) != 0;
+    backendId = affinity ? affinityBackend6(saddr6, serviceId, table, load<u32>(svc + LB4_SVC_AFFINITY_TIMEOUT), now) : 0;
+    if (backendId == 0) backendId = maglevBackend6(table, seed, saddr6, daddr6, sport, dport, proto);
+    be = lookupBackend6(backendId);
+    if (be == 0) {
+      decide(XDP_DROP, REASON_STATE_MISMATCH);
+      return;
+    }
+    if (masquerade || sameAddress6(be + LB6_BE_ADDRESS, saddr6)) {
+      snatPort = pickSnatPort6(seed, saddr6, sport, be + LB6_BE_ADDRESS, load<u16>(be + LB6_BE_PORT), proto, now);
+      if (snatPort == 0) {
+        decide(XDP_DROP, REASON_SNAT_EXHAUSTED);
+        countFlowPacket(serviceId, 0, wireLen, false);
+        return;
+      }
+    }
+    if (affinity) recordAffinity6(saddr6, serviceId, backendId, now);
+  }
+  const beAddr = be + LB6_BE_ADDRESS;
+  const bePort = load<u16>(be + LB6_BE_PORT);
+  if (newFlow) {
+    ctCreate6(saddr6, daddr6, sport, dport, proto, tcpFlags, beAddr, bePort, snatAddress6, snatPort,
+      backendId, load<u32>(svc + LB4_SVC_REV_NAT_INDEX), serviceId, now);
+    if (snatPort != 0) recordSnat6(beAddr, bePort, snatPort, proto, saddr6, sport);
+  } else {
+    ctTouch(entry, now, proto, tcpFlags, false);
+    const reply = ctLookup6(beAddr, snatPort != 0 ? snatAddress6 : saddr6, bePort, snatPort != 0 ? snatPort : sport, proto, CT_DIR_REPLY);
+    if (reply != 0) ctTouch(reply, now, proto, tcpFlags, false);
+  }
+  if (firstFragment) recordFragment6(saddr6, daddr6, fragId6, proto, sport, dport);
+  const portChanged = bePort != dport || (snatPort != 0 && snatPort != sport);
+  rewriteDestination6(beAddr, bePort);
+  if (snatPort != 0) {
+    rewriteSource6(snatAddress6, snatPort);
+    snatApplied = true;
+  }
+  finishRewrite(portChanged);
+  decide((load<u8>(be + LB6_BE_FLAGS) & BE_F_LOCAL) != 0 ? XDP_REDIRECT : XDP_TX, REASON_SERVICE);
+  countFlowPacket(serviceId, backendId, wireLen, newFlow);
+}
+
+/** handleReply for IPv6. */
+function handleReply6(data: usize, len: u32, wireLen: u32, now: u64): bool {
+  const entry = ctLookup6(saddr6, daddr6, sport, dport, proto, CT_DIR_REPLY);
+  if (entry == 0) return false;
+  if (!ctIsLive(entry, now, proto)) {
+    ctDelete6(saddr6, daddr6, sport, dport, proto, CT_DIR_REPLY);
+    return false;
+  }
+  serviceId = load<u32>(entry + CT_SERVICE_ID);
+  backendId = load<u32>(entry + CT_BACKEND_ID);
+  const revnat = lookupRevNat6(load<u32>(entry + CT_REV_NAT_INDEX));
+  const masqueraded = (load<u16>(entry + CT_FLAGS) & CT_F_SNAT) != 0;
+  const origin = masqueraded ? lookupSnat6(saddr6, sport, dport, proto) : 0;
+  if (revnat == 0 || (masqueraded && origin == 0)) {
+    decide(XDP_DROP, REASON_STATE_MISMATCH);
+    return true;
+  }
+  if (cannotRewrite(data, len)) {
+    decide(XDP_ABORTED, REASON_TRUNCATED);
+    return true;
+  }
+  const frontAddr = revnat + LB6_REVNAT_ADDRESS;
+  const frontPort = load<u16>(revnat + LB6_REVNAT_PORT);
+  const client = masqueraded ? origin + SNAT6_ADDRESS : daddr6;
+  const clientPort = masqueraded ? load<u16>(origin + SNAT6_PORT) : dport;
+  ctTouch(entry, now, proto, tcpFlags, true);
+  const original = ctLookup6(client, frontAddr, clientPort, frontPort, proto, CT_DIR_ORIGINAL);
+  if (original != 0) ctTouch(original, now, proto, tcpFlags, true);
+  if (firstFragment) recordFragment6(saddr6, daddr6, fragId6, proto, sport, dport);
+  const portChanged = frontPort != sport || clientPort != dport;
+  rewriteSource6(frontAddr, frontPort);
+  if (masqueraded) {
+    rewriteDestination6(client, clientPort);
+    snatApplied = true;
+  }
+  finishRewrite(portChanged);
+  decide(XDP_TX, REASON_REPLY);
+  countFlowPacket(serviceId, backendId, wireLen, false);
+  return true;
+}
+
+/** handleOther for IPv6. */
+function handleOther6(data: usize, len: u32, capacity: u32): void {
+  if (isClusterIP6(daddr6)) {
+    if (isIcmpError()) decide(XDP_DROP, REASON_UNSERVED_PORT);
+    else rejectPacket(data, len, capacity, REASON_UNSERVED_PORT);
+  } else if (inServiceRange6(daddr6)) {
+    decide(XDP_DROP, REASON_UNALLOCATED_IP);
+  } else {
+    decide(XDP_PASS, REASON_NO_SERVICE);
+  }
+}
+
+/** handleLaterFragment for IPv6. */
+function handleLaterFragment6(data: usize, len: u32, capacity: u32, wireLen: u32, now: u64): void {
+  const ports = hasPorts(proto) ? lookupFragment6(saddr6, daddr6, fragId6, proto) : 0;
+  if (ports != 0) {
+    adoptFragmentPorts(load<u16>(ports + FRAG4_SPORT), load<u16>(ports + FRAG4_DPORT));
+    handlePacket6(data, len, capacity, wireLen, now);
+  } else if (isClusterIP6(daddr6)) {
+    decide(XDP_DROP, REASON_FRAGMENT_UNTRACKED);
+  } else {
+    decide(XDP_PASS, REASON_FRAGMENT);
+  }
+}
+
+/** An ICMPv6 error about a translated IPv6 flow goes where its flow goes, translated. */
+function handleIcmpError6(data: usize, len: u32, wireLen: u32, now: u64): bool {
+  if (!translateIcmpError6(data, len, now)) return false;
+  serviceId = relatedServiceId;
+  backendId = relatedBackendId;
+  snatApplied = relatedMasqueraded;
+  const toLocalBackend = relatedToBackendFlags != 0xff && (relatedToBackendFlags & BE_F_LOCAL) != 0;
+  decide(toLocalBackend ? XDP_REDIRECT : XDP_TX, REASON_ICMP_RELATED);
+  countFlowPacket(serviceId, backendId, wireLen, false);
+  return true;
+}
+
 function processFrame(desc: usize): void {
   const data = <usize>load<u32>(desc + DESC_DATA);
   const len = load<u32>(desc + DESC_LEN);
@@ -363,9 +547,11 @@ function processFrame(desc: usize): void {
   linktype = load<u32>(desc + DESC_LINKTYPE);
   const parsed = parsePacket(data, len, wireLen, linktype);
   if (parsed == 0) {
-    handlePacket(data, len, capacity, wireLen, now);
+    if (family == 6) handlePacket6(data, len, capacity, wireLen, now);
+    else handlePacket(data, len, capacity, wireLen, now);
   } else if (parsed == REASON_FRAGMENT) {
-    handleLaterFragment(data, len, capacity, wireLen, now);
+    if (family == 6) handleLaterFragment6(data, len, capacity, wireLen, now);
+    else handleLaterFragment(data, len, capacity, wireLen, now);
   } else {
     decide(verdictForParseReason(parsed), parsed);
   }

@@ -45,7 +45,18 @@ export const MAP_SNAT4: u32 = 11; // LRU_HASH ct4_tuple (reply direction) -> sna
 export const MAP_LB4_SOURCE_RANGES: u32 = 12; // LPM_TRIE lb4_src_range_key -> u32 (1)
 export const MAP_NODE_IPS4: u32 = 13; // HASH be32 address -> u32 (1): this node's addresses
 export const MAP_FRAG4: u32 = 14; // LRU_HASH frag4_key -> frag4_ports
-export const MAP_COUNT: u32 = 15;
+// The IPv6 twins, as Cilium keeps lb4_*/lb6_* and ct4/ct6 apart: IPv4 entries
+// stay small, and each family's lookups touch only its own keys.
+export const MAP_LB6_SERVICES: u32 = 15; // HASH lb6_key -> lb4_service (same value layout)
+export const MAP_LB6_BACKENDS: u32 = 16; // HASH backend_id -> lb6_backend
+export const MAP_LB6_REVNAT: u32 = 17; // HASH rev_nat_index -> lb6_revnat
+export const MAP_CT6: u32 = 18; // LRU_HASH ct6_tuple -> ct_entry
+export const MAP_SNAT6: u32 = 19; // LRU_HASH ct6_tuple (reply direction) -> snat6_origin
+export const MAP_LB6_AFFINITY: u32 = 20; // LRU_HASH lb6_affinity_key -> lb_affinity
+export const MAP_LB6_SOURCE_RANGES: u32 = 21; // LPM_TRIE lb6_src_range_key -> u32 (1)
+export const MAP_NODE_IPS6: u32 = 22; // HASH address -> u32 (1)
+export const MAP_FRAG6: u32 = 23; // LRU_HASH frag6_key -> frag4_ports (same value layout)
+export const MAP_COUNT: u32 = 24;
 
 // --- struct config (value of MAP_CONFIG[0]) ---------------------------------
 export const CONFIG_SEED: u32 = 0; // u32: Maglev and SNAT-port hash seed (--seed)
@@ -61,11 +72,19 @@ export const CONFIG_POD_CIDR4: u32 = 32; // be32 --cluster-cidr network
 export const CONFIG_POD_MASK4: u32 = 36; // be32 its netmask
 export const CONFIG_SERVICE_CIDR4: u32 = 40; // be32 --service-cluster-ip-range network
 export const CONFIG_SERVICE_MASK4: u32 = 44; // be32 its netmask
-export const CONFIG_SIZE: u32 = 48;
+export const CONFIG_SNAT_ADDR6: u32 = 48; // u8[16] IPv6 masquerade address
+export const CONFIG_POD_CIDR6: u32 = 64; // u8[16] IPv6 pod network
+export const CONFIG_POD_MASK6: u32 = 80; // u8[16] its netmask
+export const CONFIG_SERVICE_CIDR6: u32 = 96; // u8[16] IPv6 service network
+export const CONFIG_SERVICE_MASK6: u32 = 112; // u8[16] its netmask
+export const CONFIG_SIZE: u32 = 128;
 
 export const CFG_F_MASQUERADE_ALL: u32 = 1 << 0;
 export const CFG_F_POD_CIDR4: u32 = 1 << 1; // the pod network is known: pods can be told apart
 export const CFG_F_SERVICE_CIDR4: u32 = 1 << 2;
+export const CFG_F_POD_CIDR6: u32 = 1 << 3;
+export const CFG_F_SERVICE_CIDR6: u32 = 1 << 4;
+export const CFG_F_SNAT_ADDR6: u32 = 1 << 5; // an IPv6 masquerade address exists
 
 // --- struct lb4_key (key of MAP_LB4_SERVICES): one service frontend ---------
 export const LB4_KEY_ADDRESS: u32 = 0; // be32 frontend IPv4 address
@@ -115,8 +134,9 @@ export const LB4_REVNAT_SIZE: u32 = 8;
 export const REV_NAT_INDEX_SIZE: u32 = 4;
 
 // --- MAP_LB_MAGLEV: key u32 table id, value u32 backend_id[M] ---------------
-// Each service port has a table of its cluster-wide backends (id 2 * service_id)
-// and, when a Local traffic policy needs it, of its local ones (2 * service_id + 1).
+// Each service port has, per address family, a table of its cluster-wide
+// backends and, when a Local traffic policy needs it, one of its local ones:
+// table id = 4 * service_id + 2 * (IPv6 ? 1 : 0) + (local ? 1 : 0).
 export const MAGLEV_KEY_SIZE: u32 = 4;
 
 // --- struct lb_member_key (key of MAP_LB_MEMBERS) ---------------------------
@@ -161,6 +181,55 @@ export const FRAG4_KEY_SIZE: u32 = 12; // 1 byte padding, always zero
 export const FRAG4_SPORT: u32 = 0; // be16
 export const FRAG4_DPORT: u32 = 2; // be16
 export const FRAG4_PORTS_SIZE: u32 = 4;
+
+// --- IPv6 structs: the IPv4 ones with 16-byte addresses ----------------------
+export const IPV6_ADDR_SIZE: u32 = 16;
+
+export const LB6_KEY_ADDRESS: u32 = 0; // u8[16]
+export const LB6_KEY_DPORT: u32 = 16; // be16
+export const LB6_KEY_PROTO: u32 = 18; // u8
+export const LB6_KEY_SCOPE: u32 = 19; // u8
+export const LB6_KEY_SIZE: u32 = 20;
+
+export const LB6_BE_ADDRESS: u32 = 0; // u8[16]
+export const LB6_BE_PORT: u32 = 16; // be16
+export const LB6_BE_PROTO: u32 = 18; // u8
+export const LB6_BE_FLAGS: u32 = 19; // u8 BE_F_*
+export const LB6_BE_SIZE: u32 = 20;
+
+export const LB6_REVNAT_ADDRESS: u32 = 0; // u8[16]
+export const LB6_REVNAT_PORT: u32 = 16; // be16
+export const LB6_REVNAT_SIZE: u32 = 20;
+
+export const CT6_SADDR: u32 = 0; // u8[16]
+export const CT6_DADDR: u32 = 16; // u8[16]
+export const CT6_SPORT: u32 = 32; // be16
+export const CT6_DPORT: u32 = 34; // be16
+export const CT6_PROTO: u32 = 36; // u8
+export const CT6_DIR: u32 = 37; // u8 CT_DIR_*
+export const CT6_TUPLE_SIZE: u32 = 40; // 2 bytes padding, always zero
+
+export const SNAT6_ADDRESS: u32 = 0; // u8[16] client address
+export const SNAT6_PORT: u32 = 16; // be16 client port
+export const SNAT6_SIZE: u32 = 20;
+
+export const LB6_AFF_CLIENT: u32 = 0; // u8[16]
+export const LB6_AFF_SERVICE_ID: u32 = 16; // u32
+export const LB6_AFF_KEY_SIZE: u32 = 20;
+
+export const LB6_SRC_PREFIXLEN: u32 = 0; // u32 bits that matter, 32 + address prefix
+export const LB6_SRC_SERVICE_ID: u32 = 4; // be32
+export const LB6_SRC_ADDRESS: u32 = 8; // u8[16]
+export const LB6_SRC_KEY_SIZE: u32 = 24;
+
+export const NODE_IP6_ADDRESS: u32 = 0; // u8[16]
+export const NODE_IP6_KEY_SIZE: u32 = 16;
+
+export const FRAG6_SADDR: u32 = 0; // u8[16]
+export const FRAG6_DADDR: u32 = 16; // u8[16]
+export const FRAG6_ID: u32 = 32; // be32 fragment header identification
+export const FRAG6_PROTO: u32 = 36; // u8 upper-layer protocol
+export const FRAG6_KEY_SIZE: u32 = 40; // 3 bytes padding, always zero
 
 // --- MAP_NODE_IPS4: key be32 address, value u32 (1) -------------------------
 export const NODE_IP4_ADDRESS: u32 = 0; // be32

@@ -8,7 +8,7 @@
 import { csumReplace2, csumReplace4 } from './csum';
 import {
   IP4_CSUM, IP4_DADDR, IP4_SADDR, IPPROTO_SCTP, IPPROTO_TCP, IPPROTO_UDP, L4_DPORT, L4_SPORT, TCP_CSUM, UDP_CSUM,
-  ipTotalLen, l3, l4, laterFragment, proto,
+  IP6_DADDR, IP6_SADDR, ipTotalLen, l3, l4, laterFragment, proto,
 } from './parse';
 import { sctpUpdateChecksum } from './sctp';
 
@@ -54,4 +54,28 @@ export function rewriteDestination4(addr: u32, port: u16): void {
 /** Reverse NAT / SNAT: the source becomes addr:port (network order). */
 export function rewriteSource4(addr: u32, port: u16): void {
   rewrite(l3 + IP4_SADDR, L4_SPORT, addr, port);
+}
+
+/** IPv6 has no header checksum; the L4 checksum's pseudo-header covers the 16-byte addresses. */
+function rewrite6(addrField: usize, portOffset: usize, addr: usize, port: u16): void {
+  const csum = l4Checksum();
+  for (let i: usize = 0; i < 16; i += 4) {
+    const before = load<u32>(addrField + i);
+    const after = load<u32>(addr + i);
+    store<u32>(addrField + i, after);
+    if (csum != 0) csumReplace4(csum, before, after);
+  }
+  if (laterFragment) return;
+  const portField = l4 + portOffset;
+  const oldPort = load<u16>(portField);
+  store<u16>(portField, port);
+  if (csum != 0) csumReplace2(csum, oldPort, port);
+}
+
+export function rewriteDestination6(addr: usize, port: u16): void {
+  rewrite6(l3 + IP6_DADDR, L4_DPORT, addr, port);
+}
+
+export function rewriteSource6(addr: usize, port: u16): void {
+  rewrite6(l3 + IP6_SADDR, L4_SPORT, addr, port);
 }

@@ -31,6 +31,7 @@ export const IPPROTO_ICMP: u8 = 1;
 export const IPPROTO_TCP: u8 = 6;
 export const IPPROTO_UDP: u8 = 17;
 export const IPPROTO_SCTP: u8 = 132;
+export const IPPROTO_ICMPV6: u8 = 58;
 
 export const TCP_FIN: u8 = 0x01;
 export const TCP_SYN: u8 = 0x02;
@@ -42,6 +43,9 @@ export const IP4_TOTAL_LEN: usize = 2;
 export const IP4_CSUM: usize = 10;
 export const IP4_SADDR: usize = 12;
 export const IP4_DADDR: usize = 16;
+// IPv6 header fields.
+export const IP6_SADDR: usize = 8;
+export const IP6_DADDR: usize = 24;
 // L4 fields (offsets from the start of the TCP/UDP header).
 export const L4_SPORT: usize = 0;
 export const L4_DPORT: usize = 2;
@@ -49,7 +53,8 @@ export const TCP_CSUM: usize = 16;
 export const UDP_CSUM: usize = 6;
 
 /** The parsed packet: valid after parsePacket returned 0. */
-export let l3: usize = 0; // address of the IPv4 header
+export let family: u8 = 4; // 4 or 6
+export let l3: usize = 0; // address of the IP header
 export let l4: usize = 0; // address of the L4 header
 export let ipTotalLen: u32 = 0;
 export let proto: u8 = 0;
@@ -60,6 +65,10 @@ export let dport: u16 = 0;
 export let tcpFlags: u8 = 0;
 export let icmpType: u8 = 0xff; // 0xff: not ICMP, or its header was not captured
 export let ipId: u16 = 0; // network order
+export let fragId6: u32 = 0; // IPv6 fragment header identification, network order
+/** IPv6 addresses of the packet, copied out before any rewrite. */
+export const saddr6 = memory.data(16);
+export const daddr6 = memory.data(16);
 /** A fragment after the first: no L4 header; its ports come from the fragment map. */
 export let laterFragment: bool = false;
 /** The first fragment of a fragmented datagram (more fragments follow). */
@@ -139,7 +148,7 @@ export function parsePacket(data: usize, len: u32, wireLen: u32, linktype: u32):
     ethertype = be16(data + l2len + 2);
     l2len += VLAN_HLEN;
   }
-  if (ethertype == ETH_P_IPV6) return checkIPv6(data + l2len, end, <u32>(wireLen - <u32>l2len), len < wireLen);
+  if (ethertype == ETH_P_IPV6) return parseIPv6(data + l2len, end, <u32>(wireLen - <u32>l2len), len < wireLen);
   if (ethertype != ETH_P_IP) return REASON_NON_IP;
   return parseIPv4(data + l2len, end, <u32>(wireLen - <u32>l2len), len < wireLen);
 }
@@ -155,12 +164,11 @@ const NEXTHDR_DEST: u8 = 60;
 const MAX_EXTENSION_HEADERS = 8;
 
 /**
- * Checks an IPv6 packet's header and extension chain against the captured
- * and the wire length. No IPv6 frontend exists yet, so a well-formed IPv6
- * packet (or fragment) is simply not for a service; a broken one is
- * MALFORMED or TRUNCATED like an IPv4 one.
+ * Parses IPv6 and its extension chain (hop-by-hop, routing, destination
+ * options, fragment, AH) against the captured and the wire length, then the
+ * L4 header. A later fragment returns REASON_FRAGMENT, as for IPv4.
  */
-function checkIPv6(ip: usize, end: usize, wireRoom: u32, captureCut: bool): u8 {
+function parseIPv6(ip: usize, end: usize, wireRoom: u32, captureCut: bool): u8 {
   const cut = captureCut ? REASON_TRUNCATED : REASON_MALFORMED;
   if (ip + IPV6_HLEN > end) return cut;
   if ((load<u8>(ip) >> 4) != 6) return REASON_MALFORMED;
@@ -168,6 +176,17 @@ function checkIPv6(ip: usize, end: usize, wireRoom: u32, captureCut: bool): u8 {
   // A payload length of 0 announces a jumbogram (RFC 2675), which no Service path carries.
   if (payloadLen == 0 || <u32>IPV6_HLEN + payloadLen > wireRoom) return REASON_MALFORMED;
   const payloadEnd = ip + IPV6_HLEN + <usize>payloadLen;
+  family = 6;
+  l3 = ip;
+  ipTotalLen = <u32>IPV6_HLEN + payloadLen;
+  memory.copy(saddr6, ip + 8, 16);
+  memory.copy(daddr6, ip + 24, 16);
+  sport = 0;
+  dport = 0;
+  tcpFlags = 0;
+  icmpType = 0xff;
+  laterFragment = false;
+  firstFragment = false;
   let next = load<u8>(ip, 6);
   let at = ip + IPV6_HLEN;
   for (let i = 0; i < MAX_EXTENSION_HEADERS; i++) {
@@ -185,11 +204,20 @@ function checkIPv6(ip: usize, end: usize, wireRoom: u32, captureCut: bool): u8 {
     }
     if (at + extLen > payloadEnd) return REASON_MALFORMED;
     if (at + extLen > end) return cut;
+    if (next == NEXTHDR_FRAGMENT) {
+      const fragField = be16(at + 2);
+      laterFragment = (fragField >> 3) != 0;
+      firstFragment = !laterFragment && (fragField & 1) != 0;
+      fragId6 = load<u32>(at + 4);
+    }
     next = load<u8>(at);
     at += extLen;
-    if (next == NEXTHDR_NONE) return REASON_NO_SERVICE;
   }
-  return REASON_NO_SERVICE;
+  proto = next;
+  if (laterFragment) return REASON_FRAGMENT;
+  if (proto == NEXTHDR_NONE) return REASON_NO_SERVICE;
+  l4 = at;
+  return parseL4(<u32>(payloadEnd - at), end, cut);
 }
 
 function parseIPv4(ip: usize, end: usize, wireRoom: u32, captureCut: bool): u8 {
@@ -203,6 +231,7 @@ function parseIPv4(ip: usize, end: usize, wireRoom: u32, captureCut: bool): u8 {
   // The datagram must hold its own header and fit in what the wire carried.
   if (totalLen < ihl || totalLen > wireRoom) return REASON_MALFORMED;
   if (ip + ihl > end) return cut;
+  family = 4;
   l3 = ip;
   ipTotalLen = totalLen;
   proto = load<u8>(ip, 9);
@@ -221,7 +250,11 @@ function parseIPv4(ip: usize, end: usize, wireRoom: u32, captureCut: bool): u8 {
   // A later fragment carries no L4 header: the caller looks its ports up.
   if (laterFragment) return REASON_FRAGMENT;
   l4 = ip + ihl;
-  const segLen = totalLen - ihl;
+  return parseL4(totalLen - ihl, end, cut);
+}
+
+/** The L4 header at l4, of `segLen` bytes by the IP header's word: ports, TCP flags, ICMP type. */
+function parseL4(segLen: u32, end: usize, cut: u8): u8 {
   if (proto == IPPROTO_TCP) {
     if (segLen < 20) return REASON_MALFORMED;
     if (l4 + 20 > end) return cut;
@@ -238,7 +271,7 @@ function parseIPv4(ip: usize, end: usize, wireRoom: u32, captureCut: bool): u8 {
     if (segLen < 12) return REASON_MALFORMED;
     if (l4 + 12 > end) return cut;
   } else {
-    if (proto == IPPROTO_ICMP && segLen >= 8 && l4 + 1 <= end) icmpType = load<u8>(l4);
+    if ((proto == IPPROTO_ICMP || proto == IPPROTO_ICMPV6) && segLen >= 8 && l4 + 1 <= end) icmpType = load<u8>(l4);
     return 0;
   }
   sport = load<u16>(l4 + L4_SPORT);
@@ -257,8 +290,9 @@ export function adoptFragmentPorts(fragSport: u16, fragDport: u16): void {
   return p == IPPROTO_TCP || p == IPPROTO_UDP || p == IPPROTO_SCTP;
 }
 
-/** ICMP errors are never answered with ICMP errors (RFC 1122 3.2.2). */
+/** ICMP errors are never answered with ICMP errors (RFC 1122 3.2.2, RFC 4443 2.4). */
 export function isIcmpError(): bool {
+  if (proto == IPPROTO_ICMPV6) return icmpType >= 1 && icmpType <= 4;
   return proto == IPPROTO_ICMP && (icmpType == 3 || icmpType == 4 || icmpType == 5 || icmpType == 11 || icmpType == 12);
 }
 

@@ -15,11 +15,12 @@
 // whatever the rest says; index.ts applies that once the backend is known.
 
 import {
-  CFG_F_MASQUERADE_ALL, CFG_F_POD_CIDR4, CFG_F_SERVICE_CIDR4, CONFIG_FLAGS, CONFIG_POD_CIDR4, CONFIG_POD_MASK4,
-  CONFIG_SERVICE_CIDR4, CONFIG_SERVICE_MASK4, SVC_F_EXT_LOCAL, SVC_F_EXTERNAL, SVC_F_INT_LOCAL,
+  CFG_F_MASQUERADE_ALL, CFG_F_POD_CIDR4, CFG_F_POD_CIDR6, CFG_F_SERVICE_CIDR4, CFG_F_SERVICE_CIDR6, CONFIG_FLAGS,
+  CONFIG_POD_CIDR4, CONFIG_POD_CIDR6, CONFIG_POD_MASK4, CONFIG_POD_MASK6, CONFIG_SERVICE_CIDR4, CONFIG_SERVICE_CIDR6,
+  CONFIG_SERVICE_MASK4, CONFIG_SERVICE_MASK6, SVC_F_EXT_LOCAL, SVC_F_EXTERNAL, SVC_F_INT_LOCAL,
 } from './layout';
 import { mapLookup } from './maps';
-import { nodeIps4 } from './registry';
+import { nodeIps4, nodeIps6 } from './registry';
 
 export const SOURCE_EXTERNAL: u8 = 0;
 export const SOURCE_POD: u8 = 1;
@@ -30,8 +31,11 @@ let podNet: u32 = 0;
 let podMask: u32 = 0;
 let serviceNet: u32 = 0;
 let serviceMask: u32 = 0;
+/** The config value itself holds the IPv6 networks and masks; they are read in place. */
+let config: usize = 0;
 
 export function configurePolicy(cfg: usize): void {
+  config = cfg;
   configFlags = load<u32>(cfg + CONFIG_FLAGS);
   podNet = load<u32>(cfg + CONFIG_POD_CIDR4);
   podMask = load<u32>(cfg + CONFIG_POD_MASK4);
@@ -50,6 +54,22 @@ export function classifySource4(saddr: u32): u8 {
   return SOURCE_EXTERNAL;
 }
 
+/** True when `addr` masked with the 16-byte mask at `mask` equals the network at `net`. */
+function inNetwork6(addr: usize, net: usize, mask: usize): bool {
+  return (load<u64>(addr) & load<u64>(mask)) == load<u64>(net)
+    && (load<u64>(addr, 8) & load<u64>(mask, 8)) == load<u64>(net, 8);
+}
+
+export function classifySource6(saddr: usize): u8 {
+  if (mapLookup(nodeIps6, saddr) != 0) return SOURCE_NODE;
+  if ((configFlags & CFG_F_POD_CIDR6) != 0 && inNetwork6(saddr, config + CONFIG_POD_CIDR6, config + CONFIG_POD_MASK6)) return SOURCE_POD;
+  return SOURCE_EXTERNAL;
+}
+
+export function inServiceRange6(daddr: usize): bool {
+  return (configFlags & CFG_F_SERVICE_CIDR6) != 0 && inNetwork6(daddr, config + CONFIG_SERVICE_CIDR6, config + CONFIG_SERVICE_MASK6);
+}
+
 /** True when the address lies in the service cluster IP range. */
 export function inServiceRange4(daddr: u32): bool {
   return (configFlags & CFG_F_SERVICE_CIDR4) != 0 && (daddr & serviceMask) == serviceNet;
@@ -59,7 +79,7 @@ export function inServiceRange4(daddr: u32): bool {
 export let useLocalBackends: bool = false;
 export let masquerade: bool = false;
 
-export function choosePolicy(serviceFlags: u32, source: u8): void {
+export function choosePolicy(serviceFlags: u32, source: u8, v6: bool): void {
   if ((serviceFlags & SVC_F_EXTERNAL) != 0) {
     if ((serviceFlags & SVC_F_EXT_LOCAL) == 0) {
       // The backend may be on another node: masquerade so its reply comes back here.
@@ -75,6 +95,6 @@ export function choosePolicy(serviceFlags: u32, source: u8): void {
     return;
   }
   useLocalBackends = (serviceFlags & SVC_F_INT_LOCAL) != 0;
-  masquerade = (configFlags & CFG_F_MASQUERADE_ALL) != 0
-    || ((configFlags & CFG_F_POD_CIDR4) != 0 && source != SOURCE_POD);
+  const podNetworkKnown = (configFlags & (v6 ? CFG_F_POD_CIDR6 : CFG_F_POD_CIDR4)) != 0;
+  masquerade = (configFlags & CFG_F_MASQUERADE_ALL) != 0 || (podNetworkKnown && source != SOURCE_POD);
 }

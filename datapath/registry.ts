@@ -11,6 +11,9 @@ import {
   MAP_LB4_REVNAT, MAP_LB4_SERVICES, MAP_LB4_SOURCE_RANGES, MAP_LB_MAGLEV, MAP_LB_MEMBERS, MAP_METRICS,
   MAP_FRAG4, MAP_NODE_IPS4, MAP_SERVICE_STATS, MAP_SNAT4, METRIC_ENTRIES, METRIC_SIZE, NODE_IP4_KEY_SIZE, PRESENCE_SIZE,
   REV_NAT_INDEX_SIZE, SNAT4_SIZE, STAT_SIZE, FRAG4_KEY_SIZE, FRAG4_PORTS_SIZE,
+  CT6_TUPLE_SIZE, FRAG6_KEY_SIZE, LB6_AFF_KEY_SIZE, LB6_BE_SIZE, LB6_KEY_SIZE, LB6_REVNAT_SIZE, LB6_SRC_KEY_SIZE,
+  MAP_CT6, MAP_FRAG6, MAP_LB6_AFFINITY, MAP_LB6_BACKENDS, MAP_LB6_REVNAT, MAP_LB6_SERVICES, MAP_LB6_SOURCE_RANGES,
+  MAP_NODE_IPS6, MAP_SNAT6, NODE_IP6_KEY_SIZE, SNAT6_SIZE,
 } from './layout';
 
 const NONE = changetype<BpfMap>(0);
@@ -30,6 +33,15 @@ export let snat4 = NONE;
 export let lb4SourceRanges = NONE;
 export let nodeIps4 = NONE;
 export let frag4 = NONE;
+export let lb6Services = NONE;
+export let lb6Backends = NONE;
+export let lb6Revnat = NONE;
+export let ct6 = NONE;
+export let snat6 = NONE;
+export let lb6Affinity = NONE;
+export let lb6SourceRanges = NONE;
+export let nodeIps6 = NONE;
+export let frag6 = NONE;
 
 /** Entries per Maglev table (the MAP_LB_MAGLEV value holds M backend ids). */
 export let maglevM: u32 = 0;
@@ -53,6 +65,15 @@ export function mapById(id: u32): BpfMap | null {
     case MAP_LB4_SOURCE_RANGES: m = lb4SourceRanges; break;
     case MAP_NODE_IPS4: m = nodeIps4; break;
     case MAP_FRAG4: m = frag4; break;
+    case MAP_LB6_SERVICES: m = lb6Services; break;
+    case MAP_LB6_BACKENDS: m = lb6Backends; break;
+    case MAP_LB6_REVNAT: m = lb6Revnat; break;
+    case MAP_CT6: m = ct6; break;
+    case MAP_SNAT6: m = snat6; break;
+    case MAP_LB6_AFFINITY: m = lb6Affinity; break;
+    case MAP_LB6_SOURCE_RANGES: m = lb6SourceRanges; break;
+    case MAP_NODE_IPS6: m = nodeIps6; break;
+    case MAP_FRAG6: m = frag6; break;
   }
   return changetype<usize>(m) == 0 ? null : m;
 }
@@ -81,6 +102,15 @@ function expectedShape(id: u32, type: u32, keySize: u32, valueSize: u32, maxEntr
     case MAP_LB4_SOURCE_RANGES: return type == BPF_MAP_TYPE_LPM_TRIE && keySize == LB4_SRC_KEY_SIZE && valueSize == PRESENCE_SIZE;
     case MAP_NODE_IPS4: return type == BPF_MAP_TYPE_HASH && keySize == NODE_IP4_KEY_SIZE && valueSize == PRESENCE_SIZE;
     case MAP_FRAG4: return type == BPF_MAP_TYPE_LRU_HASH && keySize == FRAG4_KEY_SIZE && valueSize == FRAG4_PORTS_SIZE;
+    case MAP_LB6_SERVICES: return type == BPF_MAP_TYPE_HASH && keySize == LB6_KEY_SIZE && valueSize == LB4_SVC_SIZE;
+    case MAP_LB6_BACKENDS: return type == BPF_MAP_TYPE_HASH && keySize == BACKEND_ID_SIZE && valueSize == LB6_BE_SIZE;
+    case MAP_LB6_REVNAT: return type == BPF_MAP_TYPE_HASH && keySize == REV_NAT_INDEX_SIZE && valueSize == LB6_REVNAT_SIZE;
+    case MAP_CT6: return type == BPF_MAP_TYPE_LRU_HASH && keySize == CT6_TUPLE_SIZE && valueSize == CT_ENTRY_SIZE;
+    case MAP_SNAT6: return type == BPF_MAP_TYPE_LRU_HASH && keySize == CT6_TUPLE_SIZE && valueSize == SNAT6_SIZE;
+    case MAP_LB6_AFFINITY: return type == BPF_MAP_TYPE_LRU_HASH && keySize == LB6_AFF_KEY_SIZE && valueSize == AFF_SIZE;
+    case MAP_LB6_SOURCE_RANGES: return type == BPF_MAP_TYPE_LPM_TRIE && keySize == LB6_SRC_KEY_SIZE && valueSize == PRESENCE_SIZE;
+    case MAP_NODE_IPS6: return type == BPF_MAP_TYPE_HASH && keySize == NODE_IP6_KEY_SIZE && valueSize == PRESENCE_SIZE;
+    case MAP_FRAG6: return type == BPF_MAP_TYPE_LRU_HASH && keySize == FRAG6_KEY_SIZE && valueSize == FRAG4_PORTS_SIZE;
   }
   return false;
 }
@@ -109,6 +139,15 @@ export function createNamedMap(id: u32, type: u32, keySize: u32, valueSize: u32,
     case MAP_LB4_SOURCE_RANGES: lb4SourceRanges = m; break;
     case MAP_NODE_IPS4: nodeIps4 = m; break;
     case MAP_FRAG4: frag4 = m; break;
+    case MAP_LB6_SERVICES: lb6Services = m; break;
+    case MAP_LB6_BACKENDS: lb6Backends = m; break;
+    case MAP_LB6_REVNAT: lb6Revnat = m; break;
+    case MAP_CT6: ct6 = m; break;
+    case MAP_SNAT6: snat6 = m; break;
+    case MAP_LB6_AFFINITY: lb6Affinity = m; break;
+    case MAP_LB6_SOURCE_RANGES: lb6SourceRanges = m; break;
+    case MAP_NODE_IPS6: nodeIps6 = m; break;
+    case MAP_FRAG6: frag6 = m; break;
   }
   return 0;
 }

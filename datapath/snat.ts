@@ -4,16 +4,19 @@
 // and never a port whose reply tuple a live flow already owns. The SNAT4 map
 // remembers, per reply tuple, the client the reply really goes to.
 
-import { ctIsLive, ctPeek4, fillTuple } from './conntrack';
-import { flowHash4 } from './hash';
+import { ctIsLive, ctPeek4, ctPeek6, fillTuple, fillTuple6 } from './conntrack';
+import { flowHash4, flowHash6 } from './hash';
 import {
-  BPF_ANY, CONFIG_SNAT_ADDR4, CONFIG_SNAT_PORT_MAX, CONFIG_SNAT_PORT_MIN, CT_DIR_REPLY, SNAT4_ADDRESS, SNAT4_PORT,
+  BPF_ANY, CFG_F_SNAT_ADDR6, CONFIG_FLAGS, CONFIG_SNAT_ADDR4, CONFIG_SNAT_ADDR6, CONFIG_SNAT_PORT_MAX, CONFIG_SNAT_PORT_MIN,
+  CT_DIR_REPLY, SNAT4_ADDRESS, SNAT4_PORT, SNAT6_ADDRESS, SNAT6_PORT,
 } from './layout';
 import { mapLookup, mapUpdate } from './maps';
-import { snat4 } from './registry';
+import { snat4, snat6 } from './registry';
 
-/** The masquerade address (network order). */
+/** The masquerade addresses: IPv4 (network order), and IPv6 when `hasSnatAddress6`. */
 export let snatAddress: u32 = 0;
+export const snatAddress6 = memory.data(16);
+export let hasSnatAddress6: bool = false;
 let portMin: u32 = 0;
 let portMax: u32 = 0;
 
@@ -22,6 +25,8 @@ const PORT_HASH_SALT: u32 = 0x9e3779b9;
 
 export function configureSnat(cfg: usize): void {
   snatAddress = load<u32>(cfg + CONFIG_SNAT_ADDR4);
+  memory.copy(snatAddress6, cfg + CONFIG_SNAT_ADDR6, 16);
+  hasSnatAddress6 = (load<u32>(cfg + CONFIG_FLAGS) & CFG_F_SNAT_ADDR6) != 0;
   portMin = load<u16>(cfg + CONFIG_SNAT_PORT_MIN);
   portMax = load<u16>(cfg + CONFIG_SNAT_PORT_MAX);
 }
@@ -42,7 +47,21 @@ export function pickSnatPort4(seed: u32, client: u32, clientPort: u16, backend: 
   return 0;
 }
 
+/** pickSnatPort4 for IPv6: addresses by pointer. */
+export function pickSnatPort6(seed: u32, client: usize, clientPort: u16, backend: usize, backendPort: u16, proto: u8, now: u64): u16 {
+  if (!hasSnatAddress6 || portMin == 0 || portMax < portMin) return 0;
+  const size = portMax - portMin + 1;
+  const start = flowHash6(seed ^ PORT_HASH_SALT, client, backend, clientPort, backendPort, proto) % size;
+  for (let i: u32 = 0; i < size; i++) {
+    const port = bswap<u16>(<u16>(portMin + (start + i) % size));
+    const owner = ctPeek6(backend, snatAddress6, backendPort, port, proto, CT_DIR_REPLY);
+    if (owner == 0 || !ctIsLive(owner, now, proto)) return port;
+  }
+  return 0;
+}
+
 const originValue = memory.data(8);
+const originValue6 = memory.data(20);
 
 export function recordSnat4(backend: u32, backendPort: u16, port: u16, proto: u8, client: u32, clientPort: u16): void {
   store<u32>(originValue + SNAT4_ADDRESS, client);
@@ -54,4 +73,15 @@ export function recordSnat4(backend: u32, backendPort: u16, port: u16, proto: u8
 /** The client behind a masqueraded reply from backend:backendPort to port, or 0. */
 export function lookupSnat4(backend: u32, backendPort: u16, port: u16, proto: u8): usize {
   return mapLookup(snat4, fillTuple(backend, snatAddress, backendPort, port, proto, CT_DIR_REPLY));
+}
+
+export function recordSnat6(backend: usize, backendPort: u16, port: u16, proto: u8, client: usize, clientPort: u16): void {
+  memory.copy(originValue6 + SNAT6_ADDRESS, client, 16);
+  store<u16>(originValue6 + SNAT6_PORT, clientPort);
+  store<u16>(originValue6 + SNAT6_PORT + 2, 0);
+  mapUpdate(snat6, fillTuple6(backend, snatAddress6, backendPort, port, proto, CT_DIR_REPLY), originValue6, BPF_ANY);
+}
+
+export function lookupSnat6(backend: usize, backendPort: u16, port: u16, proto: u8): usize {
+  return mapLookup(snat6, fillTuple6(backend, snatAddress6, backendPort, port, proto, CT_DIR_REPLY));
 }

@@ -143,7 +143,7 @@ describe('conntrack', () => {
     const first = runFrames(dp, flows);
     // Control plane: every slot now points at backend 1 (the others stay in the backend map).
     const table = new Uint32Array(compiled.maglevTableSize).fill(svc.cluster.backendIds[0]);
-    dp.map('maglev').updateRaw(new Uint8Array(new Uint32Array([2 * svc.id]).buffer), new Uint8Array(table.buffer));
+    dp.map('maglev').updateRaw(new Uint8Array(new Uint32Array([4 * svc.id]).buffer), new Uint8Array(table.buffer));
     const again = runFrames(dp, flows.map((_, i) => tcp(CLIENT, 30000 + i, VIP, 80, ['ACK'])));
     expect(again.map((r) => r.backendId)).toEqual(first.map((r) => r.backendId));
     const fresh = runFrames(dp, [tcp(CLIENT, 50000, VIP, 80, ['SYN'])]);
@@ -157,7 +157,7 @@ describe('conntrack', () => {
     // Control plane: the backend goes away, and the Maglev table with it.
     const remaining = svc.cluster.backendIds.find((id) => id !== syn.backendId)!;
     const table = new Uint32Array(compiled.maglevTableSize).fill(remaining);
-    dp.map('maglev').updateRaw(new Uint8Array(new Uint32Array([2 * svc.id]).buffer), new Uint8Array(table.buffer));
+    dp.map('maglev').updateRaw(new Uint8Array(new Uint32Array([4 * svc.id]).buffer), new Uint8Array(table.buffer));
     dp.map('lb4Backends').delete({ value: syn.backendId });
     const [next] = runFrames(dp, [tcp(CLIENT, 42000, VIP, 80, ['ACK'])]);
     expect(`${next.verdict} ${next.reason}`).toMatch(/^(TX|REDIRECT) SERVICE$/);

@@ -5,7 +5,7 @@ import { DEFAULT_MAGLEV_TABLE_SIZE } from '../control/maglev.js';
 import type { ClusterState, EndpointConditions, Node, Protocol, ResolvedEndpoint, ResolvedService, Service, ServicePort } from '../control/model.js';
 import { loadProgram } from '../control/program.js';
 import { DESC_F_SNAT, REASONS, VERDICTS } from '../control/layout.js';
-import { buildFrame, type FrameSpec } from '../traces/frames.js';
+import { buildFrame, decodeFrame, verifyChecksums, type FrameSpec } from '../traces/frames.js';
 
 export const READY: EndpointConditions = { ready: true, serving: true, terminating: false };
 
@@ -30,8 +30,8 @@ export function resolvedService(svc: Service, perPort: ResolvedEndpoint[][]): Re
   return { service: svc, ports: svc.ports.map((port, i) => ({ port, endpoints: perPort[i] ?? [] })) };
 }
 
-export function makeNode(name: string, ip: string): Node {
-  return { origin: { file: 'test', object: `Node ${name}` }, name, addresses: [{ type: 'InternalIP', address: ip }] };
+export function makeNode(name: string, ...ips: string[]): Node {
+  return { origin: { file: 'test', object: `Node ${name}` }, name, addresses: ips.map((address) => ({ type: 'InternalIP', address })) };
 }
 
 export function stateOf(resolved: ResolvedService[], nodes: Node[] = [makeNode('node-a', '192.168.0.10')]): ClusterState {
@@ -77,10 +77,27 @@ export function runFrames(dp: Datapath, frames: Uint8Array[], times?: number[], 
 export const CLIENT_MAC = '02:00:00:00:00:01';
 export const NODE_MAC = '02:00:00:00:00:fe';
 
+/** The IP layer of a frame spec: IPv4 or IPv6, by the addresses' form. */
+export function ipLayer(src: string, dst: string, id: number): Pick<FrameSpec, 'ipv4' | 'ipv6'> {
+  return src.includes(':') ? { ipv6: { src, dst } } : { ipv4: { src, dst, id } };
+}
+
+/** Both IP layers' checksums (IPv6 has none of its own) and the L4 one are valid. */
+export function checksumsValid(frame: Uint8Array): boolean {
+  const c = verifyChecksums(frame);
+  return c.ipv4 !== false && c.ipv4 !== 'truncated' && c.l4 === true;
+}
+
+/** The decoded IP header, whichever version. */
+export function ipOf(frame: Uint8Array): { src: string; dst: string } {
+  const d = decodeFrame(frame);
+  return (d.ipv4 ?? d.ipv6)!;
+}
+
 export function tcp(src: string, sport: number, dst: string, dport: number, flags: Array<'SYN' | 'ACK' | 'FIN' | 'RST' | 'PSH'>, extra: Partial<FrameSpec> = {}): Uint8Array {
   return buildFrame({
     srcMac: CLIENT_MAC, dstMac: NODE_MAC,
-    ipv4: { src, dst, id: 1 },
+    ...ipLayer(src, dst, 1),
     l4: { kind: 'tcp', sport, dport, seq: 1000, ack: flags.includes('ACK') ? 2000 : 0, flags },
     ...extra,
   }).slice();
@@ -89,7 +106,7 @@ export function tcp(src: string, sport: number, dst: string, dport: number, flag
 export function udp(src: string, sport: number, dst: string, dport: number, extra: Partial<FrameSpec> = {}, zeroChecksum = false): Uint8Array {
   return buildFrame({
     srcMac: CLIENT_MAC, dstMac: NODE_MAC,
-    ipv4: { src, dst, id: 2 },
+    ...ipLayer(src, dst, 2),
     l4: { kind: 'udp', sport, dport, zeroChecksum },
     payload: new Uint8Array([1, 2, 3, 4, 5]),
     ...extra,

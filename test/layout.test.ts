@@ -3,7 +3,8 @@
 import { beforeAll, describe, expect, it } from 'vitest';
 import { Datapath } from '../control/datapath.js';
 import {
-  BPF_MAP_TYPE, CFG_F, CONFIG, FRAG4_KEY, FRAG4_PORTS, CT4_TUPLE, CT_ENTRY, CT_F, FLOW_COUNTER, FRAME_DESC, LB4_AFFINITY_KEY, LB4_BACKEND, LB4_KEY,
+  BPF_MAP_TYPE, CFG_F, CONFIG, CT6_TUPLE, FRAG4_KEY, FRAG4_PORTS, FRAG6_KEY, LB6_AFFINITY_KEY, LB6_BACKEND, LB6_KEY,
+  LB6_REVNAT, LB6_SRC_RANGE_KEY, NODE_IP6_KEY, SNAT6_ORIGIN, CT4_TUPLE, CT_ENTRY, CT_F, FLOW_COUNTER, FRAME_DESC, LB4_AFFINITY_KEY, LB4_BACKEND, LB4_KEY,
   LB4_REVNAT, LB4_SERVICE, LB4_SRC_RANGE_KEY, LB_AFFINITY, LB_MEMBER_KEY, MAPS, METRIC_ENTRIES, NODE_IP4_KEY, PRESENCE,
   LINKTYPES, REASONS, SIZE_CONSTANTS, SNAT4_ORIGIN, SVC_F, TRAFFIC_COUNTER, VERDICTS, fieldSize, type Struct,
 } from '../control/layout.js';
@@ -16,6 +17,7 @@ beforeAll(async () => {
 const STRUCTS: Struct[] = [
   CONFIG, LB4_KEY, LB4_SERVICE, LB4_BACKEND, LB4_REVNAT, CT4_TUPLE, CT_ENTRY, TRAFFIC_COUNTER, FLOW_COUNTER, FRAME_DESC,
   LB_MEMBER_KEY, LB4_AFFINITY_KEY, LB_AFFINITY, SNAT4_ORIGIN, LB4_SRC_RANGE_KEY, NODE_IP4_KEY, FRAG4_KEY, FRAG4_PORTS,
+  LB6_KEY, LB6_BACKEND, LB6_REVNAT, CT6_TUPLE, SNAT6_ORIGIN, LB6_AFFINITY_KEY, LB6_SRC_RANGE_KEY, NODE_IP6_KEY, FRAG6_KEY,
 ];
 
 describe('struct layouts match the datapath', () => {
@@ -41,7 +43,9 @@ describe('map ids, types and codes match the datapath', () => {
       config: 'MAP_CONFIG', lb4Services: 'MAP_LB4_SERVICES', lb4Backends: 'MAP_LB4_BACKENDS', lb4Revnat: 'MAP_LB4_REVNAT',
       maglev: 'MAP_LB_MAGLEV', ct4: 'MAP_CT4', metrics: 'MAP_METRICS', serviceStats: 'MAP_SERVICE_STATS', backendStats: 'MAP_BACKEND_STATS',
       lbMembers: 'MAP_LB_MEMBERS', lb4Affinity: 'MAP_LB4_AFFINITY', snat4: 'MAP_SNAT4', lb4SourceRanges: 'MAP_LB4_SOURCE_RANGES',
-      nodeIps4: 'MAP_NODE_IPS4', frag4: 'MAP_FRAG4',
+      nodeIps4: 'MAP_NODE_IPS4', frag4: 'MAP_FRAG4', lb6Services: 'MAP_LB6_SERVICES', lb6Backends: 'MAP_LB6_BACKENDS',
+      lb6Revnat: 'MAP_LB6_REVNAT', ct6: 'MAP_CT6', snat6: 'MAP_SNAT6', lb6Affinity: 'MAP_LB6_AFFINITY',
+      lb6SourceRanges: 'MAP_LB6_SOURCE_RANGES', nodeIps6: 'MAP_NODE_IPS6', frag6: 'MAP_FRAG6',
     };
     expect(Object.keys(ids).sort()).toEqual(Object.keys(MAPS).sort());
     for (const [name, constant] of Object.entries(ids)) expect(dp.constant(constant), name).toBe(MAPS[name as keyof typeof MAPS].id);

@@ -1,5 +1,5 @@
-// The policy matrix end to end: manifests and a capture written to files, a
-// replay through the CLI, and its verdicts and output frames checked against
+// The policy matrix end to end, IPv4 and IPv6 through dual-stack Services:
+// manifests and a capture written to files, a replay through the CLI, and its verdicts and output frames checked against
 // kube-proxy's decisions. The capture holds what a node would see: each
 // client's SYN, and the backend's answer to the packet the node sent it (so
 // a masqueraded flow's answer goes to the node's address and port).
@@ -12,12 +12,15 @@ import { compile } from '../control/compiler.js';
 import { DEFAULT_MAGLEV_TABLE_SIZE } from '../control/maglev.js';
 import { main } from '../control/main.js';
 import { loadProgram } from '../control/program.js';
-import { decodeFrame, verifyChecksums } from '../traces/frames.js';
+import { hostPort } from '../control/layout.js';
+import { decodeFrame } from '../traces/frames.js';
 import { createPcapWriter, openCapture } from '../traces/pcap.js';
-import { runFrames, tcp } from './helpers.js';
-import { CASES, SOURCES, type Source, casesManifest, expected, frontends, replyTo } from './policy-cases.js';
+import { checksumsValid, ipOf, runFrames, tcp } from './helpers.js';
+import {
+  CASES, FAMILIES, SERVICE_RANGES, SOURCES, type Family, type Source, casesManifest, expected, frontends, replyTo, sources,
+} from './policy-cases.js';
 
-interface Sent { label: string; kind: 'request' | 'reply'; client: string; clientPort: number; frontend: [string, number]; want: ReturnType<typeof expected> }
+interface Sent { label: string; kind: 'request' | 'reply'; client: string; clientPort: number; frontend: [string, number]; want: ReturnType<typeof expected>; family: Family }
 
 describe('the policy matrix through a replay of files', () => {
   const dir = mkdtempSync(join(tmpdir(), 'svcpath-policy-'));
@@ -28,28 +31,30 @@ describe('the policy matrix through a replay of files', () => {
   beforeAll(async () => {
     writeFileSync(join(dir, 'cluster.yaml'), casesManifest());
     // The node that made the capture: the same state, so its answers are the ones svcpath would see.
-    const state = loadClusterState([join(dir, 'cluster.yaml')]);
-    const compiled = compile(state, resolveServices(state).services, { node: 'node-a', seed: 0, maglevTableSize: DEFAULT_MAGLEV_TABLE_SIZE });
+    const state = loadClusterState([join(dir, 'cluster.yaml')], { serviceClusterIPRanges: SERVICE_RANGES });
+    const compiled = compile(state, resolveServices(state).services, {
+      node: 'node-a', seed: 0, maglevTableSize: DEFAULT_MAGLEV_TABLE_SIZE, serviceClusterIPRanges: SERVICE_RANGES,
+    });
     const capturer = await loadProgram(compiled);
     const w = createPcapWriter(join(dir, 'capture.pcap'), { linktype: 1 });
     let t = 1_800_000_000;
     let port = 40000;
-    for (const caseName of Object.keys(CASES)) {
-      for (const [kind, frontend] of Object.entries(frontends(CASES[caseName]))) {
+    for (const family of FAMILIES) for (const caseName of Object.keys(CASES)) {
+      for (const [kind, frontend] of Object.entries(frontends(CASES[caseName], family))) {
         for (const source of Object.keys(SOURCES) as Source[]) {
           for (let i = 0; i < 6; i++) {
-            const client = SOURCES[source];
+            const client = sources(family)[source];
             const clientPort = port++;
-            const label = `${caseName} ${kind} from ${source} #${i}`;
-            const want = expected(caseName, kind, source);
+            const label = `${family} ${caseName} ${kind} from ${source} #${i}`;
+            const want = expected(caseName, kind, source, true, family);
             const syn = tcp(client, clientPort, frontend[0], frontend[1], ['SYN']);
             w.write(t, 0, syn);
-            sent.push({ label, kind: 'request', client, clientPort, frontend, want });
+            sent.push({ label, kind: 'request', client, clientPort, frontend, want, family });
             const [r] = runFrames(capturer, [syn], [t++]);
             if (r.reason !== 'SERVICE') continue;
             w.write(t, 0, replyTo(r.out));
             runFrames(capturer, [replyTo(r.out)], [t++]);
-            sent.push({ label, kind: 'reply', client, clientPort, frontend, want });
+            sent.push({ label, kind: 'reply', client, clientPort, frontend, want, family });
           }
         }
       }
@@ -57,7 +62,7 @@ describe('the policy matrix through a replay of files', () => {
     w.close();
     const log = vi.spyOn(console, 'log').mockImplementation(() => {});
     const code = await main(['replay', join(dir, 'capture.pcap'), '--cluster', join(dir, 'cluster.yaml'), '--node', 'node-a',
-      '--verdicts', join(dir, 'verdicts.jsonl'), '--out', join(dir, 'out.pcap')]);
+      '--service-cluster-ip-range', SERVICE_RANGES.join(','), '--verdicts', join(dir, 'verdicts.jsonl'), '--out', join(dir, 'out.pcap')]);
     log.mockRestore();
     expect(code).toBe(0);
     verdicts = readFileSync(join(dir, 'verdicts.jsonl'), 'utf8').trim().split('\n').map((l) => JSON.parse(l));
@@ -77,20 +82,20 @@ describe('the policy matrix through a replay of files', () => {
           return;
         }
         expect(v.reason, s.label).toBe('SERVICE');
-        expect(s.want.backends, s.label).toContain(v.backend!.split(':')[0]);
+        expect(s.want.backends, s.label).toContain(v.backend!.replace(/^\[?(.*?)\]?:\d+$/, '$1'));
         expect(v.snat, s.label).toBe(s.want.snat);
         snatOfFlow.set(s.label, v.snat);
         const d = decodeFrame(out!);
-        expect(`${d.ipv4!.dst}:${d.tcp!.dport}`, s.label).toBe(v.backend);
-        if (s.want.snat) expect(d.ipv4!.src, s.label).toBe(SOURCES.node);
-        else expect([d.ipv4!.src, d.tcp!.sport], s.label).toEqual([s.client, s.clientPort]);
+        expect(hostPort(ipOf(out!).dst, d.tcp!.dport), s.label).toBe(v.backend);
+        if (s.want.snat) expect(ipOf(out!).src, s.label).toBe(sources(s.family).node);
+        else expect([ipOf(out!).src, d.tcp!.sport], s.label).toEqual([s.client, s.clientPort]);
       } else {
         expect(`${v.verdict} ${v.reason}`, `${s.label} reply`).toBe('TX REPLY');
         expect(v.snat, `${s.label} reply`).toBe(snatOfFlow.get(s.label));
         const d = decodeFrame(out!);
-        expect([d.ipv4!.src, d.tcp!.sport, d.ipv4!.dst, d.tcp!.dport], `${s.label} reply`).toEqual([...s.frontend, s.client, s.clientPort]);
+        expect([ipOf(out!).src, d.tcp!.sport, ipOf(out!).dst, d.tcp!.dport], `${s.label} reply`).toEqual([...s.frontend, s.client, s.clientPort]);
       }
-      expect(verifyChecksums(out!), s.label).toMatchObject({ ipv4: true, l4: true });
+      expect(checksumsValid(out!), s.label).toBe(true);
     });
     expect(k).toBe(output.length);
   });

@@ -9,24 +9,30 @@ import type { Compiled } from '../control/compiler.js';
 import type { Datapath } from '../control/datapath.js';
 import type { Service } from '../control/model.js';
 import { decodeFrame, verifyChecksums } from '../traces/frames.js';
-import { endpoints, makeNode, makeService, program, resolvedService, runFrames, tcp, udp } from './helpers.js';
+import { checksumsValid, endpoints, ipOf, makeNode, makeService, program, resolvedService, runFrames, tcp, udp } from './helpers.js';
 import {
-  ALL_EPS, CASES, LOCAL_EP, NODE_IP, REMOTE_EPS, SOURCES, type Source, eps, expected, frontends, lbService, replyTo,
+  ADDRESSES, ALL_EPS, CASES, CLUSTER_CIDRS, FAMILIES, LOCAL_EP, NODE_IP, REMOTE_EPS, SERVICE_RANGES, SOURCES, type Source, eps,
+  expected, frontends, lbService, replyTo, sources,
 } from './policy-cases.js';
 
-async function cluster(opts: { clusterCIDRs?: string[]; masqueradeAll?: boolean } = { clusterCIDRs: ['10.244.0.0/16'] }) {
+async function cluster(opts: { clusterCIDRs?: string[]; masqueradeAll?: boolean } = { clusterCIDRs: CLUSTER_CIDRS }) {
+  const { v4, v6 } = ADDRESSES;
   return program(Object.values(CASES).map((c) => resolvedService(c.svc, [c.endpoints])), {
-    node: 'node-a', nodes: [makeNode('node-a', NODE_IP), makeNode('node-b', '192.168.0.11')], ...opts,
+    node: 'node-a', nodes: [makeNode('node-a', v4.node, v6.node), makeNode('node-b', v4.otherNode, v6.otherNode)],
+    serviceClusterIPRanges: SERVICE_RANGES, ...opts,
   });
 }
 
 function checkFlow(dp: Datapath, compiled: Compiled, label: string, client: string, clientPort: number, frontend: [string, number], want: ReturnType<typeof expected>, time: number): void {
+  const v6 = client.includes(':');
   const [request] = runFrames(dp, [tcp(client, clientPort, frontend[0], frontend[1], ['SYN'])], [time]);
   if (want.outcome) {
     expect(`${request.verdict} ${request.reason}`, label).toBe(want.outcome);
     if (want.outcome.startsWith('TX')) {
       const icmp = decodeFrame(request.out);
-      expect([icmp.ipv4!.src, icmp.ipv4!.dst, icmp.icmp!.type, icmp.icmp!.code], label).toEqual([frontend[0], client, 3, 3]);
+      const message = (icmp.icmp ?? icmp.icmpv6)!;
+      expect([ipOf(request.out).src, ipOf(request.out).dst, message.type, message.code], label).toEqual([frontend[0], client, v6 ? 1 : 3, v6 ? 4 : 3]);
+      expect(checksumsValid(request.out), label).toBe(true);
     }
     return;
   }
@@ -35,52 +41,58 @@ function checkFlow(dp: Datapath, compiled: Compiled, label: string, client: stri
   expect(want.backends, label).toContain(backend.ip);
   expect(request.verdict, label).toBe(backend.local ? 'REDIRECT' : 'TX');
   const out = decodeFrame(request.out);
-  expect([out.ipv4!.dst, out.tcp!.dport], label).toEqual([backend.ip, 8080]);
-  expect(verifyChecksums(request.out), label).toMatchObject({ ipv4: true, l4: true });
+  expect([ipOf(request.out).dst, out.tcp!.dport], label).toEqual([backend.ip, 8080]);
+  expect(checksumsValid(request.out), label).toBe(true);
   if (want.snat) {
-    expect(out.ipv4!.src, label).toBe(NODE_IP);
+    expect(ipOf(request.out).src, label).toBe(ADDRESSES[v6 ? 'v6' : 'v4'].node);
     expect(out.tcp!.sport, label).toBeGreaterThanOrEqual(1024);
   } else {
-    expect([out.ipv4!.src, out.tcp!.sport], label).toEqual([client, clientPort]);
+    expect([ipOf(request.out).src, out.tcp!.sport], label).toEqual([client, clientPort]);
   }
   const [reply] = runFrames(dp, [replyTo(request.out)], [time + 0.001]);
   expect(`${reply.verdict} ${reply.reason}`, `${label} reply`).toBe('TX REPLY');
   const back = decodeFrame(reply.out);
-  expect([back.ipv4!.src, back.tcp!.sport, back.ipv4!.dst, back.tcp!.dport], `${label} reply`).toEqual([frontend[0], frontend[1], client, clientPort]);
-  expect(verifyChecksums(reply.out), `${label} reply`).toMatchObject({ ipv4: true, l4: true });
+  expect([ipOf(reply.out).src, back.tcp!.sport, ipOf(reply.out).dst, back.tcp!.dport], `${label} reply`).toEqual([frontend[0], frontend[1], client, clientPort]);
+  expect(checksumsValid(reply.out), `${label} reply`).toBe(true);
 }
 
 describe('the policy matrix: source x frontend x traffic policy', () => {
-  for (const caseName of Object.keys(CASES)) {
-    it(`${caseName}: every source and frontend`, async () => {
-      const { dp, compiled } = await cluster();
-      let port = 40000;
-      let t = 1_800_000_000;
-      for (const [kind, frontend] of Object.entries(frontends(CASES[caseName]))) {
-        for (const source of Object.keys(SOURCES) as Source[]) {
-          // Several flows each, so that every allowed backend can show up and none other does.
-          for (let i = 0; i < 12; i++) {
-            checkFlow(dp, compiled, `${caseName} ${kind} from ${source}`, SOURCES[source], port++, frontend, expected(caseName, kind, source), t++);
+  for (const family of FAMILIES) {
+    for (const caseName of Object.keys(CASES)) {
+      it(`${family} ${caseName}: every source and frontend`, async () => {
+        const { dp, compiled } = await cluster();
+        let port = 40000;
+        let t = 1_800_000_000;
+        for (const [kind, frontend] of Object.entries(frontends(CASES[caseName], family))) {
+          for (const source of Object.keys(SOURCES) as Source[]) {
+            // Several flows each, so that every allowed backend can show up and none other does.
+            for (let i = 0; i < 12; i++) {
+              checkFlow(dp, compiled, `${family} ${caseName} ${kind} from ${source}`, sources(family)[source], port++, frontend,
+                expected(caseName, kind, source, true, family), t++);
+            }
           }
         }
-      }
-    });
+      });
+    }
   }
 
   it('without a known pod network nothing is a pod: no masquerade of cluster-IP traffic, no pod short-circuit', async () => {
     const { dp, compiled } = await cluster({});
     let port = 41000;
-    for (const source of Object.keys(SOURCES) as Source[]) {
-      for (const caseName of ['cluster', 'local']) {
-        for (const [kind, frontend] of Object.entries(frontends(CASES[caseName]))) {
-          checkFlow(dp, compiled, `${caseName} ${kind} from ${source}`, SOURCES[source], port++, frontend, expected(caseName, kind, source, false), 1_800_000_000);
+    for (const family of FAMILIES) {
+      for (const source of Object.keys(SOURCES) as Source[]) {
+        for (const caseName of ['cluster', 'local']) {
+          for (const [kind, frontend] of Object.entries(frontends(CASES[caseName], family))) {
+            checkFlow(dp, compiled, `${family} ${caseName} ${kind} from ${source}`, sources(family)[source], port++, frontend,
+              expected(caseName, kind, source, false, family), 1_800_000_000);
+          }
         }
       }
     }
   });
 
   it('--masquerade-all masquerades cluster-IP traffic from pods too', async () => {
-    const { dp, compiled } = await cluster({ clusterCIDRs: ['10.244.0.0/16'], masqueradeAll: true });
+    const { dp, compiled } = await cluster({ clusterCIDRs: CLUSTER_CIDRS, masqueradeAll: true });
     checkFlow(dp, compiled, 'pod to cluster IP', SOURCES.pod, 42000, frontends(CASES.cluster).ClusterIP, { backends: ALL_EPS, snat: true }, 1_800_000_000);
   });
 });
@@ -107,7 +119,7 @@ describe('masquerading', () => {
     const self = compiled.backends.find((b) => b.ip === LOCAL_EP)!.id;
     const other = compiled.backends.find((b) => b.ip === REMOTE_EPS[0])!.id;
     const table = (id: number) => new Uint8Array(new Uint32Array(compiled.maglevTableSize).fill(id).buffer);
-    const key = new Uint8Array(new Uint32Array([2 * compiled.services[0].id]).buffer);
+    const key = new Uint8Array(new Uint32Array([4 * compiled.services[0].id]).buffer);
     dp.map('maglev').updateRaw(key, table(self));
     const [hairpin] = runFrames(dp, [tcp(LOCAL_EP, 50001, '10.96.2.3', 80, ['SYN'])]);
     expect([hairpin.backendId, hairpin.snat]).toEqual([self, true]);
@@ -204,10 +216,10 @@ describe('session affinity (ClientIP)', () => {
     const [r] = runFrames(dp, [tcp('10.1.0.9', 10000, '10.96.4.1', 80, ['SYN'])]);
     const svc = compiled.services[0];
     // Control plane: the backend leaves the service's table.
-    dp.map('lbMembers').delete({ table: 2 * svc.id, backendId: r.backendId });
+    dp.map('lbMembers').delete({ table: 4 * svc.id, backendId: r.backendId });
     const rest = svc.cluster.backendIds.filter((id) => id !== r.backendId);
     const table = new Uint32Array(compiled.maglevTableSize).map((_, i) => rest[i % rest.length]);
-    dp.map('maglev').updateRaw(new Uint8Array(new Uint32Array([2 * svc.id]).buffer), new Uint8Array(table.buffer));
+    dp.map('maglev').updateRaw(new Uint8Array(new Uint32Array([4 * svc.id]).buffer), new Uint8Array(table.buffer));
     const [next] = runFrames(dp, [tcp('10.1.0.9', 10001, '10.96.4.1', 80, ['SYN'])]);
     expect(next.backendId).not.toBe(r.backendId);
     const [again] = runFrames(dp, [tcp('10.1.0.9', 10002, '10.96.4.1', 80, ['SYN'])]);
@@ -245,8 +257,8 @@ describe('endpoint conditions', () => {
     expect(first.some((r) => r.backendId === leaving)).toBe(true);
     // Control plane: 10.244.8.2 is terminating while another is ready, so it leaves the table.
     const s = compiled.services[0];
-    dp.map('maglev').updateRaw(new Uint8Array(new Uint32Array([2 * s.id]).buffer), new Uint8Array(new Uint32Array(compiled.maglevTableSize).fill(staying).buffer));
-    dp.map('lbMembers').delete({ table: 2 * s.id, backendId: leaving });
+    dp.map('maglev').updateRaw(new Uint8Array(new Uint32Array([4 * s.id]).buffer), new Uint8Array(new Uint32Array(compiled.maglevTableSize).fill(staying).buffer));
+    dp.map('lbMembers').delete({ table: 4 * s.id, backendId: leaving });
     const established = runFrames(dp, flows.map((_, i) => tcp('10.1.0.1', 2000 + i, '10.96.5.1', 80, ['ACK'])));
     expect(established.map((r) => r.backendId)).toEqual(first.map((r) => r.backendId));
     const fresh = runFrames(dp, Array.from({ length: 40 }, (_, i) => tcp('10.1.0.2', 3000 + i, '10.96.5.1', 80, ['SYN'])));
