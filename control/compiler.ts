@@ -341,8 +341,11 @@ export function compile(state: ClusterState, resolved: readonly ResolvedService[
         else {
           flags |= { NodePort: SVC_F.NODEPORT, ExternalIP: SVC_F.EXTERNAL_IP, LoadBalancer: SVC_F.LOADBALANCER }[f.kind];
           if (extLocal) flags |= SVC_F.EXT_LOCAL;
-          // Source ranges guard the load-balancer IPs only, not NodePorts or external IPs.
-          if (f.kind === 'LoadBalancer' && sourceRanges.length > 0) flags |= SVC_F.SOURCE_RANGE;
+          // Source ranges guard the load-balancer IPs only, not NodePorts or external IPs, and each
+          // family by its own ranges: kube-proxy keeps one per family, none meaning no firewall.
+          if (f.kind === 'LoadBalancer' && sourceRanges.some((c) => familyOf(ipaddr.parseCIDR(c)[0].toString()) === familyOf(f.address))) {
+            flags |= SVC_F.SOURCE_RANGE;
+          }
         }
         const family = familyOf(f.address);
         const set = family === 'v4' ? v4 : v6;

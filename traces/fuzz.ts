@@ -24,7 +24,7 @@ import { DEFAULT_MAGLEV_TABLE_SIZE } from '../control/maglev.js';
 import { PROJECT_ROOT } from '../control/paths.js';
 import { loadProgram } from '../control/program.js';
 import { Mulberry32 } from '../control/random.js';
-import { buildFrame, toLinkType, verifyChecksums } from './frames.js';
+import { buildFrame, decodeFrame, toLinkType, verifyChecksums } from './frames.js';
 import { openCapture } from './pcap.js';
 
 export const FUZZ_CLUSTER = join(PROJECT_ROOT, 'traces', 'samples', 'fuzz-cluster.yaml');
@@ -57,8 +57,10 @@ const FRONTENDS: Array<[string, number, 'tcp' | 'udp' | 'sctp']> = [
   ['10.96.0.10', 80, 'tcp'], ['10.96.0.10', 53, 'udp'], ['10.96.0.10', 3868, 'sctp'], ['198.51.100.10', 80, 'tcp'],
   ['203.0.113.10', 80, 'tcp'], ['192.168.0.10', 30080, 'tcp'], ['192.168.0.10', 30053, 'udp'], ['192.168.0.10', 30868, 'sctp'],
   ['10.96.0.20', 80, 'tcp'], ['192.168.0.10', 30081, 'tcp'], ['10.96.0.30', 80, 'tcp'],
+  ['fd00:96::10', 80, 'tcp'], ['fd00:96::10', 53, 'udp'], ['fd00:168::10', 30080, 'tcp'], ['2001:db8:113::10', 80, 'tcp'],
 ];
 const CLIENTS = ['10.244.0.77', '10.244.1.9', '192.168.0.10', '172.16.3.4', '172.31.0.1', '8.8.8.8', '10.244.0.5'];
+const CLIENTS6 = ['fd00:244:0::77', 'fd00:168::10', '2001:db8:5::5', 'fd00:244::5'];
 
 /** A well-formed frame aimed at the cluster's frontends and backends, checksums valid. */
 function generatedFrame(rng: Mulberry32): Uint8Array {
@@ -69,6 +71,13 @@ function generatedFrame(rng: Mulberry32): Uint8Array {
   const dport = target?.[1] ?? pick(PORTS);
   const payload = new Uint8Array(rng.int(0, 64)).map(() => rng.int(0, 255));
   const vlans = rng.float() < 0.2 ? [rng.int(1, 4094)] : rng.float() < 0.05 ? [rng.int(1, 4094), rng.int(1, 4094)] : [];
+  if (target?.[0].includes(':')) {
+    const ipv6 = { src: pick(CLIENTS6), dst: target[0], extensions: rng.float() < 0.1 ? [{ type: 'destination' as const }] : undefined };
+    const base6 = { srcMac: '02:00:00:00:00:01', dstMac: '02:00:00:00:00:02', vlans, ipv6 };
+    return kind === 'udp'
+      ? buildFrame({ ...base6, l4: { kind: 'udp', sport, dport }, payload }).slice()
+      : buildFrame({ ...base6, l4: { kind: 'tcp', sport, dport, seq: rng.next(), ack: rng.next(), flags: rng.int(0, 63) }, payload }).slice();
+  }
   const ipv4 = {
     src: target ? pick(CLIENTS) : pick(ADDRESSES), dst: target?.[0] ?? pick(ADDRESSES), id: rng.int(0, 65535),
     options: rng.float() < 0.1 ? [0x94, 4, 0, 0] : undefined,
@@ -137,20 +146,22 @@ function mutate(frame: Uint8Array, rng: Mulberry32): Uint8Array {
  * answer (addresses and ports swapped), or now and then an ICMP error about it.
  */
 function answer(sent: Uint8Array, rng: Mulberry32): Uint8Array | undefined {
-  const ihl = (sent[14] & 0x0f) * 4;
-  if (sent.length < 14 + ihl + 8 || sent[12] !== 0x08 || sent[13] !== 0x00) return undefined;
-  const proto = sent[23];
-  if (proto !== 6 && proto !== 17) return undefined;
-  const v = new DataView(sent.buffer, sent.byteOffset);
-  const l4 = 14 + ihl;
-  const src = `${sent[26]}.${sent[27]}.${sent[28]}.${sent[29]}`;
-  const dst = `${sent[30]}.${sent[31]}.${sent[32]}.${sent[33]}`;
-  const sport = v.getUint16(l4);
-  const dport = v.getUint16(l4 + 2);
-  const base = { srcMac: '02:00:00:00:00:02', dstMac: '02:00:00:00:00:01', ipv4: { src: dst, dst: src } };
+  const d = decodeFrame(sent);
+  const ip = d.ipv4 ?? d.ipv6;
+  const l4 = d.tcp ?? d.udp;
+  if (!ip || !l4 || d.eth?.vlans.length) return undefined;
+  const proto = d.tcp ? 6 : 17;
+  const { sport, dport } = l4;
+  const src = ip.src;
+  const dst = ip.dst;
+  const base = { srcMac: '02:00:00:00:00:02', dstMac: '02:00:00:00:00:01', ...(d.ipv6 ? { ipv6: { src: dst, dst: src } } : { ipv4: { src: dst, dst: src } }) };
   if (rng.float() < 0.2) {
-    const quote = sent.slice(14, Math.min(sent.length, 14 + ihl + rng.int(8, 64)));
-    return buildFrame({ ...base, l4: { kind: 'icmp', type: [3, 11, 12][rng.int(0, 2)], code: rng.int(0, 4) }, payload: quote }).slice();
+    const headerLen = d.ipv4 ? d.ipv4.ihl * 4 : 40;
+    const quote = sent.slice(14, Math.min(sent.length, 14 + headerLen + rng.int(8, 64)));
+    const l4spec = d.ipv6
+      ? { kind: 'icmpv6' as const, type: rng.int(1, 4), code: rng.int(0, 4) }
+      : { kind: 'icmp' as const, type: [3, 11, 12][rng.int(0, 2)], code: rng.int(0, 4) };
+    return buildFrame({ ...base, l4: l4spec, payload: quote }).slice();
   }
   return proto === 6
     ? buildFrame({ ...base, l4: { kind: 'tcp', sport: dport, dport: sport, seq: 1, ack: 1, flags: ['SYN', 'ACK'] } }).slice()
@@ -162,9 +173,10 @@ function randomFrame(rng: Mulberry32): Uint8Array {
 }
 
 async function fuzzDatapath(): Promise<Datapath> {
-  const state = loadClusterState([FUZZ_CLUSTER]);
+  const serviceClusterIPRanges = ['10.96.0.0/12', 'fd00:96::/108'];
+  const state = loadClusterState([FUZZ_CLUSTER], { serviceClusterIPRanges });
   const compiled = compile(state, resolveServices(state).services, {
-    node: 'node-a', seed: 0, maglevTableSize: 251, snatPortRange: [40000, 40063],
+    node: 'node-a', seed: 0, maglevTableSize: 251, snatPortRange: [40000, 40063], serviceClusterIPRanges,
   });
   return loadProgram(compiled, { ctEntries: 4096 });
 }
@@ -172,12 +184,13 @@ async function fuzzDatapath(): Promise<Datapath> {
 const FRAMED_LINKTYPES = [LINKTYPES.LINUX_SLL, LINKTYPES.LINUX_SLL2, LINKTYPES.RAW, LINKTYPES.NULL, LINKTYPES.LOOP];
 const UNKNOWN_LINKTYPE = 105; // IEEE 802.11: the datapath must pass it untouched
 
-/** Checksums that must survive a rewrite: every one we can verify was valid. */
+/** Checksums that must survive a rewrite: every one we can verify was valid (IPv6 has no header checksum). */
 function checksumsValid(frame: Uint8Array): boolean | undefined {
   const c = verifyChecksums(frame);
-  if (c.ipv4 === undefined || c.ipv4 === 'truncated' || c.l4 === 'truncated' || c.l4 === undefined) return undefined;
-  const quoteValid = !c.icmpEmbedded || (c.icmpEmbedded.ipv4 !== false && c.icmpEmbedded.l4 !== false);
-  return c.ipv4 === true && (c.l4 === true || c.l4 === 'zero') && quoteValid;
+  if (c.ipv4 === 'truncated' || c.l4 === 'truncated' || c.l4 === undefined) return undefined;
+  const quote = c.icmpEmbedded as { ipv4?: unknown; l4?: unknown } | undefined;
+  const quoteValid = !quote || (quote.ipv4 !== false && quote.l4 !== false);
+  return c.ipv4 !== false && (c.l4 === true || c.l4 === 'zero') && quoteValid;
 }
 
 export async function fuzz(opts: FuzzOptions): Promise<FuzzReport> {

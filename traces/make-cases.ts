@@ -46,16 +46,17 @@ function cookedCase(): void {
 }
 
 /**
- * Every frontend kind and policy of the fuzz cluster, from pods, the node and
- * outside: what a node would capture, each backend's answer to what the node
+ * Every frontend kind and policy of the (dual-stack) fuzz cluster, from pods,
+ * the node and outside, in both families: what a node would capture, each backend's answer to what the node
  * sent it included (built by running the requests through a datapath).
  */
 async function policiesCase(): Promise<void> {
-  const dir = caseDir('frontends-and-policies', '--node node-a --snat-port-range 40000-40999');
+  const ranges = ['10.96.0.0/12', 'fd00:96::/108'];
+  const dir = caseDir('frontends-and-policies', `--node node-a --snat-port-range 40000-40999 --service-cluster-ip-range ${ranges.join(',')}`);
   copyFileSync(FUZZ_CLUSTER, join(dir, 'cluster.yaml'));
-  const state = loadClusterState([FUZZ_CLUSTER]);
+  const state = loadClusterState([FUZZ_CLUSTER], { serviceClusterIPRanges: ranges });
   const compiled = compile(state, resolveServices(state).services, {
-    node: 'node-a', seed: 0, maglevTableSize: DEFAULT_MAGLEV_TABLE_SIZE, snatPortRange: [40000, 40999],
+    node: 'node-a', seed: 0, maglevTableSize: DEFAULT_MAGLEV_TABLE_SIZE, snatPortRange: [40000, 40999], serviceClusterIPRanges: ranges,
   });
   const dp = await loadProgram(compiled);
   const batch = dp.createBatch(1, 4096);
@@ -64,17 +65,19 @@ async function policiesCase(): Promise<void> {
     ['10.96.0.10', 80, 'tcp'], ['10.96.0.10', 53, 'udp'], ['198.51.100.10', 80, 'tcp'], ['203.0.113.10', 80, 'tcp'],
     ['192.168.0.10', 30080, 'tcp'], ['192.168.0.10', 30053, 'udp'], ['10.96.0.20', 80, 'tcp'], ['192.168.0.10', 30081, 'tcp'],
     ['10.96.0.30', 80, 'tcp'], ['10.96.0.10', 81, 'tcp'], ['10.96.0.77', 80, 'tcp'],
+    ['fd00:96::10', 80, 'tcp'], ['fd00:96::10', 53, 'udp'], ['fd00:168::10', 30080, 'tcp'], ['2001:db8:113::10', 80, 'tcp'],
   ];
   const clients = ['10.244.0.77', '192.168.0.10', '172.16.3.4', '8.8.8.8'];
+  const clients6 = ['fd00:244::77', 'fd00:168::10', '2001:db8:5::5'];
   let t = 1_800_000_000;
   let port = 41000;
   const frame = (src: string, dst: string, sport: number, dport: number, kind: 'tcp' | 'udp', answer = false) => buildFrame({
     srcMac: answer ? '02:00:00:00:00:02' : '02:00:00:00:00:01', dstMac: answer ? '02:00:00:00:00:01' : '02:00:00:00:00:02',
-    ipv4: { src, dst }, payload: new Uint8Array(16).fill(0x42),
+    ...(src.includes(':') ? { ipv6: { src, dst } } : { ipv4: { src, dst } }), payload: new Uint8Array(16).fill(0x42),
     l4: kind === 'tcp' ? { kind, sport, dport, seq: 1, ack: answer ? 2 : 0, flags: answer ? ['SYN', 'ACK'] : ['SYN'] } : { kind, sport, dport },
   }).slice();
   for (const [vip, vport, kind] of frontends) {
-    for (const client of clients) {
+    for (const client of vip.includes(':') ? clients6 : clients) {
       const request = frame(client, vip, port++, vport, kind);
       w.write(t++, 0, request);
       batch.clear();
@@ -82,8 +85,9 @@ async function policiesCase(): Promise<void> {
       batch.run();
       if (batch.reason(0) !== 1) continue; // only a flow sent to a backend gets an answer
       const sent = decodeFrame(batch.frame(0));
+      const ip = (sent.ipv4 ?? sent.ipv6)!;
       const l4 = sent.tcp ?? sent.udp!;
-      w.write(t++, 0, frame(sent.ipv4!.dst, sent.ipv4!.src, l4.dport, l4.sport, kind, true));
+      w.write(t++, 0, frame(ip.dst, ip.src, l4.dport, l4.sport, kind, true));
     }
   }
   w.close();
