@@ -31,8 +31,10 @@ export interface CompileOptions {
   clusterCIDRs?: string[];
   nodePortAddresses?: string[];
   masqueradeAll?: boolean;
-  /** Source address of masqueraded flows; default the node's first IPv4 InternalIP. */
+  /** Source address of masqueraded IPv4 flows; default the node's first IPv4 InternalIP. */
   masqueradeAddress?: string;
+  /** The same for IPv6; default the node's first IPv6 InternalIP. */
+  masqueradeAddress6?: string;
   /** Masquerade ports, default 1024-65535 as kube-proxy's fully random masquerade uses. */
   snatPortRange?: [number, number];
   /** The API server's --service-cluster-ip-range; default 10.96.0.0/12. */
@@ -397,7 +399,11 @@ export function compile(state: ClusterState, resolved: readonly ResolvedService[
   const podNet6 = network(clusterCIDRs, 'v6');
   const serviceNet = network(serviceRanges, 'v4');
   const serviceNet6 = network(serviceRanges, 'v6');
-  const masqueradeAddress6 = addresses.primary6;
+  const masqueradeAddress6 = opts.masqueradeAddress6 ?? addresses.primary6;
+  const hasV6Frontends = entries.v6.services.some((e) => (e.value.flags as number) !== SVC_F.WILDCARD);
+  if (hasV6Frontends && !masqueradeAddress6) {
+    notes.push('no IPv6 masquerade address (the node has no IPv6 InternalIP): IPv6 flows that need SNAT are dropped');
+  }
   const [portMin, portMax] = opts.snatPortRange ?? DEFAULT_SNAT_PORT_RANGE;
   entries.config = {
     seed: opts.seed >>> 0,

@@ -44,7 +44,7 @@ ${CLUSTER_OPTIONS}
   --cluster-cidr CIDR[,CIDR]       the pod network (overrides KubeProxyConfiguration clusterCIDR)
   --nodeport-addresses LIST        CIDRs or "primary" (overrides KubeProxyConfiguration)
   --masquerade-all                 masquerade all cluster-IP traffic, from pods too
-  --masquerade-address IP          masquerade source (default the node's first InternalIP)
+  --masquerade-address IP[,IP]     masquerade source per family (default the node's first InternalIP of each)
   --snat-port-range A-B            masquerade source ports (default 1024-65535)
   --maglev-table-size M            Maglev lookup table size, a prime (default ${DEFAULT_MAGLEV_TABLE_SIZE})
   --ct-entries N                   conntrack map size, two entries per flow (default ${DEFAULT_CT_ENTRIES})
@@ -100,9 +100,19 @@ function parsePortRange(flag: string, text: string): [number, number] {
   return [lo, hi];
 }
 
-function parseIPv4(flag: string, text: string): string {
-  if (!ipaddr.IPv4.isValidFourPartDecimal(text)) fail(`${flag}: "${text}" is not an IPv4 address`);
-  return text;
+/** One address per family, comma-separated. */
+function parseAddressList(flag: string, text: string): string[] {
+  const items = text.split(',').map((a) => a.trim()).filter(Boolean);
+  const families = new Set<string>();
+  for (const item of items) {
+    const v4 = ipaddr.IPv4.isValidFourPartDecimal(item);
+    if (!v4 && !(ipaddr.IPv6.isValid(item) && !item.includes('%'))) fail(`${flag}: "${item}" is not an IP address`);
+    const family = v4 ? 'IPv4' : 'IPv6';
+    if (families.has(family)) fail(`${flag}: more than one ${family} address`);
+    families.add(family);
+  }
+  if (items.length === 0) fail(`${flag}: empty`);
+  return items;
 }
 
 function parseNodePortAddresses(flag: string, text: string): string[] {
@@ -216,12 +226,14 @@ async function buildDatapath(values: DatapathFlags) {
   const nodePortAddresses = values['nodeport-addresses'] === undefined
     ? undefined : parseNodePortAddresses('--nodeport-addresses', values['nodeport-addresses']);
   const snatPortRange = values['snat-port-range'] === undefined ? undefined : parsePortRange('--snat-port-range', values['snat-port-range']);
-  const masqueradeAddress = values['masquerade-address'] === undefined ? undefined : parseIPv4('--masquerade-address', values['masquerade-address']);
+  const masqueradeAddresses = values['masquerade-address'] === undefined ? [] : parseAddressList('--masquerade-address', values['masquerade-address']);
+  const masqueradeAddress = masqueradeAddresses.find((a) => !a.includes(':'));
+  const masqueradeAddress6 = masqueradeAddresses.find((a) => a.includes(':'));
 
   const { state, seed, serviceRanges } = loadState(values);
   const resolved = resolveServices(state);
   const compiled = compile(state, resolved.services, {
-    node: values.node, seed, maglevTableSize, clusterCIDRs, nodePortAddresses, snatPortRange, masqueradeAddress,
+    node: values.node, seed, maglevTableSize, clusterCIDRs, nodePortAddresses, snatPortRange, masqueradeAddress, masqueradeAddress6,
     masqueradeAll: values['masquerade-all'], serviceClusterIPRanges: serviceRanges,
   });
   const dp = await loadProgram(compiled, { ctEntries });

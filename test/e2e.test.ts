@@ -172,7 +172,7 @@ describe('CLI errors name what is wrong and keep what was done', () => {
     [['replay', 'traces/samples/sample.pcap', '--bogus'], /bogus/],
     [['frobnicate'], /unknown command "frobnicate"/],
     [['replay', 'traces/samples/sample.pcap', '--cluster', SAMPLE_CLUSTER, '--node', 'node-a', '--snat-port-range', '2000-1000'], /--snat-port-range: 2000-1000 is empty/],
-    [['replay', 'traces/samples/sample.pcap', '--cluster', SAMPLE_CLUSTER, '--node', 'node-a', '--masquerade-address', '10.0.0'], /--masquerade-address: "10\.0\.0" is not an IPv4 address/],
+    [['replay', 'traces/samples/sample.pcap', '--cluster', SAMPLE_CLUSTER, '--node', 'node-a', '--masquerade-address', '10.0.0'], /--masquerade-address: "10\.0\.0" is not an IP address/],
     [['replay', 'traces/samples/sample.pcap', '--cluster', SAMPLE_CLUSTER, '--node', 'node-a', '--nodeport-addresses', 'eth0'], /--nodeport-addresses: "eth0" is neither a CIDR nor "primary"/],
     [['replay', 'traces/samples/sample.pcap', '--cluster', SAMPLE_CLUSTER, '--node', 'node-a', '--cluster-cidr', '10.244.0.0/16,10.245.0.0/16'], /--cluster-cidr: more than one IPv4 CIDR/],
     [['services'], /--cluster is required/],

@@ -87,6 +87,26 @@ describe('IPv6', () => {
     expect(verifyChecksums(tooBig.out)).toMatchObject({ l4: true, icmpEmbedded: { l4: true } });
   });
 
+  it('loadBalancerSourceRanges guard each family by its own ranges', async () => {
+    for (const [ranges, allowedFrom2001] of [[['172.16.0.0/12'], true], [['172.16.0.0/12', '2001:db8:1::/48'], false]] as const) {
+      const svc = makeService('default', 'lb', '10.96.0.20', [{ port: 80, targetPort: 8080, nodePort: 30090 }], {
+        type: 'LoadBalancer', clusterIPs: ['10.96.0.20', 'fd00:96::20'], ipFamilies: ['IPv4', 'IPv6'],
+        loadBalancerIngress: [{ ip: '203.0.113.20', ipMode: 'VIP' }, { ip: '2001:db8:113::20', ipMode: 'VIP' }], loadBalancerSourceRanges: [...ranges],
+      });
+      const { dp } = await program([resolvedService(svc, [endpoints([['10.244.2.5', 8080, 'node-b'], [BACKEND6, 8080, 'node-b']])])], {
+        node: 'node-a', nodes: [makeNode('node-a', NODE4, NODE6)], serviceClusterIPRanges: ['10.96.0.0/12', 'fd00:96::/108'],
+      });
+      const [v4out, v6other, v6inside] = runFrames(dp, [
+        tcp('8.8.8.8', 1, '203.0.113.20', 80, ['SYN']),
+        tcp('2001:db8:2::1', 2, '2001:db8:113::20', 80, ['SYN']),
+        tcp('2001:db8:1::1', 3, '2001:db8:113::20', 80, ['SYN']),
+      ]);
+      expect(v4out.reason).toBe('SOURCE_RANGE');
+      expect(v6other.reason).toBe(allowedFrom2001 ? 'SERVICE' : 'SOURCE_RANGE');
+      expect(v6inside.reason).toBe('SERVICE');
+    }
+  });
+
   it('an unserved port of an IPv6 cluster IP gets an ICMPv6 port unreachable; the service range drops the rest', async () => {
     const { dp } = await setup();
     const [unserved, unallocated] = runFrames(dp, [tcp('fd00:244:9::9', 1, VIP6, 81, ['SYN']), tcp('fd00:244:9::9', 1, 'fd00:96::99', 80, ['SYN'])]);
