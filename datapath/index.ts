@@ -157,6 +157,26 @@ function verdictForParseReason(r: u8): u8 {
 }
 
 /**
+ * The Maglev table a new flow picks its backend from, by traffic policy and
+ * source; or -1 when the flow is decided already: REJECTed for a service
+ * without usable backends, DROPped when the policy's set is empty.
+ */
+function backendTable(svc: usize, flags: u32, source: u8, v6: bool, data: usize, len: u32, capacity: u32, wireLen: u32): i64 {
+  if (backendCount(svc, false) == 0) {
+    rejectPacket(data, len, capacity, REASON_NO_ENDPOINTS);
+    countFlowPacket(serviceId, 0, wireLen, false);
+    return -1;
+  }
+  choosePolicy(flags, source, v6);
+  if (backendCount(svc, useLocalBackends) == 0) {
+    decide(XDP_DROP, REASON_NO_LOCAL_ENDPOINTS);
+    countFlowPacket(serviceId, 0, wireLen, false);
+    return -1;
+  }
+  return tableId(svc, v6, useLocalBackends);
+}
+
+/**
  * A packet to a service frontend. A tracked flow keeps its backend and its
  * masquerade port; a new flow gets the backend set and masquerading its
  * traffic policy and source call for, the client's affinity backend or the
@@ -186,19 +206,9 @@ function handleServicePacket(svc: usize, data: usize, len: u32, capacity: u32, w
   const newFlow = be == 0;
   if (newFlow) {
     snatPort = 0; // a stale entry's port is not this flow's
-    if (backendCount(svc, false) == 0) {
-      rejectPacket(data, len, capacity, REASON_NO_ENDPOINTS);
-      countFlowPacket(serviceId, 0, wireLen, false);
-      return;
-    }
-    choosePolicy(flags, classifySource4(saddr), false);
-    const local = useLocalBackends;
-    if (backendCount(svc, local) == 0) {
-      decide(XDP_DROP, REASON_NO_LOCAL_ENDPOINTS);
-      countFlowPacket(serviceId, 0, wireLen, false);
-      return;
-    }
-    const table = tableId(svc, false, local);
+    const chosen = backendTable(svc, flags, classifySource4(saddr), false, data, len, capacity, wireLen);
+    if (chosen < 0) return;
+    const table = <u32>chosen;
     const affinity = (flags & SVC_F_AFFINITY) != 0;
     backendId = affinity ? affinityBackend4(saddr, serviceId, table, load<u32>(svc + LB4_SVC_AFFINITY_TIMEOUT), now) : 0;
     if (backendId == 0) backendId = maglevBackend4(table, seed, saddr, daddr, sport, dport, proto);
@@ -309,10 +319,10 @@ function handleReply(data: usize, len: u32, wireLen: u32, now: u64): bool {
  * address of the service range dropped, anything else passed.
  */
 function handleOther(data: usize, len: u32, capacity: u32): void {
-  if (isClusterIP4(daddr)) {
+  if (isClusterIP()) {
     if (isIcmpError()) decide(XDP_DROP, REASON_UNSERVED_PORT);
     else rejectPacket(data, len, capacity, REASON_UNSERVED_PORT);
-  } else if (inServiceRange4(daddr)) {
+  } else if (family == 6 ? inServiceRange6(daddr6) : inServiceRange4(daddr)) {
     decide(XDP_DROP, REASON_UNALLOCATED_IP);
   } else {
     decide(XDP_PASS, REASON_NO_SERVICE);
@@ -325,14 +335,25 @@ function handlePacket(data: usize, len: u32, capacity: u32, wireLen: u32, now: u
     if (!isIcmpError() || laterFragment || !handleIcmpError(data, len, wireLen, now)) handleOther(data, len, capacity);
     return;
   }
-  const svc = lookupService4(daddr, dport, proto);
-  if (svc != 0) handleServicePacket(svc, data, len, capacity, wireLen, now);
-  else if (!handleReply(data, len, wireLen, now)) handleOther(data, len, capacity);
+  if (family == 6) {
+    const svc = lookupService6(daddr6, dport, proto);
+    if (svc != 0) handleServicePacket6(svc, data, len, capacity, wireLen, now);
+    else if (!handleReply6(data, len, wireLen, now)) handleOther(data, len, capacity);
+  } else {
+    const svc = lookupService4(daddr, dport, proto);
+    if (svc != 0) handleServicePacket(svc, data, len, capacity, wireLen, now);
+    else if (!handleReply(data, len, wireLen, now)) handleOther(data, len, capacity);
+  }
+}
+
+/** True when the packet is addressed to a cluster IP (of its family). */
+@inline function isClusterIP(): bool {
+  return family == 6 ? isClusterIP6(daddr6) : isClusterIP4(daddr);
 }
 
 /** An ICMP error about a translated flow goes where its flow goes, translated. */
 function handleIcmpError(data: usize, len: u32, wireLen: u32, now: u64): bool {
-  if (!translateIcmpError4(data, len, now)) return false;
+  if (!(family == 6 ? translateIcmpError6(data, len, now) : translateIcmpError4(data, len, now))) return false;
   serviceId = relatedServiceId;
   backendId = relatedBackendId;
   snatApplied = relatedMasqueraded;
@@ -348,11 +369,12 @@ function handleIcmpError(data: usize, len: u32, wireLen: u32, now: u64): bool {
  * IP, where nothing but service traffic may go.
  */
 function handleLaterFragment(data: usize, len: u32, capacity: u32, wireLen: u32, now: u64): void {
-  const ports = hasPorts(proto) ? lookupFragment4(saddr, daddr, ipId, proto) : 0;
+  let ports: usize = 0;
+  if (hasPorts(proto)) ports = family == 6 ? lookupFragment6(saddr6, daddr6, fragId6, proto) : lookupFragment4(saddr, daddr, ipId, proto);
   if (ports != 0) {
     adoptFragmentPorts(load<u16>(ports + FRAG4_SPORT), load<u16>(ports + FRAG4_DPORT));
     handlePacket(data, len, capacity, wireLen, now);
-  } else if (isClusterIP4(daddr)) {
+  } else if (isClusterIP()) {
     decide(XDP_DROP, REASON_FRAGMENT_UNTRACKED);
   } else {
     decide(XDP_PASS, REASON_FRAGMENT);
@@ -365,15 +387,6 @@ function handleLaterFragment(data: usize, len: u32, capacity: u32, wireLen: u32,
   return load<u64>(a) == load<u64>(b) && load<u64>(a, 8) == load<u64>(b, 8);
 }
 
-function handlePacket6(data: usize, len: u32, capacity: u32, wireLen: u32, now: u64): void {
-  if (!hasPorts(proto)) {
-    if (!isIcmpError() || laterFragment || !handleIcmpError6(data, len, wireLen, now)) handleOther6(data, len, capacity);
-    return;
-  }
-  const svc = lookupService6(daddr6, dport, proto);
-  if (svc != 0) handleServicePacket6(svc, data, len, capacity, wireLen, now);
-  else if (!handleReply6(data, len, wireLen, now)) handleOther6(data, len, capacity);
-}
 
 /** handleServicePacket for IPv6. */
 function handleServicePacket6(svc: usize, data: usize, len: u32, capacity: u32, wireLen: u32, now: u64): void {
@@ -399,19 +412,9 @@ function handleServicePacket6(svc: usize, data: usize, len: u32, capacity: u32, 
   const newFlow = be == 0;
   if (newFlow) {
     snatPort = 0;
-    if (backendCount(svc, false) == 0) {
-      rejectPacket(data, len, capacity, REASON_NO_ENDPOINTS);
-      countFlowPacket(serviceId, 0, wireLen, false);
-      return;
-    }
-    choosePolicy(flags, classifySource6(saddr6), true);
-    const local = useLocalBackends;
-    if (backendCount(svc, local) == 0) {
-      decide(XDP_DROP, REASON_NO_LOCAL_ENDPOINTS);
-      countFlowPacket(serviceId, 0, wireLen, false);
-      return;
-    }
-    const table = tableId(svc, true, local);
+    const chosen = backendTable(svc, flags, classifySource6(saddr6), true, data, len, capacity, wireLen);
+    if (chosen < 0) return;
+    const table = <u32>chosen;
     const affinity = (flags & SVC_F_AFFINITY) != 0;
     backendId = affinity ? affinityBackend6(saddr6, serviceId, table, load<u32>(svc + LB4_SVC_AFFINITY_TIMEOUT), now) : 0;
     if (backendId == 0) backendId = maglevBackend6(table, seed, saddr6, daddr6, sport, dport, proto);
@@ -494,42 +497,8 @@ function handleReply6(data: usize, len: u32, wireLen: u32, now: u64): bool {
   return true;
 }
 
-/** handleOther for IPv6. */
-function handleOther6(data: usize, len: u32, capacity: u32): void {
-  if (isClusterIP6(daddr6)) {
-    if (isIcmpError()) decide(XDP_DROP, REASON_UNSERVED_PORT);
-    else rejectPacket(data, len, capacity, REASON_UNSERVED_PORT);
-  } else if (inServiceRange6(daddr6)) {
-    decide(XDP_DROP, REASON_UNALLOCATED_IP);
-  } else {
-    decide(XDP_PASS, REASON_NO_SERVICE);
-  }
-}
 
-/** handleLaterFragment for IPv6. */
-function handleLaterFragment6(data: usize, len: u32, capacity: u32, wireLen: u32, now: u64): void {
-  const ports = hasPorts(proto) ? lookupFragment6(saddr6, daddr6, fragId6, proto) : 0;
-  if (ports != 0) {
-    adoptFragmentPorts(load<u16>(ports + FRAG4_SPORT), load<u16>(ports + FRAG4_DPORT));
-    handlePacket6(data, len, capacity, wireLen, now);
-  } else if (isClusterIP6(daddr6)) {
-    decide(XDP_DROP, REASON_FRAGMENT_UNTRACKED);
-  } else {
-    decide(XDP_PASS, REASON_FRAGMENT);
-  }
-}
 
-/** An ICMPv6 error about a translated IPv6 flow goes where its flow goes, translated. */
-function handleIcmpError6(data: usize, len: u32, wireLen: u32, now: u64): bool {
-  if (!translateIcmpError6(data, len, now)) return false;
-  serviceId = relatedServiceId;
-  backendId = relatedBackendId;
-  snatApplied = relatedMasqueraded;
-  const toLocalBackend = relatedToBackendFlags != 0xff && (relatedToBackendFlags & BE_F_LOCAL) != 0;
-  decide(toLocalBackend ? XDP_REDIRECT : XDP_TX, REASON_ICMP_RELATED);
-  countFlowPacket(serviceId, backendId, wireLen, false);
-  return true;
-}
 
 function processFrame(desc: usize): void {
   const data = <usize>load<u32>(desc + DESC_DATA);
@@ -547,11 +516,9 @@ function processFrame(desc: usize): void {
   linktype = load<u32>(desc + DESC_LINKTYPE);
   const parsed = parsePacket(data, len, wireLen, linktype);
   if (parsed == 0) {
-    if (family == 6) handlePacket6(data, len, capacity, wireLen, now);
-    else handlePacket(data, len, capacity, wireLen, now);
+    handlePacket(data, len, capacity, wireLen, now);
   } else if (parsed == REASON_FRAGMENT) {
-    if (family == 6) handleLaterFragment6(data, len, capacity, wireLen, now);
-    else handleLaterFragment(data, len, capacity, wireLen, now);
+    handleLaterFragment(data, len, capacity, wireLen, now);
   } else {
     decide(verdictForParseReason(parsed), parsed);
   }
