@@ -16,6 +16,7 @@ import type { ClusterState } from './model.js';
 import { replay } from './replay.js';
 import { formatServicesTable, servicesTable } from './services-table.js';
 import { dumpMaps, formatMapDump } from './maps-dump.js';
+import { diffReplays, formatDiff } from './diff.js';
 import { findCases, junitReport, runCase, type CaseResult, type PrepareDatapath } from './testcases.js';
 import { buildSummary, formatSummary } from './summary.js';
 
@@ -33,6 +34,7 @@ Usage:
   svcpath services --cluster <file-or-dir> [--cluster ...] [--json]
   svcpath maps --cluster <file-or-dir> [--cluster ...] [replay's cluster and datapath options] [--json]
   svcpath test <case-dir>... [--update] [--junit FILE]
+  svcpath diff <trace> --cluster <before> [--cluster ...] --against <after> [--against ...] [replay's options] [--json]
   svcpath --help
 
 replay options:
@@ -50,6 +52,9 @@ ${CLUSTER_OPTIONS}
   --ct-entries N                   conntrack map size, two entries per flow (default ${DEFAULT_CT_ENTRIES})
 
 maps: the compiled maps, like bpftool map dump (Maglev tables as slots per backend)
+
+diff: the flows whose decision (backend, verdict, masquerading) changes between two cluster states,
+      counted per Service
 
 test: regression cases; a case is a directory with cluster.yaml (or cluster/), input.pcap(ng),
       an optional args file (replay flags, one line) and expected/verdicts.jsonl, expected/output.pcap(ng)
@@ -298,6 +303,24 @@ async function testCommand(argv: string[]): Promise<number> {
   return failed > 0 ? 1 : 0;
 }
 
+async function diffCommand(argv: string[]): Promise<number> {
+  const { values, positionals } = parseArgs({
+    args: argv, allowPositionals: true, strict: true,
+    options: { ...DATAPATH_FLAGS, against: { type: 'string', multiple: true }, json: { type: 'boolean' } },
+  });
+  if (values.help) {
+    console.log(HELP);
+    return 0;
+  }
+  if (positionals.length !== 1) fail(`diff: expected one trace file, got ${positionals.length}`);
+  if (!values.against?.length) fail('diff: --against is required (the other cluster state)');
+  const before = await buildDatapath(values);
+  const after = await buildDatapath({ ...values, cluster: values.against });
+  const report = diffReplays(positionals[0], before, after);
+  console.log(values.json ? JSON.stringify(report, null, 2) : formatDiff(report));
+  return 0;
+}
+
 async function replayCommand(argv: string[]): Promise<number> {
   const { values, positionals } = parseArgs({
     args: argv,
@@ -359,6 +382,8 @@ export async function main(argv: string[]): Promise<number> {
         return await mapsCommand(rest);
       case 'test':
         return await testCommand(rest);
+      case 'diff':
+        return await diffCommand(rest);
       default:
         fail(`unknown command "${command}" (try svcpath --help)`);
     }

@@ -28,6 +28,17 @@ export interface ReplayOptions {
   verdicts?: string;
   /** Called after every batch. */
   onProgress?: (bytesRead: number, fileSize: number, packets: number) => void;
+  /** Called with every packet's decision, in input order (for tools that compare replays). */
+  onDecision?: (d: PacketDecision) => void;
+}
+
+export interface PacketDecision {
+  n: number;
+  verdict: number;
+  reason: number;
+  serviceId: number;
+  backendId: number;
+  snat: boolean;
 }
 
 export interface ReplayResult {
@@ -157,6 +168,10 @@ export function replay(trace: string, compiled: Compiled, dp: Datapath, opts: Re
           verdicts.push(verdictLine(n, v, batch.reason(i), serviceJson[batch.serviceId(i)] ?? 'null',
             backendJson[batch.backendId(i)] ?? 'null', (batch.flags(i) & DESC_F_SNAT) !== 0));
         }
+        opts.onDecision?.({
+          n, verdict: v, reason: batch.reason(i), serviceId: batch.serviceId(i), backendId: batch.backendId(i),
+          snat: (batch.flags(i) & DESC_F_SNAT) !== 0,
+        });
         if (writer && (v === XDP_TX || v === XDP_REDIRECT)) {
           const frame = batch.frame(i);
           unwritable = n;

@@ -218,6 +218,28 @@ describe('CLI errors name what is wrong and keep what was done', () => {
     expect(dumps.map((d) => d.name)).toContain('frag4');
   });
 
+  it('svcpath diff: removing one of three backends moves about a third of that Service\'s flows, and only those', async () => {
+    const after = join(tmp, 'after.yaml');
+    const yaml = readFileSync(SAMPLE_CLUSTER, 'utf8');
+    // shop/api lists 10.244.1.41 in both of its slices: take it out of both.
+    const removed = yaml.replace(/  - addresses: \[10\.244\.1\.41\]\n    nodeName: node-b\n/g, '');
+    expect(removed).not.toBe(yaml);
+    writeFileSync(after, removed);
+    const r = await cli(['diff', 'traces/samples/sample.pcap', '--cluster', SAMPLE_CLUSTER, '--against', after, '--node', 'node-a', '--json']);
+    expect(r.code).toBe(0);
+    const report = JSON.parse(r.stdout) as { flows: number; changed: number; services: Array<{ service: string; flows: number; changed: number }>; changes: Array<{ service: string; before: string; after: string }> };
+    const api = report.services.find((s) => s.service === 'shop/api:https')!;
+    expect(api.changed / api.flows).toBeGreaterThan(0.2);
+    expect(api.changed / api.flows).toBeLessThan(0.5);
+    expect(report.changed).toBe(api.changed);
+    for (const c of report.changes) {
+      expect(c.before).toMatch(/SERVICE 10\.244\.1\.41:8443$/);
+      expect(c.after).not.toMatch(/10\.244\.1\.41/);
+    }
+    const text = await cli(['diff', 'traces/samples/sample.pcap', '--cluster', SAMPLE_CLUSTER, '--against', after, '--node', 'node-a']);
+    expect(text.stdout).toMatch(/shop\/api:https {2}flows \d+ {2}changed \d+ \(\d+\.\d%\)/);
+  });
+
   it('--help', async () => {
     const r = await cli(['--help']);
     expect(r.code).toBe(0);

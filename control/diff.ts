@@ -1,0 +1,123 @@
+/**
+ * `svcpath diff`: one capture replayed against two cluster states, and the
+ * flows whose decision changes — backend, verdict, reason or masquerading —
+ * counted per Service: "which connections does this change move?". A flow is
+ * the 5-tuple of the first packet of it that reached a service frontend in
+ * either replay; later packets follow their flow's conntrack entry.
+ */
+import { decodeFrame } from '../traces/frames.js';
+import { openCapture } from '../traces/pcap.js';
+import type { Compiled } from './compiler.js';
+import type { Datapath } from './datapath.js';
+import { InputError } from './errors.js';
+import { REASONS, VERDICTS, hostPort } from './layout.js';
+import { replay, type PacketDecision } from './replay.js';
+
+export interface Side {
+  compiled: Compiled;
+  dp: Datapath;
+}
+
+export interface FlowChange {
+  flow: string;
+  packet: number;
+  service: string;
+  before: string;
+  after: string;
+}
+
+export interface ServiceDiff {
+  service: string;
+  flows: number;
+  changed: number;
+  /** "backend before -> backend after" -> flows */
+  moves: Record<string, number>;
+}
+
+export interface DiffReport {
+  trace: string;
+  flows: number;
+  changed: number;
+  services: ServiceDiff[];
+  changes: FlowChange[];
+}
+
+const REASON_SERVICE = REASONS.indexOf('SERVICE');
+
+/** A packet's flow, as its headers say: protocol, source and destination. */
+function flowKeys(trace: string): Map<number, string> {
+  const keys = new Map<number, string>();
+  const reader = openCapture(trace);
+  try {
+    for (const rec of reader.records()) {
+      if (rec.linktype !== 1) continue;
+      const d = decodeFrame(rec.data);
+      const ip = d.ipv4 ?? d.ipv6;
+      const l4 = d.tcp ?? d.udp;
+      if (!ip || !l4) continue;
+      keys.set(rec.n, `${d.tcp ? 'TCP' : 'UDP'} ${hostPort(ip.src, l4.sport)} > ${hostPort(ip.dst, l4.dport)}`);
+    }
+  } finally {
+    reader.close();
+  }
+  return keys;
+}
+
+function decisions(trace: string, side: Side): PacketDecision[] {
+  const all: PacketDecision[] = [];
+  const result = replay(trace, side.compiled, side.dp, { onDecision: (d) => all.push(d) });
+  if (result.stoppedAt) throw new InputError(result.stoppedAt.error);
+  return all;
+}
+
+function describe(d: PacketDecision, side: Side): string {
+  const backend = d.backendId ? side.compiled.backends[d.backendId - 1] : undefined;
+  const to = backend ? ` ${hostPort(backend.ip, backend.port)}` : '';
+  return `${VERDICTS[d.verdict]} ${REASONS[d.reason]}${to}${d.snat ? ' (snat)' : ''}`;
+}
+
+export function diffReplays(trace: string, a: Side, b: Side): DiffReport {
+  const keys = flowKeys(trace);
+  const before = decisions(trace, a);
+  const after = decisions(trace, b);
+  const seen = new Set<string>();
+  const services = new Map<string, ServiceDiff>();
+  const changes: FlowChange[] = [];
+  for (let i = 0; i < before.length; i++) {
+    const x = before[i];
+    const y = after[i];
+    if (x.reason !== REASON_SERVICE && y.reason !== REASON_SERVICE) continue;
+    const flow = keys.get(x.n);
+    if (!flow || seen.has(flow)) continue;
+    seen.add(flow);
+    const service = (x.serviceId ? a.compiled.services[x.serviceId - 1] : b.compiled.services[y.serviceId - 1])?.name ?? '(none)';
+    const s = services.get(service) ?? { service, flows: 0, changed: 0, moves: {} };
+    services.set(service, s);
+    s.flows++;
+    const was = describe(x, a);
+    const now = describe(y, b);
+    if (was === now) continue;
+    s.changed++;
+    const move = `${was} -> ${now}`;
+    s.moves[move] = (s.moves[move] ?? 0) + 1;
+    changes.push({ flow, packet: x.n, service, before: was, after: now });
+  }
+  return {
+    trace,
+    flows: seen.size,
+    changed: changes.length,
+    services: [...services.values()].sort((p, q) => p.service.localeCompare(q.service)),
+    changes,
+  };
+}
+
+const pct = (part: number, whole: number) => (whole ? `${((100 * part) / whole).toFixed(1)}%` : '-');
+
+export function formatDiff(r: DiffReport): string {
+  const lines = [`${r.trace}: ${r.flows} service flows, ${r.changed} change (${pct(r.changed, r.flows)})`, ''];
+  for (const s of r.services) {
+    lines.push(`  ${s.service}  flows ${s.flows}  changed ${s.changed} (${pct(s.changed, s.flows)})`);
+    for (const [move, n] of Object.entries(s.moves).sort((p, q) => q[1] - p[1])) lines.push(`    ${n} x ${move}`);
+  }
+  return lines.join('\n');
+}
