@@ -9,7 +9,7 @@
 import { readFileSync } from 'node:fs';
 import { instantiate } from '@assemblyscript/loader';
 import {
-  BPF_ANY, ERRNO_NAMES, FRAME_DESC, MAPS, U32_KEY, decode, encode,
+  BPF_ANY, DESC_F_TRACE, ERRNO_NAMES, FRAME_DESC, MAPS, TRACE_RECORD, U32_KEY, decode, encode,
   type MapName, type MapSpec, type StructValue,
 } from './layout.js';
 import { DATAPATH_WASM } from './paths.js';
@@ -25,6 +25,8 @@ interface DatapathExports {
   memory_reserve(bytes: number): number;
   memory_top(): number;
   process_batch(descs: number, count: number): number;
+  trace_configure(base: number, records: number): void;
+  trace_count(): number;
   [constant: string]: unknown;
 }
 
@@ -143,6 +145,31 @@ export class Datapath {
   scratchFor(keySize: number, valueSize: number): { key: number; value: number } {
     return { key: this.scratch, value: this.scratch + ((keySize + 7) & ~7) };
   }
+
+  /** Reserves a trace ring of `records` records and hands it to the program; returns its address. */
+  enableTrace(records: number): number {
+    const base = this.exports.memory_reserve(records * TRACE_RECORD.size);
+    if (base === 0) throw new MapError('trace', 'reserve', 12);
+    this.traceRing = { base, records };
+    this.exports.trace_configure(base, records);
+    return base;
+  }
+
+  /** The raw trace records written since the last reset, and a reset for the next batch. */
+  takeTrace(): Uint8Array[] {
+    if (!this.traceRing) return [];
+    const n = this.exports.trace_count();
+    const mem = new Uint8Array(this.memory);
+    const out: Uint8Array[] = [];
+    for (let i = 0; i < n; i++) {
+      const at = this.traceRing.base + i * TRACE_RECORD.size;
+      out.push(mem.slice(at, at + TRACE_RECORD.size));
+    }
+    this.exports.trace_configure(this.traceRing.base, this.traceRing.records);
+    return out;
+  }
+
+  private traceRing?: { base: number; records: number };
 
   /** Reserves a batch area for up to `maxFrames` frames and `dataBytes` of frame data. */
   createBatch(maxFrames: number, dataBytes: number): Batch {
@@ -282,7 +309,7 @@ export class Batch {
   }
 
   /** False when the batch has no room left for this frame: run it, clear it, add again. */
-  add(data: Uint8Array, wireLen: number, tsSec: number, tsNsec: number, linktype = 1): boolean {
+  add(data: Uint8Array, wireLen: number, tsSec: number, tsNsec: number, linktype = 1, trace = false): boolean {
     const room = Batch.footprint(data.length);
     if (this.count === this.maxFrames || this.dataUsed + room > this.dataBytes) return false;
     const addr = this.dataBase + this.dataUsed;
@@ -296,6 +323,7 @@ export class Batch {
     v.setUint32(d + 16, tsSec >>> 0, true);
     v.setUint32(d + 20, Math.floor(tsSec / 0x1_0000_0000), true);
     v.setUint32(d + 24, tsNsec, true);
+    v.setUint16(d + 30, trace ? DESC_F_TRACE : 0, true);
     v.setUint32(d + 40, linktype, true);
     this.dataUsed += room;
     this.count++;

@@ -242,6 +242,7 @@ export const SIZE_CONSTANTS: Record<string, string> = {
   lb6_src_range_key: 'LB6_SRC_KEY_SIZE',
   node_ip6: 'NODE_IP6_KEY_SIZE',
   frag6_key: 'FRAG6_KEY_SIZE',
+  trace_record: 'TRACE_RECORD_SIZE',
 };
 
 export const BPF_MAP_TYPE = { HASH: 1, ARRAY: 2, LRU_HASH: 9, LPM_TRIE: 11 } as const;
@@ -312,6 +313,20 @@ export const CT_DIR_ORIGINAL = 0;
 export const CT_DIR_REPLY = 1;
 export const CT_F = { SEEN_REPLY: 1 << 0, CLOSING: 1 << 1, SNAT: 1 << 2 } as const;
 export const DESC_F_SNAT = 1 << 0;
+export const DESC_F_TRACE = 1 << 15;
+
+/** One step of a traced frame (datapath/trace.ts). */
+export const TRACE_RECORD = struct('trace_record', 'TRACE', 112, [
+  ['kind', 'KIND', 0, 'u8'],
+  ['map', 'MAP', 1, 'u8'],
+  ['found', 'FOUND', 2, 'u8'],
+  ['keyLen', 'KEY_LEN', 3, 'u8'],
+  ['frame', 'FRAME', 4, 'u32'],
+  ['valueLen', 'VALUE_LEN', 8, 'u32'],
+]);
+export const TRACE_KEY_OFFSET = 12;
+export const TRACE_VALUE_OFFSET = 52;
+export const TRACE_KIND = { LOOKUP: 1, MAGLEV: 2, VERDICT: 3 } as const;
 
 export const IPPROTO: Record<string, number> = { ICMP: 1, TCP: 6, UDP: 17, SCTP: 132 };
 

@@ -17,6 +17,7 @@ import { replay } from './replay.js';
 import { formatServicesTable, servicesTable } from './services-table.js';
 import { dumpMaps, formatMapDump } from './maps-dump.js';
 import { diffReplays, formatDiff } from './diff.js';
+import { formatTraces, traceReplay } from './trace.js';
 import { findCases, junitReport, runCase, type CaseResult, type PrepareDatapath } from './testcases.js';
 import { buildSummary, formatSummary } from './summary.js';
 
@@ -35,6 +36,7 @@ Usage:
   svcpath maps --cluster <file-or-dir> [--cluster ...] [replay's cluster and datapath options] [--json]
   svcpath test <case-dir>... [--update] [--junit FILE]
   svcpath diff <trace> --cluster <before> [--cluster ...] --against <after> [--against ...] [replay's options] [--json]
+  svcpath trace <trace> --cluster <file-or-dir> [--packet N]... [--flow IP:PORT]... [--service NS/NAME[:PORT]]... [--json]
   svcpath --help
 
 replay options:
@@ -52,6 +54,9 @@ ${CLUSTER_OPTIONS}
   --ct-entries N                   conntrack map size, two entries per flow (default ${DEFAULT_CT_ENTRIES})
 
 maps: the compiled maps, like bpftool map dump (Maglev tables as slots per backend)
+
+trace: what the datapath did with each chosen packet (all, without a choice), step by step: headers,
+       every map lookup with key and result, the Maglev slot, the rewrite, the verdict
 
 diff: the flows whose decision (backend, verdict, masquerading) changes between two cluster states,
       counted per Service
@@ -303,6 +308,29 @@ async function testCommand(argv: string[]): Promise<number> {
   return failed > 0 ? 1 : 0;
 }
 
+async function traceCommand(argv: string[]): Promise<number> {
+  const { values, positionals } = parseArgs({
+    args: argv, allowPositionals: true, strict: true,
+    options: {
+      ...DATAPATH_FLAGS,
+      packet: { type: 'string', multiple: true },
+      flow: { type: 'string', multiple: true },
+      service: { type: 'string', multiple: true },
+      json: { type: 'boolean' },
+    },
+  });
+  if (values.help) {
+    console.log(HELP);
+    return 0;
+  }
+  if (positionals.length !== 1) fail(`trace: expected one trace file, got ${positionals.length}`);
+  const packets = (values.packet ?? []).map((p) => parseInteger('--packet', p, 1, Number.MAX_SAFE_INTEGER));
+  const { compiled, dp } = await buildDatapath(values);
+  const traces = traceReplay(positionals[0], compiled, dp, { packets, flows: values.flow ?? [], services: values.service ?? [] });
+  console.log(values.json ? JSON.stringify(traces, null, 2) : formatTraces(traces));
+  return 0;
+}
+
 async function diffCommand(argv: string[]): Promise<number> {
   const { values, positionals } = parseArgs({
     args: argv, allowPositionals: true, strict: true,
@@ -384,6 +412,8 @@ export async function main(argv: string[]): Promise<number> {
         return await testCommand(rest);
       case 'diff':
         return await diffCommand(rest);
+      case 'trace':
+        return await traceCommand(rest);
       default:
         fail(`unknown command "${command}" (try svcpath --help)`);
     }

@@ -30,7 +30,26 @@ export interface ReplayOptions {
   onProgress?: (bytesRead: number, fileSize: number, packets: number) => void;
   /** Called with every packet's decision, in input order (for tools that compare replays). */
   onDecision?: (d: PacketDecision) => void;
+  /** Packets to trace, and where their traces go (svcpath trace). */
+  trace?: {
+    select: (n: number, data: Uint8Array) => boolean;
+    onPacket: (t: TracedPacket) => void;
+  };
 }
+
+/** A traced packet: its frame in and out, and the datapath's own trace records of it. */
+export interface TracedPacket {
+  decision: PacketDecision;
+  tsSec: number;
+  tsNsec: number;
+  linktype: number;
+  input: Uint8Array;
+  output: Uint8Array;
+  records: Uint8Array[];
+}
+
+/** Trace records one frame may write: its lookups, Maglev choices and verdict, with room to spare. */
+const TRACE_RECORDS_PER_FRAME = 24;
 
 export interface PacketDecision {
   n: number;
@@ -146,12 +165,15 @@ export function replay(trace: string, compiled: Compiled, dp: Datapath, opts: Re
 
   let writer: FrameSink | undefined;
   let verdicts: LineSink | undefined;
+  // Linear memory is reserved before the batch area, so that the batch's views stay valid.
+  if (opts.trace) dp.enableTrace(BATCH_FRAMES * TRACE_RECORDS_PER_FRAME);
   const batch = dp.createBatch(BATCH_FRAMES, BATCH_BYTES);
   const tsSec = new Float64Array(BATCH_FRAMES);
   const tsNsec = new Uint32Array(BATCH_FRAMES);
   const caplen = new Uint32Array(BATCH_FRAMES);
   const origlen = new Uint32Array(BATCH_FRAMES);
   const recordNo = new Float64Array(BATCH_FRAMES);
+  const traced = new Map<number, Uint8Array>(); // batch index -> input frame
   const linktype = new Uint32Array(BATCH_FRAMES);
   const result: ReplayResult = { trace, packets: 0, written: 0, warnings: reader.warnings, notes: [] };
   /** The record whose output could not be written, if that is what stopped the replay. */
@@ -160,6 +182,7 @@ export function replay(trace: string, compiled: Compiled, dp: Datapath, opts: Re
   const flush = () => {
     if (batch.count === 0) return;
     batch.run();
+    const traceRecords = opts.trace ? dp.takeTrace() : [];
     try {
       for (let i = 0; i < batch.count; i++) {
         const n = ++result.packets;
@@ -168,10 +191,18 @@ export function replay(trace: string, compiled: Compiled, dp: Datapath, opts: Re
           verdicts.push(verdictLine(n, v, batch.reason(i), serviceJson[batch.serviceId(i)] ?? 'null',
             backendJson[batch.backendId(i)] ?? 'null', (batch.flags(i) & DESC_F_SNAT) !== 0));
         }
-        opts.onDecision?.({
+        const decision = {
           n, verdict: v, reason: batch.reason(i), serviceId: batch.serviceId(i), backendId: batch.backendId(i),
           snat: (batch.flags(i) & DESC_F_SNAT) !== 0,
-        });
+        };
+        opts.onDecision?.(decision);
+        const input = traced.get(i);
+        if (input && opts.trace) {
+          opts.trace.onPacket({
+            decision, tsSec: tsSec[i], tsNsec: tsNsec[i], linktype: linktype[i], input, output: batch.frame(i).slice(),
+            records: traceRecords.filter((r) => (r[4] | (r[5] << 8) | (r[6] << 16) | (r[7] << 24)) === i),
+          });
+        }
         if (writer && (v === XDP_TX || v === XDP_REDIRECT)) {
           const frame = batch.frame(i);
           unwritable = n;
@@ -183,6 +214,7 @@ export function replay(trace: string, compiled: Compiled, dp: Datapath, opts: Re
       }
     } finally {
       batch.clear();
+      traced.clear();
     }
     opts.onProgress?.(reader.bytesRead, reader.fileSize, result.packets);
   };
@@ -194,11 +226,13 @@ export function replay(trace: string, compiled: Compiled, dp: Datapath, opts: Re
       if (Batch.footprint(rec.caplen) > BATCH_BYTES) {
         throw inputError([trace, `record ${rec.n}`, 'caplen'], `${rec.caplen} bytes is more than the datapath's ${BATCH_BYTES}-byte frame area`);
       }
-      if (!batch.add(rec.data, rec.origlen, rec.tsSec, rec.tsNsec, rec.linktype)) {
+      const traceThis = opts.trace?.select(rec.n, rec.data) ?? false;
+      if (!batch.add(rec.data, rec.origlen, rec.tsSec, rec.tsNsec, rec.linktype, traceThis)) {
         flush();
-        batch.add(rec.data, rec.origlen, rec.tsSec, rec.tsNsec, rec.linktype);
+        batch.add(rec.data, rec.origlen, rec.tsSec, rec.tsNsec, rec.linktype, traceThis);
       }
       const i = batch.count - 1;
+      if (traceThis) traced.set(i, rec.data.slice());
       tsSec[i] = rec.tsSec;
       tsNsec[i] = rec.tsNsec;
       caplen[i] = rec.caplen;

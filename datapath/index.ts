@@ -16,7 +16,7 @@ import {
 import {
   BE_F_LOCAL, CONFIG_CT_TCP_CLOSING, CONFIG_CT_TCP_ESTABLISHED, CONFIG_CT_UDP, CONFIG_CT_UDP_STREAM, CONFIG_SEED,
   CT_BACKEND_ID, CT_DIR_ORIGINAL, CT_DIR_REPLY, CT_F_SNAT, CT_FLAGS, CT_REV_NAT_INDEX, CT_SERVICE_ID, CT_SNAT_PORT,
-  DESC_BACKEND_ID, DESC_CAPACITY, DESC_DATA, DESC_F_SNAT, DESC_FLAGS, DESC_LEN, DESC_LINKTYPE, DESC_REASON, DESC_SERVICE_ID,
+  DESC_BACKEND_ID, DESC_CAPACITY, DESC_DATA, DESC_F_SNAT, DESC_F_TRACE, DESC_FLAGS, DESC_LEN, DESC_LINKTYPE, DESC_REASON, DESC_SERVICE_ID,
   DESC_SIZE, DESC_TS_NSEC, DESC_TS_SEC_HI, DESC_TS_SEC_LO, DESC_VERDICT, DESC_WIRE_LEN, EINVAL, ENOENT,
   LB4_BE_ADDRESS, LB4_BE_FLAGS, LB4_BE_PORT, LB4_REVNAT_ADDRESS, LB4_REVNAT_PORT, LB4_SVC_AFFINITY_TIMEOUT,
   LB4_SVC_FLAGS, LB4_SVC_REV_NAT_INDEX, LB4_SVC_SERVICE_ID, REASON_MALFORMED, REASON_NO_ENDPOINTS,
@@ -54,6 +54,7 @@ import {
 } from './snat';
 import { sourceAllowed4, sourceAllowed6 } from './source_range';
 import { countFlowPacket, countVerdict } from './stats';
+import { configureTrace, traceCount, traceFrame, traceVerdict, tracing } from './trace';
 
 // --- bpf(2)-shaped map API for the control plane ------------------------------
 
@@ -91,6 +92,16 @@ export function map_get_next_key(id: u32, key: usize, next: usize): i32 {
 export function map_count(id: u32): i32 {
   const m = mapById(id);
   return m === null ? -EINVAL : <i32>mapCount(m);
+}
+
+/** Where trace records go: `records` slots of TRACE_RECORD_SIZE at `base` (0 turns tracing off). */
+export function trace_configure(base: usize, records: u32): void {
+  configureTrace(base, records);
+}
+
+/** Trace records written since trace_configure. */
+export function trace_count(): u32 {
+  return traceCount();
 }
 
 /** Reserves host-owned linear memory (scratch, batch area): address or 0. */
@@ -523,6 +534,7 @@ function processFrame(desc: usize): void {
     decide(verdictForParseReason(parsed), parsed);
   }
 
+  if (tracing) traceVerdict(verdict, reason);
   store<u8>(desc + DESC_VERDICT, verdict);
   store<u8>(desc + DESC_REASON, reason);
   store<u16>(desc + DESC_FLAGS, snatApplied ? DESC_F_SNAT : 0);
@@ -538,6 +550,11 @@ function processFrame(desc: usize): void {
  */
 export function process_batch(descs: usize, count: u32): i32 {
   if (!allMapsCreated() || !loadConfig()) return -EINVAL;
-  for (let i: u32 = 0; i < count; i++) processFrame(descs + <usize>i * DESC_SIZE);
+  for (let i: u32 = 0; i < count; i++) {
+    const desc = descs + <usize>i * DESC_SIZE;
+    traceFrame(i, (load<u16>(desc + DESC_FLAGS) & DESC_F_TRACE) != 0);
+    processFrame(desc);
+  }
+  traceFrame(0, false);
   return 0;
 }

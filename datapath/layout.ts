@@ -301,7 +301,26 @@ export const LINKTYPE_LOOP: u32 = 108; // OpenBSD loopback: 4-byte family, netwo
 export const LINKTYPE_LINUX_SLL: u32 = 113; // Linux cooked capture v1 (tcpdump -i any)
 export const LINKTYPE_LINUX_SLL2: u32 = 276; // Linux cooked capture v2
 
-export const DESC_F_SNAT: u16 = 1 << 0;
+export const DESC_F_SNAT: u16 = 1 << 0; // out: the flow is masqueraded
+export const DESC_F_TRACE: u16 = 1 << 15; // in: record what the program does with this frame
+
+// --- struct trace_record: one step of a traced frame, in the trace ring -------
+// The host reserves the ring (trace_configure) and reads it after each batch.
+export const TRACE_KIND: u32 = 0; // u8 TRACE_*
+export const TRACE_MAP: u32 = 1; // u8 map id (TRACE_LOOKUP)
+export const TRACE_FOUND: u32 = 2; // u8 1 when the lookup hit
+export const TRACE_KEY_LEN: u32 = 3; // u8
+export const TRACE_FRAME: u32 = 4; // u32 index of the frame in its batch
+export const TRACE_VALUE_LEN: u32 = 8; // u32
+export const TRACE_KEY: u32 = 12; // u8[40] the key looked up
+export const TRACE_VALUE: u32 = 52; // u8[60] the value found (its first 60 bytes)
+export const TRACE_RECORD_SIZE: u32 = 112;
+export const TRACE_KEY_MAX: u32 = 40;
+export const TRACE_VALUE_MAX: u32 = 60;
+
+export const TRACE_LOOKUP: u8 = 1; // a map lookup: key, value or miss
+export const TRACE_MAGLEV: u8 = 2; // key: u32 table, u32 slot; value: u32 backend id
+export const TRACE_VERDICT: u8 = 3; // key: u8 verdict, u8 reason
 
 // --- verdicts: the XDP action codes -----------------------------------------
 export const XDP_ABORTED: u8 = 0;

@@ -7,6 +7,7 @@ import {
   LB4_SVC_SERVICE_ID, LB6_KEY_DPORT, LB6_KEY_PROTO, LB6_KEY_SCOPE, LB_SCOPE_EXTERNAL,
 } from './layout';
 import { mapLookup } from './maps';
+import { traceMaglev, tracing } from './trace';
 import { lb4Backends, lb4Revnat, lb4Services, lb6Backends, lb6Revnat, lb6Services, maglevM, maglevMap } from './registry';
 
 const serviceKey = memory.data(8); // struct lb4_key
@@ -59,7 +60,9 @@ export function maglevBackend4(table: u32, seed: u32, saddr: u32, daddr: u32, sp
   const slots = mapLookup(maglevMap, idKey);
   if (slots == 0) return 0;
   const slot = flowHash4(seed, saddr, daddr, sport, dport, proto) % maglevM;
-  return load<u32>(slots + (<usize>slot << 2));
+  const backendId = load<u32>(slots + (<usize>slot << 2));
+  if (tracing) traceMaglev(table, slot, backendId);
+  return backendId;
 }
 
 /** The Maglev choice for an IPv6 flow: slot hash(5-tuple) mod M of the table, or 0. */
@@ -68,7 +71,9 @@ export function maglevBackend6(table: u32, seed: u32, saddr: usize, daddr: usize
   const slots = mapLookup(maglevMap, idKey);
   if (slots == 0) return 0;
   const slot = flowHash6(seed, saddr, daddr, sport, dport, proto) % maglevM;
-  return load<u32>(slots + (<usize>slot << 2));
+  const backendId = load<u32>(slots + (<usize>slot << 2));
+  if (tracing) traceMaglev(table, slot, backendId);
+  return backendId;
 }
 
 /** The lb6_backend with this id, or 0. */

@@ -22,6 +22,7 @@ import {
   E2BIG, EEXIST, EINVAL, ENOENT,
 } from './layout';
 import { reserve } from './memory';
+import { traceLookup, tracing } from './trace';
 
 // Element header, before the key and the value.
 const ELEM_NEXT: usize = 0; // u32 next element in the bucket chain
@@ -32,6 +33,8 @@ const ELEM_KEY: usize = 16;
 
 @unmanaged
 export class BpfMap {
+  /** The map's id (MAP_*), for traces. */
+  id: u32;
   type: u32;
   keySize: u32;
   valueSize: u32;
@@ -211,8 +214,18 @@ function lpmLookup(m: BpfMap, key: usize): usize {
 
 // --- operations -----------------------------------------------------------------
 
-/** bpf_map_lookup_elem: address of the value, or 0. Refreshes LRU recency. */
+/**
+ * bpf_map_lookup_elem: address of the value, or 0. Refreshes LRU recency.
+ * Traced when the frame is: decisions' lookups, not the counters' (ARRAY maps)
+ * nor the Maglev tables' (traced as the slot chosen).
+ */
 export function mapLookup(m: BpfMap, key: usize): usize {
+  const value = lookupElem(m, key);
+  if (tracing && m.type != BPF_MAP_TYPE_ARRAY && m.valueSize <= 64) traceLookup(m.id, key, m.keySize, value, m.valueSize);
+  return value;
+}
+
+function lookupElem(m: BpfMap, key: usize): usize {
   if (m.type == BPF_MAP_TYPE_ARRAY) {
     const index = load<u32>(key);
     return index < m.maxEntries ? m.elems + <usize>index * m.elemSize : 0;
@@ -230,7 +243,7 @@ export function mapLookup(m: BpfMap, key: usize): usize {
  * which entry is evicted next.
  */
 export function mapPeek(m: BpfMap, key: usize): usize {
-  if (m.type == BPF_MAP_TYPE_ARRAY || m.type == BPF_MAP_TYPE_LPM_TRIE) return mapLookup(m, key);
+  if (m.type == BPF_MAP_TYPE_ARRAY || m.type == BPF_MAP_TYPE_LPM_TRIE) return lookupElem(m, key);
   const i = findElem(m, key, hash32(key, m.keySize));
   return i == 0 ? 0 : elemAt(m, i) + m.valueOffset;
 }

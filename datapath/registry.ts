@@ -123,6 +123,7 @@ export function createNamedMap(id: u32, type: u32, keySize: u32, valueSize: u32,
   if (mapById(id) !== null) return -EEXIST;
   const m = createMap(type, keySize, valueSize, maxEntries);
   if (m === null) return -ENOMEM;
+  m.id = id;
   switch (id) {
     case MAP_CONFIG: configMap = m; break;
     case MAP_LB4_SERVICES: lb4Services = m; break;
