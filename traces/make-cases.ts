@@ -93,7 +93,102 @@ async function policiesCase(): Promise<void> {
   w.close();
 }
 
+/**
+ * SCTP and UDP through a NodePort and a cluster IP, masqueraded and not, with
+ * the backends' answers, in a nanosecond pcap: the CRC32c rewrite and the
+ * nanosecond timestamps kept.
+ */
+async function sctpCase(): Promise<void> {
+  const cluster = `apiVersion: v1
+kind: List
+items:
+- {apiVersion: v1, kind: Node, metadata: {name: node-a}, status: {addresses: [{type: InternalIP, address: 192.168.0.10}]}}
+- apiVersion: v1
+  kind: Service
+  metadata: {name: signalling, namespace: telco}
+  spec:
+    type: NodePort
+    clusterIP: 10.96.5.5
+    ports:
+    - {name: diameter, port: 3868, protocol: SCTP, targetPort: 3869, nodePort: 30868}
+    - {name: radius, port: 1812, protocol: UDP, targetPort: 1812, nodePort: 31812}
+- apiVersion: discovery.k8s.io/v1
+  kind: EndpointSlice
+  metadata: {name: signalling-1, namespace: telco, labels: {kubernetes.io/service-name: signalling}}
+  addressType: IPv4
+  endpoints:
+  - {addresses: [10.244.0.50], nodeName: node-a}
+  - {addresses: [10.244.3.50], nodeName: node-b}
+  ports:
+  - {name: diameter, port: 3869, protocol: SCTP}
+  - {name: radius, port: 1812, protocol: UDP}
+---
+apiVersion: kubeproxy.config.k8s.io/v1alpha1
+kind: KubeProxyConfiguration
+clusterCIDR: 10.244.0.0/16
+`;
+  const dir = caseDir('sctp-udp-nanosecond', '--node node-a');
+  writeFileSync(join(dir, 'cluster.yaml'), cluster);
+  const state = loadClusterState([join(dir, 'cluster.yaml')]);
+  const compiled = compile(state, resolveServices(state).services, { node: 'node-a', seed: 0, maglevTableSize: DEFAULT_MAGLEV_TABLE_SIZE });
+  const dp = await loadProgram(compiled);
+  const batch = dp.createBatch(1, 4096);
+  const w = createPcapWriter(join(dir, 'input.pcap'), { linktype: 1, nanosecond: true });
+  /** An SCTP common header and one DATA chunk; the CRC32c is the datapath's business on the way through, so it starts valid. */
+  const sctp = (sport: number, dport: number) => {
+    const p = new Uint8Array(28 + 8);
+    const v = new DataView(p.buffer);
+    v.setUint16(0, sport);
+    v.setUint16(2, dport);
+    v.setUint32(4, 0xabcdef01);
+    p[12] = 0;
+    p[13] = 3;
+    v.setUint16(14, 16 + 8);
+    p.set([1, 2, 3, 4, 5, 6, 7, 8], 28);
+    v.setUint32(8, crc32c(p), true);
+    return p;
+  };
+  const frame = (src: string, dst: string, sport: number, dport: number, proto: 'sctp' | 'udp', answer = false) => buildFrame({
+    srcMac: answer ? '02:00:00:00:00:02' : '02:00:00:00:00:01', dstMac: answer ? '02:00:00:00:00:01' : '02:00:00:00:00:02',
+    ipv4: { src, dst },
+    ...(proto === 'sctp' ? { l4: { kind: 'raw' as const, protocol: 132 }, payload: sctp(sport, dport) } : { l4: { kind: 'udp' as const, sport, dport }, payload: new Uint8Array(20).fill(7) }),
+  }).slice();
+  let t = 1_800_000_000;
+  let port = 5000;
+  for (const [client, dst, dport, proto] of [
+    ['10.244.1.1', '10.96.5.5', 3868, 'sctp'], ['172.16.0.1', '192.168.0.10', 30868, 'sctp'], ['10.244.1.1', '10.96.5.5', 1812, 'udp'],
+    ['172.16.0.2', '192.168.0.10', 31812, 'udp'], ['172.16.0.3', '192.168.0.10', 30868, 'sctp'],
+  ] as const) {
+    for (let i = 0; i < 3; i++) {
+      const request = frame(client, dst, port++, dport, proto);
+      w.write(t, 123_456_789, request);
+      batch.clear();
+      batch.add(request, request.length, t++, 123_456_789);
+      batch.run();
+      if (batch.reason(0) !== 1) continue;
+      const sent = decodeFrame(batch.frame(0));
+      const out = batch.frame(0);
+      const l4 = out.subarray(14 + sent.ipv4!.ihl * 4);
+      const [sp, dp2] = [(l4[0] << 8) | l4[1], (l4[2] << 8) | l4[3]];
+      w.write(t, 987_654_321, frame(sent.ipv4!.dst, sent.ipv4!.src, dp2, sp, proto, true));
+      t++;
+    }
+  }
+  w.close();
+}
+
+/** CRC32c (Castagnoli), bit by bit, for the SCTP packets the case starts with. */
+function crc32c(bytes: Uint8Array): number {
+  let crc = 0xffffffff;
+  for (const b of bytes) {
+    crc ^= b;
+    for (let k = 0; k < 8; k++) crc = crc & 1 ? (crc >>> 1) ^ 0x82f63b78 : crc >>> 1;
+  }
+  return ~crc >>> 0;
+}
+
 sampleCase();
 cookedCase();
 await policiesCase();
+await sctpCase();
 console.log(`cases written under ${CASES}`);
