@@ -1,0 +1,343 @@
+/**
+ * A reference model of the datapath's decisions, written from the README's
+ * "Verdicts", "Reason codes" and "What is emulated" for clarity rather than
+ * speed: plain Maps for conntrack, the masquerade (SNAT) map and session
+ * affinity, and a straightforward reading of each frame. It takes the same
+ * compiled map entries as the WebAssembly datapath and must decide every
+ * frame as it does, byte for byte (test/model.test.ts checks that).
+ *
+ * Scope: Ethernet frames (linktype 1) captured whole, with up to two VLAN
+ * tags, carrying IPv4 (fragments included) or IPv6 (no extension headers)
+ * with TCP, UDP or an ICMP message that is not an error; non-IP frames.
+ * Anything else throws OutsideModelScope. Conntrack, NAT, affinity and
+ * fragment maps never fill up here: the model has no LRU eviction, so
+ * callers keep the datapath's maps far from full.
+ */
+import { LINKTYPES, SVC_F, type Reason, type Verdict } from '../control/layout.js';
+import { addressText, inNetwork, sameAddress, type Family } from './addresses.js';
+import { flowHash } from './flow-hash.js';
+import {
+  IPPROTO_TCP, OutsideModelScope, TCP_ACK, TCP_FIN, TCP_RST, TCP_SYN, parseFrame, portUnreachable, rewriteEnd, type IpPacket,
+} from './packet.js';
+import { sourceClass, trafficPolicy } from './policy.js';
+import { CompiledTables, type Backend, type Frontend } from './tables.js';
+import type { Compiled } from '../control/compiler.js';
+
+export { OutsideModelScope } from './packet.js';
+
+export interface FrameOptions {
+  wireLen: number;
+  tsSec: number;
+  tsNsec: number;
+  linktype: number;
+}
+
+export interface ModelOutcome {
+  verdict: Verdict;
+  reason: Reason;
+  /** 0 when the frame concerns no service port. */
+  serviceId: number;
+  /** The backend the frame was sent to, or came from for a reply; 0 when none. */
+  backendId: number;
+  /** Whether the flow's source is masqueraded (both directions). */
+  snat: boolean;
+  /** The frame as it leaves: rewritten, replaced by an ICMP error, or as it came. */
+  out: Uint8Array;
+}
+
+/** One direction's conntrack entry; a flow has one per direction, each aging on its own. */
+interface ConntrackEntry {
+  serviceId: number;
+  backendId: number;
+  revNatIndex: number;
+  /** The masquerade port, when the flow's source was masqueraded. */
+  masqueradePort?: number;
+  closing: boolean;
+  seenReply: boolean;
+  /** Packet time, nanoseconds. */
+  lastSeen: bigint;
+}
+
+interface Endpoint {
+  address: Uint8Array;
+  port: number;
+}
+
+const NS_PER_SECOND = 1_000_000_000n;
+/** Salts the SNAT port hash so that port choice and Maglev's backend choice do not correlate (datapath/snat.ts). */
+const SNAT_PORT_HASH_SALT = 0x9e3779b9;
+
+type Direction = 'original' | 'reply';
+
+function tupleKey(direction: Direction, proto: number, from: Endpoint, to: Endpoint): string {
+  return `${direction} ${proto} ${addressText(from.address)}:${from.port} > ${addressText(to.address)}:${to.port}`;
+}
+
+const isClosing = (packet: IpPacket) => packet.protocol === IPPROTO_TCP && (packet.tcpFlags & (TCP_FIN | TCP_RST)) !== 0;
+
+export class ReferenceDatapath {
+  private readonly tables: CompiledTables;
+  private readonly conntrack = new Map<string, ConntrackEntry>();
+  /** Reply tuple of a masqueraded flow -> the client its replies go back to. */
+  private readonly natOrigins = new Map<string, Endpoint>();
+  /** "client serviceId" -> the client's backend and the time of its last new connection. */
+  private readonly affinities = new Map<string, { backendId: number; lastUsed: bigint }>();
+  /** (source, destination, identification, protocol) of a service flow's fragmented datagram -> its ports. */
+  private readonly fragmentPorts = new Map<string, { source: number; destination: number }>();
+
+  constructor(compiled: Compiled) {
+    this.tables = new CompiledTables(compiled);
+  }
+
+  process(frame: Uint8Array, opts: FrameOptions): ModelOutcome {
+    if (opts.linktype !== LINKTYPES.ETHERNET) throw new OutsideModelScope(`link type ${opts.linktype}`);
+    if (opts.wireLen !== frame.length) throw new OutsideModelScope('a frame captured shorter than the wire carried it');
+    const now = BigInt(opts.tsSec) * NS_PER_SECOND + BigInt(opts.tsNsec);
+    const out = frame.slice();
+    const packet = parseFrame(out);
+    if (!packet) return outcome('PASS', 'NON_IP', out);
+    if (packet.fragment?.position === 'later') return this.laterFragment(out, packet, now);
+    return this.decide(out, packet, now);
+  }
+
+  private decide(frame: Uint8Array, packet: IpPacket, now: bigint): ModelOutcome {
+    if (!packet.ports) return this.notAServiceFlow(frame, packet);
+    const decided = this.reply(frame, packet, now) ?? this.toFrontend(frame, packet, now);
+    if (!decided) return this.notAServiceFlow(frame, packet);
+    // The first fragment of a service flow's datagram leaves its ports for the later ones.
+    if (packet.fragment?.position === 'first' && (decided.reason === 'SERVICE' || decided.reason === 'REPLY')) {
+      this.fragmentPorts.set(fragmentKey(packet), packet.ports);
+    }
+    return decided;
+  }
+
+  /**
+   * A later fragment follows its datagram's first fragment, with the ports
+   * that one carried, when that was a service flow's; otherwise it is
+   * passed, except to a cluster IP, where nothing but service traffic goes.
+   */
+  private laterFragment(frame: Uint8Array, packet: IpPacket, now: bigint): ModelOutcome {
+    const ports = this.fragmentPorts.get(fragmentKey(packet));
+    if (ports) return this.decide(frame, { ...packet, ports }, now);
+    if (this.tables.isClusterIP(packet.family, packet.destination)) return outcome('DROP', 'FRAGMENT_UNTRACKED', frame);
+    return outcome('PASS', 'FRAGMENT', frame);
+  }
+
+  /**
+   * A backend's reply to a tracked flow: conntrack decides before any
+   * service rule, as the kernel's conntrack does for kube-proxy — a packet
+   * whose tuple is a live flow's reply tuple is that flow's reply, even when
+   * it happens to be addressed to a frontend too (the README does not say
+   * which comes first). Its source goes back to the frontend the client
+   * used, and a masqueraded flow's destination back to the client.
+   */
+  private reply(frame: Uint8Array, packet: IpPacket, now: bigint): ModelOutcome | undefined {
+    const ports = packet.ports!;
+    const key = tupleKey('reply', packet.protocol, { address: packet.source, port: ports.source }, { address: packet.destination, port: ports.destination });
+    const entry = this.conntrack.get(key);
+    if (!entry) return undefined;
+    if (!this.isLive(entry, packet.protocol, now)) {
+      this.conntrack.delete(key);
+      return undefined;
+    }
+    const { serviceId, backendId } = entry;
+    const masqueraded = entry.masqueradePort !== undefined;
+    const frontend = this.tables.reverseNat(packet.family, entry.revNatIndex);
+    const client = masqueraded ? this.natOrigins.get(key) : { address: packet.destination, port: ports.destination };
+    if (!frontend || !client) return outcome('DROP', 'STATE_MISMATCH', frame, { serviceId, backendId });
+    touch(entry, packet, now, true);
+    const original = this.conntrack.get(tupleKey('original', packet.protocol, client, frontend));
+    if (original) touch(original, packet, now, true);
+    rewriteEnd(frame, packet, 'source', frontend.address, frontend.port);
+    if (masqueraded) rewriteEnd(frame, packet, 'destination', client.address, client.port);
+    return outcome('TX', 'REPLY', frame, { serviceId, backendId, snat: masqueraded });
+  }
+
+  /** A packet to a service frontend: DNAT to its flow's backend, chosen now for a new flow. */
+  private toFrontend(frame: Uint8Array, packet: IpPacket, now: bigint): ModelOutcome | undefined {
+    const { family } = packet;
+    const ports = packet.ports!;
+    const frontend = this.tables.frontend(family, packet.destination, ports.destination, packet.protocol);
+    if (!frontend) return undefined;
+    const { serviceId } = frontend;
+    if (frontend.flags & SVC_F.SOURCE_RANGE && !this.tables.sourceAllowed(family, serviceId, packet.source)) {
+      return outcome('DROP', 'SOURCE_RANGE', frame, { serviceId });
+    }
+    const client = { address: packet.source, port: ports.source };
+    const originalKey = tupleKey('original', packet.protocol, client, { address: packet.destination, port: ports.destination });
+    let known = this.conntrack.get(originalKey);
+    if (known && this.isLive(known, packet.protocol, now) && reopens(known, packet)) {
+      this.endFlow(family, packet.protocol, originalKey, known, client);
+      known = undefined;
+    }
+    // A removed backend makes a known flow choose again, as a new one.
+    const knownBackend = known && this.isLive(known, packet.protocol, now) ? this.tables.backend(family, known.backendId) : undefined;
+    let flow: { entry: ConntrackEntry; backend: Backend };
+    if (known && knownBackend) {
+      flow = { entry: known, backend: knownBackend };
+      touch(known, packet, now, false);
+      const reply = this.conntrack.get(this.replyKey(family, packet.protocol, known, knownBackend, client));
+      if (reply) touch(reply, packet, now, false);
+    } else {
+      const started = this.newFlow(frame, packet, frontend, now);
+      if ('verdict' in started) return started;
+      flow = started;
+      this.conntrack.set(originalKey, flow.entry);
+      const replyKey = this.replyKey(family, packet.protocol, flow.entry, flow.backend, client);
+      this.conntrack.set(replyKey, { ...flow.entry });
+      if (flow.entry.masqueradePort !== undefined) this.natOrigins.set(replyKey, client);
+    }
+    const { entry, backend } = flow;
+    rewriteEnd(frame, packet, 'destination', backend.address, backend.port);
+    if (entry.masqueradePort !== undefined) rewriteEnd(frame, packet, 'source', this.tables.settings.masqueradeAddress[family]!, entry.masqueradePort);
+    return outcome(backend.local ? 'REDIRECT' : 'TX', 'SERVICE', frame, {
+      serviceId, backendId: entry.backendId, snat: entry.masqueradePort !== undefined,
+    });
+  }
+
+  /**
+   * A new flow: the backend set and masquerading its traffic policy and
+   * source call for, the client's affinity backend or Maglev's choice, and a
+   * masquerade port when needed. Returns the flow's (not yet stored) entry,
+   * or the outcome of a flow that cannot start.
+   */
+  private newFlow(frame: Uint8Array, packet: IpPacket, frontend: Frontend, now: bigint): { entry: ConntrackEntry; backend: Backend } | ModelOutcome {
+    const { family } = packet;
+    const { serviceId } = frontend;
+    if (frontend.backendCount === 0) return outcome('TX', 'NO_ENDPOINTS', portUnreachable(frame, packet), { serviceId });
+    const policy = trafficPolicy(this.tables, family, frontend.flags, sourceClass(this.tables, family, packet.source));
+    const local = policy.backends === 'local';
+    if ((local ? frontend.localBackendCount : frontend.backendCount) === 0) return outcome('DROP', 'NO_LOCAL_ENDPOINTS', frame, { serviceId });
+    const table = 4 * serviceId + (family === 6 ? 2 : 0) + (local ? 1 : 0);
+    const affine = (frontend.flags & SVC_F.AFFINITY) !== 0;
+    const backendId = (affine ? this.affinityBackend(packet.source, frontend, table, now) : undefined) ?? this.maglevBackend(table, packet);
+    const backend = this.tables.backend(family, backendId);
+    if (!backend) return outcome('DROP', 'STATE_MISMATCH', frame, { serviceId });
+    let masqueradePort: number | undefined;
+    // A client reaching itself through the service (hairpin) must not see its own address as the source.
+    if (policy.masquerade || sameAddress(backend.address, packet.source)) {
+      masqueradePort = this.masqueradePort(packet, backend, now);
+      // No backend in the verdict: the packet goes nowhere ("backend ... null when none").
+      if (masqueradePort === undefined) return outcome('DROP', 'SNAT_EXHAUSTED', frame, { serviceId });
+    }
+    if (affine) this.affinities.set(`${addressText(packet.source)} ${serviceId}`, { backendId, lastUsed: now });
+    return {
+      backend,
+      entry: { serviceId, backendId, revNatIndex: frontend.revNatIndex, masqueradePort, closing: isClosing(packet), seenReply: false, lastSeen: now },
+    };
+  }
+
+  /**
+   * The client's affinity backend while it holds: not expired, and still in
+   * the set the flow may use. "Expiring after timeoutSeconds" leaves the
+   * boundary open; datapath/affinity.ts keeps a record exactly that old.
+   */
+  private affinityBackend(client: Uint8Array, frontend: Frontend, table: number, now: bigint): number | undefined {
+    const record = this.affinities.get(`${addressText(client)} ${frontend.serviceId}`);
+    if (!record || now - record.lastUsed > BigInt(frontend.affinityTimeoutSeconds) * NS_PER_SECOND) return undefined;
+    return this.tables.tableHolds(table, record.backendId) ? record.backendId : undefined;
+  }
+
+  /** Maglev: the table's slot at flow hash mod M; 0 (no backend) when the table does not exist. */
+  private maglevBackend(table: number, packet: IpPacket): number {
+    const slots = this.tables.maglevTable(table);
+    if (!slots) return 0;
+    const ports = packet.ports!;
+    return slots[flowHash(this.tables.settings.seed, packet.source, packet.destination, ports.source, ports.destination, packet.protocol) % slots.length];
+  }
+
+  /**
+   * The masquerade port of a new flow: from a seeded hash of (client,
+   * backend, ports, protocol) into the SNAT port range, then the next ports
+   * in turn (wrapping around) past those whose reply tuple a live flow owns;
+   * undefined when all are taken or the family has no masquerade address.
+   */
+  private masqueradePort(packet: IpPacket, backend: Backend, now: bigint): number | undefined {
+    const { min, max } = this.tables.settings.snatPorts;
+    const address = this.tables.settings.masqueradeAddress[packet.family];
+    if (!address || min === 0 || max < min) return undefined;
+    const size = max - min + 1;
+    const ports = packet.ports!;
+    const seed = (this.tables.settings.seed ^ SNAT_PORT_HASH_SALT) >>> 0;
+    const start = flowHash(seed, packet.source, backend.address, ports.source, backend.port, packet.protocol) % size;
+    for (let i = 0; i < size; i++) {
+      const port = min + ((start + i) % size);
+      const owner = this.conntrack.get(tupleKey('reply', packet.protocol, backend, { address, port }));
+      if (!owner || !this.isLive(owner, packet.protocol, now)) return port;
+    }
+    return undefined;
+  }
+
+  /**
+   * A bare SYN on a closing flow's tuple starts a new flow; the old one is
+   * over, both its entries and its masquerade binding. The README only says
+   * "a SYN on a closed flow's tuple starts a new flow"; the kernel's
+   * conntrack, which kube-proxy relies on, kills the old connection first
+   * (nf_conntrack_proto_tcp: "Attempt to reopen a closed/aborted connection.
+   * Delete this connection and try again."), so its reply tuple and port are
+   * free for the new flow.
+   */
+  private endFlow(family: Family, proto: number, originalKey: string, entry: ConntrackEntry, client: Endpoint): void {
+    this.conntrack.delete(originalKey);
+    const backend = this.tables.backend(family, entry.backendId);
+    if (!backend) return;
+    const replyKey = this.replyKey(family, proto, entry, backend, client);
+    const reply = this.conntrack.get(replyKey);
+    // Only this flow's own reply entry: another flow may have taken the tuple over since.
+    if (reply && reply.serviceId === entry.serviceId && reply.revNatIndex === entry.revNatIndex && reply.backendId === entry.backendId) {
+      this.conntrack.delete(replyKey);
+      this.natOrigins.delete(replyKey);
+    }
+  }
+
+  /** The reply tuple of a flow: backend -> client, or -> the masquerade address and port. */
+  private replyKey(family: Family, proto: number, entry: ConntrackEntry, backend: Backend, client: Endpoint): string {
+    const to = entry.masqueradePort !== undefined
+      ? { address: this.tables.settings.masqueradeAddress[family]!, port: entry.masqueradePort }
+      : client;
+    return tupleKey('reply', proto, backend, to);
+  }
+
+  /**
+   * Timeouts on the packet clock: TCP established, or closing once a FIN or
+   * RST was seen; UDP, or the longer stream timeout once a reply was seen.
+   * The README does not say whether an entry exactly `timeout` old is still
+   * live; datapath/conntrack.ts says it is (age <= timeout), and a clock
+   * that steps back keeps entries live.
+   */
+  private isLive(entry: ConntrackEntry, proto: number, now: bigint): boolean {
+    const s = this.tables.settings;
+    const seconds = proto === IPPROTO_TCP ? (entry.closing ? s.tcpClosing : s.tcpEstablished) : (entry.seenReply ? s.udpStream : s.udp);
+    return now - entry.lastSeen <= BigInt(seconds) * NS_PER_SECOND;
+  }
+
+  /**
+   * Not for a frontend and no reply: kube-proxy rejects anything else sent to
+   * a cluster IP (any port, any protocol), drops what goes to an unallocated
+   * address of the service range, and leaves the rest to the host.
+   */
+  private notAServiceFlow(frame: Uint8Array, packet: IpPacket): ModelOutcome {
+    const { family, destination } = packet;
+    if (this.tables.isClusterIP(family, destination)) return outcome('TX', 'UNSERVED_PORT', portUnreachable(frame, packet));
+    const services = this.tables.settings.serviceNetwork[family];
+    if (services && inNetwork(destination, services)) return outcome('DROP', 'UNALLOCATED_IP', frame);
+    return outcome('PASS', 'NO_SERVICE', frame);
+  }
+}
+
+const fragmentKey = (p: IpPacket) => `${addressText(p.source)} > ${addressText(p.destination)} id ${p.fragment!.id} proto ${p.protocol}`;
+
+/** A bare SYN (no ACK) on a flow that was closing starts a new flow on the same tuple. */
+function reopens(entry: ConntrackEntry, packet: IpPacket): boolean {
+  return packet.protocol === IPPROTO_TCP && (packet.tcpFlags & (TCP_SYN | TCP_ACK)) === TCP_SYN && entry.closing;
+}
+
+function touch(entry: ConntrackEntry, packet: IpPacket, now: bigint, isReply: boolean): void {
+  if (now > entry.lastSeen) entry.lastSeen = now;
+  if (isReply) entry.seenReply = true;
+  if (isClosing(packet)) entry.closing = true;
+}
+
+function outcome(verdict: Verdict, reason: Reason, out: Uint8Array, flow: { serviceId?: number; backendId?: number; snat?: boolean } = {}): ModelOutcome {
+  return { verdict, reason, serviceId: flow.serviceId ?? 0, backendId: flow.backendId ?? 0, snat: flow.snat ?? false, out };
+}
