@@ -304,6 +304,10 @@ export function compile(state: ClusterState, resolved: readonly ResolvedService[
     const lbIPs = svc.type === 'LoadBalancer'
       ? svc.loadBalancerIngress.filter((i) => i.ip && i.ipMode !== 'Proxy').map((i) => i.ip!)
       : [];
+    // kube-proxy runs one proxier per family, and each serves a Service's
+    // NodePorts only in the families of its cluster IPs.
+    const serviceFamilies = new Set(svc.clusterIPs.map(familyOf));
+    const nodePortAddresses = addresses.nodePort.filter((a) => serviceFamilies.has(familyOf(a)));
     const extLocal = svc.externalTrafficPolicy === 'Local';
     const intLocal = svc.internalTrafficPolicy === 'Local';
     const sourceRanges = svc.type === 'LoadBalancer' ? svc.loadBalancerSourceRanges : [];
@@ -314,7 +318,7 @@ export function compile(state: ClusterState, resolved: readonly ResolvedService[
       const id = services.length + 1;
       const kinds: Array<[FrontendKind, string, number]> = [
         ...svc.clusterIPs.map((a): [FrontendKind, string, number] => ['ClusterIP', a, p.port]),
-        ...(p.nodePort ? addresses.nodePort.map((a): [FrontendKind, string, number] => ['NodePort', a, p.nodePort!]) : []),
+        ...(p.nodePort ? nodePortAddresses.map((a): [FrontendKind, string, number] => ['NodePort', a, p.nodePort!]) : []),
         ...svc.externalIPs.map((a): [FrontendKind, string, number] => ['ExternalIP', a, p.port]),
         ...lbIPs.map((a): [FrontendKind, string, number] => ['LoadBalancer', a, p.port]),
       ];

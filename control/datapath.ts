@@ -279,8 +279,12 @@ export function u32Key(n: number): Uint8Array {
   return encode(U32_KEY, { value: n });
 }
 
-/** Space for one frame beyond its captured bytes: room to turn it into an ICMP error. */
-export const MIN_FRAME_CAPACITY = 640;
+/**
+ * Space for one frame at least: room to turn it into an ICMP error — an
+ * ICMPv6 one is up to 1280 bytes after a link layer of up to 22 (Ethernet
+ * and two VLAN tags).
+ */
+export const MIN_FRAME_CAPACITY = 1304;
 
 /**
  * A batch of frames in linear memory. `add` copies one frame in; `run`

@@ -49,7 +49,7 @@ import {
 import { allMapsCreated, configMap, createNamedMap, mapById } from './registry';
 import { buildPortUnreachable4, buildPortUnreachable6 } from './reject';
 import {
-  configureSnat, lookupSnat4, lookupSnat6, pickSnatPort4, pickSnatPort6, recordSnat4, recordSnat6, snatAddress,
+  configureSnat, deleteSnat4, deleteSnat6, lookupSnat4, lookupSnat6, pickSnatPort4, pickSnatPort6, recordSnat4, recordSnat6, snatAddress,
   snatAddress6,
 } from './snat';
 import { sourceAllowed4, sourceAllowed6 } from './source_range';
@@ -207,8 +207,12 @@ function handleServicePacket(svc: usize, data: usize, len: u32, capacity: u32, w
   }
   let be: usize = 0;
   let snatPort: u16 = 0;
-  const entry = ctLookup4(saddr, daddr, sport, dport, proto, CT_DIR_ORIGINAL);
-  if (entry != 0 && ctIsLive(entry, now, proto) && !ctIsReopen(entry, proto, tcpFlags)) {
+  let entry = ctLookup4(saddr, daddr, sport, dport, proto, CT_DIR_ORIGINAL);
+  if (entry != 0 && ctIsLive(entry, now, proto) && ctIsReopen(entry, proto, tcpFlags)) {
+    endFlow4(entry);
+    entry = 0;
+  }
+  if (entry != 0 && ctIsLive(entry, now, proto)) {
     backendId = load<u32>(entry + CT_BACKEND_ID);
     // A backend removed since the flow started: choose again, as for a new flow.
     be = lookupBackend4(backendId);
@@ -232,6 +236,7 @@ function handleServicePacket(svc: usize, data: usize, len: u32, capacity: u32, w
     if (masquerade || load<u32>(be + LB4_BE_ADDRESS) == saddr) {
       snatPort = pickSnatPort4(seed, saddr, sport, load<u32>(be + LB4_BE_ADDRESS), load<u16>(be + LB4_BE_PORT), proto, now);
       if (snatPort == 0) {
+        backendId = 0; // no flow was made: the verdict names no backend
         decide(XDP_DROP, REASON_SNAT_EXHAUSTED);
         countFlowPacket(serviceId, 0, wireLen, false);
         return;
@@ -265,6 +270,54 @@ function handleServicePacket(svc: usize, data: usize, len: u32, capacity: u32, w
   countFlowPacket(serviceId, backendId, wireLen, newFlow);
 }
 
+/** True when two ct_entry values belong to the same flow (the reply tuple may have been taken over since). */
+@inline function sameFlow(a: usize, b: usize): bool {
+  return load<u32>(a + CT_BACKEND_ID) == load<u32>(b + CT_BACKEND_ID)
+    && load<u32>(a + CT_REV_NAT_INDEX) == load<u32>(b + CT_REV_NAT_INDEX)
+    && load<u32>(a + CT_SERVICE_ID) == load<u32>(b + CT_SERVICE_ID);
+}
+
+/**
+ * A bare SYN on a closing flow's tuple ends that flow before a new one is
+ * made, as the kernel's conntrack does ("Attempt to reopen a closed/aborted
+ * connection"): its entries and masquerade port are freed, so the old reply
+ * entry no longer reverse-NATs and the port can serve the new flow.
+ */
+function endFlow4(entry: usize): void {
+  const old = lookupBackend4(load<u32>(entry + CT_BACKEND_ID));
+  if (old != 0) {
+    const beAddr = load<u32>(old + LB4_BE_ADDRESS);
+    const bePort = load<u16>(old + LB4_BE_PORT);
+    const snatPort = (load<u16>(entry + CT_FLAGS) & CT_F_SNAT) != 0 ? load<u16>(entry + CT_SNAT_PORT) : <u16>0;
+    const replyDst = snatPort != 0 ? snatAddress : saddr;
+    const replyDport = snatPort != 0 ? snatPort : sport;
+    const reply = ctLookup4(beAddr, replyDst, bePort, replyDport, proto, CT_DIR_REPLY);
+    if (reply != 0 && sameFlow(reply, entry)) {
+      ctDelete4(beAddr, replyDst, bePort, replyDport, proto, CT_DIR_REPLY);
+      if (snatPort != 0) deleteSnat4(beAddr, bePort, snatPort, proto);
+    }
+  }
+  ctDelete4(saddr, daddr, sport, dport, proto, CT_DIR_ORIGINAL);
+}
+
+/** endFlow4 for IPv6. */
+function endFlow6(entry: usize): void {
+  const old = lookupBackend6(load<u32>(entry + CT_BACKEND_ID));
+  if (old != 0) {
+    const beAddr = old + LB6_BE_ADDRESS;
+    const bePort = load<u16>(old + LB6_BE_PORT);
+    const snatPort = (load<u16>(entry + CT_FLAGS) & CT_F_SNAT) != 0 ? load<u16>(entry + CT_SNAT_PORT) : <u16>0;
+    const replyDst = snatPort != 0 ? snatAddress6 : saddr6;
+    const replyDport = snatPort != 0 ? snatPort : sport;
+    const reply = ctLookup6(beAddr, replyDst, bePort, replyDport, proto, CT_DIR_REPLY);
+    if (reply != 0 && sameFlow(reply, entry)) {
+      ctDelete6(beAddr, replyDst, bePort, replyDport, proto, CT_DIR_REPLY);
+      if (snatPort != 0) deleteSnat6(beAddr, bePort, snatPort, proto);
+    }
+  }
+  ctDelete6(saddr6, daddr6, sport, dport, proto, CT_DIR_ORIGINAL);
+}
+
 /** REJECT: the frame becomes an ICMP port unreachable back to its sender. */
 function rejectPacket(data: usize, len: u32, capacity: u32, why: u8): void {
   const icmpLen = family == 6
@@ -279,9 +332,9 @@ function rejectPacket(data: usize, len: u32, capacity: u32, why: u8): void {
 }
 
 /**
- * A packet that is not for a frontend may be a backend's reply to a tracked
- * flow: its source goes back to the frontend the client talked to, and a
- * masqueraded flow's destination back to the client.
+ * A packet matching a tracked flow's reply entry is a backend's reply: its
+ * source goes back to the frontend the client talked to, and a masqueraded
+ * flow's destination back to the client.
  * Returns false when it is not such a reply.
  */
 function handleReply(data: usize, len: u32, wireLen: u32, now: u64): bool {
@@ -325,7 +378,7 @@ function handleReply(data: usize, len: u32, wireLen: u32, now: u64): bool {
 }
 
 /**
- * Not a frontend and not a reply: a cluster IP's unserved port is rejected
+ * Not a reply and not a frontend: a cluster IP's unserved port is rejected
  * (kube-proxy rejects everything else sent to a cluster IP), an unallocated
  * address of the service range dropped, anything else passed.
  */
@@ -347,13 +400,18 @@ function handlePacket(data: usize, len: u32, capacity: u32, wireLen: u32, now: u
     return;
   }
   if (family == 6) {
+    // Conntrack first, as in the kernel: a tracked reply stays a reply even
+    // when its addresses also match a frontend (a backend that is itself a
+    // node address, a masquerade port that is also a NodePort).
+    if (handleReply6(data, len, wireLen, now)) return;
     const svc = lookupService6(daddr6, dport, proto);
     if (svc != 0) handleServicePacket6(svc, data, len, capacity, wireLen, now);
-    else if (!handleReply6(data, len, wireLen, now)) handleOther(data, len, capacity);
+    else handleOther(data, len, capacity);
   } else {
+    if (handleReply(data, len, wireLen, now)) return;
     const svc = lookupService4(daddr, dport, proto);
     if (svc != 0) handleServicePacket(svc, data, len, capacity, wireLen, now);
-    else if (!handleReply(data, len, wireLen, now)) handleOther(data, len, capacity);
+    else handleOther(data, len, capacity);
   }
 }
 
@@ -414,8 +472,12 @@ function handleServicePacket6(svc: usize, data: usize, len: u32, capacity: u32, 
   }
   let be: usize = 0;
   let snatPort: u16 = 0;
-  const entry = ctLookup6(saddr6, daddr6, sport, dport, proto, CT_DIR_ORIGINAL);
-  if (entry != 0 && ctIsLive(entry, now, proto) && !ctIsReopen(entry, proto, tcpFlags)) {
+  let entry = ctLookup6(saddr6, daddr6, sport, dport, proto, CT_DIR_ORIGINAL);
+  if (entry != 0 && ctIsLive(entry, now, proto) && ctIsReopen(entry, proto, tcpFlags)) {
+    endFlow6(entry);
+    entry = 0;
+  }
+  if (entry != 0 && ctIsLive(entry, now, proto)) {
     backendId = load<u32>(entry + CT_BACKEND_ID);
     be = lookupBackend6(backendId);
     if ((load<u16>(entry + CT_FLAGS) & CT_F_SNAT) != 0) snatPort = load<u16>(entry + CT_SNAT_PORT);
@@ -437,6 +499,7 @@ function handleServicePacket6(svc: usize, data: usize, len: u32, capacity: u32, 
     if (masquerade || sameAddress6(be + LB6_BE_ADDRESS, saddr6)) {
       snatPort = pickSnatPort6(seed, saddr6, sport, be + LB6_BE_ADDRESS, load<u16>(be + LB6_BE_PORT), proto, now);
       if (snatPort == 0) {
+        backendId = 0; // no flow was made: the verdict names no backend
         decide(XDP_DROP, REASON_SNAT_EXHAUSTED);
         countFlowPacket(serviceId, 0, wireLen, false);
         return;

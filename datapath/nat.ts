@@ -65,11 +65,17 @@ function rewrite6(addrField: usize, portOffset: usize, addr: usize, port: u16): 
     store<u32>(addrField + i, after);
     if (csum != 0) csumReplace4(csum, before, after);
   }
-  if (laterFragment) return;
+  if (laterFragment) {
+    if (csum != 0) keepUdpNonZero(csum);
+    return;
+  }
   const portField = l4 + portOffset;
   const oldPort = load<u16>(portField);
   store<u16>(portField, port);
-  if (csum != 0) csumReplace2(csum, oldPort, port);
+  if (csum != 0) {
+    csumReplace2(csum, oldPort, port);
+    keepUdpNonZero(csum);
+  }
 }
 
 export function rewriteDestination6(addr: usize, port: u16): void {

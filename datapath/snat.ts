@@ -10,7 +10,7 @@ import {
   BPF_ANY, CFG_F_SNAT_ADDR6, CONFIG_FLAGS, CONFIG_SNAT_ADDR4, CONFIG_SNAT_ADDR6, CONFIG_SNAT_PORT_MAX, CONFIG_SNAT_PORT_MIN,
   CT_DIR_REPLY, SNAT4_ADDRESS, SNAT4_PORT, SNAT6_ADDRESS, SNAT6_PORT,
 } from './layout';
-import { mapLookup, mapUpdate } from './maps';
+import { mapDelete, mapLookup, mapUpdate } from './maps';
 import { snat4, snat6 } from './registry';
 
 /** The masquerade addresses: IPv4 (network order), and IPv6 when `hasSnatAddress6`. */
@@ -75,6 +75,11 @@ export function lookupSnat4(backend: u32, backendPort: u16, port: u16, proto: u8
   return mapLookup(snat4, fillTuple(backend, snatAddress, backendPort, port, proto, CT_DIR_REPLY));
 }
 
+/** Frees a masquerade port's binding when its flow ends. */
+export function deleteSnat4(backend: u32, backendPort: u16, port: u16, proto: u8): void {
+  mapDelete(snat4, fillTuple(backend, snatAddress, backendPort, port, proto, CT_DIR_REPLY));
+}
+
 export function recordSnat6(backend: usize, backendPort: u16, port: u16, proto: u8, client: usize, clientPort: u16): void {
   memory.copy(originValue6 + SNAT6_ADDRESS, client, 16);
   store<u16>(originValue6 + SNAT6_PORT, clientPort);
@@ -84,4 +89,8 @@ export function recordSnat6(backend: usize, backendPort: u16, port: u16, proto: 
 
 export function lookupSnat6(backend: usize, backendPort: u16, port: u16, proto: u8): usize {
   return mapLookup(snat6, fillTuple6(backend, snatAddress6, backendPort, port, proto, CT_DIR_REPLY));
+}
+
+export function deleteSnat6(backend: usize, backendPort: u16, port: u16, proto: u8): void {
+  mapDelete(snat6, fillTuple6(backend, snatAddress6, backendPort, port, proto, CT_DIR_REPLY));
 }

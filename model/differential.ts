@@ -7,8 +7,7 @@
  * output byte. Backends answer what the datapath actually sent them (closed
  * loop), and time advances, sometimes exactly to a timeout.
  *
- * Everything generated stays inside the model's scope (model/packet.ts) and
- * leaves out the datapath bugs of KNOWN_DATAPATH_BUGS.
+ * Everything generated stays inside the model's scope (model/packet.ts).
  */
 import fc from 'fast-check';
 import { compile, type Compiled } from '../control/compiler.js';
@@ -22,26 +21,6 @@ import { TCP_FLAGS as TCP, buildFrame, type FrameSpec, type L4Spec } from '../tr
 import { addressBytes, addressText } from './addresses.js';
 import { checksumOf, onesComplementSum } from './checksum.js';
 import { ReferenceDatapath, type ModelOutcome } from './reference-datapath.js';
-
-/**
- * Where the datapath departs from the README (and kube-proxy), found by this
- * property; the generators leave these cases out, each where it cites it.
- */
-export const KNOWN_DATAPATH_BUGS = {
-  NO_ROOM: 'An IPv6 frame of about 600 to 1300 bytes that must be REJECTed (NO_ENDPOINTS, UNSERVED_PORT) is ABORTED NO_ROOM: '
-    + 'Batch gives a frame max(caplen, 640) bytes (control/datapath.ts MIN_FRAME_CAPACITY), room for a 576-byte ICMP error, '
-    + 'not for an ICMPv6 one of up to 1280 bytes after the link layer.',
-  IPV6_UDP_ZERO_CHECKSUM: 'An IPv6 UDP checksum that comes out zero after NAT is sent as 0x0000, not 0xffff (RFC 768, RFC 8200 8.1): '
-    + 'datapath/nat.ts rewrite6 lacks the keepUdpNonZero of the IPv4 rewrite.',
-  SNAT_EXHAUSTED_BACKEND: 'DROP SNAT_EXHAUSTED names the backend the flow would have gone to (datapath/index.ts sets backendId before '
-    + 'picking the port); the README gives a backend only to packets sent to or coming from one, and the backend counters count none.',
-  REPLY_ON_FRONTEND: 'A reply whose destination is a frontend (its masquerade or client port is a NodePort of the node address, which '
-    + 'the default SNAT range 1024-65535 allows, or a service port of a frontend address) is taken for a new connection to that '
-    + 'frontend: the service lookup comes before the reply lookup, where conntrack would reverse-NAT it.',
-  REOPEN_KEEPS_OLD_REPLY: 'A bare SYN reopening a closing flow replaces its original-direction entry only: the old reply entry lives on '
-    + 'for the closing timeout, still reverse-NATs, and keeps its masquerade port from the new flow, which takes the next port. '
-    + 'The kernel deletes the old connection first ("Attempt to reopen a closed/aborted connection").',
-} as const;
 
 // --- the cluster ---------------------------------------------------------------
 
@@ -151,9 +130,8 @@ export const clusterArb: fc.Arbitrary<ClusterSpec> = fc.record({
   maglevTableSize: fc.constantFrom(3, 7, 13, 251, 251, 16381),
   podNetwork: fc.constantFrom('dual', 'dual', 'v4', 'none'),
   masqueradeAll: often(1, 4),
-  // A small range makes masquerade ports collide, but never run out (SNAT_EXHAUSTED_BACKEND); neither
-  // holds a frontend's port, as the default 1024-65535 holds the NodePorts (REPLY_ON_FRONTEND).
-  snatPortRange: fc.constantFrom<[number, number]>([40000, 40000 + MAX_FLOWS], [32768, 65535]),
+  // A small range makes masquerade ports collide, a tiny one run out; the default one holds the NodePorts.
+  snatPortRange: fc.constantFrom<[number, number]>([40000, 40000 + MAX_FLOWS], [40000, 40001], [32768, 65535], [1024, 65535]),
   conntrack: fc.record({
     tcpEstablishedTimeout: fc.constantFrom(...TIMEOUTS),
     tcpCloseWaitTimeout: fc.constantFrom(...TIMEOUTS),
@@ -271,13 +249,13 @@ export type Action =
 
 /**
  * Payload sizes: none, small, medium, and large enough that a REJECT's quote
- * is cut (576-byte ICMP, 1280-byte ICMPv6 errors). None between 500 and 1250
- * bytes (NO_ROOM).
+ * is cut (576-byte ICMP, 1280-byte ICMPv6 errors).
  */
 const payloadLengthArb = fc.oneof(
   { weight: 3, arbitrary: fc.constant(0) },
   { weight: 6, arbitrary: fc.integer({ min: 1, max: 64 }) },
   { weight: 1, arbitrary: fc.integer({ min: 400, max: 500 }) },
+  { weight: 1, arbitrary: fc.integer({ min: 500, max: 1250 }) },
   { weight: 1, arbitrary: fc.integer({ min: 1250, max: 1400 }) },
 );
 
@@ -316,9 +294,8 @@ const actionArb: fc.Arbitrary<Action> = fc.oneof(
     family: fc.constantFrom(...FAMS),
     client: clientArb,
     target: targetArb,
-    // Mostly a fresh ephemeral port; sometimes a fixed one, also one masquerading may pick. Never a
-    // frontend's port (REPLY_ON_FRONTEND).
-    clientPort: fc.oneof({ weight: 5, arbitrary: fc.constant('fresh' as const) }, { weight: 1, arbitrary: fc.constantFrom(8080, 40000, 40001) }),
+    // Mostly a fresh ephemeral port; sometimes a fixed one: one masquerading may pick, a frontend's.
+    clientPort: fc.oneof({ weight: 5, arbitrary: fc.constant('fresh' as const) }, { weight: 1, arbitrary: fc.constantFrom(80, 8080, 30000, 30001, 40000, 40001) }),
     packet: packetArb([TCP.SYN, TCP.SYN, TCP.SYN, TCP.ACK, TCP.FIN | TCP.ACK]),
   }) },
   { weight: 1, arbitrary: fc.record({
@@ -423,15 +400,6 @@ function zeroChecksumPayload(flow: Flow, base: Uint8Array): Uint8Array {
   payload.set(base.subarray(2), 2);
   const sum = sumAfterReverseNat(flow, payload);
   new DataView(payload.buffer).setUint16(0, checksumOf(sum) === 0 ? 0 : 0xffff - sum);
-  return payload;
-}
-
-/** A UDP reply payload whose checksum after reverse NAT is not zero (IPV6_UDP_ZERO_CHECKSUM). */
-function nonZeroChecksumPayload(flow: Flow, base: Uint8Array): Uint8Array {
-  if (checksumOf(sumAfterReverseNat(flow, base)) !== 0) return base;
-  const payload = new Uint8Array(Math.max(base.length, 2));
-  payload.set(base);
-  payload[1] ^= 1;
   return payload;
 }
 
@@ -562,14 +530,8 @@ function replyFrame(flow: Flow, received: Uint8Array, action: Extract<Action, { 
     : [received.subarray(l3 + 8, l3 + 24), received.subarray(l3 + 24, l3 + 40)];
   const l4 = l3 + (fam === 'v4' ? (received[l3] & 0x0f) * 4 : 40);
   let payload = payloadOf(action.packet);
-  let shape = action.packet;
-  if (flow.protocol === 'UDP' && fam === 'v6') {
-    // Its checksum after reverse NAT is predictable, so it can be kept from coming out zero (IPV6_UDP_ZERO_CHECKSUM).
-    payload = nonZeroChecksumPayload(flow, payload);
-    shape = { ...shape, zeroUdpChecksum: false, corrupt: shape.corrupt === 'l4' ? 'none' : shape.corrupt };
-  } else if (flow.protocol === 'UDP' && action.zeroChecksumAfterNat) {
-    payload = zeroChecksumPayload(flow, payload);
-  }
+  const shape = action.packet;
+  if (flow.protocol === 'UDP' && action.zeroChecksumAfterNat) payload = zeroChecksumPayload(flow, payload);
   const macs: [string, string] = [macText(received, 0), macText(received, 6)];
   return frameOf(fam, addressText(dst), addressText(src), flow.protocol, v.getUint16(l4 + 2), v.getUint16(l4), shape, macs, payload);
 }
@@ -673,16 +635,8 @@ export async function checkAgreement(cluster: ClusterSpec, actions: Action[], ta
   }
 }
 
-/** The client's packet of a flow, unless it is an excluded case. */
+/** The client's packet of a flow. */
 function send(run: SideBySide, flow: Flow, shape: PacketShape, what: string): void {
-  const bareSyn = flow.protocol === 'TCP' && (shape.tcpFlags & (TCP.SYN | TCP.ACK)) === TCP.SYN;
-  // It may reopen a closing flow (REOPEN_KEEPS_OLD_REPLY).
-  if (bareSyn && flow.masqueraded) return;
-  if (flow.protocol === 'UDP' && flow.fam === 'v6') {
-    // Which backend and masquerade port it gets is not known beforehand: only a zero checksum, never
-    // updated, cannot come out zero (IPV6_UDP_ZERO_CHECKSUM).
-    shape = { ...shape, zeroUdpChecksum: true, corrupt: shape.corrupt === 'l4' ? 'none' : shape.corrupt };
-  }
   const frame = frameOf(flow.fam, flow.client, flow.server, flow.protocol, flow.clientPort, flow.serverPort, shape, [CLIENT_MAC, NODE_MAC]);
   for (const sent of asSent(frame, flow.fam, shape)) {
     const result = run.run(sent.frame, what);
