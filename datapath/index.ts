@@ -208,11 +208,12 @@ function handleServicePacket(svc: usize, data: usize, len: u32, capacity: u32, w
   let be: usize = 0;
   let snatPort: u16 = 0;
   let entry = ctLookup4(saddr, daddr, sport, dport, proto, CT_DIR_ORIGINAL);
-  if (entry != 0 && ctIsLive(entry, now, proto) && ctIsReopen(entry, proto, tcpFlags)) {
+  if (entry != 0 && !ctIsLive(entry, now, proto)) entry = 0;
+  if (entry != 0 && ctIsReopen(entry, proto, tcpFlags)) {
     endFlow4(entry);
     entry = 0;
   }
-  if (entry != 0 && ctIsLive(entry, now, proto)) {
+  if (entry != 0) {
     backendId = load<u32>(entry + CT_BACKEND_ID);
     // A backend removed since the flow started: choose again, as for a new flow.
     be = lookupBackend4(backendId);
@@ -473,11 +474,12 @@ function handleServicePacket6(svc: usize, data: usize, len: u32, capacity: u32, 
   let be: usize = 0;
   let snatPort: u16 = 0;
   let entry = ctLookup6(saddr6, daddr6, sport, dport, proto, CT_DIR_ORIGINAL);
-  if (entry != 0 && ctIsLive(entry, now, proto) && ctIsReopen(entry, proto, tcpFlags)) {
+  if (entry != 0 && !ctIsLive(entry, now, proto)) entry = 0;
+  if (entry != 0 && ctIsReopen(entry, proto, tcpFlags)) {
     endFlow6(entry);
     entry = 0;
   }
-  if (entry != 0 && ctIsLive(entry, now, proto)) {
+  if (entry != 0) {
     backendId = load<u32>(entry + CT_BACKEND_ID);
     be = lookupBackend6(backendId);
     if ((load<u16>(entry + CT_FLAGS) & CT_F_SNAT) != 0) snatPort = load<u16>(entry + CT_SNAT_PORT);
