@@ -56,6 +56,8 @@ export interface MapSizes {
   revNat6: number;
   sourceRanges6: number;
   nodeIps6: number;
+  /** Frontend and backend endpoints and addresses, for sharding (datapath/steer.ts). */
+  steer: number;
   /** Conntrack entries; the NAT and affinity maps are sized alike (one entry per flow or client at most). */
   conntrack: number;
 }
@@ -123,6 +125,7 @@ export class Datapath {
     this.createMap('lb6SourceRanges', Math.max(1, sizes.sourceRanges6));
     this.createMap('nodeIps6', Math.max(1, sizes.nodeIps6));
     this.createMap('frag6', Math.max(64, flows6 >> 2));
+    this.createMap('steer', Math.max(1, sizes.steer));
   }
 
   /** Room in linear memory to pass keys and values to the map API (reserved once per size increase). */

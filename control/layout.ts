@@ -33,7 +33,7 @@ function struct(name: string, prefix: string, size: number, fields: Array<[strin
   return { name, prefix, size, fields: fields.map(([n, constant, offset, type]) => ({ name: n, constant, offset, type })) };
 }
 
-export const CONFIG = struct('config', 'CONFIG', 128, [
+export const CONFIG = struct('config', 'CONFIG', 136, [
   ['seed', 'SEED', 0, 'u32'],
   ['ctTcpEstablished', 'CT_TCP_ESTABLISHED', 4, 'u32'],
   ['ctTcpClosing', 'CT_TCP_CLOSING', 8, 'u32'],
@@ -52,6 +52,10 @@ export const CONFIG = struct('config', 'CONFIG', 128, [
   ['podMask6', 'POD_MASK6', 80, 'ipv6'],
   ['serviceCidr6', 'SERVICE_CIDR6', 96, 'ipv6'],
   ['serviceMask6', 'SERVICE_MASK6', 112, 'ipv6'],
+  ['shard', 'SHARD', 128, 'u16'],
+  ['shards', 'SHARDS', 130, 'u16'],
+  ['steerPortMin', 'STEER_PORT_MIN', 132, 'u16'],
+  ['steerPortMax', 'STEER_PORT_MAX', 134, 'u16'],
 ]);
 
 export const LB4_KEY = struct('lb4_key', 'LB4_KEY', 8, [
@@ -172,6 +176,15 @@ export const LB6_SRC_RANGE_KEY = struct('lb6_src_range_key', 'LB6_SRC', 24, [
 
 export const NODE_IP6_KEY = struct('node_ip6', 'NODE_IP6', 16, [['address', 'ADDRESS', 0, 'ipv6']]);
 
+/** Key of the steer map: a frontend or backend endpoint, or (port and proto 0) an address; IPv4 as ::ffff:a.b.c.d. */
+export const STEER_KEY = struct('steer_key', 'STEER', 20, [
+  ['address', 'ADDRESS', 0, 'ipv6'],
+  ['port', 'PORT', 16, 'be16'],
+  ['proto', 'PROTO', 18, 'u8'],
+]);
+export const STEER_CLASS = struct('steer_class', 'STEER_CLASS', 4, [['flags', 'FLAGS', 0, 'u32']]);
+export const STEER_F = { FRONTEND: 1 << 0, BACKEND: 1 << 1 } as const;
+
 export const FRAG6_KEY = struct('frag6_key', 'FRAG6', 40, [
   ['saddr', 'SADDR', 0, 'ipv6'],
   ['daddr', 'DADDR', 16, 'ipv6'],
@@ -242,6 +255,7 @@ export const SIZE_CONSTANTS: Record<string, string> = {
   lb6_src_range_key: 'LB6_SRC_KEY_SIZE',
   node_ip6: 'NODE_IP6_KEY_SIZE',
   frag6_key: 'FRAG6_KEY_SIZE',
+  steer_key: 'STEER_KEY_SIZE',
   trace_record: 'TRACE_RECORD_SIZE',
 };
 
@@ -286,6 +300,7 @@ export const MAPS = {
   lb6SourceRanges: { id: 21, name: 'lb6_source_ranges', type: BPF_MAP_TYPE.LPM_TRIE, key: LB6_SRC_RANGE_KEY, value: PRESENCE },
   nodeIps6: { id: 22, name: 'node_ips6', type: BPF_MAP_TYPE.HASH, key: NODE_IP6_KEY, value: PRESENCE },
   frag6: { id: 23, name: 'frag6', type: BPF_MAP_TYPE.LRU_HASH, key: FRAG6_KEY, value: FRAG4_PORTS },
+  steer: { id: 24, name: 'steer', type: BPF_MAP_TYPE.HASH, key: STEER_KEY, value: STEER_CLASS },
 } as const satisfies Record<string, MapSpec>;
 
 export type MapName = keyof typeof MAPS;
@@ -313,6 +328,7 @@ export const CT_DIR_ORIGINAL = 0;
 export const CT_DIR_REPLY = 1;
 export const CT_F = { SEEN_REPLY: 1 << 0, CLOSING: 1 << 1, SNAT: 1 << 2 } as const;
 export const DESC_F_SNAT = 1 << 0;
+export const DESC_F_OTHER_SHARD = 1 << 1;
 export const DESC_F_TRACE = 1 << 15;
 
 /** One step of a traced frame (datapath/trace.ts). */

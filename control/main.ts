@@ -13,13 +13,14 @@ import { InputError, inputError } from './errors.js';
 import { DEFAULT_MAGLEV_TABLE_SIZE, isPrime } from './maglev.js';
 import { DEFAULT_CT_ENTRIES, loadProgram } from './program.js';
 import type { ClusterState } from './model.js';
-import { replay } from './replay.js';
+import { replay, type ReplayResult } from './replay.js';
 import { formatServicesTable, servicesTable } from './services-table.js';
 import { dumpMaps, formatMapDump } from './maps-dump.js';
 import { diffReplays, formatDiff } from './diff.js';
 import { formatTraces, traceReplay } from './trace.js';
 import { findCases, junitReport, runCase, type CaseResult, type PrepareDatapath } from './testcases.js';
-import { buildSummary, formatSummary } from './summary.js';
+import { buildSummary, formatSummary, readCounters, type Counters } from './summary.js';
+import { replaySharded } from './sharded-replay.js';
 
 const CLUSTER_OPTIONS = `  --cluster PATH                   Service, EndpointSlice, Endpoints, Node and KubeProxyConfiguration
                                    manifests (YAML or JSON, files or directories, kubectl List dumps)
@@ -52,6 +53,8 @@ ${CLUSTER_OPTIONS}
   --snat-port-range A-B            masquerade source ports (default 1024-65535)
   --maglev-table-size M            Maglev lookup table size, a prime (default ${DEFAULT_MAGLEV_TABLE_SIZE})
   --ct-entries N                   conntrack map size, two entries per flow (default ${DEFAULT_CT_ENTRIES})
+  --workers N                      replay on N threads, each with its own maps, flows sharded by client
+                                   (same output as one worker but for masquerade ports; default 1)
 
 maps: the compiled maps, like bpftool map dump (Maglev tables as slots per backend)
 
@@ -226,7 +229,8 @@ interface DatapathFlags extends ClusterFlags {
 }
 
 /** The cluster state the flags name, compiled and loaded into a datapath. */
-async function buildDatapath(values: DatapathFlags) {
+/** The cluster state from the flags, compiled, and the conntrack size asked for. */
+function compileFromFlags(values: DatapathFlags) {
   const maglevTableSize = values['maglev-table-size'] === undefined
     ? DEFAULT_MAGLEV_TABLE_SIZE
     : parseInteger('--maglev-table-size', values['maglev-table-size'], 2, 1 << 20);
@@ -246,8 +250,12 @@ async function buildDatapath(values: DatapathFlags) {
     node: values.node, seed, maglevTableSize, clusterCIDRs, nodePortAddresses, snatPortRange, masqueradeAddress, masqueradeAddress6,
     masqueradeAll: values['masquerade-all'], serviceClusterIPRanges: serviceRanges,
   });
-  const dp = await loadProgram(compiled, { ctEntries });
-  return { state, resolved, compiled, dp };
+  return { state, resolved, compiled, ctEntries };
+}
+
+async function buildDatapath(values: DatapathFlags) {
+  const built = compileFromFlags(values);
+  return { ...built, dp: await loadProgram(built.compiled, { ctEntries: built.ctEntries }) };
 }
 
 async function mapsCommand(argv: string[]): Promise<number> {
@@ -359,6 +367,7 @@ async function replayCommand(argv: string[]): Promise<number> {
       out: { type: 'string' },
       verdicts: { type: 'string' },
       summary: { type: 'string' },
+      workers: { type: 'string' },
     },
   });
   if (values.help) {
@@ -367,16 +376,21 @@ async function replayCommand(argv: string[]): Promise<number> {
   }
   if (positionals.length !== 1) fail(`replay: expected one trace file, got ${positionals.length}`);
   const trace = positionals[0];
-  const { state, resolved, compiled, dp } = await buildDatapath(values);
+  const workers = values.workers === undefined ? 1 : parseInteger('--workers', values.workers, 1, 64);
+  const { state, resolved, compiled, ctEntries } = compileFromFlags(values);
   const bar = progressBar();
-  const result = replay(trace, compiled, dp, {
-    out: values.out,
-    verdicts: values.verdicts,
-    onProgress: (done, total, packets) => bar.update(done, total, packets),
-  });
+  const outputs = { out: values.out, verdicts: values.verdicts, onProgress: (done: number, total: number, packets: number) => bar.update(done, total, packets) };
+  let replayed: { result: ReplayResult; counters: Counters };
+  if (workers > 1) {
+    replayed = await replaySharded(trace, compiled, { ...outputs, workers, ctEntries });
+  } else {
+    const dp = await loadProgram(compiled, { ctEntries });
+    replayed = { result: replay(trace, compiled, dp, outputs), counters: readCounters(dp, compiled) };
+  }
   bar.end();
+  const { result, counters } = replayed;
   const notes = [...state.notes, ...resolved.notes, ...compiled.notes, ...result.notes];
-  const summary = buildSummary(result, compiled, dp, notes);
+  const summary = buildSummary(result, compiled, counters, notes);
   if (values.summary) {
     try {
       writeFileSync(values.summary, JSON.stringify(summary, null, 2) + '\n');

@@ -15,3 +15,5 @@ function findProjectRoot(): string {
 
 export const PROJECT_ROOT = findProjectRoot();
 export const DATAPATH_WASM = join(PROJECT_ROOT, 'build', 'datapath.wasm');
+/** The thread a sharded replay runs per worker; always the built one, as worker threads run JavaScript. */
+export const REPLAY_WORKER = join(PROJECT_ROOT, 'dist', 'control', 'replay-worker.js');

@@ -4,18 +4,49 @@
  */
 import type { Compiled, FamilyEntries } from './compiler.js';
 import { Datapath, u32Key } from './datapath.js';
-import { BPF_NOEXIST, CONFIG, encode, type MapName } from './layout.js';
+import ipaddr from 'ipaddr.js';
+import { inputError } from './errors.js';
+import { BPF_NOEXIST, CONFIG, IPPROTO, STEER_CLASS, STEER_F, STEER_KEY, encode, type MapName, type StructValue } from './layout.js';
+import type { Protocol } from './model.js';
 
 /** Default size of the conntrack LRU map (two entries per flow). */
 export const DEFAULT_CT_ENTRIES = 1 << 18;
 
 export interface ProgramOptions {
   ctEntries?: number;
+  /** Worker `index` of `count` of a sharded replay: it processes only its flows and masquerades from its slice of the ports. */
+  shard?: { index: number; count: number };
+}
+
+/**
+ * Worker `index`'s slice of the SNAT ports: equal slices, the last one taking
+ * the remainder — the datapath finds a masqueraded reply's worker the same way.
+ */
+export function snatPortSlice(min: number, max: number, index: number, count: number): [number, number] {
+  const slice = Math.floor((max - min + 1) / count);
+  const first = min + index * slice;
+  return [first, index === count - 1 ? max : first + slice - 1];
+}
+
+/** The config map's value: the compiled one, and this worker's place when sharded. */
+function configFor(compiled: Compiled, shard: ProgramOptions['shard']): StructValue {
+  const config = compiled.entries.config;
+  if (!shard || shard.count <= 1) return config;
+  const min = Number(config.snatPortMin);
+  const max = Number(config.snatPortMax);
+  const sharded: StructValue = { ...config, shard: shard.index, shards: shard.count, steerPortMin: min, steerPortMax: max };
+  if (min === 0) return sharded; // no masquerade address: nothing to slice
+  if (max - min + 1 < shard.count) {
+    throw inputError(['--workers'], `${shard.count} workers cannot share the ${max - min + 1} SNAT ports ${min}-${max}`);
+  }
+  [sharded.snatPortMin, sharded.snatPortMax] = snatPortSlice(min, max, shard.index, shard.count);
+  return sharded;
 }
 
 export async function loadProgram(compiled: Compiled, opts: ProgramOptions = {}): Promise<Datapath> {
   const dp = await Datapath.load();
   const e = compiled.entries;
+  const steerEntries = steeringClasses(compiled);
   dp.createMaps({
     services: e.v4.services.length,
     backends: compiled.backends.length,
@@ -30,9 +61,10 @@ export async function loadProgram(compiled: Compiled, opts: ProgramOptions = {})
     revNat6: e.v6.revnat.length,
     sourceRanges6: e.v6.sourceRanges.length,
     nodeIps6: e.v6.nodeIps.length,
+    steer: steerEntries.size,
     conntrack: opts.ctEntries ?? DEFAULT_CT_ENTRIES,
   });
-  dp.map('config').updateRaw(u32Key(0), encode(CONFIG, e.config));
+  dp.map('config').updateRaw(u32Key(0), encode(CONFIG, configFor(compiled, opts.shard)));
   const maglev = dp.map('maglev');
   for (const { table, slots } of e.maglev) {
     maglev.updateRaw(u32Key(table), new Uint8Array(slots.buffer, slots.byteOffset, slots.byteLength), BPF_NOEXIST);
@@ -41,7 +73,33 @@ export async function loadProgram(compiled: Compiled, opts: ProgramOptions = {})
   for (const key of e.lbMembers) members.update(key, PRESENT, BPF_NOEXIST);
   fillFamily(dp, e.v4, { services: 'lb4Services', backends: 'lb4Backends', revnat: 'lb4Revnat', sourceRanges: 'lb4SourceRanges', nodeIps: 'nodeIps4' });
   fillFamily(dp, e.v6, { services: 'lb6Services', backends: 'lb6Backends', revnat: 'lb6Revnat', sourceRanges: 'lb6SourceRanges', nodeIps: 'nodeIps6' });
+  const steer = dp.map('steer');
+  for (const [key, flags] of steerEntries) steer.updateRaw(hexToBytes(key), encode(STEER_CLASS, { flags }), BPF_NOEXIST);
   return dp;
+}
+
+/**
+ * The steer map's entries (hex key -> STEER_F_*): every frontend and backend
+ * endpoint, and its address alone, which packets without ports go by.
+ */
+function steeringClasses(compiled: Compiled): Map<string, number> {
+  const classes = new Map<string, number>();
+  const add = (ip: string, port: number, protocol: Protocol, flag: number) => {
+    const address = ipaddr.parse(ip).kind() === 'ipv4' ? `::ffff:${ip}` : ip;
+    for (const key of [{ address, port, proto: IPPROTO[protocol] }, { address, port: 0, proto: 0 }]) {
+      const hex = Buffer.from(encode(STEER_KEY, key)).toString('hex');
+      classes.set(hex, (classes.get(hex) ?? 0) | flag);
+    }
+  };
+  for (const svc of compiled.services) {
+    for (const f of svc.frontends) add(f.address, f.port, f.protocol, STEER_F.FRONTEND);
+  }
+  for (const b of compiled.backends) add(b.ip, b.port, b.protocol, STEER_F.BACKEND);
+  return classes;
+}
+
+function hexToBytes(hex: string): Uint8Array {
+  return new Uint8Array(Buffer.from(hex, 'hex'));
 }
 
 const PRESENT = { present: 1 };

@@ -30,11 +30,32 @@ export interface ReplayOptions {
   onProgress?: (bytesRead: number, fileSize: number, packets: number) => void;
   /** Called with every packet's decision, in input order (for tools that compare replays). */
   onDecision?: (d: PacketDecision) => void;
+  /**
+   * Takes every processed batch instead of the per-packet outputs above (a
+   * sharded replay's worker: control/sharded-replay.ts).
+   */
+  onBatch?: (b: ProcessedBatch) => void;
   /** Packets to trace, and where their traces go (svcpath trace). */
   trace?: {
     select: (n: number, data: Uint8Array) => boolean;
     onPacket: (t: TracedPacket) => void;
   };
+}
+
+/** A batch after process_batch: the descriptors, and per frame what the capture said of it. */
+export interface ProcessedBatch {
+  batch: Batch;
+  /** The packet number (n) of the batch's first frame minus one. */
+  before: number;
+  recordNo: Float64Array;
+  linktype: Uint32Array;
+  tsSec: Float64Array;
+  tsNsec: Uint32Array;
+  caplen: Uint32Array;
+  origlen: Uint32Array;
+  /** File bytes read so far, and the file's size. */
+  bytesRead: number;
+  fileSize: number;
 }
 
 /** A traced packet: its frame in and out, and the datapath's own trace records of it. */
@@ -73,12 +94,12 @@ export interface ReplayResult {
 }
 
 /** The JSONL verdict record (the public contract): built by hand for speed, field order fixed. */
-function verdictLine(n: number, verdict: number, reason: number, service: string, backend: string, snat: boolean): string {
+export function verdictLine(n: number, verdict: number, reason: number, service: string, backend: string, snat: boolean): string {
   return `{"n":${n},"verdict":"${VERDICTS[verdict]}","reason":"${REASONS[reason]}","service":${service},"backend":${backend},"snat":${snat}}\n`;
 }
 
 /** Where output frames go, each with its own link type. */
-interface FrameSink {
+export interface FrameSink {
   write(record: number, linktype: number, tsSec: number, tsNsec: number, data: Uint8Array, origlen: number): void;
   close(): void;
 }
@@ -91,7 +112,7 @@ const PCAP_MAX_SECONDS = 0xffffffff;
  * link types (one interface per link type), else classic pcap with the
  * input's link type.
  */
-function openFrameSink(path: string, linktypes: readonly number[], nanosecond: boolean, notes: string[]): FrameSink {
+export function openFrameSink(path: string, linktypes: readonly number[], nanosecond: boolean, notes: string[]): FrameSink {
   const otherLinkType = (n: number, linktype: number) => inputError([path, `output of record ${n}`, 'linktype'],
     `link type ${linktype} was not among the input's link types when the output was started (${linktypes.join(', ')})`);
   try {
@@ -125,7 +146,7 @@ function openFrameSink(path: string, linktypes: readonly number[], nanosecond: b
 }
 
 /** Text output in large writes. */
-class LineSink {
+export class LineSink {
   private parts: string[] = [];
   private size = 0;
   private readonly fd: number;
@@ -182,6 +203,15 @@ export function replay(trace: string, compiled: Compiled, dp: Datapath, opts: Re
   const flush = () => {
     if (batch.count === 0) return;
     batch.run();
+    if (opts.onBatch) {
+      try {
+        opts.onBatch({ batch, before: result.packets, recordNo, linktype, tsSec, tsNsec, caplen, origlen, bytesRead: reader.bytesRead, fileSize: reader.fileSize });
+        result.packets += batch.count;
+      } finally {
+        batch.clear();
+      }
+      return;
+    }
     const traceRecords = opts.trace ? dp.takeTrace() : [];
     try {
       for (let i = 0; i < batch.count; i++) {

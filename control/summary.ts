@@ -48,25 +48,62 @@ export interface Summary {
   warnings: string[];
 }
 
-export function buildSummary(result: ReplayResult, compiled: Compiled, dp: Datapath, notes: string[]): Summary {
-  const metrics = dp.map('metrics');
+interface Counter {
+  flows?: number;
+  packets: number;
+  bytes: number;
+}
+
+/** The datapath's counters: per (reason << 3 | verdict), per service id, per backend id. */
+export interface Counters {
+  metrics: Counter[];
+  services: Counter[];
+  backends: Counter[];
+}
+
+/** Reads the counter maps of one datapath instance. */
+export function readCounters(dp: Datapath, compiled: Compiled): Counters {
+  const read = (name: 'metrics' | 'serviceStats' | 'backendStats', entries: number) => {
+    const m = dp.map(name);
+    return Array.from({ length: entries }, (_, i) => m.at(i) as unknown as Counter);
+  };
+  return {
+    metrics: read('metrics', REASONS.length << 3),
+    services: read('serviceStats', compiled.services.length + 1),
+    backends: read('backendStats', compiled.backends.length + 1),
+  };
+}
+
+/** The counters of several instances (the workers of a sharded replay), added up. */
+export function sumCounters(all: Counters[]): Counters {
+  const add = (lists: Counter[][]) => lists[0].map((_, i) => {
+    const sum: Counter = { packets: 0, bytes: 0 };
+    for (const list of lists) {
+      sum.packets += list[i].packets;
+      sum.bytes += list[i].bytes;
+      if (list[i].flows !== undefined) sum.flows = (sum.flows ?? 0) + list[i].flows!;
+    }
+    return sum;
+  });
+  return { metrics: add(all.map((c) => c.metrics)), services: add(all.map((c) => c.services)), backends: add(all.map((c) => c.backends)) };
+}
+
+export function buildSummary(result: ReplayResult, compiled: Compiled, counters: Counters, notes: string[]): Summary {
   const verdicts: Record<string, number> = {};
   const reasons: Record<string, number> = {};
   const byVerdictAndReason: Summary['byVerdictAndReason'] = [];
   for (let r = 1; r < REASONS.length; r++) {
     for (let v = 0; v < VERDICTS.length; v++) {
-      const c = metrics.at((r << 3) | v)!;
+      const c = counters.metrics[(r << 3) | v];
       if (c.packets === 0) continue;
-      const packets = c.packets as number;
+      const packets = c.packets;
       verdicts[VERDICTS[v]] = (verdicts[VERDICTS[v]] ?? 0) + packets;
       reasons[REASONS[r]] = (reasons[REASONS[r]] ?? 0) + packets;
-      byVerdictAndReason.push({ verdict: VERDICTS[v], reason: REASONS[r], packets, bytes: c.bytes as number });
+      byVerdictAndReason.push({ verdict: VERDICTS[v], reason: REASONS[r], packets, bytes: c.bytes });
     }
   }
-  const serviceStats = dp.map('serviceStats');
-  const backendStats = dp.map('backendStats');
   const services = compiled.services.map((s): ServiceSummary => {
-    const st = serviceStats.at(s.id)!;
+    const st = counters.services[s.id];
     const ids = [...new Set([s.cluster, s.local, s.cluster6, s.local6].flatMap((set) => set?.backendIds ?? []))].sort((a, b) => a - b);
     return {
       service: s.name,
@@ -77,15 +114,15 @@ export function buildSummary(result: ReplayResult, compiled: Compiled, dp: Datap
       internalTrafficPolicy: s.service.internalTrafficPolicy,
       sessionAffinity: s.service.sessionAffinity === 'ClientIP' ? `ClientIP ${s.service.affinityTimeoutSeconds}s` : 'None',
       endpoints: describeEndpoints(s),
-      flows: st.flows as number,
-      packets: st.packets as number,
-      bytes: st.bytes as number,
+      flows: st.flows ?? 0,
+      packets: st.packets,
+      bytes: st.bytes,
       backends: ids.map((id) => {
         const b = compiled.backends[id - 1];
-        const bs = backendStats.at(id)!;
+        const bs = counters.backends[id];
         return {
           backend: hostPort(b.ip, b.port), node: b.nodeName ?? null, local: b.local,
-          flows: bs.flows as number, packets: bs.packets as number, bytes: bs.bytes as number,
+          flows: bs.flows ?? 0, packets: bs.packets, bytes: bs.bytes,
         };
       }),
     };

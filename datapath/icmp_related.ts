@@ -24,7 +24,7 @@ import {
 import { lookupBackend4, lookupBackend6, lookupRevNat4, lookupRevNat6 } from './lb';
 import {
   IP4_CSUM, IP4_DADDR, IP4_SADDR, IP6_DADDR, IP6_SADDR, IPPROTO_SCTP, IPPROTO_TCP, IPPROTO_UDP, L4_DPORT, L4_SPORT, TCP_CSUM,
-  UDP_CSUM, ipTotalLen, l3, l4,
+  UDP_CSUM, family, ipTotalLen, l3, l4,
 } from './parse';
 import { lookupSnat4, lookupSnat6, snatAddress, snatAddress6 } from './snat';
 
@@ -35,11 +35,11 @@ const ICMP_HLEN: usize = 8;
 let quote: usize = 0; // its IPv4 header
 let quoteL4: usize = 0;
 let quoteEnd: usize = 0;
-let quoteProto: u8 = 0;
-let quoteSaddr: u32 = 0;
-let quoteDaddr: u32 = 0;
-let quoteSport: u16 = 0;
-let quoteDport: u16 = 0;
+export let quoteProto: u8 = 0;
+export let quoteSaddr: u32 = 0;
+export let quoteDaddr: u32 = 0;
+export let quoteSport: u16 = 0;
+export let quoteDport: u16 = 0;
 
 // What the translation found, for the verdict.
 export let relatedServiceId: u32 = 0;
@@ -111,14 +111,22 @@ function rewriteOuter(addrOffset: usize, addr: u32): void {
 }
 
 /**
+ * Finds the packet an ICMP error of the parsed frame's family quotes: its
+ * protocol, addresses and ports are then in quoteProto, quoteSaddr(6) ... .
+ */
+export function parseQuotedPacket(data: usize, len: u32): bool {
+  // The quote ends where the datagram does, not where the capture does: bytes
+  // after it are link-layer padding, which the checksums do not cover.
+  const end = min(data + <usize>len, l3 + <usize>ipTotalLen);
+  return family == 6 ? parseQuote6(end) : parseQuote(end);
+}
+
+/**
  * Translates an ICMP error about a tracked flow. Returns false when it is
  * about no flow the datapath translated.
  */
 export function translateIcmpError4(data: usize, len: u32, now: u64): bool {
-  // The quote ends where the datagram does, not where the capture does: bytes
-  // after it are link-layer padding, which the checksums do not cover.
-  const datagramEnd = l3 + <usize>ipTotalLen;
-  if (!parseQuote(min(data + <usize>len, datagramEnd))) return false;
+  if (!parseQuotedPacket(data, len)) return false;
   relatedMasqueraded = false;
   // The quote reversed is how conntrack knows the flow: a reply tuple when the
   // quoted packet went to a backend, an original tuple when it was a reply.
@@ -171,8 +179,8 @@ function towardsBackend(entry: usize): bool {
 // --- ICMPv6: the same translation; its checksum also covers the outer addresses ---------
 
 const IP6_HLEN: usize = 40;
-const quoteSaddr6 = memory.data(16);
-const quoteDaddr6 = memory.data(16);
+export const quoteSaddr6 = memory.data(16);
+export const quoteDaddr6 = memory.data(16);
 
 /** The quoted IPv6 packet: its header, then TCP/UDP/SCTP right after it (a quoted extension chain is not walked). */
 function parseQuote6(end: usize): bool {
@@ -228,7 +236,7 @@ function rewriteQuote6(addrOffset: usize, portOffset: usize, addr: usize, port: 
 
 /** translateIcmpError4 for ICMPv6 errors (destination unreachable, packet too big, time exceeded, parameter problem). */
 export function translateIcmpError6(data: usize, len: u32, now: u64): bool {
-  if (!parseQuote6(min(data + <usize>len, l3 + <usize>ipTotalLen))) return false;
+  if (!parseQuotedPacket(data, len)) return false;
   relatedMasqueraded = false;
   let entry = ctLookup6(quoteDaddr6, quoteSaddr6, quoteDport, quoteSport, quoteProto, CT_DIR_REPLY);
   if (entry != 0 && ctIsLive(entry, now, quoteProto)) return towardsClient6(entry);

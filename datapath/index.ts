@@ -16,7 +16,7 @@ import {
 import {
   BE_F_LOCAL, CONFIG_CT_TCP_CLOSING, CONFIG_CT_TCP_ESTABLISHED, CONFIG_CT_UDP, CONFIG_CT_UDP_STREAM, CONFIG_SEED,
   CT_BACKEND_ID, CT_DIR_ORIGINAL, CT_DIR_REPLY, CT_F_SNAT, CT_FLAGS, CT_REV_NAT_INDEX, CT_SERVICE_ID, CT_SNAT_PORT,
-  DESC_BACKEND_ID, DESC_CAPACITY, DESC_DATA, DESC_F_SNAT, DESC_F_TRACE, DESC_FLAGS, DESC_LEN, DESC_LINKTYPE, DESC_REASON, DESC_SERVICE_ID,
+  DESC_BACKEND_ID, DESC_CAPACITY, DESC_DATA, DESC_F_OTHER_SHARD, DESC_F_SNAT, DESC_F_TRACE, DESC_FLAGS, DESC_LEN, DESC_LINKTYPE, DESC_REASON, DESC_SERVICE_ID,
   DESC_SIZE, DESC_TS_NSEC, DESC_TS_SEC_HI, DESC_TS_SEC_LO, DESC_VERDICT, DESC_WIRE_LEN, EINVAL, ENOENT,
   LB4_BE_ADDRESS, LB4_BE_FLAGS, LB4_BE_PORT, LB4_REVNAT_ADDRESS, LB4_REVNAT_PORT, LB4_SVC_AFFINITY_TIMEOUT,
   LB4_SVC_FLAGS, LB4_SVC_REV_NAT_INDEX, LB4_SVC_SERVICE_ID, REASON_MALFORMED, REASON_NO_ENDPOINTS,
@@ -53,6 +53,7 @@ import {
   snatAddress6,
 } from './snat';
 import { sourceAllowed4, sourceAllowed6 } from './source_range';
+import { configureSteering, isOwnPacket, sharded } from './steer';
 import { countFlowPacket, countVerdict } from './stats';
 import { configureTrace, traceCount, traceFrame, traceVerdict, tracing } from './trace';
 
@@ -130,6 +131,7 @@ function loadConfig(): bool {
   );
   configurePolicy(cfg);
   configureSnat(cfg);
+  configureSteering(cfg);
   return true;
 }
 
@@ -576,6 +578,20 @@ function handleReply6(data: usize, len: u32, wireLen: u32, now: u64): bool {
 
 
 
+/** Whether a frame is this worker's; another worker's is marked and left alone. */
+function ownFrame(desc: usize): bool {
+  const data = <usize>load<u32>(desc + DESC_DATA);
+  const len = load<u32>(desc + DESC_LEN);
+  const wireLen = max<u32>(load<u32>(desc + DESC_WIRE_LEN), len);
+  if (isOwnPacket(parsePacket(data, len, wireLen, load<u32>(desc + DESC_LINKTYPE)), data, len)) return true;
+  store<u8>(desc + DESC_VERDICT, 0);
+  store<u8>(desc + DESC_REASON, 0);
+  store<u16>(desc + DESC_FLAGS, DESC_F_OTHER_SHARD);
+  store<u32>(desc + DESC_SERVICE_ID, 0);
+  store<u32>(desc + DESC_BACKEND_ID, 0);
+  return false;
+}
+
 function processFrame(desc: usize): void {
   const data = <usize>load<u32>(desc + DESC_DATA);
   const len = load<u32>(desc + DESC_LEN);
@@ -617,6 +633,7 @@ export function process_batch(descs: usize, count: u32): i32 {
   if (!allMapsCreated() || !loadConfig()) return -EINVAL;
   for (let i: u32 = 0; i < count; i++) {
     const desc = descs + <usize>i * DESC_SIZE;
+    if (sharded() && !ownFrame(desc)) continue;
     traceFrame(i, (load<u16>(desc + DESC_FLAGS) & DESC_F_TRACE) != 0);
     processFrame(desc);
   }

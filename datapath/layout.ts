@@ -56,7 +56,8 @@ export const MAP_LB6_AFFINITY: u32 = 20; // LRU_HASH lb6_affinity_key -> lb_affi
 export const MAP_LB6_SOURCE_RANGES: u32 = 21; // LPM_TRIE lb6_src_range_key -> u32 (1)
 export const MAP_NODE_IPS6: u32 = 22; // HASH address -> u32 (1)
 export const MAP_FRAG6: u32 = 23; // LRU_HASH frag6_key -> frag4_ports (same value layout)
-export const MAP_COUNT: u32 = 24;
+export const MAP_STEER: u32 = 24; // HASH steer_key -> u32 STEER_F_*: which endpoints are frontends and backends
+export const MAP_COUNT: u32 = 25;
 
 // --- struct config (value of MAP_CONFIG[0]) ---------------------------------
 export const CONFIG_SEED: u32 = 0; // u32: Maglev and SNAT-port hash seed (--seed)
@@ -77,7 +78,14 @@ export const CONFIG_POD_CIDR6: u32 = 64; // u8[16] IPv6 pod network
 export const CONFIG_POD_MASK6: u32 = 80; // u8[16] its netmask
 export const CONFIG_SERVICE_CIDR6: u32 = 96; // u8[16] IPv6 service network
 export const CONFIG_SERVICE_MASK6: u32 = 112; // u8[16] its netmask
-export const CONFIG_SIZE: u32 = 128;
+// A replay sharded over workers (datapath/steer.ts): this instance is worker
+// SHARD of SHARDS (0 and 0 or 1: not sharded), and the SNAT ports of all
+// workers are STEER_PORT_MIN..MAX, of which SNAT_PORT_MIN..MAX is this one's slice.
+export const CONFIG_SHARD: u32 = 128; // u16
+export const CONFIG_SHARDS: u32 = 130; // u16
+export const CONFIG_STEER_PORT_MIN: u32 = 132; // u16
+export const CONFIG_STEER_PORT_MAX: u32 = 134; // u16
+export const CONFIG_SIZE: u32 = 136;
 
 export const CFG_F_MASQUERADE_ALL: u32 = 1 << 0;
 export const CFG_F_POD_CIDR4: u32 = 1 << 1; // the pod network is known: pods can be told apart
@@ -231,6 +239,20 @@ export const FRAG6_ID: u32 = 32; // be32 fragment header identification
 export const FRAG6_PROTO: u32 = 36; // u8 upper-layer protocol
 export const FRAG6_KEY_SIZE: u32 = 40; // 3 bytes padding, always zero
 
+// --- struct steer_key (key of MAP_STEER), struct steer_class (value) --------
+// For sharding a replay over workers (datapath/steer.ts): every frontend and
+// backend endpoint by address, port and protocol, and by address alone
+// (port and protocol 0) for packets without ports. Both families in one map:
+// IPv4 addresses as IPv4-mapped IPv6 (::ffff:a.b.c.d). Read-only per packet.
+export const STEER_ADDRESS: u32 = 0; // u8[16]
+export const STEER_PORT: u32 = 16; // be16; 0 for the address alone
+export const STEER_PROTO: u32 = 18; // u8 IPPROTO_*; 0 for the address alone
+export const STEER_KEY_SIZE: u32 = 20; // 1 byte padding, always zero
+export const STEER_CLASS_FLAGS: u32 = 0; // u32 STEER_F_*
+export const STEER_CLASS_SIZE: u32 = 4;
+export const STEER_F_FRONTEND: u32 = 1 << 0;
+export const STEER_F_BACKEND: u32 = 1 << 1;
+
 // --- MAP_NODE_IPS4: key be32 address, value u32 (1) -------------------------
 export const NODE_IP4_ADDRESS: u32 = 0; // be32
 export const NODE_IP4_KEY_SIZE: u32 = 4;
@@ -302,6 +324,7 @@ export const LINKTYPE_LINUX_SLL: u32 = 113; // Linux cooked capture v1 (tcpdump 
 export const LINKTYPE_LINUX_SLL2: u32 = 276; // Linux cooked capture v2
 
 export const DESC_F_SNAT: u16 = 1 << 0; // out: the flow is masqueraded
+export const DESC_F_OTHER_SHARD: u16 = 1 << 1; // out: another worker's packet, not processed (verdict 0)
 export const DESC_F_TRACE: u16 = 1 << 15; // in: record what the program does with this frame
 
 // --- struct trace_record: one step of a traced frame, in the trace ring -------

@@ -13,7 +13,7 @@ import {
   REV_NAT_INDEX_SIZE, SNAT4_SIZE, STAT_SIZE, FRAG4_KEY_SIZE, FRAG4_PORTS_SIZE,
   CT6_TUPLE_SIZE, FRAG6_KEY_SIZE, LB6_AFF_KEY_SIZE, LB6_BE_SIZE, LB6_KEY_SIZE, LB6_REVNAT_SIZE, LB6_SRC_KEY_SIZE,
   MAP_CT6, MAP_FRAG6, MAP_LB6_AFFINITY, MAP_LB6_BACKENDS, MAP_LB6_REVNAT, MAP_LB6_SERVICES, MAP_LB6_SOURCE_RANGES,
-  MAP_NODE_IPS6, MAP_SNAT6, NODE_IP6_KEY_SIZE, SNAT6_SIZE,
+  MAP_NODE_IPS6, MAP_SNAT6, MAP_STEER, NODE_IP6_KEY_SIZE, SNAT6_SIZE, STEER_CLASS_SIZE, STEER_KEY_SIZE,
 } from './layout';
 
 const NONE = changetype<BpfMap>(0);
@@ -42,6 +42,7 @@ export let lb6Affinity = NONE;
 export let lb6SourceRanges = NONE;
 export let nodeIps6 = NONE;
 export let frag6 = NONE;
+export let steer = NONE;
 
 /** Entries per Maglev table (the MAP_LB_MAGLEV value holds M backend ids). */
 export let maglevM: u32 = 0;
@@ -74,6 +75,7 @@ export function mapById(id: u32): BpfMap | null {
     case MAP_LB6_SOURCE_RANGES: m = lb6SourceRanges; break;
     case MAP_NODE_IPS6: m = nodeIps6; break;
     case MAP_FRAG6: m = frag6; break;
+    case MAP_STEER: m = steer; break;
   }
   return changetype<usize>(m) == 0 ? null : m;
 }
@@ -111,6 +113,7 @@ function expectedShape(id: u32, type: u32, keySize: u32, valueSize: u32, maxEntr
     case MAP_LB6_SOURCE_RANGES: return type == BPF_MAP_TYPE_LPM_TRIE && keySize == LB6_SRC_KEY_SIZE && valueSize == PRESENCE_SIZE;
     case MAP_NODE_IPS6: return type == BPF_MAP_TYPE_HASH && keySize == NODE_IP6_KEY_SIZE && valueSize == PRESENCE_SIZE;
     case MAP_FRAG6: return type == BPF_MAP_TYPE_LRU_HASH && keySize == FRAG6_KEY_SIZE && valueSize == FRAG4_PORTS_SIZE;
+    case MAP_STEER: return type == BPF_MAP_TYPE_HASH && keySize == STEER_KEY_SIZE && valueSize == STEER_CLASS_SIZE;
   }
   return false;
 }
@@ -149,6 +152,7 @@ export function createNamedMap(id: u32, type: u32, keySize: u32, valueSize: u32,
     case MAP_LB6_SOURCE_RANGES: lb6SourceRanges = m; break;
     case MAP_NODE_IPS6: nodeIps6 = m; break;
     case MAP_FRAG6: frag6 = m; break;
+    case MAP_STEER: steer = m; break;
   }
   return 0;
 }

@@ -7,7 +7,7 @@ import { join, resolve } from 'node:path';
 import { beforeAll, describe, expect, it } from 'vitest';
 import { PROJECT_ROOT } from '../control/paths.js';
 import { replay } from '../control/replay.js';
-import { buildSummary } from '../control/summary.js';
+import { buildSummary, readCounters } from '../control/summary.js';
 import { openCapture } from '../traces/pcap.js';
 import { endpoints, makeService, program, resolvedService } from './helpers.js';
 
@@ -69,7 +69,7 @@ describe('the corpus through a replay', () => {
     const { dp, compiled } = await datapath();
     const result = replay(join(CORPUS, file), compiled, dp, { verdicts: join(tmp, `${file}.jsonl`) });
     expect(OUTCOMES[file], `${file} has no reviewed outcome`).toBeDefined();
-    const outcomes = buildSummary(result, compiled, dp, []).byVerdictAndReason.map((o) => `${o.verdict} ${o.reason} ${o.packets}`);
+    const outcomes = buildSummary(result, compiled, readCounters(dp, compiled), []).byVerdictAndReason.map((o) => `${o.verdict} ${o.reason} ${o.packets}`);
     expect(outcomes).toEqual(OUTCOMES[file]);
     const stop = STOPS[file];
     if (stop) {

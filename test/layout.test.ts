@@ -46,7 +46,7 @@ describe('map ids, types and codes match the datapath', () => {
       lbMembers: 'MAP_LB_MEMBERS', lb4Affinity: 'MAP_LB4_AFFINITY', snat4: 'MAP_SNAT4', lb4SourceRanges: 'MAP_LB4_SOURCE_RANGES',
       nodeIps4: 'MAP_NODE_IPS4', frag4: 'MAP_FRAG4', lb6Services: 'MAP_LB6_SERVICES', lb6Backends: 'MAP_LB6_BACKENDS',
       lb6Revnat: 'MAP_LB6_REVNAT', ct6: 'MAP_CT6', snat6: 'MAP_SNAT6', lb6Affinity: 'MAP_LB6_AFFINITY',
-      lb6SourceRanges: 'MAP_LB6_SOURCE_RANGES', nodeIps6: 'MAP_NODE_IPS6', frag6: 'MAP_FRAG6',
+      lb6SourceRanges: 'MAP_LB6_SOURCE_RANGES', nodeIps6: 'MAP_NODE_IPS6', frag6: 'MAP_FRAG6', steer: 'MAP_STEER',
     };
     expect(Object.keys(ids).sort()).toEqual(Object.keys(MAPS).sort());
     for (const [name, constant] of Object.entries(ids)) expect(dp.constant(constant), name).toBe(MAPS[name as keyof typeof MAPS].id);

@@ -1,0 +1,201 @@
+/**
+ * `svcpath replay --workers N`: the replay spread over N worker threads, one
+ * datapath instance with its own maps each, as a NIC's RSS spreads flows over
+ * CPUs with per-CPU maps. Every worker reads the whole capture and batches it
+ * exactly as a single replay does; the datapath steers (datapath/steer.ts),
+ * so each worker decides only the packets of its own flows and clients. The
+ * workers format their packets' verdict lines and output frames, and this
+ * thread merges them back into input order, so the output is the single
+ * worker's — except for masquerade ports, which each worker takes from its
+ * own slice of the SNAT range.
+ */
+import { Worker } from 'node:worker_threads';
+import type { Compiled } from './compiler.js';
+import { InputError } from './errors.js';
+import { REPLAY_WORKER } from './paths.js';
+import { LineSink, openFrameSink, type ReplayResult } from './replay.js';
+import { sumCounters, type Counters } from './summary.js';
+import { openCapture } from '../traces/pcap.js';
+
+/** What a worker is given. */
+export interface ShardSetup {
+  trace: string;
+  compiled: Compiled;
+  ctEntries?: number;
+  index: number;
+  count: number;
+  verdicts: boolean;
+  out: boolean;
+  /** Int32[1]: batches the merging thread has taken; workers stay at most WINDOW batches ahead. */
+  taken: SharedArrayBuffer;
+}
+
+/** Batches a worker may run ahead of the merge: bounds memory whatever the trace size. */
+export const WINDOW = 4;
+
+/** One worker's share of one batch. */
+export interface ShardBatch {
+  type: 'batch';
+  count: number;
+  /** 1 for each frame of the batch this worker decided. */
+  own: Uint8Array;
+  /** Verdict lines of its frames, in order, and the length of each. */
+  lines: string;
+  lineLengths: Uint32Array;
+  /** Per output frame: batch index, record number, link type, seconds, nanoseconds, length, original length. */
+  frames: Float64Array;
+  frameBytes: Uint8Array;
+  bytesRead: number;
+  fileSize: number;
+}
+
+export const FRAME_FIELDS = 7;
+
+export interface ShardDone {
+  type: 'done';
+  result: ReplayResult;
+  counters: Counters;
+}
+
+export interface ShardFailed {
+  type: 'failed';
+  message: string;
+  /** An InputError: the user's mistake, reported as such. */
+  input: boolean;
+}
+
+export type ShardMessage = ShardBatch | ShardDone | ShardFailed;
+
+export interface ShardedReplayOptions {
+  workers: number;
+  ctEntries?: number;
+  out?: string;
+  verdicts?: string;
+  onProgress?: (bytesRead: number, fileSize: number, packets: number) => void;
+}
+
+/** One worker thread and what it has sent that is not merged yet. */
+class ShardWorker {
+  readonly batches: ShardBatch[] = [];
+  done?: ShardDone;
+  failure?: Error;
+  private wake: () => void = () => {};
+
+  constructor(readonly worker: Worker) {
+    worker.on('message', (m: ShardMessage) => {
+      if (m.type === 'batch') this.batches.push(m);
+      else if (m.type === 'done') this.done = m;
+      else this.failure = m.input ? new InputError(m.message) : new Error(m.message);
+      this.wake();
+    });
+    worker.on('error', (e) => {
+      this.failure = e;
+      this.wake();
+    });
+    worker.on('exit', (code) => {
+      if (!this.done && !this.failure) this.failure = new Error(`replay worker exited with code ${code}`);
+      this.wake();
+    });
+  }
+
+  /** Resolves when this worker has a batch to merge, has finished, or has failed. */
+  ready(): Promise<void> {
+    if (this.batches.length > 0 || this.done || this.failure) return Promise.resolve();
+    return new Promise((resolve) => { this.wake = resolve; });
+  }
+}
+
+/** The link types and resolution of the capture, for the output file (read from its header). */
+function captureFormat(trace: string): { linktypes: readonly number[]; nanosecond: boolean } {
+  const reader = openCapture(trace);
+  try {
+    return { linktypes: reader.linktypes, nanosecond: reader.nanosecond };
+  } finally {
+    reader.close();
+  }
+}
+
+export async function replaySharded(trace: string, compiled: Compiled, opts: ShardedReplayOptions): Promise<{ result: ReplayResult; counters: Counters }> {
+  const format = captureFormat(trace); // a capture that cannot be opened fails here, once
+  const taken = new SharedArrayBuffer(4);
+  const takenCount = new Int32Array(taken);
+  const shards = Array.from({ length: opts.workers }, (_, index) => {
+    const setup: ShardSetup = {
+      trace, compiled, ctEntries: opts.ctEntries, index, count: opts.workers, verdicts: !!opts.verdicts, out: !!opts.out, taken,
+    };
+    return new ShardWorker(new Worker(REPLAY_WORKER, { workerData: setup }));
+  });
+  const notes: string[] = [];
+  const writer = opts.out ? openFrameSink(opts.out, format.linktypes, format.nanosecond, notes) : undefined;
+  let verdicts: LineSink | undefined;
+  let packets = 0;
+  let written = 0;
+  try {
+    verdicts = opts.verdicts ? new LineSink(opts.verdicts) : undefined;
+    for (;;) {
+      await Promise.all(shards.map((s) => s.ready()));
+      const failed = shards.find((s) => s.failure);
+      if (failed) throw failed.failure;
+      if (shards.every((s) => s.batches.length === 0 && s.done)) break;
+      const parts = shards.map((s) => s.batches.shift());
+      if (parts.some((p) => !p)) throw new Error('replay workers disagree on the number of batches');
+      const merged = mergeBatch(parts as ShardBatch[], packets, verdicts, writer);
+      packets += merged.count;
+      written += merged.written;
+      Atomics.add(takenCount, 0, 1);
+      Atomics.notify(takenCount, 0);
+      opts.onProgress?.(parts[0]!.bytesRead, parts[0]!.fileSize, packets);
+    }
+  } finally {
+    await Promise.all(shards.map((s) => s.worker.terminate()));
+    writer?.close();
+    verdicts?.close();
+  }
+  const first = shards[0].done!.result;
+  const result: ReplayResult = { ...first, packets, written, notes: [...notes, ...first.notes] };
+  return { result, counters: sumCounters(shards.map((s) => s.done!.counters)) };
+}
+
+/** Writes one batch's lines and frames in input order, each from the worker that decided it. */
+function mergeBatch(
+  parts: ShardBatch[], before: number, verdicts: LineSink | undefined, writer: ReturnType<typeof openFrameSink> | undefined,
+): { count: number; written: number } {
+  const count = parts[0].count;
+  const lineAt = new Array<number>(parts.length).fill(0);
+  const lineNo = new Array<number>(parts.length).fill(0);
+  const frameNo = new Array<number>(parts.length).fill(0);
+  const frameAt = new Array<number>(parts.length).fill(0);
+  const lines: string[] = [];
+  let written = 0;
+  for (let i = 0; i < count; i++) {
+    const w = ownerOf(parts, i, before + i + 1);
+    const part = parts[w];
+    if (verdicts) {
+      const length = part.lineLengths[lineNo[w]++];
+      lines.push(part.lines.slice(lineAt[w], lineAt[w] + length));
+      lineAt[w] += length;
+    }
+    const f = frameNo[w] * FRAME_FIELDS;
+    if (writer && f < part.frames.length && part.frames[f] === i) {
+      const [, recordNo, linktype, tsSec, tsNsec, length, origlen] = part.frames.subarray(f, f + FRAME_FIELDS);
+      writer.write(recordNo, linktype, tsSec, tsNsec, part.frameBytes.subarray(frameAt[w], frameAt[w] + length), origlen);
+      frameAt[w] += length;
+      frameNo[w]++;
+      written++;
+    }
+  }
+  if (verdicts) verdicts.push(lines.join(''));
+  return { count, written };
+}
+
+function ownerOf(parts: ShardBatch[], i: number, n: number): number {
+  let owner = -1;
+  for (let w = 0; w < parts.length; w++) {
+    if (parts[w].count !== parts[0].count) throw new Error('replay workers disagree on a batch');
+    if (parts[w].own[i] !== 1) continue;
+    if (owner >= 0) throw new Error(`packet ${n} was decided by workers ${owner} and ${w}`);
+    owner = w;
+  }
+  if (owner < 0) throw new Error(`packet ${n} was decided by no worker`);
+  return owner;
+}
