@@ -33,7 +33,7 @@ function struct(name: string, prefix: string, size: number, fields: Array<[strin
   return { name, prefix, size, fields: fields.map(([n, constant, offset, type]) => ({ name: n, constant, offset, type })) };
 }
 
-export const CONFIG = struct('config', 'CONFIG', 136, [
+export const CONFIG = struct('config', 'CONFIG', 132, [
   ['seed', 'SEED', 0, 'u32'],
   ['ctTcpEstablished', 'CT_TCP_ESTABLISHED', 4, 'u32'],
   ['ctTcpClosing', 'CT_TCP_CLOSING', 8, 'u32'],
@@ -54,8 +54,6 @@ export const CONFIG = struct('config', 'CONFIG', 136, [
   ['serviceMask6', 'SERVICE_MASK6', 112, 'ipv6'],
   ['shard', 'SHARD', 128, 'u16'],
   ['shards', 'SHARDS', 130, 'u16'],
-  ['steerPortMin', 'STEER_PORT_MIN', 132, 'u16'],
-  ['steerPortMax', 'STEER_PORT_MAX', 134, 'u16'],
 ]);
 
 export const LB4_KEY = struct('lb4_key', 'LB4_KEY', 8, [

@@ -14,33 +14,38 @@ export const DEFAULT_CT_ENTRIES = 1 << 18;
 
 export interface ProgramOptions {
   ctEntries?: number;
-  /** Worker `index` of `count` of a sharded replay: it processes only its flows and masquerades from its slice of the ports. */
+  /** Worker `index` of `count` of a sharded replay: it processes only the packets of its clients' flows. */
   shard?: { index: number; count: number };
 }
 
 /**
- * Worker `index`'s slice of the SNAT ports: equal slices, the last one taking
- * the remainder — the datapath finds a masqueraded reply's worker the same way.
+ * Classes of masquerade ports (datapath/snat.ts): a power of two up to 64,
+ * as many as keep 256 ports or more each.
  */
-export function snatPortSlice(min: number, max: number, index: number, count: number): [number, number] {
-  const slice = Math.floor((max - min + 1) / count);
-  const first = min + index * slice;
-  return [first, index === count - 1 ? max : first + slice - 1];
+export function portClasses(size: number): number {
+  let classes = 1;
+  while (classes < 64 && Math.floor(size / (classes * 2)) >= 256) classes *= 2;
+  return classes;
 }
 
-/** The config map's value: the compiled one, and this worker's place when sharded. */
+/**
+ * The config map's value: the compiled one, and this worker's place when
+ * sharded. A worker holds whole classes of masquerade ports, so the number of
+ * workers must divide the classes.
+ */
 function configFor(compiled: Compiled, shard: ProgramOptions['shard']): StructValue {
   const config = compiled.entries.config;
   if (!shard || shard.count <= 1) return config;
   const min = Number(config.snatPortMin);
   const max = Number(config.snatPortMax);
-  const sharded: StructValue = { ...config, shard: shard.index, shards: shard.count, steerPortMin: min, steerPortMax: max };
-  if (min === 0) return sharded; // no masquerade address: nothing to slice
-  if (max - min + 1 < shard.count) {
-    throw inputError(['--workers'], `${shard.count} workers cannot share the ${max - min + 1} SNAT ports ${min}-${max}`);
+  if (shard.count > 64 || (shard.count & (shard.count - 1)) !== 0) {
+    throw inputError(['--workers'], `${shard.count}: must be a power of two up to 64, as clients are spread over 64 classes`);
   }
-  [sharded.snatPortMin, sharded.snatPortMax] = snatPortSlice(min, max, shard.index, shard.count);
-  return sharded;
+  if (min !== 0 && portClasses(max - min + 1) % shard.count !== 0) {
+    throw inputError(['--workers'], `${shard.count} workers need at least ${shard.count * 256} SNAT ports to share, `
+      + `one class of 256 or more each; the range ${min}-${max} has ${max - min + 1}`);
+  }
+  return { ...config, shard: shard.index, shards: shard.count };
 }
 
 export async function loadProgram(compiled: Compiled, opts: ProgramOptions = {}): Promise<Datapath> {

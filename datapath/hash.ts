@@ -50,3 +50,21 @@ export function flowHash6(seed: u32, saddr: usize, daddr: usize, sport: u16, dpo
   h = mix(h, <u32>proto);
   return finish(h, 40);
 }
+
+/**
+ * Hash of a client address alone, both families alike: MurmurHash3 of its 16
+ * bytes as IPv6, IPv4 mapped (::ffff:a.b.c.d), seed 0. It picks the client's
+ * class of masquerade ports (datapath/snat.ts) and its worker when a replay
+ * is sharded (datapath/steer.ts).
+ */
+export function clientHash4(addr: u32): u32 {
+  let h = mix(0, 0);
+  h = mix(h, 0);
+  h = mix(h, 0xffff0000);
+  h = mix(h, addr);
+  return finish(h, 16);
+}
+
+export function clientHash6(addr: usize): u32 {
+  return hash32(addr, 16);
+}

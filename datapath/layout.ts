@@ -79,13 +79,10 @@ export const CONFIG_POD_MASK6: u32 = 80; // u8[16] its netmask
 export const CONFIG_SERVICE_CIDR6: u32 = 96; // u8[16] IPv6 service network
 export const CONFIG_SERVICE_MASK6: u32 = 112; // u8[16] its netmask
 // A replay sharded over workers (datapath/steer.ts): this instance is worker
-// SHARD of SHARDS (0 and 0 or 1: not sharded), and the SNAT ports of all
-// workers are STEER_PORT_MIN..MAX, of which SNAT_PORT_MIN..MAX is this one's slice.
+// SHARD of SHARDS (0 and 0 or 1: not sharded).
 export const CONFIG_SHARD: u32 = 128; // u16
 export const CONFIG_SHARDS: u32 = 130; // u16
-export const CONFIG_STEER_PORT_MIN: u32 = 132; // u16
-export const CONFIG_STEER_PORT_MAX: u32 = 134; // u16
-export const CONFIG_SIZE: u32 = 136;
+export const CONFIG_SIZE: u32 = 132;
 
 export const CFG_F_MASQUERADE_ALL: u32 = 1 << 0;
 export const CFG_F_POD_CIDR4: u32 = 1 << 1; // the pod network is known: pods can be told apart

@@ -5,7 +5,7 @@
 // remembers, per reply tuple, the client the reply really goes to.
 
 import { ctIsLive, ctPeek4, ctPeek6, fillTuple, fillTuple6 } from './conntrack';
-import { flowHash4, flowHash6 } from './hash';
+import { clientHash4, clientHash6, flowHash4, flowHash6 } from './hash';
 import {
   BPF_ANY, CFG_F_SNAT_ADDR6, CONFIG_FLAGS, CONFIG_SNAT_ADDR4, CONFIG_SNAT_ADDR6, CONFIG_SNAT_PORT_MAX, CONFIG_SNAT_PORT_MIN,
   CT_DIR_REPLY, SNAT4_ADDRESS, SNAT4_PORT, SNAT6_ADDRESS, SNAT6_PORT,
@@ -23,6 +23,32 @@ let portMax: u32 = 0;
 // Distinct from the Maglev hash seed, so port choice and backend choice do not correlate.
 const PORT_HASH_SALT: u32 = 0x9e3779b9;
 
+/**
+ * Masquerade ports come in classes: port min + c + k * classes belongs to
+ * class c, and a client's flows take ports of its own class (its clientHash
+ * modulo classes). A masqueraded reply's port so names its client's class,
+ * which is how a sharded replay sends the reply to the worker that holds the
+ * client (datapath/steer.ts), and a replay picks the same ports with one
+ * worker or many. Classes are a power of two up to 64, as many as keep 256
+ * ports or more each; a range below 512 ports is one class, all of it.
+ */
+export const MAX_PORT_CLASSES: u32 = 64;
+const MIN_PORTS_PER_CLASS: u32 = 256;
+
+export function portClasses(size: u32): u32 {
+  let classes: u32 = 1;
+  while (classes < MAX_PORT_CLASSES && size / (classes << 1) >= MIN_PORTS_PER_CLASS) classes <<= 1;
+  return classes;
+}
+
+@inline export function snatPortMin(): u32 {
+  return portMin;
+}
+
+@inline export function snatPortMax(): u32 {
+  return portMax;
+}
+
 export function configureSnat(cfg: usize): void {
   snatAddress = load<u32>(cfg + CONFIG_SNAT_ADDR4);
   memory.copy(snatAddress6, cfg + CONFIG_SNAT_ADDR6, 16);
@@ -33,14 +59,17 @@ export function configureSnat(cfg: usize): void {
 
 /**
  * A masquerade port (network order) for a flow from client:clientPort to
- * backend:backendPort, or 0 when every port of the range is taken by a live flow.
+ * backend:backendPort, or 0 when every port of the client's class is taken
+ * by a live flow.
  */
 export function pickSnatPort4(seed: u32, client: u32, clientPort: u16, backend: u32, backendPort: u16, proto: u8, now: u64): u16 {
   if (portMin == 0 || portMax < portMin) return 0;
-  const size = portMax - portMin + 1;
+  const classes = portClasses(portMax - portMin + 1);
+  const first = portMin + clientHash4(client) % classes;
+  const size = (portMax - first) / classes + 1;
   const start = flowHash4(seed ^ PORT_HASH_SALT, client, backend, clientPort, backendPort, proto) % size;
   for (let i: u32 = 0; i < size; i++) {
-    const port = bswap<u16>(<u16>(portMin + (start + i) % size));
+    const port = bswap<u16>(<u16>(first + ((start + i) % size) * classes));
     const owner = ctPeek4(backend, snatAddress, backendPort, port, proto, CT_DIR_REPLY);
     if (owner == 0 || !ctIsLive(owner, now, proto)) return port;
   }
@@ -50,10 +79,12 @@ export function pickSnatPort4(seed: u32, client: u32, clientPort: u16, backend: 
 /** pickSnatPort4 for IPv6: addresses by pointer. */
 export function pickSnatPort6(seed: u32, client: usize, clientPort: u16, backend: usize, backendPort: u16, proto: u8, now: u64): u16 {
   if (!hasSnatAddress6 || portMin == 0 || portMax < portMin) return 0;
-  const size = portMax - portMin + 1;
+  const classes = portClasses(portMax - portMin + 1);
+  const first = portMin + clientHash6(client) % classes;
+  const size = (portMax - first) / classes + 1;
   const start = flowHash6(seed ^ PORT_HASH_SALT, client, backend, clientPort, backendPort, proto) % size;
   for (let i: u32 = 0; i < size; i++) {
-    const port = bswap<u16>(<u16>(portMin + (start + i) % size));
+    const port = bswap<u16>(<u16>(first + ((start + i) % size) * classes));
     const owner = ctPeek6(backend, snatAddress6, backendPort, port, proto, CT_DIR_REPLY);
     if (owner == 0 || !ctIsLive(owner, now, proto)) return port;
   }

@@ -6,34 +6,30 @@
 // flow of one client must reach the same worker, since session affinity is
 // per client. So a packet goes by its flow's client: the end that is neither
 // a frontend nor a backend endpoint (MAP_STEER knows both). A masqueraded
-// reply no longer names its client, but its destination port names the
-// worker: each worker masquerades from its own slice of the SNAT port range.
+// reply no longer names its client, but its port names the client's class
+// (datapath/snat.ts), and a worker holds whole classes: client class modulo
+// workers, which the control plane makes a divisor of the classes.
 //
 // Known limit: a later fragment of a masqueraded reply carries no port and
 // goes by its addresses instead.
 
-import { hash32 } from './hash';
+import { clientHash6, hash32 } from './hash';
 import { parseQuotedPacket, quoteDaddr, quoteDaddr6, quoteDport, quoteProto, quoteSaddr, quoteSaddr6, quoteSport } from './icmp_related';
 import {
-  CONFIG_SHARD, CONFIG_SHARDS, CONFIG_STEER_PORT_MAX, CONFIG_STEER_PORT_MIN, REASON_FRAGMENT, STEER_CLASS_FLAGS, STEER_F_BACKEND, STEER_F_FRONTEND, STEER_KEY_SIZE, STEER_PORT,
+  CONFIG_SHARD, CONFIG_SHARDS, REASON_FRAGMENT, STEER_CLASS_FLAGS, STEER_F_BACKEND, STEER_F_FRONTEND, STEER_KEY_SIZE, STEER_PORT,
   STEER_PROTO,
 } from './layout';
 import { mapPeek } from './maps';
 import { daddr, daddr6, dport, family, isIcmpError, laterFragment, proto, saddr, saddr6, sport } from './parse';
 import { steer } from './registry';
-import { hasSnatAddress6, snatAddress, snatAddress6 } from './snat';
+import { MAX_PORT_CLASSES, hasSnatAddress6, portClasses, snatAddress, snatAddress6, snatPortMax, snatPortMin } from './snat';
 
 let shard: u32 = 0;
 let shards: u32 = 1;
-// The whole SNAT port range, which the workers' ranges slice.
-let snatPortMin: u32 = 0;
-let snatPortMax: u32 = 0;
 
 export function configureSteering(cfg: usize): void {
   shard = load<u16>(cfg + CONFIG_SHARD);
   shards = max<u32>(load<u16>(cfg + CONFIG_SHARDS), 1);
-  snatPortMin = load<u16>(cfg + CONFIG_STEER_PORT_MIN);
-  snatPortMax = load<u16>(cfg + CONFIG_STEER_PORT_MAX);
 }
 
 @inline export function sharded(): bool {
@@ -86,19 +82,20 @@ function endpointClass(addr: usize, port: u16, p: u8): u32 {
 /** The masquerade address of the flow's family, with a port from the SNAT range. */
 function isSnatEndpoint(addr: usize, port: u16): bool {
   const p = <u32>bswap<u16>(port);
-  if (p < snatPortMin || p > snatPortMax) return false;
+  if (p < snatPortMin() || p > snatPortMax()) return false;
   if (isMapped4(addr)) return snatAddress != 0 && load<u32>(addr, 12) == snatAddress;
   return hasSnatAddress6 && load<u64>(addr) == load<u64>(snatAddress6) && load<u64>(addr, 8) == load<u64>(snatAddress6, 8);
 }
 
-/** Worker i masquerades from the i-th equal slice of the range; the last slice takes the remainder. */
+/** The worker of the client whose masquerade port this is. */
 function snatPortShard(port: u16): u32 {
-  const slice = (snatPortMax - snatPortMin + 1) / shards;
-  return min<u32>((<u32>bswap<u16>(port) - snatPortMin) / slice, shards - 1);
+  const classes = portClasses(snatPortMax() - snatPortMin() + 1);
+  return ((<u32>bswap<u16>(port) - snatPortMin()) % classes) % shards;
 }
 
+/** The worker of a client: its class of the most masquerade port classes, then modulo workers. */
 @inline function clientShard(client: usize): u32 {
-  return hash32(client, 16) % shards;
+  return (clientHash6(client) % MAX_PORT_CLASSES) % shards;
 }
 
 /** Classes of the two ends, by endpoint (port > 0) or by address alone. */

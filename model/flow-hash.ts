@@ -28,3 +28,13 @@ export function flowHash(seed: number, saddr: Uint8Array, daddr: Uint8Array, spo
   if (saddr.length === 4) return flowHash4(seed, saddr, daddr, sport, dport, proto);
   return murmur3(flowHashKey(saddr, daddr, sport, dport, proto), seed);
 }
+
+/** The client hash: MurmurHash3 (seed 0) of the address's 16 bytes as IPv6, IPv4 mapped (::ffff:a.b.c.d). */
+export function clientHash(address: Uint8Array): number {
+  if (address.length === 16) return murmur3(address, 0);
+  const mapped = new Uint8Array(16);
+  mapped[10] = 0xff;
+  mapped[11] = 0xff;
+  mapped.set(address, 12);
+  return murmur3(mapped, 0);
+}

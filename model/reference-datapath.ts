@@ -15,7 +15,7 @@
  */
 import { LINKTYPES, SVC_F, type Reason, type Verdict } from '../control/layout.js';
 import { addressText, inNetwork, sameAddress, type Family } from './addresses.js';
-import { flowHash } from './flow-hash.js';
+import { clientHash, flowHash } from './flow-hash.js';
 import {
   IPPROTO_TCP, OutsideModelScope, TCP_ACK, TCP_FIN, TCP_RST, TCP_SYN, parseFrame, portUnreachable, rewriteEnd, type IpPacket,
 } from './packet.js';
@@ -247,21 +247,27 @@ export class ReferenceDatapath {
   }
 
   /**
-   * The masquerade port of a new flow: from a seeded hash of (client,
-   * backend, ports, protocol) into the SNAT port range, then the next ports
-   * in turn (wrapping around) past those whose reply tuple a live flow owns;
-   * undefined when all are taken or the family has no masquerade address.
+   * The masquerade port of a new flow. The range is split into C classes (C
+   * the largest power of two up to 64 leaving every class 256 ports or more),
+   * port min + c + k * C being of class c; the client's class is its client
+   * hash modulo C. Within it: from a seeded hash of (client, backend, ports,
+   * protocol), then the class's next ports in turn (wrapping around) past
+   * those whose reply tuple a live flow owns; undefined when all are taken
+   * or the family has no masquerade address.
    */
   private masqueradePort(packet: IpPacket, backend: Backend, now: bigint): number | undefined {
     const { min, max } = this.tables.settings.snatPorts;
     const address = this.tables.settings.masqueradeAddress[packet.family];
     if (!address || min === 0 || max < min) return undefined;
-    const size = max - min + 1;
+    let classes = 1;
+    while (classes < 64 && Math.floor((max - min + 1) / (classes * 2)) >= 256) classes *= 2;
+    const first = min + (clientHash(packet.source) % classes);
+    const size = Math.floor((max - first) / classes) + 1;
     const ports = packet.ports!;
     const seed = (this.tables.settings.seed ^ SNAT_PORT_HASH_SALT) >>> 0;
     const start = flowHash(seed, packet.source, backend.address, ports.source, backend.port, packet.protocol) % size;
     for (let i = 0; i < size; i++) {
-      const port = min + ((start + i) % size);
+      const port = first + ((start + i) % size) * classes;
       const owner = this.conntrack.get(tupleKey('reply', packet.protocol, backend, { address, port }));
       if (!owner || !this.isLive(owner, packet.protocol, now)) return port;
     }
