@@ -16,9 +16,9 @@
 import ipaddr from 'ipaddr.js';
 import { inputError } from './errors.js';
 import { BE_F_LOCAL, CFG_F, IPPROTO, LB_SCOPE_EXTERNAL, SVC_F, type StructValue } from './layout.js';
-import { maglevTable } from './maglev.js';
+import { isPrime, maglevTableOf } from './maglev.js';
 import type {
-  ClusterState, ConntrackTimeouts, Node, Protocol, ResolvedEndpoint, ResolvedService, Service, ServicePort,
+  ClusterState, ConntrackTimeouts, Node, Protocol, ResolvedEndpoint, ResolvedPort, ResolvedService, Service, ServicePort,
 } from './model.js';
 
 export interface CompileOptions {
@@ -190,16 +190,9 @@ function skipReason(svc: Service): string | undefined {
   return undefined;
 }
 
-const isV4 = (ip: string) => ipaddr.parse(ip).kind() === 'ipv4';
+/** The family of a valid address: only IPv6 has colons. */
+const isV4 = (ip: string) => !ip.includes(':');
 const familyOf = (ip: string): Family => (isV4(ip) ? 'v4' : 'v6');
-
-function compareIp(a: string, b: string): number {
-  const x = ipaddr.parse(a).toByteArray();
-  const y = ipaddr.parse(b).toByteArray();
-  if (x.length !== y.length) return x.length - y.length;
-  for (let i = 0; i < x.length; i++) if (x[i] !== y[i]) return x[i] - y[i];
-  return 0;
-}
 
 function inAny(ip: string, cidrs: readonly string[]): boolean {
   const addr = ipaddr.parse(ip);
@@ -219,8 +212,17 @@ function network(cidrs: readonly string[], family: Family): { net: string; mask:
   return { net, mask, cidr: `${net}/${c[1]}` };
 }
 
+export interface NodeAddresses {
+  /** InternalIPs and ExternalIPs. */
+  all: string[];
+  /** The ones NodePorts listen on. */
+  nodePort: string[];
+  primary?: string;
+  primary6?: string;
+}
+
 /** This node's addresses (InternalIP, ExternalIP), and the ones its NodePorts listen on. */
-function nodeAddresses(node: Node | undefined, nodePortAddresses: readonly string[]): { all: string[]; nodePort: string[]; primary?: string; primary6?: string } {
+function nodeAddresses(node: Node | undefined, nodePortAddresses: readonly string[]): NodeAddresses {
   const all = (node?.addresses ?? []).filter((a) => a.type === 'InternalIP' || a.type === 'ExternalIP').map((a) => a.address);
   const primaryOf = (family: string) => node?.addresses.find((a) => a.type === 'InternalIP' && ipaddr.parse(a.address).kind() === family)?.address;
   const primary = [primaryOf('ipv4'), primaryOf('ipv6')].filter((a): a is string => !!a);
@@ -231,23 +233,39 @@ function nodeAddresses(node: Node | undefined, nodePortAddresses: readonly strin
   return { all, nodePort, primary: primaryOf('ipv4'), primary6: primaryOf('ipv6') };
 }
 
-const backendKey = (ip: string, port: number, protocol: Protocol) => `${protocol} ${ip} ${port}`;
+export const backendKey = (ip: string, port: number, protocol: Protocol) => `${protocol} ${ip} ${port}`;
 
-export function compile(state: ClusterState, resolved: readonly ResolvedService[], opts: CompileOptions): Compiled {
+/** What compiling one Service port needs from the rest of the state. */
+export interface ServiceContext {
+  /** The emulated node. */
+  nodeName?: string;
+  addresses: NodeAddresses;
+  maglevTableSize: number;
+  seed: number;
+  /** The id of the backend (address, port, protocol); every endpoint has one. */
+  backendId(ip: string, port: number, protocol: Protocol): number;
+}
+
+/** The per-node part of a ServiceContext; `backendId` is the caller's id allocation. */
+export function serviceContext(state: ClusterState, opts: CompileOptions, backendId: ServiceContext['backendId']): ServiceContext {
   const nodeName = emulatedNode(state, opts.node);
   const node = state.nodes.find((n) => n.name === nodeName);
-  const notes: string[] = [];
-  const skipped: SkippedService[] = [];
-  const M = opts.maglevTableSize;
-  const clusterCIDRs = opts.clusterCIDRs ?? state.proxyConfig?.clusterCIDRs ?? [];
   const addresses = nodeAddresses(node, opts.nodePortAddresses ?? state.proxyConfig?.nodePortAddresses ?? []);
-  const masqueradeAddress = opts.masqueradeAddress ?? addresses.primary;
-  if (!masqueradeAddress) notes.push('no IPv4 masquerade address (the node has no IPv4 InternalIP): IPv4 flows that need SNAT are dropped');
+  return { nodeName, addresses, maglevTableSize: opts.maglevTableSize, seed: opts.seed, backendId };
+}
 
-  // Backends: one id per distinct (address, port, protocol), both families, in sorted order.
-  const backendsByKey = new Map<string, CompiledBackend>();
-  const ordered = [...resolved].sort((a, b) =>
+/** Services in compile order, which gives them their ids: by namespace, then name. */
+export function compileOrder(resolved: readonly ResolvedService[]): ResolvedService[] {
+  return [...resolved].sort((a, b) =>
     a.service.namespace.localeCompare(b.service.namespace) || a.service.name.localeCompare(b.service.name));
+}
+
+/**
+ * Backends: one per distinct (address, port, protocol) of every endpoint,
+ * usable or not, both families, with dense ids in address order.
+ */
+function compileBackends(ordered: readonly ResolvedService[], nodeName: string | undefined): { byKey: Map<string, CompiledBackend>; sorted: CompiledBackend[] } {
+  const backendsByKey = new Map<string, CompiledBackend>();
   for (const rs of ordered) {
     if (skipReason(rs.service)) continue;
     for (const rp of rs.ports) {
@@ -262,21 +280,184 @@ export function compile(state: ClusterState, resolved: readonly ResolvedService[
       }
     }
   }
-  const backends = [...backendsByKey.values()]
-    .sort((a, b) => compareIp(a.ip, b.ip) || a.port - b.port || a.protocol.localeCompare(b.protocol));
-  backends.forEach((b, i) => { b.id = i + 1; });
+  const sorted = [...backendsByKey.values()].map((b) => ({ b, address: addressKey(b.ip) })).sort((x, y) =>
+    compareAddressKeys(x.address, y.address) || x.b.port - y.b.port || (x.b.protocol < y.b.protocol ? -1 : x.b.protocol > y.b.protocol ? 1 : 0))
+    .map(({ b }) => b);
+  sorted.forEach((b, i) => { b.id = i + 1; });
+  return { byKey: backendsByKey, sorted };
+}
 
-  const backendSet = (endpoints: ResolvedEndpoint[], protocol: Protocol): BackendSet => {
-    const usable = usableEndpoints(endpoints);
-    const backendIds = [...new Set(usable.endpoints.map((e) => backendsByKey.get(backendKey(e.ip, e.port, protocol))!.id))]
-      .sort((a, b) => a - b);
-    const slots = maglevTable(backendIds.map((id) => `${backends[id - 1].ip}:${backends[id - 1].port}`), M, opts.seed);
-    return {
-      backendIds,
-      selection: usable.selection,
-      maglev: backendIds.length === 0 ? new Uint32Array(0) : slots.map((i) => backendIds[i]),
-    };
+/** An address in sortable form: IPv4 as a number, IPv6 as its bytes (sorted after every IPv4 address). */
+type AddressKey = number | number[];
+
+const DOTTED_QUAD = /^(?:(?:25[0-5]|2[0-4]\d|1\d\d|[1-9]?\d)\.){3}(?:25[0-5]|2[0-4]\d|1\d\d|[1-9]?\d)$/;
+
+/** Parsed once per backend, not per comparison; plain dotted quads (all a validated state holds) without ipaddr. */
+function addressKey(ip: string): AddressKey {
+  const bytes = DOTTED_QUAD.test(ip) ? ip.split('.').map(Number) : ipaddr.parse(ip).toByteArray();
+  return bytes.length === 4 ? bytes.reduce((n, byte) => n * 256 + byte, 0) : bytes;
+}
+
+function compareAddressKeys(x: AddressKey, y: AddressKey): number {
+  if (typeof x === 'number') return typeof y === 'number' ? x - y : -1;
+  if (typeof y === 'number') return 1;
+  for (let i = 0; i < x.length; i++) if (x[i] !== y[i]) return x[i] - y[i];
+  return 0;
+}
+
+/** A Maglev table over the usable endpoints, holding backend ids. */
+function backendSet(ctx: ServiceContext, endpoints: readonly ResolvedEndpoint[], protocol: Protocol): BackendSet {
+  const usable = usableEndpoints(endpoints);
+  const names = new Map<number, string>();
+  for (const e of usable.endpoints) names.set(ctx.backendId(e.ip, e.port, protocol), `${e.ip}:${e.port}`);
+  const backendIds = [...names.keys()].sort((a, b) => a - b);
+  return {
+    backendIds,
+    selection: usable.selection,
+    maglev: backendIds.length === 0
+      ? new Uint32Array(0)
+      : maglevTableOf(backendIds.map((id) => names.get(id)!), backendIds, ctx.maglevTableSize, ctx.seed),
   };
+}
+
+/** How a Service is reached, shared by its ports. */
+interface ServiceShape {
+  lbIPs: string[];
+  nodePortAddresses: string[];
+  sourceRanges: string[];
+}
+
+function serviceShape(ctx: ServiceContext, svc: Service): ServiceShape {
+  const lbIPs = svc.type === 'LoadBalancer'
+    ? svc.loadBalancerIngress.filter((i) => i.ip && i.ipMode !== 'Proxy').map((i) => i.ip!)
+    : [];
+  // kube-proxy runs one proxier per family, and each serves a Service's
+  // NodePorts only in the families of its cluster IPs.
+  const serviceFamilies = new Set(svc.clusterIPs.map(familyOf));
+  return {
+    lbIPs,
+    nodePortAddresses: ctx.addresses.nodePort.filter((a) => serviceFamilies.has(familyOf(a))),
+    sourceRanges: svc.type === 'LoadBalancer' ? svc.loadBalancerSourceRanges : [],
+  };
+}
+
+/** One frontend per address the port is reached on; reverse-NAT indices from `revNatIndex + 1`. */
+function compileFrontends(svc: Service, p: ServicePort, shape: ServiceShape, revNatIndex: number): CompiledFrontend[] {
+  const kinds: Array<[FrontendKind, string, number]> = [
+    ...svc.clusterIPs.map((a): [FrontendKind, string, number] => ['ClusterIP', a, p.port]),
+    ...(p.nodePort ? shape.nodePortAddresses.map((a): [FrontendKind, string, number] => ['NodePort', a, p.nodePort!]) : []),
+    ...svc.externalIPs.map((a): [FrontendKind, string, number] => ['ExternalIP', a, p.port]),
+    ...shape.lbIPs.map((a): [FrontendKind, string, number] => ['LoadBalancer', a, p.port]),
+  ];
+  return kinds.map(([kind, address, port]): CompiledFrontend => ({ kind, address, port, protocol: p.protocol, revNatIndex: ++revNatIndex }));
+}
+
+/** The endpoint-dependent part of a compiled Service port: what an EndpointSlice change recompiles. */
+export type ServiceBackends = Pick<CompiledService, 'cluster' | 'local' | 'cluster6' | 'local6' | 'unusableEndpoints'>;
+
+/** The backend sets of one Service port (its frontends decide whether a Local policy needs the local ones). */
+export function compileServiceBackends(ctx: ServiceContext, svc: Service, rp: ResolvedPort, frontends: readonly CompiledFrontend[]): ServiceBackends {
+  const hasExternal = frontends.some((f) => f.kind !== 'ClusterIP');
+  const needsLocal = svc.internalTrafficPolicy === 'Local' || (svc.externalTrafficPolicy === 'Local' && hasExternal);
+  const isLocal = (e: ResolvedEndpoint) => ctx.nodeName !== undefined && e.nodeName === ctx.nodeName;
+  const sets = (family: Family) => {
+    const eps = rp.endpoints.filter((e) => familyOf(e.ip) === family);
+    const cluster = backendSet(ctx, eps, rp.port.protocol);
+    return { cluster, local: needsLocal ? backendSet(ctx, eps.filter(isLocal), rp.port.protocol) : undefined };
+  };
+  const v4 = sets('v4');
+  const v6 = sets('v6');
+  return {
+    cluster: v4.cluster, local: v4.local, cluster6: v6.cluster, local6: v6.local,
+    unusableEndpoints: rp.endpoints.length - v4.cluster.backendIds.length - v6.cluster.backendIds.length,
+  };
+}
+
+/** The notes a compiled Service port earns. */
+export function serviceNotes(cs: CompiledService, M: number): string[] {
+  return [cs.cluster, cs.cluster6].filter((set) => set.backendIds.length > M)
+    .map((set) => `${cs.name}: ${set.backendIds.length} backends exceed the Maglev table size ${M}; some get no slot`);
+}
+
+/** A frontend's lb4_services / lb6_services entry. */
+export function frontendEntry(cs: CompiledService, f: CompiledFrontend): { family: Family; key: StructValue; value: StructValue } {
+  const svc = cs.service;
+  let flags = svc.sessionAffinity === 'ClientIP' ? SVC_F.AFFINITY : 0;
+  if (f.kind === 'ClusterIP') flags |= SVC_F.CLUSTER_IP | (svc.internalTrafficPolicy === 'Local' ? SVC_F.INT_LOCAL : 0);
+  else {
+    flags |= { NodePort: SVC_F.NODEPORT, ExternalIP: SVC_F.EXTERNAL_IP, LoadBalancer: SVC_F.LOADBALANCER }[f.kind];
+    if (svc.externalTrafficPolicy === 'Local') flags |= SVC_F.EXT_LOCAL;
+    // Source ranges guard the load-balancer IPs only, not NodePorts or external IPs, and each
+    // family by its own ranges: kube-proxy keeps one per family, none meaning no firewall.
+    if (f.kind === 'LoadBalancer' && svc.type === 'LoadBalancer'
+      && svc.loadBalancerSourceRanges.some((c) => familyOf(ipaddr.parseCIDR(c)[0].toString()) === familyOf(f.address))) {
+      flags |= SVC_F.SOURCE_RANGE;
+    }
+  }
+  const family = familyOf(f.address);
+  const [cluster, local] = family === 'v4' ? [cs.cluster, cs.local] : [cs.cluster6, cs.local6];
+  return {
+    family,
+    key: { address: f.address, port: f.port, proto: IPPROTO[f.protocol], scope: LB_SCOPE_EXTERNAL },
+    value: {
+      serviceId: cs.id,
+      backendCount: cluster.backendIds.length,
+      localBackendCount: local?.backendIds.length ?? 0,
+      flags,
+      affinityTimeout: svc.sessionAffinity === 'ClientIP' ? svc.affinityTimeoutSeconds : 0,
+      revNatIndex: f.revNatIndex,
+    },
+  };
+}
+
+/** The Maglev tables of a Service port with their ids (4 * id + 2 * (IPv6) + (local)); empty sets get none. */
+export function serviceTables(cs: CompiledService): Array<{ table: number; set: BackendSet }> {
+  const tables = [[cs.cluster, 4 * cs.id], [cs.local, 4 * cs.id + 1], [cs.cluster6, 4 * cs.id + 2], [cs.local6, 4 * cs.id + 3]] as const;
+  return tables.filter(([set]) => set && set.backendIds.length > 0).map(([set, table]) => ({ table, set: set! }));
+}
+
+/** A backend's lb4_backends / lb6_backends value. */
+export function backendValue(b: CompiledBackend): StructValue {
+  return { address: b.ip, port: b.port, proto: IPPROTO[b.protocol], flags: b.local ? BE_F_LOCAL : 0 };
+}
+
+/** Appends one Service port's entries. */
+function addServiceEntries(ctx: ServiceContext, entries: MapEntries, cs: CompiledService, shape: ServiceShape): void {
+  for (const f of cs.frontends) {
+    const { family, key, value } = frontendEntry(cs, f);
+    entries[family].services.push({ key, value });
+    entries[family].revnat.push({ index: f.revNatIndex, value: { address: f.address, port: f.port } });
+  }
+  for (const { table, set } of serviceTables(cs)) {
+    entries.maglev.push({ table, slots: set.maglev });
+    for (const backendId of set.backendIds) entries.lbMembers.push({ table, backendId });
+  }
+  const { lbIPs, sourceRanges } = shape;
+  for (const cidr of lbIPs.length > 0 ? sourceRanges : []) {
+    const [net, bits] = ipaddr.parseCIDR(cidr);
+    entries[net.kind() === 'ipv4' ? 'v4' : 'v6'].sourceRanges.push({ prefixlen: 32 + bits, serviceId: cs.id, address: net.toString() });
+  }
+  // A node inside the ranges reaches a VIP-style LB IP with the LB IP itself as source.
+  if (sourceRanges.length > 0 && ctx.addresses.all.some((ip) => inAny(ip, sourceRanges))) {
+    for (const ip of lbIPs) {
+      entries[familyOf(ip)].sourceRanges.push({ prefixlen: 32 + (isV4(ip) ? 32 : 128), serviceId: cs.id, address: ip });
+    }
+  }
+}
+
+export function compile(state: ClusterState, resolved: readonly ResolvedService[], opts: CompileOptions): Compiled {
+  const ordered = compileOrder(resolved);
+  const nodeName = emulatedNode(state, opts.node);
+  const { byKey, sorted: backends } = compileBackends(ordered, nodeName);
+  const ctx = serviceContext(state, opts, (ip, port, protocol) => byKey.get(backendKey(ip, port, protocol))!.id);
+  const { addresses } = ctx;
+  const M = opts.maglevTableSize;
+  if (!isPrime(M)) throw new RangeError(`Maglev table size ${M} is not prime`);
+  const notes: string[] = [];
+  const skipped: SkippedService[] = [];
+  const clusterCIDRs = opts.clusterCIDRs ?? state.proxyConfig?.clusterCIDRs ?? [];
+  const masqueradeAddress = opts.masqueradeAddress ?? addresses.primary;
+  if (!masqueradeAddress) notes.push('no IPv4 masquerade address (the node has no IPv4 InternalIP): IPv4 flows that need SNAT are dropped');
 
   const services: CompiledService[] = [];
   const entries: MapEntries = {
@@ -301,96 +482,21 @@ export function compile(state: ClusterState, resolved: readonly ResolvedService[
         value: { serviceId: 0, flags: SVC_F.WILDCARD },
       });
     }
-    const lbIPs = svc.type === 'LoadBalancer'
-      ? svc.loadBalancerIngress.filter((i) => i.ip && i.ipMode !== 'Proxy').map((i) => i.ip!)
-      : [];
-    // kube-proxy runs one proxier per family, and each serves a Service's
-    // NodePorts only in the families of its cluster IPs.
-    const serviceFamilies = new Set(svc.clusterIPs.map(familyOf));
-    const nodePortAddresses = addresses.nodePort.filter((a) => serviceFamilies.has(familyOf(a)));
-    const extLocal = svc.externalTrafficPolicy === 'Local';
-    const intLocal = svc.internalTrafficPolicy === 'Local';
-    const sourceRanges = svc.type === 'LoadBalancer' ? svc.loadBalancerSourceRanges : [];
-
+    const shape = serviceShape(ctx, svc);
     for (const rp of rs.ports) {
       const p = rp.port;
-      const name = serviceName(svc, p.name, p.port);
-      const id = services.length + 1;
-      const kinds: Array<[FrontendKind, string, number]> = [
-        ...svc.clusterIPs.map((a): [FrontendKind, string, number] => ['ClusterIP', a, p.port]),
-        ...(p.nodePort ? nodePortAddresses.map((a): [FrontendKind, string, number] => ['NodePort', a, p.nodePort!]) : []),
-        ...svc.externalIPs.map((a): [FrontendKind, string, number] => ['ExternalIP', a, p.port]),
-        ...lbIPs.map((a): [FrontendKind, string, number] => ['LoadBalancer', a, p.port]),
-      ];
-      const frontends = kinds.map(([kind, address, port]): CompiledFrontend => ({ kind, address, port, protocol: p.protocol, revNatIndex: ++revNatIndex }));
-      const hasExternal = frontends.some((f) => f.kind !== 'ClusterIP');
-      const needsLocal = intLocal || (extLocal && hasExternal);
-      const isLocal = (e: ResolvedEndpoint) => nodeName !== undefined && e.nodeName === nodeName;
-      const sets = (family: Family) => {
-        const eps = rp.endpoints.filter((e) => familyOf(e.ip) === family);
-        return { cluster: backendSet(eps, p.protocol), local: needsLocal ? backendSet(eps.filter(isLocal), p.protocol) : undefined };
+      const frontends = compileFrontends(svc, p, shape, revNatIndex);
+      revNatIndex += frontends.length;
+      const cs: CompiledService = {
+        id: services.length + 1, name: serviceName(svc, p.name, p.port), service: svc, port: p, frontends,
+        ...compileServiceBackends(ctx, svc, rp, frontends),
       };
-      const v4 = sets('v4');
-      const v6 = sets('v6');
-      for (const set of [v4.cluster, v6.cluster]) {
-        if (set.backendIds.length > M) notes.push(`${name}: ${set.backendIds.length} backends exceed the Maglev table size ${M}; some get no slot`);
-      }
-      services.push({
-        id, name, service: svc, port: p, frontends, cluster: v4.cluster, local: v4.local, cluster6: v6.cluster, local6: v6.local,
-        unusableEndpoints: rp.endpoints.length - v4.cluster.backendIds.length - v6.cluster.backendIds.length,
-      });
-
-      const common = (svc.sessionAffinity === 'ClientIP' ? SVC_F.AFFINITY : 0);
-      for (const f of frontends) {
-        let flags = common;
-        if (f.kind === 'ClusterIP') flags |= SVC_F.CLUSTER_IP | (intLocal ? SVC_F.INT_LOCAL : 0);
-        else {
-          flags |= { NodePort: SVC_F.NODEPORT, ExternalIP: SVC_F.EXTERNAL_IP, LoadBalancer: SVC_F.LOADBALANCER }[f.kind];
-          if (extLocal) flags |= SVC_F.EXT_LOCAL;
-          // Source ranges guard the load-balancer IPs only, not NodePorts or external IPs, and each
-          // family by its own ranges: kube-proxy keeps one per family, none meaning no firewall.
-          if (f.kind === 'LoadBalancer' && sourceRanges.some((c) => familyOf(ipaddr.parseCIDR(c)[0].toString()) === familyOf(f.address))) {
-            flags |= SVC_F.SOURCE_RANGE;
-          }
-        }
-        const family = familyOf(f.address);
-        const set = family === 'v4' ? v4 : v6;
-        entries[family].services.push({
-          key: { address: f.address, port: f.port, proto: IPPROTO[f.protocol], scope: LB_SCOPE_EXTERNAL },
-          value: {
-            serviceId: id,
-            backendCount: set.cluster.backendIds.length,
-            localBackendCount: set.local?.backendIds.length ?? 0,
-            flags,
-            affinityTimeout: svc.sessionAffinity === 'ClientIP' ? svc.affinityTimeoutSeconds : 0,
-            revNatIndex: f.revNatIndex,
-          },
-        });
-        entries[family].revnat.push({ index: f.revNatIndex, value: { address: f.address, port: f.port } });
-      }
-      for (const [set, table] of [[v4.cluster, 4 * id], [v4.local, 4 * id + 1], [v6.cluster, 4 * id + 2], [v6.local, 4 * id + 3]] as const) {
-        if (!set || set.backendIds.length === 0) continue;
-        entries.maglev.push({ table, slots: set.maglev });
-        for (const backendId of set.backendIds) entries.lbMembers.push({ table, backendId });
-      }
-      for (const cidr of lbIPs.length > 0 ? sourceRanges : []) {
-        const [net, bits] = ipaddr.parseCIDR(cidr);
-        entries[net.kind() === 'ipv4' ? 'v4' : 'v6'].sourceRanges.push({ prefixlen: 32 + bits, serviceId: id, address: net.toString() });
-      }
-      // A node inside the ranges reaches a VIP-style LB IP with the LB IP itself as source.
-      if (sourceRanges.length > 0 && addresses.all.some((ip) => inAny(ip, sourceRanges))) {
-        for (const ip of lbIPs) {
-          entries[familyOf(ip)].sourceRanges.push({ prefixlen: 32 + (isV4(ip) ? 32 : 128), serviceId: id, address: ip });
-        }
-      }
+      notes.push(...serviceNotes(cs, M));
+      services.push(cs);
+      addServiceEntries(ctx, entries, cs, shape);
     }
   }
-  for (const b of backends) {
-    entries[familyOf(b.ip)].backends.push({
-      id: b.id,
-      value: { address: b.ip, port: b.port, proto: IPPROTO[b.protocol], flags: b.local ? BE_F_LOCAL : 0 },
-    });
-  }
+  for (const b of backends) entries[familyOf(b.ip)].backends.push({ id: b.id, value: backendValue(b) });
 
   const conntrack = { ...DEFAULT_CONNTRACK_TIMEOUTS };
   for (const source of [state.proxyConfig?.conntrack, opts.conntrack]) {

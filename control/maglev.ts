@@ -25,31 +25,68 @@ export function isPrime(n: number): boolean {
  * unique; the table depends on the names and the seed, not on their order.
  */
 export function maglevTable(backendNames: readonly string[], m: number, seed: number): Uint32Array {
+  return maglevTableOf(backendNames, backendNames.map((_, i) => i), m, seed);
+}
+
+/** The same table, with `values[i]` in the slots of `backendNames[i]` (backend ids, say) instead of `i`. */
+export function maglevTableOf(backendNames: readonly string[], values: readonly number[], m: number, seed: number): Uint32Array {
   if (!isPrime(m)) throw new RangeError(`Maglev table size ${m} is not prime`);
   const table = new Uint32Array(m);
   const n = backendNames.length;
   if (n === 0) return table;
   // Claim order must not depend on input order, so walk names sorted.
   const order = [...backendNames.keys()].sort((a, b) => (backendNames[a] < backendNames[b] ? -1 : 1));
-  const offset = new Uint32Array(n);
   const skip = new Uint32Array(n);
   const cursor = new Uint32Array(n);
+  const value = new Uint32Array(n);
+  const name = nameBuffer(backendNames);
   order.forEach((backend, i) => {
-    const name = encoder.encode(backendNames[backend]);
-    offset[i] = murmur3(name, seed) % m;
-    skip[i] = (murmur3(name, seed ^ 0x5bd1e995) % (m - 1)) + 1;
-    cursor[i] = offset[i];
+    const length = encoder.encodeInto(backendNames[backend], name).written;
+    cursor[i] = murmur3(name, seed, length) % m;
+    skip[i] = (murmur3(name, seed ^ 0x5bd1e995, length) % (m - 1)) + 1;
+    value[i] = values[backend];
   });
-  const taken = new Uint8Array(m);
+  fill(table, m, skip, cursor, value, takenScratch(m));
+  return table;
+}
+
+/**
+ * The round-robin claim loop, the hot spot of compiling: about M ln M probes
+ * per table. Slot arithmetic stays below 2M, so a subtraction replaces `%`.
+ */
+function fill(table: Uint32Array, m: number, skip: Uint32Array, cursor: Uint32Array, value: Uint32Array, taken: Uint8Array): void {
+  const n = skip.length;
   let filled = 0;
   for (;;) {
     for (let i = 0; i < n; i++) {
+      const s = skip[i];
       let c = cursor[i];
-      while (taken[c]) c = (c + skip[i]) % m;
+      while (taken[c] !== 0) {
+        c += s;
+        if (c >= m) c -= m;
+      }
       taken[c] = 1;
-      table[c] = order[i];
-      cursor[i] = (c + skip[i]) % m;
-      if (++filled === m) return table;
+      table[c] = value[i];
+      c += s;
+      cursor[i] = c >= m ? c - m : c;
+      if (++filled === m) return;
     }
   }
+}
+
+let names = new Uint8Array(64);
+let taken = new Uint8Array(0);
+
+/** A reused buffer that holds the UTF-8 of the longest name. */
+function nameBuffer(backendNames: readonly string[]): Uint8Array {
+  const longest = backendNames.reduce((n, s) => Math.max(n, s.length), 0);
+  if (3 * longest > names.length) names = new Uint8Array(3 * longest);
+  return names;
+}
+
+/** A reused, cleared "slot is claimed" array of M bytes. */
+function takenScratch(m: number): Uint8Array {
+  if (taken.length < m) taken = new Uint8Array(m);
+  else taken.fill(0, 0, m);
+  return taken;
 }

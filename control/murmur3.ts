@@ -26,21 +26,21 @@ function finish(h: number, length: number): number {
   return h >>> 0;
 }
 
-/** MurmurHash3 x86_32 of a byte string. */
-export function murmur3(bytes: Uint8Array, seed: number): number {
+/** MurmurHash3 x86_32 of a byte string: the first `length` bytes (default all), so callers can reuse a buffer. */
+export function murmur3(bytes: Uint8Array, seed: number, length = bytes.length): number {
   let h = seed | 0;
-  const whole = bytes.length & ~3;
+  const whole = length & ~3;
   for (let i = 0; i < whole; i += 4) {
     h = mix(h, bytes[i] | (bytes[i + 1] << 8) | (bytes[i + 2] << 16) | (bytes[i + 3] << 24));
   }
-  const rest = bytes.length & 3;
+  const rest = length & 3;
   if (rest > 0) {
     let k = bytes[whole];
     if (rest > 1) k |= bytes[whole + 1] << 8;
     if (rest > 2) k |= bytes[whole + 2] << 16;
     h ^= scramble(k);
   }
-  return finish(h, bytes.length);
+  return finish(h, length);
 }
 
 /** A little-endian word of four bytes in network order (how the datapath loads them). */
