@@ -130,6 +130,7 @@ export async function replaySharded(trace: string, compiled: Compiled, opts: Sha
   let verdicts: LineSink | undefined;
   let packets = 0;
   let written = 0;
+  const decided = new Array<number>(opts.workers).fill(0);
   try {
     verdicts = opts.verdicts ? new LineSink(opts.verdicts) : undefined;
     for (;;) {
@@ -139,7 +140,7 @@ export async function replaySharded(trace: string, compiled: Compiled, opts: Sha
       if (shards.every((s) => s.batches.length === 0 && s.done)) break;
       const parts = shards.map((s) => s.batches.shift());
       if (parts.some((p) => !p)) throw new Error('replay workers disagree on the number of batches');
-      const merged = mergeBatch(parts as ShardBatch[], packets, verdicts, writer);
+      const merged = mergeBatch(parts as ShardBatch[], packets, decided, verdicts, writer);
       packets += merged.count;
       written += merged.written;
       Atomics.add(takenCount, 0, 1);
@@ -152,13 +153,14 @@ export async function replaySharded(trace: string, compiled: Compiled, opts: Sha
     verdicts?.close();
   }
   const first = shards[0].done!.result;
+  notes.push(`${opts.workers} workers decided ${decided.join(', ')} packets`);
   const result: ReplayResult = { ...first, packets, written, notes: [...notes, ...first.notes] };
   return { result, counters: sumCounters(shards.map((s) => s.done!.counters)) };
 }
 
 /** Writes one batch's lines and frames in input order, each from the worker that decided it. */
 function mergeBatch(
-  parts: ShardBatch[], before: number, verdicts: LineSink | undefined, writer: ReturnType<typeof openFrameSink> | undefined,
+  parts: ShardBatch[], before: number, decided: number[], verdicts: LineSink | undefined, writer: ReturnType<typeof openFrameSink> | undefined,
 ): { count: number; written: number } {
   const count = parts[0].count;
   const lineAt = new Array<number>(parts.length).fill(0);
@@ -169,6 +171,7 @@ function mergeBatch(
   let written = 0;
   for (let i = 0; i < count; i++) {
     const w = ownerOf(parts, i, before + i + 1);
+    decided[w]++;
     const part = parts[w];
     if (verdicts) {
       const length = part.lineLengths[lineNo[w]++];
