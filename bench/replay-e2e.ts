@@ -1,0 +1,105 @@
+/**
+ * replay-e2e: a capture on disk to an output capture and verdicts on disk.
+ * WASM: `svcpath replay` as a child process, whole-process time (start-up,
+ * loading and compiling the cluster, reading, deciding, writing), several
+ * runs. TS: the reference model over the same file in this process, from
+ * compiling the cluster to closing the outputs, read and written with the
+ * project's own pcap reader and writer.
+ */
+import { closeSync, openSync, readFileSync, writeSync } from 'node:fs';
+import { join } from 'node:path';
+import { hostPort } from '../control/layout.js';
+import { ReferenceDatapath } from '../model/reference-datapath.js';
+import { compileMixCluster, MIX_CLI_FLAGS } from '../traces/bench-traffic.js';
+import { createPcapWriter, openCapture } from '../traces/pcap.js';
+import { runCli, writeRepeatedTrace } from './captures.js';
+import type { BenchContext } from './context.js';
+import { formatResult, fromRuns, seconds, type ScenarioResult } from './measure.js';
+
+/** The mixed trace repeated to this many packets (about 450 MB of pcap). */
+const PACKETS = 3_000_000;
+const CLI_RUNS = 5;
+/** The model takes ~10 s per million packets: one run. */
+const MODEL_RUNS = 1;
+
+export async function replayE2e(ctx: BenchContext): Promise<ScenarioResult[]> {
+  const { clusterPath, trace } = ctx.mixFixture();
+  const capture = join(ctx.scratch, 'replay-e2e.pcap');
+  const { packets, bytes } = writeRepeatedTrace(capture, trace, { packets: PACKETS });
+  console.log(`replay-e2e: ${packets} packets of the mix, ${(bytes / 1e6).toFixed(0)} MB of pcap`);
+  const outputs = (tag: string) => ({ out: join(ctx.scratch, `replay-e2e-${tag}.pcap`), verdicts: join(ctx.scratch, `replay-e2e-${tag}.jsonl`) });
+
+  const cliRuns = (name: string, extraFlags: string[]): ScenarioResult => {
+    const { out, verdicts } = outputs(name);
+    const args = ['replay', capture, '--cluster', clusterPath, ...MIX_CLI_FLAGS, '--out', out, '--verdicts', verdicts, ...extraFlags];
+    const times = Array.from({ length: CLI_RUNS }, () => runCli(args).seconds);
+    return fromRuns(name, 'wasm', packets, times);
+  };
+  const variants = cliSupportsWorkers() ? [['replay-e2e', []], ['replay-e2e-2w', ['--workers', '2']]] as const : [['replay-e2e', []]] as const;
+  const results = variants.map(([name, flags]) => cliRuns(name, [...flags]));
+  const { out, verdicts } = outputs('ts');
+  results.push(fromRuns('replay-e2e', 'ts', packets, Array.from({ length: MODEL_RUNS }, () => seconds(() => modelReplay(capture, clusterPath, out, verdicts)))));
+  for (const [name] of variants) checkSameVerdicts(name, outputs(name).verdicts, verdicts);
+  for (const r of results) console.log(formatResult(r));
+  return results;
+}
+
+/** Whether this build's `svcpath replay` has `--workers` (added by a separate change). */
+function cliSupportsWorkers(): boolean {
+  return runCli(['replay', '--help']).stdout.includes('--workers');
+}
+
+/** What `svcpath replay --out --verdicts` does, with the reference model deciding. */
+function modelReplay(capture: string, clusterPath: string, outPath: string, verdictsPath: string): void {
+  const compiled = compileMixCluster(clusterPath);
+  const model = new ReferenceDatapath(compiled);
+  const serviceJson = ['null', ...compiled.services.map((s) => JSON.stringify(s.name))];
+  const backendJson = ['null', ...compiled.backends.map((b) => JSON.stringify(hostPort(b.ip, b.port)))];
+  const reader = openCapture(capture);
+  const writer = createPcapWriter(outPath, { linktype: reader.linktype, nanosecond: reader.nanosecond });
+  const verdicts = new TextSink(verdictsPath);
+  try {
+    for (const rec of reader.records()) {
+      const o = model.process(rec.data, { linktype: rec.linktype, wireLen: rec.origlen, tsSec: rec.tsSec, tsNsec: rec.tsNsec });
+      verdicts.push(`{"n":${rec.n},"verdict":"${o.verdict}","reason":"${o.reason}","service":${serviceJson[o.serviceId]},"backend":${backendJson[o.backendId]},"snat":${o.snat}}\n`);
+      if (o.verdict === 'TX' || o.verdict === 'REDIRECT') writer.write(rec.tsSec, rec.tsNsec, o.out);
+    }
+  } finally {
+    verdicts.close();
+    writer.close();
+    reader.close();
+  }
+}
+
+/** Lines gathered and written in 1 MB pieces. */
+class TextSink {
+  private parts: string[] = [];
+  private size = 0;
+  private readonly fd: number;
+
+  constructor(path: string) {
+    this.fd = openSync(path, 'w');
+  }
+
+  push(line: string): void {
+    this.parts.push(line);
+    this.size += line.length;
+    if (this.size > 1 << 20) this.flush();
+  }
+
+  close(): void {
+    this.flush();
+    closeSync(this.fd);
+  }
+
+  private flush(): void {
+    writeSync(this.fd, this.parts.join(''));
+    this.parts = [];
+    this.size = 0;
+  }
+}
+
+/** The verdict files must be identical, or the implementations did different work. */
+function checkSameVerdicts(name: string, wasm: string, ts: string): void {
+  if (!readFileSync(wasm).equals(readFileSync(ts))) console.log(`${name}: WARNING: the CLI's and the model's verdicts differ (${wasm}, ${ts})`);
+}
