@@ -25,6 +25,11 @@ interface DatapathExports {
   memory_reserve(bytes: number): number;
   memory_top(): number;
   process_batch(descs: number, count: number): number;
+  pcap_walk(chunk: number, len: number, format: number, snaplen: number, linktype: number,
+    descs: number, count: number, maxFrames: number, frames: number, framesCapacity: number, state: number): number;
+  pcap_emit(descs: number, from: number, count: number, nanosecond: number, out: number, capacity: number, written: number): number;
+  verdicts_emit(descs: number, from: number, count: number, firstN: bigint, tables: number, maxLine: number,
+    out: number, capacity: number, written: number, lengths: number): number;
   trace_configure(base: number, records: number): void;
   trace_count(): number;
   [constant: string]: unknown;
@@ -177,9 +182,15 @@ export class Datapath {
   /** Reserves a batch area for up to `maxFrames` frames and `dataBytes` of frame data. */
   createBatch(maxFrames: number, dataBytes: number): Batch {
     const descBytes = maxFrames * FRAME_DESC.size;
-    const base = this.exports.memory_reserve(descBytes + dataBytes);
-    if (base === 0) throw new MapError('batch', 'reserve', 12);
+    const base = this.reserve(descBytes + dataBytes);
     return new Batch(this, base, maxFrames, base + descBytes, dataBytes);
+  }
+
+  /** Reserves `bytes` of linear memory for the life of the instance; returns the address. */
+  reserve(bytes: number): number {
+    const base = this.exports.memory_reserve(bytes);
+    if (base === 0) throw new MapError('memory', 'reserve', 12, `${bytes} bytes`);
+    return base;
   }
 }
 
@@ -283,21 +294,27 @@ export function u32Key(n: number): Uint8Array {
 }
 
 /**
- * Space for one frame at least: room to turn it into an ICMP error — an
- * ICMPv6 one is up to 1280 bytes after a link layer of up to 22 (Ethernet
- * and two VLAN tags).
+ * Frame area bytes a frame gets at least: room to turn it into an ICMP error
+ * (the datapath's FRAME_MIN_CAPACITY; test/layout.test.ts checks they agree).
  */
 export const MIN_FRAME_CAPACITY = 1304;
 
+/** Why pcap_walk stopped, and its state words (datapath/layout.ts WALK_*). */
+export const WALK = { NEED_DATA: 0, BATCH_FULL: 1, ANOMALY: 2 } as const;
+const WALK_STATE_BYTES = 12;
+
 /**
- * A batch of frames in linear memory. `add` copies one frame in; `run`
+ * A batch of frames in linear memory. `add` copies one frame in, `walk` has
+ * the datapath take whole pcap records from a chunk in linear memory; `run`
  * processes every frame added since the last `clear` in one call.
  */
 export class Batch {
   count = 0;
   private dataUsed = 0;
-  private view: DataView;
-  private mem: Uint8Array;
+  private buffer!: ArrayBuffer;
+  private view!: DataView;
+  private mem!: Uint8Array;
+  private readonly walkState: number;
 
   constructor(
     private readonly dp: Datapath,
@@ -306,8 +323,16 @@ export class Batch {
     readonly dataBase: number,
     readonly dataBytes: number,
   ) {
-    this.view = new DataView(dp.memory);
-    this.mem = new Uint8Array(dp.memory);
+    this.walkState = dp.reserve(WALK_STATE_BYTES);
+    this.refresh();
+  }
+
+  /** Views of linear memory, made again when memory grew (which detaches the old buffer). */
+  private refresh(): void {
+    if (this.buffer === this.dp.memory) return;
+    this.buffer = this.dp.memory;
+    this.view = new DataView(this.buffer);
+    this.mem = new Uint8Array(this.buffer);
   }
 
   /** Bytes of frame data a frame of `caplen` captured bytes takes. */
@@ -319,6 +344,7 @@ export class Batch {
   add(data: Uint8Array, wireLen: number, tsSec: number, tsNsec: number, linktype = 1, trace = false): boolean {
     const room = Batch.footprint(data.length);
     if (this.count === this.maxFrames || this.dataUsed + room > this.dataBytes) return false;
+    this.refresh();
     const addr = this.dataBase + this.dataUsed;
     this.mem.set(data, addr);
     const d = this.descBase + this.count * FRAME_DESC.size;
@@ -330,16 +356,35 @@ export class Batch {
     v.setUint32(d + 16, tsSec >>> 0, true);
     v.setUint32(d + 20, Math.floor(tsSec / 0x1_0000_0000), true);
     v.setUint32(d + 24, tsNsec, true);
+    v.setUint32(d + 28, 0, true);
     v.setUint16(d + 30, trace ? DESC_F_TRACE : 0, true);
+    v.setBigUint64(d + 32, 0n, true);
     v.setUint32(d + 40, linktype, true);
+    v.setUint32(d + 44, data.length, true);
     this.dataUsed += room;
     this.count++;
     return true;
   }
 
+  /**
+   * Has the datapath add the pcap records at chunk[consumed..len) (datapath/capture.ts).
+   * Returns how many bytes of the chunk it consumed in all and why it stopped (WALK).
+   */
+  walk(chunk: number, len: number, consumed: number, format: number, snaplen: number, linktype: number): { consumed: number; stop: number } {
+    this.refresh();
+    const state = this.walkState;
+    this.view.setUint32(state, consumed, true);
+    this.view.setUint32(state + 4, this.dataUsed, true);
+    this.count = this.dp.exports.pcap_walk(chunk, len, format, snaplen, linktype, this.descBase, this.count, this.maxFrames, this.dataBase, this.dataBytes, state);
+    this.refresh();
+    this.dataUsed = this.view.getUint32(state + 4, true);
+    return { consumed: this.view.getUint32(state, true), stop: this.view.getUint32(state + 8, true) };
+  }
+
   run(): void {
     const rc = this.dp.exports.process_batch(this.descBase, this.count);
     if (rc !== 0) throw new MapError('datapath', 'process_batch', -rc, 'maps missing or not configured');
+    this.refresh();
   }
 
   clear(): void {
@@ -347,29 +392,55 @@ export class Batch {
     this.dataUsed = 0;
   }
 
+  private at(i: number): number {
+    return this.descBase + i * FRAME_DESC.size;
+  }
+
   verdict(i: number): number {
-    return this.mem[this.descBase + i * FRAME_DESC.size + 28];
+    return this.mem[this.at(i) + 28];
   }
 
   reason(i: number): number {
-    return this.mem[this.descBase + i * FRAME_DESC.size + 29];
+    return this.mem[this.at(i) + 29];
   }
 
   flags(i: number): number {
-    return this.view.getUint16(this.descBase + i * FRAME_DESC.size + 30, true);
+    return this.view.getUint16(this.at(i) + 30, true);
   }
 
   serviceId(i: number): number {
-    return this.view.getUint32(this.descBase + i * FRAME_DESC.size + 32, true);
+    return this.view.getUint32(this.at(i) + 32, true);
   }
 
   backendId(i: number): number {
-    return this.view.getUint32(this.descBase + i * FRAME_DESC.size + 36, true);
+    return this.view.getUint32(this.at(i) + 36, true);
+  }
+
+  tsSec(i: number): number {
+    return this.view.getUint32(this.at(i) + 16, true) + this.view.getUint32(this.at(i) + 20, true) * 0x1_0000_0000;
+  }
+
+  tsNsec(i: number): number {
+    return this.view.getUint32(this.at(i) + 24, true);
+  }
+
+  /** The frame's original length on the wire, as the capture said. */
+  wireLen(i: number): number {
+    return this.view.getUint32(this.at(i) + 8, true);
+  }
+
+  /** Captured bytes of the frame as it came in. */
+  caplen(i: number): number {
+    return this.view.getUint32(this.at(i) + 44, true);
+  }
+
+  linktype(i: number): number {
+    return this.view.getUint32(this.at(i) + 40, true);
   }
 
   /** The frame as the datapath left it (a view into linear memory, valid until the next batch). */
   frame(i: number): Uint8Array {
-    const d = this.descBase + i * FRAME_DESC.size;
+    const d = this.at(i);
     const addr = this.view.getUint32(d, true);
     return this.mem.subarray(addr, addr + this.view.getUint32(d + 4, true));
   }

@@ -232,6 +232,7 @@ export const FRAME_DESC = struct('frame_desc', 'DESC', 48, [
   ['serviceId', 'SERVICE_ID', 32, 'u32'],
   ['backendId', 'BACKEND_ID', 36, 'u32'],
   ['linktype', 'LINKTYPE', 40, 'u32'],
+  ['caplen', 'CAPLEN', 44, 'u32'],
 ]);
 
 /** A u32 key: ids, indices. */

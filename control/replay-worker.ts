@@ -5,10 +5,12 @@
  */
 import { parentPort, workerData } from 'node:worker_threads';
 import { InputError } from './errors.js';
-import { DESC_F_OTHER_SHARD, DESC_F_SNAT, hostPort } from './layout.js';
+import type { Datapath } from './datapath.js';
+import { DESC_F_OTHER_SHARD } from './layout.js';
 import { loadProgram } from './program.js';
-import { replay, verdictLine, type ProcessedBatch } from './replay.js';
-import { FRAME_FIELDS, WINDOW, type ShardBatch, type ShardMessage, type ShardSetup } from './sharded-replay.js';
+import { BATCH_BYTES, BATCH_FRAMES, replay, verdictValues, type ProcessedBatch } from './replay.js';
+import { PcapRecordWriter, VerdictWriter } from './zero-copy.js';
+import { WINDOW, type ShardBatch, type ShardMessage, type ShardSetup } from './sharded-replay.js';
 import { readCounters } from './summary.js';
 
 const XDP_TX = 3;
@@ -27,59 +29,69 @@ function waitForMerge(sent: number, taken: Int32Array): void {
   }
 }
 
-/** This worker's frames of one batch: their verdict lines and output frames. */
-function share(b: ProcessedBatch, serviceJson: string[], backendJson: string[]): ShardBatch {
+/**
+ * This worker's frames of one batch: their verdict lines, written by the
+ * datapath with each line's length, and their output frames — as whole pcap
+ * records when the output is classic pcap, else with what a pcapng writer needs.
+ */
+function share(b: ProcessedBatch, out: { lines?: VerdictWriter; lengths: number; records?: PcapRecordWriter }, dp: Datapath): ShardBatch {
   const { batch } = b;
   const own = new Uint8Array(batch.count);
-  const lines: string[] = [];
-  const lineLengths: number[] = [];
+  for (let i = 0; i < batch.count; i++) own[i] = batch.flags(i) & DESC_F_OTHER_SHARD ? 0 : 1;
+  const lines: Uint8Array[] = [];
+  out.lines?.write(batch, b.first, (bytes) => lines.push(bytes.slice()), out.lengths);
+  const lineLengths = out.lines ? new Uint32Array(dp.memory, out.lengths, batch.count).slice() : new Uint32Array(0);
   const frames: number[] = [];
   const frameData: Uint8Array[] = [];
-  let frameBytes = 0;
-  for (let i = 0; i < batch.count; i++) {
-    const flags = batch.flags(i);
-    if (flags & DESC_F_OTHER_SHARD) continue;
-    own[i] = 1;
-    const v = batch.verdict(i);
-    if (setup.verdicts) {
-      const line = verdictLine(b.before + i + 1, v, batch.reason(i), serviceJson[batch.serviceId(i)] ?? 'null',
-        backendJson[batch.backendId(i)] ?? 'null', (flags & DESC_F_SNAT) !== 0);
-      lines.push(line);
-      lineLengths.push(line.length);
-    }
-    if (setup.out && (v === XDP_TX || v === XDP_REDIRECT)) {
-      const frame = batch.frame(i);
-      // As the single replay: a rebuilt frame (an ICMP error) is whole; a rewritten one keeps its wire length.
-      const origlen = frame.length === b.caplen[i] ? b.origlen[i] : frame.length;
-      frames.push(i, b.recordNo[i], b.linktype[i], b.tsSec[i], b.tsNsec[i], frame.length, origlen);
-      frameData.push(frame.slice());
-      frameBytes += frame.length;
-    }
+  if (out.records) {
+    out.records.write(batch, setup.nanosecond, (bytes) => frameData.push(bytes.slice()));
   }
-  const bytes = new Uint8Array(frameBytes);
-  let at = 0;
-  for (const f of frameData) {
-    bytes.set(f, at);
-    at += f.length;
+  for (let i = 0; setup.out && i < batch.count; i++) {
+    const v = batch.verdict(i);
+    if (!own[i] || (v !== XDP_TX && v !== XDP_REDIRECT)) continue;
+    const frame = batch.frame(i);
+    if (out.records) {
+      frames.push(i, 16 + frame.length);
+      continue;
+    }
+    // As the single replay: a rebuilt frame (an ICMP error) is whole; a rewritten one keeps its wire length.
+    const origlen = frame.length === batch.caplen(i) ? batch.wireLen(i) : frame.length;
+    frames.push(i, frame.length, batch.linktype(i), batch.tsSec(i), batch.tsNsec(i), origlen);
+    frameData.push(frame.slice());
   }
   return {
-    type: 'batch', count: batch.count, own, lines: lines.join(''), lineLengths: Uint32Array.from(lineLengths),
-    frames: Float64Array.from(frames), frameBytes: bytes, bytesRead: b.bytesRead, fileSize: b.fileSize,
+    type: 'batch', count: batch.count, own, lines: concat(lines), lineLengths, frames: Float64Array.from(frames),
+    frameBytes: concat(frameData), bytesRead: b.bytesRead, fileSize: b.fileSize,
   };
+}
+
+function concat(parts: Uint8Array[]): Uint8Array {
+  const all = new Uint8Array(parts.reduce((n, p) => n + p.length, 0));
+  let at = 0;
+  for (const p of parts) {
+    all.set(p, at);
+    at += p.length;
+  }
+  return all;
 }
 
 async function run(): Promise<void> {
   const { compiled } = setup;
   const dp = await loadProgram(compiled, { ctEntries: setup.ctEntries, shard: { index: setup.index, count: setup.count } });
-  const serviceJson = ['null', ...compiled.services.map((s) => JSON.stringify(s.name))];
-  const backendJson = ['null', ...compiled.backends.map((b) => JSON.stringify(hostPort(b.ip, b.port)))];
+  const values = verdictValues(compiled);
+  const lines = setup.verdicts ? new VerdictWriter(dp, values.services, values.backends, BATCH_FRAMES) : undefined;
+  const out = {
+    lines,
+    lengths: lines ? dp.reserve(4 * BATCH_FRAMES) : 0,
+    records: setup.out && setup.records ? new PcapRecordWriter(dp, BATCH_BYTES + 16 * BATCH_FRAMES) : undefined,
+  };
   const taken = new Int32Array(setup.taken);
   let sent = 0;
   const result = replay(setup.trace, compiled, dp, {
     onBatch: (b) => {
       waitForMerge(sent, taken);
-      const part = share(b, serviceJson, backendJson);
-      post(part, [part.own.buffer, part.lineLengths.buffer, part.frames.buffer, part.frameBytes.buffer] as ArrayBuffer[]);
+      const part = share(b, out, dp);
+      post(part, [part.own.buffer, part.lines.buffer, part.lineLengths.buffer, part.frames.buffer, part.frameBytes.buffer] as ArrayBuffer[]);
       sent++;
     },
   });

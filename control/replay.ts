@@ -4,22 +4,31 @@
  * when the capture turns out to be broken part-way, everything before the
  * bad record is still processed and written, and the result says where the
  * replay stopped.
+ *
+ * A classic pcap file takes the zero-copy path (control/zero-copy.ts): read
+ * in chunks into linear memory and walked there by the datapath, which also
+ * writes the verdict lines and output records. pcapng, and packets to trace,
+ * go through the JavaScript readers record by record.
  */
 import { closeSync, openSync, writeSync } from 'node:fs';
-import { openCapture, createPcapWriter } from '../traces/pcap.js';
+import { openCapture, createPcapWriter, PcapReader, type PcapWriter } from '../traces/pcap.js';
 import { createPcapngWriter } from '../traces/pcapng.js';
 import type { Compiled } from './compiler.js';
 import { Batch, type Datapath } from './datapath.js';
 import { InputError, inputError } from './errors.js';
-import { REASONS, VERDICTS, hostPort } from './layout.js';
+import { hostPort } from './layout.js';
+import { PcapFeeder, PcapRecordWriter, VerdictWriter } from './zero-copy.js';
 
 const XDP_TX = 3;
 const XDP_REDIRECT = 4;
 const DESC_F_SNAT = 1;
+const DESC_F_OTHER_SHARD = 2;
 
 /** Frames per batch and bytes of frame data per batch. */
 export const BATCH_FRAMES = 4096;
 export const BATCH_BYTES = 16 << 20;
+/** The zero-copy chunk: room for the largest record a batch takes, and its header. */
+const CHUNK_BYTES = BATCH_BYTES + 16;
 
 export interface ReplayOptions {
   /** Output capture of the TX/REDIRECT frames: pcapng when the name ends in .pcapng, else classic pcap. */
@@ -42,17 +51,11 @@ export interface ReplayOptions {
   };
 }
 
-/** A batch after process_batch: the descriptors, and per frame what the capture said of it. */
+/** A batch after process_batch, with where the replay is in the capture. */
 export interface ProcessedBatch {
   batch: Batch;
-  /** The packet number (n) of the batch's first frame minus one. */
-  before: number;
-  recordNo: Float64Array;
-  linktype: Uint32Array;
-  tsSec: Float64Array;
-  tsNsec: Uint32Array;
-  caplen: Uint32Array;
-  origlen: Uint32Array;
+  /** The packet number (n) of the batch's first frame. */
+  first: number;
   /** File bytes read so far, and the file's size. */
   bytesRead: number;
   fileSize: number;
@@ -93,14 +96,19 @@ export interface ReplayResult {
   stoppedAt?: { record: number; error: string };
 }
 
-/** The JSONL verdict record (the public contract): built by hand for speed, field order fixed. */
-export function verdictLine(n: number, verdict: number, reason: number, service: string, backend: string, snat: boolean): string {
-  return `{"n":${n},"verdict":"${VERDICTS[verdict]}","reason":"${REASONS[reason]}","service":${service},"backend":${backend},"snat":${snat}}\n`;
+/** The JSON value of every service id and backend id in verdict lines (index 0: none). */
+export function verdictValues(compiled: Compiled): { services: string[]; backends: string[] } {
+  return {
+    services: ['null', ...compiled.services.map((s) => JSON.stringify(s.name))],
+    backends: ['null', ...compiled.backends.map((b) => JSON.stringify(hostPort(b.ip, b.port)))],
+  };
 }
 
 /** Where output frames go, each with its own link type. */
 export interface FrameSink {
   write(record: number, linktype: number, tsSec: number, tsNsec: number, data: Uint8Array, origlen: number): void;
+  /** The classic pcap writer underneath, which takes whole records from the datapath; absent for pcapng. */
+  readonly pcap?: PcapWriter;
   close(): void;
 }
 
@@ -137,6 +145,7 @@ export function openFrameSink(path: string, linktypes: readonly number[], nanose
         }
         w.write(sec, nsec, data, origlen);
       },
+      pcap: w,
       close: () => w.close(),
     };
   } catch (e) {
@@ -165,6 +174,12 @@ export class LineSink {
     if (this.size > 1 << 20) this.flush();
   }
 
+  /** Bytes already encoded, written straight through after the pending lines. */
+  writeBytes(bytes: Uint8Array): void {
+    this.flush();
+    for (let done = 0; done < bytes.length; ) done += writeSync(this.fd, bytes, done, bytes.length - done);
+  }
+
   flush(): void {
     if (this.parts.length === 0) return;
     writeSync(this.fd, this.parts.join(''));
@@ -180,47 +195,30 @@ export class LineSink {
 
 export function replay(trace: string, compiled: Compiled, dp: Datapath, opts: ReplayOptions = {}): ReplayResult {
   const reader = openCapture(trace);
-  // JSON fragments for every id, made once: the per-packet work is a lookup.
-  const serviceJson = ['null', ...compiled.services.map((s) => JSON.stringify(s.name))];
-  const backendJson = ['null', ...compiled.backends.map((b) => JSON.stringify(hostPort(b.ip, b.port)))];
-
   let writer: FrameSink | undefined;
   let verdicts: LineSink | undefined;
-  // Linear memory is reserved before the batch area, so that the batch's views stay valid.
-  if (opts.trace) dp.enableTrace(BATCH_FRAMES * TRACE_RECORDS_PER_FRAME);
-  const batch = dp.createBatch(BATCH_FRAMES, BATCH_BYTES);
-  const tsSec = new Float64Array(BATCH_FRAMES);
-  const tsNsec = new Uint32Array(BATCH_FRAMES);
-  const caplen = new Uint32Array(BATCH_FRAMES);
-  const origlen = new Uint32Array(BATCH_FRAMES);
-  const recordNo = new Float64Array(BATCH_FRAMES);
-  const traced = new Map<number, Uint8Array>(); // batch index -> input frame
-  const linktype = new Uint32Array(BATCH_FRAMES);
+  let feeder: PcapFeeder | undefined;
   const result: ReplayResult = { trace, packets: 0, written: 0, warnings: reader.warnings, notes: [] };
   /** The record whose output could not be written, if that is what stopped the replay. */
   let unwritable = 0;
+  try {
+    // Linear memory is reserved before anything reads it: the trace ring, the batch, the zero-copy areas.
+    if (opts.trace) dp.enableTrace(BATCH_FRAMES * TRACE_RECORDS_PER_FRAME);
+    const batch = dp.createBatch(BATCH_FRAMES, BATCH_BYTES);
+    if (reader instanceof PcapReader && !opts.trace) feeder = new PcapFeeder(reader, dp, CHUNK_BYTES);
+    const values = verdictValues(compiled);
+    const lineWriter = opts.verdicts && !opts.onBatch ? new VerdictWriter(dp, values.services, values.backends, BATCH_FRAMES) : undefined;
+    if (opts.out) writer = openFrameSink(opts.out, reader.linktypes, reader.nanosecond, result.notes);
+    // Classic pcap in, classic pcap out: one link type, 32-bit seconds, so the datapath writes the records.
+    const recordWriter = feeder && writer?.pcap ? new PcapRecordWriter(dp, BATCH_BYTES + 16 * BATCH_FRAMES) : undefined;
+    if (opts.verdicts) verdicts = new LineSink(opts.verdicts);
+    const traced = new Map<number, Uint8Array>(); // batch index -> input frame
 
-  const flush = () => {
-    if (batch.count === 0) return;
-    batch.run();
-    if (opts.onBatch) {
-      try {
-        opts.onBatch({ batch, before: result.packets, recordNo, linktype, tsSec, tsNsec, caplen, origlen, bytesRead: reader.bytesRead, fileSize: reader.fileSize });
-        result.packets += batch.count;
-      } finally {
-        batch.clear();
-      }
-      return;
-    }
-    const traceRecords = opts.trace ? dp.takeTrace() : [];
-    try {
+    /** Per frame, in JavaScript: what only the reader path and the callers of onDecision need. */
+    const eachPacket = (first: number, traceRecords: Uint8Array[]) => {
       for (let i = 0; i < batch.count; i++) {
-        const n = ++result.packets;
+        const n = first + i;
         const v = batch.verdict(i);
-        if (verdicts) {
-          verdicts.push(verdictLine(n, v, batch.reason(i), serviceJson[batch.serviceId(i)] ?? 'null',
-            backendJson[batch.backendId(i)] ?? 'null', (batch.flags(i) & DESC_F_SNAT) !== 0));
-        }
         const decision = {
           n, verdict: v, reason: batch.reason(i), serviceId: batch.serviceId(i), backendId: batch.backendId(i),
           snat: (batch.flags(i) & DESC_F_SNAT) !== 0,
@@ -229,65 +227,91 @@ export function replay(trace: string, compiled: Compiled, dp: Datapath, opts: Re
         const input = traced.get(i);
         if (input && opts.trace) {
           opts.trace.onPacket({
-            decision, tsSec: tsSec[i], tsNsec: tsNsec[i], linktype: linktype[i], input, output: batch.frame(i).slice(),
+            decision, tsSec: batch.tsSec(i), tsNsec: batch.tsNsec(i), linktype: batch.linktype(i), input, output: batch.frame(i).slice(),
             records: traceRecords.filter((r) => (r[4] | (r[5] << 8) | (r[6] << 16) | (r[7] << 24)) === i),
           });
         }
-        if (writer && (v === XDP_TX || v === XDP_REDIRECT)) {
+        if (writer && !recordWriter && (v === XDP_TX || v === XDP_REDIRECT)) {
           const frame = batch.frame(i);
           unwritable = n;
           // A frame the datapath rebuilt (an ICMP error) is whole; a rewritten one keeps its wire length.
-          writer.write(recordNo[i], linktype[i], tsSec[i], tsNsec[i], frame, frame.length === caplen[i] ? origlen[i] : frame.length);
+          writer.write(n, batch.linktype(i), batch.tsSec(i), batch.tsNsec(i), frame, frame.length === batch.caplen(i) ? batch.wireLen(i) : frame.length);
           unwritable = 0;
-          result.written++;
         }
       }
-    } finally {
-      batch.clear();
-      traced.clear();
-    }
-    opts.onProgress?.(reader.bytesRead, reader.fileSize, result.packets);
-  };
+    };
 
-  try {
-    if (opts.out) writer = openFrameSink(opts.out, reader.linktypes, reader.nanosecond, result.notes);
-    if (opts.verdicts) verdicts = new LineSink(opts.verdicts);
-    for (const rec of reader.records()) {
-      if (Batch.footprint(rec.caplen) > BATCH_BYTES) {
-        throw inputError([trace, `record ${rec.n}`, 'caplen'], `${rec.caplen} bytes is more than the datapath's ${BATCH_BYTES}-byte frame area`);
-      }
-      const traceThis = opts.trace?.select(rec.n, rec.data) ?? false;
-      if (!batch.add(rec.data, rec.origlen, rec.tsSec, rec.tsNsec, rec.linktype, traceThis)) {
-        flush();
-        batch.add(rec.data, rec.origlen, rec.tsSec, rec.tsNsec, rec.linktype, traceThis);
-      }
-      const i = batch.count - 1;
-      if (traceThis) traced.set(i, rec.data.slice());
-      tsSec[i] = rec.tsSec;
-      tsNsec[i] = rec.tsNsec;
-      caplen[i] = rec.caplen;
-      origlen[i] = rec.origlen;
-      recordNo[i] = rec.n;
-      linktype[i] = rec.linktype;
-    }
-    flush();
-  } catch (e) {
-    if (!(e instanceof InputError)) throw e;
-    let error = e;
-    // Process what was read before the bad record, unless writing it is what failed.
-    if (!unwritable) {
+    const flush = () => {
+      if (batch.count === 0) return;
+      batch.run();
+      const first = result.packets + 1;
+      const traceRecords = opts.trace ? dp.takeTrace() : [];
       try {
-        flush();
-      } catch (e2) {
-        if (!(e2 instanceof InputError)) throw e2;
-        error = e2;
+        if (opts.onBatch) {
+          opts.onBatch({ batch, first, bytesRead: feeder?.bytesRead ?? reader.bytesRead, fileSize: reader.fileSize });
+        } else {
+          if (lineWriter) lineWriter.write(batch, first, (bytes) => verdicts!.writeBytes(bytes));
+          if (recordWriter) recordWriter.write(batch, writer!.pcap!.nanosecond, (bytes) => writer!.pcap!.writeRecords(bytes));
+          if (opts.onDecision || opts.trace || (writer && !recordWriter)) eachPacket(first, traceRecords);
+          if (writer) result.written += sentFrames(batch);
+        }
+        result.packets += batch.count;
+      } finally {
+        batch.clear();
+        traced.clear();
       }
+      opts.onProgress?.(feeder?.bytesRead ?? reader.bytesRead, reader.fileSize, result.packets);
+    };
+
+    const tooBig = (n: number, caplen: number) =>
+      inputError([trace, `record ${n}`, 'caplen'], `${caplen} bytes is more than the datapath's ${BATCH_BYTES}-byte frame area`);
+    try {
+      if (feeder) {
+        while (feeder.fill(batch)) {
+          if (batch.count === 0) throw tooBig(feeder.recordsRead + 1, feeder.nextCaplen());
+          flush();
+        }
+      } else {
+        for (const rec of reader.records()) {
+          if (Batch.footprint(rec.caplen) > BATCH_BYTES) throw tooBig(rec.n, rec.caplen);
+          const traceThis = opts.trace?.select(rec.n, rec.data) ?? false;
+          if (!batch.add(rec.data, rec.origlen, rec.tsSec, rec.tsNsec, rec.linktype, traceThis)) {
+            flush();
+            batch.add(rec.data, rec.origlen, rec.tsSec, rec.tsNsec, rec.linktype, traceThis);
+          }
+          if (traceThis) traced.set(batch.count - 1, rec.data.slice());
+        }
+      }
+      flush();
+    } catch (e) {
+      if (!(e instanceof InputError)) throw e;
+      let error = e;
+      // Process what was read before the bad record, unless writing it is what failed.
+      if (!unwritable) {
+        try {
+          flush();
+        } catch (e2) {
+          if (!(e2 instanceof InputError)) throw e2;
+          error = e2;
+        }
+      }
+      result.stoppedAt = { record: unwritable || result.packets + 1, error: error.message };
     }
-    result.stoppedAt = { record: unwritable || result.packets + 1, error: error.message };
   } finally {
     writer?.close();
     verdicts?.close();
+    feeder?.close();
     reader.close();
   }
   return result;
+}
+
+/** Frames of the batch sent out (TX, REDIRECT) by this instance. */
+function sentFrames(batch: Batch): number {
+  let sent = 0;
+  for (let i = 0; i < batch.count; i++) {
+    const v = batch.verdict(i);
+    if ((v === XDP_TX || v === XDP_REDIRECT) && (batch.flags(i) & DESC_F_OTHER_SHARD) === 0) sent++;
+  }
+  return sent;
 }

@@ -13,7 +13,7 @@ import { Worker } from 'node:worker_threads';
 import type { Compiled } from './compiler.js';
 import { InputError } from './errors.js';
 import { REPLAY_WORKER } from './paths.js';
-import { LineSink, openFrameSink, type ReplayResult } from './replay.js';
+import { LineSink, openFrameSink, type FrameSink, type ReplayResult } from './replay.js';
 import { sumCounters, type Counters } from './summary.js';
 import { openCapture } from '../traces/pcap.js';
 
@@ -26,6 +26,9 @@ export interface ShardSetup {
   count: number;
   verdicts: boolean;
   out: boolean;
+  /** Output frames as whole classic pcap records (with this resolution), not as frames for a pcapng writer. */
+  records: boolean;
+  nanosecond: boolean;
   /** Int32[1]: batches the merging thread has taken; workers stay at most WINDOW batches ahead. */
   taken: SharedArrayBuffer;
 }
@@ -39,17 +42,18 @@ export interface ShardBatch {
   count: number;
   /** 1 for each frame of the batch this worker decided. */
   own: Uint8Array;
-  /** Verdict lines of its frames, in order, and the length of each. */
-  lines: string;
+  /** Verdict lines of its frames, in order, and the length of each (0 for other workers' frames). */
+  lines: Uint8Array;
   lineLengths: Uint32Array;
-  /** Per output frame: batch index, record number, link type, seconds, nanoseconds, length, original length. */
+  /**
+   * Per output frame, its batch index and bytes in frameBytes; for a pcapng
+   * output also its link type, seconds, nanoseconds and original length.
+   */
   frames: Float64Array;
   frameBytes: Uint8Array;
   bytesRead: number;
   fileSize: number;
 }
-
-export const FRAME_FIELDS = 7;
 
 export interface ShardDone {
   type: 'done';
@@ -106,10 +110,10 @@ class ShardWorker {
 }
 
 /** The link types and resolution of the capture, for the output file (read from its header). */
-function captureFormat(trace: string): { linktypes: readonly number[]; nanosecond: boolean } {
+function captureFormat(trace: string): { linktypes: readonly number[]; nanosecond: boolean; pcap: boolean } {
   const reader = openCapture(trace);
   try {
-    return { linktypes: reader.linktypes, nanosecond: reader.nanosecond };
+    return { linktypes: reader.linktypes, nanosecond: reader.nanosecond, pcap: reader.format === 'pcap' };
   } finally {
     reader.close();
   }
@@ -117,16 +121,19 @@ function captureFormat(trace: string): { linktypes: readonly number[]; nanosecon
 
 export async function replaySharded(trace: string, compiled: Compiled, opts: ShardedReplayOptions): Promise<{ result: ReplayResult; counters: Counters }> {
   const format = captureFormat(trace); // a capture that cannot be opened fails here, once
+  const notes: string[] = [];
+  const writer = opts.out ? openFrameSink(opts.out, format.linktypes, format.nanosecond, notes) : undefined;
+  // Whole records from the workers' datapaths when both files are classic pcap (as the single replay does).
+  const records = format.pcap && !!writer?.pcap;
   const taken = new SharedArrayBuffer(4);
   const takenCount = new Int32Array(taken);
   const shards = Array.from({ length: opts.workers }, (_, index) => {
     const setup: ShardSetup = {
       trace, compiled, ctEntries: opts.ctEntries, index, count: opts.workers, verdicts: !!opts.verdicts, out: !!opts.out, taken,
+      records, nanosecond: format.nanosecond,
     };
     return new ShardWorker(new Worker(REPLAY_WORKER, { workerData: setup }));
   });
-  const notes: string[] = [];
-  const writer = opts.out ? openFrameSink(opts.out, format.linktypes, format.nanosecond, notes) : undefined;
   let verdicts: LineSink | undefined;
   let packets = 0;
   let written = 0;
@@ -159,35 +166,46 @@ export async function replaySharded(trace: string, compiled: Compiled, opts: Sha
 }
 
 /** Writes one batch's lines and frames in input order, each from the worker that decided it. */
-function mergeBatch(
-  parts: ShardBatch[], before: number, decided: number[], verdicts: LineSink | undefined, writer: ReturnType<typeof openFrameSink> | undefined,
-): { count: number; written: number } {
+function mergeBatch(parts: ShardBatch[], before: number, decided: number[], verdicts: LineSink | undefined, writer: FrameSink | undefined): { count: number; written: number } {
   const count = parts[0].count;
   const lineAt = new Array<number>(parts.length).fill(0);
-  const lineNo = new Array<number>(parts.length).fill(0);
   const frameNo = new Array<number>(parts.length).fill(0);
   const frameAt = new Array<number>(parts.length).fill(0);
-  const lines: string[] = [];
+  const lineBytes = parts.reduce((n, p) => n + p.lines.length, 0);
+  const lines = new Uint8Array(lineBytes);
+  const frameBytes = parts.reduce((n, p) => n + p.frameBytes.length, 0);
+  const records = writer?.pcap ? new Uint8Array(frameBytes) : undefined;
+  let linesAt = 0;
+  let recordsAt = 0;
   let written = 0;
+  const fields = writer?.pcap ? 2 : 6;
   for (let i = 0; i < count; i++) {
     const w = ownerOf(parts, i, before + i + 1);
     decided[w]++;
     const part = parts[w];
     if (verdicts) {
-      const length = part.lineLengths[lineNo[w]++];
-      lines.push(part.lines.slice(lineAt[w], lineAt[w] + length));
+      const length = part.lineLengths[i];
+      lines.set(part.lines.subarray(lineAt[w], lineAt[w] + length), linesAt);
+      linesAt += length;
       lineAt[w] += length;
     }
-    const f = frameNo[w] * FRAME_FIELDS;
-    if (writer && f < part.frames.length && part.frames[f] === i) {
-      const [, recordNo, linktype, tsSec, tsNsec, length, origlen] = part.frames.subarray(f, f + FRAME_FIELDS);
-      writer.write(recordNo, linktype, tsSec, tsNsec, part.frameBytes.subarray(frameAt[w], frameAt[w] + length), origlen);
-      frameAt[w] += length;
-      frameNo[w]++;
-      written++;
+    const f = frameNo[w] * fields;
+    if (!writer || f >= part.frames.length || part.frames[f] !== i) continue;
+    const length = part.frames[f + 1];
+    const bytes = part.frameBytes.subarray(frameAt[w], frameAt[w] + length);
+    if (records) {
+      records.set(bytes, recordsAt);
+      recordsAt += length;
+    } else {
+      const [linktype, tsSec, tsNsec, origlen] = part.frames.subarray(f + 2, f + 6);
+      writer.write(before + i + 1, linktype, tsSec, tsNsec, bytes, origlen);
     }
+    frameAt[w] += length;
+    frameNo[w]++;
+    written++;
   }
-  if (verdicts) verdicts.push(lines.join(''));
+  if (verdicts) verdicts.writeBytes(lines);
+  if (records) writer!.pcap!.writeRecords(records);
   return { count, written };
 }
 

@@ -9,6 +9,7 @@
 
 export * from './layout';
 
+import { pcapEmit, pcapWalk, verdictsEmit } from './capture';
 import { affinityBackend4, affinityBackend6, recordAffinity4, recordAffinity6 } from './affinity';
 import {
   ctCreate4, ctCreate6, ctDelete4, ctDelete6, ctIsLive, ctIsReopen, ctLookup4, ctLookup6, ctTouch, configureTimeouts,
@@ -623,6 +624,25 @@ function processFrame(desc: usize): void {
   store<u32>(desc + DESC_BACKEND_ID, backendId);
   store<u32>(desc + DESC_LEN, outLen);
   countVerdict(reason, verdict, wireLen);
+}
+
+// --- zero-copy replay (datapath/capture.ts) --------------------------------------
+
+export function pcap_walk(
+  chunk: usize, len: u32, format: u32, snaplen: u32, linktype: u32,
+  descs: usize, count: u32, maxFrames: u32, frames: usize, framesCapacity: u32, state: usize,
+): u32 {
+  return pcapWalk(chunk, len, format, snaplen, linktype, descs, count, maxFrames, frames, framesCapacity, state);
+}
+
+export function pcap_emit(descs: usize, from: u32, count: u32, nanosecond: bool, out: usize, capacity: u32, written: usize): u32 {
+  return pcapEmit(descs, from, count, nanosecond, out, capacity, written);
+}
+
+export function verdicts_emit(
+  descs: usize, from: u32, count: u32, firstN: u64, tables: usize, maxLine: u32, out: usize, capacity: u32, written: usize, lengths: usize,
+): u32 {
+  return verdictsEmit(descs, from, count, firstN, tables, maxLine, out, capacity, written, lengths);
 }
 
 /**

@@ -309,7 +309,33 @@ export const DESC_FLAGS: u32 = 30; // u16 DESC_F_* (out)
 export const DESC_SERVICE_ID: u32 = 32; // u32, 0 = none (out)
 export const DESC_BACKEND_ID: u32 = 36; // u32, 0 = none (out)
 export const DESC_LINKTYPE: u32 = 40; // u32 LINKTYPE_* of the frame's capture interface
-export const DESC_SIZE: u32 = 48; // 4 bytes padding, always zero
+export const DESC_CAPLEN: u32 = 44; // u32 captured bytes in, kept (LEN becomes the bytes out)
+export const DESC_SIZE: u32 = 48;
+// Frame area bytes a frame gets at least: room to become an ICMP error (an
+// ICMPv6 one is up to 1280 bytes, after a link layer of up to 22: Ethernet and two VLAN tags).
+export const FRAME_MIN_CAPACITY: u32 = 1304;
+
+// --- zero-copy replay (datapath/capture.ts) ----------------------------------
+// pcap_walk's format flags, and why it stopped (in its state's STOP word).
+export const PCAP_F_BIG_ENDIAN: u32 = 1 << 0;
+export const PCAP_F_NANOSECOND: u32 = 1 << 1;
+export const WALK_NEED_DATA: u32 = 0; // less than a whole record left in the chunk
+export const WALK_BATCH_FULL: u32 = 1; // no descriptor or frame room left: run the batch
+export const WALK_ANOMALY: u32 = 2; // the next record is for the host's reader to judge
+
+// The walker's state, in and out: where it is in the chunk and the frame area.
+export const WALK_CONSUMED: u32 = 0; // u32 chunk bytes consumed
+export const WALK_FRAMES_USED: u32 = 4; // u32 frame area bytes used
+export const WALK_STOP: u32 = 8; // u32 WALK_*
+export const WALK_STATE_SIZE: u32 = 12;
+
+// What verdicts_emit reads: the addresses of four string tables.
+export const VT_VERDICTS: u32 = 0; // by XDP_* code
+export const VT_REASONS: u32 = 4; // by REASON_* code
+export const VT_SERVICES: u32 = 8; // JSON values by service id, 0 = null
+export const VT_BACKENDS: u32 = 12; // JSON values by backend id, 0 = null
+export const VT_SIZE: u32 = 16;
+
 
 // --- link types (the tcpdump.org LINKTYPE_* values) the parser knows ---------
 export const LINKTYPE_NULL: u32 = 0; // BSD loopback: 4-byte family in the capturing host's order

@@ -75,8 +75,11 @@ export interface PcapWriterOptions {
 
 export interface PcapWriter {
   readonly path: string;
+  readonly nanosecond: boolean;
   /** caplen is data.length; origlen defaults to it. Microsecond files round tsNsec down. */
   write(tsSec: number, tsNsec: number, data: Uint8Array, origlen?: number): void;
+  /** Whole records laid out as write() lays them (the datapath's pcap_emit writes them so). */
+  writeRecords(records: Uint8Array): void;
   close(): void;
 }
 
@@ -141,7 +144,8 @@ export function createPcapWriter(path: string, opts: PcapWriterOptions): PcapWri
   return new StreamingPcapWriter(path, opts);
 }
 
-class PcapReader implements CaptureReader {
+/** Classic pcap, read by JavaScript; the replay walks the same records in the datapath (control/zero-copy.ts). */
+export class PcapReader implements CaptureReader {
   readonly format = 'pcap';
   readonly snaplen: number;
   readonly linktype: number;
@@ -153,7 +157,7 @@ class PcapReader implements CaptureReader {
     readonly path: string,
     private readonly file: ChunkedFile,
     readonly fileSize: number,
-    private readonly littleEndian: boolean,
+    readonly littleEndian: boolean,
     readonly nanosecond: boolean,
   ) {
     const view = file.view;
@@ -184,66 +188,62 @@ class PcapReader implements CaptureReader {
 
   *records(): Generator<CaptureRecord> {
     const file = this.file;
-    const littleEndian = this.littleEndian;
-    const fractionsPerSecond = this.nanosecond ? 1e9 : 1e6;
-    const nsPerFraction = this.nanosecond ? 1 : 1000;
-    const fractionUnit = this.nanosecond ? 'ns' : 'µs';
     for (;;) {
       const n = this.recordsRead + 1;
       const offset = file.offset;
       const headerBytes = file.fill(RECORD_HEADER_BYTES);
       if (headerBytes === 0) return;
-      if (headerBytes < RECORD_HEADER_BYTES) {
-        throw this.recordError(
-          n,
-          offset,
-          undefined,
-          `truncated: record header needs ${RECORD_HEADER_BYTES} bytes, file ends after ${headerBytes}`,
-        );
-      }
-      const view = file.view;
-      const p = file.pos;
-      let tsSec = view.getUint32(p, littleEndian);
-      let fraction = view.getUint32(p + 4, littleEndian);
-      const caplen = view.getUint32(p + 8, littleEndian);
-      const origlen = view.getUint32(p + 12, littleEndian);
-      if (caplen > MAX_CAPLEN) {
-        throw this.recordError(n, offset, 'caplen', `${caplen} bytes is absurd (above 256 MiB); the file is corrupt`);
-      }
-      if (caplen > origlen) {
-        throw this.recordError(n, offset, 'caplen', `${caplen} exceeds origlen ${origlen}`);
-      }
-      if (caplen > this.snaplen) {
-        throw this.recordError(n, offset, 'caplen', `${caplen} exceeds the snaplen ${this.snaplen}`);
-      }
-      if (fraction >= fractionsPerSecond) {
-        const carry = Math.floor(fraction / fractionsPerSecond);
-        this.warn(
-          [recordWhere(n, offset), 'timestamp'],
-          `fraction ${fraction} ${fractionUnit} is not below 1 s; carried ${carry} s into the seconds`,
-        );
-        tsSec += carry;
-        fraction -= carry * fractionsPerSecond;
-      }
+      if (headerBytes < RECORD_HEADER_BYTES) throw this.truncatedHeader(n, offset, headerBytes);
+      const { tsSec, tsNsec, caplen, origlen } = this.recordHeader(n, offset, file.view, file.pos);
       file.pos += RECORD_HEADER_BYTES;
       const dataBytes = file.fill(caplen);
-      if (dataBytes < caplen) {
-        throw this.recordError(n, offset, undefined, `truncated: caplen says ${caplen} bytes, file ends after ${dataBytes}`);
-      }
+      if (dataBytes < caplen) throw this.truncatedData(n, offset, caplen, dataBytes);
       const start = file.pos;
       file.pos += caplen;
       this.recordsRead = n;
-      yield {
-        n,
-        offset,
-        tsSec,
-        tsNsec: fraction * nsPerFraction,
-        caplen,
-        origlen,
-        linktype: this.linktype,
-        data: file.buffer.subarray(start, start + caplen),
-      };
+      yield { n, offset, tsSec, tsNsec, caplen, origlen, linktype: this.linktype, data: file.buffer.subarray(start, start + caplen) };
     }
+  }
+
+  /**
+   * Reads and checks record `n`'s header at view[p..p+16), the record being at
+   * file `offset`: throws InputError for a corrupt one; carries a timestamp
+   * fraction of a second or more into the seconds, with a warning, as libpcap does.
+   */
+  recordHeader(n: number, offset: number, view: DataView, p: number): { tsSec: number; tsNsec: number; caplen: number; origlen: number } {
+    const littleEndian = this.littleEndian;
+    const fractionsPerSecond = this.nanosecond ? 1e9 : 1e6;
+    let tsSec = view.getUint32(p, littleEndian);
+    let fraction = view.getUint32(p + 4, littleEndian);
+    const caplen = view.getUint32(p + 8, littleEndian);
+    const origlen = view.getUint32(p + 12, littleEndian);
+    if (caplen > MAX_CAPLEN) {
+      throw this.recordError(n, offset, 'caplen', `${caplen} bytes is absurd (above 256 MiB); the file is corrupt`);
+    }
+    if (caplen > origlen) {
+      throw this.recordError(n, offset, 'caplen', `${caplen} exceeds origlen ${origlen}`);
+    }
+    if (caplen > this.snaplen) {
+      throw this.recordError(n, offset, 'caplen', `${caplen} exceeds the snaplen ${this.snaplen}`);
+    }
+    if (fraction >= fractionsPerSecond) {
+      const carry = Math.floor(fraction / fractionsPerSecond);
+      this.warn(
+        [recordWhere(n, offset), 'timestamp'],
+        `fraction ${fraction} ${this.nanosecond ? 'ns' : 'µs'} is not below 1 s; carried ${carry} s into the seconds`,
+      );
+      tsSec += carry;
+      fraction -= carry * fractionsPerSecond;
+    }
+    return { tsSec, tsNsec: fraction * (this.nanosecond ? 1 : 1000), caplen, origlen };
+  }
+
+  truncatedHeader(n: number, offset: number, have: number): Error {
+    return this.recordError(n, offset, undefined, `truncated: record header needs ${RECORD_HEADER_BYTES} bytes, file ends after ${have}`);
+  }
+
+  truncatedData(n: number, offset: number, caplen: number, have: number): Error {
+    return this.recordError(n, offset, undefined, `truncated: caplen says ${caplen} bytes, file ends after ${have}`);
   }
 
   close(): void {
@@ -269,7 +269,7 @@ class StreamingPcapWriter implements PcapWriter {
   private readonly out: ChunkedWriter;
   private closed = false;
   private readonly snaplen: number;
-  private readonly nanosecond: boolean;
+  readonly nanosecond: boolean;
 
   constructor(
     readonly path: string,
@@ -311,6 +311,11 @@ class StreamingPcapWriter implements PcapWriter {
     view.setUint32(p + 8, caplen, true);
     view.setUint32(p + 12, origlen, true);
     this.out.append(data);
+  }
+
+  writeRecords(records: Uint8Array): void {
+    if (this.closed) throw new Error(`${this.path}: write after close()`);
+    this.out.append(records);
   }
 
   close(): void {
