@@ -299,8 +299,7 @@ export function u32Key(n: number): Uint8Array {
  */
 export const MIN_FRAME_CAPACITY = 1304;
 
-/** Why pcap_walk stopped, and its state words (datapath/layout.ts WALK_*). */
-export const WALK = { NEED_DATA: 0, BATCH_FULL: 1, ANOMALY: 2 } as const;
+/** pcap_walk's state: bytes consumed, frame area used, why it stopped (datapath/layout.ts WALK_*). */
 const WALK_STATE_BYTES = 12;
 
 /**

@@ -326,6 +326,9 @@ export const BE_F_LOCAL = 1 << 0;
 export const CT_DIR_ORIGINAL = 0;
 export const CT_DIR_REPLY = 1;
 export const CT_F = { SEEN_REPLY: 1 << 0, CLOSING: 1 << 1, SNAT: 1 << 2 } as const;
+/** The zero-copy walker's format flags and stop reasons (datapath/capture.ts). */
+export const PCAP_F = { BIG_ENDIAN: 1 << 0, NANOSECOND: 1 << 1 } as const;
+export const WALK = { NEED_DATA: 0, BATCH_FULL: 1, ANOMALY: 2 } as const;
 export const DESC_F_SNAT = 1 << 0;
 export const DESC_F_OTHER_SHARD = 1 << 1;
 export const DESC_F_TRACE = 1 << 15;

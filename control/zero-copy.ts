@@ -12,14 +12,12 @@
  */
 import { closeSync, openSync, readSync, writeSync } from 'node:fs';
 import { inputError } from './errors.js';
-import { WALK, type Batch, type Datapath } from './datapath.js';
-import { REASONS, VERDICTS } from './layout.js';
+import type { Batch, Datapath } from './datapath.js';
+import { PCAP_F, REASONS, VERDICTS, WALK } from './layout.js';
 import type { PcapReader } from '../traces/pcap.js';
 
 const GLOBAL_HEADER_BYTES = 24;
 const RECORD_HEADER_BYTES = 16;
-const PCAP_F_BIG_ENDIAN = 1;
-const PCAP_F_NANOSECOND = 2;
 
 /** Feeds a classic pcap file's records into batches, through the datapath's walker. */
 export class PcapFeeder {
@@ -48,7 +46,7 @@ export class PcapFeeder {
       throw inputError([reader.path], `cannot open: ${(e as Error).message}`);
     }
     this.chunk = dp.reserve(chunkBytes);
-    this.format = (reader.littleEndian ? 0 : PCAP_F_BIG_ENDIAN) | (reader.nanosecond ? PCAP_F_NANOSECOND : 0);
+    this.format = (reader.littleEndian ? 0 : PCAP_F.BIG_ENDIAN) | (reader.nanosecond ? PCAP_F.NANOSECOND : 0);
   }
 
   /** File bytes consumed so far. */

@@ -1,12 +1,13 @@
 // The control plane's struct and map tables against the constants the
 // WebAssembly datapath exports: both sides of the boundary must agree.
 import { beforeAll, describe, expect, it } from 'vitest';
-import { Datapath } from '../control/datapath.js';
+import { Datapath, MIN_FRAME_CAPACITY } from '../control/datapath.js';
 import {
   BPF_MAP_TYPE, CFG_F, CONFIG, CT6_TUPLE, FRAG4_KEY, FRAG4_PORTS, FRAG6_KEY, LB6_AFFINITY_KEY, LB6_BACKEND, LB6_KEY,
   LB6_REVNAT, LB6_SRC_RANGE_KEY, NODE_IP6_KEY, SNAT6_ORIGIN, CT4_TUPLE, CT_ENTRY, CT_F, FLOW_COUNTER, FRAME_DESC, LB4_AFFINITY_KEY, LB4_BACKEND, LB4_KEY,
   LB4_REVNAT, LB4_SERVICE, LB4_SRC_RANGE_KEY, LB_AFFINITY, LB_MEMBER_KEY, MAPS, METRIC_ENTRIES, NODE_IP4_KEY, PRESENCE,
   LINKTYPES, REASONS, SIZE_CONSTANTS, TRACE_RECORD, TRACE_KEY_OFFSET, TRACE_VALUE_OFFSET, TRACE_KIND, DESC_F_TRACE, SNAT4_ORIGIN, SVC_F, TRAFFIC_COUNTER, VERDICTS, fieldSize, type Struct,
+  DESC_F_OTHER_SHARD, PCAP_F, STEER_CLASS, STEER_F, STEER_KEY, WALK,
 } from '../control/layout.js';
 
 let dp: Datapath;
@@ -18,7 +19,7 @@ const STRUCTS: Struct[] = [
   CONFIG, LB4_KEY, LB4_SERVICE, LB4_BACKEND, LB4_REVNAT, CT4_TUPLE, CT_ENTRY, TRAFFIC_COUNTER, FLOW_COUNTER, FRAME_DESC,
   LB_MEMBER_KEY, LB4_AFFINITY_KEY, LB_AFFINITY, SNAT4_ORIGIN, LB4_SRC_RANGE_KEY, NODE_IP4_KEY, FRAG4_KEY, FRAG4_PORTS,
   LB6_KEY, LB6_BACKEND, LB6_REVNAT, CT6_TUPLE, SNAT6_ORIGIN, LB6_AFFINITY_KEY, LB6_SRC_RANGE_KEY, NODE_IP6_KEY, FRAG6_KEY,
-  TRACE_RECORD,
+  TRACE_RECORD, STEER_KEY, STEER_CLASS,
 ];
 
 describe('struct layouts match the datapath', () => {
@@ -70,6 +71,14 @@ describe('map ids, types and codes match the datapath', () => {
     expect(dp.constant('TRACE_VALUE')).toBe(TRACE_VALUE_OFFSET);
     for (const [name, kind] of Object.entries(TRACE_KIND)) expect(dp.constant(`TRACE_${name}`), name).toBe(kind);
     expect(dp.constant('DESC_F_TRACE')).toBe(DESC_F_TRACE);
+  });
+
+  it('zero-copy replay and sharding', () => {
+    expect(dp.constant('FRAME_MIN_CAPACITY')).toBe(MIN_FRAME_CAPACITY);
+    for (const [name, bit] of Object.entries(PCAP_F)) expect(dp.constant(`PCAP_F_${name}`), name).toBe(bit);
+    for (const [name, code] of Object.entries(WALK)) expect(dp.constant(`WALK_${name}`), name).toBe(code);
+    for (const [name, bit] of Object.entries(STEER_F)) expect(dp.constant(`STEER_F_${name}`), name).toBe(bit);
+    expect(dp.constant('DESC_F_OTHER_SHARD')).toBe(DESC_F_OTHER_SHARD);
   });
 
   it('link types', () => {
