@@ -109,15 +109,15 @@ function shardByClasses(srcClass: u32, dstClass: u32): i64 {
   return -1;
 }
 
-/** The worker of the flow in src/dst. */
+/** The worker of the flow in src/dst, with as few lookups as the common packets allow. */
 function flowShard(): u32 {
   if (srcPort != 0 || dstPort != 0) {
     // A masqueraded reply first: the masquerade address may be a frontend too (NodePorts).
-    const srcClass = endpointClass(src, srcPort, flowProto);
+    if (isSnatEndpoint(dst, dstPort) && (endpointClass(src, srcPort, flowProto) & STEER_F_BACKEND) != 0) return snatPortShard(dstPort);
+    if (isSnatEndpoint(src, srcPort) && (endpointClass(dst, dstPort, flowProto) & STEER_F_BACKEND) != 0) return snatPortShard(srcPort);
     const dstClass = endpointClass(dst, dstPort, flowProto);
-    if ((srcClass & STEER_F_BACKEND) != 0 && isSnatEndpoint(dst, dstPort)) return snatPortShard(dstPort);
-    if ((dstClass & STEER_F_BACKEND) != 0 && isSnatEndpoint(src, srcPort)) return snatPortShard(srcPort);
-    const byEndpoint = shardByClasses(srcClass, dstClass);
+    if ((dstClass & STEER_F_FRONTEND) != 0) return clientShard(src); // a request: one lookup
+    const byEndpoint = shardByClasses(endpointClass(src, srcPort, flowProto), dstClass);
     if (byEndpoint >= 0) return <u32>byEndpoint;
   }
   const byAddress = shardByClasses(endpointClass(src, 0, 0), endpointClass(dst, 0, 0));
