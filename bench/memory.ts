@@ -53,7 +53,7 @@ export interface MemoryReport {
 export async function memory(ctx: BenchContext): Promise<MemoryReport> {
   const conntrack = await conntrackMemory();
   console.log(`memory: conntrack ${conntrack.bytesPerEntry} B per IPv4 entry (${conntrack.bytesPerFlow} B per flow), ${conntrack.bytesPerEntry6} B per IPv6 entry (${conntrack.bytesPerFlow6} B per flow); `
-    + `all maps sized by --ct-entries: ${conntrack.bytesPerCtEntriesUnit.toFixed(1)} B per entry`);
+    + `all maps sized by --ct-entries: ${conntrack.bytesPerCtEntriesUnit} B per entry`);
   return { conntrack, ...replayRss(ctx) };
 }
 
@@ -67,14 +67,17 @@ async function mapBytes(map: MapName, entries: number): Promise<number> {
   return dp.exports.memory_top() - before;
 }
 
+/** Map headers spread over millions of entries are noise below a tenth of a byte. */
+const tenths = (x: number) => Math.round(10 * x) / 10;
+
 async function conntrackMemory(): Promise<ConntrackMemory> {
-  const perEntry = async (map: MapName) => (await mapBytes(map, CT_ENTRIES)) / CT_ENTRIES;
+  const perEntry = async (map: MapName) => tenths((await mapBytes(map, CT_ENTRIES)) / CT_ENTRIES);
   const bytesPerEntry = await perEntry('ct4');
   const bytesPerEntry6 = await perEntry('ct6');
   // Whole datapaths for a one-Service cluster, differing only in --ct-entries.
   const compiled = compileSynthetic(1, 1, 7);
   const top = async (ctEntries: number) => (await loadProgram(compiled, { ctEntries })).exports.memory_top();
-  const bytesPerCtEntriesUnit = ((await top(2 * CT_ENTRIES)) - (await top(CT_ENTRIES))) / CT_ENTRIES;
+  const bytesPerCtEntriesUnit = tenths(((await top(2 * CT_ENTRIES)) - (await top(CT_ENTRIES))) / CT_ENTRIES);
   return { entries: CT_ENTRIES, bytesPerEntry, bytesPerFlow: 2 * bytesPerEntry, bytesPerEntry6, bytesPerFlow6: 2 * bytesPerEntry6, bytesPerCtEntriesUnit };
 }
 

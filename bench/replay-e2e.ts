@@ -16,11 +16,11 @@ import { runCli, writeRepeatedTrace } from './captures.js';
 import type { BenchContext } from './context.js';
 import { formatResult, fromRuns, seconds, type ScenarioResult } from './measure.js';
 
-/** The mixed trace repeated to this many packets (about 450 MB of pcap). */
-const PACKETS = 3_000_000;
-const CLI_RUNS = 5;
-/** The model takes ~10 s per million packets: one run. */
-const MODEL_RUNS = 1;
+/** The mixed trace repeated to this many packets (about 330 MB of pcap). */
+const PACKETS = 2_000_000;
+const CLI_RUNS = 3;
+/** The model takes ~20 s per million packets here: two runs, the fewest that give a margin of error. */
+const MODEL_RUNS = 2;
 
 export async function replayE2e(ctx: BenchContext): Promise<ScenarioResult[]> {
   const { clusterPath, trace } = ctx.mixFixture();

@@ -88,7 +88,8 @@ async function main(): Promise<void> {
   } finally {
     rmSync(ctx.scratch, { recursive: true, force: true });
   }
-  console.log(`\n${table(report.scenarios)}\n\nbench took ${((performance.now() - started) / 1000).toFixed(0)} s`);
+  if (report.scenarios.length) console.log(`\n${table(report.scenarios)}`);
+  console.log(`\nbench took ${((performance.now() - started) / 1000).toFixed(0)} s`);
   if (values.json) {
     writeFileSync(values.json, `${JSON.stringify(report, null, 2)}\n`);
     console.log(`wrote ${values.json}`);
