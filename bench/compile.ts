@@ -5,7 +5,7 @@
  */
 import { compile } from '../control/compiler.js';
 import { DEFAULT_MAGLEV_TABLE_SIZE } from '../control/maglev.js';
-import { syntheticCluster } from './synthetic.js';
+import { syntheticCluster, syntheticCompileOptions } from './synthetic.js';
 
 const SERVICES = 10_000;
 const ENDPOINTS_PER_SERVICE = 10;
@@ -31,7 +31,7 @@ function bestMs(runs: number, fn: () => void): number {
 
 export function compileReport(): CompileReport {
   const { state, resolved } = syntheticCluster(SERVICES, ENDPOINTS_PER_SERVICE);
-  const ms = bestMs(RUNS, () => compile(state, resolved, { node: 'node-a', seed: 0, maglevTableSize: DEFAULT_MAGLEV_TABLE_SIZE }));
+  const ms = bestMs(RUNS, () => compile(state, resolved, syntheticCompileOptions(DEFAULT_MAGLEV_TABLE_SIZE)));
   console.log(`compile: ${SERVICES} Services x ${ENDPOINTS_PER_SERVICE} endpoints in ${ms.toFixed(0)} ms (best of ${RUNS})`);
   return { services: SERVICES, endpointsPerService: ENDPOINTS_PER_SERVICE, ms };
 }

@@ -1,10 +1,11 @@
 /**
  * Synthetic clusters of N single-port IPv4 ClusterIP Services of B backends
- * each (a third of them on the emulated node), and TCP flows from pods to
+ * each (a third of them on the emulated node), and TCP flows of clients to
  * them: the in-process scenarios other than `mixed`, and the compile timing.
  */
-import { compile, type Compiled } from '../control/compiler.js';
-import type { ClusterState, ResolvedService, Service } from '../control/model.js';
+import { compile, type Compiled, type CompileOptions } from '../control/compiler.js';
+import { resolveServices } from '../control/cluster/index.js';
+import type { ClusterState, EndpointSlice, ResolvedService, Service } from '../control/model.js';
 import { buildFrame, TCP_FLAGS } from '../traces/frames.js';
 
 const NODE = 'node-a';
@@ -14,29 +15,43 @@ const clusterIP = (s: number) => `10.${96 + (s >> 16)}.${(s >> 8) & 255}.${s & 2
 /** Backend `k` (from 1), in 10.128.0.0/12 for up to a million backends. */
 const backendIP = (k: number) => `10.${128 + (k >> 16)}.${(k >> 8) & 255}.${k & 255}`;
 
+/** The state as the API would hold it (one EndpointSlice per Service), resolved as the CLI resolves it. */
 export function syntheticCluster(services: number, backendsPerService: number): { state: ClusterState; resolved: ResolvedService[] } {
-  const resolved: ResolvedService[] = [];
-  for (let s = 0; s < services; s++) {
-    const service: Service = {
-      origin: { file: 'bench', object: `Service bench/svc-${s}` }, namespace: 'bench', name: `svc-${s}`, type: 'ClusterIP',
-      clusterIPs: [clusterIP(s)], ipFamilies: ['IPv4'],
-      ports: [{ name: '', protocol: 'TCP', port: 80, targetPort: 8080 }],
-      sessionAffinity: 'None', affinityTimeoutSeconds: 10800, externalTrafficPolicy: 'Cluster', internalTrafficPolicy: 'Cluster',
-      externalIPs: [], loadBalancerIngress: [], loadBalancerSourceRanges: [], allocateLoadBalancerNodePorts: true, publishNotReadyAddresses: false,
-    };
-    const endpoints = Array.from({ length: backendsPerService }, (_, b) => ({
-      ip: backendIP(s * backendsPerService + b + 1), port: 8080, nodeName: b % 3 === 0 ? NODE : 'node-b',
-      conditions: { ready: true, serving: true, terminating: false },
-    }));
-    resolved.push({ service, ports: [{ port: service.ports[0], endpoints }] });
-  }
-  const nodes = [NODE, 'node-b'].map((name, i) => ({ origin: { file: 'bench', object: `Node ${name}` }, name, addresses: [{ type: 'InternalIP', address: `192.168.0.${i + 1}` }] }));
-  return { state: { services: resolved.map((r) => r.service), endpointSlices: [], nodes, notes: [] }, resolved };
+  const state: ClusterState = {
+    services: Array.from({ length: services }, (_, s) => syntheticService(s)),
+    endpointSlices: Array.from({ length: services }, (_, s) => syntheticSlice(s, backendsPerService)),
+    nodes: [NODE, 'node-b'].map((name, i) => ({ origin: { file: 'bench', object: `Node ${name}` }, name, addresses: [{ type: 'InternalIP', address: `192.168.0.${i + 1}` }] })),
+    notes: [],
+  };
+  return { state, resolved: resolveServices(state).services };
 }
+
+function syntheticService(s: number): Service {
+  return {
+    origin: { file: 'bench', object: `Service bench/svc-${s}` }, namespace: 'bench', name: `svc-${s}`, type: 'ClusterIP',
+    clusterIPs: [clusterIP(s)], ipFamilies: ['IPv4'],
+    ports: [{ name: '', protocol: 'TCP', port: 80, targetPort: 8080 }],
+    sessionAffinity: 'None', affinityTimeoutSeconds: 10800, externalTrafficPolicy: 'Cluster', internalTrafficPolicy: 'Cluster',
+    externalIPs: [], loadBalancerIngress: [], loadBalancerSourceRanges: [], allocateLoadBalancerNodePorts: true, publishNotReadyAddresses: false,
+  };
+}
+
+/** Service `s`'s endpoints, a third of them on the emulated node. */
+function syntheticSlice(s: number, backends: number): EndpointSlice {
+  return {
+    origin: { file: 'bench', object: `EndpointSlice bench/svc-${s}` }, namespace: 'bench', name: `svc-${s}`, serviceName: `svc-${s}`, addressType: 'IPv4',
+    endpoints: Array.from({ length: backends }, (_, b) => ({
+      addresses: [backendIP(s * backends + b + 1)], nodeName: b % 3 === 0 ? NODE : 'node-b', conditions: { ready: true, serving: true, terminating: false },
+    })),
+    ports: [{ name: '', protocol: 'TCP', port: 8080 }],
+  };
+}
+
+export const syntheticCompileOptions = (maglevTableSize: number): CompileOptions => ({ node: NODE, seed: 0, maglevTableSize });
 
 export function compileSynthetic(services: number, backendsPerService: number, maglevTableSize: number): Compiled {
   const { state, resolved } = syntheticCluster(services, backendsPerService);
-  return compile(state, resolved, { node: NODE, seed: 0, maglevTableSize });
+  return compile(state, resolved, syntheticCompileOptions(maglevTableSize));
 }
 
 const PAYLOAD = new Uint8Array(100);
