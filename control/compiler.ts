@@ -192,7 +192,7 @@ function skipReason(svc: Service): string | undefined {
 
 /** The family of a valid address: only IPv6 has colons. */
 const isV4 = (ip: string) => !ip.includes(':');
-const familyOf = (ip: string): Family => (isV4(ip) ? 'v4' : 'v6');
+export const familyOf = (ip: string): Family => (isV4(ip) ? 'v4' : 'v6');
 
 function inAny(ip: string, cidrs: readonly string[]): boolean {
   const addr = ipaddr.parse(ip);
@@ -246,12 +246,14 @@ export interface ServiceContext {
   backendId(ip: string, port: number, protocol: Protocol): number;
 }
 
-/** The per-node part of a ServiceContext; `backendId` is the caller's id allocation. */
-export function serviceContext(state: ClusterState, opts: CompileOptions, backendId: ServiceContext['backendId']): ServiceContext {
+/** The part of a ServiceContext that comes from the node and the options; backend ids are the caller's. */
+export type NodeContext = Omit<ServiceContext, 'backendId'>;
+
+export function nodeContext(state: ClusterState, opts: CompileOptions): NodeContext {
   const nodeName = emulatedNode(state, opts.node);
   const node = state.nodes.find((n) => n.name === nodeName);
   const addresses = nodeAddresses(node, opts.nodePortAddresses ?? state.proxyConfig?.nodePortAddresses ?? []);
-  return { nodeName, addresses, maglevTableSize: opts.maglevTableSize, seed: opts.seed, backendId };
+  return { nodeName, addresses, maglevTableSize: opts.maglevTableSize, seed: opts.seed };
 }
 
 /** Services in compile order, which gives them their ids: by namespace, then name. */
@@ -421,6 +423,14 @@ export function backendValue(b: CompiledBackend): StructValue {
   return { address: b.ip, port: b.port, proto: IPPROTO[b.protocol], flags: b.local ? BE_F_LOCAL : 0 };
 }
 
+/** Appends a Service port's Maglev tables and their members. */
+export function addTableEntries(entries: Pick<MapEntries, 'maglev' | 'lbMembers'>, cs: CompiledService): void {
+  for (const { table, set } of serviceTables(cs)) {
+    entries.maglev.push({ table, slots: set.maglev });
+    for (const backendId of set.backendIds) entries.lbMembers.push({ table, backendId });
+  }
+}
+
 /** Appends one Service port's entries. */
 function addServiceEntries(ctx: ServiceContext, entries: MapEntries, cs: CompiledService, shape: ServiceShape): void {
   for (const f of cs.frontends) {
@@ -428,10 +438,7 @@ function addServiceEntries(ctx: ServiceContext, entries: MapEntries, cs: Compile
     entries[family].services.push({ key, value });
     entries[family].revnat.push({ index: f.revNatIndex, value: { address: f.address, port: f.port } });
   }
-  for (const { table, set } of serviceTables(cs)) {
-    entries.maglev.push({ table, slots: set.maglev });
-    for (const backendId of set.backendIds) entries.lbMembers.push({ table, backendId });
-  }
+  addTableEntries(entries, cs);
   const { lbIPs, sourceRanges } = shape;
   for (const cidr of lbIPs.length > 0 ? sourceRanges : []) {
     const [net, bits] = ipaddr.parseCIDR(cidr);
@@ -447,9 +454,9 @@ function addServiceEntries(ctx: ServiceContext, entries: MapEntries, cs: Compile
 
 export function compile(state: ClusterState, resolved: readonly ResolvedService[], opts: CompileOptions): Compiled {
   const ordered = compileOrder(resolved);
-  const nodeName = emulatedNode(state, opts.node);
-  const { byKey, sorted: backends } = compileBackends(ordered, nodeName);
-  const ctx = serviceContext(state, opts, (ip, port, protocol) => byKey.get(backendKey(ip, port, protocol))!.id);
+  const node = nodeContext(state, opts);
+  const { byKey, sorted: backends } = compileBackends(ordered, node.nodeName);
+  const ctx: ServiceContext = { ...node, backendId: (ip, port, protocol) => byKey.get(backendKey(ip, port, protocol))!.id };
   const { addresses } = ctx;
   const M = opts.maglevTableSize;
   if (!isPrime(M)) throw new RangeError(`Maglev table size ${M} is not prime`);
@@ -547,5 +554,5 @@ export function compile(state: ClusterState, resolved: readonly ResolvedService[
     seed: opts.seed,
     conntrackTimeouts: conntrack,
   };
-  return { node: nodeName, settings, maglevTableSize: M, services, backends, skipped, notes, entries };
+  return { node: node.nodeName, settings, maglevTableSize: M, services, backends, skipped, notes, entries };
 }

@@ -31,14 +31,15 @@ export function maglevTable(backendNames: readonly string[], m: number, seed: nu
 /** The same table, with `values[i]` in the slots of `backendNames[i]` (backend ids, say) instead of `i`. */
 export function maglevTableOf(backendNames: readonly string[], values: readonly number[], m: number, seed: number): Uint32Array {
   if (!isPrime(m)) throw new RangeError(`Maglev table size ${m} is not prime`);
-  const table = new Uint32Array(m);
   const n = backendNames.length;
-  if (n === 0) return table;
+  if (n === 0) return new Uint32Array(m);
   // Claim order must not depend on input order, so walk names sorted.
   const order = [...backendNames.keys()].sort((a, b) => (backendNames[a] < backendNames[b] ? -1 : 1));
-  const skip = new Uint32Array(n);
-  const cursor = new Uint32Array(n);
-  const value = new Uint32Array(n);
+  // Int32Array keeps the slot arithmetic in int32 registers (Uint32Array loads may become doubles);
+  // ids at or past 2^31 wrap here and wrap back in the Uint32Array table.
+  const skip = new Int32Array(n);
+  const cursor = new Int32Array(n);
+  const value = new Int32Array(n);
   const name = nameBuffer(backendNames);
   order.forEach((backend, i) => {
     const length = encoder.encodeInto(backendNames[backend], name).written;
@@ -46,15 +47,17 @@ export function maglevTableOf(backendNames: readonly string[], values: readonly 
     skip[i] = (murmur3(name, seed ^ 0x5bd1e995, length) % (m - 1)) + 1;
     value[i] = values[backend];
   });
-  fill(table, m, skip, cursor, value, takenScratch(m));
-  return table;
+  const { table, taken } = scratch(m);
+  fill(table, m, skip, cursor, value, taken);
+  // Filled in a table that stays in cache, copied out in one sequential pass.
+  return table.slice(0, m);
 }
 
 /**
  * The round-robin claim loop, the hot spot of compiling: about M ln M probes
  * per table. Slot arithmetic stays below 2M, so a subtraction replaces `%`.
  */
-function fill(table: Uint32Array, m: number, skip: Uint32Array, cursor: Uint32Array, value: Uint32Array, taken: Uint8Array): void {
+function fill(table: Uint32Array, m: number, skip: Int32Array, cursor: Int32Array, value: Int32Array, taken: Uint8Array): void {
   const n = skip.length;
   let filled = 0;
   for (;;) {
@@ -75,7 +78,8 @@ function fill(table: Uint32Array, m: number, skip: Uint32Array, cursor: Uint32Ar
 }
 
 let names = new Uint8Array(64);
-let taken = new Uint8Array(0);
+let scratchTable = new Uint32Array(0);
+let scratchTaken = new Uint8Array(0);
 
 /** A reused buffer that holds the UTF-8 of the longest name. */
 function nameBuffer(backendNames: readonly string[]): Uint8Array {
@@ -84,9 +88,11 @@ function nameBuffer(backendNames: readonly string[]): Uint8Array {
   return names;
 }
 
-/** A reused, cleared "slot is claimed" array of M bytes. */
-function takenScratch(m: number): Uint8Array {
-  if (taken.length < m) taken = new Uint8Array(m);
-  else taken.fill(0, 0, m);
-  return taken;
+/** A reused table of M slots, and a cleared "slot is claimed" array of M bytes. */
+function scratch(m: number): { table: Uint32Array; taken: Uint8Array } {
+  if (scratchTable.length < m) {
+    scratchTable = new Uint32Array(m);
+    scratchTaken = new Uint8Array(m);
+  } else scratchTaken.fill(0, 0, m);
+  return { table: scratchTable, taken: scratchTaken };
 }
