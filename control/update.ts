@@ -174,12 +174,13 @@ export function trackProgram(dp: Datapath, inputs: ProgramInputs): LiveProgram {
   const state: ClusterState = { ...inputs.state };
   Object.defineProperty(state, 'endpointSlices', { enumerable: true, get: () => [...slices.byName.values()] });
   const capacity = dp.map('backendStats').maxEntries - 1;
-  const used = new Set(compiled.backends.map((b) => b.id));
+  // The backends the maps hold: a compiled form from an earlier update also keeps ids out of use.
+  const inUse = new Set([...compiled.entries.v4.backends, ...compiled.entries.v6.backends].map((b) => b.id));
   const live: LiveProgram = {
     dp, opts, state, resolved, services, slices,
     compiled: { ...compiled, services: [...compiled.services], backends: [...compiled.backends], notes: [...compiled.notes] },
-    backends: indexBackends(compiled, resolved, services),
-    freeIds: new IdPool(Array.from({ length: capacity }, (_, i) => i + 1).filter((id) => !used.has(id))),
+    backends: indexBackends(compiled, inUse, resolved, services),
+    freeIds: new IdPool(Array.from({ length: capacity }, (_, i) => i + 1).filter((id) => !inUse.has(id))),
     context: nodeContext(inputs.state, opts),
     updates: 0,
   };
@@ -195,8 +196,9 @@ export function trackProgram(dp: Datapath, inputs: ProgramInputs): LiveProgram {
 }
 
 /** Every backend with the compiled Service ports that have it, in id order (so refs come ascending). */
-function indexBackends(compiled: Compiled, resolved: readonly ResolvedService[], services: LiveProgram['services']): Map<string, BackendRecord> {
-  const backends = new Map(compiled.backends.map((b) => [backendKey(b.ip, b.port, b.protocol), { backend: b, refs: [] as BackendRef[] }]));
+function indexBackends(compiled: Compiled, inUse: ReadonlySet<number>, resolved: readonly ResolvedService[], services: LiveProgram['services']): Map<string, BackendRecord> {
+  const backends = new Map(compiled.backends.filter((b) => inUse.has(b.id))
+    .map((b) => [backendKey(b.ip, b.port, b.protocol), { backend: b, refs: [] as BackendRef[] }]));
   for (const cs of compiled.services) {
     const { index, firstId } = services.get(objectKey(cs.service.namespace, cs.service.name))!;
     for (const ep of resolved[index].ports[cs.id - firstId].endpoints) {

@@ -129,6 +129,10 @@ describe('applying EndpointSlice updates', () => {
       applyEndpointSliceUpdate(l, change);
       await expectSameAsFullCompile(l, i + 1);
     }
+    // The live state loads again, with room, and updates go on from there.
+    const again = trackProgram(await loadProgramWithRoom(l.compiled, { backends: 2, tables: 1, members: 4 }, CT), { ...l, opts: OPTS });
+    applyEndpointSliceUpdate(again, upsert(slice('web-a', 'web', [['10.244.1.1', 'node-a'], ['10.244.2.1', 'node-b']])));
+    await expectSameAsFullCompile(again, steps.length + 1);
   });
 
   it('touches only the entries of the backends, members, tables and service entries that change', async () => {
