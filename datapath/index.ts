@@ -25,7 +25,7 @@ import {
   REASON_SOURCE_RANGE, REASON_STATE_MISMATCH, REASON_TRUNCATED, REASON_UNALLOCATED_IP, REASON_UNSERVED_PORT,
   REASON_FRAGMENT, REASON_FRAGMENT_UNTRACKED, REASON_ICMP_RELATED, FRAG4_DPORT, FRAG4_SPORT,
   SNAT4_ADDRESS, SNAT4_PORT, SNAT6_ADDRESS, SNAT6_PORT, LB6_BE_ADDRESS, LB6_BE_FLAGS, LB6_BE_PORT, LB6_REVNAT_ADDRESS,
-  LB6_REVNAT_PORT, SVC_F_AFFINITY, SVC_F_SOURCE_RANGE, XDP_ABORTED, XDP_DROP, XDP_PASS, XDP_REDIRECT,
+  LB6_REVNAT_PORT, SVC_F_AFFINITY, SVC_F_CLUSTER_IP, SVC_F_SOURCE_RANGE, XDP_ABORTED, XDP_DROP, XDP_PASS, XDP_REDIRECT,
   XDP_TX,
 } from './layout';
 import {
@@ -403,20 +403,26 @@ function handlePacket(data: usize, len: u32, capacity: u32, wireLen: u32, now: u
     if (!isIcmpError() || laterFragment || !handleIcmpError(data, len, wireLen, now)) handleOther(data, len, capacity);
     return;
   }
+  // Conntrack first, as in the kernel: a tracked reply stays a reply even
+  // when its addresses also match a frontend (a backend that is itself a
+  // node address, a masquerade port that is also a NodePort). A cluster IP is
+  // no client's address, so no reply goes to one: for a cluster-IP frontend,
+  // the most common by far, the reply lookup is skipped.
   if (family == 6) {
-    // Conntrack first, as in the kernel: a tracked reply stays a reply even
-    // when its addresses also match a frontend (a backend that is itself a
-    // node address, a masquerade port that is also a NodePort).
-    if (handleReply6(data, len, wireLen, now)) return;
     const svc = lookupService6(daddr6, dport, proto);
+    if (!isClusterIPFrontend(svc) && handleReply6(data, len, wireLen, now)) return;
     if (svc != 0) handleServicePacket6(svc, data, len, capacity, wireLen, now);
     else handleOther(data, len, capacity);
   } else {
-    if (handleReply(data, len, wireLen, now)) return;
     const svc = lookupService4(daddr, dport, proto);
+    if (!isClusterIPFrontend(svc) && handleReply(data, len, wireLen, now)) return;
     if (svc != 0) handleServicePacket(svc, data, len, capacity, wireLen, now);
     else handleOther(data, len, capacity);
   }
+}
+
+@inline function isClusterIPFrontend(svc: usize): bool {
+  return svc != 0 && (load<u32>(svc + LB4_SVC_FLAGS) & SVC_F_CLUSTER_IP) != 0;
 }
 
 /** True when the packet is addressed to a cluster IP (of its family). */

@@ -38,11 +38,11 @@ describe('svcpath trace', () => {
 
     expect([request.reason, request.snat]).toEqual(['SERVICE', true]);
     expect(['TX', 'REDIRECT']).toContain(request.verdict);
-    // Conntrack is asked first whether this is a tracked reply, then the frontend is found.
+    // The frontend is found; it is a NodePort, so conntrack is asked first whether this is a tracked reply.
     // The Service has ClientIP affinity, and this client used it before: the affinity record
     // names the backend, its table membership is checked, and Maglev is not asked.
     const lookups = request.steps.filter((s) => s.step === 'lookup').map((s) => `${s.map} ${s.value ? 'hit' : 'miss'}`);
-    expect(lookups).toEqual(['ct4 miss', 'lb4_services hit', 'ct4 miss', 'node_ips4 miss', 'lb4_affinity hit', 'lb_members hit', 'lb4_backends hit']);
+    expect(lookups).toEqual(['lb4_services hit', 'ct4 miss', 'ct4 miss', 'node_ips4 miss', 'lb4_affinity hit', 'lb_members hit', 'lb4_backends hit']);
     expect(request.steps.some((s) => s.step === 'maglev')).toBe(false);
     const backend = request.steps.find((s) => s.map === 'lb4_backends')!.value!;
     expect(request.steps.find((s) => s.map === 'lb4_affinity')!.value).toMatchObject({ backendId: request.steps.find((s) => s.map === 'lb4_backends')!.key!.value });
@@ -56,7 +56,7 @@ describe('svcpath trace', () => {
 
     expect([reply.verdict, reply.reason, reply.snat]).toEqual(['TX', 'REPLY', true]);
     const replyLookups = reply.steps.filter((s) => s.step === 'lookup').map((s) => `${s.map} ${s.value ? 'hit' : 'miss'}`);
-    expect(replyLookups).toEqual(['ct4 hit', 'lb4_reverse_nat hit', 'snat4 hit', 'ct4 hit']);
+    expect(replyLookups).toEqual(['lb4_services miss', 'ct4 hit', 'lb4_reverse_nat hit', 'snat4 hit', 'ct4 hit']);
     const snat = reply.steps.find((s) => s.map === 'snat4')!;
     expect(snat.value).toMatchObject({ address: '172.16.3.4' });
     const back = Object.fromEntries(reply.rewrite.map(([f, a, b]) => [f, [a, b]]));
@@ -73,7 +73,8 @@ describe('svcpath trace', () => {
     expect(traced.length).toBeGreaterThan(0);
     expect(traced.every((t) => t.service === 'default/local:http')).toBe(true);
     const first = await svcpath(['trace', join(CASE, 'input.pcap'), ...ARGS, '--packet', '1']);
-    expect(first.out).toMatch(/^packet 1 {2}\S+ {2}TCP 10\.244\.0\.77:\d+ > 10\.96\.0\.10:80 flags 0x2\n {2}lookup ct4 +saddr 10\.244\.0\.77 .* dir 1 {2}-> {2}miss\n {2}lookup lb4_services +address 10\.96\.0\.10 {2}port 80/);
+    // A cluster-IP frontend: no reply goes to a cluster IP, so the flow's own entry is the only conntrack lookup.
+    expect(first.out).toMatch(/^packet 1 {2}\S+ {2}TCP 10\.244\.0\.77:\d+ > 10\.96\.0\.10:80 flags 0x2\n {2}lookup lb4_services +address 10\.96\.0\.10 {2}port 80 .*\n {2}lookup ct4 +saddr 10\.244\.0\.77 .* dir 0 {2}-> {2}miss\n/);
     expect(first.out).toMatch(/\n {2}maglev table \d+ slot \d+ {2}-> {2}backend \d+ \(10\.244\.\d+\.\d+:8080\)\n/);
     expect(first.out).toMatch(/\n {2}verdict (TX|REDIRECT) SERVICE default\/lb:http 10\.244\.\d+\.\d+:8080$/);
   });
