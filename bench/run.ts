@@ -59,7 +59,7 @@ async function runScenario(scenario: Scenario, ctx: BenchContext, report: Report
     case 'scale-ct': report.scenarios.push(...(await scaleCt())); break;
     case 'replay-e2e': report.scenarios.push(...(await replayE2e(ctx))); break;
     case 'memory': report.memory = await memory(ctx); break;
-    case 'compile': Object.assign(report.compile, compileReport()); break;
+    case 'compile': Object.assign(report.compile, await compileReport()); break;
   }
 }
 

@@ -37,7 +37,7 @@ function syntheticService(s: number): Service {
 }
 
 /** Service `s`'s endpoints, a third of them on the emulated node. */
-function syntheticSlice(s: number, backends: number): EndpointSlice {
+export function syntheticSlice(s: number, backends: number): EndpointSlice {
   return {
     origin: { file: 'bench', object: `EndpointSlice bench/svc-${s}` }, namespace: 'bench', name: `svc-${s}`, serviceName: `svc-${s}`, addressType: 'IPv4',
     endpoints: Array.from({ length: backends }, (_, b) => ({
