@@ -35,8 +35,9 @@ export async function replayE2e(ctx: BenchContext): Promise<ScenarioResult[]> {
     const times = Array.from({ length: CLI_RUNS }, () => runCli(args).seconds);
     return fromRuns(name, 'wasm', packets, times);
   };
-  const variants = cliSupportsWorkers() ? [['replay-e2e', []], ['replay-e2e-2w', ['--workers', '2']]] as const : [['replay-e2e', []]] as const;
-  const results = variants.map(([name, flags]) => cliRuns(name, [...flags]));
+  const variants: Array<[string, string[]]> = [['replay-e2e', []]];
+  if (cliSupportsWorkers()) variants.push(['replay-e2e-2w', ['--workers', '2']]);
+  const results = variants.map(([name, flags]) => cliRuns(name, flags));
   const { out, verdicts } = outputs('ts');
   results.push(fromRuns('replay-e2e', 'ts', packets, Array.from({ length: MODEL_RUNS }, () => seconds(() => modelReplay(capture, clusterPath, out, verdicts)))));
   for (const [name] of variants) checkSameVerdicts(name, outputs(name).verdicts, verdicts);
