@@ -405,9 +405,9 @@ function portOps({ before, after }: PortChange): MapOp[] {
     const [old, set] = [was.get(table), now.get(table)];
     if (!set) ops.push({ map: 'maglev', key: { value: table }, flags: BPF_ANY });
     else if (!old || !sameTable(old, set)) ops.push({ map: 'maglev', key: { value: table }, value: tableBytes(set), flags: old ? BPF_EXIST : BPF_NOEXIST });
-    const [oldIds, newIds] = [new Set(old?.backendIds), new Set(set?.backendIds)];
-    for (const backendId of oldIds) if (!newIds.has(backendId)) ops.push({ map: 'lbMembers', key: { table, backendId }, flags: BPF_ANY });
-    for (const backendId of newIds) if (!oldIds.has(backendId)) ops.push({ map: 'lbMembers', key: { table, backendId }, value: PRESENT, flags: BPF_NOEXIST });
+    const [had, has] = [new Set(old?.backendIds), new Set(set?.backendIds)];
+    for (const backendId of had) if (!has.has(backendId)) ops.push({ map: 'lbMembers', key: { table, backendId }, flags: BPF_ANY });
+    for (const backendId of has) if (!had.has(backendId)) ops.push({ map: 'lbMembers', key: { table, backendId }, value: PRESENT, flags: BPF_NOEXIST });
   }
   for (const f of after.frontends) {
     const [old, entry] = [frontendEntry(before, f), frontendEntry(after, f)];
