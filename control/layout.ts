@@ -331,6 +331,7 @@ export const PCAP_F = { BIG_ENDIAN: 1 << 0, NANOSECOND: 1 << 1 } as const;
 export const WALK = { NEED_DATA: 0, BATCH_FULL: 1, ANOMALY: 2 } as const;
 export const DESC_F_SNAT = 1 << 0;
 export const DESC_F_OTHER_SHARD = 1 << 1;
+export const DESC_F_STEERED = 1 << 2;
 export const DESC_F_TRACE = 1 << 15;
 
 /** One step of a traced frame (datapath/trace.ts). */

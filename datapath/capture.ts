@@ -12,9 +12,11 @@
 import {
   DESC_BACKEND_ID, DESC_CAPACITY, DESC_CAPLEN, DESC_DATA, DESC_F_OTHER_SHARD, DESC_F_SNAT, DESC_FLAGS, DESC_LEN, DESC_LINKTYPE,
   DESC_REASON, DESC_SERVICE_ID, DESC_SIZE, DESC_TS_NSEC, DESC_TS_SEC_HI, DESC_TS_SEC_LO, DESC_VERDICT, DESC_WIRE_LEN,
-  FRAME_MIN_CAPACITY, PCAP_F_BIG_ENDIAN, PCAP_F_NANOSECOND, VT_BACKENDS, VT_REASONS, VT_SERVICES, VT_VERDICTS, WALK_ANOMALY,
+  DESC_F_STEERED, FRAME_MIN_CAPACITY, PCAP_F_BIG_ENDIAN, PCAP_F_NANOSECOND, VT_BACKENDS, VT_REASONS, VT_SERVICES, VT_VERDICTS, WALK_ANOMALY,
   WALK_BATCH_FULL, WALK_CONSUMED, WALK_FRAMES_USED, WALK_NEED_DATA, WALK_STOP, XDP_REDIRECT, XDP_TX,
 } from './layout';
+import { parsePacket } from './parse';
+import { isOwnPacket, sharded } from './steer';
 
 const RECORD_HEADER: u32 = 16;
 /** Above any real snaplen (traces/pcap.ts refuses it with its own message). */
@@ -56,25 +58,32 @@ export function pcapWalk(
       break;
     }
     if (<u64>pos + RECORD_HEADER + caplen > <u64>len) break; // the rest of it is in the next chunk
+    // A frame larger than the whole frame area stops every worker alike (the host reports it).
+    if (count == maxFrames || footprint(caplen) > framesCapacity) {
+      stop = WALK_BATCH_FULL;
+      break;
+    }
+    const desc = descs + <usize>count * DESC_SIZE;
+    let flags: u16 = 0;
+    if (sharded()) {
+      // Steered where it lies: another worker's frame is not copied at all.
+      const data = header + RECORD_HEADER;
+      if (!isOwnPacket(parsePacket(data, caplen, max<u32>(origlen, caplen), linktype), data, caplen)) {
+        describe(desc, 0, 0, origlen, 0, sec, nanosecond ? fraction : fraction * 1000, DESC_F_OTHER_SHARD, linktype, caplen);
+        pos += RECORD_HEADER + caplen;
+        count++;
+        continue;
+      }
+      flags = DESC_F_STEERED;
+    }
     const room = footprint(caplen);
-    if (count == maxFrames || <u64>used + room > <u64>framesCapacity) {
+    if (<u64>used + room > <u64>framesCapacity) {
       stop = WALK_BATCH_FULL;
       break;
     }
     const frame = frames + <usize>used;
     memory.copy(frame, header + RECORD_HEADER, caplen);
-    const desc = descs + <usize>count * DESC_SIZE;
-    store<u32>(desc + DESC_DATA, <u32>frame);
-    store<u32>(desc + DESC_LEN, caplen);
-    store<u32>(desc + DESC_WIRE_LEN, origlen);
-    store<u32>(desc + DESC_CAPACITY, room);
-    store<u32>(desc + DESC_TS_SEC_LO, sec);
-    store<u32>(desc + DESC_TS_SEC_HI, 0);
-    store<u32>(desc + DESC_TS_NSEC, nanosecond ? fraction : fraction * 1000);
-    store<u32>(desc + DESC_VERDICT, 0); // verdict, reason, flags
-    store<u64>(desc + DESC_SERVICE_ID, 0); // and backend id
-    store<u32>(desc + DESC_LINKTYPE, linktype);
-    store<u32>(desc + DESC_CAPLEN, caplen);
+    describe(desc, frame, caplen, origlen, room, sec, nanosecond ? fraction : fraction * 1000, flags, linktype, caplen);
     used += room;
     pos += RECORD_HEADER + caplen;
     count++;
@@ -83,6 +92,24 @@ export function pcapWalk(
   store<u32>(state + WALK_FRAMES_USED, used);
   store<u32>(state + WALK_STOP, stop);
   return count;
+}
+
+/** Fills a descriptor's input fields and clears its outputs. */
+@inline function describe(
+  desc: usize, frame: usize, len: u32, wireLen: u32, capacity: u32, sec: u32, nsec: u32, flags: u16, linktype: u32, caplen: u32,
+): void {
+  store<u32>(desc + DESC_DATA, <u32>frame);
+  store<u32>(desc + DESC_LEN, len);
+  store<u32>(desc + DESC_WIRE_LEN, wireLen);
+  store<u32>(desc + DESC_CAPACITY, capacity);
+  store<u32>(desc + DESC_TS_SEC_LO, sec);
+  store<u32>(desc + DESC_TS_SEC_HI, 0);
+  store<u32>(desc + DESC_TS_NSEC, nsec);
+  store<u16>(desc + DESC_VERDICT, 0); // and the reason
+  store<u16>(desc + DESC_FLAGS, flags);
+  store<u64>(desc + DESC_SERVICE_ID, 0); // and the backend id
+  store<u32>(desc + DESC_LINKTYPE, linktype);
+  store<u32>(desc + DESC_CAPLEN, caplen);
 }
 
 // --- output ---------------------------------------------------------------------

@@ -17,7 +17,7 @@ import {
 import {
   BE_F_LOCAL, CONFIG_CT_TCP_CLOSING, CONFIG_CT_TCP_ESTABLISHED, CONFIG_CT_UDP, CONFIG_CT_UDP_STREAM, CONFIG_SEED,
   CT_BACKEND_ID, CT_DIR_ORIGINAL, CT_DIR_REPLY, CT_F_SNAT, CT_FLAGS, CT_REV_NAT_INDEX, CT_SERVICE_ID, CT_SNAT_PORT,
-  DESC_BACKEND_ID, DESC_CAPACITY, DESC_DATA, DESC_F_OTHER_SHARD, DESC_F_SNAT, DESC_F_TRACE, DESC_FLAGS, DESC_LEN, DESC_LINKTYPE, DESC_REASON, DESC_SERVICE_ID,
+  DESC_BACKEND_ID, DESC_CAPACITY, DESC_DATA, DESC_F_OTHER_SHARD, DESC_F_SNAT, DESC_F_STEERED, DESC_F_TRACE, DESC_FLAGS, DESC_LEN, DESC_LINKTYPE, DESC_REASON, DESC_SERVICE_ID,
   DESC_SIZE, DESC_TS_NSEC, DESC_TS_SEC_HI, DESC_TS_SEC_LO, DESC_VERDICT, DESC_WIRE_LEN, EINVAL, ENOENT,
   LB4_BE_ADDRESS, LB4_BE_FLAGS, LB4_BE_PORT, LB4_REVNAT_ADDRESS, LB4_REVNAT_PORT, LB4_SVC_AFFINITY_TIMEOUT,
   LB4_SVC_FLAGS, LB4_SVC_REV_NAT_INDEX, LB4_SVC_SERVICE_ID, REASON_MALFORMED, REASON_NO_ENDPOINTS,
@@ -638,6 +638,8 @@ export function pcap_walk(
   chunk: usize, len: u32, format: u32, snaplen: u32, linktype: u32,
   descs: usize, count: u32, maxFrames: u32, frames: usize, framesCapacity: u32, state: usize,
 ): u32 {
+  // The walker steers when the replay is sharded, which the config says.
+  if (allMapsCreated()) loadConfig();
   return pcapWalk(chunk, len, format, snaplen, linktype, descs, count, maxFrames, frames, framesCapacity, state);
 }
 
@@ -659,7 +661,10 @@ export function process_batch(descs: usize, count: u32): i32 {
   if (!allMapsCreated() || !loadConfig()) return -EINVAL;
   for (let i: u32 = 0; i < count; i++) {
     const desc = descs + <usize>i * DESC_SIZE;
-    if (sharded() && !ownFrame(desc)) continue;
+    if (sharded()) {
+      const flags = load<u16>(desc + DESC_FLAGS);
+      if ((flags & DESC_F_OTHER_SHARD) != 0 || ((flags & DESC_F_STEERED) == 0 && !ownFrame(desc))) continue;
+    }
     traceFrame(i, (load<u16>(desc + DESC_FLAGS) & DESC_F_TRACE) != 0);
     processFrame(desc);
   }

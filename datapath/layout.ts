@@ -348,6 +348,7 @@ export const LINKTYPE_LINUX_SLL2: u32 = 276; // Linux cooked capture v2
 
 export const DESC_F_SNAT: u16 = 1 << 0; // out: the flow is masqueraded
 export const DESC_F_OTHER_SHARD: u16 = 1 << 1; // out: another worker's packet, not processed (verdict 0)
+export const DESC_F_STEERED: u16 = 1 << 2; // in: the walker found this worker's (sharded replay)
 export const DESC_F_TRACE: u16 = 1 << 15; // in: record what the program does with this frame
 
 // --- struct trace_record: one step of a traced frame, in the trace ring -------
