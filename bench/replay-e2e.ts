@@ -19,8 +19,8 @@ import { formatResult, fromRuns, seconds, type ScenarioResult } from './measure.
 /** The mixed trace repeated to this many packets (about 330 MB of pcap). */
 const PACKETS = 2_000_000;
 const CLI_RUNS = 5;
-/** The model takes ~20 s per million packets here: two runs, the fewest that give a margin of error. */
-const MODEL_RUNS = 2;
+/** The model takes ~16 s per million packets here: three runs, enough for a usable margin of error. */
+const MODEL_RUNS = 3;
 
 export async function replayE2e(ctx: BenchContext): Promise<ScenarioResult[]> {
   const { clusterPath, trace } = ctx.mixFixture();
