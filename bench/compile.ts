@@ -6,7 +6,8 @@
 import { compile, type Compiled } from '../control/compiler.js';
 import { DEFAULT_MAGLEV_TABLE_SIZE } from '../control/maglev.js';
 import type { EndpointSlice } from '../control/model.js';
-import { applyEndpointSliceUpdate, loadProgramWithRoom, trackProgram } from '../control/update.js';
+import { loadProgram } from '../control/program.js';
+import { applyEndpointSliceUpdate, trackProgram } from '../control/update.js';
 import { syntheticCluster, syntheticCompileOptions, syntheticSlice } from './synthetic.js';
 
 const SERVICES = 10_000;
@@ -47,7 +48,7 @@ export async function compileReport(): Promise<CompileReport> {
   console.log(`compile: ${SERVICES} Services x ${ENDPOINTS_PER_SERVICE} endpoints in ${ms.toFixed(0)} ms (best of ${COMPILE_RUNS})`);
 
   // Room for the new pods; the moved endpoints' old backends free their ids only once they are gone.
-  const live = trackProgram(await loadProgramWithRoom(compiled, { backends: UPDATES, tables: 0, members: UPDATES }), { state, resolved, compiled, opts });
+  const live = trackProgram(await loadProgram(compiled, { room: { backends: UPDATES, tables: 0, members: UPDATES } }), { state, resolved, compiled, opts });
   const updates = Array.from({ length: UPDATES }, (_, i) => {
     const slice = movedSlice(Math.floor((i * SERVICES) / UPDATES));
     return elapsedMs(() => applyEndpointSliceUpdate(live, { op: 'upsert', slice }));

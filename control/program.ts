@@ -12,8 +12,17 @@ import type { Protocol } from './model.js';
 /** Default size of the conntrack LRU map (two entries per flow). */
 export const DEFAULT_CT_ENTRIES = 1 << 18;
 
+/** Room to grow beyond the compiled state, for incremental updates (control/update.ts). */
+export interface MapRoom {
+  backends: number;
+  tables: number;
+  members: number;
+}
+
 export interface ProgramOptions {
   ctEntries?: number;
+  /** Spare backends, Maglev tables and table members in the maps; default none (the maps fit the state exactly). */
+  room?: MapRoom;
   /** Worker `index` of `count` of a sharded replay: it processes only the packets of its clients' flows. */
   shard?: { index: number; count: number };
 }
@@ -54,12 +63,12 @@ export async function loadProgram(compiled: Compiled, opts: ProgramOptions = {})
   const steerEntries = steeringClasses(compiled);
   dp.createMaps({
     services: e.v4.services.length,
-    backends: compiled.backends.length,
+    backends: compiled.backends.length + (opts.room?.backends ?? 0),
     revNat: e.v4.revnat.length,
     maglevM: compiled.maglevTableSize,
-    maglevTables: e.maglev.length,
+    maglevTables: e.maglev.length + (opts.room?.tables ?? 0),
     serviceIds: compiled.services.length,
-    members: e.lbMembers.length,
+    members: e.lbMembers.length + (opts.room?.members ?? 0),
     sourceRanges: e.v4.sourceRanges.length,
     nodeIps: e.v4.nodeIps.length,
     services6: e.v6.services.length,

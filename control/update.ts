@@ -18,7 +18,7 @@
  * names, not ids.
  *
  * Map sizes are fixed when the program is loaded: loadProgram sizes them to
- * the compiled state exactly, loadProgramWithRoom leaves room to grow. An
+ * the compiled state exactly; loadProgram's `room` leaves room to grow. An
  * update that does not fit throws NeedsReloadError before it touches a map.
  * Not maintained: the steer map of a sharded (`--workers`) instance.
  */
@@ -28,10 +28,9 @@ import {
   serviceTables, type BackendSet, type Compiled, type CompiledBackend, type CompiledService, type CompileOptions, type FamilyEntries,
   type MapEntries, type NodeContext, type ServiceContext,
 } from './compiler.js';
-import { type Datapath, u32Key } from './datapath.js';
+import type { Datapath } from './datapath.js';
 import { BPF_ANY, BPF_EXIST, BPF_NOEXIST, encode, type MapName, type StructValue } from './layout.js';
 import type { ClusterState, EndpointSlice, Protocol, ResolvedEndpoint, ResolvedService } from './model.js';
-import { loadProgram, type ProgramOptions } from './program.js';
 
 /** An EndpointSlice (validated, as the cluster loader makes them) added or changed, or one deleted; known by namespace and name. */
 export type EndpointSliceChange =
@@ -128,39 +127,9 @@ export class IdPool {
   }
 }
 
-export interface MapRoom {
-  backends: number;
-  tables: number;
-  members: number;
-}
-
-/**
- * loadProgram with room for `room` more backends, Maglev tables and table
- * members than the compiled state has, for updates to grow into: the state is
- * loaded padded with placeholders that size the maps, which are then deleted.
- */
-export async function loadProgramWithRoom(compiled: Compiled, room: MapRoom, opts: ProgramOptions = {}): Promise<Datapath> {
-  const e = compiled.entries;
-  const empty = new Uint32Array(compiled.maglevTableSize);
-  // Table ids past every service's, and table 0, which no service has.
-  const spareTables = Array.from({ length: room.tables }, (_, i) => ({ table: 4 * (compiled.services.length + 1) + i, slots: empty }));
-  const spareMembers = Array.from({ length: room.members }, (_, i) => ({ table: 0, backendId: i + 1 }));
-  // The backend list only sizes the backend maps; copies of a backend add nothing else.
-  const filler: CompiledBackend = compiled.backends[0] ?? { id: 0, ip: '0.0.0.0', port: 0, protocol: 'TCP', local: false };
-  const padded: Compiled = {
-    ...compiled,
-    backends: [...compiled.backends, ...Array.from({ length: room.backends }, () => filler)],
-    entries: { ...e, maglev: [...e.maglev, ...spareTables], lbMembers: [...e.lbMembers, ...spareMembers] },
-  };
-  const dp = await loadProgram(padded, opts);
-  for (const { table } of spareTables) dp.map('maglev').deleteRaw(u32Key(table));
-  for (const key of spareMembers) dp.map('lbMembers').delete(key);
-  return dp;
-}
-
 const objectKey = (namespace: string, name: string) => `${namespace}/${name}`;
 
-/** Starts keeping track of a datapath loaded from `inputs.compiled` (by loadProgram or loadProgramWithRoom). */
+/** Starts keeping track of a datapath loaded from `inputs.compiled` (by loadProgram, with `room` to grow into). */
 export function trackProgram(dp: Datapath, inputs: ProgramInputs): LiveProgram {
   const { compiled, opts } = inputs;
   const resolved = [...inputs.resolved];
@@ -440,7 +409,7 @@ function checkRoom(dp: Datapath, ops: readonly MapOp[]): void {
     const map = dp.map(name);
     if (n > 0 && map.count() + n > map.maxEntries) {
       throw new NeedsReloadError(`map ${map.spec.name} has room for ${map.maxEntries} entries and holds ${map.count()}; `
-        + `the update needs ${n} more: compile the new state and load it again (loadProgramWithRoom leaves room to grow)`);
+        + `the update needs ${n} more: compile the new state and load it again (loadProgram's room option leaves room to grow)`);
     }
   }
 }

@@ -10,7 +10,7 @@ import { DEFAULT_MAGLEV_TABLE_SIZE } from '../control/maglev.js';
 import type { ClusterState, EndpointConditions, EndpointSlice, Service } from '../control/model.js';
 import { loadProgram } from '../control/program.js';
 import {
-  applyEndpointSliceUpdate, loadProgramWithRoom, NeedsReloadError, trackProgram, type EndpointSliceChange, type LiveProgram,
+  applyEndpointSliceUpdate, NeedsReloadError, trackProgram, type EndpointSliceChange, type LiveProgram,
 } from '../control/update.js';
 import { READY, makeNode, makeService, runFrames, tcp, type FrameResult } from './helpers.js';
 
@@ -51,7 +51,7 @@ function inputs(state: ClusterState) {
 
 async function live(room = { backends: 8, tables: 4, members: 16 }): Promise<LiveProgram> {
   const from = inputs({ services: SERVICES, endpointSlices: SLICES, nodes: NODES, notes: [] });
-  return trackProgram(await loadProgramWithRoom(from.compiled, room, CT), from);
+  return trackProgram(await loadProgram(from.compiled, { ...CT, room }), from);
 }
 
 /** New flows from many clients to every frontend; `round` keeps them new to a datapath that saw earlier rounds. */
@@ -130,7 +130,7 @@ describe('applying EndpointSlice updates', () => {
       await expectSameAsFullCompile(l, i + 1);
     }
     // The live state loads again, with room, and updates go on from there.
-    const again = trackProgram(await loadProgramWithRoom(l.compiled, { backends: 2, tables: 1, members: 4 }, CT), { ...l, opts: OPTS });
+    const again = trackProgram(await loadProgram(l.compiled, { ...CT, room: { backends: 2, tables: 1, members: 4 } }), { ...l, opts: OPTS });
     applyEndpointSliceUpdate(again, upsert(slice('web-a', 'web', [['10.244.1.1', 'node-a'], ['10.244.2.1', 'node-b']])));
     await expectSameAsFullCompile(again, steps.length + 1);
   });
@@ -141,7 +141,7 @@ describe('applying EndpointSlice updates', () => {
       services: SERVICES.slice(0, 1), endpointSlices: [slice('web-a', 'web', ten)], nodes: NODES, notes: [],
     };
     const from = inputs(state);
-    const l = trackProgram(await loadProgramWithRoom(from.compiled, { backends: 1, tables: 0, members: 1 }, CT), from);
+    const l = trackProgram(await loadProgram(from.compiled, { ...CT, room: { backends: 1, tables: 0, members: 1 } }), from);
 
     const removed = applyEndpointSliceUpdate(l, upsert(slice('web-a', 'web', ten.slice(1))));
     expect(removed.byMap).toEqual({ lb4Backends: 1, lbMembers: 1, maglev: 1, lb4Services: 1 });
