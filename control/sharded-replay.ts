@@ -165,58 +165,72 @@ export async function replaySharded(trace: string, compiled: Compiled, opts: Sha
   return { result, counters: sumCounters(shards.map((s) => s.done!.counters)) };
 }
 
-/** Writes one batch's lines and frames in input order, each from the worker that decided it. */
+/**
+ * Writes one batch's lines and frames in input order, each from the worker
+ * that decided it: a run of consecutive packets of one worker is one copy.
+ */
 function mergeBatch(parts: ShardBatch[], before: number, decided: number[], verdicts: LineSink | undefined, writer: FrameSink | undefined): { count: number; written: number } {
-  const count = parts[0].count;
+  const owners = ownersOf(parts, before);
+  const count = owners.length;
+  const lines = new Uint8Array(parts.reduce((n, p) => n + p.lines.length, 0));
+  const records = writer?.pcap ? new Uint8Array(parts.reduce((n, p) => n + p.frameBytes.length, 0)) : undefined;
+  const fields = records ? 2 : 6;
   const lineAt = new Array<number>(parts.length).fill(0);
   const frameNo = new Array<number>(parts.length).fill(0);
   const frameAt = new Array<number>(parts.length).fill(0);
-  const lineBytes = parts.reduce((n, p) => n + p.lines.length, 0);
-  const lines = new Uint8Array(lineBytes);
-  const frameBytes = parts.reduce((n, p) => n + p.frameBytes.length, 0);
-  const records = writer?.pcap ? new Uint8Array(frameBytes) : undefined;
   let linesAt = 0;
   let recordsAt = 0;
   let written = 0;
-  const fields = writer?.pcap ? 2 : 6;
-  for (let i = 0; i < count; i++) {
-    const w = ownerOf(parts, i, before + i + 1);
-    decided[w]++;
+  for (let i = 0; i < count; ) {
+    const w = owners[i];
     const part = parts[w];
+    let end = i + 1;
+    while (end < count && owners[end] === w) end++;
+    decided[w] += end - i;
     if (verdicts) {
-      const length = part.lineLengths[i];
+      let length = 0;
+      for (let k = i; k < end; k++) length += part.lineLengths[k];
       lines.set(part.lines.subarray(lineAt[w], lineAt[w] + length), linesAt);
       linesAt += length;
       lineAt[w] += length;
     }
-    const f = frameNo[w] * fields;
-    if (!writer || f >= part.frames.length || part.frames[f] !== i) continue;
-    const length = part.frames[f + 1];
-    const bytes = part.frameBytes.subarray(frameAt[w], frameAt[w] + length);
-    if (records) {
-      records.set(bytes, recordsAt);
-      recordsAt += length;
-    } else {
-      const [linktype, tsSec, tsNsec, origlen] = part.frames.subarray(f + 2, f + 6);
-      writer.write(before + i + 1, linktype, tsSec, tsNsec, bytes, origlen);
+    // This worker's output frames of packets i..end-1, in order.
+    const firstFrame = frameAt[w];
+    for (let f = frameNo[w] * fields; writer && f < part.frames.length && part.frames[f] < end; f += fields) {
+      const length = part.frames[f + 1];
+      if (!records) {
+        const [index, , linktype, tsSec, tsNsec, origlen] = part.frames.subarray(f, f + 6);
+        writer.write(before + index + 1, linktype, tsSec, tsNsec, part.frameBytes.subarray(frameAt[w], frameAt[w] + length), origlen);
+      }
+      frameAt[w] += length;
+      frameNo[w]++;
+      written++;
     }
-    frameAt[w] += length;
-    frameNo[w]++;
-    written++;
+    if (records && frameAt[w] > firstFrame) {
+      records.set(part.frameBytes.subarray(firstFrame, frameAt[w]), recordsAt);
+      recordsAt += frameAt[w] - firstFrame;
+    }
+    i = end;
   }
   if (verdicts) verdicts.writeBytes(lines);
   if (records) writer!.pcap!.writeRecords(records);
   return { count, written };
 }
 
-function ownerOf(parts: ShardBatch[], i: number, n: number): number {
-  let owner = -1;
-  for (let w = 0; w < parts.length; w++) {
-    if (parts[w].count !== parts[0].count) throw new Error('replay workers disagree on a batch');
-    if (parts[w].own[i] !== 1) continue;
-    if (owner >= 0) throw new Error(`packet ${n} was decided by workers ${owner} and ${w}`);
-    owner = w;
-  }
-  if (owner < 0) throw new Error(`packet ${n} was decided by no worker`);
-  return owner;
+/** The worker that decided each packet of the batch; exactly one must have. */
+function ownersOf(parts: ShardBatch[], before: number): Uint8Array {
+  const count = parts[0].count;
+  if (parts.some((p) => p.count !== count)) throw new Error('replay workers disagree on a batch');
+  const owners = new Uint8Array(count);
+  const claims = new Uint8Array(count);
+  parts.forEach((p, w) => {
+    for (let i = 0; i < count; i++) {
+      if (p.own[i] !== 1) continue;
+      owners[i] = w;
+      claims[i]++;
+    }
+  });
+  const wrong = claims.findIndex((c) => c !== 1);
+  if (wrong >= 0) throw new Error(`packet ${before + wrong + 1} was decided by ${claims[wrong]} workers`);
+  return owners;
 }

@@ -24,8 +24,8 @@ async function cli(args: string[]): Promise<{ code: number; stdout: string; stde
 afterEach(() => vi.restoreAllMocks());
 
 /** Replays with `workers` workers; returns the verdict lines, output bytes and the summary without its notes. */
-async function run(trace: string, args: string[], workers: number, name: string) {
-  const out = join(tmp, `${name}-${workers}.pcap`);
+async function run(trace: string, args: string[], workers: number, name: string, outExt = 'pcap') {
+  const out = join(tmp, `${name}-${workers}.${outExt}`);
   const verdicts = join(tmp, `${name}-${workers}.jsonl`);
   const summary = join(tmp, `${name}-${workers}.json`);
   const r = await cli(['replay', trace, ...args, '--out', out, '--verdicts', verdicts, '--summary', summary, '--workers', String(workers)]);
@@ -62,6 +62,15 @@ describe('replay --workers', () => {
       }
     }, 60_000);
   }
+
+  it('merges frames for a pcapng output (written by this thread, not as whole records) alike', async () => {
+    const [, trace, args] = inputs[1];
+    const single = await run(trace, args, 1, 'pcapng-out', 'pcapng');
+    const sharded = await run(trace, args, 2, 'pcapng-out', 'pcapng');
+    expect(sharded.verdicts).toBe(single.verdicts);
+    expect(Buffer.compare(sharded.out, single.out)).toBe(0);
+    expect(single.out.readUInt32LE(0)).toBe(0x0a0d0d0a);
+  }, 60_000);
 
   it('refuses a worker count the masquerade ports cannot be shared by', async () => {
     const [, trace, args] = inputs[1];
