@@ -1,13 +1,15 @@
 /**
  * The in-process throughput scenarios. Each operation is one batch of 4096
- * packets: for WASM copied into linear memory and decided in one
- * process_batch call, exactly as a replay does it; for the model, one
- * process() call per packet. Both implementations get the same packets with
- * the same times, and are checked to decide the first timed batch alike.
+ * packets: for WASM, the datapath walks them as pcap records lying in linear
+ * memory into its batch and decides the batch in one process_batch call,
+ * exactly as a replay of a pcap file does (control/zero-copy.ts), minus the
+ * file reads; for the model, one process() call per packet. Both
+ * implementations get the same packets with the same times, and are checked
+ * to decide the first timed batch alike.
  */
 import { compile, type Compiled } from '../control/compiler.js';
 import { Batch, type Datapath } from '../control/datapath.js';
-import { LINKTYPES, REASONS, VERDICTS } from '../control/layout.js';
+import { LINKTYPES, PCAP_F, REASONS, VERDICTS, WALK } from '../control/layout.js';
 import { DEFAULT_MAGLEV_TABLE_SIZE } from '../control/maglev.js';
 import { loadProgram } from '../control/program.js';
 import { Mulberry32 } from '../control/random.js';
@@ -59,32 +61,75 @@ class Cursor {
   }
 }
 
+/**
+ * The traffic as pcap records in linear memory, as a replay's chunk holds a
+ * file's: the datapath walks them from there. Pass k over them is k *
+ * passSeconds later, so their timestamps move on at every wrap.
+ */
+class RecordImage {
+  readonly base: number;
+  readonly length: number;
+
+  constructor(private readonly dp: Datapath, private readonly traffic: Traffic) {
+    this.length = traffic.frames.reduce((n, f) => n + RECORD_HEADER + f.length, 0);
+    this.base = dp.reserve(this.length);
+    const mem = new Uint8Array(dp.memory);
+    const view = new DataView(dp.memory);
+    let at = this.base;
+    traffic.frames.forEach((frame, i) => {
+      view.setUint32(at, traffic.tsSec[i], true);
+      view.setUint32(at + 4, traffic.tsNsec[i], true);
+      view.setUint32(at + 8, frame.length, true);
+      view.setUint32(at + 12, frame.length, true);
+      mem.set(frame, at + RECORD_HEADER);
+      at += RECORD_HEADER + frame.length;
+    });
+  }
+
+  nextPass(): void {
+    if (this.traffic.passSeconds === 0) return;
+    const view = new DataView(this.dp.memory);
+    for (let at = this.base; at < this.base + this.length; at += RECORD_HEADER + view.getUint32(at + 8, true)) {
+      view.setUint32(at, view.getUint32(at, true) + this.traffic.passSeconds, true);
+    }
+  }
+}
+
+const RECORD_HEADER = 16;
+const SNAPLEN = 262144;
+
 /** The WASM datapath and the model side by side, each at its own position in the same traffic. */
 class Contestants {
   private readonly batch: Batch;
-  private readonly wasmCursor: Cursor;
+  private readonly image: RecordImage;
+  private position = 0;
   private readonly modelCursor: Cursor;
-  private readonly add: Visit;
   private readonly decide: Visit;
   private outcomes?: ModelOutcome[];
 
-  constructor(dp: Datapath, model: ReferenceDatapath, traffic: Traffic) {
+  constructor(dp: Datapath, private readonly model: ReferenceDatapath, traffic: Traffic) {
     this.batch = dp.createBatch(BATCH, BATCH * Batch.footprint(MAX_FRAME));
-    this.wasmCursor = new Cursor(traffic);
+    this.image = new RecordImage(dp, traffic);
     this.modelCursor = new Cursor(traffic);
-    this.add = (frame, tsSec, tsNsec) => {
-      this.batch.add(frame, frame.length, tsSec, tsNsec);
-    };
     this.decide = (frame, tsSec, tsNsec) => {
       const outcome = model.process(frame, { linktype: LINKTYPES.ETHERNET, wireLen: frame.length, tsSec, tsNsec });
       this.outcomes?.push(outcome);
     };
   }
 
-  /** One batch through the WASM datapath. */
+  /** One batch through the WASM datapath: walked from the records, then decided. */
   readonly wasm = (): void => {
     this.batch.clear();
-    this.wasmCursor.take(BATCH, this.add);
+    while (this.batch.count < BATCH) {
+      const { consumed, stop } = this.batch.walk(this.image.base, this.image.length, this.position, PCAP_F.NANOSECOND, SNAPLEN, LINKTYPES.ETHERNET);
+      this.position = consumed;
+      if (stop === WALK.NEED_DATA) {
+        this.image.nextPass();
+        this.position = 0;
+      } else if (stop !== WALK.BATCH_FULL) {
+        throw new Error(`the walker stopped at a record it should take (offset ${consumed})`);
+      }
+    }
     this.batch.run();
   };
 
