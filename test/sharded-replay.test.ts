@@ -8,8 +8,44 @@ import { join } from 'node:path';
 import { afterEach, describe, expect, it, vi } from 'vitest';
 import { main } from '../control/main.js';
 import { PROJECT_ROOT } from '../control/paths.js';
+import { loadProgram } from '../control/program.js';
+import { replay } from '../control/replay.js';
+import { replaySharded } from '../control/sharded-replay.js';
+import { buildFrame, decodeFrame } from '../traces/frames.js';
+import { createPcapWriter } from '../traces/pcap.js';
+import { endpoints, makeNode, makeService, program, resolvedService, runFrames, tcp, udp } from './helpers.js';
 
 const tmp = mkdtempSync(join(tmpdir(), 'svcpath-workers-'));
+const VIP = '10.96.0.10';
+const NODE_IP = '192.168.0.10';
+
+/** The answer to a frame as it left the datapath: addresses and ports swapped. */
+function answer(sent: Uint8Array): Uint8Array {
+  const d = decodeFrame(sent);
+  const ip = d.ipv4!;
+  return d.tcp
+    ? tcp(ip.dst, d.tcp.dport, ip.src, d.tcp.sport, ['SYN', 'ACK'])
+    : udp(ip.dst, d.udp!.dport, ip.src, d.udp!.sport);
+}
+
+/** An ICMP destination unreachable from `from` to `to` quoting the IPv4 packet of `frame`. */
+function icmpError(from: string, to: string, frame: Uint8Array): Uint8Array {
+  return buildFrame({
+    srcMac: '02:00:00:00:00:09', dstMac: '02:00:00:00:00:0a', ipv4: { src: from, dst: to },
+    l4: { kind: 'icmp', type: 3, code: 3, rest: 0 }, payload: frame.slice(14, 14 + 28),
+  }).slice();
+}
+
+/** A UDP datagram in three IPv4 fragments. */
+function udpFragments(src: string, sport: number, dst: string, dport: number, id: number): Uint8Array[] {
+  const whole = buildFrame({ srcMac: '02:00:00:00:00:01', dstMac: '02:00:00:00:00:02', ipv4: { src, dst, id }, l4: { kind: 'udp', sport, dport }, payload: new Uint8Array(40).fill(7) });
+  const datagram = whole.subarray(14 + 20);
+  return [0, 16, 32].map((off) => buildFrame({
+    srcMac: '02:00:00:00:00:01', dstMac: '02:00:00:00:00:02',
+    ipv4: { src, dst, id, fragOffset: off / 8, moreFragments: off + 16 < datagram.length, protocol: 17 },
+    l4: { kind: 'raw', protocol: 17 }, payload: datagram.subarray(off, Math.min(off + 16, datagram.length)),
+  }).slice());
+}
 const CASES = join(PROJECT_ROOT, 'test', 'cases');
 
 async function cli(args: string[]): Promise<{ code: number; stdout: string; stderr: string }> {
@@ -70,6 +106,51 @@ describe('replay --workers', () => {
     expect(sharded.verdicts).toBe(single.verdicts);
     expect(Buffer.compare(sharded.out, single.out)).toBe(0);
     expect(single.out.readUInt32LE(0)).toBe(0x0a0d0d0a);
+  }, 60_000);
+
+  it('sends ICMP errors and later fragments to the worker of their flow, masqueraded ones included', async () => {
+    // Closed-loop traffic from 24 pod and 24 external clients, built with one datapath as the oracle:
+    // a DNS request, its reply and an ICMP error about it from the backend; a masqueraded NodePort SYN,
+    // the backend's SYN-ACK, an ICMP error about each from the far side; a DNS request in three fragments.
+    const svc = makeService('default', 'web', VIP, [{ name: 'http', port: 80, targetPort: 8080, nodePort: 30080 }, { name: 'dns', port: 53, protocol: 'UDP', targetPort: 5353 }], { type: 'NodePort' });
+    const { compiled, dp } = await program([resolvedService(svc, [endpoints([['10.244.2.5', 8080, 'node-b']]), endpoints([['10.244.0.5', 5353, 'node-a']])])], {
+      node: 'node-a', nodes: [makeNode('node-a', NODE_IP)], clusterCIDRs: ['10.244.0.0/16'],
+    });
+    const frames: Uint8Array[] = [];
+    const send = (frame: Uint8Array) => {
+      frames.push(frame);
+      return runFrames(dp, [frame], [1_700_000_000 + frames.length * 0.001])[0].out;
+    };
+    for (let k = 1; k <= 24; k++) {
+      const pod = `10.244.9.${k}`;
+      const request = send(udp(pod, 4000 + k, VIP, 53));
+      send(answer(request));
+      send(icmpError('10.244.0.5', pod, request));
+      const syn = send(tcp(`172.16.${k}.1`, 5000 + k, NODE_IP, 30080, ['SYN']));
+      const synAck = send(answer(syn));
+      send(icmpError('10.0.0.1', NODE_IP, syn));
+      send(icmpError(`172.16.${k}.1`, NODE_IP, synAck));
+      for (const f of udpFragments(pod, 6000 + k, VIP, 53, k)) send(f);
+    }
+    const trace = join(tmp, 'related.pcap');
+    const w = createPcapWriter(trace, { linktype: 1, nanosecond: true });
+    frames.forEach((f, i) => w.write(1_700_000_000, (i + 1) * 1_000_000, f));
+    w.close();
+
+    const single = replay(trace, compiled, await loadProgram(compiled), { out: join(tmp, 'related-1.pcap'), verdicts: join(tmp, 'related-1.jsonl') });
+    const sharded = await replaySharded(trace, compiled, { workers: 2, out: join(tmp, 'related-2.pcap'), verdicts: join(tmp, 'related-2.jsonl') });
+    expect(sharded.result.packets).toBe(single.packets);
+    const verdicts = readFileSync(join(tmp, 'related-1.jsonl'), 'utf8');
+    expect(readFileSync(join(tmp, 'related-2.jsonl'), 'utf8')).toBe(verdicts);
+    expect(Buffer.compare(readFileSync(join(tmp, 'related-2.pcap')), readFileSync(join(tmp, 'related-1.pcap')))).toBe(0);
+    // Every kind of packet was decided as meant, not merely alike.
+    const reasons = verdicts.trim().split('\n').map((l) => JSON.parse(l).reason as string);
+    expect(reasons.filter((r) => r === 'ICMP_RELATED')).toHaveLength(3 * 24);
+    expect(reasons.filter((r) => r === 'REPLY')).toHaveLength(2 * 24);
+    expect(reasons.filter((r) => r === 'SERVICE')).toHaveLength(5 * 24); // request, SYN, three fragments
+    const shares = sharded.result.notes.find((n) => n.includes('workers decided'))!.match(/decided (\d+), (\d+) packets/)!;
+    expect(Number(shares[1])).toBeGreaterThan(0);
+    expect(Number(shares[2])).toBeGreaterThan(0);
   }, 60_000);
 
   it('refuses a worker count the masquerade ports cannot be shared by', async () => {
