@@ -48,7 +48,9 @@ export class BpfMap {
   buckets: usize;
   /** Elements (hash maps) or values (ARRAY). */
   elems: usize;
+  /** Freed elements, chained; then the elements never used yet, from `fresh` on. */
   freeHead: u32;
+  fresh: u32;
   lruHead: u32;
   lruTail: u32;
   /** LPM_TRIE: entries per prefix length (u32[data bits + 1]), and room for one masked key. */
@@ -88,9 +90,10 @@ export function createMap(type: u32, keySize: u32, valueSize: u32, maxEntries: u
     m.lpmKey = reserve(keySize);
     if (m.lpmCounts == 0 || m.lpmKey == 0) return null;
   }
-  // Free list threads every element in index order.
-  for (let i: u32 = 1; i < maxEntries; i++) store<u32>(elemAt(m, i) + ELEM_NEXT, i + 1);
-  m.freeHead = maxEntries > 0 ? 1 : 0;
+  // Elements are handed out in index order and only then linked: creating a
+  // big map touches none of its memory, which stays as the reserver gave it.
+  m.freeHead = 0;
+  m.fresh = 1;
   return m;
 }
 
@@ -271,13 +274,17 @@ export function mapUpdate(m: BpfMap, key: usize, value: usize, flags: u32): i32 
     return 0;
   }
   if (flags == BPF_EXIST) return -ENOENT;
-  if (m.freeHead == 0) {
+  if (m.freeHead == 0 && m.fresh > m.maxEntries) {
     if (m.type != BPF_MAP_TYPE_LRU_HASH) return -E2BIG;
     removeElem(m, m.lruTail);
   }
-  i = m.freeHead;
+  if (m.freeHead != 0) {
+    i = m.freeHead;
+    m.freeHead = load<u32>(elemAt(m, i) + ELEM_NEXT);
+  } else {
+    i = m.fresh++;
+  }
   const e = elemAt(m, i);
-  m.freeHead = load<u32>(e + ELEM_NEXT);
   store<u32>(e + ELEM_HASH, hash);
   memory.copy(e + ELEM_KEY, key, m.keySize);
   memory.copy(e + m.valueOffset, value, m.valueSize);

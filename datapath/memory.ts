@@ -18,7 +18,7 @@ export function reserve(bytes: usize): usize {
   top = end;
   // Fresh pages are zero, but memory below `have` may have held frames
   // written by the host beyond the old top.
-  memory.fill(start, 0, end - start);
+  if (start < have) memory.fill(start, 0, min(end, have) - start);
   return start;
 }
 
