@@ -58,8 +58,10 @@ export function pcapWalk(
       break;
     }
     if (<u64>pos + RECORD_HEADER + caplen > <u64>len) break; // the rest of it is in the next chunk
-    // A frame larger than the whole frame area stops every worker alike (the host reports it).
-    if (count == maxFrames || footprint(caplen) > framesCapacity) {
+    // Room is counted for every frame, copied or not, so that every worker of
+    // a sharded replay ends its batches at the same records.
+    const room = footprint(caplen);
+    if (count == maxFrames || <u64>used + room > <u64>framesCapacity) {
       stop = WALK_BATCH_FULL;
       break;
     }
@@ -70,16 +72,12 @@ export function pcapWalk(
       const data = header + RECORD_HEADER;
       if (!isOwnPacket(parsePacket(data, caplen, max<u32>(origlen, caplen), linktype), data, caplen)) {
         describe(desc, 0, 0, origlen, 0, sec, nanosecond ? fraction : fraction * 1000, DESC_F_OTHER_SHARD, linktype, caplen);
+        used += room;
         pos += RECORD_HEADER + caplen;
         count++;
         continue;
       }
       flags = DESC_F_STEERED;
-    }
-    const room = footprint(caplen);
-    if (<u64>used + room > <u64>framesCapacity) {
-      stop = WALK_BATCH_FULL;
-      break;
     }
     const frame = frames + <usize>used;
     memory.copy(frame, header + RECORD_HEADER, caplen);

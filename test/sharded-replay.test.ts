@@ -153,6 +153,20 @@ describe('replay --workers', () => {
     expect(Number(shares[2])).toBeGreaterThan(0);
   }, 60_000);
 
+  it('ends the workers\' batches at the same packets when large frames fill the frame area first', async () => {
+    const svc = makeService('default', 'dns', VIP, [{ name: 'dns', port: 53, protocol: 'UDP', targetPort: 5353 }]);
+    const { compiled } = await program([resolvedService(svc, [endpoints([['10.244.0.5', 5353, 'node-a']])])], { node: 'node-a', nodes: [makeNode('node-a', NODE_IP)] });
+    // 9000-byte frames: the 16 MiB frame area holds fewer than the 4096 frames a batch may have.
+    const trace = join(tmp, 'jumbo.pcap');
+    const w = createPcapWriter(trace, { linktype: 1 });
+    for (let k = 0; k < 5000; k++) w.write(1_700_000_000, k * 1000, udp(`10.244.${8 + (k >> 8)}.${k & 255}`, 4000, VIP, 53, { payload: new Uint8Array(8950) }));
+    w.close();
+    const single = replay(trace, compiled, await loadProgram(compiled), { verdicts: join(tmp, 'jumbo-1.jsonl') });
+    const sharded = await replaySharded(trace, compiled, { workers: 2, verdicts: join(tmp, 'jumbo-2.jsonl') });
+    expect([sharded.result.packets, single.packets]).toEqual([5000, 5000]);
+    expect(readFileSync(join(tmp, 'jumbo-2.jsonl'), 'utf8')).toBe(readFileSync(join(tmp, 'jumbo-1.jsonl'), 'utf8'));
+  }, 60_000);
+
   it('refuses a worker count the masquerade ports cannot be shared by', async () => {
     const [, trace, args] = inputs[1];
     const r = await cli(['replay', trace, ...args, '--workers', '4']);
