@@ -147,7 +147,7 @@ export async function replaySharded(trace: string, compiled: Compiled, opts: Sha
       if (shards.every((s) => s.batches.length === 0 && s.done)) break;
       const parts = shards.map((s) => s.batches.shift());
       if (parts.some((p) => !p)) throw new Error('replay workers disagree on the number of batches');
-      const merged = mergeBatch(parts as ShardBatch[], packets, decided, verdicts, writer);
+      const merged = mergeBatch(parts as ShardBatch[], packets, decided, verdicts, writer, records);
       packets += merged.count;
       written += merged.written;
       Atomics.add(takenCount, 0, 1);
@@ -169,11 +169,13 @@ export async function replaySharded(trace: string, compiled: Compiled, opts: Sha
  * Writes one batch's lines and frames in input order, each from the worker
  * that decided it: a run of consecutive packets of one worker is one copy.
  */
-function mergeBatch(parts: ShardBatch[], before: number, decided: number[], verdicts: LineSink | undefined, writer: FrameSink | undefined): { count: number; written: number } {
+function mergeBatch(
+  parts: ShardBatch[], before: number, decided: number[], verdicts: LineSink | undefined, writer: FrameSink | undefined, asRecords: boolean,
+): { count: number; written: number } {
   const owners = ownersOf(parts, before);
   const count = owners.length;
   const lines = new Uint8Array(parts.reduce((n, p) => n + p.lines.length, 0));
-  const records = writer?.pcap ? new Uint8Array(parts.reduce((n, p) => n + p.frameBytes.length, 0)) : undefined;
+  const records = asRecords ? new Uint8Array(parts.reduce((n, p) => n + p.frameBytes.length, 0)) : undefined;
   const fields = records ? 2 : 6;
   const lineAt = new Array<number>(parts.length).fill(0);
   const frameNo = new Array<number>(parts.length).fill(0);
