@@ -4,10 +4,11 @@
  * CPUs with per-CPU maps. Every worker reads the whole capture and batches it
  * exactly as a single replay does; the datapath steers (datapath/steer.ts),
  * so each worker decides only the packets of its own flows and clients. The
- * workers format their packets' verdict lines and output frames, and this
- * thread merges them back into input order, so the output is the single
- * worker's — except for masquerade ports, which each worker takes from its
- * own slice of the SNAT range.
+ * workers' datapaths write their packets' verdict lines and output records,
+ * and this thread merges them back into input order. The output is the
+ * single worker's byte for byte: every decision a flow needs is made by the
+ * worker that holds the flow and its client, and masquerade ports are chosen
+ * within the client's class whatever the number of workers (datapath/snat.ts).
  */
 import { Worker } from 'node:worker_threads';
 import type { Compiled } from './compiler.js';
@@ -46,8 +47,9 @@ export interface ShardBatch {
   lines: Uint8Array;
   lineLengths: Uint32Array;
   /**
-   * Per output frame, its batch index and bytes in frameBytes; for a pcapng
-   * output also its link type, seconds, nanoseconds and original length.
+   * Per output frame, its batch index and bytes in frameBytes; unless the
+   * frames are whole pcap records (ShardSetup.records), also its link type,
+   * seconds, nanoseconds and original length, for this thread's writer.
    */
   frames: Float64Array;
   frameBytes: Uint8Array;
