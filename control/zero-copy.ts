@@ -30,8 +30,9 @@ export class PcapFeeder {
   private chunkOffset = GLOBAL_HEADER_BYTES;
   private eof = false;
   private readonly format: number;
-  /** The record the host last added itself, so that its warning is given once. */
+  /** The record the host last judged (its file offset and header), so that its warning is given once. */
   private judged = -1;
+  private judgedRecord?: ReturnType<PcapReader['recordHeader']>;
   recordsRead = 0;
 
   constructor(
@@ -138,8 +139,6 @@ export class PcapFeeder {
     this.recordsRead++;
     return true;
   }
-
-  private judgedRecord?: ReturnType<PcapReader['recordHeader']>;
 
   close(): void {
     closeSync(this.fd);
