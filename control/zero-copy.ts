@@ -10,7 +10,7 @@
  * is checked by the reader's own code, with its own messages and warnings,
  * and added by the host.
  */
-import { closeSync, openSync, readSync, writeSync } from 'node:fs';
+import { closeSync, openSync, readSync } from 'node:fs';
 import { inputError } from './errors.js';
 import type { Batch, Datapath } from './datapath.js';
 import { PCAP_F, REASONS, VERDICTS, WALK } from './layout.js';
@@ -208,11 +208,6 @@ export class VerdictWriter {
       sink(new Uint8Array(this.dp.memory, this.out, written));
     }
   }
-
-  /** Reserves room for one u32 per frame (line lengths). */
-  reserveLengths(maxFrames: number): number {
-    return this.dp.reserve(4 * maxFrames);
-  }
 }
 
 /** The datapath's pcap record writer for the sent frames of a batch. */
@@ -240,9 +235,4 @@ export class PcapRecordWriter {
     }
     return from;
   }
-}
-
-/** Writes bytes to a file descriptor, all of them. */
-export function writeAllSync(fd: number, bytes: Uint8Array): void {
-  for (let done = 0; done < bytes.length; ) done += writeSync(fd, bytes, done, bytes.length - done);
 }
