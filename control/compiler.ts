@@ -18,7 +18,7 @@ import { inputError } from './errors.js';
 import { BE_F_LOCAL, CFG_F, IPPROTO, LB_SCOPE_EXTERNAL, SVC_F, type StructValue } from './layout.js';
 import { isPrime, maglevTableOf } from './maglev.js';
 import type {
-  ClusterState, ConntrackTimeouts, Node, Protocol, ResolvedEndpoint, ResolvedPort, ResolvedService, Service, ServicePort,
+  ClusterState, ConntrackTimeouts, EndpointsSource, Node, Protocol, ResolvedEndpoint, ResolvedPort, ResolvedService, Service, ServicePort,
 } from './model.js';
 
 export interface CompileOptions {
@@ -97,7 +97,8 @@ export interface CompiledService {
   cluster6: BackendSet;
   local6?: BackendSet;
   /** Endpoints known but not used for new flows (not ready, or terminating while others are ready). */
-  unusableEndpoints: number;
+  unusableEndpoints: number;  /** Where the Service's endpoints came from, when resolveServices says. */
+  endpointsFrom?: EndpointsSource;
 }
 
 export interface SkippedService {
@@ -497,6 +498,7 @@ export function compile(state: ClusterState, resolved: readonly ResolvedService[
       const cs: CompiledService = {
         id: services.length + 1, name: serviceName(svc, p.name, p.port), service: svc, port: p, frontends,
         ...compileServiceBackends(ctx, svc, rp, frontends),
+        ...(rs.endpointsFrom ? { endpointsFrom: rs.endpointsFrom } : {}),
       };
       notes.push(...serviceNotes(cs, M));
       services.push(cs);

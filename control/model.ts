@@ -75,6 +75,11 @@ export interface Endpoint {
   nodeName?: string;
   zone?: string;
   hostname?: string;
+  /**
+   * Conditions the manifest left unset (and which were defaulted above): the
+   * Pod with the endpoint's address, if the state has one, decides them instead.
+   */
+  unsetConditions?: Array<keyof EndpointConditions>;
 }
 
 export interface EndpointPort {
@@ -96,6 +101,8 @@ export interface EndpointSlice {
   endpoints: Endpoint[];
   ports: EndpointPort[];
   managedBy?: string;
+  /** Made by svcpath's EndpointSlice controller from Pods (control/cluster/endpointslice-controller.ts), not given. */
+  derived?: boolean;
 }
 
 /** An address of a legacy Endpoints subset. */
@@ -133,6 +140,35 @@ export interface LegacyEndpoints {
   subsets: LegacyEndpointSubset[];
 }
 
+/** A named port of a Pod's container, what a named targetPort resolves through. */
+export interface ContainerPort {
+  /** '' when unnamed. */
+  name: string;
+  containerPort: number;
+  protocol: Protocol;
+}
+
+/** A v1 Pod: what the EndpointSlice controller reads of it. */
+export interface Pod {
+  origin: Origin;
+  namespace: string;
+  name: string;
+  labels: Record<string, string>;
+  /** `status.podIPs` (or `[status.podIP]`), canonical; empty before the Pod has an IP. */
+  podIPs: string[];
+  nodeName?: string;
+  hostname?: string;
+  subdomain?: string;
+  /** `status.phase`; Succeeded and Failed Pods are never endpoints. */
+  phase?: string;
+  /** The `Ready` condition of `status.conditions` is "True". */
+  ready: boolean;
+  /** `metadata.deletionTimestamp` is set. */
+  terminating: boolean;
+  /** The ports of `spec.containers[]` (and of restartable init containers, sidecars), in order. */
+  containerPorts: ContainerPort[];
+}
+
 export interface NodeAddress {
   type: string; // InternalIP, ExternalIP, Hostname, ...
   address: string;
@@ -166,6 +202,8 @@ export interface ClusterState {
   /** Optional so that states built by hand need not mention it; absent means none. */
   legacyEndpoints?: LegacyEndpoints[];
   nodes: Node[];
+  /** Optional like legacyEndpoints; absent means none. */
+  pods?: Pod[];
   proxyConfig?: ProxyConfig;
   /** Human notes gathered while loading: skipped kinds, ignored fields. */
   notes: string[];
@@ -187,5 +225,12 @@ export interface ResolvedPort {
 /** A Service with its endpoints joined from its EndpointSlices, per Service port. */
 export interface ResolvedService {
   service: Service;
+  /**
+   * Where the endpoints came from: EndpointSlices given in the manifests, slices
+   * derived from Pods, a legacy Endpoints object, or nowhere.
+   */
+  endpointsFrom?: EndpointsSource;
   ports: ResolvedPort[];
 }
+
+export type EndpointsSource = 'EndpointSlices' | 'Pods' | 'Endpoints' | 'none';

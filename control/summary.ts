@@ -25,6 +25,8 @@ export interface ServiceSummary {
   internalTrafficPolicy: string;
   sessionAffinity: string;
   endpoints: string;
+  /** Where the endpoints came from: EndpointSlices (given), Pods (slices derived from them), Endpoints (legacy), none. */
+  endpointsFrom: string | null;
   flows: number;
   packets: number;
   bytes: number;
@@ -114,6 +116,7 @@ export function buildSummary(result: ReplayResult, compiled: Compiled, counters:
       internalTrafficPolicy: s.service.internalTrafficPolicy,
       sessionAffinity: s.service.sessionAffinity === 'ClientIP' ? `ClientIP ${s.service.affinityTimeoutSeconds}s` : 'None',
       endpoints: describeEndpoints(s),
+      endpointsFrom: s.endpointsFrom ?? null,
       flows: st.flows ?? 0,
       packets: st.packets,
       bytes: st.bytes,
@@ -179,7 +182,7 @@ export function formatSummary(s: Summary): string {
   lines.push('', 'Services:');
   if (s.services.length === 0) lines.push('  (none compiled)');
   for (const svc of s.services) {
-    lines.push(`  ${svc.service}  ${svc.frontends.join(' ')}  endpoints: ${svc.endpoints}  flows ${svc.flows}  packets ${svc.packets}`);
+    lines.push(`  ${svc.service}  ${svc.frontends.join(' ')}  endpoints: ${svc.endpoints}${svc.endpointsFrom ? ` (from ${svc.endpointsFrom})` : ''}  flows ${svc.flows}  packets ${svc.packets}`);
     for (const b of svc.backends) {
       lines.push(`    ${pad(b.backend, 22)} ${pad(b.local ? 'local' : b.node ? `on ${b.node}` : 'remote', 16)} flows ${rpad(b.flows, 6)}  packets ${rpad(b.packets, 8)}`);
     }

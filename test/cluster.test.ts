@@ -220,7 +220,8 @@ describe('a directory of manifests', () => {
 
   it('notes the kinds it skips', () => {
     expect(state.notes).toEqual([
-      `${join(dir, '20-deploy.yaml')}: skipped Deployment shop/api (not used by svcpath)`,
+      `${join(dir, '20-deploy.yaml')}: skipped Deployment shop/api (a workload template, not Pods: `
+        + 'give the Pods themselves, e.g. kubectl get pods -o yaml, to derive endpoints)',
       `${join(dir, '20-deploy.yaml')}: skipped ConfigMap shop/api-config (not used by svcpath)`,
     ]);
   });
@@ -311,7 +312,7 @@ describe('loading errors', () => {
   });
 
   it('rejects a document without kind', () => {
-    expectError('---\napiVersion: v1\nkind: Pod\n---\napiVersion: v1\nmetadata: {name: web}\n', 'document 2: kind', 'required');
+    expectError('---\napiVersion: v1\nkind: ConfigMap\n---\napiVersion: v1\nmetadata: {name: web}\n', 'document 2: kind', 'required');
   });
 
   it('rejects a document that is not an object', () => {

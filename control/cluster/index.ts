@@ -1,10 +1,13 @@
 /**
  * The cluster state from manifests: read (load.ts), checked and defaulted
  * (validate.ts), completed with the cluster IPs and NodePorts the API server
- * would allocate (allocate.ts), then joined into per-port backends (resolve.ts).
+ * would allocate (allocate.ts) and with the EndpointSlices the EndpointSlice
+ * controller would make of the Pods (endpointslice-controller.ts), then joined
+ * into per-port backends (resolve.ts).
  */
-import type { ClusterState } from '../model.js';
+import type { ClusterState, EndpointSlice, Pod } from '../model.js';
 import { allocate } from './allocate.js';
+import { deriveEndpointSlices, isControllerManaged } from './endpointslice-controller.js';
 import { readManifests } from './load.js';
 import { validateManifests } from './validate.js';
 
@@ -17,6 +20,8 @@ export interface LoadOptions {
   serviceNodePortRange?: [number, number];
   /** Seed of the pseudo-random choice of allocated cluster IPs and NodePorts; default 0. */
   seed?: number;
+  /** kube-controller-manager's --max-endpoints-per-slice for slices derived from Pods; default 100. */
+  maxEndpointsPerSlice?: number;
 }
 
 /** kube-apiserver's default --service-cluster-ip-range. */
@@ -32,5 +37,63 @@ export function loadClusterState(paths: string[], opts: LoadOptions = {}): Clust
     serviceNodePortRange: opts.serviceNodePortRange ?? DEFAULT_SERVICE_NODE_PORT_RANGE,
   };
   const state = allocate(validateManifests(manifests, ranges), { ...ranges, seed: opts.seed ?? 0 });
-  return { ...state, notes: [...notes, ...state.notes] };
+  return withPodEndpoints({ ...state, notes: [...notes, ...state.notes] }, opts);
+}
+
+/**
+ * The state with the EndpointSlices its Pods make: when it has Pods, every Service
+ * the EndpointSlice controller manages (a selector, not ExternalName) and for which
+ * no EndpointSlice is given gets the controller's slices, marked `derived`. Given
+ * slices win; of the Pods they only take the node and the conditions they leave
+ * unset, from the Pod with the endpoint's address in the slice's namespace.
+ * A state without Pods is returned as it is.
+ */
+export function withPodEndpoints(state: ClusterState, opts: { maxEndpointsPerSlice?: number } = {}): ClusterState {
+  const pods = state.pods ?? [];
+  if (pods.length === 0) return state;
+  const given = new Set(state.endpointSlices.map((s) => `${s.namespace}/${s.serviceName}`));
+  const derived = deriveEndpointSlices(state.services, pods, {
+    maxEndpointsPerSlice: opts.maxEndpointsPerSlice,
+    hasSlices: (s) => given.has(`${s.namespace}/${s.name}`),
+  });
+  const notes: string[] = [];
+  for (const service of state.services) {
+    const key = `${service.namespace}/${service.name}`;
+    if (!isControllerManaged(service) || given.has(key)) continue;
+    const slices = derived.filter((s) => s.namespace === service.namespace && s.serviceName === service.name);
+    const endpoints = slices.reduce((n, s) => n + s.endpoints.length, 0);
+    notes.push(`${service.origin.file}: ${service.origin.object}: ${slices.length} EndpointSlice${slices.length === 1 ? '' : 's'} `
+      + `derived from its Pods (${endpoints} endpoint${endpoints === 1 ? '' : 's'})`);
+    const legacy = (state.legacyEndpoints ?? []).find((e) => e.namespace === service.namespace && e.name === service.name);
+    if (legacy) {
+      notes.push(`${legacy.origin.file}: ${legacy.origin.object}: ignored: its Service has a selector, so its `
+        + 'EndpointSlices come from the Pods (the mirroring controller skips Services with a selector)');
+    }
+  }
+  const derivedKeys = new Set(derived.map((s) => `${s.namespace}/${s.serviceName}`));
+  return {
+    ...state,
+    endpointSlices: [...state.endpointSlices.map((s) => completeFromPods(s, pods)), ...derived],
+    legacyEndpoints: (state.legacyEndpoints ?? []).filter((e) => !derivedKeys.has(`${e.namespace}/${e.name}`)),
+    notes: [...state.notes, ...notes],
+  };
+}
+
+/** A given slice with the node and unset conditions of its endpoints taken from their Pods. */
+function completeFromPods(slice: EndpointSlice, pods: Pod[]): EndpointSlice {
+  if (slice.addressType === 'FQDN') return slice;
+  const byIP = new Map<string, Pod>();
+  for (const pod of pods) if (pod.namespace === slice.namespace) for (const ip of pod.podIPs) byIP.set(ip, pod);
+  let changed = false;
+  const endpoints = slice.endpoints.map((endpoint) => {
+    const pod = endpoint.addresses.map((a) => byIP.get(a)).find((p) => p !== undefined);
+    if (!pod || (endpoint.nodeName !== undefined && !endpoint.unsetConditions)) return endpoint;
+    const unset = new Set(endpoint.unsetConditions ?? []);
+    const serving = unset.has('serving') ? pod.ready : endpoint.conditions.serving;
+    const terminating = unset.has('terminating') ? pod.terminating : endpoint.conditions.terminating;
+    const ready = unset.has('ready') ? pod.ready && !pod.terminating : endpoint.conditions.ready;
+    changed = true;
+    return { ...endpoint, nodeName: endpoint.nodeName ?? pod.nodeName, conditions: { ready, serving, terminating }, unsetConditions: undefined };
+  });
+  return changed ? { ...slice, endpoints } : slice;
 }

@@ -7,7 +7,7 @@
  */
 import ipaddr from 'ipaddr.js';
 import type {
-  ClusterState, Endpoint, EndpointSlice, IPFamily, LegacyEndpointAddress, LegacyEndpoints, ResolvedEndpoint, ResolvedPort,
+  ClusterState, Endpoint, EndpointSlice, EndpointsSource, IPFamily, LegacyEndpointAddress, LegacyEndpoints, ResolvedEndpoint, ResolvedPort,
   ResolvedService, Service, ServicePort,
 } from '../model.js';
 
@@ -47,9 +47,13 @@ export function resolveServices(state: ClusterState): Resolution {
     const key = `${service.namespace}/${service.name}`;
     // EndpointSlices win: the Endpoints object is only the fallback of a Service that has none.
     const legacy = legacyByService.get(key);
-    const slices = (slicesByService.get(key) ?? (legacy ? mirror(legacy, service, notes) : []))
+    const given = slicesByService.get(key);
+    const endpointsFrom: EndpointsSource = given
+      ? (given.every((slice) => slice.derived) ? 'Pods' : 'EndpointSlices')
+      : legacy ? 'Endpoints' : 'none';
+    const slices = (given ?? (legacy ? mirror(legacy, service, notes) : []))
       .filter((slice) => isUsable(slice, service, notes));
-    return { service, ports: service.ports.map((port) => resolvePort(service, port, slices, notes)) };
+    return { service, endpointsFrom, ports: service.ports.map((port) => resolvePort(service, port, slices, notes)) };
   });
   return { services, notes };
 }

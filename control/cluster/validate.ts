@@ -9,7 +9,7 @@ import { inputError, type InputError } from '../errors.js';
 import type {
   ClusterState, ConntrackTimeouts, Endpoint, EndpointPort, EndpointSlice, IPFamily, LegacyEndpointAddress,
   LegacyEndpointPort, LegacyEndpoints, LegacyEndpointSubset, LoadBalancerIngress, Node, NodeAddress, Origin,
-  Protocol, ProxyConfig, Service, ServicePort, ServiceType, TrafficPolicy,
+  ContainerPort, Pod, Protocol, ProxyConfig, Service, ServicePort, ServiceType, TrafficPolicy,
 } from '../model.js';
 import { describe, isMapping, type Manifest } from './load.js';
 
@@ -25,6 +25,7 @@ const API_VERSIONS = {
   EndpointSlice: 'discovery.k8s.io/v1',
   Endpoints: 'v1',
   Node: 'v1',
+  Pod: 'v1',
   KubeProxyConfiguration: 'kubeproxy.config.k8s.io/v1alpha1',
 } as const;
 type Kind = keyof typeof API_VERSIONS;
@@ -39,13 +40,18 @@ const IP_FAMILY_POLICIES = ['SingleStack', 'PreferDualStack', 'RequireDualStack'
 const TRAFFIC_POLICIES: readonly TrafficPolicy[] = ['Cluster', 'Local'];
 const ADDRESS_TYPES = ['IPv4', 'IPv6', 'FQDN'] as const;
 const DEFAULT_AFFINITY_TIMEOUT_SECONDS = 10800;
+/** Kinds whose Pod templates make Pods; svcpath derives nothing from a template, only from Pods. */
+const WORKLOAD_KINDS = ['Deployment', 'ReplicaSet', 'StatefulSet', 'DaemonSet', 'ReplicationController', 'Job', 'CronJob'];
+const POD_PHASES = ['Pending', 'Running', 'Succeeded', 'Failed', 'Unknown'] as const;
 const MAX_ENDPOINT_ADDRESSES = 100;
 
 export function validateManifests(manifests: Manifest[], opts: ValidateOptions): ClusterState {
   const ranges = serviceRanges(opts.serviceClusterIPRanges);
   const nodePortRange = serviceNodePortRange(opts.serviceNodePortRange);
   const legacyEndpoints: LegacyEndpoints[] = [];
-  const state: ClusterState = { services: [], endpointSlices: [], legacyEndpoints, nodes: [], notes: [] };
+  const pods: Pod[] = [];
+  const state: ClusterState = { services: [], endpointSlices: [], legacyEndpoints, nodes: [], pods, notes: [] };
+  const hasPods = manifests.some((m) => m.object.kind === 'Pod');
   /** "Kind ns/name" → where it was first defined, to report duplicates. */
   const defined = new Map<string, string>();
 
@@ -53,7 +59,9 @@ export function validateManifests(manifests: Manifest[], opts: ValidateOptions):
     const { file, position, object } = manifest;
     const kind = new Field([file, position], '', object).get('kind').str();
     if (!isKnownKind(kind)) {
-      state.notes.push(`${file}: skipped ${skippedLabel(kind, manifest)} (not used by svcpath)`);
+      state.notes.push(`${file}: skipped ${skippedLabel(kind, manifest)} (${WORKLOAD_KINDS.includes(kind) && !hasPods
+        ? 'a workload template, not Pods: give the Pods themselves, e.g. kubectl get pods -o yaml, to derive endpoints'
+        : 'not used by svcpath'})`);
       continue;
     }
     const origin = originOf(kind, manifest);
@@ -81,6 +89,9 @@ export function validateManifests(manifests: Manifest[], opts: ValidateOptions):
       case 'Node':
         state.nodes.push(toNode(doc, origin));
         break;
+      case 'Pod':
+        pods.push(toPod(doc, origin));
+        break;
       case 'KubeProxyConfiguration':
         state.proxyConfig = toProxyConfig(doc, origin);
         break;
@@ -97,7 +108,7 @@ export function validateManifests(manifests: Manifest[], opts: ValidateOptions):
     defined.set(identity, `${file} (${position})`);
   }
   checkNodePortOwners(state.services);
-  checkEndpointsAreNotClusterIPs(state.services, state.endpointSlices, legacyEndpoints);
+  checkEndpointsAreNotClusterIPs(state.services, state.endpointSlices, legacyEndpoints, pods);
   return state;
 }
 
@@ -110,7 +121,7 @@ function originOf(kind: Kind, { file, position, object }: Manifest): Origin {
   const meta = new Field([file, position], '', object).get('metadata');
   const name = meta.get('name').optStr();
   if (!name) return { file, object: position };
-  const namespaced = kind === 'Service' || kind === 'EndpointSlice' || kind === 'Endpoints';
+  const namespaced = kind === 'Service' || kind === 'EndpointSlice' || kind === 'Endpoints' || kind === 'Pod';
   if (!namespaced) return { file, object: `${kind} ${name}` };
   return { file, object: `${kind} ${meta.get('namespace').optStr() || 'default'}/${name}` };
 }
@@ -450,6 +461,7 @@ function toEndpoint(f: Field, addressType: EndpointSlice['addressType']): Endpoi
   // Unset conditions, as the EndpointSlice API defines them: ready, serving as ready, not terminating.
   const conditions = f.get('conditions');
   const ready = conditions.get('ready').optBool() ?? true;
+  const unsetConditions = (['ready', 'serving', 'terminating'] as const).filter((k) => !conditions.get(k).isSet);
   return {
     addresses,
     conditions: {
@@ -460,6 +472,7 @@ function toEndpoint(f: Field, addressType: EndpointSlice['addressType']): Endpoi
     nodeName: f.get('nodeName').optStr(),
     zone: f.get('zone').optStr(),
     hostname: f.get('hostname').optStr(),
+    ...(unsetConditions.length > 0 ? { unsetConditions } : {}),
   };
 }
 
@@ -522,7 +535,7 @@ function toLegacyEndpointPort(f: Field, named: boolean): LegacyEndpointPort {
  * into the Service, so it is refused wherever an endpoint is listed.
  */
 function checkEndpointsAreNotClusterIPs(
-  services: Service[], slices: EndpointSlice[], legacyEndpoints: LegacyEndpoints[],
+  services: Service[], slices: EndpointSlice[], legacyEndpoints: LegacyEndpoints[], pods: Pod[],
 ): void {
   const owners = new Map<string, Service>();
   for (const service of services) {
@@ -548,6 +561,71 @@ function checkEndpointsAreNotClusterIPs(
       subset.notReadyAddresses.forEach((a, j) => check(endpoints.origin, `subsets[${i}].notReadyAddresses[${j}].ip`, a.ip));
     });
   }
+  for (const pod of pods) pod.podIPs.forEach((ip, i) => check(pod.origin, `status.podIPs[${i}].ip`, ip));
+}
+
+// ---------------------------------------------------------------------------
+// Pod
+
+function toPod(doc: Field, origin: Origin): Pod {
+  const meta = doc.get('metadata');
+  const nameField = meta.get('name');
+  const name = nameField.str();
+  checkName(nameField, name, DNS1123_SUBDOMAIN);
+  const namespace = namespaceOf(meta);
+  const labels = meta.get('labels').optStringMap() ?? {};
+  // Any timestamp marks the Pod as terminating; its value does not matter here.
+  const terminating = meta.get('deletionTimestamp').isSet;
+
+  const spec = doc.get('spec');
+  const nodeNameField = spec.get('nodeName');
+  const nodeName = nodeNameField.optStr() || undefined;
+  if (nodeName !== undefined) checkName(nodeNameField, nodeName, DNS1123_SUBDOMAIN);
+  const hostnameField = spec.get('hostname');
+  const hostname = hostnameField.optStr() || undefined;
+  if (hostname !== undefined) checkName(hostnameField, hostname, DNS1123_LABEL);
+  const subdomainField = spec.get('subdomain');
+  const subdomain = subdomainField.optStr() || undefined;
+  if (subdomain !== undefined) checkName(subdomainField, subdomain, DNS1123_LABEL);
+
+  // FindPort searches the containers, then the restartable init containers (sidecars).
+  const containers = spec.get('containers').items();
+  const sidecars = spec.get('initContainers').items().filter((c) => c.get('restartPolicy').optStr() === 'Always');
+  const containerPorts = [...containers, ...sidecars].flatMap((c) => c.get('ports').items().map(toContainerPort));
+
+  const status = doc.get('status');
+  const podIPs = podIPsOf(status);
+  const phase = status.get('phase').optOneOf(POD_PHASES);
+  const ready = status.get('conditions').items().some((c) => {
+    const type = c.get('type').str();
+    const conditionStatus = c.get('status').oneOf(['True', 'False', 'Unknown'] as const);
+    return type === 'Ready' && conditionStatus === 'True';
+  });
+  return { origin, namespace, name, labels, podIPs, nodeName, hostname, subdomain, phase, ready, terminating, containerPorts };
+}
+
+function toContainerPort(f: Field): ContainerPort {
+  const nameField = f.get('name');
+  const name = nameField.optStr() ?? '';
+  if (name) ianaServiceName(nameField, name);
+  return { name, containerPort: f.get('containerPort').int(1, 65535), protocol: f.get('protocol').optOneOf(PROTOCOLS) ?? 'TCP' };
+}
+
+/** status.podIPs reconciled with status.podIP, as the API server keeps them: podIP is podIPs[0]. */
+function podIPsOf(status: Field): string[] {
+  const single = status.get('podIP');
+  const podIP = single.optStr() || undefined;
+  const listField = status.get('podIPs');
+  const list = listField.items().map((f) => f.get('ip'));
+  if (list.length > 2) listField.fail(`at most 2 entries (one per IP family), got ${list.length}`);
+  const ips = list.map((f) => parseUnicastIP(f, f.str()));
+  if (podIP !== undefined) {
+    const ip = parseUnicastIP(single, podIP);
+    if (ips.length === 0) return [ip.toString()];
+    if (ips[0].toString() !== ip.toString()) single.fail(`${JSON.stringify(podIP)} must equal status.podIPs[0].ip (${JSON.stringify(list[0].value)})`);
+  }
+  if (ips.length === 2 && ips[0].kind() === ips[1].kind()) list[1].fail(`must be of a different IP family than ${ips[0].toString()}`);
+  return ips.map((ip) => ip.toString());
 }
 
 // ---------------------------------------------------------------------------
