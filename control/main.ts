@@ -15,6 +15,8 @@ import { DEFAULT_CT_ENTRIES, loadProgram } from './program.js';
 import type { ClusterState } from './model.js';
 import { replay, type ReplayResult } from './replay.js';
 import { formatServicesTable, servicesTable } from './services-table.js';
+import { formatEnv, podEnv } from './env.js';
+import { clusterZone, formatQuery, formatZone, QUERY_TYPES, resolveQuery, type RecordType } from './dns.js';
 import { dumpMaps, formatMapDump } from './maps-dump.js';
 import { diffReplays, formatDiff } from './diff.js';
 import { formatTraces, traceReplay } from './trace.js';
@@ -34,6 +36,8 @@ const HELP = `svcpath — replay captured packets through an eBPF/XDP-style Kube
 Usage:
   svcpath replay <trace.pcap|trace.pcapng> --cluster <file-or-dir> [--cluster ...] [options]
   svcpath services --cluster <file-or-dir> [--cluster ...] [--json]
+  svcpath env --cluster <file-or-dir> [--cluster ...] --namespace NS [--enable-service-links=false] [--json]
+  svcpath dns --cluster <file-or-dir> [--cluster ...] [--domain D] [--query NAME [--type T] [--from-namespace NS]] [--json]
   svcpath maps --cluster <file-or-dir> [--cluster ...] [replay's cluster and datapath options] [--json]
   svcpath test <case-dir>... [--update] [--junit FILE]
   svcpath diff <trace> --cluster <before> [--cluster ...] --against <after> [--against ...] [replay's options] [--json]
@@ -72,6 +76,20 @@ test: regression cases; a case is a directory with cluster.yaml (or cluster/), i
 services: every Service after allocation, like kubectl get svc -A -o wide
 ${CLUSTER_OPTIONS}
   --json                           rows as JSON
+
+env: the Service environment variables the kubelet gives a Pod created now in a namespace
+${CLUSTER_OPTIONS}
+  --namespace NS                   the Pod's namespace (required)
+  --enable-service-links=false     as the Pod field: only the kubernetes Service's variables
+  --json                           the variables per Service as JSON
+
+dns: the records the cluster DNS serves for Services, as a zone file, or how one name resolves
+${CLUSTER_OPTIONS}
+  --domain D                       the cluster domain (default cluster.local)
+  --query NAME                     resolve NAME as a Pod does (search path, ndots:5)
+  --type A|AAAA|SRV|CNAME|PTR|TXT  the record type asked for (default A)
+  --from-namespace NS              the asking Pod's namespace (default default)
+  --json                           the records or the resolution as JSON
 
 Exit status: 0 on success, 1 on bad input (the message names file, record or object, and field).`;
 
@@ -202,6 +220,74 @@ async function servicesCommand(argv: string[]): Promise<number> {
   const { state } = loadState(values);
   console.log(values.json ? JSON.stringify(servicesTable(state), null, 2) : formatServicesTable(state, { wide: true }));
   return 0;
+}
+
+async function envCommand(argv: string[]): Promise<number> {
+  const { values, positionals } = parseArgs({
+    args: argv,
+    strict: true,
+    allowPositionals: true,
+    options: { ...CLUSTER_FLAGS, namespace: { type: 'string' }, 'enable-service-links': { type: 'string' }, json: { type: 'boolean' } },
+  });
+  if (values.help) {
+    console.log(HELP);
+    return 0;
+  }
+  if (positionals.length > 0) fail(`env: unexpected argument "${positionals[0]}"`);
+  if (values.namespace === undefined) fail('--namespace is required (the namespace of the Pod)');
+  const namespace = parseName('--namespace', values.namespace);
+  const links = values['enable-service-links'];
+  if (links !== undefined && links !== 'true' && links !== 'false') fail(`--enable-service-links: "${links}" is neither true nor false`);
+  const { state } = loadState(values);
+  const env = podEnv(state, namespace, { enableServiceLinks: links !== 'false' });
+  for (const note of env.notes) console.error(`svcpath: note: ${note}`);
+  console.log(values.json ? JSON.stringify(env, null, 2) : formatEnv(env));
+  return 0;
+}
+
+async function dnsCommand(argv: string[]): Promise<number> {
+  const { values, positionals } = parseArgs({
+    args: argv,
+    strict: true,
+    allowPositionals: true,
+    options: {
+      ...CLUSTER_FLAGS,
+      domain: { type: 'string' },
+      query: { type: 'string' },
+      type: { type: 'string' },
+      'from-namespace': { type: 'string' },
+      json: { type: 'boolean' },
+    },
+  });
+  if (values.help) {
+    console.log(HELP);
+    return 0;
+  }
+  if (positionals.length > 0) fail(`dns: unexpected argument "${positionals[0]}"`);
+  if (values.query === undefined && (values.type !== undefined || values['from-namespace'] !== undefined)) {
+    fail(`${values.type !== undefined ? '--type' : '--from-namespace'}: only with --query`);
+  }
+  const type = values.type === undefined ? undefined : values.type.toUpperCase() as RecordType;
+  if (type !== undefined && !QUERY_TYPES.includes(type)) fail(`--type: "${values.type}" is not one of ${QUERY_TYPES.join(', ')}`);
+  const fromNamespace = values['from-namespace'] === undefined ? undefined : parseName('--from-namespace', values['from-namespace']);
+  const { state } = loadState(values);
+  const zone = clusterZone(state, { domain: values.domain });
+  if (values.query === undefined) {
+    console.log(values.json ? JSON.stringify(zone, null, 2) : formatZone(zone));
+    return 0;
+  }
+  const result = resolveQuery(zone, values.query, { type, fromNamespace });
+  console.log(values.json ? JSON.stringify(result, null, 2) : formatQuery(result));
+  return 0;
+}
+
+/** A namespace name: an RFC 1123 label, as the API server requires. */
+function parseName(flag: string, text: string): string {
+  if (!/^[a-z0-9]([-a-z0-9]{0,61}[a-z0-9])?$/.test(text)) {
+    fail(`${flag}: "${text}" is not a namespace name (an RFC 1123 label: at most 63 lowercase letters, digits and '-', `
+      + 'starting and ending with a letter or digit)');
+  }
+  return text;
 }
 
 /** Flags that shape the compiled datapath, shared by replay and maps. */
@@ -420,6 +506,10 @@ export async function main(argv: string[]): Promise<number> {
         return await replayCommand(rest);
       case 'services':
         return await servicesCommand(rest);
+      case 'env':
+        return await envCommand(rest);
+      case 'dns':
+        return await dnsCommand(rest);
       case 'maps':
         return await mapsCommand(rest);
       case 'test':
