@@ -72,6 +72,20 @@ describe('the cluster zone', () => {
     expect(idle.notes).toEqual(['no ready endpoints: no records (NXDOMAIN)']);
   });
 
+  it('names a Pod hostname.subdomain when its subdomain is the headless Service, through the slices the controller makes', () => {
+    const pods = fileURLToPath(new URL('fixtures/cluster/dns-pods.yaml', import.meta.url));
+    const z = clusterZone(loadClusterState([pods]));
+    expect(recordsOf(z, 'default', 'busybox-subdomain').filter((r) => !r.includes('PTR'))).toEqual([
+      'busybox-subdomain.default.svc.cluster.local.\t5\tIN\tA\t10.244.1.10',
+      'busybox-subdomain.default.svc.cluster.local.\t5\tIN\tA\t10.244.2.11',
+      'busybox-1.busybox-subdomain.default.svc.cluster.local.\t5\tIN\tA\t10.244.1.10',
+      '10-244-2-11.busybox-subdomain.default.svc.cluster.local.\t5\tIN\tA\t10.244.2.11',
+      '_foo._tcp.busybox-subdomain.default.svc.cluster.local.\t5\tIN\tSRV\t0 50 1234 busybox-1.busybox-subdomain.default.svc.cluster.local.',
+      '_foo._tcp.busybox-subdomain.default.svc.cluster.local.\t5\tIN\tSRV\t0 50 1234 10-244-2-11.busybox-subdomain.default.svc.cluster.local.',
+    ]);
+    expect(resolveQuery(z, 'busybox-1.busybox-subdomain').answer.map((r) => r.data)).toEqual(['10.244.1.10']);
+  });
+
   it('has a CNAME for an ExternalName Service, and nothing for one that looks like an IPv4 address', () => {
     expect(recordsOf(zone, 'shop', 'payments')).toEqual(['payments.shop.svc.cluster.local.\t5\tIN\tCNAME\tpayments.example.com.']);
     const byIP = zone.services.find((s) => s.name === 'by-ip')!;
