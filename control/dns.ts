@@ -188,7 +188,7 @@ function externalNameRecords(service: Service, base: string): ServiceRecords {
 export function formatZone(zone: ClusterZone): string {
   const lines = [
     `; cluster domain ${zone.domain}: the records the cluster DNS serves for Services`,
-    `; and, for any IPv4 address a.b.c.d and namespace ns, a-b-c-d.ns.pod.${zone.domain}. A a.b.c.d (deprecated, still required)`,
+    `; and, for any address and namespace ns, a-b-c-d.ns.pod.${zone.domain}. A a.b.c.d (AAAA for IPv6; deprecated, still required)`,
     formatRecord(zone.version),
   ];
   for (const s of zone.services) {
@@ -320,7 +320,7 @@ function lookup(zone: ClusterZone, index: ZoneIndex, name: string, type: RecordT
   if (why) notes.push(why);
   const records = index.byName.get(name) ?? [];
   const pod = podRecord(zone, name);
-  if (pod && type === 'A') return { status: 'NOERROR', answer: [pod], notes };
+  if (pod && type === pod.type) return { status: 'NOERROR', answer: [pod], notes };
   if (records.length === 0) {
     return { status: index.parents.has(name) || pod ? 'NODATA' : 'NXDOMAIN', answer: [], notes };
   }
@@ -340,15 +340,21 @@ function isServed(zone: ClusterZone, name: string): boolean {
   return [`${zone.domain}.`, 'in-addr.arpa.', 'ip6.arpa.'].some((z) => name === z || name.endsWith(`.${z}`));
 }
 
-/** The deprecated, still required `a-b-c-d.<ns>.pod.<zone>` records (CoreDNS `pods insecure`): any such name. */
+/**
+ * The deprecated, still required `a-b-c-d.<ns>.pod.<zone>` records, as CoreDNS's
+ * `pods insecure` answers them for any address: A for four dash-separated
+ * numbers, else AAAA for an IPv6 address with its colons as dashes.
+ */
 function podRecord(zone: ClusterZone, name: string): DnsRecord | undefined {
   const suffix = `.pod.${zone.domain}.`;
   if (!name.endsWith(suffix)) return undefined;
   const labels = name.slice(0, -suffix.length).split('.');
   if (labels.length !== 2) return undefined;
-  const ip = labels[0].replaceAll('-', '.');
-  if (!ipaddr.IPv4.isValidFourPartDecimal(ip)) return undefined;
-  return record(name, 'A', ip);
+  const dashed = labels[0];
+  const v4 = dashed.split('-').length === 4 && !dashed.includes('--');
+  const ip = v4 ? dashed.replaceAll('-', '.') : dashed.replaceAll('-', ':');
+  if (v4 ? !ipaddr.IPv4.isValidFourPartDecimal(ip) : !ipaddr.IPv6.isValid(ip)) return undefined;
+  return record(name, v4 ? 'A' : 'AAAA', v4 ? ip : ipaddr.parse(ip).toString());
 }
 
 export function formatQuery(r: QueryResult): string {

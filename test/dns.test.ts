@@ -154,6 +154,8 @@ describe('resolving a name from a Pod', () => {
 
   it('answers the deprecated pod records and the schema version', () => {
     expect(resolveQuery(zone, '10-1-2-3.shop.pod.cluster.local.').answer.map((r) => r.data)).toEqual(['10.1.2.3']);
+    expect(resolveQuery(zone, 'fd00--1.shop.pod.cluster.local.', { type: 'AAAA' }).answer.map((r) => r.data)).toEqual(['fd00::1']);
+    expect(resolveQuery(zone, 'fd00--1.shop.pod.cluster.local.').status).toBe('NODATA');
     expect(resolveQuery(zone, 'dns-version.cluster.local.', { type: 'TXT' }).answer.map((r) => r.data)).toEqual(['"1.1.0"']);
   });
 
