@@ -15,6 +15,8 @@ import { DEFAULT_CT_ENTRIES, loadProgram } from './program.js';
 import type { ClusterState } from './model.js';
 import { replay, type ReplayResult } from './replay.js';
 import { formatServicesTable, servicesTable } from './services-table.js';
+import { formatEndpoints, type OutputFormat } from './endpoints-output.js';
+import { MAX_MAX_ENDPOINTS_PER_SLICE } from './cluster/endpointslice-controller.js';
 import { formatEnv, podEnv } from './env.js';
 import { clusterZone, formatQuery, formatZone, QUERY_TYPES, resolveQuery, type RecordType } from './dns.js';
 import { dumpMaps, formatMapDump } from './maps-dump.js';
@@ -24,18 +26,20 @@ import { findCases, junitReport, runCase, type CaseResult, type PrepareDatapath 
 import { buildSummary, formatSummary, readCounters, type Counters } from './summary.js';
 import { replaySharded } from './sharded-replay.js';
 
-const CLUSTER_OPTIONS = `  --cluster PATH                   Service, EndpointSlice, Endpoints, Node and KubeProxyConfiguration
+const CLUSTER_OPTIONS = `  --cluster PATH                   Service, EndpointSlice, Endpoints, Pod, Node and KubeProxyConfiguration
                                    manifests (YAML or JSON, files or directories, kubectl List dumps)
   --service-cluster-ip-range CIDR[,CIDR]   where cluster IPs live (default 10.96.0.0/12)
   --service-node-port-range A-B    NodePort range (default 30000-32767)
   --seed N                         seed of cluster IP and NodePort allocation, the Maglev
-                                   hashes and masquerade ports (default 0)`;
+                                   hashes and masquerade ports (default 0)
+  --max-endpoints-per-slice N      endpoints per EndpointSlice derived from Pods (default 100)`;
 
 const HELP = `svcpath — replay captured packets through an eBPF/XDP-style Kubernetes Service datapath
 
 Usage:
   svcpath replay <trace.pcap|trace.pcapng> --cluster <file-or-dir> [--cluster ...] [options]
   svcpath services --cluster <file-or-dir> [--cluster ...] [--json]
+  svcpath endpoints --cluster <file-or-dir> [--cluster ...] [-o yaml|json] [--legacy]
   svcpath env --cluster <file-or-dir> [--cluster ...] --namespace NS [--enable-service-links=false] [--json]
   svcpath dns --cluster <file-or-dir> [--cluster ...] [--domain D] [--query NAME [--type T] [--from-namespace NS]] [--json]
   svcpath maps --cluster <file-or-dir> [--cluster ...] [replay's cluster and datapath options] [--json]
@@ -90,6 +94,12 @@ ${CLUSTER_OPTIONS}
   --type A|AAAA|SRV|CNAME|PTR|TXT  the record type asked for (default A)
   --from-namespace NS              the asking Pod's namespace (default default)
   --json                           the records or the resolution as JSON
+
+endpoints: the EndpointSlices the EndpointSlice controller derives from the Pods, like
+           kubectl get endpointslices -A (-o yaml|json: the objects)
+${CLUSTER_OPTIONS}
+  -o, --output yaml|json           the slices as a List
+  --legacy                         also the v1 Endpoints the Endpoints controller makes of the Pods
 
 Exit status: 0 on success, 1 on bad input (the message names file, record or object, and field).`;
 
@@ -183,6 +193,7 @@ const CLUSTER_FLAGS = {
   'service-cluster-ip-range': { type: 'string' },
   'service-node-port-range': { type: 'string' },
   seed: { type: 'string' },
+  'max-endpoints-per-slice': { type: 'string' },
   help: { type: 'boolean', short: 'h' },
 } as const;
 
@@ -191,6 +202,7 @@ interface ClusterFlags {
   'service-cluster-ip-range'?: string;
   'service-node-port-range'?: string;
   seed?: string;
+  'max-endpoints-per-slice'?: string;
 }
 
 /** The cluster state the flags name, validated, with cluster IPs and NodePorts allocated. */
@@ -201,7 +213,11 @@ function loadState(values: ClusterFlags): { state: ClusterState; seed: number; s
     ? undefined : parseCidrList('--service-cluster-ip-range', values['service-cluster-ip-range']);
   const nodePortRange = values['service-node-port-range'] === undefined
     ? undefined : parsePortRange('--service-node-port-range', values['service-node-port-range']);
-  const state = loadClusterState(values.cluster, { serviceClusterIPRanges: serviceRanges, serviceNodePortRange: nodePortRange, seed });
+  const maxEndpointsPerSlice = values['max-endpoints-per-slice'] === undefined
+    ? undefined : parseInteger('--max-endpoints-per-slice', values['max-endpoints-per-slice'], 1, MAX_MAX_ENDPOINTS_PER_SLICE);
+  const state = loadClusterState(values.cluster, {
+    serviceClusterIPRanges: serviceRanges, serviceNodePortRange: nodePortRange, seed, maxEndpointsPerSlice,
+  });
   return { state, seed, serviceRanges };
 }
 
@@ -288,6 +304,25 @@ function parseName(flag: string, text: string): string {
       + 'starting and ending with a letter or digit)');
   }
   return text;
+}
+
+async function endpointsCommand(argv: string[]): Promise<number> {
+  const { values, positionals } = parseArgs({
+    args: argv,
+    strict: true,
+    allowPositionals: true,
+    options: { ...CLUSTER_FLAGS, output: { type: 'string', short: 'o' }, legacy: { type: 'boolean' } },
+  });
+  if (values.help) {
+    console.log(HELP);
+    return 0;
+  }
+  if (positionals.length > 0) fail(`endpoints: unexpected argument "${positionals[0]}"`);
+  const output = values.output ?? 'table';
+  if (!['table', 'yaml', 'json'].includes(output)) fail(`--output: "${output}" is not yaml or json`);
+  const { state } = loadState(values);
+  console.log(formatEndpoints(state, output as OutputFormat, values.legacy ?? false));
+  return 0;
 }
 
 /** Flags that shape the compiled datapath, shared by replay and maps. */
@@ -506,6 +541,8 @@ export async function main(argv: string[]): Promise<number> {
         return await replayCommand(rest);
       case 'services':
         return await servicesCommand(rest);
+      case 'endpoints':
+        return await endpointsCommand(rest);
       case 'env':
         return await envCommand(rest);
       case 'dns':

@@ -331,3 +331,72 @@ describe('a cluster given as Pods replays as the same cluster given as EndpointS
     expect(outputs.slices.summary).toMatch(/default\/web:80 .* endpoints: 4 ready, 1 unusable \(from EndpointSlices\)/);
   });
 });
+
+describe('svcpath endpoints', () => {
+  const svc = { apiVersion: 'v1', kind: 'Service', metadata: { name: 'web', namespace: 'shop' }, spec: { selector: { app: 'web' }, ports: [{ name: 'http', port: 80, targetPort: 'http-web-svc' }] } };
+  const pods = Array.from({ length: 250 }, (_, i) => ({
+    apiVersion: 'v1', kind: 'Pod', metadata: { name: `web-${String(i).padStart(3, '0')}`, namespace: 'shop', labels: { app: 'web' } },
+    spec: { nodeName: `node-${i % 3}`, containers: [{ name: 'c', ports: [{ name: 'http-web-svc', containerPort: i < 200 ? 80 : 8080 }] }] },
+    status: { podIP: `10.244.${i >> 7}.${(i & 127) + 1}`, conditions: [{ type: 'Ready', status: i % 10 === 0 ? 'False' : 'True' }] },
+  }));
+
+  async function run(args: string[]): Promise<{ code: number; out: string; err: string }> {
+    const out: string[] = [];
+    const err: string[] = [];
+    const log = vi.spyOn(console, 'log').mockImplementation((...a) => { out.push(a.join(' ')); });
+    const error = vi.spyOn(console, 'error').mockImplementation((...a) => { err.push(a.join(' ')); });
+    try {
+      const code = await main(args);
+      return { code, out: out.join('\n'), err: err.join('\n') };
+    } finally {
+      log.mockRestore();
+      error.mockRestore();
+    }
+  }
+
+  it('prints the derived slices as kubectl get endpointslices does, and -o yaml that loads back to the same endpoints', async () => {
+    const file = writeManifest([svc, ...pods]);
+    const table = await run(['endpoints', '--cluster', file]);
+    expect(table.code).toBe(0);
+    const rows = table.out.split('\n');
+    expect(rows[0]).toMatch(/^NAMESPACE\s+NAME\s+ADDRESSTYPE\s+PORTS\s+ENDPOINTS$/);
+    expect(rows.slice(1).map((r) => r.split(/\s+/).slice(2, 4)).sort()).toEqual([['IPv4', '80'], ['IPv4', '80'], ['IPv4', '8080']]);
+    expect(rows[1]).toMatch(/\+ 97 more\.\.\.$|\+ 47 more\.\.\.$/);
+
+    const yaml = await run(['endpoints', '--cluster', file, '-o', 'yaml', '--max-endpoints-per-slice', '60']);
+    expect(yaml.code).toBe(0);
+    expect(yaml.out).toMatch(/^apiVersion: v1\nitems:\n- addressType: IPv4\n  apiVersion: discovery.k8s.io\/v1\n  endpoints:\n  - addresses:\n/);
+    expect(yaml.out).toContain('endpointslice.kubernetes.io/managed-by: endpointslice-controller.k8s.io');
+    const given = writeManifest([svc]);
+    writeFileSync(join(scratch, 'derived.yaml'), yaml.out);
+    const fromPods = loadClusterState([file], { maxEndpointsPerSlice: 60 });
+    expect(fromPods.endpointSlices.map((s) => s.endpoints.length)).toEqual([60, 60, 60, 20, 50]);
+    const fromYaml = loadClusterState([given, join(scratch, 'derived.yaml')]);
+    const backends = (state: typeof fromPods) => resolveServices(state).services[0].ports[0].endpoints
+      .map((e) => `${e.ip}:${e.port} ${e.nodeName} ${e.conditions.ready}${e.conditions.serving}${e.conditions.terminating}`).sort();
+    expect(backends(fromYaml)).toEqual(backends(fromPods));
+    expect(backends(fromPods)).toHaveLength(250);
+    expect(resolveServices(fromYaml).services[0].endpointsFrom).toBe('EndpointSlices');
+  });
+
+  it('prints the legacy Endpoints with --legacy, truncated past 1000 addresses', async () => {
+    const many = Array.from({ length: 1001 }, (_, i) => ({
+      ...pods[0], metadata: { ...pods[0].metadata, name: `p-${i}` },
+      status: { podIP: `10.244.${i >> 7}.${(i & 127) + 1}`, conditions: [{ type: 'Ready', status: 'True' }] },
+    }));
+    const { code, out } = await run(['endpoints', '--cluster', writeManifest([svc, ...many]), '-o', 'json', '--legacy']);
+    expect(code).toBe(0);
+    const items = JSON.parse(out).items as Array<Record<string, any>>;
+    expect(items.filter((i) => i.kind === 'EndpointSlice')).toHaveLength(11);
+    const [endpoints] = items.filter((i) => i.kind === 'Endpoints');
+    expect(endpoints.metadata.annotations).toEqual({ 'endpoints.kubernetes.io/over-capacity': 'truncated' });
+    expect(endpoints.subsets[0].addresses).toHaveLength(1000);
+  });
+
+  it('refuses a bad --max-endpoints-per-slice and a bad --output', async () => {
+    const file = writeManifest([svc]);
+    expect((await run(['endpoints', '--cluster', file, '--max-endpoints-per-slice', '0'])).err)
+      .toBe('svcpath: --max-endpoints-per-slice: 0 is outside 1..1000');
+    expect((await run(['endpoints', '--cluster', file, '-o', 'wide'])).err).toBe('svcpath: --output: "wide" is not yaml or json');
+  });
+});
