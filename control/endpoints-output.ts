@@ -13,6 +13,7 @@ import type { ClusterState, EndpointSlice, LegacyEndpointAddress, LegacyEndpoint
 
 const SERVICE_NAME_LABEL = 'kubernetes.io/service-name';
 const MANAGED_BY_LABEL = 'endpointslice.kubernetes.io/managed-by';
+const HEADLESS_LABEL = 'service.kubernetes.io/headless';
 
 /** The slices of the state the controller derived from Pods, by namespace and name. */
 export function derivedSlices(state: ClusterState): EndpointSlice[] {
@@ -29,7 +30,7 @@ export function derivedLegacyEndpoints(state: ClusterState): Array<{ endpoints: 
 }
 
 /** An EndpointSlice as the API returns it. */
-export function sliceObject(slice: EndpointSlice): Record<string, unknown> {
+export function sliceObject(slice: EndpointSlice, headless = false): Record<string, unknown> {
   return {
     apiVersion: 'discovery.k8s.io/v1',
     kind: 'EndpointSlice',
@@ -38,6 +39,7 @@ export function sliceObject(slice: EndpointSlice): Record<string, unknown> {
       labels: {
         ...(slice.managedBy ? { [MANAGED_BY_LABEL]: slice.managedBy } : {}),
         [SERVICE_NAME_LABEL]: slice.serviceName,
+        ...(headless ? { [HEADLESS_LABEL]: '' } : {}),
       },
       name: slice.name,
       namespace: slice.namespace,
@@ -52,6 +54,7 @@ export function sliceObject(slice: EndpointSlice): Record<string, unknown> {
       conditions: { ready: e.conditions.ready, serving: e.conditions.serving, terminating: e.conditions.terminating },
       ...(e.hostname ? { hostname: e.hostname } : {}),
       ...(e.nodeName ? { nodeName: e.nodeName } : {}),
+      ...(e.targetRef ? { targetRef: e.targetRef } : {}),
       ...(e.zone ? { zone: e.zone } : {}),
     })),
     ports: slice.ports.length === 0 ? null : slice.ports.map((p) => ({
@@ -96,7 +99,11 @@ export function formatEndpoints(state: ClusterState, output: OutputFormat, legac
   const slices = derivedSlices(state);
   const legacyEndpoints = legacy ? derivedLegacyEndpoints(state) : [];
   if (output !== 'table') {
-    const items = [...slices.map(sliceObject), ...legacyEndpoints.map(legacyObject)];
+    const headless = new Set(state.services.filter((s) => s.clusterIPs[0] === 'None').map((s) => `${s.namespace}/${s.name}`));
+    const items = [
+      ...slices.map((s) => sliceObject(s, s.derived === true && headless.has(`${s.namespace}/${s.serviceName}`))),
+      ...legacyEndpoints.map(legacyObject),
+    ];
     return output === 'json'
       ? JSON.stringify(list(items), null, 4)
       : stringify(list(items), { sortMapEntries: true, lineWidth: 0, nullStr: 'null', indentSeq: false }).trimEnd();

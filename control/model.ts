@@ -75,6 +75,8 @@ export interface Endpoint {
   nodeName?: string;
   zone?: string;
   hostname?: string;
+  /** The Pod an endpoint derived from Pods stands for. */
+  targetRef?: { kind: 'Pod'; namespace: string; name: string };
   /**
    * Conditions the manifest left unset (and which were defaulted above): the
    * Pod with the endpoint's address, if the state has one, decides them instead.

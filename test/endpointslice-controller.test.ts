@@ -116,8 +116,21 @@ describe('the EndpointSlice controller', () => {
     const placeholder = endpointSlicesFor(web(), []);
     expect(placeholder).toHaveLength(1);
     expect(placeholder[0]).toMatchObject({ addressType: 'IPv4', endpoints: [], ports: [] });
+    // A placeholder per family without endpoints: the controller reconciles each family apart.
+    expect(endpointSlicesFor(dual, [pod('b', ['10.244.1.2'])]).map((s) => [s.addressType, s.endpoints.length, s.ports.length]))
+      .toEqual([['IPv4', 1, 1], ['IPv6', 0, 0]]);
     // Services without a selector, and ExternalName Services, are not the controller's.
     expect(deriveEndpointSlices([web({ selector: undefined }), web({ type: 'ExternalName', clusterIPs: [] })], [pod('a', '10.244.1.1')])).toEqual([]);
+  });
+
+  it('leaves out Pods on Nodes that do not exist, unless publishNotReadyAddresses; names each Pod in targetRef', () => {
+    const pods = [pod('a', '10.244.1.1'), pod('b', '10.244.1.2', { nodeName: 'gone' }), pod('c', '10.244.1.3', { nodeName: undefined })];
+    const ips = (svc: Service, nodeNames?: Set<string>) =>
+      endpointSlicesFor(svc, pods, { nodeNames }).flatMap((s) => s.endpoints.map((e) => e.addresses[0]));
+    expect(ips(web())).toEqual(['10.244.1.1', '10.244.1.2', '10.244.1.3']);
+    expect(ips(web(), new Set(['node-a']))).toEqual(['10.244.1.1']);
+    expect(ips(web({ publishNotReadyAddresses: true }), new Set(['node-a']))).toEqual(['10.244.1.1', '10.244.1.2', '10.244.1.3']);
+    expect(endpointSlicesFor(web(), pods)[0].endpoints[0].targetRef).toEqual({ kind: 'Pod', namespace: 'default', name: 'a' });
   });
 
   it('makes the legacy Endpoints: not-ready addresses apart, terminating Pods left out, 1000 addresses at most', () => {
@@ -137,6 +150,12 @@ describe('the EndpointSlice controller', () => {
     expect(big.truncated).toBe(200);
     expect(big.endpoints.subsets[0].addresses).toHaveLength(900);
     expect(big.endpoints.subsets[0].notReadyAddresses).toHaveLength(100);
+    // Too many ready ones: each subset keeps its share of 1000, rounded up, and no not-ready ones.
+    const split = legacyEndpointsFor(web(), many.map((p, i) => ({ ...p, ready: true,
+      containerPorts: [{ name: 'http-web-svc', containerPort: i < 300 ? 80 : 8080, protocol: 'TCP' as const }] })))!;
+    expect(split.truncated).toBe(200);
+    expect(split.endpoints.subsets.map((s) => [s.ports[0].port, s.addresses.length, s.notReadyAddresses.length]))
+      .toEqual([[80, 250, 0], [8080, 750, 0]]);
   });
 });
 
@@ -212,6 +231,13 @@ describe('Pods in manifests', () => {
       ['10.244.1.2', 'node-c', { ready: true, serving: false, terminating: true }],
     ]);
     expect(state.notes).toContain(`${state.services[0].origin.file}: Service default/web: 1 EndpointSlice derived from its Pods (2 endpoints)`);
+  });
+
+  it('notes the Pods it leaves out for being on a Node the state does not have', () => {
+    const nodeB = { apiVersion: 'v1', kind: 'Node', metadata: { name: 'node-b' } };
+    const state = loadClusterState([writeManifest([svcDoc, nodeB, podDoc('p1')])]);
+    expect(resolveServices(state).services[0].ports[0].endpoints).toEqual([]);
+    expect(state.notes.join('\n')).toContain('Pod default/p1: not an endpoint of Service default/web: its node "node-a" is not among the Nodes');
   });
 
   it('notes workload templates as such only when no Pods are given', () => {

@@ -18,9 +18,14 @@
  *   named port on different numbers land in different slices), then by address
  *   family (one slice per family of the Service), at most maxEndpointsPerSlice
  *   endpoints per slice;
- * - labels kubernetes.io/service-name and endpointslice.kubernetes.io/managed-by;
- * - a Service without any endpoint gets one empty placeholder slice (of its
- *   first family).
+ * - a Pod on a Node the state does not have is left out (the controller's
+ *   Node lister finds none), unless publishNotReadyAddresses; this check is
+ *   made only when the state has Nodes at all (`nodeNames`);
+ * - labels kubernetes.io/service-name, endpointslice.kubernetes.io/managed-by
+ *   and, for a headless Service, service.kubernetes.io/headless (the
+ *   Service's own labels, which the controller copies too, are not read);
+ * - each family of the Service without any endpoint gets an empty
+ *   placeholder slice.
  *
  * Deterministic stand-ins where the controller is not: endpoints in a slice are
  * in Pod name order; slices are named `<service>-<5 characters>` as the API
@@ -46,6 +51,13 @@ export const OVER_CAPACITY_ANNOTATION = 'endpoints.kubernetes.io/over-capacity';
 export interface ControllerOptions {
   /** --max-endpoints-per-slice; default 100. */
   maxEndpointsPerSlice?: number;
+  /** The Nodes that exist; undefined: do not check the Pods' nodes. */
+  nodeNames?: ReadonlySet<string>;
+}
+
+/** Whether the controller leaves a Pod out because its Node does not exist. */
+export function onMissingNode(pod: Pod, service: Service, nodeNames: ReadonlySet<string> | undefined): boolean {
+  return nodeNames !== undefined && !service.publishNotReadyAddresses && !nodeNames.has(pod.nodeName ?? '');
 }
 
 /** Whether the EndpointSlice controller manages this Service's slices. */
@@ -98,7 +110,7 @@ export function endpointSlicesFor(service: Service, pods: readonly Pod[], opts: 
   /** Port-set key → its ports and, per family, its endpoints. */
   const groups = new Map<string, { ports: EndpointPort[]; endpoints: Map<IPFamily, Endpoint[]> }>();
   for (const pod of selectedPods(service, pods).sort(byName)) {
-    if (!isEndpointPod(pod, true)) continue;
+    if (!isEndpointPod(pod, true) || onMissingNode(pod, service, opts.nodeNames)) continue;
     const ports: EndpointPort[] = [];
     for (const port of service.ports) {
       const number = findPort(pod, port);
@@ -121,6 +133,7 @@ export function endpointSlicesFor(service: Service, pods: readonly Pod[], opts: 
         conditions: { ready, serving, terminating: pod.terminating },
         nodeName: pod.nodeName,
         hostname: hostnameFor(pod, service),
+        targetRef: { kind: 'Pod', namespace: pod.namespace, name: pod.name },
       };
       group.endpoints.set(family, [...(group.endpoints.get(family) ?? []), endpoint]);
     }
@@ -135,7 +148,9 @@ export function endpointSlicesFor(service: Service, pods: readonly Pod[], opts: 
       }
     }
   }
-  if (slices.length === 0 && families.length > 0) slices.push(slice(service, families[0], [], [], 'placeholder'));
+  for (const family of families) {
+    if (!slices.some((s) => s.addressType === family)) slices.push(slice(service, family, [], [], 'placeholder'));
+  }
   return slices;
 }
 
@@ -178,9 +193,9 @@ export function deriveEndpointSlices(
  * The legacy v1 Endpoints object the Endpoints controller makes for a Service:
  * addresses of its first IP family; ready (or publishNotReadyAddresses) Pods in
  * `addresses`, others in `notReadyAddresses`; terminating Pods left out unless
- * publishNotReadyAddresses; subsets repacked by port set. Past 1000 addresses
- * the object is truncated, ready addresses kept first, and annotated
- * `endpoints.kubernetes.io/over-capacity: truncated`.
+ * publishNotReadyAddresses; subsets repacked by port set, addresses sorted by
+ * IP. Past 1000 addresses the object is truncated as the controller does
+ * (truncateLegacy) and annotated `endpoints.kubernetes.io/over-capacity: truncated`.
  */
 export function legacyEndpointsFor(service: Service, pods: readonly Pod[]): { endpoints: LegacyEndpoints; truncated: number } | undefined {
   if (!isControllerManaged(service)) return undefined;
@@ -207,15 +222,12 @@ export function legacyEndpointsFor(service: Service, pods: readonly Pod[]): { en
     (tolerate || (pod.ready && !pod.terminating) ? subset.addresses : subset.notReadyAddresses).push(address);
   }
   const list = [...subsets.values()];
-  const total = list.reduce((n, s) => n + s.addresses.length + s.notReadyAddresses.length, 0);
-  let room = MAX_LEGACY_ENDPOINT_ADDRESSES;
-  const keep = (addresses: LegacyEndpointAddress[]) => {
-    const kept = addresses.slice(0, room);
-    room -= kept.length;
-    return kept;
-  };
-  for (const s of list) s.addresses = keep(s.addresses);
-  for (const s of list) s.notReadyAddresses = keep(s.notReadyAddresses);
+  const byIP = (a: LegacyEndpointAddress, b: LegacyEndpointAddress) => (a.ip < b.ip ? -1 : a.ip > b.ip ? 1 : 0);
+  for (const s of list) {
+    s.addresses.sort(byIP);
+    s.notReadyAddresses.sort(byIP);
+  }
+  const total = truncateLegacy(list);
   return {
     endpoints: {
       origin: { file: `${service.origin.file} (derived from Pods)`, object: `Endpoints ${service.namespace}/${service.name}` },
@@ -225,4 +237,34 @@ export function legacyEndpointsFor(service: Service, pods: readonly Pod[]): { en
     },
     truncated: Math.max(0, total - MAX_LEGACY_ENDPOINT_ADDRESSES),
   };
+}
+
+/**
+ * The Endpoints controller's truncation past 1000 addresses, in place: when the
+ * ready addresses alone are too many, each subset keeps its proportion of 1000
+ * (rounded up, the last ones getting what is left) of them and no not-ready
+ * ones; otherwise all ready ones stay and the not-ready ones share what is left
+ * the same way. Returns the number of addresses before.
+ */
+function truncateLegacy(subsets: LegacyEndpointSubset[]): number {
+  const ready = subsets.reduce((n, s) => n + s.addresses.length, 0);
+  const notReady = subsets.reduce((n, s) => n + s.notReadyAddresses.length, 0);
+  if (ready + notReady <= MAX_LEGACY_ENDPOINT_ADDRESSES) return ready + notReady;
+  const truncateReady = ready > MAX_LEGACY_ENDPOINT_ADDRESSES;
+  const max = truncateReady ? MAX_LEGACY_ENDPOINT_ADDRESSES : MAX_LEGACY_ENDPOINT_ADDRESSES - ready;
+  const of = truncateReady ? ready : notReady;
+  let room = max;
+  for (const s of subsets) {
+    const n = truncateReady ? s.addresses.length : s.notReadyAddresses.length;
+    const keep = Math.min(Math.ceil((n / of) * max), room);
+    if (truncateReady) {
+      s.addresses = s.addresses.slice(0, keep);
+      s.notReadyAddresses = [];
+      room -= s.addresses.length;
+    } else {
+      s.notReadyAddresses = s.notReadyAddresses.slice(0, keep);
+      room -= s.notReadyAddresses.length;
+    }
+  }
+  return ready + notReady;
 }

@@ -7,7 +7,7 @@
  */
 import type { ClusterState, EndpointSlice, Pod } from '../model.js';
 import { allocate } from './allocate.js';
-import { deriveEndpointSlices, isControllerManaged } from './endpointslice-controller.js';
+import { deriveEndpointSlices, isControllerManaged, onMissingNode, selectedPods } from './endpointslice-controller.js';
 import { readManifests } from './load.js';
 import { validateManifests } from './validate.js';
 
@@ -52,8 +52,11 @@ export function withPodEndpoints(state: ClusterState, opts: { maxEndpointsPerSli
   const pods = state.pods ?? [];
   if (pods.length === 0) return state;
   const given = new Set(state.endpointSlices.map((s) => `${s.namespace}/${s.serviceName}`));
+  // The controller leaves out Pods on Nodes it does not know; checked only when the state has Nodes.
+  const nodeNames = state.nodes.length > 0 ? new Set(state.nodes.map((n) => n.name)) : undefined;
   const derived = deriveEndpointSlices(state.services, pods, {
     maxEndpointsPerSlice: opts.maxEndpointsPerSlice,
+    nodeNames,
     hasSlices: (s) => given.has(`${s.namespace}/${s.name}`),
   });
   const notes: string[] = [];
@@ -64,6 +67,13 @@ export function withPodEndpoints(state: ClusterState, opts: { maxEndpointsPerSli
     const endpoints = slices.reduce((n, s) => n + s.endpoints.length, 0);
     notes.push(`${service.origin.file}: ${service.origin.object}: ${slices.length} EndpointSlice${slices.length === 1 ? '' : 's'} `
       + `derived from its Pods (${endpoints} endpoint${endpoints === 1 ? '' : 's'})`);
+    for (const pod of selectedPods(service, pods)) {
+      if (pod.podIPs.length > 0 && onMissingNode(pod, service, nodeNames)) {
+        notes.push(`${pod.origin.file}: ${pod.origin.object}: not an endpoint of Service ${key}: its node `
+          + `${JSON.stringify(pod.nodeName ?? '')} is not among the Nodes, and the EndpointSlice controller skips such Pods `
+          + '(unless publishNotReadyAddresses)');
+      }
+    }
     const legacy = (state.legacyEndpoints ?? []).find((e) => e.namespace === service.namespace && e.name === service.name);
     if (legacy) {
       notes.push(`${legacy.origin.file}: ${legacy.origin.object}: ignored: its Service has a selector, so its `
