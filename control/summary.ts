@@ -182,7 +182,7 @@ export function formatSummary(s: Summary): string {
   lines.push('', 'Services:');
   if (s.services.length === 0) lines.push('  (none compiled)');
   for (const svc of s.services) {
-    lines.push(`  ${svc.service}  ${svc.frontends.join(' ')}  endpoints: ${svc.endpoints}${svc.endpointsFrom ? ` (from ${svc.endpointsFrom})` : ''}  flows ${svc.flows}  packets ${svc.packets}`);
+    lines.push(`  ${svc.service}  ${svc.frontends.join(' ')}  endpoints: ${svc.endpoints}${endpointsOrigin(svc.endpointsFrom)}  flows ${svc.flows}  packets ${svc.packets}`);
     for (const b of svc.backends) {
       lines.push(`    ${pad(b.backend, 22)} ${pad(b.local ? 'local' : b.node ? `on ${b.node}` : 'remote', 16)} flows ${rpad(b.flows, 6)}  packets ${rpad(b.packets, 8)}`);
     }
@@ -197,4 +197,10 @@ export function formatSummary(s: Summary): string {
     for (const n of notes) lines.push(`  ${n}`);
   }
   return lines.join('\n');
+}
+
+/** Where a Service's endpoints came from, as the text summary says it. */
+function endpointsOrigin(from: string | null): string {
+  if (from === null) return '';
+  return from === 'none' ? ' (no EndpointSlices, Endpoints or Pods for it)' : ` (from ${from})`;
 }
