@@ -2,29 +2,16 @@
 // specification, CoreDNS's choices where it leaves them open) and how a Pod's
 // resolver finds a name with its search path and ndots:5.
 import { fileURLToPath } from 'node:url';
-import { describe, expect, it, vi } from 'vitest';
+import { describe, expect, it } from 'vitest';
 import { loadClusterState } from '../control/cluster/index.js';
 import { clusterZone, dashedAddress, formatRecord, resolveQuery, reverseName, type ClusterZone } from '../control/dns.js';
-import { main } from '../control/main.js';
+import { cli } from './helpers.js';
 
 const fixture = fileURLToPath(new URL('fixtures/cluster/discovery.yaml', import.meta.url));
 const RANGES = '10.0.0.0/16,fd00:10:96::/112';
 const state = loadClusterState([fixture], { serviceClusterIPRanges: RANGES.split(',') });
 const zone = clusterZone(state);
 
-async function cli(args: string[]): Promise<{ code: number; stdout: string; stderr: string }> {
-  const out: string[] = [];
-  const err: string[] = [];
-  const log = vi.spyOn(console, 'log').mockImplementation((...a) => { out.push(a.join(' ')); });
-  const error = vi.spyOn(console, 'error').mockImplementation((...a) => { err.push(a.join(' ')); });
-  try {
-    const code = await main(args);
-    return { code, stdout: out.join('\n'), stderr: err.join('\n') };
-  } finally {
-    log.mockRestore();
-    error.mockRestore();
-  }
-}
 
 const recordsOf = (z: ClusterZone, ns: string, name: string) =>
   z.services.find((s) => s.namespace === ns && s.name === name)!.records.map(formatRecord);

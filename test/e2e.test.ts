@@ -8,7 +8,6 @@ import { afterEach, beforeAll, describe, expect, it, vi } from 'vitest';
 import { loadClusterState, resolveServices } from '../control/cluster/index.js';
 import { compile } from '../control/compiler.js';
 import { DEFAULT_MAGLEV_TABLE_SIZE } from '../control/maglev.js';
-import { main } from '../control/main.js';
 import { PROJECT_ROOT } from '../control/paths.js';
 import { buildFrame, verifyChecksums, decodeFrame } from '../traces/frames.js';
 import { openCapture } from '../traces/pcap.js';
@@ -16,26 +15,13 @@ import { createPcapngWriter } from '../traces/pcapng.js';
 import { maglevChooser } from '../traces/predict.js';
 import { buildSample, SAMPLE_CLUSTER, SAMPLE_NODE, SAMPLE_SEED, type SamplePacket } from '../traces/sample.js';
 import { readWithPcapParser } from './pcap-parser.js';
+import { cli } from './helpers.js';
 
 interface VerdictLine { n: number; verdict: string; reason: string; service: string | null; backend: string | null; snat: boolean }
 
 const GOLDEN = join(PROJECT_ROOT, 'test', 'golden');
 const tmp = mkdtempSync(join(tmpdir(), 'svcpath-e2e-'));
 
-/** Runs the CLI in-process, capturing what it prints. */
-async function cli(args: string[]): Promise<{ code: number; stdout: string; stderr: string }> {
-  const out: string[] = [];
-  const err: string[] = [];
-  const log = vi.spyOn(console, 'log').mockImplementation((...a) => { out.push(a.join(' ')); });
-  const error = vi.spyOn(console, 'error').mockImplementation((...a) => { err.push(a.join(' ')); });
-  try {
-    const code = await main(args);
-    return { code, stdout: out.join('\n'), stderr: err.join('\n') };
-  } finally {
-    log.mockRestore();
-    error.mockRestore();
-  }
-}
 
 const readLines = (path: string): VerdictLine[] => readFileSync(path, 'utf8').trim().split('\n').map((l) => JSON.parse(l));
 

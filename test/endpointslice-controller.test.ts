@@ -14,7 +14,7 @@ import { InputError } from '../control/errors.js';
 import { main } from '../control/main.js';
 import type { Pod, Service } from '../control/model.js';
 import { createPcapWriter } from '../traces/pcap.js';
-import { makeService, tcp } from './helpers.js';
+import { cli, makeService, tcp } from './helpers.js';
 
 const scratch = mkdtempSync(join(tmpdir(), 'svcpath-esc-'));
 afterAll(() => rmSync(scratch, { recursive: true, force: true }));
@@ -366,35 +366,21 @@ describe('svcpath endpoints', () => {
     status: { podIP: `10.244.${i >> 7}.${(i & 127) + 1}`, conditions: [{ type: 'Ready', status: i % 10 === 0 ? 'False' : 'True' }] },
   }));
 
-  async function run(args: string[]): Promise<{ code: number; out: string; err: string }> {
-    const out: string[] = [];
-    const err: string[] = [];
-    const log = vi.spyOn(console, 'log').mockImplementation((...a) => { out.push(a.join(' ')); });
-    const error = vi.spyOn(console, 'error').mockImplementation((...a) => { err.push(a.join(' ')); });
-    try {
-      const code = await main(args);
-      return { code, out: out.join('\n'), err: err.join('\n') };
-    } finally {
-      log.mockRestore();
-      error.mockRestore();
-    }
-  }
-
   it('prints the derived slices as kubectl get endpointslices does, and -o yaml that loads back to the same endpoints', async () => {
     const file = writeManifest([svc, ...pods]);
-    const table = await run(['endpoints', '--cluster', file]);
+    const table = await cli(['endpoints', '--cluster', file]);
     expect(table.code).toBe(0);
-    const rows = table.out.split('\n');
+    const rows = table.stdout.split('\n');
     expect(rows[0]).toMatch(/^NAMESPACE\s+NAME\s+ADDRESSTYPE\s+PORTS\s+ENDPOINTS$/);
     expect(rows.slice(1).map((r) => r.split(/\s+/).slice(2, 4)).sort()).toEqual([['IPv4', '80'], ['IPv4', '80'], ['IPv4', '8080']]);
     expect(rows[1]).toMatch(/\+ 97 more\.\.\.$|\+ 47 more\.\.\.$/);
 
-    const yaml = await run(['endpoints', '--cluster', file, '-o', 'yaml', '--max-endpoints-per-slice', '60']);
+    const yaml = await cli(['endpoints', '--cluster', file, '-o', 'yaml', '--max-endpoints-per-slice', '60']);
     expect(yaml.code).toBe(0);
-    expect(yaml.out).toMatch(/^apiVersion: v1\nitems:\n- addressType: IPv4\n  apiVersion: discovery.k8s.io\/v1\n  endpoints:\n  - addresses:\n/);
-    expect(yaml.out).toContain('endpointslice.kubernetes.io/managed-by: endpointslice-controller.k8s.io');
+    expect(yaml.stdout).toMatch(/^apiVersion: v1\nitems:\n- addressType: IPv4\n  apiVersion: discovery.k8s.io\/v1\n  endpoints:\n  - addresses:\n/);
+    expect(yaml.stdout).toContain('endpointslice.kubernetes.io/managed-by: endpointslice-controller.k8s.io');
     const given = writeManifest([svc]);
-    writeFileSync(join(scratch, 'derived.yaml'), yaml.out);
+    writeFileSync(join(scratch, 'derived.yaml'), yaml.stdout);
     const fromPods = loadClusterState([file], { maxEndpointsPerSlice: 60 });
     expect(fromPods.endpointSlices.map((s) => s.endpoints.length)).toEqual([60, 60, 60, 20, 50]);
     const fromYaml = loadClusterState([given, join(scratch, 'derived.yaml')]);
@@ -410,7 +396,7 @@ describe('svcpath endpoints', () => {
       ...pods[0], metadata: { ...pods[0].metadata, name: `p-${i}` },
       status: { podIP: `10.244.${i >> 7}.${(i & 127) + 1}`, conditions: [{ type: 'Ready', status: 'True' }] },
     }));
-    const { code, out } = await run(['endpoints', '--cluster', writeManifest([svc, ...many]), '-o', 'json', '--legacy']);
+    const { code, stdout: out } = await cli(['endpoints', '--cluster', writeManifest([svc, ...many]), '-o', 'json', '--legacy']);
     expect(code).toBe(0);
     const items = JSON.parse(out).items as Array<Record<string, any>>;
     expect(items.filter((i) => i.kind === 'EndpointSlice')).toHaveLength(11);
@@ -421,8 +407,8 @@ describe('svcpath endpoints', () => {
 
   it('refuses a bad --max-endpoints-per-slice and a bad --output', async () => {
     const file = writeManifest([svc]);
-    expect((await run(['endpoints', '--cluster', file, '--max-endpoints-per-slice', '0'])).err)
+    expect((await cli(['endpoints', '--cluster', file, '--max-endpoints-per-slice', '0'])).stderr)
       .toBe('svcpath: --max-endpoints-per-slice: 0 is outside 1..1000');
-    expect((await run(['endpoints', '--cluster', file, '-o', 'wide'])).err).toBe('svcpath: --output: "wide" is not yaml or json');
+    expect((await cli(['endpoints', '--cluster', file, '-o', 'wide'])).stderr).toBe('svcpath: --output: "wide" is not yaml or json');
   });
 });

@@ -1,30 +1,16 @@
 // svcpath env: the Service environment variables the kubelet gives a new Pod
 // (pkg/kubelet/envvars FromServices and the kubelet's getServiceEnvVarMap).
 import { fileURLToPath } from 'node:url';
-import { describe, expect, it, vi } from 'vitest';
+import { describe, expect, it } from 'vitest';
 import { loadClusterState } from '../control/cluster/index.js';
 import { envVariableName, formatEnv, podEnv, serviceEnvVars } from '../control/env.js';
-import { main } from '../control/main.js';
 import type { ClusterState } from '../control/model.js';
-import { makeService } from './helpers.js';
+import { cli, makeService } from './helpers.js';
 
 const fixture = fileURLToPath(new URL('fixtures/cluster/discovery.yaml', import.meta.url));
 const RANGES = '10.0.0.0/16,fd00:10:96::/112';
 const state = loadClusterState([fixture], { serviceClusterIPRanges: RANGES.split(',') });
 
-async function cli(args: string[]): Promise<{ code: number; stdout: string; stderr: string }> {
-  const out: string[] = [];
-  const err: string[] = [];
-  const log = vi.spyOn(console, 'log').mockImplementation((...a) => { out.push(a.join(' ')); });
-  const error = vi.spyOn(console, 'error').mockImplementation((...a) => { err.push(a.join(' ')); });
-  try {
-    const code = await main(args);
-    return { code, stdout: out.join('\n'), stderr: err.join('\n') };
-  } finally {
-    log.mockRestore();
-    error.mockRestore();
-  }
-}
 
 /** The variables whose name starts with the prefix, as the CLI prints them. */
 const withPrefix = (text: string, prefix: string) => text.split('\n').filter((line) => line.startsWith(prefix));

@@ -6,6 +6,8 @@ import type { ClusterState, EndpointConditions, Node, Protocol, ResolvedEndpoint
 import { loadProgram } from '../control/program.js';
 import { DESC_F_SNAT, REASONS, VERDICTS } from '../control/layout.js';
 import { buildFrame, decodeFrame, verifyChecksums, type FrameSpec } from '../traces/frames.js';
+import { vi } from 'vitest';
+import { main } from '../control/main.js';
 
 export const READY: EndpointConditions = { ready: true, serving: true, terminating: false };
 
@@ -111,4 +113,19 @@ export function udp(src: string, sport: number, dst: string, dport: number, extr
     payload: new Uint8Array([1, 2, 3, 4, 5]),
     ...extra,
   }).slice();
+}
+
+/** Runs the CLI in-process, capturing what it prints. */
+export async function cli(args: string[]): Promise<{ code: number; stdout: string; stderr: string }> {
+  const out: string[] = [];
+  const err: string[] = [];
+  const log = vi.spyOn(console, 'log').mockImplementation((...a) => { out.push(a.join(' ')); });
+  const error = vi.spyOn(console, 'error').mockImplementation((...a) => { err.push(a.join(' ')); });
+  try {
+    const code = await main(args);
+    return { code, stdout: out.join('\n'), stderr: err.join('\n') };
+  } finally {
+    log.mockRestore();
+    error.mockRestore();
+  }
 }

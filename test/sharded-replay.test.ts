@@ -5,15 +5,14 @@
 import { mkdtempSync, readFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
-import { afterEach, describe, expect, it, vi } from 'vitest';
-import { main } from '../control/main.js';
+import { describe, expect, it } from 'vitest';
 import { PROJECT_ROOT } from '../control/paths.js';
 import { loadProgram } from '../control/program.js';
 import { replay } from '../control/replay.js';
 import { replaySharded } from '../control/sharded-replay.js';
 import { buildFrame, decodeFrame } from '../traces/frames.js';
 import { createPcapWriter } from '../traces/pcap.js';
-import { endpoints, makeNode, makeService, program, resolvedService, runFrames, tcp, udp } from './helpers.js';
+import { cli, endpoints, makeNode, makeService, program, resolvedService, runFrames, tcp, udp } from './helpers.js';
 
 const tmp = mkdtempSync(join(tmpdir(), 'svcpath-workers-'));
 const VIP = '10.96.0.10';
@@ -48,16 +47,7 @@ function udpFragments(src: string, sport: number, dst: string, dport: number, id
 }
 const CASES = join(PROJECT_ROOT, 'test', 'cases');
 
-async function cli(args: string[]): Promise<{ code: number; stdout: string; stderr: string }> {
-  const out: string[] = [];
-  const err: string[] = [];
-  vi.spyOn(console, 'log').mockImplementation((...a) => { out.push(a.join(' ')); });
-  vi.spyOn(console, 'error').mockImplementation((...a) => { err.push(a.join(' ')); });
-  const code = await main(args);
-  return { code, stdout: out.join('\n'), stderr: err.join('\n') };
-}
 
-afterEach(() => vi.restoreAllMocks());
 
 /** Replays with `workers` workers; returns the verdict lines, output bytes and the summary without its notes. */
 async function run(trace: string, args: string[], workers: number, name: string, outExt = 'pcap') {
