@@ -176,8 +176,11 @@ function mergeBatch(
 ): { count: number; written: number } {
   const owners = ownersOf(parts, before);
   const count = owners.length;
-  const lines = new Uint8Array(parts.reduce((n, p) => n + p.lines.length, 0));
-  const records = asRecords ? new Uint8Array(parts.reduce((n, p) => n + p.frameBytes.length, 0)) : undefined;
+  const lines = Buffer.allocUnsafe(parts.reduce((n, p) => n + p.lines.length, 0));
+  const records = asRecords ? Buffer.allocUnsafe(parts.reduce((n, p) => n + p.frameBytes.length, 0)) : undefined;
+  // Buffer views of the parts: Buffer.copy copies a run without making a view of it first.
+  const partLines = parts.map((p) => Buffer.from(p.lines.buffer, p.lines.byteOffset, p.lines.length));
+  const partFrames = parts.map((p) => Buffer.from(p.frameBytes.buffer, p.frameBytes.byteOffset, p.frameBytes.length));
   const fields = records ? 2 : 6;
   const lineAt = new Array<number>(parts.length).fill(0);
   const frameNo = new Array<number>(parts.length).fill(0);
@@ -194,7 +197,7 @@ function mergeBatch(
     if (verdicts) {
       let length = 0;
       for (let k = i; k < end; k++) length += part.lineLengths[k];
-      lines.set(part.lines.subarray(lineAt[w], lineAt[w] + length), linesAt);
+      partLines[w].copy(lines, linesAt, lineAt[w], lineAt[w] + length);
       linesAt += length;
       lineAt[w] += length;
     }
@@ -211,7 +214,7 @@ function mergeBatch(
       written++;
     }
     if (records && frameAt[w] > firstFrame) {
-      records.set(part.frameBytes.subarray(firstFrame, frameAt[w]), recordsAt);
+      partFrames[w].copy(records, recordsAt, firstFrame, frameAt[w]);
       recordsAt += frameAt[w] - firstFrame;
     }
     i = end;
