@@ -30,6 +30,7 @@ interface DatapathExports {
   pcap_emit(descs: number, from: number, count: number, nanosecond: number, out: number, capacity: number, written: number): number;
   verdicts_emit(descs: number, from: number, count: number, firstN: bigint, tables: number, maxLine: number,
     out: number, capacity: number, written: number, lengths: number): number;
+  copy_runs(runs: number, count: number, out: number): number;
   trace_configure(base: number, records: number): void;
   trace_count(): number;
   [constant: string]: unknown;

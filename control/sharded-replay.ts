@@ -12,10 +12,12 @@
  */
 import { Worker } from 'node:worker_threads';
 import type { Compiled } from './compiler.js';
+import { Datapath } from './datapath.js';
 import { InputError } from './errors.js';
 import { REPLAY_WORKER } from './paths.js';
-import { LineSink, openFrameSink, type FrameSink, type ReplayResult } from './replay.js';
+import { BATCH_BYTES, BATCH_FRAMES, LineSink, openFrameSink, verdictValues, type FrameSink, type ReplayResult } from './replay.js';
 import { sumCounters, type Counters } from './summary.js';
+import { maxVerdictLine } from './zero-copy.js';
 import { openCapture } from '../traces/pcap.js';
 
 /** What a worker is given. */
@@ -136,6 +138,7 @@ export async function replaySharded(trace: string, compiled: Compiled, opts: Sha
     };
     return new ShardWorker(new Worker(REPLAY_WORKER, { workerData: setup }));
   });
+  const area = await MergeArea.create(compiled);
   let verdicts: LineSink | undefined;
   let packets = 0;
   let written = 0;
@@ -149,7 +152,7 @@ export async function replaySharded(trace: string, compiled: Compiled, opts: Sha
       if (shards.every((s) => s.batches.length === 0 && s.done)) break;
       const parts = shards.map((s) => s.batches.shift());
       if (parts.some((p) => !p)) throw new Error('replay workers disagree on the number of batches');
-      const merged = mergeBatch(parts as ShardBatch[], packets, decided, verdicts, writer, records);
+      const merged = mergeBatch(area, parts as ShardBatch[], packets, decided, verdicts, writer, records);
       packets += merged.count;
       written += merged.written;
       Atomics.add(takenCount, 0, 1);
@@ -168,25 +171,62 @@ export async function replaySharded(trace: string, compiled: Compiled, opts: Sha
 }
 
 /**
- * Writes one batch's lines and frames in input order, each from the worker
- * that decided it: a run of consecutive packets of one worker is one copy.
+ * Where this thread merges a batch: the workers' parts laid one after the
+ * other in a datapath instance's linear memory (no maps), the list of runs
+ * to take from them, and the merged output, which goes to its file as it
+ * is. The datapath copies the runs (copy_runs), so a run of consecutive
+ * packets of one worker costs no JavaScript copy. Every part holds a subset
+ * of the batch's packets, so the batch's bounds bound the parts together.
  */
+class MergeArea {
+  private readonly input: number;
+  private readonly runs: number;
+  private readonly output: number;
+
+  private constructor(private readonly dp: Datapath, private readonly capacity: number) {
+    this.input = dp.reserve(capacity);
+    this.runs = dp.reserve(8 * BATCH_FRAMES);
+    this.output = dp.reserve(capacity);
+  }
+
+  static async create(compiled: Compiled): Promise<MergeArea> {
+    const values = verdictValues(compiled);
+    return new MergeArea(await Datapath.load(), BATCH_FRAMES * maxVerdictLine(values.services, values.backends) + BATCH_BYTES + 16 * BATCH_FRAMES);
+  }
+
+  /** Lays the parts' byte arrays in linear memory; returns where each starts. */
+  load(parts: Uint8Array[]): number[] {
+    const mem = new Uint8Array(this.dp.memory);
+    let at = this.input;
+    return parts.map((p) => {
+      if (at + p.length > this.input + this.capacity) throw new Error('replay workers sent more than a batch holds');
+      mem.set(p, at);
+      at += p.length;
+      return at - p.length;
+    });
+  }
+
+  /** Copies the runs (address, length pairs from load's addresses) into the output; the merged bytes, valid until the next merge. */
+  copy(runs: number[]): Uint8Array {
+    new Uint32Array(this.dp.memory, this.runs, runs.length).set(runs);
+    const bytes = this.dp.exports.copy_runs(this.runs, runs.length / 2, this.output);
+    return new Uint8Array(this.dp.memory, this.output, bytes);
+  }
+}
+
+/** Writes one batch's lines and frames in input order, each from the worker that decided it. */
 function mergeBatch(
-  parts: ShardBatch[], before: number, decided: number[], verdicts: LineSink | undefined, writer: FrameSink | undefined, asRecords: boolean,
+  area: MergeArea, parts: ShardBatch[], before: number, decided: number[], verdicts: LineSink | undefined, writer: FrameSink | undefined,
+  asRecords: boolean,
 ): { count: number; written: number } {
   const owners = ownersOf(parts, before);
   const count = owners.length;
-  const lines = Buffer.allocUnsafe(parts.reduce((n, p) => n + p.lines.length, 0));
-  const records = asRecords ? Buffer.allocUnsafe(parts.reduce((n, p) => n + p.frameBytes.length, 0)) : undefined;
-  // Buffer views of the parts: Buffer.copy copies a run without making a view of it first.
-  const partLines = parts.map((p) => Buffer.from(p.lines.buffer, p.lines.byteOffset, p.lines.length));
-  const partFrames = parts.map((p) => Buffer.from(p.frameBytes.buffer, p.frameBytes.byteOffset, p.frameBytes.length));
-  const fields = records ? 2 : 6;
-  const lineAt = new Array<number>(parts.length).fill(0);
+  const fields = asRecords ? 2 : 6;
+  const lineAt = verdicts ? area.load(parts.map((p) => p.lines)) : [];
+  const lineRuns: number[] = [];
   const frameNo = new Array<number>(parts.length).fill(0);
   const frameAt = new Array<number>(parts.length).fill(0);
-  let linesAt = 0;
-  let recordsAt = 0;
+  const recordRuns: number[] = [];
   let written = 0;
   for (let i = 0; i < count; ) {
     const w = owners[i];
@@ -197,15 +237,14 @@ function mergeBatch(
     if (verdicts) {
       let length = 0;
       for (let k = i; k < end; k++) length += part.lineLengths[k];
-      partLines[w].copy(lines, linesAt, lineAt[w], lineAt[w] + length);
-      linesAt += length;
+      lineRuns.push(lineAt[w], length);
       lineAt[w] += length;
     }
     // This worker's output frames of packets i..end-1, in order.
     const firstFrame = frameAt[w];
     for (let f = frameNo[w] * fields; writer && f < part.frames.length && part.frames[f] < end; f += fields) {
       const length = part.frames[f + 1];
-      if (!records) {
+      if (!asRecords) {
         const [index, , linktype, tsSec, tsNsec, origlen] = part.frames.subarray(f, f + 6);
         writer.write(before + index + 1, linktype, tsSec, tsNsec, part.frameBytes.subarray(frameAt[w], frameAt[w] + length), origlen);
       }
@@ -213,14 +252,16 @@ function mergeBatch(
       frameNo[w]++;
       written++;
     }
-    if (records && frameAt[w] > firstFrame) {
-      partFrames[w].copy(records, recordsAt, firstFrame, frameAt[w]);
-      recordsAt += frameAt[w] - firstFrame;
-    }
+    if (asRecords && frameAt[w] > firstFrame) recordRuns.push(w, firstFrame, frameAt[w] - firstFrame);
     i = end;
   }
-  if (verdicts) verdicts.writeBytes(lines);
-  if (records) writer!.pcap!.writeRecords(records);
+  if (verdicts) verdicts.writeBytes(area.copy(lineRuns));
+  if (asRecords && writer?.pcap) {
+    const recordAt = area.load(parts.map((p) => p.frameBytes));
+    const runs: number[] = [];
+    for (let r = 0; r < recordRuns.length; r += 3) runs.push(recordAt[recordRuns[r]] + recordRuns[r + 1], recordRuns[r + 2]);
+    writer.pcap.writeRecords(area.copy(runs));
+  }
   return { count, written };
 }
 

@@ -166,6 +166,12 @@ function stringTable(strings: readonly string[]): Uint8Array {
 const LINE_FRAME = '{"n":,"verdict":"","reason":"","service":,"backend":,"snat":false}\n'.length;
 const MAX_DECIMAL_DIGITS = 20;
 
+/** The longest verdict line these service and backend JSON values can make, in bytes. */
+export function maxVerdictLine(serviceJson: readonly string[], backendJson: readonly string[]): number {
+  const longest = (list: readonly string[]) => Math.max(...list.map((s) => Buffer.byteLength(s)));
+  return LINE_FRAME + MAX_DECIMAL_DIGITS + longest(VERDICTS) + longest(REASONS) + longest(serviceJson) + longest(backendJson);
+}
+
 /**
  * The datapath's verdict-line writer: string tables of verdict and reason
  * names and of every service's and backend's JSON value, laid in linear
@@ -180,8 +186,7 @@ export class VerdictWriter {
 
   constructor(private readonly dp: Datapath, serviceJson: readonly string[], backendJson: readonly string[], maxFrames: number) {
     const all = [VERDICTS, REASONS, serviceJson, backendJson].map(stringTable);
-    const longest = (list: readonly string[]) => Math.max(...list.map((s) => Buffer.byteLength(s)));
-    this.maxLine = LINE_FRAME + MAX_DECIMAL_DIGITS + longest(VERDICTS) + longest(REASONS) + longest(serviceJson) + longest(backendJson);
+    this.maxLine = maxVerdictLine(serviceJson, backendJson);
     this.capacity = Math.max(this.maxLine, Math.min(maxFrames, 4096) * this.maxLine);
     this.tables = dp.reserve(16);
     const addresses = all.map((t) => dp.reserve(t.length));

@@ -217,3 +217,19 @@ export function verdictsEmit(
   store<u32>(written, at);
   return i;
 }
+
+/**
+ * The merge of a sharded replay's outputs (control/sharded-replay.ts): the
+ * `count` runs at `runs`, each a u32 address and a u32 length, copied one
+ * after the other to `out`. Returns the bytes written.
+ */
+export function copyRuns(runs: usize, count: u32, out: usize): u32 {
+  let at: u32 = 0;
+  for (let i: u32 = 0; i < count; i++) {
+    const run = runs + <usize>i * 8;
+    const len = load<u32>(run, 4);
+    memory.copy(out + <usize>at, <usize>load<u32>(run), len);
+    at += len;
+  }
+  return at;
+}

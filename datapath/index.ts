@@ -9,7 +9,7 @@
 
 export * from './layout';
 
-import { pcapEmit, pcapWalk, verdictsEmit } from './capture';
+import { copyRuns, pcapEmit, pcapWalk, verdictsEmit } from './capture';
 import { affinityBackend4, affinityBackend6, recordAffinity4, recordAffinity6 } from './affinity';
 import {
   ctCreate4, ctCreate6, ctDelete4, ctDelete6, ctIsLive, ctIsReopen, ctLookup4, ctLookup6, ctTouch, configureTimeouts,
@@ -651,6 +651,10 @@ export function verdicts_emit(
   descs: usize, from: u32, count: u32, firstN: u64, tables: usize, maxLine: u32, out: usize, capacity: u32, written: usize, lengths: usize,
 ): u32 {
   return verdictsEmit(descs, from, count, firstN, tables, maxLine, out, capacity, written, lengths);
+}
+
+export function copy_runs(runs: usize, count: u32, out: usize): u32 {
+  return copyRuns(runs, count, out);
 }
 
 /**
