@@ -9,8 +9,8 @@
 import { readFileSync } from 'node:fs';
 import { instantiate } from '@assemblyscript/loader';
 import {
-  BPF_ANY, DESC_F_TRACE, ERRNO_NAMES, FRAME_DESC, MAPS, TRACE_RECORD, U32_KEY, decode, encode,
-  type MapName, type MapSpec, type StructValue,
+  BPF_ANY, DESC_F_OTHER_SHARD, DESC_F_TRACE, ERRNO_NAMES, FRAME_DESC, MAPS, TRACE_RECORD, U32_KEY, decode, encode,
+  VERDICTS, type MapName, type MapSpec, type StructValue,
 } from './layout.js';
 import { DATAPATH_WASM } from './paths.js';
 
@@ -294,6 +294,9 @@ export function u32Key(n: number): Uint8Array {
   return encode(U32_KEY, { value: n });
 }
 
+const XDP_TX = VERDICTS.indexOf('TX');
+const XDP_REDIRECT = VERDICTS.indexOf('REDIRECT');
+
 /**
  * Frame area bytes a frame gets at least: room to turn it into an ICMP error
  * (the datapath's FRAME_MIN_CAPACITY; test/layout.test.ts checks they agree).
@@ -436,6 +439,12 @@ export class Batch {
 
   linktype(i: number): number {
     return this.view.getUint32(this.at(i) + 40, true);
+  }
+
+  /** Whether this instance sent the frame out (TX or REDIRECT): it belongs in the output capture. */
+  sent(i: number): boolean {
+    const v = this.verdict(i);
+    return (v === XDP_TX || v === XDP_REDIRECT) && (this.flags(i) & DESC_F_OTHER_SHARD) === 0;
   }
 
   /** The frame as the datapath left it (a view into linear memory, valid until the next batch). */

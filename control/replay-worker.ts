@@ -13,9 +13,6 @@ import { PcapRecordWriter, VerdictWriter } from './zero-copy.js';
 import { WINDOW, type ShardBatch, type ShardMessage, type ShardSetup } from './sharded-replay.js';
 import { readCounters } from './summary.js';
 
-const XDP_TX = 3;
-const XDP_REDIRECT = 4;
-
 const setup = workerData as ShardSetup;
 const port = parentPort!;
 const post = (m: ShardMessage, transfer: ArrayBuffer[] = []) => port.postMessage(m, transfer);
@@ -47,8 +44,7 @@ function share(b: ProcessedBatch, out: { lines?: VerdictWriter; lengths: number;
     out.records.write(batch, setup.nanosecond, (bytes) => frameData.push(bytes.slice()));
   }
   for (let i = 0; setup.out && i < batch.count; i++) {
-    const v = batch.verdict(i);
-    if (!own[i] || (v !== XDP_TX && v !== XDP_REDIRECT)) continue;
+    if (!batch.sent(i)) continue;
     const frame = batch.frame(i);
     if (out.records) {
       frames.push(i, 16 + frame.length);

@@ -16,13 +16,9 @@ import { createPcapngWriter } from '../traces/pcapng.js';
 import type { Compiled } from './compiler.js';
 import { Batch, type Datapath } from './datapath.js';
 import { InputError, inputError } from './errors.js';
-import { hostPort } from './layout.js';
+import { DESC_F_SNAT, hostPort } from './layout.js';
 import { PcapFeeder, PcapRecordWriter, VerdictWriter } from './zero-copy.js';
 
-const XDP_TX = 3;
-const XDP_REDIRECT = 4;
-const DESC_F_SNAT = 1;
-const DESC_F_OTHER_SHARD = 2;
 
 /** Frames per batch and bytes of frame data per batch. */
 export const BATCH_FRAMES = 4096;
@@ -218,9 +214,8 @@ export function replay(trace: string, compiled: Compiled, dp: Datapath, opts: Re
     const eachPacket = (first: number, traceRecords: Uint8Array[]) => {
       for (let i = 0; i < batch.count; i++) {
         const n = first + i;
-        const v = batch.verdict(i);
         const decision = {
-          n, verdict: v, reason: batch.reason(i), serviceId: batch.serviceId(i), backendId: batch.backendId(i),
+          n, verdict: batch.verdict(i), reason: batch.reason(i), serviceId: batch.serviceId(i), backendId: batch.backendId(i),
           snat: (batch.flags(i) & DESC_F_SNAT) !== 0,
         };
         opts.onDecision?.(decision);
@@ -231,7 +226,7 @@ export function replay(trace: string, compiled: Compiled, dp: Datapath, opts: Re
             records: traceRecords.filter((r) => (r[4] | (r[5] << 8) | (r[6] << 16) | (r[7] << 24)) === i),
           });
         }
-        if (writer && !recordWriter && (v === XDP_TX || v === XDP_REDIRECT)) {
+        if (writer && !recordWriter && batch.sent(i)) {
           const frame = batch.frame(i);
           unwritable = n;
           // A frame the datapath rebuilt (an ICMP error) is whole; a rewritten one keeps its wire length.
@@ -253,7 +248,7 @@ export function replay(trace: string, compiled: Compiled, dp: Datapath, opts: Re
           if (lineWriter) lineWriter.write(batch, first, (bytes) => verdicts!.writeBytes(bytes));
           if (recordWriter) recordWriter.write(batch, writer!.pcap!.nanosecond, (bytes) => writer!.pcap!.writeRecords(bytes));
           if (opts.onDecision || opts.trace || (writer && !recordWriter)) eachPacket(first, traceRecords);
-          if (writer) result.written += sentFrames(batch);
+          if (writer) for (let i = 0; i < batch.count; i++) if (batch.sent(i)) result.written++;
         }
         result.packets += batch.count;
       } finally {
@@ -304,14 +299,4 @@ export function replay(trace: string, compiled: Compiled, dp: Datapath, opts: Re
     reader.close();
   }
   return result;
-}
-
-/** Frames of the batch sent out (TX, REDIRECT) by this instance. */
-function sentFrames(batch: Batch): number {
-  let sent = 0;
-  for (let i = 0; i < batch.count; i++) {
-    const v = batch.verdict(i);
-    if ((v === XDP_TX || v === XDP_REDIRECT) && (batch.flags(i) & DESC_F_OTHER_SHARD) === 0) sent++;
-  }
-  return sent;
 }
