@@ -4,7 +4,8 @@ import { Mulberry32 } from '../control/random.js';
 import { PROJECT_ROOT } from '../control/paths.js';
 import { openCapture, type CaptureRecord } from '../traces/pcap.js';
 
-export const corpusDir = path.resolve(PROJECT_ROOT, '..', 'shared', 'corpus');
+/** Real captures from public projects, vendored with their sources and licences in INDEX.txt. */
+export const corpusDir = path.join(PROJECT_ROOT, 'test', 'corpus');
 export const corpusIndexPath = path.join(corpusDir, 'INDEX.txt');
 
 /** Every record of a capture, copied out of the reader's buffer, and the error that ended the read, if any. */

@@ -1,4 +1,4 @@
-// Every real capture of ../shared/corpus through a whole replay: each gets its
+// Every real capture of test/corpus through a whole replay: each gets its
 // reviewed outcome — a verdict for every packet, or a stop at the first record
 // svcpath cannot take, naming it — and never a crash.
 import { existsSync, mkdtempSync, readdirSync } from 'node:fs';
@@ -11,7 +11,7 @@ import { buildSummary, readCounters } from '../control/summary.js';
 import { openCapture } from '../traces/pcap.js';
 import { endpoints, makeService, program, resolvedService } from './helpers.js';
 
-const CORPUS = resolve(PROJECT_ROOT, '..', 'shared', 'corpus');
+const CORPUS = resolve(PROJECT_ROOT, 'test', 'corpus');
 
 /** Where each file stops, if it does. */
 const STOPS: Record<string, RegExp> = {

@@ -1,7 +1,6 @@
 import * as fs from 'node:fs';
 import * as os from 'node:os';
 import * as path from 'node:path';
-import { fileURLToPath } from 'node:url';
 import { afterAll, describe, expect, it } from 'vitest';
 import {
   buildFrame,
@@ -43,6 +42,7 @@ import {
   type GeneratorSpec,
 } from '../traces/generate.js';
 import { openCapture } from '../traces/pcap.js';
+import { corpusDir } from './captures.js';
 
 const hex = (bytes: Uint8Array) => Buffer.from(bytes).toString('hex');
 const fromHex = (text: string) => Uint8Array.from(Buffer.from(text.replace(/\s+/g, ''), 'hex'));
@@ -54,8 +54,6 @@ const withByte = (bytes: Uint8Array, at: number, xor: number) => {
 };
 
 const CLIENT_MAC = '02:42:0a:00:00:05';
-/** Real captures from the shared corpus. */
-const corpusDir = path.resolve(fileURLToPath(new URL('..', import.meta.url)), '..', 'shared', 'corpus');
 
 const vlanCases: Array<{ name: string; vlans: Array<number | VlanTagSpec>; decoded: DecodedVlanTag[] }> = [
   { name: 'untagged', vlans: [], decoded: [] },

@@ -7,7 +7,7 @@ import { corpusDir, corpusIndexPath, readAll, seededRandom, type Written } from 
 import { InputError } from '../control/errors.js';
 import { createPcapWriter, openCapture, type CaptureRecord, type PcapWriterOptions } from '../traces/pcap.js';
 
-const corpusMissing = `capture corpus not found: expected ${corpusIndexPath} (the shared corpus of real pcap files)`;
+const corpusMissing = `capture corpus not found: expected ${corpusIndexPath} (the vendored corpus of real pcap files)`;
 
 /** One INDEX.txt line: "file | repo | path | bytes | scan | tshark | notes". */
 interface CorpusEntry {

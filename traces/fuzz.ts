@@ -28,7 +28,7 @@ import { buildFrame, decodeFrame, toLinkType, verifyChecksums } from './frames.j
 import { openCapture } from './pcap.js';
 
 export const FUZZ_CLUSTER = join(PROJECT_ROOT, 'traces', 'samples', 'fuzz-cluster.yaml');
-const CORPUS = join(PROJECT_ROOT, '..', 'shared', 'corpus');
+const CORPUS = join(PROJECT_ROOT, 'test', 'corpus');
 const BATCH_FRAMES = 256;
 const CANARY = 0xa5;
 const XDP_TX = 3;
@@ -99,7 +99,7 @@ function generatedFrame(rng: Mulberry32): Uint8Array {
   }
 }
 
-/** Up to `max` Ethernet frames from the real captures of ../shared/corpus. */
+/** Up to `max` Ethernet frames from the real captures of test/corpus. */
 function corpusFrames(max: number): Uint8Array[] {
   if (!existsSync(CORPUS)) return [];
   const frames: Uint8Array[] = [];
