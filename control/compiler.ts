@@ -54,6 +54,8 @@ export const DEFAULT_SERVICE_CLUSTER_IP_RANGES = ['10.96.0.0/12'];
 
 export interface CompiledBackend {
   id: number;
+  /** The Service port (compiled id) whose endpoint this is. */
+  serviceId: number;
   ip: string;
   port: number;
   protocol: Protocol;
@@ -234,7 +236,14 @@ function nodeAddresses(node: Node | undefined, nodePortAddresses: readonly strin
   return { all, nodePort, primary: primaryOf('ipv4'), primary6: primaryOf('ipv6') };
 }
 
-export const backendKey = (ip: string, port: number, protocol: Protocol) => `${protocol} ${ip} ${port}`;
+/**
+ * A backend is one Service port's endpoint: (Service port, address, port,
+ * protocol). An endpoint that two Services share (a Helm chart's ClusterIP
+ * and LoadBalancer pair) is two backends, so that each Service's flows,
+ * packets and bytes are counted as its own; the datapath only ever reaches a
+ * backend through its Service's tables and conntrack entries.
+ */
+export const backendKey = (serviceId: number, ip: string, port: number, protocol: Protocol) => `${serviceId} ${protocol} ${ip} ${port}`;
 
 /** What compiling one Service port needs from the rest of the state. */
 export interface ServiceContext {
@@ -243,11 +252,11 @@ export interface ServiceContext {
   addresses: NodeAddresses;
   maglevTableSize: number;
   seed: number;
-  /** The id of the backend (address, port, protocol); every endpoint has one. */
+  /** The id of this Service port's backend (address, port, protocol); every endpoint has one. */
   backendId(ip: string, port: number, protocol: Protocol): number;
 }
 
-/** The part of a ServiceContext that comes from the node and the options; backend ids are the caller's. */
+/** The part of a ServiceContext that comes from the node and the options; backend ids are the caller's, per Service port. */
 export type NodeContext = Omit<ServiceContext, 'backendId'>;
 
 export function nodeContext(state: ClusterState, opts: CompileOptions): NodeContext {
@@ -263,28 +272,32 @@ export function compileOrder(resolved: readonly ResolvedService[]): ResolvedServ
     a.service.namespace.localeCompare(b.service.namespace) || a.service.name.localeCompare(b.service.name));
 }
 
+/** The Service ports that get compiled, with the ids they get: in compile order, skipped Services left out. */
+function compiledPorts(ordered: readonly ResolvedService[]): Array<{ rp: ResolvedPort; id: number }> {
+  return ordered.filter((rs) => !skipReason(rs.service)).flatMap((rs) => rs.ports).map((rp, i) => ({ rp, id: i + 1 }));
+}
+
 /**
- * Backends: one per distinct (address, port, protocol) of every endpoint,
- * usable or not, both families, with dense ids in address order.
+ * Backends: one per Service port and distinct (address, port, protocol) of
+ * its endpoints, usable or not, both families, with dense ids in address
+ * order (then Service port order, for an endpoint Services share).
  */
-function compileBackends(ordered: readonly ResolvedService[], nodeName: string | undefined): { byKey: Map<string, CompiledBackend>; sorted: CompiledBackend[] } {
+function compileBackends(ports: ReturnType<typeof compiledPorts>, nodeName: string | undefined): { byKey: Map<string, CompiledBackend>; sorted: CompiledBackend[] } {
   const backendsByKey = new Map<string, CompiledBackend>();
-  for (const rs of ordered) {
-    if (skipReason(rs.service)) continue;
-    for (const rp of rs.ports) {
-      for (const ep of rp.endpoints) {
-        const key = backendKey(ep.ip, ep.port, rp.port.protocol);
-        const local = nodeName !== undefined && ep.nodeName === nodeName;
-        const known = backendsByKey.get(key);
-        // kube-proxy favours "local" if duplicate endpoints disagree.
-        if (!known || (local && !known.local)) {
-          backendsByKey.set(key, { id: 0, ip: ep.ip, port: ep.port, protocol: rp.port.protocol, nodeName: ep.nodeName, local });
-        }
+  for (const { rp, id: serviceId } of ports) {
+    for (const ep of rp.endpoints) {
+      const key = backendKey(serviceId, ep.ip, ep.port, rp.port.protocol);
+      const local = nodeName !== undefined && ep.nodeName === nodeName;
+      const known = backendsByKey.get(key);
+      // kube-proxy favours "local" if duplicate endpoints disagree.
+      if (!known || (local && !known.local)) {
+        backendsByKey.set(key, { id: 0, serviceId, ip: ep.ip, port: ep.port, protocol: rp.port.protocol, nodeName: ep.nodeName, local });
       }
     }
   }
   const sorted = [...backendsByKey.values()].map((b) => ({ b, address: addressKey(b.ip) })).sort((x, y) =>
-    compareAddressKeys(x.address, y.address) || x.b.port - y.b.port || (x.b.protocol < y.b.protocol ? -1 : x.b.protocol > y.b.protocol ? 1 : 0))
+    compareAddressKeys(x.address, y.address) || x.b.port - y.b.port || (x.b.protocol < y.b.protocol ? -1 : x.b.protocol > y.b.protocol ? 1 : 0)
+      || x.b.serviceId - y.b.serviceId)
     .map(({ b }) => b);
   sorted.forEach((b, i) => { b.id = i + 1; });
   return { byKey: backendsByKey, sorted };
@@ -330,7 +343,7 @@ interface ServiceShape {
   sourceRanges: string[];
 }
 
-function serviceShape(ctx: ServiceContext, svc: Service): ServiceShape {
+function serviceShape(ctx: NodeContext, svc: Service): ServiceShape {
   const lbIPs = svc.type === 'LoadBalancer'
     ? svc.loadBalancerIngress.filter((i) => i.ip && i.ipMode !== 'Proxy').map((i) => i.ip!)
     : [];
@@ -433,7 +446,7 @@ export function addTableEntries(entries: Pick<MapEntries, 'maglev' | 'lbMembers'
 }
 
 /** Appends one Service port's entries. */
-function addServiceEntries(ctx: ServiceContext, entries: MapEntries, cs: CompiledService, shape: ServiceShape): void {
+function addServiceEntries(ctx: NodeContext, entries: MapEntries, cs: CompiledService, shape: ServiceShape): void {
   for (const f of cs.frontends) {
     const { family, key, value } = frontendEntry(cs, f);
     entries[family].services.push({ key, value });
@@ -456,9 +469,11 @@ function addServiceEntries(ctx: ServiceContext, entries: MapEntries, cs: Compile
 export function compile(state: ClusterState, resolved: readonly ResolvedService[], opts: CompileOptions): Compiled {
   const ordered = compileOrder(resolved);
   const node = nodeContext(state, opts);
-  const { byKey, sorted: backends } = compileBackends(ordered, node.nodeName);
-  const ctx: ServiceContext = { ...node, backendId: (ip, port, protocol) => byKey.get(backendKey(ip, port, protocol))!.id };
-  const { addresses } = ctx;
+  const { byKey, sorted: backends } = compileBackends(compiledPorts(ordered), node.nodeName);
+  const portContext = (serviceId: number): ServiceContext => ({
+    ...node, backendId: (ip, port, protocol) => byKey.get(backendKey(serviceId, ip, port, protocol))!.id,
+  });
+  const { addresses } = node;
   const M = opts.maglevTableSize;
   if (!isPrime(M)) throw new RangeError(`Maglev table size ${M} is not prime`);
   const notes: string[] = [];
@@ -490,19 +505,20 @@ export function compile(state: ClusterState, resolved: readonly ResolvedService[
         value: { serviceId: 0, flags: SVC_F.WILDCARD },
       });
     }
-    const shape = serviceShape(ctx, svc);
+    const shape = serviceShape(node, svc);
     for (const rp of rs.ports) {
       const p = rp.port;
       const frontends = compileFrontends(svc, p, shape, revNatIndex);
       revNatIndex += frontends.length;
+      const id = services.length + 1;
       const cs: CompiledService = {
-        id: services.length + 1, name: serviceName(svc, p.name, p.port), service: svc, port: p, frontends,
-        ...compileServiceBackends(ctx, svc, rp, frontends),
+        id, name: serviceName(svc, p.name, p.port), service: svc, port: p, frontends,
+        ...compileServiceBackends(portContext(id), svc, rp, frontends),
         ...(rs.endpointsFrom ? { endpointsFrom: rs.endpointsFrom } : {}),
       };
       notes.push(...serviceNotes(cs, M));
       services.push(cs);
-      addServiceEntries(ctx, entries, cs, shape);
+      addServiceEntries(node, entries, cs, shape);
     }
   }
   for (const b of backends) entries[familyOf(b.ip)].backends.push({ id: b.id, value: backendValue(b) });

@@ -45,15 +45,10 @@ export interface ProgramInputs {
   opts: CompileOptions;
 }
 
-/** A backend and the Service ports (compiled ids, ascending) that have it as an endpoint, with the node each says it is on. */
+/** A backend and the node each endpoint naming it says it is on (a Service port's slices may list one endpoint twice). */
 export interface BackendRecord {
   backend: CompiledBackend;
-  refs: BackendRef[];
-}
-
-export interface BackendRef {
-  serviceId: number;
-  nodeName?: string;
+  nodeNames: Array<string | undefined>;
 }
 
 /**
@@ -164,14 +159,14 @@ export function trackProgram(dp: Datapath, inputs: ProgramInputs): LiveProgram {
   return live;
 }
 
-/** Every backend with the compiled Service ports that have it, in id order (so refs come ascending). */
+/** Every backend with the nodes its endpoints name. */
 function indexBackends(compiled: Compiled, inUse: ReadonlySet<number>, resolved: readonly ResolvedService[], services: LiveProgram['services']): Map<string, BackendRecord> {
   const backends = new Map(compiled.backends.filter((b) => inUse.has(b.id))
-    .map((b) => [backendKey(b.ip, b.port, b.protocol), { backend: b, refs: [] as BackendRef[] }]));
+    .map((b) => [backendKey(b.serviceId, b.ip, b.port, b.protocol), { backend: b, nodeNames: [] as Array<string | undefined> }]));
   for (const cs of compiled.services) {
     const { index, firstId } = services.get(objectKey(cs.service.namespace, cs.service.name))!;
     for (const ep of resolved[index].ports[cs.id - firstId].endpoints) {
-      backends.get(backendKey(ep.ip, ep.port, cs.port.protocol))!.refs.push({ serviceId: cs.id, nodeName: ep.nodeName });
+      backends.get(backendKey(cs.id, ep.ip, ep.port, cs.port.protocol))!.nodeNames.push(ep.nodeName);
     }
   }
   return backends;
@@ -225,16 +220,16 @@ export function applyEndpointSliceUpdate(live: LiveProgram, change: EndpointSlic
     id: at.firstId + j, protocol: rp.port.protocol, before: was.ports[j].endpoints, after: rp.endpoints,
   }))));
   const plan = planBackends(live, ports);
-  const context: ServiceContext = {
+  const portContext = (serviceId: number): ServiceContext => ({
     ...live.context,
     backendId: (ip, port, protocol) => {
-      const key = backendKey(ip, port, protocol);
+      const key = backendKey(serviceId, ip, port, protocol);
       return (plan.records.has(key) ? plan.records.get(key) : live.backends.get(key))!.backend.id;
     },
-  };
+  });
   const changes = services.flatMap(({ at, after: now }) => (at.firstId === 0 ? [] : now.ports.map((rp, j): PortChange => {
     const was = live.compiled.services[at.firstId + j - 1];
-    return { before: was, after: { ...was, ...compileServiceBackends(context, was.service, rp, was.frontends) } };
+    return { before: was, after: { ...was, ...compileServiceBackends(portContext(was.id), was.service, rp, was.frontends) } };
   })));
   const ops = [...backendOps(plan), ...changes.flatMap(portOps)];
   checkRoom(live.dp, ops);
@@ -285,44 +280,49 @@ interface PortEndpoints {
   after: readonly ResolvedEndpoint[];
 }
 
+/** A backend of a changed Service port, and the endpoints that name it after the change. */
+interface TouchedBackend {
+  serviceId: number;
+  ip: string;
+  port: number;
+  protocol: Protocol;
+  nodeNames: Array<string | undefined>;
+}
+
 function planBackends(live: LiveProgram, ports: readonly PortEndpoints[]): BackendPlan {
-  const changedPorts = new Set(ports.map((p) => p.id));
-  const touched = new Map<string, { ip: string; port: number; protocol: Protocol; refs: BackendRef[] }>();
-  const touch = (ip: string, port: number, protocol: Protocol) => {
-    const key = backendKey(ip, port, protocol);
+  // A backend belongs to one Service port, so the endpoints of the changed ports are all that name their backends.
+  const touched = new Map<string, TouchedBackend>();
+  const touch = (serviceId: number, ip: string, port: number, protocol: Protocol) => {
+    const key = backendKey(serviceId, ip, port, protocol);
     let entry = touched.get(key);
-    if (!entry) {
-      const kept = (live.backends.get(key)?.refs ?? []).filter((r) => !changedPorts.has(r.serviceId));
-      touched.set(key, (entry = { ip, port, protocol, refs: kept }));
-    }
+    if (!entry) touched.set(key, (entry = { serviceId, ip, port, protocol, nodeNames: [] }));
     return entry;
   };
   for (const p of ports) {
-    for (const ep of p.before) touch(ep.ip, ep.port, p.protocol);
-    for (const ep of p.after) touch(ep.ip, ep.port, p.protocol).refs.push({ serviceId: p.id, nodeName: ep.nodeName });
+    for (const ep of p.before) touch(p.id, ep.ip, ep.port, p.protocol);
+    for (const ep of p.after) touch(p.id, ep.ip, ep.port, p.protocol).nodeNames.push(ep.nodeName);
   }
   const plan: BackendPlan = { records: new Map(), added: [], removed: [], changed: [], fromPool: 0 };
-  const fresh: Array<[string, { ip: string; port: number; protocol: Protocol; refs: BackendRef[] }]> = [];
+  const fresh: Array<[string, TouchedBackend]> = [];
   for (const [key, entry] of touched) {
     const known = live.backends.get(key)?.backend;
-    entry.refs.sort((a, b) => a.serviceId - b.serviceId);
-    if (entry.refs.length === 0) {
+    if (entry.nodeNames.length === 0) {
       if (known) plan.removed.push(known);
       plan.records.set(key, undefined);
     } else if (!known) {
       fresh.push([key, entry]);
     } else {
-      let backend = backendOf(known.id, entry.ip, entry.port, entry.protocol, entry.refs, live.context.nodeName);
+      let backend = backendOf(known.id, entry, live.context.nodeName);
       if (backend.local !== known.local || backend.nodeName !== known.nodeName) plan.changed.push({ before: known, after: backend });
       else backend = known;
-      plan.records.set(key, { backend, refs: entry.refs });
+      plan.records.set(key, { backend, nodeNames: entry.nodeNames });
     }
   }
   const ids = newIds(live, fresh.length, plan);
-  fresh.forEach(([key, { ip, port, protocol, refs }], i) => {
-    const backend = backendOf(ids[i], ip, port, protocol, refs, live.context.nodeName);
+  fresh.forEach(([key, entry], i) => {
+    const backend = backendOf(ids[i], entry, live.context.nodeName);
     plan.added.push(backend);
-    plan.records.set(key, { backend, refs });
+    plan.records.set(key, { backend, nodeNames: entry.nodeNames });
   });
   return plan;
 }
@@ -344,9 +344,9 @@ function newIds(live: LiveProgram, n: number, plan: BackendPlan): number[] {
 }
 
 /** A backend as a full compile makes it from its endpoints: the first one on this node if any, else the first. */
-function backendOf(id: number, ip: string, port: number, protocol: Protocol, refs: readonly BackendRef[], node: string | undefined): CompiledBackend {
-  const local = node === undefined ? undefined : refs.find((r) => r.nodeName === node);
-  return { id, ip, port, protocol, nodeName: (local ?? refs[0]).nodeName, local: local !== undefined };
+function backendOf(id: number, { serviceId, ip, port, protocol, nodeNames }: TouchedBackend, node: string | undefined): CompiledBackend {
+  const local = node !== undefined && nodeNames.includes(node);
+  return { id, serviceId, ip, port, protocol, nodeName: local ? node : nodeNames[0], local };
 }
 
 const backendMap = (b: CompiledBackend): MapName => (familyOf(b.ip) === 'v4' ? 'lb4Backends' : 'lb6Backends');

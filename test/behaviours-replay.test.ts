@@ -91,6 +91,43 @@ describe('Service behaviours through svcpath replay', () => {
     expect(new Set(spread.verdicts.map((v) => v.backend)).size).toBeGreaterThan(1);
   });
 
+  it('two Services sharing endpoints (a ClusterIP and LoadBalancer pair) each count their own flows per backend', async () => {
+    const endpoints: Array<[string, string]> = [['10.244.2.1', 'node-b'], ['10.244.2.2', 'node-b'], ['10.244.0.3', 'node-a']];
+    const manifest = svc('web', 'spec: {clusterIP: 10.96.1.4, ports: [{name: http, port: 80, targetPort: 8080}]}')
+      + svc('web-lb', `spec: {type: LoadBalancer, clusterIP: 10.96.1.5, ports: [{name: http, port: 80, targetPort: 8080, nodePort: 30081}]}
+  status: {loadBalancer: {ingress: [{ip: 203.0.113.9}]}}`)
+      + slice('web', endpoints) + slice('web-lb', endpoints);
+    // 30 flows through the cluster IP and 12 through the LB IP, each a SYN and the backend's SYN-ACK.
+    const flows = [
+      ...Array.from({ length: 30 }, (_, i) => ({ client: '10.244.9.9', port: 4000 + i, vip: '10.96.1.4' })),
+      ...Array.from({ length: 12 }, (_, i) => ({ client: '198.51.100.7', port: 5000 + i, vip: '203.0.113.9' })),
+    ];
+    const syns = await replayScenario('shared-syns', manifest, flows.map((f, i) => [tcp(f.client, f.port, f.vip, 80, ['SYN']), T + i]));
+    // The replies come from the backend each SYN was sent to, to the (possibly masqueraded) source it was sent from.
+    const replies = syns.output.map((frame) => {
+      const d = decodeFrame(frame);
+      return tcp(d.ipv4!.dst, d.tcp!.dport, d.ipv4!.src, d.tcp!.sport, ['SYN', 'ACK']);
+    });
+    const packets: Array<[Uint8Array, number]> = flows.flatMap((f, i): Array<[Uint8Array, number]> => [
+      [tcp(f.client, f.port, f.vip, 80, ['SYN']), T + 2 * i], [replies[i], T + 2 * i + 1]]);
+    const { verdicts, summary } = await replayScenario('shared', manifest, packets);
+    // What each Service sent to each backend, from the verdict lines (the counters are a separate path in the datapath).
+    const sent = new Map<string, number>();
+    for (const v of verdicts) {
+      expect(`${v.verdict} ${v.reason}`).toMatch(/^(TX|REDIRECT) (SERVICE|REPLY)$/);
+      if (v.reason === 'SERVICE') sent.set(`${v.service} ${v.backend}`, (sent.get(`${v.service} ${v.backend}`) ?? 0) + 1);
+    }
+    for (const [name, total] of [['default/web:http', 30], ['default/web-lb:http', 12]] as const) {
+      const s = summary.services.find((x: { service: string }) => x.service === name);
+      expect(s.flows, name).toBe(total);
+      expect(s.packets, name).toBe(2 * total);
+      expect(s.backends.map((b: { backend: string }) => b.backend).sort()).toEqual(endpoints.map(([ip]) => `${ip}:8080`).sort());
+      expect(s.backends.reduce((n: number, b: { flows: number }) => n + b.flows, 0), name).toBe(total);
+      expect(s.backends.reduce((n: number, b: { packets: number }) => n + b.packets, 0), name).toBe(2 * total);
+      for (const b of s.backends) expect(b.flows, `${name} ${b.backend}`).toBe(sent.get(`${name} ${b.backend}`) ?? 0);
+    }
+  });
+
   it('SCTP, hairpin masquerade, unserved ports and unallocated service IPs', async () => {
     const manifest = svc('sig', `spec: {clusterIP: 10.96.1.3, ports: [{name: sctp, port: 3868, protocol: SCTP, targetPort: 3869}, {name: http, port: 80, targetPort: 8080}]}`)
       + slice('sig', [['10.244.0.5', 'node-a']], 3869, 'SCTP', 'sctp').replace('sig-x1', 'sig-sctp')
