@@ -4,6 +4,7 @@ import * as path from 'node:path';
 import { afterAll, describe, expect, it } from 'vitest';
 import {
   buildFrame,
+  decodeCaptured,
   decodeFrame,
   formatIpv4,
   formatIpv6,
@@ -19,6 +20,7 @@ import {
   tcpFlagNames,
   TCP_FLAGS,
   toLinkType,
+  verifyCapturedChecksums,
   verifyChecksums,
   type ChecksumReport,
   type DecodedFrame,
@@ -1696,6 +1698,121 @@ describe('writeTrace', () => {
           linktype: 1,
         })),
       );
+    }
+  });
+});
+
+describe('decodeCaptured: every link type svcpath reads', () => {
+  const frames: Array<[string, Uint8Array]> = [
+    ['IPv4 TCP with options', buildFrame(tcpSpec([]))],
+    ['IPv6 TCP behind every extension header', buildFrame(tcp6Spec([], FULL_CHAIN))],
+    ['IPv6 UDP', buildFrame(udp6Spec(text('0123456789')))],
+    ['an ICMP port unreachable quoting a TCP segment', buildFrame({
+      dstMac: CLIENT_MAC, srcMac: NODE_MAC, ipv4: { src: '10.96.0.20', dst: '10.0.0.5' },
+      l4: { kind: 'icmp', type: 3, code: 3 }, payload: buildFrame(tcpSpec([])).subarray(14, 14 + 24 + 8),
+    })],
+  ];
+  /** Every framing of an untagged Ethernet frame that toLinkType writes, and raw IPv4/IPv6 (228, 229) cut by hand. */
+  const framings: Array<{ name: string; linktype: number; bigEndian?: boolean }> = [
+    { name: 'Linux cooked v1', linktype: 113 },
+    { name: 'Linux cooked v2', linktype: 276 },
+    { name: 'raw IP', linktype: 101 },
+    { name: 'raw IP (OpenBSD 12)', linktype: 12 },
+    { name: 'BSD loopback, little-endian host', linktype: 0 },
+    { name: 'BSD loopback, big-endian host', linktype: 0, bigEndian: true },
+    { name: 'OpenBSD loopback', linktype: 108 },
+  ];
+  const headerLength: Record<number, number> = { 113: 16, 276: 20, 101: 0, 12: 0, 0: 4, 108: 4 };
+  /** What decodeFrame says of the IP packet, wherever it sits. */
+  const network = (d: DecodedFrame, offset: number) => ({
+    ipv4: d.ipv4, ipv6: d.ipv6, tcp: d.tcp, udp: d.udp, icmp: d.icmp, icmpv6: d.icmpv6, truncatedAt: d.truncatedAt, malformed: d.malformed,
+    payloadOffset: d.payloadOffset - offset, payloadLength: d.payloadLength,
+  });
+
+  for (const [what, frame] of frames) {
+    it.each(framings)(`${what}: $name decodes to the same IP and L4 fields as Ethernet, with the same checksum report`, ({ linktype, bigEndian }) => {
+      const framed = toLinkType(frame, linktype, bigEndian);
+      const d = decodeCaptured(linktype, framed);
+      expect(d.linktype).toBe(linktype);
+      expect(d.networkOffset).toBe(headerLength[linktype]);
+      expect(network(d, headerLength[linktype]!)).toEqual(network(decodeFrame(frame), 14));
+      expect(verifyCapturedChecksums(linktype, framed)).toEqual(verifyChecksums(frame));
+      // The last byte is L4 payload (or quoted bytes): both reports see it broken.
+      const broken = withByte(framed, framed.length - 1, 0x40);
+      expect(verifyCapturedChecksums(linktype, broken)).toEqual(verifyChecksums(withByte(frame, frame.length - 1, 0x40)));
+      expect(verifyCapturedChecksums(linktype, broken).l4).toBe(false);
+    });
+
+    it(`${what}: raw IPv4 (228) or raw IPv6 (229) decodes to the same IP and L4 fields as Ethernet`, () => {
+      const ip = frame.slice(14);
+      const linktype = decodeFrame(frame).ipv4 ? 228 : 229;
+      expect(network(decodeCaptured(linktype, ip), 0)).toEqual(network(decodeFrame(frame), 14));
+      expect(verifyCapturedChecksums(linktype, ip)).toEqual(verifyChecksums(frame));
+    });
+  }
+
+  it('reads the cooked headers field by field', () => {
+    const frame = buildFrame(tcpSpec([]));
+    expect(decodeCaptured(113, toLinkType(frame, 113))).toMatchObject({
+      cooked: { version: 1, packetType: 0, hatype: 1, address: CLIENT_MAC, vlans: [], protocol: 0x0800 }, ethertype: 0x0800,
+    });
+    expect(decodeCaptured(276, toLinkType(frame, 276)).cooked).toEqual({
+      version: 2, packetType: 0, hatype: 1, ifindex: 3, address: CLIENT_MAC, vlans: [], protocol: 0x0800,
+    });
+    // tcpdump -i any on a node: a frame the node sent (packet type 4), on interface 7, with an 802.1Q tag, from a 4-byte address.
+    const header = fromHex('8100 0000 00000007 0001 04 04 0a0b0c0d 00000000' + 'a064 0800');
+    const tagged = new Uint8Array([...header, ...frame.subarray(14)]);
+    const d = decodeCaptured(276, tagged);
+    expect(d.cooked).toEqual({
+      version: 2, packetType: 4, hatype: 1, ifindex: 7, address: '0a:0b:0c:0d', vlans: [{ tpid: 0x8100, pcp: 5, dei: false, vid: 100 }], protocol: 0x0800,
+    });
+    expect(d.networkOffset).toBe(24);
+    expect(network(d, 24)).toEqual(network(decodeFrame(frame), 14));
+    expect(verifyCapturedChecksums(276, tagged)).toEqual(verifyChecksums(frame));
+  });
+
+  it('reads the loopback family in the byte order it was written in', () => {
+    const v4 = buildFrame(tcpSpec([]));
+    const v6 = buildFrame(tcp6Spec([]));
+    expect(decodeCaptured(0, toLinkType(v4, 0)).loopback).toEqual({ family: 2, byteOrder: 'little-endian' });
+    expect(decodeCaptured(0, toLinkType(v6, 0, true)).loopback).toEqual({ family: 24, byteOrder: 'big-endian' });
+    expect(decodeCaptured(108, toLinkType(v6, 108)).loopback).toEqual({ family: 24, byteOrder: 'big-endian' });
+    // FreeBSD's and Darwin's AF_INET6, and a family that is no IP.
+    for (const [family, ethertype] of [[28, 0x86dd], [30, 0x86dd], [17, 0]] as const) {
+      const d = decodeCaptured(0, new Uint8Array([family, 0, 0, 0, ...v6.subarray(14)]));
+      expect([d.loopback?.family, d.ethertype, d.ipv6 !== undefined]).toEqual([family, ethertype, ethertype !== 0]);
+    }
+  });
+
+  it('says what raw IP carries by its version nibble, and what a fixed raw link type did not get', () => {
+    const ip6 = buildFrame(tcp6Spec([])).slice(14);
+    expect(decodeCaptured(101, ip6)).toMatchObject({ ethertype: 0x86dd, networkOffset: 0, ipv6: { src: 'fd00::5' } });
+    const notIp = fromHex('50' + '00'.repeat(39));
+    expect(decodeCaptured(101, notIp)).toEqual({ linktype: 101, payloadOffset: 0, payloadLength: 40, networkOffset: 0, ethertype: 0 });
+    expect(decodeCaptured(228, ip6)).toMatchObject({ ethertype: 0x0800, malformed: 'IP version 6 under EtherType IPv4' });
+    expect(verifyCapturedChecksums(228, ip6)).toEqual({ ipv4: false });
+  });
+
+  it('reports a cut link-layer header, and decodes nothing of a link type it does not read', () => {
+    const cooked = toLinkType(buildFrame(tcpSpec([])), 276);
+    expect(decodeCaptured(276, cooked.subarray(0, 19))).toEqual({ linktype: 276, payloadOffset: 0, payloadLength: 19, truncatedAt: 'link' });
+    expect(decodeCaptured(113, cooked.subarray(0, 15)).truncatedAt).toBe('link');
+    expect(decodeCaptured(0, new Uint8Array([2, 0, 0]))).toMatchObject({ truncatedAt: 'link', payloadLength: 3 });
+    expect(decodeCaptured(101, new Uint8Array(0))).toMatchObject({ truncatedAt: 'link', payloadLength: 0 });
+    // A VLAN tag announced but cut: the tag's TPID stays the protocol, as Ethernet keeps it as the EtherType.
+    const cutTag = fromHex('8100 0000 00000003 0001 00 06 02420a000005 0000 0064');
+    expect(decodeCaptured(276, cutTag)).toMatchObject({ truncatedAt: 'vlan', cooked: { protocol: 0x8100, vlans: [] }, payloadOffset: 20 });
+    expect(verifyCapturedChecksums(276, cutTag)).toEqual({});
+    // LINKTYPE_IEEE802_11 (105): not guessed at.
+    expect(decodeCaptured(105, cooked)).toEqual({ linktype: 105, payloadOffset: 0, payloadLength: cooked.length, unsupportedLinkType: true });
+    expect(verifyCapturedChecksums(105, cooked)).toEqual({});
+  });
+
+  it('decodes Ethernet as decodeFrame does, and says where the network layer starts', () => {
+    for (const vlans of vlanCases) {
+      const frame = buildFrame(tcpSpec(vlans.vlans));
+      const offset = 14 + 4 * vlans.decoded.length;
+      expect(decodeCaptured(1, frame)).toEqual({ ...decodeFrame(frame), linktype: 1, networkOffset: offset, ethertype: 0x0800 });
     }
   });
 });

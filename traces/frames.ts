@@ -1,6 +1,7 @@
 /**
  * Ethernet/IPv4/IPv6 frames for tests and trace generation: a builder, a
- * decoder and a checksum verifier.
+ * decoder (of Ethernet, and of every link type svcpath reads) and a checksum
+ * verifier.
  *
  * This file is the test suite's independent reference for what a correct
  * frame is, so it deliberately shares no code with the datapath and computes
@@ -79,7 +80,23 @@ const AF_INET = 2;
  * value for its LOOP link type, so both loopback link types use it.
  */
 const AF_INET6_BSD = 24;
+/** What decodeCaptured reads as IPv6 in a loopback header: the BSDs' three, and Linux's 10, which the datapath takes too. */
+const AF_INET6_FAMILIES: ReadonlySet<number> = new Set([10, AF_INET6_BSD, 28, 30]);
 const EMPTY = new Uint8Array(0);
+
+/**
+ * The link types decodeCaptured reads (tcpdump.org LINKTYPE_* values), written
+ * out here rather than taken from the control plane: this file shares no code
+ * with what it checks.
+ */
+export const LINKTYPE = {
+  NULL: 0, ETHERNET: 1, RAW_OPENBSD: 12, RAW: 101, LOOP: 108, LINUX_SLL: 113, IPV4: 228, IPV6: 229, LINUX_SLL2: 276,
+} as const;
+const SLL_HEADER_BYTES = 16;
+const SLL2_HEADER_BYTES = 20;
+/** Both cooked headers keep 8 bytes for the link-layer address, whatever its length. */
+const SLL_ADDRESS_BYTES = 8;
+const LOOPBACK_HEADER_BYTES = 4;
 
 /** ICMP types whose data quotes the offending datagram's IPv4 header and first 8 L4 bytes (RFC 792). */
 const ICMP_ERROR_TYPES: ReadonlySet<number> = new Set([
@@ -841,6 +858,8 @@ export interface DecodedIcmpv6Quote {
 
 export type TruncatedLayer =
   | 'ethernet'
+  /** Another link type's header (cooked, loopback), or raw IP's first byte. */
+  | 'link'
   | 'vlan'
   | 'ipv4'
   | 'ipv6'
@@ -874,14 +893,101 @@ export interface DecodedFrame {
   malformed?: string;
 }
 
-/** Decodes what it can of `bytes`; never throws, whatever the input. */
+/** The header of a Linux cooked capture (libpcap's sll.h), v1 (LINKTYPE_LINUX_SLL, 113) or v2 (LINKTYPE_LINUX_SLL2, 276). */
+export interface DecodedCooked {
+  version: 1 | 2;
+  /** sll_pkttype: 0 to this host, 1 broadcast, 2 multicast, 3 to another host, 4 sent by this host. */
+  packetType: number;
+  /** The interface's ARPHRD_ type: 1 Ethernet, 772 loopback, ... */
+  hatype: number;
+  /** The interface index; v2 only. */
+  ifindex?: number;
+  /** The sender's link-layer address, as many bytes as its length field says (at most 8): a MAC address on Ethernet. */
+  address: string;
+  /** Outermost first: the tags the protocol field announced. */
+  vlans: DecodedVlanTag[];
+  /** The protocol (an EtherType) after the tags. */
+  protocol: number;
+}
+
+/** The 4-byte header of BSD loopback (LINKTYPE_NULL, 0) and OpenBSD loopback (LINKTYPE_LOOP, 108). */
+export interface DecodedLoopback {
+  /** The address family: 2 IPv4; 24, 28 or 30 (by BSD), or 10, IPv6. */
+  family: number;
+  /** NULL is written in the capturing host's byte order; LOOP always big-endian. */
+  byteOrder: 'big-endian' | 'little-endian';
+}
+
+/** A frame of any link type, decoded: the link layer's own header, then what decodeFrame decodes. */
+export interface DecodedCapture extends DecodedFrame {
+  linktype: number;
+  cooked?: DecodedCooked;
+  loopback?: DecodedLoopback;
+  /** Where the network layer starts (after any VLAN tags); absent when the link layer is cut or not decoded. */
+  networkOffset?: number;
+  /**
+   * The network layer's protocol as an EtherType: announced by Ethernet or a
+   * cooked header, implied by a loopback family or raw IP's version nibble
+   * (0 when they name neither IP), fixed by raw IPv4 (228) and IPv6 (229).
+   */
+  ethertype?: number;
+  /** A link type decodeCaptured does not read: nothing is decoded. */
+  unsupportedLinkType?: true;
+}
+
+/** Decodes what it can of an Ethernet frame; never throws, whatever the input. */
 export function decodeFrame(bytes: Uint8Array): DecodedFrame {
   const view = new DataView(bytes.buffer, bytes.byteOffset, bytes.byteLength);
-  const captured = bytes.length;
-  const frame: DecodedFrame = { payloadOffset: 0, payloadLength: captured };
-  if (captured < ETHERNET_HEADER_BYTES) {
+  const frame: DecodedFrame = { payloadOffset: 0, payloadLength: bytes.length };
+  const network = decodeEthernet(frame, bytes, view);
+  if (network) decodeNetwork(frame, bytes, view, network);
+  return frame;
+}
+
+/**
+ * Decodes what it can of a frame captured on `linktype`: its link layer, then
+ * IPv4 or IPv6 and L4 as decodeFrame does; never throws, whatever the input.
+ * A link type not in LINKTYPE is not guessed at: `unsupportedLinkType` is set
+ * and nothing past it is decoded.
+ */
+export function decodeCaptured(linktype: number, bytes: Uint8Array): DecodedCapture {
+  const view = new DataView(bytes.buffer, bytes.byteOffset, bytes.byteLength);
+  const frame: DecodedCapture = { linktype, payloadOffset: 0, payloadLength: bytes.length };
+  const network = decodeLinkLayer(frame, bytes, view);
+  if (!network) return frame;
+  frame.networkOffset = network.offset;
+  frame.ethertype = network.ethertype;
+  decodeNetwork(frame, bytes, view, network);
+  return frame;
+}
+
+/** Where a link layer's payload starts, and what it is (an EtherType; 0 when the link layer names no protocol). */
+interface NetworkStart {
+  offset: number;
+  ethertype: number;
+}
+
+function decodeLinkLayer(frame: DecodedCapture, bytes: Uint8Array, view: DataView): NetworkStart | undefined {
+  switch (frame.linktype) {
+    case LINKTYPE.ETHERNET: return decodeEthernet(frame, bytes, view);
+    case LINKTYPE.LINUX_SLL: return decodeCooked(frame, bytes, view, 1);
+    case LINKTYPE.LINUX_SLL2: return decodeCooked(frame, bytes, view, 2);
+    case LINKTYPE.RAW:
+    case LINKTYPE.RAW_OPENBSD: return rawIp(frame, bytes);
+    case LINKTYPE.IPV4: return { offset: 0, ethertype: ETHERTYPE_IPV4 };
+    case LINKTYPE.IPV6: return { offset: 0, ethertype: ETHERTYPE_IPV6 };
+    case LINKTYPE.NULL:
+    case LINKTYPE.LOOP: return decodeLoopback(frame, bytes, view);
+    default:
+      frame.unsupportedLinkType = true;
+      return undefined;
+  }
+}
+
+function decodeEthernet(frame: DecodedFrame, bytes: Uint8Array, view: DataView): NetworkStart | undefined {
+  if (bytes.length < ETHERNET_HEADER_BYTES) {
     frame.truncatedAt = 'ethernet';
-    return frame;
+    return undefined;
   }
   const eth: DecodedEthernet = {
     dst: formatMac(bytes, 0),
@@ -890,21 +996,91 @@ export function decodeFrame(bytes: Uint8Array): DecodedFrame {
     ethertype: view.getUint16(12),
   };
   frame.eth = eth;
-  let p = ETHERNET_HEADER_BYTES;
-  while (VLAN_TPIDS.has(eth.ethertype)) {
-    if (p + 4 > captured) {
-      // eth.ethertype stays the TPID of the cut tag.
-      frame.truncatedAt = 'vlan';
-      return setPayload(frame, p, captured);
-    }
-    const tci = view.getUint16(p);
-    eth.vlans.push({ tpid: eth.ethertype, pcp: tci >> 13, dei: (tci & 0x1000) !== 0, vid: tci & 0xfff });
-    eth.ethertype = view.getUint16(p + 2);
-    p += VLAN_TAG_BYTES;
+  // On a cut tag, eth.ethertype stays the TPID of that tag.
+  const network = readVlanTags(frame, view, { offset: ETHERNET_HEADER_BYTES, ethertype: eth.ethertype }, eth.vlans);
+  if (network) eth.ethertype = network.ethertype;
+  return network;
+}
+
+/** Linux cooked captures (libpcap's sll.h): v1's 16-byte header, v2's 20-byte one. */
+function decodeCooked(frame: DecodedCapture, bytes: Uint8Array, view: DataView, version: 1 | 2): NetworkStart | undefined {
+  const headerBytes = version === 1 ? SLL_HEADER_BYTES : SLL2_HEADER_BYTES;
+  if (bytes.length < headerBytes) {
+    frame.truncatedAt = 'link';
+    return undefined;
   }
-  if (eth.ethertype === ETHERTYPE_IPV4) return decodeIpv4(frame, bytes, view, p);
-  if (eth.ethertype === ETHERTYPE_IPV6) return decodeIpv6(frame, bytes, view, p);
-  return setPayload(frame, p, captured);
+  const cooked: DecodedCooked = version === 1
+    ? {
+      version, packetType: view.getUint16(0), hatype: view.getUint16(2),
+      address: formatLinkAddress(bytes, 6, view.getUint16(4)), vlans: [], protocol: view.getUint16(14),
+    }
+    : {
+      version, packetType: bytes[10]!, hatype: view.getUint16(8), ifindex: view.getUint32(4),
+      address: formatLinkAddress(bytes, 12, bytes[11]!), vlans: [], protocol: view.getUint16(0),
+    };
+  frame.cooked = cooked;
+  const network = readVlanTags(frame, view, { offset: headerBytes, ethertype: cooked.protocol }, cooked.vlans);
+  if (network) cooked.protocol = network.ethertype;
+  return network;
+}
+
+/** A cooked header's address field holds 8 bytes, of which its length field says how many count. */
+function formatLinkAddress(bytes: Uint8Array, offset: number, length: number): string {
+  return [...bytes.subarray(offset, offset + Math.min(length, SLL_ADDRESS_BYTES))].map((b) => b.toString(16).padStart(2, '0')).join(':');
+}
+
+/** Raw IP (101, and 12 as OpenBSD writes it) has no header: the version nibble says which IP follows. */
+function rawIp(frame: DecodedCapture, bytes: Uint8Array): NetworkStart | undefined {
+  if (bytes.length < 1) {
+    frame.truncatedAt = 'link';
+    return undefined;
+  }
+  const version = bytes[0]! >> 4;
+  return { offset: 0, ethertype: version === 4 ? ETHERTYPE_IPV4 : version === 6 ? ETHERTYPE_IPV6 : 0 };
+}
+
+/** BSD (0) and OpenBSD (108) loopback: a 4-byte address family. */
+function decodeLoopback(frame: DecodedCapture, bytes: Uint8Array, view: DataView): NetworkStart | undefined {
+  if (bytes.length < LOOPBACK_HEADER_BYTES) {
+    frame.truncatedAt = 'link';
+    return undefined;
+  }
+  const bigEndian = view.getUint32(0);
+  // NULL is written in the capturing host's byte order, which the file does not
+  // say; a family is a small number, so the reading that is small is the right
+  // one (libpcap tells them apart the same way). LOOP is always big-endian.
+  const littleEndian = frame.linktype === LINKTYPE.NULL && bigEndian > 0xffff;
+  const family = littleEndian ? view.getUint32(0, true) : bigEndian;
+  frame.loopback = { family, byteOrder: littleEndian ? 'little-endian' : 'big-endian' };
+  const ethertype = family === AF_INET ? ETHERTYPE_IPV4 : AF_INET6_FAMILIES.has(family) ? ETHERTYPE_IPV6 : 0;
+  return { offset: LOOPBACK_HEADER_BYTES, ethertype };
+}
+
+/**
+ * Walks the 802.1Q/802.1ad tags the EtherType at `start` announces, into
+ * `tags`: where the tagged protocol starts, and what it is; undefined when a
+ * tag is cut.
+ */
+function readVlanTags(frame: DecodedFrame, view: DataView, start: NetworkStart, tags: DecodedVlanTag[]): NetworkStart | undefined {
+  let { offset, ethertype } = start;
+  while (VLAN_TPIDS.has(ethertype)) {
+    if (offset + VLAN_TAG_BYTES > view.byteLength) {
+      frame.truncatedAt = 'vlan';
+      setPayload(frame, offset, view.byteLength);
+      return undefined;
+    }
+    const tci = view.getUint16(offset);
+    tags.push({ tpid: ethertype, pcp: tci >> 13, dei: (tci & 0x1000) !== 0, vid: tci & 0xfff });
+    ethertype = view.getUint16(offset + 2);
+    offset += VLAN_TAG_BYTES;
+  }
+  return { offset, ethertype };
+}
+
+function decodeNetwork(frame: DecodedFrame, bytes: Uint8Array, view: DataView, { offset, ethertype }: NetworkStart): void {
+  if (ethertype === ETHERTYPE_IPV4) decodeIpv4(frame, bytes, view, offset);
+  else if (ethertype === ETHERTYPE_IPV6) decodeIpv6(frame, bytes, view, offset);
+  else setPayload(frame, offset, bytes.length);
 }
 
 function decodeIpv4(frame: DecodedFrame, bytes: Uint8Array, view: DataView, p: number): DecodedFrame {
@@ -1257,14 +1433,17 @@ export interface ChecksumReport extends PacketChecksums {
   icmpEmbedded?: PacketChecksums;
 }
 
-/** Recomputes every checksum in the frame in full; an empty report for frames that are neither IPv4 nor IPv6. */
+/** Recomputes every checksum in the Ethernet frame in full; an empty report for frames that are neither IPv4 nor IPv6. */
 export function verifyChecksums(bytes: Uint8Array): ChecksumReport {
-  const decoded = decodeFrame(bytes);
-  const eth = decoded.eth;
-  if (!eth || decoded.truncatedAt === 'vlan') return {};
-  const ipStart = ETHERNET_HEADER_BYTES + VLAN_TAG_BYTES * eth.vlans.length;
-  if (eth.ethertype === ETHERTYPE_IPV4) return verifyIpv4Packet(bytes, ipStart, bytes.length, true);
-  if (eth.ethertype === ETHERTYPE_IPV6) return verifyIpv6Packet(bytes, ipStart, bytes.length, true);
+  return verifyCapturedChecksums(LINKTYPE.ETHERNET, bytes);
+}
+
+/** verifyChecksums for a frame captured on any link type decodeCaptured reads; an empty report for the others. */
+export function verifyCapturedChecksums(linktype: number, bytes: Uint8Array): ChecksumReport {
+  const { networkOffset, ethertype } = decodeCaptured(linktype, bytes);
+  if (networkOffset === undefined) return {};
+  if (ethertype === ETHERTYPE_IPV4) return verifyIpv4Packet(bytes, networkOffset, bytes.length, true);
+  if (ethertype === ETHERTYPE_IPV6) return verifyIpv6Packet(bytes, networkOffset, bytes.length, true);
   return {};
 }
 
