@@ -9,9 +9,10 @@
 import { readFileSync } from 'node:fs';
 import { instantiate } from '@assemblyscript/loader';
 import {
-  BPF_ANY, DESC_F_OTHER_SHARD, DESC_F_TRACE, ERRNO_NAMES, FRAME_DESC, MAPS, TRACE_RECORD, U32_KEY, decode, encode,
-  VERDICTS, type MapName, type MapSpec, type StructValue,
+  BPF_ANY, CONFORM, DESC_F_INBOUND, DESC_F_OTHER_SHARD, DESC_F_OUTBOUND, DESC_F_TRACE, ERRNO_NAMES, FRAME_DESC, MAPS,
+  REWRITE_ENTRIES, TRACE_RECORD, U32_KEY, decode, encode, VERDICTS, type MapName, type MapSpec, type StructValue,
 } from './layout.js';
+import type { Direction } from '../traces/pcap.js';
 import { DATAPATH_WASM } from './paths.js';
 
 interface DatapathExports {
@@ -132,6 +133,8 @@ export class Datapath {
     this.createMap('nodeIps6', Math.max(1, sizes.nodeIps6));
     this.createMap('frag6', Math.max(64, flows6 >> 2));
     this.createMap('steer', Math.max(1, sizes.steer));
+    this.createMap('rewrites', REWRITE_ENTRIES);
+    this.createMap('conformance', Object.keys(CONFORM).length);
   }
 
   /** Room in linear memory to pass keys and values to the map API (reserved once per size increase). */
@@ -294,6 +297,8 @@ export function u32Key(n: number): Uint8Array {
   return encode(U32_KEY, { value: n });
 }
 
+const DIRECTION_FLAGS: Record<Direction | 'unknown', number> = { inbound: DESC_F_INBOUND, outbound: DESC_F_OUTBOUND, unknown: 0 };
+
 const XDP_TX = VERDICTS.indexOf('TX');
 const XDP_REDIRECT = VERDICTS.indexOf('REDIRECT');
 
@@ -343,8 +348,11 @@ export class Batch {
     return (Math.max(caplen, MIN_FRAME_CAPACITY) + 7) & ~7;
   }
 
-  /** False when the batch has no room left for this frame: run it, clear it, add again. */
-  add(data: Uint8Array, wireLen: number, tsSec: number, tsNsec: number, linktype = 1, trace = false): boolean {
+  /**
+   * False when the batch has no room left for this frame: run it, clear it,
+   * add again. `direction` is what the capture says of the frame (pcapng).
+   */
+  add(data: Uint8Array, wireLen: number, tsSec: number, tsNsec: number, linktype = 1, trace = false, direction?: Direction): boolean {
     const room = Batch.footprint(data.length);
     if (this.count === this.maxFrames || this.dataUsed + room > this.dataBytes) return false;
     this.refresh();
@@ -360,7 +368,7 @@ export class Batch {
     v.setUint32(d + 20, Math.floor(tsSec / 0x1_0000_0000), true);
     v.setUint32(d + 24, tsNsec, true);
     v.setUint32(d + 28, 0, true);
-    v.setUint16(d + 30, trace ? DESC_F_TRACE : 0, true);
+    v.setUint16(d + 30, (trace ? DESC_F_TRACE : 0) | DIRECTION_FLAGS[direction ?? 'unknown'], true);
     v.setBigUint64(d + 32, 0n, true);
     v.setUint32(d + 40, linktype, true);
     v.setUint32(d + 44, data.length, true);

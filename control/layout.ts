@@ -183,6 +183,31 @@ export const STEER_KEY = struct('steer_key', 'STEER', 20, [
 export const STEER_CLASS = struct('steer_class', 'STEER_CLASS', 4, [['flags', 'FLAGS', 0, 'u32']]);
 export const STEER_F = { FRONTEND: 1 << 0, BACKEND: 1 << 1 } as const;
 
+/** A packet svcpath rewrote, by what NAT leaves alone, and what it sent (datapath/conformance.ts). */
+export const REWRITE_KEY = struct('rewrite_key', 'RW_KEY', 20, [
+  ['family', 'FAMILY', 0, 'u8'],
+  ['proto', 'PROTO', 1, 'u8'],
+  ['payloadLength', 'PAYLOAD_LEN', 2, 'u16'],
+  ['ipId', 'IP_ID', 4, 'be32'],
+  ['l4A', 'L4_A', 8, 'be32'],
+  ['l4B', 'L4_B', 12, 'be32'],
+  ['payloadHash', 'PAYLOAD_HASH', 16, 'u32'],
+]);
+export const REWRITE = struct('rewrite', 'RW', 40, [
+  ['source', 'SADDR', 0, 'ipv6'],
+  ['destination', 'DADDR', 16, 'ipv6'],
+  ['sport', 'SPORT', 32, 'be16'],
+  ['dport', 'DPORT', 34, 'be16'],
+  ['reason', 'REASON', 36, 'u8'],
+  ['flags', 'FLAGS', 37, 'u8'],
+]);
+export const RW_F = { MASQUERADED: 1 << 0 } as const;
+/** Entries of the rewrites LRU map: packets between one's arrival and the node's copy of it leaving. */
+export const REWRITE_ENTRIES = 1 << 15;
+/** How the node's copies of rewritten packets compared, by index of the conformance map. */
+export const CONFORMANCE_COUNTER = struct('conformance_counter', 'CONFORM', 8, [['packets', 'PACKETS', 0, 'u64']]);
+export const CONFORM = { REPRODUCED: 0, OTHER_BACKEND: 1, DIFFERS: 2 } as const;
+
 export const FRAG6_KEY = struct('frag6_key', 'FRAG6', 40, [
   ['saddr', 'SADDR', 0, 'ipv6'],
   ['daddr', 'DADDR', 16, 'ipv6'],
@@ -300,6 +325,8 @@ export const MAPS = {
   nodeIps6: { id: 22, name: 'node_ips6', type: BPF_MAP_TYPE.HASH, key: NODE_IP6_KEY, value: PRESENCE },
   frag6: { id: 23, name: 'frag6', type: BPF_MAP_TYPE.LRU_HASH, key: FRAG6_KEY, value: FRAG4_PORTS },
   steer: { id: 24, name: 'steer', type: BPF_MAP_TYPE.HASH, key: STEER_KEY, value: STEER_CLASS },
+  rewrites: { id: 25, name: 'rewrites', type: BPF_MAP_TYPE.LRU_HASH, key: REWRITE_KEY, value: REWRITE },
+  conformance: { id: 26, name: 'conformance', type: BPF_MAP_TYPE.ARRAY, key: U32_KEY, value: CONFORMANCE_COUNTER },
 } as const satisfies Record<string, MapSpec>;
 
 export type MapName = keyof typeof MAPS;
@@ -332,6 +359,8 @@ export const WALK = { NEED_DATA: 0, BATCH_FULL: 1, ANOMALY: 2 } as const;
 export const DESC_F_SNAT = 1 << 0;
 export const DESC_F_OTHER_SHARD = 1 << 1;
 export const DESC_F_STEERED = 1 << 2;
+export const DESC_F_INBOUND = 1 << 3;
+export const DESC_F_OUTBOUND = 1 << 4;
 export const DESC_F_TRACE = 1 << 15;
 
 /** One step of a traced frame (datapath/trace.ts). */
@@ -358,10 +387,13 @@ export const REASONS = [
   '', 'SERVICE', 'REPLY', 'NO_SERVICE', 'NO_ENDPOINTS', 'NO_LOCAL_ENDPOINTS', 'SOURCE_RANGE',
   'MALFORMED', 'TRUNCATED', 'NON_IP', 'FRAGMENT', 'STATE_MISMATCH', 'NO_ROOM',
   'UNSERVED_PORT', 'UNALLOCATED_IP', 'SNAT_EXHAUSTED', 'UNSUPPORTED_LINKTYPE', 'FRAGMENT_UNTRACKED', 'ICMP_RELATED',
+  'OUTGOING', 'OTHER_HOST',
 ] as const;
 
 /** The link types the datapath parses (tcpdump.org LINKTYPE_* values). */
-export const LINKTYPES = { NULL: 0, ETHERNET: 1, RAW_OPENBSD: 12, RAW: 101, LOOP: 108, LINUX_SLL: 113, LINUX_SLL2: 276 } as const;
+export const LINKTYPES = {
+  NULL: 0, ETHERNET: 1, RAW_OPENBSD: 12, RAW: 101, LOOP: 108, LINUX_SLL: 113, IPV4: 228, IPV6: 229, LINUX_SLL2: 276,
+} as const;
 export type Reason = Exclude<(typeof REASONS)[number], ''>;
 
 export type StructValue = Record<string, number | string>;

@@ -270,9 +270,9 @@ export function replay(trace: string, compiled: Compiled, dp: Datapath, opts: Re
         for (const rec of reader.records()) {
           if (Batch.footprint(rec.caplen) > BATCH_BYTES) throw tooBig(rec.n, rec.caplen);
           const traceThis = opts.trace?.select(rec.n, rec.data) ?? false;
-          if (!batch.add(rec.data, rec.origlen, rec.tsSec, rec.tsNsec, rec.linktype, traceThis)) {
+          if (!batch.add(rec.data, rec.origlen, rec.tsSec, rec.tsNsec, rec.linktype, traceThis, rec.direction)) {
             flush();
-            batch.add(rec.data, rec.origlen, rec.tsSec, rec.tsNsec, rec.linktype, traceThis);
+            batch.add(rec.data, rec.origlen, rec.tsSec, rec.tsNsec, rec.linktype, traceThis, rec.direction);
           }
           if (traceThis) traced.set(batch.count - 1, rec.data.slice());
         }

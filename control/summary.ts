@@ -4,7 +4,7 @@
  */
 import type { Compiled, DatapathSettings } from './compiler.js';
 import type { Datapath } from './datapath.js';
-import { REASONS, VERDICTS, hostPort } from './layout.js';
+import { CONFORM, REASONS, VERDICTS, hostPort } from './layout.js';
 import type { ReplayResult } from './replay.js';
 
 export interface BackendSummary {
@@ -48,6 +48,21 @@ export interface Summary {
   skipped: Array<{ service: string; reason: string }>;
   notes: string[];
   warnings: string[];
+  /** Only when the capture holds frames the node sent: how its own rewrites compare with svcpath's (README: Captures). */
+  conformance?: Conformance;
+}
+
+/** The node's copies of packets svcpath rewrote, found among the frames it sent. */
+export interface Conformance {
+  /** Frames the node sent (PASS OUTGOING). */
+  outgoing: number;
+  /** Of those, the node's copies of packets svcpath rewrote: the three below added up. */
+  nodeRewrites: number;
+  /** Same backend and rewrite. */
+  reproduced: number;
+  /** The same but for the backend, another one of the Service's. */
+  otherBackend: number;
+  differ: number;
 }
 
 interface Counter {
@@ -61,6 +76,8 @@ export interface Counters {
   metrics: Counter[];
   services: Counter[];
   backends: Counter[];
+  /** Packets per CONFORM outcome. */
+  conformance: number[];
 }
 
 /** Reads the counter maps of one datapath instance. */
@@ -73,6 +90,7 @@ export function readCounters(dp: Datapath, compiled: Compiled): Counters {
     metrics: read('metrics', REASONS.length << 3),
     services: read('serviceStats', compiled.services.length + 1),
     backends: read('backendStats', compiled.backends.length + 1),
+    conformance: Object.values(CONFORM).map((i) => dp.map('conformance').at(i)!.packets as number),
   };
 }
 
@@ -87,7 +105,10 @@ export function sumCounters(all: Counters[]): Counters {
     }
     return sum;
   });
-  return { metrics: add(all.map((c) => c.metrics)), services: add(all.map((c) => c.services)), backends: add(all.map((c) => c.backends)) };
+  return {
+    metrics: add(all.map((c) => c.metrics)), services: add(all.map((c) => c.services)), backends: add(all.map((c) => c.backends)),
+    conformance: all[0].conformance.map((_, i) => all.reduce((n, c) => n + c.conformance[i], 0)),
+  };
 }
 
 export function buildSummary(result: ReplayResult, compiled: Compiled, counters: Counters, notes: string[]): Summary {
@@ -145,7 +166,13 @@ export function buildSummary(result: ReplayResult, compiled: Compiled, counters:
     skipped: compiled.skipped,
     notes,
     warnings: result.warnings,
+    ...(reasons.OUTGOING && { conformance: conformanceOf(reasons.OUTGOING, counters.conformance) }),
   };
+}
+
+function conformanceOf(outgoing: number, counts: number[]): Conformance {
+  const [reproduced, otherBackend, differ] = [CONFORM.REPRODUCED, CONFORM.OTHER_BACKEND, CONFORM.DIFFERS].map((i) => counts[i]);
+  return { outgoing, nodeRewrites: reproduced + otherBackend + differ, reproduced, otherBackend, differ };
 }
 
 /** "2 ready, 1 local, 2 unusable": what new flows may use. */
@@ -179,6 +206,7 @@ export function formatSummary(s: Summary): string {
     const parts = s.byVerdictAndReason.filter((x) => x.verdict === v).map((x) => `${x.reason} ${x.packets}`);
     lines.push(`  ${pad(v, 9)}${rpad(s.verdicts[v], 9)}   ${parts.join(', ')}`);
   }
+  if (s.conformance) lines.push('', ...conformanceLines(s.conformance));
   lines.push('', 'Services:');
   if (s.services.length === 0) lines.push('  (none compiled)');
   for (const svc of s.services) {
@@ -197,6 +225,15 @@ export function formatSummary(s: Summary): string {
     for (const n of notes) lines.push(`  ${n}`);
   }
   return lines.join('\n');
+}
+
+/** How the node's own rewrites in the capture compare with svcpath's, in two lines. */
+function conformanceLines(c: Conformance): string[] {
+  return [
+    `Node's own rewrites in the capture: ${c.nodeRewrites} of the ${c.outgoing} frames it sent are its copies of packets svcpath rewrote;`,
+    `  svcpath reproduced ${c.reproduced} (same backend and rewrite), ${c.otherBackend} went to another backend `
+    + `(kube-proxy chooses at random, svcpath by Maglev), ${c.differ} differ`,
+  ];
 }
 
 /** Where a Service's endpoints came from, as the text summary says it. */

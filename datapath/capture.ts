@@ -69,8 +69,9 @@ export function pcapWalk(
     let flags: u16 = 0;
     if (sharded()) {
       // Steered where it lies: another worker's frame is not copied at all.
+      // (A classic pcap record says nothing of its direction; a cooked header may.)
       const data = header + RECORD_HEADER;
-      if (!isOwnPacket(parsePacket(data, caplen, max<u32>(origlen, caplen), linktype), data, caplen)) {
+      if (!isOwnPacket(parsePacket(data, caplen, max<u32>(origlen, caplen), linktype, 0), data, caplen)) {
         describe(desc, 0, 0, origlen, 0, sec, nanosecond ? fraction : fraction * 1000, DESC_F_OTHER_SHARD, linktype, caplen);
         used += room;
         pos += RECORD_HEADER + caplen;

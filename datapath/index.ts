@@ -10,6 +10,7 @@
 export * from './layout';
 
 import { copyRuns, pcapEmit, pcapWalk, verdictsEmit } from './capture';
+import { compareWithRewrite, rememberRewrite } from './conformance';
 import { affinityBackend4, affinityBackend6, recordAffinity4, recordAffinity6 } from './affinity';
 import {
   ctCreate4, ctCreate6, ctDelete4, ctDelete6, ctIsLive, ctIsReopen, ctLookup4, ctLookup6, ctTouch, configureTimeouts,
@@ -23,7 +24,7 @@ import {
   LB4_SVC_FLAGS, LB4_SVC_REV_NAT_INDEX, LB4_SVC_SERVICE_ID, REASON_MALFORMED, REASON_NO_ENDPOINTS,
   REASON_NO_LOCAL_ENDPOINTS, REASON_NO_ROOM, REASON_NO_SERVICE, REASON_REPLY, REASON_SERVICE, REASON_SNAT_EXHAUSTED,
   REASON_SOURCE_RANGE, REASON_STATE_MISMATCH, REASON_TRUNCATED, REASON_UNALLOCATED_IP, REASON_UNSERVED_PORT,
-  REASON_FRAGMENT, REASON_FRAGMENT_UNTRACKED, REASON_ICMP_RELATED, FRAG4_DPORT, FRAG4_SPORT,
+  REASON_FRAGMENT, REASON_FRAGMENT_UNTRACKED, REASON_ICMP_RELATED, REASON_OUTGOING, FRAG4_DPORT, FRAG4_SPORT,
   SNAT4_ADDRESS, SNAT4_PORT, SNAT6_ADDRESS, SNAT6_PORT, LB6_BE_ADDRESS, LB6_BE_FLAGS, LB6_BE_PORT, LB6_REVNAT_ADDRESS,
   LB6_REVNAT_PORT, SVC_F_AFFINITY, SVC_F_CLUSTER_IP, SVC_F_SOURCE_RANGE, XDP_ABORTED, XDP_DROP, XDP_PASS, XDP_REDIRECT,
   XDP_TX,
@@ -36,8 +37,9 @@ import { mapCount, mapDelete, mapGetNextKey, mapLookup, mapPeek, mapUpdate } fro
 import { reserve, reservedTop } from './memory';
 import { finishRewrite, rewriteDestination4, rewriteDestination6, rewriteSource4, rewriteSource6 } from './nat';
 import {
-  IPPROTO_SCTP, adoptFragmentPorts, daddr, daddr6, datagramCaptured, dport, family, firstFragment, fragId6,
-  hasEthernetAddresses, hasPorts, ipId, isIcmpError, laterFragment, parsePacket, proto, saddr, saddr6, sport, tcpFlags,
+  IPPROTO_SCTP, adoptFragmentPorts, daddr, daddr6, datagramCaptured, directionKnown, dport, family, firstFragment, fragId6,
+  hasEthernetAddresses, hasPorts, ipId, isIcmpError, laterFragment, packetReason, parsePacket, proto, saddr, saddr6, sport,
+  tcpFlags,
 } from './parse';
 import { lookupFragment4, lookupFragment6, recordFragment4, recordFragment6 } from './fragment';
 import {
@@ -54,7 +56,7 @@ import {
   snatAddress6,
 } from './snat';
 import { sourceAllowed4, sourceAllowed6 } from './source_range';
-import { configureSteering, isOwnPacket, sharded } from './steer';
+import { configureSteering, decidesStatelessFrames, isOwnPacket, sharded } from './steer';
 import { countFlowPacket, countVerdict } from './stats';
 import { configureTrace, traceCount, traceFrame, traceVerdict, tracing } from './trace';
 
@@ -154,7 +156,7 @@ let linktype: u32 = 0;
 function verdictForParseReason(r: u8): u8 {
   if (r == REASON_MALFORMED) return XDP_DROP;
   if (r == REASON_TRUNCATED) return XDP_ABORTED;
-  return XDP_PASS; // REASON_NON_IP, REASON_NO_SERVICE, REASON_UNSUPPORTED_LINKTYPE
+  return XDP_PASS; // REASON_NON_IP, REASON_NO_SERVICE, REASON_UNSUPPORTED_LINKTYPE, REASON_OTHER_HOST
 }
 
 /**
@@ -590,13 +592,23 @@ function ownFrame(desc: usize): bool {
   const data = <usize>load<u32>(desc + DESC_DATA);
   const len = load<u32>(desc + DESC_LEN);
   const wireLen = max<u32>(load<u32>(desc + DESC_WIRE_LEN), len);
-  if (isOwnPacket(parsePacket(data, len, wireLen, load<u32>(desc + DESC_LINKTYPE)), data, len)) return true;
+  const parsed = parsePacket(data, len, wireLen, load<u32>(desc + DESC_LINKTYPE), load<u16>(desc + DESC_FLAGS));
+  if (isOwnPacket(parsed, data, len)) return true;
+  markOtherShard(desc);
+  return false;
+}
+
+function markOtherShard(desc: usize): void {
   store<u8>(desc + DESC_VERDICT, 0);
   store<u8>(desc + DESC_REASON, 0);
   store<u16>(desc + DESC_FLAGS, DESC_F_OTHER_SHARD);
   store<u32>(desc + DESC_SERVICE_ID, 0);
   store<u32>(desc + DESC_BACKEND_ID, 0);
-  return false;
+}
+
+/** What svcpath does to a packet that the node's own copy of it can be compared with. */
+@inline function isRewrite(r: u8): bool {
+  return r == REASON_SERVICE || r == REASON_REPLY || r == REASON_ICMP_RELATED;
 }
 
 function processFrame(desc: usize): void {
@@ -613,14 +625,24 @@ function processFrame(desc: usize): void {
   snatApplied = false;
 
   linktype = load<u32>(desc + DESC_LINKTYPE);
-  const parsed = parsePacket(data, len, wireLen, linktype);
-  if (parsed == 0) {
+  const parsed = parsePacket(data, len, wireLen, linktype, load<u16>(desc + DESC_FLAGS));
+  if (parsed == REASON_OUTGOING) {
+    // Before anything touches state: the node's own frame is only compared with what svcpath sent.
+    if (packetReason == 0) compareWithRewrite(data, len);
+    if (!decidesStatelessFrames()) {
+      markOtherShard(desc);
+      return;
+    }
+    decide(XDP_PASS, REASON_OUTGOING);
+  } else if (parsed == 0) {
     handlePacket(data, len, capacity, wireLen, now);
   } else if (parsed == REASON_FRAGMENT) {
     handleLaterFragment(data, len, capacity, wireLen, now);
   } else {
     decide(verdictForParseReason(parsed), parsed);
   }
+  // Only a capture that tells arrivals from departures can hold the node's copies to compare.
+  if (directionKnown && isRewrite(reason)) rememberRewrite(data, len, reason, snatApplied);
 
   if (tracing) traceVerdict(verdict, reason);
   store<u8>(desc + DESC_VERDICT, verdict);

@@ -57,7 +57,9 @@ export const MAP_LB6_SOURCE_RANGES: u32 = 21; // LPM_TRIE lb6_src_range_key -> u
 export const MAP_NODE_IPS6: u32 = 22; // HASH address -> u32 (1)
 export const MAP_FRAG6: u32 = 23; // LRU_HASH frag6_key -> frag4_ports (same value layout)
 export const MAP_STEER: u32 = 24; // HASH steer_key -> u32 STEER_F_*: which endpoints are frontends and backends
-export const MAP_COUNT: u32 = 25;
+export const MAP_REWRITES: u32 = 25; // LRU_HASH rewrite_key -> rewrite: packets svcpath rewrote, for the node's own copies
+export const MAP_CONFORMANCE: u32 = 26; // ARRAY CONFORM_* -> conformance_counter
+export const MAP_COUNT: u32 = 27;
 
 // --- struct config (value of MAP_CONFIG[0]) ---------------------------------
 export const CONFIG_SEED: u32 = 0; // u32: Maglev and SNAT-port hash seed (--seed)
@@ -250,6 +252,36 @@ export const STEER_CLASS_SIZE: u32 = 4;
 export const STEER_F_FRONTEND: u32 = 1 << 0;
 export const STEER_F_BACKEND: u32 = 1 << 1;
 
+// --- struct rewrite_key / rewrite (MAP_REWRITES), datapath/conformance.ts ----
+// A packet svcpath rewrote, keyed by what NAT leaves alone, so that the node's
+// own rewritten copy of it in the capture (an outgoing frame) finds it; the
+// value is what svcpath wrote. Both families in one map, addresses IPv4-mapped.
+export const RW_KEY_FAMILY: u32 = 0; // u8 4 or 6
+export const RW_KEY_PROTO: u32 = 1; // u8 IPPROTO_*
+export const RW_KEY_PAYLOAD_LEN: u32 = 2; // u16 bytes after the L4 header, by the IP header
+export const RW_KEY_IP_ID: u32 = 4; // be32: IPv4 identification (be16, then 0), or the IPv6 flow label bits
+export const RW_KEY_L4_A: u32 = 8; // be32: TCP sequence, SCTP verification tag, ICMP type and code; UDP 0
+export const RW_KEY_L4_B: u32 = 12; // be32: TCP acknowledgment, ICMP rest of header; 0 otherwise
+export const RW_KEY_PAYLOAD_HASH: u32 = 16; // u32 MurmurHash3 of the first 64 payload bytes captured (0 for ICMP)
+export const RW_KEY_SIZE: u32 = 20;
+export const RW_SADDR: u32 = 0; // u8[16] source as sent; with RW_F_MASQUERADED, the client it replaced
+export const RW_DADDR: u32 = 16; // u8[16] destination as sent
+export const RW_SPORT: u32 = 32; // be16, 0 without ports; with RW_F_MASQUERADED, the client's
+export const RW_DPORT: u32 = 34; // be16, 0 without ports
+export const RW_REASON: u32 = 36; // u8 REASON_SERVICE, REASON_REPLY or REASON_ICMP_RELATED
+export const RW_FLAGS: u32 = 37; // u8 RW_F_*
+export const RW_SIZE: u32 = 40; // 2 bytes padding, always zero
+export const RW_F_MASQUERADED: u8 = 1 << 0; // svcpath masqueraded this request's source
+
+// --- struct conformance_counter (value of MAP_CONFORMANCE) ------------------
+// How the node's copies of rewritten packets compare with svcpath's rewrites.
+export const CONFORM_REPRODUCED: u32 = 0; // same backend and rewrite
+export const CONFORM_OTHER_BACKEND: u32 = 1; // the same but for the backend, another Service backend
+export const CONFORM_DIFFERS: u32 = 2; // anything else
+export const CONFORM_ENTRIES: u32 = 3;
+export const CONFORM_PACKETS: u32 = 0; // u64
+export const CONFORM_SIZE: u32 = 8;
+
 // --- MAP_NODE_IPS4: key be32 address, value u32 (1) -------------------------
 export const NODE_IP4_ADDRESS: u32 = 0; // be32
 export const NODE_IP4_KEY_SIZE: u32 = 4;
@@ -345,10 +377,14 @@ export const LINKTYPE_RAW: u32 = 101; // raw IP: the frame starts with the IP he
 export const LINKTYPE_LOOP: u32 = 108; // OpenBSD loopback: 4-byte family, network order
 export const LINKTYPE_LINUX_SLL: u32 = 113; // Linux cooked capture v1 (tcpdump -i any)
 export const LINKTYPE_LINUX_SLL2: u32 = 276; // Linux cooked capture v2
+export const LINKTYPE_IPV4: u32 = 228; // raw IPv4: the frame is an IPv4 packet (scapy's default without Ethernet)
+export const LINKTYPE_IPV6: u32 = 229; // raw IPv6
 
 export const DESC_F_SNAT: u16 = 1 << 0; // out: the flow is masqueraded
 export const DESC_F_OTHER_SHARD: u16 = 1 << 1; // out: another worker's packet, not processed (verdict 0)
 export const DESC_F_STEERED: u16 = 1 << 2; // in: the walker found this worker's (sharded replay)
+export const DESC_F_INBOUND: u16 = 1 << 3; // in: the capture says the frame arrived (pcapng epb_flags)
+export const DESC_F_OUTBOUND: u16 = 1 << 4; // in: the capture says the node sent the frame (pcapng epb_flags)
 export const DESC_F_TRACE: u16 = 1 << 15; // in: record what the program does with this frame
 
 // --- struct trace_record: one step of a traced frame, in the trace ring -------
@@ -395,3 +431,5 @@ export const REASON_SNAT_EXHAUSTED: u8 = 15; // no free masquerade port for the 
 export const REASON_UNSUPPORTED_LINKTYPE: u8 = 16; // a link type the parser does not know: PASS
 export const REASON_FRAGMENT_UNTRACKED: u8 = 17; // a later fragment to a cluster IP, its first one unseen: DROP
 export const REASON_ICMP_RELATED: u8 = 18; // an ICMP error about a translated flow, translated too
+export const REASON_OUTGOING: u8 = 19; // a frame the node sent, not an arrival: PASS
+export const REASON_OTHER_HOST: u8 = 20; // addressed to another host's link address (promiscuous capture): PASS

@@ -8,9 +8,9 @@
 // capture cut short, while the wire had it, is TRUNCATED: we cannot decide.
 
 import {
-  LINKTYPE_ETHERNET, LINKTYPE_LINUX_SLL, LINKTYPE_LINUX_SLL2, LINKTYPE_LOOP, LINKTYPE_NULL, LINKTYPE_RAW,
-  LINKTYPE_RAW_OPENBSD, REASON_FRAGMENT, REASON_MALFORMED, REASON_NON_IP, REASON_NO_SERVICE, REASON_TRUNCATED,
-  REASON_UNSUPPORTED_LINKTYPE,
+  DESC_F_INBOUND, DESC_F_OUTBOUND, LINKTYPE_ETHERNET, LINKTYPE_IPV4, LINKTYPE_IPV6, LINKTYPE_LINUX_SLL, LINKTYPE_LINUX_SLL2,
+  LINKTYPE_LOOP, LINKTYPE_NULL, LINKTYPE_RAW, LINKTYPE_RAW_OPENBSD, REASON_FRAGMENT, REASON_MALFORMED, REASON_NON_IP,
+  REASON_NO_SERVICE, REASON_OTHER_HOST, REASON_OUTGOING, REASON_TRUNCATED, REASON_UNSUPPORTED_LINKTYPE,
 } from './layout';
 
 export const ETH_P_IP: u16 = 0x0800;
@@ -26,6 +26,11 @@ const LOOPBACK_HLEN: usize = 4; // address family
 // Address families in NULL/LOOP headers: AF_INET everywhere, AF_INET6 per OS
 // (Linux 10, FreeBSD 28, Darwin 30, the other BSDs 24).
 const AF_INET: u32 = 2;
+// Linux packet types (if_packet.h PACKET_*) and the loopback device's type
+// (if_arp.h ARPHRD_LOOPBACK), as cooked captures record them.
+const PACKET_OTHERHOST: u16 = 3;
+const PACKET_OUTGOING: u16 = 4;
+const ARPHRD_LOOPBACK: u16 = 772;
 
 export const IPPROTO_ICMP: u8 = 1;
 export const IPPROTO_TCP: u8 = 6;
@@ -69,6 +74,16 @@ export let fragId6: u32 = 0; // IPv6 fragment header identification, network ord
 /** IPv6 addresses of the packet, copied out before any rewrite. */
 export const saddr6 = memory.data(16);
 export const daddr6 = memory.data(16);
+/**
+ * The capture says which way the frame went: a cooked header's packet type,
+ * or the pcapng direction the host put in the descriptor. Only such frames
+ * are compared with the node's own copies (datapath/conformance.ts).
+ */
+export let directionKnown: bool = false;
+/** Sent by the node (or on its loopback device): decided OUTGOING, whatever it carries. */
+export let sentByNode: bool = false;
+/** The reason parsing alone gives (0: a packet to look at), also for a frame decided otherwise. */
+export let packetReason: u8 = 0;
 /** A fragment after the first: no L4 header; its ports come from the fragment map. */
 export let laterFragment: bool = false;
 /** The first fragment of a fragmented datagram (more fragments follow). */
@@ -104,10 +119,16 @@ function parseLinkLayer(data: usize, end: usize, linktype: u32, cut: u8): u8 {
     if (data + SLL_HLEN > end) return cut;
     l2len = SLL_HLEN;
     ethertype = be16(data + 14);
+    return cookedDirection(be16(data), be16(data + 2));
   } else if (linktype == LINKTYPE_LINUX_SLL2) {
     if (data + SLL2_HLEN > end) return cut;
     l2len = SLL2_HLEN;
     ethertype = be16(data);
+    return cookedDirection(<u16>load<u8>(data + 10), be16(data + 8));
+  } else if (linktype == LINKTYPE_IPV4 || linktype == LINKTYPE_IPV6) {
+    // The link type says which IP it is (a header of the other version is a bad one: MALFORMED).
+    l2len = 0;
+    ethertype = linktype == LINKTYPE_IPV4 ? ETH_P_IP : ETH_P_IPV6;
   } else if (linktype == LINKTYPE_RAW || linktype == LINKTYPE_RAW_OPENBSD) {
     // No header: the IP version nibble says which IP it is.
     if (data + 1 > end) return cut;
@@ -128,6 +149,22 @@ function parseLinkLayer(data: usize, end: usize, linktype: u32, cut: u8): u8 {
   return 0;
 }
 
+/**
+ * A cooked header's packet type and device type. Outgoing frames (4) are the
+ * node's; so is everything on the loopback device, which shows each local
+ * packet twice, going out and coming back in, both after the node's own NAT.
+ * A frame for another host's link address (3, a promiscuous interface such
+ * as a bridge port) is one the node's IP layer never takes. The other types
+ * are arrivals: to this host (0), broadcast (1), multicast (2); Linux shows
+ * no 5 (looped-back multicast) to captures, and 6 and 7 only on netlink
+ * monitors, which carry no IP.
+ */
+function cookedDirection(packetType: u16, deviceType: u16): u8 {
+  directionKnown = true;
+  if (packetType == PACKET_OUTGOING || deviceType == ARPHRD_LOOPBACK) sentByNode = true;
+  return packetType == PACKET_OTHERHOST && !sentByNode ? REASON_OTHER_HOST : 0;
+}
+
 /** True when the frame's link layer has Ethernet addresses (an ICMP error swaps them). */
 export function hasEthernetAddresses(linktype: u32): bool {
   return linktype == LINKTYPE_ETHERNET;
@@ -136,9 +173,19 @@ export function hasEthernetAddresses(linktype: u32): bool {
 /**
  * Parses the link layer of `linktype` (with up to two 802.1Q/802.1ad tags),
  * IPv4 and TCP/UDP/SCTP. Returns 0 for a packet the load balancer should look
- * at, otherwise the reason it should not (the caller picks the verdict).
+ * at, otherwise the reason it should not (the caller picks the verdict):
+ * REASON_OUTGOING first for a frame the node sent, which `captureFlags`
+ * (DESC_F_INBOUND, DESC_F_OUTBOUND from a pcapng record) or a cooked header
+ * says; packetReason keeps what its parsing gave.
  */
-export function parsePacket(data: usize, len: u32, wireLen: u32, linktype: u32): u8 {
+export function parsePacket(data: usize, len: u32, wireLen: u32, linktype: u32, captureFlags: u16): u8 {
+  sentByNode = (captureFlags & DESC_F_OUTBOUND) != 0;
+  directionKnown = (captureFlags & (DESC_F_INBOUND | DESC_F_OUTBOUND)) != 0;
+  packetReason = parseHeaders(data, len, wireLen, linktype);
+  return sentByNode ? REASON_OUTGOING : packetReason;
+}
+
+function parseHeaders(data: usize, len: u32, wireLen: u32, linktype: u32): u8 {
   const end = data + len;
   const cut = cutShort(len, wireLen);
   const l2 = parseLinkLayer(data, end, linktype, cut);

@@ -14,6 +14,7 @@ import {
   CT6_TUPLE_SIZE, FRAG6_KEY_SIZE, LB6_AFF_KEY_SIZE, LB6_BE_SIZE, LB6_KEY_SIZE, LB6_REVNAT_SIZE, LB6_SRC_KEY_SIZE,
   MAP_CT6, MAP_FRAG6, MAP_LB6_AFFINITY, MAP_LB6_BACKENDS, MAP_LB6_REVNAT, MAP_LB6_SERVICES, MAP_LB6_SOURCE_RANGES,
   MAP_NODE_IPS6, MAP_SNAT6, MAP_STEER, NODE_IP6_KEY_SIZE, SNAT6_SIZE, STEER_CLASS_SIZE, STEER_KEY_SIZE,
+  CONFORM_ENTRIES, CONFORM_SIZE, MAP_CONFORMANCE, MAP_REWRITES, RW_KEY_SIZE, RW_SIZE,
 } from './layout';
 
 const NONE = changetype<BpfMap>(0);
@@ -43,6 +44,8 @@ export let lb6SourceRanges = NONE;
 export let nodeIps6 = NONE;
 export let frag6 = NONE;
 export let steer = NONE;
+export let rewrites = NONE;
+export let conformance = NONE;
 
 /** Entries per Maglev table (the MAP_LB_MAGLEV value holds M backend ids). */
 export let maglevM: u32 = 0;
@@ -76,6 +79,8 @@ export function mapById(id: u32): BpfMap | null {
     case MAP_NODE_IPS6: m = nodeIps6; break;
     case MAP_FRAG6: m = frag6; break;
     case MAP_STEER: m = steer; break;
+    case MAP_REWRITES: m = rewrites; break;
+    case MAP_CONFORMANCE: m = conformance; break;
   }
   return changetype<usize>(m) == 0 ? null : m;
 }
@@ -114,6 +119,8 @@ function expectedShape(id: u32, type: u32, keySize: u32, valueSize: u32, maxEntr
     case MAP_NODE_IPS6: return type == BPF_MAP_TYPE_HASH && keySize == NODE_IP6_KEY_SIZE && valueSize == PRESENCE_SIZE;
     case MAP_FRAG6: return type == BPF_MAP_TYPE_LRU_HASH && keySize == FRAG6_KEY_SIZE && valueSize == FRAG4_PORTS_SIZE;
     case MAP_STEER: return type == BPF_MAP_TYPE_HASH && keySize == STEER_KEY_SIZE && valueSize == STEER_CLASS_SIZE;
+    case MAP_REWRITES: return type == BPF_MAP_TYPE_LRU_HASH && keySize == RW_KEY_SIZE && valueSize == RW_SIZE;
+    case MAP_CONFORMANCE: return type == BPF_MAP_TYPE_ARRAY && valueSize == CONFORM_SIZE && maxEntries == CONFORM_ENTRIES;
   }
   return false;
 }
@@ -153,6 +160,8 @@ export function createNamedMap(id: u32, type: u32, keySize: u32, valueSize: u32,
     case MAP_NODE_IPS6: nodeIps6 = m; break;
     case MAP_FRAG6: frag6 = m; break;
     case MAP_STEER: steer = m; break;
+    case MAP_REWRITES: rewrites = m; break;
+    case MAP_CONFORMANCE: conformance = m; break;
   }
   return 0;
 }

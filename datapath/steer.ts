@@ -10,13 +10,19 @@
 // (datapath/snat.ts), and a worker holds whole classes: client class modulo
 // workers, which the control plane makes a divisor of the classes.
 //
+// A frame the node sent (OUTGOING) changes no state and is decided by
+// worker 0, but every worker looks it up among the packets it rewrote
+// (datapath/conformance.ts): its addresses are the node's rewrite, whose
+// masquerade port names no client class, so it cannot be steered to the
+// worker holding its entry; exactly one worker holds it.
+//
 // Known limit: a later fragment of a masqueraded reply carries no port and
 // goes by its addresses instead.
 
 import { clientHash6, hash32 } from './hash';
 import { parseQuotedPacket, quoteDaddr, quoteDaddr6, quoteDport, quoteProto, quoteSaddr, quoteSaddr6, quoteSport } from './icmp_related';
 import {
-  CONFIG_SHARD, CONFIG_SHARDS, REASON_FRAGMENT, STEER_CLASS_FLAGS, STEER_F_BACKEND, STEER_F_FRONTEND, STEER_KEY_SIZE, STEER_PORT,
+  CONFIG_SHARD, CONFIG_SHARDS, REASON_FRAGMENT, REASON_OUTGOING, STEER_CLASS_FLAGS, STEER_F_BACKEND, STEER_F_FRONTEND, STEER_KEY_SIZE, STEER_PORT,
   STEER_PROTO,
 } from './layout';
 import { mapPeek } from './maps';
@@ -34,6 +40,11 @@ export function configureSteering(cfg: usize): void {
 
 @inline export function sharded(): bool {
   return shards > 1;
+}
+
+/** Frames decided without state (turned away by the parser, sent by the node) are worker 0's. */
+@inline export function decidesStatelessFrames(): bool {
+  return shard == 0;
 }
 
 // The flow being steered, both families as IPv6 (IPv4 mapped).
@@ -70,8 +81,8 @@ function setFlow6(s: usize, d: usize, sp: u16, dp: u16, p: u8): void {
   flowProto = p;
 }
 
-/** STEER_F_* of an endpoint; port and protocol 0 ask about the address alone. */
-function endpointClass(addr: usize, port: u16, p: u8): u32 {
+/** STEER_F_* of an endpoint (16-byte address, IPv4 mapped); port and protocol 0 ask about the address alone. */
+export function endpointClass(addr: usize, port: u16, p: u8): u32 {
   memory.copy(key, addr, 16);
   store<u16>(key + STEER_PORT, port);
   store<u16>(key + STEER_PROTO, <u16>p); // and the padding byte
@@ -128,11 +139,13 @@ function flowShard(): u32 {
 
 /**
  * Whether the parsed frame is this worker's. `parsed` is parsePacket's
- * result: frames it turned away are decided without state, by worker 0.
- * An ICMP error goes where the packet it quotes goes.
+ * result: frames it turned away are decided without state, by worker 0;
+ * frames the node sent are every worker's to look up (processFrame leaves
+ * their verdict to worker 0). An ICMP error goes where the packet it quotes goes.
  */
 export function isOwnPacket(parsed: u8, data: usize, len: u32): bool {
-  if (parsed != 0 && parsed != REASON_FRAGMENT) return shard == 0;
+  if (parsed == REASON_OUTGOING) return true;
+  if (parsed != 0 && parsed != REASON_FRAGMENT) return decidesStatelessFrames();
   if (isIcmpError() && !laterFragment && parseQuotedPacket(data, len)) {
     if (family == 6) setFlow6(quoteSaddr6, quoteDaddr6, quoteSport, quoteDport, quoteProto);
     else setFlow4(quoteSaddr, quoteDaddr, quoteSport, quoteDport, quoteProto);

@@ -7,7 +7,8 @@ import {
   LB6_REVNAT, LB6_SRC_RANGE_KEY, NODE_IP6_KEY, SNAT6_ORIGIN, CT4_TUPLE, CT_ENTRY, CT_F, FLOW_COUNTER, FRAME_DESC, LB4_AFFINITY_KEY, LB4_BACKEND, LB4_KEY,
   LB4_REVNAT, LB4_SERVICE, LB4_SRC_RANGE_KEY, LB_AFFINITY, LB_MEMBER_KEY, MAPS, METRIC_ENTRIES, NODE_IP4_KEY, PRESENCE,
   LINKTYPES, REASONS, SIZE_CONSTANTS, TRACE_RECORD, TRACE_KEY_OFFSET, TRACE_VALUE_OFFSET, TRACE_KIND, DESC_F_TRACE, SNAT4_ORIGIN, SVC_F, TRAFFIC_COUNTER, VERDICTS, fieldSize, type Struct,
-  DESC_F_OTHER_SHARD, PCAP_F, STEER_CLASS, STEER_F, STEER_KEY, WALK,
+  DESC_F_OTHER_SHARD, PCAP_F, STEER_CLASS, STEER_F, STEER_KEY, WALK, REWRITE_KEY, REWRITE, RW_F, CONFORMANCE_COUNTER, CONFORM,
+  DESC_F_INBOUND, DESC_F_OUTBOUND,
 } from '../control/layout.js';
 
 let dp: Datapath;
@@ -19,7 +20,7 @@ const STRUCTS: Struct[] = [
   CONFIG, LB4_KEY, LB4_SERVICE, LB4_BACKEND, LB4_REVNAT, CT4_TUPLE, CT_ENTRY, TRAFFIC_COUNTER, FLOW_COUNTER, FRAME_DESC,
   LB_MEMBER_KEY, LB4_AFFINITY_KEY, LB_AFFINITY, SNAT4_ORIGIN, LB4_SRC_RANGE_KEY, NODE_IP4_KEY, FRAG4_KEY, FRAG4_PORTS,
   LB6_KEY, LB6_BACKEND, LB6_REVNAT, CT6_TUPLE, SNAT6_ORIGIN, LB6_AFFINITY_KEY, LB6_SRC_RANGE_KEY, NODE_IP6_KEY, FRAG6_KEY,
-  TRACE_RECORD, STEER_KEY, STEER_CLASS,
+  TRACE_RECORD, STEER_KEY, STEER_CLASS, REWRITE_KEY, REWRITE, CONFORMANCE_COUNTER,
 ];
 
 describe('struct layouts match the datapath', () => {
@@ -48,6 +49,7 @@ describe('map ids, types and codes match the datapath', () => {
       nodeIps4: 'MAP_NODE_IPS4', frag4: 'MAP_FRAG4', lb6Services: 'MAP_LB6_SERVICES', lb6Backends: 'MAP_LB6_BACKENDS',
       lb6Revnat: 'MAP_LB6_REVNAT', ct6: 'MAP_CT6', snat6: 'MAP_SNAT6', lb6Affinity: 'MAP_LB6_AFFINITY',
       lb6SourceRanges: 'MAP_LB6_SOURCE_RANGES', nodeIps6: 'MAP_NODE_IPS6', frag6: 'MAP_FRAG6', steer: 'MAP_STEER',
+      rewrites: 'MAP_REWRITES', conformance: 'MAP_CONFORMANCE',
     };
     expect(Object.keys(ids).sort()).toEqual(Object.keys(MAPS).sort());
     for (const [name, constant] of Object.entries(ids)) expect(dp.constant(constant), name).toBe(MAPS[name as keyof typeof MAPS].id);
@@ -79,6 +81,14 @@ describe('map ids, types and codes match the datapath', () => {
     for (const [name, code] of Object.entries(WALK)) expect(dp.constant(`WALK_${name}`), name).toBe(code);
     for (const [name, bit] of Object.entries(STEER_F)) expect(dp.constant(`STEER_F_${name}`), name).toBe(bit);
     expect(dp.constant('DESC_F_OTHER_SHARD')).toBe(DESC_F_OTHER_SHARD);
+  });
+
+  it('capture direction and the comparison with the node\'s own rewrites', () => {
+    expect(dp.constant('DESC_F_INBOUND')).toBe(DESC_F_INBOUND);
+    expect(dp.constant('DESC_F_OUTBOUND')).toBe(DESC_F_OUTBOUND);
+    for (const [name, bit] of Object.entries(RW_F)) expect(dp.constant(`RW_F_${name}`), name).toBe(bit);
+    for (const [name, index] of Object.entries(CONFORM)) expect(dp.constant(`CONFORM_${name}`), name).toBe(index);
+    expect(dp.constant('CONFORM_ENTRIES')).toBe(Object.keys(CONFORM).length);
   });
 
   it('link types', () => {

@@ -29,9 +29,14 @@ export interface CaptureRecord {
   origlen: number;
   /** Per record, because a pcapng file can mix interfaces of different link types. */
   linktype: number;
+  /** pcapng's epb_flags direction, when the record has one; classic pcap records have none. */
+  direction?: Direction;
   /** caplen bytes: a view into the reader's buffer, valid only until the next record is read. */
   data: Uint8Array;
 }
+
+/** Which way a packet went, as the capture says: it arrived at the interface, or the host sent it. */
+export type Direction = 'inbound' | 'outbound';
 
 /** Implemented per capture format: classic pcap here, pcapng in pcapng.ts. */
 export interface CaptureReader {

@@ -12,7 +12,7 @@
  */
 import { inputError } from '../control/errors.js';
 import { type ChunkedFile, ChunkedWriter, DEFAULT_SNAPLEN, isUint32, MAX_SANE_SNAPLEN } from './chunked.js';
-import type { CaptureReader, CaptureRecord } from './pcap.js';
+import type { CaptureReader, CaptureRecord, Direction } from './pcap.js';
 
 /** Above any real block; a longer one means a corrupt file, not a block to allocate for. */
 export const MAX_BLOCK_BYTES = 256 << 20;
@@ -35,6 +35,9 @@ const SPB_MIN_BYTES = 16;
 const PACKET_BLOCK_MIN_BYTES = 32;
 
 const OPT_ENDOFOPT = 0;
+/** Enhanced (and obsolete) Packet Block flags; bits 0-1 say the direction. */
+const EPB_FLAGS = 2;
+const DIRECTIONS: ReadonlyArray<Direction | undefined> = [undefined, 'inbound', 'outbound'];
 const IF_TSRESOL = 9;
 const IF_TSOFFSET = 14;
 /** 10^-6 s, the resolution of an interface without if_tsresol. */
@@ -231,15 +234,7 @@ export class PcapngReader implements CaptureReader {
     const snaplen = view.getUint32(p + 12, le);
     let tsresol = DEFAULT_TSRESOL;
     let offsetSec = 0;
-    const end = p + this.blockLength - 4;
-    for (let q = p + IDB_MIN_BYTES - 4; q + 4 <= end; ) {
-      const code = view.getUint16(q, le);
-      const length = view.getUint16(q + 2, le);
-      if (code === OPT_ENDOFOPT) break;
-      const value = q + 4;
-      if (value + length > end) {
-        throw this.blockError('options', `option ${code} claims ${length} bytes, the block has ${end - value} left`);
-      }
+    this.readOptions(p + IDB_MIN_BYTES - 4, (code, value, length) => {
       if (code === IF_TSRESOL) {
         if (length !== 1) throw this.blockError('if_tsresol', `option length is ${length}, not 1`);
         tsresol = view.getUint8(value);
@@ -251,8 +246,7 @@ export class PcapngReader implements CaptureReader {
         }
         offsetSec = Number(offset);
       }
-      q = value + ((length + 3) & ~3);
-    }
+    });
     // High bit set: a negative power of 2; clear: a negative power of 10.
     const exponent = tsresol & 0x7f;
     const decimal = (tsresol & 0x80) === 0;
@@ -276,6 +270,7 @@ export class PcapngReader implements CaptureReader {
     let caplen: number;
     let origlen: number;
     let dataStart: number;
+    let direction: Direction | undefined;
     if (this.blockType === BLOCK_SPB) {
       this.requireLength(SPB_MIN_BYTES, 'a simple packet block');
       // No interface id and no timestamp: interface 0, and the previous packet's time.
@@ -299,6 +294,7 @@ export class PcapngReader implements CaptureReader {
       }
       this.setTimestamp(view.getUint32(p + 12, le), view.getUint32(p + 16, le), iface);
       dataStart = p + 28;
+      direction = this.packetDirection(dataStart + ((caplen + 3) & ~3));
     }
     return {
       n: this.recordsRead + 1,
@@ -308,8 +304,44 @@ export class PcapngReader implements CaptureReader {
       caplen,
       origlen,
       linktype: iface.linktype,
+      ...(direction && { direction }),
       data: this.file.buffer.subarray(dataStart, dataStart + caplen),
     };
+  }
+
+  /** The direction an Enhanced (or obsolete) Packet Block's flags option, from `start`, gives, if any. */
+  private packetDirection(start: number): Direction | undefined {
+    let direction: Direction | undefined;
+    this.readOptions(start, (code, value, length) => {
+      if (code !== EPB_FLAGS) return;
+      if (length !== 4) throw this.blockError('epb_flags', `option length is ${length}, not 4`);
+      const bits = this.file.view.getUint32(value, this.littleEndian) & 3;
+      if (bits === 3) throw this.blockError('epb_flags', 'direction bits are 3, which means nothing (0 unknown, 1 inbound, 2 outbound)');
+      direction = DIRECTIONS[bits];
+    });
+    return direction;
+  }
+
+  /**
+   * Calls `visit` with each option (code, value offset, length) of the loaded
+   * block from `start` to its trailing length, up to opt_endofopt; throws at
+   * an option that overruns the block.
+   */
+  private readOptions(start: number, visit: (code: number, value: number, length: number) => void): void {
+    const view = this.file.view;
+    const le = this.littleEndian;
+    const end = this.file.pos + this.blockLength - 4;
+    for (let q = start; q + 4 <= end; ) {
+      const code = view.getUint16(q, le);
+      const length = view.getUint16(q + 2, le);
+      if (code === OPT_ENDOFOPT) break;
+      const value = q + 4;
+      if (value + length > end) {
+        throw this.blockError('options', `option ${code} claims ${length} bytes, the block has ${end - value} left`);
+      }
+      visit(code, value, length);
+      q = value + ((length + 3) & ~3);
+    }
   }
 
   /**
