@@ -37,7 +37,10 @@ export interface CompileOptions {
   masqueradeAddress6?: string;
   /** Masquerade ports, default 1024-65535 as kube-proxy's fully random masquerade uses. */
   snatPortRange?: [number, number];
-  /** The API server's --service-cluster-ip-range; default 10.96.0.0/12. */
+  /**
+   * The service cluster IP ranges, for a state built by hand; a loaded state
+   * carries its own (`serviceRanges`). None known: no address is UNALLOCATED_IP.
+   */
   serviceClusterIPRanges?: string[];
 }
 
@@ -50,7 +53,6 @@ export const DEFAULT_CONNTRACK_TIMEOUTS: Required<ConntrackTimeouts> = {
 };
 
 export const DEFAULT_SNAT_PORT_RANGE: [number, number] = [1024, 65535];
-export const DEFAULT_SERVICE_CLUSTER_IP_RANGES = ['10.96.0.0/12'];
 
 export interface CompiledBackend {
   id: number;
@@ -114,6 +116,8 @@ export interface FamilyEntries {
   backends: Array<{ id: number; value: StructValue }>;
   revnat: Array<{ index: number; value: StructValue }>;
   sourceRanges: StructValue[];
+  /** The known service cluster IP ranges (LPM keys): inside one and no cluster IP is UNALLOCATED_IP. */
+  serviceRanges: StructValue[];
   nodeIps: string[];
 }
 
@@ -134,6 +138,7 @@ export interface DatapathSettings {
   nodePortAddresses: string[];
   /** The pod network (one CIDR per family, comma-separated), or null when unknown (then nothing is a pod). */
   podNetwork: string | null;
+  /** The known service cluster IP ranges, comma-separated, or null when unknown. */
   serviceNetwork: string | null;
   masqueradeAddress: string | null;
   snatPorts: string;
@@ -203,6 +208,12 @@ function inAny(ip: string, cidrs: readonly string[]): boolean {
     const [net, bits] = ipaddr.parseCIDR(c);
     return net.kind() === addr.kind() && addr.match(net, bits);
   });
+}
+
+/** A CIDR in canonical form: its network address and prefix length. */
+function cidrText(cidr: string): string {
+  const [net, bits] = ipaddr.parseCIDR(cidr);
+  return `${(net.kind() === 'ipv4' ? ipaddr.IPv4.networkAddressFromCIDR(cidr) : ipaddr.IPv6.networkAddressFromCIDR(cidr)).toString()}/${bits}`;
 }
 
 /** The first CIDR of a family, as network and netmask. */
@@ -485,8 +496,8 @@ export function compile(state: ClusterState, resolved: readonly ResolvedService[
   const services: CompiledService[] = [];
   const entries: MapEntries = {
     config: {}, maglev: [], lbMembers: [],
-    v4: { services: [], backends: [], revnat: [], sourceRanges: [], nodeIps: addresses.all.filter(isV4) },
-    v6: { services: [], backends: [], revnat: [], sourceRanges: [], nodeIps: addresses.all.filter((a) => !isV4(a)) },
+    v4: { services: [], backends: [], revnat: [], sourceRanges: [], serviceRanges: [], nodeIps: addresses.all.filter(isV4) },
+    v6: { services: [], backends: [], revnat: [], sourceRanges: [], serviceRanges: [], nodeIps: addresses.all.filter((a) => !isV4(a)) },
   };
   const wildcards = new Set<string>();
   let revNatIndex = 0;
@@ -529,11 +540,13 @@ export function compile(state: ClusterState, resolved: readonly ResolvedService[
       if (v !== undefined) conntrack[k as keyof ConntrackTimeouts] = v;
     }
   }
-  const serviceRanges = opts.serviceClusterIPRanges ?? DEFAULT_SERVICE_CLUSTER_IP_RANGES;
+  const serviceRanges = opts.serviceClusterIPRanges ?? state.serviceRanges?.cidrs ?? [];
+  for (const cidr of serviceRanges.map(cidrText)) {
+    const [net, bits] = ipaddr.parseCIDR(cidr);
+    entries[familyOf(net.toString())].serviceRanges.push({ prefixlen: bits, address: net.toString() });
+  }
   const podNet = network(clusterCIDRs, 'v4');
   const podNet6 = network(clusterCIDRs, 'v6');
-  const serviceNet = network(serviceRanges, 'v4');
-  const serviceNet6 = network(serviceRanges, 'v6');
   const masqueradeAddress6 = opts.masqueradeAddress6 ?? addresses.primary6;
   const hasV6Frontends = entries.v6.services.some((e) => (e.value.flags as number) !== SVC_F.WILDCARD);
   if (hasV6Frontends && !masqueradeAddress6) {
@@ -546,26 +559,22 @@ export function compile(state: ClusterState, resolved: readonly ResolvedService[
     ctTcpClosing: conntrack.tcpCloseWaitTimeout,
     ctUdp: conntrack.udpTimeout,
     ctUdpStream: conntrack.udpStreamTimeout,
-    flags: (opts.masqueradeAll ? CFG_F.MASQUERADE_ALL : 0) | (podNet ? CFG_F.POD_CIDR4 : 0) | (serviceNet ? CFG_F.SERVICE_CIDR4 : 0)
-      | (podNet6 ? CFG_F.POD_CIDR6 : 0) | (serviceNet6 ? CFG_F.SERVICE_CIDR6 : 0) | (masqueradeAddress6 ? CFG_F.SNAT_ADDR6 : 0),
+    flags: (opts.masqueradeAll ? CFG_F.MASQUERADE_ALL : 0) | (podNet ? CFG_F.POD_CIDR4 : 0)
+      | (podNet6 ? CFG_F.POD_CIDR6 : 0) | (masqueradeAddress6 ? CFG_F.SNAT_ADDR6 : 0),
     snatAddress: masqueradeAddress && isV4(masqueradeAddress) ? masqueradeAddress : '0.0.0.0',
     snatPortMin: masqueradeAddress ? portMin : 0,
     snatPortMax: masqueradeAddress ? portMax : 0,
     podCidr: podNet?.net ?? '0.0.0.0',
     podMask: podNet?.mask ?? '0.0.0.0',
-    serviceCidr: serviceNet?.net ?? '0.0.0.0',
-    serviceMask: serviceNet?.mask ?? '0.0.0.0',
     snatAddress6: masqueradeAddress6 ?? '::',
     podCidr6: podNet6?.net ?? '::',
     podMask6: podNet6?.mask ?? '::',
-    serviceCidr6: serviceNet6?.net ?? '::',
-    serviceMask6: serviceNet6?.mask ?? '::',
   };
   const settings: DatapathSettings = {
     nodeAddresses: addresses.all,
     nodePortAddresses: addresses.nodePort,
     podNetwork: [podNet?.cidr, podNet6?.cidr].filter((c) => c).join(',') || null,
-    serviceNetwork: [serviceNet?.cidr, serviceNet6?.cidr].filter((c) => c).join(',') || null,
+    serviceNetwork: serviceRanges.map(cidrText).join(',') || null,
     masqueradeAddress: [masqueradeAddress, masqueradeAddress6].filter((c) => c).join(',') || null,
     snatPorts: `${portMin}-${portMax}`,
     maglevTableSize: M,

@@ -63,6 +63,9 @@ export interface MapSizes {
   revNat6: number;
   sourceRanges6: number;
   nodeIps6: number;
+  /** Known service cluster IP ranges per family. */
+  serviceRanges: number;
+  serviceRanges6: number;
   /** Frontend and backend endpoints and addresses, for sharding (datapath/steer.ts). */
   steer: number;
   /** Conntrack entries; the NAT and affinity maps are sized alike (one entry per flow or client at most). */
@@ -135,6 +138,8 @@ export class Datapath {
     this.createMap('steer', Math.max(1, sizes.steer));
     this.createMap('rewrites', REWRITE_ENTRIES);
     this.createMap('conformance', Object.keys(CONFORM).length);
+    this.createMap('serviceRanges4', Math.max(1, sizes.serviceRanges));
+    this.createMap('serviceRanges6', Math.max(1, sizes.serviceRanges6));
   }
 
   /** Room in linear memory to pass keys and values to the map API (reserved once per size increase). */

@@ -45,13 +45,9 @@ export const CONFIG = struct('config', 'CONFIG', 132, [
   ['snatPortMax', 'SNAT_PORT_MAX', 30, 'u16'],
   ['podCidr', 'POD_CIDR4', 32, 'ipv4'],
   ['podMask', 'POD_MASK4', 36, 'ipv4'],
-  ['serviceCidr', 'SERVICE_CIDR4', 40, 'ipv4'],
-  ['serviceMask', 'SERVICE_MASK4', 44, 'ipv4'],
   ['snatAddress6', 'SNAT_ADDR6', 48, 'ipv6'],
   ['podCidr6', 'POD_CIDR6', 64, 'ipv6'],
   ['podMask6', 'POD_MASK6', 80, 'ipv6'],
-  ['serviceCidr6', 'SERVICE_CIDR6', 96, 'ipv6'],
-  ['serviceMask6', 'SERVICE_MASK6', 112, 'ipv6'],
   ['shard', 'SHARD', 128, 'u16'],
   ['shards', 'SHARDS', 130, 'u16'],
 ]);
@@ -174,6 +170,16 @@ export const LB6_SRC_RANGE_KEY = struct('lb6_src_range_key', 'LB6_SRC', 24, [
 
 export const NODE_IP6_KEY = struct('node_ip6', 'NODE_IP6', 16, [['address', 'ADDRESS', 0, 'ipv6']]);
 
+/** A known service cluster IP range: LPM keys of the service_ranges maps. */
+export const SVC_RANGE4_KEY = struct('svc_range4_key', 'SVC_RANGE4', 8, [
+  ['prefixlen', 'PREFIXLEN', 0, 'u32'],
+  ['address', 'ADDRESS', 4, 'ipv4'],
+]);
+export const SVC_RANGE6_KEY = struct('svc_range6_key', 'SVC_RANGE6', 20, [
+  ['prefixlen', 'PREFIXLEN', 0, 'u32'],
+  ['address', 'ADDRESS', 4, 'ipv6'],
+]);
+
 /** Key of the steer map: a frontend or backend endpoint, or (port and proto 0) an address; IPv4 as ::ffff:a.b.c.d. */
 export const STEER_KEY = struct('steer_key', 'STEER', 20, [
   ['address', 'ADDRESS', 0, 'ipv6'],
@@ -280,6 +286,8 @@ export const SIZE_CONSTANTS: Record<string, string> = {
   node_ip6: 'NODE_IP6_KEY_SIZE',
   frag6_key: 'FRAG6_KEY_SIZE',
   steer_key: 'STEER_KEY_SIZE',
+  svc_range4_key: 'SVC_RANGE4_KEY_SIZE',
+  svc_range6_key: 'SVC_RANGE6_KEY_SIZE',
   trace_record: 'TRACE_RECORD_SIZE',
 };
 
@@ -327,6 +335,8 @@ export const MAPS = {
   steer: { id: 24, name: 'steer', type: BPF_MAP_TYPE.HASH, key: STEER_KEY, value: STEER_CLASS },
   rewrites: { id: 25, name: 'rewrites', type: BPF_MAP_TYPE.LRU_HASH, key: REWRITE_KEY, value: REWRITE },
   conformance: { id: 26, name: 'conformance', type: BPF_MAP_TYPE.ARRAY, key: U32_KEY, value: CONFORMANCE_COUNTER },
+  serviceRanges4: { id: 27, name: 'service_ranges4', type: BPF_MAP_TYPE.LPM_TRIE, key: SVC_RANGE4_KEY, value: PRESENCE },
+  serviceRanges6: { id: 28, name: 'service_ranges6', type: BPF_MAP_TYPE.LPM_TRIE, key: SVC_RANGE6_KEY, value: PRESENCE },
 } as const satisfies Record<string, MapSpec>;
 
 export type MapName = keyof typeof MAPS;
@@ -347,7 +357,7 @@ export const SVC_F = {
   WILDCARD: 1 << 8,
 } as const;
 export const CFG_F = {
-  MASQUERADE_ALL: 1 << 0, POD_CIDR4: 1 << 1, SERVICE_CIDR4: 1 << 2, POD_CIDR6: 1 << 3, SERVICE_CIDR6: 1 << 4, SNAT_ADDR6: 1 << 5,
+  MASQUERADE_ALL: 1 << 0, POD_CIDR4: 1 << 1, POD_CIDR6: 1 << 3, SNAT_ADDR6: 1 << 5,
 } as const;
 export const BE_F_LOCAL = 1 << 0;
 export const CT_DIR_ORIGINAL = 0;

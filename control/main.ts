@@ -28,11 +28,13 @@ import { replaySharded } from './sharded-replay.js';
 
 const CLUSTER_OPTIONS = `  --cluster PATH                   Service, EndpointSlice, Endpoints, Pod, Node and KubeProxyConfiguration
                                    manifests (YAML or JSON, files or directories, kubectl List dumps)
-  --service-cluster-ip-range CIDR[,CIDR]   where cluster IPs live (default 10.96.0.0/12)
+  --service-cluster-ip-range CIDR[,CIDR]   where cluster IPs live (default: the state's ServiceCIDR
+                                   objects; with neither, unknown)
   --service-node-port-range A-B    NodePort range (default 30000-32767)
   --seed N                         seed of cluster IP and NodePort allocation, the Maglev
                                    hashes and masquerade ports (default 0)
-  --max-endpoints-per-slice N      endpoints per EndpointSlice derived from Pods (default 100)`;
+  --max-endpoints-per-slice N      endpoints per EndpointSlice derived from Pods (default 100)
+  --strict                         what the API server would refuse is an error, not a warning`;
 
 const HELP = `svcpath — replay captured packets through an eBPF/XDP-style Kubernetes Service datapath
 
@@ -194,6 +196,7 @@ const CLUSTER_FLAGS = {
   'service-node-port-range': { type: 'string' },
   seed: { type: 'string' },
   'max-endpoints-per-slice': { type: 'string' },
+  strict: { type: 'boolean' },
   help: { type: 'boolean', short: 'h' },
 } as const;
 
@@ -203,10 +206,11 @@ interface ClusterFlags {
   'service-node-port-range'?: string;
   seed?: string;
   'max-endpoints-per-slice'?: string;
+  strict?: boolean;
 }
 
-/** The cluster state the flags name, validated, with cluster IPs and NodePorts allocated. */
-function loadState(values: ClusterFlags): { state: ClusterState; seed: number; serviceRanges?: string[] } {
+/** The cluster state the flags name, validated, with cluster IPs and NodePorts allocated; its warnings on stderr. */
+function loadState(values: ClusterFlags): { state: ClusterState; seed: number } {
   if (!values.cluster?.length) fail('--cluster is required');
   const seed = values.seed === undefined ? 0 : parseInteger('--seed', values.seed, 0, 0xffffffff);
   const serviceRanges = values['service-cluster-ip-range'] === undefined
@@ -216,9 +220,10 @@ function loadState(values: ClusterFlags): { state: ClusterState; seed: number; s
   const maxEndpointsPerSlice = values['max-endpoints-per-slice'] === undefined
     ? undefined : parseInteger('--max-endpoints-per-slice', values['max-endpoints-per-slice'], 1, MAX_MAX_ENDPOINTS_PER_SLICE);
   const state = loadClusterState(values.cluster, {
-    serviceClusterIPRanges: serviceRanges, serviceNodePortRange: nodePortRange, seed, maxEndpointsPerSlice,
+    serviceClusterIPRanges: serviceRanges, serviceNodePortRange: nodePortRange, seed, maxEndpointsPerSlice, strict: values.strict,
   });
-  return { state, seed, serviceRanges };
+  for (const warning of state.warnings ?? []) console.error(`svcpath: warning: ${warning}`);
+  return { state, seed };
 }
 
 async function servicesCommand(argv: string[]): Promise<number> {
@@ -365,11 +370,11 @@ function compileFromFlags(values: DatapathFlags) {
   const masqueradeAddress = masqueradeAddresses.find((a) => !a.includes(':'));
   const masqueradeAddress6 = masqueradeAddresses.find((a) => a.includes(':'));
 
-  const { state, seed, serviceRanges } = loadState(values);
+  const { state, seed } = loadState(values);
   const resolved = resolveServices(state);
   const compiled = compile(state, resolved.services, {
     node: values.node, seed, maglevTableSize, clusterCIDRs, nodePortAddresses, snatPortRange, masqueradeAddress, masqueradeAddress6,
-    masqueradeAll: values['masquerade-all'], serviceClusterIPRanges: serviceRanges,
+    masqueradeAll: values['masquerade-all'],
   });
   return { state, resolved, compiled, ctEntries };
 }
@@ -511,7 +516,7 @@ async function replayCommand(argv: string[]): Promise<number> {
   bar.end();
   const { result, counters } = replayed;
   const notes = [...state.notes, ...resolved.notes, ...compiled.notes, ...result.notes];
-  const summary = buildSummary(result, compiled, counters, notes);
+  const summary = buildSummary(result, compiled, counters, notes, state.warnings);
   if (values.summary) {
     try {
       writeFileSync(values.summary, JSON.stringify(summary, null, 2) + '\n');

@@ -198,6 +198,33 @@ export interface ConntrackTimeouts {
   udpStreamTimeout?: number;
 }
 
+/**
+ * The service cluster IP ranges (KEP-1880): the union of the state's ServiceCIDR
+ * objects and the API server's --service-cluster-ip-range, or unknown.
+ */
+export interface ServiceRanges {
+  /** Every known range, canonical, the primary family's first; empty when the ranges are unknown. */
+  cidrs: string[];
+  /** Where the known ranges come from, each with its CIDRs, for messages: "172.20.0.0/16 from ServiceCIDR kubernetes". */
+  source: string;
+  /**
+   * The ranges new cluster IPs are allocated from, the primary family's first: the
+   * known ranges of ServiceCIDRs that are ready and not being deleted, and the flag's;
+   * the API server's defaults when the ranges are unknown.
+   */
+  allocatable: string[];
+}
+
+/** A ServiceCIDR (networking.k8s.io/v1 or v1beta1): ranges the API server allocates cluster IPs from. */
+export interface ServiceCIDR {
+  origin: Origin;
+  name: string;
+  /** `spec.cidrs`, canonical; at most one per family. */
+  cidrs: string[];
+  /** Ready (its Ready condition is not False) and not being deleted: the allocator uses it for new cluster IPs. */
+  allocatable: boolean;
+}
+
 export interface ClusterState {
   services: Service[];
   endpointSlices: EndpointSlice[];
@@ -207,8 +234,16 @@ export interface ClusterState {
   /** Optional like legacyEndpoints; absent means none. */
   pods?: Pod[];
   proxyConfig?: ProxyConfig;
+  /** Absent in states built by hand, which give their ranges to the compiler instead. */
+  serviceRanges?: ServiceRanges;
   /** Human notes gathered while loading: skipped kinds, ignored fields. */
   notes: string[];
+  /**
+   * What the API server would refuse but a datapath still programs, each naming
+   * file, object and field and saying what svcpath does instead. Optional like
+   * legacyEndpoints; absent means none.
+   */
+  warnings?: string[];
 }
 
 /** One backend of one Service port, after slices are merged and target ports resolved. */

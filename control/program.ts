@@ -75,6 +75,8 @@ export async function loadProgram(compiled: Compiled, opts: ProgramOptions = {})
     revNat6: e.v6.revnat.length,
     sourceRanges6: e.v6.sourceRanges.length,
     nodeIps6: e.v6.nodeIps.length,
+    serviceRanges: e.v4.serviceRanges.length,
+    serviceRanges6: e.v6.serviceRanges.length,
     steer: steerEntries.size,
     conntrack: opts.ctEntries ?? DEFAULT_CT_ENTRIES,
   });
@@ -85,8 +87,12 @@ export async function loadProgram(compiled: Compiled, opts: ProgramOptions = {})
   }
   const members = dp.map('lbMembers');
   for (const key of e.lbMembers) members.update(key, PRESENT, BPF_NOEXIST);
-  fillFamily(dp, e.v4, { services: 'lb4Services', backends: 'lb4Backends', revnat: 'lb4Revnat', sourceRanges: 'lb4SourceRanges', nodeIps: 'nodeIps4' });
-  fillFamily(dp, e.v6, { services: 'lb6Services', backends: 'lb6Backends', revnat: 'lb6Revnat', sourceRanges: 'lb6SourceRanges', nodeIps: 'nodeIps6' });
+  fillFamily(dp, e.v4, {
+    services: 'lb4Services', backends: 'lb4Backends', revnat: 'lb4Revnat', sourceRanges: 'lb4SourceRanges', serviceRanges: 'serviceRanges4', nodeIps: 'nodeIps4',
+  });
+  fillFamily(dp, e.v6, {
+    services: 'lb6Services', backends: 'lb6Backends', revnat: 'lb6Revnat', sourceRanges: 'lb6SourceRanges', serviceRanges: 'serviceRanges6', nodeIps: 'nodeIps6',
+  });
   const steer = dp.map('steer');
   for (const [key, flags] of steerEntries) steer.updateRaw(hexToBytes(key), encode(STEER_CLASS, { flags }), BPF_NOEXIST);
   return dp;
@@ -128,6 +134,8 @@ function fillFamily(dp: Datapath, e: FamilyEntries, maps: Record<keyof FamilyEnt
   for (const { index, value } of e.revnat) revnat.update({ value: index }, value, BPF_NOEXIST);
   const ranges = dp.map(maps.sourceRanges);
   for (const key of e.sourceRanges) ranges.update(key, PRESENT);
+  const serviceRanges = dp.map(maps.serviceRanges);
+  for (const key of e.serviceRanges) serviceRanges.update(key, PRESENT);
   const nodeIps = dp.map(maps.nodeIps);
   for (const address of e.nodeIps) nodeIps.update({ address }, PRESENT);
 }

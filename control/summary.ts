@@ -111,7 +111,8 @@ export function sumCounters(all: Counters[]): Counters {
   };
 }
 
-export function buildSummary(result: ReplayResult, compiled: Compiled, counters: Counters, notes: string[]): Summary {
+/** `clusterWarnings`: what loading the cluster state warned about, listed before the capture's warnings. */
+export function buildSummary(result: ReplayResult, compiled: Compiled, counters: Counters, notes: string[], clusterWarnings: string[] = []): Summary {
   const verdicts: Record<string, number> = {};
   const reasons: Record<string, number> = {};
   const byVerdictAndReason: Summary['byVerdictAndReason'] = [];
@@ -165,7 +166,7 @@ export function buildSummary(result: ReplayResult, compiled: Compiled, counters:
     services,
     skipped: compiled.skipped,
     notes,
-    warnings: result.warnings,
+    warnings: [...clusterWarnings, ...result.warnings],
     ...(reasons.OUTGOING && { conformance: conformanceOf(reasons.OUTGOING, counters.conformance) }),
   };
 }

@@ -59,7 +59,9 @@ export const MAP_FRAG6: u32 = 23; // LRU_HASH frag6_key -> frag4_ports (same val
 export const MAP_STEER: u32 = 24; // HASH steer_key -> u32 STEER_F_*: which endpoints are frontends and backends
 export const MAP_REWRITES: u32 = 25; // LRU_HASH rewrite_key -> rewrite: packets svcpath rewrote, for the node's own copies
 export const MAP_CONFORMANCE: u32 = 26; // ARRAY CONFORM_* -> conformance_counter
-export const MAP_COUNT: u32 = 27;
+export const MAP_SERVICE_RANGES4: u32 = 27; // LPM_TRIE svc_range4_key -> u32 (1): the known service cluster IP ranges
+export const MAP_SERVICE_RANGES6: u32 = 28; // LPM_TRIE svc_range6_key -> u32 (1)
+export const MAP_COUNT: u32 = 29;
 
 // --- struct config (value of MAP_CONFIG[0]) ---------------------------------
 export const CONFIG_SEED: u32 = 0; // u32: Maglev and SNAT-port hash seed (--seed)
@@ -73,13 +75,11 @@ export const CONFIG_SNAT_PORT_MIN: u32 = 28; // u16 host order, first SNAT port
 export const CONFIG_SNAT_PORT_MAX: u32 = 30; // u16 host order, last SNAT port
 export const CONFIG_POD_CIDR4: u32 = 32; // be32 --cluster-cidr network
 export const CONFIG_POD_MASK4: u32 = 36; // be32 its netmask
-export const CONFIG_SERVICE_CIDR4: u32 = 40; // be32 --service-cluster-ip-range network
-export const CONFIG_SERVICE_MASK4: u32 = 44; // be32 its netmask
+// 40..47 unused: the service cluster IP ranges are MAP_SERVICE_RANGES4/6, as there may be several.
 export const CONFIG_SNAT_ADDR6: u32 = 48; // u8[16] IPv6 masquerade address
 export const CONFIG_POD_CIDR6: u32 = 64; // u8[16] IPv6 pod network
 export const CONFIG_POD_MASK6: u32 = 80; // u8[16] its netmask
-export const CONFIG_SERVICE_CIDR6: u32 = 96; // u8[16] IPv6 service network
-export const CONFIG_SERVICE_MASK6: u32 = 112; // u8[16] its netmask
+// 96..127 unused, as 40..47.
 // A replay sharded over workers (datapath/steer.ts): this instance is worker
 // SHARD of SHARDS (0 and 0 or 1: not sharded).
 export const CONFIG_SHARD: u32 = 128; // u16
@@ -88,9 +88,7 @@ export const CONFIG_SIZE: u32 = 132;
 
 export const CFG_F_MASQUERADE_ALL: u32 = 1 << 0;
 export const CFG_F_POD_CIDR4: u32 = 1 << 1; // the pod network is known: pods can be told apart
-export const CFG_F_SERVICE_CIDR4: u32 = 1 << 2;
 export const CFG_F_POD_CIDR6: u32 = 1 << 3;
-export const CFG_F_SERVICE_CIDR6: u32 = 1 << 4;
 export const CFG_F_SNAT_ADDR6: u32 = 1 << 5; // an IPv6 masquerade address exists
 
 // --- struct lb4_key (key of MAP_LB4_SERVICES): one service frontend ---------
@@ -281,6 +279,17 @@ export const CONFORM_DIFFERS: u32 = 2; // anything else
 export const CONFORM_ENTRIES: u32 = 3;
 export const CONFORM_PACKETS: u32 = 0; // u64
 export const CONFORM_SIZE: u32 = 8;
+
+// --- struct svc_range4_key / svc_range6_key (keys of MAP_SERVICE_RANGES4/6) --
+// A known service cluster IP range (a ServiceCIDR's, or the flag's); an
+// address inside one that is no cluster IP is UNALLOCATED_IP. Empty maps: the
+// ranges are unknown.
+export const SVC_RANGE4_PREFIXLEN: u32 = 0; // u32 bits of the address that matter
+export const SVC_RANGE4_ADDRESS: u32 = 4; // be32
+export const SVC_RANGE4_KEY_SIZE: u32 = 8;
+export const SVC_RANGE6_PREFIXLEN: u32 = 0; // u32
+export const SVC_RANGE6_ADDRESS: u32 = 4; // u8[16]
+export const SVC_RANGE6_KEY_SIZE: u32 = 20;
 
 // --- MAP_NODE_IPS4: key be32 address, value u32 (1) -------------------------
 export const NODE_IP4_ADDRESS: u32 = 0; // be32

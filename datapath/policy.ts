@@ -15,12 +15,12 @@
 // whatever the rest says; index.ts applies that once the backend is known.
 
 import {
-  CFG_F_MASQUERADE_ALL, CFG_F_POD_CIDR4, CFG_F_POD_CIDR6, CFG_F_SERVICE_CIDR4, CFG_F_SERVICE_CIDR6, CONFIG_FLAGS,
-  CONFIG_POD_CIDR4, CONFIG_POD_CIDR6, CONFIG_POD_MASK4, CONFIG_POD_MASK6, CONFIG_SERVICE_CIDR4, CONFIG_SERVICE_CIDR6,
-  CONFIG_SERVICE_MASK4, CONFIG_SERVICE_MASK6, SVC_F_EXT_LOCAL, SVC_F_EXTERNAL, SVC_F_INT_LOCAL,
+  CFG_F_MASQUERADE_ALL, CFG_F_POD_CIDR4, CFG_F_POD_CIDR6, CONFIG_FLAGS, CONFIG_POD_CIDR4, CONFIG_POD_CIDR6,
+  CONFIG_POD_MASK4, CONFIG_POD_MASK6, SVC_F_EXT_LOCAL, SVC_F_EXTERNAL, SVC_F_INT_LOCAL, SVC_RANGE4_ADDRESS,
+  SVC_RANGE4_PREFIXLEN, SVC_RANGE6_ADDRESS, SVC_RANGE6_PREFIXLEN,
 } from './layout';
-import { mapLookup } from './maps';
-import { nodeIps4, nodeIps6 } from './registry';
+import { mapCount, mapLookup } from './maps';
+import { nodeIps4, nodeIps6, serviceRanges4, serviceRanges6 } from './registry';
 
 export const SOURCE_EXTERNAL: u8 = 0;
 export const SOURCE_POD: u8 = 1;
@@ -29,9 +29,7 @@ export const SOURCE_NODE: u8 = 2;
 let configFlags: u32 = 0;
 let podNet: u32 = 0;
 let podMask: u32 = 0;
-let serviceNet: u32 = 0;
-let serviceMask: u32 = 0;
-/** The config value itself holds the IPv6 networks and masks; they are read in place. */
+/** The config value itself holds the IPv6 pod network and mask; they are read in place. */
 let config: usize = 0;
 
 export function configurePolicy(cfg: usize): void {
@@ -39,8 +37,6 @@ export function configurePolicy(cfg: usize): void {
   configFlags = load<u32>(cfg + CONFIG_FLAGS);
   podNet = load<u32>(cfg + CONFIG_POD_CIDR4);
   podMask = load<u32>(cfg + CONFIG_POD_MASK4);
-  serviceNet = load<u32>(cfg + CONFIG_SERVICE_CIDR4);
-  serviceMask = load<u32>(cfg + CONFIG_SERVICE_MASK4);
 }
 
 const addressKey = memory.data(4);
@@ -66,13 +62,26 @@ export function classifySource6(saddr: usize): u8 {
   return SOURCE_EXTERNAL;
 }
 
-export function inServiceRange6(daddr: usize): bool {
-  return (configFlags & CFG_F_SERVICE_CIDR6) != 0 && inNetwork6(daddr, config + CONFIG_SERVICE_CIDR6, config + CONFIG_SERVICE_MASK6);
+const serviceRangeKey4 = memory.data(8);
+const serviceRangeKey6 = memory.data(20);
+
+/**
+ * True when the address lies in a known service cluster IP range. Asked only
+ * of packets no frontend or flow claimed; an empty map (ranges unknown) is
+ * not walked at all, as a miss would try every prefix length.
+ */
+export function inServiceRange4(daddr: u32): bool {
+  if (mapCount(serviceRanges4) == 0) return false;
+  store<u32>(serviceRangeKey4 + SVC_RANGE4_PREFIXLEN, 32);
+  store<u32>(serviceRangeKey4 + SVC_RANGE4_ADDRESS, daddr);
+  return mapLookup(serviceRanges4, serviceRangeKey4) != 0;
 }
 
-/** True when the address lies in the service cluster IP range. */
-export function inServiceRange4(daddr: u32): bool {
-  return (configFlags & CFG_F_SERVICE_CIDR4) != 0 && (daddr & serviceMask) == serviceNet;
+export function inServiceRange6(daddr: usize): bool {
+  if (mapCount(serviceRanges6) == 0) return false;
+  store<u32>(serviceRangeKey6 + SVC_RANGE6_PREFIXLEN, 128);
+  memory.copy(serviceRangeKey6 + SVC_RANGE6_ADDRESS, daddr, 16);
+  return mapLookup(serviceRanges6, serviceRangeKey6) != 0;
 }
 
 /** The policy's outcome for a new flow: valid after choosePolicy. */

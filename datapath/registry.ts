@@ -15,6 +15,7 @@ import {
   MAP_CT6, MAP_FRAG6, MAP_LB6_AFFINITY, MAP_LB6_BACKENDS, MAP_LB6_REVNAT, MAP_LB6_SERVICES, MAP_LB6_SOURCE_RANGES,
   MAP_NODE_IPS6, MAP_SNAT6, MAP_STEER, NODE_IP6_KEY_SIZE, SNAT6_SIZE, STEER_CLASS_SIZE, STEER_KEY_SIZE,
   CONFORM_ENTRIES, CONFORM_SIZE, MAP_CONFORMANCE, MAP_REWRITES, RW_KEY_SIZE, RW_SIZE,
+  MAP_SERVICE_RANGES4, MAP_SERVICE_RANGES6, SVC_RANGE4_KEY_SIZE, SVC_RANGE6_KEY_SIZE,
 } from './layout';
 
 const NONE = changetype<BpfMap>(0);
@@ -46,6 +47,8 @@ export let frag6 = NONE;
 export let steer = NONE;
 export let rewrites = NONE;
 export let conformance = NONE;
+export let serviceRanges4 = NONE;
+export let serviceRanges6 = NONE;
 
 /** Entries per Maglev table (the MAP_LB_MAGLEV value holds M backend ids). */
 export let maglevM: u32 = 0;
@@ -81,6 +84,8 @@ export function mapById(id: u32): BpfMap | null {
     case MAP_STEER: m = steer; break;
     case MAP_REWRITES: m = rewrites; break;
     case MAP_CONFORMANCE: m = conformance; break;
+    case MAP_SERVICE_RANGES4: m = serviceRanges4; break;
+    case MAP_SERVICE_RANGES6: m = serviceRanges6; break;
   }
   return changetype<usize>(m) == 0 ? null : m;
 }
@@ -121,6 +126,8 @@ function expectedShape(id: u32, type: u32, keySize: u32, valueSize: u32, maxEntr
     case MAP_STEER: return type == BPF_MAP_TYPE_HASH && keySize == STEER_KEY_SIZE && valueSize == STEER_CLASS_SIZE;
     case MAP_REWRITES: return type == BPF_MAP_TYPE_LRU_HASH && keySize == RW_KEY_SIZE && valueSize == RW_SIZE;
     case MAP_CONFORMANCE: return type == BPF_MAP_TYPE_ARRAY && valueSize == CONFORM_SIZE && maxEntries == CONFORM_ENTRIES;
+    case MAP_SERVICE_RANGES4: return type == BPF_MAP_TYPE_LPM_TRIE && keySize == SVC_RANGE4_KEY_SIZE && valueSize == PRESENCE_SIZE;
+    case MAP_SERVICE_RANGES6: return type == BPF_MAP_TYPE_LPM_TRIE && keySize == SVC_RANGE6_KEY_SIZE && valueSize == PRESENCE_SIZE;
   }
   return false;
 }
@@ -162,6 +169,8 @@ export function createNamedMap(id: u32, type: u32, keySize: u32, valueSize: u32,
     case MAP_STEER: steer = m; break;
     case MAP_REWRITES: rewrites = m; break;
     case MAP_CONFORMANCE: conformance = m; break;
+    case MAP_SERVICE_RANGES4: serviceRanges4 = m; break;
+    case MAP_SERVICE_RANGES6: serviceRanges6 = m; break;
   }
   return 0;
 }

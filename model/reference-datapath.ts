@@ -14,7 +14,7 @@
  * callers keep the datapath's maps far from full.
  */
 import { LINKTYPES, SVC_F, type Reason, type Verdict } from '../control/layout.js';
-import { addressText, inNetwork, sameAddress, type Family } from './addresses.js';
+import { addressText, sameAddress, type Family } from './addresses.js';
 import { clientHash, flowHash } from './flow-hash.js';
 import {
   IPPROTO_TCP, OutsideModelScope, TCP_ACK, TCP_FIN, TCP_RST, TCP_SYN, parseFrame, portUnreachable, rewriteEnd, type IpPacket,
@@ -325,8 +325,7 @@ export class ReferenceDatapath {
   private notAServiceFlow(frame: Uint8Array, packet: IpPacket): ModelOutcome {
     const { family, destination } = packet;
     if (this.tables.isClusterIP(family, destination)) return outcome('TX', 'UNSERVED_PORT', portUnreachable(frame, packet));
-    const services = this.tables.settings.serviceNetwork[family];
-    if (services && inNetwork(destination, services)) return outcome('DROP', 'UNALLOCATED_IP', frame);
+    if (this.tables.inServiceRange(family, destination)) return outcome('DROP', 'UNALLOCATED_IP', frame);
     return outcome('PASS', 'NO_SERVICE', frame);
   }
 }

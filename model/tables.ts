@@ -42,7 +42,6 @@ export interface Settings {
   udpStream: number;
   masqueradeAll: boolean;
   podNetwork: Record<Family, Network | undefined>;
-  serviceNetwork: Record<Family, Network | undefined>;
   /** Masquerade address per family; undefined when there is none (such flows cannot be masqueraded). */
   masqueradeAddress: Record<Family, Uint8Array | undefined>;
   snatPorts: { min: number; max: number };
@@ -54,6 +53,8 @@ interface FamilyTables {
   backends: Map<number, Backend>;
   reverseNat: Map<number, ReverseNat>;
   sourceRanges: Array<{ serviceId: number; prefix: Uint8Array; bits: number }>;
+  /** The known service cluster IP ranges; none when they are unknown. */
+  serviceRanges: Array<{ prefix: Uint8Array; bits: number }>;
   nodeAddresses: Set<string>;
 }
 
@@ -62,6 +63,7 @@ const frontendKey = (address: string, port: number, proto: number) => `${address
 function familyTables(e: FamilyEntries, family: Family): FamilyTables {
   const tables: FamilyTables = {
     frontends: new Map(), clusterIPs: new Set(), backends: new Map(), reverseNat: new Map(), sourceRanges: [],
+    serviceRanges: e.serviceRanges.map((r) => ({ prefix: addressBytes(r.address as string), bits: r.prefixlen as number })),
     nodeAddresses: new Set(e.nodeIps.map(canonical)),
   };
   for (const { key, value } of e.services) {
@@ -120,9 +122,6 @@ export class CompiledTables {
       udpStream: c.ctUdpStream as number,
       masqueradeAll: (flags & CFG_F.MASQUERADE_ALL) !== 0,
       podNetwork: { 4: network(CFG_F.POD_CIDR4, c.podCidr, c.podMask), 6: network(CFG_F.POD_CIDR6, c.podCidr6, c.podMask6) },
-      serviceNetwork: {
-        4: network(CFG_F.SERVICE_CIDR4, c.serviceCidr, c.serviceMask), 6: network(CFG_F.SERVICE_CIDR6, c.serviceCidr6, c.serviceMask6),
-      },
       // The config's port range is 0-0 when the node has no IPv4 address to masquerade with.
       masqueradeAddress: {
         4: (c.snatPortMin as number) !== 0 ? addressBytes(c.snatAddress as string) : undefined,
@@ -146,6 +145,11 @@ export class CompiledTables {
 
   reverseNat(family: Family, index: number): ReverseNat | undefined {
     return this.families[family].reverseNat.get(index);
+  }
+
+  /** Whether the address lies in a known service cluster IP range. */
+  inServiceRange(family: Family, address: Uint8Array): boolean {
+    return this.families[family].serviceRanges.some((r) => inPrefix(address, r.prefix, r.bits));
   }
 
   isNodeAddress(family: Family, address: Uint8Array): boolean {

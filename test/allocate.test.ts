@@ -26,20 +26,31 @@ function services(count: number, spec: object): object[] {
   return Array.from({ length: count }, (_, i) => service(`svc-${String(i).padStart(2, '0')}`, spec));
 }
 
-const nodePortSpec = { type: 'NodePort', clusterIP: '10.96.0.10', ports: [{ port: 80 }] };
+const nodePortSpec = { type: 'NodePort', ports: [{ port: 80 }] };
 const clusterIPSpec = { ports: [{ port: 80 }] };
 
+/** kube-apiserver's default range, given as the flag, unless a test says otherwise. */
+const withRanges = (opts?: LoadOptions): LoadOptions => ({ serviceClusterIPRanges: ['10.96.0.0/12'], ...opts });
+
 function load(docs: object[], opts?: LoadOptions): ClusterState {
-  return loadClusterState([writeManifest(docs)], opts);
+  return loadClusterState([writeManifest(docs)], withRanges(opts));
 }
 
-function loadError(docs: object[], opts?: LoadOptions): { file: string; message: string } {
+/** The one warning of a load, which --strict makes the error. */
+function loadWarning(docs: object[], opts?: LoadOptions): { file: string; state: ClusterState; warning: string } {
   const file = writeManifest(docs);
+  const state = loadClusterState([file], withRanges(opts));
+  expect(state.warnings).toHaveLength(1);
+  expect(loadError(file, { ...opts, strict: true })).toBe(state.warnings![0]);
+  return { file, state, warning: state.warnings![0] };
+}
+
+function loadError(file: string, opts?: LoadOptions): string {
   try {
-    loadClusterState([file], opts);
+    loadClusterState([file], withRanges(opts));
   } catch (e) {
     expect(e).toBeInstanceOf(InputError);
-    return { file, message: (e as Error).message };
+    return (e as Error).message;
   }
   throw new Error('expected an InputError');
 }
@@ -113,9 +124,11 @@ describe('NodePort allocation', () => {
     expect(sorted(nodePorts(load(services(64, nodePortSpec), tiny)))).toEqual(range(30000, 30063));
   });
 
-  it('fails on the first port that finds the range full, naming the Service and field', () => {
-    const { file, message } = loadError(services(65, nodePortSpec), tiny);
-    expect(message).toBe(`${file}: Service default/svc-64: spec.ports[0].nodePort: cannot allocate a nodePort: the NodePort range 30000-30063 is full`);
+  it('warns on the port that finds the range full, naming the Service and field, and leaves it without a NodePort', () => {
+    const { file, state, warning } = loadWarning(services(65, nodePortSpec), tiny);
+    expect(warning).toBe(`${file}: Service default/svc-64: spec.ports[0].nodePort: cannot allocate a nodePort: `
+      + 'the NodePort range 30000-30063 is full; the port gets no NodePort');
+    expect(byName(state, 'svc-64').ports[0].nodePort).toBeUndefined();
   });
 
   it('never hands out a port a Service already has, in either band', () => {
@@ -182,15 +195,16 @@ describe('cluster IP allocation', () => {
     expect(lastOctets(clusterIPs(load(services(14, clusterIPSpec), opts)))).toEqual(range(17, 30));
     expect(lastOctets(clusterIPs(load(services(15, clusterIPSpec), opts))).filter((n) => n <= 16)).toHaveLength(1);
     expect(lastOctets(clusterIPs(load(services(30, clusterIPSpec), opts)))).toEqual(range(1, 30));
-    const { file, message } = loadError(services(31, clusterIPSpec), opts);
-    expect(message).toBe(`${file}: Service default/svc-30: spec.clusterIPs[0]: cannot allocate a cluster IP: `
-      + 'the service cluster IP range 10.100.0.0/27 is full');
+    const { file, state, warning } = loadWarning(services(31, clusterIPSpec), opts);
+    expect(warning).toBe(`${file}: Service default/svc-30: spec.clusterIPs[0]: cannot allocate a cluster IP: `
+      + 'the service cluster IP range 10.100.0.0/27 is full; the Service gets no IPv4 cluster IP');
+    expect(byName(state, 'svc-30').clusterIPs).toEqual([]);
   });
 
   it('hands out every IPv6 address but the network address', () => {
     const opts: LoadOptions = { serviceClusterIPRanges: ['fd00:10:96::/125'] };
     expect(clusterIPs(load(services(7, clusterIPSpec), opts)).sort()).toEqual(range(1, 7).map((n) => `fd00:10:96::${n}`));
-    expect(loadError(services(8, clusterIPSpec), opts).message).toContain('the service cluster IP range fd00:10:96::/125 is full');
+    expect(loadWarning(services(8, clusterIPSpec), opts).warning).toContain('the service cluster IP range fd00:10:96::/125 is full');
   });
 
   it('never hands out an IP a Service already has', () => {
@@ -221,5 +235,75 @@ describe('cluster IP allocation', () => {
     ]);
     expect(state.services.map((s) => s.clusterIPs)).toEqual([['None'], []]);
     expect(state.notes).toEqual([]);
+  });
+});
+
+describe('cluster IP allocation from ServiceCIDR objects', () => {
+  const serviceCIDR = (name: string, cidrs: string[], extra: object = {}) => ({
+    apiVersion: 'networking.k8s.io/v1', kind: 'ServiceCIDR', metadata: { name }, spec: { cidrs }, ...extra,
+  });
+  const ipAddress = (ip: string, parent: string) => ({
+    apiVersion: 'networking.k8s.io/v1', kind: 'IPAddress', metadata: { name: ip },
+    spec: { parentRef: { group: '', resource: 'services', namespace: 'default', name: parent } },
+  });
+  const noFlag: LoadOptions = { serviceClusterIPRanges: undefined };
+  const inRange = (ips: string[], prefix: string) => ips.filter((ip) => ip.startsWith(prefix));
+
+  it('draws from every ready range of the family, each Service from a seeded one, and goes on past a full one', () => {
+    // Two /28s of 14 usable addresses each (no static band): 20 Services take some of both, 28 take them all.
+    const cidrs = [serviceCIDR('kubernetes', ['10.100.0.0/28']), serviceCIDR('extra', ['10.200.0.0/28'])];
+    const some = clusterIPs(load([...cidrs, ...services(20, clusterIPSpec)], noFlag));
+    expect(new Set(some).size).toBe(20);
+    expect(inRange(some, '10.100.0.').length).toBeGreaterThan(0);
+    expect(inRange(some, '10.200.0.').length).toBeGreaterThan(0);
+    const all = load([...cidrs, ...services(28, clusterIPSpec)], noFlag);
+    expect(lastOctets(inRange(clusterIPs(all), '10.100.0.'))).toEqual(range(1, 14));
+    expect(lastOctets(inRange(clusterIPs(all), '10.200.0.'))).toEqual(range(1, 14));
+    expect(all.warnings).toEqual([]);
+  });
+
+  it('never from a ServiceCIDR that is being deleted or not ready, though addresses inside them are known', () => {
+    const state = load([
+      serviceCIDR('kubernetes', ['10.100.0.0/28']),
+      serviceCIDR('old', ['10.200.0.0/16'], { metadata: { name: 'old', deletionTimestamp: '2026-01-01T00:00:00Z' } }),
+      serviceCIDR('new', ['10.201.0.0/16'], { status: { conditions: [{ type: 'Ready', status: 'False', reason: 'OverlappingServiceCIDR' }] } }),
+      service('given', { clusterIP: '10.200.0.5', ports: [{ port: 80 }] }),
+      ...services(10, clusterIPSpec),
+    ], noFlag);
+    expect(inRange(clusterIPs(state), '10.100.0.')).toHaveLength(10);
+    expect(state.warnings).toEqual([]);
+    expect(state.serviceRanges).toMatchObject({ cidrs: ['10.100.0.0/28', '10.200.0.0/16', '10.201.0.0/16'], allocatable: ['10.100.0.0/28'] });
+  });
+
+  it('never hands out an address an IPAddress object holds, and notes those no Service of the state has', () => {
+    const held = range(1, 14).filter((n) => n !== 6).map((n) => ipAddress(`10.100.0.${n}`, `gone-${n}`));
+    const file = writeManifest([serviceCIDR('kubernetes', ['10.100.0.0/28']), ...held, service('new', clusterIPSpec)]);
+    const state = loadClusterState([file]);
+    expect(byName(state, 'new').clusterIPs).toEqual(['10.100.0.6']);
+    expect(state.notes).toContain('13 IPAddress objects name an address that is no Service\'s cluster IP in the state (its Service is '
+      + 'not in the state, or the address leaked); svcpath allocates none of them: '
+      + `${file}: IPAddress 10.100.0.1 (parentRef services default/gone-1), ${file}: IPAddress 10.100.0.2 (parentRef services default/gone-2), `
+      + `${file}: IPAddress 10.100.0.3 (parentRef services default/gone-3) and 10 more`);
+  });
+});
+
+describe('cluster IP allocation with the ranges unknown', () => {
+  it('draws from 10.96.0.0/12, IPv6 from fd00:10:96::/112, and says so in one note', () => {
+    const state = load([
+      service('v4', clusterIPSpec),
+      service('both', { ipFamilyPolicy: 'RequireDualStack', ports: [{ port: 80 }] }),
+      service('prefer', { ipFamilyPolicy: 'PreferDualStack', ports: [{ port: 80 }] }),
+    ], { serviceClusterIPRanges: undefined });
+    const v4 = /^10\.(9[6-9]|10\d|11[01])\./;
+    expect(byName(state, 'v4').clusterIPs).toEqual([expect.stringMatching(v4)]);
+    expect(byName(state, 'both').clusterIPs).toEqual([expect.stringMatching(v4), expect.stringMatching(/^fd00:10:96::[0-9a-f]{1,4}$/)]);
+    // Unknown ranges say nothing of a second family: PreferDualStack stays single-stack.
+    expect(byName(state, 'prefer').clusterIPs).toEqual([expect.stringMatching(v4)]);
+    expect(state.notes.filter((n) => n.includes('unknown'))).toEqual([
+      'service cluster IP ranges unknown: the state has no ServiceCIDR objects (kubectl get servicecidrs -o yaml, Kubernetes 1.33 '
+      + 'and later) and --service-cluster-ip-range was not given; no cluster IP is checked against a range, UNALLOCATED_IP is '
+      + 'not applied, and Services without a cluster IP get one from 10.96.0.0/12 or fd00:10:96::/112',
+    ]);
+    expect(state.serviceRanges?.cidrs).toEqual([]);
   });
 });

@@ -141,7 +141,7 @@ describe('Service behaviours through svcpath replay', () => {
       [tcp('10.244.0.5', 3000, '10.96.1.3', 80, ['SYN']), T + 1],
       [tcp('10.244.1.1', 3001, '10.96.1.3', 81, ['SYN']), T + 2],
       [tcp('10.244.1.1', 3002, '10.96.99.99', 80, ['SYN']), T + 3],
-    ], ['--cluster-cidr', '10.244.0.0/16']);
+    ], ['--cluster-cidr', '10.244.0.0/16', '--service-cluster-ip-range', '10.96.0.0/12']);
     check(verdicts, [
       { verdict: 'REDIRECT', reason: 'SERVICE', backend: /^10\.244\.0\.5:3869$/ },
       { verdict: 'REDIRECT', reason: 'SERVICE', snat: true },

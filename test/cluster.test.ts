@@ -20,9 +20,18 @@ function writeManifest(content: string | object[], name = `case-${++written}.yam
   return file;
 }
 
+/**
+ * Loads with kube-apiserver's default range given as the flag: most tests are
+ * about something else than where the ranges come from (see "service cluster
+ * IP ranges" for that).
+ */
+function load(paths: string[], opts: LoadOptions = {}): ClusterState {
+  return loadClusterState(paths, { serviceClusterIPRanges: ['10.96.0.0/12'], ...opts });
+}
+
 function loadError(paths: string[], opts?: LoadOptions): InputError {
   try {
-    loadClusterState(paths, opts);
+    load(paths, opts);
   } catch (e) {
     expect(e).toBeInstanceOf(InputError);
     return e as InputError;
@@ -37,6 +46,20 @@ function expectError(content: string | object[], where: string, problem: string,
   expect(message).toContain(`${file}: ${where}: `);
   expect(message).toContain(problem);
   expect(message).not.toContain('\n');
+}
+
+/**
+ * Asserts that loading succeeds with the warning "<file>: <where>: <problem…>; <what
+ * svcpath does instead>" as the first one, and that --strict makes it the error.
+ */
+function expectWarning(content: string | object[], where: string, problem: string, opts?: LoadOptions): string {
+  const file = writeManifest(content);
+  const [warning] = load([file], opts).warnings ?? [];
+  expect(warning).toContain(`${file}: ${where}: `);
+  expect(warning).toContain(problem);
+  expect(warning.slice(warning.indexOf(problem) + problem.length)).toMatch(/; \w/);
+  expect(loadError([file], { ...opts, strict: true }).message).toBe(warning);
+  return warning;
 }
 
 function service(spec: object, metadata: object = { name: 'web' }): Record<string, unknown> {
@@ -78,7 +101,7 @@ function backends(r: ResolvedService): Record<string, string[]> {
 
 describe('a kubectl get svc,endpointslices,nodes -A -o yaml dump', () => {
   const file = join(fixtures, 'kubectl-dump.yaml');
-  const state = loadClusterState([file]);
+  const state = load([file]);
 
   it('flattens the List into Services, EndpointSlices and Nodes with origins', () => {
     expect(state.services.map((s) => `${s.namespace}/${s.name}`)).toEqual([
@@ -185,7 +208,7 @@ describe('a kubectl get svc,endpointslices,nodes -A -o yaml dump', () => {
 
 describe('a directory of manifests', () => {
   const dir = join(fixtures, 'dir');
-  const state = loadClusterState([dir]);
+  const state = load([dir]);
 
   it('reads every .yaml, .yml and .json file below it in sorted order, ignoring other files and empty documents', () => {
     expect(state.services.map((s) => `${s.namespace}/${s.name}`)).toEqual(['shop/api', 'default/legacy']);
@@ -242,7 +265,7 @@ describe('a directory of manifests', () => {
   });
 
   it('reads files and directories together', () => {
-    const both = loadClusterState([join(fixtures, 'list.json'), join(dir, 'slices')]);
+    const both = load([join(fixtures, 'list.json'), join(dir, 'slices')]);
     expect(both.services.map((s) => s.name)).toEqual(['echo']);
     expect(both.endpointSlices.map((s) => s.name)).toEqual(['echo-abc12', 'api-manual']);
   });
@@ -250,7 +273,7 @@ describe('a directory of manifests', () => {
 
 describe('JSON input', () => {
   it('reads a kubectl -o json List (tabs and all)', () => {
-    const state = loadClusterState([join(fixtures, 'list.json')]);
+    const state = load([join(fixtures, 'list.json')]);
     expect(backends(resolved(state, 'default', 'echo'))).toEqual({
       'tcp 7/TCP': ['10.244.0.9:7007 yyn'],
       'udp 7/UDP': ['10.244.0.9:7 yyn'],
@@ -260,7 +283,7 @@ describe('JSON input', () => {
 
 describe('resolving slices that contribute nothing', () => {
   const file = join(fixtures, 'resolve-edges.yaml');
-  const state = loadClusterState([file]);
+  const state = load([file]);
   const { services, notes } = resolveServices(state);
 
   it('uses a numeric targetPort for a slice port without a number, and skips a named one', () => {
@@ -301,7 +324,7 @@ describe('loading errors', () => {
 
   it('notes YAML warnings, such as a tag it does not know', () => {
     const file = writeManifest('apiVersion: v1\nkind: ConfigMap\nmetadata: {name: cfg}\ndata:\n  token: !vault db/token\n');
-    expect(loadClusterState([file]).notes).toEqual([
+    expect(load([file]).notes).toEqual([
       `${file}: line 5, column 10: Unresolved tag: !vault`,
       `${file}: skipped ConfigMap cfg (not used by svcpath)`,
     ]);
@@ -326,12 +349,12 @@ describe('loading errors', () => {
 
   it('flattens typed lists such as ServiceList', () => {
     const file = writeManifest([{ apiVersion: 'v1', kind: 'ServiceList', items: [service({ ports: [{ port: 80 }] })] }]);
-    expect(loadClusterState([file]).services.map((s) => s.name)).toEqual(['web']);
+    expect(load([file]).services.map((s) => s.name)).toEqual(['web']);
   });
 
   it('rejects a known kind with the wrong apiVersion', () => {
-    expectError([{ ...slice({}), apiVersion: 'discovery.k8s.io/v1beta1' }], 'EndpointSlice default/web-abc12: apiVersion',
-      'EndpointSlice must be discovery.k8s.io/v1, got "discovery.k8s.io/v1beta1"');
+    expectError([{ ...slice({}), apiVersion: 'discovery.k8s.io/v1alpha1' }], 'EndpointSlice default/web-abc12: apiVersion',
+      'EndpointSlice must be discovery.k8s.io/v1 or discovery.k8s.io/v1beta1, got "discovery.k8s.io/v1alpha1"');
   });
 
   it('rejects a duplicate object, naming both files', () => {
@@ -364,65 +387,69 @@ describe('loading errors', () => {
 describe('Service validation', () => {
   const port80 = [{ port: 80 }];
   // Each row: rule, spec (or [spec, metadata]), field, a distinctive part of the problem.
+  // Errors: the datapath could not be built, or would be ambiguous.
   const rules: Array<[string, object | [object, object], string, string]> = [
+    ['type is one of the four', { type: 'Internal', ports: port80 }, 'spec.type', '"Internal" is not one of ClusterIP, NodePort, LoadBalancer, ExternalName'],
+    ['ExternalName requires externalName', { type: 'ExternalName' }, 'spec.externalName', 'required for ExternalName Services'],
+    ['protocol is TCP, UDP or SCTP', { ports: [{ port: 80, protocol: 'ICMP' }] }, 'spec.ports[0].protocol', '"ICMP" is not one of TCP, UDP, SCTP'],
+    ['port is required', { ports: [{ name: 'http' }] }, 'spec.ports[0].port', 'required'],
+    ['port is 1..65535', { ports: [{ port: 0 }] }, 'spec.ports[0].port', '0 is out of range 1..65535'],
+    ['port is an integer', { ports: [{ port: '80' }] }, 'spec.ports[0].port', 'must be an integer, got "80"'],
+    ['numeric targetPort is 1..65535', { ports: [{ port: 80, targetPort: 65536 }] }, 'spec.ports[0].targetPort', '65536 is out of range 1..65535'],
+    ['nodePort is 0..65535', { type: 'NodePort', ports: [{ port: 80, nodePort: 70000 }] }, 'spec.ports[0].nodePort', '70000 is out of range 0..65535'],
+    ['port and protocol pairs are unique', { ports: [{ name: 'a', port: 53, protocol: 'UDP' }, { name: 'b', port: 53, protocol: 'UDP' }] }, 'spec.ports[1]', 'port 53/UDP is already used by spec.ports[0]'],
+    ['clusterIP is an IP', { clusterIP: '10.96.0.300', ports: port80 }, 'spec.clusterIP', '"10.96.0.300" is not a valid IP address'],
+    ['clusterIP has no leading zeros', { clusterIP: '10.96.0.010', ports: port80 }, 'spec.clusterIP', 'without leading zeros'],
+    ['clusterIP equals clusterIPs[0]', { clusterIP: '10.96.0.5', clusterIPs: ['10.96.0.6'], ports: port80 }, 'spec.clusterIP', 'must equal spec.clusterIPs[0] ("10.96.0.6")'],
+    ['each of clusterIPs is an IP', { clusterIPs: ['10.96.0.5', 'fd00::zz'], ports: port80 }, 'spec.clusterIPs[1]', '"fd00::zz" is not a valid IP address'],
+    ['at most 2 clusterIPs', { clusterIPs: ['10.96.0.5', '10.96.0.6', '10.96.0.7'], ports: port80 }, 'spec.clusterIPs', 'at most 2 entries'],
+    ['clusterIPs are of different families', { clusterIPs: ['10.96.0.5', '10.96.0.6'], ports: port80 }, 'spec.clusterIPs[1]', 'must be of a different IP family than 10.96.0.5'],
+    ['None is the only clusterIP', { clusterIPs: ['None', '10.96.0.5'], ports: port80 }, 'spec.clusterIPs', '"None" (headless) must be the only entry'],
+    ['ipFamilies are IPv4 or IPv6', { ipFamilies: ['IPv5'], ports: port80 }, 'spec.ipFamilies[0]', '"IPv5" is not one of IPv4, IPv6'],
+    ['sessionAffinity is None or ClientIP', { sessionAffinity: 'Cookie', ports: port80 }, 'spec.sessionAffinity', '"Cookie" is not one of None, ClientIP'],
+    ['externalTrafficPolicy is Cluster or Local', { type: 'NodePort', externalTrafficPolicy: 'Nearest', ports: port80 }, 'spec.externalTrafficPolicy', '"Nearest" is not one of Cluster, Local'],
+    ['internalTrafficPolicy is Cluster or Local', { internalTrafficPolicy: 'Global', ports: port80 }, 'spec.internalTrafficPolicy', '"Global" is not one of Cluster, Local'],
+    ['externalIPs are IPs', { externalIPs: ['192.0.2.10', 'example.com'], ports: port80 }, 'spec.externalIPs[1]', '"example.com" is not a valid IP address'],
+    ['ingress ip is an IP', { type: 'LoadBalancer', ports: port80, status: true }, 'status.loadBalancer.ingress[0].ip', '"203.0.113.300" is not a valid IP address'],
+    ['ingress ipMode is VIP or Proxy', { type: 'LoadBalancer', ports: port80, status: 'Direct' }, 'status.loadBalancer.ingress[0].ipMode', '"Direct" is not one of VIP, Proxy'],
+    ['loadBalancerSourceRanges are CIDRs', { type: 'LoadBalancer', loadBalancerSourceRanges: ['10.0.0.0/8', '192.168.0.0'], ports: port80 }, 'spec.loadBalancerSourceRanges[1]', '"192.168.0.0" is not a valid CIDR'],
+    ['allocateLoadBalancerNodePorts is a boolean', { type: 'LoadBalancer', allocateLoadBalancerNodePorts: 'yes', ports: port80 }, 'spec.allocateLoadBalancerNodePorts', 'must be true or false, got "yes"'],
+    ['publishNotReadyAddresses is a boolean', { publishNotReadyAddresses: 1, ports: port80 }, 'spec.publishNotReadyAddresses', 'must be true or false, got 1'],
+    ['selector values are strings', { selector: { app: 'web', tier: { name: 'front' } }, ports: port80 }, 'spec.selector.tier', 'must be a string, got a mapping'],
+    ['a nodePort is on one port per protocol', { type: 'NodePort', ports: [{ name: 'a', port: 80, nodePort: 30080 }, { name: 'b', port: 81, nodePort: 30080 }] }, 'spec.ports[1].nodePort', '30080/TCP is already used by spec.ports[0].nodePort'],
+  ];
+  // Warnings: the API server refuses these, but the datapath programs them.
+  const warningRules: Array<[string, object | [object, object], string, string]> = [
     ['name is an RFC 1035 label', [{ ports: port80 }, { name: '1web' }], 'Service default/1web: metadata.name', 'is not an RFC 1035 label'],
     ['name is at most 63 characters', [{ ports: port80 }, { name: 'w'.repeat(64) }], `Service default/${'w'.repeat(64)}: metadata.name`, 'is not an RFC 1035 label'],
     ['namespace is an RFC 1123 label', [{ ports: port80 }, { name: 'web', namespace: 'Shop' }], 'Service Shop/web: metadata.namespace', 'is not a DNS-1123 label'],
-    ['type is one of the four', { type: 'Internal', ports: port80 }, 'spec.type', '"Internal" is not one of ClusterIP, NodePort, LoadBalancer, ExternalName'],
-    ['ExternalName requires externalName', { type: 'ExternalName' }, 'spec.externalName', 'required for ExternalName Services'],
     ['externalName is a DNS name', { type: 'ExternalName', externalName: 'db_host' }, 'spec.externalName', 'is not a DNS-1123 subdomain'],
     ['ExternalName takes no cluster IP', { type: 'ExternalName', externalName: 'db.example.com', clusterIP: '10.96.0.5' }, 'spec.clusterIP', 'must not be set for ExternalName Services'],
     ['ports are required', { clusterIP: '10.96.0.5' }, 'spec.ports', 'at least one port is required'],
     ['port name is a DNS-1123 label', { ports: [{ name: 'Http', port: 80 }] }, 'spec.ports[0].name', '"Http" is not a DNS-1123 label'],
     ['port name is required with several ports', { ports: [{ name: 'http', port: 80 }, { port: 443 }] }, 'spec.ports[1].name', 'required when the Service has more than one port'],
     ['port names are unique', { ports: [{ name: 'http', port: 80 }, { name: 'http', port: 8080 }] }, 'spec.ports[1].name', 'name "http" is already used by spec.ports[0]'],
-    ['protocol is TCP, UDP or SCTP', { ports: [{ port: 80, protocol: 'ICMP' }] }, 'spec.ports[0].protocol', '"ICMP" is not one of TCP, UDP, SCTP'],
-    ['port is required', { ports: [{ name: 'http' }] }, 'spec.ports[0].port', 'required'],
-    ['port is 1..65535', { ports: [{ port: 0 }] }, 'spec.ports[0].port', '0 is out of range 1..65535'],
-    ['port is an integer', { ports: [{ port: '80' }] }, 'spec.ports[0].port', 'must be an integer, got "80"'],
-    ['numeric targetPort is 1..65535', { ports: [{ port: 80, targetPort: 65536 }] }, 'spec.ports[0].targetPort', '65536 is out of range 1..65535'],
     ['named targetPort is an IANA_SVC_NAME', { ports: [{ port: 80, targetPort: 'http--web' }] }, 'spec.ports[0].targetPort', '"http--web" is neither a port number nor a port name'],
     ['named targetPort has a letter', { ports: [{ port: 80, targetPort: '8080' }] }, 'spec.ports[0].targetPort', '"8080" is neither'],
     ['named targetPort is at most 15 characters', { ports: [{ port: 80, targetPort: 'a-very-long-name' }] }, 'spec.ports[0].targetPort', 'IANA_SVC_NAME'],
-    ['nodePort is 0..65535', { type: 'NodePort', ports: [{ port: 80, nodePort: 70000 }] }, 'spec.ports[0].nodePort', '70000 is out of range 0..65535'],
     ['nodePort needs NodePort or LoadBalancer', { ports: [{ port: 80, nodePort: 30080 }] }, 'spec.ports[0].nodePort', 'may not be used when type is ClusterIP'],
-    ['port and protocol pairs are unique', { ports: [{ name: 'a', port: 53, protocol: 'UDP' }, { name: 'b', port: 53, protocol: 'UDP' }] }, 'spec.ports[1]', 'port 53/UDP is already used by spec.ports[0]'],
-    ['clusterIP is an IP', { clusterIP: '10.96.0.300', ports: port80 }, 'spec.clusterIP', '"10.96.0.300" is not a valid IP address'],
-    ['clusterIP has no leading zeros', { clusterIP: '10.96.0.010', ports: port80 }, 'spec.clusterIP', 'without leading zeros'],
-    ['clusterIP is inside a service range', { clusterIP: '10.200.0.1', ports: port80 }, 'spec.clusterIP', '10.200.0.1 is outside the service cluster IP ranges (10.96.0.0/12)'],
-    ['clusterIP equals clusterIPs[0]', { clusterIP: '10.96.0.5', clusterIPs: ['10.96.0.6'], ports: port80 }, 'spec.clusterIP', 'must equal spec.clusterIPs[0] ("10.96.0.6")'],
-    ['each of clusterIPs is an IP', { clusterIPs: ['10.96.0.5', 'fd00::zz'], ports: port80 }, 'spec.clusterIPs[1]', '"fd00::zz" is not a valid IP address'],
-    ['at most 2 clusterIPs', { clusterIPs: ['10.96.0.5', '10.96.0.6', '10.96.0.7'], ports: port80 }, 'spec.clusterIPs', 'at most 2 entries'],
-    ['clusterIPs are of different families', { clusterIPs: ['10.96.0.5', '10.96.0.6'], ports: port80 }, 'spec.clusterIPs[1]', 'must be of a different IP family than 10.96.0.5'],
-    ['None is the only clusterIP', { clusterIPs: ['None', '10.96.0.5'], ports: port80 }, 'spec.clusterIPs', '"None" (headless) must be the only entry'],
+    ['clusterIP is inside a service range', { clusterIP: '10.200.0.1', ports: port80 }, 'spec.clusterIP', '10.200.0.1 is outside the service cluster IP ranges (10.96.0.0/12 from --service-cluster-ip-range)'],
     ['headless is ClusterIP only', { type: 'NodePort', clusterIP: 'None', ports: port80 }, 'spec.clusterIP', 'may not be "None" (headless) for NodePort Services'],
     ['ipFamilies match the clusterIPs', { clusterIP: '10.96.0.5', ipFamilies: ['IPv6'], ports: port80 }, 'spec.ipFamilies[0]', 'IPv6 does not match the family of spec.clusterIPs[0] (IPv4)'],
-    ['ipFamilies are IPv4 or IPv6', { ipFamilies: ['IPv5'], ports: port80 }, 'spec.ipFamilies[0]', '"IPv5" is not one of IPv4, IPv6'],
     ['SingleStack has one family', { ipFamilyPolicy: 'SingleStack', ipFamilies: ['IPv4', 'IPv6'], ports: port80 }, 'spec.ipFamilyPolicy', 'must be PreferDualStack or RequireDualStack'],
-    ['sessionAffinity is None or ClientIP', { sessionAffinity: 'Cookie', ports: port80 }, 'spec.sessionAffinity', '"Cookie" is not one of None, ClientIP'],
     ['affinity timeout is 1..86400', { sessionAffinity: 'ClientIP', sessionAffinityConfig: { clientIP: { timeoutSeconds: 86401 } }, ports: port80 }, 'spec.sessionAffinityConfig.clientIP.timeoutSeconds', '86401 is out of range 1..86400'],
     ['affinity config needs ClientIP', { sessionAffinityConfig: { clientIP: { timeoutSeconds: 60 } }, ports: port80 }, 'spec.sessionAffinityConfig', 'must not be set when sessionAffinity is None'],
-    ['externalTrafficPolicy is Cluster or Local', { type: 'NodePort', externalTrafficPolicy: 'Nearest', ports: port80 }, 'spec.externalTrafficPolicy', '"Nearest" is not one of Cluster, Local'],
-    ['internalTrafficPolicy is Cluster or Local', { internalTrafficPolicy: 'Global', ports: port80 }, 'spec.internalTrafficPolicy', '"Global" is not one of Cluster, Local'],
-    ['externalIPs are IPs', { externalIPs: ['192.0.2.10', 'example.com'], ports: port80 }, 'spec.externalIPs[1]', '"example.com" is not a valid IP address'],
     ['externalIPs are unicast', { externalIPs: ['127.0.0.1'], ports: port80 }, 'spec.externalIPs[0]', '127.0.0.1 is a loopback address'],
-    ['ingress ip is an IP', { type: 'LoadBalancer', ports: port80, status: true }, 'status.loadBalancer.ingress[0].ip', '"203.0.113.300" is not a valid IP address'],
-    ['ingress ipMode is VIP or Proxy', { type: 'LoadBalancer', ports: port80, status: 'Direct' }, 'status.loadBalancer.ingress[0].ipMode', '"Direct" is not one of VIP, Proxy'],
-    ['loadBalancerSourceRanges are CIDRs', { type: 'LoadBalancer', loadBalancerSourceRanges: ['10.0.0.0/8', '192.168.0.0'], ports: port80 }, 'spec.loadBalancerSourceRanges[1]', '"192.168.0.0" is not a valid CIDR'],
     ['loadBalancerSourceRanges need a LoadBalancer', { loadBalancerSourceRanges: ['10.0.0.0/8'], ports: port80 }, 'spec.loadBalancerSourceRanges', 'may only be used when type is LoadBalancer'],
-    ['allocateLoadBalancerNodePorts is a boolean', { type: 'LoadBalancer', allocateLoadBalancerNodePorts: 'yes', ports: port80 }, 'spec.allocateLoadBalancerNodePorts', 'must be true or false, got "yes"'],
-    ['publishNotReadyAddresses is a boolean', { publishNotReadyAddresses: 1, ports: port80 }, 'spec.publishNotReadyAddresses', 'must be true or false, got 1'],
-    ['selector values are strings', { selector: { app: 'web', tier: { name: 'front' } }, ports: port80 }, 'spec.selector.tier', 'must be a string, got a mapping'],
-    ['ipFamilies are configured on the cluster', { ipFamilies: ['IPv6'], ports: port80 }, 'spec.ipFamilies[0]', 'IPv6 is not configured on this cluster (service cluster IP ranges: 10.96.0.0/12)'],
+    ['ipFamilies are configured on the cluster', { ipFamilies: ['IPv6'], ports: port80 }, 'spec.ipFamilies[0]', 'IPv6 is not configured on this cluster (service cluster IP ranges: 10.96.0.0/12 from --service-cluster-ip-range)'],
     ['RequireDualStack needs a dual-stack cluster', { ipFamilyPolicy: 'RequireDualStack', ports: port80 }, 'spec.ipFamilyPolicy', 'RequireDualStack needs a dual-stack cluster'],
     ['nodePort is inside the NodePort range', { type: 'NodePort', ports: [{ port: 80, nodePort: 8080 }] }, 'spec.ports[0].nodePort', '8080 is outside the NodePort range 30000-32767 (--service-node-port-range)'],
     ['nodePort is inside the NodePort range, also with allocateLoadBalancerNodePorts false', { type: 'LoadBalancer', allocateLoadBalancerNodePorts: false, ports: [{ port: 80, nodePort: 32768 }] }, 'spec.ports[0].nodePort', '32768 is outside the NodePort range 30000-32767'],
     ['healthCheckNodePort is inside the NodePort range', { type: 'LoadBalancer', externalTrafficPolicy: 'Local', healthCheckNodePort: 10256, ports: port80 }, 'spec.healthCheckNodePort', '10256 is outside the NodePort range 30000-32767'],
-    ['a nodePort is on one port per protocol', { type: 'NodePort', ports: [{ name: 'a', port: 80, nodePort: 30080 }, { name: 'b', port: 81, nodePort: 30080 }] }, 'spec.ports[1].nodePort', '30080/TCP is already used by spec.ports[0].nodePort'],
     ['a nodePort is not the healthCheckNodePort', { type: 'LoadBalancer', externalTrafficPolicy: 'Local', healthCheckNodePort: 30080, ports: [{ port: 80, nodePort: 30080 }] }, 'spec.healthCheckNodePort', '30080 is already used by spec.ports[0].nodePort'],
   ];
 
-  it.each(rules)('%s', (_rule, input, field, problem) => {
+  const serviceManifest = (input: object | [object, object]) => {
     const [spec, metadata] = Array.isArray(input) ? input : [input, { name: 'web' }];
     const { status, ...rest } = spec as { status?: true | string };
     const manifest: Record<string, unknown> = service(rest, metadata);
@@ -430,31 +457,66 @@ describe('Service validation', () => {
       const ingress = status === true ? { ip: '203.0.113.300' } : { ip: '203.0.113.10', ipMode: status };
       manifest.status = { loadBalancer: { ingress: [ingress] } };
     }
-    const where = field.startsWith('Service ') ? field : `Service default/web: ${field}`;
-    expectError([manifest], where, problem);
+    return manifest;
+  };
+  const whereIn = (field: string) => (field.startsWith('Service ') ? field : `Service default/web: ${field}`);
+
+  it.each(rules)('%s', (_rule, input, field, problem) => {
+    expectError([serviceManifest(input)], whereIn(field), problem);
+  });
+
+  it.each(warningRules)('%s (a warning)', (_rule, input, field, problem) => {
+    expectWarning([serviceManifest(input)], whereIn(field), problem);
   });
 
   it('takes the NodePort range from the options', () => {
-    expectError([service({ type: 'NodePort', ports: [{ port: 80, nodePort: 30080 }] })], 'Service default/web: spec.ports[0].nodePort',
+    expectWarning([service({ type: 'NodePort', ports: [{ port: 80, nodePort: 30080 }] })], 'Service default/web: spec.ports[0].nodePort',
       '30080 is outside the NodePort range 20000-20999', { serviceNodePortRange: [20000, 20999] });
     const file = writeManifest([service({ type: 'NodePort', ports: [{ port: 80, nodePort: 20080 }] })]);
-    expect(loadClusterState([file], { serviceNodePortRange: [20000, 20999] }).services[0].ports[0].nodePort).toBe(20080);
+    expect(load([file], { serviceNodePortRange: [20000, 20999] }).services[0].ports[0].nodePort).toBe(20080);
   });
 
-  it('rejects a nodePort of another Service, whatever the protocol, naming both', () => {
-    const first = writeManifest([service({ type: 'NodePort', ports: [{ name: 'dns', port: 53, protocol: 'UDP', nodePort: 30053 }] }, { name: 'dns', namespace: 'infra' })]);
+  it('rejects a nodePort and protocol of another Service, naming both: the datapath could not tell them apart', () => {
+    const first = writeManifest([service({ type: 'NodePort', ports: [{ name: 'dns', port: 53, protocol: 'TCP', nodePort: 30053 }] }, { name: 'dns', namespace: 'infra' })]);
     const second = writeManifest([service({ type: 'LoadBalancer', ports: [{ name: 'a', port: 80 }, { name: 'b', port: 53, nodePort: 30053 }] }, { name: 'web' })]);
     expect(loadError([first, second]).message).toBe(`${second}: Service default/web: spec.ports[1].nodePort: 30053 is already allocated to `
       + `Service infra/dns (${first}: spec.ports[0].nodePort); a NodePort belongs to one Service whatever the protocol`);
   });
 
-  it('rejects a healthCheckNodePort of another Service', () => {
+  it('warns of a nodePort of another Service with another protocol, and serves each to its own Service', () => {
+    const first = writeManifest([service({ type: 'NodePort', ports: [{ name: 'dns', port: 53, protocol: 'UDP', nodePort: 30053 }] }, { name: 'dns', namespace: 'infra' })]);
+    const second = writeManifest([service({ type: 'LoadBalancer', ports: [{ name: 'a', port: 80 }, { name: 'b', port: 53, nodePort: 30053 }] }, { name: 'web' })]);
+    const message = `${second}: Service default/web: spec.ports[1].nodePort: 30053 is already allocated to `
+      + `Service infra/dns (${first}: spec.ports[0].nodePort); a NodePort belongs to one Service whatever the protocol; `
+      + 'the datapath serves each protocol to its own Service';
+    const state = load([first, second]);
+    expect(state.warnings).toEqual([message]);
+    expect(state.services.map((s) => s.ports.map((p) => p.nodePort))).toEqual([[30053], [expect.any(Number), 30053]]);
+    expect(loadError([first, second], { strict: true }).message).toBe(message);
+  });
+
+  it('warns of a healthCheckNodePort used by another Service: no datapath port', () => {
     const file = writeManifest([
       service({ type: 'LoadBalancer', externalTrafficPolicy: 'Local', healthCheckNodePort: 31000, ports: [{ port: 80, nodePort: 30080 }] }, { name: 'a' }),
       service({ type: 'NodePort', ports: [{ port: 80, nodePort: 31000 }] }, { name: 'b' }),
+      service({ type: 'LoadBalancer', externalTrafficPolicy: 'Local', healthCheckNodePort: 31000, ports: [{ port: 80, nodePort: 30081 }] }, { name: 'c' }),
     ]);
-    expect(loadError([file]).message).toBe(`${file}: Service default/b: spec.ports[0].nodePort: 31000 is already allocated to `
-      + `Service default/a (${file}: spec.healthCheckNodePort); a NodePort belongs to one Service whatever the protocol`);
+    const instead = 'nothing in the datapath listens on it (only the load balancer\'s health checks use it), so it changes nothing';
+    expect(load([file]).warnings).toEqual([
+      `${file}: Service default/b: spec.ports[0].nodePort: 31000 is already allocated to `
+        + `Service default/a (${file}: spec.healthCheckNodePort); a NodePort belongs to one Service whatever the protocol; ${instead}`,
+      `${file}: Service default/c: spec.healthCheckNodePort: 31000 is already allocated to `
+        + `Service default/a (${file}: spec.healthCheckNodePort); a NodePort belongs to one Service whatever the protocol; ${instead}`,
+    ]);
+  });
+
+  it('rejects one cluster IP on two Services, naming both', () => {
+    const file = writeManifest([
+      service({ clusterIP: '10.96.0.10', ports: [{ port: 80 }] }, { name: 'a' }),
+      service({ clusterIP: '10.96.0.10', ports: [{ port: 81 }] }, { name: 'b' }),
+    ]);
+    expect(loadError([file]).message).toBe(`${file}: Service default/b: spec.clusterIPs[0]: 10.96.0.10 is already the cluster IP of `
+      + `Service default/a (${file}: spec.clusterIPs[0]); a cluster IP belongs to one Service`);
   });
 
   it('shares a nodePort between two ports of one Service when their protocols differ', () => {
@@ -462,7 +524,7 @@ describe('Service validation', () => {
       { name: 'dns', port: 53, protocol: 'UDP', nodePort: 30053 },
       { name: 'dns-tcp', port: 53, protocol: 'TCP', nodePort: 30053 },
     ] })]);
-    expect(loadClusterState([file]).services[0].ports.map((p) => p.nodePort)).toEqual([30053, 30053]);
+    expect(load([file]).services[0].ports.map((p) => p.nodePort)).toEqual([30053, 30053]);
   });
 
   it('keeps a given nodePort of a LoadBalancer that allocates none, and allocates no other', () => {
@@ -470,7 +532,7 @@ describe('Service validation', () => {
       { name: 'http', port: 80, nodePort: 30080 },
       { name: 'https', port: 443 },
     ] })]);
-    const state = loadClusterState([file]);
+    const state = load([file]);
     expect(state.services[0].ports.map((p) => p.nodePort)).toEqual([30080, undefined]);
     expect(state.notes).toEqual([]);
   });
@@ -488,14 +550,14 @@ describe('Service validation', () => {
       service({ clusterIP: 'None', selector: { app: 'db' } }, { name: 'db' }),
       service({ type: 'ExternalName', externalName: 'db.example.com.' }, { name: 'ext' }),
     ]);
-    const [db, ext] = loadClusterState([file]).services;
+    const [db, ext] = load([file]).services;
     expect(db).toMatchObject({ clusterIPs: ['None'], ipFamilies: ['IPv4'], ports: [] });
     expect(ext).toMatchObject({ type: 'ExternalName', externalName: 'db.example.com.', clusterIPs: [], ipFamilies: [], ports: [] });
   });
 
   it('defaults the family of a Service without a cluster IP to the primary service range\'s, and allocates one there', () => {
     const file = writeManifest([service({ ports: [{ port: 80 }] })]);
-    const state = loadClusterState([file], { serviceClusterIPRanges: ['fd00:10:96::/112', '10.96.0.0/12'] });
+    const state = load([file], { serviceClusterIPRanges: ['fd00:10:96::/112', '10.96.0.0/12'] });
     const [web] = state.services;
     expect(web.ipFamilies).toEqual(['IPv6']);
     expect(web.clusterIPs).toHaveLength(1);
@@ -505,7 +567,7 @@ describe('Service validation', () => {
 
   it('gives a PreferDualStack Service on a dual-stack cluster both families, and a cluster IP of the second', () => {
     const file = writeManifest([service({ clusterIP: '10.96.0.5', ipFamilyPolicy: 'PreferDualStack', ports: [{ port: 80 }] })]);
-    const [web] = loadClusterState([file], { serviceClusterIPRanges: ['10.96.0.0/12', 'fd00:10:96::/112'] }).services;
+    const [web] = load([file], { serviceClusterIPRanges: ['10.96.0.0/12', 'fd00:10:96::/112'] }).services;
     expect(web.ipFamilies).toEqual(['IPv4', 'IPv6']);
     expect(web.clusterIPs[0]).toBe('10.96.0.5');
     expect(web.clusterIPs[1]).toMatch(/^fd00:10:96::[0-9a-f]{1,4}$/);
@@ -513,19 +575,19 @@ describe('Service validation', () => {
 
   it('completes spec.ipFamilies from the cluster IPs', () => {
     const file = writeManifest([service({ clusterIPs: ['10.96.0.5', 'fd00:10:96::5'], ipFamilies: ['IPv4'], ipFamilyPolicy: 'PreferDualStack', ports: [{ port: 80 }] })]);
-    const state = loadClusterState([file], { serviceClusterIPRanges: ['10.96.0.0/12', 'fd00:10:96::/112'] });
+    const state = load([file], { serviceClusterIPRanges: ['10.96.0.0/12', 'fd00:10:96::/112'] });
     expect(state.services[0]).toMatchObject({ clusterIPs: ['10.96.0.5', 'fd00:10:96::5'], ipFamilies: ['IPv4', 'IPv6'] });
     expect(state.notes).toEqual([]);
   });
 
   it('keeps PreferDualStack single-stack on a single-stack cluster', () => {
     const file = writeManifest([service({ clusterIP: '10.96.0.5', ipFamilyPolicy: 'PreferDualStack', ports: [{ port: 80 }] })]);
-    expect(loadClusterState([file]).services[0]).toMatchObject({ clusterIPs: ['10.96.0.5'], ipFamilies: ['IPv4'] });
+    expect(load([file]).services[0]).toMatchObject({ clusterIPs: ['10.96.0.5'], ipFamilies: ['IPv4'] });
   });
 
   it('accepts dual-stack cluster IPs inside the given ranges, in canonical form', () => {
     const file = writeManifest([service({ clusterIPs: ['10.96.0.5', 'FD00:10:96::0005'], ports: [{ port: 80 }] })]);
-    const [web] = loadClusterState([file], { serviceClusterIPRanges: ['10.96.0.0/12', 'fd00:10:96::/112'] }).services;
+    const [web] = load([file], { serviceClusterIPRanges: ['10.96.0.0/12', 'fd00:10:96::/112'] }).services;
     expect(web).toMatchObject({ clusterIPs: ['10.96.0.5', 'fd00:10:96::5'], ipFamilies: ['IPv4', 'IPv6'] });
   });
 
@@ -534,7 +596,7 @@ describe('Service validation', () => {
       ...service({ type: 'LoadBalancer', loadBalancerSourceRanges: [' 10.0.0.0/8 ', '192.168.1.7/24'], ports: [{ port: 80 }] }),
       status: { loadBalancer: { ingress: [{ ip: '203.0.113.10' }, { hostname: 'lb.example.com' }] } },
     };
-    const [web] = loadClusterState([writeManifest([manifest])]).services;
+    const [web] = load([writeManifest([manifest])]).services;
     expect(web.loadBalancerSourceRanges).toEqual(['10.0.0.0/8', '192.168.1.0/24']);
     expect(web.loadBalancerIngress).toEqual([
       { ip: '203.0.113.10', hostname: undefined, ipMode: 'VIP' },
@@ -546,13 +608,19 @@ describe('Service validation', () => {
 describe('EndpointSlice validation', () => {
   const ready = (address: string) => ({ addresses: [address] });
   const rules: Array<[string, object, string, string]> = [
-    ['name is a DNS-1123 subdomain', { metadataName: 'Web_1' }, 'EndpointSlice default/Web_1: metadata.name', 'is not a DNS-1123 subdomain'],
     ['addressType is required', { addressType: null }, 'addressType', 'required: one of IPv4, IPv6, FQDN'],
     ['addressType is IPv4, IPv6 or FQDN', { addressType: 'IPv5' }, 'addressType', '"IPv5" is not one of IPv4, IPv6, FQDN'],
     ['an endpoint has at least one address', { endpoints: [{ addresses: [] }] }, 'endpoints[0].addresses', 'must have 1 to 100 entries, has 0'],
-    ['an endpoint has at most 100 addresses', { endpoints: [{ addresses: Array.from({ length: 101 }, (_, i) => `10.1.0.${i + 1}`) }] }, 'endpoints[0].addresses', 'must have 1 to 100 entries, has 101'],
     ['addresses are IPs', { endpoints: [ready('10.1.0.1'), ready('pod-1')] }, 'endpoints[1].addresses[0]', '"pod-1" is not a valid IP address'],
     ['addresses are of the addressType', { endpoints: [ready('fd00::1')] }, 'endpoints[0].addresses[0]', 'fd00::1 is an IPv6 address in a slice of addressType IPv4'],
+    ['conditions are booleans', { endpoints: [{ addresses: ['10.1.0.1'], conditions: { ready: 'yes' } }] }, 'endpoints[0].conditions.ready', 'must be true or false, got "yes"'],
+    ['port names are unique', { ports: [{ name: 'http', port: 80 }, { name: 'http', port: 81 }] }, 'ports[1].name', 'name "http" is already used by ports[0]'],
+    ['port protocol is TCP, UDP or SCTP', { ports: [{ name: 'http', port: 80, protocol: 'HTTP' }] }, 'ports[0].protocol', '"HTTP" is not one of TCP, UDP, SCTP'],
+    ['port number is 1..65535', { ports: [{ name: 'http', port: 0 }] }, 'ports[0].port', '0 is out of range 1..65535'],
+  ];
+  const warningRules: Array<[string, object, string, string]> = [
+    ['name is a DNS-1123 subdomain', { metadataName: 'Web_1' }, 'EndpointSlice default/Web_1: metadata.name', 'is not a DNS-1123 subdomain'],
+    ['an endpoint has at most 100 addresses', { endpoints: [{ addresses: Array.from({ length: 101 }, (_, i) => `10.1.0.${i + 1}`) }] }, 'endpoints[0].addresses', 'must have 1 to 100 entries, has 101'],
     ['addresses are not loopback', { endpoints: [ready('127.0.0.1')] }, 'endpoints[0].addresses[0]', '127.0.0.1 is a loopback address'],
     ['addresses are not IPv6 loopback', { addressType: 'IPv6', endpoints: [ready('::1')] }, 'endpoints[0].addresses[0]', '::1 is a loopback address'],
     ['addresses are not link-local', { endpoints: [ready('169.254.169.254')] }, 'endpoints[0].addresses[0]', '169.254.169.254 is a link-local address'],
@@ -562,30 +630,33 @@ describe('EndpointSlice validation', () => {
     ['addresses are not multicast', { endpoints: [ready('239.1.2.3')] }, 'endpoints[0].addresses[0]', '239.1.2.3 is a multicast address'],
     ['addresses are not unspecified', { endpoints: [ready('0.0.0.0')] }, 'endpoints[0].addresses[0]', '0.0.0.0 is an unspecified address'],
     ['addresses are not IPv6 unspecified', { addressType: 'IPv6', endpoints: [ready('::')] }, 'endpoints[0].addresses[0]', ':: is an unspecified address'],
-    ['conditions are booleans', { endpoints: [{ addresses: ['10.1.0.1'], conditions: { ready: 'yes' } }] }, 'endpoints[0].conditions.ready', 'must be true or false, got "yes"'],
     ['port name is a DNS-1123 label', { ports: [{ name: 'HTTP', port: 80 }] }, 'ports[0].name', '"HTTP" is not a DNS-1123 label'],
-    ['port names are unique', { ports: [{ name: 'http', port: 80 }, { name: 'http', port: 81 }] }, 'ports[1].name', 'name "http" is already used by ports[0]'],
-    ['port protocol is TCP, UDP or SCTP', { ports: [{ name: 'http', port: 80, protocol: 'HTTP' }] }, 'ports[0].protocol', '"HTTP" is not one of TCP, UDP, SCTP'],
-    ['port number is 1..65535', { ports: [{ name: 'http', port: 0 }] }, 'ports[0].port', '0 is out of range 1..65535'],
   ];
 
-  it.each(rules)('%s', (_rule, input, field, problem) => {
+  const sliceOf = (input: object) => {
     const { metadataName, ...fields } = input as { metadataName?: string };
-    const manifest = slice(fields, metadataName ? { name: metadataName } : {});
-    const where = field.startsWith('EndpointSlice ') ? field : `EndpointSlice default/web-abc12: ${field}`;
-    expectError([manifest], where, problem);
+    return slice(fields, metadataName ? { name: metadataName } : {});
+  };
+  const whereIn = (field: string) => (field.startsWith('EndpointSlice ') ? field : `EndpointSlice default/web-abc12: ${field}`);
+
+  it.each(rules)('%s', (_rule, input, field, problem) => {
+    expectError([sliceOf(input)], whereIn(field), problem);
+  });
+
+  it.each(warningRules)('%s (a warning)', (_rule, input, field, problem) => {
+    expectWarning([sliceOf(input)], whereIn(field), problem);
   });
 
   it('skips a slice without the service-name label, with a note naming it', () => {
     const file = writeManifest([slice({}, { name: 'orphan', labels: { app: 'web' } })]);
-    const state = loadClusterState([file]);
+    const state = load([file]);
     expect(state.endpointSlices).toEqual([]);
     expect(state.notes).toEqual([`${file}: EndpointSlice default/orphan: skipped: no kubernetes.io/service-name label, so it belongs to no Service`]);
   });
 
   it('defaults port protocol and name, and reads "endpoints: null"', () => {
     const file = writeManifest([slice({ endpoints: null, ports: [{ port: 8080, appProtocol: 'http' }] })]);
-    expect(loadClusterState([file]).endpointSlices[0]).toMatchObject({
+    expect(load([file]).endpointSlices[0]).toMatchObject({
       endpoints: [],
       ports: [{ name: '', protocol: 'TCP', port: 8080, appProtocol: 'http' }],
     });
@@ -596,7 +667,7 @@ describe('EndpointSlice validation', () => {
       { addresses: ['10.1.0.1'], conditions: { ready: false } },
       { addresses: ['10.1.0.2'], conditions: { ready: false, serving: true, terminating: true } },
     ] })]);
-    expect(loadClusterState([file]).endpointSlices[0].endpoints.map((e) => e.conditions)).toEqual([
+    expect(load([file]).endpointSlices[0].endpoints.map((e) => e.conditions)).toEqual([
       { ready: false, serving: false, terminating: false },
       { ready: false, serving: true, terminating: true },
     ]);
@@ -606,28 +677,34 @@ describe('EndpointSlice validation', () => {
 describe('Endpoints validation', () => {
   const subset = (fields: object) => ({ addresses: [{ ip: '10.244.0.5' }], ports: [{ port: 8080 }], ...fields });
   const rules: Array<[string, object[] | null, string, string]> = [
-    ['a subset has addresses', [{ ports: [{ port: 8080 }] }], 'subsets[0]', 'must have addresses or notReadyAddresses'],
     ['ip is required', [subset({ addresses: [{ hostname: 'pg-0' }] })], 'subsets[0].addresses[0].ip', 'required'],
     ['ip is an IP', [subset({ addresses: [{ ip: '10.244.0.300' }] })], 'subsets[0].addresses[0].ip', '"10.244.0.300" is not a valid IP address'],
+    ['port is required', [subset({ ports: [{ name: 'http' }] })], 'subsets[0].ports[0].port', 'required'],
+    ['port is 1..65535', [subset({ ports: [{ port: 65536 }] })], 'subsets[0].ports[0].port', '65536 is out of range 1..65535'],
+    ['port protocol is TCP, UDP or SCTP', [subset({ ports: [{ port: 80, protocol: 'ICMP' }] })], 'subsets[0].ports[0].protocol', '"ICMP" is not one of TCP, UDP, SCTP'],
+  ];
+  const warningRules: Array<[string, object[] | null, string, string]> = [
+    ['a subset has addresses', [{ ports: [{ port: 8080 }] }], 'subsets[0]', 'must have addresses or notReadyAddresses'],
     ['ip is not loopback', [subset({ notReadyAddresses: [{ ip: '127.0.0.1' }] })], 'subsets[0].notReadyAddresses[0].ip', '127.0.0.1 is a loopback address'],
     ['ip is not link-local', [subset({}), subset({ addresses: [{ ip: 'fe80::1' }] })], 'subsets[1].addresses[0].ip', 'fe80::1 is a link-local address'],
     ['ip is not multicast', [subset({ addresses: [{ ip: '224.0.0.251' }] })], 'subsets[0].addresses[0].ip', '224.0.0.251 is a multicast address'],
     ['ip is not unspecified', [subset({ addresses: [{ ip: '0.0.0.0' }] })], 'subsets[0].addresses[0].ip', '0.0.0.0 is an unspecified address'],
     ['hostname is a DNS-1123 label', [subset({ addresses: [{ ip: '10.244.0.5', hostname: 'pg.0' }] })], 'subsets[0].addresses[0].hostname', '"pg.0" is not a DNS-1123 label'],
     ['nodeName is a DNS-1123 subdomain', [subset({ addresses: [{ ip: '10.244.0.5', nodeName: 'Worker_1' }] })], 'subsets[0].addresses[0].nodeName', 'is not a DNS-1123 subdomain'],
-    ['port is required', [subset({ ports: [{ name: 'http' }] })], 'subsets[0].ports[0].port', 'required'],
-    ['port is 1..65535', [subset({ ports: [{ port: 65536 }] })], 'subsets[0].ports[0].port', '65536 is out of range 1..65535'],
     ['port name is required with several ports', [subset({ ports: [{ name: 'http', port: 80 }, { port: 81 }] })], 'subsets[0].ports[1].name', 'required when the subset has more than one port'],
     ['port name is a DNS-1123 label', [subset({ ports: [{ name: 'HTTP', port: 80 }] })], 'subsets[0].ports[0].name', '"HTTP" is not a DNS-1123 label'],
-    ['port protocol is TCP, UDP or SCTP', [subset({ ports: [{ port: 80, protocol: 'ICMP' }] })], 'subsets[0].ports[0].protocol', '"ICMP" is not one of TCP, UDP, SCTP'],
   ];
 
   it.each(rules)('%s', (_rule, subsets, field, problem) => {
     expectError([legacyEndpoints(subsets)], `Endpoints default/web: ${field}`, problem);
   });
 
-  it('requires a DNS-1123 subdomain name and apiVersion v1', () => {
-    expectError([legacyEndpoints(null, { name: 'Web_1' })], 'Endpoints default/Web_1: metadata.name', 'is not a DNS-1123 subdomain');
+  it.each(warningRules)('%s (a warning)', (_rule, subsets, field, problem) => {
+    expectWarning([legacyEndpoints(subsets)], `Endpoints default/web: ${field}`, problem);
+  });
+
+  it('wants a DNS-1123 subdomain name, and requires apiVersion v1', () => {
+    expectWarning([legacyEndpoints(null, { name: 'Web_1' })], 'Endpoints default/Web_1: metadata.name', 'is not a DNS-1123 subdomain');
     expectError([{ ...legacyEndpoints(null), apiVersion: 'discovery.k8s.io/v1' }], 'Endpoints default/web: apiVersion', 'Endpoints must be v1');
   });
 
@@ -636,7 +713,7 @@ describe('Endpoints validation', () => {
       legacyEndpoints([{ addresses: [{ ip: '10.244.0.5', nodeName: 'worker-1', hostname: 'web-0' }], notReadyAddresses: [{ ip: 'FD00::0006' }], ports: [{ port: 8080 }] }]),
       legacyEndpoints(null, { name: 'empty', namespace: 'shop' }),
     ]);
-    const state = loadClusterState([file]);
+    const state = load([file]);
     expect(state.legacyEndpoints).toEqual([
       {
         origin: { file, object: 'Endpoints default/web' },
@@ -659,18 +736,18 @@ describe('Endpoints validation', () => {
   });
 });
 
-describe('endpoint addresses that are cluster IPs', () => {
+describe('endpoint addresses that are cluster IPs (the API server refuses them; the datapath sends to them)', () => {
   const web = service({ clusterIPs: ['10.96.0.10', 'fd00:10:96::10'], ipFamilyPolicy: 'PreferDualStack', ports: [{ port: 80 }] }, { name: 'web', namespace: 'shop' });
   const dualStack = { serviceClusterIPRanges: ['10.96.0.0/12', 'fd00:10:96::/112'] };
 
-  it('are rejected in an EndpointSlice, naming the Service', () => {
+  it('are warned of in an EndpointSlice, naming the Service', () => {
     const manifest = slice({ endpoints: [{ addresses: ['10.244.0.5'] }, { addresses: ['10.244.0.6'] }, { addresses: ['10.96.0.10'] }] }, { name: 'api-1' });
-    expectError([manifest, web], 'EndpointSlice default/api-1: endpoints[2].addresses[0]',
+    expectWarning([manifest, web], 'EndpointSlice default/api-1: endpoints[2].addresses[0]',
       '10.96.0.10 is the cluster IP of Service shop/web; an endpoint must not be a Service\'s cluster IP', dualStack);
   });
 
-  it('are rejected in an Endpoints object, ready or not, in any family', () => {
-    expectError([web, legacyEndpoints([{ addresses: [{ ip: '10.244.0.5' }], notReadyAddresses: [{ ip: 'fd00:10:96::10' }] }])],
+  it('are warned of in an Endpoints object, ready or not, in any family', () => {
+    expectWarning([web, legacyEndpoints([{ addresses: [{ ip: '10.244.0.5' }], notReadyAddresses: [{ ip: 'fd00:10:96::10' }] }])],
       'Endpoints default/web: subsets[0].notReadyAddresses[0].ip', 'fd00:10:96::10 is the cluster IP of Service shop/web', dualStack);
   });
 
@@ -678,13 +755,13 @@ describe('endpoint addresses that are cluster IPs', () => {
     // A /29 has six usable addresses; five are endpoints, so the Service can only get the sixth.
     const endpoints = ['10.96.0.1', '10.96.0.2', '10.96.0.3', '10.96.0.5', '10.96.0.6'];
     const file = writeManifest([service({ ports: [{ port: 80 }] }), slice({ endpoints: endpoints.map((ip) => ({ addresses: [ip] })) })]);
-    expect(loadClusterState([file], { serviceClusterIPRanges: ['10.96.0.0/29'] }).services[0].clusterIPs).toEqual(['10.96.0.4']);
+    expect(load([file], { serviceClusterIPRanges: ['10.96.0.0/29'] }).services[0].clusterIPs).toEqual(['10.96.0.4']);
   });
 });
 
 describe('legacy Endpoints', () => {
   const file = join(fixtures, 'legacy-endpoints.yaml');
-  const state = loadClusterState([file]);
+  const state = load([file]);
   const resolution = resolveServices(state);
 
   it('stand in for the EndpointSlices of a Service that has none, mirrored: ready addresses ready and serving, the others neither', () => {
@@ -709,15 +786,15 @@ describe('legacy Endpoints', () => {
 
   describe('over the capacity of 1000 addresses', () => {
     const ips = (prefix: string, count: number) => Array.from({ length: count }, (_, i) => ({ ip: `${prefix}.${i >> 8}.${i & 255}` }));
-    const load = (subsets: object[]) => {
+    const loadSubsets = (subsets: object[]) => {
       const path = writeManifest([service({ clusterIP: '10.96.0.10', ports: [{ port: 80 }] }), legacyEndpoints(subsets)]);
-      const { services: [web], notes } = resolveServices(loadClusterState([path]));
+      const { services: [web], notes } = resolveServices(load([path]));
       const endpoints = web.ports[0].endpoints;
       return { path, notes, ready: endpoints.filter((e) => e.conditions.ready), notReady: endpoints.filter((e) => !e.conditions.ready) };
     };
 
     it('keep the first 1000, ready ones first across subsets, with a note naming the annotation', () => {
-      const { path, notes, ready, notReady } = load([
+      const { path, notes, ready, notReady } = loadSubsets([
         { notReadyAddresses: ips('10.1', 300), addresses: ips('10.2', 400), ports: [{ port: 80 }] },
         { addresses: ips('10.3', 700), ports: [{ port: 80 }] },
       ]);
@@ -732,14 +809,14 @@ describe('legacy Endpoints', () => {
     });
 
     it('fill what the ready ones leave with not-ready ones', () => {
-      const { notes, ready, notReady } = load([{ addresses: ips('10.2', 900), notReadyAddresses: ips('10.1', 300), ports: [{ port: 80 }] }]);
+      const { notes, ready, notReady } = loadSubsets([{ addresses: ips('10.2', 900), notReadyAddresses: ips('10.1', 300), ports: [{ port: 80 }] }]);
       expect(ready).toHaveLength(900);
       expect(notReady.map((e) => e.ip)).toEqual(ips('10.1', 100).map((a) => a.ip));
       expect(notes).toHaveLength(1);
     });
 
     it('are all used at exactly 1000, without a note', () => {
-      const { notes, ready, notReady } = load([{ addresses: ips('10.2', 600), notReadyAddresses: ips('10.1', 400), ports: [{ port: 80 }] }]);
+      const { notes, ready, notReady } = loadSubsets([{ addresses: ips('10.2', 600), notReadyAddresses: ips('10.1', 400), ports: [{ port: 80 }] }]);
       expect([ready.length, notReady.length, notes]).toEqual([600, 400, []]);
     });
   });
@@ -779,7 +856,7 @@ describe('KubeProxyConfiguration validation', () => {
       nodePortAddresses: ['primary'],
       conntrack: { tcpEstablishedTimeout: '1h30m', tcpCloseWaitTimeout: '90s', udpTimeout: '1.5m', udpStreamTimeout: '0' },
     })]);
-    expect(loadClusterState([file]).proxyConfig).toMatchObject({
+    expect(load([file]).proxyConfig).toMatchObject({
       clusterCIDRs: [],
       nodePortAddresses: ['primary'],
       conntrack: { tcpEstablishedTimeout: 5400, tcpCloseWaitTimeout: 90, udpTimeout: 90, udpStreamTimeout: undefined },

@@ -13,7 +13,7 @@ async function webService(nodeOf: string[] = ['node-a', 'node-b', 'node-b']) {
   const svc = makeService('default', 'web', VIP, [{ name: 'http', port: 80, targetPort: 8080 }, { name: 'dns', port: 53, protocol: 'UDP' }]);
   const eps = nodeOf.map((n, i): [string, number, string] => [`10.244.${i + 1}.5`, 8080, n]);
   const dnsEps = nodeOf.map((n, i): [string, number, string] => [`10.244.${i + 1}.5`, 5353, n]);
-  return program([resolvedService(svc, [endpoints(eps), endpoints(dnsEps)])]);
+  return program([resolvedService(svc, [endpoints(eps), endpoints(dnsEps)])], { serviceClusterIPRanges: ['10.96.0.0/12'] });
 }
 
 describe('DNAT of service traffic', () => {

@@ -188,20 +188,31 @@ describe('Pods in manifests', () => {
       .toMatch(/^Pod default\/x: status.podIP: "10.244.1.2" must equal status.podIPs\[0\].ip/);
     expect(loadError([podDoc('x', { spec: { containers: [{ name: 'c', ports: [{ containerPort: 70000 }] }] } })]))
       .toBe('Pod default/x: spec.containers[0].ports[0].containerPort: 70000 is out of range 1..65535');
-    expect(loadError([podDoc('x', { spec: { containers: [{ name: 'c', ports: [{ name: 'HTTP', containerPort: 80 }] }] } })]))
-      .toMatch(/^Pod default\/x: spec.containers\[0\].ports\[0\].name: "HTTP" is neither a port number nor a port name/);
     expect(loadError([podDoc('x', { status: { ...status, conditions: [{ type: 'Ready', status: 'yes' }] } })]))
       .toBe('Pod default/x: status.conditions[0].status: "yes" is not one of True, False, Unknown');
     expect(loadError([podDoc('x', { metadata: { name: 'x', labels: ['app'] } })]))
       .toBe('Pod default/x: metadata.labels: must be a mapping, got a list');
-    expect(loadError([podDoc('x', { spec: { ...spec, nodeName: 'Node_A' } })]))
-      .toMatch(/^Pod default\/x: spec.nodeName: "Node_A" is not a DNS-1123 subdomain/);
     expect(loadError([podDoc('x', { status: { ...status, phase: 'Sleeping' } })]))
       .toMatch(/^Pod default\/x: status.phase: "Sleeping" is not one of Pending, Running/);
     expect(loadError([podDoc('x'), podDoc('x')])).toMatch(/^Pod default\/x: defined twice/);
-    expect(loadError([{ ...svcDoc, spec: { ...svcDoc.spec, clusterIP: '10.96.0.1' } }, podDoc('x', { status: { ...status, podIP: '10.96.0.1', podIPs: undefined } })]))
-      .toBe('Pod default/x: status.podIPs[0].ip: 10.96.0.1 is the cluster IP of Service default/web; '
-        + 'an endpoint must not be a Service\'s cluster IP');
+  });
+
+  it('warns of what the API server refuses in a Pod but a datapath still programs', () => {
+    const spec = podDoc('x').spec;
+    const status = podDoc('x').status;
+    const warnings = (docs: object[]) => {
+      const file = writeManifest(docs);
+      return (loadClusterState([file]).warnings ?? []).map((w) => w.replace(`${file}: `, ''));
+    };
+    expect(warnings([podDoc('x', { spec: { containers: [{ name: 'c', ports: [{ name: 'HTTP', containerPort: 80 }] }] } })]))
+      .toEqual([expect.stringMatching(/^Pod default\/x: spec.containers\[0\].ports\[0\].name: "HTTP" is neither a port number nor a port name .*; svcpath uses it as it is$/)]);
+    expect(warnings([podDoc('x', { spec: { ...spec, nodeName: 'Node_A' } })]))
+      .toEqual([expect.stringMatching(/^Pod default\/x: spec.nodeName: "Node_A" is not a DNS-1123 subdomain.*; svcpath uses it as it is$/)]);
+    expect(warnings([{ ...svcDoc, spec: { ...svcDoc.spec, clusterIP: '10.96.0.1' } }, podDoc('x', { status: { ...status, podIP: '10.96.0.1', podIPs: undefined } })]))
+      .toEqual(['Pod default/x: status.podIPs[0].ip: 10.96.0.1 is the cluster IP of Service default/web; '
+        + 'an endpoint must not be a Service\'s cluster IP; the datapath sends to it all the same, and the packet comes back to that Service']);
+    expect(warnings([podDoc('x', { status: { ...status, podIP: '169.254.0.9', podIPs: [{ ip: '169.254.0.9' }] } })]))
+      .toEqual(['Pod default/x: status.podIPs[0].ip: 169.254.0.9 is a link-local address, which cannot be used here; the datapath sends to it all the same']);
   });
 
   it('derives slices for Services without given ones, and lets given slices win but take node and unset conditions from Pods', () => {
@@ -233,11 +244,27 @@ describe('Pods in manifests', () => {
     expect(state.notes).toContain(`${state.services[0].origin.file}: Service default/web: 1 EndpointSlice derived from its Pods (2 endpoints)`);
   });
 
-  it('notes the Pods it leaves out for being on a Node the state does not have', () => {
+  it('notes the Pods it leaves out for being on a Node the state does not have, grouped per Service and node', () => {
     const nodeB = { apiVersion: 'v1', kind: 'Node', metadata: { name: 'node-b' } };
-    const state = loadClusterState([writeManifest([svcDoc, nodeB, podDoc('p1')])]);
-    expect(resolveServices(state).services[0].ports[0].endpoints).toEqual([]);
-    expect(state.notes.join('\n')).toContain('Pod default/p1: not an endpoint of Service default/web: its node "node-a" is not among the Nodes');
+    const onNode = (name: string, node: string, ip: string) => podDoc(name, {
+      spec: { ...podDoc(name).spec, nodeName: node },
+      status: { ...podDoc(name).status, podIP: ip, podIPs: [{ ip }] },
+    });
+    const gone = 'ip-10-0-3-7.ec2.internal';
+    const pods = [
+      onNode('web-5', gone, '10.244.3.5'), onNode('web-1', gone, '10.244.3.1'), onNode('web-3', gone, '10.244.3.3'),
+      onNode('web-2', gone, '10.244.3.2'), onNode('web-4', gone, '10.244.3.4'),
+      onNode('web-a', 'node-a', '10.244.1.1'), onNode('web-b', 'node-b', '10.244.2.1'),
+    ];
+    const file = writeManifest([svcDoc, nodeB, ...pods]);
+    const state = loadClusterState([file]);
+    expect(resolveServices(state).services[0].ports[0].endpoints.map((e) => e.ip)).toEqual(['10.244.2.1']);
+    const skipped = '(the EndpointSlice controller skips such Pods unless publishNotReadyAddresses)';
+    expect(state.notes.filter((n) => n.includes('not made endpoints'))).toEqual([
+      `${file}: Service default/web: 5 Pods not made endpoints: their node "${gone}" is not among the Nodes ${skipped}: `
+        + 'default/web-1, default/web-2, default/web-3 and 2 more',
+      `${file}: Service default/web: 1 Pod not made endpoints: its node "node-a" is not among the Nodes ${skipped}: default/web-a`,
+    ]);
   });
 
   it('notes workload templates as such only when no Pods are given', () => {

@@ -50,6 +50,7 @@ describe('map ids, types and codes match the datapath', () => {
       lb6Revnat: 'MAP_LB6_REVNAT', ct6: 'MAP_CT6', snat6: 'MAP_SNAT6', lb6Affinity: 'MAP_LB6_AFFINITY',
       lb6SourceRanges: 'MAP_LB6_SOURCE_RANGES', nodeIps6: 'MAP_NODE_IPS6', frag6: 'MAP_FRAG6', steer: 'MAP_STEER',
       rewrites: 'MAP_REWRITES', conformance: 'MAP_CONFORMANCE',
+      serviceRanges4: 'MAP_SERVICE_RANGES4', serviceRanges6: 'MAP_SERVICE_RANGES6',
     };
     expect(Object.keys(ids).sort()).toEqual(Object.keys(MAPS).sort());
     for (const [name, constant] of Object.entries(ids)) expect(dp.constant(constant), name).toBe(MAPS[name as keyof typeof MAPS].id);

@@ -1,26 +1,32 @@
 /**
  * What the API server fills in when a Service is created without it: cluster
- * IPs from --service-cluster-ip-range (KEP-3070) and NodePorts from
- * --service-node-port-range (KEP-3668). Both allocators split their range into
- * a static band at the bottom, left to users who pick their own numbers, and a
- * dynamic band above it that automatic allocation draws from first, so that an
- * automatic choice rarely takes a number somebody is about to ask for.
+ * IPs from the service cluster IP ranges (KEP-3070, KEP-1880) and NodePorts
+ * from --service-node-port-range (KEP-3668). Both allocators split their range
+ * into a static band at the bottom, left to users who pick their own numbers,
+ * and a dynamic band above it that automatic allocation draws from first, so
+ * that an automatic choice rarely takes a number somebody is about to ask for.
+ * With several ranges of a family (ServiceCIDRs), the API server's
+ * MetaAllocator tries them in Go map order, which is random, and moves on from
+ * a full one.
  *
- * The API server picks a random free slot of the band; here the randomness is
- * seeded and Services are served in namespace/name order, so the same state
- * and seed always get the same numbers.
+ * The API server picks at random; here the randomness is seeded and Services
+ * are served in namespace/name order, so the same state and seed always get the
+ * same numbers. A range or the NodePort range being full is a warning: the
+ * Service goes without that cluster IP or NodePort.
  */
 import { Mulberry32 } from '../random.js';
 import ipaddr from 'ipaddr.js';
-import { inputError } from '../errors.js';
 import type { ClusterState, IPFamily, Service, ServicePort } from '../model.js';
+import { DEFAULT_ALLOCATION_RANGES } from './service-ranges.js';
+import type { Warnings } from './warnings.js';
 
 export interface AllocateOptions {
-  /** As validateManifests accepted them: one CIDR per IP family. */
-  serviceClusterIPRanges: string[];
   /** Both ends included. */
   serviceNodePortRange: [number, number];
   seed: number;
+  /** Addresses that are taken although no Service of the state has them (IPAddress objects). */
+  takenIPs?: string[];
+  warnings: Warnings;
 }
 
 /** min(max(min, size/step), max), the static band's size; none for a range of at most `min` slots. */
@@ -35,18 +41,16 @@ const NODE_PORT_BANDS: BandRule = { min: 16n, max: 128n, step: 32n };
 
 /**
  * The state with every missing cluster IP and NodePort allocated, and a note for
- * each. A number already in use — given to any Service, or used as an endpoint
- * address — is never handed out. Throws InputError when a range is full.
+ * each. A number already in use — given to any Service, held by an IPAddress
+ * object, or used as an endpoint address — is never handed out. Cluster IPs
+ * come from the state's allocatable ranges (the defaults for a state without).
  */
 export function allocate(state: ClusterState, opts: AllocateOptions): ClusterState {
-  const clusterIPRanges = new Map<IPFamily, ClusterIPRange>();
-  for (const text of opts.serviceClusterIPRanges) {
-    const range = new ClusterIPRange(text, opts.seed);
-    clusterIPRanges.set(range.family, range);
-  }
+  const clusterIPRanges = new ClusterIPRanges(state.serviceRanges?.allocatable ?? DEFAULT_ALLOCATION_RANGES, opts.seed);
   const nodePorts = new NodePortRange(opts.serviceNodePortRange, opts.seed);
 
-  const reserveIP = (ip: string) => clusterIPRanges.get(familyOf(ip))?.reserve(ip);
+  const reserveIP = (ip: string) => clusterIPRanges.reserve(ip);
+  (opts.takenIPs ?? []).forEach(reserveIP);
   for (const service of state.services) {
     for (const ip of service.clusterIPs) if (ip !== 'None') reserveIP(ip);
     for (const port of service.ports) if (port.nodePort !== undefined) nodePorts.reserve(port.nodePort);
@@ -63,35 +67,41 @@ export function allocate(state: ClusterState, opts: AllocateOptions): ClusterSta
   }
 
   const notes: string[] = [];
+  const warn = (service: Service, path: string, problem: string) =>
+    opts.warnings.add([service.origin.file, service.origin.object, path], problem);
   const services = [...state.services];
   const order = services.map((_, i) => i).sort((a, b) => compareByNamespaceAndName(services[a], services[b]));
   for (const i of order) {
     const service = services[i];
     services[i] = {
       ...service,
-      clusterIPs: allocateClusterIPs(service, clusterIPRanges, notes),
-      ports: allocateNodePorts(service, nodePorts, notes),
-      healthCheckNodePort: allocateHealthCheckNodePort(service, nodePorts, notes),
+      clusterIPs: allocateClusterIPs(service, clusterIPRanges, notes, warn),
+      ports: allocateNodePorts(service, nodePorts, notes, warn),
+      healthCheckNodePort: allocateHealthCheckNodePort(service, nodePorts, notes, warn),
     };
   }
   return { ...state, services, notes: [...state.notes, ...notes] };
 }
 
-/** One cluster IP per entry of spec.ipFamilies, in that order; none for headless and ExternalName Services. */
-function allocateClusterIPs(service: Service, ranges: Map<IPFamily, ClusterIPRange>, notes: string[]): string[] {
+type Warn = (service: Service, path: string, problem: string) => void;
+
+/**
+ * One cluster IP per entry of spec.ipFamilies, in that order; none for headless
+ * and ExternalName Services, and none of a family without a free address.
+ */
+function allocateClusterIPs(service: Service, ranges: ClusterIPRanges, notes: string[], warn: Warn): string[] {
   if (service.type === 'ExternalName' || service.clusterIPs[0] === 'None') return service.clusterIPs;
-  return service.ipFamilies.map((family, i) => {
+  return service.ipFamilies.flatMap((family, i) => {
     const given = service.clusterIPs.find((ip) => familyOf(ip) === family);
-    if (given) return given;
-    const range = ranges.get(family);
-    const ip = range?.allocate();
+    if (given) return [given];
+    const ip = ranges.allocate(family);
     if (ip === undefined) {
-      fail(service, `spec.clusterIPs[${i}]`, range
-        ? `cannot allocate a cluster IP: the service cluster IP range ${range.cidr} is full`
-        : `cannot allocate a cluster IP: no service cluster IP range of family ${family} is configured`);
+      warn(service, `spec.clusterIPs[${i}]`, `cannot allocate a cluster IP: ${ranges.fullProblem(family)}; `
+        + `the Service gets no ${family} cluster IP`);
+      return [];
     }
     notes.push(`allocated clusterIP ${ip} to Service ${service.namespace}/${service.name}`);
-    return ip;
+    return [ip];
   });
 }
 
@@ -100,7 +110,7 @@ function allocateClusterIPs(service: Service, ranges: Map<IPFamily, ClusterIPRan
  * unless allocateLoadBalancerNodePorts is false. Ports with the same number (DNS
  * on 53/UDP and 53/TCP) share one, given or allocated, as the API server does.
  */
-function allocateNodePorts(service: Service, nodePorts: NodePortRange, notes: string[]): ServicePort[] {
+function allocateNodePorts(service: Service, nodePorts: NodePortRange, notes: string[], warn: Warn): ServicePort[] {
   const wanted = service.type === 'NodePort' || (service.type === 'LoadBalancer' && service.allocateLoadBalancerNodePorts);
   if (!wanted) return service.ports;
   const holderByNumber = new Map<number, ServicePort>();
@@ -117,7 +127,10 @@ function allocateNodePorts(service: Service, nodePorts: NodePortRange, notes: st
       return { ...port, nodePort: holder.nodePort };
     }
     const nodePort = nodePorts.allocate();
-    if (nodePort === undefined) fail(service, `spec.ports[${i}].nodePort`, nodePorts.fullProblem('a nodePort'));
+    if (nodePort === undefined) {
+      warn(service, `spec.ports[${i}].nodePort`, `${nodePorts.fullProblem('a nodePort')}; the port gets no NodePort`);
+      return port;
+    }
     notes.push(`allocated nodePort ${nodePort} to ${owner} port ${portLabel(port)}`);
     const allocated = { ...port, nodePort };
     holderByNumber.set(port.port, allocated);
@@ -126,21 +139,21 @@ function allocateNodePorts(service: Service, nodePorts: NodePortRange, notes: st
 }
 
 /** A LoadBalancer that keeps external traffic on the receiving node needs a port for its health checks. */
-function allocateHealthCheckNodePort(service: Service, nodePorts: NodePortRange, notes: string[]): number | undefined {
+function allocateHealthCheckNodePort(service: Service, nodePorts: NodePortRange, notes: string[], warn: Warn): number | undefined {
   const needed = service.type === 'LoadBalancer' && service.externalTrafficPolicy === 'Local';
   if (!needed || service.healthCheckNodePort !== undefined) return service.healthCheckNodePort;
   const port = nodePorts.allocate();
-  if (port === undefined) fail(service, 'spec.healthCheckNodePort', nodePorts.fullProblem('a healthCheckNodePort'));
+  if (port === undefined) {
+    warn(service, 'spec.healthCheckNodePort', `${nodePorts.fullProblem('a healthCheckNodePort')}; `
+      + 'nothing in the datapath listens on it, so it changes nothing');
+    return undefined;
+  }
   notes.push(`allocated healthCheckNodePort ${port} to Service ${service.namespace}/${service.name}`);
   return port;
 }
 
 function portLabel(port: ServicePort): string {
   return port.name || String(port.port);
-}
-
-function fail(service: Service, path: string, problem: string): never {
-  throw inputError([service.origin.file, service.origin.object, path], problem);
 }
 
 function compareByNamespaceAndName(a: Service, b: Service): number {
@@ -151,7 +164,45 @@ function compareByNamespaceAndName(a: Service, b: Service): number {
 // ---------------------------------------------------------------------------
 // Ranges
 
-/** A --service-cluster-ip-range: the network address is never handed out, nor IPv4's broadcast address. */
+/** The ranges of each family, tried from a seeded random one on, as the MetaAllocator tries them in Go map order. */
+class ClusterIPRanges {
+  private readonly byFamily = new Map<IPFamily, ClusterIPRange[]>();
+  private readonly random: Mulberry32;
+
+  constructor(cidrs: string[], seed: number) {
+    for (const cidr of cidrs) {
+      const range = new ClusterIPRange(cidr, seed);
+      this.byFamily.set(range.family, [...(this.byFamily.get(range.family) ?? []), range]);
+    }
+    this.random = new Mulberry32(seed);
+  }
+
+  /** Marks an IP as taken in every range that holds it (ServiceCIDRs may overlap). */
+  reserve(ip: string): void {
+    for (const range of this.byFamily.get(familyOf(ip)) ?? []) range.reserve(ip);
+  }
+
+  allocate(family: IPFamily): string | undefined {
+    const ranges = this.byFamily.get(family) ?? [];
+    const start = ranges.length > 1 ? this.random.int(0, ranges.length - 1) : 0;
+    for (let i = 0; i < ranges.length; i++) {
+      const ip = ranges[(start + i) % ranges.length].allocate();
+      if (ip === undefined) continue;
+      this.reserve(ip);
+      return ip;
+    }
+    return undefined;
+  }
+
+  fullProblem(family: IPFamily): string {
+    const ranges = this.byFamily.get(family) ?? [];
+    if (ranges.length === 0) return `no service cluster IP range of family ${family} is configured`;
+    return `the service cluster IP range${ranges.length === 1 ? '' : 's'} ${ranges.map((r) => r.cidr).join(', ')} `
+      + `${ranges.length === 1 ? 'is' : 'are'} full`;
+  }
+}
+
+/** One service cluster IP range: the network address is never handed out, nor IPv4's broadcast address. */
 class ClusterIPRange {
   readonly family: IPFamily;
   /** Canonical CIDR, for messages. */

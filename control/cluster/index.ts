@@ -5,16 +5,20 @@
  * controller would make of the Pods (endpointslice-controller.ts), then joined
  * into per-port backends (resolve.ts).
  */
-import type { ClusterState, EndpointSlice, Pod } from '../model.js';
+import type { ClusterState, EndpointSlice, Pod, Service } from '../model.js';
 import { allocate } from './allocate.js';
 import { deriveEndpointSlices, isControllerManaged, onMissingNode, selectedPods } from './endpointslice-controller.js';
 import { readManifests } from './load.js';
 import { validateManifests } from './validate.js';
+import { Warnings } from './warnings.js';
 
 export { resolveServices, type Resolution } from './resolve.js';
 
 export interface LoadOptions {
-  /** The API server's --service-cluster-ip-range (one CIDR per IP family); default ['10.96.0.0/12']. */
+  /**
+   * The API server's --service-cluster-ip-range (one CIDR per IP family), joined with
+   * the state's ServiceCIDR objects; with neither, the ranges are unknown.
+   */
   serviceClusterIPRanges?: string[];
   /** The API server's --service-node-port-range, both ends included; default [30000, 32767]. */
   serviceNodePortRange?: [number, number];
@@ -22,22 +26,27 @@ export interface LoadOptions {
   seed?: number;
   /** kube-controller-manager's --max-endpoints-per-slice for slices derived from Pods; default 100. */
   maxEndpointsPerSlice?: number;
+  /** --strict: the first warning is thrown as the error it would have been. */
+  strict?: boolean;
 }
 
-/** kube-apiserver's default --service-cluster-ip-range. */
-const DEFAULT_SERVICE_CLUSTER_IP_RANGES = ['10.96.0.0/12'];
 /** kube-apiserver's default --service-node-port-range. */
 const DEFAULT_SERVICE_NODE_PORT_RANGE: [number, number] = [30000, 32767];
 
-/** Reads manifest files and directories into a validated ClusterState; throws InputError on any mistake in them. */
+/**
+ * Reads manifest files and directories into a validated ClusterState; throws
+ * InputError where the datapath cannot be built from them, and gathers the
+ * rest of what the API server would refuse in `warnings`.
+ */
 export function loadClusterState(paths: string[], opts: LoadOptions = {}): ClusterState {
   const { manifests, notes } = readManifests(paths);
-  const ranges = {
-    serviceClusterIPRanges: opts.serviceClusterIPRanges ?? DEFAULT_SERVICE_CLUSTER_IP_RANGES,
-    serviceNodePortRange: opts.serviceNodePortRange ?? DEFAULT_SERVICE_NODE_PORT_RANGE,
-  };
-  const state = allocate(validateManifests(manifests, ranges), { ...ranges, seed: opts.seed ?? 0 });
-  return withPodEndpoints({ ...state, notes: [...notes, ...state.notes] }, opts);
+  const warnings = new Warnings(opts.strict);
+  const serviceNodePortRange = opts.serviceNodePortRange ?? DEFAULT_SERVICE_NODE_PORT_RANGE;
+  const { state: validated, takenIPs } = validateManifests(manifests, {
+    serviceClusterIPRanges: opts.serviceClusterIPRanges, serviceNodePortRange, warnings,
+  });
+  const state = allocate(validated, { serviceNodePortRange, seed: opts.seed ?? 0, takenIPs, warnings });
+  return { ...withPodEndpoints({ ...state, notes: [...notes, ...state.notes] }, opts), warnings: warnings.messages };
 }
 
 /**
@@ -67,13 +76,8 @@ export function withPodEndpoints(state: ClusterState, opts: { maxEndpointsPerSli
     const endpoints = slices.reduce((n, s) => n + s.endpoints.length, 0);
     notes.push(`${service.origin.file}: ${service.origin.object}: ${slices.length} EndpointSlice${slices.length === 1 ? '' : 's'} `
       + `derived from its Pods (${endpoints} endpoint${endpoints === 1 ? '' : 's'})`);
-    for (const pod of selectedPods(service, pods)) {
-      if (pod.podIPs.length > 0 && onMissingNode(pod, service, nodeNames)) {
-        notes.push(`${pod.origin.file}: ${pod.origin.object}: not an endpoint of Service ${key}: its node `
-          + `${JSON.stringify(pod.nodeName ?? '')} is not among the Nodes, and the EndpointSlice controller skips such Pods `
-          + '(unless publishNotReadyAddresses)');
-      }
-    }
+    notes.push(...podsOnMissingNodes(service, selectedPods(service, pods).filter((pod) => pod.podIPs.length > 0
+      && onMissingNode(pod, service, nodeNames))));
     const legacy = (state.legacyEndpoints ?? []).find((e) => e.namespace === service.namespace && e.name === service.name);
     if (legacy) {
       notes.push(`${legacy.origin.file}: ${legacy.origin.object}: ignored: its Service has a selector, so its `
@@ -87,6 +91,28 @@ export function withPodEndpoints(state: ClusterState, opts: { maxEndpointsPerSli
     legacyEndpoints: (state.legacyEndpoints ?? []).filter((e) => !derivedKeys.has(`${e.namespace}/${e.name}`)),
     notes: [...state.notes, ...notes],
   };
+}
+
+/** How many Pod names a missing-node note lists before it only counts the rest. */
+const PODS_NAMED = 3;
+
+/**
+ * One note per missing node name of a Service's Pods, as the controller logs a
+ * skipped Pod: how many, the node, and the first few Pods in name order.
+ */
+function podsOnMissingNodes(service: Service, skipped: Pod[]): string[] {
+  const byNode = new Map<string, Pod[]>();
+  for (const pod of skipped) byNode.set(pod.nodeName ?? '', [...(byNode.get(pod.nodeName ?? '') ?? []), pod]);
+  return [...byNode].map(([node, group]) => {
+    const names = group.map((p) => `${p.namespace}/${p.name}`).sort();
+    const more = names.length > PODS_NAMED ? ` and ${names.length - PODS_NAMED} more` : '';
+    const count = group.length === 1 ? '1 Pod' : `${group.length} Pods`;
+    const their = group.length === 1 ? 'its' : 'their';
+    const where = node ? `${their} node ${JSON.stringify(node)} is not among the Nodes` : `${group.length === 1 ? 'it has' : 'they have'} no spec.nodeName`;
+    return `${service.origin.file}: ${service.origin.object}: ${count} not made endpoints: ${where} `
+      + '(the EndpointSlice controller skips such Pods unless publishNotReadyAddresses): '
+      + `${names.slice(0, PODS_NAMED).join(', ')}${more}`;
+  });
 }
 
 /** A given slice with the node and unset conditions of its endpoints taken from their Pods. */

@@ -2,9 +2,10 @@
  * Reading manifests: files and directories → the objects they hold, each
  * with where it came from. Nothing here knows what a Service is; this module
  * only turns bytes into mappings (YAML or JSON, several documents per file,
- * `kind: List` dumps flattened) and says precisely where a file is broken.
+ * `kind: List` and typed `FooList` dumps flattened) and says precisely where
+ * a file is broken.
  */
-import { readdirSync, readFileSync, statSync, type Stats } from 'node:fs';
+import { readdirSync, readFileSync, statSync, type Dirent, type Stats } from 'node:fs';
 import { join } from 'node:path';
 import { LineCounter, parseAllDocuments } from 'yaml';
 import { inputError } from '../errors.js';
@@ -31,16 +32,39 @@ export function readManifests(paths: string[]): ReadResult {
   return result;
 }
 
-/** The path itself when it is a file; for a directory, every manifest below it in sorted order. */
+/**
+ * The path itself when it is a file (hidden or not: it was named); for a
+ * directory, every manifest below it in sorted order, hidden files and
+ * directories (.git, .github, ...) left out.
+ */
 function manifestFiles(path: string): string[] {
   if (!stat(path).isDirectory()) return [path];
-  const files = readdirSync(path, { recursive: true, encoding: 'utf8' })
+  const files = visibleEntries(path, '')
     .filter((entry) => MANIFEST_EXTENSIONS.some((ext) => entry.endsWith(ext)))
     .sort()
     .map((entry) => join(path, entry))
     .filter((file) => stat(file).isFile());
   if (files.length === 0) throw inputError([path], `no ${MANIFEST_EXTENSIONS.join(', ')} files in this directory`);
   return files;
+}
+
+/**
+ * The entries below `root/relative` whose names do not start with a dot, as
+ * paths relative to `root`. Written out because readdirSync's recursive mode
+ * cannot prune: it would walk every object of a .git directory only for them
+ * to be filtered out. Like it, this does not descend into symbolic links.
+ */
+function visibleEntries(root: string, relative: string): string[] {
+  let entries: Dirent[];
+  try {
+    entries = readdirSync(join(root, relative), { withFileTypes: true });
+  } catch (e) {
+    throw inputError([join(root, relative)], fsProblem(e));
+  }
+  return entries.filter((entry) => !entry.name.startsWith('.')).flatMap((entry) => {
+    const path = relative ? join(relative, entry.name) : entry.name;
+    return entry.isDirectory() ? visibleEntries(root, path) : [path];
+  });
 }
 
 function readFile(file: string, result: ReadResult): void {
@@ -71,11 +95,22 @@ function readFile(file: string, result: ReadResult): void {
       throw inputError([file, position], (e as Error).message);
     }
     if (value === null || value === undefined) return;
+    if (isMapping(value) && value.apiVersion == null && value.kind == null) {
+      // A Helm values.yaml, a CI workflow: YAML beside the manifests, not a mistake in one.
+      result.notes.push(`${file}: ${position}: skipped: not a Kubernetes object: no apiVersion or kind`);
+      return;
+    }
     addObject(file, position, value, result.manifests);
   });
 }
 
-/** Adds one document's object, or the items of a List (what `kubectl get -o yaml` prints for several objects). */
+/**
+ * Adds one document's object, or the items of a list: a `kind: List` (what
+ * `kubectl get -o yaml` prints for several objects), whose items carry their
+ * own kind, or a typed list such as ServiceList (what `kubectl get --raw` and
+ * client libraries return), whose items may leave out the kind and apiVersion
+ * the list names.
+ */
 function addObject(file: string, position: string, value: unknown, out: Manifest[]): void {
   if (!isMapping(value)) {
     throw inputError([file, position], `expected a Kubernetes object (a mapping), got ${describe(value)}`);
@@ -84,10 +119,16 @@ function addObject(file: string, position: string, value: unknown, out: Manifest
   if (typeof kind === 'string' && kind.endsWith('List') && 'items' in value) {
     if (items === null) return;
     if (!Array.isArray(items)) throw inputError([file, position, 'items'], `must be a list, got ${describe(items)}`);
-    items.forEach((item, i) => addObject(file, `items[${i}]`, item, out));
+    items.forEach((item, i) => addObject(file, `items[${i}]`, typedListItem(kind, value.apiVersion, item), out));
     return;
   }
   out.push({ file, position, object: value });
+}
+
+/** An item of a typed list with the kind and apiVersion it leaves to the list; any other item as it is. */
+function typedListItem(listKind: string, listApiVersion: unknown, item: unknown): unknown {
+  if (listKind === 'List' || !isMapping(item) || item.kind != null) return item;
+  return { ...item, kind: listKind.slice(0, -'List'.length), apiVersion: item.apiVersion ?? listApiVersion };
 }
 
 export function isMapping(value: unknown): value is Record<string, unknown> {

@@ -1,37 +1,58 @@
 /**
  * Checking and defaulting: parsed manifests → the typed model of
  * control/model.ts. The API server's defaults are applied and its validation
- * rules enforced here, so the rest of svcpath can trust every field; each
- * mistake becomes one InputError naming the file, the object and the field.
+ * rules checked here, so the rest of svcpath can trust every field. A mistake
+ * that leaves the datapath unbuildable or ambiguous (an address that does not
+ * parse, a port without a number, one frontend claimed by two Services) is an
+ * InputError naming the file, the object and the field; one the API server
+ * would refuse but a datapath still programs (a name rule, a NodePort outside
+ * the range) is a warning with the same words and what svcpath does instead.
  */
 import ipaddr from 'ipaddr.js';
-import { inputError, type InputError } from '../errors.js';
+import { inputError } from '../errors.js';
 import type {
   ClusterState, ConntrackTimeouts, Endpoint, EndpointPort, EndpointSlice, IPFamily, LegacyEndpointAddress,
   LegacyEndpointPort, LegacyEndpoints, LegacyEndpointSubset, LoadBalancerIngress, Node, NodeAddress, Origin,
-  ContainerPort, Pod, Protocol, ProxyConfig, Service, ServicePort, ServiceType, TrafficPolicy,
+  ContainerPort, Pod, Protocol, ProxyConfig, Service, ServiceCIDR, ServicePort, ServiceRanges, ServiceType, TrafficPolicy,
 } from '../model.js';
 import { describe, isMapping, type Manifest } from './load.js';
+import { rangeFamilies, serviceRanges } from './service-ranges.js';
+import type { Warnings } from './warnings.js';
 
 export interface ValidateOptions {
-  /** The API server's --service-cluster-ip-range: every cluster IP must fall inside one of these CIDRs. */
-  serviceClusterIPRanges: string[];
-  /** The API server's --service-node-port-range, both ends included: every nodePort must fall inside. */
+  /** The API server's --service-cluster-ip-range, when given: joined with the state's ServiceCIDRs. */
+  serviceClusterIPRanges?: string[];
+  /** The API server's --service-node-port-range, both ends included: every nodePort should fall inside. */
   serviceNodePortRange: [number, number];
+  warnings: Warnings;
 }
 
+export interface Validated {
+  state: ClusterState;
+  /** The addresses IPAddress objects hold: taken, whether or not a Service of the state has them. */
+  takenIPs: string[];
+}
+
+/** The apiVersions read of each kind, the current one first. */
 const API_VERSIONS = {
-  Service: 'v1',
-  EndpointSlice: 'discovery.k8s.io/v1',
-  Endpoints: 'v1',
-  Node: 'v1',
-  Pod: 'v1',
-  KubeProxyConfiguration: 'kubeproxy.config.k8s.io/v1alpha1',
-} as const;
+  Service: ['v1'],
+  // v1beta1 for clusters older than 1.21 and dumps made with it; its topology map carries node and zone.
+  EndpointSlice: ['discovery.k8s.io/v1', 'discovery.k8s.io/v1beta1'],
+  Endpoints: ['v1'],
+  Node: ['v1'],
+  Pod: ['v1'],
+  ServiceCIDR: ['networking.k8s.io/v1', 'networking.k8s.io/v1beta1'],
+  IPAddress: ['networking.k8s.io/v1', 'networking.k8s.io/v1beta1'],
+  KubeProxyConfiguration: ['kubeproxy.config.k8s.io/v1alpha1'],
+} as const satisfies Record<string, readonly string[]>;
 type Kind = keyof typeof API_VERSIONS;
+const NAMESPACED_KINDS: readonly Kind[] = ['Service', 'EndpointSlice', 'Endpoints', 'Pod'];
 
 const SERVICE_NAME_LABEL = 'kubernetes.io/service-name';
 const MANAGED_BY_LABEL = 'endpointslice.kubernetes.io/managed-by';
+/** The v1beta1 EndpointSlice topology keys that became v1's nodeName and zone. */
+const HOSTNAME_TOPOLOGY_KEY = 'kubernetes.io/hostname';
+const ZONE_TOPOLOGY_KEY = 'topology.kubernetes.io/zone';
 
 const SERVICE_TYPES: readonly ServiceType[] = ['ClusterIP', 'NodePort', 'LoadBalancer', 'ExternalName'];
 const PROTOCOLS: readonly Protocol[] = ['TCP', 'UDP', 'SCTP'];
@@ -40,45 +61,63 @@ const IP_FAMILY_POLICIES = ['SingleStack', 'PreferDualStack', 'RequireDualStack'
 const TRAFFIC_POLICIES: readonly TrafficPolicy[] = ['Cluster', 'Local'];
 const ADDRESS_TYPES = ['IPv4', 'IPv6', 'FQDN'] as const;
 const DEFAULT_AFFINITY_TIMEOUT_SECONDS = 10800;
+const MAX_AFFINITY_TIMEOUT_SECONDS = 86400;
 /** Kinds whose Pod templates make Pods; svcpath derives nothing from a template, only from Pods. */
 const WORKLOAD_KINDS = ['Deployment', 'ReplicaSet', 'StatefulSet', 'DaemonSet', 'ReplicationController', 'Job', 'CronJob'];
 const POD_PHASES = ['Pending', 'Running', 'Succeeded', 'Failed', 'Unknown'] as const;
 const MAX_ENDPOINT_ADDRESSES = 100;
 
-export function validateManifests(manifests: Manifest[], opts: ValidateOptions): ClusterState {
-  const ranges = serviceRanges(opts.serviceClusterIPRanges);
+/** What each warning's "instead" says, where several rules share it. */
+const USED_AS_GIVEN = 'svcpath uses it as it is';
+const SERVED_ALL_THE_SAME = 'the datapath serves it all the same';
+const SENT_TO_ALL_THE_SAME = 'the datapath sends to it all the same';
+
+/** A manifest of a kind svcpath reads, with its kind and apiVersion checked. */
+interface KnownObject {
+  kind: Kind;
+  apiVersion: string;
+  origin: Origin;
+  doc: Field;
+  position: string;
+}
+
+export function validateManifests(manifests: Manifest[], opts: ValidateOptions): Validated {
+  const { warnings } = opts;
   const nodePortRange = serviceNodePortRange(opts.serviceNodePortRange);
+  const flag = opts.serviceClusterIPRanges && flagRanges(opts.serviceClusterIPRanges, warnings);
   const legacyEndpoints: LegacyEndpoints[] = [];
   const pods: Pod[] = [];
   const state: ClusterState = { services: [], endpointSlices: [], legacyEndpoints, nodes: [], pods, notes: [] };
   const hasPods = manifests.some((m) => m.object.kind === 'Pod');
+  const objects = manifests.flatMap((m) => knownObject(m, hasPods, state.notes, warnings) ?? []);
   /** "Kind ns/name" → where it was first defined, to report duplicates. */
   const defined = new Map<string, string>();
 
-  for (const manifest of manifests) {
-    const { file, position, object } = manifest;
-    const kind = new Field([file, position], '', object).get('kind').str();
-    if (!isKnownKind(kind)) {
-      state.notes.push(`${file}: skipped ${skippedLabel(kind, manifest)} (${WORKLOAD_KINDS.includes(kind) && !hasPods
-        ? 'a workload template, not Pods: give the Pods themselves, e.g. kubectl get pods -o yaml, to derive endpoints'
-        : 'not used by svcpath'})`);
-      continue;
-    }
-    const origin = originOf(kind, manifest);
-    const doc = new Field([file, origin.object], '', object);
-    const apiVersion = doc.get('apiVersion');
-    if (apiVersion.value !== API_VERSIONS[kind]) {
-      apiVersion.fail(`${kind} must be ${API_VERSIONS[kind]}, got ${describe(apiVersion.value)}`);
-    }
+  // ServiceCIDRs first: every Service's cluster IP is checked against them, wherever they are in the files.
+  const serviceCIDRs: ServiceCIDR[] = [];
+  for (const object of objects.filter((o) => o.kind === 'ServiceCIDR')) {
+    serviceCIDRs.push(toServiceCIDR(object.doc, object.origin));
+    checkDefinedOnce(object, defined);
+  }
+  const ranges = serviceRanges(serviceCIDRs, flag, state.notes);
+  const checks = rangeChecks(ranges);
+  const ipAddresses: IPAddressObject[] = [];
 
+  for (const object of objects) {
+    const { doc, origin } = object;
     // Validated first, so that an object without a name fails on that
     // rather than look like a duplicate of another nameless one.
-    switch (kind) {
+    switch (object.kind) {
+      case 'ServiceCIDR':
+        continue;
+      case 'IPAddress':
+        ipAddresses.push(toIPAddress(doc, origin));
+        break;
       case 'Service':
-        state.services.push(toService(doc, origin, ranges, nodePortRange));
+        state.services.push(toService(doc, origin, checks, nodePortRange));
         break;
       case 'EndpointSlice': {
-        const slice = toEndpointSlice(doc, origin, state.notes);
+        const slice = toEndpointSlice(doc, origin, object.apiVersion, state.notes);
         if (!slice) continue;
         state.endpointSlices.push(slice);
         break;
@@ -96,20 +135,53 @@ export function validateManifests(manifests: Manifest[], opts: ValidateOptions):
         state.proxyConfig = toProxyConfig(doc, origin);
         break;
     }
-
-    // One object per kind, namespace and name; one KubeProxyConfiguration in all.
-    const identity = kind === 'KubeProxyConfiguration' ? kind : origin.object;
-    const first = defined.get(identity);
-    if (first) {
-      throw inputError([file, origin.object], kind === 'KubeProxyConfiguration'
-        ? `a second KubeProxyConfiguration; there must be at most one, and the first is in ${first}`
-        : `defined twice; the first is in ${first}`);
-    }
-    defined.set(identity, `${file} (${position})`);
+    checkDefinedOnce(object, defined);
   }
-  checkNodePortOwners(state.services);
-  checkEndpointsAreNotClusterIPs(state.services, state.endpointSlices, legacyEndpoints, pods);
-  return state;
+  checkClusterIPOwners(state.services);
+  checkNodePortOwners(state.services, warnings);
+  checkEndpointsAreNotClusterIPs(state.services, state.endpointSlices, legacyEndpoints, pods, warnings);
+  noteUnclaimedIPAddresses(ipAddresses, state.services, state.notes);
+  return { state: { ...state, serviceRanges: ranges }, takenIPs: ipAddresses.map((a) => a.ip) };
+}
+
+/**
+ * The manifest with its kind and apiVersion checked, or undefined (and a note)
+ * for a kind svcpath does not read. Kubernetes objects have both fields; a
+ * document with neither was skipped when read (load.ts), so one missing here
+ * is a mistake.
+ */
+function knownObject(manifest: Manifest, hasPods: boolean, notes: string[], warnings: Warnings): KnownObject | undefined {
+  const { file, position, object } = manifest;
+  const top = new Field([file, position], '', object, warnings);
+  const kind = top.get('kind').str();
+  if (!isKnownKind(kind)) {
+    top.get('apiVersion').str();
+    notes.push(`${file}: skipped ${skippedLabel(kind, manifest)} (${WORKLOAD_KINDS.includes(kind) && !hasPods
+      ? 'a workload template, not Pods: give the Pods themselves, e.g. kubectl get pods -o yaml, to derive endpoints'
+      : 'not used by svcpath'})`);
+    return undefined;
+  }
+  const origin = originOf(kind, manifest);
+  const doc = new Field([file, origin.object], '', object, warnings);
+  const apiVersionField = doc.get('apiVersion');
+  const apiVersion = apiVersionField.str();
+  const versions: readonly string[] = API_VERSIONS[kind];
+  if (!versions.includes(apiVersion)) {
+    apiVersionField.fail(`${kind} must be ${versions.join(' or ')}, got ${describe(apiVersion)}`);
+  }
+  return { kind, apiVersion, origin, doc, position };
+}
+
+/** One object per kind, namespace and name; one KubeProxyConfiguration in all. */
+function checkDefinedOnce({ kind, origin, position }: KnownObject, defined: Map<string, string>): void {
+  const identity = kind === 'KubeProxyConfiguration' ? kind : origin.object;
+  const first = defined.get(identity);
+  if (first) {
+    throw inputError([origin.file, origin.object], kind === 'KubeProxyConfiguration'
+      ? `a second KubeProxyConfiguration; there must be at most one, and the first is in ${first}`
+      : `defined twice; the first is in ${first}`);
+  }
+  defined.set(identity, `${origin.file} (${position})`);
 }
 
 function isKnownKind(kind: string): kind is Kind {
@@ -118,12 +190,11 @@ function isKnownKind(kind: string): kind is Kind {
 
 /** "Service default/web", "Node worker-1"; the position in the file for an object without a name. */
 function originOf(kind: Kind, { file, position, object }: Manifest): Origin {
-  const meta = new Field([file, position], '', object).get('metadata');
-  const name = meta.get('name').optStr();
+  const meta = isMapping(object.metadata) ? object.metadata : {};
+  const name = typeof meta.name === 'string' ? meta.name : undefined;
   if (!name) return { file, object: position };
-  const namespaced = kind === 'Service' || kind === 'EndpointSlice' || kind === 'Endpoints' || kind === 'Pod';
-  if (!namespaced) return { file, object: `${kind} ${name}` };
-  return { file, object: `${kind} ${meta.get('namespace').optStr() || 'default'}/${name}` };
+  if (!NAMESPACED_KINDS.includes(kind)) return { file, object: `${kind} ${name}` };
+  return { file, object: `${kind} ${typeof meta.namespace === 'string' && meta.namespace ? meta.namespace : 'default'}/${name}` };
 }
 
 /**
@@ -138,9 +209,95 @@ function skippedLabel(kind: string, { position, object }: Manifest): string {
 }
 
 // ---------------------------------------------------------------------------
+// ServiceCIDR and IPAddress (networking.k8s.io, KEP-1880)
+
+function toServiceCIDR(doc: Field, origin: Origin): ServiceCIDR {
+  const meta = doc.get('metadata');
+  const nameField = meta.get('name');
+  const name = nameField.str();
+  checkName(nameField, name, DNS1123_SUBDOMAIN);
+  const cidrsField = doc.get('spec').get('cidrs');
+  const fields = cidrsField.items();
+  const cidrs = fields.map((f) => canonicalCIDR(f, parseCIDR(f, f.str())));
+  if (cidrs.length === 0) cidrsField.warn('required: one CIDR per IP family; this ServiceCIDR adds no range');
+  if (cidrs.length > 2) cidrsField.warn(`at most 2 entries (one per IP family), got ${cidrs.length}; svcpath uses every one`);
+  if (cidrs.length === 2 && cidrs[0].ip.kind() === cidrs[1].ip.kind()) {
+    fields[1].warn(`must be of a different IP family than ${cidrs[0].text}; svcpath uses both`);
+  }
+  // The allocator takes new addresses only from a ServiceCIDR that is ready (no Ready condition counts as ready) and not being deleted.
+  const notReady = doc.get('status').get('conditions').items()
+    .some((c) => c.get('type').optStr() === 'Ready' && c.get('status').optStr() === 'False');
+  const deleting = meta.get('deletionTimestamp').isSet;
+  return { origin, name, cidrs: [...new Set(cidrs.map((c) => c.text))], allocatable: !notReady && !deleting };
+}
+
+/** The API server wants spec.cidrs in canonical form; a CIDR with host bits set still names its network. */
+function canonicalCIDR(f: Field, cidr: Cidr): Cidr {
+  if (f.value !== cidr.text) f.warn(`${JSON.stringify(f.value)} is not in canonical form; svcpath reads it as ${cidr.text}`);
+  return cidr;
+}
+
+/** An IPAddress object: an address the allocator has given out, named after it. */
+interface IPAddressObject {
+  origin: Origin;
+  ip: string;
+  /** "services shop/web", or undefined when the object does not say. */
+  parentRef?: string;
+}
+
+function toIPAddress(doc: Field, origin: Origin): IPAddressObject {
+  const nameField = doc.get('metadata').get('name');
+  const name = nameField.str();
+  const ip = parseIP(nameField, name).toString();
+  if (ip !== name) nameField.warn(`${JSON.stringify(name)} is not in canonical form; svcpath reads it as ${ip}`);
+  const ref = doc.get('spec').get('parentRef');
+  const resource = ref.get('resource').optStr();
+  const refName = ref.get('name').optStr();
+  const namespace = ref.get('namespace').optStr();
+  if (!resource || !refName) {
+    ref.warn('required: resource and name of the object the address belongs to; the address counts as taken all the same');
+    return { origin, ip };
+  }
+  return { origin, ip, parentRef: `${resource} ${namespace ? `${namespace}/` : ''}${refName}` };
+}
+
+/** How many IPAddress objects a note names before it only counts the rest. */
+const NAMED_IN_NOTE = 3;
+
+/**
+ * An IPAddress whose address is no Service's cluster IP: its Service was left
+ * out of the dump, or the address leaked. Either way it stays taken.
+ */
+function noteUnclaimedIPAddresses(ipAddresses: IPAddressObject[], services: Service[], notes: string[]): void {
+  const clusterIPs = new Set(services.flatMap((s) => s.clusterIPs));
+  const unclaimed = ipAddresses.filter((a) => !clusterIPs.has(a.ip));
+  if (unclaimed.length === 0) return;
+  const named = unclaimed.slice(0, NAMED_IN_NOTE)
+    .map((a) => `${a.origin.file}: ${a.origin.object}${a.parentRef ? ` (parentRef ${a.parentRef})` : ''}`);
+  const more = unclaimed.length > NAMED_IN_NOTE ? ` and ${unclaimed.length - NAMED_IN_NOTE} more` : '';
+  notes.push(`${unclaimed.length} IPAddress object${unclaimed.length === 1 ? '' : 's'} name${unclaimed.length === 1 ? 's' : ''} `
+    + `an address that is no Service's cluster IP in the state (its Service is not in the state, or the address leaked); `
+    + `svcpath allocates none of them: ${named.join(', ')}${more}`);
+}
+
+// ---------------------------------------------------------------------------
 // Service
 
-function toService(doc: Field, origin: Origin, ranges: Cidr[], nodePortRange: PortRange): Service {
+/** What a Service's cluster IPs and IP families are checked against. */
+interface RangeChecks {
+  /** The known service cluster IP ranges; empty when they are unknown. */
+  known: Cidr[];
+  /** Where they come from: "10.96.0.0/12 from --service-cluster-ip-range". */
+  source: string;
+  /** The cluster's IP families, the primary one first; undefined when the ranges are unknown. */
+  families?: IPFamily[];
+}
+
+function rangeChecks(ranges: ServiceRanges): RangeChecks {
+  return { known: ranges.cidrs.map(cidrOf), source: ranges.source, families: rangeFamilies(ranges) };
+}
+
+function toService(doc: Field, origin: Origin, ranges: RangeChecks, nodePortRange: PortRange): Service {
   const meta = doc.get('metadata');
   const name = meta.get('name').str();
   checkName(meta.get('name'), name, RFC1035_LABEL);
@@ -153,7 +310,7 @@ function toService(doc: Field, origin: Origin, ranges: Cidr[], nodePortRange: Po
     for (const key of ['clusterIP', 'clusterIPs', 'ipFamilies', 'ipFamilyPolicy']) {
       const field = spec.get(key);
       if (field.isSet && field.value !== '' && !(Array.isArray(field.value) && field.value.length === 0)) {
-        field.fail('must not be set for ExternalName Services');
+        field.warn('must not be set for ExternalName Services; ignored: an ExternalName Service gets no datapath entries');
       }
     }
   }
@@ -168,19 +325,20 @@ function toService(doc: Field, origin: Origin, ranges: Cidr[], nodePortRange: Po
   const portsField = spec.get('ports');
   const portFields = portsField.items();
   if (portFields.length === 0 && type !== 'ExternalName' && !headless) {
-    portsField.fail('at least one port is required (only headless and ExternalName Services may have none)');
+    portsField.warn('at least one port is required (only headless and ExternalName Services may have none); '
+      + 'the datapath serves no port of it: every packet to its cluster IP is UNSERVED_PORT');
   }
   const ports = portFields.map((p) => toServicePort(p, type, portFields.length > 1, nodePortRange));
-  checkUnique(portFields, ports, (p) => p.name, (p) => `name ${JSON.stringify(p.name)}`, 'name');
+  checkUnique(portFields, ports, (p) => p.name, (p) => `name ${JSON.stringify(p.name)}`, 'name',
+    'both take the endpoints of the EndpointSlice port of that name');
   checkUnique(portFields, ports, (p) => `${p.port}/${p.protocol}`, (p) => `port ${p.port}/${p.protocol}`);
 
   const sessionAffinity = spec.get('sessionAffinity').optOneOf(['None', 'ClientIP'] as const) ?? 'None';
   const affinityConfig = spec.get('sessionAffinityConfig');
   if (sessionAffinity === 'None' && affinityConfig.isSet) {
-    affinityConfig.fail('must not be set when sessionAffinity is None');
+    affinityConfig.warn('must not be set when sessionAffinity is None; ignored');
   }
-  const affinityTimeoutSeconds =
-    affinityConfig.get('clientIP').get('timeoutSeconds').optInt(1, 86400) ?? DEFAULT_AFFINITY_TIMEOUT_SECONDS;
+  const affinityTimeoutSeconds = affinityTimeout(affinityConfig.get('clientIP').get('timeoutSeconds'));
 
   // Older dumps may say "Global", which meant what "Cluster" means.
   const etp = spec.get('externalTrafficPolicy');
@@ -190,7 +348,7 @@ function toService(doc: Field, origin: Origin, ranges: Cidr[], nodePortRange: Po
   const sourceRanges = spec.get('loadBalancerSourceRanges');
   const loadBalancerSourceRanges = sourceRanges.items().map((f) => parseCIDR(f, f.str().trim()).text);
   if (loadBalancerSourceRanges.length > 0 && type !== 'LoadBalancer') {
-    sourceRanges.fail('may only be used when type is LoadBalancer');
+    sourceRanges.warn('may only be used when type is LoadBalancer; ignored: source ranges guard load-balancer IPs only');
   }
 
   return {
@@ -207,7 +365,7 @@ function toService(doc: Field, origin: Origin, ranges: Cidr[], nodePortRange: Po
     affinityTimeoutSeconds,
     externalTrafficPolicy,
     internalTrafficPolicy,
-    externalIPs: spec.get('externalIPs').items().map((f) => parseUnicastIP(f, f.str()).toString()),
+    externalIPs: spec.get('externalIPs').items().map((f) => parseUnicastIP(f, f.str(), SERVED_ALL_THE_SAME).toString()),
     externalName: type === 'ExternalName' ? externalName(spec.get('externalName')) : undefined,
     loadBalancerIngress: doc.get('status').get('loadBalancer').get('ingress').items().map(toIngress),
     loadBalancerSourceRanges,
@@ -218,8 +376,17 @@ function toService(doc: Field, origin: Origin, ranges: Cidr[], nodePortRange: Po
   };
 }
 
+/** ClientIP affinity's timeout: the API allows at most a day, the datapath's u32 seconds take more. */
+function affinityTimeout(f: Field): number {
+  const seconds = f.optInt(1, 0xffffffff) ?? DEFAULT_AFFINITY_TIMEOUT_SECONDS;
+  if (seconds > MAX_AFFINITY_TIMEOUT_SECONDS) {
+    f.warn(`${seconds} is out of range 1..${MAX_AFFINITY_TIMEOUT_SECONDS}; the datapath keeps affinities that long all the same`);
+  }
+  return seconds;
+}
+
 /** spec.clusterIP and spec.clusterIPs reconciled: [] when unset, ['None'] when headless, else canonical IPs. */
-function serviceClusterIPs(spec: Field, type: ServiceType, ranges: Cidr[]): string[] {
+function serviceClusterIPs(spec: Field, type: ServiceType, ranges: RangeChecks): string[] {
   const single = spec.get('clusterIP');
   const clusterIP = single.optStr() || undefined;
   const listField = spec.get('clusterIPs');
@@ -233,14 +400,14 @@ function serviceClusterIPs(spec: Field, type: ServiceType, ranges: Cidr[]): stri
 
   if (texts.includes('None')) {
     if (texts.length > 1) listField.fail('"None" (headless) must be the only entry');
-    if (type !== 'ClusterIP') fields[0].fail(`may not be "None" (headless) for ${type} Services`);
+    if (type !== 'ClusterIP') fields[0].warn(`may not be "None" (headless) for ${type} Services; svcpath treats it as headless: no datapath entries`);
     return ['None'];
   }
   if (texts.length > 2) listField.fail(`at most 2 entries (one per IP family), got ${texts.length}`);
   const ips = texts.map((text, i) => {
     const ip = parseIP(fields[i], text);
-    if (!ranges.some((range) => contains(range, ip))) {
-      fields[i].fail(`${text} is outside the service cluster IP ranges (${ranges.map((r) => r.text).join(', ')})`);
+    if (ranges.known.length > 0 && !ranges.known.some((range) => contains(range, ip))) {
+      fields[i].warn(`${text} is outside the service cluster IP ranges (${ranges.source}); the datapath serves it as a cluster IP all the same`);
     }
     return ip;
   });
@@ -256,38 +423,46 @@ function serviceClusterIPs(spec: Field, type: ServiceType, ranges: Cidr[]): stri
  * primary family — both families for dual-stack requests and selectorless headless
  * Services, which the API server makes RequireDualStack. On a dual-stack cluster a
  * PreferDualStack or RequireDualStack Service with one family gets the other one too
- * (and allocate.ts then gives it a cluster IP of that family).
+ * (and allocate.ts then gives it a cluster IP of that family). When the ranges are
+ * unknown so is the cluster's stack: IPv4 is taken as primary, nothing is refused for
+ * its family, and only RequireDualStack gets both.
  */
 function serviceIPFamilies(
-  spec: Field, clusterIPs: string[], policy: string | undefined, headlessWithoutSelector: boolean, ranges: Cidr[],
+  spec: Field, clusterIPs: string[], policy: string | undefined, headlessWithoutSelector: boolean, ranges: RangeChecks,
 ): IPFamily[] {
   const ipFamiliesField = spec.get('ipFamilies');
   const givenFields = ipFamiliesField.items();
-  const given = givenFields.map((f) => f.oneOf(IP_FAMILIES));
+  let given = givenFields.map((f) => f.oneOf(IP_FAMILIES));
   const ipFamilies = clusterIPs.filter((ip) => ip !== 'None').map((ip) => familyOf(ipaddr.parse(ip)));
   if (given.length > 2) ipFamiliesField.fail(`at most 2 entries (one per IP family), got ${given.length}`);
-  if (given.length === 2 && given[0] === given[1]) givenFields[1].fail(`${given[1]} is listed twice`);
-  ipFamilies.forEach((family, i) => {
-    if (i < given.length && given[i] !== family) {
-      givenFields[i].fail(`${given[i]} does not match the family of spec.clusterIPs[${i}] (${family})`);
-    }
-  });
-  if (policy === 'SingleStack' && Math.max(given.length, ipFamilies.length) > 1) {
-    spec.get('ipFamilyPolicy').fail('must be PreferDualStack or RequireDualStack for a Service with two IP families');
+  if (given.length === 2 && given[0] === given[1]) {
+    givenFields[1].warn(`${given[1]} is listed twice; svcpath reads it once`);
+    given = [given[0]];
   }
-  const clusterFamilies = ranges.map((r) => familyOf(r.ip));
+  const mismatch = ipFamilies.findIndex((family, i) => i < given.length && given[i] !== family);
+  if (mismatch >= 0) {
+    givenFields[mismatch].warn(`${given[mismatch]} does not match the family of spec.clusterIPs[${mismatch}] `
+      + `(${ipFamilies[mismatch]}); svcpath goes by the cluster IPs`);
+    given = ipFamilies;
+  }
+  if (policy === 'SingleStack' && Math.max(given.length, ipFamilies.length) > 1) {
+    spec.get('ipFamilyPolicy').warn('must be PreferDualStack or RequireDualStack for a Service with two IP families; '
+      + 'the datapath serves both');
+  }
   // A selectorless headless Service gets no cluster IP, so the API server lets it name any family.
-  if (!headlessWithoutSelector) {
-    const configured = `service cluster IP ranges: ${ranges.map((r) => r.text).join(', ')}`;
-    if (policy === 'RequireDualStack' && clusterFamilies.length < 2) {
-      spec.get('ipFamilyPolicy').fail(`RequireDualStack needs a dual-stack cluster (${configured})`);
+  if (!headlessWithoutSelector && ranges.families) {
+    const configured = `service cluster IP ranges: ${ranges.source}`;
+    if (policy === 'RequireDualStack' && ranges.families.length < 2) {
+      spec.get('ipFamilyPolicy').warn(`RequireDualStack needs a dual-stack cluster (${configured}); svcpath serves the families it has`);
     }
     given.forEach((family, i) => {
-      if (!clusterFamilies.includes(family)) {
-        givenFields[i].fail(`${family} is not configured on this cluster (${configured})`);
+      if (!ranges.families!.includes(family)) {
+        givenFields[i].warn(`${family} is not configured on this cluster (${configured}); ${SERVED_ALL_THE_SAME}`);
       }
     });
   }
+  const clusterFamilies = ranges.families
+    ?? (policy === 'RequireDualStack' || (headlessWithoutSelector && !policy) ? IP_FAMILIES : IP_FAMILIES.slice(0, 1));
   // Checked above to agree where both say something: the longer one says it all.
   const families = given.length > ipFamilies.length ? given : ipFamilies;
   if (families.length === 0) {
@@ -305,7 +480,7 @@ function toServicePort(f: Field, type: ServiceType, named: boolean, nodePortRang
   const nameField = f.get('name');
   const name = nameField.optStr() ?? '';
   if (name) checkName(nameField, name, DNS1123_LABEL);
-  else if (named) nameField.fail('required when the Service has more than one port');
+  else if (named) nameField.warn('required when the Service has more than one port; svcpath names the port by its number');
   const port = f.get('port').int(1, 65535);
 
   const targetField = f.get('targetPort');
@@ -316,11 +491,12 @@ function toServicePort(f: Field, type: ServiceType, named: boolean, nodePortRang
   else targetPort = targetField.int(1, 65535);
 
   const nodePortField = f.get('nodePort');
-  const nodePort = nodePortField.optInt(0, 65535) || undefined;
+  let nodePort = nodePortField.optInt(0, 65535) || undefined;
   if (nodePort !== undefined && (type === 'ClusterIP' || type === 'ExternalName')) {
-    nodePortField.fail(`may not be used when type is ${type}`);
+    nodePortField.warn(`may not be used when type is ${type}; ignored: a ${type} Service has no NodePort`);
+    nodePort = undefined;
   }
-  if (nodePort !== undefined) checkInNodePortRange(nodePortField, nodePort, nodePortRange);
+  if (nodePort !== undefined) checkInNodePortRange(nodePortField, nodePort, nodePortRange, SERVED_ALL_THE_SAME);
   return {
     name,
     protocol: f.get('protocol').optOneOf(PROTOCOLS) ?? 'TCP',
@@ -331,17 +507,40 @@ function toServicePort(f: Field, type: ServiceType, named: boolean, nodePortRang
   };
 }
 
-/** Given explicitly it is allocated from the NodePort range like a nodePort, so it must lie inside. */
+/** What a healthCheckNodePort warning says the datapath does: it has no entry for that port. */
+const NOT_A_DATAPATH_PORT = 'nothing in the datapath listens on it (only the load balancer\'s health checks use it), so it changes nothing';
+
+/** Given explicitly it is allocated from the NodePort range like a nodePort, so it should lie inside. */
 function healthCheckNodePort(f: Field, nodePortRange: PortRange): number | undefined {
   // 0 asks the API server to allocate one; it is not a port anything listens on.
   const port = f.optInt(0, 65535) || undefined;
-  if (port !== undefined) checkInNodePortRange(f, port, nodePortRange);
+  if (port !== undefined) checkInNodePortRange(f, port, nodePortRange, NOT_A_DATAPATH_PORT);
   return port;
 }
 
-function checkInNodePortRange(f: Field, port: number, range: PortRange): void {
+function checkInNodePortRange(f: Field, port: number, range: PortRange, instead: string): void {
   if (port < range.first || port > range.last) {
-    f.fail(`${port} is outside the NodePort range ${range.first}-${range.last} (--service-node-port-range)`);
+    f.warn(`${port} is outside the NodePort range ${range.first}-${range.last} (--service-node-port-range); ${instead}`);
+  }
+}
+
+/**
+ * One cluster IP, one Service: two Services on one address would make the
+ * datapath's frontends and reverse NAT ambiguous.
+ */
+function checkClusterIPOwners(services: Service[]): void {
+  const owners = new Map<string, { service: Service; path: string }>();
+  for (const service of services) {
+    service.clusterIPs.forEach((ip, i) => {
+      if (ip === 'None') return;
+      const path = `spec.clusterIPs[${i}]`;
+      const owner = owners.get(ip);
+      if (owner) {
+        throw inputError([service.origin.file, service.origin.object, path], `${ip} is already the cluster IP of Service `
+          + `${owner.service.namespace}/${owner.service.name} (${owner.service.origin.file}: ${owner.path}); a cluster IP belongs to one Service`);
+      }
+      owners.set(ip, { service, path });
+    });
   }
 }
 
@@ -359,9 +558,11 @@ interface NodePortClaim {
  * A NodePort is one Service's, whatever the protocol: the API server's allocator
  * refuses a port another Service holds. Within one Service two ports may share a
  * nodePort when their protocols differ (DNS on 53/UDP and 53/TCP), never with the
- * Service's healthCheckNodePort, which comes from the same allocator.
+ * Service's healthCheckNodePort, which comes from the same allocator. Only one
+ * number and protocol on two ports is an error: the datapath could not tell which
+ * one a packet is for. The rest it programs, with a warning.
  */
-function checkNodePortOwners(services: Service[]): void {
+function checkNodePortOwners(services: Service[], warnings: Warnings): void {
   const claimsByPort = new Map<number, NodePortClaim[]>();
   for (const service of services) {
     const claims: NodePortClaim[] = [
@@ -374,7 +575,13 @@ function checkNodePortOwners(services: Service[]): void {
       if (claim.port === undefined) continue;
       const earlier = claimsByPort.get(claim.port) ?? [];
       const conflict = earlier.find((e) => !mayShareNodePort(e, claim));
-      if (conflict) throw nodePortConflict(claim, conflict);
+      if (conflict) {
+        const { where, problem } = nodePortConflict(claim, conflict);
+        if (claim.protocol !== undefined && claim.protocol === conflict.protocol) throw inputError(where, problem);
+        const instead = claim.protocol !== undefined && conflict.protocol !== undefined
+          ? 'the datapath serves each protocol to its own Service' : NOT_A_DATAPATH_PORT;
+        warnings.add(where, `${problem}; ${instead}`);
+      }
       claimsByPort.set(claim.port, [...earlier, claim]);
     }
   }
@@ -384,13 +591,16 @@ function mayShareNodePort(a: NodePortClaim, b: NodePortClaim): boolean {
   return a.service === b.service && a.protocol !== undefined && b.protocol !== undefined && a.protocol !== b.protocol;
 }
 
-function nodePortConflict(claim: NodePortClaim, holder: NodePortClaim): InputError {
+function nodePortConflict(claim: NodePortClaim, holder: NodePortClaim): { where: string[]; problem: string } {
   const { origin } = claim.service;
   const other = holder.service;
-  return inputError([origin.file, origin.object, claim.path], other === claim.service
-    ? `${claim.port}${claim.protocol ? `/${claim.protocol}` : ''} is already used by ${holder.path}`
-    : `${claim.port} is already allocated to Service ${other.namespace}/${other.name} `
-      + `(${other.origin.file}: ${holder.path}); a NodePort belongs to one Service whatever the protocol`);
+  return {
+    where: [origin.file, origin.object, claim.path],
+    problem: other === claim.service
+      ? `${claim.port}${claim.protocol ? `/${claim.protocol}` : ''} is already used by ${holder.path}`
+      : `${claim.port} is already allocated to Service ${other.namespace}/${other.name} `
+        + `(${other.origin.file}: ${holder.path}); a NodePort belongs to one Service whatever the protocol`,
+  };
 }
 
 function toIngress(f: Field): LoadBalancerIngress {
@@ -398,8 +608,11 @@ function toIngress(f: Field): LoadBalancerIngress {
   const ipText = ipField.optStr() || undefined;
   const ip = ipText === undefined ? undefined : parseIP(ipField, ipText).toString();
   const ipModeField = f.get('ipMode');
-  const ipMode = ipModeField.optOneOf(['VIP', 'Proxy'] as const);
-  if (ipMode && !ip) ipModeField.fail('may only be set together with ip');
+  let ipMode = ipModeField.optOneOf(['VIP', 'Proxy'] as const);
+  if (ipMode && !ip) {
+    ipModeField.warn('may only be set together with ip; ignored');
+    ipMode = undefined;
+  }
   // The API server defaults ipMode to VIP on an ingress with an ip.
   return { ip, hostname: f.get('hostname').optStr() || undefined, ipMode: ip ? ipMode ?? 'VIP' : undefined };
 }
@@ -414,7 +627,7 @@ function externalName(f: Field): string {
 // ---------------------------------------------------------------------------
 // EndpointSlice
 
-function toEndpointSlice(doc: Field, origin: Origin, notes: string[]): EndpointSlice | undefined {
+function toEndpointSlice(doc: Field, origin: Origin, apiVersion: string, notes: string[]): EndpointSlice | undefined {
   const meta = doc.get('metadata');
   const name = meta.get('name').str();
   checkName(meta.get('name'), name, DNS1123_SUBDOMAIN);
@@ -430,6 +643,7 @@ function toEndpointSlice(doc: Field, origin: Origin, notes: string[]): EndpointS
   const portFields = doc.get('ports').items();
   const ports = portFields.map(toEndpointPort);
   checkUnique(portFields, ports, (p) => p.name, (p) => `name ${JSON.stringify(p.name)}`, 'name');
+  const v1beta1 = apiVersion === 'discovery.k8s.io/v1beta1';
   return {
     origin,
     namespace,
@@ -437,22 +651,28 @@ function toEndpointSlice(doc: Field, origin: Origin, notes: string[]): EndpointS
     serviceName,
     addressType,
     // kubectl prints "endpoints: null" for a slice without endpoints; items() reads that as [].
-    endpoints: doc.get('endpoints').items().map((f) => toEndpoint(f, addressType)),
+    endpoints: doc.get('endpoints').items().map((f) => toEndpoint(f, addressType, v1beta1)),
     ports,
     managedBy: labels.get(MANAGED_BY_LABEL).optStr(),
   };
 }
 
-function toEndpoint(f: Field, addressType: EndpointSlice['addressType']): Endpoint {
+/**
+ * An endpoint; of a v1beta1 slice, with its node and zone taken from the
+ * topology map as the API server converts them to v1 (its nodeName, when
+ * set, wins). The fields v1 and v1beta1 share (conditions, hostname, hints,
+ * targetRef) read alike.
+ */
+function toEndpoint(f: Field, addressType: EndpointSlice['addressType'], v1beta1: boolean): Endpoint {
   const addressesField = f.get('addresses');
   const addressFields = addressesField.items();
-  if (addressFields.length < 1 || addressFields.length > MAX_ENDPOINT_ADDRESSES) {
-    addressesField.fail(`must have 1 to ${MAX_ENDPOINT_ADDRESSES} entries, has ${addressFields.length}`);
-  }
+  const count = `must have 1 to ${MAX_ENDPOINT_ADDRESSES} entries, has ${addressFields.length}`;
+  if (addressFields.length < 1) addressesField.fail(count);
+  if (addressFields.length > MAX_ENDPOINT_ADDRESSES) addressesField.warn(`${count}; kube-proxy and svcpath use only the first`);
   const addresses = addressFields.map((a) => {
     const text = a.str();
     if (addressType === 'FQDN') return text;
-    const ip = parseUnicastIP(a, text);
+    const ip = parseUnicastIP(a, text, SENT_TO_ALL_THE_SAME);
     if (familyOf(ip) !== addressType) {
       a.fail(`${text} is an ${familyOf(ip)} address in a slice of addressType ${addressType}`);
     }
@@ -462,6 +682,7 @@ function toEndpoint(f: Field, addressType: EndpointSlice['addressType']): Endpoi
   const conditions = f.get('conditions');
   const ready = conditions.get('ready').optBool() ?? true;
   const unsetConditions = (['ready', 'serving', 'terminating'] as const).filter((k) => !conditions.get(k).isSet);
+  const topology = v1beta1 ? f.get('topology') : undefined;
   return {
     addresses,
     conditions: {
@@ -469,8 +690,8 @@ function toEndpoint(f: Field, addressType: EndpointSlice['addressType']): Endpoi
       serving: conditions.get('serving').optBool() ?? ready,
       terminating: conditions.get('terminating').optBool() ?? false,
     },
-    nodeName: f.get('nodeName').optStr(),
-    zone: f.get('zone').optStr(),
+    nodeName: f.get('nodeName').optStr() ?? topology?.get(HOSTNAME_TOPOLOGY_KEY).optStr(),
+    zone: topology ? topology.get(ZONE_TOPOLOGY_KEY).optStr() : f.get('zone').optStr(),
     hostname: f.get('hostname').optStr(),
     ...(unsetConditions.length > 0 ? { unsetConditions } : {}),
   };
@@ -501,7 +722,7 @@ function toLegacyEndpoints(doc: Field, origin: Origin): LegacyEndpoints {
 function toLegacyEndpointSubset(f: Field): LegacyEndpointSubset {
   const addresses = f.get('addresses').items().map(toLegacyEndpointAddress);
   const notReadyAddresses = f.get('notReadyAddresses').items().map(toLegacyEndpointAddress);
-  if (addresses.length === 0 && notReadyAddresses.length === 0) f.fail('must have addresses or notReadyAddresses');
+  if (addresses.length === 0 && notReadyAddresses.length === 0) f.warn('must have addresses or notReadyAddresses; it adds no endpoint');
   const portFields = f.get('ports').items();
   return { addresses, notReadyAddresses, ports: portFields.map((p) => toLegacyEndpointPort(p, portFields.length > 1)) };
 }
@@ -514,14 +735,14 @@ function toLegacyEndpointAddress(f: Field): LegacyEndpointAddress {
   const nodeNameField = f.get('nodeName');
   const nodeName = nodeNameField.optStr() || undefined;
   if (nodeName !== undefined) checkName(nodeNameField, nodeName, DNS1123_SUBDOMAIN);
-  return { ip: parseUnicastIP(ipField, ipField.str()).toString(), nodeName, hostname };
+  return { ip: parseUnicastIP(ipField, ipField.str(), SENT_TO_ALL_THE_SAME).toString(), nodeName, hostname };
 }
 
 function toLegacyEndpointPort(f: Field, named: boolean): LegacyEndpointPort {
   const nameField = f.get('name');
   const name = nameField.optStr() ?? '';
   if (name) checkName(nameField, name, DNS1123_LABEL);
-  else if (named) nameField.fail('required when the subset has more than one port');
+  else if (named) nameField.warn('required when the subset has more than one port; svcpath matches it as the unnamed port');
   return {
     name,
     protocol: f.get('protocol').optOneOf(PROTOCOLS) ?? 'TCP',
@@ -532,10 +753,10 @@ function toLegacyEndpointPort(f: Field, named: boolean): LegacyEndpointPort {
 
 /**
  * A Service's cluster IP as an endpoint would send the Service's traffic back
- * into the Service, so it is refused wherever an endpoint is listed.
+ * into the Service; the API server refuses it wherever an endpoint is listed.
  */
 function checkEndpointsAreNotClusterIPs(
-  services: Service[], slices: EndpointSlice[], legacyEndpoints: LegacyEndpoints[], pods: Pod[],
+  services: Service[], slices: EndpointSlice[], legacyEndpoints: LegacyEndpoints[], pods: Pod[], warnings: Warnings,
 ): void {
   const owners = new Map<string, Service>();
   for (const service of services) {
@@ -544,9 +765,8 @@ function checkEndpointsAreNotClusterIPs(
   const check = (origin: Origin, path: string, ip: string) => {
     const owner = owners.get(ip);
     if (owner) {
-      throw inputError([origin.file, origin.object, path],
-        `${ip} is the cluster IP of Service ${owner.namespace}/${owner.name}; `
-        + 'an endpoint must not be a Service\'s cluster IP');
+      warnings.add([origin.file, origin.object, path], `${ip} is the cluster IP of Service ${owner.namespace}/${owner.name}; `
+        + `an endpoint must not be a Service's cluster IP; ${SENT_TO_ALL_THE_SAME}, and the packet comes back to that Service`);
     }
   };
   for (const slice of slices) {
@@ -618,11 +838,11 @@ function podIPsOf(status: Field): string[] {
   const listField = status.get('podIPs');
   const list = listField.items().map((f) => f.get('ip'));
   if (list.length > 2) listField.fail(`at most 2 entries (one per IP family), got ${list.length}`);
-  const ips = list.map((f) => parseUnicastIP(f, f.str()));
+  const ips = list.map((f) => parseUnicastIP(f, f.str(), SENT_TO_ALL_THE_SAME));
   if (podIP !== undefined) {
-    const ip = parseUnicastIP(single, podIP);
-    if (ips.length === 0) return [ip.toString()];
-    if (ips[0].toString() !== ip.toString()) single.fail(`${JSON.stringify(podIP)} must equal status.podIPs[0].ip (${JSON.stringify(list[0].value)})`);
+    // Checked as an endpoint address once: here only when podIPs does not list it.
+    if (ips.length === 0) return [parseUnicastIP(single, podIP, SENT_TO_ALL_THE_SAME).toString()];
+    if (ips[0].toString() !== parseIP(single, podIP).toString()) single.fail(`${JSON.stringify(podIP)} must equal status.podIPs[0].ip (${JSON.stringify(list[0].value)})`);
   }
   if (ips.length === 2 && ips[0].kind() === ips[1].kind()) list[1].fail(`must be of a different IP family than ${ips[0].toString()}`);
   return ips.map((ip) => ip.toString());
@@ -725,9 +945,10 @@ const DNS1123_SUBDOMAIN: NameRule = {
   description: 'a DNS-1123 subdomain: at most 253 characters, dot-separated DNS-1123 labels',
 };
 
+/** Names only name things in svcpath: one the API server would refuse is used as it is. */
 function checkName(f: Field, name: string, rule: NameRule): void {
   if (name.length > rule.maxLength || !rule.pattern.test(name)) {
-    f.fail(`${JSON.stringify(name)} is not ${rule.description}`);
+    f.warn(`${JSON.stringify(name)} is not ${rule.description}; ${USED_AS_GIVEN}`);
   }
 }
 
@@ -743,15 +964,15 @@ function ianaServiceName(f: Field, name: string): string {
   const valid = name.length <= 15 && /^[-a-z0-9]+$/.test(name) && /[a-z]/.test(name)
     && !name.startsWith('-') && !name.endsWith('-') && !name.includes('--');
   if (!valid) {
-    f.fail(`${JSON.stringify(name)} is neither a port number nor a port name (IANA_SVC_NAME: at most 15 characters, `
-      + 'lowercase letters, digits and \'-\', at least one letter, no leading, trailing or double \'-\')');
+    f.warn(`${JSON.stringify(name)} is neither a port number nor a port name (IANA_SVC_NAME: at most 15 characters, `
+      + `lowercase letters, digits and '-', at least one letter, no leading, trailing or double '-'); ${USED_AS_GIVEN}`);
   }
   return name;
 }
 
-/** Fails on the second of two list entries whose key is equal. */
+/** Fails on the second of two list entries whose key is equal, or warns, saying what svcpath does `instead`. */
 function checkUnique<T>(
-  fields: Field[], values: T[], key: (v: T) => string, show: (v: T) => string, subField?: string,
+  fields: Field[], values: T[], key: (v: T) => string, show: (v: T) => string, subField?: string, instead?: string,
 ): void {
   const first = new Map<string, number>();
   values.forEach((value, i) => {
@@ -762,7 +983,9 @@ function checkUnique<T>(
       return;
     }
     const duplicate = subField ? fields[i].get(subField) : fields[i];
-    duplicate.fail(`${show(value)} is already used by ${fields[earlier].path}`);
+    const problem = `${show(value)} is already used by ${fields[earlier].path}`;
+    if (instead) duplicate.warn(`${problem}; ${instead}`);
+    else duplicate.fail(problem);
   });
 }
 
@@ -811,11 +1034,14 @@ const NON_UNICAST_RANGES: Record<string, string> = {
   multicast: 'a multicast',
 };
 
-/** An address a packet can be sent to: endpoints and external IPs, which the API server rejects otherwise. */
-function parseUnicastIP(f: Field, text: string): IP {
+/**
+ * An address the API server wants unicast (endpoints and external IPs); the
+ * datapath takes any, so another is a warning saying what it does `instead`.
+ */
+function parseUnicastIP(f: Field, text: string, instead: string): IP {
   const ip = parseIP(f, text);
   const range = NON_UNICAST_RANGES[ip.range()];
-  if (range) f.fail(`${text} is ${range} address, which cannot be used here`);
+  if (range) f.warn(`${text} is ${range} address, which cannot be used here; ${instead}`);
   return ip;
 }
 
@@ -832,6 +1058,12 @@ function parseCIDR(f: Field, text: string): Cidr {
   return { ip, prefix, text: `${ip.toString()}/${prefix}` };
 }
 
+/** A CIDR already checked and made canonical. */
+function cidrOf(text: string): Cidr {
+  const [ip, prefix] = ipaddr.parseCIDR(text);
+  return { ip, prefix, text };
+}
+
 function contains(range: Cidr, ip: IP): boolean {
   return range.ip.kind() === ip.kind() && ip.match(range.ip, range.prefix);
 }
@@ -840,15 +1072,15 @@ function familyOf(ip: IP): IPFamily {
   return ip.kind() === 'ipv4' ? 'IPv4' : 'IPv6';
 }
 
-/** One CIDR per IP family, the primary family first, as the API server takes them. */
-function serviceRanges(texts: string[]): Cidr[] {
+/** --service-cluster-ip-range in canonical form: one CIDR per IP family, the primary family first, as the API server takes it. */
+function flagRanges(texts: string[], warnings: Warnings): string[] {
   if (texts.length === 0) throw inputError(['serviceClusterIPRanges'], 'at least one range is required');
   if (texts.length > 2) throw inputError(['serviceClusterIPRanges'], `at most 2 (one per IP family), got ${texts.length}`);
-  const ranges = texts.map((text, i) => parseCIDR(new Field([], `serviceClusterIPRanges[${i}]`, text), text));
+  const ranges = texts.map((text, i) => parseCIDR(new Field([], `serviceClusterIPRanges[${i}]`, text, warnings), text));
   if (ranges.length === 2 && ranges[0].ip.kind() === ranges[1].ip.kind()) {
     throw inputError(['serviceClusterIPRanges[1]'], `must be of a different IP family than ${ranges[0].text}`);
   }
-  return ranges;
+  return ranges.map((r) => r.text);
 }
 
 interface PortRange {
@@ -871,6 +1103,7 @@ class Field {
     private readonly where: string[],
     readonly path: string,
     readonly value: unknown,
+    private readonly warnings: Warnings,
   ) {}
 
   /** Unset covers null: kubectl prints "endpoints: null" and the like for empty fields. */
@@ -882,16 +1115,21 @@ class Field {
     throw inputError([...this.where, this.path || undefined], problem);
   }
 
+  /** A problem the datapath can live with: `problem` ends with what svcpath does instead. */
+  warn(problem: string): void {
+    this.warnings.add([...this.where, this.path || undefined], problem);
+  }
+
   get(key: string): Field {
     if (this.isSet && !isMapping(this.value)) this.fail(`must be a mapping, got ${describe(this.value)}`);
     const value = this.isSet ? (this.value as Record<string, unknown>)[key] : undefined;
-    return new Field(this.where, this.path ? `${this.path}.${key}` : key, value);
+    return new Field(this.where, this.path ? `${this.path}.${key}` : key, value, this.warnings);
   }
 
   items(): Field[] {
     if (!this.isSet) return [];
     if (!Array.isArray(this.value)) this.fail(`must be a list, got ${describe(this.value)}`);
-    return this.value.map((v, i) => new Field(this.where, `${this.path}[${i}]`, v));
+    return this.value.map((v, i) => new Field(this.where, `${this.path}[${i}]`, v, this.warnings));
   }
 
   optStr(): string | undefined {
