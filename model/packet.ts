@@ -1,6 +1,7 @@
 /**
- * Parsing of the frames the model handles — Ethernet with up to two VLAN
- * tags, IPv4 (options and fragments allowed), IPv6 without extension
+ * Parsing of the frames the model handles — Ethernet and Linux cooked (v1,
+ * v2) frames with up to two VLAN tags, raw IPv4 and IPv6 (link types 228,
+ * 229); IPv4 (options and fragments allowed), IPv6 without extension
  * headers, TCP, UDP and ICMP/ICMPv6 messages that are not errors — and the
  * rewrites of a parsed packet. A frame outside that scope, or whose headers
  * contradict each other, raises OutsideModelScope: the model does not guess.
@@ -30,6 +31,58 @@ const ETHERTYPE_IPV6 = 0x86dd;
 const VLAN_TPIDS = [0x8100, 0x88a8];
 const MAX_VLAN_TAGS = 2;
 
+const LINKTYPE_ETHERNET = 1;
+const LINKTYPE_LINUX_SLL = 113;
+const LINKTYPE_IPV4 = 228;
+const LINKTYPE_IPV6 = 229;
+const LINKTYPE_LINUX_SLL2 = 276;
+/** Linux's packet types (PACKET_OTHERHOST, PACKET_OUTGOING) and loopback device type, in cooked headers. */
+const PACKET_OTHERHOST = 3;
+const PACKET_OUTGOING = 4;
+const ARPHRD_LOOPBACK = 772;
+
+/** The link layer of a frame: what it carries, where VLAN tags or the network header start, which way it went. */
+export interface LinkLayer {
+  /** The ethertype of what follows the header (0x8100 or 0x88a8 for VLAN tags, then theirs). */
+  ethertype: number;
+  /** Bytes of link-layer header, before any VLAN tag. */
+  length: number;
+  /** Ethernet addresses, which a REJECT swaps. */
+  ethernet: boolean;
+  /**
+   * The node sent it (a cooked header's outgoing packet type, or any frame on
+   * the loopback device), it was addressed to another host (promiscuous), or
+   * it arrived.
+   */
+  direction: 'sent' | 'other-host' | 'arrived';
+}
+
+/** Reads the link layer of `linktype`; other link types are outside the model's scope. */
+export function parseLinkLayer(frame: Uint8Array, linktype: number): LinkLayer {
+  const view = new DataView(frame.buffer, frame.byteOffset, frame.byteLength);
+  switch (linktype) {
+    case LINKTYPE_ETHERNET:
+      need(frame, 14, 'Ethernet header');
+      return { ethertype: view.getUint16(12), length: 14, ethernet: true, direction: 'arrived' };
+    case LINKTYPE_LINUX_SLL:
+      need(frame, 16, 'cooked header');
+      return { ethertype: view.getUint16(14), length: 16, ethernet: false, direction: cookedDirection(view.getUint16(0), view.getUint16(2)) };
+    case LINKTYPE_LINUX_SLL2:
+      need(frame, 20, 'cooked header');
+      return { ethertype: view.getUint16(0), length: 20, ethernet: false, direction: cookedDirection(view.getUint8(10), view.getUint16(8)) };
+    case LINKTYPE_IPV4:
+    case LINKTYPE_IPV6:
+      return { ethertype: linktype === LINKTYPE_IPV4 ? ETHERTYPE_IPV4 : ETHERTYPE_IPV6, length: 0, ethernet: false, direction: 'arrived' };
+    default:
+      throw new OutsideModelScope(`link type ${linktype}`);
+  }
+}
+
+function cookedDirection(packetType: number, deviceType: number): LinkLayer['direction'] {
+  if (packetType === PACKET_OUTGOING || deviceType === ARPHRD_LOOPBACK) return 'sent';
+  return packetType === PACKET_OTHERHOST ? 'other-host' : 'arrived';
+}
+
 export interface IpPacket {
   family: Family;
   /** Offset of the IP header in the frame. */
@@ -47,23 +100,23 @@ export interface IpPacket {
   tcpFlags: number;
   /** An IPv4 fragment: the first one (offset 0, more to come) carries the L4 header, the later ones none. */
   fragment?: { id: number; position: 'first' | 'later' };
+  /** The link layer has Ethernet addresses (a REJECT swaps them). */
+  ethernet: boolean;
 }
 
-/** An IP packet, or undefined for a frame that carries something else (ARP, LLDP, ...). */
-export function parseFrame(frame: Uint8Array): IpPacket | undefined {
+/** The IP packet after `link`, or undefined for a frame that carries something else (ARP, LLDP, ...). */
+export function parseFrame(frame: Uint8Array, link: LinkLayer): IpPacket | undefined {
   const view = new DataView(frame.buffer, frame.byteOffset, frame.byteLength);
-  need(frame, 14, 'Ethernet header');
-  let at = 12;
-  let ethertype = view.getUint16(at);
+  let { ethertype, length: l3 } = link;
+  // A tag follows the header: the priority and VLAN id, then the ethertype of what follows it.
   for (let tags = 0; VLAN_TPIDS.includes(ethertype); tags++) {
     if (tags === MAX_VLAN_TAGS) throw new OutsideModelScope('more than two VLAN tags');
-    need(frame, at + 6, 'VLAN tag');
-    at += 4;
-    ethertype = view.getUint16(at);
+    need(frame, l3 + 4, 'VLAN tag');
+    ethertype = view.getUint16(l3 + 2);
+    l3 += 4;
   }
-  const l3 = at + 2;
-  if (ethertype === ETHERTYPE_IPV4) return parseIPv4(frame, view, l3);
-  if (ethertype === ETHERTYPE_IPV6) return parseIPv6(frame, view, l3);
+  if (ethertype === ETHERTYPE_IPV4) return parseIPv4(frame, view, l3, link.ethernet);
+  if (ethertype === ETHERTYPE_IPV6) return parseIPv6(frame, view, l3, link.ethernet);
   return undefined;
 }
 
@@ -71,7 +124,7 @@ function need(frame: Uint8Array, bytes: number, what: string): void {
   if (frame.length < bytes) throw new OutsideModelScope(`frame too short for its ${what}`);
 }
 
-function parseIPv4(frame: Uint8Array, view: DataView, l3: number): IpPacket {
+function parseIPv4(frame: Uint8Array, view: DataView, l3: number, ethernet: boolean): IpPacket {
   need(frame, l3 + 20, 'IPv4 header');
   const versionIhl = view.getUint8(l3);
   const headerLength = (versionIhl & 0x0f) * 4;
@@ -85,14 +138,14 @@ function parseIPv4(frame: Uint8Array, view: DataView, l3: number): IpPacket {
   const moreFragments = (fragmentField & 0x2000) !== 0;
   const offset = fragmentField & 0x1fff;
   const packet: IpPacket = {
-    family: 4, l3, length, protocol,
+    family: 4, l3, length, protocol, ethernet,
     source: frame.slice(l3 + 12, l3 + 16), destination: frame.slice(l3 + 16, l3 + 20), l4: l3 + headerLength, tcpFlags: 0,
     fragment: offset !== 0 || moreFragments ? { id: view.getUint16(l3 + 4), position: offset !== 0 ? 'later' : 'first' } : undefined,
   };
   return packet.fragment?.position === 'later' ? packet : parseL4(frame, view, packet);
 }
 
-function parseIPv6(frame: Uint8Array, view: DataView, l3: number): IpPacket {
+function parseIPv6(frame: Uint8Array, view: DataView, l3: number, ethernet: boolean): IpPacket {
   need(frame, l3 + 40, 'IPv6 header');
   const payloadLength = view.getUint16(l3 + 4);
   if (view.getUint8(l3) >> 4 !== 6 || payloadLength === 0 || l3 + 40 + payloadLength > frame.length) {
@@ -101,7 +154,7 @@ function parseIPv6(frame: Uint8Array, view: DataView, l3: number): IpPacket {
   const protocol = view.getUint8(l3 + 6);
   if (![IPPROTO_TCP, IPPROTO_UDP, IPPROTO_ICMPV6].includes(protocol)) throw new OutsideModelScope(`IPv6 next header ${protocol}`);
   return parseL4(frame, view, {
-    family: 6, l3, length: 40 + payloadLength, protocol,
+    family: 6, l3, length: 40 + payloadLength, protocol, ethernet,
     source: frame.slice(l3 + 8, l3 + 24), destination: frame.slice(l3 + 24, l3 + 40), l4: l3 + 40, tcpFlags: 0,
   });
 }
@@ -174,7 +227,7 @@ const ERROR_TTL = 64;
 /**
  * The REJECT answer: the frame turned into an ICMP (or ICMPv6) port
  * unreachable back to its sender, from the address it was sent to. Link
- * layer kept with the MAC addresses swapped (VLAN tags as they were); a new
+ * layer kept, an Ethernet one with the MAC addresses swapped (VLAN tags as they were); a new
  * IP header (no TOS/traffic class, IPv4 id and flags 0, TTL 64); the ICMP
  * header; and as much of the original datagram (from its IP header, without
  * Ethernet padding) as fits in a 576-byte ICMP or 1280-byte ICMPv6 error.
@@ -188,8 +241,10 @@ export function portUnreachable(frame: Uint8Array, packet: IpPacket): Uint8Array
   const out = new Uint8Array(packet.l3 + ipHeaderLength + icmpLength);
   const view = new DataView(out.buffer);
   out.set(frame.subarray(0, packet.l3));
-  out.set(frame.subarray(6, 12), 0);
-  out.set(frame.subarray(0, 6), 6);
+  if (packet.ethernet) {
+    out.set(frame.subarray(6, 12), 0);
+    out.set(frame.subarray(0, 6), 6);
+  }
   const ip = packet.l3;
   const icmp = ip + ipHeaderLength;
   out.set(frame.subarray(packet.l3, packet.l3 + quoted), icmp + 8);

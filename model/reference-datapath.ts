@@ -6,18 +6,21 @@
  * compiled map entries as the WebAssembly datapath and must decide every
  * frame as it does, byte for byte (test/model.test.ts checks that).
  *
- * Scope: Ethernet frames (linktype 1) captured whole, with up to two VLAN
- * tags, carrying IPv4 (fragments included) or IPv6 (no extension headers)
+ * Scope: Ethernet (linktype 1), Linux cooked (113, 276) and raw IPv4 and
+ * IPv6 (228, 229) frames captured whole, with up to two VLAN tags, carrying
+ * IPv4 (fragments included) or IPv6 (no extension headers)
  * with TCP, UDP or an ICMP message that is not an error; non-IP frames.
  * Anything else throws OutsideModelScope. Conntrack, NAT, affinity and
  * fragment maps never fill up here: the model has no LRU eviction, so
  * callers keep the datapath's maps far from full.
  */
-import { LINKTYPES, SVC_F, type Reason, type Verdict } from '../control/layout.js';
+import { SVC_F, type Reason, type Verdict } from '../control/layout.js';
+import type { Direction as CaptureDirection } from '../traces/pcap.js';
 import { addressText, sameAddress, type Family } from './addresses.js';
 import { clientHash, flowHash } from './flow-hash.js';
 import {
-  IPPROTO_TCP, OutsideModelScope, TCP_ACK, TCP_FIN, TCP_RST, TCP_SYN, parseFrame, portUnreachable, rewriteEnd, type IpPacket,
+  IPPROTO_TCP, OutsideModelScope, TCP_ACK, TCP_FIN, TCP_RST, TCP_SYN, parseFrame, parseLinkLayer, portUnreachable, rewriteEnd,
+  type IpPacket,
 } from './packet.js';
 import { sourceClass, trafficPolicy } from './policy.js';
 import { CompiledTables, type Backend, type Frontend } from './tables.js';
@@ -30,6 +33,8 @@ export interface FrameOptions {
   tsSec: number;
   tsNsec: number;
   linktype: number;
+  /** What the capture says of the frame (pcapng epb_flags). */
+  direction?: CaptureDirection;
 }
 
 export interface ModelOutcome {
@@ -90,11 +95,15 @@ export class ReferenceDatapath {
   }
 
   process(frame: Uint8Array, opts: FrameOptions): ModelOutcome {
-    if (opts.linktype !== LINKTYPES.ETHERNET) throw new OutsideModelScope(`link type ${opts.linktype}`);
     if (opts.wireLen !== frame.length) throw new OutsideModelScope('a frame captured shorter than the wire carried it');
     const now = BigInt(opts.tsSec) * NS_PER_SECOND + BigInt(opts.tsNsec);
     const out = frame.slice();
-    const packet = parseFrame(out);
+    // A frame the node sent is no arrival, and one for another host never reaches its IP layer: neither touches state.
+    if (opts.direction === 'outbound') return outcome('PASS', 'OUTGOING', out);
+    const link = parseLinkLayer(out, opts.linktype);
+    if (link.direction === 'sent') return outcome('PASS', 'OUTGOING', out);
+    if (link.direction === 'other-host') return outcome('PASS', 'OTHER_HOST', out);
+    const packet = parseFrame(out, link);
     if (!packet) return outcome('PASS', 'NON_IP', out);
     if (packet.fragment?.position === 'later') return this.laterFragment(out, packet, now);
     return this.decide(out, packet, now);

@@ -1531,14 +1531,23 @@ function ipv6L4Status(segment: Uint8Array, src: Uint8Array, dst: Uint8Array, pro
   return internetChecksum(covered, ipv6PseudoHeaderSum(src, dst, protocol, covered.length)) === 0;
 }
 
+/** A cooked capture's packet type (Linux PACKET_*) and device type (ARPHRD_*), as toLinkType writes them. */
+export interface CookedFraming {
+  /** 0 to us (the default), 3 to another host, 4 sent by us. */
+  packetType?: number;
+  /** 1 Ethernet (the default), 772 the loopback device. */
+  deviceType?: number;
+}
+
 /**
  * The IPv4 or IPv6 packet of an untagged Ethernet frame, framed as another
- * link type captures it: Linux cooked v1 (113) and v2 (276), raw IP (101,
- * 12), BSD loopback (0, family in the capturing host's byte order) and
+ * link type captures it: Linux cooked v1 (113) and v2 (276), with `cooked`'s
+ * packet and device types, raw IP (101, 12; 228 for IPv4 and 229 for IPv6
+ * only), BSD loopback (0, family in the capturing host's byte order) and
  * OpenBSD loopback (108); for IPv6 the loopback family is 24 (AF_INET6_BSD).
  * Ethernet (1) returns the frame itself.
  */
-export function toLinkType(eth: Uint8Array, linktype: number, nullBigEndian = false): Uint8Array {
+export function toLinkType(eth: Uint8Array, linktype: number, nullBigEndian = false, cooked: CookedFraming = {}): Uint8Array {
   const ethertype = eth.length >= ETHERNET_HEADER_BYTES ? (eth[12]! << 8) | eth[13]! : undefined;
   if (ethertype !== ETHERTYPE_IPV4 && ethertype !== ETHERTYPE_IPV6) {
     throw new RangeError('toLinkType: the frame is no untagged IPv4 or IPv6 frame');
@@ -1546,15 +1555,22 @@ export function toLinkType(eth: Uint8Array, linktype: number, nullBigEndian = fa
   const family = ethertype === ETHERTYPE_IPV6 ? AF_INET6_BSD : AF_INET;
   const ip = eth.subarray(ETHERNET_HEADER_BYTES);
   const source = eth.subarray(6, 12);
+  const { packetType = 0, deviceType = 1 } = cooked;
   let header: Uint8Array;
   switch (linktype) {
     case 1: return eth;
     case 101:
     case 12: return ip.slice();
-    // packet type 0 (to us), ARPHRD_ETHER, address length 6, address (padded to 8), protocol
-    case 113: header = new Uint8Array([0, 0, 0, 1, 0, 6, ...source, 0, 0, ethertype >> 8, ethertype & 0xff]); break;
-    // protocol, reserved, interface index 3, ARPHRD_ETHER, packet type 0, address length 6, address
-    case 276: header = new Uint8Array([ethertype >> 8, ethertype & 0xff, 0, 0, 0, 0, 0, 3, 0, 1, 0, 6, ...source, 0, 0]); break;
+    case 228:
+    case 229:
+      if ((linktype === 228) !== (ethertype === ETHERTYPE_IPV4)) {
+        throw new RangeError(`toLinkType: link type ${linktype} frames IPv${linktype === 228 ? 4 : 6} only`);
+      }
+      return ip.slice();
+    // packet type, device type, address length 6, address (padded to 8), protocol
+    case 113: header = new Uint8Array([0, packetType, deviceType >> 8, deviceType & 0xff, 0, 6, ...source, 0, 0, ethertype >> 8, ethertype & 0xff]); break;
+    // protocol, reserved, interface index 3, device type, packet type, address length 6, address
+    case 276: header = new Uint8Array([ethertype >> 8, ethertype & 0xff, 0, 0, 0, 0, 0, 3, deviceType >> 8, deviceType & 0xff, packetType, 6, ...source, 0, 0]); break;
     case 0: header = nullBigEndian ? new Uint8Array([0, 0, 0, family]) : new Uint8Array([family, 0, 0, 0]); break;
     case 108: header = new Uint8Array([0, 0, 0, family]); break;
     default: throw new RangeError(`toLinkType: link type ${linktype} is not one svcpath frames`);
