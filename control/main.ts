@@ -3,18 +3,20 @@
  * the file, record or object and field, and exit 1; anything else is a bug
  * and prints its stack.
  */
-import { writeFileSync } from 'node:fs';
-import { basename } from 'node:path';
-import { parseArgs } from 'node:util';
+import { readFileSync, writeFileSync } from 'node:fs';
+import { join } from 'node:path';
 import ipaddr from 'ipaddr.js';
 import { loadClusterState, resolveServices } from './cluster/index.js';
 import { compile } from './compiler.js';
 import { InputError, inputError } from './errors.js';
+import { parseCommandArgs } from './cli-args.js';
+import { closest, didYouMean } from './suggest.js';
+import { PROJECT_ROOT } from './paths.js';
 import { DEFAULT_MAGLEV_TABLE_SIZE, isPrime } from './maglev.js';
 import { DEFAULT_CT_ENTRIES, loadProgram } from './program.js';
 import type { ClusterState } from './model.js';
 import { replay, type ReplayResult } from './replay.js';
-import { formatServicesTable, servicesTable } from './services-table.js';
+import { formatServicesTable, serviceRows } from './services-table.js';
 import { formatEndpoints, type OutputFormat } from './endpoints-output.js';
 import { MAX_MAX_ENDPOINTS_PER_SLICE } from './cluster/endpointslice-controller.js';
 import { formatEnv, podEnv } from './env.js';
@@ -36,74 +38,206 @@ const CLUSTER_OPTIONS = `  --cluster PATH                   Service, EndpointSli
   --max-endpoints-per-slice N      endpoints per EndpointSlice derived from Pods (default 100)
   --strict                         what the API server would refuse is an error, not a warning`;
 
-const HELP = `svcpath — replay captured packets through an eBPF/XDP-style Kubernetes Service datapath
-
-Usage:
-  svcpath replay <trace.pcap|trace.pcapng> --cluster <file-or-dir> [--cluster ...] [options]
-  svcpath services --cluster <file-or-dir> [--cluster ...] [--json]
-  svcpath endpoints --cluster <file-or-dir> [--cluster ...] [-o yaml|json] [--legacy]
-  svcpath env --cluster <file-or-dir> [--cluster ...] --namespace NS [--enable-service-links=false] [--json]
-  svcpath dns --cluster <file-or-dir> [--cluster ...] [--domain D] [--query NAME [--type T] [--from-namespace NS]] [--json]
-  svcpath maps --cluster <file-or-dir> [--cluster ...] [replay's cluster and datapath options] [--json]
-  svcpath test <case-dir>... [--update] [--junit FILE]
-  svcpath diff <trace> --cluster <before> [--cluster ...] --against <after> [--against ...] [replay's options] [--json]
-  svcpath trace <trace> --cluster <file-or-dir> [--packet N]... [--flow IP:PORT]... [--service NS/NAME[:PORT]]... [--json]
-  svcpath --help
-
-replay options:
-${CLUSTER_OPTIONS}
-  --node NAME                      the Node whose datapath is emulated (optional with one Node)
-  --out OUT.pcap|OUT.pcapng        write the TX and REDIRECT frames, rewritten, in input order
-  --verdicts OUT.jsonl             one JSON verdict per input packet
-  --summary OUT.json               the summary as JSON
+const DATAPATH_OPTIONS = `  --node NAME                      the Node whose datapath is emulated (optional with one Node)
   --cluster-cidr CIDR[,CIDR]       the pod network (overrides KubeProxyConfiguration clusterCIDR)
   --nodeport-addresses LIST        CIDRs or "primary" (overrides KubeProxyConfiguration)
   --masquerade-all                 masquerade all cluster-IP traffic, from pods too
   --masquerade-address IP[,IP]     masquerade source per family (default the node's first InternalIP of each)
   --snat-port-range A-B            masquerade source ports (default 1024-65535)
   --maglev-table-size M            Maglev lookup table size, a prime (default ${DEFAULT_MAGLEV_TABLE_SIZE})
-  --ct-entries N                   conntrack map size, two entries per flow (default ${DEFAULT_CT_ENTRIES})
+  --ct-entries N                   conntrack map size, two entries per flow (default ${DEFAULT_CT_ENTRIES})`;
+
+const HELP_FOOTER = `  -h, --help                       this help
+
+Exit status: 0 on success, 1 on bad input (the message names file, record or object, and field).`;
+
+/** Each command's help: what `svcpath <command> --help` and `svcpath help <command>` print. */
+const COMMAND_HELP = {
+  replay: `svcpath replay: replay a capture through the datapath: a verdict per packet, the rewritten frames, a summary
+
+Usage:
+  svcpath replay <trace.pcap|trace.pcapng|-> --cluster <file-or-dir> [--cluster ...] [flags]
+
+The capture - is standard input (tcpdump -w - ... | svcpath replay - ...); gzip is read as it is,
+whatever the name. An output - is standard output, and the summary then goes to stderr. Ctrl-C (or
+SIGTERM) ends the replay at a batch boundary with what was processed written: exit status 130 (143).
+
+Flags:
+${CLUSTER_OPTIONS}
+${DATAPATH_OPTIONS}
+  --out OUT.pcap|OUT.pcapng|-      write the TX and REDIRECT frames, rewritten, in input order
+  --verdicts OUT.jsonl|-           one JSON verdict per input packet
+  --summary OUT.json|-             the summary as JSON
   --workers N                      replay on N threads, each with its own maps, flows sharded by client
-                                   (same output as one worker but for masquerade ports; default 1)
+                                   (same output as one worker; default 1)
+${HELP_FOOTER}`,
 
-maps: the compiled maps, like bpftool map dump (Maglev tables as slots per backend)
+  trace: `svcpath trace: what the datapath did with each chosen packet, step by step: headers, every map
+lookup with key and result, the Maglev slot, the rewrite, the verdict
 
-trace: what the datapath did with each chosen packet (all, without a choice), step by step: headers,
-       every map lookup with key and result, the Maglev slot, the rewrite, the verdict
+Usage:
+  svcpath trace <trace> --cluster <file-or-dir> [--packet N]... [--flow IP:PORT]... [--service NS/NAME[:PORT]]... [flags]
 
-diff: the flows whose decision (backend, verdict, masquerading) changes between two cluster states,
-      counted per Service
+A packet is traced when any of --packet, --flow, --service chooses it; every packet when none is given.
+One that chooses nothing is named on stderr, and the exit status is 1.
 
-test: regression cases; a case is a directory with cluster.yaml (or cluster/), input.pcap(ng),
-      an optional args file (replay flags, one line) and expected/verdicts.jsonl, expected/output.pcap(ng)
+Flags:
+  --packet N                       the N-th packet of the capture (repeatable)
+  --flow IP:PORT                   packets from or to IP:PORT, as captured or as rewritten: a frontend's
+                                   flows and their replies, a backend's flows (repeatable; [IPv6]:PORT)
+  --service NS/NAME[:PORT]         packets decided for the Service (or one of its ports, by name or number)
+  --json                           the traces as JSON
+${CLUSTER_OPTIONS}
+${DATAPATH_OPTIONS}
+${HELP_FOOTER}`,
+
+  diff: `svcpath diff: the flows whose decision (backend, verdict, masquerading) changes between two cluster
+states, counted per Service
+
+Usage:
+  svcpath diff <trace> --cluster <before> [--cluster ...] --against <after> [--against ...] [flags]
+
+Flags:
+  --against PATH                   the other cluster state, read as --cluster is (repeatable)
+  --json                           the report as JSON
+${CLUSTER_OPTIONS}
+${DATAPATH_OPTIONS}
+${HELP_FOOTER}`,
+
+  test: `svcpath test: regression cases; a case is a directory with cluster.yaml (or cluster/), input.pcap(ng),
+an optional args file (replay flags, one line) and expected/verdicts.jsonl, expected/output.pcap(ng);
+a directory that is no case is searched one level down for cases
+
+Usage:
+  svcpath test <case-dir>... [--update] [--junit FILE]
+
+Flags:
   --update                         (re)write the expected files from what the replay does now
   --junit FILE                     a JUnit XML report
+${HELP_FOOTER}`,
 
-services: every Service after allocation, like kubectl get svc -A -o wide
+  services: `svcpath services: every Service after allocation, like kubectl get svc -A -o wide, with endpoints,
+traffic policies and session affinity
+
+Usage:
+  svcpath services --cluster <file-or-dir> [--cluster ...] [flags]
+
+Flags:
 ${CLUSTER_OPTIONS}
-  --json                           rows as JSON
+  --json                           the Services as JSON: typed values, one object per Service
+${HELP_FOOTER}`,
 
-env: the Service environment variables the kubelet gives a Pod created now in a namespace
+  endpoints: `svcpath endpoints: the EndpointSlices the EndpointSlice controller derives from the Pods, like
+kubectl get endpointslices -A
+
+Usage:
+  svcpath endpoints --cluster <file-or-dir> [--cluster ...] [-o yaml|json] [--legacy]
+
+Flags:
+${CLUSTER_OPTIONS}
+  -o, --output yaml|json           the slices as a List
+  --legacy                         also the v1 Endpoints the Endpoints controller makes of the Pods
+${HELP_FOOTER}`,
+
+  env: `svcpath env: the Service environment variables the kubelet gives a Pod created now in a namespace
+
+Usage:
+  svcpath env --cluster <file-or-dir> [--cluster ...] --namespace NS [--enable-service-links=false] [--json]
+
+Flags:
 ${CLUSTER_OPTIONS}
   --namespace NS                   the Pod's namespace (required)
   --enable-service-links=false     as the Pod field: only the kubernetes Service's variables
   --json                           the variables per Service as JSON
+${HELP_FOOTER}`,
 
-dns: the records the cluster DNS serves for Services, as a zone file, or how one name resolves
+  dns: `svcpath dns: the records the cluster DNS serves for Services, as a zone file, or how one name resolves
+
+Usage:
+  svcpath dns --cluster <file-or-dir> [--cluster ...] [--domain D] [--query NAME [--type T] [--from-namespace NS]] [--json]
+
+Flags:
 ${CLUSTER_OPTIONS}
   --domain D                       the cluster domain (default cluster.local)
   --query NAME                     resolve NAME as a Pod does (search path, ndots:5)
   --type A|AAAA|SRV|CNAME|PTR|TXT  the record type asked for (default A)
   --from-namespace NS              the asking Pod's namespace (default default)
   --json                           the records or the resolution as JSON
+${HELP_FOOTER}`,
 
-endpoints: the EndpointSlices the EndpointSlice controller derives from the Pods, like
-           kubectl get endpointslices -A (-o yaml|json: the objects)
+  maps: `svcpath maps: the compiled maps, like bpftool map dump (Maglev tables as slots per backend)
+
+Usage:
+  svcpath maps --cluster <file-or-dir> [--cluster ...] [flags]
+
+Flags:
 ${CLUSTER_OPTIONS}
-  -o, --output yaml|json           the slices as a List
-  --legacy                         also the v1 Endpoints the Endpoints controller makes of the Pods
+${DATAPATH_OPTIONS}
+  --json                           the maps as JSON
+${HELP_FOOTER}`,
+} as const;
+
+type Command = keyof typeof COMMAND_HELP;
+
+const OVERVIEW = `svcpath — replay captured packets through an eBPF/XDP-style Kubernetes Service datapath
+
+Usage:
+  svcpath replay <trace.pcap|trace.pcapng|-> --cluster <file-or-dir> [--cluster ...] [flags]
+  svcpath trace <trace> --cluster <file-or-dir> [--packet N]... [--flow IP:PORT]... [--service NS/NAME[:PORT]]... [--json]
+  svcpath diff <trace> --cluster <before> [--cluster ...] --against <after> [--against ...] [flags] [--json]
+  svcpath test <case-dir>... [--update] [--junit FILE]
+  svcpath services --cluster <file-or-dir> [--cluster ...] [--json]
+  svcpath endpoints --cluster <file-or-dir> [--cluster ...] [-o yaml|json] [--legacy]
+  svcpath env --cluster <file-or-dir> [--cluster ...] --namespace NS [--enable-service-links=false] [--json]
+  svcpath dns --cluster <file-or-dir> [--cluster ...] [--domain D] [--query NAME [--type T] [--from-namespace NS]] [--json]
+  svcpath maps --cluster <file-or-dir> [--cluster ...] [flags] [--json]
+  svcpath --version
+
+Commands:
+  replay      a verdict per packet, the rewritten frames and a summary
+  trace       what the datapath did with chosen packets, step by step
+  diff        the flows whose decision changes between two cluster states
+  test        regression cases: capture, cluster state and expected output in a directory
+  services    every Service after allocation, like kubectl get svc -A -o wide
+  endpoints   the EndpointSlices derived from the Pods, like kubectl get endpointslices -A
+  env         the Service environment variables of a Pod created now
+  dns         the cluster DNS's records for Services, or how one name resolves
+  maps        the compiled maps, like bpftool map dump
+
+svcpath <command> --help (or svcpath help <command>) lists the command's flags.
 
 Exit status: 0 on success, 1 on bad input (the message names file, record or object, and field).`;
+
+/** `svcpath help [command]`: the overview, or that command's help. */
+function helpCommand(argv: string[]): number {
+  const [command] = argv;
+  if (command === undefined) {
+    console.log(OVERVIEW);
+    return 0;
+  }
+  if (!isCommand(command)) unknownCommand(command);
+  return printHelp(command);
+}
+
+function printHelp(command: Command): number {
+  console.log(COMMAND_HELP[command]);
+  return 0;
+}
+
+function isCommand(word: string): word is Command {
+  return Object.hasOwn(COMMAND_HELP, word);
+}
+
+/** One line for a word that is no command, with the closest one. */
+function unknownCommand(word: string): never {
+  if (word.startsWith('-')) fail(`${word}: not a command; flags come after the command (svcpath <command> [flags]; svcpath --help lists the commands)`);
+  fail(`unknown command "${word}"${didYouMean(closest(word, Object.keys(COMMAND_HELP))) || ' (svcpath --help lists the commands)'}`);
+}
+
+/** package.json's version, read at run time so that it cannot drift from the package. */
+function version(): string {
+  return (JSON.parse(readFileSync(join(PROJECT_ROOT, 'package.json'), 'utf8')) as { version: string }).version;
+}
 
 function fail(message: string): never {
   throw new InputError(message);
@@ -197,7 +331,6 @@ const CLUSTER_FLAGS = {
   seed: { type: 'string' },
   'max-endpoints-per-slice': { type: 'string' },
   strict: { type: 'boolean' },
-  help: { type: 'boolean', short: 'h' },
 } as const;
 
 interface ClusterFlags {
@@ -227,33 +360,19 @@ function loadState(values: ClusterFlags): { state: ClusterState; seed: number } 
 }
 
 async function servicesCommand(argv: string[]): Promise<number> {
-  const { values, positionals } = parseArgs({
-    args: argv,
-    strict: true,
-    allowPositionals: true,
-    options: { ...CLUSTER_FLAGS, json: { type: 'boolean' } },
-  });
-  if (values.help) {
-    console.log(HELP);
-    return 0;
-  }
+  const { values, positionals } = parseCommandArgs('services', argv, { ...CLUSTER_FLAGS, json: { type: 'boolean' } });
+  if (values.help) return printHelp('services');
   if (positionals.length > 0) fail(`services: unexpected argument "${positionals[0]}"`);
   const { state } = loadState(values);
-  console.log(values.json ? JSON.stringify(servicesTable(state), null, 2) : formatServicesTable(state, { wide: true }));
+  console.log(values.json ? JSON.stringify(serviceRows(state), null, 2) : formatServicesTable(state, { wide: true }));
   return 0;
 }
 
 async function envCommand(argv: string[]): Promise<number> {
-  const { values, positionals } = parseArgs({
-    args: argv,
-    strict: true,
-    allowPositionals: true,
-    options: { ...CLUSTER_FLAGS, namespace: { type: 'string' }, 'enable-service-links': { type: 'string' }, json: { type: 'boolean' } },
+  const { values, positionals } = parseCommandArgs('env', argv, {
+    ...CLUSTER_FLAGS, namespace: { type: 'string' }, 'enable-service-links': { type: 'string' }, json: { type: 'boolean' },
   });
-  if (values.help) {
-    console.log(HELP);
-    return 0;
-  }
+  if (values.help) return printHelp('env');
   if (positionals.length > 0) fail(`env: unexpected argument "${positionals[0]}"`);
   if (values.namespace === undefined) fail('--namespace is required (the namespace of the Pod)');
   const namespace = parseName('--namespace', values.namespace);
@@ -267,23 +386,15 @@ async function envCommand(argv: string[]): Promise<number> {
 }
 
 async function dnsCommand(argv: string[]): Promise<number> {
-  const { values, positionals } = parseArgs({
-    args: argv,
-    strict: true,
-    allowPositionals: true,
-    options: {
-      ...CLUSTER_FLAGS,
-      domain: { type: 'string' },
-      query: { type: 'string' },
-      type: { type: 'string' },
-      'from-namespace': { type: 'string' },
-      json: { type: 'boolean' },
-    },
+  const { values, positionals } = parseCommandArgs('dns', argv, {
+    ...CLUSTER_FLAGS,
+    domain: { type: 'string' },
+    query: { type: 'string' },
+    type: { type: 'string' },
+    'from-namespace': { type: 'string' },
+    json: { type: 'boolean' },
   });
-  if (values.help) {
-    console.log(HELP);
-    return 0;
-  }
+  if (values.help) return printHelp('dns');
   if (positionals.length > 0) fail(`dns: unexpected argument "${positionals[0]}"`);
   if (values.query === undefined && (values.type !== undefined || values['from-namespace'] !== undefined)) {
     fail(`${values.type !== undefined ? '--type' : '--from-namespace'}: only with --query`);
@@ -312,16 +423,10 @@ function parseName(flag: string, text: string): string {
 }
 
 async function endpointsCommand(argv: string[]): Promise<number> {
-  const { values, positionals } = parseArgs({
-    args: argv,
-    strict: true,
-    allowPositionals: true,
-    options: { ...CLUSTER_FLAGS, output: { type: 'string', short: 'o' }, legacy: { type: 'boolean' } },
+  const { values, positionals } = parseCommandArgs('endpoints', argv, {
+    ...CLUSTER_FLAGS, output: { type: 'string', short: 'o' }, legacy: { type: 'boolean' },
   });
-  if (values.help) {
-    console.log(HELP);
-    return 0;
-  }
+  if (values.help) return printHelp('endpoints');
   if (positionals.length > 0) fail(`endpoints: unexpected argument "${positionals[0]}"`);
   const output = values.output ?? 'table';
   if (!['table', 'yaml', 'json'].includes(output)) fail(`--output: "${output}" is not yaml or json`);
@@ -385,13 +490,8 @@ async function buildDatapath(values: DatapathFlags) {
 }
 
 async function mapsCommand(argv: string[]): Promise<number> {
-  const { values, positionals } = parseArgs({
-    args: argv, allowPositionals: true, strict: true, options: { ...DATAPATH_FLAGS, json: { type: 'boolean' } },
-  });
-  if (values.help) {
-    console.log(HELP);
-    return 0;
-  }
+  const { values, positionals } = parseCommandArgs('maps', argv, { ...DATAPATH_FLAGS, json: { type: 'boolean' } });
+  if (values.help) return printHelp('maps');
   if (positionals.length > 0) fail(`maps: unexpected argument "${positionals[0]}"`);
   const { dp } = await buildDatapath(values);
   const dumps = dumpMaps(dp);
@@ -399,36 +499,32 @@ async function mapsCommand(argv: string[]): Promise<number> {
   return 0;
 }
 
-/** A case's replay flags (its `args` file plus its cluster) through the same parsing as the CLI's. */
-const prepareCase: PrepareDatapath = async (argv) => {
-  const { values, positionals } = parseArgs({ args: argv, allowPositionals: true, strict: true, options: DATAPATH_FLAGS });
-  if (positionals.length > 0) fail(`args: unexpected argument "${positionals[0]}"`);
-  const { compiled, dp } = await buildDatapath(values);
-  return { compiled, dp };
+/**
+ * A case's replay flags (its `args` file plus its cluster) through the same
+ * parsing as the CLI's. A flag's error (its message starts with the flag) is
+ * the args file's, and says so; the cluster's errors name their file already.
+ */
+const prepareCase: PrepareDatapath = async (argv, argsFile) => {
+  const { values, positionals } = parseCommandArgs(argsFile, argv, DATAPATH_FLAGS);
+  if (positionals.length > 0) fail(`${argsFile}: unexpected argument "${positionals[0]}"`);
+  try {
+    const { compiled, dp } = await buildDatapath(values);
+    return { compiled, dp };
+  } catch (e) {
+    if (e instanceof InputError && e.message.startsWith('--')) throw inputError([argsFile], e.message);
+    throw e;
+  }
 };
 
 async function testCommand(argv: string[]): Promise<number> {
-  const { values, positionals } = parseArgs({
-    args: argv, allowPositionals: true, strict: true,
-    options: { update: { type: 'boolean' }, junit: { type: 'string' }, help: { type: 'boolean', short: 'h' } },
-  });
-  if (values.help) {
-    console.log(HELP);
-    return 0;
-  }
+  const { values, positionals } = parseCommandArgs('test', argv, { update: { type: 'boolean' }, junit: { type: 'string' } });
+  if (values.help) return printHelp('test');
   if (positionals.length === 0) fail('test: name at least one directory of test cases');
   const results: CaseResult[] = [];
-  for (const dir of findCases(positionals)) {
-    let r: CaseResult;
-    try {
-      r = await runCase(dir, prepareCase, values.update ?? false);
-    } catch (e) {
-      // A broken case (bad manifest, bad capture) fails that case, not the run.
-      if (!(e instanceof InputError)) throw e;
-      r = { name: basename(dir), dir, passed: false, failure: e.message, seconds: 0 };
-    }
+  for (const found of findCases(positionals)) {
+    const r = await runCase(found, prepareCase, values.update ?? false);
     results.push(r);
-    console.log(r.passed ? `${r.updated ? 'UPDATED' : 'PASS'} ${r.name}` : `FAIL ${r.name}\n${r.failure}`);
+    console.log(r.passed ? `${r.updated ? 'UPDATED' : 'PASS'} ${r.name}` : `FAIL ${r.name} (${r.dir})\n${r.failure}`);
   }
   if (values.junit) {
     try {
@@ -443,37 +539,32 @@ async function testCommand(argv: string[]): Promise<number> {
 }
 
 async function traceCommand(argv: string[]): Promise<number> {
-  const { values, positionals } = parseArgs({
-    args: argv, allowPositionals: true, strict: true,
-    options: {
-      ...DATAPATH_FLAGS,
-      packet: { type: 'string', multiple: true },
-      flow: { type: 'string', multiple: true },
-      service: { type: 'string', multiple: true },
-      json: { type: 'boolean' },
-    },
+  const { values, positionals } = parseCommandArgs('trace', argv, {
+    ...DATAPATH_FLAGS,
+    packet: { type: 'string', multiple: true },
+    flow: { type: 'string', multiple: true },
+    service: { type: 'string', multiple: true },
+    json: { type: 'boolean' },
   });
-  if (values.help) {
-    console.log(HELP);
-    return 0;
-  }
+  if (values.help) return printHelp('trace');
   if (positionals.length !== 1) fail(`trace: expected one trace file, got ${positionals.length}`);
   const packets = (values.packet ?? []).map((p) => parseInteger('--packet', p, 1, Number.MAX_SAFE_INTEGER));
   const { compiled, dp } = await buildDatapath(values);
-  const traces = traceReplay(positionals[0], compiled, dp, { packets, flows: values.flow ?? [], services: values.service ?? [] });
+  const { traces, unmatched, stoppedAt } = await traceReplay(positionals[0], compiled, dp, {
+    packets, flows: values.flow ?? [], services: values.service ?? [],
+  });
+  // What was found is printed even when a selector found nothing or the capture broke part-way.
   console.log(values.json ? JSON.stringify(traces, null, 2) : formatTraces(traces));
-  return 0;
+  for (const line of unmatched) console.error(`svcpath: trace: ${line}`);
+  if (stoppedAt) console.error(`svcpath: ${stoppedAt.error}`);
+  return unmatched.length > 0 || stoppedAt ? 1 : 0;
 }
 
 async function diffCommand(argv: string[]): Promise<number> {
-  const { values, positionals } = parseArgs({
-    args: argv, allowPositionals: true, strict: true,
-    options: { ...DATAPATH_FLAGS, against: { type: 'string', multiple: true }, json: { type: 'boolean' } },
+  const { values, positionals } = parseCommandArgs('diff', argv, {
+    ...DATAPATH_FLAGS, against: { type: 'string', multiple: true }, json: { type: 'boolean' },
   });
-  if (values.help) {
-    console.log(HELP);
-    return 0;
-  }
+  if (values.help) return printHelp('diff');
   if (positionals.length !== 1) fail(`diff: expected one trace file, got ${positionals.length}`);
   if (!values.against?.length) fail('diff: --against is required (the other cluster state)');
   const before = await buildDatapath(values);
@@ -484,22 +575,14 @@ async function diffCommand(argv: string[]): Promise<number> {
 }
 
 async function replayCommand(argv: string[]): Promise<number> {
-  const { values, positionals } = parseArgs({
-    args: argv,
-    allowPositionals: true,
-    strict: true,
-    options: {
-      ...DATAPATH_FLAGS,
-      out: { type: 'string' },
-      verdicts: { type: 'string' },
-      summary: { type: 'string' },
-      workers: { type: 'string' },
-    },
+  const { values, positionals } = parseCommandArgs('replay', argv, {
+    ...DATAPATH_FLAGS,
+    out: { type: 'string' },
+    verdicts: { type: 'string' },
+    summary: { type: 'string' },
+    workers: { type: 'string' },
   });
-  if (values.help) {
-    console.log(HELP);
-    return 0;
-  }
+  if (values.help) return printHelp('replay');
   if (positionals.length !== 1) fail(`replay: expected one trace file, got ${positionals.length}`);
   const trace = positionals[0];
   const workers = values.workers === undefined ? 1 : parseInteger('--workers', values.workers, 1, 64);
@@ -537,11 +620,16 @@ export async function main(argv: string[]): Promise<number> {
   try {
     switch (command) {
       case undefined:
+        console.log(OVERVIEW);
+        return 1;
       case '--help':
       case '-h':
       case 'help':
-        console.log(HELP);
-        return command === undefined ? 1 : 0;
+        return helpCommand(rest);
+      case '--version':
+      case '-V':
+        console.log(`svcpath ${version()}`);
+        return 0;
       case 'replay':
         return await replayCommand(rest);
       case 'services':
@@ -561,17 +649,11 @@ export async function main(argv: string[]): Promise<number> {
       case 'trace':
         return await traceCommand(rest);
       default:
-        fail(`unknown command "${command}" (try svcpath --help)`);
+        unknownCommand(command);
     }
   } catch (e) {
     if (e instanceof InputError) {
       console.error(`svcpath: ${e.message}`);
-      return 1;
-    }
-    // parseArgs reports unknown or malformed flags with a code: a user mistake too.
-    const code = (e as { code?: string }).code;
-    if (typeof code === 'string' && code.startsWith('ERR_PARSE_ARGS')) {
-      console.error(`svcpath: ${(e as Error).message.replace(/\s*\n\s*/g, ' ')}`);
       return 1;
     }
     throw e;

@@ -2,35 +2,75 @@
  * The Services of a cluster state as `kubectl get svc -A -o wide` prints them
  * (without AGE: manifests carry no creation time worth showing), plus, when
  * wide, what svcpath users ask next: how many endpoints are ready, the traffic
- * policies and the session affinity.
+ * policies and the session affinity; and the same as typed rows, for JSON.
  */
 import { resolveServices } from './cluster/index.js';
-import type { ClusterState, ResolvedService, Service } from './model.js';
+import type { ClusterState, IPFamily, LoadBalancerIngress, Protocol, ResolvedService, ServiceType, TrafficPolicy } from './model.js';
 
-/** One Service, every cell as the table prints it, named after its column. */
-export interface ServicesTableRow {
+/**
+ * One Service as `svcpath services --json` gives it: the API's field names,
+ * flattened out of spec and status, with typed values. Lists are always
+ * arrays (empty when there is nothing); a value that does not apply is null.
+ */
+export interface ServiceRow {
   namespace: string;
   name: string;
-  type: string;
-  clusterIP: string;
-  externalIP: string;
-  ports: string;
-  selector: string;
-  /** Ready / all endpoint addresses over the Service's ports, as resolved; "-" for ExternalName. */
-  endpoints: string;
-  /** "ext=Local,int=Cluster"; "int=…" alone when not reachable from outside; "-" when nothing is proxied. */
-  traffic: string;
-  /** "ClientIP 10800s" or "None". */
-  affinity: string;
+  type: ServiceType;
+  /** spec.clusterIPs, allocated: [] when there is none (ExternalName), ["None"] for a headless Service. */
+  clusterIPs: string[];
+  headless: boolean;
+  ipFamilies: IPFamily[];
+  /** spec.externalIPs. */
+  externalIPs: string[];
+  /** status.loadBalancer.ingress, in the manifest's order. */
+  loadBalancerIngress: Array<{ ip: string | null; hostname: string | null; ipMode: 'VIP' | 'Proxy' | null }>;
+  /** spec.externalName, for an ExternalName Service. */
+  externalName: string | null;
+  ports: ServiceRowPort[];
+  /** spec.selector; null for a Service without one (its endpoints are managed by hand). */
+  selector: Record<string, string> | null;
+  /**
+   * Distinct endpoint addresses over the Service's ports, as resolved; an
+   * address is ready when it is ready for any port. null for ExternalName.
+   */
+  endpoints: { ready: number; total: number } | null;
+  /** null when no traffic from outside reaches the Service (a ClusterIP Service without external IPs), and for headless and ExternalName Services. */
+  externalTrafficPolicy: TrafficPolicy | null;
+  /** null for headless and ExternalName Services, which nothing proxies. */
+  internalTrafficPolicy: TrafficPolicy | null;
+  sessionAffinity: 'None' | 'ClientIP';
+  /** sessionAffinityConfig.clientIP.timeoutSeconds, with ClientIP affinity. */
+  sessionAffinityTimeoutSeconds: number | null;
 }
 
-type Column = readonly [keyof ServicesTableRow, string];
+export interface ServiceRowPort {
+  /** null for a Service's single unnamed port. */
+  name: string | null;
+  protocol: Protocol;
+  port: number;
+  /** A number, or the name of a container port. */
+  targetPort: number | string;
+  /** Allocated when the type asks for one. */
+  nodePort: number | null;
+  appProtocol: string | null;
+}
+
+type Column = readonly [header: string, cell: (row: ServiceRow) => string];
 
 const KUBECTL_COLUMNS: readonly Column[] = [
-  ['namespace', 'NAMESPACE'], ['name', 'NAME'], ['type', 'TYPE'], ['clusterIP', 'CLUSTER-IP'],
-  ['externalIP', 'EXTERNAL-IP'], ['ports', 'PORT(S)'], ['selector', 'SELECTOR'],
+  ['NAMESPACE', (r) => r.namespace],
+  ['NAME', (r) => r.name],
+  ['TYPE', (r) => r.type],
+  ['CLUSTER-IP', (r) => r.clusterIPs.join(',') || '<none>'],
+  ['EXTERNAL-IP', externalIPCell],
+  ['PORT(S)', (r) => r.ports.map((p) => (p.nodePort ? `${p.port}:${p.nodePort}/${p.protocol}` : `${p.port}/${p.protocol}`)).join(',') || '<none>'],
+  ['SELECTOR', (r) => Object.keys(r.selector ?? {}).sort(compare).map((key) => `${key}=${r.selector?.[key]}`).join(',') || '<none>'],
 ];
-const SVCPATH_COLUMNS: readonly Column[] = [['endpoints', 'ENDPOINTS'], ['traffic', 'TRAFFIC'], ['affinity', 'AFFINITY']];
+const SVCPATH_COLUMNS: readonly Column[] = [
+  ['ENDPOINTS', (r) => (r.endpoints ? `${r.endpoints.ready}/${r.endpoints.total}` : '-')],
+  ['TRAFFIC', trafficCell],
+  ['AFFINITY', (r) => (r.sessionAffinity === 'ClientIP' ? `ClientIP ${r.sessionAffinityTimeoutSeconds}s` : 'None')],
+];
 
 /**
  * kubectl's tabwriter pads every column but the last to its widest cell plus 3
@@ -39,7 +79,7 @@ const SVCPATH_COLUMNS: readonly Column[] = [['endpoints', 'ENDPOINTS'], ['traffi
 const COLUMN_PADDING = 3;
 
 /** Every Service in namespace/name order, the order the API server lists them in. */
-export function servicesTable(state: ClusterState): ServicesTableRow[] {
+export function serviceRows(state: ClusterState): ServiceRow[] {
   return resolveServices(state).services
     .sort((a, b) => compare(a.service.namespace, b.service.namespace) || compare(a.service.name, b.service.name))
     .map(toRow);
@@ -49,8 +89,8 @@ export function servicesTable(state: ClusterState): ServicesTableRow[] {
 export function formatServicesTable(state: ClusterState, opts: { wide?: boolean } = {}): string {
   const columns = opts.wide ? [...KUBECTL_COLUMNS, ...SVCPATH_COLUMNS] : KUBECTL_COLUMNS;
   const lines = [
-    columns.map(([, header]) => header),
-    ...servicesTable(state).map((row) => columns.map(([key]) => row[key])),
+    columns.map(([header]) => header),
+    ...serviceRows(state).map((row) => columns.map(([, cell]) => cell(row))),
   ];
   const widths = columns.map((_, c) => Math.max(...lines.map((cells) => cells[c].length)) + COLUMN_PADDING);
   return lines
@@ -58,57 +98,67 @@ export function formatServicesTable(state: ClusterState, opts: { wide?: boolean 
     .join('\n');
 }
 
-function toRow({ service, ports }: ResolvedService): ServicesTableRow {
+function toRow({ service, ports }: ResolvedService): ServiceRow {
+  const headless = service.clusterIPs[0] === 'None';
+  const proxied = service.type !== 'ExternalName' && !headless;
+  // externalTrafficPolicy applies only to traffic from outside: NodePorts, load balancers and external IPs.
+  const reachableFromOutside = service.type !== 'ClusterIP' || service.externalIPs.length > 0;
   return {
     namespace: service.namespace,
     name: service.name,
     type: service.type,
-    clusterIP: service.clusterIPs.join(',') || '<none>',
-    externalIP: externalIP(service),
-    ports: service.ports
-      .map((p) => (p.nodePort ? `${p.port}:${p.nodePort}/${p.protocol}` : `${p.port}/${p.protocol}`))
-      .join(',') || '<none>',
-    selector: Object.keys(service.selector ?? {})
-      .sort(compare)
-      .map((key) => `${key}=${service.selector?.[key]}`)
-      .join(',') || '<none>',
-    endpoints: service.type === 'ExternalName' ? '-' : endpointCounts(ports),
-    traffic: traffic(service),
-    affinity: service.sessionAffinity === 'ClientIP' ? `ClientIP ${service.affinityTimeoutSeconds}s` : 'None',
+    clusterIPs: service.clusterIPs,
+    headless,
+    ipFamilies: service.ipFamilies,
+    externalIPs: service.externalIPs,
+    loadBalancerIngress: service.loadBalancerIngress.map(ingressRow),
+    externalName: service.externalName ?? null,
+    ports: service.ports.map((p) => ({
+      name: p.name || null, protocol: p.protocol, port: p.port, targetPort: p.targetPort, nodePort: p.nodePort ?? null, appProtocol: p.appProtocol ?? null,
+    })),
+    selector: service.selector ?? null,
+    endpoints: service.type === 'ExternalName' ? null : endpointCounts(ports),
+    externalTrafficPolicy: proxied && reachableFromOutside ? service.externalTrafficPolicy : null,
+    internalTrafficPolicy: proxied ? service.internalTrafficPolicy : null,
+    sessionAffinity: service.sessionAffinity,
+    sessionAffinityTimeoutSeconds: service.sessionAffinity === 'ClientIP' ? service.affinityTimeoutSeconds : null,
   };
 }
 
+function ingressRow(i: LoadBalancerIngress): ServiceRow['loadBalancerIngress'][number] {
+  return { ip: i.ip ?? null, hostname: i.hostname ?? null, ipMode: i.ipMode ?? null };
+}
+
 /** kubectl's rules: a load balancer's ingress (IP, else hostname; sorted, once each) before the external IPs. */
-function externalIP(service: Service): string {
-  switch (service.type) {
+function externalIPCell(row: ServiceRow): string {
+  switch (row.type) {
     case 'ExternalName':
-      return service.externalName ?? '<none>';
+      return row.externalName ?? '<none>';
     case 'LoadBalancer': {
-      const ingress = [...new Set(service.loadBalancerIngress.map((i) => i.ip ?? i.hostname ?? ''))]
+      const ingress = [...new Set(row.loadBalancerIngress.map((i) => i.ip ?? i.hostname ?? ''))]
         .filter((address) => address !== '')
         .sort(compare);
-      return [...ingress, ...service.externalIPs].join(',') || '<pending>';
+      return [...ingress, ...row.externalIPs].join(',') || '<pending>';
     }
     default:
-      return service.externalIPs.join(',') || '<none>';
+      return row.externalIPs.join(',') || '<none>';
   }
 }
 
 /** Distinct addresses over all ports; an address counts as ready when it is ready for any port. */
-function endpointCounts(ports: ResolvedService['ports']): string {
+function endpointCounts(ports: ResolvedService['ports']): { ready: number; total: number } {
   const ready = new Map<string, boolean>();
   for (const { endpoints } of ports) {
     for (const { ip, conditions } of endpoints) ready.set(ip, (ready.get(ip) ?? false) || conditions.ready);
   }
-  return `${[...ready.values()].filter(Boolean).length}/${ready.size}`;
+  return { ready: [...ready.values()].filter(Boolean).length, total: ready.size };
 }
 
-/** externalTrafficPolicy applies only to traffic from outside: NodePorts, load balancers and external IPs. */
-function traffic(service: Service): string {
-  if (service.type === 'ExternalName' || service.clusterIPs[0] === 'None') return '-';
-  const internal = `int=${service.internalTrafficPolicy}`;
-  const reachableFromOutside = service.type !== 'ClusterIP' || service.externalIPs.length > 0;
-  return reachableFromOutside ? `ext=${service.externalTrafficPolicy},${internal}` : internal;
+/** "ext=Local,int=Cluster"; "int=…" alone when not reachable from outside; "-" when nothing is proxied. */
+function trafficCell(row: ServiceRow): string {
+  if (row.internalTrafficPolicy === null) return '-';
+  const internal = `int=${row.internalTrafficPolicy}`;
+  return row.externalTrafficPolicy === null ? internal : `ext=${row.externalTrafficPolicy},${internal}`;
 }
 
 function compare(a: string, b: string): number {

@@ -5,8 +5,10 @@
  * datapath's own trace records (datapath/trace.ts), decoded here through the
  * layouts; only the headers and the rewrite are read off the frames in and out.
  */
-import { decodeFrame, verifyChecksums } from '../traces/frames.js';
-import type { Compiled } from './compiler.js';
+import {
+  decodeCaptured, formatIpv4, formatIpv6, ipv4ToBytes, ipv6ToBytes, verifyCapturedChecksums, type DecodedCapture,
+} from '../traces/frames.js';
+import type { Compiled, CompiledService } from './compiler.js';
 import type { Datapath } from './datapath.js';
 import { InputError } from './errors.js';
 import {
@@ -14,6 +16,7 @@ import {
   type MapSpec, type StructValue,
 } from './layout.js';
 import { replay, type TracedPacket } from './replay.js';
+import { closest, didYouMean } from './suggest.js';
 
 export type TraceStep =
   | { step: 'lookup'; map: string; key: StructValue; value: StructValue | null }
@@ -23,6 +26,8 @@ export type TraceStep =
 export interface PacketTrace {
   packet: number;
   time: string;
+  /** The link type the frame was captured on (1 Ethernet, 113 and 276 Linux cooked, 101 raw IP, ...). */
+  linktype: number;
   headers: string;
   steps: TraceStep[];
   /** Fields the datapath changed: [field, before, after]. */
@@ -35,12 +40,23 @@ export interface PacketTrace {
   snat: boolean;
 }
 
+/** What to trace: a packet is traced when any selector chooses it; all packets when there is none. */
 export interface TraceSelection {
   packets: number[];
-  /** "ip:port" (or "[ip]:port"): packets from or to it. */
+  /** "ip:port" (or "[ip]:port"): packets from or to it, before or after the datapath's rewrite. */
   flows: string[];
-  /** "ns/name" or "ns/name:port": packets the decision gives to that Service. */
+  /** "ns/name" or "ns/name:port" (port name or number): packets the decision gives to that Service. */
   services: string[];
+}
+
+export interface TraceResult {
+  traces: PacketTrace[];
+  /** Packets replayed. */
+  packets: number;
+  /** One line for each selector that chose no packet, saying why. */
+  unmatched: string[];
+  /** Set when a bad record ended the replay early: the traces are those of the packets before it. */
+  stoppedAt?: { record: number; error: string };
 }
 
 const MAP_BY_ID = new Map<number, MapSpec>(Object.values(MAPS).map((m) => [m.id, m]));
@@ -75,7 +91,7 @@ function decodeStep(r: Uint8Array, compiled: Compiled): TraceStep {
 }
 
 /** Every leaf field of a decoded frame, "ipv4.dst" -> "10.96.0.10". */
-function fields(frame: Uint8Array): Map<string, string> {
+function fields(decoded: DecodedCapture): Map<string, string> {
   const out = new Map<string, string>();
   const walk = (prefix: string, v: unknown): void => {
     if (v === undefined || v instanceof Uint8Array) return;
@@ -85,38 +101,101 @@ function fields(frame: Uint8Array): Map<string, string> {
       out.set(prefix, typeof v === 'number' && /checksum/.test(prefix) ? `0x${v.toString(16).padStart(4, '0')}` : JSON.stringify(v));
     }
   };
-  walk('', decodeFrame(frame));
+  walk('', decoded);
   return out;
 }
 
-function headerLine(frame: Uint8Array, linktype: number): string {
-  if (linktype !== 1) return `link type ${linktype}, ${frame.length} bytes`;
-  const d = decodeFrame(frame);
+/** tcpdump's names of the cooked packet types (print-sll.c). */
+const COOKED_PACKET_TYPES = ['In', 'B', 'M', 'P', 'Out'];
+
+/** The link layer in a few words; '' for untagged Ethernet, the common case, which the README's examples show bare. */
+function linkSummary(d: DecodedCapture): string {
+  const tags = (vlans: Array<{ vid: number }>) => vlans.map((t) => ` vlan ${t.vid}`).join('');
+  if (d.eth) return tags(d.eth.vlans).trimStart();
+  if (d.cooked) {
+    const c = d.cooked;
+    const direction = COOKED_PACKET_TYPES[c.packetType] ?? `packet type ${c.packetType}`;
+    return `Linux cooked v${c.version}${c.ifindex === undefined ? '' : ` if ${c.ifindex}`} ${direction}${c.address ? ` from ${c.address}` : ''}${tags(c.vlans)}`;
+  }
+  if (d.loopback) return `${d.linktype === 0 ? 'BSD' : 'OpenBSD'} loopback family ${d.loopback.family}`;
+  return { 101: 'raw IP', 12: 'raw IP', 228: 'raw IPv4', 229: 'raw IPv6' }[d.linktype] ?? (d.linktype === 1 ? 'Ethernet' : `link type ${d.linktype}`);
+}
+
+/** The packet's addresses, protocol and ports, as far as they could be decoded. */
+function networkSummary(d: DecodedCapture, frame: Uint8Array): string {
+  if (d.unsupportedLinkType) return `not decoded (svcpath does not read link type ${d.linktype}), ${frame.length} bytes`;
+  if (d.networkOffset === undefined) return `${d.truncatedAt === 'vlan' ? 'VLAN tag' : 'link-layer header'} cut short, ${frame.length} bytes`;
   const ip = d.ipv4 ?? d.ipv6;
-  if (!ip) return `Ethernet, ethertype 0x${(d.eth?.ethertype ?? 0).toString(16)}`;
-  if (d.tcp) return `TCP ${hostPort(ip.src, d.tcp.sport)} > ${hostPort(ip.dst, d.tcp.dport)} flags 0x${d.tcp.flags.toString(16)}`;
-  if (d.udp) return `UDP ${hostPort(ip.src, d.udp.sport)} > ${hostPort(ip.dst, d.udp.dport)}`;
+  if (!ip) {
+    if (d.truncatedAt || d.malformed) return d.malformed ?? `${d.truncatedAt} header cut short`;
+    return d.ethertype ? `ethertype 0x${d.ethertype.toString(16).padStart(4, '0')}, not IP` : 'not IP';
+  }
+  const p = ports(d, frame);
+  const protocol = d.tcp ? 'TCP' : d.udp ? 'UDP' : p ? 'SCTP' : undefined;
+  if (protocol && p) {
+    return `${protocol} ${hostPort(ip.src, p[0])} > ${hostPort(ip.dst, p[1])}${d.tcp ? ` flags 0x${d.tcp.flags.toString(16)}` : ''}`;
+  }
   const icmp = d.icmp ?? d.icmpv6;
   if (icmp) return `${d.icmp ? 'ICMP' : 'ICMPv6'} ${ip.src} > ${ip.dst} type ${icmp.type} code ${icmp.code}`;
   return `IP ${ip.src} > ${ip.dst}`;
 }
 
-function toPacketTrace(t: TracedPacket, compiled: Compiled): PacketTrace {
-  const before = fields(t.input);
-  const after = fields(t.output);
+function headerLine(d: DecodedCapture, frame: Uint8Array): string {
+  const link = linkSummary(d);
+  const network = networkSummary(d, frame);
+  return link ? `${link}  ${network}` : network;
+}
+
+const IPPROTO_SCTP = 132;
+
+/**
+ * The source and destination ports: TCP's and UDP's as decoded; SCTP's from
+ * its common header, which the decoder leaves as payload (a first or only
+ * fragment's, since later fragments carry none).
+ */
+function ports(d: DecodedCapture, frame: Uint8Array): [number, number] | undefined {
+  const l4 = d.tcp ?? d.udp;
+  if (l4) return [l4.sport, l4.dport];
+  const protocol = d.ipv4?.protocol ?? d.ipv6?.protocol;
+  const laterFragment = (d.ipv4?.fragOffset ?? 0) !== 0 || d.ipv6?.extensions.some((e) => (e.fragment?.offset ?? 0) !== 0);
+  if (protocol !== IPPROTO_SCTP || laterFragment || d.payloadLength < 4) return undefined;
+  const at = d.payloadOffset;
+  return [(frame[at]! << 8) | frame[at + 1]!, (frame[at + 2]! << 8) | frame[at + 3]!];
+}
+
+/**
+ * Both ends ("ip:port") of the packet, and of the packet an ICMP error quotes:
+ * a flow's ICMP errors belong to the flow.
+ */
+function endpoints(d: DecodedCapture, frame: Uint8Array): string[] {
+  const ends: string[] = [];
+  const ip = d.ipv4 ?? d.ipv6;
+  const p = ports(d, frame);
+  if (ip && p) ends.push(hostPort(ip.src, p[0]), hostPort(ip.dst, p[1]));
+  const quote = d.icmp?.embedded ?? d.icmpv6?.embedded;
+  const quotedIp = d.icmp?.embedded?.ipv4 ?? d.icmpv6?.embedded?.ipv6;
+  const quotedL4 = quote?.tcp ?? quote?.udp;
+  if (quotedIp && quotedL4) ends.push(hostPort(quotedIp.src, quotedL4.sport), hostPort(quotedIp.dst, quotedL4.dport));
+  return ends;
+}
+
+function toPacketTrace(t: TracedPacket, input: DecodedCapture, output: DecodedCapture, compiled: Compiled): PacketTrace {
+  const before = fields(input);
+  const after = fields(output);
   const rewrite: Array<[string, string, string]> = [];
   for (const [k, v] of after) if (before.get(k) !== v) rewrite.push([k, before.get(k) ?? '-', v]);
   const changed = rewrite.length > 0 || t.input.length !== t.output.length;
-  const sums = verifyChecksums(t.output);
+  const sums = verifyCapturedChecksums(t.linktype, t.output);
   const service = t.decision.serviceId ? compiled.services[t.decision.serviceId - 1].name : null;
   const b = t.decision.backendId ? compiled.backends[t.decision.backendId - 1] : undefined;
   return {
     packet: t.decision.n,
     time: new Date(t.tsSec * 1000 + Math.floor(t.tsNsec / 1e6)).toISOString(),
-    headers: headerLine(t.input, t.linktype),
+    linktype: t.linktype,
+    headers: headerLine(input, t.input),
     steps: t.records.map((r) => decodeStep(r, compiled)),
     rewrite,
-    checksumsValid: changed && t.linktype === 1 ? sums.ipv4 !== false && (sums.l4 === true || sums.l4 === 'zero') : null,
+    checksumsValid: changed ? sums.ipv4 !== false && (sums.l4 === true || sums.l4 === 'zero') : null,
     verdict: VERDICTS[t.decision.verdict],
     reason: REASONS[t.decision.reason],
     service,
@@ -125,28 +204,101 @@ function toPacketTrace(t: TracedPacket, compiled: Compiled): PacketTrace {
   };
 }
 
-function matchesFlow(frame: Uint8Array, flows: string[]): boolean {
-  const d = decodeFrame(frame);
-  const ip = d.ipv4 ?? d.ipv6;
-  const l4 = d.tcp ?? d.udp;
-  if (!ip || !l4) return false;
-  return flows.includes(hostPort(ip.src, l4.sport)) || flows.includes(hostPort(ip.dst, l4.dport));
+/** "ip:port" as hostPort() writes it, whatever form of the address was typed. */
+function parseFlow(text: string): string {
+  const m = /^\[([^\]]+)\]:(\d{1,5})$/.exec(text) ?? /^([^:[\]]+):(\d{1,5})$/.exec(text);
+  const bad = () => new InputError(`--flow: "${text}" is not IP:PORT (or [IPv6]:PORT)`);
+  if (!m || Number(m[2]) > 65535) throw bad();
+  try {
+    return hostPort(m[1].includes(':') ? formatIpv6(ipv6ToBytes(m[1])) : formatIpv4(ipv4ToBytes(m[1])), Number(m[2]));
+  } catch {
+    throw bad();
+  }
 }
 
-export function traceReplay(trace: string, compiled: Compiled, dp: Datapath, sel: TraceSelection): PacketTrace[] {
-  const everything = sel.packets.length === 0 && sel.flows.length === 0;
+/** A --service selector: the compiled Service ports it names, or why it names none. */
+interface ServiceSelector {
+  text: string;
+  ids: Set<number>;
+  problem?: string;
+}
+
+function resolveService(text: string, compiled: Compiled): ServiceSelector {
+  const m = /^([^/:\s]+)\/([^/:\s]+)(?::([^/:\s]+))?$/.exec(text);
+  if (!m) throw new InputError(`--service: "${text}" is not NS/NAME or NS/NAME:PORT`);
+  const [, namespace, name, port] = m;
+  const full = `${namespace}/${name}`;
+  const nameOf = (s: CompiledService) => `${s.service.namespace}/${s.service.name}`;
+  const ofService = compiled.services.filter((s) => nameOf(s) === full);
+  const ids = new Set(ofService.filter((s) => port === undefined || s.port.name === port || String(s.port.port) === port).map((s) => s.id));
+  const selector: ServiceSelector = { text, ids };
+  if (ofService.length === 0) {
+    const skipped = compiled.skipped.find((s) => s.service === full);
+    const names = [...compiled.services.map(nameOf), ...compiled.skipped.map((s) => s.service)];
+    selector.problem = skipped
+      ? `Service ${full} is ${skipped.reason}, so no packet is ever its`
+      : `no Service ${full} in the cluster state${didYouMean(closest(full, names)) || ' (svcpath services lists them)'}`;
+  } else if (ids.size === 0) {
+    selector.problem = `Service ${full} has no port ${port} (its ports: ${ofService.map((s) => s.port.name || s.port.port).join(', ')})`;
+  }
+  return selector;
+}
+
+/**
+ * Replays the capture and traces the packets the selection chooses: those
+ * numbered, those with a --flow endpoint at either end (as captured, or as the
+ * datapath rewrote it: so a flow sent to a frontend brings its replies, whose
+ * source the datapath restores to that frontend, and a backend brings the
+ * flows DNATed to it), those decided for a --service, and every packet when
+ * nothing is chosen.
+ *
+ * A reply can be told from another packet only after the datapath decided it,
+ * so with --flow or --service every packet is marked for tracing and chosen
+ * after its batch ran: nothing is remembered per flow (constant memory, and a
+ * single pass, which also works on a capture read once from a pipe); the
+ * datapath writes trace records for every packet, which only costs time.
+ */
+export async function traceReplay(trace: string, compiled: Compiled, dp: Datapath, sel: TraceSelection): Promise<TraceResult> {
+  const packets = new Set(sel.packets);
+  const flows = new Map(sel.flows.map((f) => [parseFlow(f), { text: f, hits: 0 }]));
+  const services = sel.services.map((s) => ({ ...resolveService(s, compiled), hits: 0 }));
+  const everything = packets.size === 0 && flows.size === 0 && services.length === 0;
+  const afterDecision = flows.size > 0 || services.some((s) => s.ids.size > 0);
   const traces: PacketTrace[] = [];
-  const result = replay(trace, compiled, dp, {
+  const result = await replay(trace, compiled, dp, {
     trace: {
-      select: (n, data) => everything || sel.packets.includes(n) || (sel.flows.length > 0 && matchesFlow(data, sel.flows)),
-      onPacket: (t) => traces.push(toPacketTrace(t, compiled)),
+      select: (n) => everything || afterDecision || packets.has(n),
+      onPacket: (t) => {
+        const input = decodeCaptured(t.linktype, t.input);
+        const output = decodeCaptured(t.linktype, t.output);
+        let chosen = everything || packets.has(t.decision.n);
+        if (flows.size > 0) {
+          for (const end of new Set([...endpoints(input, t.input), ...endpoints(output, t.output)])) {
+            const flow = flows.get(end);
+            if (flow) {
+              flow.hits++;
+              chosen = true;
+            }
+          }
+        }
+        for (const s of services) {
+          if (s.ids.has(t.decision.serviceId)) {
+            s.hits++;
+            chosen = true;
+          }
+        }
+        if (chosen) traces.push(toPacketTrace(t, input, output, compiled));
+      },
     },
   });
-  const wanted = sel.services.length === 0
-    ? traces
-    : traces.filter((t) => t.service && sel.services.some((s) => t.service === s || t.service!.startsWith(`${s}:`)));
-  if (result.stoppedAt) throw new InputError(result.stoppedAt.error);
-  return wanted;
+  const unmatched = [
+    ...[...packets].filter((n) => n > result.packets).map((n) => `--packet ${n}: the capture has ${result.packets} packets`),
+    ...[...flows.values()].filter((f) => f.hits === 0)
+      .map((f) => `--flow ${f.text}: no packet from or to it, as captured or as rewritten`),
+    ...services.filter((s) => s.problem || s.hits === 0)
+      .map((s) => `--service ${s.text}: ${s.problem ?? 'no packet was decided for it'}`),
+  ];
+  return { traces, packets: result.packets, unmatched, stoppedAt: result.stoppedAt };
 }
 
 function inline(v: StructValue): string {

@@ -185,8 +185,8 @@ describe('Service behaviours through svcpath replay', () => {
     expect(await main(['services', '--cluster', join(dir, 'cluster.yaml'), '--json', '--seed', '7'])).toBe(0);
     log.mockRestore();
     const [row] = JSON.parse(out[0]);
-    const clusterIP = row.clusterIP as string;
-    const nodePort = Number(/80:(\d+)\/TCP/.exec(row.ports)![1]);
+    const clusterIP = row.clusterIPs[0] as string;
+    const nodePort = row.ports[0].nodePort as number;
     expect(nodePort).toBeGreaterThanOrEqual(30000);
     const { verdicts, output } = await replayScenario('alloc', manifest, [
       [tcp('10.244.1.1', 6000, clusterIP, 80, ['SYN']), T],

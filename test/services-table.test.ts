@@ -1,8 +1,8 @@
 import { fileURLToPath } from 'node:url';
 import { describe, expect, it } from 'vitest';
 import { loadClusterState } from '../control/cluster/index.js';
-import { formatServicesTable, servicesTable } from '../control/services-table.js';
-import { makeService } from './helpers.js';
+import { formatServicesTable, serviceRows } from '../control/services-table.js';
+import { cli, makeService } from './helpers.js';
 
 const fixture = fileURLToPath(new URL('fixtures/cluster/services-table.yaml', import.meta.url));
 const state = loadClusterState([fixture], { serviceClusterIPRanges: ['10.96.0.0/12', 'fd00:10:96::/112'] });
@@ -36,24 +36,58 @@ describe('the services table', () => {
     ].join('\n'));
   });
 
-  it('gives the same cells as rows for JSON', () => {
-    const rows = servicesTable(state);
+  it('gives typed rows for JSON: numbers, arrays, null for what does not apply', () => {
+    const rows = serviceRows(state);
     expect(rows.map((r) => `${r.namespace}/${r.name}`)).toEqual([
       'default/kubernetes', 'kube-system/kube-dns', 'shop/db', 'shop/dual', 'shop/legacy', 'shop/payments', 'shop/pending', 'shop/web',
     ]);
-    expect(rows[7]).toEqual({
+    const byName = new Map(rows.map((r) => [r.name, r]));
+    expect(byName.get('web')).toEqual({
       namespace: 'shop',
       name: 'web',
       type: 'LoadBalancer',
-      clusterIP: '10.96.20.30',
-      externalIP: '203.0.113.10,lb.example.com,198.51.100.7',
-      ports: '80:30080/TCP,443:30443/TCP',
-      selector: 'app=web,tier=fe',
-      endpoints: '2/3',
-      traffic: 'ext=Local,int=Cluster',
-      affinity: 'ClientIP 3600s',
+      clusterIPs: ['10.96.20.30'],
+      headless: false,
+      ipFamilies: ['IPv4'],
+      externalIPs: ['198.51.100.7'],
+      loadBalancerIngress: [{ ip: null, hostname: 'lb.example.com', ipMode: null }, { ip: '203.0.113.10', hostname: null, ipMode: 'VIP' }],
+      externalName: null,
+      ports: [
+        { name: 'http', protocol: 'TCP', port: 80, targetPort: 8080, nodePort: 30080, appProtocol: null },
+        { name: 'https', protocol: 'TCP', port: 443, targetPort: 8443, nodePort: 30443, appProtocol: null },
+      ],
+      selector: { tier: 'fe', app: 'web' },
+      endpoints: { ready: 2, total: 3 },
+      externalTrafficPolicy: 'Local',
+      internalTrafficPolicy: 'Cluster',
+      sessionAffinity: 'ClientIP',
+      sessionAffinityTimeoutSeconds: 3600,
     });
-    expect(JSON.parse(JSON.stringify(rows))).toEqual(rows);
+    // No selector, an unnamed port, one of two addresses ready; no affinity.
+    expect(byName.get('legacy')).toMatchObject({
+      selector: null, ports: [{ name: null, protocol: 'TCP', port: 8080, targetPort: 8080, nodePort: 30808, appProtocol: null }],
+      endpoints: { ready: 1, total: 2 }, externalTrafficPolicy: 'Cluster', internalTrafficPolicy: 'Local', sessionAffinityTimeoutSeconds: null,
+    });
+    // Nothing proxies a headless or an ExternalName Service; an ExternalName one has no cluster IP and no endpoints.
+    expect(byName.get('db')).toMatchObject({ clusterIPs: ['None'], headless: true, externalTrafficPolicy: null, internalTrafficPolicy: null, endpoints: { ready: 1, total: 1 } });
+    expect(byName.get('payments')).toMatchObject({
+      clusterIPs: [], headless: false, externalName: 'payments.example.com', ports: [], endpoints: null, externalTrafficPolicy: null, internalTrafficPolicy: null,
+    });
+    // Reachable from outside only through its external IP; dual-stack.
+    expect(byName.get('dual')).toMatchObject({
+      clusterIPs: ['10.96.20.50', 'fd00:10:96::50'], ipFamilies: ['IPv4', 'IPv6'], endpoints: { ready: 0, total: 0 }, externalTrafficPolicy: 'Cluster',
+    });
+    expect(byName.get('kubernetes')).toMatchObject({ externalTrafficPolicy: null, internalTrafficPolicy: 'Cluster', loadBalancerIngress: [] });
+  });
+
+  it('svcpath services --json prints the typed rows', async () => {
+    const r = await cli(['services', '--cluster', fixture, '--service-cluster-ip-range', '10.96.0.0/12,fd00:10:96::/112', '--json']);
+    expect([r.code, r.stderr]).toEqual([0, '']);
+    const rows = JSON.parse(r.stdout) as Array<Record<string, unknown>>;
+    expect(rows).toEqual(JSON.parse(JSON.stringify(serviceRows(state))));
+    const pending = rows.find((row) => row.name === 'pending')!;
+    // allocateLoadBalancerNodePorts: false: a port without a NodePort, and no ingress yet.
+    expect(pending).toMatchObject({ ports: [{ name: null, port: 8443, nodePort: null }], loadBalancerIngress: [], externalIPs: [] });
   });
 
   it('lists each load balancer ingress once, and takes a state built by hand', () => {
@@ -61,8 +95,9 @@ describe('the services table', () => {
       type: 'LoadBalancer',
       loadBalancerIngress: [{ hostname: 'b.example.com' }, { ip: '203.0.113.9', hostname: 'a.example.com' }, { hostname: 'b.example.com' }],
     });
-    const [row] = servicesTable({ services: [lb], endpointSlices: [], nodes: [], notes: [] });
-    expect(row.externalIP).toBe('203.0.113.9,b.example.com');
+    const table = formatServicesTable({ services: [lb], endpointSlices: [], nodes: [], notes: [] });
+    expect(table.split('\n')[1]).toBe('shop        lb     LoadBalancer   10.96.0.7    203.0.113.9,b.example.com   80:30007/TCP   <none>');
+    expect(serviceRows({ services: [lb], endpointSlices: [], nodes: [], notes: [] })[0].loadBalancerIngress).toHaveLength(3);
   });
 
   it('prints only the header for a state without Services', () => {
