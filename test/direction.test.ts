@@ -253,21 +253,34 @@ const arrivals = capture.frames.filter((f) => f.way === 'in' && !f.loopback);
 /** What dumpcap on the node's Ethernet interfaces gives: no loopback device, no promiscuous bridge port. */
 const dumpcapFrames = () => capture.frames.filter((f) => !f.loopback && f.way !== 'other-host');
 
+/** A pcapng option: code, length, value padded to 4 bytes. */
+function option(code: number, value: Buffer): Buffer {
+  const header = Buffer.alloc(4);
+  header.writeUInt16LE(code, 0);
+  header.writeUInt16LE(value.length, 2);
+  return Buffer.concat([header, value, Buffer.alloc(-value.length & 3)]);
+}
+
+const endOfOptions = Buffer.alloc(4);
+const EPB_FLAGS = 2;
+
+/** epb_flags with `bits` in its direction bits (1 inbound, 2 outbound), and a reception type (unicast) above them as dumpcap may set. */
+function flagsOption(bits: number): Buffer {
+  const value = Buffer.alloc(4);
+  value.writeUInt32LE((1 << 2) | bits, 0);
+  return Buffer.concat([option(EPB_FLAGS, value), endOfOptions]);
+}
+
+const epbFlags = (f: Captured) => flagsOption(f.way === 'in' ? 1 : 2);
+
 /**
  * pcapng as dumpcap writes it, assembled here byte by byte: a section header
  * with the writer's options, an Ethernet interface with if_name and
  * if_tsresol, one Enhanced Packet Block per frame with its epb_flags
- * direction, and interface statistics at the end.
+ * direction (or the options `options` gives for it), and interface statistics at the end.
  */
-function dumpcapPcapng(name: string, frames: Captured[]): string {
+function dumpcapPcapng(name: string, frames: Captured[], options: (f: Captured) => Buffer = epbFlags): string {
   const parts: Buffer[] = [];
-  const option = (code: number, value: Buffer) => {
-    const header = Buffer.alloc(4);
-    header.writeUInt16LE(code, 0);
-    header.writeUInt16LE(value.length, 2);
-    return Buffer.concat([header, value, Buffer.alloc(-value.length & 3)]);
-  };
-  const endOfOptions = Buffer.alloc(4);
   const block = (type: number, body: Buffer) => {
     const length = 12 + body.length;
     const head = Buffer.alloc(8);
@@ -297,9 +310,7 @@ function dumpcapPcapng(name: string, frames: Captured[]): string {
     epb.writeUInt32LE(Number(micros & 0xffffffffn), 8);
     epb.writeUInt32LE(data.length, 12);
     epb.writeUInt32LE(data.length, 16);
-    const flags = Buffer.alloc(4);
-    flags.writeUInt32LE(f.way === 'in' ? 1 : 2, 0);
-    block(6, Buffer.concat([epb, Buffer.from(data), Buffer.alloc(-data.length & 3), option(2, flags), endOfOptions]));
+    block(6, Buffer.concat([epb, Buffer.from(data), Buffer.alloc(-data.length & 3), options(f)]));
   }
   const isb = Buffer.alloc(12);
   block(5, Buffer.concat([isb, endOfOptions]));
@@ -428,6 +439,38 @@ function sourceOf(eth: Uint8Array): string {
   const ip = eth.subarray(14);
   return `${ip.subarray(12, 16).join('.')}:${(ip[20] << 8) | ip[21]}`;
 }
+
+describe('pcapng epb_flags', () => {
+  const first = capture.frames.findIndex((f) => !f.loopback);
+  const two = capture.frames.slice(first, first + 2); // an arrival and the node's copy of it
+  const third = capture.frames[first + 2];
+
+  it('records carry the direction; a block without the option has none', () => {
+    const path = dumpcapPcapng('flags.pcapng', [...two, third], (f) => (f === third ? endOfOptions : epbFlags(f)));
+    const reader = openCapture(path);
+    expect([...reader.records()].map((r) => r.direction)).toEqual(['inbound', 'outbound', undefined]);
+    reader.close();
+  });
+
+  it.each([
+    ['direction bits 3', flagsOption(3), 'epb_flags: direction bits are 3, which means nothing (0 unknown, 1 inbound, 2 outbound)'],
+    ['a 2-byte epb_flags', Buffer.concat([option(EPB_FLAGS, Buffer.alloc(2)), endOfOptions]), 'epb_flags: option length is 2, not 4'],
+    ['an option past the block', (() => {
+      const header = Buffer.alloc(4);
+      header.writeUInt16LE(EPB_FLAGS, 0);
+      header.writeUInt16LE(64, 2);
+      return Buffer.concat([header, Buffer.alloc(4)]);
+    })(), 'options: option 2 claims 64 bytes, the block has 4 left'],
+  ])('%s stops the replay at its block, naming it, after what came before', async (_name, bad, message) => {
+    const path = dumpcapPcapng(`bad-${bad.toString('hex')}.pcapng`, two, (f) => (f.way === 'out' ? bad : epbFlags(f)));
+    const verdicts = join(tmp, `bad-${bad.toString('hex')}.jsonl`);
+    const r = await cli(['replay', path, ...ARGS, '--verdicts', verdicts]);
+    expect(r.code).toBe(1);
+    // The section header, the interface and the arrival are blocks 1 to 3: the node's copy is block 4.
+    expect(r.stderr).toMatch(new RegExp(`^svcpath: ${path}: block 4 \\(offset \\d+\\): ${message.replace(/[()]/g, '\\$&')}$`));
+    expect(readFileSync(verdicts, 'utf8').trim().split('\n').map((l) => JSON.parse(l).reason)).toEqual(['SERVICE']);
+  });
+});
 
 describe('the same decisions and counts by every path', () => {
   const sll2 = writePcap('paths-sll2.pcap', LINKTYPES.LINUX_SLL2, capture.frames, (f) => cooked(f, LINKTYPES.LINUX_SLL2));
