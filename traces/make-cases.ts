@@ -7,6 +7,7 @@ import { copyFileSync, mkdirSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { loadClusterState, resolveServices } from '../control/cluster/index.js';
 import { compile } from '../control/compiler.js';
+import { REASONS } from '../control/layout.js';
 import { DEFAULT_MAGLEV_TABLE_SIZE } from '../control/maglev.js';
 import { PROJECT_ROOT } from '../control/paths.js';
 import { loadProgram } from '../control/program.js';
@@ -32,15 +33,32 @@ function sampleCase(): void {
   copyFileSync(join(PROJECT_ROOT, 'traces', 'samples', 'sample.pcap'), join(dir, 'input.pcap'));
 }
 
-/** The start of the sample as `tcp -i any` captures it: Linux cooked frames in pcapng, nanoseconds. */
-function cookedCase(): void {
+/**
+ * The start of the sample as `tcpdump -i any` on node-a captures it: Linux
+ * cooked frames in pcapng, nanoseconds, each packet the node rewrites seen
+ * arriving and then leaving (packet type 4) as the node sent it, which here
+ * is as svcpath rewrites it (built by running the arrivals through a datapath).
+ */
+async function cookedCase(): Promise<void> {
   const dir = caseDir('cooked-pcapng', '--node node-a');
   copyFileSync(SAMPLE_CLUSTER, join(dir, 'cluster.yaml'));
+  const state = loadClusterState([SAMPLE_CLUSTER]);
+  const dp = await loadProgram(compile(state, resolveServices(state).services, { node: 'node-a', seed: 0, maglevTableSize: DEFAULT_MAGLEV_TABLE_SIZE }));
+  const batch = dp.createBatch(1, 4096);
   const w = createPcapngWriter(join(dir, 'input.pcapng'), { interfaces: [{ linktype: 113, tsresolNs: true }] });
   for (const p of buildSample().slice(0, 300)) {
     const d = decodeFrame(p.data);
     if (d.eth?.vlans.length || !d.ipv4 || p.origlen) continue; // cooked captures carry no VLAN tags
-    w.write(0, p.tsSec, p.tsNsec, toLinkType(p.data, 113));
+    const arrival = toLinkType(p.data, 113);
+    w.write(0, p.tsSec, p.tsNsec, arrival);
+    batch.clear();
+    batch.add(arrival, arrival.length, p.tsSec, p.tsNsec, 113);
+    batch.run();
+    const reason = REASONS[batch.reason(0)];
+    if (reason !== 'SERVICE' && reason !== 'REPLY') continue;
+    const sent = batch.frame(0).slice();
+    sent[1] = 4; // PACKET_OUTGOING
+    w.write(0, p.tsSec, p.tsNsec + 1000 < 1e9 ? p.tsNsec + 1000 : p.tsNsec, sent);
   }
   w.close();
 }
@@ -188,7 +206,7 @@ function crc32c(bytes: Uint8Array): number {
 }
 
 sampleCase();
-cookedCase();
+await cookedCase();
 await policiesCase();
 await sctpCase();
 console.log(`cases written under ${CASES}`);
