@@ -12,7 +12,7 @@ import type { Compiled, CompiledService } from './compiler.js';
 import type { Datapath } from './datapath.js';
 import { InputError } from './errors.js';
 import {
-  BE_F_LOCAL, MAPS, REASONS, SVC_F, TRACE_KEY_OFFSET, TRACE_KIND, TRACE_VALUE_OFFSET, VERDICTS, decode, hostPort,
+  BE_F_LOCAL, IPPROTO, MAPS, REASONS, SVC_F, TRACE_KEY_OFFSET, TRACE_KIND, TRACE_VALUE_OFFSET, VERDICTS, decode, hostPort,
   type MapSpec, type StructValue,
 } from './layout.js';
 import { replay, type TracedPacket } from './replay.js';
@@ -118,12 +118,14 @@ function linkSummary(d: DecodedCapture): string {
     return `Linux cooked v${c.version}${c.ifindex === undefined ? '' : ` if ${c.ifindex}`} ${direction}${c.address ? ` from ${c.address}` : ''}${tags(c.vlans)}`;
   }
   if (d.loopback) return `${d.linktype === 0 ? 'BSD' : 'OpenBSD'} loopback family ${d.loopback.family}`;
-  return { 101: 'raw IP', 12: 'raw IP', 228: 'raw IPv4', 229: 'raw IPv6' }[d.linktype] ?? (d.linktype === 1 ? 'Ethernet' : `link type ${d.linktype}`);
+  return RAW_LINK_NAMES[d.linktype] ?? (d.linktype === 1 ? 'Ethernet' : `link type ${d.linktype}`);
 }
+
+const RAW_LINK_NAMES: Record<number, string> = { 12: 'raw IP', 101: 'raw IP', 228: 'raw IPv4', 229: 'raw IPv6' };
 
 /** The packet's addresses, protocol and ports, as far as they could be decoded. */
 function networkSummary(d: DecodedCapture, frame: Uint8Array): string {
-  if (d.unsupportedLinkType) return `not decoded (svcpath does not read link type ${d.linktype}), ${frame.length} bytes`;
+  if (d.unsupportedLinkType) return `not decoded (a link type svcpath does not read), ${frame.length} bytes`;
   if (d.networkOffset === undefined) return `${d.truncatedAt === 'vlan' ? 'VLAN tag' : 'link-layer header'} cut short, ${frame.length} bytes`;
   const ip = d.ipv4 ?? d.ipv6;
   if (!ip) {
@@ -146,8 +148,6 @@ function headerLine(d: DecodedCapture, frame: Uint8Array): string {
   return link ? `${link}  ${network}` : network;
 }
 
-const IPPROTO_SCTP = 132;
-
 /**
  * The source and destination ports: TCP's and UDP's as decoded; SCTP's from
  * its common header, which the decoder leaves as payload (a first or only
@@ -158,7 +158,7 @@ function ports(d: DecodedCapture, frame: Uint8Array): [number, number] | undefin
   if (l4) return [l4.sport, l4.dport];
   const protocol = d.ipv4?.protocol ?? d.ipv6?.protocol;
   const laterFragment = (d.ipv4?.fragOffset ?? 0) !== 0 || d.ipv6?.extensions.some((e) => (e.fragment?.offset ?? 0) !== 0);
-  if (protocol !== IPPROTO_SCTP || laterFragment || d.payloadLength < 4) return undefined;
+  if (protocol !== IPPROTO.SCTP || laterFragment || d.payloadLength < 4) return undefined;
   const at = d.payloadOffset;
   return [(frame[at]! << 8) | frame[at + 1]!, (frame[at + 2]! << 8) | frame[at + 3]!];
 }

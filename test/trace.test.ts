@@ -119,8 +119,10 @@ describe('svcpath trace on every link type', () => {
     for (const t of traced) {
       const frame = input[t.packet - 1].data;
       const sender = [...frame.subarray(6, 12)].map((b) => b.toString(16).padStart(2, '0')).join(':');
+      // tcpdump -i any: a frame to this host (packet type 0), and the copy the node sent on (4).
+      const direction = { 0: 'In', 4: 'Out' }[(frame[0]! << 8) | frame[1]!];
       expect(t.linktype).toBe(113);
-      expect(t.headers, `packet ${t.packet}`).toBe(`Linux cooked v1 In from ${sender}  ${expectedHeader(decodeFrame(ethernetOfCooked(frame)))}`);
+      expect(t.headers, `packet ${t.packet}`).toBe(`Linux cooked v1 ${direction} from ${sender}  ${expectedHeader(decodeFrame(ethernetOfCooked(frame)))}`);
     }
     const rewritten = traced.filter((t) => t.rewrite.length > 0);
     expect(rewritten.length).toBeGreaterThan(0);
@@ -154,6 +156,54 @@ describe('svcpath trace on every link type', () => {
       expect(decision).toEqual(ethernetDecision);
       expect(rewrite).toEqual(ethernetRewrite.filter(([field]) => !field.startsWith('eth.')));
     });
+  });
+});
+
+describe('svcpath trace on what it cannot decode, and on SCTP', () => {
+  it('says a link type it does not read is one, rather than guess at it', async () => {
+    const capture = join(tmp, 'wifi.pcap');
+    const w = createPcapWriter(capture, { linktype: 147 });
+    w.write(1_800_000_000, 0, new Uint8Array(60));
+    w.close();
+    const r = await svcpath(['trace', capture, ...ARGS, '--json']);
+    expect(r.code).toBe(0);
+    expect(JSON.parse(r.out)).toMatchObject([{
+      packet: 1, linktype: 147, headers: 'link type 147  not decoded (a link type svcpath does not read), 60 bytes',
+      rewrite: [], checksumsValid: null, verdict: 'PASS', reason: 'UNSUPPORTED_LINKTYPE',
+    }]);
+  });
+
+  it('reads SCTP\'s ports from its common header: --flow chooses an SCTP NodePort\'s flows and their replies', async () => {
+    const dir = join(PROJECT_ROOT, 'test', 'cases', 'sctp-udp-nanosecond');
+    const capture = join(dir, 'input.pcap');
+    const sctpEnds = (frame: Uint8Array) => {
+      const d = decodeFrame(frame);
+      const ip = d.ipv4!;
+      const port = (at: number) => (frame[d.payloadOffset + at]! << 8) | frame[d.payloadOffset + at + 1]!;
+      return ip.protocol === 132 ? { src: `${ip.src}:${port(0)}`, dst: `${ip.dst}:${port(2)}` } : undefined;
+    };
+    const nodePort = '192.168.0.10:30868';
+    const verdicts = join(tmp, 'sctp.jsonl');
+    const out = join(tmp, 'sctp.pcap');
+    const args = ['--cluster', join(dir, 'cluster.yaml'), '--node', 'node-a'];
+    expect((await cli(['replay', capture, ...args, '--verdicts', verdicts, '--out', out])).code).toBe(0);
+    const lines = readFileSync(verdicts, 'utf8').trim().split('\n').map((l) => JSON.parse(l) as { n: number; verdict: string; reason: string });
+    // A nanosecond pcap, which pcap-parser does not read.
+    const sent = records(out);
+    const sentBy = lines.filter((v) => v.verdict === 'TX' || v.verdict === 'REDIRECT').map((v) => v.n);
+    const requests = records(capture).filter((rec) => sctpEnds(rec.data)?.dst === nodePort).map((rec) => rec.n);
+    const replies = sentBy.filter((n, k) => lines[n - 1].reason === 'REPLY' && sctpEnds(sent[k].data)?.src === nodePort);
+    expect(requests.length).toBeGreaterThan(0);
+    expect(replies.length).toBe(requests.length);
+
+    const r = await svcpath(['trace', capture, ...args, '--flow', nodePort, '--json']);
+    expect([r.code, r.err]).toEqual([0, '']);
+    const traced = JSON.parse(r.out) as Traced[];
+    expect(traced.map((t) => t.packet)).toEqual([...requests, ...replies].sort((a, b) => a - b));
+    for (const t of traced) {
+      const { src, dst } = sctpEnds(records(capture)[t.packet - 1].data)!;
+      expect(t.headers).toBe(`SCTP ${src} > ${dst}`);
+    }
   });
 });
 
