@@ -867,3 +867,103 @@ describe('KubeProxyConfiguration validation', () => {
 function escape(text: string): string {
   return text.replace(/[.*+?^${}()|[\]\\]/g, '\\$&');
 }
+
+describe('frontends claimed twice', () => {
+  it('reject an external IP, port and protocol of two Services, naming both: the datapath could not tell them apart', () => {
+    const file = writeManifest([
+      service({ clusterIP: '10.96.0.10', externalIPs: ['192.0.2.1'], ports: [{ port: 80 }] }, { name: 'a' }),
+      service({ clusterIP: '10.96.0.11', externalIPs: ['192.0.2.1'], ports: [{ port: 80 }] }, { name: 'b' }),
+    ]);
+    expect(loadError([file]).message).toBe(`${file}: Service default/b: spec.externalIPs[0]: 192.0.2.1 port 80/TCP is already a frontend `
+      + `of Service default/a (${file}: spec.externalIPs[0]); the datapath could not tell which Service a packet to it is for`);
+  });
+
+  it('reject another Service\'s cluster IP as an external or load-balancer IP on the same port', () => {
+    const lb = { ...service({ type: 'LoadBalancer', clusterIP: '10.96.0.11', ports: [{ port: 80 }] }, { name: 'b' }), status: { loadBalancer: { ingress: [{ ip: '10.96.0.10' }] } } };
+    const file = writeManifest([service({ clusterIP: '10.96.0.10', ports: [{ port: 80 }] }, { name: 'a' }), lb]);
+    expect(loadError([file]).message).toBe(`${file}: Service default/b: status.loadBalancer.ingress[0].ip: 10.96.0.10 port 80/TCP is already `
+      + `a frontend of Service default/a (${file}: spec.clusterIPs[0]); the datapath could not tell which Service a packet to it is for`);
+  });
+
+  it('allow one address on other ports or protocols, as MetalLB shares an IP', () => {
+    const shared = (name: string, port: number, protocol: string, clusterIP: string) => ({
+      ...service({ type: 'LoadBalancer', clusterIP, ports: [{ port, protocol }] }, { name }),
+      status: { loadBalancer: { ingress: [{ ip: '203.0.113.7' }] } },
+    });
+    const file = writeManifest([shared('dns', 53, 'UDP', '10.96.0.20'), shared('dns-tcp', 53, 'TCP', '10.96.0.21'), shared('web', 80, 'TCP', '10.96.0.22')]);
+    expect(load([file]).warnings).toEqual([]);
+  });
+
+  it('warn of one Service naming an address twice, which the datapath serves once', () => {
+    const manifest = { ...service({ type: 'LoadBalancer', clusterIP: '10.96.0.10', externalIPs: ['203.0.113.7'], ports: [{ port: 80 }] }),
+      status: { loadBalancer: { ingress: [{ ip: '203.0.113.7' }] } } };
+    const warning = expectWarning([manifest], 'Service default/web: status.loadBalancer.ingress[0].ip',
+      '203.0.113.7 is already a frontend of this Service (spec.externalIPs[0])');
+    expect(warning).toMatch(/; the datapath serves it once$/);
+    const [web] = load([writeManifest([manifest])]).services;
+    expect([web.externalIPs, web.loadBalancerIngress]).toEqual([['203.0.113.7'], []]);
+  });
+});
+
+describe('ServiceCIDR and IPAddress validation', () => {
+  const serviceCIDR = (spec: object, metadata: object = { name: 'extra' }, apiVersion = 'networking.k8s.io/v1') =>
+    ({ apiVersion, kind: 'ServiceCIDR', metadata, spec });
+  const ipAddress = (name: string, spec: object) => ({ apiVersion: 'networking.k8s.io/v1beta1', kind: 'IPAddress', metadata: { name }, spec });
+  const ref = { parentRef: { group: '', resource: 'services', namespace: 'default', name: 'web' } };
+
+  it('reject what does not parse, and a wrong apiVersion', () => {
+    expectError([serviceCIDR({ cidrs: ['10.96.0.0/33'] })], 'ServiceCIDR extra: spec.cidrs[0]', '"10.96.0.0/33" is not a valid CIDR');
+    expectError([serviceCIDR({ cidrs: ['10.96.0.0/16'] }, { name: 'extra' }, 'networking.k8s.io/v1alpha1')], 'ServiceCIDR extra: apiVersion',
+      'ServiceCIDR must be networking.k8s.io/v1 or networking.k8s.io/v1beta1, got "networking.k8s.io/v1alpha1"');
+    expectError([ipAddress('web', ref)], 'IPAddress web: metadata.name', '"web" is not a valid IP address');
+  });
+
+  it('warn of what the API server refuses but still names a range or an address', () => {
+    expectWarning([serviceCIDR({ cidrs: ['10.96.1.0/16'] })], 'ServiceCIDR extra: spec.cidrs[0]',
+      '"10.96.1.0/16" is not in canonical form');
+    expectWarning([serviceCIDR({ cidrs: ['10.96.0.0/16', '10.100.0.0/16'] })], 'ServiceCIDR extra: spec.cidrs[1]',
+      'must be of a different IP family than 10.96.0.0/16');
+    expectWarning([serviceCIDR({})], 'ServiceCIDR extra: spec.cidrs', 'required: one CIDR per IP family');
+    expectWarning([serviceCIDR({ cidrs: ['10.96.0.0/16'] }, { name: 'Extra' })], 'ServiceCIDR Extra: metadata.name', 'is not a DNS-1123 subdomain');
+    expectWarning([ipAddress('fd00:10:96::000a', ref)], 'IPAddress fd00:10:96::000a: metadata.name',
+      '"fd00:10:96::000a" is not in canonical form');
+    expectWarning([ipAddress('10.96.0.10', {})], 'IPAddress 10.96.0.10: spec.parentRef', 'required: resource and name');
+  });
+
+  it('make the ranges, the kubernetes one first whatever the order of the files', () => {
+    const file = writeManifest([serviceCIDR({ cidrs: ['10.100.0.0/16'] }), serviceCIDR({ cidrs: ['10.96.0.0/16', 'fd00:10:96::/112'] }, { name: 'kubernetes' })]);
+    expect(loadClusterState([file]).serviceRanges).toEqual({
+      cidrs: ['10.96.0.0/16', '10.100.0.0/16', 'fd00:10:96::/112'],
+      source: '10.96.0.0/16, fd00:10:96::/112 from ServiceCIDR kubernetes, 10.100.0.0/16 from ServiceCIDR extra',
+      allocatable: ['10.96.0.0/16', '10.100.0.0/16', 'fd00:10:96::/112'],
+    });
+  });
+});
+
+describe('service cluster IP ranges unknown', () => {
+  it('check no cluster IP against a range and no Service against the cluster\'s families, and say so once', () => {
+    const file = writeManifest([
+      service({ clusterIP: '10.0.0.11', ports: [{ port: 6379 }] }, { name: 'redis-primary' }),
+      service({ clusterIPs: ['fd00:abcd::5'], ipFamilies: ['IPv6'], ports: [{ port: 80 }] }, { name: 'v6' }),
+      service({ ipFamilyPolicy: 'RequireDualStack', ports: [{ port: 80 }] }, { name: 'dual' }),
+    ]);
+    const state = loadClusterState([file]);
+    expect(state.warnings).toEqual([]);
+    expect(state.services.map((s) => s.clusterIPs[0])).toEqual(['10.0.0.11', 'fd00:abcd::5', expect.stringMatching(/^10\./)]);
+    expect(state.notes.filter((n) => n.startsWith('service cluster IP ranges unknown'))).toHaveLength(1);
+  });
+});
+
+describe('typed lists', () => {
+  it('give items their kind and the list\'s apiVersion, and keep an item\'s own', () => {
+    const file = writeManifest([{ apiVersion: 'discovery.k8s.io/v1', kind: 'EndpointSliceList', metadata: { resourceVersion: '7' }, items: [
+      { metadata: { name: 'web-1', labels: { 'kubernetes.io/service-name': 'web' } }, addressType: 'IPv4', endpoints: [{ addresses: ['10.244.0.5'], zone: 'zone-a' }] },
+      { ...slice({}, { name: 'web-2' }), apiVersion: 'discovery.k8s.io/v1beta1', endpoints: [{ addresses: ['10.244.0.6'], topology: { 'kubernetes.io/hostname': 'node-b' } }] },
+    ] }]);
+    const state = load([file]);
+    expect(state.endpointSlices.map((s) => [s.name, s.endpoints[0].nodeName, s.endpoints[0].zone])).toEqual([
+      ['web-1', undefined, 'zone-a'],
+      ['web-2', 'node-b', undefined],
+    ]);
+  });
+});

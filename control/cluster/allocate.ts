@@ -52,7 +52,9 @@ export function allocate(state: ClusterState, opts: AllocateOptions): ClusterSta
   const reserveIP = (ip: string) => clusterIPRanges.reserve(ip);
   (opts.takenIPs ?? []).forEach(reserveIP);
   for (const service of state.services) {
-    for (const ip of service.clusterIPs) if (ip !== 'None') reserveIP(ip);
+    // A frontend address of one Service must not become another's cluster IP.
+    for (const ip of [...service.clusterIPs, ...service.externalIPs]) if (ip !== 'None') reserveIP(ip);
+    for (const ingress of service.loadBalancerIngress) if (ingress.ip) reserveIP(ingress.ip);
     for (const port of service.ports) if (port.nodePort !== undefined) nodePorts.reserve(port.nodePort);
     if (service.healthCheckNodePort !== undefined) nodePorts.reserve(service.healthCheckNodePort);
   }

@@ -138,6 +138,7 @@ export function validateManifests(manifests: Manifest[], opts: ValidateOptions):
     checkDefinedOnce(object, defined);
   }
   checkClusterIPOwners(state.services);
+  state.services = frontendsOnce(state.services, warnings);
   checkNodePortOwners(state.services, warnings);
   checkEndpointsAreNotClusterIPs(state.services, state.endpointSlices, legacyEndpoints, pods, warnings);
   noteUnclaimedIPAddresses(ipAddresses, state.services, state.notes);
@@ -542,6 +543,44 @@ function checkClusterIPOwners(services: Service[]): void {
       owners.set(ip, { service, path });
     });
   }
+}
+
+/**
+ * One frontend (address, port, protocol), one entry of the datapath's service
+ * map: a cluster, external or load-balancer IP of two Services on one port and
+ * protocol is an error, as the datapath could not tell which Service a packet
+ * is for. One Service naming an address twice (an external IP that is also its
+ * load-balancer IP) is served once, as the first.
+ */
+function frontendsOnce(services: Service[], warnings: Warnings): Service[] {
+  const owners = new Map<string, { service: Service; path: string }>();
+  return services.map((service) => {
+    const { file, object } = service.origin;
+    const keep = (ip: string, path: string): boolean => {
+      let earlier: string | undefined;
+      for (const port of service.ports) {
+        const key = `${ip} ${port.port}/${port.protocol}`;
+        const owner = owners.get(key);
+        if (!owner) {
+          owners.set(key, { service, path });
+        } else if (owner.service !== service) {
+          throw inputError([file, object, path], `${ip} port ${port.port}/${port.protocol} is already a frontend of Service `
+            + `${owner.service.namespace}/${owner.service.name} (${owner.service.origin.file}: ${owner.path}); `
+            + 'the datapath could not tell which Service a packet to it is for');
+        } else {
+          earlier = owner.path;
+        }
+      }
+      if (earlier) warnings.add([file, object, path], `${ip} is already a frontend of this Service (${earlier}); the datapath serves it once`);
+      return earlier === undefined;
+    };
+    service.clusterIPs.forEach((ip, i) => ip !== 'None' && keep(ip, `spec.clusterIPs[${i}]`));
+    const externalIPs = service.externalIPs.filter((ip, i) => keep(ip, `spec.externalIPs[${i}]`));
+    // Only a LoadBalancer's VIP-mode ingress IPs are frontends; the others are carried as they are.
+    const loadBalancerIngress = service.loadBalancerIngress.filter((ingress, i) => service.type !== 'LoadBalancer'
+      || !ingress.ip || ingress.ipMode === 'Proxy' || keep(ingress.ip, `status.loadBalancer.ingress[${i}].ip`));
+    return { ...service, externalIPs, loadBalancerIngress };
+  });
 }
 
 /** A NodePort number a Service holds, on one of its ports or as its healthCheckNodePort. */
