@@ -189,6 +189,22 @@ export class LineSink {
   }
 }
 
+/**
+ * A batch's trace records by the frame they are of (its index in the batch),
+ * in one pass: svcpath trace --flow traces every frame, and looking each
+ * frame's records up among the whole batch's was quadratic.
+ */
+function recordsByFrame(records: Uint8Array[]): Map<number, Uint8Array[]> {
+  const byFrame = new Map<number, Uint8Array[]>();
+  for (const r of records) {
+    const frame = r[4] | (r[5] << 8) | (r[6] << 16) | (r[7] << 24);
+    const list = byFrame.get(frame);
+    if (list) list.push(r);
+    else byFrame.set(frame, [r]);
+  }
+  return byFrame;
+}
+
 export function replay(trace: string, compiled: Compiled, dp: Datapath, opts: ReplayOptions = {}): ReplayResult {
   const reader = openCapture(trace);
   let writer: FrameSink | undefined;
@@ -211,7 +227,7 @@ export function replay(trace: string, compiled: Compiled, dp: Datapath, opts: Re
     const traced = new Map<number, Uint8Array>(); // batch index -> input frame
 
     /** Per frame, in JavaScript: what only the reader path and the callers of onDecision need. */
-    const eachPacket = (first: number, traceRecords: Uint8Array[]) => {
+    const eachPacket = (first: number, traceRecords: Map<number, Uint8Array[]>) => {
       for (let i = 0; i < batch.count; i++) {
         const n = first + i;
         const decision = {
@@ -223,7 +239,7 @@ export function replay(trace: string, compiled: Compiled, dp: Datapath, opts: Re
         if (input && opts.trace) {
           opts.trace.onPacket({
             decision, tsSec: batch.tsSec(i), tsNsec: batch.tsNsec(i), linktype: batch.linktype(i), input, output: batch.frame(i).slice(),
-            records: traceRecords.filter((r) => (r[4] | (r[5] << 8) | (r[6] << 16) | (r[7] << 24)) === i),
+            records: traceRecords.get(i) ?? [],
           });
         }
         if (writer && !recordWriter && batch.sent(i)) {
@@ -240,7 +256,7 @@ export function replay(trace: string, compiled: Compiled, dp: Datapath, opts: Re
       if (batch.count === 0) return;
       batch.run();
       const first = result.packets + 1;
-      const traceRecords = opts.trace ? dp.takeTrace() : [];
+      const traceRecords = recordsByFrame(opts.trace ? dp.takeTrace() : []);
       try {
         if (opts.onBatch) {
           opts.onBatch({ batch, first, bytesRead: feeder?.bytesRead ?? reader.bytesRead, fileSize: reader.fileSize });
