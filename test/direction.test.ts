@@ -483,14 +483,14 @@ describe('the same decisions and counts by every path', () => {
     const verdicts = join(tmp, `${name}-${reader}.jsonl`);
     const opts: ReplayOptions = { out, verdicts, onDecision: (d) => decisions.push(d) };
     if (reader) opts.trace = { select: () => false, onPacket: () => {} };
-    const result = replay(file, compiled, dp, opts);
+    const result = await replay(file, compiled, dp, opts);
     return { result, decisions, out: readFileSync(out), verdicts: readFileSync(verdicts, 'utf8'), conformance: readCounters(dp, compiled).conformance };
   }
 
   it('the node\'s copies change no state: afterwards the maps hold what the arrivals alone leave, byte for byte', async () => {
     const stateAfter = async (file: string) => {
       const dp = await loadProgram(compiled);
-      replay(file, compiled, dp);
+      await replay(file, compiled, dp);
       const entries = (name: 'ct4' | 'snat4' | 'lb4Affinity' | 'frag4') => {
         const m = dp.map(name);
         return [...m.keysRaw()].map((k) => Buffer.from(k).toString('hex') + ' ' + Buffer.from(m.lookupRaw(k)!).toString('hex')).sort();
