@@ -45,16 +45,14 @@ import { lookupFragment4, lookupFragment6, recordFragment4, recordFragment6 } fr
 import {
   relatedBackendId, relatedMasqueraded, relatedServiceId, relatedToBackendFlags, translateIcmpError4, translateIcmpError6,
 } from './icmp_related';
-import {
-  choosePolicy, classifySource4, classifySource6, configurePolicy, inServiceRange4, inServiceRange6, masquerade,
-  useLocalBackends,
-} from './policy';
+import { choosePolicy, classifySource4, classifySource6, configurePolicy, masquerade, useLocalBackends } from './policy';
 import { allMapsCreated, configMap, createNamedMap, mapById } from './registry';
 import { buildPortUnreachable4, buildPortUnreachable6 } from './reject';
 import {
   configureSnat, deleteSnat4, deleteSnat6, lookupSnat4, lookupSnat6, pickSnatPort4, pickSnatPort6, recordSnat4, recordSnat6, snatAddress,
   snatAddress6,
 } from './snat';
+import { configureServiceRanges, inServiceRange4, inServiceRange6 } from './service_range';
 import { sourceAllowed4, sourceAllowed6 } from './source_range';
 import { configureSteering, decidesStatelessFrames, isOwnPacket, sharded } from './steer';
 import { countFlowPacket, countVerdict } from './stats';
@@ -133,6 +131,7 @@ function loadConfig(): bool {
     load<u32>(cfg + CONFIG_CT_UDP), load<u32>(cfg + CONFIG_CT_UDP_STREAM),
   );
   configurePolicy(cfg);
+  configureServiceRanges();
   configureSnat(cfg);
   configureSteering(cfg);
   return true;

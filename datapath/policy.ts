@@ -16,11 +16,10 @@
 
 import {
   CFG_F_MASQUERADE_ALL, CFG_F_POD_CIDR4, CFG_F_POD_CIDR6, CONFIG_FLAGS, CONFIG_POD_CIDR4, CONFIG_POD_CIDR6,
-  CONFIG_POD_MASK4, CONFIG_POD_MASK6, SVC_F_EXT_LOCAL, SVC_F_EXTERNAL, SVC_F_INT_LOCAL, SVC_RANGE4_ADDRESS,
-  SVC_RANGE4_PREFIXLEN, SVC_RANGE6_ADDRESS, SVC_RANGE6_PREFIXLEN,
+  CONFIG_POD_MASK4, CONFIG_POD_MASK6, SVC_F_EXT_LOCAL, SVC_F_EXTERNAL, SVC_F_INT_LOCAL,
 } from './layout';
-import { mapCount, mapLookup } from './maps';
-import { nodeIps4, nodeIps6, serviceRanges4, serviceRanges6 } from './registry';
+import { mapLookup } from './maps';
+import { nodeIps4, nodeIps6 } from './registry';
 
 export const SOURCE_EXTERNAL: u8 = 0;
 export const SOURCE_POD: u8 = 1;
@@ -60,28 +59,6 @@ export function classifySource6(saddr: usize): u8 {
   if (mapLookup(nodeIps6, saddr) != 0) return SOURCE_NODE;
   if ((configFlags & CFG_F_POD_CIDR6) != 0 && inNetwork6(saddr, config + CONFIG_POD_CIDR6, config + CONFIG_POD_MASK6)) return SOURCE_POD;
   return SOURCE_EXTERNAL;
-}
-
-const serviceRangeKey4 = memory.data(8);
-const serviceRangeKey6 = memory.data(20);
-
-/**
- * True when the address lies in a known service cluster IP range. Asked only
- * of packets no frontend or flow claimed; an empty map (ranges unknown) is
- * not walked at all, as a miss would try every prefix length.
- */
-export function inServiceRange4(daddr: u32): bool {
-  if (mapCount(serviceRanges4) == 0) return false;
-  store<u32>(serviceRangeKey4 + SVC_RANGE4_PREFIXLEN, 32);
-  store<u32>(serviceRangeKey4 + SVC_RANGE4_ADDRESS, daddr);
-  return mapLookup(serviceRanges4, serviceRangeKey4) != 0;
-}
-
-export function inServiceRange6(daddr: usize): bool {
-  if (mapCount(serviceRanges6) == 0) return false;
-  store<u32>(serviceRangeKey6 + SVC_RANGE6_PREFIXLEN, 128);
-  memory.copy(serviceRangeKey6 + SVC_RANGE6_ADDRESS, daddr, 16);
-  return mapLookup(serviceRanges6, serviceRangeKey6) != 0;
 }
 
 /** The policy's outcome for a new flow: valid after choosePolicy. */

@@ -8,12 +8,13 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { afterAll, describe, expect, it } from 'vitest';
+import ipaddr from 'ipaddr.js';
 import { parse } from 'yaml';
 import { loadClusterState, resolveServices } from '../control/cluster/index.js';
 import { hostPort } from '../control/layout.js';
 import { decodeFrame } from '../traces/frames.js';
 import { createPcapWriter, openCapture } from '../traces/pcap.js';
-import { checksumsValid, cli, ipOf, tcp, udp } from './helpers.js';
+import { checksumsValid, cli, endpoints, ipOf, makeService, program, resolvedService, runFrames, tcp, udp } from './helpers.js';
 
 const MANAGED = fileURLToPath(new URL('fixtures/managed/', import.meta.url));
 const scratch = mkdtempSync(join(tmpdir(), 'svcpath-managed-'));
@@ -198,6 +199,25 @@ describe('service cluster IP ranges', () => {
     expect(state.notes).toContain('--service-cluster-ip-range 10.96.0.0/12 differs from the ServiceCIDR objects (34.118.224.0/20 from '
       + 'ServiceCIDR kubernetes): the service cluster IP ranges are their union (the API server makes the kubernetes ServiceCIDR '
       + 'from the flag only when it does not exist)');
+  });
+
+  it.each([3, 12])('%i of them per family all decide UNALLOCATED_IP (past 8 the datapath looks them up in its LPM maps)', async (count) => {
+    const v4 = Array.from({ length: count }, (_, i) => `10.${100 + 2 * i}.0.0/16`);
+    const v6 = Array.from({ length: count }, (_, i) => `fd00:${2 * i + 1}::/64`);
+    const web = makeService('default', 'web', '10.100.0.10', [{ port: 80 }]);
+    const { dp } = await program([resolvedService(web, [endpoints([['10.244.0.5', 80, 'node-a']])])], { serviceClusterIPRanges: [...v4, ...v6] });
+    const inside = [...v4, ...v6].map((cidr) => ipaddr.parseCIDR(cidr)[0].toString().replace(/(\.0|::)$/, (end) => (end === '.0' ? '.9' : '::9')));
+    const outside = ['10.101.0.9', `10.${100 + 2 * count}.0.9`, '10.99.255.9', 'fd00:2::9', `fd00:${2 * count + 1}::9`, 'fd00::9'];
+    const addresses = [...inside, ...outside];
+    const inRange = (ip: string) => [...v4, ...v6].some((cidr) => {
+      const [net, bits] = ipaddr.parseCIDR(cidr);
+      const address = ipaddr.parse(ip);
+      return address.kind() === net.kind() && address.match(net, bits);
+    });
+    const results = runFrames(dp, addresses.map((ip, i) => udp(ip.includes(':') ? '2001:db8::7' : '192.0.2.7', 5000 + i, ip, 53)));
+    expect(results.map((r, i) => `${addresses[i]} ${r.verdict} ${r.reason}`))
+      .toEqual(addresses.map((ip) => `${ip} ${inRange(ip) ? 'DROP UNALLOCATED_IP' : 'PASS NO_SERVICE'}`));
+    expect(inside.every(inRange) && !outside.some(inRange)).toBe(true);
   });
 
   it('let IPAddress objects name what they hold: one that is no Service\'s is noted', () => {
