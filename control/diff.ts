@@ -4,14 +4,18 @@
  * counted per Service: "which connections does this change move?". A flow is
  * the 5-tuple of the first packet of it that reached a service frontend in
  * either replay; later packets follow their flow's conntrack entry.
+ *
+ * The capture is read three times (flows, before, after), so standard input
+ * or a pipe is first copied to a temporary file, removed at the end.
  */
 import { decodeFrame } from '../traces/frames.js';
 import { openCapture } from '../traces/pcap.js';
+import { rereadableCapture, type RereadableCapture } from '../traces/source.js';
 import type { Compiled } from './compiler.js';
 import type { Datapath } from './datapath.js';
 import { InputError } from './errors.js';
 import { REASONS, VERDICTS, hostPort } from './layout.js';
-import { replay, type PacketDecision } from './replay.js';
+import { Interrupted, replay, type PacketDecision } from './replay.js';
 
 export interface Side {
   compiled: Compiled;
@@ -45,9 +49,9 @@ export interface DiffReport {
 const REASON_SERVICE = REASONS.indexOf('SERVICE');
 
 /** A packet's flow, as its headers say: protocol, source and destination. */
-function flowKeys(trace: string): Map<number, string> {
+function flowKeys(capture: RereadableCapture): Map<number, string> {
   const keys = new Map<number, string>();
-  const reader = openCapture(trace);
+  const reader = openCapture(capture.open());
   try {
     for (const rec of reader.records()) {
       if (rec.linktype !== 1) continue;
@@ -63,9 +67,10 @@ function flowKeys(trace: string): Map<number, string> {
   return keys;
 }
 
-function decisions(trace: string, side: Side): PacketDecision[] {
+async function decisions(capture: RereadableCapture, side: Side, signal?: AbortSignal): Promise<PacketDecision[]> {
   const all: PacketDecision[] = [];
-  const result = replay(trace, side.compiled, side.dp, { onDecision: (d) => all.push(d) });
+  const result = await replay(capture.open(), side.compiled, side.dp, { onDecision: (d) => all.push(d), signal });
+  if (result.interrupted) throw new Interrupted(result.interrupted.signal);
   if (result.stoppedAt) throw new InputError(result.stoppedAt.error);
   return all;
 }
@@ -76,10 +81,19 @@ function describe(d: PacketDecision, side: Side): string {
   return `${VERDICTS[d.verdict]} ${REASONS[d.reason]}${to}${d.snat ? ' (snat)' : ''}`;
 }
 
-export function diffReplays(trace: string, a: Side, b: Side): DiffReport {
-  const keys = flowKeys(trace);
-  const before = decisions(trace, a);
-  const after = decisions(trace, b);
+/** `trace` is a path, or `-` for standard input; `signal` (a Ctrl-C) ends the diff with Interrupted. */
+export async function diffReplays(trace: string, a: Side, b: Side, signal?: AbortSignal): Promise<DiffReport> {
+  const capture = await rereadableCapture(trace, signal);
+  if (!capture) throw new Interrupted(String(signal!.reason));
+  try {
+    return compare(capture.name, flowKeys(capture), await decisions(capture, a, signal), await decisions(capture, b, signal), a, b);
+  } finally {
+    capture.remove();
+  }
+}
+
+/** The flows whose decision differs between the two replays' decisions, per Service. */
+function compare(trace: string, keys: Map<number, string>, before: PacketDecision[], after: PacketDecision[], a: Side, b: Side): DiffReport {
   const seen = new Set<string>();
   const services = new Map<string, ServiceDiff>();
   const changes: FlowChange[] = [];

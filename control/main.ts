@@ -3,7 +3,7 @@
  * the file, record or object and field, and exit 1; anything else is a bug
  * and prints its stack.
  */
-import { readFileSync, writeFileSync } from 'node:fs';
+import { readFileSync } from 'node:fs';
 import { join } from 'node:path';
 import ipaddr from 'ipaddr.js';
 import { loadClusterState, resolveServices } from './cluster/index.js';
@@ -11,11 +11,13 @@ import { compile } from './compiler.js';
 import { InputError, inputError } from './errors.js';
 import { parseCommandArgs } from './cli-args.js';
 import { closest, didYouMean } from './suggest.js';
-import { PROJECT_ROOT } from './paths.js';
+import { checkOutputs, PROJECT_ROOT } from './paths.js';
 import { DEFAULT_MAGLEV_TABLE_SIZE, isPrime } from './maglev.js';
 import { DEFAULT_CT_ENTRIES, loadProgram } from './program.js';
 import type { ClusterState } from './model.js';
-import { replay, type ReplayResult } from './replay.js';
+import { Interrupted, replay, SIGNAL_EXIT_STATUS, stopOnSignals, type ReplayResult } from './replay.js';
+import { STDOUT, writeOutputFile } from '../traces/chunked.js';
+import { LINKTYPES } from './layout.js';
 import { formatServicesTable, serviceRows } from './services-table.js';
 import { formatEndpoints, type OutputFormat } from './endpoints-output.js';
 import { MAX_MAX_ENDPOINTS_PER_SLICE } from './cluster/endpointslice-controller.js';
@@ -25,7 +27,7 @@ import { dumpMaps, formatMapDump } from './maps-dump.js';
 import { diffReplays, formatDiff } from './diff.js';
 import { formatTraces, traceReplay } from './trace.js';
 import { findCases, junitReport, runCase, type CaseResult, type PrepareDatapath } from './testcases.js';
-import { buildSummary, formatSummary, readCounters, type Counters } from './summary.js';
+import { buildSummary, formatSummary, readCounters, type Counters, type Summary } from './summary.js';
 import { replaySharded } from './sharded-replay.js';
 
 const CLUSTER_OPTIONS = `  --cluster PATH                   Service, EndpointSlice, Endpoints, Pod, Node and KubeProxyConfiguration
@@ -69,7 +71,7 @@ ${DATAPATH_OPTIONS}
   --verdicts OUT.jsonl|-           one JSON verdict per input packet
   --summary OUT.json|-             the summary as JSON
   --workers N                      replay on N threads, each with its own maps, flows sharded by client
-                                   (same output as one worker; default 1)
+                                   (same output as one worker; default 1; not with a capture from a pipe)
 ${HELP_FOOTER}`,
 
   trace: `svcpath trace: what the datapath did with each chosen packet, step by step: headers, every map
@@ -305,12 +307,17 @@ function parseNodePortAddresses(flag: string, text: string): string[] {
   return items;
 }
 
-/** A progress bar on stderr, only when it is a terminal. */
-function progressBar(): { update(done: number, total: number, packets: number): void; end(): void } {
+/** A progress bar on stderr, only when it is a terminal; packets only when the capture's size is unknown (a pipe). */
+function progressBar(): { update(done: number, total: number | undefined, packets: number): void; end(): void } {
   if (!process.stderr.isTTY) return { update() {}, end() {} };
   let last = -1;
   return {
     update(done, total, packets) {
+      if (total === undefined) {
+        last = packets;
+        process.stderr.write(`\r${packets} packets`);
+        return;
+      }
       const pct = total > 0 ? Math.min(100, Math.floor((done / total) * 100)) : 100;
       if (pct === last) return;
       last = pct;
@@ -521,18 +528,14 @@ async function testCommand(argv: string[]): Promise<number> {
   if (values.help) return printHelp('test');
   if (positionals.length === 0) fail('test: name at least one directory of test cases');
   const results: CaseResult[] = [];
-  for (const found of findCases(positionals)) {
+  const cases = findCases(positionals);
+  if (values.junit) checkOutputs([{ flag: '--junit', path: values.junit }], cases.map((c) => ({ flag: 'test case', path: c.dir })));
+  for (const found of cases) {
     const r = await runCase(found, prepareCase, values.update ?? false);
     results.push(r);
     console.log(r.passed ? `${r.updated ? 'UPDATED' : 'PASS'} ${r.name}` : `FAIL ${r.name} (${r.dir})\n${r.failure}`);
   }
-  if (values.junit) {
-    try {
-      writeFileSync(values.junit, junitReport(results));
-    } catch (e) {
-      throw inputError([values.junit], `cannot write: ${(e as Error).message}`);
-    }
-  }
+  if (values.junit) writeOutputFile(values.junit, junitReport(results));
   const failed = results.filter((r) => !r.passed).length;
   console.log(`${results.length - failed} passed, ${failed} failed`);
   return failed > 0 ? 1 : 0;
@@ -569,8 +572,14 @@ async function diffCommand(argv: string[]): Promise<number> {
   if (!values.against?.length) fail('diff: --against is required (the other cluster state)');
   const before = await buildDatapath(values);
   const after = await buildDatapath({ ...values, cluster: values.against });
-  const report = diffReplays(positionals[0], before, after);
-  console.log(values.json ? JSON.stringify(report, null, 2) : formatDiff(report));
+  // A pipe is copied to a temporary file first (diff reads the capture three times): a Ctrl-C must remove it.
+  const signals = stopOnSignals();
+  try {
+    const report = await diffReplays(positionals[0], before, after, signals.signal);
+    console.log(values.json ? JSON.stringify(report, null, 2) : formatDiff(report));
+  } finally {
+    signals.release();
+  }
   return 0;
 }
 
@@ -585,34 +594,58 @@ async function replayCommand(argv: string[]): Promise<number> {
   if (values.help) return printHelp('replay');
   if (positionals.length !== 1) fail(`replay: expected one trace file, got ${positionals.length}`);
   const trace = positionals[0];
+  const outputFlags = (['out', 'verdicts', 'summary'] as const).filter((f) => values[f] !== undefined).map((f) => ({ flag: `--${f}`, path: values[f]! }));
+  checkOutputs(outputFlags, [{ flag: 'capture', path: trace }, ...(values.cluster ?? []).map((path) => ({ flag: '--cluster', path }))], ['--out']);
   const workers = values.workers === undefined ? 1 : parseInteger('--workers', values.workers, 1, 64);
   const { state, resolved, compiled, ctEntries } = compileFromFlags(values);
   const bar = progressBar();
-  const outputs = { out: values.out, verdicts: values.verdicts, onProgress: (done: number, total: number, packets: number) => bar.update(done, total, packets) };
+  const signals = stopOnSignals();
+  const outputs = {
+    out: values.out, verdicts: values.verdicts, signal: signals.signal,
+    onProgress: (done: number, total: number | undefined, packets: number) => bar.update(done, total, packets),
+  };
   let replayed: { result: ReplayResult; counters: Counters };
-  if (workers > 1) {
-    replayed = await replaySharded(trace, compiled, { ...outputs, workers, ctEntries });
-  } else {
-    const dp = await loadProgram(compiled, { ctEntries });
-    replayed = { result: replay(trace, compiled, dp, outputs), counters: readCounters(dp, compiled) };
-  }
-  bar.end();
-  const { result, counters } = replayed;
-  const notes = [...state.notes, ...resolved.notes, ...compiled.notes, ...result.notes];
-  const summary = buildSummary(result, compiled, counters, notes, state.warnings);
-  if (values.summary) {
-    try {
-      writeFileSync(values.summary, JSON.stringify(summary, null, 2) + '\n');
-    } catch (e) {
-      throw inputError([values.summary], `cannot write: ${(e as Error).message}`);
+  try {
+    if (workers > 1) {
+      replayed = await replaySharded(trace, compiled, { ...outputs, workers, ctEntries });
+    } else {
+      const dp = await loadProgram(compiled, { ctEntries });
+      replayed = { result: await replay(trace, compiled, dp, outputs), counters: readCounters(dp, compiled) };
     }
+    bar.end();
+    const { result, counters } = replayed;
+    const notes = [...state.notes, ...resolved.notes, ...compiled.notes, ...result.notes];
+    const summary = buildSummary(result, compiled, counters, notes, state.warnings);
+    if (values.summary) writeOutputFile(values.summary, JSON.stringify(summary, null, 2) + '\n');
+    // Standard output carries an output: the summary for people goes to stderr.
+    (outputFlags.some((o) => o.path === STDOUT) ? console.error : console.log)(formatSummary(summary));
+    if (result.interrupted) return SIGNAL_EXIT_STATUS[result.interrupted.signal] ?? 130;
+    if (result.stoppedAt) {
+      console.error(`svcpath: ${result.stoppedAt.error}`);
+      return 1;
+    }
+    const undecided = nothingDecided(result, summary);
+    if (undecided) {
+      console.error(`svcpath: ${undecided}`);
+      return 1;
+    }
+    return 0;
+  } finally {
+    signals.release();
   }
-  console.log(formatSummary(summary));
-  if (result.stoppedAt) {
-    console.error(`svcpath: ${result.stoppedAt.error}`);
-    return 1;
-  }
-  return 0;
+}
+
+/**
+ * A capture none of whose frames svcpath could parse (every one of an
+ * unsupported link type) is no replay at all: the one line that says so.
+ * An empty capture is not: it has nothing undecided.
+ */
+function nothingDecided(result: ReplayResult, summary: Summary): string | undefined {
+  if (result.packets === 0 || summary.reasons.UNSUPPORTED_LINKTYPE !== result.packets) return undefined;
+  const names = new Map<number, string>(Object.entries(LINKTYPES).map(([name, value]) => [value, name]));
+  const types = result.linktypes.filter((t) => !names.has(t));
+  const which = types.length === 1 ? `link type ${types[0]} is not one` : `link types ${types.join(', ')} are not ones`;
+  return `${result.trace}: not one of its ${result.packets} packets could be decided: ${which} svcpath parses (see Captures in the README)`;
 }
 
 export async function main(argv: string[]): Promise<number> {
@@ -655,6 +688,10 @@ export async function main(argv: string[]): Promise<number> {
     if (e instanceof InputError) {
       console.error(`svcpath: ${e.message}`);
       return 1;
+    }
+    if (e instanceof Interrupted) {
+      console.error(`svcpath: ${e.message}`);
+      return SIGNAL_EXIT_STATUS[e.signal] ?? 130;
     }
     throw e;
   }

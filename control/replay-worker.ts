@@ -10,7 +10,7 @@ import { DESC_F_OTHER_SHARD } from './layout.js';
 import { loadProgram } from './program.js';
 import { BATCH_BYTES, BATCH_FRAMES, replay, verdictValues, type ProcessedBatch } from './replay.js';
 import { PcapRecordWriter, VerdictWriter } from './zero-copy.js';
-import { WINDOW, type ShardBatch, type ShardMessage, type ShardSetup } from './sharded-replay.js';
+import { MERGE, WINDOW, type ShardBatch, type ShardMessage, type ShardSetup } from './sharded-replay.js';
 import { readCounters } from './summary.js';
 
 const setup = workerData as ShardSetup;
@@ -20,9 +20,9 @@ const post = (m: ShardMessage, transfer: ArrayBuffer[] = []) => port.postMessage
 /** Waits until the merge is at most WINDOW batches behind this worker. */
 function waitForMerge(sent: number, taken: Int32Array): void {
   for (;;) {
-    const merged = Atomics.load(taken, 0);
+    const merged = Atomics.load(taken, MERGE.TAKEN);
     if (sent - merged < WINDOW) return;
-    Atomics.wait(taken, 0, merged);
+    Atomics.wait(taken, MERGE.TAKEN, merged);
   }
 }
 
@@ -82,14 +82,18 @@ async function run(): Promise<void> {
     records: setup.out && setup.records ? new PcapRecordWriter(dp, BATCH_BYTES + 16 * BATCH_FRAMES) : undefined,
   };
   const taken = new Int32Array(setup.taken);
+  // Every worker stops after the batch the merging thread named, and only there (control/sharded-replay.ts).
+  const stop = new AbortController();
   let sent = 0;
-  const result = replay(setup.trace, compiled, dp, {
+  const result = await replay(setup.trace, compiled, dp, {
     onBatch: (b) => {
       waitForMerge(sent, taken);
       const part = share(b, out, dp);
       post(part, [part.own.buffer, part.lines.buffer, part.lineLengths.buffer, part.frames.buffer, part.frameBytes.buffer] as ArrayBuffer[]);
       sent++;
+      if (sent >= Atomics.load(taken, MERGE.STOP_AFTER)) stop.abort('stop');
     },
+    signal: stop.signal,
   });
   post({ type: 'done', result, counters: readCounters(dp, compiled) });
 }

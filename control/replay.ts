@@ -3,16 +3,27 @@
  * rewritten frames and counters. Records stream through in constant memory;
  * when the capture turns out to be broken part-way, everything before the
  * bad record is still processed and written, and the result says where the
- * replay stopped.
+ * replay stopped. A signal (Ctrl-C) ends it at the next batch boundary, with
+ * the same guarantee.
  *
- * A classic pcap file takes the zero-copy path (control/zero-copy.ts): read
- * in chunks into linear memory and walked there by the datapath, which also
+ * The capture is a file, a pipe, standard input (`-`) or any of them
+ * gzip-compressed (traces/source.ts). A pipe is read without waiting: when
+ * its writer has not written the next record yet, the replay waits
+ * asynchronously, so that a signal is heard.
+ *
+ * Classic pcap takes the zero-copy path (control/zero-copy.ts): read in
+ * chunks into linear memory and walked there by the datapath, which also
  * writes the verdict lines and output records. pcapng, and packets to trace,
  * go through the JavaScript readers record by record.
+ *
+ * Outputs (`-`: standard output) are written to temporary files and put in
+ * place when the replay ends, completely, at a bad record or at a signal;
+ * an exception removes them and leaves what was there before.
  */
-import { closeSync, openSync, writeSync } from 'node:fs';
-import { openCapture, createPcapWriter, PcapReader, type PcapWriter } from '../traces/pcap.js';
+import { OutputFile, removeTemporaryFiles, STDOUT, WouldBlock, type ByteSource } from '../traces/chunked.js';
+import { openCapture, createPcapWriter, PcapReader, type CaptureReader, type PcapWriter } from '../traces/pcap.js';
 import { createPcapngWriter } from '../traces/pcapng.js';
+import { openSource } from '../traces/source.js';
 import type { Compiled } from './compiler.js';
 import { Batch, type Datapath } from './datapath.js';
 import { InputError, inputError } from './errors.js';
@@ -27,12 +38,12 @@ export const BATCH_BYTES = 16 << 20;
 const CHUNK_BYTES = BATCH_BYTES + 16;
 
 export interface ReplayOptions {
-  /** Output capture of the TX/REDIRECT frames: pcapng when the name ends in .pcapng, else classic pcap. */
+  /** Output capture of the TX/REDIRECT frames: pcapng when the name ends in .pcapng, else classic pcap; `-`: standard output. */
   out?: string;
-  /** Verdicts JSONL, one line per input packet. */
+  /** Verdicts JSONL, one line per input packet; `-`: standard output. */
   verdicts?: string;
-  /** Called after every batch. */
-  onProgress?: (bytesRead: number, fileSize: number, packets: number) => void;
+  /** Called after every batch: how far into the capture's file the replay is (compressed bytes for gzip), and its size when known. */
+  onProgress?: (done: number, total: number | undefined, packets: number) => void;
   /** Called with every packet's decision, in input order (for tools that compare replays). */
   onDecision?: (d: PacketDecision) => void;
   /**
@@ -45,6 +56,8 @@ export interface ReplayOptions {
     select: (n: number, data: Uint8Array) => boolean;
     onPacket: (t: TracedPacket) => void;
   };
+  /** Aborted: the replay ends at the next batch boundary (or while it waits for a pipe), and writes what it processed. */
+  signal?: AbortSignal;
 }
 
 /** A batch after process_batch, with where the replay is in the capture. */
@@ -52,9 +65,9 @@ export interface ProcessedBatch {
   batch: Batch;
   /** The packet number (n) of the batch's first frame. */
   first: number;
-  /** File bytes read so far, and the file's size. */
+  /** As ReplayOptions.onProgress has them. */
   bytesRead: number;
-  fileSize: number;
+  fileSize: number | undefined;
 }
 
 /** A traced packet: its frame in and out, and the datapath's own trace records of it. */
@@ -90,6 +103,10 @@ export interface ReplayResult {
   notes: string[];
   /** Set when a bad record ended the replay early: everything before it was processed. */
   stoppedAt?: { record: number; error: string };
+  /** Set when a signal ended the replay early: the outputs hold packets 1..packets. `signal` is the abort reason. */
+  interrupted?: { signal: string };
+  /** The link types of the capture's frames (its header's, and any a pcapng interface added later). */
+  linktypes: number[];
 }
 
 /** The JSON value of every service id and backend id in verdict lines (index 0: none). */
@@ -105,7 +122,10 @@ export interface FrameSink {
   write(record: number, linktype: number, tsSec: number, tsNsec: number, data: Uint8Array, origlen: number): void;
   /** The classic pcap writer underneath, which takes whole records from the datapath; absent for pcapng. */
   readonly pcap?: PcapWriter;
+  /** Puts the output in place. */
   close(): void;
+  /** Drops the output. */
+  abort(): void;
 }
 
 /** Classic pcap holds 32-bit seconds; pcapng holds any time, so a late frame needs it. */
@@ -121,7 +141,9 @@ export function openFrameSink(path: string, linktypes: readonly number[], nanose
     `link type ${linktype} was not among the input's link types when the output was started (${linktypes.join(', ')})`);
   try {
     if (path.endsWith('.pcapng') || linktypes.length > 1) {
-      if (!path.endsWith('.pcapng')) notes.push(`${path}: written as pcapng, since the input mixes link types (${linktypes.join(', ')})`);
+      if (!path.endsWith('.pcapng')) {
+        notes.push(`${path === STDOUT ? 'standard output' : path}: written as pcapng, since the input mixes link types (${linktypes.join(', ')})`);
+      }
       const w = createPcapngWriter(path, { interfaces: linktypes.map((linktype) => ({ linktype, tsresolNs: nanosecond })) });
       return {
         write: (n, linktype, sec, nsec, data, origlen) => {
@@ -130,6 +152,7 @@ export function openFrameSink(path: string, linktypes: readonly number[], nanose
           w.write(iface, sec, nsec, data, origlen);
         },
         close: () => w.close(),
+        abort: () => w.abort(),
       };
     }
     const w = createPcapWriter(path, { linktype: linktypes[0], nanosecond });
@@ -143,6 +166,7 @@ export function openFrameSink(path: string, linktypes: readonly number[], nanose
       },
       pcap: w,
       close: () => w.close(),
+      abort: () => w.abort(),
     };
   } catch (e) {
     if (e instanceof InputError) throw e;
@@ -150,18 +174,14 @@ export function openFrameSink(path: string, linktypes: readonly number[], nanose
   }
 }
 
-/** Text output in large writes. */
+/** Text output in large writes (an OutputFile: `-` is standard output). */
 export class LineSink {
   private parts: string[] = [];
   private size = 0;
-  private readonly fd: number;
+  private readonly out: OutputFile;
 
   constructor(readonly path: string) {
-    try {
-      this.fd = openSync(path, 'w');
-    } catch (e) {
-      throw inputError([path], `cannot write: ${(e as Error).message}`);
-    }
+    this.out = new OutputFile(path);
   }
 
   push(line: string): void {
@@ -173,22 +193,91 @@ export class LineSink {
   /** Bytes already encoded, written straight through after the pending lines. */
   writeBytes(bytes: Uint8Array): void {
     this.flush();
-    for (let done = 0; done < bytes.length; ) done += writeSync(this.fd, bytes, done, bytes.length - done);
+    this.out.write(bytes);
   }
 
   flush(): void {
     if (this.parts.length === 0) return;
-    writeSync(this.fd, this.parts.join(''));
+    this.out.write(this.parts.join(''));
     this.parts = [];
     this.size = 0;
   }
 
   close(): void {
-    this.flush();
-    closeSync(this.fd);
+    try {
+      this.flush();
+    } catch (e) {
+      this.out.discard();
+      throw e;
+    }
+    this.out.commit();
+  }
+
+  abort(): void {
+    this.out.discard();
   }
 }
 
+/** The exit status of a run a signal ended, as a shell gives a process the signal killed: 128 + its number. */
+export const SIGNAL_EXIT_STATUS: Record<string, number> = { SIGINT: 130, SIGTERM: 143 };
+
+/** A signal ended a run that has no partial result to give (svcpath diff). */
+export class Interrupted extends Error {
+  override readonly name = 'Interrupted';
+  constructor(readonly signal: string) {
+    super(`interrupted (${signal})`);
+  }
+}
+
+/**
+ * SIGINT and SIGTERM for a run that writes outputs: the first aborts the
+ * signal returned (the replay ends at its next batch boundary and writes what
+ * it processed; its reason is the signal's name); a second exits at once,
+ * removing the temporary files. release() restores the default actions.
+ */
+export function stopOnSignals(): { signal: AbortSignal; release(): void } {
+  const controller = new AbortController();
+  const onSignal = (name: NodeJS.Signals) => {
+    if (!controller.signal.aborted) {
+      controller.abort(name);
+      return;
+    }
+    removeTemporaryFiles();
+    process.exit(SIGNAL_EXIT_STATUS[name]);
+  };
+  process.on('SIGINT', onSignal);
+  process.on('SIGTERM', onSignal);
+  return {
+    signal: controller.signal,
+    release: () => {
+      process.off('SIGINT', onSignal);
+      process.off('SIGTERM', onSignal);
+    },
+  };
+}
+
+/** Puts every output in place; if one fails, drops the ones after it and throws. */
+export function closeOutputs(outputs: Array<FrameSink | LineSink | undefined>): void {
+  let failure: unknown;
+  for (const output of outputs) {
+    if (!output) continue;
+    if (failure !== undefined) {
+      output.abort();
+      continue;
+    }
+    try {
+      output.close();
+    } catch (e) {
+      failure = e;
+    }
+  }
+  if (failure !== undefined) throw failure;
+}
+
+/** Lets pending events (a signal handler) run; between batches, so that nothing waits per packet. */
+const nextTurn = () => new Promise<void>((resolve) => setImmediate(resolve));
+
+/** Replays a capture: a path (`-`: standard input) or a source already open, which the replay closes. */
 /**
  * A batch's trace records by the frame they are of (its index in the batch),
  * in one pass: svcpath trace --flow traces every frame, and looking each
@@ -205,14 +294,32 @@ function recordsByFrame(records: Uint8Array[]): Map<number, Uint8Array[]> {
   return byFrame;
 }
 
-export function replay(trace: string, compiled: Compiled, dp: Datapath, opts: ReplayOptions = {}): ReplayResult {
-  const reader = openCapture(trace);
+export async function replay(capture: string | ByteSource, compiled: Compiled, dp: Datapath, opts: ReplayOptions = {}): Promise<ReplayResult> {
+  const source = typeof capture === 'string' ? openSource(capture) : capture;
+  const stopRequested = () => opts.signal?.aborted ?? false;
+  let reader: CaptureReader;
+  try {
+    // A pipe's writer may not have written the capture's header yet: wait where a signal is heard.
+    if (source.live) await source.readable(opts.signal);
+    if (stopRequested()) {
+      source.close();
+      return { trace: source.name, packets: 0, written: 0, warnings: [], notes: [], interrupted: { signal: String(opts.signal!.reason) }, linktypes: [] };
+    }
+    reader = openCapture(source);
+  } catch (e) {
+    source.close();
+    throw e;
+  }
+  // From the first record on, a record that has not arrived is waited for asynchronously (WouldBlock).
+  source.waits = !source.live;
   let writer: FrameSink | undefined;
   let verdicts: LineSink | undefined;
   let feeder: PcapFeeder | undefined;
-  const result: ReplayResult = { trace, packets: 0, written: 0, warnings: reader.warnings, notes: [] };
+  const linktypes = new Set(reader.linktypes);
+  const result: ReplayResult = { trace: reader.path, packets: 0, written: 0, warnings: reader.warnings, notes: [], linktypes: [] };
   /** The record whose output could not be written, if that is what stopped the replay. */
   let unwritable = 0;
+  let finished = false;
   try {
     // Linear memory is reserved before anything reads it: the trace ring, the batch, the zero-copy areas.
     if (opts.trace) dp.enableTrace(BATCH_FRAMES * TRACE_RECORDS_PER_FRAME);
@@ -257,9 +364,10 @@ export function replay(trace: string, compiled: Compiled, dp: Datapath, opts: Re
       batch.run();
       const first = result.packets + 1;
       const traceRecords = recordsByFrame(opts.trace ? dp.takeTrace() : []);
+      const { done, total } = source.progress;
       try {
         if (opts.onBatch) {
-          opts.onBatch({ batch, first, bytesRead: feeder?.bytesRead ?? reader.bytesRead, fileSize: reader.fileSize });
+          opts.onBatch({ batch, first, bytesRead: done, fileSize: total });
         } else {
           if (lineWriter) lineWriter.write(batch, first, (bytes) => verdicts!.writeBytes(bytes));
           if (recordWriter) recordWriter.write(batch, writer!.pcap!.nanosecond, (bytes) => writer!.pcap!.writeRecords(bytes));
@@ -271,29 +379,65 @@ export function replay(trace: string, compiled: Compiled, dp: Datapath, opts: Re
         batch.clear();
         traced.clear();
       }
-      opts.onProgress?.(feeder?.bytesRead ?? reader.bytesRead, reader.fileSize, result.packets);
+      opts.onProgress?.(done, total, result.packets);
+    };
+
+    /** After a batch: true when a signal asked the replay to stop. */
+    const stopAfterBatch = async () => {
+      await nextTurn();
+      return stopRequested();
+    };
+    /** A record has not arrived yet: waits for it; true when a signal asked the replay to stop meanwhile. */
+    const stopWhileWaiting = async () => {
+      await source.readable(opts.signal);
+      return stopRequested();
     };
 
     const tooBig = (n: number, caplen: number) =>
-      inputError([trace, `record ${n}`, 'caplen'], `${caplen} bytes is more than the datapath's ${BATCH_BYTES}-byte frame area`);
+      inputError([reader.path, `record ${n}`, 'caplen'], `${caplen} bytes is more than the datapath's ${BATCH_BYTES}-byte frame area`);
+    let stopped = false;
     try {
       if (feeder) {
-        while (feeder.fill(batch)) {
+        for (;;) {
+          let full: boolean;
+          try {
+            full = feeder.fill(batch);
+          } catch (e) {
+            if (!(e instanceof WouldBlock)) throw e;
+            if ((stopped = await stopWhileWaiting())) break;
+            continue;
+          }
+          if (!full) break;
           if (batch.count === 0) throw tooBig(feeder.recordsRead + 1, feeder.nextCaplen());
           flush();
+          if ((stopped = await stopAfterBatch())) break;
         }
       } else {
-        for (const rec of reader.records()) {
-          if (Batch.footprint(rec.caplen) > BATCH_BYTES) throw tooBig(rec.n, rec.caplen);
-          const traceThis = opts.trace?.select(rec.n, rec.data) ?? false;
-          if (!batch.add(rec.data, rec.origlen, rec.tsSec, rec.tsNsec, rec.linktype, traceThis, rec.direction)) {
-            flush();
-            batch.add(rec.data, rec.origlen, rec.tsSec, rec.tsNsec, rec.linktype, traceThis, rec.direction);
+        for (let ended = false; !ended && !stopped; ) {
+          try {
+            for (const rec of reader.records()) {
+              if (Batch.footprint(rec.caplen) > BATCH_BYTES) throw tooBig(rec.n, rec.caplen);
+              if (rec.linktype !== reader.linktype) linktypes.add(rec.linktype);
+              const traceThis = opts.trace?.select(rec.n, rec.data) ?? false;
+              const full = !batch.add(rec.data, rec.origlen, rec.tsSec, rec.tsNsec, rec.linktype, traceThis, rec.direction);
+              if (full) {
+                flush();
+                batch.add(rec.data, rec.origlen, rec.tsSec, rec.tsNsec, rec.linktype, traceThis, rec.direction);
+              }
+              if (traceThis) traced.set(batch.count - 1, rec.data.slice());
+              if (full && (stopped = await stopAfterBatch())) break;
+            }
+            ended = true;
+          } catch (e) {
+            // records() ended at a record that has not arrived; a fresh call goes on from it.
+            if (!(e instanceof WouldBlock)) throw e;
+            stopped = await stopWhileWaiting();
           }
-          if (traceThis) traced.set(batch.count - 1, rec.data.slice());
         }
       }
+      // The last batch; at a signal, the records already read.
       flush();
+      if (stopped) result.interrupted = { signal: String(opts.signal!.reason) };
     } catch (e) {
       if (!(e instanceof InputError)) throw e;
       let error = e;
@@ -308,11 +452,12 @@ export function replay(trace: string, compiled: Compiled, dp: Datapath, opts: Re
       }
       result.stoppedAt = { record: unwritable || result.packets + 1, error: error.message };
     }
+    finished = true;
   } finally {
-    writer?.close();
-    verdicts?.close();
-    feeder?.close();
     reader.close();
+    if (finished) closeOutputs([writer, verdicts]);
+    else for (const output of [writer, verdicts]) output?.abort();
   }
+  result.linktypes = [...linktypes];
   return result;
 }

@@ -9,16 +9,20 @@
  * single worker's byte for byte: every decision a flow needs is made by the
  * worker that holds the flow and its client, and masquerade ports are chosen
  * within the client's class whatever the number of workers (datapath/snat.ts).
+ *
+ * A signal stops every worker after the same batch, so that the merged
+ * outputs and the added-up counters describe the same packets.
  */
 import { Worker } from 'node:worker_threads';
 import type { Compiled } from './compiler.js';
 import { Datapath } from './datapath.js';
-import { InputError } from './errors.js';
+import { InputError, inputError } from './errors.js';
 import { REPLAY_WORKER } from './paths.js';
-import { BATCH_BYTES, BATCH_FRAMES, LineSink, openFrameSink, verdictValues, type FrameSink, type ReplayResult } from './replay.js';
+import { BATCH_BYTES, BATCH_FRAMES, closeOutputs, LineSink, openFrameSink, verdictValues, type FrameSink, type ReplayResult } from './replay.js';
 import { sumCounters, type Counters } from './summary.js';
 import { maxVerdictLine } from './zero-copy.js';
 import { openCapture } from '../traces/pcap.js';
+import { openSource } from '../traces/source.js';
 
 /** What a worker is given. */
 export interface ShardSetup {
@@ -32,12 +36,22 @@ export interface ShardSetup {
   /** Output frames as whole classic pcap records (with this resolution), not as frames for a pcapng writer. */
   records: boolean;
   nanosecond: boolean;
-  /** Int32[1]: batches the merging thread has taken; workers stay at most WINDOW batches ahead. */
+  /** Int32 words at the indexes of MERGE: batches merged so far, and the batch after which every worker stops. */
   taken: SharedArrayBuffer;
 }
 
 /** Batches a worker may run ahead of the merge: bounds memory whatever the trace size. */
 export const WINDOW = 4;
+
+/** The words of ShardSetup.taken. */
+export const MERGE = {
+  /** Batches the merging thread has taken; workers stay at most WINDOW batches ahead. */
+  TAKEN: 0,
+  /** After this many batches every worker stops (a signal came); NEVER until then. */
+  STOP_AFTER: 1,
+  WORDS: 2,
+  NEVER: 0x7fffffff,
+} as const;
 
 /** One worker's share of one batch. */
 export interface ShardBatch {
@@ -56,7 +70,7 @@ export interface ShardBatch {
   frames: Float64Array;
   frameBytes: Uint8Array;
   bytesRead: number;
-  fileSize: number;
+  fileSize: number | undefined;
 }
 
 export interface ShardDone {
@@ -79,7 +93,9 @@ export interface ShardedReplayOptions {
   ctEntries?: number;
   out?: string;
   verdicts?: string;
-  onProgress?: (bytesRead: number, fileSize: number, packets: number) => void;
+  onProgress?: (done: number, total: number | undefined, packets: number) => void;
+  /** Aborted: every worker stops after the same batch, soon (ReplayOptions.signal). */
+  signal?: AbortSignal;
 }
 
 /** One worker thread and what it has sent that is not merged yet. */
@@ -113,9 +129,19 @@ class ShardWorker {
   }
 }
 
-/** The link types and resolution of the capture, for the output file (read from its header). */
-function captureFormat(trace: string): { linktypes: readonly number[]; nanosecond: boolean; pcap: boolean } {
-  const reader = openCapture(trace);
+/**
+ * The link types and resolution of the capture, for the output file (read
+ * from its header). Every worker reads the whole capture by its name, which a
+ * pipe or standard input cannot give more than once.
+ */
+function captureFormat(trace: string, workers: number): { linktypes: readonly number[]; nanosecond: boolean; pcap: boolean } {
+  const source = openSource(trace);
+  if (!source.rereadable) {
+    source.close();
+    throw inputError([`--workers ${workers}`],
+      `every worker reads the whole capture, and ${source.name} can be read only once: replay it with one worker, or save it to a file first`);
+  }
+  const reader = openCapture(source);
   try {
     return { linktypes: reader.linktypes, nanosecond: reader.nanosecond, pcap: reader.format === 'pcap' };
   } finally {
@@ -124,27 +150,35 @@ function captureFormat(trace: string): { linktypes: readonly number[]; nanosecon
 }
 
 export async function replaySharded(trace: string, compiled: Compiled, opts: ShardedReplayOptions): Promise<{ result: ReplayResult; counters: Counters }> {
-  const format = captureFormat(trace); // a capture that cannot be opened fails here, once
+  const format = captureFormat(trace, opts.workers); // a capture that cannot be opened fails here, once
   const notes: string[] = [];
-  const writer = opts.out ? openFrameSink(opts.out, format.linktypes, format.nanosecond, notes) : undefined;
-  // Whole records from the workers' datapaths when both files are classic pcap (as the single replay does).
-  const records = format.pcap && !!writer?.pcap;
-  const taken = new SharedArrayBuffer(4);
+  const taken = new SharedArrayBuffer(4 * MERGE.WORDS);
   const takenCount = new Int32Array(taken);
-  const shards = Array.from({ length: opts.workers }, (_, index) => {
-    const setup: ShardSetup = {
-      trace, compiled, ctEntries: opts.ctEntries, index, count: opts.workers, verdicts: !!opts.verdicts, out: !!opts.out, taken,
-      records, nanosecond: format.nanosecond,
-    };
-    return new ShardWorker(new Worker(REPLAY_WORKER, { workerData: setup }));
-  });
-  const area = await MergeArea.create(compiled);
+  takenCount[MERGE.STOP_AFTER] = MERGE.NEVER;
+  // No worker has run more than WINDOW + 1 batches past the merge (WINDOW sent, one run and waiting to be sent): all can stop there.
+  const stop = () => Atomics.store(takenCount, MERGE.STOP_AFTER, Atomics.load(takenCount, MERGE.TAKEN) + WINDOW + 1);
+  let writer: FrameSink | undefined;
   let verdicts: LineSink | undefined;
+  let shards: ShardWorker[] = [];
   let packets = 0;
   let written = 0;
   const decided = new Array<number>(opts.workers).fill(0);
+  let finished = false;
   try {
+    writer = opts.out ? openFrameSink(opts.out, format.linktypes, format.nanosecond, notes) : undefined;
     verdicts = opts.verdicts ? new LineSink(opts.verdicts) : undefined;
+    // Whole records from the workers' datapaths when both files are classic pcap (as the single replay does).
+    const records = format.pcap && !!writer?.pcap;
+    shards = Array.from({ length: opts.workers }, (_, index) => {
+      const setup: ShardSetup = {
+        trace, compiled, ctEntries: opts.ctEntries, index, count: opts.workers, verdicts: !!opts.verdicts, out: !!opts.out, taken,
+        records, nanosecond: format.nanosecond,
+      };
+      return new ShardWorker(new Worker(REPLAY_WORKER, { workerData: setup }));
+    });
+    if (opts.signal?.aborted) stop();
+    else opts.signal?.addEventListener('abort', stop, { once: true });
+    const area = await MergeArea.create(compiled);
     for (;;) {
       await Promise.all(shards.map((s) => s.ready()));
       const failed = shards.find((s) => s.failure);
@@ -155,18 +189,22 @@ export async function replaySharded(trace: string, compiled: Compiled, opts: Sha
       const merged = mergeBatch(area, parts as ShardBatch[], packets, decided, verdicts, writer, records);
       packets += merged.count;
       written += merged.written;
-      Atomics.add(takenCount, 0, 1);
-      Atomics.notify(takenCount, 0);
+      Atomics.add(takenCount, MERGE.TAKEN, 1);
+      Atomics.notify(takenCount, MERGE.TAKEN);
       opts.onProgress?.(parts[0]!.bytesRead, parts[0]!.fileSize, packets);
     }
+    finished = true;
   } finally {
+    opts.signal?.removeEventListener('abort', stop);
     await Promise.all(shards.map((s) => s.worker.terminate()));
-    writer?.close();
-    verdicts?.close();
+    if (finished) closeOutputs([writer, verdicts]);
+    else for (const output of [writer, verdicts]) output?.abort();
   }
   const first = shards[0].done!.result;
   notes.push(`${opts.workers} workers decided ${decided.join(', ')} packets`);
   const result: ReplayResult = { ...first, packets, written, notes: [...notes, ...first.notes] };
+  // The workers' own reason is theirs; the run's is the signal that stopped it.
+  if (first.interrupted) result.interrupted = { signal: String(opts.signal?.reason) };
   return { result, counters: sumCounters(shards.map((s) => s.done!.counters)) };
 }
 

@@ -39,8 +39,11 @@ export interface Summary {
   settings: DatapathSettings;
   packets: number;
   written: number;
+  /** Neither stopped at a bad record nor interrupted: every packet of the capture was replayed. */
   complete: boolean;
   stoppedAt: { record: number; error: string } | null;
+  /** A signal (Ctrl-C) ended the replay after `packets` packets, all of them written. */
+  interrupted: boolean;
   verdicts: Record<string, number>;
   reasons: Record<string, number>;
   byVerdictAndReason: Array<{ verdict: string; reason: string; packets: number; bytes: number }>;
@@ -158,8 +161,9 @@ export function buildSummary(result: ReplayResult, compiled: Compiled, counters:
     settings: compiled.settings,
     packets: result.packets,
     written: result.written,
-    complete: !result.stoppedAt,
+    complete: !result.stoppedAt && !result.interrupted,
     stoppedAt: result.stoppedAt ?? null,
+    interrupted: !!result.interrupted,
     verdicts,
     reasons,
     byVerdictAndReason,
@@ -198,6 +202,7 @@ export function formatSummary(s: Summary): string {
   const lines: string[] = [];
   lines.push(`${s.trace}: ${s.packets} packets replayed on node ${s.node ?? '(none)'}, ${s.written} written`);
   if (s.stoppedAt) lines.push(`STOPPED at record ${s.stoppedAt.record}: ${s.stoppedAt.error}`);
+  if (s.interrupted) lines.push(`INTERRUPTED after record ${s.packets}: the outputs hold the packets up to it`);
   const c = s.settings;
   lines.push(`Node addresses ${c.nodeAddresses.join(', ') || '(none)'}; pod network ${c.podNetwork ?? 'unknown'}; `
     + `masquerade ${c.masqueradeAddress ? `as ${c.masqueradeAddress} ports ${c.snatPorts}` : 'impossible (no address)'}; Maglev M=${c.maglevTableSize}, seed ${c.seed}`);

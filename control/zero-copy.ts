@@ -1,5 +1,5 @@
 /**
- * The replay's zero-copy path (datapath/capture.ts): a classic pcap file is
+ * The replay's zero-copy path (datapath/capture.ts): a classic pcap capture is
  * read in large chunks straight into linear memory, where the datapath walks
  * its records into the batch; after the batch, the datapath writes the
  * verdict lines and the output pcap records into output areas, and those go
@@ -10,29 +10,30 @@
  * is checked by the reader's own code, with its own messages and warnings,
  * and added by the host.
  */
-import { closeSync, openSync, readSync } from 'node:fs';
-import { inputError } from './errors.js';
 import type { Batch, Datapath } from './datapath.js';
 import { PCAP_F, REASONS, VERDICTS, WALK } from './layout.js';
+import { WouldBlock } from '../traces/chunked.js';
 import type { PcapReader } from '../traces/pcap.js';
 
-const GLOBAL_HEADER_BYTES = 24;
 const RECORD_HEADER_BYTES = 16;
 
-/** Feeds a classic pcap file's records into batches, through the datapath's walker. */
+/**
+ * Feeds a classic pcap capture's records into batches, through the
+ * datapath's walker. The bytes come from the reader's own stream, after the
+ * global header and whatever the reader had buffered, so a pipe, standard
+ * input and gzip take this path as a file does.
+ */
 export class PcapFeeder {
-  private readonly fd: number;
   private readonly chunk: number;
   /** Valid bytes in the chunk, and how many of them are consumed. */
   private len = 0;
   private consumed = 0;
-  /** File offset of the chunk's first byte. */
-  private chunkOffset = GLOBAL_HEADER_BYTES;
+  /** Capture offset of the chunk's first byte. */
+  private chunkOffset: number;
   private eof = false;
+  /** What ended the last read after some bytes had come (a gzip stream cut short): thrown once they are walked. */
+  private failure?: unknown;
   private readonly format: number;
-  /** The record the host last judged (its file offset and header), so that its warning is given once. */
-  private judged = -1;
-  private judgedRecord?: ReturnType<PcapReader['recordHeader']>;
   recordsRead = 0;
 
   constructor(
@@ -41,24 +42,21 @@ export class PcapFeeder {
     /** At least one whole record of the largest size the batch takes. */
     private readonly chunkBytes: number,
   ) {
-    try {
-      this.fd = openSync(reader.path, 'r');
-    } catch (e) {
-      throw inputError([reader.path], `cannot open: ${(e as Error).message}`);
-    }
     this.chunk = dp.reserve(chunkBytes);
+    this.chunkOffset = reader.bytesRead;
     this.format = (reader.littleEndian ? 0 : PCAP_F.BIG_ENDIAN) | (reader.nanosecond ? PCAP_F.NANOSECOND : 0);
   }
 
-  /** File bytes consumed so far. */
+  /** Capture bytes consumed so far. */
   get bytesRead(): number {
     return this.chunkOffset + this.consumed;
   }
 
   /**
-   * Adds records to the batch until it is full (true) or the file has ended
-   * (false). Throws InputError at a bad record; the batch holds the good ones
-   * before it.
+   * Adds records to the batch until it is full (true) or the capture has
+   * ended (false). Throws InputError at a bad record; the batch holds the
+   * good ones before it. A WouldBlock from a source that must not wait
+   * leaves the batch and the feeder as they were: call again once data came.
    */
   fill(batch: Batch): boolean {
     for (;;) {
@@ -84,8 +82,14 @@ export class PcapFeeder {
     }
   }
 
-  /** Moves the unconsumed tail to the chunk's start and reads after it until the chunk is full or the file ends. */
+  /**
+   * Moves the unconsumed tail to the chunk's start and reads after it until
+   * the chunk is full, the capture ends, or (for a source that must not
+   * wait) nothing more has arrived, or the source fails: what did arrive is
+   * walked first.
+   */
   private readMore(): void {
+    if (this.failure !== undefined) throw this.failure;
     const mem = new Uint8Array(this.dp.memory);
     const left = this.len - this.consumed;
     mem.copyWithin(this.chunk, this.chunk + this.consumed, this.chunk + this.len);
@@ -95,9 +99,11 @@ export class PcapFeeder {
     while (this.len < this.chunkBytes) {
       let got: number;
       try {
-        got = readSync(this.fd, mem, this.chunk + this.len, this.chunkBytes - this.len, this.chunkOffset + this.len);
+        got = this.reader.readRest(mem, this.chunk + this.len, this.chunkBytes - this.len);
       } catch (e) {
-        throw inputError([this.reader.path], `cannot read: ${(e as Error).message}`);
+        if (this.len === left) throw e;
+        if (!(e instanceof WouldBlock)) this.failure = e;
+        return;
       }
       if (got === 0) {
         this.eof = true;
@@ -112,7 +118,7 @@ export class PcapFeeder {
     return new DataView(this.dp.memory).getUint32(this.chunk + this.consumed + 8, this.reader.littleEndian);
   }
 
-  /** The next record's header, checked by the reader (which throws for a corrupt one). */
+  /** The next record's header, checked by the reader (which throws for a corrupt one, and warns once per record). */
   private header() {
     const view = new DataView(this.dp.memory);
     return this.reader.recordHeader(this.recordsRead + 1, this.bytesRead, view, this.chunk + this.consumed);
@@ -124,9 +130,7 @@ export class PcapFeeder {
    */
   private addJudged(batch: Batch): boolean {
     const offset = this.bytesRead;
-    const record = offset === this.judged ? this.judgedRecord! : this.header();
-    this.judged = offset;
-    this.judgedRecord = record;
+    const record = this.header();
     if (this.len - this.consumed < RECORD_HEADER_BYTES + record.caplen) {
       if (this.eof) throw this.reader.truncatedData(this.recordsRead + 1, offset, record.caplen, this.len - this.consumed - RECORD_HEADER_BYTES);
       this.readMore();
@@ -138,10 +142,6 @@ export class PcapFeeder {
     this.consumed += RECORD_HEADER_BYTES + record.caplen;
     this.recordsRead++;
     return true;
-  }
-
-  close(): void {
-    closeSync(this.fd);
   }
 }
 

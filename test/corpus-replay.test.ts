@@ -67,7 +67,7 @@ describe('the corpus through a replay', () => {
 
   it.each(files)('%s', async (file) => {
     const { dp, compiled } = await datapath();
-    const result = replay(join(CORPUS, file), compiled, dp, { verdicts: join(tmp, `${file}.jsonl`) });
+    const result = await replay(join(CORPUS, file), compiled, dp, { verdicts: join(tmp, `${file}.jsonl`) });
     expect(OUTCOMES[file], `${file} has no reviewed outcome`).toBeDefined();
     const outcomes = buildSummary(result, compiled, readCounters(dp, compiled), []).byVerdictAndReason.map((o) => `${o.verdict} ${o.reason} ${o.packets}`);
     expect(outcomes).toEqual(OUTCOMES[file]);

@@ -128,7 +128,7 @@ describe('replay --workers', () => {
     frames.forEach((f, i) => w.write(1_700_000_000, (i + 1) * 1_000_000, f));
     w.close();
 
-    const single = replay(trace, compiled, await loadProgram(compiled), { out: join(tmp, 'related-1.pcap'), verdicts: join(tmp, 'related-1.jsonl') });
+    const single = await replay(trace, compiled, await loadProgram(compiled), { out: join(tmp, 'related-1.pcap'), verdicts: join(tmp, 'related-1.jsonl') });
     const sharded = await replaySharded(trace, compiled, { workers: 2, out: join(tmp, 'related-2.pcap'), verdicts: join(tmp, 'related-2.jsonl') });
     expect(sharded.result.packets).toBe(single.packets);
     const verdicts = readFileSync(join(tmp, 'related-1.jsonl'), 'utf8');
@@ -152,7 +152,7 @@ describe('replay --workers', () => {
     const w = createPcapWriter(trace, { linktype: 1 });
     for (let k = 0; k < 5000; k++) w.write(1_700_000_000, k * 1000, udp(`10.244.${8 + (k >> 8)}.${k & 255}`, 4000, VIP, 53, { payload: new Uint8Array(8950) }));
     w.close();
-    const single = replay(trace, compiled, await loadProgram(compiled), { verdicts: join(tmp, 'jumbo-1.jsonl') });
+    const single = await replay(trace, compiled, await loadProgram(compiled), { verdicts: join(tmp, 'jumbo-1.jsonl') });
     const sharded = await replaySharded(trace, compiled, { workers: 2, verdicts: join(tmp, 'jumbo-2.jsonl') });
     expect([sharded.result.packets, single.packets]).toEqual([5000, 5000]);
     expect(readFileSync(join(tmp, 'jumbo-2.jsonl'), 'utf8')).toBe(readFileSync(join(tmp, 'jumbo-1.jsonl'), 'utf8'));

@@ -28,7 +28,7 @@ async function run(file: string, name: string, reader: boolean) {
   const verdicts = join(tmp, `${name}-${reader}.jsonl`);
   const opts: ReplayOptions = { out, verdicts, onDecision: (d) => decisions.push(d) };
   if (reader) opts.trace = { select: () => false, onPacket: () => {} };
-  const result = replay(file, compiled, dp, opts);
+  const result = await replay(file, compiled, dp, opts);
   return { result, decisions, out: readFileSync(out), verdicts: readFileSync(verdicts, 'utf8') };
 }
 

@@ -1,8 +1,11 @@
 /**
- * Chunked, constant-memory file I/O shared by the pcap and pcapng readers and
- * writers, with the limits both formats share.
+ * Chunked, constant-memory I/O shared by the pcap and pcapng readers and
+ * writers, with the limits both formats share: reads through one reusable
+ * buffer from a ByteSource (traces/source.ts), and outputs that never leave a
+ * half-written file under their final name.
  */
 import * as fs from 'node:fs';
+import { basename, dirname, join } from 'node:path';
 import { inputError } from '../control/errors.js';
 
 /** libpcap's MAXIMUM_SNAPLEN, which it also substitutes for a bogus or unlimited (0) snaplen. */
@@ -12,8 +15,54 @@ export const MAX_SANE_SNAPLEN = 2 ** 31;
 const WRITE_BUFFER_BYTES = 1 << 20;
 
 /**
- * A file read front to back through one reusable buffer. Sequential reads
- * (position null) so that pipes such as `<(zcat trace.pcap.gz)` work too.
+ * Where capture bytes come from: a file, a pipe, standard input, gzip on top
+ * of any of them (traces/source.ts). Reads are synchronous; one that would
+ * have to wait for a writer that has not written yet either waits or, when
+ * `waits` is false, throws WouldBlock so that the caller can wait
+ * asynchronously (and still hear a Ctrl-C) and call again.
+ */
+export interface ByteSource {
+  /** The capture's name in messages: its path, or "standard input". */
+  readonly name: string;
+  /** Bytes of capture data, when known before reading them (an uncompressed regular file). */
+  readonly size: number | undefined;
+  /** Whether the bytes come from another process as it writes them (a pipe): a read may wait for ever. */
+  readonly live: boolean;
+  /** Whether opening `name` again gives the same bytes (a regular file, compressed or not). */
+  readonly rereadable: boolean;
+  /** How far into the underlying file (compressed bytes for gzip) reading is, and its size when known. */
+  readonly progress: { done: number; total: number | undefined };
+  /** False: a read that would wait throws WouldBlock instead. */
+  waits: boolean;
+  /** Reads up to `length` bytes into into[at..]; 0 only at the end of the data. */
+  read(into: Uint8Array, at: number, length: number): number;
+  /** Resolves once a read would not wait (data, the end, or an error to report), or when `signal` aborts. */
+  readable(signal?: AbortSignal): Promise<void>;
+  close(): void;
+}
+
+/** A read found no data yet and was asked not to wait for it. */
+export class WouldBlock extends Error {
+  override readonly name = 'WouldBlock';
+}
+
+const sleeper = new Int32Array(new SharedArrayBuffer(4));
+
+/**
+ * Blocks the thread for `ms` milliseconds: the only synchronous sleep Node
+ * has (Atomics.wait on a word nobody notifies), for retrying EAGAIN on a
+ * non-blocking descriptor inside synchronous code.
+ */
+export function sleepSync(ms: number): void {
+  Atomics.wait(sleeper, 0, 0, ms);
+}
+
+/** The wait between polls of a non-blocking descriptor that had nothing to read or no room to write. */
+export const POLL_MS = 1;
+
+/**
+ * A capture read front to back through one reusable buffer: sequential
+ * reads, so that pipes and decompressed streams work as files do.
  */
 export class ChunkedFile {
   buffer: Uint8Array;
@@ -22,13 +71,13 @@ export class ChunkedFile {
   pos = 0;
   /** One past the last valid byte in `buffer`. */
   private end = 0;
-  /** File offset of buffer[0]. */
+  /** Capture offset of buffer[0]. */
   private bufferOffset = 0;
   private eof = false;
   private closed = false;
 
   constructor(
-    private readonly fd: number,
+    readonly source: ByteSource,
     chunkBytes: number,
     private readonly maxBufferBytes: number,
   ) {
@@ -36,7 +85,7 @@ export class ChunkedFile {
     this.view = new DataView(this.buffer.buffer);
   }
 
-  /** File offset of `pos`. */
+  /** Capture offset of `pos`. */
   get offset(): number {
     return this.bufferOffset + this.pos;
   }
@@ -46,6 +95,7 @@ export class ChunkedFile {
    * buffer start and growing the buffer when n does not fit. Returns how
    * many bytes are available, fewer than n only at end of file. Invalidates
    * views into the old contents and changes `pos`, `buffer` and `view`.
+   * A WouldBlock from the source leaves everything read so far in place.
    */
   fill(n: number): number {
     const available = this.end - this.pos;
@@ -64,7 +114,7 @@ export class ChunkedFile {
     this.pos = 0;
     this.end = available;
     while (this.end < n) {
-      const got = fs.readSync(this.fd, this.buffer, this.end, this.buffer.length - this.end, null);
+      const got = this.source.read(this.buffer, this.end, this.buffer.length - this.end);
       if (got === 0) {
         this.eof = true;
         break;
@@ -74,32 +124,162 @@ export class ChunkedFile {
     return this.end;
   }
 
+  /**
+   * Consumes up to `length` bytes into into[at..]: those already buffered
+   * first, then straight from the source. 0 only at the end. For a reader
+   * that hands the rest of the stream over (the zero-copy replay).
+   */
+  read(into: Uint8Array, at: number, length: number): number {
+    const buffered = Math.min(length, this.end - this.pos);
+    if (buffered > 0) {
+      into.set(this.buffer.subarray(this.pos, this.pos + buffered), at);
+      this.pos += buffered;
+      return buffered;
+    }
+    if (this.eof) return 0;
+    // Nothing buffered: the buffer is empty, so the stream's offset moves on with the source.
+    this.bufferOffset += this.pos;
+    this.pos = this.end = 0;
+    const got = this.source.read(into, at, length);
+    if (got === 0) this.eof = true;
+    this.bufferOffset += got;
+    return got;
+  }
+
   close(): void {
     if (this.closed) return;
     this.closed = true;
-    fs.closeSync(this.fd);
+    this.source.close();
   }
 }
 
+/** Temporary files to remove when svcpath is stopped before it could finish them (a second Ctrl-C). */
+const temporaryFiles = new Set<string>();
+
+export function trackTemporaryFile(path: string): void {
+  temporaryFiles.add(path);
+}
+
+export function removeTemporaryFile(path: string): void {
+  temporaryFiles.delete(path);
+  fs.rmSync(path, { force: true });
+}
+
+/** Removes every temporary file not yet renamed or removed; for an exit that cannot wait. */
+export function removeTemporaryFiles(): void {
+  for (const path of temporaryFiles) removeTemporaryFile(path);
+}
+
+/** Standard output, as outputs named `-` and the summary of such a run use it. */
+export const STDOUT = '-';
+
 /**
- * A file written front to back through one reusable buffer, so that millions
- * of small records cost few syscalls. Writers fill `buffer` (or `view`) at the
- * offsets reserve() hands out.
+ * An output: standard output (`-`); a device or FIFO, written as it is; or a
+ * regular file, written to a temporary file beside it (`.<name>.svcpath-<pid>.tmp`)
+ * and renamed over it by commit(), so that an interrupted or failed run
+ * leaves no half-written file under the final name and the old file stays
+ * whole until the new one is complete.
+ */
+export class OutputFile {
+  readonly fd: number;
+  /** The temporary file, for a regular file target. */
+  private readonly temporary?: string;
+  /** The file the temporary file replaces: the target, through its symbolic links. */
+  private readonly final?: string;
+  private done = false;
+
+  constructor(readonly path: string) {
+    if (path === STDOUT) {
+      this.fd = 1;
+      return;
+    }
+    let existing: fs.Stats | undefined;
+    try {
+      existing = fs.statSync(path);
+    } catch {
+      // Nothing there yet: created below.
+    }
+    if (existing && !existing.isFile()) {
+      if (existing.isDirectory()) throw inputError([path], 'is a directory');
+      this.fd = openForWriting(path, path);
+      return;
+    }
+    // Written through a symbolic link to the file it names, as an open() for writing would.
+    this.final = existing ? fs.realpathSync(path) : path;
+    this.temporary = join(dirname(this.final), `.${basename(this.final)}.svcpath-${process.pid}.tmp`);
+    this.fd = openForWriting(this.temporary, path);
+    trackTemporaryFile(this.temporary);
+    // A replaced file keeps its permissions, as one overwritten in place would; a new one gets the umask's.
+    if (existing) fs.fchmodSync(this.fd, existing.mode & 0o7777);
+  }
+
+  write(bytes: Uint8Array | string): void {
+    writeAll(this.fd, typeof bytes === 'string' ? Buffer.from(bytes) : bytes, this.path);
+  }
+
+  /** Closes the output and, for a regular file, puts it in place of the target. */
+  commit(): void {
+    if (this.done) return;
+    this.done = true;
+    if (this.fd === 1) return;
+    fs.closeSync(this.fd);
+    if (!this.temporary) return;
+    try {
+      fs.renameSync(this.temporary, this.final!);
+    } catch (err) {
+      removeTemporaryFile(this.temporary);
+      throw fsInputError(this.path, 'cannot write', err);
+    }
+    temporaryFiles.delete(this.temporary);
+  }
+
+  /** Closes the output and removes its temporary file: the target is left as it was. */
+  discard(): void {
+    if (this.done) return;
+    this.done = true;
+    if (this.fd === 1) return;
+    fs.closeSync(this.fd);
+    if (this.temporary) removeTemporaryFile(this.temporary);
+  }
+}
+
+/** Creates or truncates `path` with the mode a new file gets (0666 less the umask); errors name `named`. */
+function openForWriting(path: string, named: string): number {
+  try {
+    return fs.openSync(path, 'w', 0o666);
+  } catch (err) {
+    throw fsInputError(named, 'cannot create', err);
+  }
+}
+
+/** Writes a whole output at once (a summary, a report): to standard output, or through a temporary file. */
+export function writeOutputFile(path: string, text: string): void {
+  const out = new OutputFile(path);
+  try {
+    out.write(text);
+  } catch (err) {
+    out.discard();
+    throw err;
+  }
+  out.commit();
+}
+
+/**
+ * An output written front to back through one reusable buffer, so that
+ * millions of small records cost few syscalls. Writers fill `buffer` (or
+ * `view`) at the offsets reserve() hands out; close() puts the file in place,
+ * abort() drops it.
  */
 export class ChunkedWriter {
   readonly buffer = new Uint8Array(WRITE_BUFFER_BYTES);
   readonly view = new DataView(this.buffer.buffer);
   private used = 0;
-  private readonly fd: number;
+  private readonly out: OutputFile;
   private closed = false;
 
-  /** Creates (or truncates) `path`. */
+  /** Creates `path` (`-`: standard output); an existing file is replaced only by close(). */
   constructor(readonly path: string) {
-    try {
-      this.fd = fs.openSync(path, 'w');
-    } catch (err) {
-      throw fsInputError(path, 'cannot create', err);
-    }
+    this.out = new OutputFile(path);
   }
 
   /** Returns the buffer offset of `n` (at most 1 MiB) fresh bytes, flushing first when they do not fit. */
@@ -118,7 +298,7 @@ export class ChunkedWriter {
       return;
     }
     this.flush();
-    writeAll(this.fd, data);
+    this.out.write(data);
   }
 
   close(): void {
@@ -126,20 +306,42 @@ export class ChunkedWriter {
     this.closed = true;
     try {
       this.flush();
-    } finally {
-      fs.closeSync(this.fd);
+    } catch (err) {
+      this.out.discard();
+      throw err;
     }
+    this.out.commit();
+  }
+
+  abort(): void {
+    if (this.closed) return;
+    this.closed = true;
+    this.out.discard();
   }
 
   private flush(): void {
-    writeAll(this.fd, this.buffer.subarray(0, this.used));
+    this.out.write(this.buffer.subarray(0, this.used));
     this.used = 0;
   }
 }
 
-function writeAll(fd: number, bytes: Uint8Array): void {
+/**
+ * Writes all of `bytes`, waiting out EAGAIN: standard output may be a
+ * non-blocking pipe (Node makes its own stdio pipes non-blocking), and a
+ * full pipe is no error. A reader that went away (EPIPE) is the user's
+ * business, not a bug: an InputError naming the output.
+ */
+function writeAll(fd: number, bytes: Uint8Array, path: string): void {
   for (let done = 0; done < bytes.length; ) {
-    done += fs.writeSync(fd, bytes, done, bytes.length - done);
+    try {
+      done += fs.writeSync(fd, bytes, done, bytes.length - done);
+    } catch (err) {
+      if ((err as NodeJS.ErrnoException).code === 'EAGAIN') {
+        sleepSync(POLL_MS);
+        continue;
+      }
+      throw fsInputError(path === STDOUT ? 'standard output' : path, 'cannot write', err);
+    }
   }
 }
 

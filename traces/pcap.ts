@@ -11,10 +11,10 @@
  * Quirk handling (bogus snaplen, out-of-range timestamp fractions) follows
  * libpcap's sf-pcap.c so that files tcpdump reads, we read too.
  */
-import * as fs from 'node:fs';
 import { inputError } from '../control/errors.js';
-import { ChunkedFile, ChunkedWriter, DEFAULT_SNAPLEN, fsInputError, isUint32, MAX_SANE_SNAPLEN } from './chunked.js';
+import { type ByteSource, ChunkedFile, ChunkedWriter, DEFAULT_SNAPLEN, isUint32, MAX_SANE_SNAPLEN } from './chunked.js';
 import { MAX_BLOCK_BYTES, PcapngReader } from './pcapng.js';
+import { openSource } from './source.js';
 
 export interface CaptureRecord {
   /** 1-based record number; pcapng counts packets only, not the other blocks. */
@@ -59,13 +59,19 @@ export interface CaptureReader {
    * pcap's one; pcapng's interfaces described before the first packet.
    */
   readonly linktypes: readonly number[];
-  readonly fileSize: number;
-  /** File bytes consumed so far (global header and the records yielded), for progress bars. */
+  /** Bytes of the capture, when known before reading it: not for a pipe, nor inflated from gzip. */
+  readonly fileSize: number | undefined;
+  /** Capture bytes consumed so far (global header and the records yielded). */
   readonly bytesRead: number;
   readonly recordsRead: number;
   /** Non-fatal oddities, each naming where it is; capped so that memory stays constant. */
   readonly warnings: string[];
-  /** Yields every complete record in order, then throws InputError at the first bad one. */
+  /**
+   * Yields every complete record in order, then throws InputError at the
+   * first bad one. When the source must not wait (ByteSource.waits) and the
+   * next record has not arrived, the generator ends with WouldBlock and a
+   * fresh call to records() goes on from that record.
+   */
   records(): Generator<CaptureRecord>;
   close(): void;
 }
@@ -86,6 +92,7 @@ export interface PcapWriter {
   /** Whole records laid out as write() lays them (the datapath's pcap_emit writes them so). */
   writeRecords(records: Uint8Array): void;
   close(): void;
+  abort(): void;
 }
 
 const GLOBAL_HEADER_BYTES = 24;
@@ -100,28 +107,22 @@ const PCAP_USEC_MAGIC = 0xa1b2c3d4;
 const PCAP_NSEC_MAGIC = 0xa1b23c4d;
 const PCAPNG_BLOCK_TYPE_SHB = 0x0a0d0d0a;
 
-/** Opens a capture for streaming, telling the format from its magic; the caller must close() it. */
-export function openCapture(path: string): CaptureReader {
-  let fd: number;
+/**
+ * Opens a capture for streaming, telling the format from its magic: a path
+ * (`-` for standard input; gzip is inflated on the way) or a source already
+ * open. The caller must close() it.
+ */
+export function openCapture(from: string | ByteSource): CaptureReader {
+  const source = typeof from === 'string' ? openSource(from) : from;
+  const path = source.name;
   try {
-    fd = fs.openSync(path, 'r');
-  } catch (err) {
-    throw fsInputError(path, 'cannot open', err);
-  }
-  try {
-    const fileSize = fs.fstatSync(fd).size;
-    const file = new ChunkedFile(fd, READ_CHUNK_BYTES, Math.max(MAX_CAPLEN + RECORD_HEADER_BYTES, MAX_BLOCK_BYTES));
-    let available: number;
-    try {
-      available = file.fill(GLOBAL_HEADER_BYTES);
-    } catch (err) {
-      throw fsInputError(path, 'cannot read', err);
-    }
+    const file = new ChunkedFile(source, READ_CHUNK_BYTES, Math.max(MAX_CAPLEN + RECORD_HEADER_BYTES, MAX_BLOCK_BYTES));
+    const available = file.fill(GLOBAL_HEADER_BYTES);
     const truncatedHeader = () =>
       inputError([path, 'global header'], `truncated: needs ${GLOBAL_HEADER_BYTES} bytes, file has ${available}`);
     if (available < 4) throw truncatedHeader();
     const magic = file.view.getUint32(0, false);
-    if (magic === PCAPNG_BLOCK_TYPE_SHB) return new PcapngReader(path, file, fileSize);
+    if (magic === PCAPNG_BLOCK_TYPE_SHB) return new PcapngReader(path, file, source.size);
     let littleEndian: boolean;
     let nanosecond: boolean;
     if (magic === PCAP_USEC_MAGIC || magic === PCAP_NSEC_MAGIC) {
@@ -135,16 +136,19 @@ export function openCapture(path: string): CaptureReader {
       throw inputError([path, 'global header', 'magic'], `unknown magic ${hex}: not a pcap or pcapng file`);
     }
     if (available < GLOBAL_HEADER_BYTES) throw truncatedHeader();
-    const reader = new PcapReader(path, file, fileSize, littleEndian, nanosecond);
+    const reader = new PcapReader(path, file, source.size, littleEndian, nanosecond);
     file.pos = GLOBAL_HEADER_BYTES;
     return reader;
   } catch (err) {
-    fs.closeSync(fd);
+    source.close();
     throw err;
   }
 }
 
-/** Creates (or truncates) `path` and writes the global header; the caller must close() to flush. */
+/**
+ * Starts the output `path` (`-`: standard output) and writes the global
+ * header; close() puts the file in place (traces/chunked.ts OutputFile), abort() drops it.
+ */
 export function createPcapWriter(path: string, opts: PcapWriterOptions): PcapWriter {
   return new StreamingPcapWriter(path, opts);
 }
@@ -157,11 +161,13 @@ export class PcapReader implements CaptureReader {
   readonly linktypes: readonly number[];
   readonly warnings: string[] = [];
   recordsRead = 0;
+  /** The offset of the last record header judged, so that a record read again (after WouldBlock) warns once. */
+  private judgedOffset = -1;
 
   constructor(
     readonly path: string,
     private readonly file: ChunkedFile,
-    readonly fileSize: number,
+    readonly fileSize: number | undefined,
     readonly littleEndian: boolean,
     readonly nanosecond: boolean,
   ) {
@@ -200,14 +206,23 @@ export class PcapReader implements CaptureReader {
       if (headerBytes === 0) return;
       if (headerBytes < RECORD_HEADER_BYTES) throw this.truncatedHeader(n, offset, headerBytes);
       const { tsSec, tsNsec, caplen, origlen } = this.recordHeader(n, offset, file.view, file.pos);
-      file.pos += RECORD_HEADER_BYTES;
-      const dataBytes = file.fill(caplen);
-      if (dataBytes < caplen) throw this.truncatedData(n, offset, caplen, dataBytes);
-      const start = file.pos;
-      file.pos += caplen;
+      // Nothing is consumed before the whole record is there, so that a read cut short by WouldBlock can start it again.
+      const recordBytes = file.fill(RECORD_HEADER_BYTES + caplen);
+      if (recordBytes < RECORD_HEADER_BYTES + caplen) throw this.truncatedData(n, offset, caplen, recordBytes - RECORD_HEADER_BYTES);
+      const start = file.pos + RECORD_HEADER_BYTES;
+      file.pos = start + caplen;
       this.recordsRead = n;
       yield { n, offset, tsSec, tsNsec, caplen, origlen, linktype: this.linktype, data: file.buffer.subarray(start, start + caplen) };
     }
+  }
+
+  /**
+   * Hands over the bytes after the records read so far (the zero-copy
+   * replay reads them into the datapath's memory itself): up to `length` into
+   * into[at..], 0 at the end. Reading records() afterwards is not possible.
+   */
+  readRest(into: Uint8Array, at: number, length: number): number {
+    return this.file.read(into, at, length);
   }
 
   /**
@@ -233,13 +248,14 @@ export class PcapReader implements CaptureReader {
     }
     if (fraction >= fractionsPerSecond) {
       const carry = Math.floor(fraction / fractionsPerSecond);
-      this.warn(
+      if (offset > this.judgedOffset) this.warn(
         [recordWhere(n, offset), 'timestamp'],
         `fraction ${fraction} ${this.nanosecond ? 'ns' : 'µs'} is not below 1 s; carried ${carry} s into the seconds`,
       );
       tsSec += carry;
       fraction -= carry * fractionsPerSecond;
     }
+    this.judgedOffset = Math.max(this.judgedOffset, offset);
     return { tsSec, tsNsec: fraction * (this.nanosecond ? 1 : 1000), caplen, origlen };
   }
 
@@ -327,6 +343,11 @@ class StreamingPcapWriter implements PcapWriter {
     if (this.closed) return;
     this.closed = true;
     this.out.close();
+  }
+
+  abort(): void {
+    this.closed = true;
+    this.out.abort();
   }
 }
 

@@ -102,7 +102,7 @@ export class PcapngReader implements CaptureReader {
   constructor(
     readonly path: string,
     private readonly file: ChunkedFile,
-    readonly fileSize: number,
+    readonly fileSize: number | undefined,
   ) {
     this.advanceToPacket(true);
     const first = this.interfaces[0];
@@ -416,6 +416,8 @@ export interface PcapngWriter {
    */
   write(interfaceId: number, tsSec: number, tsNsec: number, data: Uint8Array, origlen?: number): void;
   close(): void;
+  /** Drops the output: an existing file of that name stays as it was. */
+  abort(): void;
 }
 
 /**
@@ -521,5 +523,10 @@ class StreamingPcapngWriter implements PcapngWriter {
     if (this.closed) return;
     this.closed = true;
     this.out.close();
+  }
+
+  abort(): void {
+    this.closed = true;
+    this.out.abort();
   }
 }
