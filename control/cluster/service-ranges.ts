@@ -53,7 +53,7 @@ export function rangeFamilies(ranges: ServiceRanges): IPFamily[] | undefined {
   return ranges.cidrs.length === 0 ? undefined : unique(ranges.cidrs.map(familyOf));
 }
 
-export function familyOf(cidr: string): IPFamily {
+function familyOf(cidr: string): IPFamily {
   return ipaddr.parseCIDR(cidr)[0].kind() === 'ipv4' ? 'IPv4' : 'IPv6';
 }
 
