@@ -208,8 +208,13 @@ export const REWRITE = struct('rewrite', 'RW', 40, [
   ['flags', 'FLAGS', 37, 'u8'],
 ]);
 export const RW_F = { MASQUERADED: 1 << 0 } as const;
-/** Entries of the rewrites LRU map: packets between one's arrival and the node's copy of it leaving. */
-export const REWRITE_ENTRIES = 1 << 15;
+/**
+ * Entries of the rewrites LRU map: rewritten packets between one's arrival
+ * and the node's copy of it leaving, which in a capture are a few packets
+ * apart. Small enough to stay in cache: a capture without the node's copies
+ * (filtered on the arrivals' ports) evicts on every rewrite.
+ */
+export const REWRITE_ENTRIES = 1 << 13;
 /** How the node's copies of rewritten packets compared, by index of the conformance map. */
 export const CONFORMANCE_COUNTER = struct('conformance_counter', 'CONFORM', 8, [['packets', 'PACKETS', 0, 'u64']]);
 export const CONFORM = { REPRODUCED: 0, OTHER_BACKEND: 1, DIFFERS: 2 } as const;
