@@ -2,10 +2,11 @@
  * Where svcpath's own files are, whether it runs from control/ (tests) or
  * dist/control/ (CLI); and which paths the user named are the same file.
  */
-import { existsSync, fstatSync, realpathSync, statSync, type Stats } from 'node:fs';
-import { basename, dirname, join, resolve, sep } from 'node:path';
+import { existsSync, fstatSync, statSync, type Stats } from 'node:fs';
+import { dirname, join, resolve, sep } from 'node:path';
 import { isatty } from 'node:tty';
 import { fileURLToPath } from 'node:url';
+import { resolvedPath } from '../traces/chunked.js';
 import { InputError } from './errors.js';
 
 function findProjectRoot(): string {
@@ -52,21 +53,11 @@ function identify(path: string): Identity {
     // Not there yet: compared by where it would be.
   }
   return {
-    real: realPath(absolute),
+    real: resolvedPath(absolute),
     inode: stats ? `${stats.dev}:${stats.ino}` : undefined,
     directory: stats?.isDirectory() ?? false,
     special: !!stats && !stats.isFile() && !stats.isDirectory(),
   };
-}
-
-/** The path with every symbolic link resolved, as far as it exists. */
-function realPath(absolute: string): string {
-  try {
-    return realpathSync(absolute);
-  } catch {
-    const parent = dirname(absolute);
-    return parent === absolute ? absolute : join(realPath(parent), basename(absolute));
-  }
 }
 
 const samePath = (a: Identity, b: Identity) => (a.inode !== undefined && a.inode === b.inode) || (a.real !== undefined && a.real === b.real);

@@ -2,10 +2,14 @@
 // the JavaScript reader path on the same files: the same decisions, verdict
 // file, output file, warnings and stopping point — on the sample, on every
 // classic pcap of the corpus (big-endian, nanosecond, out-of-range
-// timestamp fractions) and on the sample cut or corrupted at random places.
+// timestamp fractions), on the sample cut or corrupted at random places, and
+// on the sample gzip-compressed or coming through a FIFO in pieces (the
+// walker then takes its bytes from the reader's stream, not from the file).
+import { spawn, spawnSync } from 'node:child_process';
 import { mkdtempSync, readFileSync, readdirSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
+import { gzipSync } from 'node:zlib';
 import { describe, expect, it } from 'vitest';
 import { loadClusterState, resolveServices } from '../control/cluster/index.js';
 import { compile } from '../control/compiler.js';
@@ -84,4 +88,56 @@ describe('zero-copy replay', () => {
       else expect(result.stoppedAt?.error).toMatch(/caplen|origlen/);
     }
   });
+
+  it('reads the sample gzip-compressed as the reader does, and as the plain file is read; cut short, both keep what came before', async () => {
+    const plain = await run(SAMPLE, 'plain', false);
+    const compressed = gzipSync(readFileSync(SAMPLE));
+    const file = join(tmp, 'sample.pcap.gz');
+    writeFileSync(file, compressed);
+    const { result, verdicts } = await expectSame(file, 'gzip');
+    expect({ ...result, trace: SAMPLE }).toEqual(plain.result);
+    expect(verdicts).toBe(plain.verdicts);
+    const cut = join(tmp, 'cut.pcap.gz');
+    writeFileSync(cut, compressed.subarray(0, compressed.length >> 1));
+    const cutShort = await expectSame(cut, 'gzip-cut');
+    expect(cutShort.result.stoppedAt?.error).toBe(`${cut}: gzip: truncated: the compressed data ends at byte ${compressed.length >> 1}, inside the gzip stream`);
+    expect(cutShort.result.packets).toBeGreaterThan(100);
+    expect(plain.verdicts.startsWith(cutShort.verdicts)).toBe(true);
+  });
+
+  it('reads the sample from a FIFO its writer fills in pieces as the reader does, and as the file is read', async () => {
+    const plain = await run(SAMPLE, 'plain', false);
+    /** A replay of a FIFO that a separate process writes the sample into, 3001 bytes at a time: records arrive cut in two. */
+    const viaFifo = async (reader: boolean) => {
+      const fifo = join(tmp, `sample-${reader}.fifo`);
+      expect(spawnSync('mkfifo', [fifo]).status).toBe(0);
+      const writer = spawn(process.execPath, ['-e', TRICKLE, SAMPLE, fifo]);
+      const exited = new Promise((resolve) => writer.on('close', resolve));
+      const replayed = await run(fifo, 'fifo', reader);
+      expect(await exited).toBe(0);
+      return replayed;
+    };
+    const zeroCopy = await viaFifo(false);
+    const jsReader = await viaFifo(true);
+    for (const r of [zeroCopy, jsReader]) {
+      expect(r.result.packets).toBe(plain.result.packets);
+      expect(r.decisions).toEqual(plain.decisions);
+      expect(r.verdicts).toBe(plain.verdicts);
+      expect(Buffer.compare(r.out, plain.out)).toBe(0);
+    }
+  });
 });
+
+/** Writes the file argv[1] into the FIFO argv[2] in pieces, with a pause between them. */
+const TRICKLE = `
+const fs = require('node:fs');
+const [from, to] = process.argv.slice(1);
+const bytes = fs.readFileSync(from);
+const fd = fs.openSync(to, 'w');
+let at = 0;
+(function next() {
+  if (at >= bytes.length) return fs.closeSync(fd);
+  fs.writeSync(fd, bytes.subarray(at, at += 3001));
+  setTimeout(next, 1);
+})();
+`;

@@ -5,7 +5,7 @@
  * half-written file under their final name.
  */
 import * as fs from 'node:fs';
-import { basename, dirname, join } from 'node:path';
+import { basename, dirname, join, resolve } from 'node:path';
 import { inputError } from '../control/errors.js';
 
 /** libpcap's MAXIMUM_SNAPLEN, which it also substitutes for a bogus or unlimited (0) snaplen. */
@@ -170,6 +170,31 @@ export function removeTemporaryFiles(): void {
   for (const path of temporaryFiles) removeTemporaryFile(path);
 }
 
+/**
+ * `path`, absolute, with every symbolic link resolved as open() for writing
+ * follows them: also a link to a file that is not there yet.
+ */
+export function resolvedPath(path: string, links = 0): string {
+  const absolute = resolve(path);
+  try {
+    return fs.realpathSync(absolute);
+  } catch {
+    // Not there (yet), or a link to nothing: resolved by hand below.
+  }
+  try {
+    if (links < MAX_SYMLINKS && fs.lstatSync(absolute).isSymbolicLink()) {
+      return resolvedPath(resolve(dirname(absolute), fs.readlinkSync(absolute)), links + 1);
+    }
+  } catch {
+    // Nothing there.
+  }
+  const parent = dirname(absolute);
+  return parent === absolute ? absolute : join(resolvedPath(parent, links), basename(absolute));
+}
+
+/** Linux's limit on symbolic links followed in one path (MAXSYMLINKS). */
+const MAX_SYMLINKS = 40;
+
 /** Standard output, as outputs named `-` and the summary of such a run use it. */
 export const STDOUT = '-';
 
@@ -205,7 +230,7 @@ export class OutputFile {
       return;
     }
     // Written through a symbolic link to the file it names, as an open() for writing would.
-    this.final = existing ? fs.realpathSync(path) : path;
+    this.final = resolvedPath(path);
     this.temporary = join(dirname(this.final), `.${basename(this.final)}.svcpath-${process.pid}.tmp`);
     this.fd = openForWriting(this.temporary, path);
     trackTemporaryFile(this.temporary);
