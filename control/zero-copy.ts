@@ -84,9 +84,9 @@ export class PcapFeeder {
 
   /**
    * Moves the unconsumed tail to the chunk's start and reads after it until
-   * the chunk is full, the capture ends, or (for a source that must not
-   * wait) nothing more has arrived, or the source fails: what did arrive is
-   * walked first.
+   * the chunk is full, the capture ends, a read gives less than asked (no
+   * more has come yet), or the source fails: what did arrive is walked
+   * first.
    */
   private readMore(): void {
     if (this.failure !== undefined) throw this.failure;
@@ -97,9 +97,10 @@ export class PcapFeeder {
     this.consumed = 0;
     this.len = left;
     while (this.len < this.chunkBytes) {
+      const wanted = this.chunkBytes - this.len;
       let got: number;
       try {
-        got = this.reader.readRest(mem, this.chunk + this.len, this.chunkBytes - this.len);
+        got = this.reader.readRest(mem, this.chunk + this.len, wanted);
       } catch (e) {
         if (this.len === left) throw e;
         if (!(e instanceof WouldBlock)) this.failure = e;
@@ -110,6 +111,8 @@ export class PcapFeeder {
         return;
       }
       this.len += got;
+      // A short read: no more has come yet (a pipe, the gunzip thread); walk what has, while more comes.
+      if (got < wanted) return;
     }
   }
 

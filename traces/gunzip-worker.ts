@@ -15,13 +15,14 @@ const setup = workerData as GunzipSetup;
 const words = new Int32Array(setup.control, 0, RING.INTS);
 const compressedRead = new Float64Array(setup.control, COMPRESSED_READ, 1);
 const ring = new Uint8Array(setup.ring);
-const CHUNK_BYTES = 64 << 10;
+/** Compressed bytes read, and inflated bytes handed on, at a time: larger pieces cost fewer thread hand-offs (measured: 64 KiB made a gzip replay of 61 MB about 20% slower). */
+const CHUNK_BYTES = 256 << 10;
 let writeAt = 0;
 /** Compressed bytes handed to zlib so far. */
 let fed = 0;
 let finished = false;
 
-const gunzip = createGunzip();
+const gunzip = createGunzip({ chunkSize: CHUNK_BYTES });
 gunzip.on('data', (bytes: Buffer) => put(bytes));
 gunzip.on('end', () => finish(RING.ENDED));
 gunzip.on('error', (err: NodeJS.ErrnoException) => finish(RING.FAILED, gzipProblem(err)));
