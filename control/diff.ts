@@ -8,7 +8,7 @@
  * The capture is read three times (flows, before, after), so standard input
  * or a pipe is first copied to a temporary file, removed at the end.
  */
-import { decodeFrame } from '../traces/frames.js';
+import { decodeCaptured } from '../traces/frames.js';
 import { openCapture } from '../traces/pcap.js';
 import { rereadableCapture, type RereadableCapture } from '../traces/source.js';
 import type { Compiled } from './compiler.js';
@@ -54,8 +54,7 @@ function flowKeys(capture: RereadableCapture): Map<number, string> {
   const reader = openCapture(capture.open());
   try {
     for (const rec of reader.records()) {
-      if (rec.linktype !== 1) continue;
-      const d = decodeFrame(rec.data);
+      const d = decodeCaptured(rec.linktype, rec.data);
       const ip = d.ipv4 ?? d.ipv6;
       const l4 = d.tcp ?? d.udp;
       if (!ip || !l4) continue;

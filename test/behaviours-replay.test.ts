@@ -44,7 +44,7 @@ async function replayScenario(name: string, manifest: string, packets: Array<[Ui
   expect(code).toBe(0);
   return {
     verdicts: readFileSync(join(dir, 'v.jsonl'), 'utf8').trim().split('\n').map((l) => JSON.parse(l)),
-    output: [...openCapture(join(dir, 'out.pcap')).records()].map((r) => r.data.slice()),
+    output: Array.from(openCapture(join(dir, 'out.pcap')).records(), (r) => r.data.slice()),
     summary: JSON.parse(readFileSync(join(dir, 's.json'), 'utf8')),
     dir,
   };

@@ -336,7 +336,7 @@ async function replayCli(trace: string, name: string, extra: string[] = []) {
   expect(r.stderr).toBe('');
   expect(r.code).toBe(0);
   const reader = openCapture(out);
-  const output = [...reader.records()].map((rec) => ({ linktype: rec.linktype, data: rec.data.slice() }));
+  const output = Array.from(reader.records(), (rec) => ({ linktype: rec.linktype, data: rec.data.slice() }));
   reader.close();
   return {
     stdout: r.stdout,

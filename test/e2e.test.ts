@@ -9,8 +9,9 @@ import { loadClusterState, resolveServices } from '../control/cluster/index.js';
 import { compile } from '../control/compiler.js';
 import { DEFAULT_MAGLEV_TABLE_SIZE } from '../control/maglev.js';
 import { PROJECT_ROOT } from '../control/paths.js';
-import { buildFrame, verifyChecksums, decodeFrame } from '../traces/frames.js';
-import { openCapture } from '../traces/pcap.js';
+import { LINKTYPES } from '../control/layout.js';
+import { buildFrame, verifyChecksums, decodeFrame, toLinkType } from '../traces/frames.js';
+import { createPcapWriter, openCapture } from '../traces/pcap.js';
 import { createPcapngWriter } from '../traces/pcapng.js';
 import { maglevChooser } from '../traces/predict.js';
 import { buildSample, SAMPLE_CLUSTER, SAMPLE_NODE, SAMPLE_SEED, type SamplePacket } from '../traces/sample.js';
@@ -93,7 +94,7 @@ describe('the bundled sample', () => {
   it('writes exactly the TX/REDIRECT frames, rewritten, readable by both readers, every checksum valid', async () => {
     const verdicts = readLines(join(tmp, 'verdicts.jsonl'));
     const sent = verdicts.filter((v) => v.verdict === 'TX' || v.verdict === 'REDIRECT');
-    const ours = [...openCapture(join(tmp, 'out.pcap')).records()].map((r) => ({ ...r, data: r.data.slice() }));
+    const ours = Array.from(openCapture(join(tmp, 'out.pcap')).records(), (r) => ({ ...r, data: r.data.slice() }));
     const theirs = await readWithPcapParser(join(tmp, 'out.pcap'));
     expect(ours.length).toBe(sent.length);
     expect(theirs.length).toBe(sent.length);
@@ -223,6 +224,28 @@ describe('CLI errors name what is wrong and keep what was done', () => {
     }
     const text = await cli(['diff', 'traces/samples/sample.pcap', '--cluster', SAMPLE_CLUSTER, '--against', after, '--node', 'node-a']);
     expect(text.stdout).toMatch(/shop\/api:https {2}flows \d+ {2}changed \d+ \(\d+\.\d%\)/);
+  });
+
+  it('svcpath diff finds the same flows in a raw-IP capture as in its Ethernet twin', async () => {
+    const after = join(tmp, 'after-raw.yaml');
+    writeFileSync(after, readFileSync(SAMPLE_CLUSTER, 'utf8').replace(/  - addresses: \[10\.244\.1\.41\]\n    nodeName: node-b\n/g, ''));
+    // The sample's untagged IP frames, on Ethernet and as raw IP (which carries no VLAN tags and no other protocol).
+    const framed = (linktype: number) => {
+      const path = join(tmp, `sample-${linktype}.pcap`);
+      const w = createPcapWriter(path, { linktype });
+      for (const rec of openCapture(join(PROJECT_ROOT, 'traces', 'samples', 'sample.pcap')).records()) {
+        const d = decodeFrame(rec.data);
+        if (!(d.ipv4 || d.ipv6) || d.eth?.vlans.length) continue;
+        const frame = toLinkType(rec.data, linktype);
+        w.write(rec.tsSec, rec.tsNsec, frame, rec.origlen - rec.caplen + frame.length);
+      }
+      w.close();
+      return path;
+    };
+    const diff = async (capture: string) => JSON.parse((await cli(['diff', capture, '--cluster', SAMPLE_CLUSTER, '--against', after, '--node', 'node-a', '--json'])).stdout);
+    const [want, got] = [await diff(framed(LINKTYPES.ETHERNET)), await diff(framed(LINKTYPES.RAW))];
+    expect(want.changed).toBeGreaterThan(0);
+    expect({ ...got, trace: '' }).toEqual({ ...want, trace: '' });
   });
 
   it('--help', async () => {

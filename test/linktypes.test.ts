@@ -122,7 +122,7 @@ async function replay(trace: string, out: string) {
   const code = await main(['replay', trace, '--cluster', SAMPLE_CLUSTER, '--node', 'node-a', '--out', out, '--verdicts', `${out}.jsonl`]);
   log.mockRestore();
   expect(code).toBe(0);
-  return { verdicts: readFileSync(`${out}.jsonl`, 'utf8'), output: [...openCapture(out).records()].map((r) => ({ ...r, data: r.data.slice() })) };
+  return { verdicts: readFileSync(`${out}.jsonl`, 'utf8'), output: Array.from(openCapture(out).records(), (r) => ({ ...r, data: r.data.slice() })) };
 }
 
 /**

@@ -62,7 +62,7 @@ async function replay(cluster: string[], frames: Uint8Array[], flags: string[] =
   return {
     run,
     verdicts: readFileSync(join(dir, 'v.jsonl'), 'utf8').trim().split('\n').map((l) => JSON.parse(l)),
-    output: [...openCapture(join(dir, 'out.pcap')).records()].map((r) => r.data.slice()),
+    output: Array.from(openCapture(join(dir, 'out.pcap')).records(), (r) => r.data.slice()),
     summary: JSON.parse(readFileSync(join(dir, 'summary.json'), 'utf8')),
   };
 }

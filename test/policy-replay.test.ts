@@ -66,7 +66,7 @@ describe('the policy matrix through a replay of files', () => {
     log.mockRestore();
     expect(code).toBe(0);
     verdicts = readFileSync(join(dir, 'verdicts.jsonl'), 'utf8').trim().split('\n').map((l) => JSON.parse(l));
-    output = [...openCapture(join(dir, 'out.pcap')).records()].map((r) => r.data.slice());
+    output = Array.from(openCapture(join(dir, 'out.pcap')).records(), (r) => r.data.slice());
   });
 
   it('decides every request as kube-proxy would, and restores every reply', () => {

@@ -30,7 +30,7 @@ interface Traced {
 describe('svcpath trace', () => {
   it('shows every lookup and rewrite of a masqueraded NodePort flow and of its reply', async () => {
     // The external client's SYN to the NodePort, and the backend's answer right after it.
-    const records = [...openCapture(join(CASE, 'input.pcap')).records()];
+    const records = Array.from(openCapture(join(CASE, 'input.pcap')).records(), (r) => ({ ...r, data: r.data.slice() }));
     const syn = records.find((r) => {
       const d = decodeFrame(r.data);
       return d.ipv4?.src === '172.16.3.4' && d.tcp?.dport === 30080;
