@@ -33,6 +33,8 @@ export interface PacketTrace {
   /** Fields the datapath changed: [field, before, after]. */
   rewrite: Array<[string, string, string]>;
   checksumsValid: boolean | null;
+  /** Whether the frame's checksums were valid as captured (null when it was not rewritten). */
+  capturedChecksumsValid: boolean | null;
   verdict: string;
   reason: string;
   service: string | null;
@@ -179,13 +181,28 @@ function endpoints(d: DecodedCapture, frame: Uint8Array): string[] {
   return ends;
 }
 
+/**
+ * Checksums after a rewrite. svcpath updates them incrementally and never
+ * repairs them, so a frame captured before checksum offload filled them in
+ * (every locally sent or veth packet in a tcpdump -i any capture) stays
+ * invalid: say so, so that it is not taken for a wrong rewrite.
+ */
+function checksumVerdict(valid: boolean, validAsCaptured: boolean): string {
+  if (valid) return 'valid';
+  if (!validAsCaptured) return 'invalid, as they were in the capture (checksum offload: the host had not filled them in yet); kept as they were';
+  return 'INVALID';
+}
+
 function toPacketTrace(t: TracedPacket, input: DecodedCapture, output: DecodedCapture, compiled: Compiled): PacketTrace {
   const before = fields(input);
   const after = fields(output);
   const rewrite: Array<[string, string, string]> = [];
   for (const [k, v] of after) if (before.get(k) !== v) rewrite.push([k, before.get(k) ?? '-', v]);
   const changed = rewrite.length > 0 || t.input.length !== t.output.length;
-  const sums = verifyCapturedChecksums(t.linktype, t.output);
+  const valid = (frame: Uint8Array) => {
+    const sums = verifyCapturedChecksums(t.linktype, frame);
+    return sums.ipv4 !== false && (sums.l4 === true || sums.l4 === 'zero');
+  };
   const service = t.decision.serviceId ? compiled.services[t.decision.serviceId - 1].name : null;
   const b = t.decision.backendId ? compiled.backends[t.decision.backendId - 1] : undefined;
   return {
@@ -195,7 +212,8 @@ function toPacketTrace(t: TracedPacket, input: DecodedCapture, output: DecodedCa
     headers: headerLine(input, t.input),
     steps: t.records.map((r) => decodeStep(r, compiled)),
     rewrite,
-    checksumsValid: changed ? sums.ipv4 !== false && (sums.l4 === true || sums.l4 === 'zero') : null,
+    checksumsValid: changed ? valid(t.output) : null,
+    capturedChecksumsValid: changed ? valid(t.input) : null,
     verdict: VERDICTS[t.decision.verdict],
     reason: REASONS[t.decision.reason],
     service,
@@ -316,7 +334,7 @@ export function formatTraces(traces: PacketTrace[]): string {
       else if (s.step === 'maglev') lines.push(`  maglev table ${s.table} slot ${s.slot}  ->  backend ${s.backendId}${s.backend ? ` (${s.backend})` : ''}`);
     }
     for (const [field, a, b] of t.rewrite) lines.push(`  rewrite ${field}: ${a} -> ${b}`);
-    if (t.checksumsValid !== null) lines.push(`  checksums ${t.checksumsValid ? 'valid' : 'INVALID'}`);
+    if (t.checksumsValid !== null) lines.push(`  checksums ${checksumVerdict(t.checksumsValid, t.capturedChecksumsValid!)}`);
     const to = t.backend ? ` ${t.backend}` : '';
     lines.push(`  verdict ${t.verdict} ${t.reason}${t.service ? ` ${t.service}` : ''}${to}${t.snat ? ' (snat)' : ''}`, '');
   }

@@ -7,7 +7,7 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { describe, expect, it } from 'vitest';
 import { PROJECT_ROOT } from '../control/paths.js';
-import { decodeFrame, toLinkType, type DecodedFrame } from '../traces/frames.js';
+import { decodeFrame, toLinkType, verifyChecksums, type DecodedFrame } from '../traces/frames.js';
 import { createPcapWriter, openCapture } from '../traces/pcap.js';
 import { cli } from './helpers.js';
 import { readWithPcapParser } from './pcap-parser.js';
@@ -156,6 +156,31 @@ describe('svcpath trace on every link type', () => {
       expect(decision).toEqual(ethernetDecision);
       expect(rewrite).toEqual(ethernetRewrite.filter(([field]) => !field.startsWith('eth.')));
     });
+  });
+});
+
+describe('svcpath trace on checksums a capture holds unfilled', () => {
+  it('tells a checksum invalid as captured (offload) from one the rewrite broke', async () => {
+    // The case's first packet to 10.96.0.10:80, its TCP checksum spoilt as checksum offload leaves it in a capture.
+    const first = records(join(CASE, 'input.pcap')).find((r) => decodeFrame(r.data).ipv4?.dst === '10.96.0.10')!;
+    const spoilt = first.data.slice();
+    const tcpChecksum = 14 + (spoilt[14] & 0xf) * 4 + 16;
+    spoilt[tcpChecksum] ^= 0x5a;
+    expect(verifyChecksums(spoilt).l4).toBe(false);
+    const capture = join(tmp, 'offload.pcap');
+    const w = createPcapWriter(capture, { linktype: 1 });
+    w.write(first.tsSec, first.tsNsec, first.data, first.origlen);
+    w.write(first.tsSec + 1, first.tsNsec, spoilt, first.origlen);
+    w.close();
+    const r = await svcpath(['trace', capture, ...ARGS]);
+    expect(r.code).toBe(0);
+    const verdicts = r.out.split('\n').filter((l) => l.startsWith('  checksums '));
+    expect(verdicts).toEqual([
+      '  checksums valid',
+      '  checksums invalid, as they were in the capture (checksum offload: the host had not filled them in yet); kept as they were',
+    ]);
+    const json = JSON.parse((await svcpath(['trace', capture, ...ARGS, '--json'])).out) as Array<Traced & { capturedChecksumsValid: boolean }>;
+    expect(json.map((t) => [t.checksumsValid, t.capturedChecksumsValid])).toEqual([[true, true], [false, false]]);
   });
 });
 
