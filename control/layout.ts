@@ -116,6 +116,7 @@ export const LB_AFFINITY = struct('lb_affinity', 'AFF', 16, [
 export const SNAT4_ORIGIN = struct('snat4_origin', 'SNAT4', 8, [
   ['address', 'ADDRESS', 0, 'ipv4'],
   ['port', 'PORT', 4, 'be16'],
+  ['nodePort', 'NODE_PORT', 6, 'be16'],
 ]);
 
 export const LB4_SRC_RANGE_KEY = struct('lb4_src_range_key', 'LB4_SRC', 12, [
@@ -155,6 +156,7 @@ export const CT6_TUPLE = struct('ct6_tuple', 'CT6', 40, [
 export const SNAT6_ORIGIN = struct('snat6_origin', 'SNAT6', 20, [
   ['address', 'ADDRESS', 0, 'ipv6'],
   ['port', 'PORT', 16, 'be16'],
+  ['nodePort', 'NODE_PORT', 18, 'be16'],
 ]);
 
 export const LB6_AFFINITY_KEY = struct('lb6_affinity_key', 'LB6_AFF', 20, [
@@ -215,9 +217,40 @@ export const RW_F = { MASQUERADED: 1 << 0 } as const;
  * (filtered on the arrivals' ports) evicts on every rewrite.
  */
 export const REWRITE_ENTRIES = 1 << 13;
-/** How the node's copies of rewritten packets compared, by index of the conformance map. */
-export const CONFORMANCE_COUNTER = struct('conformance_counter', 'CONFORM', 8, [['packets', 'PACKETS', 0, 'u64']]);
-export const CONFORM = { REPRODUCED: 0, OTHER_BACKEND: 1, DIFFERS: 2 } as const;
+/**
+ * How the node's copies of rewritten packets compared, by index of the
+ * conformance map; and the node's masquerade tuples they taught (learned),
+ * or would have but another live flow held (taken).
+ */
+export const CONFORMANCE_COUNTER = struct('conformance_counter', 'CONFORM', 8, [['count', 'COUNT', 0, 'u64']]);
+export const CONFORM = { REPRODUCED: 0, OTHER_BACKEND: 1, DIFFERS: 2, LEARNED: 3, TAKEN: 4 } as const;
+
+/** A request that arrived for a frontend, by its identity (a rewrite_key): its flow (datapath/node_masq.ts). */
+export const ARRIVAL = struct('arrival', 'ARRIVAL', 36, [
+  ['client', 'CLIENT', 0, 'ipv6'],
+  ['frontend', 'FRONTEND', 16, 'ipv6'],
+  ['clientPort', 'CLIENT_PORT', 32, 'be16'],
+  ['frontendPort', 'FRONTEND_PORT', 34, 'be16'],
+]);
+/** Entries of the arrivals LRU map: as the rewrites map, a request's copy follows it closely. */
+export const ARRIVAL_ENTRIES = 1 << 13;
+/** A tuple the node masqueraded a flow to: backend -> the node's address and port, as the replies arrive. */
+export const NODE_MASQ_KEY = struct('node_masq_key', 'NM_KEY', 40, [
+  ['backend', 'BACKEND', 0, 'ipv6'],
+  ['node', 'NODE', 16, 'ipv6'],
+  ['backendPort', 'BACKEND_PORT', 32, 'be16'],
+  ['nodePort', 'NODE_PORT', 34, 'be16'],
+  ['proto', 'PROTO', 36, 'u8'],
+]);
+/** The flow holding a node tuple, and the tuple's own clock (CT_F flags, last frame on it). */
+export const NODE_MASQ = struct('node_masq', 'NM', 48, [
+  ['client', 'CLIENT', 0, 'ipv6'],
+  ['frontend', 'FRONTEND', 16, 'ipv6'],
+  ['clientPort', 'CLIENT_PORT', 32, 'be16'],
+  ['frontendPort', 'FRONTEND_PORT', 34, 'be16'],
+  ['flags', 'FLAGS', 36, 'u16'],
+  ['lastSeen', 'LAST_SEEN', 40, 'u64'],
+]);
 
 export const FRAG6_KEY = struct('frag6_key', 'FRAG6', 40, [
   ['saddr', 'SADDR', 0, 'ipv6'],
@@ -342,6 +375,8 @@ export const MAPS = {
   conformance: { id: 26, name: 'conformance', type: BPF_MAP_TYPE.ARRAY, key: U32_KEY, value: CONFORMANCE_COUNTER },
   serviceRanges4: { id: 27, name: 'service_ranges4', type: BPF_MAP_TYPE.LPM_TRIE, key: SVC_RANGE4_KEY, value: PRESENCE },
   serviceRanges6: { id: 28, name: 'service_ranges6', type: BPF_MAP_TYPE.LPM_TRIE, key: SVC_RANGE6_KEY, value: PRESENCE },
+  arrivals: { id: 29, name: 'arrivals', type: BPF_MAP_TYPE.LRU_HASH, key: REWRITE_KEY, value: ARRIVAL },
+  nodeMasq: { id: 30, name: 'node_masq', type: BPF_MAP_TYPE.LRU_HASH, key: NODE_MASQ_KEY, value: NODE_MASQ },
 } as const satisfies Record<string, MapSpec>;
 
 export type MapName = keyof typeof MAPS;

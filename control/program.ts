@@ -6,11 +6,22 @@ import type { Compiled, FamilyEntries } from './compiler.js';
 import { Datapath, u32Key } from './datapath.js';
 import ipaddr from 'ipaddr.js';
 import { inputError } from './errors.js';
-import { BPF_NOEXIST, CONFIG, IPPROTO, STEER_CLASS, STEER_F, STEER_KEY, encode, type MapName, type StructValue } from './layout.js';
+import {
+  ARRIVAL_ENTRIES, BPF_NOEXIST, CONFIG, IPPROTO, STEER_CLASS, STEER_F, STEER_KEY, encode, type MapName, type StructValue,
+} from './layout.js';
 import type { Protocol } from './model.js';
 
 /** Default size of the conntrack LRU map (two entries per flow). */
 export const DEFAULT_CT_ENTRIES = 1 << 18;
+
+/**
+ * Size of the LRU map of the node's masquerade tuples (datapath/node_masq.ts):
+ * one per masqueraded flow whose copies the capture holds, a quarter of the
+ * flows conntrack holds, and no fewer than 1024.
+ */
+export function nodeMasqEntries(ctEntries: number): number {
+  return Math.max(1024, ctEntries >> 3);
+}
 
 /** Room to grow beyond the compiled state, for incremental updates (control/update.ts). */
 export interface MapRoom {
@@ -80,6 +91,9 @@ export async function loadProgram(compiled: Compiled, opts: ProgramOptions = {})
     steer: steerEntries.size,
     conntrack: opts.ctEntries ?? DEFAULT_CT_ENTRIES,
   });
+  // The maps of the node's own masquerade tuples, beside createMaps's, for the copies in captures taken on the node.
+  dp.createMap('arrivals', ARRIVAL_ENTRIES);
+  dp.createMap('nodeMasq', nodeMasqEntries(opts.ctEntries ?? DEFAULT_CT_ENTRIES));
   dp.map('config').updateRaw(u32Key(0), encode(CONFIG, configFor(compiled, opts.shard)));
   const maglev = dp.map('maglev');
   for (const { table, slots } of e.maglev) {

@@ -66,6 +66,13 @@ export interface Conformance {
   /** The same but for the backend, another one of the Service's. */
   otherBackend: number;
   differ: number;
+  /**
+   * The node's masquerade tuples learned from its copies (an address and
+   * port it masqueraded a flow with, other than svcpath's), whose replies are
+   * the flow's; and those not learned because another live flow held them.
+   */
+  learnedTuples: number;
+  takenTuples: number;
 }
 
 interface Counter {
@@ -93,7 +100,7 @@ export function readCounters(dp: Datapath, compiled: Compiled): Counters {
     metrics: read('metrics', REASONS.length << 3),
     services: read('serviceStats', compiled.services.length + 1),
     backends: read('backendStats', compiled.backends.length + 1),
-    conformance: Object.values(CONFORM).map((i) => dp.map('conformance').at(i)!.packets as number),
+    conformance: Object.values(CONFORM).map((i) => dp.map('conformance').at(i)!.count as number),
   };
 }
 
@@ -176,8 +183,10 @@ export function buildSummary(result: ReplayResult, compiled: Compiled, counters:
 }
 
 function conformanceOf(outgoing: number, counts: number[]): Conformance {
-  const [reproduced, otherBackend, differ] = [CONFORM.REPRODUCED, CONFORM.OTHER_BACKEND, CONFORM.DIFFERS].map((i) => counts[i]);
-  return { outgoing, nodeRewrites: reproduced + otherBackend + differ, reproduced, otherBackend, differ };
+  const [reproduced, otherBackend, differ, learnedTuples, takenTuples] = [
+    CONFORM.REPRODUCED, CONFORM.OTHER_BACKEND, CONFORM.DIFFERS, CONFORM.LEARNED, CONFORM.TAKEN,
+  ].map((i) => counts[i]);
+  return { outgoing, nodeRewrites: reproduced + otherBackend + differ, reproduced, otherBackend, differ, learnedTuples, takenTuples };
 }
 
 /** "2 ready, 1 local, 2 unusable": what new flows may use. */
@@ -233,12 +242,14 @@ export function formatSummary(s: Summary): string {
   return lines.join('\n');
 }
 
-/** How the node's own rewrites in the capture compare with svcpath's, in two lines. */
+/** How the node's own rewrites in the capture compare with svcpath's, and the masquerade tuples they taught. */
 function conformanceLines(c: Conformance): string[] {
   return [
     `Node's own rewrites in the capture: ${c.nodeRewrites} of the ${c.outgoing} frames it sent are its copies of packets svcpath rewrote;`,
     `  svcpath reproduced ${c.reproduced} (same backend and rewrite), ${c.otherBackend} went to another backend `
-    + `(kube-proxy chooses at random, svcpath by Maglev), ${c.differ} differ`,
+    + `(kube-proxy chooses at random, svcpath by Maglev), ${c.differ} differ;`,
+    `  learned ${c.learnedTuples} of the node's masquerade tuples (its address and port for a flow svcpath masqueraded), `
+    + `whose replies are the flow's${c.takenTuples ? `; ${c.takenTuples} not learned, held by another live flow` : ''}`,
   ];
 }
 

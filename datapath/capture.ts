@@ -15,7 +15,7 @@ import {
   DESC_F_STEERED, FRAME_MIN_CAPACITY, PCAP_F_BIG_ENDIAN, PCAP_F_NANOSECOND, VT_BACKENDS, VT_REASONS, VT_SERVICES, VT_VERDICTS, WALK_ANOMALY,
   WALK_BATCH_FULL, WALK_CONSUMED, WALK_FRAMES_USED, WALK_NEED_DATA, WALK_STOP, XDP_REDIRECT, XDP_TX,
 } from './layout';
-import { parsePacket } from './parse';
+import { directionKnown, parsePacket } from './parse';
 import { isOwnPacket, sharded } from './steer';
 
 const RECORD_HEADER: u32 = 16;
@@ -69,16 +69,22 @@ export function pcapWalk(
     let flags: u16 = 0;
     if (sharded()) {
       // Steered where it lies: another worker's frame is not copied at all.
-      // (A classic pcap record says nothing of its direction; a cooked header may.)
+      // (A classic pcap record says nothing of its direction; a cooked header
+      // may, and such a frame is left to process_batch, which follows the
+      // node's masquerade tuples frame by frame before steering: see steer.ts.)
       const data = header + RECORD_HEADER;
-      if (!isOwnPacket(parsePacket(data, caplen, max<u32>(origlen, caplen), linktype, 0), data, caplen)) {
-        describe(desc, 0, 0, origlen, 0, sec, nanosecond ? fraction : fraction * 1000, DESC_F_OTHER_SHARD, linktype, caplen);
-        used += room;
-        pos += RECORD_HEADER + caplen;
-        count++;
-        continue;
+      const nsec = nanosecond ? fraction : fraction * 1000;
+      const parsed = parsePacket(data, caplen, max<u32>(origlen, caplen), linktype, 0);
+      if (!directionKnown) {
+        if (!isOwnPacket(parsed, data, caplen, <u64>sec * 1_000_000_000 + <u64>nsec)) {
+          describe(desc, 0, 0, origlen, 0, sec, nsec, DESC_F_OTHER_SHARD, linktype, caplen);
+          used += room;
+          pos += RECORD_HEADER + caplen;
+          count++;
+          continue;
+        }
+        flags = DESC_F_STEERED;
       }
-      flags = DESC_F_STEERED;
     }
     const frame = frames + <usize>used;
     memory.copy(frame, header + RECORD_HEADER, caplen);

@@ -21,7 +21,7 @@
 
 import { hash32 } from './hash';
 import {
-  CONFORM_DIFFERS, CONFORM_OTHER_BACKEND, CONFORM_PACKETS, CONFORM_REPRODUCED, REASON_SERVICE, RW_DADDR, RW_DPORT, RW_FLAGS,
+  CONFORM_COUNT, CONFORM_DIFFERS, CONFORM_OTHER_BACKEND, CONFORM_REPRODUCED, REASON_SERVICE, RW_DADDR, RW_DPORT, RW_FLAGS,
   RW_F_MASQUERADED, RW_KEY_FAMILY, RW_KEY_IP_ID, RW_KEY_L4_A, RW_KEY_L4_B, RW_KEY_PAYLOAD_HASH, RW_KEY_PAYLOAD_LEN,
   RW_KEY_PROTO, RW_KEY_SIZE, RW_REASON, RW_SADDR, RW_SIZE, RW_SPORT, BPF_ANY, STEER_F_BACKEND,
 } from './layout';
@@ -43,10 +43,15 @@ const address = memory.data(16);
 const counterKey = memory.data(4);
 
 /**
- * Fills `key` with the identity of the parsed packet in data[0..len);
- * false when it has none to go by (a fragment, a protocol svcpath does not
- * rewrite, an L4 header shorter than its protocol's).
+ * The identity of the parsed packet in data[0..len), a rewrite_key in
+ * scratch memory valid until the next call; 0 when it has none to go by (a
+ * fragment, a protocol svcpath does not rewrite, an L4 header shorter than
+ * its protocol's). Also the key of the arrivals map (datapath/node_masq.ts).
  */
+export function identity(data: usize, len: u32): usize {
+  return identify(data, len) ? key : 0;
+}
+
 function identify(data: usize, len: u32): bool {
   if (firstFragment || laterFragment) return false;
   const segment = ipTotalLen - <u32>(l4 - l3);
@@ -169,8 +174,9 @@ function isBackend(): bool {
   return (endpointClass(address, dport, proto) & STEER_F_BACKEND) != 0;
 }
 
-function countConformance(outcome: u32): void {
+/** Counts one more of CONFORM_*. */
+export function countConformance(outcome: u32): void {
   store<u32>(counterKey, outcome);
   const counter = mapLookup(conformance, counterKey);
-  if (counter != 0) store<u64>(counter + CONFORM_PACKETS, load<u64>(counter + CONFORM_PACKETS) + 1);
+  if (counter != 0) store<u64>(counter + CONFORM_COUNT, load<u64>(counter + CONFORM_COUNT) + 1);
 }

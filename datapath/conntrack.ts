@@ -83,9 +83,12 @@ export function ctDelete6(saddr: usize, daddr: usize, sport: u16, dport: u16, pr
 
 /** True when the entry has not timed out at `now`. */
 export function ctIsLive(entry: usize, now: u64, proto: u8): bool {
-  const last = load<u64>(entry + CT_LAST_SEEN);
+  return isLive(load<u64>(entry + CT_LAST_SEEN), load<u16>(entry + CT_FLAGS), now, proto);
+}
+
+/** Whether a flow last seen at `last`, in state `flags` (CT_F_*), has not timed out at `now`. */
+export function isLive(last: u64, flags: u16, now: u64, proto: u8): bool {
   if (now <= last) return true; // capture clocks may step back a little
-  const flags = load<u16>(entry + CT_FLAGS);
   let timeout: u64;
   if (proto == IPPROTO_TCP) timeout = (flags & CT_F_CLOSING) != 0 ? tcpClosingNs : tcpEstablishedNs;
   else timeout = (flags & CT_F_SEEN_REPLY) != 0 ? udpStreamNs : udpNs;
@@ -104,11 +107,16 @@ export function ctIsLive(entry: usize, now: u64, proto: u8): bool {
 
 /** Records a packet of the flow: time, and FIN/RST/reply state. */
 export function ctTouch(entry: usize, now: u64, proto: u8, tcpFlags: u8, isReply: bool): void {
-  if (now > load<u64>(entry + CT_LAST_SEEN)) store<u64>(entry + CT_LAST_SEEN, now);
-  let flags = load<u16>(entry + CT_FLAGS);
+  touch(entry + CT_LAST_SEEN, entry + CT_FLAGS, now, proto, tcpFlags, isReply);
+}
+
+/** ctTouch on a clock kept elsewhere: a u64 last-seen time and u16 CT_F_* flags at these addresses. */
+export function touch(lastSeen: usize, flagsAt: usize, now: u64, proto: u8, tcpFlags: u8, isReply: bool): void {
+  if (now > load<u64>(lastSeen)) store<u64>(lastSeen, now);
+  let flags = load<u16>(flagsAt);
   if (isReply) flags |= CT_F_SEEN_REPLY;
   if (isClosing(proto, tcpFlags)) flags |= CT_F_CLOSING;
-  store<u16>(entry + CT_FLAGS, flags);
+  store<u16>(flagsAt, flags);
 }
 
 function fillEntry(proto: u8, tcpFlags: u8, snatPort: u16, backendId: u32, revNatIndex: u32, serviceId: u32, now: u64): usize {

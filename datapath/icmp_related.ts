@@ -13,6 +13,9 @@
 //
 // Every field changed inside the quote updates the quote's own checksums and
 // the ICMP checksum incrementally, so nothing that was wrong is "repaired".
+//
+// An error quoting a packet the node masqueraded to a tuple of its own
+// (datapath/node_masq.ts) is about that tuple's flow, as a reply to it is.
 
 import { csumReplace2, csumReplace4 } from './csum';
 import { ctIsLive, ctLookup4, ctLookup6 } from './conntrack';
@@ -26,6 +29,7 @@ import {
   IP4_CSUM, IP4_DADDR, IP4_SADDR, IP6_DADDR, IP6_SADDR, IPPROTO_SCTP, IPPROTO_TCP, IPPROTO_UDP, L4_DPORT, L4_SPORT, TCP_CSUM,
   UDP_CSUM, family, ipTotalLen, l3, l4,
 } from './parse';
+import { liveNodeTuple, liveNodeTuple4, nodeTupleFlow, nodeTupleReplyOrigin4, nodeTupleReplyOrigin6, nodeTuplesKnown } from './node_masq';
 import { lookupSnat4, lookupSnat6, snatAddress, snatAddress6 } from './snat';
 
 const ICMP_CSUM: usize = 2;
@@ -128,20 +132,29 @@ export function parseQuotedPacket(data: usize, len: u32): bool {
 export function translateIcmpError4(data: usize, len: u32, now: u64): bool {
   if (!parseQuotedPacket(data, len)) return false;
   relatedMasqueraded = false;
+  if (nodeTuplesKnown()) {
+    const held = liveNodeTuple4(quoteDaddr, quoteDport, quoteSaddr, quoteSport, quoteProto, now);
+    if (held != 0) {
+      const origin = nodeTupleReplyOrigin4(held, quoteDaddr, quoteDport, quoteSport, quoteProto, now);
+      return origin != 0 && towardsClient(nodeTupleFlow, origin, true);
+    }
+  }
   // The quote reversed is how conntrack knows the flow: a reply tuple when the
   // quoted packet went to a backend, an original tuple when it was a reply.
   let entry = ctLookup4(quoteDaddr, quoteSaddr, quoteDport, quoteSport, quoteProto, CT_DIR_REPLY);
-  if (entry != 0 && ctIsLive(entry, now, quoteProto)) return towardsClient(entry);
+  if (entry != 0 && ctIsLive(entry, now, quoteProto)) {
+    const masqueraded = (load<u16>(entry + CT_FLAGS) & CT_F_SNAT) != 0;
+    return towardsClient(entry, masqueraded ? lookupSnat4(quoteDaddr, quoteDport, quoteSport, quoteProto) : 0, masqueraded);
+  }
   entry = ctLookup4(quoteDaddr, quoteSaddr, quoteDport, quoteSport, quoteProto, CT_DIR_ORIGINAL);
   if (entry != 0 && ctIsLive(entry, now, quoteProto)) return towardsBackend(entry);
   return false;
 }
 
-function towardsClient(entry: usize): bool {
+/** To the client of the flow of `entry`: for a masqueraded flow, the one its NAT entry `origin` names. */
+function towardsClient(entry: usize, origin: usize, masqueraded: bool): bool {
   const revnat = lookupRevNat4(load<u32>(entry + CT_REV_NAT_INDEX));
   if (revnat == 0) return false;
-  const masqueraded = (load<u16>(entry + CT_FLAGS) & CT_F_SNAT) != 0;
-  const origin = masqueraded ? lookupSnat4(quoteDaddr, quoteDport, quoteSport, quoteProto) : 0;
   if (masqueraded && origin == 0) return false;
   const backend = quoteDaddr;
   if (load<u32>(l3 + IP4_SADDR) == backend) rewriteOuter(IP4_SADDR, load<u32>(revnat + LB4_REVNAT_ADDRESS));
@@ -238,18 +251,26 @@ function rewriteQuote6(addrOffset: usize, portOffset: usize, addr: usize, port: 
 export function translateIcmpError6(data: usize, len: u32, now: u64): bool {
   if (!parseQuotedPacket(data, len)) return false;
   relatedMasqueraded = false;
+  if (nodeTuplesKnown()) {
+    const held = liveNodeTuple(quoteDaddr6, quoteDport, quoteSaddr6, quoteSport, quoteProto, now);
+    if (held != 0) {
+      const origin = nodeTupleReplyOrigin6(held, quoteDaddr6, quoteDport, quoteSport, quoteProto, now);
+      return origin != 0 && towardsClient6(nodeTupleFlow, origin, true);
+    }
+  }
   let entry = ctLookup6(quoteDaddr6, quoteSaddr6, quoteDport, quoteSport, quoteProto, CT_DIR_REPLY);
-  if (entry != 0 && ctIsLive(entry, now, quoteProto)) return towardsClient6(entry);
+  if (entry != 0 && ctIsLive(entry, now, quoteProto)) {
+    const masqueraded = (load<u16>(entry + CT_FLAGS) & CT_F_SNAT) != 0;
+    return towardsClient6(entry, masqueraded ? lookupSnat6(quoteDaddr6, quoteDport, quoteSport, quoteProto) : 0, masqueraded);
+  }
   entry = ctLookup6(quoteDaddr6, quoteSaddr6, quoteDport, quoteSport, quoteProto, CT_DIR_ORIGINAL);
   if (entry != 0 && ctIsLive(entry, now, quoteProto)) return towardsBackend6(entry);
   return false;
 }
 
-function towardsClient6(entry: usize): bool {
+function towardsClient6(entry: usize, origin: usize, masqueraded: bool): bool {
   const revnat = lookupRevNat6(load<u32>(entry + CT_REV_NAT_INDEX));
   if (revnat == 0) return false;
-  const masqueraded = (load<u16>(entry + CT_FLAGS) & CT_F_SNAT) != 0;
-  const origin = masqueraded ? lookupSnat6(quoteDaddr6, quoteDport, quoteSport, quoteProto) : 0;
   if (masqueraded && origin == 0) return false;
   const front = revnat + LB6_REVNAT_ADDRESS;
   if (sameAddress6(l3 + IP6_SADDR, quoteDaddr6)) rewriteOuter6(IP6_SADDR, front);

@@ -55,6 +55,9 @@ import {
 import { configureServiceRanges, inServiceRange4, inServiceRange6 } from './service_range';
 import { sourceAllowed4, sourceAllowed6 } from './source_range';
 import { configureSteering, decidesStatelessFrames, isOwnPacket, sharded } from './steer';
+import {
+  followNodeMasquerade, liveNodeTuple, liveNodeTuple4, nodeTupleFlow, nodeTupleReplyOrigin4, nodeTupleReplyOrigin6, nodeTuplesKnown,
+} from './node_masq';
 import { countFlowPacket, countVerdict } from './stats';
 import { configureTrace, traceCount, traceFrame, traceVerdict, tracing } from './trace';
 
@@ -339,21 +342,48 @@ function rejectPacket(data: usize, len: u32, capacity: u32, why: u8): void {
 /**
  * A packet matching a tracked flow's reply entry is a backend's reply: its
  * source goes back to the frontend the client talked to, and a masqueraded
- * flow's destination back to the client.
+ * flow's destination back to the client. A packet to a live tuple the node
+ * masqueraded a flow to is decided by that tuple alone (datapath/node_masq.ts).
  * Returns false when it is not such a reply.
  */
 function handleReply(data: usize, len: u32, wireLen: u32, now: u64): bool {
+  if (nodeTuplesKnown()) {
+    const held = liveNodeTuple4(saddr, sport, daddr, dport, proto, now);
+    if (held != 0) return replyToNodeTuple4(held, data, len, wireLen, now);
+  }
   const entry = ctLookup4(saddr, daddr, sport, dport, proto, CT_DIR_REPLY);
   if (entry == 0) return false;
   if (!ctIsLive(entry, now, proto)) {
     ctDelete4(saddr, daddr, sport, dport, proto, CT_DIR_REPLY);
     return false;
   }
+  return reverseNat4(entry, 0, data, len, wireLen, now);
+}
+
+/**
+ * A reply to the node's masquerade tuple of a flow svcpath masqueraded:
+ * reverse-NATed as a reply to svcpath's own tuple of the flow would be.
+ */
+function replyToNodeTuple4(held: usize, data: usize, len: u32, wireLen: u32, now: u64): bool {
+  const origin = nodeTupleReplyOrigin4(held, saddr, sport, dport, proto, now);
+  if (origin == 0) return false;
+  const original = nodeTupleFlow;
+  const reply = ctLookup4(saddr, snatAddress, sport, load<u16>(original + CT_SNAT_PORT), proto, CT_DIR_REPLY);
+  return reverseNat4(reply != 0 && sameFlow(reply, original) ? reply : original, origin, data, len, wireLen, now);
+}
+
+/**
+ * Reverse NAT of a backend's reply to the flow of conntrack entry `entry`,
+ * back to the client: the packet's destination, or for a masqueraded flow
+ * the one its NAT entry names (`knownOrigin`, or the one of the packet's
+ * own tuple when 0). Both of the flow's entries see the reply.
+ */
+function reverseNat4(entry: usize, knownOrigin: usize, data: usize, len: u32, wireLen: u32, now: u64): bool {
   serviceId = load<u32>(entry + CT_SERVICE_ID);
   backendId = load<u32>(entry + CT_BACKEND_ID);
   const revnat = lookupRevNat4(load<u32>(entry + CT_REV_NAT_INDEX));
   const masqueraded = (load<u16>(entry + CT_FLAGS) & CT_F_SNAT) != 0;
-  const origin = masqueraded ? lookupSnat4(saddr, sport, dport, proto) : 0;
+  const origin = !masqueraded ? 0 : knownOrigin != 0 ? knownOrigin : lookupSnat4(saddr, sport, dport, proto);
   if (revnat == 0 || (masqueraded && origin == 0)) {
     decide(XDP_DROP, REASON_STATE_MISMATCH);
     return true;
@@ -544,17 +574,35 @@ function handleServicePacket6(svc: usize, data: usize, len: u32, capacity: u32, 
 
 /** handleReply for IPv6. */
 function handleReply6(data: usize, len: u32, wireLen: u32, now: u64): bool {
+  if (nodeTuplesKnown()) {
+    const held = liveNodeTuple(saddr6, sport, daddr6, dport, proto, now);
+    if (held != 0) return replyToNodeTuple6(held, data, len, wireLen, now);
+  }
   const entry = ctLookup6(saddr6, daddr6, sport, dport, proto, CT_DIR_REPLY);
   if (entry == 0) return false;
   if (!ctIsLive(entry, now, proto)) {
     ctDelete6(saddr6, daddr6, sport, dport, proto, CT_DIR_REPLY);
     return false;
   }
+  return reverseNat6(entry, 0, data, len, wireLen, now);
+}
+
+/** replyToNodeTuple4 for IPv6. */
+function replyToNodeTuple6(held: usize, data: usize, len: u32, wireLen: u32, now: u64): bool {
+  const origin = nodeTupleReplyOrigin6(held, saddr6, sport, dport, proto, now);
+  if (origin == 0) return false;
+  const original = nodeTupleFlow;
+  const reply = ctLookup6(saddr6, snatAddress6, sport, load<u16>(original + CT_SNAT_PORT), proto, CT_DIR_REPLY);
+  return reverseNat6(reply != 0 && sameFlow(reply, original) ? reply : original, origin, data, len, wireLen, now);
+}
+
+/** reverseNat4 for IPv6. */
+function reverseNat6(entry: usize, knownOrigin: usize, data: usize, len: u32, wireLen: u32, now: u64): bool {
   serviceId = load<u32>(entry + CT_SERVICE_ID);
   backendId = load<u32>(entry + CT_BACKEND_ID);
   const revnat = lookupRevNat6(load<u32>(entry + CT_REV_NAT_INDEX));
   const masqueraded = (load<u16>(entry + CT_FLAGS) & CT_F_SNAT) != 0;
-  const origin = masqueraded ? lookupSnat6(saddr6, sport, dport, proto) : 0;
+  const origin = !masqueraded ? 0 : knownOrigin != 0 ? knownOrigin : lookupSnat6(saddr6, sport, dport, proto);
   if (revnat == 0 || (masqueraded && origin == 0)) {
     decide(XDP_DROP, REASON_STATE_MISMATCH);
     return true;
@@ -585,16 +633,21 @@ function handleReply6(data: usize, len: u32, wireLen: u32, now: u64): bool {
 
 
 
+// The frame being processed, as its descriptor gives it.
+let frameData: usize = 0;
+let frameLen: u32 = 0;
+let frameWireLen: u32 = 0;
+let frameNow: u64 = 0;
 
-/** Whether a frame is this worker's; another worker's is marked and left alone. */
-function ownFrame(desc: usize): bool {
-  const data = <usize>load<u32>(desc + DESC_DATA);
-  const len = load<u32>(desc + DESC_LEN);
-  const wireLen = max<u32>(load<u32>(desc + DESC_WIRE_LEN), len);
-  const parsed = parsePacket(data, len, wireLen, load<u32>(desc + DESC_LINKTYPE), load<u16>(desc + DESC_FLAGS));
-  if (isOwnPacket(parsed, data, len)) return true;
-  markOtherShard(desc);
-  return false;
+/** Reads a descriptor into the frame* globals and parses its frame: parsePacket's result. */
+function parseFrame(desc: usize): u8 {
+  frameData = <usize>load<u32>(desc + DESC_DATA);
+  frameLen = load<u32>(desc + DESC_LEN);
+  frameWireLen = max<u32>(load<u32>(desc + DESC_WIRE_LEN), frameLen);
+  const sec = (<u64>load<u32>(desc + DESC_TS_SEC_HI) << 32) | <u64>load<u32>(desc + DESC_TS_SEC_LO);
+  frameNow = sec * 1_000_000_000 + <u64>load<u32>(desc + DESC_TS_NSEC);
+  linktype = load<u32>(desc + DESC_LINKTYPE);
+  return parsePacket(frameData, frameLen, frameWireLen, linktype, load<u16>(desc + DESC_FLAGS));
 }
 
 function markOtherShard(desc: usize): void {
@@ -610,23 +663,20 @@ function markOtherShard(desc: usize): void {
   return r == REASON_SERVICE || r == REASON_REPLY || r == REASON_ICMP_RELATED;
 }
 
-function processFrame(desc: usize): void {
-  const data = <usize>load<u32>(desc + DESC_DATA);
-  const len = load<u32>(desc + DESC_LEN);
-  let wireLen = load<u32>(desc + DESC_WIRE_LEN);
-  if (wireLen < len) wireLen = len;
+/** Decides the frame parseFrame read from `desc` (`parsed` its result) and writes the outcome into the descriptor. */
+function processFrame(desc: usize, parsed: u8): void {
+  const data = frameData;
+  const len = frameLen;
+  const wireLen = frameWireLen;
+  const now = frameNow;
   const capacity = load<u32>(desc + DESC_CAPACITY);
-  const sec = (<u64>load<u32>(desc + DESC_TS_SEC_HI) << 32) | <u64>load<u32>(desc + DESC_TS_SEC_LO);
-  const now = sec * 1_000_000_000 + <u64>load<u32>(desc + DESC_TS_NSEC);
   serviceId = 0;
   backendId = 0;
   outLen = len;
   snatApplied = false;
 
-  linktype = load<u32>(desc + DESC_LINKTYPE);
-  const parsed = parsePacket(data, len, wireLen, linktype, load<u16>(desc + DESC_FLAGS));
   if (parsed == REASON_OUTGOING) {
-    // Before anything touches state: the node's own frame is only compared with what svcpath sent.
+    // The node's own frame makes no flow: it is compared with what svcpath sent (and taught its tuple, if any).
     if (packetReason == 0) compareWithRewrite(data, len);
     if (!decidesStatelessFrames()) {
       markOtherShard(desc);
@@ -686,12 +736,17 @@ export function process_batch(descs: usize, count: u32): i32 {
   if (!allMapsCreated() || !loadConfig()) return -EINVAL;
   for (let i: u32 = 0; i < count; i++) {
     const desc = descs + <usize>i * DESC_SIZE;
-    if (sharded()) {
-      const flags = load<u16>(desc + DESC_FLAGS);
-      if ((flags & DESC_F_OTHER_SHARD) != 0 || ((flags & DESC_F_STEERED) == 0 && !ownFrame(desc))) continue;
+    const flags = load<u16>(desc + DESC_FLAGS);
+    if (sharded() && (flags & DESC_F_OTHER_SHARD) != 0) continue; // the walker found it another worker's
+    traceFrame(i, (flags & DESC_F_TRACE) != 0);
+    const parsed = parseFrame(desc);
+    // Every worker follows every frame whose direction is known, in order (datapath/node_masq.ts).
+    if (directionKnown) followNodeMasquerade(frameData, frameLen, frameNow);
+    if (sharded() && (flags & DESC_F_STEERED) == 0 && !isOwnPacket(parsed, frameData, frameLen, frameNow)) {
+      markOtherShard(desc);
+      continue;
     }
-    traceFrame(i, (load<u16>(desc + DESC_FLAGS) & DESC_F_TRACE) != 0);
-    processFrame(desc);
+    processFrame(desc, parsed);
   }
   traceFrame(0, false);
   return 0;

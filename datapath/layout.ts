@@ -61,7 +61,9 @@ export const MAP_REWRITES: u32 = 25; // LRU_HASH rewrite_key -> rewrite: packets
 export const MAP_CONFORMANCE: u32 = 26; // ARRAY CONFORM_* -> conformance_counter
 export const MAP_SERVICE_RANGES4: u32 = 27; // LPM_TRIE svc_range4_key -> u32 (1): the known service cluster IP ranges
 export const MAP_SERVICE_RANGES6: u32 = 28; // LPM_TRIE svc_range6_key -> u32 (1)
-export const MAP_COUNT: u32 = 29;
+export const MAP_ARRIVALS: u32 = 29; // LRU_HASH rewrite_key -> arrival: requests to frontends, for the node's copies of them
+export const MAP_NODE_MASQ: u32 = 30; // LRU_HASH node_masq_key -> node_masq: the tuples the node masqueraded flows to
+export const MAP_COUNT: u32 = 31;
 
 // --- struct config (value of MAP_CONFIG[0]) ---------------------------------
 export const CONFIG_SEED: u32 = 0; // u32: Maglev and SNAT-port hash seed (--seed)
@@ -162,9 +164,11 @@ export const AFF_SIZE: u32 = 16;
 
 // --- struct snat4_origin (value of MAP_SNAT4) -------------------------------
 // Keyed by the reply tuple as it arrives (backend -> masquerade address and
-// port): the client the reply really goes to.
+// port): the client the reply really goes to, and which of the node's
+// masquerade tuples of the flow is its current one (datapath/node_masq.ts).
 export const SNAT4_ADDRESS: u32 = 0; // be32 client address
 export const SNAT4_PORT: u32 = 4; // be16 client port
+export const SNAT4_NODE_PORT: u32 = 6; // be16 the node's masquerade port for the flow, as its copies showed it last; 0 none
 export const SNAT4_SIZE: u32 = 8;
 
 // --- struct lb4_src_range_key (key of MAP_LB4_SOURCE_RANGES) ----------------
@@ -216,6 +220,7 @@ export const CT6_TUPLE_SIZE: u32 = 40; // 2 bytes padding, always zero
 
 export const SNAT6_ADDRESS: u32 = 0; // u8[16] client address
 export const SNAT6_PORT: u32 = 16; // be16 client port
+export const SNAT6_NODE_PORT: u32 = 18; // be16 as SNAT4_NODE_PORT
 export const SNAT6_SIZE: u32 = 20;
 
 export const LB6_AFF_CLIENT: u32 = 0; // u8[16]
@@ -276,9 +281,42 @@ export const RW_F_MASQUERADED: u8 = 1 << 0; // svcpath masqueraded this request'
 export const CONFORM_REPRODUCED: u32 = 0; // same backend and rewrite
 export const CONFORM_OTHER_BACKEND: u32 = 1; // the same but for the backend, another Service backend
 export const CONFORM_DIFFERS: u32 = 2; // anything else
-export const CONFORM_ENTRIES: u32 = 3;
-export const CONFORM_PACKETS: u32 = 0; // u64
+// And what the node's copies taught of its masquerade tuples (datapath/node_masq.ts), in tuples.
+export const CONFORM_LEARNED: u32 = 3; // a tuple the node masqueraded a flow svcpath masqueraded to, learned
+export const CONFORM_TAKEN: u32 = 4; // such a tuple not learned, another live flow holding it (once per flow)
+export const CONFORM_ENTRIES: u32 = 5;
+export const CONFORM_COUNT: u32 = 0; // u64 packets (tuples for LEARNED and TAKEN)
 export const CONFORM_SIZE: u32 = 8;
+
+// --- struct arrival (value of MAP_ARRIVALS; key: rewrite_key) ---------------
+// A packet that arrived for a service frontend, in a capture with direction,
+// by its NAT-invariant identity: the flow it belongs to, for the node's
+// outgoing copy of it (datapath/node_masq.ts). Addresses IPv4-mapped.
+export const ARRIVAL_CLIENT: u32 = 0; // u8[16]
+export const ARRIVAL_FRONTEND: u32 = 16; // u8[16]
+export const ARRIVAL_CLIENT_PORT: u32 = 32; // be16
+export const ARRIVAL_FRONTEND_PORT: u32 = 34; // be16
+export const ARRIVAL_SIZE: u32 = 36;
+
+// --- struct node_masq_key / node_masq (MAP_NODE_MASQ) -----------------------
+// A tuple the node masqueraded a flow to, as its replies arrive (backend ->
+// the node's masquerade address and port), learned from the node's copy of
+// one of the flow's requests: the flow (its client and frontend, laid out as
+// an arrival) and a clock of its own, kept by the node's frames on the tuple
+// with conntrack's timeouts. Both families in one map, IPv4-mapped.
+export const NM_KEY_BACKEND: u32 = 0; // u8[16]
+export const NM_KEY_NODE: u32 = 16; // u8[16] the node's masquerade address
+export const NM_KEY_BACKEND_PORT: u32 = 32; // be16
+export const NM_KEY_NODE_PORT: u32 = 34; // be16 the node's masquerade port
+export const NM_KEY_PROTO: u32 = 36; // u8
+export const NM_KEY_SIZE: u32 = 40; // 3 bytes padding, always zero
+export const NM_CLIENT: u32 = 0; // u8[16], as ARRIVAL_CLIENT
+export const NM_FRONTEND: u32 = 16; // u8[16]
+export const NM_CLIENT_PORT: u32 = 32; // be16
+export const NM_FRONTEND_PORT: u32 = 34; // be16
+export const NM_FLAGS: u32 = 36; // u16 CT_F_SEEN_REPLY, CT_F_CLOSING
+export const NM_LAST_SEEN: u32 = 40; // u64 ns, packet time of the last frame on the tuple
+export const NM_SIZE: u32 = 48;
 
 // --- struct svc_range4_key / svc_range6_key (keys of MAP_SERVICE_RANGES4/6) --
 // A known service cluster IP range (a ServiceCIDR's, or the flag's); an

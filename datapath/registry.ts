@@ -16,6 +16,7 @@ import {
   MAP_NODE_IPS6, MAP_SNAT6, MAP_STEER, NODE_IP6_KEY_SIZE, SNAT6_SIZE, STEER_CLASS_SIZE, STEER_KEY_SIZE,
   CONFORM_ENTRIES, CONFORM_SIZE, MAP_CONFORMANCE, MAP_REWRITES, RW_KEY_SIZE, RW_SIZE,
   MAP_SERVICE_RANGES4, MAP_SERVICE_RANGES6, SVC_RANGE4_KEY_SIZE, SVC_RANGE6_KEY_SIZE,
+  ARRIVAL_SIZE, MAP_ARRIVALS, MAP_NODE_MASQ, NM_KEY_SIZE, NM_SIZE,
 } from './layout';
 
 const NONE = changetype<BpfMap>(0);
@@ -49,6 +50,8 @@ export let rewrites = NONE;
 export let conformance = NONE;
 export let serviceRanges4 = NONE;
 export let serviceRanges6 = NONE;
+export let arrivals = NONE;
+export let nodeMasq = NONE;
 
 /** Entries per Maglev table (the MAP_LB_MAGLEV value holds M backend ids). */
 export let maglevM: u32 = 0;
@@ -86,6 +89,8 @@ export function mapById(id: u32): BpfMap | null {
     case MAP_CONFORMANCE: m = conformance; break;
     case MAP_SERVICE_RANGES4: m = serviceRanges4; break;
     case MAP_SERVICE_RANGES6: m = serviceRanges6; break;
+    case MAP_ARRIVALS: m = arrivals; break;
+    case MAP_NODE_MASQ: m = nodeMasq; break;
   }
   return changetype<usize>(m) == 0 ? null : m;
 }
@@ -128,6 +133,8 @@ function expectedShape(id: u32, type: u32, keySize: u32, valueSize: u32, maxEntr
     case MAP_CONFORMANCE: return type == BPF_MAP_TYPE_ARRAY && valueSize == CONFORM_SIZE && maxEntries == CONFORM_ENTRIES;
     case MAP_SERVICE_RANGES4: return type == BPF_MAP_TYPE_LPM_TRIE && keySize == SVC_RANGE4_KEY_SIZE && valueSize == PRESENCE_SIZE;
     case MAP_SERVICE_RANGES6: return type == BPF_MAP_TYPE_LPM_TRIE && keySize == SVC_RANGE6_KEY_SIZE && valueSize == PRESENCE_SIZE;
+    case MAP_ARRIVALS: return type == BPF_MAP_TYPE_LRU_HASH && keySize == RW_KEY_SIZE && valueSize == ARRIVAL_SIZE;
+    case MAP_NODE_MASQ: return type == BPF_MAP_TYPE_LRU_HASH && keySize == NM_KEY_SIZE && valueSize == NM_SIZE;
   }
   return false;
 }
@@ -171,6 +178,8 @@ export function createNamedMap(id: u32, type: u32, keySize: u32, valueSize: u32,
     case MAP_CONFORMANCE: conformance = m; break;
     case MAP_SERVICE_RANGES4: serviceRanges4 = m; break;
     case MAP_SERVICE_RANGES6: serviceRanges6 = m; break;
+    case MAP_ARRIVALS: arrivals = m; break;
+    case MAP_NODE_MASQ: nodeMasq = m; break;
   }
   return 0;
 }

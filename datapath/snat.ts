@@ -8,7 +8,7 @@ import { ctIsLive, ctPeek4, ctPeek6, fillTuple, fillTuple6 } from './conntrack';
 import { clientHash4, clientHash6, flowHash4, flowHash6 } from './hash';
 import {
   BPF_ANY, CFG_F_SNAT_ADDR6, CONFIG_FLAGS, CONFIG_SNAT_ADDR4, CONFIG_SNAT_ADDR6, CONFIG_SNAT_PORT_MAX, CONFIG_SNAT_PORT_MIN,
-  CT_DIR_REPLY, SNAT4_ADDRESS, SNAT4_PORT, SNAT6_ADDRESS, SNAT6_PORT,
+  CT_DIR_REPLY, SNAT4_ADDRESS, SNAT4_NODE_PORT, SNAT4_PORT, SNAT6_ADDRESS, SNAT6_NODE_PORT, SNAT6_PORT,
 } from './layout';
 import { mapDelete, mapLookup, mapUpdate } from './maps';
 import { snat4, snat6 } from './registry';
@@ -97,7 +97,7 @@ const originValue6 = memory.data(20);
 export function recordSnat4(backend: u32, backendPort: u16, port: u16, proto: u8, client: u32, clientPort: u16): void {
   store<u32>(originValue + SNAT4_ADDRESS, client);
   store<u16>(originValue + SNAT4_PORT, clientPort);
-  store<u16>(originValue + SNAT4_PORT + 2, 0);
+  store<u16>(originValue + SNAT4_NODE_PORT, 0); // none learned yet
   mapUpdate(snat4, fillTuple(backend, snatAddress, backendPort, port, proto, CT_DIR_REPLY), originValue, BPF_ANY);
 }
 
@@ -114,7 +114,7 @@ export function deleteSnat4(backend: u32, backendPort: u16, port: u16, proto: u8
 export function recordSnat6(backend: usize, backendPort: u16, port: u16, proto: u8, client: usize, clientPort: u16): void {
   memory.copy(originValue6 + SNAT6_ADDRESS, client, 16);
   store<u16>(originValue6 + SNAT6_PORT, clientPort);
-  store<u16>(originValue6 + SNAT6_PORT + 2, 0);
+  store<u16>(originValue6 + SNAT6_NODE_PORT, 0);
   mapUpdate(snat6, fillTuple6(backend, snatAddress6, backendPort, port, proto, CT_DIR_REPLY), originValue6, BPF_ANY);
 }
 

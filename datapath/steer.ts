@@ -16,10 +16,19 @@
 // masquerade port names no client class, so it cannot be steered to the
 // worker holding its entry; exactly one worker holds it.
 //
+// The node's own masquerade tuples (datapath/node_masq.ts) name no client
+// class either, but every worker learns each of them from the frames, in
+// the same order, with the client of its flow: a reply to a live one (or
+// an error quoting one) goes to that client's worker, before any other rule
+// (the node's address may be svcpath's masquerade address too). So that
+// the order is the same, the walker leaves frames whose direction the
+// capture says to process_batch, which steers them one by one.
+//
 // Known limit: a later fragment of a masqueraded reply carries no port and
 // goes by its addresses instead.
 
 import { clientHash6, hash32 } from './hash';
+import { liveNodeTuple, nodeTuplesKnown } from './node_masq';
 import { parseQuotedPacket, quoteDaddr, quoteDaddr6, quoteDport, quoteProto, quoteSaddr, quoteSaddr6, quoteSport } from './icmp_related';
 import {
   CONFIG_SHARD, CONFIG_SHARDS, REASON_FRAGMENT, REASON_OUTGOING, STEER_CLASS_FLAGS, STEER_F_BACKEND, STEER_F_FRONTEND, STEER_KEY_SIZE, STEER_PORT,
@@ -53,6 +62,8 @@ const dst = memory.data(16);
 let srcPort: u16 = 0; // network order
 let dstPort: u16 = 0;
 let flowProto: u8 = 0;
+/** The flow is the packet an ICMP error quotes: sent towards the backend, not from it. */
+let quoted: bool = false;
 const key = memory.data(STEER_KEY_SIZE);
 
 @inline function mapped4(to: usize, addr: u32): void {
@@ -109,6 +120,11 @@ function snatPortShard(port: u16): u32 {
   return (clientHash6(client) % MAX_PORT_CLASSES) % shards;
 }
 
+/** Whether this worker holds the flows of `client` (16 bytes, IPv4 mapped): always, unsharded. */
+export function ownsClient(client: usize): bool {
+  return shards <= 1 || clientShard(client) == shard;
+}
+
 /** Classes of the two ends, by endpoint (port > 0) or by address alone. */
 function shardByClasses(srcClass: u32, dstClass: u32): i64 {
   if ((dstClass & STEER_F_FRONTEND) != 0) return clientShard(src);
@@ -121,8 +137,14 @@ function shardByClasses(srcClass: u32, dstClass: u32): i64 {
 }
 
 /** The worker of the flow in src/dst, with as few lookups as the common packets allow. */
-function flowShard(): u32 {
+function flowShard(now: u64): u32 {
   if (srcPort != 0 || dstPort != 0) {
+    if (nodeTuplesKnown()) {
+      const held = quoted
+        ? liveNodeTuple(dst, dstPort, src, srcPort, flowProto, now)
+        : liveNodeTuple(src, srcPort, dst, dstPort, flowProto, now);
+      if (held != 0) return clientShard(held); // the tuple's flow starts with its client
+    }
     // A masqueraded reply first: the masquerade address may be a frontend too (NodePorts).
     if (isSnatEndpoint(dst, dstPort) && (endpointClass(src, srcPort, flowProto) & STEER_F_BACKEND) != 0) return snatPortShard(dstPort);
     if (isSnatEndpoint(src, srcPort) && (endpointClass(dst, dstPort, flowProto) & STEER_F_BACKEND) != 0) return snatPortShard(srcPort);
@@ -141,12 +163,14 @@ function flowShard(): u32 {
  * Whether the parsed frame is this worker's. `parsed` is parsePacket's
  * result: frames it turned away are decided without state, by worker 0;
  * frames the node sent are every worker's to look up (processFrame leaves
- * their verdict to worker 0). An ICMP error goes where the packet it quotes goes.
+ * their verdict to worker 0). An ICMP error goes where the packet it quotes
+ * goes. `now` is the frame's time, by which node tuples live.
  */
-export function isOwnPacket(parsed: u8, data: usize, len: u32): bool {
+export function isOwnPacket(parsed: u8, data: usize, len: u32, now: u64): bool {
   if (parsed == REASON_OUTGOING) return true;
   if (parsed != 0 && parsed != REASON_FRAGMENT) return decidesStatelessFrames();
-  if (isIcmpError() && !laterFragment && parseQuotedPacket(data, len)) {
+  quoted = isIcmpError() && !laterFragment && parseQuotedPacket(data, len);
+  if (quoted) {
     if (family == 6) setFlow6(quoteSaddr6, quoteDaddr6, quoteSport, quoteDport, quoteProto);
     else setFlow4(quoteSaddr, quoteDaddr, quoteSport, quoteDport, quoteProto);
   } else if (family == 6) {
@@ -154,5 +178,5 @@ export function isOwnPacket(parsed: u8, data: usize, len: u32): bool {
   } else {
     setFlow4(saddr, daddr, sport, dport, proto);
   }
-  return flowShard() == shard;
+  return flowShard(now) == shard;
 }

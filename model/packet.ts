@@ -55,6 +55,8 @@ export interface LinkLayer {
    * it arrived.
    */
   direction: 'sent' | 'other-host' | 'arrived';
+  /** The header says which way the frame went (a cooked one); an Ethernet or raw IP frame's says nothing. */
+  saysDirection: boolean;
 }
 
 /** Reads the link layer of `linktype`; other link types are outside the model's scope. */
@@ -63,16 +65,22 @@ export function parseLinkLayer(frame: Uint8Array, linktype: number): LinkLayer {
   switch (linktype) {
     case LINKTYPE_ETHERNET:
       need(frame, 14, 'Ethernet header');
-      return { ethertype: view.getUint16(12), length: 14, ethernet: true, direction: 'arrived' };
+      return { ethertype: view.getUint16(12), length: 14, ethernet: true, direction: 'arrived', saysDirection: false };
     case LINKTYPE_LINUX_SLL:
       need(frame, 16, 'cooked header');
-      return { ethertype: view.getUint16(14), length: 16, ethernet: false, direction: cookedDirection(view.getUint16(0), view.getUint16(2)) };
+      return {
+        ethertype: view.getUint16(14), length: 16, ethernet: false, direction: cookedDirection(view.getUint16(0), view.getUint16(2)), saysDirection: true,
+      };
     case LINKTYPE_LINUX_SLL2:
       need(frame, 20, 'cooked header');
-      return { ethertype: view.getUint16(0), length: 20, ethernet: false, direction: cookedDirection(view.getUint8(10), view.getUint16(8)) };
+      return {
+        ethertype: view.getUint16(0), length: 20, ethernet: false, direction: cookedDirection(view.getUint8(10), view.getUint16(8)), saysDirection: true,
+      };
     case LINKTYPE_IPV4:
     case LINKTYPE_IPV6:
-      return { ethertype: linktype === LINKTYPE_IPV4 ? ETHERTYPE_IPV4 : ETHERTYPE_IPV6, length: 0, ethernet: false, direction: 'arrived' };
+      return {
+        ethertype: linktype === LINKTYPE_IPV4 ? ETHERTYPE_IPV4 : ETHERTYPE_IPV6, length: 0, ethernet: false, direction: 'arrived', saysDirection: false,
+      };
     default:
       throw new OutsideModelScope(`link type ${linktype}`);
   }
@@ -189,6 +197,29 @@ function parseL4(frame: Uint8Array, view: DataView, packet: IpPacket): IpPacket 
   }
   packet.ports = { source: view.getUint16(l4), destination: view.getUint16(l4 + 2) };
   return packet;
+}
+
+/** Payload bytes of a packet's identity: enough to tell apart packets with the same headers. */
+const IDENTITY_PAYLOAD = 64;
+
+/**
+ * What NAT leaves alone of a TCP or UDP packet (README, Captures: the
+ * node's own rewrites): family, protocol, IPv4 identification or IPv6 flow
+ * label, the payload's length and first 64 bytes, and TCP's sequence and
+ * acknowledgment numbers. Undefined for a fragment, whose datagram the node
+ * reassembles before its NAT.
+ */
+export function packetIdentity(frame: Uint8Array, packet: IpPacket): string | undefined {
+  if (packet.fragment || !packet.ports) return undefined;
+  const view = new DataView(frame.buffer, frame.byteOffset, frame.byteLength);
+  const { l3, l4 } = packet;
+  const tcp = packet.protocol === IPPROTO_TCP;
+  const header = tcp ? (view.getUint8(l4 + 12) >> 4) * 4 : 8;
+  const payloadLength = l3 + packet.length - l4 - header;
+  const ipId = packet.family === 4 ? view.getUint16(l3 + 4) : view.getUint32(l3) & 0xfffff;
+  const numbers = tcp ? `${view.getUint32(l4 + 4)} ${view.getUint32(l4 + 8)}` : '';
+  const payload = Buffer.from(frame.subarray(l4 + header, l4 + header + Math.min(payloadLength, IDENTITY_PAYLOAD))).toString('hex');
+  return `${packet.family} ${packet.protocol} ${ipId} ${payloadLength} ${numbers} ${payload}`;
 }
 
 /**

@@ -10,17 +10,19 @@
  * IPv6 (228, 229) frames captured whole, with up to two VLAN tags, carrying
  * IPv4 (fragments included) or IPv6 (no extension headers)
  * with TCP, UDP or an ICMP message that is not an error; non-IP frames.
- * Anything else throws OutsideModelScope. Conntrack, NAT, affinity and
- * fragment maps never fill up here: the model has no LRU eviction, so
- * callers keep the datapath's maps far from full.
+ * Anything else throws OutsideModelScope, except a frame the node sent,
+ * which is OUTGOING whatever it is and teaches nothing when it is outside
+ * that scope. Conntrack, NAT, affinity, fragment and node tuple maps never
+ * fill up here: the model has no LRU eviction, so callers keep the
+ * datapath's maps far from full.
  */
-import { SVC_F, type Reason, type Verdict } from '../control/layout.js';
+import { IPPROTO, SVC_F, type Reason, type Verdict } from '../control/layout.js';
 import type { Direction as CaptureDirection } from '../traces/pcap.js';
 import { addressText, sameAddress, type Family } from './addresses.js';
 import { clientHash, flowHash } from './flow-hash.js';
 import {
-  IPPROTO_TCP, OutsideModelScope, TCP_ACK, TCP_FIN, TCP_RST, TCP_SYN, parseFrame, parseLinkLayer, portUnreachable, rewriteEnd,
-  type IpPacket,
+  IPPROTO_TCP, OutsideModelScope, TCP_ACK, TCP_FIN, TCP_RST, TCP_SYN, packetIdentity, parseFrame, parseLinkLayer, portUnreachable,
+  rewriteEnd, type IpPacket,
 } from './packet.js';
 import { sourceClass, trafficPolicy } from './policy.js';
 import { CompiledTables, type Backend, type Frontend } from './tables.js';
@@ -68,6 +70,26 @@ interface Endpoint {
   port: number;
 }
 
+/** A flow by its two ends as the client sent it. */
+interface FlowEnds {
+  client: Endpoint;
+  frontend: Endpoint;
+}
+
+/** A flow's timeout state: conntrack's, or a node tuple's own clock. */
+interface Clock {
+  closing: boolean;
+  seenReply: boolean;
+  /** Packet time, nanoseconds. */
+  lastSeen: bigint;
+}
+
+/** A tuple the node masqueraded a flow to: the flow, and a clock kept by the node's frames on the tuple. */
+type NodeTuple = FlowEnds & Clock;
+
+/** The client behind a masqueraded flow's reply tuple, and the node's masquerade port learned for the flow. */
+type NatOrigin = Endpoint & { nodePort?: number };
+
 const NS_PER_SECOND = 1_000_000_000n;
 /** Salts the SNAT port hash so that port choice and Maglev's backend choice do not correlate (datapath/snat.ts). */
 const SNAT_PORT_HASH_SALT = 0x9e3779b9;
@@ -78,35 +100,143 @@ function tupleKey(direction: Direction, proto: number, from: Endpoint, to: Endpo
   return `${direction} ${proto} ${addressText(from.address)}:${from.port} > ${addressText(to.address)}:${to.port}`;
 }
 
+/** A node tuple's key: the backend, then the node's masquerade address and port, as its replies arrive. */
+const nodeTupleKey = (proto: number, backend: Endpoint, node: Endpoint) => tupleKey('reply', proto, backend, node);
+
+const sameEndpoint = (a: Endpoint, b: Endpoint) => sameAddress(a.address, b.address) && a.port === b.port;
+
 const isClosing = (packet: IpPacket) => packet.protocol === IPPROTO_TCP && (packet.tcpFlags & (TCP_FIN | TCP_RST)) !== 0;
 
 export class ReferenceDatapath {
   private readonly tables: CompiledTables;
   private readonly conntrack = new Map<string, ConntrackEntry>();
   /** Reply tuple of a masqueraded flow -> the client its replies go back to. */
-  private readonly natOrigins = new Map<string, Endpoint>();
+  private readonly natOrigins = new Map<string, NatOrigin>();
   /** "client serviceId" -> the client's backend and the time of its last new connection. */
   private readonly affinities = new Map<string, { backendId: number; lastUsed: bigint }>();
   /** (source, destination, identification, protocol) of a service flow's fragmented datagram -> its ports. */
   private readonly fragmentPorts = new Map<string, { source: number; destination: number }>();
+  /** In a capture with direction, requests that arrived for a frontend, by identity (packetIdentity): their flows. */
+  private readonly arrivals = new Map<string, FlowEnds>();
+  /** The tuples the node masqueraded flows to (nodeTupleKey), learned from its copies of their requests. */
+  private readonly nodeTuples = new Map<string, NodeTuple>();
+  /** Every backend endpoint of any Service: "address port protocol". */
+  private readonly backendEndpoints: Set<string>;
 
   constructor(compiled: Compiled) {
     this.tables = new CompiledTables(compiled);
+    this.backendEndpoints = new Set(compiled.backends.map((b) => `${b.ip} ${b.port} ${IPPROTO[b.protocol]}`));
   }
 
   process(frame: Uint8Array, opts: FrameOptions): ModelOutcome {
     if (opts.wireLen !== frame.length) throw new OutsideModelScope('a frame captured shorter than the wire carried it');
     const now = BigInt(opts.tsSec) * NS_PER_SECOND + BigInt(opts.tsNsec);
     const out = frame.slice();
-    // A frame the node sent is no arrival, and one for another host never reaches its IP layer: neither touches state.
-    if (opts.direction === 'outbound') return outcome('PASS', 'OUTGOING', out);
+    // A frame the node sent is no arrival, and one for another host never reaches its IP layer: neither makes a flow.
+    if (opts.direction === 'outbound') {
+      this.followSent(out, opts.linktype, now);
+      return outcome('PASS', 'OUTGOING', out);
+    }
     const link = parseLinkLayer(out, opts.linktype);
-    if (link.direction === 'sent') return outcome('PASS', 'OUTGOING', out);
+    if (link.direction === 'sent') {
+      this.followSent(out, opts.linktype, now);
+      return outcome('PASS', 'OUTGOING', out);
+    }
     if (link.direction === 'other-host') return outcome('PASS', 'OTHER_HOST', out);
     const packet = parseFrame(out, link);
     if (!packet) return outcome('PASS', 'NON_IP', out);
+    if (link.saysDirection || opts.direction === 'inbound') this.followArrival(out, packet, now);
     if (packet.fragment?.position === 'later') return this.laterFragment(out, packet, now);
     return this.decide(out, packet, now);
+  }
+
+  /**
+   * An arrival in a capture with direction, before it is decided: a frame on
+   * a node tuple keeps the tuple's clock (or, timed out, forgets it); a
+   * request for a frontend is kept by identity for the node's copy of it.
+   */
+  private followArrival(frame: Uint8Array, packet: IpPacket, now: bigint): void {
+    if (!packet.ports || packet.fragment?.position === 'later') return;
+    const source = { address: packet.source, port: packet.ports.source };
+    const destination = { address: packet.destination, port: packet.ports.destination };
+    this.keepClock(nodeTupleKey(packet.protocol, source, destination), packet, now, true);
+    if (!this.tables.frontend(packet.family, packet.destination, destination.port, packet.protocol)) return;
+    const id = packetIdentity(frame, packet);
+    if (id !== undefined) this.arrivals.set(id, { client: source, frontend: destination });
+  }
+
+  /**
+   * A frame the node sent: its copy of a request that arrived teaches the
+   * tuple it masqueraded the flow to, when it did masquerade it (the source
+   * is not the client's) and sent it to a backend; otherwise a frame on a
+   * node tuple keeps the tuple's clock. A frame outside the model's scope
+   * teaches nothing.
+   */
+  private followSent(frame: Uint8Array, linktype: number, now: bigint): void {
+    let packet: IpPacket | undefined;
+    try {
+      packet = parseFrame(frame, parseLinkLayer(frame, linktype));
+    } catch (e) {
+      if (e instanceof OutsideModelScope) return;
+      throw e;
+    }
+    if (!packet?.ports || packet.fragment?.position === 'later') return;
+    const source = { address: packet.source, port: packet.ports.source };
+    const backend = { address: packet.destination, port: packet.ports.destination };
+    const key = nodeTupleKey(packet.protocol, backend, source);
+    const id = packetIdentity(frame, packet);
+    const flow = id === undefined ? undefined : this.arrivals.get(id);
+    if (flow) {
+      this.arrivals.delete(id!);
+      const toBackend = this.backendEndpoints.has(`${addressText(backend.address)} ${backend.port} ${packet.protocol}`);
+      if (!sameEndpoint(source, flow.client) && toBackend) {
+        this.learn(key, flow, packet, now);
+        return;
+      }
+    }
+    this.keepClock(key, packet, now, false);
+  }
+
+  /** A frame on a node tuple: the tuple's clock goes on, or a tuple timed out is forgotten. */
+  private keepClock(key: string, packet: IpPacket, now: bigint, isReply: boolean): void {
+    const held = this.nodeTuples.get(key);
+    if (!held) return;
+    if (this.isLive(held, packet.protocol, now)) touch(held, packet, now, isReply);
+    else this.nodeTuples.delete(key);
+  }
+
+  /**
+   * The node's tuple `key` for `flow`: kept going when the flow holds it
+   * already, left to another live flow that is not closing, else learned
+   * with a clock from now. The flow's NAT entry (when svcpath masqueraded
+   * it to the tuple's backend) takes the node's port as the one its copies show now.
+   */
+  private learn(key: string, flow: FlowEnds, packet: IpPacket, now: bigint): void {
+    const held = this.nodeTuples.get(key);
+    const backend = { address: packet.destination, port: packet.ports!.destination };
+    if (held && sameEndpoint(held.client, flow.client) && sameEndpoint(held.frontend, flow.frontend)) {
+      touch(held, packet, now, false);
+    } else if (!held || !this.isLive(held, packet.protocol, now) || held.closing) {
+      this.nodeTuples.set(key, { ...flow, closing: isClosing(packet), seenReply: false, lastSeen: now });
+    }
+    const found = this.masqueradedFlow(packet, flow, backend, now);
+    if (found) found.origin.nodePort = packet.ports!.source;
+  }
+
+  /**
+   * svcpath's flow `flow`, when its replies from `backend` are svcpath's to
+   * reverse-NAT: live, masqueraded, to that backend, its NAT entry naming its client.
+   */
+  private masqueradedFlow(packet: IpPacket, flow: FlowEnds, backend: Endpoint, now: bigint) {
+    const { family, protocol } = packet;
+    const original = this.conntrack.get(tupleKey('original', protocol, flow.client, flow.frontend));
+    if (!original || !this.isLive(original, protocol, now) || original.masqueradePort === undefined) return undefined;
+    const chosen = this.tables.backend(family, original.backendId);
+    if (!chosen || !sameEndpoint(chosen, backend)) return undefined;
+    const replyKey = this.replyKey(family, protocol, original, chosen, flow.client);
+    const origin = this.natOrigins.get(replyKey);
+    if (!origin || !sameEndpoint(origin, flow.client)) return undefined;
+    return { original, replyKey, origin };
   }
 
   private decide(frame: Uint8Array, packet: IpPacket, now: bigint): ModelOutcome {
@@ -142,17 +272,41 @@ export class ReferenceDatapath {
    */
   private reply(frame: Uint8Array, packet: IpPacket, now: bigint): ModelOutcome | undefined {
     const ports = packet.ports!;
-    const key = tupleKey('reply', packet.protocol, { address: packet.source, port: ports.source }, { address: packet.destination, port: ports.destination });
+    const source = { address: packet.source, port: ports.source };
+    const destination = { address: packet.destination, port: ports.destination };
+    const held = this.nodeTuples.get(nodeTupleKey(packet.protocol, source, destination));
+    // A live tuple the node masqueraded a flow to decides alone: svcpath's own tuple, if the same, gives way.
+    if (held && this.isLive(held, packet.protocol, now)) return this.replyToNodeTuple(frame, packet, held, now);
+    const key = tupleKey('reply', packet.protocol, source, destination);
     const entry = this.conntrack.get(key);
     if (!entry) return undefined;
     if (!this.isLive(entry, packet.protocol, now)) {
       this.conntrack.delete(key);
       return undefined;
     }
+    return this.reverseNat(frame, packet, entry, entry.masqueradePort !== undefined ? this.natOrigins.get(key) : destination, now);
+  }
+
+  /**
+   * A reply to the node's tuple of a flow svcpath masqueraded to the
+   * backend it comes from, the tuple being the one the flow last learned:
+   * reverse-NATed as a reply to svcpath's own tuple of the flow is.
+   */
+  private replyToNodeTuple(frame: Uint8Array, packet: IpPacket, held: NodeTuple, now: bigint): ModelOutcome | undefined {
+    const ports = packet.ports!;
+    const found = this.masqueradedFlow(packet, held, { address: packet.source, port: ports.source }, now);
+    if (!found || found.origin.nodePort !== ports.destination) return undefined;
+    const reply = this.conntrack.get(found.replyKey);
+    const sameFlow = reply && reply.serviceId === found.original.serviceId && reply.revNatIndex === found.original.revNatIndex
+      && reply.backendId === found.original.backendId;
+    return this.reverseNat(frame, packet, sameFlow ? reply : found.original, found.origin, now);
+  }
+
+  /** A backend's reply to the flow of `entry`, back to `client` from the frontend the client used. */
+  private reverseNat(frame: Uint8Array, packet: IpPacket, entry: ConntrackEntry, client: Endpoint | undefined, now: bigint): ModelOutcome {
     const { serviceId, backendId } = entry;
     const masqueraded = entry.masqueradePort !== undefined;
     const frontend = this.tables.reverseNat(packet.family, entry.revNatIndex);
-    const client = masqueraded ? this.natOrigins.get(key) : { address: packet.destination, port: ports.destination };
     if (!frontend || !client) return outcome('DROP', 'STATE_MISMATCH', frame, { serviceId, backendId });
     touch(entry, packet, now, true);
     const original = this.conntrack.get(tupleKey('original', packet.protocol, client, frontend));
@@ -194,7 +348,7 @@ export class ReferenceDatapath {
       this.conntrack.set(originalKey, flow.entry);
       const replyKey = this.replyKey(family, packet.protocol, flow.entry, flow.backend, client);
       this.conntrack.set(replyKey, { ...flow.entry });
-      if (flow.entry.masqueradePort !== undefined) this.natOrigins.set(replyKey, client);
+      if (flow.entry.masqueradePort !== undefined) this.natOrigins.set(replyKey, { ...client });
     }
     const { entry, backend } = flow;
     rewriteEnd(frame, packet, 'destination', backend.address, backend.port);
@@ -320,7 +474,7 @@ export class ReferenceDatapath {
    * live; datapath/conntrack.ts says it is (age <= timeout), and a clock
    * that steps back keeps entries live.
    */
-  private isLive(entry: ConntrackEntry, proto: number, now: bigint): boolean {
+  private isLive(entry: Clock, proto: number, now: bigint): boolean {
     const s = this.tables.settings;
     const seconds = proto === IPPROTO_TCP ? (entry.closing ? s.tcpClosing : s.tcpEstablished) : (entry.seenReply ? s.udpStream : s.udp);
     return now - entry.lastSeen <= BigInt(seconds) * NS_PER_SECOND;
@@ -346,7 +500,7 @@ function reopens(entry: ConntrackEntry, packet: IpPacket): boolean {
   return packet.protocol === IPPROTO_TCP && (packet.tcpFlags & (TCP_SYN | TCP_ACK)) === TCP_SYN && entry.closing;
 }
 
-function touch(entry: ConntrackEntry, packet: IpPacket, now: bigint, isReply: boolean): void {
+function touch(entry: Clock, packet: IpPacket, now: bigint, isReply: boolean): void {
   if (now > entry.lastSeen) entry.lastSeen = now;
   if (isReply) entry.seenReply = true;
   if (isClosing(packet)) entry.closing = true;

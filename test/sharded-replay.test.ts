@@ -1,12 +1,15 @@
 // replay --workers N against one worker: the same verdict lines, output bytes
 // and summary, on the bundled sample and on the regression cases, which hold
-// masqueraded NodePort flows and their replies, IPv6, UDP and SCTP. The
-// masquerade ports are equal too, by design (datapath/snat.ts port classes).
+// masqueraded NodePort flows and their replies, IPv6, UDP and SCTP, and a
+// capture taken on a node whose replies go to the node's own masquerade
+// tuples. The masquerade ports are equal too, by design (datapath/snat.ts
+// port classes).
 import { mkdtempSync, readFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { describe, expect, it } from 'vitest';
 import { PROJECT_ROOT } from '../control/paths.js';
+import { clientHash } from '../model/flow-hash.js';
 import { loadProgram } from '../control/program.js';
 import { replay } from '../control/replay.js';
 import { replaySharded } from '../control/sharded-replay.js';
@@ -47,6 +50,13 @@ function udpFragments(src: string, sport: number, dst: string, dport: number, id
 }
 const CASES = join(PROJECT_ROOT, 'test', 'cases');
 
+/** A regression case's capture and replay flags, replayed with two workers. */
+function caseInput(name: string, under: string): [string, string, string[], number[]] {
+  const dir = join(under, name);
+  const capture = join(dir, name === 'cooked-pcapng' ? 'input.pcapng' : 'input.pcap');
+  return [name, capture, ['--cluster', join(dir, 'cluster.yaml'), ...readFileSync(join(dir, 'args'), 'utf8').trim().split(/\s+/)], [2]];
+}
+
 
 
 /** Replays with `workers` workers; returns the verdict lines, output bytes and the summary without its notes. */
@@ -66,10 +76,9 @@ async function run(trace: string, args: string[], workers: number, name: string,
 const inputs: Array<[string, string, string[], number[]]> = [
   ['sample', join(PROJECT_ROOT, 'traces/samples/sample.pcap'), ['--cluster', join(PROJECT_ROOT, 'traces/samples/cluster.yaml'), '--node', 'node-a'], [2, 4]],
   // The pcapng case goes through the JavaScript reader and pcapng output: steered in process_batch, merged frame by frame.
-  ...['frontends-and-policies', 'sctp-udp-nanosecond', 'cooked-pcapng'].map((c): [string, string, string[], number[]] => [
-    c, join(CASES, c, c === 'cooked-pcapng' ? 'input.pcapng' : 'input.pcap'),
-    ['--cluster', join(CASES, c, 'cluster.yaml'), ...readFileSync(join(CASES, c, 'args'), 'utf8').trim().split(/\s+/)], [2],
-  ]),
+  ...['frontends-and-policies', 'sctp-udp-nanosecond', 'cooked-pcapng'].map((c) => caseInput(c, CASES)),
+  // A capture taken on a node, whose replies reach their flows only by the node's masquerade tuples (below).
+  caseInput('node-masquerade', join(PROJECT_ROOT, 'test', 'fixtures')),
 ];
 
 describe('replay --workers', () => {
@@ -89,6 +98,14 @@ describe('replay --workers', () => {
       }
     }, 60_000);
   }
+
+  it('node-masquerade\'s hairpin flow has its client on another worker than the address the node masqueraded it with', () => {
+    // README, --workers: a client's worker is its client hash modulo the 64 classes, modulo N. The hairpin flow's
+    // client is the pod 10.244.0.5; its replies come to 10.244.0.1 (the node's veth address), where the rule for an
+    // unknown destination would send them.
+    const worker = (ip: string, n: number) => (clientHash(Uint8Array.from(ip.split('.').map(Number))) % 64) % n;
+    expect(worker('10.244.0.5', 2)).not.toBe(worker('10.244.0.1', 2));
+  });
 
   it('merges frames for a pcapng output (written by this thread, not as whole records) alike', async () => {
     const [, trace, args] = inputs[1];
