@@ -5,7 +5,10 @@
  * and a sequence of traffic actions; each frame goes through both, which
  * must agree on verdict, reason, service id, backend id, snat flag and every
  * output byte. Backends answer what the datapath actually sent them (closed
- * loop), and time advances, sometimes exactly to a timeout.
+ * loop), and time advances, sometimes exactly to a timeout. Half the runs are
+ * captures taken on the node: every frame says which way it went, and the
+ * node's own copies of the requests, masqueraded to tuples of its own, teach
+ * svcpath those tuples, to which the backends may then reply.
  *
  * Everything generated stays inside the model's scope (model/packet.ts).
  */
@@ -85,6 +88,8 @@ export interface ServiceSpec {
 }
 
 export interface ClusterSpec {
+  /** The capture was taken on the node: arrivals say so (pcapng epb_flags), and the node's own copies are in it. Default no. */
+  capturedOnNode?: boolean;
   seed: number;
   maglevTableSize: number;
   podNetwork: 'dual' | 'v4' | 'none';
@@ -125,6 +130,7 @@ const serviceArb: fc.Arbitrary<ServiceSpec> = fc.record({
 });
 
 export const clusterArb: fc.Arbitrary<ClusterSpec> = fc.record({
+  capturedOnNode: fc.boolean(),
   seed: fc.nat(),
   // 3 has fewer slots than a service may have backends.
   maglevTableSize: fc.constantFrom(3, 7, 13, 251, 251, 16381),
@@ -242,8 +248,17 @@ export type Action =
   | { kind: 'burst'; family: Fam; client: ClientChoice; target: TargetChoice; count: number; packet: PacketShape }
   /** The flow's client sends again on the same tuple. */
   | { kind: 'again'; flow: number; packet: PacketShape }
-  /** The flow's backend answers the last packet the datapath sent it; for UDP optionally with a payload whose checksum comes out zero after reverse NAT. */
-  | { kind: 'reply'; flow: number; packet: PacketShape; zeroChecksumAfterNat: boolean }
+  /**
+   * The flow's backend answers the last packet the datapath sent it; for UDP optionally with a payload whose checksum
+   * comes out zero after reverse NAT. `toNodeTuple`: to the tuple the node's copy masqueraded the flow to, if any.
+   */
+  | { kind: 'reply'; flow: number; packet: PacketShape; zeroChecksumAfterNat: boolean; toNodeTuple: boolean }
+  /**
+   * On a capture taken on the node: the node's copy of the last packet the datapath sent the flow's backend,
+   * masqueraded by the node to its own address or its overlay's and `port` (a few, so that tuples meet), sent to
+   * that backend or to another pod.
+   */
+  | { kind: 'nodeCopy'; flow: number; address: 'own' | 'overlay'; port: number; toPod?: number }
   | { kind: 'wait'; seconds: number; nanos: number }
   | { kind: 'nonIP'; vlans: readonly number[] };
 
@@ -314,6 +329,14 @@ const actionArb: fc.Arbitrary<Action> = fc.oneof(
     kind: fc.constant('reply' as const), flow: fc.nat(),
     packet: packetArb([TCP.SYN | TCP.ACK, TCP.ACK, TCP.PSH | TCP.ACK, TCP.FIN | TCP.ACK, TCP.RST | TCP.ACK]),
     zeroChecksumAfterNat: often(1, 3),
+    toNodeTuple: often(3, 1),
+  }) },
+  { weight: 5, arbitrary: fc.record({
+    kind: fc.constant('nodeCopy' as const), flow: fc.nat(),
+    address: fc.constantFrom('own', 'overlay'),
+    // svcpath's own masquerade ports among them, and a NodePort.
+    port: fc.constantFrom(40000, 40001, 40002, 50000, 50001, 30000),
+    toPod: fc.option(fc.nat({ max: POD_COUNT - 1 }), { nil: undefined, freq: 5 }),
   }) },
   { weight: 2, arbitrary: fc.record({
     kind: fc.constant('wait' as const),
@@ -336,7 +359,12 @@ interface Flow {
   /** The last frame the datapath sent to the flow's backend. */
   toBackend?: Uint8Array;
   masqueraded: boolean;
+  /** The tuple the node's last copy masqueraded the flow to. */
+  nodeTuple?: { address: string; port: number };
 }
+
+/** The node's own address, and its overlay interface's: what MASQUERADE takes as source. */
+const OVERLAY = { v4: '10.244.0.0', v6: 'fd00:244::' };
 
 const CLIENT_MAC = '02:00:00:00:00:01';
 const NODE_MAC = '02:00:00:00:00:fe';
@@ -459,18 +487,18 @@ class SideBySide {
     this.nsec = total % 1e9;
   }
 
-  /** Runs one frame through both; throws on any disagreement. */
-  run(frame: Uint8Array, what: string): Outcome {
+  /** Runs one frame through both, which way it went if the capture says; throws on any disagreement. */
+  run(frame: Uint8Array, what: string, direction?: 'inbound' | 'outbound'): Outcome {
     this.step++;
     const b = this.batch;
     b.clear();
-    b.add(frame, frame.length, this.sec, this.nsec);
+    b.add(frame, frame.length, this.sec, this.nsec, LINKTYPES.ETHERNET, false, direction);
     b.run();
     const datapath: Outcome = {
       verdict: VERDICTS[b.verdict(0)], reason: REASONS[b.reason(0)], serviceId: b.serviceId(0), backendId: b.backendId(0),
       snat: (b.flags(0) & DESC_F_SNAT) !== 0, out: b.frame(0).slice(),
     };
-    const model = this.model.process(frame, { wireLen: frame.length, tsSec: this.sec, tsNsec: this.nsec, linktype: LINKTYPES.ETHERNET });
+    const model = this.model.process(frame, { wireLen: frame.length, tsSec: this.sec, tsNsec: this.nsec, linktype: LINKTYPES.ETHERNET, direction });
     const diff = difference(frame, datapath, model);
     if (diff) throw new Error(`step ${this.step} (${what}, t=${this.sec}.${String(this.nsec).padStart(9, '0')}):\n${diff}`);
     const key = `${datapath.verdict} ${datapath.reason}`;
@@ -520,8 +548,8 @@ function targetOf(choice: TargetChoice, fam: Fam, compiled: Compiled): { server:
   }
 }
 
-/** The reply a backend sends to what it received: addresses, ports and MACs swapped. */
-function replyFrame(flow: Flow, received: Uint8Array, action: Extract<Action, { kind: 'reply' }>): Uint8Array {
+/** The reply a backend sends to what it received: addresses, ports and MACs swapped; or sent to `to` instead. */
+function replyFrame(flow: Flow, received: Uint8Array, action: Extract<Action, { kind: 'reply' }>, to?: Flow['nodeTuple']): Uint8Array {
   const l3 = 14 + 4 * vlanCount(received);
   const v = new DataView(received.buffer, received.byteOffset);
   const fam = flow.fam;
@@ -533,7 +561,24 @@ function replyFrame(flow: Flow, received: Uint8Array, action: Extract<Action, { 
   const shape = action.packet;
   if (flow.protocol === 'UDP' && action.zeroChecksumAfterNat) payload = zeroChecksumPayload(flow, payload);
   const macs: [string, string] = [macText(received, 0), macText(received, 6)];
-  return frameOf(fam, addressText(dst), addressText(src), flow.protocol, v.getUint16(l4 + 2), v.getUint16(l4), shape, macs, payload);
+  return frameOf(fam, addressText(dst), to?.address ?? addressText(src), flow.protocol, v.getUint16(l4 + 2), to?.port ?? v.getUint16(l4), shape, macs, payload);
+}
+
+/**
+ * The node's copy of what the datapath sent the flow's backend: what NAT
+ * leaves alone (identification or flow label, TCP numbers, payload) kept, the
+ * source the node's masquerade tuple, the destination its backend or `toPod`.
+ * Its checksums are left as they are: nothing checks an outgoing frame's.
+ */
+function nodeCopy(sent: Uint8Array, fam: Fam, tuple: { address: string; port: number }, toPod?: string): Uint8Array {
+  const copy = sent.slice();
+  const l3 = 14 + 4 * vlanCount(copy);
+  const [source, destination] = fam === 'v4' ? [l3 + 12, l3 + 16] : [l3 + 8, l3 + 24];
+  const l4 = l3 + (fam === 'v4' ? (copy[l3] & 0x0f) * 4 : 40);
+  copy.set(addressBytes(tuple.address), source);
+  new DataView(copy.buffer).setUint16(l4, tuple.port);
+  if (toPod) copy.set(addressBytes(toPod), destination);
+  return copy;
 }
 
 function vlanCount(frame: Uint8Array): number {
@@ -583,6 +628,7 @@ export async function checkAgreement(cluster: ClusterSpec, actions: Action[], ta
   const compiled = compileCluster(cluster);
   const dp = await loadProgram(compiled, { ctEntries: CT_ENTRIES });
   const run = new SideBySide(dp, compiled, tally);
+  const arrived = cluster.capturedOnNode ? 'inbound' as const : undefined;
   const flows: Flow[] = [];
   const byTuple = new Map<string, Flow>();
   let nextPort = 32768 + (cluster.seed % 20000);
@@ -593,7 +639,7 @@ export async function checkAgreement(cluster: ClusterSpec, actions: Action[], ta
         break;
       case 'nonIP': {
         const arp = buildFrame({ srcMac: CLIENT_MAC, dstMac: 'ff:ff:ff:ff:ff:ff', vlans: action.vlans, ethertype: 0x0806, payload: new Uint8Array(28).fill(1) }).slice();
-        run.run(arp, 'ARP');
+        run.run(arp, 'ARP', arrived);
         break;
       }
       case 'open':
@@ -612,23 +658,33 @@ export async function checkAgreement(cluster: ClusterSpec, actions: Action[], ta
             byTuple.set(key, flow);
             flows.push(flow);
           }
-          send(run, flow, action.packet, `${action.kind} ${key}`);
+          send(run, flow, action.packet, `${action.kind} ${key}`, arrived);
         }
         break;
       }
       case 'again': {
         if (flows.length === 0) break;
         const flow = flows[action.flow % flows.length];
-        send(run, flow, action.packet, `again ${flow.protocol} ${hostPort(flow.client, flow.clientPort)} > ${hostPort(flow.server, flow.serverPort)}`);
+        send(run, flow, action.packet, `again ${flow.protocol} ${hostPort(flow.client, flow.clientPort)} > ${hostPort(flow.server, flow.serverPort)}`, arrived);
         break;
       }
       case 'reply': {
         if (flows.length === 0) break;
         const flow = flows[action.flow % flows.length];
         if (!flow.toBackend || flow.protocol === 'ICMP') break;
-        for (const { frame } of asSent(replyFrame(flow, flow.toBackend, action), flow.fam, action.packet)) {
-          run.run(frame, `reply to ${hostPort(flow.client, flow.clientPort)} > ${hostPort(flow.server, flow.serverPort)}`);
+        const to = action.toNodeTuple ? flow.nodeTuple : undefined;
+        for (const { frame } of asSent(replyFrame(flow, flow.toBackend, action, to), flow.fam, action.packet)) {
+          run.run(frame, `reply${to ? ' to the node\'s tuple' : ''} to ${hostPort(flow.client, flow.clientPort)} > ${hostPort(flow.server, flow.serverPort)}`, arrived);
         }
+        break;
+      }
+      case 'nodeCopy': {
+        if (!cluster.capturedOnNode || flows.length === 0) break;
+        const flow = flows[action.flow % flows.length];
+        if (!flow.toBackend || flow.protocol === 'ICMP') break;
+        flow.nodeTuple = { address: action.address === 'own' ? NODE[flow.fam] : OVERLAY[flow.fam], port: action.port };
+        const toPod = action.toPod === undefined ? undefined : podAddress(action.toPod, flow.fam);
+        run.run(nodeCopy(flow.toBackend, flow.fam, flow.nodeTuple, toPod), `node's copy of ${hostPort(flow.client, flow.clientPort)} > ${hostPort(flow.server, flow.serverPort)}`, 'outbound');
         break;
       }
     }
@@ -636,10 +692,10 @@ export async function checkAgreement(cluster: ClusterSpec, actions: Action[], ta
 }
 
 /** The client's packet of a flow. */
-function send(run: SideBySide, flow: Flow, shape: PacketShape, what: string): void {
+function send(run: SideBySide, flow: Flow, shape: PacketShape, what: string, direction?: 'inbound'): void {
   const frame = frameOf(flow.fam, flow.client, flow.server, flow.protocol, flow.clientPort, flow.serverPort, shape, [CLIENT_MAC, NODE_MAC]);
   for (const sent of asSent(frame, flow.fam, shape)) {
-    const result = run.run(sent.frame, what);
+    const result = run.run(sent.frame, what, direction);
     // A later fragment carries no L4 header to answer.
     if (result.reason === 'SERVICE' && !sent.later) {
       flow.toBackend = result.out;
