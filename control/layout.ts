@@ -223,7 +223,7 @@ export const REWRITE_ENTRIES = 1 << 13;
  * or would have but another live flow held (taken).
  */
 export const CONFORMANCE_COUNTER = struct('conformance_counter', 'CONFORM', 8, [['count', 'COUNT', 0, 'u64']]);
-export const CONFORM = { REPRODUCED: 0, OTHER_BACKEND: 1, DIFFERS: 2, LEARNED: 3, TAKEN: 4 } as const;
+export const CONFORM = { REPRODUCED: 0, OTHER_BACKEND: 1, DIFFERS: 2, LEARNED: 3, TAKEN: 4, MASQUERADE_DIFFERS: 5 } as const;
 
 /** A request that arrived for a frontend, by its identity (a rewrite_key): its flow (datapath/node_masq.ts). */
 export const ARRIVAL = struct('arrival', 'ARRIVAL', 36, [

@@ -65,7 +65,13 @@ export interface Conformance {
   reproduced: number;
   /** The same but for the backend, another one of the Service's. */
   otherBackend: number;
+  /** Anything else. */
   differ: number;
+  /**
+   * Of `differ`, requests that differ only in that one of the node and
+   * svcpath masqueraded the source: the masquerade settings are not the node's.
+   */
+  differMasquerade: number;
   /**
    * The node's masquerade tuples learned from its copies (an address and
    * port it masqueraded a flow with, other than svcpath's), whose replies are
@@ -183,10 +189,11 @@ export function buildSummary(result: ReplayResult, compiled: Compiled, counters:
 }
 
 function conformanceOf(outgoing: number, counts: number[]): Conformance {
-  const [reproduced, otherBackend, differ, learnedTuples, takenTuples] = [
-    CONFORM.REPRODUCED, CONFORM.OTHER_BACKEND, CONFORM.DIFFERS, CONFORM.LEARNED, CONFORM.TAKEN,
+  const [reproduced, otherBackend, differOtherwise, differMasquerade, learnedTuples, takenTuples] = [
+    CONFORM.REPRODUCED, CONFORM.OTHER_BACKEND, CONFORM.DIFFERS, CONFORM.MASQUERADE_DIFFERS, CONFORM.LEARNED, CONFORM.TAKEN,
   ].map((i) => counts[i]);
-  return { outgoing, nodeRewrites: reproduced + otherBackend + differ, reproduced, otherBackend, differ, learnedTuples, takenTuples };
+  const differ = differOtherwise + differMasquerade;
+  return { outgoing, nodeRewrites: reproduced + otherBackend + differ, reproduced, otherBackend, differ, differMasquerade, learnedTuples, takenTuples };
 }
 
 /** "2 ready, 1 local, 2 unusable": what new flows may use. */
@@ -247,10 +254,17 @@ function conformanceLines(c: Conformance): string[] {
   return [
     `Node's own rewrites in the capture: ${c.nodeRewrites} of the ${c.outgoing} frames it sent are its copies of packets svcpath rewrote;`,
     `  svcpath reproduced ${c.reproduced} (same backend and rewrite), ${c.otherBackend} went to another backend `
-    + `(kube-proxy chooses at random, svcpath by Maglev), ${c.differ} differ;`,
+    + `(kube-proxy chooses at random, svcpath by Maglev), ${c.differ} differ${masqueradeDiffers(c)};`,
     `  learned ${c.learnedTuples} of the node's masquerade tuples (its address and port for a flow svcpath masqueraded), `
     + `whose replies are the flow's${c.takenTuples ? `; ${c.takenTuples} not learned, held by another live flow` : ''}`,
   ];
+}
+
+/** Why so many differ, when it is masquerading: the settings to compare with the node's kube-proxy. */
+function masqueradeDiffers(c: Conformance): string {
+  if (c.differMasquerade === 0) return '';
+  return ` (${c.differMasquerade} only in masquerading the source: one of the node and svcpath did, the other did not; `
+    + 'compare --cluster-cidr and --masquerade-all with the node\'s kube-proxy)';
 }
 
 /** Where a Service's endpoints came from, as the text summary says it. */

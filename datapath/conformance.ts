@@ -5,7 +5,8 @@
 // alone, with what it wrote (MAP_REWRITES). The node's outgoing copy finds
 // that entry by the same identity, once, and the two rewrites are compared:
 // the same, the same but for the backend (kube-proxy picks endpoints at
-// random, svcpath by Maglev), or different (MAP_CONFORMANCE counts each).
+// random, svcpath by Maglev), different only in that one of the two
+// masqueraded the source, or different otherwise (MAP_CONFORMANCE counts each).
 //
 // What identifies a packet across NAT: its protocol, the IPv4 identification
 // or IPv6 flow label, the payload's length and first bytes, and for TCP the
@@ -21,7 +22,7 @@
 
 import { hash32 } from './hash';
 import {
-  CONFORM_COUNT, CONFORM_DIFFERS, CONFORM_OTHER_BACKEND, CONFORM_REPRODUCED, REASON_SERVICE, RW_DADDR, RW_DPORT, RW_FLAGS,
+  CONFORM_COUNT, CONFORM_DIFFERS, CONFORM_MASQUERADE_DIFFERS, CONFORM_OTHER_BACKEND, CONFORM_REPRODUCED, REASON_SERVICE, RW_DADDR, RW_DPORT, RW_FLAGS,
   RW_F_MASQUERADED, RW_KEY_FAMILY, RW_KEY_IP_ID, RW_KEY_L4_A, RW_KEY_L4_B, RW_KEY_PAYLOAD_HASH, RW_KEY_PAYLOAD_LEN,
   RW_KEY_PROTO, RW_KEY_SIZE, RW_REASON, RW_SADDR, RW_SIZE, RW_SPORT, BPF_ANY, STEER_F_BACKEND,
 } from './layout';
@@ -157,7 +158,11 @@ function outcome(rewrite: usize): u32 {
   const sourceAgrees = (load<u8>(rewrite + RW_FLAGS) & RW_F_MASQUERADED) != 0 ? !sameSource : sameSource;
   const sameDestination = isAddress(rewrite + RW_DADDR, daddr, daddr6) && load<u16>(rewrite + RW_DPORT) == dport;
   if (sourceAgrees && sameDestination) return CONFORM_REPRODUCED;
-  if (sourceAgrees && load<u8>(rewrite + RW_REASON) == REASON_SERVICE && isBackend()) return CONFORM_OTHER_BACKEND;
+  const request = load<u8>(rewrite + RW_REASON) == REASON_SERVICE;
+  const backendAgrees = sameDestination || (request && isBackend());
+  if (sourceAgrees && backendAgrees) return CONFORM_OTHER_BACKEND;
+  // Of a request, a source that disagrees is a masquerade one of the two did and the other did not.
+  if (request && backendAgrees) return CONFORM_MASQUERADE_DIFFERS;
   return CONFORM_DIFFERS;
 }
 

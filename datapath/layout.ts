@@ -280,11 +280,14 @@ export const RW_F_MASQUERADED: u8 = 1 << 0; // svcpath masqueraded this request'
 // How the node's copies of rewritten packets compare with svcpath's rewrites.
 export const CONFORM_REPRODUCED: u32 = 0; // same backend and rewrite
 export const CONFORM_OTHER_BACKEND: u32 = 1; // the same but for the backend, another Service backend
-export const CONFORM_DIFFERS: u32 = 2; // anything else
+export const CONFORM_DIFFERS: u32 = 2; // anything else but CONFORM_MASQUERADE_DIFFERS
 // And what the node's copies taught of its masquerade tuples (datapath/node_masq.ts), in tuples.
 export const CONFORM_LEARNED: u32 = 3; // a tuple the node masqueraded a flow svcpath masqueraded to, learned
 export const CONFORM_TAKEN: u32 = 4; // such a tuple not learned, another live flow holding it (once per flow)
-export const CONFORM_ENTRIES: u32 = 5;
+// A request sent to the same backend (or another), but masqueraded by one of the node and svcpath only:
+// the masquerade settings (--cluster-cidr, --masquerade-all) are not the node's.
+export const CONFORM_MASQUERADE_DIFFERS: u32 = 5;
+export const CONFORM_ENTRIES: u32 = 6;
 export const CONFORM_COUNT: u32 = 0; // u64 packets (tuples for LEARNED and TAKEN)
 export const CONFORM_SIZE: u32 = 8;
 
