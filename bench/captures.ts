@@ -5,15 +5,15 @@
  */
 import { spawnSync } from 'node:child_process';
 import { join } from 'node:path';
-import { PROJECT_ROOT } from '../control/paths.js';
-import type { MixTrace } from '../traces/bench-traffic.js';
+import { PROJECT_ROOT } from '../control/common/paths.js';
+import type { MixTrace } from '../traces/synth/bench-traffic.js';
 import { createPcapWriter } from '../traces/pcap.js';
 
 const PCAP_HEADER_BYTES = 24;
 const PCAP_RECORD_HEADER_BYTES = 16;
 const LINKTYPE_ETHERNET = 1;
 
-export const CLI = join(PROJECT_ROOT, 'dist', 'control', 'cli.js');
+export const CLI = join(PROJECT_ROOT, 'dist', 'control', 'cli', 'bin.js');
 
 export interface CaptureSize {
   packets: number;
@@ -50,7 +50,7 @@ export function writeRepeatedTrace(path: string, trace: MixTrace, limit: { packe
   }
 }
 
-/** Runs `node [nodeFlags] dist/control/cli.js ...args`; throws on failure; returns its output and wall-clock seconds. */
+/** Runs `node [nodeFlags] dist/control/cli/bin.js ...args`; throws on failure; returns its output and wall-clock seconds. */
 export function runCli(args: string[], nodeFlags: string[] = []): { stdout: string; stderr: string; seconds: number } {
   const started = process.hrtime.bigint();
   const child = spawnSync(process.execPath, [...nodeFlags, CLI, ...args], { encoding: 'utf8', maxBuffer: 64 << 20 });

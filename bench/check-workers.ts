@@ -1,6 +1,6 @@
 /**
  * `npm run check:workers [-- --packets N] [-- --workers N] [-- --keep]`:
- * replays a generated mixed capture (traces/bench-traffic.ts: handshakes,
+ * replays a generated mixed capture (traces/synth/bench-traffic.ts: handshakes,
  * replies, masqueraded NodePort flows, affinity, UDP, misses, 20% IPv6) once
  * with one worker and once with N, and checks that the verdict files, the
  * output captures and the summaries are the same, byte for byte. Default
@@ -11,7 +11,7 @@ import { closeSync, existsSync, mkdirSync, openSync, readFileSync, readSync, rmS
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { parseArgs } from 'node:util';
-import { compileMixCluster, generateMix, MIX_CLI_FLAGS, mixClusterManifests } from '../traces/bench-traffic.js';
+import { compileMixCluster, generateMix, MIX_CLI_FLAGS, mixClusterManifests } from '../traces/synth/bench-traffic.js';
 import { repeatTrace, runCli, writeRepeatedTrace } from './captures.js';
 
 /** Whether two files hold the same bytes, read a chunk at a time. */

@@ -3,11 +3,11 @@
  * endpoints with the default Maglev table size: compiling the whole state to
  * map entries, and applying one changed EndpointSlice to the loaded maps.
  */
-import { compile, type Compiled } from '../control/compiler.js';
-import { DEFAULT_MAGLEV_TABLE_SIZE } from '../control/maglev.js';
-import type { EndpointSlice } from '../control/model.js';
-import { loadProgram } from '../control/program.js';
-import { applyEndpointSliceUpdate, trackProgram } from '../control/update.js';
+import { compile, type Compiled } from '../control/compile/compiler.js';
+import { DEFAULT_MAGLEV_TABLE_SIZE } from '../control/compile/maglev.js';
+import type { EndpointSlice } from '../control/cluster/state.js';
+import { loadProgram } from '../control/runtime/loader.js';
+import { applyEndpointSliceUpdate, trackProgram } from '../control/runtime/update.js';
 import { syntheticCluster, syntheticCompileOptions, syntheticSlice } from './synthetic.js';
 
 const SERVICES = 10_000;

@@ -4,8 +4,8 @@
  */
 import { writeFileSync } from 'node:fs';
 import { join } from 'node:path';
-import type { Compiled } from '../control/compiler.js';
-import { compileMixCluster, generateMix, mixClusterManifests, type MixTrace } from '../traces/bench-traffic.js';
+import type { Compiled } from '../control/compile/compiler.js';
+import { compileMixCluster, generateMix, mixClusterManifests, type MixTrace } from '../traces/synth/bench-traffic.js';
 
 /** Packets of the mixed trace; `replay-e2e` repeats it to make its capture. */
 const MIX_PACKETS = 1 << 16;

@@ -2,19 +2,19 @@
  * The in-process throughput scenarios. Each operation is one batch of 4096
  * packets: for WASM, the datapath walks them as pcap records lying in linear
  * memory into its batch and decides the batch in one process_batch call,
- * exactly as a replay of a pcap file does (control/zero-copy.ts), minus the
+ * exactly as a replay of a pcap file does (control/runtime/zero-copy-replay.ts), minus the
  * file reads; for the model, one process() call per packet. Both
  * implementations get the same packets with the same times, and are checked
  * to decide the first timed batch alike.
  */
-import { compile, type Compiled } from '../control/compiler.js';
-import { Batch, type Datapath } from '../control/datapath.js';
-import { LINKTYPES, PCAP_F, REASONS, VERDICTS, WALK } from '../control/layout.js';
-import { DEFAULT_MAGLEV_TABLE_SIZE } from '../control/maglev.js';
-import { loadProgram } from '../control/program.js';
-import { Mulberry32 } from '../control/random.js';
+import { compile, type Compiled } from '../control/compile/compiler.js';
+import { Batch, type Datapath } from '../control/runtime/datapath.js';
+import { LINKTYPES, PCAP_F, REASONS, VERDICTS, WALK } from '../control/compile/layout.js';
+import { DEFAULT_MAGLEV_TABLE_SIZE } from '../control/compile/maglev.js';
+import { loadProgram } from '../control/runtime/loader.js';
+import { Mulberry32 } from '../control/common/random.js';
 import { ReferenceDatapath, type ModelOutcome } from '../model/reference-datapath.js';
-import { describeMix } from '../traces/bench-traffic.js';
+import { describeMix } from '../traces/synth/bench-traffic.js';
 import { TCP_FLAGS } from '../traces/frames.js';
 import type { BenchContext } from './context.js';
 import { formatResult, measure, seconds, TS_TIMING, WASM_TIMING, type ScenarioResult } from './measure.js';
@@ -207,7 +207,7 @@ export async function newFlows(): Promise<ScenarioResult[]> {
   return race('new-flows', dp, model, steadyTraffic(flowPackets(1 << 17, SERVICES), TWO_DAYS));
 }
 
-/** The closed-loop mix of traces/bench-traffic.ts, repeated at its period. */
+/** The closed-loop mix of traces/synth/bench-traffic.ts, repeated at its period. */
 export async function mixed(ctx: BenchContext): Promise<ScenarioResult[]> {
   const { compiled, trace } = ctx.mixFixture();
   console.log(`mixed: ${describeMix(trace)}`);

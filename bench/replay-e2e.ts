@@ -8,9 +8,9 @@
  */
 import { closeSync, openSync, readFileSync, writeSync } from 'node:fs';
 import { join } from 'node:path';
-import { hostPort } from '../control/layout.js';
+import { hostPort } from '../control/compile/layout.js';
 import { ReferenceDatapath } from '../model/reference-datapath.js';
-import { compileMixCluster, MIX_CLI_FLAGS } from '../traces/bench-traffic.js';
+import { compileMixCluster, MIX_CLI_FLAGS } from '../traces/synth/bench-traffic.js';
 import { createPcapWriter, openCapture } from '../traces/pcap.js';
 import { runCli, writeRepeatedTrace } from './captures.js';
 import type { BenchContext } from './context.js';

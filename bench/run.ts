@@ -6,7 +6,7 @@
  *
  *   ct-hit          established IPv4 TCP flows: conntrack hit, DNAT, checksums
  *   new-flows       every packet a new flow: service lookup, Maglev, two CT inserts, LRU eviction
- *   mixed           closed-loop realistic mix (traces/bench-traffic.ts), 20% IPv6
+ *   mixed           closed-loop realistic mix (traces/synth/bench-traffic.ts), 20% IPv6
  *   scale-services  100k Services, 1M backends: half new flows, half established
  *   scale-ct        1M established flows in conntrack, packets in random order
  *   replay-e2e      pcap file to output pcap and verdicts, whole `svcpath replay` process

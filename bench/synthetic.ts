@@ -3,9 +3,9 @@
  * each (a third of them on the emulated node), and TCP flows of clients to
  * them: the in-process scenarios other than `mixed`, and the compile timing.
  */
-import { compile, type Compiled, type CompileOptions } from '../control/compiler.js';
+import { compile, type Compiled, type CompileOptions } from '../control/compile/compiler.js';
 import { resolveServices } from '../control/cluster/index.js';
-import type { ClusterState, EndpointSlice, ResolvedService, Service } from '../control/model.js';
+import type { ClusterState, EndpointSlice, ResolvedService, Service } from '../control/cluster/state.js';
 import { buildFrame, TCP_FLAGS } from '../traces/frames.js';
 
 const NODE = 'node-a';

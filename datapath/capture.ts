@@ -226,7 +226,7 @@ export function verdictsEmit(
 }
 
 /**
- * The merge of a sharded replay's outputs (control/sharded-replay.ts): the
+ * The merge of a sharded replay's outputs (control/runtime/sharded-replay.ts): the
  * `count` runs at `runs`, each a u32 address and a u32 length, copied one
  * after the other to `out`. Returns the bytes written.
  */

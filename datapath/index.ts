@@ -1,6 +1,6 @@
 // svcpath's datapath: an XDP-style program over batches of frames.
 //
-// The host (control/datapath.ts) creates the maps through the bpf(2)-shaped
+// The host (control/runtime/datapath.ts) creates the maps through the bpf(2)-shaped
 // exports below, fills them, lays a batch of frames and their descriptors in
 // linear memory and calls process_batch once per batch: JS and WebAssembly
 // cross once per batch, never per packet. Per frame the program parses,

@@ -5,7 +5,7 @@
  * then the protocol number as a little-endian word. Maglev indexes a table
  * with it; the SNAT port choice uses it with a salted seed.
  */
-import { flowHash4, murmur3 } from '../control/murmur3.js';
+import { flowHash4, murmur3 } from '../control/common/murmur3.js';
 
 /** The hash's input for a flow of either family: the bytes whose little-endian words are mixed. */
 export function flowHashKey(saddr: Uint8Array, daddr: Uint8Array, sport: number, dport: number, proto: number): Uint8Array {

@@ -3,7 +3,7 @@
  * flow may use and whether its source is masqueraded, from the frontend kind,
  * the service's policies and where the packet comes from.
  */
-import { SVC_F } from '../control/layout.js';
+import { SVC_F } from '../control/compile/layout.js';
 import { inNetwork, type Family } from './addresses.js';
 import type { CompiledTables } from './tables.js';
 

@@ -16,7 +16,7 @@
  * fill up here: the model has no LRU eviction, so callers keep the
  * datapath's maps far from full.
  */
-import { IPPROTO, SVC_F, type Reason, type Verdict } from '../control/layout.js';
+import { IPPROTO, SVC_F, type Reason, type Verdict } from '../control/compile/layout.js';
 import type { Direction as CaptureDirection } from '../traces/pcap.js';
 import { addressText, sameAddress, type Family } from './addresses.js';
 import { clientHash, flowHash } from './flow-hash.js';
@@ -26,7 +26,7 @@ import {
 } from './packet.js';
 import { sourceClass, trafficPolicy } from './policy.js';
 import { CompiledTables, type Backend, type Frontend } from './tables.js';
-import type { Compiled } from '../control/compiler.js';
+import type { Compiled } from '../control/compile/compiler.js';
 
 export { OutsideModelScope } from './packet.js';
 

@@ -1,9 +1,9 @@
 /**
- * The compiled map entries (control/compiler.ts `Compiled.entries`), read
+ * The compiled map entries (control/compile/compiler.ts `Compiled.entries`), read
  * into plain lookups: what the datapath's maps hold, without their layout.
  */
-import type { Compiled, FamilyEntries } from '../control/compiler.js';
-import { BE_F_LOCAL, CFG_F, SVC_F } from '../control/layout.js';
+import type { Compiled, FamilyEntries } from '../control/compile/compiler.js';
+import { BE_F_LOCAL, CFG_F, SVC_F } from '../control/compile/layout.js';
 import { addressBytes, addressText, canonical, inPrefix, type Family } from './addresses.js';
 
 /** A frontend's entry: which service port, and how it is reached. */

@@ -4,8 +4,8 @@ import { join } from 'node:path';
 import { afterAll, describe, expect, it } from 'vitest';
 import { stringify } from 'yaml';
 import { loadClusterState, type LoadOptions } from '../control/cluster/index.js';
-import { InputError } from '../control/errors.js';
-import type { ClusterState, Service } from '../control/model.js';
+import { InputError } from '../control/common/errors.js';
+import type { ClusterState, Service } from '../control/cluster/state.js';
 
 const scratch = mkdtempSync(join(tmpdir(), 'svcpath-allocate-'));
 afterAll(() => rmSync(scratch, { recursive: true, force: true }));

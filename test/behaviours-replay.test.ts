@@ -5,7 +5,7 @@ import { mkdtempSync, readFileSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { describe, expect, it, vi } from 'vitest';
-import { main } from '../control/main.js';
+import { main } from '../control/cli/main.js';
 import { buildFrame, decodeFrame } from '../traces/frames.js';
 import { createPcapWriter, openCapture } from '../traces/pcap.js';
 import { tcp } from './helpers.js';

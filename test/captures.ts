@@ -1,7 +1,7 @@
 /** Helpers the capture reader and writer tests share. */
 import * as path from 'node:path';
-import { Mulberry32 } from '../control/random.js';
-import { PROJECT_ROOT } from '../control/paths.js';
+import { Mulberry32 } from '../control/common/random.js';
+import { PROJECT_ROOT } from '../control/common/paths.js';
 import { openCapture, type CaptureRecord } from '../traces/pcap.js';
 
 /** Real captures from public projects, vendored with their sources and licences in INDEX.txt. */

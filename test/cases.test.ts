@@ -5,8 +5,8 @@ import { cpSync, mkdirSync, mkdtempSync, readFileSync, rmSync, writeFileSync } f
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { describe, expect, it } from 'vitest';
-import { PROJECT_ROOT } from '../control/paths.js';
-import { runCase } from '../control/testcases.js';
+import { PROJECT_ROOT } from '../control/common/paths.js';
+import { runCase } from '../control/runtime/testcases.js';
 import { formatIpv4 } from '../traces/frames.js';
 import { openCapture } from '../traces/pcap.js';
 import { createPcapngWriter } from '../traces/pcapng.js';

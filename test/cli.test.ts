@@ -4,7 +4,7 @@
 import { readFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { describe, expect, it } from 'vitest';
-import { PROJECT_ROOT } from '../control/paths.js';
+import { PROJECT_ROOT } from '../control/common/paths.js';
 import { cli } from './helpers.js';
 
 const COMMANDS = ['replay', 'trace', 'diff', 'test', 'services', 'endpoints', 'env', 'dns', 'maps'];

@@ -5,8 +5,8 @@ import { fileURLToPath } from 'node:url';
 import { afterAll, describe, expect, it } from 'vitest';
 import { stringify } from 'yaml';
 import { loadClusterState, resolveServices, type LoadOptions } from '../control/cluster/index.js';
-import { InputError } from '../control/errors.js';
-import type { ClusterState, ResolvedService } from '../control/model.js';
+import { InputError } from '../control/common/errors.js';
+import type { ClusterState, ResolvedService } from '../control/cluster/state.js';
 
 const fixtures = fileURLToPath(new URL('fixtures/cluster/', import.meta.url));
 const scratch = mkdtempSync(join(tmpdir(), 'svcpath-cluster-'));

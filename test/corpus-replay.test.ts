@@ -5,9 +5,9 @@ import { existsSync, mkdtempSync, readdirSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join, resolve } from 'node:path';
 import { beforeAll, describe, expect, it } from 'vitest';
-import { PROJECT_ROOT } from '../control/paths.js';
-import { replay } from '../control/replay.js';
-import { buildSummary, readCounters } from '../control/summary.js';
+import { PROJECT_ROOT } from '../control/common/paths.js';
+import { replay } from '../control/runtime/replay.js';
+import { buildSummary, readCounters } from '../control/runtime/summary.js';
 import { openCapture } from '../traces/pcap.js';
 import { endpoints, makeService, program, resolvedService } from './helpers.js';
 

@@ -1,8 +1,8 @@
 // The datapath's decisions and rewrites, checked against the independent
 // frame decoder and full checksum recomputation of traces/frames.ts.
 import { describe, expect, it } from 'vitest';
-import { FRAME_DESC, VERDICTS, REASONS } from '../control/layout.js';
-import type { Datapath } from '../control/datapath.js';
+import { FRAME_DESC, VERDICTS, REASONS } from '../control/compile/layout.js';
+import type { Datapath } from '../control/runtime/datapath.js';
 import { buildFrame, decodeFrame, verifyChecksums } from '../traces/frames.js';
 import { endpoints, makeService, program, resolvedService, runFrames, tcp, udp } from './helpers.js';
 

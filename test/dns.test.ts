@@ -4,7 +4,7 @@
 import { fileURLToPath } from 'node:url';
 import { describe, expect, it } from 'vitest';
 import { loadClusterState } from '../control/cluster/index.js';
-import { clusterZone, dashedAddress, formatRecord, resolveQuery, reverseName, type ClusterZone } from '../control/dns.js';
+import { clusterZone, dashedAddress, formatRecord, resolveQuery, reverseName, type ClusterZone } from '../control/discovery/dns.js';
 import { cli } from './helpers.js';
 
 const fixture = fileURLToPath(new URL('fixtures/cluster/discovery.yaml', import.meta.url));

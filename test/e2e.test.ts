@@ -6,15 +6,15 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { afterEach, beforeAll, describe, expect, it, vi } from 'vitest';
 import { loadClusterState, resolveServices } from '../control/cluster/index.js';
-import { compile } from '../control/compiler.js';
-import { DEFAULT_MAGLEV_TABLE_SIZE } from '../control/maglev.js';
-import { PROJECT_ROOT } from '../control/paths.js';
-import { LINKTYPES } from '../control/layout.js';
+import { compile } from '../control/compile/compiler.js';
+import { DEFAULT_MAGLEV_TABLE_SIZE } from '../control/compile/maglev.js';
+import { PROJECT_ROOT } from '../control/common/paths.js';
+import { LINKTYPES } from '../control/compile/layout.js';
 import { buildFrame, verifyChecksums, decodeFrame, toLinkType } from '../traces/frames.js';
 import { createPcapWriter, openCapture } from '../traces/pcap.js';
 import { createPcapngWriter } from '../traces/pcapng.js';
-import { maglevChooser } from '../traces/predict.js';
-import { buildSample, SAMPLE_CLUSTER, SAMPLE_NODE, SAMPLE_SEED, type SamplePacket } from '../traces/sample.js';
+import { maglevChooser } from '../traces/synth/predict.js';
+import { buildSample, SAMPLE_CLUSTER, SAMPLE_NODE, SAMPLE_SEED, type SamplePacket } from '../traces/synth/sample.js';
 import { readWithPcapParser } from './pcap-parser.js';
 import { cli } from './helpers.js';
 
@@ -39,7 +39,7 @@ describe('the bundled sample', () => {
   });
   afterEach(() => vi.restoreAllMocks());
 
-  it('is exactly what traces/sample.ts builds', () => {
+  it('is exactly what traces/synth/sample.ts builds', () => {
     const reader = openCapture(join(PROJECT_ROOT, 'traces', 'samples', 'sample.pcap'));
     let i = 0;
     for (const rec of reader.records()) {

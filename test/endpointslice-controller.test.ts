@@ -10,9 +10,9 @@ import { loadClusterState, resolveServices } from '../control/cluster/index.js';
 import {
   deriveEndpointSlices, endpointSlicesFor, legacyEndpointsFor,
 } from '../control/cluster/endpointslice-controller.js';
-import { InputError } from '../control/errors.js';
-import { main } from '../control/main.js';
-import type { Pod, Service } from '../control/model.js';
+import { InputError } from '../control/common/errors.js';
+import { main } from '../control/cli/main.js';
+import type { Pod, Service } from '../control/cluster/state.js';
 import { createPcapWriter } from '../traces/pcap.js';
 import { cli, makeService, tcp } from './helpers.js';
 

@@ -3,8 +3,8 @@
 import { fileURLToPath } from 'node:url';
 import { describe, expect, it } from 'vitest';
 import { loadClusterState } from '../control/cluster/index.js';
-import { envVariableName, formatEnv, podEnv, serviceEnvVars } from '../control/env.js';
-import type { ClusterState } from '../control/model.js';
+import { envVariableName, formatEnv, podEnv, serviceEnvVars } from '../control/discovery/env.js';
+import type { ClusterState } from '../control/cluster/state.js';
 import { cli, makeService } from './helpers.js';
 
 const fixture = fileURLToPath(new URL('fixtures/cluster/discovery.yaml', import.meta.url));

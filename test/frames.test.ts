@@ -42,7 +42,7 @@ import {
   type FlowKey,
   type GeneratedPacket,
   type GeneratorSpec,
-} from '../traces/generate.js';
+} from '../traces/synth/generate.js';
 import { openCapture } from '../traces/pcap.js';
 import { corpusDir } from './captures.js';
 

@@ -1,6 +1,6 @@
-// A short, seeded run of the datapath fuzzer (traces/fuzz.ts); `npm run fuzz` runs it long.
+// A short, seeded run of the datapath fuzzer (traces/synth/fuzz.ts); `npm run fuzz` runs it long.
 import { expect, it } from 'vitest';
-import { fuzz } from '../traces/fuzz.js';
+import { fuzz } from '../traces/synth/fuzz.js';
 
 it('keeps every invariant on mutated, corpus and random frames', async () => {
   const report = await fuzz({ seed: 2026, batches: 60 });

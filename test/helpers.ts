@@ -1,13 +1,13 @@
 /** Shared test fixtures: model objects, a loaded datapath, frames run through it. */
-import { compile, type Compiled, type CompileOptions } from '../control/compiler.js';
-import { Batch, type Datapath } from '../control/datapath.js';
-import { DEFAULT_MAGLEV_TABLE_SIZE } from '../control/maglev.js';
-import type { ClusterState, EndpointConditions, Node, Protocol, ResolvedEndpoint, ResolvedService, Service, ServicePort } from '../control/model.js';
-import { loadProgram } from '../control/program.js';
-import { DESC_F_SNAT, REASONS, VERDICTS } from '../control/layout.js';
+import { compile, type Compiled, type CompileOptions } from '../control/compile/compiler.js';
+import { Batch, type Datapath } from '../control/runtime/datapath.js';
+import { DEFAULT_MAGLEV_TABLE_SIZE } from '../control/compile/maglev.js';
+import type { ClusterState, EndpointConditions, Node, Protocol, ResolvedEndpoint, ResolvedService, Service, ServicePort } from '../control/cluster/state.js';
+import { loadProgram } from '../control/runtime/loader.js';
+import { DESC_F_SNAT, REASONS, VERDICTS } from '../control/compile/layout.js';
 import { buildFrame, decodeFrame, verifyChecksums, type FrameSpec } from '../traces/frames.js';
 import { vi } from 'vitest';
-import { main } from '../control/main.js';
+import { main } from '../control/cli/main.js';
 
 export const READY: EndpointConditions = { ready: true, serving: true, terminating: false };
 

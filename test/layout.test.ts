@@ -1,7 +1,7 @@
 // The control plane's struct and map tables against the constants the
 // WebAssembly datapath exports: both sides of the boundary must agree.
 import { beforeAll, describe, expect, it } from 'vitest';
-import { Datapath, MIN_FRAME_CAPACITY } from '../control/datapath.js';
+import { Datapath, MIN_FRAME_CAPACITY } from '../control/runtime/datapath.js';
 import {
   BPF_MAP_TYPE, CFG_F, CONFIG, CT6_TUPLE, FRAG4_KEY, FRAG4_PORTS, FRAG6_KEY, LB6_AFFINITY_KEY, LB6_BACKEND, LB6_KEY,
   LB6_REVNAT, LB6_SRC_RANGE_KEY, NODE_IP6_KEY, SNAT6_ORIGIN, CT4_TUPLE, CT_ENTRY, CT_F, FLOW_COUNTER, FRAME_DESC, LB4_AFFINITY_KEY, LB4_BACKEND, LB4_KEY,
@@ -9,7 +9,7 @@ import {
   LINKTYPES, REASONS, SIZE_CONSTANTS, TRACE_RECORD, TRACE_KEY_OFFSET, TRACE_VALUE_OFFSET, TRACE_KIND, DESC_F_TRACE, SNAT4_ORIGIN, SVC_F, TRAFFIC_COUNTER, VERDICTS, fieldSize, type Struct,
   DESC_F_OTHER_SHARD, PCAP_F, STEER_CLASS, STEER_F, STEER_KEY, WALK, REWRITE_KEY, REWRITE, RW_F, CONFORMANCE_COUNTER, CONFORM,
   DESC_F_INBOUND, DESC_F_OUTBOUND, ARRIVAL, NODE_MASQ_KEY, NODE_MASQ,
-} from '../control/layout.js';
+} from '../control/compile/layout.js';
 
 let dp: Datapath;
 beforeAll(async () => {

@@ -7,12 +7,12 @@ import { mkdtempSync, readFileSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { describe, expect, it, vi } from 'vitest';
-import { LINKTYPES, REASONS, VERDICTS } from '../control/layout.js';
-import { main } from '../control/main.js';
+import { LINKTYPES, REASONS, VERDICTS } from '../control/compile/layout.js';
+import { main } from '../control/cli/main.js';
 import { decodeFrame, toLinkType, verifyChecksums } from '../traces/frames.js';
 import { createPcapWriter, openCapture } from '../traces/pcap.js';
 import { createPcapngWriter } from '../traces/pcapng.js';
-import { buildSample, SAMPLE_CLUSTER } from '../traces/sample.js';
+import { buildSample, SAMPLE_CLUSTER } from '../traces/synth/sample.js';
 import { endpoints, makeNode, makeService, program, resolvedService, tcp } from './helpers.js';
 import { readWithPcapParser } from './pcap-parser.js';
 

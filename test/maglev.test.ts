@@ -2,8 +2,8 @@
 // that the datapath indexes the table with the flow hash we document.
 import { describe, expect, it } from 'vitest';
 import ipaddr from 'ipaddr.js';
-import { DEFAULT_MAGLEV_TABLE_SIZE, isPrime, maglevTable } from '../control/maglev.js';
-import { flowHash4, murmur3 } from '../control/murmur3.js';
+import { DEFAULT_MAGLEV_TABLE_SIZE, isPrime, maglevTable } from '../control/compile/maglev.js';
+import { flowHash4, murmur3 } from '../control/common/murmur3.js';
 import { endpoints, makeService, program, resolvedService, runFrames, tcp } from './helpers.js';
 
 const M = DEFAULT_MAGLEV_TABLE_SIZE;

@@ -11,7 +11,7 @@ import { afterAll, describe, expect, it } from 'vitest';
 import ipaddr from 'ipaddr.js';
 import { parse } from 'yaml';
 import { loadClusterState, resolveServices } from '../control/cluster/index.js';
-import { hostPort } from '../control/layout.js';
+import { hostPort } from '../control/compile/layout.js';
 import { decodeFrame } from '../traces/frames.js';
 import { createPcapWriter, openCapture } from '../traces/pcap.js';
 import { checksumsValid, cli, endpoints, ipOf, makeService, program, resolvedService, runFrames, tcp, udp } from './helpers.js';

@@ -1,7 +1,7 @@
 // bpf(2) map semantics of the datapath's maps, through the control plane's map API.
 import { beforeEach, describe, expect, it } from 'vitest';
-import { Datapath, MapError, u32Key } from '../control/datapath.js';
-import { BPF_ANY, BPF_EXIST, BPF_NOEXIST, MAPS, encode, LB4_BACKEND, CT4_TUPLE, CT_ENTRY } from '../control/layout.js';
+import { Datapath, MapError, u32Key } from '../control/runtime/datapath.js';
+import { BPF_ANY, BPF_EXIST, BPF_NOEXIST, MAPS, encode, LB4_BACKEND, CT4_TUPLE, CT_ENTRY } from '../control/compile/layout.js';
 
 const backend = (i: number) => ({ address: `10.0.0.${i}`, port: 8000 + i, proto: 6, flags: 0 });
 const tuple = (i: number) => ({ saddr: '10.1.0.1', daddr: '10.96.0.1', sport: 40000 + i, dport: 80, proto: 6, dir: 0 });

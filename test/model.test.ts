@@ -3,10 +3,10 @@
 // output byte. `npm run fuzz:model` runs the same property long.
 import fc from 'fast-check';
 import { describe, expect, it } from 'vitest';
-import { flowHash4, murmur3 } from '../control/murmur3.js';
-import { LINKTYPES } from '../control/layout.js';
+import { flowHash4, murmur3 } from '../control/common/murmur3.js';
+import { LINKTYPES } from '../control/compile/layout.js';
 import { checksumOf, onesComplementSum, updateChecksum } from '../model/checksum.js';
-import { agreementProperty, compileCluster, type ClusterSpec } from '../model/differential.js';
+import { agreementProperty, compileCluster, type ClusterSpec } from '../traces/synth/differential.js';
 import { flowHashKey } from '../model/flow-hash.js';
 import { OutsideModelScope, ReferenceDatapath } from '../model/reference-datapath.js';
 import { buildFrame } from '../traces/frames.js';

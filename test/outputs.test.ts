@@ -15,7 +15,7 @@ import {
 import { tmpdir } from 'node:os';
 import { join, relative } from 'node:path';
 import { describe, expect, it } from 'vitest';
-import { PROJECT_ROOT } from '../control/paths.js';
+import { PROJECT_ROOT } from '../control/common/paths.js';
 import { buildFrame } from '../traces/frames.js';
 import { createPcapWriter } from '../traces/pcap.js';
 import { cli } from './helpers.js';
@@ -23,7 +23,7 @@ import { readWithPcapParser } from './pcap-parser.js';
 
 const tmp = mkdtempSync(join(tmpdir(), 'svcpath-outputs-'));
 const CLUSTER_FILE = join(PROJECT_ROOT, 'traces', 'samples', 'cluster.yaml');
-const CLI = join(PROJECT_ROOT, 'dist', 'control', 'cli.js');
+const CLI = join(PROJECT_ROOT, 'dist', 'control', 'cli', 'bin.js');
 
 /** A fresh directory holding a copy of the sample capture and of its cluster file. */
 function workspace(name: string): { dir: string; capture: string; cluster: string; args: string[] } {

@@ -4,7 +4,7 @@ import * as os from 'node:os';
 import * as path from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { corpusDir, corpusIndexPath, readAll, seededRandom, type Written } from './captures.js';
-import { InputError } from '../control/errors.js';
+import { InputError } from '../control/common/errors.js';
 import { createPcapWriter, openCapture, type CaptureRecord, type PcapWriterOptions } from '../traces/pcap.js';
 
 const corpusMissing = `capture corpus not found: expected ${corpusIndexPath} (the vendored corpus of real pcap files)`;

@@ -4,7 +4,7 @@ import * as os from 'node:os';
 import * as path from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { corpusDir, corpusIndexPath, readAll, seededRandom, type Written } from './captures.js';
-import { InputError } from '../control/errors.js';
+import { InputError } from '../control/common/errors.js';
 import { createPcapWriter, openCapture, type CaptureRecord } from '../traces/pcap.js';
 import { createPcapngWriter, PcapngReader, type PcapngWriterInterface } from '../traces/pcapng.js';
 

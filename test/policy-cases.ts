@@ -1,6 +1,6 @@
 // The policy matrix's cases and kube-proxy's expected decisions, shared by
 // the datapath-level and the replay-level policy tests.
-import type { ResolvedEndpoint, Service } from '../control/model.js';
+import type { ResolvedEndpoint, Service } from '../control/cluster/state.js';
 import { buildFrame, decodeFrame } from '../traces/frames.js';
 import { stringify } from 'yaml';
 import { endpoints, makeService } from './helpers.js';

@@ -5,9 +5,9 @@
 // backend's reply, built from what the datapath actually sent, must come back
 // to the client with the addresses it used.
 import { describe, expect, it } from 'vitest';
-import type { Compiled } from '../control/compiler.js';
-import type { Datapath } from '../control/datapath.js';
-import type { Service } from '../control/model.js';
+import type { Compiled } from '../control/compile/compiler.js';
+import type { Datapath } from '../control/runtime/datapath.js';
+import type { Service } from '../control/cluster/state.js';
 import { decodeFrame, verifyChecksums } from '../traces/frames.js';
 import { checksumsValid, endpoints, ipOf, makeNode, makeService, program, resolvedService, runFrames, tcp, udp } from './helpers.js';
 import {

@@ -1,7 +1,7 @@
 import { fileURLToPath } from 'node:url';
 import { describe, expect, it } from 'vitest';
 import { loadClusterState } from '../control/cluster/index.js';
-import { formatServicesTable, serviceRows } from '../control/services-table.js';
+import { formatServicesTable, serviceRows } from '../control/cli/services-table.js';
 import { cli, makeService } from './helpers.js';
 
 const fixture = fileURLToPath(new URL('fixtures/cluster/services-table.yaml', import.meta.url));

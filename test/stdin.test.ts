@@ -13,13 +13,13 @@ import { join } from 'node:path';
 import { setTimeout as pause } from 'node:timers/promises';
 import { constants, gunzipSync, gzipSync } from 'node:zlib';
 import { describe, expect, it } from 'vitest';
-import { PROJECT_ROOT } from '../control/paths.js';
+import { PROJECT_ROOT } from '../control/common/paths.js';
 import { verifyChecksums } from '../traces/frames.js';
 import { cli } from './helpers.js';
 import { readWithPcapParser } from './pcap-parser.js';
 
 const tmp = mkdtempSync(join(tmpdir(), 'svcpath-stdin-'));
-const CLI = join(PROJECT_ROOT, 'dist', 'control', 'cli.js');
+const CLI = join(PROJECT_ROOT, 'dist', 'control', 'cli', 'bin.js');
 const SAMPLE = join(PROJECT_ROOT, 'traces', 'samples', 'sample.pcap');
 const SAMPLE_ARGS = ['--cluster', join(PROJECT_ROOT, 'traces', 'samples', 'cluster.yaml'), '--node', 'node-a'];
 const COOKED = join(PROJECT_ROOT, 'test', 'cases', 'cooked-pcapng');

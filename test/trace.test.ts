@@ -6,7 +6,7 @@ import { mkdtempSync, readFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { describe, expect, it } from 'vitest';
-import { PROJECT_ROOT } from '../control/paths.js';
+import { PROJECT_ROOT } from '../control/common/paths.js';
 import { decodeFrame, toLinkType, verifyChecksums, type DecodedFrame } from '../traces/frames.js';
 import { createPcapWriter, openCapture } from '../traces/pcap.js';
 import { cli } from './helpers.js';

@@ -3,10 +3,10 @@
 // (requests DNATed to the backend the reply comes from, replies restored to the VIP).
 import { describe, expect, it } from 'vitest';
 import { decodeFrame, verifyChecksums } from '../traces/frames.js';
-import { generateTraffic } from '../traces/generate.js';
-import { maglevChooser } from '../traces/predict.js';
+import { generateTraffic } from '../traces/synth/generate.js';
+import { maglevChooser } from '../traces/synth/predict.js';
 import { endpoints, makeService, program, resolvedService, runFrames } from './helpers.js';
-import { Batch } from '../control/datapath.js';
+import { Batch } from '../control/runtime/datapath.js';
 
 describe('generated traffic', () => {
   it('rewrites every packet of thousands of flows with valid checksums and the right addresses', async () => {

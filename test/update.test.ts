@@ -3,15 +3,15 @@
 // established flows on backends that stay.
 import { describe, expect, it } from 'vitest';
 import { resolveServices } from '../control/cluster/index.js';
-import { compile, type Compiled, type CompileOptions } from '../control/compiler.js';
-import type { Datapath } from '../control/datapath.js';
-import { hostPort } from '../control/layout.js';
-import { DEFAULT_MAGLEV_TABLE_SIZE } from '../control/maglev.js';
-import type { ClusterState, EndpointConditions, EndpointSlice, Service } from '../control/model.js';
-import { loadProgram } from '../control/program.js';
+import { compile, type Compiled, type CompileOptions } from '../control/compile/compiler.js';
+import type { Datapath } from '../control/runtime/datapath.js';
+import { hostPort } from '../control/compile/layout.js';
+import { DEFAULT_MAGLEV_TABLE_SIZE } from '../control/compile/maglev.js';
+import type { ClusterState, EndpointConditions, EndpointSlice, Service } from '../control/cluster/state.js';
+import { loadProgram } from '../control/runtime/loader.js';
 import {
   applyEndpointSliceUpdate, NeedsReloadError, trackProgram, type EndpointSliceChange, type LiveProgram,
-} from '../control/update.js';
+} from '../control/runtime/update.js';
 import { READY, makeNode, makeService, runFrames, tcp, type FrameResult } from './helpers.js';
 
 const OPTS: CompileOptions = { node: 'node-a', seed: 3, maglevTableSize: DEFAULT_MAGLEV_TABLE_SIZE };

@@ -1,4 +1,4 @@
-// The zero-copy replay (datapath/capture.ts, control/zero-copy.ts) against
+// The zero-copy replay (datapath/capture.ts, control/runtime/zero-copy-replay.ts) against
 // the JavaScript reader path on the same files: the same decisions, verdict
 // file, output file, warnings and stopping point — on the sample, on every
 // classic pcap of the corpus (big-endian, nanosecond, out-of-range
@@ -12,11 +12,11 @@ import { join } from 'node:path';
 import { gzipSync } from 'node:zlib';
 import { describe, expect, it } from 'vitest';
 import { loadClusterState, resolveServices } from '../control/cluster/index.js';
-import { compile } from '../control/compiler.js';
-import { DEFAULT_MAGLEV_TABLE_SIZE } from '../control/maglev.js';
-import { PROJECT_ROOT } from '../control/paths.js';
-import { loadProgram } from '../control/program.js';
-import { replay, type PacketDecision, type ReplayOptions } from '../control/replay.js';
+import { compile } from '../control/compile/compiler.js';
+import { DEFAULT_MAGLEV_TABLE_SIZE } from '../control/compile/maglev.js';
+import { PROJECT_ROOT } from '../control/common/paths.js';
+import { loadProgram } from '../control/runtime/loader.js';
+import { replay, type PacketDecision, type ReplayOptions } from '../control/runtime/replay.js';
 import { corpusDir, seededRandom } from './captures.js';
 
 const tmp = mkdtempSync(join(tmpdir(), 'svcpath-zero-copy-'));

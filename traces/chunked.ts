@@ -6,7 +6,7 @@
  */
 import * as fs from 'node:fs';
 import { basename, dirname, join, resolve } from 'node:path';
-import { inputError } from '../control/errors.js';
+import { inputError } from '../control/common/errors.js';
 
 /** libpcap's MAXIMUM_SNAPLEN, which it also substitutes for a bogus or unlimited (0) snaplen. */
 export const DEFAULT_SNAPLEN = 262144;

@@ -11,7 +11,7 @@
  * Quirk handling (bogus snaplen, out-of-range timestamp fractions) follows
  * libpcap's sf-pcap.c so that files tcpdump reads, we read too.
  */
-import { inputError } from '../control/errors.js';
+import { inputError } from '../control/common/errors.js';
 import { type ByteSource, ChunkedFile, ChunkedWriter, DEFAULT_SNAPLEN, isUint32, MAX_SANE_SNAPLEN } from './chunked.js';
 import { MAX_BLOCK_BYTES, PcapngReader } from './pcapng.js';
 import { openSource } from './source.js';
@@ -153,7 +153,7 @@ export function createPcapWriter(path: string, opts: PcapWriterOptions): PcapWri
   return new StreamingPcapWriter(path, opts);
 }
 
-/** Classic pcap, read by JavaScript; the replay walks the same records in the datapath (control/zero-copy.ts). */
+/** Classic pcap, read by JavaScript; the replay walks the same records in the datapath (control/runtime/zero-copy-replay.ts). */
 export class PcapReader implements CaptureReader {
   readonly format = 'pcap';
   readonly snaplen: number;

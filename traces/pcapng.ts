@@ -10,7 +10,7 @@
  * File format: https://datatracker.ietf.org/doc/draft-ietf-opsawg-pcapng/
  * openCapture (pcap.ts) hands files that start with a Section Header Block here.
  */
-import { inputError } from '../control/errors.js';
+import { inputError } from '../control/common/errors.js';
 import { type ChunkedFile, ChunkedWriter, DEFAULT_SNAPLEN, isUint32, MAX_SANE_SNAPLEN } from './chunked.js';
 import type { CaptureReader, CaptureRecord, Direction } from './pcap.js';
 

@@ -22,7 +22,7 @@ import { Socket } from 'node:net';
 import { isatty } from 'node:tty';
 import { fileURLToPath } from 'node:url';
 import { MessageChannel, receiveMessageOnPort, Worker, type MessagePort } from 'node:worker_threads';
-import { inputError } from '../control/errors.js';
+import { inputError } from '../control/common/errors.js';
 import { fsInputError, POLL_MS, removeTemporaryFile, sleepSync, trackTemporaryFile, WouldBlock, type ByteSource } from './chunked.js';
 
 /** The capture name that means standard input. */

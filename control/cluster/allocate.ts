@@ -14,9 +14,9 @@
  * same numbers. A range or the NodePort range being full is a warning: the
  * Service goes without that cluster IP or NodePort.
  */
-import { Mulberry32 } from '../random.js';
+import { Mulberry32 } from '../common/random.js';
 import ipaddr from 'ipaddr.js';
-import type { ClusterState, IPFamily, Service, ServicePort } from '../model.js';
+import type { ClusterState, IPFamily, Service, ServicePort } from './state.js';
 import { DEFAULT_ALLOCATION_RANGES } from './service-ranges.js';
 import type { Warnings } from './warnings.js';
 

@@ -36,8 +36,8 @@ import ipaddr from 'ipaddr.js';
 import type {
   ContainerPort, Endpoint, EndpointPort, EndpointSlice, IPFamily, LegacyEndpointAddress, LegacyEndpointPort,
   LegacyEndpoints, LegacyEndpointSubset, Pod, Service, ServicePort,
-} from '../model.js';
-import { murmur3 } from '../murmur3.js';
+} from './state.js';
+import { murmur3 } from '../common/murmur3.js';
 
 /** kube-controller-manager's default --max-endpoints-per-slice. */
 export const DEFAULT_MAX_ENDPOINTS_PER_SLICE = 100;

@@ -5,7 +5,7 @@
  * controller would make of the Pods (endpointslice-controller.ts), then joined
  * into per-port backends (resolve.ts).
  */
-import type { ClusterState, EndpointSlice, Pod, Service } from '../model.js';
+import type { ClusterState, EndpointSlice, Pod, Service } from './state.js';
 import { allocate } from './allocate.js';
 import { deriveEndpointSlices, isControllerManaged, onMissingNode, selectedPods } from './endpointslice-controller.js';
 import { readManifests } from './load.js';

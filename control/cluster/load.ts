@@ -8,7 +8,7 @@
 import { readdirSync, readFileSync, statSync, type Dirent, type Stats } from 'node:fs';
 import { join } from 'node:path';
 import { LineCounter, parseAllDocuments } from 'yaml';
-import { inputError } from '../errors.js';
+import { inputError } from '../common/errors.js';
 
 /** One Kubernetes object as parsed, not yet checked beyond being a mapping. */
 export interface Manifest {

@@ -9,7 +9,7 @@ import ipaddr from 'ipaddr.js';
 import type {
   ClusterState, Endpoint, EndpointSlice, EndpointsSource, IPFamily, LegacyEndpointAddress, LegacyEndpoints, ResolvedEndpoint, ResolvedPort,
   ResolvedService, Service, ServicePort,
-} from '../model.js';
+} from './state.js';
 
 export interface Resolution {
   services: ResolvedService[];

@@ -6,7 +6,7 @@
  * does not guess: the ranges are unknown.
  */
 import ipaddr from 'ipaddr.js';
-import type { IPFamily, ServiceCIDR, ServiceRanges } from '../model.js';
+import type { IPFamily, ServiceCIDR, ServiceRanges } from './state.js';
 
 /**
  * Where cluster IPs are allocated when the ranges are unknown: kube-apiserver's

@@ -1,6 +1,6 @@
 /**
  * Checking and defaulting: parsed manifests → the typed model of
- * control/model.ts. The API server's defaults are applied and its validation
+ * control/cluster/state.ts. The API server's defaults are applied and its validation
  * rules checked here, so the rest of svcpath can trust every field. A mistake
  * that leaves the datapath unbuildable or ambiguous (an address that does not
  * parse, a port without a number, one frontend claimed by two Services) is an
@@ -9,12 +9,12 @@
  * the range) is a warning with the same words and what svcpath does instead.
  */
 import ipaddr from 'ipaddr.js';
-import { inputError } from '../errors.js';
+import { inputError } from '../common/errors.js';
 import type {
   ClusterState, ConntrackTimeouts, Endpoint, EndpointPort, EndpointSlice, IPFamily, LegacyEndpointAddress,
   LegacyEndpointPort, LegacyEndpoints, LegacyEndpointSubset, LoadBalancerIngress, Node, NodeAddress, Origin,
   ContainerPort, Pod, Protocol, ProxyConfig, Service, ServiceCIDR, ServicePort, ServiceRanges, ServiceType, TrafficPolicy,
-} from '../model.js';
+} from './state.js';
 import { describe, isMapping, type Manifest } from './load.js';
 import { rangeFamilies, serviceRanges } from './service-ranges.js';
 import type { Warnings } from './warnings.js';

@@ -4,7 +4,7 @@
  * problem) followed by what svcpath does instead; with --strict the first one
  * is thrown as that error, for people who validate hand-written manifests.
  */
-import { inputError } from '../errors.js';
+import { inputError } from '../common/errors.js';
 
 export class Warnings {
   readonly messages: string[] = [];

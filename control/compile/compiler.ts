@@ -1,0 +1,585 @@
+/**
+ * The compiler: a pure function from the cluster state (Services joined with
+ * their endpoints, the Nodes, the proxy configuration and flags) to the
+ * entries of the datapath's maps, the way Cilium's service manager turns
+ * Services into lb4_services / lb4_backends / maglev / reverse-NAT entries.
+ *
+ * Per service port it compiles one frontend per address the port is reached
+ * on (cluster IPs, this node's NodePort addresses, external IPs, load-balancer
+ * IPs), a Maglev table of its usable backends cluster-wide and, when a Local
+ * traffic policy needs it, one of its usable backends on this node. The
+ * decision between them is the datapath's (datapath/policy.ts), per packet.
+ *
+ * Ids are dense and assigned in a sorted order, so the same state always
+ * compiles to the same bytes.
+ */
+import ipaddr from 'ipaddr.js';
+import { inputError } from '../common/errors.js';
+import { BE_F_LOCAL, CFG_F, IPPROTO, LB_SCOPE_EXTERNAL, SVC_F, type StructValue } from './layout.js';
+import { isPrime, maglevTableOf } from './maglev.js';
+import type {
+  ClusterState, ConntrackTimeouts, EndpointsSource, Node, Protocol, ResolvedEndpoint, ResolvedPort, ResolvedService, Service, ServicePort,
+} from '../cluster/state.js';
+
+export interface CompileOptions {
+  /** The emulated node (`--node`); may be omitted when the state has one Node. */
+  node?: string;
+  seed: number;
+  maglevTableSize: number;
+  /** `--` flags that override the KubeProxyConfiguration. */
+  conntrack?: ConntrackTimeouts;
+  clusterCIDRs?: string[];
+  nodePortAddresses?: string[];
+  masqueradeAll?: boolean;
+  /** Source address of masqueraded IPv4 flows; default the node's first IPv4 InternalIP. */
+  masqueradeAddress?: string;
+  /** The same for IPv6; default the node's first IPv6 InternalIP. */
+  masqueradeAddress6?: string;
+  /** Masquerade ports, default 1024-65535 as kube-proxy's fully random masquerade uses. */
+  snatPortRange?: [number, number];
+  /**
+   * The service cluster IP ranges, for a state built by hand; a loaded state
+   * carries its own (`serviceRanges`). None known: no address is UNALLOCATED_IP.
+   */
+  serviceClusterIPRanges?: string[];
+}
+
+/** Seconds, as kube-proxy (TCP) and the kernel's nf_conntrack (UDP) default them. */
+export const DEFAULT_CONNTRACK_TIMEOUTS: Required<ConntrackTimeouts> = {
+  tcpEstablishedTimeout: 86400,
+  tcpCloseWaitTimeout: 3600,
+  udpTimeout: 30,
+  udpStreamTimeout: 120,
+};
+
+export const DEFAULT_SNAT_PORT_RANGE: [number, number] = [1024, 65535];
+
+export interface CompiledBackend {
+  id: number;
+  /** The Service port (compiled id) whose endpoint this is. */
+  serviceId: number;
+  ip: string;
+  port: number;
+  protocol: Protocol;
+  nodeName?: string;
+  local: boolean;
+}
+
+export type FrontendKind = 'ClusterIP' | 'NodePort' | 'ExternalIP' | 'LoadBalancer';
+
+export interface CompiledFrontend {
+  kind: FrontendKind;
+  address: string;
+  port: number;
+  protocol: Protocol;
+  revNatIndex: number;
+}
+
+/** Which endpoints new flows may use (KEP-1669: terminating ones only as a last resort). */
+export type EndpointSelection = 'ready' | 'serving-terminating' | 'none';
+
+export interface BackendSet {
+  /** Backend ids, ascending. */
+  backendIds: number[];
+  selection: EndpointSelection;
+  /** Slot -> backend id; empty when the set is empty. */
+  maglev: Uint32Array;
+}
+
+export interface CompiledService {
+  id: number;
+  /** "ns/name:port-name", or the port number when the port is unnamed. */
+  name: string;
+  service: Service;
+  port: ServicePort;
+  frontends: CompiledFrontend[];
+  /** Every usable IPv4 endpoint (table 4 * id). */
+  cluster: BackendSet;
+  /** The usable IPv4 endpoints on this node (table 4 * id + 1); compiled only when a Local policy needs it. */
+  local?: BackendSet;
+  /** The same for IPv6 (tables 4 * id + 2 and + 3). */
+  cluster6: BackendSet;
+  local6?: BackendSet;
+  /** Endpoints known but not used for new flows (not ready, or terminating while others are ready). */
+  unusableEndpoints: number;  /** Where the Service's endpoints came from, when resolveServices says. */
+  endpointsFrom?: EndpointsSource;
+}
+
+export interface SkippedService {
+  service: string;
+  reason: string;
+}
+
+/** The entries of one address family's maps (lb4_* or lb6_*). */
+export interface FamilyEntries {
+  services: Array<{ key: StructValue; value: StructValue }>;
+  backends: Array<{ id: number; value: StructValue }>;
+  revnat: Array<{ index: number; value: StructValue }>;
+  sourceRanges: StructValue[];
+  /** The known service cluster IP ranges (LPM keys): inside one and no cluster IP is UNALLOCATED_IP. */
+  serviceRanges: StructValue[];
+  nodeIps: string[];
+}
+
+export interface MapEntries {
+  config: StructValue;
+  /** Table id 4 * service id + 2 * (IPv6) + (local) -> backend id per slot. */
+  maglev: Array<{ table: number; slots: Uint32Array }>;
+  lbMembers: StructValue[];
+  v4: FamilyEntries;
+  v6: FamilyEntries;
+}
+
+export type Family = 'v4' | 'v6';
+
+/** The datapath-wide settings a replay ran with, for the summary. */
+export interface DatapathSettings {
+  nodeAddresses: string[];
+  nodePortAddresses: string[];
+  /** The pod network (one CIDR per family, comma-separated), or null when unknown (then nothing is a pod). */
+  podNetwork: string | null;
+  /** The known service cluster IP ranges, comma-separated, or null when unknown. */
+  serviceNetwork: string | null;
+  masqueradeAddress: string | null;
+  snatPorts: string;
+  maglevTableSize: number;
+  seed: number;
+  conntrackTimeouts: Required<ConntrackTimeouts>;
+}
+
+export interface Compiled {
+  node?: string;
+  settings: DatapathSettings;
+  maglevTableSize: number;
+  services: CompiledService[];
+  backends: CompiledBackend[];
+  skipped: SkippedService[];
+  notes: string[];
+  entries: MapEntries;
+}
+
+/** The emulated node: `--node`, or the only Node of the state. */
+export function emulatedNode(state: ClusterState, requested: string | undefined): string | undefined {
+  const names = state.nodes.map((n) => n.name);
+  if (requested !== undefined) {
+    if (!names.includes(requested)) {
+      throw inputError(['--node'], `no Node named "${requested}" in the cluster state (Nodes: ${names.join(', ') || 'none'})`);
+    }
+    return requested;
+  }
+  if (names.length > 1) {
+    throw inputError(['--node'], `required: the cluster state has ${names.length} Nodes (${names.join(', ')}); say which one's datapath to emulate`);
+  }
+  return names[0];
+}
+
+/**
+ * The endpoints new flows may use, as kube-proxy's CategorizeEndpoints picks
+ * them (for the cluster-wide and the local set separately): the ready ones;
+ * when none is ready, those still serving while terminating (KEP-1669).
+ */
+export function usableEndpoints(endpoints: readonly ResolvedEndpoint[]): { endpoints: ResolvedEndpoint[]; selection: EndpointSelection } {
+  const ready = endpoints.filter((e) => e.conditions.ready);
+  if (ready.length > 0) return { endpoints: ready, selection: 'ready' };
+  const draining = endpoints.filter((e) => e.conditions.serving && e.conditions.terminating);
+  if (draining.length > 0) return { endpoints: draining, selection: 'serving-terminating' };
+  return { endpoints: [], selection: 'none' };
+}
+
+function serviceName(svc: Service, portName: string, port: number): string {
+  return `${svc.namespace}/${svc.name}:${portName || port}`;
+}
+
+/** Why a Service gets no datapath entries, or undefined when it gets some. */
+function skipReason(svc: Service): string | undefined {
+  if (svc.type === 'ExternalName') return `ExternalName (${svc.externalName}): answered by DNS, no datapath entries`;
+  if (svc.clusterIPs[0] === 'None') return 'headless (clusterIP None): no datapath entries';
+  if (svc.clusterIPs.length === 0) return 'no clusterIP assigned';
+  return undefined;
+}
+
+/** The family of a valid address: only IPv6 has colons. */
+const isV4 = (ip: string) => !ip.includes(':');
+export const familyOf = (ip: string): Family => (isV4(ip) ? 'v4' : 'v6');
+
+function inAny(ip: string, cidrs: readonly string[]): boolean {
+  const addr = ipaddr.parse(ip);
+  return cidrs.some((c) => {
+    const [net, bits] = ipaddr.parseCIDR(c);
+    return net.kind() === addr.kind() && addr.match(net, bits);
+  });
+}
+
+/** A CIDR in canonical form: its network address and prefix length. */
+function cidrText(cidr: string): string {
+  const [net, bits] = ipaddr.parseCIDR(cidr);
+  return `${(net.kind() === 'ipv4' ? ipaddr.IPv4.networkAddressFromCIDR(cidr) : ipaddr.IPv6.networkAddressFromCIDR(cidr)).toString()}/${bits}`;
+}
+
+/** The first CIDR of a family, as network and netmask. */
+function network(cidrs: readonly string[], family: Family): { net: string; mask: string; cidr: string } | undefined {
+  const c = cidrs.map((x) => ipaddr.parseCIDR(x)).find(([net]) => net.kind() === (family === 'v4' ? 'ipv4' : 'ipv6'));
+  if (!c) return undefined;
+  const cidr = `${c[0].toString()}/${c[1]}`;
+  const net = (family === 'v4' ? ipaddr.IPv4.networkAddressFromCIDR(cidr) : ipaddr.IPv6.networkAddressFromCIDR(cidr)).toString();
+  const mask = (family === 'v4' ? ipaddr.IPv4.subnetMaskFromPrefixLength(c[1]) : ipaddr.IPv6.subnetMaskFromPrefixLength(c[1])).toString();
+  return { net, mask, cidr: `${net}/${c[1]}` };
+}
+
+export interface NodeAddresses {
+  /** InternalIPs and ExternalIPs. */
+  all: string[];
+  /** The ones NodePorts listen on. */
+  nodePort: string[];
+  primary?: string;
+  primary6?: string;
+}
+
+/** This node's addresses (InternalIP, ExternalIP), and the ones its NodePorts listen on. */
+function nodeAddresses(node: Node | undefined, nodePortAddresses: readonly string[]): NodeAddresses {
+  const all = (node?.addresses ?? []).filter((a) => a.type === 'InternalIP' || a.type === 'ExternalIP').map((a) => a.address);
+  const primaryOf = (family: string) => node?.addresses.find((a) => a.type === 'InternalIP' && ipaddr.parse(a.address).kind() === family)?.address;
+  const primary = [primaryOf('ipv4'), primaryOf('ipv6')].filter((a): a is string => !!a);
+  let nodePort: string[];
+  if (nodePortAddresses.length === 0) nodePort = all;
+  else if (nodePortAddresses.includes('primary')) nodePort = primary;
+  else nodePort = all.filter((ip) => inAny(ip, nodePortAddresses));
+  return { all, nodePort, primary: primaryOf('ipv4'), primary6: primaryOf('ipv6') };
+}
+
+/**
+ * A backend is one Service port's endpoint: (Service port, address, port,
+ * protocol). An endpoint that two Services share (a Helm chart's ClusterIP
+ * and LoadBalancer pair) is two backends, so that each Service's flows,
+ * packets and bytes are counted as its own; the datapath only ever reaches a
+ * backend through its Service's tables and conntrack entries.
+ */
+export const backendKey = (serviceId: number, ip: string, port: number, protocol: Protocol) => `${serviceId} ${protocol} ${ip} ${port}`;
+
+/** What compiling one Service port needs from the rest of the state. */
+export interface ServiceContext {
+  /** The emulated node. */
+  nodeName?: string;
+  addresses: NodeAddresses;
+  maglevTableSize: number;
+  seed: number;
+  /** The id of this Service port's backend (address, port, protocol); every endpoint has one. */
+  backendId(ip: string, port: number, protocol: Protocol): number;
+}
+
+/** The part of a ServiceContext that comes from the node and the options; backend ids are the caller's, per Service port. */
+export type NodeContext = Omit<ServiceContext, 'backendId'>;
+
+export function nodeContext(state: ClusterState, opts: CompileOptions): NodeContext {
+  const nodeName = emulatedNode(state, opts.node);
+  const node = state.nodes.find((n) => n.name === nodeName);
+  const addresses = nodeAddresses(node, opts.nodePortAddresses ?? state.proxyConfig?.nodePortAddresses ?? []);
+  return { nodeName, addresses, maglevTableSize: opts.maglevTableSize, seed: opts.seed };
+}
+
+/** Services in compile order, which gives them their ids: by namespace, then name. */
+export function compileOrder(resolved: readonly ResolvedService[]): ResolvedService[] {
+  return [...resolved].sort((a, b) =>
+    a.service.namespace.localeCompare(b.service.namespace) || a.service.name.localeCompare(b.service.name));
+}
+
+/** The Service ports that get compiled, with the ids they get: in compile order, skipped Services left out. */
+function compiledPorts(ordered: readonly ResolvedService[]): Array<{ rp: ResolvedPort; id: number }> {
+  return ordered.filter((rs) => !skipReason(rs.service)).flatMap((rs) => rs.ports).map((rp, i) => ({ rp, id: i + 1 }));
+}
+
+/**
+ * Backends: one per Service port and distinct (address, port, protocol) of
+ * its endpoints, usable or not, both families, with dense ids in address
+ * order (then Service port order, for an endpoint Services share).
+ */
+function compileBackends(ports: ReturnType<typeof compiledPorts>, nodeName: string | undefined): { byKey: Map<string, CompiledBackend>; sorted: CompiledBackend[] } {
+  const backendsByKey = new Map<string, CompiledBackend>();
+  for (const { rp, id: serviceId } of ports) {
+    for (const ep of rp.endpoints) {
+      const key = backendKey(serviceId, ep.ip, ep.port, rp.port.protocol);
+      const local = nodeName !== undefined && ep.nodeName === nodeName;
+      const known = backendsByKey.get(key);
+      // kube-proxy favours "local" if duplicate endpoints disagree.
+      if (!known || (local && !known.local)) {
+        backendsByKey.set(key, { id: 0, serviceId, ip: ep.ip, port: ep.port, protocol: rp.port.protocol, nodeName: ep.nodeName, local });
+      }
+    }
+  }
+  const sorted = [...backendsByKey.values()].map((b) => ({ b, address: addressKey(b.ip) })).sort((x, y) =>
+    compareAddressKeys(x.address, y.address) || x.b.port - y.b.port || (x.b.protocol < y.b.protocol ? -1 : x.b.protocol > y.b.protocol ? 1 : 0)
+      || x.b.serviceId - y.b.serviceId)
+    .map(({ b }) => b);
+  sorted.forEach((b, i) => { b.id = i + 1; });
+  return { byKey: backendsByKey, sorted };
+}
+
+/** An address in sortable form: IPv4 as a number, IPv6 as its bytes (sorted after every IPv4 address). */
+type AddressKey = number | number[];
+
+const DOTTED_QUAD = /^(?:(?:25[0-5]|2[0-4]\d|1\d\d|[1-9]?\d)\.){3}(?:25[0-5]|2[0-4]\d|1\d\d|[1-9]?\d)$/;
+
+/** Parsed once per backend, not per comparison; plain dotted quads (all a validated state holds) without ipaddr. */
+function addressKey(ip: string): AddressKey {
+  const bytes = DOTTED_QUAD.test(ip) ? ip.split('.').map(Number) : ipaddr.parse(ip).toByteArray();
+  return bytes.length === 4 ? bytes.reduce((n, byte) => n * 256 + byte, 0) : bytes;
+}
+
+function compareAddressKeys(x: AddressKey, y: AddressKey): number {
+  if (typeof x === 'number') return typeof y === 'number' ? x - y : -1;
+  if (typeof y === 'number') return 1;
+  for (let i = 0; i < x.length; i++) if (x[i] !== y[i]) return x[i] - y[i];
+  return 0;
+}
+
+/** A Maglev table over the usable endpoints, holding backend ids. */
+function backendSet(ctx: ServiceContext, endpoints: readonly ResolvedEndpoint[], protocol: Protocol): BackendSet {
+  const usable = usableEndpoints(endpoints);
+  const names = new Map<number, string>();
+  for (const e of usable.endpoints) names.set(ctx.backendId(e.ip, e.port, protocol), `${e.ip}:${e.port}`);
+  const backendIds = [...names.keys()].sort((a, b) => a - b);
+  return {
+    backendIds,
+    selection: usable.selection,
+    maglev: backendIds.length === 0
+      ? new Uint32Array(0)
+      : maglevTableOf(backendIds.map((id) => names.get(id)!), backendIds, ctx.maglevTableSize, ctx.seed),
+  };
+}
+
+/** How a Service is reached, shared by its ports. */
+interface ServiceShape {
+  lbIPs: string[];
+  nodePortAddresses: string[];
+  sourceRanges: string[];
+}
+
+function serviceShape(ctx: NodeContext, svc: Service): ServiceShape {
+  const lbIPs = svc.type === 'LoadBalancer'
+    ? svc.loadBalancerIngress.filter((i) => i.ip && i.ipMode !== 'Proxy').map((i) => i.ip!)
+    : [];
+  // kube-proxy runs one proxier per family, and each serves a Service's
+  // NodePorts only in the families of its cluster IPs.
+  const serviceFamilies = new Set(svc.clusterIPs.map(familyOf));
+  return {
+    lbIPs,
+    nodePortAddresses: ctx.addresses.nodePort.filter((a) => serviceFamilies.has(familyOf(a))),
+    sourceRanges: svc.type === 'LoadBalancer' ? svc.loadBalancerSourceRanges : [],
+  };
+}
+
+/** One frontend per address the port is reached on; reverse-NAT indices from `revNatIndex + 1`. */
+function compileFrontends(svc: Service, p: ServicePort, shape: ServiceShape, revNatIndex: number): CompiledFrontend[] {
+  const kinds: Array<[FrontendKind, string, number]> = [
+    ...svc.clusterIPs.map((a): [FrontendKind, string, number] => ['ClusterIP', a, p.port]),
+    ...(p.nodePort ? shape.nodePortAddresses.map((a): [FrontendKind, string, number] => ['NodePort', a, p.nodePort!]) : []),
+    ...svc.externalIPs.map((a): [FrontendKind, string, number] => ['ExternalIP', a, p.port]),
+    ...shape.lbIPs.map((a): [FrontendKind, string, number] => ['LoadBalancer', a, p.port]),
+  ];
+  return kinds.map(([kind, address, port]): CompiledFrontend => ({ kind, address, port, protocol: p.protocol, revNatIndex: ++revNatIndex }));
+}
+
+/** The endpoint-dependent part of a compiled Service port: what an EndpointSlice change recompiles. */
+export type ServiceBackends = Pick<CompiledService, 'cluster' | 'local' | 'cluster6' | 'local6' | 'unusableEndpoints'>;
+
+/** The backend sets of one Service port (its frontends decide whether a Local policy needs the local ones). */
+export function compileServiceBackends(ctx: ServiceContext, svc: Service, rp: ResolvedPort, frontends: readonly CompiledFrontend[]): ServiceBackends {
+  const hasExternal = frontends.some((f) => f.kind !== 'ClusterIP');
+  const needsLocal = svc.internalTrafficPolicy === 'Local' || (svc.externalTrafficPolicy === 'Local' && hasExternal);
+  const isLocal = (e: ResolvedEndpoint) => ctx.nodeName !== undefined && e.nodeName === ctx.nodeName;
+  const sets = (family: Family) => {
+    const eps = rp.endpoints.filter((e) => familyOf(e.ip) === family);
+    const cluster = backendSet(ctx, eps, rp.port.protocol);
+    return { cluster, local: needsLocal ? backendSet(ctx, eps.filter(isLocal), rp.port.protocol) : undefined };
+  };
+  const v4 = sets('v4');
+  const v6 = sets('v6');
+  return {
+    cluster: v4.cluster, local: v4.local, cluster6: v6.cluster, local6: v6.local,
+    unusableEndpoints: rp.endpoints.length - v4.cluster.backendIds.length - v6.cluster.backendIds.length,
+  };
+}
+
+/** The notes a compiled Service port earns. */
+export function serviceNotes(cs: CompiledService, M: number): string[] {
+  return [cs.cluster, cs.cluster6].filter((set) => set.backendIds.length > M)
+    .map((set) => `${cs.name}: ${set.backendIds.length} backends exceed the Maglev table size ${M}; some get no slot`);
+}
+
+/** A frontend's lb4_services / lb6_services entry. */
+export function frontendEntry(cs: CompiledService, f: CompiledFrontend): { family: Family; key: StructValue; value: StructValue } {
+  const svc = cs.service;
+  let flags = svc.sessionAffinity === 'ClientIP' ? SVC_F.AFFINITY : 0;
+  if (f.kind === 'ClusterIP') flags |= SVC_F.CLUSTER_IP | (svc.internalTrafficPolicy === 'Local' ? SVC_F.INT_LOCAL : 0);
+  else {
+    flags |= { NodePort: SVC_F.NODEPORT, ExternalIP: SVC_F.EXTERNAL_IP, LoadBalancer: SVC_F.LOADBALANCER }[f.kind];
+    if (svc.externalTrafficPolicy === 'Local') flags |= SVC_F.EXT_LOCAL;
+    // Source ranges guard the load-balancer IPs only, not NodePorts or external IPs, and each
+    // family by its own ranges: kube-proxy keeps one per family, none meaning no firewall.
+    if (f.kind === 'LoadBalancer' && svc.type === 'LoadBalancer'
+      && svc.loadBalancerSourceRanges.some((c) => familyOf(ipaddr.parseCIDR(c)[0].toString()) === familyOf(f.address))) {
+      flags |= SVC_F.SOURCE_RANGE;
+    }
+  }
+  const family = familyOf(f.address);
+  const [cluster, local] = family === 'v4' ? [cs.cluster, cs.local] : [cs.cluster6, cs.local6];
+  return {
+    family,
+    key: { address: f.address, port: f.port, proto: IPPROTO[f.protocol], scope: LB_SCOPE_EXTERNAL },
+    value: {
+      serviceId: cs.id,
+      backendCount: cluster.backendIds.length,
+      localBackendCount: local?.backendIds.length ?? 0,
+      flags,
+      affinityTimeout: svc.sessionAffinity === 'ClientIP' ? svc.affinityTimeoutSeconds : 0,
+      revNatIndex: f.revNatIndex,
+    },
+  };
+}
+
+/** The Maglev tables of a Service port with their ids (4 * id + 2 * (IPv6) + (local)); empty sets get none. */
+export function serviceTables(cs: CompiledService): Array<{ table: number; set: BackendSet }> {
+  const tables = [[cs.cluster, 4 * cs.id], [cs.local, 4 * cs.id + 1], [cs.cluster6, 4 * cs.id + 2], [cs.local6, 4 * cs.id + 3]] as const;
+  return tables.filter(([set]) => set && set.backendIds.length > 0).map(([set, table]) => ({ table, set: set! }));
+}
+
+/** A backend's lb4_backends / lb6_backends value. */
+export function backendValue(b: CompiledBackend): StructValue {
+  return { address: b.ip, port: b.port, proto: IPPROTO[b.protocol], flags: b.local ? BE_F_LOCAL : 0 };
+}
+
+/** Appends a Service port's Maglev tables and their members. */
+export function addTableEntries(entries: Pick<MapEntries, 'maglev' | 'lbMembers'>, cs: CompiledService): void {
+  for (const { table, set } of serviceTables(cs)) {
+    entries.maglev.push({ table, slots: set.maglev });
+    for (const backendId of set.backendIds) entries.lbMembers.push({ table, backendId });
+  }
+}
+
+/** Appends one Service port's entries. */
+function addServiceEntries(ctx: NodeContext, entries: MapEntries, cs: CompiledService, shape: ServiceShape): void {
+  for (const f of cs.frontends) {
+    const { family, key, value } = frontendEntry(cs, f);
+    entries[family].services.push({ key, value });
+    entries[family].revnat.push({ index: f.revNatIndex, value: { address: f.address, port: f.port } });
+  }
+  addTableEntries(entries, cs);
+  const { lbIPs, sourceRanges } = shape;
+  for (const cidr of lbIPs.length > 0 ? sourceRanges : []) {
+    const [net, bits] = ipaddr.parseCIDR(cidr);
+    entries[net.kind() === 'ipv4' ? 'v4' : 'v6'].sourceRanges.push({ prefixlen: 32 + bits, serviceId: cs.id, address: net.toString() });
+  }
+  // A node inside the ranges reaches a VIP-style LB IP with the LB IP itself as source.
+  if (sourceRanges.length > 0 && ctx.addresses.all.some((ip) => inAny(ip, sourceRanges))) {
+    for (const ip of lbIPs) {
+      entries[familyOf(ip)].sourceRanges.push({ prefixlen: 32 + (isV4(ip) ? 32 : 128), serviceId: cs.id, address: ip });
+    }
+  }
+}
+
+export function compile(state: ClusterState, resolved: readonly ResolvedService[], opts: CompileOptions): Compiled {
+  const ordered = compileOrder(resolved);
+  const node = nodeContext(state, opts);
+  const { byKey, sorted: backends } = compileBackends(compiledPorts(ordered), node.nodeName);
+  const portContext = (serviceId: number): ServiceContext => ({
+    ...node, backendId: (ip, port, protocol) => byKey.get(backendKey(serviceId, ip, port, protocol))!.id,
+  });
+  const { addresses } = node;
+  const M = opts.maglevTableSize;
+  if (!isPrime(M)) throw new RangeError(`Maglev table size ${M} is not prime`);
+  const notes: string[] = [];
+  const skipped: SkippedService[] = [];
+  const clusterCIDRs = opts.clusterCIDRs ?? state.proxyConfig?.clusterCIDRs ?? [];
+  const masqueradeAddress = opts.masqueradeAddress ?? addresses.primary;
+  if (!masqueradeAddress) notes.push('no IPv4 masquerade address (the node has no IPv4 InternalIP): IPv4 flows that need SNAT are dropped');
+
+  const services: CompiledService[] = [];
+  const entries: MapEntries = {
+    config: {}, maglev: [], lbMembers: [],
+    v4: { services: [], backends: [], revnat: [], sourceRanges: [], serviceRanges: [], nodeIps: addresses.all.filter(isV4) },
+    v6: { services: [], backends: [], revnat: [], sourceRanges: [], serviceRanges: [], nodeIps: addresses.all.filter((a) => !isV4(a)) },
+  };
+  const wildcards = new Set<string>();
+  let revNatIndex = 0;
+  for (const rs of ordered) {
+    const svc = rs.service;
+    const why = skipReason(svc);
+    if (why) {
+      skipped.push({ service: `${svc.namespace}/${svc.name}`, reason: why });
+      continue;
+    }
+    for (const ip of svc.clusterIPs) {
+      if (wildcards.has(ip)) continue;
+      wildcards.add(ip);
+      entries[familyOf(ip)].services.push({
+        key: { address: ip, port: 0, proto: 0, scope: LB_SCOPE_EXTERNAL },
+        value: { serviceId: 0, flags: SVC_F.WILDCARD },
+      });
+    }
+    const shape = serviceShape(node, svc);
+    for (const rp of rs.ports) {
+      const p = rp.port;
+      const frontends = compileFrontends(svc, p, shape, revNatIndex);
+      revNatIndex += frontends.length;
+      const id = services.length + 1;
+      const cs: CompiledService = {
+        id, name: serviceName(svc, p.name, p.port), service: svc, port: p, frontends,
+        ...compileServiceBackends(portContext(id), svc, rp, frontends),
+        ...(rs.endpointsFrom ? { endpointsFrom: rs.endpointsFrom } : {}),
+      };
+      notes.push(...serviceNotes(cs, M));
+      services.push(cs);
+      addServiceEntries(node, entries, cs, shape);
+    }
+  }
+  for (const b of backends) entries[familyOf(b.ip)].backends.push({ id: b.id, value: backendValue(b) });
+
+  const conntrack = { ...DEFAULT_CONNTRACK_TIMEOUTS };
+  for (const source of [state.proxyConfig?.conntrack, opts.conntrack]) {
+    for (const [k, v] of Object.entries(source ?? {})) {
+      if (v !== undefined) conntrack[k as keyof ConntrackTimeouts] = v;
+    }
+  }
+  const serviceRanges = opts.serviceClusterIPRanges ?? state.serviceRanges?.cidrs ?? [];
+  for (const cidr of serviceRanges.map(cidrText)) {
+    const [net, bits] = ipaddr.parseCIDR(cidr);
+    entries[familyOf(net.toString())].serviceRanges.push({ prefixlen: bits, address: net.toString() });
+  }
+  const podNet = network(clusterCIDRs, 'v4');
+  const podNet6 = network(clusterCIDRs, 'v6');
+  const masqueradeAddress6 = opts.masqueradeAddress6 ?? addresses.primary6;
+  const hasV6Frontends = entries.v6.services.some((e) => (e.value.flags as number) !== SVC_F.WILDCARD);
+  if (hasV6Frontends && !masqueradeAddress6) {
+    notes.push('no IPv6 masquerade address (the node has no IPv6 InternalIP): IPv6 flows that need SNAT are dropped');
+  }
+  const [portMin, portMax] = opts.snatPortRange ?? DEFAULT_SNAT_PORT_RANGE;
+  entries.config = {
+    seed: opts.seed >>> 0,
+    ctTcpEstablished: conntrack.tcpEstablishedTimeout,
+    ctTcpClosing: conntrack.tcpCloseWaitTimeout,
+    ctUdp: conntrack.udpTimeout,
+    ctUdpStream: conntrack.udpStreamTimeout,
+    flags: (opts.masqueradeAll ? CFG_F.MASQUERADE_ALL : 0) | (podNet ? CFG_F.POD_CIDR4 : 0)
+      | (podNet6 ? CFG_F.POD_CIDR6 : 0) | (masqueradeAddress6 ? CFG_F.SNAT_ADDR6 : 0),
+    snatAddress: masqueradeAddress && isV4(masqueradeAddress) ? masqueradeAddress : '0.0.0.0',
+    snatPortMin: masqueradeAddress ? portMin : 0,
+    snatPortMax: masqueradeAddress ? portMax : 0,
+    podCidr: podNet?.net ?? '0.0.0.0',
+    podMask: podNet?.mask ?? '0.0.0.0',
+    snatAddress6: masqueradeAddress6 ?? '::',
+    podCidr6: podNet6?.net ?? '::',
+    podMask6: podNet6?.mask ?? '::',
+  };
+  const settings: DatapathSettings = {
+    nodeAddresses: addresses.all,
+    nodePortAddresses: addresses.nodePort,
+    podNetwork: [podNet?.cidr, podNet6?.cidr].filter((c) => c).join(',') || null,
+    serviceNetwork: serviceRanges.map(cidrText).join(',') || null,
+    masqueradeAddress: [masqueradeAddress, masqueradeAddress6].filter((c) => c).join(',') || null,
+    snatPorts: `${portMin}-${portMax}`,
+    maglevTableSize: M,
+    seed: opts.seed,
+    conntrackTimeouts: conntrack,
+  };
+  return { node: node.nodeName, settings, maglevTableSize: M, services, backends, skipped, notes, entries };
+}

@@ -1,0 +1,136 @@
+/**
+ * `svcpath diff`: one capture replayed against two cluster states, and the
+ * flows whose decision changes — backend, verdict, reason or masquerading —
+ * counted per Service: "which connections does this change move?". A flow is
+ * the 5-tuple of the first packet of it that reached a service frontend in
+ * either replay; later packets follow their flow's conntrack entry.
+ *
+ * The capture is read three times (flows, before, after), so standard input
+ * or a pipe is first copied to a temporary file, removed at the end.
+ */
+import { decodeCaptured } from '../../traces/frames.js';
+import { openCapture } from '../../traces/pcap.js';
+import { rereadableCapture, type RereadableCapture } from '../../traces/source.js';
+import type { Compiled } from '../compile/compiler.js';
+import type { Datapath } from './datapath.js';
+import { InputError } from '../common/errors.js';
+import { REASONS, VERDICTS, hostPort } from '../compile/layout.js';
+import { Interrupted, replay, type PacketDecision } from './replay.js';
+
+export interface Side {
+  compiled: Compiled;
+  dp: Datapath;
+}
+
+export interface FlowChange {
+  flow: string;
+  packet: number;
+  service: string;
+  before: string;
+  after: string;
+}
+
+export interface ServiceDiff {
+  service: string;
+  flows: number;
+  changed: number;
+  /** "backend before -> backend after" -> flows */
+  moves: Record<string, number>;
+}
+
+export interface DiffReport {
+  trace: string;
+  flows: number;
+  changed: number;
+  services: ServiceDiff[];
+  changes: FlowChange[];
+}
+
+const REASON_SERVICE = REASONS.indexOf('SERVICE');
+
+/** A packet's flow, as its headers say: protocol, source and destination. */
+function flowKeys(capture: RereadableCapture): Map<number, string> {
+  const keys = new Map<number, string>();
+  const reader = openCapture(capture.open());
+  try {
+    for (const rec of reader.records()) {
+      const d = decodeCaptured(rec.linktype, rec.data);
+      const ip = d.ipv4 ?? d.ipv6;
+      const l4 = d.tcp ?? d.udp;
+      if (!ip || !l4) continue;
+      keys.set(rec.n, `${d.tcp ? 'TCP' : 'UDP'} ${hostPort(ip.src, l4.sport)} > ${hostPort(ip.dst, l4.dport)}`);
+    }
+  } finally {
+    reader.close();
+  }
+  return keys;
+}
+
+async function decisions(capture: RereadableCapture, side: Side, signal?: AbortSignal): Promise<PacketDecision[]> {
+  const all: PacketDecision[] = [];
+  const result = await replay(capture.open(), side.compiled, side.dp, { onDecision: (d) => all.push(d), signal });
+  if (result.interrupted) throw new Interrupted(result.interrupted.signal);
+  if (result.stoppedAt) throw new InputError(result.stoppedAt.error);
+  return all;
+}
+
+function describe(d: PacketDecision, side: Side): string {
+  const backend = d.backendId ? side.compiled.backends[d.backendId - 1] : undefined;
+  const to = backend ? ` ${hostPort(backend.ip, backend.port)}` : '';
+  return `${VERDICTS[d.verdict]} ${REASONS[d.reason]}${to}${d.snat ? ' (snat)' : ''}`;
+}
+
+/** `trace` is a path, or `-` for standard input; `signal` (a Ctrl-C) ends the diff with Interrupted. */
+export async function diffReplays(trace: string, a: Side, b: Side, signal?: AbortSignal): Promise<DiffReport> {
+  const capture = await rereadableCapture(trace, signal);
+  if (!capture) throw new Interrupted(String(signal!.reason));
+  try {
+    return compare(capture.name, flowKeys(capture), await decisions(capture, a, signal), await decisions(capture, b, signal), a, b);
+  } finally {
+    capture.remove();
+  }
+}
+
+/** The flows whose decision differs between the two replays' decisions, per Service. */
+function compare(trace: string, keys: Map<number, string>, before: PacketDecision[], after: PacketDecision[], a: Side, b: Side): DiffReport {
+  const seen = new Set<string>();
+  const services = new Map<string, ServiceDiff>();
+  const changes: FlowChange[] = [];
+  for (let i = 0; i < before.length; i++) {
+    const x = before[i];
+    const y = after[i];
+    if (x.reason !== REASON_SERVICE && y.reason !== REASON_SERVICE) continue;
+    const flow = keys.get(x.n);
+    if (!flow || seen.has(flow)) continue;
+    seen.add(flow);
+    const service = (x.serviceId ? a.compiled.services[x.serviceId - 1] : b.compiled.services[y.serviceId - 1])?.name ?? '(none)';
+    const s = services.get(service) ?? { service, flows: 0, changed: 0, moves: {} };
+    services.set(service, s);
+    s.flows++;
+    const was = describe(x, a);
+    const now = describe(y, b);
+    if (was === now) continue;
+    s.changed++;
+    const move = `${was} -> ${now}`;
+    s.moves[move] = (s.moves[move] ?? 0) + 1;
+    changes.push({ flow, packet: x.n, service, before: was, after: now });
+  }
+  return {
+    trace,
+    flows: seen.size,
+    changed: changes.length,
+    services: [...services.values()].sort((p, q) => p.service.localeCompare(q.service)),
+    changes,
+  };
+}
+
+const pct = (part: number, whole: number) => (whole ? `${((100 * part) / whole).toFixed(1)}%` : '-');
+
+export function formatDiff(r: DiffReport): string {
+  const lines = [`${r.trace}: ${r.flows} service flows, ${r.changed} change (${pct(r.changed, r.flows)})`, ''];
+  for (const s of r.services) {
+    lines.push(`  ${s.service}  flows ${s.flows}  changed ${s.changed} (${pct(s.changed, s.flows)})`);
+    for (const [move, n] of Object.entries(s.moves).sort((p, q) => q[1] - p[1])) lines.push(`    ${n} x ${move}`);
+  }
+  return lines.join('\n');
+}

@@ -1,0 +1,274 @@
+/**
+ * The replay summary, from the datapath's own counters (metrics, per-service
+ * and per-backend stats maps): as JSON for --summary, and as text for people.
+ */
+import type { Compiled, DatapathSettings } from '../compile/compiler.js';
+import type { Datapath } from './datapath.js';
+import { CONFORM, REASONS, VERDICTS, hostPort } from '../compile/layout.js';
+import type { ReplayResult } from './replay.js';
+
+export interface BackendSummary {
+  backend: string;
+  node: string | null;
+  local: boolean;
+  flows: number;
+  packets: number;
+  bytes: number;
+}
+
+export interface ServiceSummary {
+  service: string;
+  type: string;
+  frontends: string[];
+  appProtocol: string | null;
+  externalTrafficPolicy: string;
+  internalTrafficPolicy: string;
+  sessionAffinity: string;
+  endpoints: string;
+  /** Where the endpoints came from: EndpointSlices (given), Pods (slices derived from them), Endpoints (legacy), none. */
+  endpointsFrom: string | null;
+  flows: number;
+  packets: number;
+  bytes: number;
+  backends: BackendSummary[];
+}
+
+export interface Summary {
+  trace: string;
+  node: string | null;
+  settings: DatapathSettings;
+  packets: number;
+  written: number;
+  /** Neither stopped at a bad record nor interrupted: every packet of the capture was replayed. */
+  complete: boolean;
+  stoppedAt: { record: number; error: string } | null;
+  /** A signal (Ctrl-C) ended the replay after `packets` packets, all of them written. */
+  interrupted: boolean;
+  verdicts: Record<string, number>;
+  reasons: Record<string, number>;
+  byVerdictAndReason: Array<{ verdict: string; reason: string; packets: number; bytes: number }>;
+  services: ServiceSummary[];
+  skipped: Array<{ service: string; reason: string }>;
+  notes: string[];
+  warnings: string[];
+  /** Only when the capture holds frames the node sent: how its own rewrites compare with svcpath's (README: Captures). */
+  conformance?: Conformance;
+}
+
+/** The node's copies of packets svcpath rewrote, found among the frames it sent. */
+export interface Conformance {
+  /** Frames the node sent (PASS OUTGOING). */
+  outgoing: number;
+  /** Of those, the node's copies of packets svcpath rewrote: the three below added up. */
+  nodeRewrites: number;
+  /** Same backend and rewrite. */
+  reproduced: number;
+  /** The same but for the backend, another one of the Service's. */
+  otherBackend: number;
+  /** Anything else. */
+  differ: number;
+  /**
+   * Of `differ`, requests that differ only in that one of the node and
+   * svcpath masqueraded the source: the masquerade settings are not the node's.
+   */
+  differMasquerade: number;
+  /**
+   * The node's masquerade tuples learned from its copies (an address and
+   * port it masqueraded a flow with, other than svcpath's), whose replies are
+   * the flow's; and those not learned because another live flow held them.
+   */
+  learnedTuples: number;
+  takenTuples: number;
+}
+
+interface Counter {
+  flows?: number;
+  packets: number;
+  bytes: number;
+}
+
+/** The datapath's counters: per (reason << 3 | verdict), per service id, per backend id. */
+export interface Counters {
+  metrics: Counter[];
+  services: Counter[];
+  backends: Counter[];
+  /** Packets per CONFORM outcome. */
+  conformance: number[];
+}
+
+/** Reads the counter maps of one datapath instance. */
+export function readCounters(dp: Datapath, compiled: Compiled): Counters {
+  const read = (name: 'metrics' | 'serviceStats' | 'backendStats', entries: number) => {
+    const m = dp.map(name);
+    return Array.from({ length: entries }, (_, i) => m.at(i) as unknown as Counter);
+  };
+  return {
+    metrics: read('metrics', REASONS.length << 3),
+    services: read('serviceStats', compiled.services.length + 1),
+    backends: read('backendStats', compiled.backends.length + 1),
+    conformance: Object.values(CONFORM).map((i) => dp.map('conformance').at(i)!.count as number),
+  };
+}
+
+/** The counters of several instances (the workers of a sharded replay), added up. */
+export function sumCounters(all: Counters[]): Counters {
+  const add = (lists: Counter[][]) => lists[0].map((_, i) => {
+    const sum: Counter = { packets: 0, bytes: 0 };
+    for (const list of lists) {
+      sum.packets += list[i].packets;
+      sum.bytes += list[i].bytes;
+      if (list[i].flows !== undefined) sum.flows = (sum.flows ?? 0) + list[i].flows!;
+    }
+    return sum;
+  });
+  return {
+    metrics: add(all.map((c) => c.metrics)), services: add(all.map((c) => c.services)), backends: add(all.map((c) => c.backends)),
+    conformance: all[0].conformance.map((_, i) => all.reduce((n, c) => n + c.conformance[i], 0)),
+  };
+}
+
+/** `clusterWarnings`: what loading the cluster state warned about, listed before the capture's warnings. */
+export function buildSummary(result: ReplayResult, compiled: Compiled, counters: Counters, notes: string[], clusterWarnings: string[] = []): Summary {
+  const verdicts: Record<string, number> = {};
+  const reasons: Record<string, number> = {};
+  const byVerdictAndReason: Summary['byVerdictAndReason'] = [];
+  for (let r = 1; r < REASONS.length; r++) {
+    for (let v = 0; v < VERDICTS.length; v++) {
+      const c = counters.metrics[(r << 3) | v];
+      if (c.packets === 0) continue;
+      const packets = c.packets;
+      verdicts[VERDICTS[v]] = (verdicts[VERDICTS[v]] ?? 0) + packets;
+      reasons[REASONS[r]] = (reasons[REASONS[r]] ?? 0) + packets;
+      byVerdictAndReason.push({ verdict: VERDICTS[v], reason: REASONS[r], packets, bytes: c.bytes });
+    }
+  }
+  const services = compiled.services.map((s): ServiceSummary => {
+    const st = counters.services[s.id];
+    const ids = [...new Set([s.cluster, s.local, s.cluster6, s.local6].flatMap((set) => set?.backendIds ?? []))].sort((a, b) => a - b);
+    return {
+      service: s.name,
+      type: s.service.type,
+      frontends: s.frontends.map((f) => `${hostPort(f.address, f.port)}/${f.protocol}${f.kind === 'ClusterIP' ? '' : ` (${f.kind})`}`),
+      appProtocol: s.port.appProtocol ?? null,
+      externalTrafficPolicy: s.service.externalTrafficPolicy,
+      internalTrafficPolicy: s.service.internalTrafficPolicy,
+      sessionAffinity: s.service.sessionAffinity === 'ClientIP' ? `ClientIP ${s.service.affinityTimeoutSeconds}s` : 'None',
+      endpoints: describeEndpoints(s),
+      endpointsFrom: s.endpointsFrom ?? null,
+      flows: st.flows ?? 0,
+      packets: st.packets,
+      bytes: st.bytes,
+      backends: ids.map((id) => {
+        const b = compiled.backends[id - 1];
+        const bs = counters.backends[id];
+        return {
+          backend: hostPort(b.ip, b.port), node: b.nodeName ?? null, local: b.local,
+          flows: bs.flows ?? 0, packets: bs.packets, bytes: bs.bytes,
+        };
+      }),
+    };
+  });
+  return {
+    trace: result.trace,
+    node: compiled.node ?? null,
+    settings: compiled.settings,
+    packets: result.packets,
+    written: result.written,
+    complete: !result.stoppedAt && !result.interrupted,
+    stoppedAt: result.stoppedAt ?? null,
+    interrupted: !!result.interrupted,
+    verdicts,
+    reasons,
+    byVerdictAndReason,
+    services,
+    skipped: compiled.skipped,
+    notes,
+    warnings: [...clusterWarnings, ...result.warnings],
+    ...(reasons.OUTGOING && { conformance: conformanceOf(reasons.OUTGOING, counters.conformance) }),
+  };
+}
+
+function conformanceOf(outgoing: number, counts: number[]): Conformance {
+  const [reproduced, otherBackend, differOtherwise, differMasquerade, learnedTuples, takenTuples] = [
+    CONFORM.REPRODUCED, CONFORM.OTHER_BACKEND, CONFORM.DIFFERS, CONFORM.MASQUERADE_DIFFERS, CONFORM.LEARNED, CONFORM.TAKEN,
+  ].map((i) => counts[i]);
+  const differ = differOtherwise + differMasquerade;
+  return { outgoing, nodeRewrites: reproduced + otherBackend + differ, reproduced, otherBackend, differ, differMasquerade, learnedTuples, takenTuples };
+}
+
+/** "2 ready, 1 local, 2 unusable": what new flows may use. */
+function describeEndpoints(s: Compiled['services'][number]): string {
+  const usable = s.cluster.backendIds.length + s.cluster6.backendIds.length;
+  const draining = s.cluster.selection === 'serving-terminating' || s.cluster6.selection === 'serving-terminating';
+  const parts = [`${usable} ${draining ? 'serving-terminating' : 'ready'}`];
+  if (s.local || s.local6) parts.push(`${(s.local?.backendIds.length ?? 0) + (s.local6?.backendIds.length ?? 0)} local`);
+  if (s.unusableEndpoints) parts.push(`${s.unusableEndpoints} unusable`);
+  return parts.join(', ');
+}
+
+function pad(s: string | number, n: number): string {
+  return String(s).padEnd(n);
+}
+
+function rpad(s: string | number, n: number): string {
+  return String(s).padStart(n);
+}
+
+export function formatSummary(s: Summary): string {
+  const lines: string[] = [];
+  lines.push(`${s.trace}: ${s.packets} packets replayed on node ${s.node ?? '(none)'}, ${s.written} written`);
+  if (s.stoppedAt) lines.push(`STOPPED at record ${s.stoppedAt.record}: ${s.stoppedAt.error}`);
+  if (s.interrupted) lines.push(`INTERRUPTED after record ${s.packets}: the outputs hold the packets up to it`);
+  const c = s.settings;
+  lines.push(`Node addresses ${c.nodeAddresses.join(', ') || '(none)'}; pod network ${c.podNetwork ?? 'unknown'}; `
+    + `masquerade ${c.masqueradeAddress ? `as ${c.masqueradeAddress} ports ${c.snatPorts}` : 'impossible (no address)'}; Maglev M=${c.maglevTableSize}, seed ${c.seed}`);
+  lines.push('', 'Verdicts:');
+  for (const v of VERDICTS) {
+    if (!s.verdicts[v]) continue;
+    const parts = s.byVerdictAndReason.filter((x) => x.verdict === v).map((x) => `${x.reason} ${x.packets}`);
+    lines.push(`  ${pad(v, 9)}${rpad(s.verdicts[v], 9)}   ${parts.join(', ')}`);
+  }
+  if (s.conformance) lines.push('', ...conformanceLines(s.conformance));
+  lines.push('', 'Services:');
+  if (s.services.length === 0) lines.push('  (none compiled)');
+  for (const svc of s.services) {
+    lines.push(`  ${svc.service}  ${svc.frontends.join(' ')}  endpoints: ${svc.endpoints}${endpointsOrigin(svc.endpointsFrom)}  flows ${svc.flows}  packets ${svc.packets}`);
+    for (const b of svc.backends) {
+      lines.push(`    ${pad(b.backend, 22)} ${pad(b.local ? 'local' : b.node ? `on ${b.node}` : 'remote', 16)} flows ${rpad(b.flows, 6)}  packets ${rpad(b.packets, 8)}`);
+    }
+  }
+  if (s.skipped.length) {
+    lines.push('', 'Not in the datapath:');
+    for (const k of s.skipped) lines.push(`  ${k.service}: ${k.reason}`);
+  }
+  const notes = [...s.notes, ...s.warnings];
+  if (notes.length) {
+    lines.push('', 'Notes:');
+    for (const n of notes) lines.push(`  ${n}`);
+  }
+  return lines.join('\n');
+}
+
+/** How the node's own rewrites in the capture compare with svcpath's, and the masquerade tuples they taught. */
+function conformanceLines(c: Conformance): string[] {
+  return [
+    `Node's own rewrites in the capture: ${c.nodeRewrites} of the ${c.outgoing} frames it sent are its copies of packets svcpath rewrote;`,
+    `  svcpath reproduced ${c.reproduced} (same backend and rewrite), ${c.otherBackend} went to another backend `
+    + `(kube-proxy chooses at random, svcpath by Maglev), ${c.differ} differ${masqueradeDiffers(c)};`,
+    `  learned ${c.learnedTuples} of the node's masquerade tuples (its address and port for a flow svcpath masqueraded), `
+    + `whose replies are the flow's${c.takenTuples ? `; ${c.takenTuples} not learned, held by another live flow` : ''}`,
+  ];
+}
+
+/** Why so many differ, when it is masquerading: the settings to compare with the node's kube-proxy. */
+function masqueradeDiffers(c: Conformance): string {
+  if (c.differMasquerade === 0) return '';
+  return ` (${c.differMasquerade} only in masquerading the source: one of the node and svcpath did, the other did not; `
+    + 'compare --cluster-cidr and --masquerade-all with the node\'s kube-proxy)';
+}
+
+/** Where a Service's endpoints came from, as the text summary says it. */
+function endpointsOrigin(from: string | null): string {
+  if (from === null) return '';
+  return from === 'none' ? ' (no EndpointSlices, Endpoints or Pods for it)' : ` (from ${from})`;
+}

@@ -1,0 +1,246 @@
+/**
+ * The replay's zero-copy path (datapath/capture.ts): a classic pcap capture is
+ * read in large chunks straight into linear memory, where the datapath walks
+ * its records into the batch; after the batch, the datapath writes the
+ * verdict lines and the output pcap records into output areas, and those go
+ * to their files as they are. JavaScript touches no packet.
+ *
+ * The JavaScript reader (traces/pcap.ts) stays the judge of the format: a
+ * record the walker will not take (a corrupt header, a timestamp to carry)
+ * is checked by the reader's own code, with its own messages and warnings,
+ * and added by the host.
+ */
+import type { Batch, Datapath } from './datapath.js';
+import { PCAP_F, REASONS, VERDICTS, WALK } from '../compile/layout.js';
+import { WouldBlock } from '../../traces/chunked.js';
+import type { PcapReader } from '../../traces/pcap.js';
+
+const RECORD_HEADER_BYTES = 16;
+
+/**
+ * Feeds a classic pcap capture's records into batches, through the
+ * datapath's walker. The bytes come from the reader's own stream, after the
+ * global header and whatever the reader had buffered, so a pipe, standard
+ * input and gzip take this path as a file does.
+ */
+export class PcapFeeder {
+  private readonly chunk: number;
+  /** Valid bytes in the chunk, and how many of them are consumed. */
+  private len = 0;
+  private consumed = 0;
+  /** Capture offset of the chunk's first byte. */
+  private chunkOffset: number;
+  private eof = false;
+  /** What ended the last read after some bytes had come (a gzip stream cut short): thrown once they are walked. */
+  private failure?: unknown;
+  private readonly format: number;
+  recordsRead = 0;
+
+  constructor(
+    private readonly reader: PcapReader,
+    private readonly dp: Datapath,
+    /** At least one whole record of the largest size the batch takes. */
+    private readonly chunkBytes: number,
+  ) {
+    this.chunk = dp.reserve(chunkBytes);
+    this.chunkOffset = reader.bytesRead;
+    this.format = (reader.littleEndian ? 0 : PCAP_F.BIG_ENDIAN) | (reader.nanosecond ? PCAP_F.NANOSECOND : 0);
+  }
+
+  /** Capture bytes consumed so far. */
+  get bytesRead(): number {
+    return this.chunkOffset + this.consumed;
+  }
+
+  /**
+   * Adds records to the batch until it is full (true) or the capture has
+   * ended (false). Throws InputError at a bad record; the batch holds the
+   * good ones before it. A WouldBlock from a source that must not wait
+   * leaves the batch and the feeder as they were: call again once data came.
+   */
+  fill(batch: Batch): boolean {
+    for (;;) {
+      const before = batch.count;
+      const walked = batch.walk(this.chunk, this.len, this.consumed, this.format, this.reader.snaplen, this.reader.linktype);
+      this.recordsRead += batch.count - before;
+      this.consumed = walked.consumed;
+      if (walked.stop === WALK.BATCH_FULL) return true;
+      if (walked.stop === WALK.ANOMALY) {
+        if (!this.addJudged(batch)) return true;
+        continue;
+      }
+      // WALK.NEED_DATA: the rest of the chunk is part of a record.
+      if (this.consumed === 0 && this.len === this.chunkBytes) return true; // one larger than any batch takes
+      const left = this.len - this.consumed;
+      if (this.eof) {
+        if (left === 0) return false;
+        if (left < RECORD_HEADER_BYTES) throw this.reader.truncatedHeader(this.recordsRead + 1, this.bytesRead, left);
+        const { caplen } = this.header();
+        throw this.reader.truncatedData(this.recordsRead + 1, this.bytesRead, caplen, left - RECORD_HEADER_BYTES);
+      }
+      this.readMore();
+    }
+  }
+
+  /**
+   * Moves the unconsumed tail to the chunk's start and reads after it until
+   * the chunk is full, the capture ends, a read gives less than asked (no
+   * more has come yet), or the source fails: what did arrive is walked
+   * first.
+   */
+  private readMore(): void {
+    if (this.failure !== undefined) throw this.failure;
+    const mem = new Uint8Array(this.dp.memory);
+    const left = this.len - this.consumed;
+    mem.copyWithin(this.chunk, this.chunk + this.consumed, this.chunk + this.len);
+    this.chunkOffset += this.consumed;
+    this.consumed = 0;
+    this.len = left;
+    while (this.len < this.chunkBytes) {
+      const wanted = this.chunkBytes - this.len;
+      let got: number;
+      try {
+        got = this.reader.readRest(mem, this.chunk + this.len, wanted);
+      } catch (e) {
+        if (this.len === left) throw e;
+        if (!(e instanceof WouldBlock)) this.failure = e;
+        return;
+      }
+      if (got === 0) {
+        this.eof = true;
+        return;
+      }
+      this.len += got;
+      // A short read: no more has come yet (a pipe, the gunzip thread); walk what has, while more comes.
+      if (got < wanted) return;
+    }
+  }
+
+  /** The captured length the next record's header states, unchecked. */
+  nextCaplen(): number {
+    return new DataView(this.dp.memory).getUint32(this.chunk + this.consumed + 8, this.reader.littleEndian);
+  }
+
+  /** The next record's header, checked by the reader (which throws for a corrupt one, and warns once per record). */
+  private header() {
+    const view = new DataView(this.dp.memory);
+    return this.reader.recordHeader(this.recordsRead + 1, this.bytesRead, view, this.chunk + this.consumed);
+  }
+
+  /**
+   * The record the walker left to the host: checked by the reader, then added
+   * as the reader reads it. False when the batch has no room for it yet.
+   */
+  private addJudged(batch: Batch): boolean {
+    const offset = this.bytesRead;
+    const record = this.header();
+    if (this.len - this.consumed < RECORD_HEADER_BYTES + record.caplen) {
+      if (this.eof) throw this.reader.truncatedData(this.recordsRead + 1, offset, record.caplen, this.len - this.consumed - RECORD_HEADER_BYTES);
+      this.readMore();
+      return true;
+    }
+    const start = this.chunk + this.consumed + RECORD_HEADER_BYTES;
+    const data = new Uint8Array(this.dp.memory, start, record.caplen);
+    if (!batch.add(data, record.origlen, record.tsSec, record.tsNsec, this.reader.linktype)) return false;
+    this.consumed += RECORD_HEADER_BYTES + record.caplen;
+    this.recordsRead++;
+    return true;
+  }
+}
+
+/** A string table as verdicts_emit reads it: count, (offset, length) pairs, bytes. */
+function stringTable(strings: readonly string[]): Uint8Array {
+  const bytes = strings.map((s) => Buffer.from(s, 'utf8'));
+  const head = 4 + 8 * bytes.length;
+  const table = new Uint8Array(head + bytes.reduce((n, b) => n + b.length, 0));
+  const view = new DataView(table.buffer);
+  view.setUint32(0, bytes.length, true);
+  let at = head;
+  bytes.forEach((b, i) => {
+    view.setUint32(4 + 8 * i, at, true);
+    view.setUint32(8 + 8 * i, b.length, true);
+    table.set(b, at);
+    at += b.length;
+  });
+  return table;
+}
+
+/** The fixed text of a verdict line, without its five values. */
+const LINE_FRAME = '{"n":,"verdict":"","reason":"","service":,"backend":,"snat":false}\n'.length;
+const MAX_DECIMAL_DIGITS = 20;
+
+/** The longest verdict line these service and backend JSON values can make, in bytes. */
+export function maxVerdictLine(serviceJson: readonly string[], backendJson: readonly string[]): number {
+  const longest = (list: readonly string[]) => Math.max(...list.map((s) => Buffer.byteLength(s)));
+  return LINE_FRAME + MAX_DECIMAL_DIGITS + longest(VERDICTS) + longest(REASONS) + longest(serviceJson) + longest(backendJson);
+}
+
+/**
+ * The datapath's verdict-line writer: string tables of verdict and reason
+ * names and of every service's and backend's JSON value, laid in linear
+ * memory once, and an output area for a batch's lines.
+ */
+export class VerdictWriter {
+  private readonly tables: number;
+  private readonly maxLine: number;
+  private readonly out: number;
+  private readonly capacity: number;
+  private readonly scratch: number;
+
+  constructor(private readonly dp: Datapath, serviceJson: readonly string[], backendJson: readonly string[], maxFrames: number) {
+    const all = [VERDICTS, REASONS, serviceJson, backendJson].map(stringTable);
+    this.maxLine = maxVerdictLine(serviceJson, backendJson);
+    this.capacity = Math.max(this.maxLine, Math.min(maxFrames, 4096) * this.maxLine);
+    this.tables = dp.reserve(16);
+    const addresses = all.map((t) => dp.reserve(t.length));
+    this.out = dp.reserve(this.capacity);
+    this.scratch = dp.reserve(8);
+    const mem = new Uint8Array(dp.memory);
+    const view = new DataView(dp.memory);
+    all.forEach((t, i) => {
+      mem.set(t, addresses[i]);
+      view.setUint32(this.tables + 4 * i, addresses[i], true);
+    });
+  }
+
+  /**
+   * Writes the lines of frames from..count of the batch, numbered from
+   * firstN, handing each full output area to `sink`; `lengths` (when given)
+   * gets each line's length, 0 for another worker's frame.
+   */
+  write(batch: Batch, firstN: number, sink: (bytes: Uint8Array) => void, lengths = 0): void {
+    for (let from = 0; from < batch.count; ) {
+      from = this.dp.exports.verdicts_emit(batch.descBase, from, batch.count, BigInt(firstN), this.tables, this.maxLine,
+        this.out, this.capacity, this.scratch, lengths);
+      const written = new DataView(this.dp.memory).getUint32(this.scratch, true);
+      sink(new Uint8Array(this.dp.memory, this.out, written));
+    }
+  }
+}
+
+/** The datapath's pcap record writer for the sent frames of a batch. */
+export class PcapRecordWriter {
+  private readonly out: number;
+  private readonly scratch: number;
+
+  constructor(private readonly dp: Datapath, private readonly capacity: number) {
+    this.out = dp.reserve(capacity);
+    this.scratch = dp.reserve(8);
+  }
+
+  /**
+   * Writes the records of the batch's sent frames (TX, REDIRECT) from `from`
+   * on, handing them to `sink`; returns the index of the first frame it could
+   * not write (its timestamp does not fit classic pcap), or the batch's count.
+   */
+  write(batch: Batch, nanosecond: boolean, sink: (bytes: Uint8Array) => void, from = 0): number {
+    while (from < batch.count) {
+      const next = this.dp.exports.pcap_emit(batch.descBase, from, batch.count, nanosecond ? 1 : 0, this.out, this.capacity, this.scratch);
+      const written = new DataView(this.dp.memory).getUint32(this.scratch, true);
+      if (written > 0) sink(new Uint8Array(this.dp.memory, this.out, written));
+      if (next === from) return next; // the frame at `from` cannot be written
+      from = next;
+    }
+    return from;
+  }
+}

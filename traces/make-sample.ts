@@ -1,5 +1,0 @@
-/** `npm run make-sample`: rewrites traces/samples/sample.pcap from traces/sample.ts. */
-import { SAMPLE_TRACE, writeSample } from './sample.js';
-
-const n = writeSample();
-console.log(`${SAMPLE_TRACE}: ${n} packets`);

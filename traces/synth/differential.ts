@@ -1,0 +1,710 @@
+/**
+ * The differential property between the WebAssembly datapath and the
+ * reference model, shared by test/model.test.ts (short, in `npm test`) and
+ * traces/synth/run-model-fuzz.ts (long runs). fast-check generates a cluster state
+ * and a sequence of traffic actions; each frame goes through both, which
+ * must agree on verdict, reason, service id, backend id, snat flag and every
+ * output byte. Backends answer what the datapath actually sent them (closed
+ * loop), and time advances, sometimes exactly to a timeout. Half the runs are
+ * captures taken on the node: every frame says which way it went, and the
+ * node's own copies of the requests, masqueraded to tuples of its own, teach
+ * svcpath those tuples, to which the backends may then reply.
+ *
+ * Everything generated stays inside the model's scope (model/packet.ts).
+ */
+import fc from 'fast-check';
+import { compile, type Compiled } from '../../control/compile/compiler.js';
+import { Batch, type Datapath } from '../../control/runtime/datapath.js';
+import { DESC_F_SNAT, LINKTYPES, REASONS, VERDICTS, hostPort } from '../../control/compile/layout.js';
+import type {
+  ClusterState, ConntrackTimeouts, EndpointConditions, Protocol, ResolvedService, Service, ServicePort,
+} from '../../control/cluster/state.js';
+import { loadProgram } from '../../control/runtime/loader.js';
+import { TCP_FLAGS as TCP, buildFrame, type FrameSpec, type L4Spec } from '../frames.js';
+import { addressBytes, addressText } from '../../model/addresses.js';
+import { checksumOf, onesComplementSum } from '../../model/checksum.js';
+import { ReferenceDatapath, type ModelOutcome } from '../../model/reference-datapath.js';
+
+// --- the cluster ---------------------------------------------------------------
+
+type Fam = 'v4' | 'v6';
+const FAMS: Fam[] = ['v4', 'v6'];
+
+const NODE = { v4: '192.168.0.10', v6: 'fd00:168::10' };
+const OTHER_NODE = { v4: '192.168.0.11', v6: 'fd00:168::11' };
+const POD_CIDRS = { v4: '10.244.0.0/16', v6: 'fd00:244::/32' };
+const SERVICE_RANGES = ['10.96.0.0/12', 'fd00:96::/108'];
+/** Six pods that endpoints are drawn from: 0-2 on this node (node-a), 3-5 on node-b. */
+const POD_COUNT = 6;
+const podAddress = (pod: number, fam: Fam) => {
+  const node = pod < 3 ? 1 : 2;
+  return fam === 'v4' ? `10.244.${node}.${10 + pod}` : `fd00:244:${node}::${(10 + pod).toString(16)}`;
+};
+const clusterIP = (svc: number, fam: Fam) => (fam === 'v4' ? `10.96.0.${10 + svc}` : `fd00:96::${(0x10 + svc).toString(16)}`);
+const externalIP = (svc: number, fam: Fam) => (fam === 'v4' ? `198.51.100.${1 + svc}` : `2001:db8:100::${1 + svc}`);
+const lbIP = (svc: number, fam: Fam) => (fam === 'v4' ? `203.0.113.${1 + svc}` : `2001:db8:113::${1 + svc}`);
+const nodePort = (svc: number, port: number) => 30000 + 10 * svc + port;
+/** Actions of one run; each sends at most one frame. */
+const MAX_ACTIONS = 60;
+/**
+ * Distinct flows (client tuples) of one run; later opens go to the open flows
+ * again. A live flow holds one masquerade port, so a range of more ports
+ * than this never runs out.
+ */
+const MAX_FLOWS = 12;
+/** Timeouts (conntrack, affinity) and waits are drawn from one set, so that waits land exactly on timeouts. */
+const TIMEOUTS = [2, 5, 10, 30, 60];
+
+const CONDITIONS: Record<string, EndpointConditions> = {
+  ready: { ready: true, serving: true, terminating: false },
+  servingTerminating: { ready: false, serving: true, terminating: true },
+  terminating: { ready: false, serving: false, terminating: true },
+  notReady: { ready: false, serving: false, terminating: false },
+};
+
+export interface EndpointSpec {
+  pod: number;
+  /** Whether the pod has an address of each family. */
+  v4: boolean;
+  v6: boolean;
+  condition: keyof typeof CONDITIONS;
+  /** False: the endpoint names no node (never local). */
+  hasNodeName: boolean;
+}
+
+export interface ServiceSpec {
+  type: 'ClusterIP' | 'NodePort' | 'LoadBalancer';
+  families: Fam[];
+  ports: Array<{ protocol: 'TCP' | 'UDP'; port: number; targetPort: number }>;
+  externalTrafficPolicy: 'Cluster' | 'Local';
+  internalTrafficPolicy: 'Cluster' | 'Local';
+  affinityTimeout?: number;
+  externalIPs: boolean;
+  /** LoadBalancer only: the ingress IPs' mode ('Proxy' ones are no frontends). */
+  ingressMode: 'VIP' | 'Proxy';
+  allocateLoadBalancerNodePorts: boolean;
+  sourceRanges: readonly string[];
+  endpoints: EndpointSpec[];
+}
+
+export interface ClusterSpec {
+  /** The capture was taken on the node: arrivals say so (pcapng epb_flags), and the node's own copies are in it. Default no. */
+  capturedOnNode?: boolean;
+  seed: number;
+  maglevTableSize: number;
+  podNetwork: 'dual' | 'v4' | 'none';
+  masqueradeAll: boolean;
+  snatPortRange: [number, number];
+  conntrack: Required<ConntrackTimeouts>;
+  services: ServiceSpec[];
+}
+
+/** true with odds `yes` : `no`. */
+const often = (yes: number, no: number) => fc.oneof({ weight: yes, arbitrary: fc.constant(true) }, { weight: no, arbitrary: fc.constant(false) });
+
+const SOURCE_RANGES = ['172.16.0.0/16', '192.168.0.0/24', '10.244.1.0/24', '2001:db8:5::/48', 'fd00:168::/64'];
+
+const endpointArb: fc.Arbitrary<EndpointSpec> = fc.record({
+  pod: fc.nat({ max: POD_COUNT - 1 }),
+  v4: often(3, 1),
+  v6: often(3, 1),
+  condition: fc.constantFrom<keyof typeof CONDITIONS>('ready', 'ready', 'ready', 'ready', 'ready', 'servingTerminating', 'servingTerminating', 'terminating', 'notReady'),
+  hasNodeName: often(4, 1),
+});
+
+const serviceArb: fc.Arbitrary<ServiceSpec> = fc.record({
+  type: fc.constantFrom('ClusterIP', 'NodePort', 'LoadBalancer'),
+  families: fc.constantFrom<Fam[]>(['v4'], ['v6'], ['v4', 'v6'], ['v6', 'v4']),
+  ports: fc.uniqueArray(
+    fc.record({ protocol: fc.constantFrom('TCP', 'UDP'), port: fc.constantFrom(80, 53, 443), targetPort: fc.constantFrom(8080, 53, 80) }),
+    { minLength: 1, maxLength: 2, selector: (p) => `${p.port}/${p.protocol}` },
+  ),
+  externalTrafficPolicy: fc.constantFrom('Cluster', 'Local'),
+  internalTrafficPolicy: fc.constantFrom('Cluster', 'Local'),
+  affinityTimeout: fc.option(fc.constantFrom(...TIMEOUTS), { nil: undefined }),
+  externalIPs: fc.boolean(),
+  ingressMode: fc.constantFrom('VIP', 'VIP', 'Proxy'),
+  allocateLoadBalancerNodePorts: often(3, 1),
+  sourceRanges: fc.oneof(fc.constant([]), fc.subarray(SOURCE_RANGES, { minLength: 1, maxLength: 3 })),
+  endpoints: fc.uniqueArray(endpointArb, { maxLength: 5, selector: (e) => e.pod }),
+});
+
+export const clusterArb: fc.Arbitrary<ClusterSpec> = fc.record({
+  capturedOnNode: fc.boolean(),
+  seed: fc.nat(),
+  // 3 has fewer slots than a service may have backends.
+  maglevTableSize: fc.constantFrom(3, 7, 13, 251, 251, 16381),
+  podNetwork: fc.constantFrom('dual', 'dual', 'v4', 'none'),
+  masqueradeAll: often(1, 4),
+  // A small range makes masquerade ports collide, a tiny one run out; the default one holds the NodePorts.
+  snatPortRange: fc.constantFrom<[number, number]>([40000, 40000 + MAX_FLOWS], [40000, 40001], [32768, 65535], [1024, 65535]),
+  conntrack: fc.record({
+    tcpEstablishedTimeout: fc.constantFrom(...TIMEOUTS),
+    tcpCloseWaitTimeout: fc.constantFrom(...TIMEOUTS),
+    udpTimeout: fc.constantFrom(...TIMEOUTS),
+    udpStreamTimeout: fc.constantFrom(...TIMEOUTS),
+  }),
+  services: fc.array(serviceArb, { minLength: 1, maxLength: 4 }),
+});
+
+function toService(spec: ServiceSpec, i: number): Service {
+  const ports: ServicePort[] = spec.ports.map((p, j) => ({
+    name: spec.ports.length > 1 ? `p${j}` : '',
+    protocol: p.protocol as Protocol,
+    port: p.port,
+    targetPort: p.targetPort,
+    nodePort: spec.type === 'NodePort' || (spec.type === 'LoadBalancer' && spec.allocateLoadBalancerNodePorts) ? nodePort(i, j) : undefined,
+  }));
+  return {
+    origin: { file: 'generated', object: `Service default/svc-${i}` },
+    namespace: 'default',
+    name: `svc-${i}`,
+    type: spec.type,
+    clusterIPs: spec.families.map((f) => clusterIP(i, f)),
+    ipFamilies: spec.families.map((f) => (f === 'v4' ? 'IPv4' : 'IPv6')),
+    ipFamilyPolicy: spec.families.length > 1 ? 'RequireDualStack' : 'SingleStack',
+    ports,
+    selector: { app: `svc-${i}` },
+    sessionAffinity: spec.affinityTimeout ? 'ClientIP' : 'None',
+    affinityTimeoutSeconds: spec.affinityTimeout ?? 10800,
+    externalTrafficPolicy: spec.externalTrafficPolicy,
+    internalTrafficPolicy: spec.internalTrafficPolicy,
+    externalIPs: spec.externalIPs ? spec.families.map((f) => externalIP(i, f)) : [],
+    loadBalancerIngress: spec.type === 'LoadBalancer' ? spec.families.map((f) => ({ ip: lbIP(i, f), ipMode: spec.ingressMode })) : [],
+    loadBalancerSourceRanges: spec.type === 'LoadBalancer' ? [...spec.sourceRanges] : [],
+    allocateLoadBalancerNodePorts: spec.allocateLoadBalancerNodePorts,
+    publishNotReadyAddresses: false,
+  };
+}
+
+export function compileCluster(spec: ClusterSpec): Compiled {
+  const services = spec.services.map(toService);
+  const resolved: ResolvedService[] = services.map((service, i) => ({
+    service,
+    ports: service.ports.map((port, j) => ({
+      port,
+      endpoints: spec.services[i].endpoints.flatMap((e) => spec.services[i].families.filter((f) => e[f]).map((f) => ({
+        ip: podAddress(e.pod, f),
+        port: spec.services[i].ports[j].targetPort,
+        conditions: CONDITIONS[e.condition],
+        nodeName: e.hasNodeName ? (e.pod < 3 ? 'node-a' : 'node-b') : undefined,
+      }))),
+    })),
+  }));
+  const node = (name: string, addresses: Record<Fam, string>) => ({
+    origin: { file: 'generated', object: `Node ${name}` }, name,
+    addresses: FAMS.map((f) => ({ type: 'InternalIP', address: addresses[f] })),
+  });
+  const state: ClusterState = { services, endpointSlices: [], nodes: [node('node-a', NODE), node('node-b', OTHER_NODE)], notes: [] };
+  return compile(state, resolved, {
+    node: 'node-a',
+    seed: spec.seed,
+    maglevTableSize: spec.maglevTableSize,
+    conntrack: spec.conntrack,
+    clusterCIDRs: spec.podNetwork === 'none' ? [] : spec.podNetwork === 'v4' ? [POD_CIDRS.v4] : [POD_CIDRS.v4, POD_CIDRS.v6],
+    masqueradeAll: spec.masqueradeAll,
+    snatPortRange: spec.snatPortRange,
+    serviceClusterIPRanges: SERVICE_RANGES,
+  });
+}
+
+// --- the traffic -----------------------------------------------------------------
+
+/** Where a packet comes from; `backend` is a pod that may be an endpoint (hairpin), `lbIP` a load-balancer IP itself. */
+export type ClientChoice =
+  | { kind: 'localPod' | 'remotePod' | 'node' | 'otherNode' | 'externalInRange' | 'externalOutOfRange' }
+  | { kind: 'backend'; pod: number }
+  | { kind: 'lbIP'; service: number };
+
+/** Where it goes: a compiled frontend (as it is, or a port or protocol it does not serve), or no frontend. */
+export type TargetChoice =
+  | { kind: 'frontend'; index: number; variant: 'exact' | 'otherPort' | 'otherProtocol' | 'icmpEcho' }
+  | { kind: 'unallocatedServiceIP' | 'outside' | 'nodeUnservedPort'; protocol: 'TCP' | 'UDP' | 'ICMP' }
+  | { kind: 'pod'; pod: number; protocol: 'TCP' | 'UDP' };
+
+export interface PacketShape {
+  tcpFlags: number;
+  payloadLength: number;
+  payloadSeed: number;
+  vlans: readonly number[];
+  padToMinimum: boolean;
+  ipv4Options: boolean;
+  ttl: number;
+  ipId: number;
+  tos: number;
+  /** A capture with checksum offload: the IPv4 header or L4 checksum arrives wrong. */
+  corrupt: 'none' | 'ip' | 'l4';
+  zeroUdpChecksum: boolean;
+  /**
+   * IPv4 only: the datagram sent as two fragments — in order, the later one
+   * first, or the later one alone (its first fragment never seen).
+   */
+  fragments: 'none' | 'inOrder' | 'laterFirst' | 'laterOnly';
+}
+
+export type Action =
+  | { kind: 'open'; family: Fam; client: ClientChoice; target: TargetChoice; clientPort: number | 'fresh'; packet: PacketShape }
+  /** One client opening several connections to one target at once, from fresh ports. */
+  | { kind: 'burst'; family: Fam; client: ClientChoice; target: TargetChoice; count: number; packet: PacketShape }
+  /** The flow's client sends again on the same tuple. */
+  | { kind: 'again'; flow: number; packet: PacketShape }
+  /**
+   * The flow's backend answers the last packet the datapath sent it; for UDP optionally with a payload whose checksum
+   * comes out zero after reverse NAT. `toNodeTuple`: to the tuple the node's copy masqueraded the flow to, if any.
+   */
+  | { kind: 'reply'; flow: number; packet: PacketShape; zeroChecksumAfterNat: boolean; toNodeTuple: boolean }
+  /**
+   * On a capture taken on the node: the node's copy of the last packet the datapath sent the flow's backend,
+   * masqueraded by the node to its own address or its overlay's and `port` (a few, so that tuples meet), sent to
+   * that backend or to another pod.
+   */
+  | { kind: 'nodeCopy'; flow: number; address: 'own' | 'overlay'; port: number; toPod?: number }
+  | { kind: 'wait'; seconds: number; nanos: number }
+  | { kind: 'nonIP'; vlans: readonly number[] };
+
+/**
+ * Payload sizes: none, small, medium, and large enough that a REJECT's quote
+ * is cut (576-byte ICMP, 1280-byte ICMPv6 errors).
+ */
+const payloadLengthArb = fc.oneof(
+  { weight: 3, arbitrary: fc.constant(0) },
+  { weight: 6, arbitrary: fc.integer({ min: 1, max: 64 }) },
+  { weight: 1, arbitrary: fc.integer({ min: 400, max: 500 }) },
+  { weight: 1, arbitrary: fc.integer({ min: 500, max: 1250 }) },
+  { weight: 1, arbitrary: fc.integer({ min: 1250, max: 1400 }) },
+);
+
+const packetArb = (flags: number[]): fc.Arbitrary<PacketShape> => fc.record({
+  tcpFlags: fc.constantFrom(...flags),
+  payloadLength: payloadLengthArb,
+  payloadSeed: fc.nat(),
+  vlans: fc.oneof({ weight: 6, arbitrary: fc.constant([]) }, { weight: 2, arbitrary: fc.tuple(fc.integer({ min: 1, max: 4094 })) },
+    { weight: 1, arbitrary: fc.tuple(fc.integer({ min: 1, max: 4094 }), fc.integer({ min: 1, max: 4094 })) }),
+  padToMinimum: fc.boolean(),
+  ipv4Options: often(1, 5),
+  ttl: fc.integer({ min: 1, max: 255 }),
+  ipId: fc.nat({ max: 0xffff }),
+  tos: fc.constantFrom(0, 0, 0x10, 0xb8),
+  corrupt: fc.constantFrom('none', 'none', 'none', 'ip', 'l4'),
+  zeroUdpChecksum: often(1, 5),
+  fragments: fc.constantFrom('none', 'none', 'none', 'none', 'none', 'none', 'none', 'inOrder', 'inOrder', 'laterFirst', 'laterOnly'),
+});
+
+const clientArb: fc.Arbitrary<ClientChoice> = fc.oneof(
+  fc.constantFrom(...(['localPod', 'remotePod', 'node', 'otherNode', 'externalInRange', 'externalOutOfRange'] as const).map((kind) => ({ kind }))),
+  fc.record({ kind: fc.constant('backend' as const), pod: fc.nat({ max: POD_COUNT - 1 }) }),
+  fc.record({ kind: fc.constant('lbIP' as const), service: fc.nat({ max: 3 }) }),
+);
+
+const targetArb: fc.Arbitrary<TargetChoice> = fc.oneof(
+  // Half the flows to a family's first two frontends, so that flows meet on backends and masquerade ports.
+  { weight: 12, arbitrary: fc.record({ kind: fc.constant('frontend' as const), index: fc.oneof(fc.nat({ max: 1 }), fc.nat()), variant: fc.constantFrom('exact', 'exact', 'exact', 'exact', 'exact', 'exact', 'exact', 'exact', 'otherPort', 'otherProtocol', 'icmpEcho') }) },
+  { weight: 1, arbitrary: fc.record({ kind: fc.constantFrom('unallocatedServiceIP', 'outside', 'nodeUnservedPort'), protocol: fc.constantFrom('TCP', 'UDP', 'ICMP') }) },
+  { weight: 1, arbitrary: fc.record({ kind: fc.constant('pod' as const), pod: fc.nat({ max: POD_COUNT - 1 }), protocol: fc.constantFrom('TCP', 'UDP') }) },
+);
+
+const actionArb: fc.Arbitrary<Action> = fc.oneof(
+  { weight: 6, arbitrary: fc.record({
+    kind: fc.constant('open' as const),
+    family: fc.constantFrom(...FAMS),
+    client: clientArb,
+    target: targetArb,
+    // Mostly a fresh ephemeral port; sometimes a fixed one: one masquerading may pick, a frontend's.
+    clientPort: fc.oneof({ weight: 5, arbitrary: fc.constant('fresh' as const) }, { weight: 1, arbitrary: fc.constantFrom(80, 8080, 30000, 30001, 40000, 40001) }),
+    packet: packetArb([TCP.SYN, TCP.SYN, TCP.SYN, TCP.ACK, TCP.FIN | TCP.ACK]),
+  }) },
+  { weight: 1, arbitrary: fc.record({
+    kind: fc.constant('burst' as const),
+    family: fc.constantFrom(...FAMS),
+    client: clientArb,
+    target: targetArb,
+    count: fc.integer({ min: 2, max: 6 }),
+    packet: packetArb([TCP.SYN]),
+  }) },
+  { weight: 5, arbitrary: fc.record({
+    kind: fc.constant('again' as const), flow: fc.nat(),
+    packet: packetArb([TCP.ACK, TCP.PSH | TCP.ACK, TCP.FIN | TCP.ACK, TCP.RST, TCP.SYN, TCP.SYN]),
+  }) },
+  { weight: 5, arbitrary: fc.record({
+    kind: fc.constant('reply' as const), flow: fc.nat(),
+    packet: packetArb([TCP.SYN | TCP.ACK, TCP.ACK, TCP.PSH | TCP.ACK, TCP.FIN | TCP.ACK, TCP.RST | TCP.ACK]),
+    zeroChecksumAfterNat: often(1, 3),
+    toNodeTuple: often(3, 1),
+  }) },
+  { weight: 5, arbitrary: fc.record({
+    kind: fc.constant('nodeCopy' as const), flow: fc.nat(),
+    address: fc.constantFrom('own', 'overlay'),
+    // svcpath's own masquerade ports among them, and a NodePort.
+    port: fc.constantFrom(40000, 40001, 40002, 50000, 50001, 30000),
+    toPod: fc.option(fc.nat({ max: POD_COUNT - 1 }), { nil: undefined, freq: 5 }),
+  }) },
+  { weight: 2, arbitrary: fc.record({
+    kind: fc.constant('wait' as const),
+    seconds: fc.oneof(fc.integer({ min: 0, max: 3 }), fc.constantFrom(...TIMEOUTS), fc.integer({ min: 61, max: 400 })),
+    nanos: fc.oneof(fc.constant(0), fc.constant(1), fc.integer({ min: 0, max: 999_999_999 })),
+  }) },
+  { weight: 1, arbitrary: fc.record({ kind: fc.constant('nonIP' as const), vlans: fc.oneof(fc.constant([]), fc.tuple(fc.integer({ min: 1, max: 4094 }))) }) },
+);
+
+export const actionsArb = fc.array(actionArb, { minLength: 1, maxLength: MAX_ACTIONS, size: 'max' });
+
+/** A flow the traffic opened: its client's tuple, and what the datapath last did with it. */
+interface Flow {
+  fam: Fam;
+  client: string;
+  clientPort: number;
+  server: string;
+  serverPort: number;
+  protocol: 'TCP' | 'UDP' | 'ICMP';
+  /** The last frame the datapath sent to the flow's backend. */
+  toBackend?: Uint8Array;
+  masqueraded: boolean;
+  /** The tuple the node's last copy masqueraded the flow to. */
+  nodeTuple?: { address: string; port: number };
+}
+
+/** The node's own address, and its overlay interface's: what MASQUERADE takes as source. */
+const OVERLAY = { v4: '10.244.0.0', v6: 'fd00:244::' };
+
+const CLIENT_MAC = '02:00:00:00:00:01';
+const NODE_MAC = '02:00:00:00:00:fe';
+
+function payloadOf(shape: PacketShape): Uint8Array {
+  let x = shape.payloadSeed | 1;
+  return Uint8Array.from({ length: shape.payloadLength }, () => {
+    x = (Math.imul(x, 1103515245) + 12345) >>> 0;
+    return x >>> 24;
+  });
+}
+
+/** A frame from src:sport to dst:dport shaped by `shape`; checksums right unless the shape corrupts one. */
+function frameOf(fam: Fam, src: string, dst: string, protocol: Flow['protocol'], sport: number, dport: number, shape: PacketShape, macs: [string, string], payload = payloadOf(shape)): Uint8Array {
+  const l4: L4Spec = protocol === 'TCP'
+    ? { kind: 'tcp', sport, dport, flags: shape.tcpFlags, seq: shape.payloadSeed, ack: shape.tcpFlags & TCP.ACK ? shape.ipId : 0 }
+    : protocol === 'UDP' ? { kind: 'udp', sport, dport, zeroChecksum: shape.zeroUdpChecksum }
+      : fam === 'v4' ? { kind: 'icmp', type: 8, rest: sport } : { kind: 'icmpv6', type: 128, rest: sport };
+  const spec: FrameSpec = {
+    srcMac: macs[0], dstMac: macs[1], vlans: shape.vlans, padToMinimum: shape.padToMinimum, l4, payload,
+    ...(fam === 'v4'
+      ? { ipv4: { src, dst, ttl: shape.ttl, id: shape.ipId, tos: shape.tos, options: shape.ipv4Options ? [0x94, 4, 0, 0] : undefined } }
+      : { ipv6: { src, dst, hopLimit: shape.ttl, trafficClass: shape.tos, flowLabel: shape.ipId } }),
+  };
+  const frame = buildFrame(spec).slice();
+  const l3 = 14 + 4 * shape.vlans.length;
+  const l4At = l3 + (fam === 'v4' ? (shape.ipv4Options ? 24 : 20) : 40);
+  const view = new DataView(frame.buffer);
+  const flip = (at: number) => view.setUint16(at, view.getUint16(at) ^ (1 + (shape.payloadSeed % 0xfffe)));
+  if (shape.corrupt === 'ip' && fam === 'v4') flip(l3 + 10);
+  if (shape.corrupt === 'l4') flip(l4At + (protocol === 'TCP' ? 16 : protocol === 'UDP' ? 6 : 2));
+  return frame;
+}
+
+/**
+ * The one's-complement sum of a UDP reply once the datapath has rewritten it
+ * to frontend -> client (its checksum field zero): the rewritten checksum is
+ * zero exactly when this is 0xffff.
+ */
+function sumAfterReverseNat(flow: Flow, payload: Uint8Array): number {
+  const udpLength = 8 + payload.length;
+  const server = addressBytes(flow.server);
+  const client = addressBytes(flow.client);
+  const pseudo = new Uint8Array(2 * server.length + 8);
+  const pv = new DataView(pseudo.buffer);
+  pseudo.set(server, 0);
+  pseudo.set(client, server.length);
+  pv.setUint32(2 * server.length, udpLength);
+  pv.setUint32(2 * server.length + 4, 17);
+  const header = new Uint8Array(8);
+  const hv = new DataView(header.buffer);
+  hv.setUint16(0, flow.serverPort);
+  hv.setUint16(2, flow.clientPort);
+  hv.setUint16(4, udpLength);
+  return onesComplementSum(payload, onesComplementSum(header, onesComplementSum(pseudo)));
+}
+
+/** A UDP reply payload whose checksum after reverse NAT is zero (so must go out as 0xffff): its first word balances the sum. */
+function zeroChecksumPayload(flow: Flow, base: Uint8Array): Uint8Array {
+  const payload = new Uint8Array(Math.max(base.length, 2));
+  payload.set(base.subarray(2), 2);
+  const sum = sumAfterReverseNat(flow, payload);
+  new DataView(payload.buffer).setUint16(0, checksumOf(sum) === 0 ? 0 : 0xffff - sum);
+  return payload;
+}
+
+// --- running and comparing ---------------------------------------------------------
+
+interface Outcome {
+  verdict: string;
+  reason: string;
+  serviceId: number;
+  backendId: number;
+  snat: boolean;
+  out: Uint8Array;
+}
+
+const hex = (bytes: Uint8Array) => Buffer.from(bytes).toString('hex');
+const summary = (o: Outcome) => `${o.verdict} ${o.reason} service ${o.serviceId} backend ${o.backendId}${o.snat ? ' snat' : ''}`;
+
+/** Null when both agree; otherwise what a reader needs to see the difference. */
+function difference(frame: Uint8Array, datapath: Outcome, model: ModelOutcome): string | null {
+  const fields = (['verdict', 'reason', 'serviceId', 'backendId', 'snat'] as const).filter((k) => datapath[k] !== model[k]);
+  const length = Math.max(datapath.out.length, model.out.length);
+  let firstByte = -1;
+  for (let i = 0; i < length && firstByte < 0; i++) if (datapath.out[i] !== model.out[i]) firstByte = i;
+  if (fields.length === 0 && firstByte < 0) return null;
+  return [
+    `frame    ${hex(frame)}`,
+    `datapath ${summary(datapath)}`,
+    `model    ${summary(model)}`,
+    fields.length ? `differ in ${fields.join(', ')}` : '',
+    firstByte >= 0
+      ? `output differs first at byte ${firstByte}: datapath ${datapath.out[firstByte]?.toString(16) ?? '(end)'}, model ${model.out[firstByte]?.toString(16) ?? '(end)'}`
+      + ` (lengths ${datapath.out.length} / ${model.out.length})\n  datapath out ${hex(datapath.out)}\n  model out    ${hex(model.out)}`
+      : '',
+  ].filter((l) => l).join('\n');
+}
+
+const T0 = 1_800_000_000;
+/** Conntrack entries of the loaded datapath: far more than a run's flows, so that no LRU map evicts (the model has no eviction). */
+const CT_ENTRIES = 4096;
+
+/** One run's frames through a datapath and the model, side by side, one frame per batch (replies depend on outputs). */
+class SideBySide {
+  private readonly batch: Batch;
+  private readonly model: ReferenceDatapath;
+  private sec = T0;
+  private nsec = 0;
+  private step = 0;
+
+  constructor(dp: Datapath, compiled: Compiled, private readonly tally?: Map<string, number>) {
+    this.batch = dp.createBatch(1, Batch.footprint(2048));
+    this.model = new ReferenceDatapath(compiled);
+  }
+
+  wait(seconds: number, nanos: number): void {
+    const total = this.nsec + nanos;
+    this.sec += seconds + Math.floor(total / 1e9);
+    this.nsec = total % 1e9;
+  }
+
+  /** Runs one frame through both, which way it went if the capture says; throws on any disagreement. */
+  run(frame: Uint8Array, what: string, direction?: 'inbound' | 'outbound'): Outcome {
+    this.step++;
+    const b = this.batch;
+    b.clear();
+    b.add(frame, frame.length, this.sec, this.nsec, LINKTYPES.ETHERNET, false, direction);
+    b.run();
+    const datapath: Outcome = {
+      verdict: VERDICTS[b.verdict(0)], reason: REASONS[b.reason(0)], serviceId: b.serviceId(0), backendId: b.backendId(0),
+      snat: (b.flags(0) & DESC_F_SNAT) !== 0, out: b.frame(0).slice(),
+    };
+    const model = this.model.process(frame, { wireLen: frame.length, tsSec: this.sec, tsNsec: this.nsec, linktype: LINKTYPES.ETHERNET, direction });
+    const diff = difference(frame, datapath, model);
+    if (diff) throw new Error(`step ${this.step} (${what}, t=${this.sec}.${String(this.nsec).padStart(9, '0')}):\n${diff}`);
+    const key = `${datapath.verdict} ${datapath.reason}`;
+    this.tally?.set(key, (this.tally.get(key) ?? 0) + 1);
+    return datapath;
+  }
+}
+
+/** The frontends of one family, in compiled order. */
+function frontendsOf(compiled: Compiled, fam: Fam) {
+  return compiled.services.flatMap((s) => s.frontends.filter((f) => f.address.includes(':') === (fam === 'v6')));
+}
+
+function clientAddress(choice: ClientChoice, fam: Fam, cluster: ClusterSpec): string {
+  switch (choice.kind) {
+    case 'localPod': return fam === 'v4' ? '10.244.1.77' : 'fd00:244:1::77';
+    case 'remotePod': return fam === 'v4' ? '10.244.2.77' : 'fd00:244:2::77';
+    case 'node': return NODE[fam];
+    case 'otherNode': return OTHER_NODE[fam];
+    case 'externalInRange': return fam === 'v4' ? '172.16.5.5' : '2001:db8:5::5';
+    case 'externalOutOfRange': return fam === 'v4' ? '198.18.0.1' : '2001:db8:99::1';
+    case 'backend': return podAddress(choice.pod, fam);
+    case 'lbIP': return choice.service < cluster.services.length && cluster.services[choice.service].type === 'LoadBalancer'
+      ? lbIP(choice.service, fam) : NODE[fam];
+  }
+}
+
+function targetOf(choice: TargetChoice, fam: Fam, compiled: Compiled): { server: string; serverPort: number; protocol: Flow['protocol'] } {
+  switch (choice.kind) {
+    case 'frontend': {
+      const frontends = frontendsOf(compiled, fam);
+      if (frontends.length === 0) return { server: fam === 'v4' ? '10.96.7.7' : 'fd00:96::7:7', serverPort: 80, protocol: 'TCP' };
+      const f = frontends[choice.index % frontends.length];
+      const other = f.protocol === 'TCP' ? 'UDP' : 'TCP';
+      switch (choice.variant) {
+        case 'exact': return { server: f.address, serverPort: f.port, protocol: f.protocol as 'TCP' | 'UDP' };
+        case 'otherPort': return { server: f.address, serverPort: f.port + 1, protocol: f.protocol as 'TCP' | 'UDP' };
+        case 'otherProtocol': return { server: f.address, serverPort: f.port, protocol: other };
+        case 'icmpEcho': return { server: f.address, serverPort: 0, protocol: 'ICMP' };
+      }
+      break;
+    }
+    case 'unallocatedServiceIP': return { server: fam === 'v4' ? '10.96.7.7' : 'fd00:96::7:7', serverPort: 80, protocol: choice.protocol };
+    case 'outside': return { server: fam === 'v4' ? '8.8.8.8' : '2001:4860::8888', serverPort: 443, protocol: choice.protocol };
+    case 'nodeUnservedPort': return { server: NODE[fam], serverPort: 22, protocol: choice.protocol };
+    case 'pod': return { server: podAddress(choice.pod, fam), serverPort: 8080, protocol: choice.protocol };
+  }
+}
+
+/** The reply a backend sends to what it received: addresses, ports and MACs swapped; or sent to `to` instead. */
+function replyFrame(flow: Flow, received: Uint8Array, action: Extract<Action, { kind: 'reply' }>, to?: Flow['nodeTuple']): Uint8Array {
+  const l3 = 14 + 4 * vlanCount(received);
+  const v = new DataView(received.buffer, received.byteOffset);
+  const fam = flow.fam;
+  const [src, dst] = fam === 'v4'
+    ? [received.subarray(l3 + 12, l3 + 16), received.subarray(l3 + 16, l3 + 20)]
+    : [received.subarray(l3 + 8, l3 + 24), received.subarray(l3 + 24, l3 + 40)];
+  const l4 = l3 + (fam === 'v4' ? (received[l3] & 0x0f) * 4 : 40);
+  let payload = payloadOf(action.packet);
+  const shape = action.packet;
+  if (flow.protocol === 'UDP' && action.zeroChecksumAfterNat) payload = zeroChecksumPayload(flow, payload);
+  const macs: [string, string] = [macText(received, 0), macText(received, 6)];
+  return frameOf(fam, addressText(dst), to?.address ?? addressText(src), flow.protocol, v.getUint16(l4 + 2), to?.port ?? v.getUint16(l4), shape, macs, payload);
+}
+
+/**
+ * The node's copy of what the datapath sent the flow's backend: what NAT
+ * leaves alone (identification or flow label, TCP numbers, payload) kept, the
+ * source the node's masquerade tuple, the destination its backend or `toPod`.
+ * Its checksums are left as they are: nothing checks an outgoing frame's.
+ */
+function nodeCopy(sent: Uint8Array, fam: Fam, tuple: { address: string; port: number }, toPod?: string): Uint8Array {
+  const copy = sent.slice();
+  const l3 = 14 + 4 * vlanCount(copy);
+  const [source, destination] = fam === 'v4' ? [l3 + 12, l3 + 16] : [l3 + 8, l3 + 24];
+  const l4 = l3 + (fam === 'v4' ? (copy[l3] & 0x0f) * 4 : 40);
+  copy.set(addressBytes(tuple.address), source);
+  new DataView(copy.buffer).setUint16(l4, tuple.port);
+  if (toPod) copy.set(addressBytes(toPod), destination);
+  return copy;
+}
+
+function vlanCount(frame: Uint8Array): number {
+  let n = 0;
+  while ([0x8100, 0x88a8].includes((frame[12 + 4 * n] << 8) | frame[13 + 4 * n])) n++;
+  return n;
+}
+
+/**
+ * An IPv4 frame as its shape sends it: whole, or as two fragments of its
+ * datagram (the first with the L4 header and as many payload bytes as fit a
+ * multiple of 8, the later with the rest), in the order the shape says.
+ */
+function asSent(frame: Uint8Array, fam: Fam, shape: PacketShape): Array<{ frame: Uint8Array; later: boolean }> {
+  const whole = [{ frame, later: false }];
+  if (fam === 'v6' || shape.fragments === 'none') return whole;
+  const l3 = 14 + 4 * shape.vlans.length;
+  const view = new DataView(frame.buffer, frame.byteOffset);
+  const headerLength = (frame[l3] & 0x0f) * 4;
+  const segment = frame.subarray(l3 + headerLength, l3 + view.getUint16(l3 + 2));
+  const l4Header = frame[l3 + 9] === 6 ? 20 : 8;
+  const split = Math.ceil(l4Header / 8) * 8 + 8;
+  if (split >= segment.length) return whole;
+  const fragment = (bytes: Uint8Array, offset: number, more: boolean) => {
+    const out = new Uint8Array(Math.max(l3 + headerLength + bytes.length, shape.padToMinimum ? 60 : 0));
+    out.set(frame.subarray(0, l3 + headerLength));
+    out.set(bytes, l3 + headerLength);
+    const v = new DataView(out.buffer);
+    v.setUint16(l3 + 2, headerLength + bytes.length);
+    v.setUint16(l3 + 6, (more ? 0x2000 : 0) | (offset / 8));
+    v.setUint16(l3 + 10, 0);
+    v.setUint16(l3 + 10, checksumOf(onesComplementSum(out.subarray(l3, l3 + headerLength))));
+    return out;
+  };
+  const first = { frame: fragment(segment.subarray(0, split), 0, true), later: false };
+  const later = { frame: fragment(segment.subarray(split), split, false), later: true };
+  return shape.fragments === 'inOrder' ? [first, later] : shape.fragments === 'laterFirst' ? [later, first] : [later];
+}
+
+const macText = (frame: Uint8Array, at: number) => Array.from(frame.subarray(at, at + 6), (b) => b.toString(16).padStart(2, '0')).join(':');
+
+/**
+ * One property run: the cluster compiled and loaded, the actions played
+ * through the datapath and the model. Throws at the first disagreement.
+ */
+export async function checkAgreement(cluster: ClusterSpec, actions: Action[], tally?: Map<string, number>): Promise<void> {
+  const compiled = compileCluster(cluster);
+  const dp = await loadProgram(compiled, { ctEntries: CT_ENTRIES });
+  const run = new SideBySide(dp, compiled, tally);
+  const arrived = cluster.capturedOnNode ? 'inbound' as const : undefined;
+  const flows: Flow[] = [];
+  const byTuple = new Map<string, Flow>();
+  let nextPort = 32768 + (cluster.seed % 20000);
+  for (const action of actions) {
+    switch (action.kind) {
+      case 'wait':
+        run.wait(action.seconds, action.nanos);
+        break;
+      case 'nonIP': {
+        const arp = buildFrame({ srcMac: CLIENT_MAC, dstMac: 'ff:ff:ff:ff:ff:ff', vlans: action.vlans, ethertype: 0x0806, payload: new Uint8Array(28).fill(1) }).slice();
+        run.run(arp, 'ARP', arrived);
+        break;
+      }
+      case 'open':
+      case 'burst': {
+        const target = targetOf(action.target, action.family, compiled);
+        const client = clientAddress(action.client, action.family, cluster);
+        const ports = action.kind === 'open' ? [action.clientPort] : Array.from({ length: action.count }, () => 'fresh' as const);
+        for (const port of ports) {
+          const opened: Flow = { fam: action.family, client, clientPort: port === 'fresh' ? nextPort++ : port, ...target, masqueraded: false };
+          // A fixed client port may open a tuple again: it is the same flow.
+          const key = `${opened.protocol} ${hostPort(opened.client, opened.clientPort)} > ${hostPort(opened.server, opened.serverPort)}`;
+          let flow = byTuple.get(key);
+          if (!flow && flows.length === MAX_FLOWS) flow = flows[opened.clientPort % MAX_FLOWS];
+          if (!flow) {
+            flow = opened;
+            byTuple.set(key, flow);
+            flows.push(flow);
+          }
+          send(run, flow, action.packet, `${action.kind} ${key}`, arrived);
+        }
+        break;
+      }
+      case 'again': {
+        if (flows.length === 0) break;
+        const flow = flows[action.flow % flows.length];
+        send(run, flow, action.packet, `again ${flow.protocol} ${hostPort(flow.client, flow.clientPort)} > ${hostPort(flow.server, flow.serverPort)}`, arrived);
+        break;
+      }
+      case 'reply': {
+        if (flows.length === 0) break;
+        const flow = flows[action.flow % flows.length];
+        if (!flow.toBackend || flow.protocol === 'ICMP') break;
+        const to = action.toNodeTuple ? flow.nodeTuple : undefined;
+        for (const { frame } of asSent(replyFrame(flow, flow.toBackend, action, to), flow.fam, action.packet)) {
+          run.run(frame, `reply${to ? ' to the node\'s tuple' : ''} to ${hostPort(flow.client, flow.clientPort)} > ${hostPort(flow.server, flow.serverPort)}`, arrived);
+        }
+        break;
+      }
+      case 'nodeCopy': {
+        if (!cluster.capturedOnNode || flows.length === 0) break;
+        const flow = flows[action.flow % flows.length];
+        if (!flow.toBackend || flow.protocol === 'ICMP') break;
+        flow.nodeTuple = { address: action.address === 'own' ? NODE[flow.fam] : OVERLAY[flow.fam], port: action.port };
+        const toPod = action.toPod === undefined ? undefined : podAddress(action.toPod, flow.fam);
+        run.run(nodeCopy(flow.toBackend, flow.fam, flow.nodeTuple, toPod), `node's copy of ${hostPort(flow.client, flow.clientPort)} > ${hostPort(flow.server, flow.serverPort)}`, 'outbound');
+        break;
+      }
+    }
+  }
+}
+
+/** The client's packet of a flow. */
+function send(run: SideBySide, flow: Flow, shape: PacketShape, what: string, direction?: 'inbound'): void {
+  const frame = frameOf(flow.fam, flow.client, flow.server, flow.protocol, flow.clientPort, flow.serverPort, shape, [CLIENT_MAC, NODE_MAC]);
+  for (const sent of asSent(frame, flow.fam, shape)) {
+    const result = run.run(sent.frame, what, direction);
+    // A later fragment carries no L4 header to answer.
+    if (result.reason === 'SERVICE' && !sent.later) {
+      flow.toBackend = result.out;
+      flow.masqueraded = result.snat;
+    }
+  }
+}
+
+/** The property, for fc.assert: every generated cluster and traffic, decided alike. */
+export function agreementProperty(tally?: Map<string, number>) {
+  return fc.asyncProperty(clusterArb, actionsArb, (cluster, actions) => checkAgreement(cluster, actions, tally));
+}
