@@ -4,7 +4,7 @@ import * as os from 'node:os';
 import * as path from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { corpusDir, corpusIndexPath, readAll, seededRandom, type Written } from './captures.js';
-import { InputError } from '../control/common/errors.js';
+import { CaptureError } from '../traces/errors.js';
 import { createPcapWriter, openCapture, type CaptureRecord, type PcapWriterOptions } from '../traces/pcap.js';
 
 const corpusMissing = `capture corpus not found: expected ${corpusIndexPath} (the vendored corpus of real pcap files)`;
@@ -50,15 +50,15 @@ function corpusEntry(file: string): CorpusEntry & { path: string } {
 }
 
 
-/** Runs `read` and returns the InputError it throws. */
-function inputErrorFrom(read: () => unknown): InputError {
+/** Runs `read` and returns the CaptureError it throws. */
+function captureErrorFrom(read: () => unknown): CaptureError {
   try {
     read();
   } catch (err) {
-    expect(err).toBeInstanceOf(InputError);
-    return err as InputError;
+    expect(err).toBeInstanceOf(CaptureError);
+    return err as CaptureError;
   }
-  throw new Error('expected an InputError, nothing was thrown');
+  throw new Error('expected an CaptureError, nothing was thrown');
 }
 
 
@@ -111,7 +111,7 @@ describe('corpus of real captures', () => {
       expectSameRecords(records, theirs, 1000);
     } else {
       // pcap-parser silently accepts the bad record; we stop there and keep what came before.
-      expect(error).toBeInstanceOf(InputError);
+      expect(error).toBeInstanceOf(CaptureError);
       const bad = records.length + 1;
       expect((error as Error).message).toMatch(`${entry.path}: record ${bad} (offset ${entry.errorOffset}): caplen: `);
       expectSameRecords(records, theirs.slice(0, records.length), 1000);
@@ -217,11 +217,11 @@ describe('malformed files', () => {
   it('rejects a file shorter than the global header', () => {
     const file = path.join(tmpDir, 'short-header.pcap');
     fs.writeFileSync(file, Buffer.from('d4c3b2a102000400', 'hex'));
-    expect(inputErrorFrom(() => openCapture(file)).message).toBe(
+    expect(captureErrorFrom(() => openCapture(file)).message).toBe(
       `${file}: global header: truncated: needs 24 bytes, file has 8`,
     );
     fs.writeFileSync(file, Buffer.alloc(0));
-    expect(inputErrorFrom(() => openCapture(file)).message).toBe(
+    expect(captureErrorFrom(() => openCapture(file)).message).toBe(
       `${file}: global header: truncated: needs 24 bytes, file has 0`,
     );
   });
@@ -229,7 +229,7 @@ describe('malformed files', () => {
   it('rejects an unknown magic, naming its bytes', () => {
     const file = path.join(tmpDir, 'not-a-capture.pcap');
     fs.writeFileSync(file, 'hello, this is not a capture file');
-    expect(inputErrorFrom(() => openCapture(file)).message).toBe(
+    expect(captureErrorFrom(() => openCapture(file)).message).toBe(
       `${file}: global header: magic: unknown magic 68656c6c: not a pcap or pcapng file`,
     );
   });
@@ -238,14 +238,14 @@ describe('malformed files', () => {
     const { file, bytes, save } = writeSynthetic('version.pcap', [60]);
     bytes.writeUInt16LE(3, 4);
     save(bytes);
-    expect(inputErrorFrom(() => openCapture(file)).message).toBe(
+    expect(captureErrorFrom(() => openCapture(file)).message).toBe(
       `${file}: global header: version: 3.4 is not a pcap 2.x file`,
     );
   });
 
-  it('reports a missing file as an InputError', () => {
+  it('reports a missing file as an CaptureError', () => {
     const file = path.join(tmpDir, 'does-not-exist.pcap');
-    expect(inputErrorFrom(() => openCapture(file)).message).toBe(
+    expect(captureErrorFrom(() => openCapture(file)).message).toBe(
       `${file}: cannot open: ENOENT: no such file or directory`,
     );
   });
@@ -270,7 +270,7 @@ describe('malformed files', () => {
       [3, 176, 3, 3],
       [4, 252, 4, 4],
     ]);
-    expect(error).toBeInstanceOf(InputError);
+    expect(error).toBeInstanceOf(CaptureError);
     expect((error as Error).message).toBe(
       `${file}: record 5 (offset ${offsets[4]}): truncated: caplen says 60 bytes, file ends after 12`,
     );

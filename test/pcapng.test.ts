@@ -4,7 +4,7 @@ import * as os from 'node:os';
 import * as path from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { corpusDir, corpusIndexPath, readAll, seededRandom, type Written } from './captures.js';
-import { InputError } from '../control/common/errors.js';
+import { CaptureError } from '../traces/errors.js';
 import { createPcapWriter, openCapture, type CaptureRecord } from '../traces/pcap.js';
 import { createPcapngWriter, PcapngReader, type PcapngWriterInterface } from '../traces/pcapng.js';
 
@@ -23,15 +23,15 @@ function pcapngReader(reader: unknown): PcapngReader {
   return reader as PcapngReader;
 }
 
-/** Runs `read` and returns the message of the InputError it throws. */
-function inputErrorFrom(read: () => unknown): string {
+/** Runs `read` and returns the message of the CaptureError it throws. */
+function captureErrorFrom(read: () => unknown): string {
   try {
     read();
   } catch (err) {
-    expect(err).toBeInstanceOf(InputError);
+    expect(err).toBeInstanceOf(CaptureError);
     return (err as Error).message;
   }
-  throw new Error('expected an InputError, nothing was thrown');
+  throw new Error('expected an CaptureError, nothing was thrown');
 }
 
 function md5(text: string | Uint8Array): string {
@@ -520,18 +520,18 @@ describe('malformed files', () => {
     ]);
     expect(reader.recordsRead).toBe(2);
     const blockIndex = good.length + badIndex;
-    expect(error).toBeInstanceOf(InputError);
+    expect(error).toBeInstanceOf(CaptureError);
     expect((error as Error).message).toBe(`${file}: block ${blockIndex + 1} (offset ${offsets[blockIndex]}): ${problem}`);
     expect(offsets[good.length]).toBe(goodBytes);
   });
 
   it('rejects a bad first section when opening', () => {
     const { file } = saveBlocks('bad-first-magic.pcapng', [withField(le.shb(), 8, 0x1a2b3c4e), ...good.slice(1)]);
-    expect(inputErrorFrom(() => openCapture(file))).toBe(
+    expect(captureErrorFrom(() => openCapture(file))).toBe(
       `${file}: block 1 (offset 0): byte-order magic: 4e3c2b1a is not 1a2b3c4d in either byte order`,
     );
     const { file: idbFile } = saveBlocks('bad-first-idb.pcapng', [le.shb(), withTrailer(le.idb(1), 4), ...good.slice(2)]);
-    expect(inputErrorFrom(() => openCapture(idbFile))).toBe(
+    expect(captureErrorFrom(() => openCapture(idbFile))).toBe(
       `${idbFile}: block 2 (offset 28): trailing block total length: 4 differs from the leading 20`,
     );
   });

@@ -6,7 +6,7 @@
  */
 import * as fs from 'node:fs';
 import { basename, dirname, join, resolve } from 'node:path';
-import { inputError } from '../control/common/errors.js';
+import { captureError } from './errors.js';
 
 /** libpcap's MAXIMUM_SNAPLEN, which it also substitutes for a bogus or unlimited (0) snaplen. */
 export const DEFAULT_SNAPLEN = 262144;
@@ -225,7 +225,7 @@ export class OutputFile {
       // Nothing there yet: created below.
     }
     if (existing && !existing.isFile()) {
-      if (existing.isDirectory()) throw inputError([path], 'is a directory');
+      if (existing.isDirectory()) throw captureError([path], 'is a directory');
       this.fd = openForWriting(path, path);
       return;
     }
@@ -253,7 +253,7 @@ export class OutputFile {
       fs.renameSync(this.temporary, this.final!);
     } catch (err) {
       removeTemporaryFile(this.temporary);
-      throw fsInputError(this.path, 'cannot write', err);
+      throw fsCaptureError(this.path, 'cannot write', err);
     }
     temporaryFiles.delete(this.temporary);
   }
@@ -273,7 +273,7 @@ function openForWriting(path: string, named: string): number {
   try {
     return fs.openSync(path, 'w', 0o666);
   } catch (err) {
-    throw fsInputError(named, 'cannot create', err);
+    throw fsCaptureError(named, 'cannot create', err);
   }
 }
 
@@ -354,7 +354,7 @@ export class ChunkedWriter {
  * Writes all of `bytes`, waiting out EAGAIN: standard output may be a
  * non-blocking pipe (Node makes its own stdio pipes non-blocking), and a
  * full pipe is no error. A reader that went away (EPIPE) is the user's
- * business, not a bug: an InputError naming the output.
+ * business, not a bug: a CaptureError naming the output.
  */
 function writeAll(fd: number, bytes: Uint8Array, path: string): void {
   for (let done = 0; done < bytes.length; ) {
@@ -365,7 +365,7 @@ function writeAll(fd: number, bytes: Uint8Array, path: string): void {
         sleepSync(POLL_MS);
         continue;
       }
-      throw fsInputError(path === STDOUT ? 'standard output' : path, 'cannot write', err);
+      throw fsCaptureError(path === STDOUT ? 'standard output' : path, 'cannot write', err);
     }
   }
 }
@@ -374,11 +374,11 @@ export function isUint32(x: number): boolean {
   return Number.isInteger(x) && x >= 0 && x <= 0xffffffff;
 }
 
-/** A file the user named cannot be opened or read: their mistake, so an InputError. */
-export function fsInputError(path: string, action: string, err: unknown): Error {
+/** A file the user named cannot be opened or read: their mistake, so a CaptureError. */
+export function fsCaptureError(path: string, action: string, err: unknown): Error {
   const code = (err as NodeJS.ErrnoException | undefined)?.code;
   if (!code) return err instanceof Error ? err : new Error(String(err));
   // Node's message is "CODE: description, syscall 'path'"; the path is already in front.
   const description = (err as Error).message.split(',')[0];
-  return inputError([path], `${action}: ${description}`);
+  return captureError([path], `${action}: ${description}`);
 }

@@ -11,7 +11,7 @@
  * Quirk handling (bogus snaplen, out-of-range timestamp fractions) follows
  * libpcap's sf-pcap.c so that files tcpdump reads, we read too.
  */
-import { inputError } from '../control/common/errors.js';
+import { captureError } from './errors.js';
 import { type ByteSource, ChunkedFile, ChunkedWriter, DEFAULT_SNAPLEN, isUint32, MAX_SANE_SNAPLEN } from './chunked.js';
 import { MAX_BLOCK_BYTES, PcapngReader } from './pcapng.js';
 import { openSource } from './source.js';
@@ -67,7 +67,7 @@ export interface CaptureReader {
   /** Non-fatal oddities, each naming where it is; capped so that memory stays constant. */
   readonly warnings: string[];
   /**
-   * Yields every complete record in order, then throws InputError at the
+   * Yields every complete record in order, then throws CaptureError at the
    * first bad one. When the source must not wait (ByteSource.waits) and the
    * next record has not arrived, the generator ends with WouldBlock and a
    * fresh call to records() goes on from that record.
@@ -119,7 +119,7 @@ export function openCapture(from: string | ByteSource): CaptureReader {
     const file = new ChunkedFile(source, READ_CHUNK_BYTES, Math.max(MAX_CAPLEN + RECORD_HEADER_BYTES, MAX_BLOCK_BYTES));
     const available = file.fill(GLOBAL_HEADER_BYTES);
     const truncatedHeader = () =>
-      inputError([path, 'global header'], `truncated: needs ${GLOBAL_HEADER_BYTES} bytes, file has ${available}`);
+      captureError([path, 'global header'], `truncated: needs ${GLOBAL_HEADER_BYTES} bytes, file has ${available}`);
     if (available < 4) throw truncatedHeader();
     const magic = file.view.getUint32(0, false);
     if (magic === PCAPNG_BLOCK_TYPE_SHB) return new PcapngReader(path, file, source.size);
@@ -133,7 +133,7 @@ export function openCapture(from: string | ByteSource): CaptureReader {
       nanosecond = magic === byteSwap32(PCAP_NSEC_MAGIC);
     } else {
       const hex = Buffer.from(file.buffer.subarray(0, 4)).toString('hex');
-      throw inputError([path, 'global header', 'magic'], `unknown magic ${hex}: not a pcap or pcapng file`);
+      throw captureError([path, 'global header', 'magic'], `unknown magic ${hex}: not a pcap or pcapng file`);
     }
     if (available < GLOBAL_HEADER_BYTES) throw truncatedHeader();
     const reader = new PcapReader(path, file, source.size, littleEndian, nanosecond);
@@ -175,7 +175,7 @@ export class PcapReader implements CaptureReader {
     const versionMajor = view.getUint16(4, littleEndian);
     const versionMinor = view.getUint16(6, littleEndian);
     if (versionMajor !== 2) {
-      throw inputError([path, 'global header', 'version'], `${versionMajor}.${versionMinor} is not a pcap 2.x file`);
+      throw captureError([path, 'global header', 'version'], `${versionMajor}.${versionMinor} is not a pcap 2.x file`);
     }
     const snaplen = view.getUint32(16, littleEndian);
     if (snaplen === 0 || snaplen > MAX_SANE_SNAPLEN) {
@@ -227,7 +227,7 @@ export class PcapReader implements CaptureReader {
 
   /**
    * Reads and checks record `n`'s header at view[p..p+16), the record being at
-   * file `offset`: throws InputError for a corrupt one; carries a timestamp
+   * file `offset`: throws CaptureError for a corrupt one; carries a timestamp
    * fraction of a second or more into the seconds, with a warning, as libpcap does.
    */
   recordHeader(n: number, offset: number, view: DataView, p: number): { tsSec: number; tsNsec: number; caplen: number; origlen: number } {
@@ -272,10 +272,10 @@ export class PcapReader implements CaptureReader {
   }
 
   private recordError(n: number, offset: number, field: string | undefined, problem: string): Error {
-    return inputError([this.path, recordWhere(n, offset), field], problem);
+    return captureError([this.path, recordWhere(n, offset), field], problem);
   }
 
-  /** Same "file: where: field: problem" shape as InputError messages. */
+  /** Same "file: where: field: problem" shape as CaptureError messages. */
   private warn(where: string[], problem: string): void {
     if (this.warnings.length < MAX_WARNINGS) {
       this.warnings.push([this.path, ...where, problem].join(': '));

@@ -10,7 +10,7 @@
  * File format: https://datatracker.ietf.org/doc/draft-ietf-opsawg-pcapng/
  * openCapture (pcap.ts) hands files that start with a Section Header Block here.
  */
-import { inputError } from '../control/common/errors.js';
+import { captureError } from './errors.js';
 import { type ChunkedFile, ChunkedWriter, DEFAULT_SNAPLEN, isUint32, MAX_SANE_SNAPLEN } from './chunked.js';
 import type { CaptureReader, CaptureRecord, Direction } from './pcap.js';
 
@@ -391,7 +391,7 @@ export class PcapngReader implements CaptureReader {
 
   /** The block loadBlock() is at: blocks count from 1 across the whole file, every type included. */
   private blockError(field: string | undefined, problem: string): Error {
-    return inputError([this.path, `block ${this.blocksRead + 1} (offset ${this.blockOffset})`, field], problem);
+    return captureError([this.path, `block ${this.blocksRead + 1} (offset ${this.blockOffset})`, field], problem);
   }
 }
 

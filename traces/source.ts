@@ -22,8 +22,8 @@ import { Socket } from 'node:net';
 import { isatty } from 'node:tty';
 import { fileURLToPath } from 'node:url';
 import { MessageChannel, receiveMessageOnPort, Worker, type MessagePort } from 'node:worker_threads';
-import { inputError } from '../control/common/errors.js';
-import { fsInputError, POLL_MS, removeTemporaryFile, sleepSync, trackTemporaryFile, WouldBlock, type ByteSource } from './chunked.js';
+import { captureError } from './errors.js';
+import { fsCaptureError, POLL_MS, removeTemporaryFile, sleepSync, trackTemporaryFile, WouldBlock, type ByteSource } from './chunked.js';
 
 /** The capture name that means standard input. */
 export const STDIN = '-';
@@ -109,7 +109,7 @@ export async function rereadableCapture(path: string, signal?: AbortSignal): Pro
 
 function openStdin(): FdSource {
   if (isatty(0)) {
-    throw inputError([STDIN_NAME], 'is a terminal; pipe a capture into it (tcpdump -w - ... | svcpath replay - ...) or name a file');
+    throw captureError([STDIN_NAME], 'is a terminal; pipe a capture into it (tcpdump -w - ... | svcpath replay - ...) or name a file');
   }
   const stats = fstatSync(0);
   if (stats.isFile()) return new FdSource(STDIN_NAME, 0, { size: stats.size, live: false, rereadable: false, owned: false, fifo: false });
@@ -137,9 +137,9 @@ function openPath(path: string, name = path): FdSource {
   try {
     stats = statSync(path);
   } catch (err) {
-    throw fsInputError(path, 'cannot open', err);
+    throw fsCaptureError(path, 'cannot open', err);
   }
-  if (stats.isDirectory()) throw inputError([path], 'is a directory, not a capture');
+  if (stats.isDirectory()) throw captureError([path], 'is a directory, not a capture');
   if (stats.isFile()) {
     return new FdSource(name, openForReading(path, constants.O_RDONLY), { size: stats.size, live: false, rereadable: true, owned: true, fifo: false });
   }
@@ -152,7 +152,7 @@ function openForReading(path: string, flags: number): number {
   try {
     return openSync(path, flags);
   } catch (err) {
-    throw fsInputError(path, 'cannot open', err);
+    throw fsCaptureError(path, 'cannot open', err);
   }
 }
 
@@ -263,7 +263,7 @@ class FdSource implements ByteSource {
       got = readSync(this.fd, into, at, length, null);
     } catch (err) {
       if ((err as NodeJS.ErrnoException).code === 'EAGAIN') return -1;
-      throw fsInputError(this.name, 'cannot read', err);
+      throw fsCaptureError(this.name, 'cannot read', err);
     }
     if (got === 0 && this.kind.fifo && !this.sawData) return -1;
     if (got === 0) this.eof = true;
@@ -347,7 +347,7 @@ class CaptureSource implements ByteSource {
     const gzip = head.length >= GZIP_MAGIC.length && GZIP_MAGIC.every((b, i) => head[i] === b);
     if (!gzip && this.gzipName) {
       const start = Buffer.from(head.subarray(0, 4)).toString('hex') || 'nothing';
-      throw inputError([this.name], `named .gz, but it is not gzip-compressed: it starts with ${start}, not the gzip magic 1f8b`);
+      throw captureError([this.name], `named .gz, but it is not gzip-compressed: it starts with ${start}, not the gzip magic 1f8b`);
     }
     this.inner = gzip ? new GunzipSource(this.raw) : this.raw;
     this.inner.waits = this.waiting;
@@ -487,7 +487,7 @@ class GunzipSource implements ByteSource {
   }
 
   private failed(): Error {
-    this.failure ??= inputError([this.name], String(receiveMessageOnPort(this.port)?.message ?? 'gzip: the inflating thread failed'));
+    this.failure ??= captureError([this.name], String(receiveMessageOnPort(this.port)?.message ?? 'gzip: the inflating thread failed'));
     return this.failure;
   }
 }

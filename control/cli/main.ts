@@ -8,7 +8,7 @@ import { join } from 'node:path';
 import ipaddr from 'ipaddr.js';
 import { loadClusterState, resolveServices } from '../cluster/index.js';
 import { compile } from '../compile/compiler.js';
-import { InputError, inputError } from '../common/errors.js';
+import { InputError, inputError, isInputError } from '../common/errors.js';
 import { parseCommandArgs } from './args.js';
 import { closest, didYouMean } from '../common/suggest.js';
 import { checkOutputs, PROJECT_ROOT } from '../common/paths.js';
@@ -685,7 +685,7 @@ export async function main(argv: string[]): Promise<number> {
         unknownCommand(command);
     }
   } catch (e) {
-    if (e instanceof InputError) {
+    if (isInputError(e)) {
       console.error(`svcpath: ${e.message}`);
       return 1;
     }

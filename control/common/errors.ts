@@ -1,3 +1,5 @@
+import { CaptureError } from '../../traces/errors.js';
+
 /**
  * A mistake in what the user gave us (a manifest, a capture file, a flag).
  *
@@ -12,4 +14,13 @@ export class InputError extends Error {
 /** Builds the "file: object: field: problem" message of an InputError. */
 export function inputError(where: Array<string | undefined>, problem: string): InputError {
   return new InputError([...where.filter((w): w is string => !!w), problem].join(': '));
+}
+
+/**
+ * Whether `e` is the user's mistake, whose message is the one line to print:
+ * an InputError, or a CaptureError from the capture and file layer (traces/).
+ * Anything else is a bug in svcpath.
+ */
+export function isInputError(e: unknown): e is InputError | CaptureError {
+  return e instanceof InputError || e instanceof CaptureError;
 }

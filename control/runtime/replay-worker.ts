@@ -4,7 +4,7 @@
  * and sends each batch's verdict lines and output frames to be merged.
  */
 import { parentPort, workerData } from 'node:worker_threads';
-import { InputError } from '../common/errors.js';
+import { isInputError } from '../common/errors.js';
 import type { Datapath } from './datapath.js';
 import { DESC_F_OTHER_SHARD } from '../compile/layout.js';
 import { loadProgram } from './loader.js';
@@ -98,4 +98,4 @@ async function run(): Promise<void> {
   post({ type: 'done', result, counters: readCounters(dp, compiled) });
 }
 
-run().catch((e: Error) => post({ type: 'failed', message: e instanceof InputError ? e.message : (e.stack ?? e.message), input: e instanceof InputError }));
+run().catch((e: Error) => post({ type: 'failed', message: isInputError(e) ? e.message : (e.stack ?? e.message), input: isInputError(e) }));

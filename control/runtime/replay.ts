@@ -26,7 +26,7 @@ import { createPcapngWriter } from '../../traces/pcapng.js';
 import { openSource } from '../../traces/source.js';
 import type { Compiled } from '../compile/compiler.js';
 import { Batch, type Datapath } from './datapath.js';
-import { InputError, inputError } from '../common/errors.js';
+import { inputError, isInputError } from '../common/errors.js';
 import { DESC_F_SNAT, hostPort } from '../compile/layout.js';
 import { PcapFeeder, PcapRecordWriter, VerdictWriter } from './zero-copy-replay.js';
 
@@ -169,7 +169,7 @@ export function openFrameSink(path: string, linktypes: readonly number[], nanose
       abort: () => w.abort(),
     };
   } catch (e) {
-    if (e instanceof InputError) throw e;
+    if (isInputError(e)) throw e;
     throw inputError([path], `cannot write: ${(e as Error).message}`);
   }
 }
@@ -439,14 +439,14 @@ export async function replay(capture: string | ByteSource, compiled: Compiled, d
       flush();
       if (stopped) result.interrupted = { signal: String(opts.signal!.reason) };
     } catch (e) {
-      if (!(e instanceof InputError)) throw e;
+      if (!isInputError(e)) throw e;
       let error = e;
       // Process what was read before the bad record, unless writing it is what failed.
       if (!unwritable) {
         try {
           flush();
         } catch (e2) {
-          if (!(e2 instanceof InputError)) throw e2;
+          if (!isInputError(e2)) throw e2;
           error = e2;
         }
       }

@@ -13,7 +13,7 @@ import { decodeCaptured, verifyCapturedChecksums } from '../../traces/frames.js'
 import { openCapture, type CaptureRecord } from '../../traces/pcap.js';
 import type { Compiled } from '../compile/compiler.js';
 import type { Datapath } from './datapath.js';
-import { InputError, inputError } from '../common/errors.js';
+import { inputError, isInputError } from '../common/errors.js';
 import { replay } from './replay.js';
 
 /**
@@ -118,7 +118,7 @@ export async function runCase({ dir, problem }: FoundCase, prepare: PrepareDatap
     const failure = await checkCase(dir, prepare, update);
     return result(failure === undefined, failure);
   } catch (e) {
-    return result(false, e instanceof InputError ? e.message : `svcpath bug: ${(e as Error).stack ?? String(e)}`);
+    return result(false, isInputError(e) ? e.message : `svcpath bug: ${(e as Error).stack ?? String(e)}`);
   }
 }
 

@@ -1,0 +1,16 @@
+/**
+ * A mistake in a capture or a file the user named: a corrupt record, a
+ * truncated header, a path that cannot be opened or written. The message is
+ * one line, "file: record or block: field: problem", which the CLI prints as
+ * it is. traces/ is the bottom layer and imports nothing of the control
+ * plane, so it has its own error type; control/common/errors.ts counts it
+ * among the user's mistakes (`isInputError`).
+ */
+export class CaptureError extends Error {
+  override readonly name = 'CaptureError';
+}
+
+/** Builds the "file: where: field: problem" message of a CaptureError. */
+export function captureError(where: Array<string | undefined>, problem: string): CaptureError {
+  return new CaptureError([...where.filter((w): w is string => !!w), problem].join(': '));
+}
