@@ -107,7 +107,7 @@ class Contestants {
   private readonly decide: Visit;
   private outcomes?: ModelOutcome[];
 
-  constructor(dp: Datapath, private readonly model: ReferenceDatapath, traffic: Traffic) {
+  constructor(dp: Datapath, model: ReferenceDatapath, traffic: Traffic) {
     this.batch = dp.createBatch(BATCH, BATCH * Batch.footprint(MAX_FRAME));
     this.image = new RecordImage(dp, traffic);
     this.modelCursor = new Cursor(traffic);

@@ -150,7 +150,7 @@ function parseIPv4(frame: Uint8Array, view: DataView, l3: number, ethernet: bool
     source: frame.slice(l3 + 12, l3 + 16), destination: frame.slice(l3 + 16, l3 + 20), l4: l3 + headerLength, tcpFlags: 0,
     fragment: offset !== 0 || moreFragments ? { id: view.getUint16(l3 + 4), position: offset !== 0 ? 'later' : 'first' } : undefined,
   };
-  return packet.fragment?.position === 'later' ? packet : parseL4(frame, view, packet);
+  return packet.fragment?.position === 'later' ? packet : parseL4(view, packet);
 }
 
 function parseIPv6(frame: Uint8Array, view: DataView, l3: number, ethernet: boolean): IpPacket {
@@ -161,13 +161,13 @@ function parseIPv6(frame: Uint8Array, view: DataView, l3: number, ethernet: bool
   }
   const protocol = view.getUint8(l3 + 6);
   if (![IPPROTO_TCP, IPPROTO_UDP, IPPROTO_ICMPV6].includes(protocol)) throw new OutsideModelScope(`IPv6 next header ${protocol}`);
-  return parseL4(frame, view, {
+  return parseL4(view, {
     family: 6, l3, length: 40 + payloadLength, protocol, ethernet,
     source: frame.slice(l3 + 8, l3 + 24), destination: frame.slice(l3 + 24, l3 + 40), l4: l3 + 40, tcpFlags: 0,
   });
 }
 
-function parseL4(frame: Uint8Array, view: DataView, packet: IpPacket): IpPacket {
+function parseL4(view: DataView, packet: IpPacket): IpPacket {
   const segment = packet.l3 + packet.length - packet.l4;
   const { l4 } = packet;
   switch (packet.protocol) {

@@ -10,7 +10,7 @@ import { runCase } from '../control/runtime/testcases.js';
 import { formatIpv4 } from '../traces/frames.js';
 import { openCapture } from '../traces/pcap.js';
 import { createPcapngWriter } from '../traces/pcapng.js';
-import { cli } from './helpers.js';
+import { cli, escapeRegExp } from './helpers.js';
 
 const CASES = join(PROJECT_ROOT, 'test', 'cases');
 
@@ -131,14 +131,14 @@ describe('svcpath test on broken cases', () => {
 
     const { code, out } = await svcpathTest([suite, nowhere, '--junit', junit]);
     expect(code).toBe(1);
-    const failure = (name: string, dir = join(suite, name)) => out.match(new RegExp(`^FAIL ${name} \\(${escape(dir)}\\)\\n(.*)$`, 'm'))?.[1];
+    const failure = (name: string, dir = join(suite, name)) => out.match(new RegExp(`^FAIL ${name} \\(${escapeRegExp(dir)}\\)\\n(.*)$`, 'm'))?.[1];
     expect(out).toMatch(/^PASS a-good$/m);
-    expect(failure('bad-manifest')).toMatch(new RegExp(`^${escape(join(suite, 'bad-manifest', 'cluster.yaml'))}: `));
+    expect(failure('bad-manifest')).toMatch(new RegExp(`^${escapeRegExp(join(suite, 'bad-manifest', 'cluster.yaml'))}: `));
     expect(failure('no-capture')).toBe(`${join(suite, 'no-capture', 'input.pcap')}: missing (and there is no input.pcapng either): a case needs its capture`);
     expect(failure('bad-flag')).toBe(`${join(suite, 'bad-flag', 'args')}: unknown flag --clutser (did you mean --cluster?)`);
     expect(failure('bad-value')).toBe(`${join(suite, 'bad-value', 'args')}: --seed: "many" is not a whole number`);
-    expect(failure('cut-capture')).toMatch(new RegExp(`^the replay stopped at record \\d+: ${escape(join(cut, 'input.pcap'))}: record \\d+ \\(offset \\d+\\): truncated`));
-    expect(failure('unreadable-expected')).toMatch(new RegExp(`^${escape(join(unreadable, 'expected', 'verdicts.jsonl'))}: cannot read: .*EISDIR`));
+    expect(failure('cut-capture')).toMatch(new RegExp(`^the replay stopped at record \\d+: ${escapeRegExp(join(cut, 'input.pcap'))}: record \\d+ \\(offset \\d+\\): truncated`));
+    expect(failure('unreadable-expected')).toMatch(new RegExp(`^${escapeRegExp(join(unreadable, 'expected', 'verdicts.jsonl'))}: cannot read: .*EISDIR`));
     expect(failure('garbled-expected')).toBe(`${join(garbled, 'expected', 'verdicts.jsonl')}: line 1: not a verdict (a JSON object per line): {"n":1,`);
     expect(failure('nowhere', nowhere)).toBe(`${nowhere}: no such directory`);
     expect(out).not.toMatch(/notes/);
@@ -171,7 +171,3 @@ describe('svcpath test on broken cases', () => {
     expect(r.failure).toMatch(/^svcpath bug: TypeError: something is undefined\n {4}at /);
   });
 });
-
-function escape(text: string): string {
-  return text.replace(/[.*+?^${}()|[\]\\]/g, '\\$&');
-}

@@ -7,6 +7,7 @@ import { stringify } from 'yaml';
 import { loadClusterState, resolveServices, type LoadOptions } from '../control/cluster/index.js';
 import { InputError } from '../control/common/errors.js';
 import type { ClusterState, ResolvedService } from '../control/cluster/state.js';
+import { escapeRegExp } from './helpers.js';
 
 const fixtures = fileURLToPath(new URL('fixtures/cluster/', import.meta.url));
 const scratch = mkdtempSync(join(tmpdir(), 'svcpath-cluster-'));
@@ -314,12 +315,12 @@ describe('loading errors', () => {
 
   it('names the line and column of a YAML syntax error', () => {
     const file = writeManifest('apiVersion: v1\nkind: Service\nmetadata:\n  name: web\nspec:\n  ports: [{port: 80}\n  type: ClusterIP\n');
-    expect(loadError([file]).message).toMatch(new RegExp(`^${escape(file)}: line 7, column 3: .+`));
+    expect(loadError([file]).message).toMatch(new RegExp(`^${escapeRegExp(file)}: line 7, column 3: .+`));
   });
 
   it('names the document of a YAML error in a later document', () => {
     const file = writeManifest('kind: Pod\n---\na: b: c\n');
-    expect(loadError([file]).message).toMatch(new RegExp(`^${escape(file)}: line 3, column 4: Nested mappings`));
+    expect(loadError([file]).message).toMatch(new RegExp(`^${escapeRegExp(file)}: line 3, column 4: Nested mappings`));
   });
 
   it('notes YAML warnings, such as a tag it does not know', () => {
@@ -863,10 +864,6 @@ describe('KubeProxyConfiguration validation', () => {
     });
   });
 });
-
-function escape(text: string): string {
-  return text.replace(/[.*+?^${}()|[\]\\]/g, '\\$&');
-}
 
 describe('frontends claimed twice', () => {
   it('reject an external IP, port and protocol of two Services, naming both: the datapath could not tell them apart', () => {

@@ -670,7 +670,7 @@ describe('captures with the node\'s own copies', () => {
   it.each([
     ['Linux cooked v1', LINKTYPES.LINUX_SLL],
     ['Linux cooked v2', LINKTYPES.LINUX_SLL2],
-  ])('%s: the node\'s copies are PASS OUTGOING and teach its masquerade tuples; the arrivals are decided as without them, their replies to those tuples as to svcpath\'s', async (name, linktype) => {
+  ])('%s: the node\'s copies are PASS OUTGOING and teach its masquerade tuples; the arrivals are decided as without them, their replies to those tuples as to svcpath\'s', async (_name, linktype) => {
     const trace = writePcap(`cooked-${linktype}.pcap`, linktype, capture.frames, (f) => cooked(f, linktype));
     const got = await replayCli(trace, `cooked-${linktype}`);
     const want = await reference;
@@ -740,11 +740,6 @@ describe('captures with the node\'s own copies', () => {
   });
 });
 
-/** "ip:port" of an Ethernet frame's IPv4 source. */
-function sourceOf(eth: Uint8Array): string {
-  const ip = eth.subarray(14);
-  return `${ip.subarray(12, 16).join('.')}:${(ip[20] << 8) | ip[21]}`;
-}
 
 describe('pcapng epb_flags', () => {
   const first = capture.frames.findIndex((f) => !f.loopback);

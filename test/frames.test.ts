@@ -1332,8 +1332,8 @@ describe('IPv6: toLinkType', () => {
   const ip = frame.subarray(14);
   const source = '02420a000005';
   it.each([
-    { name: 'Linux cooked v1: protocol 0x86dd', linktype: 113, header: '00000001 0006' + source + '0000 86dd' },
-    { name: 'Linux cooked v2: protocol 0x86dd', linktype: 276, header: '86dd 0000 00000003 0001 00 06' + source + '0000' },
+    { name: 'Linux cooked v1: protocol 0x86dd', linktype: 113, header: `00000001 0006${source}0000 86dd` },
+    { name: 'Linux cooked v2: protocol 0x86dd', linktype: 276, header: `86dd 0000 00000003 0001 00 06${source}0000` },
     { name: 'raw IP', linktype: 101, header: '' },
     { name: 'raw IP (OpenBSD 12)', linktype: 12, header: '' },
     { name: 'BSD loopback, little-endian host: family 24', linktype: 0, header: '18000000' },
@@ -1787,7 +1787,7 @@ describe('decodeCaptured: every link type svcpath reads', () => {
   it('says what raw IP carries by its version nibble, and what a fixed raw link type did not get', () => {
     const ip6 = buildFrame(tcp6Spec([])).slice(14);
     expect(decodeCaptured(101, ip6)).toMatchObject({ ethertype: 0x86dd, networkOffset: 0, ipv6: { src: 'fd00::5' } });
-    const notIp = fromHex('50' + '00'.repeat(39));
+    const notIp = fromHex(`50${'00'.repeat(39)}`);
     expect(decodeCaptured(101, notIp)).toEqual({ linktype: 101, payloadOffset: 0, payloadLength: 40, networkOffset: 0, ethertype: 0 });
     expect(decodeCaptured(228, ip6)).toMatchObject({ ethertype: 0x0800, malformed: 'IP version 6 under EtherType IPv4' });
     expect(verifyCapturedChecksums(228, ip6)).toEqual({ ipv4: false });

@@ -129,3 +129,8 @@ export async function cli(args: string[]): Promise<{ code: number; stdout: strin
     error.mockRestore();
   }
 }
+
+/** `text` as a regular expression that matches it literally (a path in an error message, say). */
+export function escapeRegExp(text: string): string {
+  return text.replace(/[.*+?^${}()|[\]\\]/g, '\\$&');
+}

@@ -24,7 +24,8 @@ const UNKNOWN_RANGES_NOTE = 'service cluster IP ranges unknown: the state has no
   + '-o yaml, Kubernetes 1.33 and later) and --service-cluster-ip-range was not given; no cluster IP is checked against a range, '
   + 'UNALLOCATED_IP is not applied, and Services without a cluster IP get one from 10.96.0.0/12 or fd00:10:96::/112';
 
-type K8sObject = Record<string, any>; // eslint-disable-line @typescript-eslint/no-explicit-any
+// biome-ignore lint/suspicious/noExplicitAny: a dump's objects are read field by field, as the API names them
+type K8sObject = Record<string, any>;
 
 /** The objects of a dump, as the yaml library reads it: a List's items. */
 function objectsOf(file: string): K8sObject[] {

@@ -107,7 +107,11 @@ function saveBlocks(name: string, blocks: Buffer[]) {
   const file = path.join(tmpDir, name);
   fs.writeFileSync(file, Buffer.concat(blocks));
   const offsets: number[] = [];
-  blocks.reduce((offset, b) => (offsets.push(offset), offset + b.length), 0);
+  let offset = 0;
+  for (const b of blocks) {
+    offsets.push(offset);
+    offset += b.length;
+  }
   return { file, offsets };
 }
 

@@ -7,7 +7,6 @@
 import { describe, expect, it } from 'vitest';
 import type { Compiled } from '../control/compile/compiler.js';
 import type { Datapath } from '../control/runtime/datapath.js';
-import type { Service } from '../control/cluster/state.js';
 import { decodeFrame, verifyChecksums } from '../traces/frames.js';
 import { checksumsValid, endpoints, ipOf, makeNode, makeService, program, resolvedService, runFrames, tcp, udp } from './helpers.js';
 import {

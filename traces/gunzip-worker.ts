@@ -55,7 +55,10 @@ function put(bytes: Uint8Array): void {
 
 /** Reads the next compressed chunk and hands it to zlib; the next read waits until zlib has taken it all. */
 function feed(): void {
-  if (closed()) return stop();
+  if (closed()) {
+    stop();
+    return;
+  }
   const chunk = Buffer.allocUnsafe(CHUNK_BYTES);
   let got: number;
   try {
@@ -66,7 +69,8 @@ function feed(): void {
       setTimeout(feed, POLL_MS);
       return;
     }
-    return finish(RING.FAILED, `cannot read: ${(err as Error).message.split(',')[0]}`);
+    finish(RING.FAILED, `cannot read: ${(err as Error).message.split(',')[0]}`);
+    return;
   }
   if (got === 0) {
     gunzip.end();

@@ -159,7 +159,7 @@ export class Datapath {
   }
 
   /** @internal scratch addresses for one key and one value. */
-  scratchFor(keySize: number, valueSize: number): { key: number; value: number } {
+  scratchFor(keySize: number): { key: number; value: number } {
     return { key: this.scratch, value: this.scratch + ((keySize + 7) & ~7) };
   }
 
@@ -219,7 +219,7 @@ export class BpfMap {
 
   /** BPF_MAP_LOOKUP_ELEM: the value, or undefined. Does not refresh LRU recency. */
   lookupRaw(key: Uint8Array): Uint8Array | undefined {
-    const s = this.dp.scratchFor(this.keySize, this.valueSize);
+    const s = this.dp.scratchFor(this.keySize);
     this.bytes().set(key.subarray(0, this.keySize), s.key);
     const rc = this.dp.exports.map_lookup(this.spec.id, s.key, s.value);
     if (rc === -2) return undefined;
@@ -232,7 +232,7 @@ export class BpfMap {
     if (key.length !== this.keySize || value.length !== this.valueSize) {
       throw new Error(`map ${this.spec.name}: key/value must be ${this.keySize}/${this.valueSize} bytes`);
     }
-    const s = this.dp.scratchFor(this.keySize, this.valueSize);
+    const s = this.dp.scratchFor(this.keySize);
     const mem = this.bytes();
     mem.set(key, s.key);
     mem.set(value, s.value);
@@ -244,7 +244,7 @@ export class BpfMap {
 
   /** BPF_MAP_DELETE_ELEM: false when the key was not there. */
   deleteRaw(key: Uint8Array): boolean {
-    const s = this.dp.scratchFor(this.keySize, this.valueSize);
+    const s = this.dp.scratchFor(this.keySize);
     this.bytes().set(key, s.key);
     const rc = this.dp.exports.map_delete(this.spec.id, s.key);
     if (rc === -2) return false;
@@ -256,7 +256,7 @@ export class BpfMap {
   *keysRaw(): Generator<Uint8Array> {
     let key: Uint8Array | undefined;
     for (;;) {
-      const s = this.dp.scratchFor(this.keySize, this.keySize);
+      const s = this.dp.scratchFor(this.keySize);
       if (key) this.bytes().set(key, s.key);
       const rc = this.dp.exports.map_get_next_key(this.spec.id, key ? s.key : 0, s.value);
       if (rc === -2) return;

@@ -20,7 +20,6 @@ import { loadClusterState, resolveServices } from '../../control/cluster/index.j
 import { compile } from '../../control/compile/compiler.js';
 import { Batch, type Datapath } from '../../control/runtime/datapath.js';
 import { LINKTYPES, REASONS, VERDICTS } from '../../control/compile/layout.js';
-import { DEFAULT_MAGLEV_TABLE_SIZE } from '../../control/compile/maglev.js';
 import { PROJECT_ROOT } from '../../control/common/paths.js';
 import { loadProgram } from '../../control/runtime/loader.js';
 import { Mulberry32 } from '../../control/common/random.js';
