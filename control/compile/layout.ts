@@ -400,15 +400,12 @@ export const CFG_F = {
   MASQUERADE_ALL: 1 << 0, POD_CIDR4: 1 << 1, POD_CIDR6: 1 << 3, SNAT_ADDR6: 1 << 5,
 } as const;
 export const BE_F_LOCAL = 1 << 0;
-export const CT_DIR_ORIGINAL = 0;
-export const CT_DIR_REPLY = 1;
 export const CT_F = { SEEN_REPLY: 1 << 0, CLOSING: 1 << 1, SNAT: 1 << 2 } as const;
 /** The zero-copy walker's format flags and stop reasons (datapath/capture.ts). */
 export const PCAP_F = { BIG_ENDIAN: 1 << 0, NANOSECOND: 1 << 1 } as const;
 export const WALK = { NEED_DATA: 0, BATCH_FULL: 1, ANOMALY: 2 } as const;
 export const DESC_F_SNAT = 1 << 0;
 export const DESC_F_OTHER_SHARD = 1 << 1;
-export const DESC_F_STEERED = 1 << 2;
 export const DESC_F_INBOUND = 1 << 3;
 export const DESC_F_OUTBOUND = 1 << 4;
 export const DESC_F_TRACE = 1 << 15;
