@@ -26,7 +26,11 @@ export interface CaptureSize {
  * Without `write` it only tells the size, to see whether a file on disk is
  * this capture.
  */
-export function repeatTrace(trace: MixTrace, limit: { packets?: number; bytes?: number }, write?: (tsSec: number, tsNsec: number, data: Uint8Array) => void): CaptureSize {
+export function repeatTrace(
+  trace: MixTrace,
+  limit: { packets?: number; bytes?: number },
+  write?: (tsSec: number, tsNsec: number, data: Uint8Array) => void,
+): CaptureSize {
   const { packets, periodSeconds } = trace;
   const size: CaptureSize = { packets: 0, bytes: PCAP_HEADER_BYTES };
   for (let pass = 0; ; pass++) {

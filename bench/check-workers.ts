@@ -55,10 +55,28 @@ function main(): number {
   if (!existsSync(capture) || statSync(capture).size !== size.bytes) writeRepeatedTrace(capture, trace, { packets });
   console.log(`${capture}: ${size.packets} packets, ${(size.bytes / 1e9).toFixed(2)} GB`);
 
-  const outputs = (n: number) => ({ out: join(dir, `out-${n}.pcap`), verdicts: join(dir, `verdicts-${n}.jsonl`), summary: join(dir, `summary-${n}.json`) });
+  const outputs = (n: number) => ({
+    out: join(dir, `out-${n}.pcap`),
+    verdicts: join(dir, `verdicts-${n}.jsonl`),
+    summary: join(dir, `summary-${n}.json`),
+  });
   for (const n of [1, workers]) {
     const o = outputs(n);
-    const { seconds } = runCli(['replay', capture, '--cluster', cluster, ...MIX_CLI_FLAGS, '--out', o.out, '--verdicts', o.verdicts, '--summary', o.summary, '--workers', String(n)]);
+    const { seconds } = runCli([
+      'replay',
+      capture,
+      '--cluster',
+      cluster,
+      ...MIX_CLI_FLAGS,
+      '--out',
+      o.out,
+      '--verdicts',
+      o.verdicts,
+      '--summary',
+      o.summary,
+      '--workers',
+      String(n),
+    ]);
     console.log(`--workers ${n}: ${seconds.toFixed(1)} s, ${(size.packets / seconds / 1e6).toFixed(2)} Mpps`);
   }
   const [one, many] = [outputs(1), outputs(workers)];

@@ -42,18 +42,29 @@ export async function compileReport(): Promise<CompileReport> {
   const { state, resolved } = syntheticCluster(SERVICES, ENDPOINTS_PER_SERVICE);
   const opts = syntheticCompileOptions(DEFAULT_MAGLEV_TABLE_SIZE);
   let compiled!: Compiled;
-  const ms = Math.min(...Array.from({ length: COMPILE_RUNS }, () => elapsedMs(() => {
-    compiled = compile(state, resolved, opts);
-  })));
+  const ms = Math.min(
+    ...Array.from({ length: COMPILE_RUNS }, () =>
+      elapsedMs(() => {
+        compiled = compile(state, resolved, opts);
+      }),
+    ),
+  );
   console.log(`compile: ${SERVICES} Services x ${ENDPOINTS_PER_SERVICE} endpoints in ${ms.toFixed(0)} ms (best of ${COMPILE_RUNS})`);
 
   // Room for the new pods; the moved endpoints' old backends free their ids only once they are gone.
-  const live = trackProgram(await loadProgram(compiled, { room: { backends: UPDATES, tables: 0, members: UPDATES } }), { state, resolved, compiled, opts });
+  const live = trackProgram(await loadProgram(compiled, { room: { backends: UPDATES, tables: 0, members: UPDATES } }), {
+    state,
+    resolved,
+    compiled,
+    opts,
+  });
   const updates = Array.from({ length: UPDATES }, (_, i) => {
     const slice = movedSlice(Math.floor((i * SERVICES) / UPDATES));
     return elapsedMs(() => applyEndpointSliceUpdate(live, { op: 'upsert', slice }));
   }).sort((a, b) => a - b);
   const updateMs = updates[UPDATES >> 1];
-  console.log(`compile: one EndpointSlice update applied to the loaded maps in ${updateMs.toFixed(2)} ms (median of ${UPDATES}; ${updates[0].toFixed(2)}-${updates[UPDATES - 1].toFixed(2)} ms)`);
+  console.log(
+    `compile: one EndpointSlice update applied to the loaded maps in ${updateMs.toFixed(2)} ms (median of ${UPDATES}; ${updates[0].toFixed(2)}-${updates[UPDATES - 1].toFixed(2)} ms)`,
+  );
   return { services: SERVICES, endpointsPerService: ENDPOINTS_PER_SERVICE, ms, updateMs };
 }

@@ -70,7 +70,10 @@ class RecordImage {
   readonly base: number;
   readonly length: number;
 
-  constructor(private readonly dp: Datapath, private readonly traffic: Traffic) {
+  constructor(
+    private readonly dp: Datapath,
+    private readonly traffic: Traffic,
+  ) {
     this.length = traffic.frames.reduce((n, f) => n + RECORD_HEADER + f.length, 0);
     this.base = dp.reserve(this.length);
     const mem = new Uint8Array(dp.memory);
@@ -121,7 +124,14 @@ class Contestants {
   readonly wasm = (): void => {
     this.batch.clear();
     while (this.batch.count < BATCH) {
-      const { consumed, stop } = this.batch.walk(this.image.base, this.image.length, this.position, PCAP_F.NANOSECOND, SNAPLEN, LINKTYPES.ETHERNET);
+      const { consumed, stop } = this.batch.walk(
+        this.image.base,
+        this.image.length,
+        this.position,
+        PCAP_F.NANOSECOND,
+        SNAPLEN,
+        LINKTYPES.ETHERNET,
+      );
       this.position = consumed;
       if (stop === WALK.NEED_DATA) {
         this.image.nextPass();
@@ -144,7 +154,9 @@ class Contestants {
     this.wasm();
     this.ts();
     const b = this.batch;
-    const differ = this.outcomes.filter((o, i) => VERDICTS[b.verdict(i)] !== o.verdict || REASONS[b.reason(i)] !== o.reason || b.backendId(i) !== o.backendId).length;
+    const differ = this.outcomes.filter(
+      (o, i) => VERDICTS[b.verdict(i)] !== o.verdict || REASONS[b.reason(i)] !== o.reason || b.backendId(i) !== o.backendId,
+    ).length;
     this.outcomes = undefined;
     return differ;
   }
@@ -212,7 +224,9 @@ export async function mixed(ctx: BenchContext): Promise<ScenarioResult[]> {
   const { compiled, trace } = ctx.mixFixture();
   console.log(`mixed: ${describeMix(trace)}`);
   const traffic: Traffic = {
-    frames: trace.packets.map((p) => p.data), tsSec: trace.packets.map((p) => p.tsSec), tsNsec: trace.packets.map((p) => p.tsNsec),
+    frames: trace.packets.map((p) => p.data),
+    tsSec: trace.packets.map((p) => p.tsSec),
+    tsNsec: trace.packets.map((p) => p.tsNsec),
     passSeconds: trace.periodSeconds,
   };
   const { dp, model } = await contestants('mixed', compiled);
@@ -242,7 +256,9 @@ export async function scaleServices(): Promise<{ results: ScenarioResult[]; comp
     for (let i = first; i < first + half; i++) frames.push(flowPacket(i, SCALE_SERVICES));
   }
   const { dp, model, loadMs } = await contestants('scale-services', compiled, 4 * SCALE_FLOWS);
-  console.log(`scale-services: ${SCALE_SERVICES} Services x ${BACKENDS_PER_SERVICE} backends (Maglev M=${SCALE_MAGLEV_TABLE_SIZE}) compiled in ${(compileMs / 1000).toFixed(1)} s, loaded into the datapath's maps in ${(loadMs / 1000).toFixed(1)} s`);
+  console.log(
+    `scale-services: ${SCALE_SERVICES} Services x ${BACKENDS_PER_SERVICE} backends (Maglev M=${SCALE_MAGLEV_TABLE_SIZE}) compiled in ${(compileMs / 1000).toFixed(1)} s, loaded into the datapath's maps in ${(loadMs / 1000).toFixed(1)} s`,
+  );
   return { results: race('scale-services', dp, model, steadyTraffic(frames, TWO_DAYS)), compileMs, loadMs };
 }
 

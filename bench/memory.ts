@@ -52,8 +52,10 @@ export interface MemoryReport {
 
 export async function memory(ctx: BenchContext): Promise<MemoryReport> {
   const conntrack = await conntrackMemory();
-  console.log(`memory: conntrack ${conntrack.bytesPerEntry} B per IPv4 entry (${conntrack.bytesPerFlow} B per flow), ${conntrack.bytesPerEntry6} B per IPv6 entry (${conntrack.bytesPerFlow6} B per flow); `
-    + `all maps sized by --ct-entries: ${conntrack.bytesPerCtEntriesUnit} B per entry`);
+  console.log(
+    `memory: conntrack ${conntrack.bytesPerEntry} B per IPv4 entry (${conntrack.bytesPerFlow} B per flow), ${conntrack.bytesPerEntry6} B per IPv6 entry (${conntrack.bytesPerFlow6} B per flow); ` +
+      `all maps sized by --ct-entries: ${conntrack.bytesPerCtEntriesUnit} B per entry`,
+  );
   return { conntrack, ...replayRss(ctx) };
 }
 
@@ -78,7 +80,14 @@ async function conntrackMemory(): Promise<ConntrackMemory> {
   const compiled = compileSynthetic(1, 1, 7);
   const top = async (ctEntries: number) => (await loadProgram(compiled, { ctEntries })).exports.memory_top();
   const bytesPerCtEntriesUnit = tenths(((await top(2 * CT_ENTRIES)) - (await top(CT_ENTRIES))) / CT_ENTRIES);
-  return { entries: CT_ENTRIES, bytesPerEntry, bytesPerFlow: 2 * bytesPerEntry, bytesPerEntry6, bytesPerFlow6: 2 * bytesPerEntry6, bytesPerCtEntriesUnit };
+  return {
+    entries: CT_ENTRIES,
+    bytesPerEntry,
+    bytesPerFlow: 2 * bytesPerEntry,
+    bytesPerEntry6,
+    bytesPerFlow6: 2 * bytesPerEntry6,
+    bytesPerCtEntriesUnit,
+  };
 }
 
 /** A mix of mostly full-size frames: long TCP transfers and big datagrams. */
@@ -93,11 +102,16 @@ function replayRss(ctx: BenchContext): Pick<MemoryReport, 'replay' | 'scaledDown
   const replay = [bigBytes / 10, bigBytes].map((bytes) => {
     const path = traceFile(bytes);
     const size = ensureTrace(path, trace, bytes);
-    const run = runCli(['replay', path, '--cluster', ctx.mixFixture().clusterPath, ...MIX_CLI_FLAGS, '--out', '/dev/null', '--verdicts', '/dev/null'], ['--import', RSS_HOOK]);
+    const run = runCli(
+      ['replay', path, '--cluster', ctx.mixFixture().clusterPath, ...MIX_CLI_FLAGS, '--out', '/dev/null', '--verdicts', '/dev/null'],
+      ['--import', RSS_HOOK],
+    );
     if (!ctx.keep) rmSync(path);
     const maxRssMB = Number(/maxRSS (\d+)/.exec(run.stderr)?.[1]) / 1024;
     const result = { traceBytes: size.bytes, packets: size.packets, maxRssMB, seconds: run.seconds };
-    console.log(`memory: replay of ${(size.bytes / 1e9).toFixed(2)} GB (${size.packets} packets) in ${run.seconds.toFixed(1)} s, peak RSS ${maxRssMB.toFixed(0)} MB`);
+    console.log(
+      `memory: replay of ${(size.bytes / 1e9).toFixed(2)} GB (${size.packets} packets) in ${run.seconds.toFixed(1)} s, peak RSS ${maxRssMB.toFixed(0)} MB`,
+    );
     return result;
   });
   return { replay, scaledDown };
@@ -110,11 +124,16 @@ const traceFile = (bytes: number) => join(tmpdir(), `svcpath-bench-${(bytes / 1e
 function fitOnDisk(): { bigBytes: number; scaledDown?: string } {
   const fs = statfsSync(tmpdir());
   const free = fs.bavail * fs.bsize;
-  const kept = [SMALL_TRACE_BYTES, BIG_TRACE_BYTES].map(traceFile).reduce((sum, path) => sum + (existsSync(path) ? statSync(path).size : 0), 0);
+  const kept = [SMALL_TRACE_BYTES, BIG_TRACE_BYTES]
+    .map(traceFile)
+    .reduce((sum, path) => sum + (existsSync(path) ? statSync(path).size : 0), 0);
   const room = free + kept - DISK_MARGIN_BYTES;
   if (room >= BIG_TRACE_BYTES + SMALL_TRACE_BYTES) return { bigBytes: BIG_TRACE_BYTES };
   const bigBytes = Math.max(1e8, Math.floor(room / 1.1 / 1e8) * 1e8);
-  return { bigBytes, scaledDown: `only ${(free / 1e9).toFixed(1)} GB free in ${tmpdir()}: the big trace is ${(bigBytes / 1e9).toFixed(1)} GB instead of 5 GB` };
+  return {
+    bigBytes,
+    scaledDown: `only ${(free / 1e9).toFixed(1)} GB free in ${tmpdir()}: the big trace is ${(bigBytes / 1e9).toFixed(1)} GB instead of 5 GB`,
+  };
 }
 
 /** The capture at `path`: reused when a file of exactly its size is there, else written. */

@@ -27,7 +27,10 @@ export async function replayE2e(ctx: BenchContext): Promise<ScenarioResult[]> {
   const capture = join(ctx.scratch, 'replay-e2e.pcap');
   const { packets, bytes } = writeRepeatedTrace(capture, trace, { packets: PACKETS });
   console.log(`replay-e2e: ${packets} packets of the mix, ${(bytes / 1e6).toFixed(0)} MB of pcap`);
-  const outputs = (tag: string) => ({ out: join(ctx.scratch, `replay-e2e-${tag}.pcap`), verdicts: join(ctx.scratch, `replay-e2e-${tag}.jsonl`) });
+  const outputs = (tag: string) => ({
+    out: join(ctx.scratch, `replay-e2e-${tag}.pcap`),
+    verdicts: join(ctx.scratch, `replay-e2e-${tag}.jsonl`),
+  });
 
   const cliRuns = (name: string, extraFlags: string[]): ScenarioResult => {
     const { out, verdicts } = outputs(name);
@@ -39,7 +42,14 @@ export async function replayE2e(ctx: BenchContext): Promise<ScenarioResult[]> {
   if (cliSupportsWorkers()) variants.push(['replay-e2e-2w', ['--workers', '2']]);
   const results = variants.map(([name, flags]) => cliRuns(name, flags));
   const { out, verdicts } = outputs('ts');
-  results.push(fromRuns('replay-e2e', 'ts', packets, Array.from({ length: MODEL_RUNS }, () => seconds(() => modelReplay(capture, clusterPath, out, verdicts)))));
+  results.push(
+    fromRuns(
+      'replay-e2e',
+      'ts',
+      packets,
+      Array.from({ length: MODEL_RUNS }, () => seconds(() => modelReplay(capture, clusterPath, out, verdicts))),
+    ),
+  );
   for (const [name] of variants) checkSameVerdicts(name, outputs(name).verdicts, verdicts);
   for (const r of results) console.log(formatResult(r));
   return results;
@@ -62,7 +72,9 @@ function modelReplay(capture: string, clusterPath: string, outPath: string, verd
   try {
     for (const rec of reader.records()) {
       const o = model.process(rec.data, { linktype: rec.linktype, wireLen: rec.origlen, tsSec: rec.tsSec, tsNsec: rec.tsNsec });
-      verdicts.push(`{"n":${rec.n},"verdict":"${o.verdict}","reason":"${o.reason}","service":${serviceJson[o.serviceId]},"backend":${backendJson[o.backendId]},"snat":${o.snat}}\n`);
+      verdicts.push(
+        `{"n":${rec.n},"verdict":"${o.verdict}","reason":"${o.reason}","service":${serviceJson[o.serviceId]},"backend":${backendJson[o.backendId]},"snat":${o.snat}}\n`,
+      );
       if (o.verdict === 'TX' || o.verdict === 'REDIRECT') writer.write(rec.tsSec, rec.tsNsec, o.out);
     }
   } finally {
@@ -102,5 +114,6 @@ class TextSink {
 
 /** The verdict files must be identical, or the implementations did different work. */
 function checkSameVerdicts(name: string, wasm: string, ts: string): void {
-  if (!readFileSync(wasm).equals(readFileSync(ts))) console.log(`${name}: WARNING: the CLI's and the model's verdicts differ (${wasm}, ${ts})`);
+  if (!readFileSync(wasm).equals(readFileSync(ts)))
+    console.log(`${name}: WARNING: the CLI's and the model's verdicts differ (${wasm}, ${ts})`);
 }

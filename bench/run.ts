@@ -33,7 +33,9 @@ interface Report {
   cores: number;
   node: string;
   scenarios: ScenarioResult[];
-  compile: Partial<CompileReport> & { scaleServices?: { services: number; endpointsPerService: number; maglevTableSize: number; compileMs: number; loadMs: number } };
+  compile: Partial<CompileReport> & {
+    scaleServices?: { services: number; endpointsPerService: number; maglevTableSize: number; compileMs: number; loadMs: number };
+  };
   memory?: MemoryReport;
 }
 
@@ -47,19 +49,39 @@ function selected(only: string | undefined): Scenario[] {
 
 async function runScenario(scenario: Scenario, ctx: BenchContext, report: Report): Promise<void> {
   switch (scenario) {
-    case 'ct-hit': report.scenarios.push(...(await ctHit())); break;
-    case 'new-flows': report.scenarios.push(...(await newFlows())); break;
-    case 'mixed': report.scenarios.push(...(await mixed(ctx))); break;
+    case 'ct-hit':
+      report.scenarios.push(...(await ctHit()));
+      break;
+    case 'new-flows':
+      report.scenarios.push(...(await newFlows()));
+      break;
+    case 'mixed':
+      report.scenarios.push(...(await mixed(ctx)));
+      break;
     case 'scale-services': {
       const { results, compileMs, loadMs } = await scaleServices();
       report.scenarios.push(...results);
-      report.compile.scaleServices = { services: SCALE_SERVICES, endpointsPerService: 10, maglevTableSize: SCALE_MAGLEV_TABLE_SIZE, compileMs, loadMs };
+      report.compile.scaleServices = {
+        services: SCALE_SERVICES,
+        endpointsPerService: 10,
+        maglevTableSize: SCALE_MAGLEV_TABLE_SIZE,
+        compileMs,
+        loadMs,
+      };
       break;
     }
-    case 'scale-ct': report.scenarios.push(...(await scaleCt())); break;
-    case 'replay-e2e': report.scenarios.push(...(await replayE2e(ctx))); break;
-    case 'memory': report.memory = await memory(ctx); break;
-    case 'compile': Object.assign(report.compile, await compileReport()); break;
+    case 'scale-ct':
+      report.scenarios.push(...(await scaleCt()));
+      break;
+    case 'replay-e2e':
+      report.scenarios.push(...(await replayE2e(ctx)));
+      break;
+    case 'memory':
+      report.memory = await memory(ctx);
+      break;
+    case 'compile':
+      Object.assign(report.compile, await compileReport());
+      break;
   }
 }
 
@@ -80,7 +102,12 @@ async function main(): Promise<void> {
   const scenarios = selected(values.only);
   const started = performance.now();
   const report: Report = {
-    date: new Date().toISOString(), cpu: cpus()[0]?.model ?? 'unknown', cores: cpus().length, node: process.version, scenarios: [], compile: {},
+    date: new Date().toISOString(),
+    cpu: cpus()[0]?.model ?? 'unknown',
+    cores: cpus().length,
+    node: process.version,
+    scenarios: [],
+    compile: {},
   };
   const ctx = new BenchContext(mkdtempSync(join(tmpdir(), 'svcpath-bench-')), values.keep ?? false);
   try {

@@ -20,7 +20,11 @@ export function syntheticCluster(services: number, backendsPerService: number): 
   const state: ClusterState = {
     services: Array.from({ length: services }, (_, s) => syntheticService(s)),
     endpointSlices: Array.from({ length: services }, (_, s) => syntheticSlice(s, backendsPerService)),
-    nodes: [NODE, 'node-b'].map((name, i) => ({ origin: { file: 'bench', object: `Node ${name}` }, name, addresses: [{ type: 'InternalIP', address: `192.168.0.${i + 1}` }] })),
+    nodes: [NODE, 'node-b'].map((name, i) => ({
+      origin: { file: 'bench', object: `Node ${name}` },
+      name,
+      addresses: [{ type: 'InternalIP', address: `192.168.0.${i + 1}` }],
+    })),
     notes: [],
   };
   return { state, resolved: resolveServices(state).services };
@@ -28,20 +32,37 @@ export function syntheticCluster(services: number, backendsPerService: number): 
 
 function syntheticService(s: number): Service {
   return {
-    origin: { file: 'bench', object: `Service bench/svc-${s}` }, namespace: 'bench', name: `svc-${s}`, type: 'ClusterIP',
-    clusterIPs: [clusterIP(s)], ipFamilies: ['IPv4'],
+    origin: { file: 'bench', object: `Service bench/svc-${s}` },
+    namespace: 'bench',
+    name: `svc-${s}`,
+    type: 'ClusterIP',
+    clusterIPs: [clusterIP(s)],
+    ipFamilies: ['IPv4'],
     ports: [{ name: '', protocol: 'TCP', port: 80, targetPort: 8080 }],
-    sessionAffinity: 'None', affinityTimeoutSeconds: 10800, externalTrafficPolicy: 'Cluster', internalTrafficPolicy: 'Cluster',
-    externalIPs: [], loadBalancerIngress: [], loadBalancerSourceRanges: [], allocateLoadBalancerNodePorts: true, publishNotReadyAddresses: false,
+    sessionAffinity: 'None',
+    affinityTimeoutSeconds: 10800,
+    externalTrafficPolicy: 'Cluster',
+    internalTrafficPolicy: 'Cluster',
+    externalIPs: [],
+    loadBalancerIngress: [],
+    loadBalancerSourceRanges: [],
+    allocateLoadBalancerNodePorts: true,
+    publishNotReadyAddresses: false,
   };
 }
 
 /** Service `s`'s endpoints, a third of them on the emulated node. */
 export function syntheticSlice(s: number, backends: number): EndpointSlice {
   return {
-    origin: { file: 'bench', object: `EndpointSlice bench/svc-${s}` }, namespace: 'bench', name: `svc-${s}`, serviceName: `svc-${s}`, addressType: 'IPv4',
+    origin: { file: 'bench', object: `EndpointSlice bench/svc-${s}` },
+    namespace: 'bench',
+    name: `svc-${s}`,
+    serviceName: `svc-${s}`,
+    addressType: 'IPv4',
     endpoints: Array.from({ length: backends }, (_, b) => ({
-      addresses: [backendIP(s * backends + b + 1)], nodeName: b % 3 === 0 ? NODE : 'node-b', conditions: { ready: true, serving: true, terminating: false },
+      addresses: [backendIP(s * backends + b + 1)],
+      nodeName: b % 3 === 0 ? NODE : 'node-b',
+      conditions: { ready: true, serving: true, terminating: false },
     })),
     ports: [{ name: '', protocol: 'TCP', port: 8080 }],
   };
@@ -63,7 +84,8 @@ const PAYLOAD = new Uint8Array(100);
  */
 export function flowPacket(i: number, services: number, flags = TCP_FLAGS.ACK | TCP_FLAGS.PSH): Uint8Array {
   return buildFrame({
-    srcMac: '02:00:00:00:00:01', dstMac: '02:00:00:00:00:02',
+    srcMac: '02:00:00:00:00:01',
+    dstMac: '02:00:00:00:00:02',
     ipv4: { src: `10.${1 + ((i >> 24) & 0x3f)}.${(i >> 16) & 255}.${(i >> 8) & 255}`, dst: clusterIP(i % services) },
     l4: { kind: 'tcp', sport: 1024 + (i & 255) * 200 + ((i >> 8) % 200), dport: 80, seq: i, ack: 1, flags },
     payload: PAYLOAD,

@@ -69,17 +69,29 @@ export function parseLinkLayer(frame: Uint8Array, linktype: number): LinkLayer {
     case LINKTYPE_LINUX_SLL:
       need(frame, 16, 'cooked header');
       return {
-        ethertype: view.getUint16(14), length: 16, ethernet: false, direction: cookedDirection(view.getUint16(0), view.getUint16(2)), saysDirection: true,
+        ethertype: view.getUint16(14),
+        length: 16,
+        ethernet: false,
+        direction: cookedDirection(view.getUint16(0), view.getUint16(2)),
+        saysDirection: true,
       };
     case LINKTYPE_LINUX_SLL2:
       need(frame, 20, 'cooked header');
       return {
-        ethertype: view.getUint16(0), length: 20, ethernet: false, direction: cookedDirection(view.getUint8(10), view.getUint16(8)), saysDirection: true,
+        ethertype: view.getUint16(0),
+        length: 20,
+        ethernet: false,
+        direction: cookedDirection(view.getUint8(10), view.getUint16(8)),
+        saysDirection: true,
       };
     case LINKTYPE_IPV4:
     case LINKTYPE_IPV6:
       return {
-        ethertype: linktype === LINKTYPE_IPV4 ? ETHERTYPE_IPV4 : ETHERTYPE_IPV6, length: 0, ethernet: false, direction: 'arrived', saysDirection: false,
+        ethertype: linktype === LINKTYPE_IPV4 ? ETHERTYPE_IPV4 : ETHERTYPE_IPV6,
+        length: 0,
+        ethernet: false,
+        direction: 'arrived',
+        saysDirection: false,
       };
     default:
       throw new OutsideModelScope(`link type ${linktype}`);
@@ -146,8 +158,15 @@ function parseIPv4(frame: Uint8Array, view: DataView, l3: number, ethernet: bool
   const moreFragments = (fragmentField & 0x2000) !== 0;
   const offset = fragmentField & 0x1fff;
   const packet: IpPacket = {
-    family: 4, l3, length, protocol, ethernet,
-    source: frame.slice(l3 + 12, l3 + 16), destination: frame.slice(l3 + 16, l3 + 20), l4: l3 + headerLength, tcpFlags: 0,
+    family: 4,
+    l3,
+    length,
+    protocol,
+    ethernet,
+    source: frame.slice(l3 + 12, l3 + 16),
+    destination: frame.slice(l3 + 16, l3 + 20),
+    l4: l3 + headerLength,
+    tcpFlags: 0,
     fragment: offset !== 0 || moreFragments ? { id: view.getUint16(l3 + 4), position: offset !== 0 ? 'later' : 'first' } : undefined,
   };
   return packet.fragment?.position === 'later' ? packet : parseL4(view, packet);
@@ -162,8 +181,15 @@ function parseIPv6(frame: Uint8Array, view: DataView, l3: number, ethernet: bool
   const protocol = view.getUint8(l3 + 6);
   if (![IPPROTO_TCP, IPPROTO_UDP, IPPROTO_ICMPV6].includes(protocol)) throw new OutsideModelScope(`IPv6 next header ${protocol}`);
   return parseL4(view, {
-    family: 6, l3, length: 40 + payloadLength, protocol, ethernet,
-    source: frame.slice(l3 + 8, l3 + 24), destination: frame.slice(l3 + 24, l3 + 40), l4: l3 + 40, tcpFlags: 0,
+    family: 6,
+    l3,
+    length: 40 + payloadLength,
+    protocol,
+    ethernet,
+    source: frame.slice(l3 + 8, l3 + 24),
+    destination: frame.slice(l3 + 24, l3 + 40),
+    l4: l3 + 40,
+    tcpFlags: 0,
   });
 }
 
@@ -232,7 +258,7 @@ export function packetIdentity(frame: Uint8Array, packet: IpPacket): string | un
  */
 export function rewriteEnd(frame: Uint8Array, packet: IpPacket, end: 'source' | 'destination', address: Uint8Array, port: number): void {
   const view = new DataView(frame.buffer, frame.byteOffset, frame.byteLength);
-  const addressAt = packet.l3 + (packet.family === 4 ? (end === 'source' ? 12 : 16) : (end === 'source' ? 8 : 24));
+  const addressAt = packet.l3 + (packet.family === 4 ? (end === 'source' ? 12 : 16) : end === 'source' ? 8 : 24);
   const oldAddress = frame.slice(addressAt, addressAt + address.length);
   frame.set(address, addressAt);
   if (packet.family === 4) {

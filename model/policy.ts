@@ -40,8 +40,11 @@ export function trafficPolicy(tables: CompiledTables, family: Family, serviceFla
   }
   if (!(serviceFlags & SVC_F.EXT_LOCAL)) return { backends: 'all', masquerade: true };
   switch (source) {
-    case 'pod': return { backends: 'all', masquerade: false }; // short-circuit
-    case 'node': return { backends: 'all', masquerade: true };
-    case 'external': return { backends: 'local', masquerade: false };
+    case 'pod':
+      return { backends: 'all', masquerade: false }; // short-circuit
+    case 'node':
+      return { backends: 'all', masquerade: true };
+    case 'external':
+      return { backends: 'local', masquerade: false };
   }
 }

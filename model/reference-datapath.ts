@@ -21,8 +21,18 @@ import type { Direction as CaptureDirection } from '../traces/pcap.js';
 import { addressText, sameAddress, type Family } from './addresses.js';
 import { clientHash, flowHash } from './flow-hash.js';
 import {
-  IPPROTO_TCP, OutsideModelScope, TCP_ACK, TCP_FIN, TCP_RST, TCP_SYN, packetIdentity, parseFrame, parseLinkLayer, portUnreachable,
-  rewriteEnd, type IpPacket,
+  IPPROTO_TCP,
+  OutsideModelScope,
+  TCP_ACK,
+  TCP_FIN,
+  TCP_RST,
+  TCP_SYN,
+  packetIdentity,
+  parseFrame,
+  parseLinkLayer,
+  portUnreachable,
+  rewriteEnd,
+  type IpPacket,
 } from './packet.js';
 import { sourceClass, trafficPolicy } from './policy.js';
 import { CompiledTables, type Backend, type Frontend } from './tables.js';
@@ -297,8 +307,11 @@ export class ReferenceDatapath {
     const found = this.masqueradedFlow(packet, held, { address: packet.source, port: ports.source }, now);
     if (!found || found.origin.nodePort !== ports.destination) return undefined;
     const reply = this.conntrack.get(found.replyKey);
-    const sameFlow = reply && reply.serviceId === found.original.serviceId && reply.revNatIndex === found.original.revNatIndex
-      && reply.backendId === found.original.backendId;
+    const sameFlow =
+      reply &&
+      reply.serviceId === found.original.serviceId &&
+      reply.revNatIndex === found.original.revNatIndex &&
+      reply.backendId === found.original.backendId;
     return this.reverseNat(frame, packet, sameFlow ? reply : found.original, found.origin, now);
   }
 
@@ -352,9 +365,12 @@ export class ReferenceDatapath {
     }
     const { entry, backend } = flow;
     rewriteEnd(frame, packet, 'destination', backend.address, backend.port);
-    if (entry.masqueradePort !== undefined) rewriteEnd(frame, packet, 'source', this.tables.settings.masqueradeAddress[family]!, entry.masqueradePort);
+    if (entry.masqueradePort !== undefined)
+      rewriteEnd(frame, packet, 'source', this.tables.settings.masqueradeAddress[family]!, entry.masqueradePort);
     return outcome(backend.local ? 'REDIRECT' : 'TX', 'SERVICE', frame, {
-      serviceId, backendId: entry.backendId, snat: entry.masqueradePort !== undefined,
+      serviceId,
+      backendId: entry.backendId,
+      snat: entry.masqueradePort !== undefined,
     });
   }
 
@@ -364,13 +380,19 @@ export class ReferenceDatapath {
    * masquerade port when needed. Returns the flow's (not yet stored) entry,
    * or the outcome of a flow that cannot start.
    */
-  private newFlow(frame: Uint8Array, packet: IpPacket, frontend: Frontend, now: bigint): { entry: ConntrackEntry; backend: Backend } | ModelOutcome {
+  private newFlow(
+    frame: Uint8Array,
+    packet: IpPacket,
+    frontend: Frontend,
+    now: bigint,
+  ): { entry: ConntrackEntry; backend: Backend } | ModelOutcome {
     const { family } = packet;
     const { serviceId } = frontend;
     if (frontend.backendCount === 0) return outcome('TX', 'NO_ENDPOINTS', portUnreachable(frame, packet), { serviceId });
     const policy = trafficPolicy(this.tables, family, frontend.flags, sourceClass(this.tables, family, packet.source));
     const local = policy.backends === 'local';
-    if ((local ? frontend.localBackendCount : frontend.backendCount) === 0) return outcome('DROP', 'NO_LOCAL_ENDPOINTS', frame, { serviceId });
+    if ((local ? frontend.localBackendCount : frontend.backendCount) === 0)
+      return outcome('DROP', 'NO_LOCAL_ENDPOINTS', frame, { serviceId });
     const table = 4 * serviceId + (family === 6 ? 2 : 0) + (local ? 1 : 0);
     const affine = (frontend.flags & SVC_F.AFFINITY) !== 0;
     const backendId = (affine ? this.affinityBackend(packet.source, frontend, table, now) : undefined) ?? this.maglevBackend(table, packet);
@@ -386,7 +408,15 @@ export class ReferenceDatapath {
     if (affine) this.affinities.set(`${addressText(packet.source)} ${serviceId}`, { backendId, lastUsed: now });
     return {
       backend,
-      entry: { serviceId, backendId, revNatIndex: frontend.revNatIndex, masqueradePort, closing: isClosing(packet), seenReply: false, lastSeen: now },
+      entry: {
+        serviceId,
+        backendId,
+        revNatIndex: frontend.revNatIndex,
+        masqueradePort,
+        closing: isClosing(packet),
+        seenReply: false,
+        lastSeen: now,
+      },
     };
   }
 
@@ -406,7 +436,10 @@ export class ReferenceDatapath {
     const slots = this.tables.maglevTable(table);
     if (!slots) return 0;
     const ports = packet.ports!;
-    return slots[flowHash(this.tables.settings.seed, packet.source, packet.destination, ports.source, ports.destination, packet.protocol) % slots.length];
+    return slots[
+      flowHash(this.tables.settings.seed, packet.source, packet.destination, ports.source, ports.destination, packet.protocol) %
+        slots.length
+    ];
   }
 
   /**
@@ -461,9 +494,10 @@ export class ReferenceDatapath {
 
   /** The reply tuple of a flow: backend -> client, or -> the masquerade address and port. */
   private replyKey(family: Family, proto: number, entry: ConntrackEntry, backend: Backend, client: Endpoint): string {
-    const to = entry.masqueradePort !== undefined
-      ? { address: this.tables.settings.masqueradeAddress[family]!, port: entry.masqueradePort }
-      : client;
+    const to =
+      entry.masqueradePort !== undefined
+        ? { address: this.tables.settings.masqueradeAddress[family]!, port: entry.masqueradePort }
+        : client;
     return tupleKey('reply', proto, backend, to);
   }
 
@@ -476,7 +510,7 @@ export class ReferenceDatapath {
    */
   private isLive(entry: Clock, proto: number, now: bigint): boolean {
     const s = this.tables.settings;
-    const seconds = proto === IPPROTO_TCP ? (entry.closing ? s.tcpClosing : s.tcpEstablished) : (entry.seenReply ? s.udpStream : s.udp);
+    const seconds = proto === IPPROTO_TCP ? (entry.closing ? s.tcpClosing : s.tcpEstablished) : entry.seenReply ? s.udpStream : s.udp;
     return now - entry.lastSeen <= BigInt(seconds) * NS_PER_SECOND;
   }
 
@@ -506,6 +540,11 @@ function touch(entry: Clock, packet: IpPacket, now: bigint, isReply: boolean): v
   if (isClosing(packet)) entry.closing = true;
 }
 
-function outcome(verdict: Verdict, reason: Reason, out: Uint8Array, flow: { serviceId?: number; backendId?: number; snat?: boolean } = {}): ModelOutcome {
+function outcome(
+  verdict: Verdict,
+  reason: Reason,
+  out: Uint8Array,
+  flow: { serviceId?: number; backendId?: number; snat?: boolean } = {},
+): ModelOutcome {
   return { verdict, reason, serviceId: flow.serviceId ?? 0, backendId: flow.backendId ?? 0, snat: flow.snat ?? false, out };
 }

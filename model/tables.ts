@@ -62,7 +62,11 @@ const frontendKey = (address: string, port: number, proto: number) => `${address
 
 function familyTables(e: FamilyEntries, family: Family): FamilyTables {
   const tables: FamilyTables = {
-    frontends: new Map(), clusterIPs: new Set(), backends: new Map(), reverseNat: new Map(), sourceRanges: [],
+    frontends: new Map(),
+    clusterIPs: new Set(),
+    backends: new Map(),
+    reverseNat: new Map(),
+    sourceRanges: [],
     serviceRanges: e.serviceRanges.map((r) => ({ prefix: addressBytes(r.address as string), bits: r.prefixlen as number })),
     nodeAddresses: new Set(e.nodeIps.map(canonical)),
   };
@@ -85,10 +89,13 @@ function familyTables(e: FamilyEntries, family: Family): FamilyTables {
   }
   for (const { id, value } of e.backends) {
     tables.backends.set(id, {
-      address: addressBytes(value.address as string), port: value.port as number, local: ((value.flags as number) & BE_F_LOCAL) !== 0,
+      address: addressBytes(value.address as string),
+      port: value.port as number,
+      local: ((value.flags as number) & BE_F_LOCAL) !== 0,
     });
   }
-  for (const { index, value } of e.revnat) tables.reverseNat.set(index, { address: addressBytes(value.address as string), port: value.port as number });
+  for (const { index, value } of e.revnat)
+    tables.reverseNat.set(index, { address: addressBytes(value.address as string), port: value.port as number });
   const addressBits = family === 4 ? 32 : 128;
   for (const r of e.sourceRanges) {
     // The LPM key's prefix length counts the 32 bits of the service id before the address.

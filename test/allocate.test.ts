@@ -90,7 +90,17 @@ describe('allocation is deterministic', () => {
 
   it('notes every allocation, in namespace/name order', () => {
     const state = load([
-      service('web', { type: 'NodePort', ports: [{ name: 'http', port: 80 }, { name: 'https', port: 443, nodePort: 30443 }] }, 'shop'),
+      service(
+        'web',
+        {
+          type: 'NodePort',
+          ports: [
+            { name: 'http', port: 80 },
+            { name: 'https', port: 443, nodePort: 30443 },
+          ],
+        },
+        'shop',
+      ),
       service('api', { type: 'LoadBalancer', externalTrafficPolicy: 'Local', ports: [{ port: 8080 }] }, 'shop'),
       service('dns', { clusterIP: '10.96.0.10', ports: [{ name: 'dns', port: 53, protocol: 'UDP' }] }, 'kube-system'),
     ]);
@@ -126,40 +136,64 @@ describe('NodePort allocation', () => {
 
   it('warns on the port that finds the range full, naming the Service and field, and leaves it without a NodePort', () => {
     const { file, state, warning } = loadWarning(services(65, nodePortSpec), tiny);
-    expect(warning).toBe(`${file}: Service default/svc-64: spec.ports[0].nodePort: cannot allocate a nodePort: `
-      + 'the NodePort range 30000-30063 is full; the port gets no NodePort');
+    expect(warning).toBe(
+      `${file}: Service default/svc-64: spec.ports[0].nodePort: cannot allocate a nodePort: ` +
+        'the NodePort range 30000-30063 is full; the port gets no NodePort',
+    );
     expect(byName(state, 'svc-64').ports[0].nodePort).toBeUndefined();
   });
 
   it('never hands out a port a Service already has, in either band', () => {
     const given = range(30016, 30062).map((nodePort) => ({ name: `p${nodePort}`, port: nodePort, nodePort }));
     const staticGiven = range(30000, 30014).map((nodePort) => ({ name: `p${nodePort}`, port: nodePort, nodePort }));
-    const state = load([
-      service('taken', { type: 'NodePort', ports: [...given, ...staticGiven] }),
-      ...services(2, nodePortSpec),
-    ], tiny);
+    const state = load([service('taken', { type: 'NodePort', ports: [...given, ...staticGiven] }), ...services(2, nodePortSpec)], tiny);
     // One port left in each band: the dynamic one goes first.
     expect(nodePorts(state).slice(-2)).toEqual([30063, 30015]);
   });
 
   it('counts a healthCheckNodePort as taken', () => {
-    const state = load([
-      service('lb', { type: 'LoadBalancer', externalTrafficPolicy: 'Local', healthCheckNodePort: 30063, ports: [{ port: 80, nodePort: 30062 }] }),
-      service('np', { type: 'NodePort', ports: range(30016, 30060).map((nodePort) => ({ name: `p${nodePort}`, port: nodePort, nodePort })) }),
-      service('new', nodePortSpec),
-    ], tiny);
+    const state = load(
+      [
+        service('lb', {
+          type: 'LoadBalancer',
+          externalTrafficPolicy: 'Local',
+          healthCheckNodePort: 30063,
+          ports: [{ port: 80, nodePort: 30062 }],
+        }),
+        service('np', {
+          type: 'NodePort',
+          ports: range(30016, 30060).map((nodePort) => ({ name: `p${nodePort}`, port: nodePort, nodePort })),
+        }),
+        service('new', nodePortSpec),
+      ],
+      tiny,
+    );
     expect(byName(state, 'new').ports[0].nodePort).toBe(30061);
   });
 
   it('gives the ports of one number, one per protocol, one nodePort', () => {
     const state = load([
-      service('dns', { type: 'NodePort', ports: [{ name: 'dns', port: 53, protocol: 'UDP' }, { name: 'dns-tcp', port: 53, protocol: 'TCP' }] }),
-      service('given', { type: 'NodePort', ports: [{ name: 'a', port: 53, protocol: 'UDP' }, { name: 'b', port: 53, protocol: 'TCP', nodePort: 31053 }] }),
+      service('dns', {
+        type: 'NodePort',
+        ports: [
+          { name: 'dns', port: 53, protocol: 'UDP' },
+          { name: 'dns-tcp', port: 53, protocol: 'TCP' },
+        ],
+      }),
+      service('given', {
+        type: 'NodePort',
+        ports: [
+          { name: 'a', port: 53, protocol: 'UDP' },
+          { name: 'b', port: 53, protocol: 'TCP', nodePort: 31053 },
+        ],
+      }),
     ]);
     const [dns, given] = state.services;
     expect(dns.ports[1].nodePort).toBe(dns.ports[0].nodePort);
     expect(given.ports.map((p) => p.nodePort)).toEqual([31053, 31053]);
-    expect(state.notes).toContain(`allocated nodePort ${dns.ports[0].nodePort} to Service default/dns port dns-tcp, shared with port dns of the same number`);
+    expect(state.notes).toContain(
+      `allocated nodePort ${dns.ports[0].nodePort} to Service default/dns port dns-tcp, shared with port dns of the same number`,
+    );
     expect(state.notes).toContain('allocated nodePort 31053 to Service default/given port a, shared with port b of the same number');
   });
 
@@ -168,7 +202,12 @@ describe('NodePort allocation', () => {
       service('cip', clusterIPSpec),
       service('lb', { type: 'LoadBalancer', ports: [{ port: 80 }] }),
       service('lb-none', { type: 'LoadBalancer', allocateLoadBalancerNodePorts: false, ports: [{ port: 80 }] }),
-      service('lb-local', { type: 'LoadBalancer', allocateLoadBalancerNodePorts: false, externalTrafficPolicy: 'Local', ports: [{ port: 80 }] }),
+      service('lb-local', {
+        type: 'LoadBalancer',
+        allocateLoadBalancerNodePorts: false,
+        externalTrafficPolicy: 'Local',
+        ports: [{ port: 80 }],
+      }),
     ]);
     expect(state.services.map((s) => [s.name, s.ports[0].nodePort !== undefined, s.healthCheckNodePort !== undefined])).toEqual([
       ['cip', false, false],
@@ -196,8 +235,10 @@ describe('cluster IP allocation', () => {
     expect(lastOctets(clusterIPs(load(services(15, clusterIPSpec), opts))).filter((n) => n <= 16)).toHaveLength(1);
     expect(lastOctets(clusterIPs(load(services(30, clusterIPSpec), opts)))).toEqual(range(1, 30));
     const { file, state, warning } = loadWarning(services(31, clusterIPSpec), opts);
-    expect(warning).toBe(`${file}: Service default/svc-30: spec.clusterIPs[0]: cannot allocate a cluster IP: `
-      + 'the service cluster IP range 10.100.0.0/27 is full; the Service gets no IPv4 cluster IP');
+    expect(warning).toBe(
+      `${file}: Service default/svc-30: spec.clusterIPs[0]: cannot allocate a cluster IP: ` +
+        'the service cluster IP range 10.100.0.0/27 is full; the Service gets no IPv4 cluster IP',
+    );
     expect(byName(state, 'svc-30').clusterIPs).toEqual([]);
   });
 
@@ -209,17 +250,22 @@ describe('cluster IP allocation', () => {
 
   it('never hands out an IP a Service already has', () => {
     // A /28 is too small for a static band: its 14 addresses are all dynamic.
-    const given = range(1, 14).filter((n) => n !== 9).map((n, i) => service(`given-${i}`, { clusterIP: `10.100.0.${n}`, ports: [{ port: 80 }] }));
+    const given = range(1, 14)
+      .filter((n) => n !== 9)
+      .map((n, i) => service(`given-${i}`, { clusterIP: `10.100.0.${n}`, ports: [{ port: 80 }] }));
     const state = load([...given, service('new', clusterIPSpec)], { serviceClusterIPRanges: ['10.100.0.0/28'] });
     expect(byName(state, 'new').clusterIPs).toEqual(['10.100.0.9']);
   });
 
   it('gives a dual-stack Service one address per family, in the order of spec.ipFamilies', () => {
-    const state = load([
-      service('both', { ipFamilyPolicy: 'RequireDualStack', ports: [{ port: 80 }] }),
-      service('v6-first', { ipFamilyPolicy: 'PreferDualStack', ipFamilies: ['IPv6', 'IPv4'], ports: [{ port: 80 }] }),
-      service('v6-given', { ipFamilyPolicy: 'RequireDualStack', clusterIPs: ['fd00:10:96::77'], ports: [{ port: 80 }] }),
-    ], { serviceClusterIPRanges: ['10.96.0.0/16', 'fd00:10:96::/112'] });
+    const state = load(
+      [
+        service('both', { ipFamilyPolicy: 'RequireDualStack', ports: [{ port: 80 }] }),
+        service('v6-first', { ipFamilyPolicy: 'PreferDualStack', ipFamilies: ['IPv6', 'IPv4'], ports: [{ port: 80 }] }),
+        service('v6-given', { ipFamilyPolicy: 'RequireDualStack', clusterIPs: ['fd00:10:96::77'], ports: [{ port: 80 }] }),
+      ],
+      { serviceClusterIPRanges: ['10.96.0.0/16', 'fd00:10:96::/112'] },
+    );
     const [both, v6First, v6Given] = state.services;
     expect(both.ipFamilies).toEqual(['IPv4', 'IPv6']);
     expect(both.clusterIPs).toEqual([expect.stringMatching(/^10\.96\./), expect.stringMatching(/^fd00:10:96::/)]);
@@ -240,10 +286,16 @@ describe('cluster IP allocation', () => {
 
 describe('cluster IP allocation from ServiceCIDR objects', () => {
   const serviceCIDR = (name: string, cidrs: string[], extra: object = {}) => ({
-    apiVersion: 'networking.k8s.io/v1', kind: 'ServiceCIDR', metadata: { name }, spec: { cidrs }, ...extra,
+    apiVersion: 'networking.k8s.io/v1',
+    kind: 'ServiceCIDR',
+    metadata: { name },
+    spec: { cidrs },
+    ...extra,
   });
   const ipAddress = (ip: string, parent: string) => ({
-    apiVersion: 'networking.k8s.io/v1', kind: 'IPAddress', metadata: { name: ip },
+    apiVersion: 'networking.k8s.io/v1',
+    kind: 'IPAddress',
+    metadata: { name: ip },
     spec: { parentRef: { group: '', resource: 'services', namespace: 'default', name: parent } },
   });
   const noFlag: LoadOptions = { serviceClusterIPRanges: undefined };
@@ -263,46 +315,61 @@ describe('cluster IP allocation from ServiceCIDR objects', () => {
   });
 
   it('never from a ServiceCIDR that is being deleted or not ready, though addresses inside them are known', () => {
-    const state = load([
-      serviceCIDR('kubernetes', ['10.100.0.0/28']),
-      serviceCIDR('old', ['10.200.0.0/16'], { metadata: { name: 'old', deletionTimestamp: '2026-01-01T00:00:00Z' } }),
-      serviceCIDR('new', ['10.201.0.0/16'], { status: { conditions: [{ type: 'Ready', status: 'False', reason: 'OverlappingServiceCIDR' }] } }),
-      service('given', { clusterIP: '10.200.0.5', ports: [{ port: 80 }] }),
-      ...services(10, clusterIPSpec),
-    ], noFlag);
+    const state = load(
+      [
+        serviceCIDR('kubernetes', ['10.100.0.0/28']),
+        serviceCIDR('old', ['10.200.0.0/16'], { metadata: { name: 'old', deletionTimestamp: '2026-01-01T00:00:00Z' } }),
+        serviceCIDR('new', ['10.201.0.0/16'], {
+          status: { conditions: [{ type: 'Ready', status: 'False', reason: 'OverlappingServiceCIDR' }] },
+        }),
+        service('given', { clusterIP: '10.200.0.5', ports: [{ port: 80 }] }),
+        ...services(10, clusterIPSpec),
+      ],
+      noFlag,
+    );
     expect(inRange(clusterIPs(state), '10.100.0.')).toHaveLength(10);
     expect(state.warnings).toEqual([]);
-    expect(state.serviceRanges).toMatchObject({ cidrs: ['10.100.0.0/28', '10.200.0.0/16', '10.201.0.0/16'], allocatable: ['10.100.0.0/28'] });
+    expect(state.serviceRanges).toMatchObject({
+      cidrs: ['10.100.0.0/28', '10.200.0.0/16', '10.201.0.0/16'],
+      allocatable: ['10.100.0.0/28'],
+    });
   });
 
   it('never hands out an address an IPAddress object holds, and notes those no Service of the state has', () => {
-    const held = range(1, 14).filter((n) => n !== 6).map((n) => ipAddress(`10.100.0.${n}`, `gone-${n}`));
+    const held = range(1, 14)
+      .filter((n) => n !== 6)
+      .map((n) => ipAddress(`10.100.0.${n}`, `gone-${n}`));
     const file = writeManifest([serviceCIDR('kubernetes', ['10.100.0.0/28']), ...held, service('new', clusterIPSpec)]);
     const state = loadClusterState([file]);
     expect(byName(state, 'new').clusterIPs).toEqual(['10.100.0.6']);
-    expect(state.notes).toContain('13 IPAddress objects name an address that is no Service\'s cluster IP in the state (its Service is '
-      + 'not in the state, or the address leaked); svcpath allocates none of them: '
-      + `${file}: IPAddress 10.100.0.1 (parentRef services default/gone-1), ${file}: IPAddress 10.100.0.2 (parentRef services default/gone-2), `
-      + `${file}: IPAddress 10.100.0.3 (parentRef services default/gone-3) and 10 more`);
+    expect(state.notes).toContain(
+      "13 IPAddress objects name an address that is no Service's cluster IP in the state (its Service is " +
+        'not in the state, or the address leaked); svcpath allocates none of them: ' +
+        `${file}: IPAddress 10.100.0.1 (parentRef services default/gone-1), ${file}: IPAddress 10.100.0.2 (parentRef services default/gone-2), ` +
+        `${file}: IPAddress 10.100.0.3 (parentRef services default/gone-3) and 10 more`,
+    );
   });
 });
 
 describe('cluster IP allocation with the ranges unknown', () => {
   it('draws from 10.96.0.0/12, IPv6 from fd00:10:96::/112, and says so in one note', () => {
-    const state = load([
-      service('v4', clusterIPSpec),
-      service('both', { ipFamilyPolicy: 'RequireDualStack', ports: [{ port: 80 }] }),
-      service('prefer', { ipFamilyPolicy: 'PreferDualStack', ports: [{ port: 80 }] }),
-    ], { serviceClusterIPRanges: undefined });
+    const state = load(
+      [
+        service('v4', clusterIPSpec),
+        service('both', { ipFamilyPolicy: 'RequireDualStack', ports: [{ port: 80 }] }),
+        service('prefer', { ipFamilyPolicy: 'PreferDualStack', ports: [{ port: 80 }] }),
+      ],
+      { serviceClusterIPRanges: undefined },
+    );
     const v4 = /^10\.(9[6-9]|10\d|11[01])\./;
     expect(byName(state, 'v4').clusterIPs).toEqual([expect.stringMatching(v4)]);
     expect(byName(state, 'both').clusterIPs).toEqual([expect.stringMatching(v4), expect.stringMatching(/^fd00:10:96::[0-9a-f]{1,4}$/)]);
     // Unknown ranges say nothing of a second family: PreferDualStack stays single-stack.
     expect(byName(state, 'prefer').clusterIPs).toEqual([expect.stringMatching(v4)]);
     expect(state.notes.filter((n) => n.includes('unknown'))).toEqual([
-      'service cluster IP ranges unknown: the state has no ServiceCIDR objects (kubectl get servicecidrs -o yaml, Kubernetes 1.33 '
-      + 'and later) and --service-cluster-ip-range was not given; no cluster IP is checked against a range, UNALLOCATED_IP is '
-      + 'not applied, and Services without a cluster IP get one from 10.96.0.0/12 or fd00:10:96::/112',
+      'service cluster IP ranges unknown: the state has no ServiceCIDR objects (kubectl get servicecidrs -o yaml, Kubernetes 1.33 ' +
+        'and later) and --service-cluster-ip-range was not given; no cluster IP is checked against a range, UNALLOCATED_IP is ' +
+        'not applied, and Services without a cluster IP get one from 10.96.0.0/12 or fd00:10:96::/112',
     ]);
     expect(state.serviceRanges?.cidrs).toEqual([]);
   });

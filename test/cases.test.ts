@@ -50,7 +50,9 @@ describe('svcpath test', () => {
     const xml = readFileSync(junit, 'utf8');
     expect(xml).toMatch(/^<\?xml version="1\.0" encoding="UTF-8"\?>\n<testsuites tests="4" failures="1"/);
     expect(xml.match(/<testcase /g)).toHaveLength(4);
-    expect(xml).toMatch(/<testcase classname="svcpath" name="clusterip-sample" time="[\d.]+">\n {6}<failure message="output frame 1 \(packet \d+\) differs">/);
+    expect(xml).toMatch(
+      /<testcase classname="svcpath" name="clusterip-sample" time="[\d.]+">\n {6}<failure message="output frame 1 \(packet \d+\) differs">/,
+    );
     // Every element it opens, it closes.
     for (const tag of ['testsuites', 'testsuite', 'failure']) {
       expect(xml.match(new RegExp(`<${tag}[ >]`, 'g'))?.length).toBe(xml.match(new RegExp(`</${tag}>`, 'g'))?.length);
@@ -73,7 +75,12 @@ describe('svcpath test', () => {
     const { code, out } = await svcpathTest([join(dir, 'cooked')]);
     expect(code).toBe(1);
     expect(out).toMatch(/\) differs\nfirst differing byte at offset 35\n/);
-    const row = (field: string) => out.split('\n').find((l) => l.startsWith(`  ${field} `))?.trim().split(/ {2,}/);
+    const row = (field: string) =>
+      out
+        .split('\n')
+        .find((l) => l.startsWith(`  ${field} `))
+        ?.trim()
+        .split(/ {2,}/);
     const dst = (data: Uint8Array) => formatIpv4(data, 16 + 16);
     expect(row('ipv4.dst')).toEqual(['ipv4.dst', dst(wanted), dst(records[0].data), '<<']);
     expect(row('linktype')).toEqual(['linktype', '113', '113']);
@@ -131,22 +138,40 @@ describe('svcpath test on broken cases', () => {
 
     const { code, out } = await svcpathTest([suite, nowhere, '--junit', junit]);
     expect(code).toBe(1);
-    const failure = (name: string, dir = join(suite, name)) => out.match(new RegExp(`^FAIL ${name} \\(${escapeRegExp(dir)}\\)\\n(.*)$`, 'm'))?.[1];
+    const failure = (name: string, dir = join(suite, name)) =>
+      out.match(new RegExp(`^FAIL ${name} \\(${escapeRegExp(dir)}\\)\\n(.*)$`, 'm'))?.[1];
     expect(out).toMatch(/^PASS a-good$/m);
     expect(failure('bad-manifest')).toMatch(new RegExp(`^${escapeRegExp(join(suite, 'bad-manifest', 'cluster.yaml'))}: `));
-    expect(failure('no-capture')).toBe(`${join(suite, 'no-capture', 'input.pcap')}: missing (and there is no input.pcapng either): a case needs its capture`);
+    expect(failure('no-capture')).toBe(
+      `${join(suite, 'no-capture', 'input.pcap')}: missing (and there is no input.pcapng either): a case needs its capture`,
+    );
     expect(failure('bad-flag')).toBe(`${join(suite, 'bad-flag', 'args')}: unknown flag --clutser (did you mean --cluster?)`);
     expect(failure('bad-value')).toBe(`${join(suite, 'bad-value', 'args')}: --seed: "many" is not a whole number`);
-    expect(failure('cut-capture')).toMatch(new RegExp(`^the replay stopped at record \\d+: ${escapeRegExp(join(cut, 'input.pcap'))}: record \\d+ \\(offset \\d+\\): truncated`));
-    expect(failure('unreadable-expected')).toMatch(new RegExp(`^${escapeRegExp(join(unreadable, 'expected', 'verdicts.jsonl'))}: cannot read: .*EISDIR`));
-    expect(failure('garbled-expected')).toBe(`${join(garbled, 'expected', 'verdicts.jsonl')}: line 1: not a verdict (a JSON object per line): {"n":1,`);
+    expect(failure('cut-capture')).toMatch(
+      new RegExp(`^the replay stopped at record \\d+: ${escapeRegExp(join(cut, 'input.pcap'))}: record \\d+ \\(offset \\d+\\): truncated`),
+    );
+    expect(failure('unreadable-expected')).toMatch(
+      new RegExp(`^${escapeRegExp(join(unreadable, 'expected', 'verdicts.jsonl'))}: cannot read: .*EISDIR`),
+    );
+    expect(failure('garbled-expected')).toBe(
+      `${join(garbled, 'expected', 'verdicts.jsonl')}: line 1: not a verdict (a JSON object per line): {"n":1,`,
+    );
     expect(failure('nowhere', nowhere)).toBe(`${nowhere}: no such directory`);
     expect(out).not.toMatch(/notes/);
     expect(out).toMatch(/^1 passed, 8 failed$/m);
 
     const xml = readFileSync(junit, 'utf8');
     expect(xml).toMatch(/<testsuites tests="9" failures="8"/);
-    for (const name of ['bad-manifest', 'no-capture', 'bad-flag', 'bad-value', 'cut-capture', 'unreadable-expected', 'garbled-expected', 'nowhere']) {
+    for (const name of [
+      'bad-manifest',
+      'no-capture',
+      'bad-flag',
+      'bad-value',
+      'cut-capture',
+      'unreadable-expected',
+      'garbled-expected',
+      'nowhere',
+    ]) {
       expect(xml).toMatch(new RegExp(`<testcase classname="svcpath" name="${name}" time="[\\d.]+">\\n {6}<failure message="`));
     }
   });
@@ -164,9 +189,13 @@ describe('svcpath test on broken cases', () => {
   });
 
   it('fails a case on a bug in svcpath with the stack, instead of ending the run', async () => {
-    const r = await runCase({ dir: join(CASES, 'sctp-udp-nanosecond') }, async () => {
-      throw new TypeError('something is undefined');
-    }, false);
+    const r = await runCase(
+      { dir: join(CASES, 'sctp-udp-nanosecond') },
+      async () => {
+        throw new TypeError('something is undefined');
+      },
+      false,
+    );
     expect(r).toMatchObject({ name: 'sctp-udp-nanosecond', passed: false });
     expect(r.failure).toMatch(/^svcpath bug: TypeError: something is undefined\n {4}at /);
   });

@@ -37,7 +37,7 @@ describe('a mistyped flag', () => {
     expect(await mistake(args)).toBe(line);
   });
 
-  it('suggests nothing when nothing is close, and only the command\'s own flags', async () => {
+  it("suggests nothing when nothing is close, and only the command's own flags", async () => {
     expect(await mistake(['replay', 'x.pcap', '--frobnicate'])).toBe('svcpath: replay: unknown flag --frobnicate');
     // --out is replay's; services has nothing like it.
     expect(await mistake(['services', '--out', 'x'])).toBe('svcpath: services: unknown flag --out');
@@ -47,8 +47,9 @@ describe('a mistyped flag', () => {
   it('a missing value or a value where none is taken: one line naming the flag', async () => {
     expect(await mistake(['replay', 'x.pcap', '--cluster'])).toBe('svcpath: replay: --cluster needs a value');
     expect(await mistake(['maps', '--json=yes'])).toBe('svcpath: maps: --json takes no value (got "yes")');
-    expect(await mistake(['replay', 'x.pcap', '--cluster', '--node', 'a']))
-      .toBe('svcpath: replay: --cluster needs a value (--node looks like a flag; if it is the value, write --cluster=--node)');
+    expect(await mistake(['replay', 'x.pcap', '--cluster', '--node', 'a'])).toBe(
+      'svcpath: replay: --cluster needs a value (--node looks like a flag; if it is the value, write --cluster=--node)',
+    );
   });
 });
 
@@ -58,8 +59,9 @@ describe('a mistyped command', () => {
     expect(await mistake(['servics'])).toBe('svcpath: unknown command "servics" (did you mean services?)');
     expect(await mistake(['frobnicate'])).toBe('svcpath: unknown command "frobnicate" (svcpath --help lists the commands)');
     expect(await mistake(['help', 'trcae'])).toBe('svcpath: unknown command "trcae" (did you mean trace?)');
-    expect(await mistake(['--cluster', 'c.yaml', 'services']))
-      .toBe('svcpath: --cluster: not a command; flags come after the command (svcpath <command> [flags]; svcpath --help lists the commands)');
+    expect(await mistake(['--cluster', 'c.yaml', 'services'])).toBe(
+      'svcpath: --cluster: not a command; flags come after the command (svcpath <command> [flags]; svcpath --help lists the commands)',
+    );
   });
 });
 
@@ -73,7 +75,7 @@ describe('help', () => {
     expect(await cli([])).toEqual({ ...help, code: 1 });
   });
 
-  it.each(COMMANDS)('svcpath %s --help prints that command\'s help, as -h and svcpath help do', async (command) => {
+  it.each(COMMANDS)("svcpath %s --help prints that command's help, as -h and svcpath help do", async (command) => {
     const help = await cli([command, '--help']);
     expect([help.code, help.stderr]).toEqual([0, '']);
     expect(help.stdout).toMatch(new RegExp(`^svcpath ${command}: `));
@@ -82,7 +84,7 @@ describe('help', () => {
     expect(await cli(['help', command])).toEqual(help);
   });
 
-  it('each command\'s help lists exactly the flags the command takes', async () => {
+  it("each command's help lists exactly the flags the command takes", async () => {
     const helps = new Map<string, string>();
     for (const command of COMMANDS) helps.set(command, (await cli([command, '--help'])).stdout);
     const everyFlag = new Set([...helps.values()].flatMap((h) => [...flagsOf(h)]));
@@ -91,7 +93,9 @@ describe('help', () => {
       for (const flag of everyFlag) {
         // A flag the command takes fails, if at all, for another reason than being unknown.
         const { stderr } = await cli([command, flag]);
-        expect(stderr.includes(`unknown flag ${flag}`), `${command} ${flag}: listed ${listed.has(flag)}, stderr ${stderr}`).toBe(!listed.has(flag));
+        expect(stderr.includes(`unknown flag ${flag}`), `${command} ${flag}: listed ${listed.has(flag)}, stderr ${stderr}`).toBe(
+          !listed.has(flag),
+        );
       }
     }
     // Not all the same flags: per-command help, not one text.
@@ -102,7 +106,7 @@ describe('help', () => {
 });
 
 describe('--version', () => {
-  it('prints svcpath and package.json\'s version', async () => {
+  it("prints svcpath and package.json's version", async () => {
     const { version } = JSON.parse(readFileSync(join(PROJECT_ROOT, 'package.json'), 'utf8')) as { version: string };
     expect(await cli(['--version'])).toEqual({ code: 0, stdout: `svcpath ${version}`, stderr: '' });
     expect(await cli(['-V'])).toEqual({ code: 0, stdout: `svcpath ${version}`, stderr: '' });

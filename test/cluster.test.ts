@@ -94,10 +94,12 @@ function resolved(state: ClusterState, namespace: string, name: string): Resolve
 /** Port → "ip:port ready/serving/terminating" lines, for compact assertions. */
 function backends(r: ResolvedService): Record<string, string[]> {
   const flag = (b: boolean) => (b ? 'y' : 'n');
-  return Object.fromEntries(r.ports.map(({ port, endpoints }) => [
-    `${port.name || '-'} ${port.port}/${port.protocol}`,
-    endpoints.map(({ ip, port: p, conditions: c }) => `${ip}:${p} ${flag(c.ready)}${flag(c.serving)}${flag(c.terminating)}`),
-  ]));
+  return Object.fromEntries(
+    r.ports.map(({ port, endpoints }) => [
+      `${port.name || '-'} ${port.port}/${port.protocol}`,
+      endpoints.map(({ ip, port: p, conditions: c }) => `${ip}:${p} ${flag(c.ready)}${flag(c.serving)}${flag(c.terminating)}`),
+    ]),
+  );
 }
 
 describe('a kubectl get svc,endpointslices,nodes -A -o yaml dump', () => {
@@ -106,19 +108,29 @@ describe('a kubectl get svc,endpointslices,nodes -A -o yaml dump', () => {
 
   it('flattens the List into Services, EndpointSlices and Nodes with origins', () => {
     expect(state.services.map((s) => `${s.namespace}/${s.name}`)).toEqual([
-      'default/kubernetes', 'kube-system/kube-dns', 'shop/web', 'shop/db', 'shop/idle',
+      'default/kubernetes',
+      'kube-system/kube-dns',
+      'shop/web',
+      'shop/db',
+      'shop/idle',
     ]);
     expect(state.endpointSlices.map((s) => s.name)).toEqual(['kubernetes', 'kube-dns-7xk2p', 'web-w2cjd', 'web-4kq9z', 'db-lm5rt']);
     expect(state.nodes).toEqual([
       {
         origin: { file, object: 'Node control-plane' },
         name: 'control-plane',
-        addresses: [{ type: 'InternalIP', address: '172.18.0.2' }, { type: 'Hostname', address: 'control-plane' }],
+        addresses: [
+          { type: 'InternalIP', address: '172.18.0.2' },
+          { type: 'Hostname', address: 'control-plane' },
+        ],
       },
       {
         origin: { file, object: 'Node worker-1' },
         name: 'worker-1',
-        addresses: [{ type: 'InternalIP', address: '172.18.0.3' }, { type: 'Hostname', address: 'worker-1' }],
+        addresses: [
+          { type: 'InternalIP', address: '172.18.0.3' },
+          { type: 'Hostname', address: 'worker-1' },
+        ],
       },
     ]);
     expect(state.proxyConfig).toBeUndefined();
@@ -215,15 +227,17 @@ describe('a directory of manifests', () => {
     expect(state.services.map((s) => `${s.namespace}/${s.name}`)).toEqual(['shop/api', 'default/legacy']);
     expect(state.services[1].origin).toEqual({ file: join(dir, '10-services.yaml'), object: 'Service default/legacy' });
     expect(state.endpointSlices.map((s) => s.origin.file)).toEqual([join(dir, 'slices', 'api.yml')]);
-    expect(state.nodes).toEqual([{
-      origin: { file: join(dir, 'nodes.json'), object: 'Node worker-1' },
-      name: 'worker-1',
-      addresses: [
-        { type: 'InternalIP', address: '172.18.0.3' },
-        { type: 'InternalIP', address: 'fd00:18::3' }, // canonical form
-        { type: 'Hostname', address: 'worker-1' },
-      ],
-    }]);
+    expect(state.nodes).toEqual([
+      {
+        origin: { file: join(dir, 'nodes.json'), object: 'Node worker-1' },
+        name: 'worker-1',
+        addresses: [
+          { type: 'InternalIP', address: '172.18.0.3' },
+          { type: 'InternalIP', address: 'fd00:18::3' }, // canonical form
+          { type: 'Hostname', address: 'worker-1' },
+        ],
+      },
+    ]);
   });
 
   it('applies the API server defaults', () => {
@@ -244,8 +258,8 @@ describe('a directory of manifests', () => {
 
   it('notes the kinds it skips', () => {
     expect(state.notes).toEqual([
-      `${join(dir, '20-deploy.yaml')}: skipped Deployment shop/api (a workload template, not Pods: `
-        + 'give the Pods themselves, e.g. kubectl get pods -o yaml, to derive endpoints)',
+      `${join(dir, '20-deploy.yaml')}: skipped Deployment shop/api (a workload template, not Pods: ` +
+        'give the Pods themselves, e.g. kubectl get pods -o yaml, to derive endpoints)',
       `${join(dir, '20-deploy.yaml')}: skipped ConfigMap shop/api-config (not used by svcpath)`,
     ]);
   });
@@ -344,8 +358,11 @@ describe('loading errors', () => {
   });
 
   it('names a List item without a name by its index', () => {
-    expectError([{ apiVersion: 'v1', kind: 'List', items: [service({ ports: [{ port: 80 }] }, { name: 'ok' }), service({}, {})] }],
-      'items[1]: metadata.name', 'required');
+    expectError(
+      [{ apiVersion: 'v1', kind: 'List', items: [service({ ports: [{ port: 80 }] }, { name: 'ok' }), service({}, {})] }],
+      'items[1]: metadata.name',
+      'required',
+    );
   });
 
   it('flattens typed lists such as ServiceList', () => {
@@ -354,22 +371,25 @@ describe('loading errors', () => {
   });
 
   it('rejects a known kind with the wrong apiVersion', () => {
-    expectError([{ ...slice({}), apiVersion: 'discovery.k8s.io/v1alpha1' }], 'EndpointSlice default/web-abc12: apiVersion',
-      'EndpointSlice must be discovery.k8s.io/v1 or discovery.k8s.io/v1beta1, got "discovery.k8s.io/v1alpha1"');
+    expectError(
+      [{ ...slice({}), apiVersion: 'discovery.k8s.io/v1alpha1' }],
+      'EndpointSlice default/web-abc12: apiVersion',
+      'EndpointSlice must be discovery.k8s.io/v1 or discovery.k8s.io/v1beta1, got "discovery.k8s.io/v1alpha1"',
+    );
   });
 
   it('rejects a duplicate object, naming both files', () => {
     const first = writeManifest([service({ ports: [{ port: 80 }] })]);
     const second = writeManifest([service({ ports: [{ port: 81 }] })]);
-    expect(loadError([first, second]).message)
-      .toBe(`${second}: Service default/web: defined twice; the first is in ${first} (document 1)`);
+    expect(loadError([first, second]).message).toBe(`${second}: Service default/web: defined twice; the first is in ${first} (document 1)`);
   });
 
   it('rejects a second KubeProxyConfiguration', () => {
     const first = writeManifest([proxyConfig({})]);
     const second = writeManifest([proxyConfig({})]);
-    expect(loadError([first, second]).message)
-      .toBe(`${second}: document 1: a second KubeProxyConfiguration; there must be at most one, and the first is in ${first} (document 1)`);
+    expect(loadError([first, second]).message).toBe(
+      `${second}: document 1: a second KubeProxyConfiguration; there must be at most one, and the first is in ${first} (document 1)`,
+    );
   });
 
   it('rejects a directory without manifests', () => {
@@ -380,8 +400,9 @@ describe('loading errors', () => {
 
   it('rejects an invalid service cluster IP range option', () => {
     const file = writeManifest([service({ ports: [{ port: 80 }] })]);
-    expect(loadError([file], { serviceClusterIPRanges: ['10.96.0.0/33'] }).message)
-      .toBe('serviceClusterIPRanges[0]: "10.96.0.0/33" is not a valid CIDR (like 10.96.0.0/12 or fd00::/108)');
+    expect(loadError([file], { serviceClusterIPRanges: ['10.96.0.0/33'] }).message).toBe(
+      'serviceClusterIPRanges[0]: "10.96.0.0/33" is not a valid CIDR (like 10.96.0.0/12 or fd00::/108)',
+    );
   });
 });
 
@@ -390,64 +411,290 @@ describe('Service validation', () => {
   // Each row: rule, spec (or [spec, metadata]), field, a distinctive part of the problem.
   // Errors: the datapath could not be built, or would be ambiguous.
   const rules: Array<[string, object | [object, object], string, string]> = [
-    ['type is one of the four', { type: 'Internal', ports: port80 }, 'spec.type', '"Internal" is not one of ClusterIP, NodePort, LoadBalancer, ExternalName'],
+    [
+      'type is one of the four',
+      { type: 'Internal', ports: port80 },
+      'spec.type',
+      '"Internal" is not one of ClusterIP, NodePort, LoadBalancer, ExternalName',
+    ],
     ['ExternalName requires externalName', { type: 'ExternalName' }, 'spec.externalName', 'required for ExternalName Services'],
-    ['protocol is TCP, UDP or SCTP', { ports: [{ port: 80, protocol: 'ICMP' }] }, 'spec.ports[0].protocol', '"ICMP" is not one of TCP, UDP, SCTP'],
+    [
+      'protocol is TCP, UDP or SCTP',
+      { ports: [{ port: 80, protocol: 'ICMP' }] },
+      'spec.ports[0].protocol',
+      '"ICMP" is not one of TCP, UDP, SCTP',
+    ],
     ['port is required', { ports: [{ name: 'http' }] }, 'spec.ports[0].port', 'required'],
     ['port is 1..65535', { ports: [{ port: 0 }] }, 'spec.ports[0].port', '0 is out of range 1..65535'],
     ['port is an integer', { ports: [{ port: '80' }] }, 'spec.ports[0].port', 'must be an integer, got "80"'],
-    ['numeric targetPort is 1..65535', { ports: [{ port: 80, targetPort: 65536 }] }, 'spec.ports[0].targetPort', '65536 is out of range 1..65535'],
-    ['nodePort is 0..65535', { type: 'NodePort', ports: [{ port: 80, nodePort: 70000 }] }, 'spec.ports[0].nodePort', '70000 is out of range 0..65535'],
-    ['port and protocol pairs are unique', { ports: [{ name: 'a', port: 53, protocol: 'UDP' }, { name: 'b', port: 53, protocol: 'UDP' }] }, 'spec.ports[1]', 'port 53/UDP is already used by spec.ports[0]'],
+    [
+      'numeric targetPort is 1..65535',
+      { ports: [{ port: 80, targetPort: 65536 }] },
+      'spec.ports[0].targetPort',
+      '65536 is out of range 1..65535',
+    ],
+    [
+      'nodePort is 0..65535',
+      { type: 'NodePort', ports: [{ port: 80, nodePort: 70000 }] },
+      'spec.ports[0].nodePort',
+      '70000 is out of range 0..65535',
+    ],
+    [
+      'port and protocol pairs are unique',
+      {
+        ports: [
+          { name: 'a', port: 53, protocol: 'UDP' },
+          { name: 'b', port: 53, protocol: 'UDP' },
+        ],
+      },
+      'spec.ports[1]',
+      'port 53/UDP is already used by spec.ports[0]',
+    ],
     ['clusterIP is an IP', { clusterIP: '10.96.0.300', ports: port80 }, 'spec.clusterIP', '"10.96.0.300" is not a valid IP address'],
     ['clusterIP has no leading zeros', { clusterIP: '10.96.0.010', ports: port80 }, 'spec.clusterIP', 'without leading zeros'],
-    ['clusterIP equals clusterIPs[0]', { clusterIP: '10.96.0.5', clusterIPs: ['10.96.0.6'], ports: port80 }, 'spec.clusterIP', 'must equal spec.clusterIPs[0] ("10.96.0.6")'],
-    ['each of clusterIPs is an IP', { clusterIPs: ['10.96.0.5', 'fd00::zz'], ports: port80 }, 'spec.clusterIPs[1]', '"fd00::zz" is not a valid IP address'],
-    ['at most 2 clusterIPs', { clusterIPs: ['10.96.0.5', '10.96.0.6', '10.96.0.7'], ports: port80 }, 'spec.clusterIPs', 'at most 2 entries'],
-    ['clusterIPs are of different families', { clusterIPs: ['10.96.0.5', '10.96.0.6'], ports: port80 }, 'spec.clusterIPs[1]', 'must be of a different IP family than 10.96.0.5'],
-    ['None is the only clusterIP', { clusterIPs: ['None', '10.96.0.5'], ports: port80 }, 'spec.clusterIPs', '"None" (headless) must be the only entry'],
+    [
+      'clusterIP equals clusterIPs[0]',
+      { clusterIP: '10.96.0.5', clusterIPs: ['10.96.0.6'], ports: port80 },
+      'spec.clusterIP',
+      'must equal spec.clusterIPs[0] ("10.96.0.6")',
+    ],
+    [
+      'each of clusterIPs is an IP',
+      { clusterIPs: ['10.96.0.5', 'fd00::zz'], ports: port80 },
+      'spec.clusterIPs[1]',
+      '"fd00::zz" is not a valid IP address',
+    ],
+    [
+      'at most 2 clusterIPs',
+      { clusterIPs: ['10.96.0.5', '10.96.0.6', '10.96.0.7'], ports: port80 },
+      'spec.clusterIPs',
+      'at most 2 entries',
+    ],
+    [
+      'clusterIPs are of different families',
+      { clusterIPs: ['10.96.0.5', '10.96.0.6'], ports: port80 },
+      'spec.clusterIPs[1]',
+      'must be of a different IP family than 10.96.0.5',
+    ],
+    [
+      'None is the only clusterIP',
+      { clusterIPs: ['None', '10.96.0.5'], ports: port80 },
+      'spec.clusterIPs',
+      '"None" (headless) must be the only entry',
+    ],
     ['ipFamilies are IPv4 or IPv6', { ipFamilies: ['IPv5'], ports: port80 }, 'spec.ipFamilies[0]', '"IPv5" is not one of IPv4, IPv6'],
-    ['sessionAffinity is None or ClientIP', { sessionAffinity: 'Cookie', ports: port80 }, 'spec.sessionAffinity', '"Cookie" is not one of None, ClientIP'],
-    ['externalTrafficPolicy is Cluster or Local', { type: 'NodePort', externalTrafficPolicy: 'Nearest', ports: port80 }, 'spec.externalTrafficPolicy', '"Nearest" is not one of Cluster, Local'],
-    ['internalTrafficPolicy is Cluster or Local', { internalTrafficPolicy: 'Global', ports: port80 }, 'spec.internalTrafficPolicy', '"Global" is not one of Cluster, Local'],
-    ['externalIPs are IPs', { externalIPs: ['192.0.2.10', 'example.com'], ports: port80 }, 'spec.externalIPs[1]', '"example.com" is not a valid IP address'],
-    ['ingress ip is an IP', { type: 'LoadBalancer', ports: port80, status: true }, 'status.loadBalancer.ingress[0].ip', '"203.0.113.300" is not a valid IP address'],
-    ['ingress ipMode is VIP or Proxy', { type: 'LoadBalancer', ports: port80, status: 'Direct' }, 'status.loadBalancer.ingress[0].ipMode', '"Direct" is not one of VIP, Proxy'],
-    ['loadBalancerSourceRanges are CIDRs', { type: 'LoadBalancer', loadBalancerSourceRanges: ['10.0.0.0/8', '192.168.0.0'], ports: port80 }, 'spec.loadBalancerSourceRanges[1]', '"192.168.0.0" is not a valid CIDR'],
-    ['allocateLoadBalancerNodePorts is a boolean', { type: 'LoadBalancer', allocateLoadBalancerNodePorts: 'yes', ports: port80 }, 'spec.allocateLoadBalancerNodePorts', 'must be true or false, got "yes"'],
-    ['publishNotReadyAddresses is a boolean', { publishNotReadyAddresses: 1, ports: port80 }, 'spec.publishNotReadyAddresses', 'must be true or false, got 1'],
-    ['selector values are strings', { selector: { app: 'web', tier: { name: 'front' } }, ports: port80 }, 'spec.selector.tier', 'must be a string, got a mapping'],
-    ['a nodePort is on one port per protocol', { type: 'NodePort', ports: [{ name: 'a', port: 80, nodePort: 30080 }, { name: 'b', port: 81, nodePort: 30080 }] }, 'spec.ports[1].nodePort', '30080/TCP is already used by spec.ports[0].nodePort'],
+    [
+      'sessionAffinity is None or ClientIP',
+      { sessionAffinity: 'Cookie', ports: port80 },
+      'spec.sessionAffinity',
+      '"Cookie" is not one of None, ClientIP',
+    ],
+    [
+      'externalTrafficPolicy is Cluster or Local',
+      { type: 'NodePort', externalTrafficPolicy: 'Nearest', ports: port80 },
+      'spec.externalTrafficPolicy',
+      '"Nearest" is not one of Cluster, Local',
+    ],
+    [
+      'internalTrafficPolicy is Cluster or Local',
+      { internalTrafficPolicy: 'Global', ports: port80 },
+      'spec.internalTrafficPolicy',
+      '"Global" is not one of Cluster, Local',
+    ],
+    [
+      'externalIPs are IPs',
+      { externalIPs: ['192.0.2.10', 'example.com'], ports: port80 },
+      'spec.externalIPs[1]',
+      '"example.com" is not a valid IP address',
+    ],
+    [
+      'ingress ip is an IP',
+      { type: 'LoadBalancer', ports: port80, status: true },
+      'status.loadBalancer.ingress[0].ip',
+      '"203.0.113.300" is not a valid IP address',
+    ],
+    [
+      'ingress ipMode is VIP or Proxy',
+      { type: 'LoadBalancer', ports: port80, status: 'Direct' },
+      'status.loadBalancer.ingress[0].ipMode',
+      '"Direct" is not one of VIP, Proxy',
+    ],
+    [
+      'loadBalancerSourceRanges are CIDRs',
+      { type: 'LoadBalancer', loadBalancerSourceRanges: ['10.0.0.0/8', '192.168.0.0'], ports: port80 },
+      'spec.loadBalancerSourceRanges[1]',
+      '"192.168.0.0" is not a valid CIDR',
+    ],
+    [
+      'allocateLoadBalancerNodePorts is a boolean',
+      { type: 'LoadBalancer', allocateLoadBalancerNodePorts: 'yes', ports: port80 },
+      'spec.allocateLoadBalancerNodePorts',
+      'must be true or false, got "yes"',
+    ],
+    [
+      'publishNotReadyAddresses is a boolean',
+      { publishNotReadyAddresses: 1, ports: port80 },
+      'spec.publishNotReadyAddresses',
+      'must be true or false, got 1',
+    ],
+    [
+      'selector values are strings',
+      { selector: { app: 'web', tier: { name: 'front' } }, ports: port80 },
+      'spec.selector.tier',
+      'must be a string, got a mapping',
+    ],
+    [
+      'a nodePort is on one port per protocol',
+      {
+        type: 'NodePort',
+        ports: [
+          { name: 'a', port: 80, nodePort: 30080 },
+          { name: 'b', port: 81, nodePort: 30080 },
+        ],
+      },
+      'spec.ports[1].nodePort',
+      '30080/TCP is already used by spec.ports[0].nodePort',
+    ],
   ];
   // Warnings: the API server refuses these, but the datapath programs them.
   const warningRules: Array<[string, object | [object, object], string, string]> = [
     ['name is an RFC 1035 label', [{ ports: port80 }, { name: '1web' }], 'Service default/1web: metadata.name', 'is not an RFC 1035 label'],
-    ['name is at most 63 characters', [{ ports: port80 }, { name: 'w'.repeat(64) }], `Service default/${'w'.repeat(64)}: metadata.name`, 'is not an RFC 1035 label'],
-    ['namespace is an RFC 1123 label', [{ ports: port80 }, { name: 'web', namespace: 'Shop' }], 'Service Shop/web: metadata.namespace', 'is not a DNS-1123 label'],
+    [
+      'name is at most 63 characters',
+      [{ ports: port80 }, { name: 'w'.repeat(64) }],
+      `Service default/${'w'.repeat(64)}: metadata.name`,
+      'is not an RFC 1035 label',
+    ],
+    [
+      'namespace is an RFC 1123 label',
+      [{ ports: port80 }, { name: 'web', namespace: 'Shop' }],
+      'Service Shop/web: metadata.namespace',
+      'is not a DNS-1123 label',
+    ],
     ['externalName is a DNS name', { type: 'ExternalName', externalName: 'db_host' }, 'spec.externalName', 'is not a DNS-1123 subdomain'],
-    ['ExternalName takes no cluster IP', { type: 'ExternalName', externalName: 'db.example.com', clusterIP: '10.96.0.5' }, 'spec.clusterIP', 'must not be set for ExternalName Services'],
+    [
+      'ExternalName takes no cluster IP',
+      { type: 'ExternalName', externalName: 'db.example.com', clusterIP: '10.96.0.5' },
+      'spec.clusterIP',
+      'must not be set for ExternalName Services',
+    ],
     ['ports are required', { clusterIP: '10.96.0.5' }, 'spec.ports', 'at least one port is required'],
     ['port name is a DNS-1123 label', { ports: [{ name: 'Http', port: 80 }] }, 'spec.ports[0].name', '"Http" is not a DNS-1123 label'],
-    ['port name is required with several ports', { ports: [{ name: 'http', port: 80 }, { port: 443 }] }, 'spec.ports[1].name', 'required when the Service has more than one port'],
-    ['port names are unique', { ports: [{ name: 'http', port: 80 }, { name: 'http', port: 8080 }] }, 'spec.ports[1].name', 'name "http" is already used by spec.ports[0]'],
-    ['named targetPort is an IANA_SVC_NAME', { ports: [{ port: 80, targetPort: 'http--web' }] }, 'spec.ports[0].targetPort', '"http--web" is neither a port number nor a port name'],
+    [
+      'port name is required with several ports',
+      { ports: [{ name: 'http', port: 80 }, { port: 443 }] },
+      'spec.ports[1].name',
+      'required when the Service has more than one port',
+    ],
+    [
+      'port names are unique',
+      {
+        ports: [
+          { name: 'http', port: 80 },
+          { name: 'http', port: 8080 },
+        ],
+      },
+      'spec.ports[1].name',
+      'name "http" is already used by spec.ports[0]',
+    ],
+    [
+      'named targetPort is an IANA_SVC_NAME',
+      { ports: [{ port: 80, targetPort: 'http--web' }] },
+      'spec.ports[0].targetPort',
+      '"http--web" is neither a port number nor a port name',
+    ],
     ['named targetPort has a letter', { ports: [{ port: 80, targetPort: '8080' }] }, 'spec.ports[0].targetPort', '"8080" is neither'],
-    ['named targetPort is at most 15 characters', { ports: [{ port: 80, targetPort: 'a-very-long-name' }] }, 'spec.ports[0].targetPort', 'IANA_SVC_NAME'],
-    ['nodePort needs NodePort or LoadBalancer', { ports: [{ port: 80, nodePort: 30080 }] }, 'spec.ports[0].nodePort', 'may not be used when type is ClusterIP'],
-    ['clusterIP is inside a service range', { clusterIP: '10.200.0.1', ports: port80 }, 'spec.clusterIP', '10.200.0.1 is outside the service cluster IP ranges (10.96.0.0/12 from --service-cluster-ip-range)'],
-    ['headless is ClusterIP only', { type: 'NodePort', clusterIP: 'None', ports: port80 }, 'spec.clusterIP', 'may not be "None" (headless) for NodePort Services'],
-    ['ipFamilies match the clusterIPs', { clusterIP: '10.96.0.5', ipFamilies: ['IPv6'], ports: port80 }, 'spec.ipFamilies[0]', 'IPv6 does not match the family of spec.clusterIPs[0] (IPv4)'],
-    ['SingleStack has one family', { ipFamilyPolicy: 'SingleStack', ipFamilies: ['IPv4', 'IPv6'], ports: port80 }, 'spec.ipFamilyPolicy', 'must be PreferDualStack or RequireDualStack'],
-    ['affinity timeout is 1..86400', { sessionAffinity: 'ClientIP', sessionAffinityConfig: { clientIP: { timeoutSeconds: 86401 } }, ports: port80 }, 'spec.sessionAffinityConfig.clientIP.timeoutSeconds', '86401 is out of range 1..86400'],
-    ['affinity config needs ClientIP', { sessionAffinityConfig: { clientIP: { timeoutSeconds: 60 } }, ports: port80 }, 'spec.sessionAffinityConfig', 'must not be set when sessionAffinity is None'],
+    [
+      'named targetPort is at most 15 characters',
+      { ports: [{ port: 80, targetPort: 'a-very-long-name' }] },
+      'spec.ports[0].targetPort',
+      'IANA_SVC_NAME',
+    ],
+    [
+      'nodePort needs NodePort or LoadBalancer',
+      { ports: [{ port: 80, nodePort: 30080 }] },
+      'spec.ports[0].nodePort',
+      'may not be used when type is ClusterIP',
+    ],
+    [
+      'clusterIP is inside a service range',
+      { clusterIP: '10.200.0.1', ports: port80 },
+      'spec.clusterIP',
+      '10.200.0.1 is outside the service cluster IP ranges (10.96.0.0/12 from --service-cluster-ip-range)',
+    ],
+    [
+      'headless is ClusterIP only',
+      { type: 'NodePort', clusterIP: 'None', ports: port80 },
+      'spec.clusterIP',
+      'may not be "None" (headless) for NodePort Services',
+    ],
+    [
+      'ipFamilies match the clusterIPs',
+      { clusterIP: '10.96.0.5', ipFamilies: ['IPv6'], ports: port80 },
+      'spec.ipFamilies[0]',
+      'IPv6 does not match the family of spec.clusterIPs[0] (IPv4)',
+    ],
+    [
+      'SingleStack has one family',
+      { ipFamilyPolicy: 'SingleStack', ipFamilies: ['IPv4', 'IPv6'], ports: port80 },
+      'spec.ipFamilyPolicy',
+      'must be PreferDualStack or RequireDualStack',
+    ],
+    [
+      'affinity timeout is 1..86400',
+      { sessionAffinity: 'ClientIP', sessionAffinityConfig: { clientIP: { timeoutSeconds: 86401 } }, ports: port80 },
+      'spec.sessionAffinityConfig.clientIP.timeoutSeconds',
+      '86401 is out of range 1..86400',
+    ],
+    [
+      'affinity config needs ClientIP',
+      { sessionAffinityConfig: { clientIP: { timeoutSeconds: 60 } }, ports: port80 },
+      'spec.sessionAffinityConfig',
+      'must not be set when sessionAffinity is None',
+    ],
     ['externalIPs are unicast', { externalIPs: ['127.0.0.1'], ports: port80 }, 'spec.externalIPs[0]', '127.0.0.1 is a loopback address'],
-    ['loadBalancerSourceRanges need a LoadBalancer', { loadBalancerSourceRanges: ['10.0.0.0/8'], ports: port80 }, 'spec.loadBalancerSourceRanges', 'may only be used when type is LoadBalancer'],
-    ['ipFamilies are configured on the cluster', { ipFamilies: ['IPv6'], ports: port80 }, 'spec.ipFamilies[0]', 'IPv6 is not configured on this cluster (service cluster IP ranges: 10.96.0.0/12 from --service-cluster-ip-range)'],
-    ['RequireDualStack needs a dual-stack cluster', { ipFamilyPolicy: 'RequireDualStack', ports: port80 }, 'spec.ipFamilyPolicy', 'RequireDualStack needs a dual-stack cluster'],
-    ['nodePort is inside the NodePort range', { type: 'NodePort', ports: [{ port: 80, nodePort: 8080 }] }, 'spec.ports[0].nodePort', '8080 is outside the NodePort range 30000-32767 (--service-node-port-range)'],
-    ['nodePort is inside the NodePort range, also with allocateLoadBalancerNodePorts false', { type: 'LoadBalancer', allocateLoadBalancerNodePorts: false, ports: [{ port: 80, nodePort: 32768 }] }, 'spec.ports[0].nodePort', '32768 is outside the NodePort range 30000-32767'],
-    ['healthCheckNodePort is inside the NodePort range', { type: 'LoadBalancer', externalTrafficPolicy: 'Local', healthCheckNodePort: 10256, ports: port80 }, 'spec.healthCheckNodePort', '10256 is outside the NodePort range 30000-32767'],
-    ['a nodePort is not the healthCheckNodePort', { type: 'LoadBalancer', externalTrafficPolicy: 'Local', healthCheckNodePort: 30080, ports: [{ port: 80, nodePort: 30080 }] }, 'spec.healthCheckNodePort', '30080 is already used by spec.ports[0].nodePort'],
+    [
+      'loadBalancerSourceRanges need a LoadBalancer',
+      { loadBalancerSourceRanges: ['10.0.0.0/8'], ports: port80 },
+      'spec.loadBalancerSourceRanges',
+      'may only be used when type is LoadBalancer',
+    ],
+    [
+      'ipFamilies are configured on the cluster',
+      { ipFamilies: ['IPv6'], ports: port80 },
+      'spec.ipFamilies[0]',
+      'IPv6 is not configured on this cluster (service cluster IP ranges: 10.96.0.0/12 from --service-cluster-ip-range)',
+    ],
+    [
+      'RequireDualStack needs a dual-stack cluster',
+      { ipFamilyPolicy: 'RequireDualStack', ports: port80 },
+      'spec.ipFamilyPolicy',
+      'RequireDualStack needs a dual-stack cluster',
+    ],
+    [
+      'nodePort is inside the NodePort range',
+      { type: 'NodePort', ports: [{ port: 80, nodePort: 8080 }] },
+      'spec.ports[0].nodePort',
+      '8080 is outside the NodePort range 30000-32767 (--service-node-port-range)',
+    ],
+    [
+      'nodePort is inside the NodePort range, also with allocateLoadBalancerNodePorts false',
+      { type: 'LoadBalancer', allocateLoadBalancerNodePorts: false, ports: [{ port: 80, nodePort: 32768 }] },
+      'spec.ports[0].nodePort',
+      '32768 is outside the NodePort range 30000-32767',
+    ],
+    [
+      'healthCheckNodePort is inside the NodePort range',
+      { type: 'LoadBalancer', externalTrafficPolicy: 'Local', healthCheckNodePort: 10256, ports: port80 },
+      'spec.healthCheckNodePort',
+      '10256 is outside the NodePort range 30000-32767',
+    ],
+    [
+      'a nodePort is not the healthCheckNodePort',
+      { type: 'LoadBalancer', externalTrafficPolicy: 'Local', healthCheckNodePort: 30080, ports: [{ port: 80, nodePort: 30080 }] },
+      'spec.healthCheckNodePort',
+      '30080 is already used by spec.ports[0].nodePort',
+    ],
   ];
 
   const serviceManifest = (input: object | [object, object]) => {
@@ -471,25 +718,64 @@ describe('Service validation', () => {
   });
 
   it('takes the NodePort range from the options', () => {
-    expectWarning([service({ type: 'NodePort', ports: [{ port: 80, nodePort: 30080 }] })], 'Service default/web: spec.ports[0].nodePort',
-      '30080 is outside the NodePort range 20000-20999', { serviceNodePortRange: [20000, 20999] });
+    expectWarning(
+      [service({ type: 'NodePort', ports: [{ port: 80, nodePort: 30080 }] })],
+      'Service default/web: spec.ports[0].nodePort',
+      '30080 is outside the NodePort range 20000-20999',
+      { serviceNodePortRange: [20000, 20999] },
+    );
     const file = writeManifest([service({ type: 'NodePort', ports: [{ port: 80, nodePort: 20080 }] })]);
     expect(load([file], { serviceNodePortRange: [20000, 20999] }).services[0].ports[0].nodePort).toBe(20080);
   });
 
   it('rejects a nodePort and protocol of another Service, naming both: the datapath could not tell them apart', () => {
-    const first = writeManifest([service({ type: 'NodePort', ports: [{ name: 'dns', port: 53, protocol: 'TCP', nodePort: 30053 }] }, { name: 'dns', namespace: 'infra' })]);
-    const second = writeManifest([service({ type: 'LoadBalancer', ports: [{ name: 'a', port: 80 }, { name: 'b', port: 53, nodePort: 30053 }] }, { name: 'web' })]);
-    expect(loadError([first, second]).message).toBe(`${second}: Service default/web: spec.ports[1].nodePort: 30053 is already allocated to `
-      + `Service infra/dns (${first}: spec.ports[0].nodePort); a NodePort belongs to one Service whatever the protocol`);
+    const first = writeManifest([
+      service(
+        { type: 'NodePort', ports: [{ name: 'dns', port: 53, protocol: 'TCP', nodePort: 30053 }] },
+        { name: 'dns', namespace: 'infra' },
+      ),
+    ]);
+    const second = writeManifest([
+      service(
+        {
+          type: 'LoadBalancer',
+          ports: [
+            { name: 'a', port: 80 },
+            { name: 'b', port: 53, nodePort: 30053 },
+          ],
+        },
+        { name: 'web' },
+      ),
+    ]);
+    expect(loadError([first, second]).message).toBe(
+      `${second}: Service default/web: spec.ports[1].nodePort: 30053 is already allocated to ` +
+        `Service infra/dns (${first}: spec.ports[0].nodePort); a NodePort belongs to one Service whatever the protocol`,
+    );
   });
 
   it('warns of a nodePort of another Service with another protocol, and serves each to its own Service', () => {
-    const first = writeManifest([service({ type: 'NodePort', ports: [{ name: 'dns', port: 53, protocol: 'UDP', nodePort: 30053 }] }, { name: 'dns', namespace: 'infra' })]);
-    const second = writeManifest([service({ type: 'LoadBalancer', ports: [{ name: 'a', port: 80 }, { name: 'b', port: 53, nodePort: 30053 }] }, { name: 'web' })]);
-    const message = `${second}: Service default/web: spec.ports[1].nodePort: 30053 is already allocated to `
-      + `Service infra/dns (${first}: spec.ports[0].nodePort); a NodePort belongs to one Service whatever the protocol; `
-      + 'the datapath serves each protocol to its own Service';
+    const first = writeManifest([
+      service(
+        { type: 'NodePort', ports: [{ name: 'dns', port: 53, protocol: 'UDP', nodePort: 30053 }] },
+        { name: 'dns', namespace: 'infra' },
+      ),
+    ]);
+    const second = writeManifest([
+      service(
+        {
+          type: 'LoadBalancer',
+          ports: [
+            { name: 'a', port: 80 },
+            { name: 'b', port: 53, nodePort: 30053 },
+          ],
+        },
+        { name: 'web' },
+      ),
+    ]);
+    const message =
+      `${second}: Service default/web: spec.ports[1].nodePort: 30053 is already allocated to ` +
+      `Service infra/dns (${first}: spec.ports[0].nodePort); a NodePort belongs to one Service whatever the protocol; ` +
+      'the datapath serves each protocol to its own Service';
     const state = load([first, second]);
     expect(state.warnings).toEqual([message]);
     expect(state.services.map((s) => s.ports.map((p) => p.nodePort))).toEqual([[30053], [expect.any(Number), 30053]]);
@@ -498,16 +784,22 @@ describe('Service validation', () => {
 
   it('warns of a healthCheckNodePort used by another Service: no datapath port', () => {
     const file = writeManifest([
-      service({ type: 'LoadBalancer', externalTrafficPolicy: 'Local', healthCheckNodePort: 31000, ports: [{ port: 80, nodePort: 30080 }] }, { name: 'a' }),
+      service(
+        { type: 'LoadBalancer', externalTrafficPolicy: 'Local', healthCheckNodePort: 31000, ports: [{ port: 80, nodePort: 30080 }] },
+        { name: 'a' },
+      ),
       service({ type: 'NodePort', ports: [{ port: 80, nodePort: 31000 }] }, { name: 'b' }),
-      service({ type: 'LoadBalancer', externalTrafficPolicy: 'Local', healthCheckNodePort: 31000, ports: [{ port: 80, nodePort: 30081 }] }, { name: 'c' }),
+      service(
+        { type: 'LoadBalancer', externalTrafficPolicy: 'Local', healthCheckNodePort: 31000, ports: [{ port: 80, nodePort: 30081 }] },
+        { name: 'c' },
+      ),
     ]);
-    const instead = 'nothing in the datapath listens on it (only the load balancer\'s health checks use it), so it changes nothing';
+    const instead = "nothing in the datapath listens on it (only the load balancer's health checks use it), so it changes nothing";
     expect(load([file]).warnings).toEqual([
-      `${file}: Service default/b: spec.ports[0].nodePort: 31000 is already allocated to `
-        + `Service default/a (${file}: spec.healthCheckNodePort); a NodePort belongs to one Service whatever the protocol; ${instead}`,
-      `${file}: Service default/c: spec.healthCheckNodePort: 31000 is already allocated to `
-        + `Service default/a (${file}: spec.healthCheckNodePort); a NodePort belongs to one Service whatever the protocol; ${instead}`,
+      `${file}: Service default/b: spec.ports[0].nodePort: 31000 is already allocated to ` +
+        `Service default/a (${file}: spec.healthCheckNodePort); a NodePort belongs to one Service whatever the protocol; ${instead}`,
+      `${file}: Service default/c: spec.healthCheckNodePort: 31000 is already allocated to ` +
+        `Service default/a (${file}: spec.healthCheckNodePort); a NodePort belongs to one Service whatever the protocol; ${instead}`,
     ]);
   });
 
@@ -516,23 +808,37 @@ describe('Service validation', () => {
       service({ clusterIP: '10.96.0.10', ports: [{ port: 80 }] }, { name: 'a' }),
       service({ clusterIP: '10.96.0.10', ports: [{ port: 81 }] }, { name: 'b' }),
     ]);
-    expect(loadError([file]).message).toBe(`${file}: Service default/b: spec.clusterIPs[0]: 10.96.0.10 is already the cluster IP of `
-      + `Service default/a (${file}: spec.clusterIPs[0]); a cluster IP belongs to one Service`);
+    expect(loadError([file]).message).toBe(
+      `${file}: Service default/b: spec.clusterIPs[0]: 10.96.0.10 is already the cluster IP of ` +
+        `Service default/a (${file}: spec.clusterIPs[0]); a cluster IP belongs to one Service`,
+    );
   });
 
   it('shares a nodePort between two ports of one Service when their protocols differ', () => {
-    const file = writeManifest([service({ type: 'NodePort', ports: [
-      { name: 'dns', port: 53, protocol: 'UDP', nodePort: 30053 },
-      { name: 'dns-tcp', port: 53, protocol: 'TCP', nodePort: 30053 },
-    ] })]);
+    const file = writeManifest([
+      service({
+        type: 'NodePort',
+        ports: [
+          { name: 'dns', port: 53, protocol: 'UDP', nodePort: 30053 },
+          { name: 'dns-tcp', port: 53, protocol: 'TCP', nodePort: 30053 },
+        ],
+      }),
+    ]);
     expect(load([file]).services[0].ports.map((p) => p.nodePort)).toEqual([30053, 30053]);
   });
 
   it('keeps a given nodePort of a LoadBalancer that allocates none, and allocates no other', () => {
-    const file = writeManifest([service({ type: 'LoadBalancer', allocateLoadBalancerNodePorts: false, clusterIP: '10.96.0.5', ports: [
-      { name: 'http', port: 80, nodePort: 30080 },
-      { name: 'https', port: 443 },
-    ] })]);
+    const file = writeManifest([
+      service({
+        type: 'LoadBalancer',
+        allocateLoadBalancerNodePorts: false,
+        clusterIP: '10.96.0.5',
+        ports: [
+          { name: 'http', port: 80, nodePort: 30080 },
+          { name: 'https', port: 443 },
+        ],
+      }),
+    ]);
     const state = load([file]);
     expect(state.services[0].ports.map((p) => p.nodePort)).toEqual([30080, undefined]);
     expect(state.notes).toEqual([]);
@@ -540,10 +846,12 @@ describe('Service validation', () => {
 
   it('rejects two service cluster IP ranges of one family, and a bad NodePort range', () => {
     const file = writeManifest([service({ ports: [{ port: 80 }] })]);
-    expect(loadError([file], { serviceClusterIPRanges: ['10.96.0.0/12', '10.112.0.0/12'] }).message)
-      .toBe('serviceClusterIPRanges[1]: must be of a different IP family than 10.96.0.0/12');
-    expect(loadError([file], { serviceNodePortRange: [32767, 30000] }).message)
-      .toBe('serviceNodePortRange: 32767-30000 is not a port range within 1-65535');
+    expect(loadError([file], { serviceClusterIPRanges: ['10.96.0.0/12', '10.112.0.0/12'] }).message).toBe(
+      'serviceClusterIPRanges[1]: must be of a different IP family than 10.96.0.0/12',
+    );
+    expect(loadError([file], { serviceNodePortRange: [32767, 30000] }).message).toBe(
+      'serviceNodePortRange: 32767-30000 is not a port range within 1-65535',
+    );
   });
 
   it('allows headless and ExternalName Services without ports', () => {
@@ -556,7 +864,7 @@ describe('Service validation', () => {
     expect(ext).toMatchObject({ type: 'ExternalName', externalName: 'db.example.com.', clusterIPs: [], ipFamilies: [], ports: [] });
   });
 
-  it('defaults the family of a Service without a cluster IP to the primary service range\'s, and allocates one there', () => {
+  it("defaults the family of a Service without a cluster IP to the primary service range's, and allocates one there", () => {
     const file = writeManifest([service({ ports: [{ port: 80 }] })]);
     const state = load([file], { serviceClusterIPRanges: ['fd00:10:96::/112', '10.96.0.0/12'] });
     const [web] = state.services;
@@ -575,7 +883,14 @@ describe('Service validation', () => {
   });
 
   it('completes spec.ipFamilies from the cluster IPs', () => {
-    const file = writeManifest([service({ clusterIPs: ['10.96.0.5', 'fd00:10:96::5'], ipFamilies: ['IPv4'], ipFamilyPolicy: 'PreferDualStack', ports: [{ port: 80 }] })]);
+    const file = writeManifest([
+      service({
+        clusterIPs: ['10.96.0.5', 'fd00:10:96::5'],
+        ipFamilies: ['IPv4'],
+        ipFamilyPolicy: 'PreferDualStack',
+        ports: [{ port: 80 }],
+      }),
+    ]);
     const state = load([file], { serviceClusterIPRanges: ['10.96.0.0/12', 'fd00:10:96::/112'] });
     expect(state.services[0]).toMatchObject({ clusterIPs: ['10.96.0.5', 'fd00:10:96::5'], ipFamilies: ['IPv4', 'IPv6'] });
     expect(state.notes).toEqual([]);
@@ -611,26 +926,101 @@ describe('EndpointSlice validation', () => {
   const rules: Array<[string, object, string, string]> = [
     ['addressType is required', { addressType: null }, 'addressType', 'required: one of IPv4, IPv6, FQDN'],
     ['addressType is IPv4, IPv6 or FQDN', { addressType: 'IPv5' }, 'addressType', '"IPv5" is not one of IPv4, IPv6, FQDN'],
-    ['an endpoint has at least one address', { endpoints: [{ addresses: [] }] }, 'endpoints[0].addresses', 'must have 1 to 100 entries, has 0'],
-    ['addresses are IPs', { endpoints: [ready('10.1.0.1'), ready('pod-1')] }, 'endpoints[1].addresses[0]', '"pod-1" is not a valid IP address'],
-    ['addresses are of the addressType', { endpoints: [ready('fd00::1')] }, 'endpoints[0].addresses[0]', 'fd00::1 is an IPv6 address in a slice of addressType IPv4'],
-    ['conditions are booleans', { endpoints: [{ addresses: ['10.1.0.1'], conditions: { ready: 'yes' } }] }, 'endpoints[0].conditions.ready', 'must be true or false, got "yes"'],
-    ['port names are unique', { ports: [{ name: 'http', port: 80 }, { name: 'http', port: 81 }] }, 'ports[1].name', 'name "http" is already used by ports[0]'],
-    ['port protocol is TCP, UDP or SCTP', { ports: [{ name: 'http', port: 80, protocol: 'HTTP' }] }, 'ports[0].protocol', '"HTTP" is not one of TCP, UDP, SCTP'],
+    [
+      'an endpoint has at least one address',
+      { endpoints: [{ addresses: [] }] },
+      'endpoints[0].addresses',
+      'must have 1 to 100 entries, has 0',
+    ],
+    [
+      'addresses are IPs',
+      { endpoints: [ready('10.1.0.1'), ready('pod-1')] },
+      'endpoints[1].addresses[0]',
+      '"pod-1" is not a valid IP address',
+    ],
+    [
+      'addresses are of the addressType',
+      { endpoints: [ready('fd00::1')] },
+      'endpoints[0].addresses[0]',
+      'fd00::1 is an IPv6 address in a slice of addressType IPv4',
+    ],
+    [
+      'conditions are booleans',
+      { endpoints: [{ addresses: ['10.1.0.1'], conditions: { ready: 'yes' } }] },
+      'endpoints[0].conditions.ready',
+      'must be true or false, got "yes"',
+    ],
+    [
+      'port names are unique',
+      {
+        ports: [
+          { name: 'http', port: 80 },
+          { name: 'http', port: 81 },
+        ],
+      },
+      'ports[1].name',
+      'name "http" is already used by ports[0]',
+    ],
+    [
+      'port protocol is TCP, UDP or SCTP',
+      { ports: [{ name: 'http', port: 80, protocol: 'HTTP' }] },
+      'ports[0].protocol',
+      '"HTTP" is not one of TCP, UDP, SCTP',
+    ],
     ['port number is 1..65535', { ports: [{ name: 'http', port: 0 }] }, 'ports[0].port', '0 is out of range 1..65535'],
   ];
   const warningRules: Array<[string, object, string, string]> = [
-    ['name is a DNS-1123 subdomain', { metadataName: 'Web_1' }, 'EndpointSlice default/Web_1: metadata.name', 'is not a DNS-1123 subdomain'],
-    ['an endpoint has at most 100 addresses', { endpoints: [{ addresses: Array.from({ length: 101 }, (_, i) => `10.1.0.${i + 1}`) }] }, 'endpoints[0].addresses', 'must have 1 to 100 entries, has 101'],
+    [
+      'name is a DNS-1123 subdomain',
+      { metadataName: 'Web_1' },
+      'EndpointSlice default/Web_1: metadata.name',
+      'is not a DNS-1123 subdomain',
+    ],
+    [
+      'an endpoint has at most 100 addresses',
+      { endpoints: [{ addresses: Array.from({ length: 101 }, (_, i) => `10.1.0.${i + 1}`) }] },
+      'endpoints[0].addresses',
+      'must have 1 to 100 entries, has 101',
+    ],
     ['addresses are not loopback', { endpoints: [ready('127.0.0.1')] }, 'endpoints[0].addresses[0]', '127.0.0.1 is a loopback address'],
-    ['addresses are not IPv6 loopback', { addressType: 'IPv6', endpoints: [ready('::1')] }, 'endpoints[0].addresses[0]', '::1 is a loopback address'],
-    ['addresses are not link-local', { endpoints: [ready('169.254.169.254')] }, 'endpoints[0].addresses[0]', '169.254.169.254 is a link-local address'],
-    ['addresses are not IPv6 link-local', { addressType: 'IPv6', endpoints: [ready('fe80::1')] }, 'endpoints[0].addresses[0]', 'fe80::1 is a link-local address'],
-    ['addresses are not link-local multicast', { endpoints: [ready('224.0.0.251')] }, 'endpoints[0].addresses[0]', '224.0.0.251 is a multicast address'],
-    ['addresses are not IPv6 link-local multicast', { addressType: 'IPv6', endpoints: [ready('ff02::1')] }, 'endpoints[0].addresses[0]', 'ff02::1 is a multicast address'],
+    [
+      'addresses are not IPv6 loopback',
+      { addressType: 'IPv6', endpoints: [ready('::1')] },
+      'endpoints[0].addresses[0]',
+      '::1 is a loopback address',
+    ],
+    [
+      'addresses are not link-local',
+      { endpoints: [ready('169.254.169.254')] },
+      'endpoints[0].addresses[0]',
+      '169.254.169.254 is a link-local address',
+    ],
+    [
+      'addresses are not IPv6 link-local',
+      { addressType: 'IPv6', endpoints: [ready('fe80::1')] },
+      'endpoints[0].addresses[0]',
+      'fe80::1 is a link-local address',
+    ],
+    [
+      'addresses are not link-local multicast',
+      { endpoints: [ready('224.0.0.251')] },
+      'endpoints[0].addresses[0]',
+      '224.0.0.251 is a multicast address',
+    ],
+    [
+      'addresses are not IPv6 link-local multicast',
+      { addressType: 'IPv6', endpoints: [ready('ff02::1')] },
+      'endpoints[0].addresses[0]',
+      'ff02::1 is a multicast address',
+    ],
     ['addresses are not multicast', { endpoints: [ready('239.1.2.3')] }, 'endpoints[0].addresses[0]', '239.1.2.3 is a multicast address'],
     ['addresses are not unspecified', { endpoints: [ready('0.0.0.0')] }, 'endpoints[0].addresses[0]', '0.0.0.0 is an unspecified address'],
-    ['addresses are not IPv6 unspecified', { addressType: 'IPv6', endpoints: [ready('::')] }, 'endpoints[0].addresses[0]', ':: is an unspecified address'],
+    [
+      'addresses are not IPv6 unspecified',
+      { addressType: 'IPv6', endpoints: [ready('::')] },
+      'endpoints[0].addresses[0]',
+      ':: is an unspecified address',
+    ],
     ['port name is a DNS-1123 label', { ports: [{ name: 'HTTP', port: 80 }] }, 'ports[0].name', '"HTTP" is not a DNS-1123 label'],
   ];
 
@@ -652,7 +1042,9 @@ describe('EndpointSlice validation', () => {
     const file = writeManifest([slice({}, { name: 'orphan', labels: { app: 'web' } })]);
     const state = load([file]);
     expect(state.endpointSlices).toEqual([]);
-    expect(state.notes).toEqual([`${file}: EndpointSlice default/orphan: skipped: no kubernetes.io/service-name label, so it belongs to no Service`]);
+    expect(state.notes).toEqual([
+      `${file}: EndpointSlice default/orphan: skipped: no kubernetes.io/service-name label, so it belongs to no Service`,
+    ]);
   });
 
   it('defaults port protocol and name, and reads "endpoints: null"', () => {
@@ -664,10 +1056,14 @@ describe('EndpointSlice validation', () => {
   });
 
   it('keeps serving when given and follows ready when not', () => {
-    const file = writeManifest([slice({ endpoints: [
-      { addresses: ['10.1.0.1'], conditions: { ready: false } },
-      { addresses: ['10.1.0.2'], conditions: { ready: false, serving: true, terminating: true } },
-    ] })]);
+    const file = writeManifest([
+      slice({
+        endpoints: [
+          { addresses: ['10.1.0.1'], conditions: { ready: false } },
+          { addresses: ['10.1.0.2'], conditions: { ready: false, serving: true, terminating: true } },
+        ],
+      }),
+    ]);
     expect(load([file]).endpointSlices[0].endpoints.map((e) => e.conditions)).toEqual([
       { ready: false, serving: false, terminating: false },
       { ready: false, serving: true, terminating: true },
@@ -679,21 +1075,71 @@ describe('Endpoints validation', () => {
   const subset = (fields: object) => ({ addresses: [{ ip: '10.244.0.5' }], ports: [{ port: 8080 }], ...fields });
   const rules: Array<[string, object[] | null, string, string]> = [
     ['ip is required', [subset({ addresses: [{ hostname: 'pg-0' }] })], 'subsets[0].addresses[0].ip', 'required'],
-    ['ip is an IP', [subset({ addresses: [{ ip: '10.244.0.300' }] })], 'subsets[0].addresses[0].ip', '"10.244.0.300" is not a valid IP address'],
+    [
+      'ip is an IP',
+      [subset({ addresses: [{ ip: '10.244.0.300' }] })],
+      'subsets[0].addresses[0].ip',
+      '"10.244.0.300" is not a valid IP address',
+    ],
     ['port is required', [subset({ ports: [{ name: 'http' }] })], 'subsets[0].ports[0].port', 'required'],
     ['port is 1..65535', [subset({ ports: [{ port: 65536 }] })], 'subsets[0].ports[0].port', '65536 is out of range 1..65535'],
-    ['port protocol is TCP, UDP or SCTP', [subset({ ports: [{ port: 80, protocol: 'ICMP' }] })], 'subsets[0].ports[0].protocol', '"ICMP" is not one of TCP, UDP, SCTP'],
+    [
+      'port protocol is TCP, UDP or SCTP',
+      [subset({ ports: [{ port: 80, protocol: 'ICMP' }] })],
+      'subsets[0].ports[0].protocol',
+      '"ICMP" is not one of TCP, UDP, SCTP',
+    ],
   ];
   const warningRules: Array<[string, object[] | null, string, string]> = [
     ['a subset has addresses', [{ ports: [{ port: 8080 }] }], 'subsets[0]', 'must have addresses or notReadyAddresses'],
-    ['ip is not loopback', [subset({ notReadyAddresses: [{ ip: '127.0.0.1' }] })], 'subsets[0].notReadyAddresses[0].ip', '127.0.0.1 is a loopback address'],
-    ['ip is not link-local', [subset({}), subset({ addresses: [{ ip: 'fe80::1' }] })], 'subsets[1].addresses[0].ip', 'fe80::1 is a link-local address'],
-    ['ip is not multicast', [subset({ addresses: [{ ip: '224.0.0.251' }] })], 'subsets[0].addresses[0].ip', '224.0.0.251 is a multicast address'],
-    ['ip is not unspecified', [subset({ addresses: [{ ip: '0.0.0.0' }] })], 'subsets[0].addresses[0].ip', '0.0.0.0 is an unspecified address'],
-    ['hostname is a DNS-1123 label', [subset({ addresses: [{ ip: '10.244.0.5', hostname: 'pg.0' }] })], 'subsets[0].addresses[0].hostname', '"pg.0" is not a DNS-1123 label'],
-    ['nodeName is a DNS-1123 subdomain', [subset({ addresses: [{ ip: '10.244.0.5', nodeName: 'Worker_1' }] })], 'subsets[0].addresses[0].nodeName', 'is not a DNS-1123 subdomain'],
-    ['port name is required with several ports', [subset({ ports: [{ name: 'http', port: 80 }, { port: 81 }] })], 'subsets[0].ports[1].name', 'required when the subset has more than one port'],
-    ['port name is a DNS-1123 label', [subset({ ports: [{ name: 'HTTP', port: 80 }] })], 'subsets[0].ports[0].name', '"HTTP" is not a DNS-1123 label'],
+    [
+      'ip is not loopback',
+      [subset({ notReadyAddresses: [{ ip: '127.0.0.1' }] })],
+      'subsets[0].notReadyAddresses[0].ip',
+      '127.0.0.1 is a loopback address',
+    ],
+    [
+      'ip is not link-local',
+      [subset({}), subset({ addresses: [{ ip: 'fe80::1' }] })],
+      'subsets[1].addresses[0].ip',
+      'fe80::1 is a link-local address',
+    ],
+    [
+      'ip is not multicast',
+      [subset({ addresses: [{ ip: '224.0.0.251' }] })],
+      'subsets[0].addresses[0].ip',
+      '224.0.0.251 is a multicast address',
+    ],
+    [
+      'ip is not unspecified',
+      [subset({ addresses: [{ ip: '0.0.0.0' }] })],
+      'subsets[0].addresses[0].ip',
+      '0.0.0.0 is an unspecified address',
+    ],
+    [
+      'hostname is a DNS-1123 label',
+      [subset({ addresses: [{ ip: '10.244.0.5', hostname: 'pg.0' }] })],
+      'subsets[0].addresses[0].hostname',
+      '"pg.0" is not a DNS-1123 label',
+    ],
+    [
+      'nodeName is a DNS-1123 subdomain',
+      [subset({ addresses: [{ ip: '10.244.0.5', nodeName: 'Worker_1' }] })],
+      'subsets[0].addresses[0].nodeName',
+      'is not a DNS-1123 subdomain',
+    ],
+    [
+      'port name is required with several ports',
+      [subset({ ports: [{ name: 'http', port: 80 }, { port: 81 }] })],
+      'subsets[0].ports[1].name',
+      'required when the subset has more than one port',
+    ],
+    [
+      'port name is a DNS-1123 label',
+      [subset({ ports: [{ name: 'HTTP', port: 80 }] })],
+      'subsets[0].ports[0].name',
+      '"HTTP" is not a DNS-1123 label',
+    ],
   ];
 
   it.each(rules)('%s', (_rule, subsets, field, problem) => {
@@ -706,12 +1152,22 @@ describe('Endpoints validation', () => {
 
   it('wants a DNS-1123 subdomain name, and requires apiVersion v1', () => {
     expectWarning([legacyEndpoints(null, { name: 'Web_1' })], 'Endpoints default/Web_1: metadata.name', 'is not a DNS-1123 subdomain');
-    expectError([{ ...legacyEndpoints(null), apiVersion: 'discovery.k8s.io/v1' }], 'Endpoints default/web: apiVersion', 'Endpoints must be v1');
+    expectError(
+      [{ ...legacyEndpoints(null), apiVersion: 'discovery.k8s.io/v1' }],
+      'Endpoints default/web: apiVersion',
+      'Endpoints must be v1',
+    );
   });
 
   it('reads addresses, defaults and "subsets: null"', () => {
     const file = writeManifest([
-      legacyEndpoints([{ addresses: [{ ip: '10.244.0.5', nodeName: 'worker-1', hostname: 'web-0' }], notReadyAddresses: [{ ip: 'FD00::0006' }], ports: [{ port: 8080 }] }]),
+      legacyEndpoints([
+        {
+          addresses: [{ ip: '10.244.0.5', nodeName: 'worker-1', hostname: 'web-0' }],
+          notReadyAddresses: [{ ip: 'FD00::0006' }],
+          ports: [{ port: 8080 }],
+        },
+      ]),
       legacyEndpoints(null, { name: 'empty', namespace: 'shop' }),
     ]);
     const state = load([file]);
@@ -720,11 +1176,13 @@ describe('Endpoints validation', () => {
         origin: { file, object: 'Endpoints default/web' },
         namespace: 'default',
         name: 'web',
-        subsets: [{
-          addresses: [{ ip: '10.244.0.5', nodeName: 'worker-1', hostname: 'web-0' }],
-          notReadyAddresses: [{ ip: 'fd00::6', nodeName: undefined, hostname: undefined }],
-          ports: [{ name: '', protocol: 'TCP', port: 8080, appProtocol: undefined }],
-        }],
+        subsets: [
+          {
+            addresses: [{ ip: '10.244.0.5', nodeName: 'worker-1', hostname: 'web-0' }],
+            notReadyAddresses: [{ ip: 'fd00::6', nodeName: undefined, hostname: undefined }],
+            ports: [{ name: '', protocol: 'TCP', port: 8080, appProtocol: undefined }],
+          },
+        ],
       },
       { origin: { file, object: 'Endpoints shop/empty' }, namespace: 'shop', name: 'empty', subsets: [] },
     ]);
@@ -738,18 +1196,32 @@ describe('Endpoints validation', () => {
 });
 
 describe('endpoint addresses that are cluster IPs (the API server refuses them; the datapath sends to them)', () => {
-  const web = service({ clusterIPs: ['10.96.0.10', 'fd00:10:96::10'], ipFamilyPolicy: 'PreferDualStack', ports: [{ port: 80 }] }, { name: 'web', namespace: 'shop' });
+  const web = service(
+    { clusterIPs: ['10.96.0.10', 'fd00:10:96::10'], ipFamilyPolicy: 'PreferDualStack', ports: [{ port: 80 }] },
+    { name: 'web', namespace: 'shop' },
+  );
   const dualStack = { serviceClusterIPRanges: ['10.96.0.0/12', 'fd00:10:96::/112'] };
 
   it('are warned of in an EndpointSlice, naming the Service', () => {
-    const manifest = slice({ endpoints: [{ addresses: ['10.244.0.5'] }, { addresses: ['10.244.0.6'] }, { addresses: ['10.96.0.10'] }] }, { name: 'api-1' });
-    expectWarning([manifest, web], 'EndpointSlice default/api-1: endpoints[2].addresses[0]',
-      '10.96.0.10 is the cluster IP of Service shop/web; an endpoint must not be a Service\'s cluster IP', dualStack);
+    const manifest = slice(
+      { endpoints: [{ addresses: ['10.244.0.5'] }, { addresses: ['10.244.0.6'] }, { addresses: ['10.96.0.10'] }] },
+      { name: 'api-1' },
+    );
+    expectWarning(
+      [manifest, web],
+      'EndpointSlice default/api-1: endpoints[2].addresses[0]',
+      "10.96.0.10 is the cluster IP of Service shop/web; an endpoint must not be a Service's cluster IP",
+      dualStack,
+    );
   });
 
   it('are warned of in an Endpoints object, ready or not, in any family', () => {
-    expectWarning([web, legacyEndpoints([{ addresses: [{ ip: '10.244.0.5' }], notReadyAddresses: [{ ip: 'fd00:10:96::10' }] }])],
-      'Endpoints default/web: subsets[0].notReadyAddresses[0].ip', 'fd00:10:96::10 is the cluster IP of Service shop/web', dualStack);
+    expectWarning(
+      [web, legacyEndpoints([{ addresses: [{ ip: '10.244.0.5' }], notReadyAddresses: [{ ip: 'fd00:10:96::10' }] }])],
+      'Endpoints default/web: subsets[0].notReadyAddresses[0].ip',
+      'fd00:10:96::10 is the cluster IP of Service shop/web',
+      dualStack,
+    );
   });
 
   it('are never allocated to a Service', () => {
@@ -789,7 +1261,10 @@ describe('legacy Endpoints', () => {
     const ips = (prefix: string, count: number) => Array.from({ length: count }, (_, i) => ({ ip: `${prefix}.${i >> 8}.${i & 255}` }));
     const loadSubsets = (subsets: object[]) => {
       const path = writeManifest([service({ clusterIP: '10.96.0.10', ports: [{ port: 80 }] }), legacyEndpoints(subsets)]);
-      const { services: [web], notes } = resolveServices(load([path]));
+      const {
+        services: [web],
+        notes,
+      } = resolveServices(load([path]));
       const endpoints = web.ports[0].endpoints;
       return { path, notes, ready: endpoints.filter((e) => e.conditions.ready), notReady: endpoints.filter((e) => !e.conditions.ready) };
     };
@@ -805,19 +1280,25 @@ describe('legacy Endpoints', () => {
       expect(ready[399].ip).toBe('10.2.1.143');
       expect(ready[400].ip).toBe('10.3.0.0');
       expect(ready[999].ip).toBe('10.3.2.87'); // the 600th of the second subset
-      expect(notes).toEqual([`${path}: Endpoints default/web: 1400 addresses exceed the capacity of 1000 `
-        + '(the API marks it endpoints.kubernetes.io/over-capacity: truncated): only the first 1000, ready ones first, are used; 400 dropped']);
+      expect(notes).toEqual([
+        `${path}: Endpoints default/web: 1400 addresses exceed the capacity of 1000 ` +
+          '(the API marks it endpoints.kubernetes.io/over-capacity: truncated): only the first 1000, ready ones first, are used; 400 dropped',
+      ]);
     });
 
     it('fill what the ready ones leave with not-ready ones', () => {
-      const { notes, ready, notReady } = loadSubsets([{ addresses: ips('10.2', 900), notReadyAddresses: ips('10.1', 300), ports: [{ port: 80 }] }]);
+      const { notes, ready, notReady } = loadSubsets([
+        { addresses: ips('10.2', 900), notReadyAddresses: ips('10.1', 300), ports: [{ port: 80 }] },
+      ]);
       expect(ready).toHaveLength(900);
       expect(notReady.map((e) => e.ip)).toEqual(ips('10.1', 100).map((a) => a.ip));
       expect(notes).toHaveLength(1);
     });
 
     it('are all used at exactly 1000, without a note', () => {
-      const { notes, ready, notReady } = loadSubsets([{ addresses: ips('10.2', 600), notReadyAddresses: ips('10.1', 400), ports: [{ port: 80 }] }]);
+      const { notes, ready, notReady } = loadSubsets([
+        { addresses: ips('10.2', 600), notReadyAddresses: ips('10.1', 400), ports: [{ port: 80 }] },
+      ]);
       expect([ready.length, notReady.length, notes]).toEqual([600, 400, []]);
     });
   });
@@ -831,20 +1312,43 @@ describe('Node validation', () => {
   });
 
   it('requires InternalIP and ExternalIP addresses to be IPs', () => {
-    expectError([node({ name: 'worker-1' }, [{ type: 'Hostname', address: 'worker-1' }, { type: 'InternalIP', address: 'worker-1' }])],
-      'Node worker-1: status.addresses[1].address', '"worker-1" is not a valid IP address');
+    expectError(
+      [
+        node({ name: 'worker-1' }, [
+          { type: 'Hostname', address: 'worker-1' },
+          { type: 'InternalIP', address: 'worker-1' },
+        ]),
+      ],
+      'Node worker-1: status.addresses[1].address',
+      '"worker-1" is not a valid IP address',
+    );
   });
 });
 
 describe('KubeProxyConfiguration validation', () => {
   const rules: Array<[string, object, string, string]> = [
     ['clusterCIDR holds CIDRs', { clusterCIDR: '10.244.0.0/16,10.245.0.0' }, 'clusterCIDR', '"10.245.0.0" is not a valid CIDR'],
-    ['nodePortAddresses are CIDRs', { nodePortAddresses: ['172.18.0.0/33'] }, 'nodePortAddresses[0]', '"172.18.0.0/33" is not a valid CIDR'],
-    ['"primary" stands alone', { nodePortAddresses: ['10.0.0.0/8', 'primary'] }, 'nodePortAddresses[1]', '"primary" cannot be combined with CIDRs'],
+    [
+      'nodePortAddresses are CIDRs',
+      { nodePortAddresses: ['172.18.0.0/33'] },
+      'nodePortAddresses[0]',
+      '"172.18.0.0/33" is not a valid CIDR',
+    ],
+    [
+      '"primary" stands alone',
+      { nodePortAddresses: ['10.0.0.0/8', 'primary'] },
+      'nodePortAddresses[1]',
+      '"primary" cannot be combined with CIDRs',
+    ],
     ['timeouts are Go durations', { conntrack: { udpTimeout: '30 seconds' } }, 'conntrack.udpTimeout', 'must be a duration like "24h0m0s"'],
     ['timeouts are strings', { conntrack: { tcpEstablishedTimeout: 86400 } }, 'conntrack.tcpEstablishedTimeout', 'got 86400'],
     ['timeouts are not negative', { conntrack: { tcpCloseWaitTimeout: '-1h' } }, 'conntrack.tcpCloseWaitTimeout', 'must not be negative'],
-    ['timeouts are whole seconds or more', { conntrack: { udpStreamTimeout: '500ms' } }, 'conntrack.udpStreamTimeout', 'less than a second'],
+    [
+      'timeouts are whole seconds or more',
+      { conntrack: { udpStreamTimeout: '500ms' } },
+      'conntrack.udpStreamTimeout',
+      'less than a second',
+    ],
   ];
 
   it.each(rules)('%s', (_rule, fields, field, problem) => {
@@ -852,11 +1356,13 @@ describe('KubeProxyConfiguration validation', () => {
   });
 
   it('reads durations with several units', () => {
-    const file = writeManifest([proxyConfig({
-      clusterCIDR: '',
-      nodePortAddresses: ['primary'],
-      conntrack: { tcpEstablishedTimeout: '1h30m', tcpCloseWaitTimeout: '90s', udpTimeout: '1.5m', udpStreamTimeout: '0' },
-    })]);
+    const file = writeManifest([
+      proxyConfig({
+        clusterCIDR: '',
+        nodePortAddresses: ['primary'],
+        conntrack: { tcpEstablishedTimeout: '1h30m', tcpCloseWaitTimeout: '90s', udpTimeout: '1.5m', udpStreamTimeout: '0' },
+      }),
+    ]);
     expect(load([file]).proxyConfig).toMatchObject({
       clusterCIDRs: [],
       nodePortAddresses: ['primary'],
@@ -871,15 +1377,22 @@ describe('frontends claimed twice', () => {
       service({ clusterIP: '10.96.0.10', externalIPs: ['192.0.2.1'], ports: [{ port: 80 }] }, { name: 'a' }),
       service({ clusterIP: '10.96.0.11', externalIPs: ['192.0.2.1'], ports: [{ port: 80 }] }, { name: 'b' }),
     ]);
-    expect(loadError([file]).message).toBe(`${file}: Service default/b: spec.externalIPs[0]: 192.0.2.1 port 80/TCP is already a frontend `
-      + `of Service default/a (${file}: spec.externalIPs[0]); the datapath could not tell which Service a packet to it is for`);
+    expect(loadError([file]).message).toBe(
+      `${file}: Service default/b: spec.externalIPs[0]: 192.0.2.1 port 80/TCP is already a frontend ` +
+        `of Service default/a (${file}: spec.externalIPs[0]); the datapath could not tell which Service a packet to it is for`,
+    );
   });
 
-  it('reject another Service\'s cluster IP as an external or load-balancer IP on the same port', () => {
-    const lb = { ...service({ type: 'LoadBalancer', clusterIP: '10.96.0.11', ports: [{ port: 80 }] }, { name: 'b' }), status: { loadBalancer: { ingress: [{ ip: '10.96.0.10' }] } } };
+  it("reject another Service's cluster IP as an external or load-balancer IP on the same port", () => {
+    const lb = {
+      ...service({ type: 'LoadBalancer', clusterIP: '10.96.0.11', ports: [{ port: 80 }] }, { name: 'b' }),
+      status: { loadBalancer: { ingress: [{ ip: '10.96.0.10' }] } },
+    };
     const file = writeManifest([service({ clusterIP: '10.96.0.10', ports: [{ port: 80 }] }, { name: 'a' }), lb]);
-    expect(loadError([file]).message).toBe(`${file}: Service default/b: status.loadBalancer.ingress[0].ip: 10.96.0.10 port 80/TCP is already `
-      + `a frontend of Service default/a (${file}: spec.clusterIPs[0]); the datapath could not tell which Service a packet to it is for`);
+    expect(loadError([file]).message).toBe(
+      `${file}: Service default/b: status.loadBalancer.ingress[0].ip: 10.96.0.10 port 80/TCP is already ` +
+        `a frontend of Service default/a (${file}: spec.clusterIPs[0]); the datapath could not tell which Service a packet to it is for`,
+    );
   });
 
   it('allow one address on other ports or protocols, as MetalLB shares an IP', () => {
@@ -887,15 +1400,24 @@ describe('frontends claimed twice', () => {
       ...service({ type: 'LoadBalancer', clusterIP, ports: [{ port, protocol }] }, { name }),
       status: { loadBalancer: { ingress: [{ ip: '203.0.113.7' }] } },
     });
-    const file = writeManifest([shared('dns', 53, 'UDP', '10.96.0.20'), shared('dns-tcp', 53, 'TCP', '10.96.0.21'), shared('web', 80, 'TCP', '10.96.0.22')]);
+    const file = writeManifest([
+      shared('dns', 53, 'UDP', '10.96.0.20'),
+      shared('dns-tcp', 53, 'TCP', '10.96.0.21'),
+      shared('web', 80, 'TCP', '10.96.0.22'),
+    ]);
     expect(load([file]).warnings).toEqual([]);
   });
 
   it('warn of one Service naming an address twice, which the datapath serves once', () => {
-    const manifest = { ...service({ type: 'LoadBalancer', clusterIP: '10.96.0.10', externalIPs: ['203.0.113.7'], ports: [{ port: 80 }] }),
-      status: { loadBalancer: { ingress: [{ ip: '203.0.113.7' }] } } };
-    const warning = expectWarning([manifest], 'Service default/web: status.loadBalancer.ingress[0].ip',
-      '203.0.113.7 is already a frontend of this Service (spec.externalIPs[0])');
+    const manifest = {
+      ...service({ type: 'LoadBalancer', clusterIP: '10.96.0.10', externalIPs: ['203.0.113.7'], ports: [{ port: 80 }] }),
+      status: { loadBalancer: { ingress: [{ ip: '203.0.113.7' }] } },
+    };
+    const warning = expectWarning(
+      [manifest],
+      'Service default/web: status.loadBalancer.ingress[0].ip',
+      '203.0.113.7 is already a frontend of this Service (spec.externalIPs[0])',
+    );
     expect(warning).toMatch(/; the datapath serves it once$/);
     const [web] = load([writeManifest([manifest])]).services;
     expect([web.externalIPs, web.loadBalancerIngress]).toEqual([['203.0.113.7'], []]);
@@ -903,32 +1425,60 @@ describe('frontends claimed twice', () => {
 });
 
 describe('ServiceCIDR and IPAddress validation', () => {
-  const serviceCIDR = (spec: object, metadata: object = { name: 'extra' }, apiVersion = 'networking.k8s.io/v1') =>
-    ({ apiVersion, kind: 'ServiceCIDR', metadata, spec });
-  const ipAddress = (name: string, spec: object) => ({ apiVersion: 'networking.k8s.io/v1beta1', kind: 'IPAddress', metadata: { name }, spec });
+  const serviceCIDR = (spec: object, metadata: object = { name: 'extra' }, apiVersion = 'networking.k8s.io/v1') => ({
+    apiVersion,
+    kind: 'ServiceCIDR',
+    metadata,
+    spec,
+  });
+  const ipAddress = (name: string, spec: object) => ({
+    apiVersion: 'networking.k8s.io/v1beta1',
+    kind: 'IPAddress',
+    metadata: { name },
+    spec,
+  });
   const ref = { parentRef: { group: '', resource: 'services', namespace: 'default', name: 'web' } };
 
   it('reject what does not parse, and a wrong apiVersion', () => {
     expectError([serviceCIDR({ cidrs: ['10.96.0.0/33'] })], 'ServiceCIDR extra: spec.cidrs[0]', '"10.96.0.0/33" is not a valid CIDR');
-    expectError([serviceCIDR({ cidrs: ['10.96.0.0/16'] }, { name: 'extra' }, 'networking.k8s.io/v1alpha1')], 'ServiceCIDR extra: apiVersion',
-      'ServiceCIDR must be networking.k8s.io/v1 or networking.k8s.io/v1beta1, got "networking.k8s.io/v1alpha1"');
+    expectError(
+      [serviceCIDR({ cidrs: ['10.96.0.0/16'] }, { name: 'extra' }, 'networking.k8s.io/v1alpha1')],
+      'ServiceCIDR extra: apiVersion',
+      'ServiceCIDR must be networking.k8s.io/v1 or networking.k8s.io/v1beta1, got "networking.k8s.io/v1alpha1"',
+    );
     expectError([ipAddress('web', ref)], 'IPAddress web: metadata.name', '"web" is not a valid IP address');
   });
 
   it('warn of what the API server refuses but still names a range or an address', () => {
-    expectWarning([serviceCIDR({ cidrs: ['10.96.1.0/16'] })], 'ServiceCIDR extra: spec.cidrs[0]',
-      '"10.96.1.0/16" is not in canonical form');
-    expectWarning([serviceCIDR({ cidrs: ['10.96.0.0/16', '10.100.0.0/16'] })], 'ServiceCIDR extra: spec.cidrs[1]',
-      'must be of a different IP family than 10.96.0.0/16');
+    expectWarning(
+      [serviceCIDR({ cidrs: ['10.96.1.0/16'] })],
+      'ServiceCIDR extra: spec.cidrs[0]',
+      '"10.96.1.0/16" is not in canonical form',
+    );
+    expectWarning(
+      [serviceCIDR({ cidrs: ['10.96.0.0/16', '10.100.0.0/16'] })],
+      'ServiceCIDR extra: spec.cidrs[1]',
+      'must be of a different IP family than 10.96.0.0/16',
+    );
     expectWarning([serviceCIDR({})], 'ServiceCIDR extra: spec.cidrs', 'required: one CIDR per IP family');
-    expectWarning([serviceCIDR({ cidrs: ['10.96.0.0/16'] }, { name: 'Extra' })], 'ServiceCIDR Extra: metadata.name', 'is not a DNS-1123 subdomain');
-    expectWarning([ipAddress('fd00:10:96::000a', ref)], 'IPAddress fd00:10:96::000a: metadata.name',
-      '"fd00:10:96::000a" is not in canonical form');
+    expectWarning(
+      [serviceCIDR({ cidrs: ['10.96.0.0/16'] }, { name: 'Extra' })],
+      'ServiceCIDR Extra: metadata.name',
+      'is not a DNS-1123 subdomain',
+    );
+    expectWarning(
+      [ipAddress('fd00:10:96::000a', ref)],
+      'IPAddress fd00:10:96::000a: metadata.name',
+      '"fd00:10:96::000a" is not in canonical form',
+    );
     expectWarning([ipAddress('10.96.0.10', {})], 'IPAddress 10.96.0.10: spec.parentRef', 'required: resource and name');
   });
 
   it('make the ranges, the kubernetes one first whatever the order of the files', () => {
-    const file = writeManifest([serviceCIDR({ cidrs: ['10.100.0.0/16'] }), serviceCIDR({ cidrs: ['10.96.0.0/16', 'fd00:10:96::/112'] }, { name: 'kubernetes' })]);
+    const file = writeManifest([
+      serviceCIDR({ cidrs: ['10.100.0.0/16'] }),
+      serviceCIDR({ cidrs: ['10.96.0.0/16', 'fd00:10:96::/112'] }, { name: 'kubernetes' }),
+    ]);
     expect(loadClusterState([file]).serviceRanges).toEqual({
       cidrs: ['10.96.0.0/16', '10.100.0.0/16', 'fd00:10:96::/112'],
       source: '10.96.0.0/16, fd00:10:96::/112 from ServiceCIDR kubernetes, 10.100.0.0/16 from ServiceCIDR extra',
@@ -938,7 +1488,7 @@ describe('ServiceCIDR and IPAddress validation', () => {
 });
 
 describe('service cluster IP ranges unknown', () => {
-  it('check no cluster IP against a range and no Service against the cluster\'s families, and say so once', () => {
+  it("check no cluster IP against a range and no Service against the cluster's families, and say so once", () => {
     const file = writeManifest([
       service({ clusterIP: '10.0.0.11', ports: [{ port: 6379 }] }, { name: 'redis-primary' }),
       service({ clusterIPs: ['fd00:abcd::5'], ipFamilies: ['IPv6'], ports: [{ port: 80 }] }, { name: 'v6' }),
@@ -952,11 +1502,26 @@ describe('service cluster IP ranges unknown', () => {
 });
 
 describe('typed lists', () => {
-  it('give items their kind and the list\'s apiVersion, and keep an item\'s own', () => {
-    const file = writeManifest([{ apiVersion: 'discovery.k8s.io/v1', kind: 'EndpointSliceList', metadata: { resourceVersion: '7' }, items: [
-      { metadata: { name: 'web-1', labels: { 'kubernetes.io/service-name': 'web' } }, addressType: 'IPv4', endpoints: [{ addresses: ['10.244.0.5'], zone: 'zone-a' }] },
-      { ...slice({}, { name: 'web-2' }), apiVersion: 'discovery.k8s.io/v1beta1', endpoints: [{ addresses: ['10.244.0.6'], topology: { 'kubernetes.io/hostname': 'node-b' } }] },
-    ] }]);
+  it("give items their kind and the list's apiVersion, and keep an item's own", () => {
+    const file = writeManifest([
+      {
+        apiVersion: 'discovery.k8s.io/v1',
+        kind: 'EndpointSliceList',
+        metadata: { resourceVersion: '7' },
+        items: [
+          {
+            metadata: { name: 'web-1', labels: { 'kubernetes.io/service-name': 'web' } },
+            addressType: 'IPv4',
+            endpoints: [{ addresses: ['10.244.0.5'], zone: 'zone-a' }],
+          },
+          {
+            ...slice({}, { name: 'web-2' }),
+            apiVersion: 'discovery.k8s.io/v1beta1',
+            endpoints: [{ addresses: ['10.244.0.6'], topology: { 'kubernetes.io/hostname': 'node-b' } }],
+          },
+        ],
+      },
+    ]);
     const state = load([file]);
     expect(state.endpointSlices.map((s) => [s.name, s.endpoints[0].nodeName, s.endpoints[0].zone])).toEqual([
       ['web-1', undefined, 'zone-a'],

@@ -12,10 +12,16 @@ const CLIENT = '203.0.113.7';
 
 /** A NodePort Service with one backend, every flow masqueraded through the single port `snatPort`. */
 async function oneMasqueradePort(snatPort: number) {
-  const svc = makeService('default', 'web', '10.96.0.10', [{ name: 'http', port: 80, targetPort: 8080, nodePort: 30080 }], { type: 'NodePort' });
+  const svc = makeService('default', 'web', '10.96.0.10', [{ name: 'http', port: 80, targetPort: 8080, nodePort: 30080 }], {
+    type: 'NodePort',
+  });
   return program([resolvedService(svc, [endpoints([[BACKEND, 8080, 'node-b']])])], {
-    node: 'node-a', nodes: [makeNode('node-a', NODE4, NODE6)], masqueradeAll: true, snatPortRange: [snatPort, snatPort],
-    clusterCIDRs: ['10.244.0.0/16'], serviceClusterIPRanges: ['10.96.0.0/12'],
+    node: 'node-a',
+    nodes: [makeNode('node-a', NODE4, NODE6)],
+    masqueradeAll: true,
+    snatPortRange: [snatPort, snatPort],
+    clusterCIDRs: ['10.244.0.0/16'],
+    serviceClusterIPRanges: ['10.96.0.0/12'],
   });
 }
 

@@ -62,14 +62,20 @@ describe('the corpus through a replay', () => {
     if (!existsSync(CORPUS)) throw new Error(`capture corpus not found at ${CORPUS}`);
   });
 
-  const files = existsSync(CORPUS) ? readdirSync(CORPUS).filter((f) => /\.pcap(ng)?$/.test(f)).sort() : [];
+  const files = existsSync(CORPUS)
+    ? readdirSync(CORPUS)
+        .filter((f) => /\.pcap(ng)?$/.test(f))
+        .sort()
+    : [];
   it('has files', () => expect(files.length).toBeGreaterThan(20));
 
   it.each(files)('%s', async (file) => {
     const { dp, compiled } = await datapath();
     const result = await replay(join(CORPUS, file), compiled, dp, { verdicts: join(tmp, `${file}.jsonl`) });
     expect(OUTCOMES[file], `${file} has no reviewed outcome`).toBeDefined();
-    const outcomes = buildSummary(result, compiled, readCounters(dp, compiled), []).byVerdictAndReason.map((o) => `${o.verdict} ${o.reason} ${o.packets}`);
+    const outcomes = buildSummary(result, compiled, readCounters(dp, compiled), []).byVerdictAndReason.map(
+      (o) => `${o.verdict} ${o.reason} ${o.packets}`,
+    );
     expect(outcomes).toEqual(OUTCOMES[file]);
     const stop = STOPS[file];
     if (stop) {

@@ -10,7 +10,10 @@ const VIP = '10.96.0.10';
 const CLIENT = '10.244.9.9';
 
 async function webService(nodeOf: string[] = ['node-a', 'node-b', 'node-b']) {
-  const svc = makeService('default', 'web', VIP, [{ name: 'http', port: 80, targetPort: 8080 }, { name: 'dns', port: 53, protocol: 'UDP' }]);
+  const svc = makeService('default', 'web', VIP, [
+    { name: 'http', port: 80, targetPort: 8080 },
+    { name: 'dns', port: 53, protocol: 'UDP' },
+  ]);
   const eps = nodeOf.map((n, i): [string, number, string] => [`10.244.${i + 1}.5`, 8080, n]);
   const dnsEps = nodeOf.map((n, i): [string, number, string] => [`10.244.${i + 1}.5`, 5353, n]);
   return program([resolvedService(svc, [endpoints(eps), endpoints(dnsEps)])], { serviceClusterIPRanges: ['10.96.0.0/12'] });
@@ -60,7 +63,12 @@ describe('DNAT of service traffic', () => {
     const frames = [
       tcp(CLIENT, 40001, VIP, 80, ['SYN'], { vlans: [100] }),
       tcp(CLIENT, 40002, VIP, 80, ['SYN'], { vlans: [{ vid: 10, tpid: 0x88a8 }, 20] }),
-      buildFrame({ srcMac: '02:00:00:00:00:01', dstMac: '02:00:00:00:00:02', ipv4: { src: CLIENT, dst: VIP, options: [0x94, 0x04, 0, 0] }, l4: { kind: 'tcp', sport: 40003, dport: 80, flags: ['SYN'] } }).slice(),
+      buildFrame({
+        srcMac: '02:00:00:00:00:01',
+        dstMac: '02:00:00:00:00:02',
+        ipv4: { src: CLIENT, dst: VIP, options: [0x94, 0x04, 0, 0] },
+        l4: { kind: 'tcp', sport: 40003, dport: 80, flags: ['SYN'] },
+      }).slice(),
     ];
     for (const r of runFrames(dp, frames)) {
       expect(r.reason).toBe('SERVICE');
@@ -79,10 +87,33 @@ describe('DNAT of service traffic', () => {
 
   it('passes what is not for a service, rejects unserved cluster IP ports, drops unallocated service IPs', async () => {
     const { dp } = await webService();
-    const arp = buildFrame({ srcMac: '02:00:00:00:00:01', dstMac: 'ff:ff:ff:ff:ff:ff', ethertype: 0x0806, payload: new Uint8Array(28) }).slice();
-    const fragment = buildFrame({ srcMac: '02:00:00:00:00:01', dstMac: '02:00:00:00:00:02', ipv4: { src: CLIENT, dst: VIP, fragOffset: 100, protocol: 6 }, l4: { kind: 'raw', protocol: 6 }, payload: new Uint8Array(16) }).slice();
-    const ping = (dst: string) => buildFrame({ srcMac: '02:00:00:00:00:01', dstMac: '02:00:00:00:00:02', ipv4: { src: CLIENT, dst }, l4: { kind: 'icmp', type: 8 } }).slice();
-    const unreachable = buildFrame({ srcMac: '02:00:00:00:00:01', dstMac: '02:00:00:00:00:02', ipv4: { src: CLIENT, dst: VIP }, l4: { kind: 'icmp', type: 3, code: 1 }, payload: new Uint8Array(28) }).slice();
+    const arp = buildFrame({
+      srcMac: '02:00:00:00:00:01',
+      dstMac: 'ff:ff:ff:ff:ff:ff',
+      ethertype: 0x0806,
+      payload: new Uint8Array(28),
+    }).slice();
+    const fragment = buildFrame({
+      srcMac: '02:00:00:00:00:01',
+      dstMac: '02:00:00:00:00:02',
+      ipv4: { src: CLIENT, dst: VIP, fragOffset: 100, protocol: 6 },
+      l4: { kind: 'raw', protocol: 6 },
+      payload: new Uint8Array(16),
+    }).slice();
+    const ping = (dst: string) =>
+      buildFrame({
+        srcMac: '02:00:00:00:00:01',
+        dstMac: '02:00:00:00:00:02',
+        ipv4: { src: CLIENT, dst },
+        l4: { kind: 'icmp', type: 8 },
+      }).slice();
+    const unreachable = buildFrame({
+      srcMac: '02:00:00:00:00:01',
+      dstMac: '02:00:00:00:00:02',
+      ipv4: { src: CLIENT, dst: VIP },
+      l4: { kind: 'icmp', type: 3, code: 1 },
+      payload: new Uint8Array(28),
+    }).slice();
     const results = runFrames(dp, [
       tcp(CLIENT, 40000, '10.96.0.99', 80, ['SYN']), // inside the service range, no such cluster IP
       tcp(CLIENT, 40000, VIP, 81, ['SYN']), // a port the cluster IP does not serve
@@ -90,11 +121,18 @@ describe('DNAT of service traffic', () => {
       unreachable, // never answer an ICMP error with one
       tcp(CLIENT, 40000, '10.1.2.3', 80, ['SYN']), // not a service address at all
       ping('10.1.2.3'),
-      arp, fragment,
+      arp,
+      fragment,
     ]);
     expect(results.map((r) => `${r.verdict} ${r.reason}`)).toEqual([
-      'DROP UNALLOCATED_IP', 'TX UNSERVED_PORT', 'TX UNSERVED_PORT', 'DROP UNSERVED_PORT',
-      'PASS NO_SERVICE', 'PASS NO_SERVICE', 'PASS NON_IP', 'DROP FRAGMENT_UNTRACKED',
+      'DROP UNALLOCATED_IP',
+      'TX UNSERVED_PORT',
+      'TX UNSERVED_PORT',
+      'DROP UNSERVED_PORT',
+      'PASS NO_SERVICE',
+      'PASS NO_SERVICE',
+      'PASS NON_IP',
+      'DROP FRAGMENT_UNTRACKED',
     ]);
     expect(results[4].out).toEqual(tcp(CLIENT, 40000, '10.1.2.3', 80, ['SYN']));
     const icmp = decodeFrame(results[1].out);
@@ -144,7 +182,10 @@ describe('conntrack', () => {
     // Control plane: every slot now points at backend 1 (the others stay in the backend map).
     const table = new Uint32Array(compiled.maglevTableSize).fill(svc.cluster.backendIds[0]);
     dp.map('maglev').updateRaw(new Uint8Array(new Uint32Array([4 * svc.id]).buffer), new Uint8Array(table.buffer));
-    const again = runFrames(dp, flows.map((_, i) => tcp(CLIENT, 30000 + i, VIP, 80, ['ACK'])));
+    const again = runFrames(
+      dp,
+      flows.map((_, i) => tcp(CLIENT, 30000 + i, VIP, 80, ['ACK'])),
+    );
     expect(again.map((r) => r.backendId)).toEqual(first.map((r) => r.backendId));
     const fresh = runFrames(dp, [tcp(CLIENT, 50000, VIP, 80, ['SYN'])]);
     expect(fresh[0].backendId).toBe(svc.cluster.backendIds[0]);
@@ -233,7 +274,11 @@ describe('REJECT for a service without endpoints', () => {
 });
 
 /** Puts one frame at the very end of linear memory and runs it: a read past it traps. */
-function runAtMemoryEnd(dp: Datapath, frame: Uint8Array, wireLen: number): { verdict: string; reason: string; outside: boolean; changed: boolean } {
+function runAtMemoryEnd(
+  dp: Datapath,
+  frame: Uint8Array,
+  wireLen: number,
+): { verdict: string; reason: string; outside: boolean; changed: boolean } {
   const batch = dp.createBatch(1, 0);
   // Past everything reserved there must be room for the frame and the 4096 bytes checked before it: a page more if not.
   if (dp.memory.byteLength - dp.exports.memory_top() <= 4096 + frame.length) dp.exports.memory.grow(1);
@@ -264,7 +309,13 @@ describe('bounds: short and lying frames', () => {
     tcp(CLIENT, 45000, VIP, 80, ['SYN'], { payload: new Uint8Array(10) }),
     udp(CLIENT, 45001, VIP, 53),
     tcp(CLIENT, 45002, VIP, 80, ['SYN'], { vlans: [{ vid: 1, tpid: 0x88a8 }, 2] }),
-    buildFrame({ srcMac: '02:00:00:00:00:01', dstMac: '02:00:00:00:00:02', ipv4: { src: CLIENT, dst: VIP, options: [1, 1, 1, 0, 0x94, 4, 0, 0] }, l4: { kind: 'udp', sport: 45003, dport: 53 }, payload: new Uint8Array(3) }).slice(),
+    buildFrame({
+      srcMac: '02:00:00:00:00:01',
+      dstMac: '02:00:00:00:00:02',
+      ipv4: { src: CLIENT, dst: VIP, options: [1, 1, 1, 0, 0x94, 4, 0, 0] },
+      l4: { kind: 'udp', sport: 45003, dport: 53 },
+      payload: new Uint8Array(3),
+    }).slice(),
     tcp(backendIp, 8080, CLIENT, 45000, ['SYN', 'ACK']), // a reply to the flow opened below
   ];
 
@@ -315,7 +366,10 @@ describe('bounds: short and lying frames', () => {
     };
     const results = runFrames(dp, [v6(20), v6(200), v6(20, 5), v6(4)]);
     expect(results.map((r) => `${r.verdict} ${r.reason}`)).toEqual([
-      'PASS NO_SERVICE', 'DROP MALFORMED', 'DROP MALFORMED', 'DROP MALFORMED',
+      'PASS NO_SERVICE',
+      'DROP MALFORMED',
+      'DROP MALFORMED',
+      'DROP MALFORMED',
     ]);
     for (let len = 0; len < 74; len++) {
       const r = runAtMemoryEnd(dp, v6(20).subarray(0, len), len);
@@ -328,15 +382,34 @@ describe('bounds: short and lying frames', () => {
   it('headers that contradict each other are MALFORMED', async () => {
     const { dp } = await webService();
     const base = tcp(CLIENT, 47000, VIP, 80, ['SYN']);
-    const mutate = (f: (b: Uint8Array) => void) => { const b = base.slice(); f(b); return b; };
+    const mutate = (f: (b: Uint8Array) => void) => {
+      const b = base.slice();
+      f(b);
+      return b;
+    };
     const frames = [
-      mutate((b) => { b[14] = 0x65; }), // IP version 6 under an IPv4 ethertype
-      mutate((b) => { b[14] = 0x44; }), // IHL 4
-      mutate((b) => { b[14] = 0x4f; }), // IHL 15: options past the segment
-      mutate((b) => { b[16] = 0; b[17] = 0; }), // total length 0
-      mutate((b) => { b[16] = 0xff; }), // total length beyond the frame
-      mutate((b) => { b[14 + 20 + 12] = 0xf0; }), // TCP data offset 60 > segment
-      mutate((b) => { b[14 + 20 + 12] = 0x40; }), // TCP data offset 16 < 20
+      mutate((b) => {
+        b[14] = 0x65;
+      }), // IP version 6 under an IPv4 ethertype
+      mutate((b) => {
+        b[14] = 0x44;
+      }), // IHL 4
+      mutate((b) => {
+        b[14] = 0x4f;
+      }), // IHL 15: options past the segment
+      mutate((b) => {
+        b[16] = 0;
+        b[17] = 0;
+      }), // total length 0
+      mutate((b) => {
+        b[16] = 0xff;
+      }), // total length beyond the frame
+      mutate((b) => {
+        b[14 + 20 + 12] = 0xf0;
+      }), // TCP data offset 60 > segment
+      mutate((b) => {
+        b[14 + 20 + 12] = 0x40;
+      }), // TCP data offset 16 < 20
     ];
     for (const [i, r] of runFrames(dp, frames).entries()) expect(`${r.verdict} ${r.reason}`, `case ${i}`).toBe('DROP MALFORMED');
   });
@@ -349,4 +422,3 @@ describe('bounds: short and lying frames', () => {
     expect(r.outside).toBe(false);
   });
 });
-

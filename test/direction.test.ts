@@ -19,7 +19,17 @@ import { describe, expect, it } from 'vitest';
 import { loadClusterState, resolveServices } from '../control/cluster/index.js';
 import { compile } from '../control/compile/compiler.js';
 import { Batch } from '../control/runtime/datapath.js';
-import { CT4_TUPLE, DESC_F_SNAT, LINKTYPES, NODE_MASQ, NODE_MASQ_KEY, REASONS, SNAT4_ORIGIN, VERDICTS, decode } from '../control/compile/layout.js';
+import {
+  CT4_TUPLE,
+  DESC_F_SNAT,
+  LINKTYPES,
+  NODE_MASQ,
+  NODE_MASQ_KEY,
+  REASONS,
+  SNAT4_ORIGIN,
+  VERDICTS,
+  decode,
+} from '../control/compile/layout.js';
 import { DEFAULT_MAGLEV_TABLE_SIZE } from '../control/compile/maglev.js';
 import { loadProgram } from '../control/runtime/loader.js';
 import { replay, type PacketDecision, type ReplayOptions } from '../control/runtime/replay.js';
@@ -38,7 +48,9 @@ const NODE_PORT = 30080;
 /** svcpath masquerades from these ports; the node from any port, at random. */
 const SNAT_PORTS = '40000-40999';
 const CLUSTER = join(tmp, 'cluster.yaml');
-writeFileSync(CLUSTER, `apiVersion: v1
+writeFileSync(
+  CLUSTER,
+  `apiVersion: v1
 kind: List
 items:
 - {apiVersion: v1, kind: Node, metadata: {name: node-a}, status: {addresses: [{type: InternalIP, address: ${NODE_IP}}]}}
@@ -66,13 +78,17 @@ items:
 apiVersion: kubeproxy.config.k8s.io/v1alpha1
 kind: KubeProxyConfiguration
 clusterCIDR: 10.244.0.0/16
-`);
+`,
+);
 const ARGS = ['--cluster', CLUSTER, '--node', 'node-a', '--snat-port-range', SNAT_PORTS];
 const BACKENDS = ['10.244.1.5', '10.244.2.5', '10.244.3.5'];
 
 const state = loadClusterState([CLUSTER]);
 const compiled = compile(state, resolveServices(state).services, {
-  node: 'node-a', seed: 0, maglevTableSize: DEFAULT_MAGLEV_TABLE_SIZE, snatPortRange: [40000, 40999],
+  node: 'node-a',
+  seed: 0,
+  maglevTableSize: DEFAULT_MAGLEV_TABLE_SIZE,
+  snatPortRange: [40000, 40999],
 });
 /** svcpath's backend for a new flow, computed outside the datapath. */
 const choose = maglevChooser(compiled, 0);
@@ -153,7 +169,8 @@ const IPPROTO_OF = { TCP: 6, UDP: 17 } as const;
 function svcpathPort(client: Endpoint, backend: Endpoint, protocol: 'TCP' | 'UDP', taken: Set<string>): number {
   const first = SNAT_MIN + (clientHash(bytesOf(client.ip)) % SNAT_CLASSES);
   const size = Math.floor((SNAT_MAX - first) / SNAT_CLASSES) + 1;
-  const start = flowHash((0 ^ PORT_HASH_SALT) >>> 0, bytesOf(client.ip), bytesOf(backend.ip), client.port, backend.port, IPPROTO_OF[protocol]) % size;
+  const start =
+    flowHash((0 ^ PORT_HASH_SALT) >>> 0, bytesOf(client.ip), bytesOf(backend.ip), client.port, backend.port, IPPROTO_OF[protocol]) % size;
   for (let i = 0; i < size; i++) {
     const port = first + ((start + i) % size) * SNAT_CLASSES;
     if (!taken.has(`${text(backend)} ${port}`)) return port;
@@ -207,7 +224,11 @@ class NodeCapture {
 
   private frame(from: Endpoint, to: Endpoint, l4: L4Spec, id: number, payload: Uint8Array, ttl: number): Uint8Array {
     return buildFrame({
-      srcMac: '02:00:00:00:00:01', dstMac: '02:00:00:00:00:02', ipv4: { src: from.ip, dst: to.ip, id, ttl, dontFragment: true }, l4, payload,
+      srcMac: '02:00:00:00:00:01',
+      dstMac: '02:00:00:00:00:02',
+      ipv4: { src: from.ip, dst: to.ip, id, ttl, dontFragment: true },
+      l4,
+      payload,
     }).slice();
   }
 
@@ -229,12 +250,19 @@ class NodeCapture {
    * keeps (identification, TCP numbers, payload) and the TTL one lower.
    */
   private forwarded(
-    from: Endpoint, to: Endpoint, nodeFrom: Endpoint, nodeTo: Endpoint, l4: (sport: number, dport: number) => L4Spec, payload: Uint8Array,
-    compares?: keyof Expected, svcpathTo?: Endpoint,
+    from: Endpoint,
+    to: Endpoint,
+    nodeFrom: Endpoint,
+    nodeTo: Endpoint,
+    l4: (sport: number, dport: number) => L4Spec,
+    payload: Uint8Array,
+    compares?: keyof Expected,
+    svcpathTo?: Endpoint,
   ): number {
     const id = this.ipId++;
     const at = this.push({
-      eth: this.frame(from, to, l4(from.port, to.port), id, payload, 64), way: 'in',
+      eth: this.frame(from, to, l4(from.port, to.port), id, payload, 64),
+      way: 'in',
       svcpathView: svcpathTo && this.frame(from, svcpathTo, l4(from.port, svcpathTo.port), id, payload, 64),
     });
     this.push({ eth: this.frame(nodeFrom, nodeTo, l4(nodeFrom.port, nodeTo.port), id, payload, 63), way: 'out' });
@@ -249,14 +277,29 @@ class NodeCapture {
   }
 
   /** A new flow: svcpath's backend and masquerade port for it, and what the node does with it. */
-  private flow(protocol: 'TCP' | 'UDP', client: Endpoint, frontend: Endpoint, choice: NodeChoice, svcpathMasquerades: boolean, nodeSource?: Endpoint): Flow {
+  private flow(
+    protocol: 'TCP' | 'UDP',
+    client: Endpoint,
+    frontend: Endpoint,
+    choice: NodeChoice,
+    svcpathMasquerades: boolean,
+    nodeSource?: Endpoint,
+  ): Flow {
     const ours = choose({ clientIp: client.ip, clientPort: client.port, vip: frontend.ip, vport: frontend.port, protocol } as never)!;
     const nodeBackend = choice === 'untouched' ? { ...frontend } : this.nodeBackend(ours, choice);
     const port = svcpathMasquerades ? svcpathPort(client, ours, protocol, this.svcpathPorts) : undefined;
     if (port !== undefined) this.svcpathPorts.add(`${text(ours)} ${port}`);
     const masquerades = svcpathMasquerades || choice === 'masquerades';
     const flow: Flow = {
-      protocol, client, frontend, nodeBackend, choice, ours, svcpathPort: port, nodePort: 0, closing: false,
+      protocol,
+      client,
+      frontend,
+      nodeBackend,
+      choice,
+      ours,
+      svcpathPort: port,
+      nodePort: 0,
+      closing: false,
       nodeSource: nodeSource ?? (masquerades ? this.masqueradeTuple(port) : client),
     };
     this.flows.set(`${text(client)} ${text(frontend)}`, flow);
@@ -307,19 +350,36 @@ class NodeCapture {
    */
   private reply(flow: Flow, l4: (sport: number, dport: number) => L4Spec, payload: Uint8Array, fin = false): void {
     if (text(flow.nodeSource) === text(flow.client)) {
-      this.forwarded(flow.nodeBackend, flow.nodeSource, flow.frontend, flow.client, l4, payload, flow.choice === 'agrees' ? 'reproduced' : undefined);
+      this.forwarded(
+        flow.nodeBackend,
+        flow.nodeSource,
+        flow.frontend,
+        flow.client,
+        l4,
+        payload,
+        flow.choice === 'agrees' ? 'reproduced' : undefined,
+      );
       return;
     }
     const held = this.tuples.get(`${text(flow.nodeBackend)} > ${text(flow.nodeSource)} ${IPPROTO_OF[flow.protocol]}`);
     const owner = held?.flow;
-    const isReply = owner?.svcpathPort !== undefined && text(owner.ours) === text(flow.nodeBackend) && owner.nodePort === flow.nodeSource.port;
+    const isReply =
+      owner?.svcpathPort !== undefined && text(owner.ours) === text(flow.nodeBackend) && owner.nodePort === flow.nodeSource.port;
     if (held && fin) held.closing = true;
     if (!isReply) {
       this.notReplies.push(this.forwarded(flow.nodeBackend, flow.nodeSource, flow.frontend, flow.client, l4, payload));
       return;
     }
-    const at = this.forwarded(flow.nodeBackend, flow.nodeSource, flow.frontend, flow.client, l4, payload,
-      owner === flow ? 'reproduced' : 'differ', { ip: NODE_IP, port: owner!.svcpathPort! });
+    const at = this.forwarded(
+      flow.nodeBackend,
+      flow.nodeSource,
+      flow.frontend,
+      flow.client,
+      l4,
+      payload,
+      owner === flow ? 'reproduced' : 'differ',
+      { ip: NODE_IP, port: owner!.svcpathPort! },
+    );
     this.replies.push({ at, client: owner!.client, frontend: owner!.frontend, backend: flow.nodeBackend });
   }
 
@@ -368,7 +428,19 @@ class NodeCapture {
     const late = this.ipId++;
     const seq = 1000 * this.ipId;
     this.request(flow, tcp(['SYN'], seq, 0), new Uint8Array(0));
-    this.notReplies.push(this.push({ eth: this.frame(old.nodeBackend, old.nodeSource, tcp(['ACK'], 42, 43)(old.nodeBackend.port, old.nodeSource.port), late, new Uint8Array(0), 64), way: 'in' }));
+    this.notReplies.push(
+      this.push({
+        eth: this.frame(
+          old.nodeBackend,
+          old.nodeSource,
+          tcp(['ACK'], 42, 43)(old.nodeBackend.port, old.nodeSource.port),
+          late,
+          new Uint8Array(0),
+          64,
+        ),
+        way: 'in',
+      }),
+    );
     this.reply(flow, tcp(['SYN', 'ACK'], 7000 * this.ipId, seq + 1), new Uint8Array(0));
     return flow;
   }
@@ -387,19 +459,40 @@ class NodeCapture {
   /** A pod talking to a pod elsewhere: forwarded untouched, no Service's; its copy compares with nothing. */
   podToPod(): void {
     const tcpSyn = (sport: number, dport: number): L4Spec => ({ kind: 'tcp', sport, dport, seq: this.ipId, flags: ['SYN'] });
-    this.forwarded({ ip: '10.244.0.7', port: 33000 }, { ip: '10.244.1.9', port: 9000 }, { ip: '10.244.0.7', port: 33000 }, { ip: '10.244.1.9', port: 9000 }, tcpSyn, new Uint8Array(0));
+    this.forwarded(
+      { ip: '10.244.0.7', port: 33000 },
+      { ip: '10.244.1.9', port: 9000 },
+      { ip: '10.244.0.7', port: 33000 },
+      { ip: '10.244.1.9', port: 9000 },
+      tcpSyn,
+      new Uint8Array(0),
+    );
   }
 
   /** The loopback device shows the node's local packet going out and coming back in. */
   loopback(): void {
-    const eth = this.frame({ ip: '127.0.0.1', port: 41000 }, { ip: '127.0.0.1', port: 10250 }, { kind: 'tcp', sport: 41000, dport: 10250, flags: ['SYN'] }, this.ipId++, new Uint8Array(0), 64);
+    const eth = this.frame(
+      { ip: '127.0.0.1', port: 41000 },
+      { ip: '127.0.0.1', port: 10250 },
+      { kind: 'tcp', sport: 41000, dport: 10250, flags: ['SYN'] },
+      this.ipId++,
+      new Uint8Array(0),
+      64,
+    );
     this.push({ eth, way: 'out', loopback: true });
     this.push({ eth, way: 'in', loopback: true });
   }
 
   /** A bridge port's copy of a frame for the bridge's own address (promiscuous port): seen before the bridge takes it. */
   bridgePortCopy(client: Endpoint, frontend: Endpoint): void {
-    const eth = this.frame(client, frontend, { kind: 'tcp', sport: client.port, dport: frontend.port, seq: 5, flags: ['SYN'] }, this.ipId++, new Uint8Array(0), 64);
+    const eth = this.frame(
+      client,
+      frontend,
+      { kind: 'tcp', sport: client.port, dport: frontend.port, seq: 5, flags: ['SYN'] },
+      this.ipId++,
+      new Uint8Array(0),
+      64,
+    );
     this.push({ eth, way: 'other-host' });
   }
 
@@ -416,9 +509,9 @@ class NodeCapture {
 }
 
 /** TCP segments with these flags and numbers, between any ports. */
-const tcp = (flags: Array<'SYN' | 'ACK' | 'PSH' | 'FIN'>, seq: number, ack: number) => (sport: number, dport: number): L4Spec => (
-  { kind: 'tcp', sport, dport, seq, ack, flags }
-);
+const tcp =
+  (flags: Array<'SYN' | 'ACK' | 'PSH' | 'FIN'>, seq: number, ack: number) =>
+  (sport: number, dport: number): L4Spec => ({ kind: 'tcp', sport, dport, seq, ack, flags });
 
 /** A client port from `from` up whose flow to the NodePort svcpath sends to `backend` (by its Maglev table). */
 function portTo(client: string, from: number, backend: Endpoint): number {
@@ -541,8 +634,16 @@ function dumpcapPcapng(name: string, frames: Captured[], options: (f: Captured) 
   shb.writeUInt32LE(0x1a2b3c4d, 0);
   shb.writeUInt16LE(1, 4);
   shb.writeBigInt64LE(-1n, 8);
-  block(0x0a0d0d0a, Buffer.concat([shb, option(2, Buffer.from('x86_64')), option(3, Buffer.from('Linux 6.8.0')),
-    option(4, Buffer.from('Dumpcap (Wireshark) 4.2.2')), endOfOptions]));
+  block(
+    0x0a0d0d0a,
+    Buffer.concat([
+      shb,
+      option(2, Buffer.from('x86_64')),
+      option(3, Buffer.from('Linux 6.8.0')),
+      option(4, Buffer.from('Dumpcap (Wireshark) 4.2.2')),
+      endOfOptions,
+    ]),
+  );
   const idb = Buffer.alloc(8);
   idb.writeUInt16LE(LINKTYPES.ETHERNET, 0);
   idb.writeUInt32LE(262144, 4);
@@ -587,7 +688,10 @@ async function replayCli(trace: string, name: string, extra: string[] = []) {
   reader.close();
   return {
     stdout: r.stdout,
-    lines: readFileSync(verdicts, 'utf8').trim().split('\n').map((l) => JSON.parse(l) as VerdictLine),
+    lines: readFileSync(verdicts, 'utf8')
+      .trim()
+      .split('\n')
+      .map((l) => JSON.parse(l) as VerdictLine),
     verdictBytes: readFileSync(verdicts, 'utf8'),
     summary: JSON.parse(readFileSync(summary, 'utf8')),
     output,
@@ -602,7 +706,14 @@ const outgoingFrames = capture.frames.filter((f) => f.way === 'out' || f.loopbac
 const { reproduced, otherBackend, differMasquerade, learnedTuples, takenTuples } = capture.expected;
 const differ = capture.expected.differ + differMasquerade;
 const CONFORMANCE = {
-  outgoing: outgoingFrames, nodeRewrites: reproduced + otherBackend + differ, reproduced, otherBackend, differ, differMasquerade, learnedTuples, takenTuples,
+  outgoing: outgoingFrames,
+  nodeRewrites: reproduced + otherBackend + differ,
+  reproduced,
+  otherBackend,
+  differ,
+  differMasquerade,
+  learnedTuples,
+  takenTuples,
 };
 
 /** The flow an arrival from `eth`'s source to its destination belongs to, if it is a request of one. */
@@ -616,24 +727,42 @@ function flowOf(eth: Uint8Array): Flow | undefined {
  * The input frame of each output frame: the k-th output record is the k-th
  * TX or REDIRECT verdict's (README, --out).
  */
-function outputsByFrame(lines: VerdictLine[], output: Array<{ linktype: number; data: Uint8Array }>): Map<number, { linktype: number; data: Uint8Array }> {
+function outputsByFrame(
+  lines: VerdictLine[],
+  output: Array<{ linktype: number; data: Uint8Array }>,
+): Map<number, { linktype: number; data: Uint8Array }> {
   const sent = lines.map((l, i) => [l, i] as const).filter(([l]) => l.verdict === 'TX' || l.verdict === 'REDIRECT');
   expect(sent.length).toBe(output.length);
   return new Map(sent.map(([, i], k) => [i, output[k]]));
 }
 
 /** The replies to the node's tuples: REPLY, back to their flow's client from its frontend, every checksum right (decoded here). */
-function expectRepliesRestored(lines: VerdictLine[], output: Array<{ linktype: number; data: Uint8Array }>, lineOf: (at: number) => number): void {
+function expectRepliesRestored(
+  lines: VerdictLine[],
+  output: Array<{ linktype: number; data: Uint8Array }>,
+  lineOf: (at: number) => number,
+): void {
   const outputs = outputsByFrame(lines, output);
   expect(capture.replies.length).toBeGreaterThan(0);
   for (const r of capture.replies) {
     const i = lineOf(r.at);
     const service = r.backend.port === 53 ? 'default/web:dns' : 'default/web:http';
-    expect(withoutN(lines[i]), `frame ${r.at + 1}`).toEqual({ verdict: 'TX', reason: 'REPLY', service, backend: text(r.backend), snat: true });
+    expect(withoutN(lines[i]), `frame ${r.at + 1}`).toEqual({
+      verdict: 'TX',
+      reason: 'REPLY',
+      service,
+      backend: text(r.backend),
+      snat: true,
+    });
     const out = outputs.get(i)!;
     const d = decodeCaptured(out.linktype, out.data);
     const l4 = d.tcp ?? d.udp!;
-    expect([d.ipv4!.src, l4.sport, d.ipv4!.dst, l4.dport], `frame ${r.at + 1}`).toEqual([r.frontend.ip, r.frontend.port, r.client.ip, r.client.port]);
+    expect([d.ipv4!.src, l4.sport, d.ipv4!.dst, l4.dport], `frame ${r.at + 1}`).toEqual([
+      r.frontend.ip,
+      r.frontend.port,
+      r.client.ip,
+      r.client.port,
+    ]);
     expect(verifyCapturedChecksums(out.linktype, out.data), `frame ${r.at + 1}`).toEqual({ ipv4: true, l4: true });
   }
   for (const at of capture.notReplies) expect(withoutN(lines[lineOf(at)]), `frame ${at + 1}`).toEqual(NO_SERVICE);
@@ -641,7 +770,7 @@ function expectRepliesRestored(lines: VerdictLine[], output: Array<{ linktype: n
 
 const NO_SERVICE = { verdict: 'PASS', reason: 'NO_SERVICE', service: null, backend: null, snat: false };
 
-describe('captures with the node\'s own copies', () => {
+describe("captures with the node's own copies", () => {
   const reference = replayCli(writePcap('arrivals.pcap', LINKTYPES.ETHERNET, arrivals, ethernet), 'arrivals');
 
   it('the capture was built as meant: arrivals decided as svcpath decides them by its Maglev table and masquerade ports', async () => {
@@ -670,35 +799,45 @@ describe('captures with the node\'s own copies', () => {
   it.each([
     ['Linux cooked v1', LINKTYPES.LINUX_SLL],
     ['Linux cooked v2', LINKTYPES.LINUX_SLL2],
-  ])('%s: the node\'s copies are PASS OUTGOING and teach its masquerade tuples; the arrivals are decided as without them, their replies to those tuples as to svcpath\'s', async (_name, linktype) => {
-    const trace = writePcap(`cooked-${linktype}.pcap`, linktype, capture.frames, (f) => cooked(f, linktype));
-    const got = await replayCli(trace, `cooked-${linktype}`);
-    const want = await reference;
-    expect(got.lines.length).toBe(capture.frames.length);
-    const arrived: VerdictLine[] = [];
-    capture.frames.forEach((f, i) => {
-      const line = got.lines[i];
-      if (f.way === 'out' || f.loopback) expect(withoutN(line), `frame ${i + 1}`).toEqual(OUTGOING);
-      else if (f.way === 'other-host') expect(withoutN(line), `frame ${i + 1}`).toEqual({ ...OUTGOING, reason: 'OTHER_HOST' });
-      else arrived.push(line);
-    });
-    expect(arrived.map(withoutN)).toEqual(want.lines.map(withoutN));
-    // The same rewrites, each frame keeping its cooked header.
-    const header = linktype === LINKTYPES.LINUX_SLL ? 16 : 20;
-    expect(got.output.map((o) => Buffer.from(o.data.subarray(header)).toString('hex')))
-      .toEqual(want.output.map((o) => Buffer.from(o.data.subarray(14)).toString('hex')));
-    expect(got.output.every((o) => o.linktype === linktype)).toBe(true);
-    expectRepliesRestored(got.lines, got.output, (at) => at);
-    expect(got.summary.conformance).toEqual(CONFORMANCE);
-    expect(got.summary.reasons.OUTGOING).toBe(outgoingFrames);
-    expect(got.stdout).toContain(`Node's own rewrites in the capture: ${reproduced + otherBackend + differ} of the ${outgoingFrames} frames it sent`);
-    expect(got.stdout).toContain(`svcpath reproduced ${reproduced} (same backend and rewrite), ${otherBackend} went to another backend`);
-    expect(got.stdout).toContain(`${differ} differ (${differMasquerade} only in masquerading the source: one of the node and svcpath did, `
-      + 'the other did not; compare --cluster-cidr and --masquerade-all with the node\'s kube-proxy);');
-    expect(got.stdout).toContain(`learned ${learnedTuples} of the node's masquerade tuples (its address and port for a flow svcpath masqueraded), `
-      + `whose replies are the flow's; ${takenTuples} not learned, held by another live flow`);
-    expect(want.summary.conformance).toBeUndefined();
-  });
+  ])(
+    "%s: the node's copies are PASS OUTGOING and teach its masquerade tuples; the arrivals are decided as without them, their replies to those tuples as to svcpath's",
+    async (_name, linktype) => {
+      const trace = writePcap(`cooked-${linktype}.pcap`, linktype, capture.frames, (f) => cooked(f, linktype));
+      const got = await replayCli(trace, `cooked-${linktype}`);
+      const want = await reference;
+      expect(got.lines.length).toBe(capture.frames.length);
+      const arrived: VerdictLine[] = [];
+      capture.frames.forEach((f, i) => {
+        const line = got.lines[i];
+        if (f.way === 'out' || f.loopback) expect(withoutN(line), `frame ${i + 1}`).toEqual(OUTGOING);
+        else if (f.way === 'other-host') expect(withoutN(line), `frame ${i + 1}`).toEqual({ ...OUTGOING, reason: 'OTHER_HOST' });
+        else arrived.push(line);
+      });
+      expect(arrived.map(withoutN)).toEqual(want.lines.map(withoutN));
+      // The same rewrites, each frame keeping its cooked header.
+      const header = linktype === LINKTYPES.LINUX_SLL ? 16 : 20;
+      expect(got.output.map((o) => Buffer.from(o.data.subarray(header)).toString('hex'))).toEqual(
+        want.output.map((o) => Buffer.from(o.data.subarray(14)).toString('hex')),
+      );
+      expect(got.output.every((o) => o.linktype === linktype)).toBe(true);
+      expectRepliesRestored(got.lines, got.output, (at) => at);
+      expect(got.summary.conformance).toEqual(CONFORMANCE);
+      expect(got.summary.reasons.OUTGOING).toBe(outgoingFrames);
+      expect(got.stdout).toContain(
+        `Node's own rewrites in the capture: ${reproduced + otherBackend + differ} of the ${outgoingFrames} frames it sent`,
+      );
+      expect(got.stdout).toContain(`svcpath reproduced ${reproduced} (same backend and rewrite), ${otherBackend} went to another backend`);
+      expect(got.stdout).toContain(
+        `${differ} differ (${differMasquerade} only in masquerading the source: one of the node and svcpath did, ` +
+          "the other did not; compare --cluster-cidr and --masquerade-all with the node's kube-proxy);",
+      );
+      expect(got.stdout).toContain(
+        `learned ${learnedTuples} of the node's masquerade tuples (its address and port for a flow svcpath masqueraded), ` +
+          `whose replies are the flow's; ${takenTuples} not learned, held by another live flow`,
+      );
+      expect(want.summary.conformance).toBeUndefined();
+    },
+  );
 
   it('the counts are what the capture was built to hold', () => {
     // Reproduced: 8 pod flows (3 requests and replies each), 3 DNS exchanges, 4 NodePort flows (3 each), 2 outside DNS
@@ -708,7 +847,12 @@ describe('captures with the node\'s own copies', () => {
     // whose tuple was taken; only in masquerading: 2 flows' 2 requests. Learned: 4 NodePort flows, the outside DNS socket, the closed flow and the one after it,
     // the reopened flow twice; taken: 1 (its 2 copies showed it).
     expect(capture.expected).toEqual({
-      reproduced: 8 * 3 + 3 * 2 + 4 * 3 + 2 * 2 + 2 + 6 + 3 + 8, otherBackend: 1 + 5 * 2, differ: 3 * 2 + 1, differMasquerade: 2 * 2, learnedTuples: 4 + 1 + 2 + 2, takenTuples: 1,
+      reproduced: 8 * 3 + 3 * 2 + 4 * 3 + 2 * 2 + 2 + 6 + 3 + 8,
+      otherBackend: 1 + 5 * 2,
+      differ: 3 * 2 + 1,
+      differMasquerade: 2 * 2,
+      learnedTuples: 4 + 1 + 2 + 2,
+      takenTuples: 1,
     });
     // Replies to the node's tuples: the 4 NodePort flows' answers, 2 DNS answers, the taken tuple's, the closed flow's 2,
     // the next one's, the reopened flow's 3. No reply: the 2 pod flows only the node masqueraded, the flow it sent to
@@ -733,13 +877,21 @@ describe('captures with the node\'s own copies', () => {
   });
 
   it('without direction (an Ethernet pcap of every copy) nothing is OUTGOING, compared or learned', async () => {
-    const got = await replayCli(writePcap('both.pcap', LINKTYPES.ETHERNET, capture.frames.filter((f) => !f.loopback), ethernet), 'both');
+    const got = await replayCli(
+      writePcap(
+        'both.pcap',
+        LINKTYPES.ETHERNET,
+        capture.frames.filter((f) => !f.loopback),
+        ethernet,
+      ),
+      'both',
+    );
     expect(got.summary.reasons.OUTGOING).toBeUndefined();
     expect(got.summary.conformance).toBeUndefined();
-    for (const r of capture.replies) expect(withoutN(got.lines[capture.frames.filter((f) => !f.loopback).findIndex((f) => f.at === r.at)])).toEqual(NO_SERVICE);
+    for (const r of capture.replies)
+      expect(withoutN(got.lines[capture.frames.filter((f) => !f.loopback).findIndex((f) => f.at === r.at)])).toEqual(NO_SERVICE);
   });
 });
-
 
 describe('pcapng epb_flags', () => {
   const first = capture.frames.findIndex((f) => !f.loopback);
@@ -756,12 +908,16 @@ describe('pcapng epb_flags', () => {
   it.each([
     ['direction bits 3', flagsOption(3), 'epb_flags: direction bits are 3, which means nothing (0 unknown, 1 inbound, 2 outbound)'],
     ['a 2-byte epb_flags', Buffer.concat([option(EPB_FLAGS, Buffer.alloc(2)), endOfOptions]), 'epb_flags: option length is 2, not 4'],
-    ['an option past the block', (() => {
-      const header = Buffer.alloc(4);
-      header.writeUInt16LE(EPB_FLAGS, 0);
-      header.writeUInt16LE(64, 2);
-      return Buffer.concat([header, Buffer.alloc(4)]);
-    })(), 'options: option 2 claims 64 bytes, the block has 4 left'],
+    [
+      'an option past the block',
+      (() => {
+        const header = Buffer.alloc(4);
+        header.writeUInt16LE(EPB_FLAGS, 0);
+        header.writeUInt16LE(64, 2);
+        return Buffer.concat([header, Buffer.alloc(4)]);
+      })(),
+      'options: option 2 claims 64 bytes, the block has 4 left',
+    ],
   ])('%s stops the replay at its block, naming it, after what came before', async (_name, bad, message) => {
     const path = dumpcapPcapng(`bad-${bad.toString('hex')}.pcapng`, two, (f) => (f.way === 'out' ? bad : epbFlags(f)));
     const verdicts = join(tmp, `bad-${bad.toString('hex')}.jsonl`);
@@ -769,7 +925,12 @@ describe('pcapng epb_flags', () => {
     expect(r.code).toBe(1);
     // The section header, the interface and the arrival are blocks 1 to 3: the node's copy is block 4.
     expect(r.stderr).toMatch(new RegExp(`^svcpath: ${path}: block 4 \\(offset \\d+\\): ${message.replace(/[()]/g, '\\$&')}$`));
-    expect(readFileSync(verdicts, 'utf8').trim().split('\n').map((l) => JSON.parse(l).reason)).toEqual(['SERVICE']);
+    expect(
+      readFileSync(verdicts, 'utf8')
+        .trim()
+        .split('\n')
+        .map((l) => JSON.parse(l).reason),
+    ).toEqual(['SERVICE']);
   });
 });
 
@@ -785,10 +946,16 @@ describe('the same decisions and counts by every path', () => {
     const opts: ReplayOptions = { out, verdicts, onDecision: (d) => decisions.push(d) };
     if (reader) opts.trace = { select: () => false, onPacket: () => {} };
     const result = await replay(file, compiled, dp, opts);
-    return { result, decisions, out: readFileSync(out), verdicts: readFileSync(verdicts, 'utf8'), conformance: readCounters(dp, compiled).conformance };
+    return {
+      result,
+      decisions,
+      out: readFileSync(out),
+      verdicts: readFileSync(verdicts, 'utf8'),
+      conformance: readCounters(dp, compiled).conformance,
+    };
   }
 
-  it('the node\'s copies make no flow: the maps hold what the arrivals alone leave, byte for byte, but for the tuples they taught', async () => {
+  it("the node's copies make no flow: the maps hold what the arrivals alone leave, byte for byte, but for the tuples they taught", async () => {
     const stateAfter = async (file: string) => {
       const dp = await loadProgram(compiled);
       await replay(file, compiled, dp);
@@ -796,10 +963,13 @@ describe('the same decisions and counts by every path', () => {
         const m = dp.map(name);
         return [...m.keysRaw()].map((k) => [k.slice(), m.lookupRaw(k)!.slice()] as const);
       };
-      const hex = (list: ReturnType<typeof entries>) => list.map(([k, v]) => `${Buffer.from(k).toString('hex')} ${Buffer.from(v).toString('hex')}`).sort();
+      const hex = (list: ReturnType<typeof entries>) =>
+        list.map(([k, v]) => `${Buffer.from(k).toString('hex')} ${Buffer.from(v).toString('hex')}`).sort();
       return {
         flows: { ct4: hex(entries('ct4')), lb4Affinity: hex(entries('lb4Affinity')), frag4: hex(entries('frag4')) },
-        snat4: entries('snat4'), nodeMasq: entries('nodeMasq'), arrivals: entries('arrivals'),
+        snat4: entries('snat4'),
+        nodeMasq: entries('nodeMasq'),
+        arrivals: entries('arrivals'),
       };
     };
     const withCopies = await stateAfter(sll2);
@@ -808,24 +978,40 @@ describe('the same decisions and counts by every path', () => {
     expect(withCopies.flows).toEqual(alone.flows);
     expect(withCopies.flows.ct4.length).toBe(2 * capture.flows.size); // every flow of the capture, both directions
     // NAT entries: the same, but that each flow svcpath masqueraded took the node's port it learned (0: none).
-    const natEntries = (list: typeof alone.snat4, nodePort: (flow: Flow) => number) => list.map(([k, v]) => {
-      const key = decode(CT4_TUPLE, k);
-      const flow = [...capture.flows.values()].find((f) => f.svcpathPort === key.dport && text(f.ours) === `${key.saddr}:${key.sport}`)!;
-      expect(decode(SNAT4_ORIGIN, v), text(flow.client)).toEqual({ address: flow.client.ip, port: flow.client.port, nodePort: nodePort(flow) });
-      return text(flow.client);
-    }).sort();
-    const masqueraded = [...capture.flows.values()].filter((f) => f.svcpathPort !== undefined).map((f) => text(f.client)).sort();
+    const natEntries = (list: typeof alone.snat4, nodePort: (flow: Flow) => number) =>
+      list
+        .map(([k, v]) => {
+          const key = decode(CT4_TUPLE, k);
+          const flow = [...capture.flows.values()].find(
+            (f) => f.svcpathPort === key.dport && text(f.ours) === `${key.saddr}:${key.sport}`,
+          )!;
+          expect(decode(SNAT4_ORIGIN, v), text(flow.client)).toEqual({
+            address: flow.client.ip,
+            port: flow.client.port,
+            nodePort: nodePort(flow),
+          });
+          return text(flow.client);
+        })
+        .sort();
+    const masqueraded = [...capture.flows.values()]
+      .filter((f) => f.svcpathPort !== undefined)
+      .map((f) => text(f.client))
+      .sort();
     expect(natEntries(alone.snat4, () => 0)).toEqual(masqueraded);
     expect(natEntries(withCopies.snat4, (f) => f.nodePort)).toEqual(masqueraded);
     expect([...capture.flows.values()].filter((f) => f.nodePort !== 0).length).toBeGreaterThan(0);
     // The node's tuples: every one its copies masqueraded a flow to a backend with, and the flow.
     const mapped = (address: string | number) => ipaddr.IPv6.parse(String(address)).toIPv4Address().toString();
-    const tuples = withCopies.nodeMasq.map(([k, v]) => {
-      const key = decode(NODE_MASQ_KEY, k);
-      const value = decode(NODE_MASQ, v);
-      return `${mapped(key.backend)}:${key.backendPort} > ${mapped(key.node)}:${key.nodePort} ${key.proto} `
-        + `${mapped(value.client)}:${value.clientPort} ${mapped(value.frontend)}:${value.frontendPort}`;
-    }).sort();
+    const tuples = withCopies.nodeMasq
+      .map(([k, v]) => {
+        const key = decode(NODE_MASQ_KEY, k);
+        const value = decode(NODE_MASQ, v);
+        return (
+          `${mapped(key.backend)}:${key.backendPort} > ${mapped(key.node)}:${key.nodePort} ${key.proto} ` +
+          `${mapped(value.client)}:${value.clientPort} ${mapped(value.frontend)}:${value.frontendPort}`
+        );
+      })
+      .sort();
     expect(tuples).toEqual([...capture.tuples].map(([key, { flow }]) => `${key} ${text(flow.client)} ${text(flow.frontend)}`).sort());
     expect(alone.nodeMasq).toEqual([]);
     // Every arrival kept for a copy found it.
@@ -838,7 +1024,14 @@ describe('the same decisions and counts by every path', () => {
     expect(zeroCopy.decisions).toEqual(jsReader.decisions);
     expect(zeroCopy.verdicts).toBe(jsReader.verdicts);
     expect(Buffer.compare(zeroCopy.out, jsReader.out)).toBe(0);
-    expect(zeroCopy.conformance).toEqual([reproduced, otherBackend, differ - differMasquerade, learnedTuples, takenTuples, differMasquerade]);
+    expect(zeroCopy.conformance).toEqual([
+      reproduced,
+      otherBackend,
+      differ - differMasquerade,
+      learnedTuples,
+      takenTuples,
+      differMasquerade,
+    ]);
     expect(jsReader.conformance).toEqual(zeroCopy.conformance);
   });
 
@@ -858,7 +1051,7 @@ describe('the same decisions and counts by every path', () => {
     expect(two.conformance.learnedTuples).toBe(learnedTuples);
   });
 
-  it('the capture has replies whose flow\'s client is on another worker than the node\'s masquerade address they are sent to', () => {
+  it("the capture has replies whose flow's client is on another worker than the node's masquerade address they are sent to", () => {
     // README, --workers: a client's worker is its client hash modulo the 64 classes, modulo N; a reply to an
     // address no rule knows would go to that address's worker. These reach their flow's by the node's tuple.
     const worker = (ip: string) => (clientHash(bytesOf(ip)) % 64) % 2;
@@ -878,8 +1071,16 @@ describe('the same decisions and counts by every path', () => {
         batch.add(frame, frame.length, tsSec, tsNsec, linktype);
         batch.run();
         const m = model.process(frame, { wireLen: frame.length, tsSec, tsNsec, linktype });
-        expect([VERDICTS[batch.verdict(0)], REASONS[batch.reason(0)], batch.serviceId(0), batch.backendId(0), (batch.flags(0) & DESC_F_SNAT) !== 0], `frame ${k + 1}`)
-          .toEqual([m.verdict, m.reason, m.serviceId, m.backendId, m.snat]);
+        expect(
+          [
+            VERDICTS[batch.verdict(0)],
+            REASONS[batch.reason(0)],
+            batch.serviceId(0),
+            batch.backendId(0),
+            (batch.flags(0) & DESC_F_SNAT) !== 0,
+          ],
+          `frame ${k + 1}`,
+        ).toEqual([m.verdict, m.reason, m.serviceId, m.backendId, m.snat]);
         expect(Buffer.from(batch.frame(0)).toString('hex'), `frame ${k + 1}`).toBe(Buffer.from(m.out).toString('hex'));
       });
     }
@@ -889,6 +1090,8 @@ describe('the same decisions and counts by every path', () => {
     batch.add(sent, sent.length, T0 + 500, 0, LINKTYPES.ETHERNET, false, 'outbound');
     batch.run();
     expect(REASONS[batch.reason(0)]).toBe('OUTGOING');
-    expect(model.process(sent, { wireLen: sent.length, tsSec: T0 + 500, tsNsec: 0, linktype: LINKTYPES.ETHERNET, direction: 'outbound' }).reason).toBe('OUTGOING');
+    expect(
+      model.process(sent, { wireLen: sent.length, tsSec: T0 + 500, tsNsec: 0, linktype: LINKTYPES.ETHERNET, direction: 'outbound' }).reason,
+    ).toBe('OUTGOING');
   });
 });

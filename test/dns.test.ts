@@ -12,7 +12,6 @@ const RANGES = '10.0.0.0/16,fd00:10:96::/112';
 const state = loadClusterState([fixture], { serviceClusterIPRanges: RANGES.split(',') });
 const zone = clusterZone(state);
 
-
 const recordsOf = (z: ClusterZone, ns: string, name: string) =>
   z.services.find((s) => s.namespace === ns && s.name === name)!.records.map(formatRecord);
 
@@ -113,10 +112,13 @@ describe('resolving a name from a Pod', () => {
     expect(fqdn.tries).toEqual([{ name: 'web.shop.svc.cluster.local.', status: 'NOERROR' }]);
   });
 
-  it('answers SRV for a named port and a headless Service\'s endpoints', () => {
+  it("answers SRV for a named port and a headless Service's endpoints", () => {
     const srv = resolveQuery(zone, '_postgres._tcp.db.shop', { type: 'SRV' });
     expect(srv.status).toBe('NOERROR');
-    expect(srv.answer.map((r) => r.data)).toEqual(['0 50 15432 db-0.db.shop.svc.cluster.local.', '0 50 15432 10-244-2-6.db.shop.svc.cluster.local.']);
+    expect(srv.answer.map((r) => r.data)).toEqual([
+      '0 50 15432 db-0.db.shop.svc.cluster.local.',
+      '0 50 15432 10-244-2-6.db.shop.svc.cluster.local.',
+    ]);
     expect(resolveQuery(zone, 'db-0.db.shop').answer.map((r) => r.data)).toEqual(['10.244.1.5']);
   });
 
@@ -149,7 +151,10 @@ describe('resolving a name from a Pod', () => {
   it('is case-insensitive and follows --domain', () => {
     expect(resolveQuery(zone, 'WEB.Shop').status).toBe('NOERROR');
     const other = clusterZone(state, { domain: 'example.internal.' });
-    expect(resolveQuery(other, 'web', { fromNamespace: 'shop' }).tries[0]).toEqual({ name: 'web.shop.svc.example.internal.', status: 'NOERROR' });
+    expect(resolveQuery(other, 'web', { fromNamespace: 'shop' }).tries[0]).toEqual({
+      name: 'web.shop.svc.example.internal.',
+      status: 'NOERROR',
+    });
   });
 });
 
@@ -163,7 +168,9 @@ describe('svcpath dns', () => {
     expect(lines).toContain('dns-version.cluster.local.\t5\tIN\tTXT\t"1.1.0"');
     expect(lines).toContain('; headless Service shop/db');
     expect(lines).toContain('kubernetes.default.svc.cluster.local.\t5\tIN\tA\t10.0.0.1');
-    expect(lines).toContain('_https._tcp.kubernetes.default.svc.cluster.local.\t5\tIN\tSRV\t0 100 443 kubernetes.default.svc.cluster.local.');
+    expect(lines).toContain(
+      '_https._tcp.kubernetes.default.svc.cluster.local.\t5\tIN\tSRV\t0 100 443 kubernetes.default.svc.cluster.local.',
+    );
     expect(lines).toContain('payments.shop.svc.cluster.local.\t5\tIN\tCNAME\tpayments.example.com.');
     expect(lines.filter((l) => !l.startsWith(';') && l !== '').every((l) => /^\S+\.\t5\tIN\t[A-Z]+\t\S/.test(l))).toBe(true);
   });

@@ -18,13 +18,23 @@ import { buildSample, SAMPLE_CLUSTER, SAMPLE_NODE, SAMPLE_SEED, type SamplePacke
 import { readWithPcapParser } from './pcap-parser.js';
 import { cli } from './helpers.js';
 
-interface VerdictLine { n: number; verdict: string; reason: string; service: string | null; backend: string | null; snat: boolean }
+interface VerdictLine {
+  n: number;
+  verdict: string;
+  reason: string;
+  service: string | null;
+  backend: string | null;
+  snat: boolean;
+}
 
 const GOLDEN = join(PROJECT_ROOT, 'test', 'golden');
 const tmp = mkdtempSync(join(tmpdir(), 'svcpath-e2e-'));
 
-
-const readLines = (path: string): VerdictLine[] => readFileSync(path, 'utf8').trim().split('\n').map((l) => JSON.parse(l));
+const readLines = (path: string): VerdictLine[] =>
+  readFileSync(path, 'utf8')
+    .trim()
+    .split('\n')
+    .map((l) => JSON.parse(l));
 
 describe('the bundled sample', () => {
   let sample: SamplePacket[];
@@ -33,8 +43,18 @@ describe('the bundled sample', () => {
     process.chdir(PROJECT_ROOT);
     sample = buildSample();
     run = await cli([
-      'replay', 'traces/samples/sample.pcap', '--cluster', 'traces/samples/cluster.yaml', '--node', 'node-a',
-      '--out', join(tmp, 'out.pcap'), '--verdicts', join(tmp, 'verdicts.jsonl'), '--summary', join(tmp, 'summary.json'),
+      'replay',
+      'traces/samples/sample.pcap',
+      '--cluster',
+      'traces/samples/cluster.yaml',
+      '--node',
+      'node-a',
+      '--out',
+      join(tmp, 'out.pcap'),
+      '--verdicts',
+      join(tmp, 'verdicts.jsonl'),
+      '--summary',
+      join(tmp, 'summary.json'),
     ]);
   });
   afterEach(() => vi.restoreAllMocks());
@@ -44,7 +64,11 @@ describe('the bundled sample', () => {
     let i = 0;
     for (const rec of reader.records()) {
       const p = sample[i++];
-      expect([rec.tsSec, rec.tsNsec, rec.origlen], `record ${rec.n}`).toEqual([p.tsSec, Math.floor(p.tsNsec / 1000) * 1000, p.origlen ?? p.data.length]);
+      expect([rec.tsSec, rec.tsNsec, rec.origlen], `record ${rec.n}`).toEqual([
+        p.tsSec,
+        Math.floor(p.tsNsec / 1000) * 1000,
+        p.origlen ?? p.data.length,
+      ]);
       expect(rec.data).toEqual(p.data);
     }
     expect(i).toBe(sample.length);
@@ -65,7 +89,11 @@ describe('the bundled sample', () => {
 
   it('decides every packet as the generator meant it', () => {
     const state = loadClusterState([SAMPLE_CLUSTER]);
-    const compiled = compile(state, resolveServices(state).services, { node: SAMPLE_NODE, seed: SAMPLE_SEED, maglevTableSize: DEFAULT_MAGLEV_TABLE_SIZE });
+    const compiled = compile(state, resolveServices(state).services, {
+      node: SAMPLE_NODE,
+      seed: SAMPLE_SEED,
+      maglevTableSize: DEFAULT_MAGLEV_TABLE_SIZE,
+    });
     const choose = maglevChooser(compiled, SAMPLE_SEED);
     const verdicts = readLines(join(tmp, 'verdicts.jsonl'));
     expect(verdicts.length).toBe(sample.length);
@@ -118,19 +146,39 @@ describe('CLI errors name what is wrong and keep what was done', () => {
     const whole = readFileSync(join(PROJECT_ROOT, 'traces', 'samples', 'sample.pcap'));
     const cut = join(tmp, 'cut.pcap');
     writeFileSync(cut, whole.subarray(0, whole.length - 30));
-    const r = await cli(['replay', cut, '--cluster', SAMPLE_CLUSTER, '--node', 'node-a', '--verdicts', join(tmp, 'cut.jsonl'), '--summary', join(tmp, 'cut.json')]);
+    const r = await cli([
+      'replay',
+      cut,
+      '--cluster',
+      SAMPLE_CLUSTER,
+      '--node',
+      'node-a',
+      '--verdicts',
+      join(tmp, 'cut.jsonl'),
+      '--summary',
+      join(tmp, 'cut.json'),
+    ]);
     const last = buildSample().length;
     expect(r.code).toBe(1);
     expect(r.stderr).toMatch(new RegExp(`cut\\.pcap: record ${last} \\(offset \\d+\\): truncated`));
     expect(readLines(join(tmp, 'cut.jsonl')).length).toBe(last - 1);
-    expect(JSON.parse(readFileSync(join(tmp, 'cut.json'), 'utf8'))).toMatchObject({ packets: last - 1, complete: false, stoppedAt: { record: last } });
+    expect(JSON.parse(readFileSync(join(tmp, 'cut.json'), 'utf8'))).toMatchObject({
+      packets: last - 1,
+      complete: false,
+      stoppedAt: { record: last },
+    });
     expect(r.stdout).toContain(`STOPPED at record ${last}`);
   });
 
   it('a frame past 2106 cannot go into a classic pcap --out, but into pcapng it can', async () => {
     const late = join(tmp, 'late.pcapng');
     const w = createPcapngWriter(late, { interfaces: [{ linktype: 1 }] });
-    const syn = buildFrame({ srcMac: '02:00:00:00:00:01', dstMac: '02:00:00:00:00:02', ipv4: { src: '10.244.0.5', dst: '10.96.0.10' }, l4: { kind: 'tcp', sport: 1000, dport: 80, flags: ['SYN'] } });
+    const syn = buildFrame({
+      srcMac: '02:00:00:00:00:01',
+      dstMac: '02:00:00:00:00:02',
+      ipv4: { src: '10.244.0.5', dst: '10.96.0.10' },
+      l4: { kind: 'tcp', sport: 1000, dport: 80, flags: ['SYN'] },
+    });
     w.write(0, 2 ** 32 - 1, 0, syn);
     w.write(0, 2 ** 32 + 5, 0, syn);
     w.close();
@@ -152,15 +200,45 @@ describe('CLI errors name what is wrong and keep what was done', () => {
     [['replay', 'traces/samples/sample.pcap', '--cluster', SAMPLE_CLUSTER, '--node', 'node-z'], /--node: no Node named "node-z"/],
     [['replay', 'traces/samples/sample.pcap', '--cluster', 'nope.yaml'], /nope\.yaml/],
     [['replay', 'traces/samples/sample.pcap', '--cluster', SAMPLE_CLUSTER, '--seed', '-1'], /--seed/],
-    [['replay', 'traces/samples/sample.pcap', '--cluster', SAMPLE_CLUSTER, '--maglev-table-size', '1000'], /--maglev-table-size: 1000 is not prime/],
-    [['replay', 'traces/samples/sample.pcap', '--cluster', SAMPLE_CLUSTER, '--service-cluster-ip-range', '10.0.0.0/33'], /--service-cluster-ip-range: "10\.0\.0\.0\/33" is not a CIDR/],
-    [['replay', 'traces/samples/sample.pcap', '--cluster', SAMPLE_CLUSTER, '--service-node-port-range', '30000'], /--service-node-port-range/],
+    [
+      ['replay', 'traces/samples/sample.pcap', '--cluster', SAMPLE_CLUSTER, '--maglev-table-size', '1000'],
+      /--maglev-table-size: 1000 is not prime/,
+    ],
+    [
+      ['replay', 'traces/samples/sample.pcap', '--cluster', SAMPLE_CLUSTER, '--service-cluster-ip-range', '10.0.0.0/33'],
+      /--service-cluster-ip-range: "10\.0\.0\.0\/33" is not a CIDR/,
+    ],
+    [
+      ['replay', 'traces/samples/sample.pcap', '--cluster', SAMPLE_CLUSTER, '--service-node-port-range', '30000'],
+      /--service-node-port-range/,
+    ],
     [['replay', 'traces/samples/sample.pcap', '--bogus'], /bogus/],
     [['frobnicate'], /unknown command "frobnicate"/],
-    [['replay', 'traces/samples/sample.pcap', '--cluster', SAMPLE_CLUSTER, '--node', 'node-a', '--snat-port-range', '2000-1000'], /--snat-port-range: 2000-1000 is empty/],
-    [['replay', 'traces/samples/sample.pcap', '--cluster', SAMPLE_CLUSTER, '--node', 'node-a', '--masquerade-address', '10.0.0'], /--masquerade-address: "10\.0\.0" is not an IP address/],
-    [['replay', 'traces/samples/sample.pcap', '--cluster', SAMPLE_CLUSTER, '--node', 'node-a', '--nodeport-addresses', 'eth0'], /--nodeport-addresses: "eth0" is neither a CIDR nor "primary"/],
-    [['replay', 'traces/samples/sample.pcap', '--cluster', SAMPLE_CLUSTER, '--node', 'node-a', '--cluster-cidr', '10.244.0.0/16,10.245.0.0/16'], /--cluster-cidr: more than one IPv4 CIDR/],
+    [
+      ['replay', 'traces/samples/sample.pcap', '--cluster', SAMPLE_CLUSTER, '--node', 'node-a', '--snat-port-range', '2000-1000'],
+      /--snat-port-range: 2000-1000 is empty/,
+    ],
+    [
+      ['replay', 'traces/samples/sample.pcap', '--cluster', SAMPLE_CLUSTER, '--node', 'node-a', '--masquerade-address', '10.0.0'],
+      /--masquerade-address: "10\.0\.0" is not an IP address/,
+    ],
+    [
+      ['replay', 'traces/samples/sample.pcap', '--cluster', SAMPLE_CLUSTER, '--node', 'node-a', '--nodeport-addresses', 'eth0'],
+      /--nodeport-addresses: "eth0" is neither a CIDR nor "primary"/,
+    ],
+    [
+      [
+        'replay',
+        'traces/samples/sample.pcap',
+        '--cluster',
+        SAMPLE_CLUSTER,
+        '--node',
+        'node-a',
+        '--cluster-cidr',
+        '10.244.0.0/16,10.245.0.0/16',
+      ],
+      /--cluster-cidr: more than one IPv4 CIDR/,
+    ],
     [['services'], /--cluster is required/],
   ])('%j', async (args, message) => {
     const r = await cli(args as string[]);
@@ -170,8 +248,18 @@ describe('CLI errors name what is wrong and keep what was done', () => {
     expect(r.stderr).not.toMatch(/\n\s+at /);
   });
 
-  it('flags reach the datapath: --masquerade-all masquerades the pods\' cluster-IP flows', async () => {
-    const r = await cli(['replay', 'traces/samples/sample.pcap', '--cluster', SAMPLE_CLUSTER, '--node', 'node-a', '--masquerade-all', '--verdicts', join(tmp, 'masq.jsonl')]);
+  it("flags reach the datapath: --masquerade-all masquerades the pods' cluster-IP flows", async () => {
+    const r = await cli([
+      'replay',
+      'traces/samples/sample.pcap',
+      '--cluster',
+      SAMPLE_CLUSTER,
+      '--node',
+      'node-a',
+      '--masquerade-all',
+      '--verdicts',
+      join(tmp, 'masq.jsonl'),
+    ]);
     expect(r.code).toBe(0);
     const service = readLines(join(tmp, 'masq.jsonl')).filter((v) => v.reason === 'SERVICE');
     expect(service.length).toBeGreaterThan(100);
@@ -192,9 +280,15 @@ describe('CLI errors name what is wrong and keep what was done', () => {
     const text = await cli(['maps', '--cluster', SAMPLE_CLUSTER, '--node', 'node-a']);
     expect(text.code).toBe(0);
     expect(text.stdout).toMatch(/^lb4_services: hash {2}key 8B {2}value 24B/m);
-    expect(text.stdout).toMatch(/key: address 10\.96\.0\.10 {2}port 80 {2}proto 6 {2}scope 0\n {4}value: serviceId \d+ {2}backendCount 2 .*flags CLUSTER_IP/);
+    expect(text.stdout).toMatch(
+      /key: address 10\.96\.0\.10 {2}port 80 {2}proto 6 {2}scope 0\n {4}value: serviceId \d+ {2}backendCount 2 .*flags CLUSTER_IP/,
+    );
     const json = await cli(['maps', '--cluster', SAMPLE_CLUSTER, '--node', 'node-a', '--json']);
-    const dumps = JSON.parse(json.stdout) as Array<{ name: string; inUse: number; entries: Array<{ key: Record<string, unknown>; value: Record<string, number> }> }>;
+    const dumps = JSON.parse(json.stdout) as Array<{
+      name: string;
+      inUse: number;
+      entries: Array<{ key: Record<string, unknown>; value: Record<string, number> }>;
+    }>;
     const maglev = dumps.find((d) => d.name === 'lb_maglev')!;
     for (const { value } of maglev.entries) {
       const { slots, ...perBackend } = value;
@@ -204,16 +298,31 @@ describe('CLI errors name what is wrong and keep what was done', () => {
     expect(dumps.map((d) => d.name)).toContain('frag4');
   });
 
-  it('svcpath diff: removing one of three backends moves about a third of that Service\'s flows, and only those', async () => {
+  it("svcpath diff: removing one of three backends moves about a third of that Service's flows, and only those", async () => {
     const after = join(tmp, 'after.yaml');
     const yaml = readFileSync(SAMPLE_CLUSTER, 'utf8');
     // shop/api lists 10.244.1.41 in both of its slices: take it out of both.
     const removed = yaml.replace(/  - addresses: \[10\.244\.1\.41\]\n    nodeName: node-b\n/g, '');
     expect(removed).not.toBe(yaml);
     writeFileSync(after, removed);
-    const r = await cli(['diff', 'traces/samples/sample.pcap', '--cluster', SAMPLE_CLUSTER, '--against', after, '--node', 'node-a', '--json']);
+    const r = await cli([
+      'diff',
+      'traces/samples/sample.pcap',
+      '--cluster',
+      SAMPLE_CLUSTER,
+      '--against',
+      after,
+      '--node',
+      'node-a',
+      '--json',
+    ]);
     expect(r.code).toBe(0);
-    const report = JSON.parse(r.stdout) as { flows: number; changed: number; services: Array<{ service: string; flows: number; changed: number }>; changes: Array<{ service: string; before: string; after: string }> };
+    const report = JSON.parse(r.stdout) as {
+      flows: number;
+      changed: number;
+      services: Array<{ service: string; flows: number; changed: number }>;
+      changes: Array<{ service: string; before: string; after: string }>;
+    };
     const api = report.services.find((s) => s.service === 'shop/api:https')!;
     expect(api.changed / api.flows).toBeGreaterThan(0.2);
     expect(api.changed / api.flows).toBeLessThan(0.5);
@@ -242,7 +351,8 @@ describe('CLI errors name what is wrong and keep what was done', () => {
       w.close();
       return path;
     };
-    const diff = async (capture: string) => JSON.parse((await cli(['diff', capture, '--cluster', SAMPLE_CLUSTER, '--against', after, '--node', 'node-a', '--json'])).stdout);
+    const diff = async (capture: string) =>
+      JSON.parse((await cli(['diff', capture, '--cluster', SAMPLE_CLUSTER, '--against', after, '--node', 'node-a', '--json'])).stdout);
     const [want, got] = [await diff(framed(LINKTYPES.ETHERNET)), await diff(framed(LINKTYPES.RAW))];
     expect(want.changed).toBeGreaterThan(0);
     expect({ ...got, trace: '' }).toEqual({ ...want, trace: '' });

@@ -7,9 +7,7 @@ import { join } from 'node:path';
 import { afterAll, beforeAll, describe, expect, it, vi } from 'vitest';
 import { stringify } from 'yaml';
 import { loadClusterState, resolveServices } from '../control/cluster/index.js';
-import {
-  deriveEndpointSlices, endpointSlicesFor, legacyEndpointsFor,
-} from '../control/cluster/endpointslice-controller.js';
+import { deriveEndpointSlices, endpointSlicesFor, legacyEndpointsFor } from '../control/cluster/endpointslice-controller.js';
 import { InputError } from '../control/common/errors.js';
 import { main } from '../control/cli/main.js';
 import type { Pod, Service } from '../control/cluster/state.js';
@@ -27,9 +25,16 @@ function writeManifest(docs: object[]): string {
 
 function pod(name: string, ip: string | string[], extra: Partial<Pod> = {}): Pod {
   return {
-    origin: { file: 'test', object: `Pod default/${name}` }, namespace: 'default', name, labels: { app: 'web' },
-    podIPs: Array.isArray(ip) ? ip : [ip], nodeName: 'node-a', ready: true, terminating: false,
-    containerPorts: [{ name: 'http-web-svc', containerPort: 80, protocol: 'TCP' }], ...extra,
+    origin: { file: 'test', object: `Pod default/${name}` },
+    namespace: 'default',
+    name,
+    labels: { app: 'web' },
+    podIPs: Array.isArray(ip) ? ip : [ip],
+    nodeName: 'node-a',
+    ready: true,
+    terminating: false,
+    containerPorts: [{ name: 'http-web-svc', containerPort: 80, protocol: 'TCP' }],
+    ...extra,
   };
 }
 
@@ -44,8 +49,14 @@ describe('the EndpointSlice controller', () => {
     expect(new Set(slices.map((s) => s.name)).size).toBe(3);
     for (const s of slices) {
       expect(s.name).toMatch(/^web-[bcdfghjklmnpqrstvwxz2456789]{5}$/);
-      expect(s).toMatchObject({ serviceName: 'web', namespace: 'default', addressType: 'IPv4', derived: true,
-        managedBy: 'endpointslice-controller.k8s.io', ports: [{ name: '', protocol: 'TCP', port: 80 }] });
+      expect(s).toMatchObject({
+        serviceName: 'web',
+        namespace: 'default',
+        addressType: 'IPv4',
+        derived: true,
+        managedBy: 'endpointslice-controller.k8s.io',
+        ports: [{ name: '', protocol: 'TCP', port: 80 }],
+      });
     }
     // Deterministic: the same input, the same names.
     expect(endpointSlicesFor(web(), pods).map((s) => s.name)).toEqual(slices.map((s) => s.name));
@@ -67,8 +78,12 @@ describe('the EndpointSlice controller', () => {
       pod('i-other-labels', '10.244.1.9', { labels: { app: 'web', tier: 'x' } }),
       pod('j-wrong-label', '10.244.1.10', { labels: { app: 'api' } }),
     ];
-    const conditions = (svc: Service) => Object.fromEntries(endpointSlicesFor(svc, pods)
-      .flatMap((s) => s.endpoints).map((e) => [e.addresses[0], { ...e.conditions, node: e.nodeName }]));
+    const conditions = (svc: Service) =>
+      Object.fromEntries(
+        endpointSlicesFor(svc, pods)
+          .flatMap((s) => s.endpoints)
+          .map((e) => [e.addresses[0], { ...e.conditions, node: e.nodeName }]),
+      );
     expect(conditions(web())).toEqual({
       '10.244.1.1': { ready: true, serving: true, terminating: false, node: 'node-a' },
       '10.244.1.2': { ready: false, serving: false, terminating: false, node: 'node-b' },
@@ -102,8 +117,11 @@ describe('the EndpointSlice controller', () => {
     ]);
     const [resolved] = resolveServices({ services: [web()], endpointSlices: slices, nodes: [], notes: [] }).services;
     expect(resolved.endpointsFrom).toBe('Pods');
-    expect(resolved.ports[0].endpoints.map((e) => `${e.ip}:${e.port}`).sort())
-      .toEqual(['10.244.1.1:80', '10.244.1.2:80', '10.244.2.1:8080']);
+    expect(resolved.ports[0].endpoints.map((e) => `${e.ip}:${e.port}`).sort()).toEqual([
+      '10.244.1.1:80',
+      '10.244.1.2:80',
+      '10.244.2.1:8080',
+    ]);
   });
 
   it('makes one slice per IP family of a dual-stack Service, and a placeholder for a Service without endpoints', () => {
@@ -117,10 +135,14 @@ describe('the EndpointSlice controller', () => {
     expect(placeholder).toHaveLength(1);
     expect(placeholder[0]).toMatchObject({ addressType: 'IPv4', endpoints: [], ports: [] });
     // A placeholder per family without endpoints: the controller reconciles each family apart.
-    expect(endpointSlicesFor(dual, [pod('b', ['10.244.1.2'])]).map((s) => [s.addressType, s.endpoints.length, s.ports.length]))
-      .toEqual([['IPv4', 1, 1], ['IPv6', 0, 0]]);
+    expect(endpointSlicesFor(dual, [pod('b', ['10.244.1.2'])]).map((s) => [s.addressType, s.endpoints.length, s.ports.length])).toEqual([
+      ['IPv4', 1, 1],
+      ['IPv6', 0, 0],
+    ]);
     // Services without a selector, and ExternalName Services, are not the controller's.
-    expect(deriveEndpointSlices([web({ selector: undefined }), web({ type: 'ExternalName', clusterIPs: [] })], [pod('a', '10.244.1.1')])).toEqual([]);
+    expect(
+      deriveEndpointSlices([web({ selector: undefined }), web({ type: 'ExternalName', clusterIPs: [] })], [pod('a', '10.244.1.1')]),
+    ).toEqual([]);
   });
 
   it('leaves out Pods on Nodes that do not exist, unless publishNotReadyAddresses; names each Pod in targetRef', () => {
@@ -135,34 +157,57 @@ describe('the EndpointSlice controller', () => {
 
   it('makes the legacy Endpoints: not-ready addresses apart, terminating Pods left out, 1000 addresses at most', () => {
     const pods = [
-      pod('a', '10.244.1.1'), pod('b', '10.244.1.2', { ready: false }), pod('c', '10.244.1.3', { terminating: true }),
+      pod('a', '10.244.1.1'),
+      pod('b', '10.244.1.2', { ready: false }),
+      pod('c', '10.244.1.3', { terminating: true }),
       pod('d', '10.244.1.4', { containerPorts: [{ name: 'http-web-svc', containerPort: 8080, protocol: 'TCP' }] }),
     ];
     const { endpoints, truncated } = legacyEndpointsFor(web(), pods)!;
     expect(truncated).toBe(0);
-    expect(endpoints.subsets.map((s) => [s.addresses.map((a) => a.ip), s.notReadyAddresses.map((a) => a.ip), s.ports.map((p) => p.port)]))
-      .toEqual([[['10.244.1.1'], ['10.244.1.2'], [80]], [['10.244.1.4'], [], [8080]]]);
+    expect(
+      endpoints.subsets.map((s) => [s.addresses.map((a) => a.ip), s.notReadyAddresses.map((a) => a.ip), s.ports.map((p) => p.port)]),
+    ).toEqual([
+      [['10.244.1.1'], ['10.244.1.2'], [80]],
+      [['10.244.1.4'], [], [8080]],
+    ]);
     const published = legacyEndpointsFor(web({ publishNotReadyAddresses: true }), pods)!.endpoints;
     expect(published.subsets[0].addresses.map((a) => a.ip)).toEqual(['10.244.1.1', '10.244.1.2', '10.244.1.3']);
 
-    const many = Array.from({ length: 1200 }, (_, i) => pod(`p${String(i).padStart(4, '0')}`, `10.244.${i >> 7}.${(i & 127) + 1}`, { ready: i >= 300 }));
+    const many = Array.from({ length: 1200 }, (_, i) =>
+      pod(`p${String(i).padStart(4, '0')}`, `10.244.${i >> 7}.${(i & 127) + 1}`, { ready: i >= 300 }),
+    );
     const big = legacyEndpointsFor(web(), many)!;
     expect(big.truncated).toBe(200);
     expect(big.endpoints.subsets[0].addresses).toHaveLength(900);
     expect(big.endpoints.subsets[0].notReadyAddresses).toHaveLength(100);
     // Too many ready ones: each subset keeps its share of 1000, rounded up, and no not-ready ones.
-    const split = legacyEndpointsFor(web(), many.map((p, i) => ({ ...p, ready: true,
-      containerPorts: [{ name: 'http-web-svc', containerPort: i < 300 ? 80 : 8080, protocol: 'TCP' as const }] })))!;
+    const split = legacyEndpointsFor(
+      web(),
+      many.map((p, i) => ({
+        ...p,
+        ready: true,
+        containerPorts: [{ name: 'http-web-svc', containerPort: i < 300 ? 80 : 8080, protocol: 'TCP' as const }],
+      })),
+    )!;
     expect(split.truncated).toBe(200);
-    expect(split.endpoints.subsets.map((s) => [s.ports[0].port, s.addresses.length, s.notReadyAddresses.length]))
-      .toEqual([[80, 250, 0], [8080, 750, 0]]);
+    expect(split.endpoints.subsets.map((s) => [s.ports[0].port, s.addresses.length, s.notReadyAddresses.length])).toEqual([
+      [80, 250, 0],
+      [8080, 750, 0],
+    ]);
   });
 });
 
 describe('Pods in manifests', () => {
-  const svcDoc = { apiVersion: 'v1', kind: 'Service', metadata: { name: 'web' }, spec: { selector: { app: 'web' }, ports: [{ port: 80, targetPort: 'http-web-svc' }] } };
+  const svcDoc = {
+    apiVersion: 'v1',
+    kind: 'Service',
+    metadata: { name: 'web' },
+    spec: { selector: { app: 'web' }, ports: [{ port: 80, targetPort: 'http-web-svc' }] },
+  };
   const podDoc = (name: string, extra: Record<string, unknown> = {}) => ({
-    apiVersion: 'v1', kind: 'Pod', metadata: { name, labels: { app: 'web' } },
+    apiVersion: 'v1',
+    kind: 'Pod',
+    metadata: { name, labels: { app: 'web' } },
     spec: { nodeName: 'node-a', containers: [{ name: 'c', ports: [{ name: 'http-web-svc', containerPort: 80 }] }] },
     status: { phase: 'Running', podIP: '10.244.1.1', podIPs: [{ ip: '10.244.1.1' }], conditions: [{ type: 'Ready', status: 'True' }] },
     ...extra,
@@ -181,18 +226,24 @@ describe('Pods in manifests', () => {
 
   it('rejects malformed Pods naming the file, the Pod and the field', () => {
     const status = podDoc('x').status;
-    expect(loadError([podDoc('x', { status: { ...status, podIP: '10.244.1.300', podIPs: undefined } })]))
-      .toBe('Pod default/x: status.podIP: "10.244.1.300" is not a valid IP address');
-    expect(loadError([podDoc('x', { status: { ...status, podIP: '10.244.1.2' } })]))
-      .toMatch(/^Pod default\/x: status.podIP: "10.244.1.2" must equal status.podIPs\[0\].ip/);
-    expect(loadError([podDoc('x', { spec: { containers: [{ name: 'c', ports: [{ containerPort: 70000 }] }] } })]))
-      .toBe('Pod default/x: spec.containers[0].ports[0].containerPort: 70000 is out of range 1..65535');
-    expect(loadError([podDoc('x', { status: { ...status, conditions: [{ type: 'Ready', status: 'yes' }] } })]))
-      .toBe('Pod default/x: status.conditions[0].status: "yes" is not one of True, False, Unknown');
-    expect(loadError([podDoc('x', { metadata: { name: 'x', labels: ['app'] } })]))
-      .toBe('Pod default/x: metadata.labels: must be a mapping, got a list');
-    expect(loadError([podDoc('x', { status: { ...status, phase: 'Sleeping' } })]))
-      .toMatch(/^Pod default\/x: status.phase: "Sleeping" is not one of Pending, Running/);
+    expect(loadError([podDoc('x', { status: { ...status, podIP: '10.244.1.300', podIPs: undefined } })])).toBe(
+      'Pod default/x: status.podIP: "10.244.1.300" is not a valid IP address',
+    );
+    expect(loadError([podDoc('x', { status: { ...status, podIP: '10.244.1.2' } })])).toMatch(
+      /^Pod default\/x: status.podIP: "10.244.1.2" must equal status.podIPs\[0\].ip/,
+    );
+    expect(loadError([podDoc('x', { spec: { containers: [{ name: 'c', ports: [{ containerPort: 70000 }] }] } })])).toBe(
+      'Pod default/x: spec.containers[0].ports[0].containerPort: 70000 is out of range 1..65535',
+    );
+    expect(loadError([podDoc('x', { status: { ...status, conditions: [{ type: 'Ready', status: 'yes' }] } })])).toBe(
+      'Pod default/x: status.conditions[0].status: "yes" is not one of True, False, Unknown',
+    );
+    expect(loadError([podDoc('x', { metadata: { name: 'x', labels: ['app'] } })])).toBe(
+      'Pod default/x: metadata.labels: must be a mapping, got a list',
+    );
+    expect(loadError([podDoc('x', { status: { ...status, phase: 'Sleeping' } })])).toMatch(
+      /^Pod default\/x: status.phase: "Sleeping" is not one of Pending, Running/,
+    );
     expect(loadError([podDoc('x'), podDoc('x')])).toMatch(/^Pod default\/x: defined twice/);
   });
 
@@ -203,20 +254,33 @@ describe('Pods in manifests', () => {
       const file = writeManifest(docs);
       return (loadClusterState([file]).warnings ?? []).map((w) => w.replace(`${file}: `, ''));
     };
-    expect(warnings([podDoc('x', { spec: { containers: [{ name: 'c', ports: [{ name: 'HTTP', containerPort: 80 }] }] } })]))
-      .toEqual([expect.stringMatching(/^Pod default\/x: spec.containers\[0\].ports\[0\].name: "HTTP" is neither a port number nor a port name .*; svcpath uses it as it is$/)]);
-    expect(warnings([podDoc('x', { spec: { ...spec, nodeName: 'Node_A' } })]))
-      .toEqual([expect.stringMatching(/^Pod default\/x: spec.nodeName: "Node_A" is not a DNS-1123 subdomain.*; svcpath uses it as it is$/)]);
-    expect(warnings([{ ...svcDoc, spec: { ...svcDoc.spec, clusterIP: '10.96.0.1' } }, podDoc('x', { status: { ...status, podIP: '10.96.0.1', podIPs: undefined } })]))
-      .toEqual(['Pod default/x: status.podIPs[0].ip: 10.96.0.1 is the cluster IP of Service default/web; '
-        + 'an endpoint must not be a Service\'s cluster IP; the datapath sends to it all the same, and the packet comes back to that Service']);
-    expect(warnings([podDoc('x', { status: { ...status, podIP: '169.254.0.9', podIPs: [{ ip: '169.254.0.9' }] } })]))
-      .toEqual(['Pod default/x: status.podIPs[0].ip: 169.254.0.9 is a link-local address, which cannot be used here; the datapath sends to it all the same']);
+    expect(warnings([podDoc('x', { spec: { containers: [{ name: 'c', ports: [{ name: 'HTTP', containerPort: 80 }] }] } })])).toEqual([
+      expect.stringMatching(
+        /^Pod default\/x: spec.containers\[0\].ports\[0\].name: "HTTP" is neither a port number nor a port name .*; svcpath uses it as it is$/,
+      ),
+    ]);
+    expect(warnings([podDoc('x', { spec: { ...spec, nodeName: 'Node_A' } })])).toEqual([
+      expect.stringMatching(/^Pod default\/x: spec.nodeName: "Node_A" is not a DNS-1123 subdomain.*; svcpath uses it as it is$/),
+    ]);
+    expect(
+      warnings([
+        { ...svcDoc, spec: { ...svcDoc.spec, clusterIP: '10.96.0.1' } },
+        podDoc('x', { status: { ...status, podIP: '10.96.0.1', podIPs: undefined } }),
+      ]),
+    ).toEqual([
+      'Pod default/x: status.podIPs[0].ip: 10.96.0.1 is the cluster IP of Service default/web; ' +
+        "an endpoint must not be a Service's cluster IP; the datapath sends to it all the same, and the packet comes back to that Service",
+    ]);
+    expect(warnings([podDoc('x', { status: { ...status, podIP: '169.254.0.9', podIPs: [{ ip: '169.254.0.9' }] } })])).toEqual([
+      'Pod default/x: status.podIPs[0].ip: 169.254.0.9 is a link-local address, which cannot be used here; the datapath sends to it all the same',
+    ]);
   });
 
   it('derives slices for Services without given ones, and lets given slices win but take node and unset conditions from Pods', () => {
     const given = {
-      apiVersion: 'discovery.k8s.io/v1', kind: 'EndpointSlice', addressType: 'IPv4',
+      apiVersion: 'discovery.k8s.io/v1',
+      kind: 'EndpointSlice',
+      addressType: 'IPv4',
       metadata: { name: 'api-1', labels: { 'kubernetes.io/service-name': 'api' } },
       ports: [{ port: 8080 }],
       endpoints: [{ addresses: ['10.244.1.1'] }, { addresses: ['10.244.1.2'], nodeName: 'node-c', conditions: { ready: true } }],
@@ -240,28 +304,35 @@ describe('Pods in manifests', () => {
       // ready was given; serving and terminating were not, so they are the Pod's.
       ['10.244.1.2', 'node-c', { ready: true, serving: false, terminating: true }],
     ]);
-    expect(state.notes).toContain(`${state.services[0].origin.file}: Service default/web: 1 EndpointSlice derived from its Pods (2 endpoints)`);
+    expect(state.notes).toContain(
+      `${state.services[0].origin.file}: Service default/web: 1 EndpointSlice derived from its Pods (2 endpoints)`,
+    );
   });
 
   it('notes the Pods it leaves out for being on a Node the state does not have, grouped per Service and node', () => {
     const nodeB = { apiVersion: 'v1', kind: 'Node', metadata: { name: 'node-b' } };
-    const onNode = (name: string, node: string, ip: string) => podDoc(name, {
-      spec: { ...podDoc(name).spec, nodeName: node },
-      status: { ...podDoc(name).status, podIP: ip, podIPs: [{ ip }] },
-    });
+    const onNode = (name: string, node: string, ip: string) =>
+      podDoc(name, {
+        spec: { ...podDoc(name).spec, nodeName: node },
+        status: { ...podDoc(name).status, podIP: ip, podIPs: [{ ip }] },
+      });
     const gone = 'ip-10-0-3-7.ec2.internal';
     const pods = [
-      onNode('web-5', gone, '10.244.3.5'), onNode('web-1', gone, '10.244.3.1'), onNode('web-3', gone, '10.244.3.3'),
-      onNode('web-2', gone, '10.244.3.2'), onNode('web-4', gone, '10.244.3.4'),
-      onNode('web-a', 'node-a', '10.244.1.1'), onNode('web-b', 'node-b', '10.244.2.1'),
+      onNode('web-5', gone, '10.244.3.5'),
+      onNode('web-1', gone, '10.244.3.1'),
+      onNode('web-3', gone, '10.244.3.3'),
+      onNode('web-2', gone, '10.244.3.2'),
+      onNode('web-4', gone, '10.244.3.4'),
+      onNode('web-a', 'node-a', '10.244.1.1'),
+      onNode('web-b', 'node-b', '10.244.2.1'),
     ];
     const file = writeManifest([svcDoc, nodeB, ...pods]);
     const state = loadClusterState([file]);
     expect(resolveServices(state).services[0].ports[0].endpoints.map((e) => e.ip)).toEqual(['10.244.2.1']);
     const skipped = '(the EndpointSlice controller skips such Pods unless publishNotReadyAddresses)';
     expect(state.notes.filter((n) => n.includes('not made endpoints'))).toEqual([
-      `${file}: Service default/web: 5 Pods not made endpoints: their node "${gone}" is not among the Nodes ${skipped}: `
-        + 'default/web-1, default/web-2, default/web-3 and 2 more',
+      `${file}: Service default/web: 5 Pods not made endpoints: their node "${gone}" is not among the Nodes ${skipped}: ` +
+        'default/web-1, default/web-2, default/web-3 and 2 more',
       `${file}: Service default/web: 1 Pod not made endpoints: its node "node-a" is not among the Nodes ${skipped}: default/web-a`,
     ]);
   });
@@ -278,21 +349,42 @@ describe('Pods in manifests', () => {
 // The same cluster twice: as Services and Pods, and as Services and the EndpointSlices the controller would
 // make (written out by hand here), replayed on node-a; every verdict line must be the same.
 describe('a cluster given as Pods replays as the same cluster given as EndpointSlices', () => {
-  const node = (name: string, ip: string) => ({ apiVersion: 'v1', kind: 'Node', metadata: { name }, status: { addresses: [{ type: 'InternalIP', address: ip }] } });
+  const node = (name: string, ip: string) => ({
+    apiVersion: 'v1',
+    kind: 'Node',
+    metadata: { name },
+    status: { addresses: [{ type: 'InternalIP', address: ip }] },
+  });
   const proxy = { apiVersion: 'kubeproxy.config.k8s.io/v1alpha1', kind: 'KubeProxyConfiguration', clusterCIDR: '10.244.0.0/16' };
-  const service = (name: string, clusterIP: string, spec: Record<string, unknown>) =>
-    ({ apiVersion: 'v1', kind: 'Service', metadata: { name }, spec: { clusterIP, selector: { app: name }, ...spec } });
+  const service = (name: string, clusterIP: string, spec: Record<string, unknown>) => ({
+    apiVersion: 'v1',
+    kind: 'Service',
+    metadata: { name },
+    spec: { clusterIP, selector: { app: name }, ...spec },
+  });
   const services = [
     // The Service page's example: a named targetPort, served on 80 by v1 Pods and on 8080 by v2 Pods.
     service('web', '10.96.0.10', { ports: [{ port: 80, targetPort: 'http-web-svc' }] }),
     service('api', '10.96.0.20', {
-      type: 'NodePort', externalTrafficPolicy: 'Local',
-      ports: [{ name: 'http', port: 80, targetPort: 8080, nodePort: 30080 }, { name: 'metrics', port: 9090, targetPort: 'metrics', nodePort: 30090 }],
+      type: 'NodePort',
+      externalTrafficPolicy: 'Local',
+      ports: [
+        { name: 'http', port: 80, targetPort: 8080, nodePort: 30080 },
+        { name: 'metrics', port: 9090, targetPort: 'metrics', nodePort: 30090 },
+      ],
     }),
     service('drain', '10.96.0.30', { ports: [{ port: 80, targetPort: 80 }] }),
     service('peers', '10.96.0.40', { publishNotReadyAddresses: true, ports: [{ port: 7000, targetPort: 7000 }] }),
   ];
-  interface P { name: string; app: string; ip: string; node: string; ready?: boolean; terminating?: boolean; ports: Array<[string, number]> }
+  interface P {
+    name: string;
+    app: string;
+    ip: string;
+    node: string;
+    ready?: boolean;
+    terminating?: boolean;
+    ports: Array<[string, number]>;
+  }
   const pods: P[] = [
     { name: 'web-v1-a', app: 'web', ip: '10.244.1.11', node: 'node-a', ports: [['http-web-svc', 80]] },
     { name: 'web-v1-b', app: 'web', ip: '10.244.2.11', node: 'node-b', ports: [['http-web-svc', 80]] },
@@ -309,28 +401,77 @@ describe('a cluster given as Pods replays as the same cluster given as EndpointS
     { name: 'peers-b', app: 'peers', ip: '10.244.2.41', node: 'node-b', ready: false, ports: [] },
   ];
   const podDocs = pods.map((p) => ({
-    apiVersion: 'v1', kind: 'Pod',
+    apiVersion: 'v1',
+    kind: 'Pod',
     metadata: { name: p.name, labels: { app: p.app }, ...(p.terminating ? { deletionTimestamp: '2026-11-27T10:00:00Z' } : {}) },
     spec: { nodeName: p.node, containers: [{ name: 'main', ports: p.ports.map(([name, containerPort]) => ({ name, containerPort })) }] },
     status: { phase: 'Running', podIP: p.ip, conditions: [{ type: 'Ready', status: p.ready === false ? 'False' : 'True' }] },
   }));
-  const ep = (ip: string, nodeName: string, ready: boolean, serving: boolean, terminating: boolean) =>
-    ({ addresses: [ip], nodeName, conditions: { ready, serving, terminating } });
+  const ep = (ip: string, nodeName: string, ready: boolean, serving: boolean, terminating: boolean) => ({
+    addresses: [ip],
+    nodeName,
+    conditions: { ready, serving, terminating },
+  });
   const slice = (name: string, svc: string, ports: object[], endpoints: object[]) => ({
-    apiVersion: 'discovery.k8s.io/v1', kind: 'EndpointSlice', addressType: 'IPv4',
-    metadata: { name, labels: { 'kubernetes.io/service-name': svc, 'endpointslice.kubernetes.io/managed-by': 'endpointslice-controller.k8s.io' } },
-    ports, endpoints,
+    apiVersion: 'discovery.k8s.io/v1',
+    kind: 'EndpointSlice',
+    addressType: 'IPv4',
+    metadata: {
+      name,
+      labels: { 'kubernetes.io/service-name': svc, 'endpointslice.kubernetes.io/managed-by': 'endpointslice-controller.k8s.io' },
+    },
+    ports,
+    endpoints,
   });
   const sliceDocs = [
-    slice('web-80', 'web', [{ name: '', port: 80 }], [ep('10.244.1.11', 'node-a', true, true, false), ep('10.244.2.11', 'node-b', true, true, false)]),
-    slice('web-8080', 'web', [{ name: '', port: 8080 }], [
-      ep('10.244.1.12', 'node-a', true, true, false), ep('10.244.2.12', 'node-b', true, true, false), ep('10.244.2.13', 'node-b', false, false, false)]),
+    slice(
+      'web-80',
+      'web',
+      [{ name: '', port: 80 }],
+      [ep('10.244.1.11', 'node-a', true, true, false), ep('10.244.2.11', 'node-b', true, true, false)],
+    ),
+    slice(
+      'web-8080',
+      'web',
+      [{ name: '', port: 8080 }],
+      [
+        ep('10.244.1.12', 'node-a', true, true, false),
+        ep('10.244.2.12', 'node-b', true, true, false),
+        ep('10.244.2.13', 'node-b', false, false, false),
+      ],
+    ),
     slice('web-none', 'web', [], [ep('10.244.2.14', 'node-b', true, true, false)]),
-    slice('api-a', 'api', [{ name: 'http', port: 8080 }, { name: 'metrics', port: 9100 }], [ep('10.244.1.21', 'node-a', true, true, false)]),
-    slice('api-b', 'api', [{ name: 'http', port: 8080 }, { name: 'metrics', port: 9200 }], [ep('10.244.2.21', 'node-b', true, true, false)]),
+    slice(
+      'api-a',
+      'api',
+      [
+        { name: 'http', port: 8080 },
+        { name: 'metrics', port: 9100 },
+      ],
+      [ep('10.244.1.21', 'node-a', true, true, false)],
+    ),
+    slice(
+      'api-b',
+      'api',
+      [
+        { name: 'http', port: 8080 },
+        { name: 'metrics', port: 9200 },
+      ],
+      [ep('10.244.2.21', 'node-b', true, true, false)],
+    ),
     slice('api-c', 'api', [{ name: 'http', port: 8080 }], [ep('10.244.2.22', 'node-b', true, true, false)]),
-    slice('drain-1', 'drain', [{ name: '', port: 80 }], [ep('10.244.1.31', 'node-a', false, true, true), ep('10.244.2.31', 'node-b', false, true, true)]),
-    slice('peers-1', 'peers', [{ name: '', port: 7000 }], [ep('10.244.1.41', 'node-a', true, false, false), ep('10.244.2.41', 'node-b', true, false, false)]),
+    slice(
+      'drain-1',
+      'drain',
+      [{ name: '', port: 80 }],
+      [ep('10.244.1.31', 'node-a', false, true, true), ep('10.244.2.31', 'node-b', false, true, true)],
+    ),
+    slice(
+      'peers-1',
+      'peers',
+      [{ name: '', port: 7000 }],
+      [ep('10.244.1.41', 'node-a', true, false, false), ep('10.244.2.41', 'node-b', true, false, false)],
+    ),
   ];
   const common = [node('node-a', '192.168.0.10'), node('node-b', '192.168.0.11'), proxy, ...services];
 
@@ -341,24 +482,44 @@ describe('a cluster given as Pods replays as the same cluster given as EndpointS
     writeFileSync(join(dir, 'pods.yaml'), [...common, ...podDocs].map((d) => stringify(d)).join('---\n'));
     writeFileSync(join(dir, 'slices.yaml'), [...common, ...sliceDocs].map((d) => stringify(d)).join('---\n'));
     const frontends: Array<[string, number]> = [
-      ['10.96.0.10', 80], ['10.96.0.20', 80], ['10.96.0.20', 9090], ['192.168.0.10', 30080], ['192.168.0.10', 30090],
-      ['10.96.0.30', 80], ['10.96.0.40', 7000], ['10.96.0.10', 81],
+      ['10.96.0.10', 80],
+      ['10.96.0.20', 80],
+      ['10.96.0.20', 9090],
+      ['192.168.0.10', 30080],
+      ['192.168.0.10', 30090],
+      ['10.96.0.30', 80],
+      ['10.96.0.40', 7000],
+      ['10.96.0.10', 81],
     ];
     const clients = ['10.244.3.5', '10.244.1.99', '203.0.113.7', '198.51.100.20'];
     const w = createPcapWriter(join(dir, 'capture.pcap'), { linktype: 1 });
     let t = 1_800_000_000;
     let port = 20000;
-    for (const [ip, p] of frontends) for (const client of clients) for (let i = 0; i < 16; i++) w.write(t++, 0, tcp(client, port++, ip, p, ['SYN']));
+    for (const [ip, p] of frontends)
+      for (const client of clients) for (let i = 0; i < 16; i++) w.write(t++, 0, tcp(client, port++, ip, p, ['SYN']));
     w.close();
     for (const kind of ['pods', 'slices'] as const) {
       const lines: string[] = [];
-      const log = vi.spyOn(console, 'log').mockImplementation((...a) => { lines.push(a.join(' ')); });
-      const code = await main(['replay', join(dir, 'capture.pcap'), '--cluster', join(dir, `${kind}.yaml`), '--node', 'node-a',
-        '--verdicts', join(dir, `${kind}.jsonl`)]);
+      const log = vi.spyOn(console, 'log').mockImplementation((...a) => {
+        lines.push(a.join(' '));
+      });
+      const code = await main([
+        'replay',
+        join(dir, 'capture.pcap'),
+        '--cluster',
+        join(dir, `${kind}.yaml`),
+        '--node',
+        'node-a',
+        '--verdicts',
+        join(dir, `${kind}.jsonl`),
+      ]);
       log.mockRestore();
       expect(code).toBe(0);
       outputs[kind] = {
-        verdicts: readFileSync(join(dir, `${kind}.jsonl`), 'utf8').trim().split('\n').map((l) => JSON.parse(l)),
+        verdicts: readFileSync(join(dir, `${kind}.jsonl`), 'utf8')
+          .trim()
+          .split('\n')
+          .map((l) => JSON.parse(l)),
         summary: lines.join('\n'),
       };
     }
@@ -370,7 +531,7 @@ describe('a cluster given as Pods replays as the same cluster given as EndpointS
     expect(outputs.pods.verdicts).toEqual(outputs.slices.verdicts);
   });
 
-  it('reaches the named port on each Pod\'s own number, and the other conditions as they should', () => {
+  it("reaches the named port on each Pod's own number, and the other conditions as they should", () => {
     const backends = (service: string) => new Set(outputs.pods.verdicts.filter((v) => v.service === service).map((v) => v.backend));
     expect(backends('default/web:80')).toEqual(new Set(['10.244.1.11:80', '10.244.2.11:80', '10.244.1.12:8080', '10.244.2.12:8080']));
     expect(backends('default/api:metrics')).toEqual(new Set(['10.244.1.21:9100', '10.244.2.21:9200']));
@@ -378,16 +539,23 @@ describe('a cluster given as Pods replays as the same cluster given as EndpointS
     expect(backends('default/peers:7000')).toEqual(new Set(['10.244.1.41:7000', '10.244.2.41:7000']));
   });
 
-  it('says in the summary where each Service\'s endpoints came from', () => {
+  it("says in the summary where each Service's endpoints came from", () => {
     expect(outputs.pods.summary).toMatch(/default\/web:80 .* endpoints: 4 ready, 1 unusable \(from Pods\)/);
     expect(outputs.slices.summary).toMatch(/default\/web:80 .* endpoints: 4 ready, 1 unusable \(from EndpointSlices\)/);
   });
 });
 
 describe('svcpath endpoints', () => {
-  const svc = { apiVersion: 'v1', kind: 'Service', metadata: { name: 'web', namespace: 'shop' }, spec: { selector: { app: 'web' }, ports: [{ name: 'http', port: 80, targetPort: 'http-web-svc' }] } };
+  const svc = {
+    apiVersion: 'v1',
+    kind: 'Service',
+    metadata: { name: 'web', namespace: 'shop' },
+    spec: { selector: { app: 'web' }, ports: [{ name: 'http', port: 80, targetPort: 'http-web-svc' }] },
+  };
   const pods = Array.from({ length: 250 }, (_, i) => ({
-    apiVersion: 'v1', kind: 'Pod', metadata: { name: `web-${String(i).padStart(3, '0')}`, namespace: 'shop', labels: { app: 'web' } },
+    apiVersion: 'v1',
+    kind: 'Pod',
+    metadata: { name: `web-${String(i).padStart(3, '0')}`, namespace: 'shop', labels: { app: 'web' } },
     spec: { nodeName: `node-${i % 3}`, containers: [{ name: 'c', ports: [{ name: 'http-web-svc', containerPort: i < 200 ? 80 : 8080 }] }] },
     status: { podIP: `10.244.${i >> 7}.${(i & 127) + 1}`, conditions: [{ type: 'Ready', status: i % 10 === 0 ? 'False' : 'True' }] },
   }));
@@ -398,20 +566,35 @@ describe('svcpath endpoints', () => {
     expect(table.code).toBe(0);
     const rows = table.stdout.split('\n');
     expect(rows[0]).toMatch(/^NAMESPACE\s+NAME\s+ADDRESSTYPE\s+PORTS\s+ENDPOINTS$/);
-    expect(rows.slice(1).map((r) => r.split(/\s+/).slice(2, 4)).sort()).toEqual([['IPv4', '80'], ['IPv4', '80'], ['IPv4', '8080']]);
+    expect(
+      rows
+        .slice(1)
+        .map((r) => r.split(/\s+/).slice(2, 4))
+        .sort(),
+    ).toEqual([
+      ['IPv4', '80'],
+      ['IPv4', '80'],
+      ['IPv4', '8080'],
+    ]);
     expect(rows[1]).toMatch(/\+ 97 more\.\.\.$|\+ 47 more\.\.\.$/);
 
     const yaml = await cli(['endpoints', '--cluster', file, '-o', 'yaml', '--max-endpoints-per-slice', '60']);
     expect(yaml.code).toBe(0);
-    expect(yaml.stdout).toMatch(/^apiVersion: v1\nitems:\n- addressType: IPv4\n  apiVersion: discovery.k8s.io\/v1\n  endpoints:\n  - addresses:\n/);
+    expect(yaml.stdout).toMatch(
+      /^apiVersion: v1\nitems:\n- addressType: IPv4\n  apiVersion: discovery.k8s.io\/v1\n  endpoints:\n  - addresses:\n/,
+    );
     expect(yaml.stdout).toContain('endpointslice.kubernetes.io/managed-by: endpointslice-controller.k8s.io');
     const given = writeManifest([svc]);
     writeFileSync(join(scratch, 'derived.yaml'), yaml.stdout);
     const fromPods = loadClusterState([file], { maxEndpointsPerSlice: 60 });
     expect(fromPods.endpointSlices.map((s) => s.endpoints.length)).toEqual([60, 60, 60, 20, 50]);
     const fromYaml = loadClusterState([given, join(scratch, 'derived.yaml')]);
-    const backends = (state: typeof fromPods) => resolveServices(state).services[0].ports[0].endpoints
-      .map((e) => `${e.ip}:${e.port} ${e.nodeName} ${e.conditions.ready}${e.conditions.serving}${e.conditions.terminating}`).sort();
+    const backends = (state: typeof fromPods) =>
+      resolveServices(state)
+        .services[0].ports[0].endpoints.map(
+          (e) => `${e.ip}:${e.port} ${e.nodeName} ${e.conditions.ready}${e.conditions.serving}${e.conditions.terminating}`,
+        )
+        .sort();
     expect(backends(fromYaml)).toEqual(backends(fromPods));
     expect(backends(fromPods)).toHaveLength(250);
     expect(resolveServices(fromYaml).services[0].endpointsFrom).toBe('EndpointSlices');
@@ -419,7 +602,8 @@ describe('svcpath endpoints', () => {
 
   it('prints the legacy Endpoints with --legacy, truncated past 1000 addresses', async () => {
     const many = Array.from({ length: 1001 }, (_, i) => ({
-      ...pods[0], metadata: { ...pods[0].metadata, name: `p-${i}` },
+      ...pods[0],
+      metadata: { ...pods[0].metadata, name: `p-${i}` },
       status: { podIP: `10.244.${i >> 7}.${(i & 127) + 1}`, conditions: [{ type: 'Ready', status: 'True' }] },
     }));
     const { code, stdout: out } = await cli(['endpoints', '--cluster', writeManifest([svc, ...many]), '-o', 'json', '--legacy']);
@@ -434,8 +618,9 @@ describe('svcpath endpoints', () => {
 
   it('refuses a bad --max-endpoints-per-slice and a bad --output', async () => {
     const file = writeManifest([svc]);
-    expect((await cli(['endpoints', '--cluster', file, '--max-endpoints-per-slice', '0'])).stderr)
-      .toBe('svcpath: --max-endpoints-per-slice: 0 is outside 1..1000');
+    expect((await cli(['endpoints', '--cluster', file, '--max-endpoints-per-slice', '0'])).stderr).toBe(
+      'svcpath: --max-endpoints-per-slice: 0 is outside 1..1000',
+    );
     expect((await cli(['endpoints', '--cluster', file, '-o', 'wide'])).stderr).toBe('svcpath: --output: "wide" is not yaml or json');
   });
 });

@@ -11,12 +11,11 @@ const fixture = fileURLToPath(new URL('fixtures/cluster/discovery.yaml', import.
 const RANGES = '10.0.0.0/16,fd00:10:96::/112';
 const state = loadClusterState([fixture], { serviceClusterIPRanges: RANGES.split(',') });
 
-
 /** The variables whose name starts with the prefix, as the CLI prints them. */
 const withPrefix = (text: string, prefix: string) => text.split('\n').filter((line) => line.startsWith(prefix));
 
 describe('svcpath env', () => {
-  it('gives redis-primary exactly the variables of the Service page\'s example', async () => {
+  it("gives redis-primary exactly the variables of the Service page's example", async () => {
     const r = await cli(['env', '--cluster', fixture, '--service-cluster-ip-range', RANGES, '--namespace', 'shop']);
     expect(r.code).toBe(0);
     expect(withPrefix(r.stdout, 'REDIS_PRIMARY_')).toEqual([
@@ -30,7 +29,7 @@ describe('svcpath env', () => {
     ]);
   });
 
-  it('covers the namespace\'s Services with a cluster IP and default\'s kubernetes, in name order', async () => {
+  it("covers the namespace's Services with a cluster IP and default's kubernetes, in name order", async () => {
     const r = await cli(['env', '--cluster', fixture, '--service-cluster-ip-range', RANGES, '--namespace', 'shop']);
     const prefixes = [...new Set(r.stdout.split('\n').map((line) => line.split('_SERVICE_')[0].split('_PORT')[0]))];
     // Not db, peers, idle (headless), nor payments, alias, by-ip (ExternalName), nor other/metrics.
@@ -81,12 +80,20 @@ describe('svcpath env', () => {
     ]);
   });
 
-  it('lets a namespace\'s own kubernetes Service replace default\'s, unless service links are off', async () => {
+  it("lets a namespace's own kubernetes Service replace default's, unless service links are off", async () => {
     const on = await cli(['env', '--cluster', fixture, '--service-cluster-ip-range', RANGES, '--namespace', 'other']);
     expect(withPrefix(on.stdout, 'KUBERNETES_SERVICE_HOST')).toEqual(['KUBERNETES_SERVICE_HOST=10.0.0.99']);
     expect(on.stdout).toContain('METRICS_SERVICE_PORT_PROM=9090');
-    const off = await cli(['env', '--cluster', fixture, '--service-cluster-ip-range', RANGES, '--namespace', 'other',
-      '--enable-service-links=false']);
+    const off = await cli([
+      'env',
+      '--cluster',
+      fixture,
+      '--service-cluster-ip-range',
+      RANGES,
+      '--namespace',
+      'other',
+      '--enable-service-links=false',
+    ]);
     expect(off.code).toBe(0);
     expect(off.stdout.split('\n')).toEqual([
       'KUBERNETES_SERVICE_HOST=10.0.0.1',
@@ -143,11 +150,15 @@ describe('the environment, computed', () => {
     // Service "a" port 80 makes A_PORT_80_TCP_PORT=80; Service "a-port-80-tcp" makes A_PORT_80_TCP_PORT=tcp://…
     const s: ClusterState = {
       services: [makeService('ns', 'a-port-80-tcp', '10.0.0.8', [{ port: 81 }]), makeService('ns', 'a', '10.0.0.9', [{ port: 80 }])],
-      endpointSlices: [], nodes: [], notes: [],
+      endpointSlices: [],
+      nodes: [],
+      notes: [],
     };
     const env = podEnv(s, 'ns');
     expect(env.services.map((x) => x.name)).toEqual(['a', 'a-port-80-tcp']);
     expect(formatEnv(env)).toContain('A_PORT_80_TCP_PORT=tcp://10.0.0.8:81');
-    expect(env.notes).toEqual([expect.stringMatching(/^A_PORT_80_TCP_PORT is made by Service ns\/a \(80\) and by Service ns\/a-port-80-tcp/)]);
+    expect(env.notes).toEqual([
+      expect.stringMatching(/^A_PORT_80_TCP_PORT is made by Service ns\/a \(80\) and by Service ns\/a-port-80-tcp/),
+    ]);
   });
 });

@@ -414,7 +414,15 @@ describe('checksums against known-good bytes', () => {
           dstMac: '02:00:00:00:00:01',
           srcMac: '02:42:0a:00:00:05',
           ipv4: { src: '10.0.0.5', dst: '10.96.0.20', id: 0x1c46, dontFragment: true, ttl: 64 },
-          l4: { kind: 'tcp', sport: 43210, dport: 80, seq: 0x12345678, flags: ['SYN'], window: 64240, options: [2, 4, 5, 0xb4, 4, 2, 1, 3, 3, 7] },
+          l4: {
+            kind: 'tcp',
+            sport: 43210,
+            dport: 80,
+            seq: 0x12345678,
+            flags: ['SYN'],
+            window: 64240,
+            options: [2, 4, 5, 0xb4, 4, 2, 1, 3, 3, 7],
+          },
         }),
       wireshark:
         '020000000001 02420a000005 0800 450000341c46400040060a060a0000050a600014 ' +
@@ -579,7 +587,16 @@ function tcp6Spec(vlans: FrameSpec['vlans'], extensions?: Ipv6ExtensionSpec[]): 
     srcMac: CLIENT_MAC,
     vlans,
     ipv6: { src: 'fd00::5', dst: 'fd00:10:96::20', hopLimit: 61, trafficClass: 0xb8, flowLabel: 0xabcde, extensions },
-    l4: { kind: 'tcp', sport: 40001, dport: 80, seq: 0xfffffff0, ack: 0x01020304, flags: ['PSH', 'ACK'], window: 512, options: TCP_OPTIONS },
+    l4: {
+      kind: 'tcp',
+      sport: 40001,
+      dport: 80,
+      seq: 0xfffffff0,
+      ack: 0x01020304,
+      flags: ['PSH', 'ACK'],
+      window: 512,
+      options: TCP_OPTIONS,
+    },
     payload: HTTP_REQUEST,
   };
 }
@@ -664,7 +681,14 @@ describe('IPv6: buildFrame → decodeFrame round trip', () => {
       const frame = buildFrame({ ...udp6Spec(text('a DNS query, more or less')), vlans });
       const decoded = decodeFrame(frame);
       expect(decoded.eth).toEqual({ dst: NODE_MAC, src: CLIENT_MAC, vlans: decodedVlans, ethertype: 0x86dd });
-      expect(decoded.ipv6).toMatchObject({ payloadLength: 8 + 25, nextHeader: 17, protocol: 17, hopLimit: 64, trafficClass: 0, flowLabel: 0 });
+      expect(decoded.ipv6).toMatchObject({
+        payloadLength: 8 + 25,
+        nextHeader: 17,
+        protocol: 17,
+        hopLimit: 64,
+        trafficClass: 0,
+        flowLabel: 0,
+      });
       expect(decoded.udp).toEqual({ sport: 33000, dport: 53, length: 8 + 25, checksum: expect.any(Number) });
       expect(decoded).toMatchObject({ payloadOffset: ethLength + 48, payloadLength: 25 });
       expect(decoded.truncatedAt).toBeUndefined();
@@ -787,7 +811,11 @@ describe('IPv6: buildFrame → decodeFrame round trip', () => {
     });
     const firstDecoded = decodeFrame(first);
     expect(hex(first.subarray(54, 62))).toBe('1100' + '0001' + 'cafe0001');
-    expect(firstDecoded.ipv6).toMatchObject({ nextHeader: 44, protocol: 17, extensions: [{ type: 44, length: 8, fragment: { offset: 0, more: true, id: 0xcafe0001 } }] });
+    expect(firstDecoded.ipv6).toMatchObject({
+      nextHeader: 44,
+      protocol: 17,
+      extensions: [{ type: 44, length: 8, fragment: { offset: 0, more: true, id: 0xcafe0001 } }],
+    });
     expect(firstDecoded.udp).toMatchObject({ sport: 33000, dport: 53 });
     expect(verifyChecksums(first)).toEqual({});
 
@@ -809,7 +837,10 @@ describe('IPv6: buildFrame → decodeFrame round trip', () => {
       payloadLength: 116,
       nextHeader: 0,
       protocol: 17,
-      extensions: [{ type: 0, length: 8 }, { type: 44, length: 8, fragment: { offset: 176, more: false, id: 0xcafe0001 } }],
+      extensions: [
+        { type: 0, length: 8 },
+        { type: 44, length: 8, fragment: { offset: 176, more: false, id: 0xcafe0001 } },
+      ],
     });
     expect(laterDecoded.udp).toBeUndefined();
     expect(laterDecoded).toMatchObject({ payloadOffset: 70, payloadLength: 100 });
@@ -823,7 +854,11 @@ describe('IPv6: buildFrame → decodeFrame round trip', () => {
       l4: { kind: 'raw', protocol: 60 },
       payload: new Uint8Array(16).fill(0xff),
     });
-    expect(decodeFrame(laterOfChain)).toMatchObject({ ipv6: { protocol: 60, extensions: [{ type: 44 }] }, payloadOffset: 62, payloadLength: 16 });
+    expect(decodeFrame(laterOfChain)).toMatchObject({
+      ipv6: { protocol: 60, extensions: [{ type: 44 }] },
+      payloadOffset: 62,
+      payloadLength: 16,
+    });
     expect(decodeFrame(laterOfChain).truncatedAt).toBeUndefined();
   });
 
@@ -835,7 +870,11 @@ describe('IPv6: buildFrame → decodeFrame round trip', () => {
       l4: { kind: 'raw', protocol: 47 }, // GRE
       payload: Uint8Array.of(0, 0, 0x86, 0xdd),
     });
-    expect(decodeFrame(frame)).toMatchObject({ ipv6: { nextHeader: 60, protocol: 47, payloadLength: 12 }, payloadOffset: 62, payloadLength: 4 });
+    expect(decodeFrame(frame)).toMatchObject({
+      ipv6: { nextHeader: 60, protocol: 47, payloadLength: 12 },
+      payloadOffset: 62,
+      payloadLength: 4,
+    });
     expect(verifyChecksums(frame)).toEqual({});
   });
 
@@ -866,32 +905,41 @@ describe('IPv6: verifyChecksums', () => {
     { name: 'ICMPv6 error quoting TCP', frame: errorQuotingTcp, udp: false },
   ];
 
-  it.each(cases)('the L4 checksum covers the addresses and the whole segment, not the rest of the header ($name)', ({ frame, udp: isUdp }) => {
-    const decoded = decodeFrame(frame);
-    const ipStart = 14 + 4 * decoded.eth!.vlans.length;
-    const chainLength = decoded.ipv6!.extensions.reduce((sum, extension) => sum + extension.length, 0);
-    const l4Start = ipStart + 40 + chainLength;
-    const l4End = ipStart + 40 + decoded.ipv6!.payloadLength;
-    expect(l4End).toBe(frame.length);
-    expect(verifyChecksums(frame)).toMatchObject({ l4: true });
-    for (const xor of [0xff, 0x01, 0x80]) {
-      // Traffic class, flow label and hop limit are no part of the pseudo-header: routers change them freely.
-      for (const [at, mask] of [[0, 0x0f], [1, 0xff], [2, 0xff], [3, 0xff], [7, 0xff]] as const) {
-        expect(verifyChecksums(withByte(frame, ipStart + at, xor & mask)).l4, `byte ${ipStart + at} ^ ${xor & mask}`).toBe(true);
+  it.each(cases)(
+    'the L4 checksum covers the addresses and the whole segment, not the rest of the header ($name)',
+    ({ frame, udp: isUdp }) => {
+      const decoded = decodeFrame(frame);
+      const ipStart = 14 + 4 * decoded.eth!.vlans.length;
+      const chainLength = decoded.ipv6!.extensions.reduce((sum, extension) => sum + extension.length, 0);
+      const l4Start = ipStart + 40 + chainLength;
+      const l4End = ipStart + 40 + decoded.ipv6!.payloadLength;
+      expect(l4End).toBe(frame.length);
+      expect(verifyChecksums(frame)).toMatchObject({ l4: true });
+      for (const xor of [0xff, 0x01, 0x80]) {
+        // Traffic class, flow label and hop limit are no part of the pseudo-header: routers change them freely.
+        for (const [at, mask] of [
+          [0, 0x0f],
+          [1, 0xff],
+          [2, 0xff],
+          [3, 0xff],
+          [7, 0xff],
+        ] as const) {
+          expect(verifyChecksums(withByte(frame, ipStart + at, xor & mask)).l4, `byte ${ipStart + at} ^ ${xor & mask}`).toBe(true);
+        }
+        for (let at = ipStart + 8; at < ipStart + 40; at++) {
+          const report = verifyChecksums(withByte(frame, at, xor));
+          if (isUdp) expect(report.l4, `byte ${at} ^ ${xor}`).not.toBe(true);
+          else expect(report.l4, `byte ${at} ^ ${xor}`).toBe(false);
+        }
+        for (let at = l4Start; at < l4End; at++) {
+          const report = verifyChecksums(withByte(frame, at, xor));
+          // A flipped UDP checksum byte can land on 0, which reads as "no checksum".
+          if (isUdp) expect(report.l4, `byte ${at} ^ ${xor}`).not.toBe(true);
+          else expect(report.l4, `byte ${at} ^ ${xor}`).toBe(false);
+        }
       }
-      for (let at = ipStart + 8; at < ipStart + 40; at++) {
-        const report = verifyChecksums(withByte(frame, at, xor));
-        if (isUdp) expect(report.l4, `byte ${at} ^ ${xor}`).not.toBe(true);
-        else expect(report.l4, `byte ${at} ^ ${xor}`).toBe(false);
-      }
-      for (let at = l4Start; at < l4End; at++) {
-        const report = verifyChecksums(withByte(frame, at, xor));
-        // A flipped UDP checksum byte can land on 0, which reads as "no checksum".
-        if (isUdp) expect(report.l4, `byte ${at} ^ ${xor}`).not.toBe(true);
-        else expect(report.l4, `byte ${at} ^ ${xor}`).toBe(false);
-      }
-    }
-  });
+    },
+  );
 
   it('the version, payload length and next header fields are not covered, but garbling them is not missed', () => {
     // Each flip makes another version, a payload past the capture or short of the UDP Length, or another protocol.
@@ -989,7 +1037,13 @@ describe('IPv6: verifyChecksums', () => {
         l4: { kind: 'udp', sport: 40000, dport: 9999 },
         payload: text('svcpath'),
       });
-    const direct = decodeFrame(buildFrame({ ...udp6Spec(text('svcpath')), ipv6: { src: 'fd00::6', dst: 'fd00:10:96::a' }, l4: { kind: 'udp', sport: 40000, dport: 9999 } }));
+    const direct = decodeFrame(
+      buildFrame({
+        ...udp6Spec(text('svcpath')),
+        ipv6: { src: 'fd00::6', dst: 'fd00:10:96::a' },
+        l4: { kind: 'udp', sport: 40000, dport: 9999 },
+      }),
+    );
     const final = [...ipv6ToBytes('fd00:10:96::a')];
     const cases = [
       viaRouting([0, 1, 0, 0, 0, 0, ...final]), // type 0, its one address the final destination
@@ -1046,7 +1100,11 @@ describe('IPv6: ICMPv6 errors', () => {
       l4: { kind: 'icmpv6', type, rest },
       payload: buildFrame(udp6Spec(text('quoted'))).subarray(14),
     });
-    expect(decodeFrame(error).icmpv6).toMatchObject({ type, rest, embedded: { udp: { sport: 33000, dport: 53, length: 14 }, l4BytesQuoted: 14 } });
+    expect(decodeFrame(error).icmpv6).toMatchObject({
+      type,
+      rest,
+      embedded: { udp: { sport: 33000, dport: 53, length: 14 }, l4BytesQuoted: 14 },
+    });
     expect(verifyChecksums(error)).toEqual({ l4: true, icmpEmbedded: { l4: true } });
   });
 
@@ -1066,7 +1124,11 @@ describe('IPv6: ICMPv6 errors', () => {
     expect(decodeFrame(inL4).icmpv6?.embedded?.tcp).toBeUndefined();
 
     const inExtension = icmp6Error(1, 4, offending, 40 + 4);
-    expect(decodeFrame(inExtension).icmpv6?.embedded).toMatchObject({ ipv6: { extensions: [] }, truncatedAt: 'extension', l4BytesQuoted: 0 });
+    expect(decodeFrame(inExtension).icmpv6?.embedded).toMatchObject({
+      ipv6: { extensions: [] },
+      truncatedAt: 'extension',
+      l4BytesQuoted: 0,
+    });
     expect(verifyChecksums(inExtension)).toEqual({ l4: true, icmpEmbedded: { l4: 'truncated' } });
 
     const inHeader = icmp6Error(1, 4, offending, 39);
@@ -1094,7 +1156,11 @@ describe('IPv6: decodeFrame on short and odd input', () => {
     expect(cut(18 + 39)).toMatchObject({ eth: { ethertype: 0x86dd }, truncatedAt: 'ipv6', payloadOffset: 18, payloadLength: 39 });
     expect(cut(18 + 39).ipv6).toBeUndefined();
     expect(cut(18 + 40 + 7)).toMatchObject({ ipv6: { extensions: [], protocol: 0 }, truncatedAt: 'extension', payloadOffset: 58 });
-    expect(cut(18 + 40 + 8 + 15)).toMatchObject({ ipv6: { extensions: [{ type: 0 }], protocol: 60 }, truncatedAt: 'extension', payloadOffset: 66 });
+    expect(cut(18 + 40 + 8 + 15)).toMatchObject({
+      ipv6: { extensions: [{ type: 0 }], protocol: 60 },
+      truncatedAt: 'extension',
+      payloadOffset: 66,
+    });
     const inTcp = cut(18 + 40 + 24 + 25);
     expect(inTcp).toMatchObject({ ipv6: { protocol: 6 }, truncatedAt: 'tcp', payloadOffset: 82, payloadLength: 25 });
     expect(inTcp.tcp).toBeUndefined();
@@ -1111,7 +1177,13 @@ describe('IPv6: decodeFrame on short and odd input', () => {
     const icmp4In6 = buildFrame({ ...echo6Spec(), l4: { kind: 'raw', protocol: 1 }, payload: new Uint8Array(8) });
     expect(decodeFrame(icmp4In6)).toMatchObject({ ipv6: { protocol: 1 }, payloadOffset: 54, payloadLength: 8 });
     expect(decodeFrame(icmp4In6).icmp).toBeUndefined();
-    const icmp6In4 = buildFrame({ dstMac: NODE_MAC, srcMac: CLIENT_MAC, ipv4: { src: '10.0.0.5', dst: '10.0.0.6' }, l4: { kind: 'raw', protocol: 58 }, payload: new Uint8Array(8) });
+    const icmp6In4 = buildFrame({
+      dstMac: NODE_MAC,
+      srcMac: CLIENT_MAC,
+      ipv4: { src: '10.0.0.5', dst: '10.0.0.6' },
+      l4: { kind: 'raw', protocol: 58 },
+      payload: new Uint8Array(8),
+    });
     expect(decodeFrame(icmp6In4).icmpv6).toBeUndefined();
     expect(verifyChecksums(icmp6In4)).toEqual({ ipv4: true });
   });
@@ -1123,7 +1195,14 @@ describe('IPv6: decodeFrame on short and odd input', () => {
     frame[54 + 1] = 2; // (2 + 2) * 4 = 16 bytes
     frame[54] = 135; // Mobility
     expect(decodeFrame(frame)).toMatchObject({
-      ipv6: { nextHeader: 51, extensions: [{ type: 51, length: 16 }, { type: 135, length: 8 }], protocol: 6 },
+      ipv6: {
+        nextHeader: 51,
+        extensions: [
+          { type: 51, length: 16 },
+          { type: 135, length: 8 },
+        ],
+        protocol: 6,
+      },
       tcp: { sport: 40001 },
     });
     expect(verifyChecksums(frame)).toEqual({ l4: true });
@@ -1181,7 +1260,15 @@ describe('IPv6: checksums against known-good bytes', () => {
         srcMac: '02:42:0a:00:00:05',
         vlans: [100],
         ipv6: { src: 'fd00::5', dst: 'fd00:10:96::20', flowLabel: 0x12345 },
-        l4: { kind: 'tcp', sport: 43210, dport: 80, seq: 0x12345678, flags: ['SYN'], window: 64800, options: [2, 4, 5, 0xa0, 4, 2, 1, 3, 3, 7] },
+        l4: {
+          kind: 'tcp',
+          sport: 43210,
+          dport: 80,
+          seq: 0x12345678,
+          flags: ['SYN'],
+          window: 64800,
+          options: [2, 4, 5, 0xa0, 4, 2, 1, 3, 3, 7],
+        },
       } satisfies FrameSpec,
       wireshark:
         '020000000001 02420a000005 8100 0064 86dd 6001234500200640 fd000000000000000000000000000005 fd000010009600000000000000000020 ' +
@@ -1206,7 +1293,10 @@ describe('IPv6: checksums against known-good bytes', () => {
     },
     {
       name: 'the same UDP datagram via a Segment Routing header (UDP 0xa16d)',
-      spec: udp9999([{ type: 'routing', bytes: [4, 1, 1, 0, 0, 0, ...ipv6ToBytes('fd00:10:96::a'), ...ipv6ToBytes('fd00::1')] }], 'fd00::1'),
+      spec: udp9999(
+        [{ type: 'routing', bytes: [4, 1, 1, 0, 0, 0, ...ipv6ToBytes('fd00:10:96::a'), ...ipv6ToBytes('fd00::1')] }],
+        'fd00::1',
+      ),
       wireshark:
         '020000000001 02420a000006 86dd 6000000000372b40 fd000000000000000000000000000006 fd000000000000000000000000000001 ' +
         '1104040101000000 fd00001000960000000000000000000a fd000000000000000000000000000001 9c40270f000fa16d 73766370617468',
@@ -1265,7 +1355,15 @@ describe('IPv6: checksums against known-good bytes', () => {
     }
     // tshark: fe80::4dc7:f593:1f7b:dc11 → ff02::1:3, hop limit 1, UDP 51837 → 5355 (LLMNR), checksum 0x63f7 [Good].
     expect(frames[0]!.decoded).toMatchObject({
-      ipv6: { src: 'fe80::4dc7:f593:1f7b:dc11', dst: 'ff02::1:3', hopLimit: 1, payloadLength: 30, nextHeader: 17, protocol: 17, extensions: [] },
+      ipv6: {
+        src: 'fe80::4dc7:f593:1f7b:dc11',
+        dst: 'ff02::1:3',
+        hopLimit: 1,
+        payloadLength: 30,
+        nextHeader: 17,
+        protocol: 17,
+        extensions: [],
+      },
       udp: { sport: 51837, dport: 5355, length: 30, checksum: 0x63f7 },
     });
     // tshark: fe80::5a1f:aaff:fe4f:3f9d → ff02::fb, UDP 5353 → 5353 (mDNS), checksum 0x6c91 [Good].
@@ -1293,7 +1391,13 @@ describe('IPv6: checksums against known-good bytes', () => {
         // The first fragment starts with the UDP header; the others are data.
         expect(decoded.udp !== undefined).toBe(fragment.offset === 0);
         const dataStart = 14 + 40 + 8;
-        const datagram = datagrams.get(fragment.id) ?? { src: ipv6!.src, dst: ipv6!.dst, protocol: ipv6!.protocol, bytes: new Uint8Array(2000), received: 0 };
+        const datagram = datagrams.get(fragment.id) ?? {
+          src: ipv6!.src,
+          dst: ipv6!.dst,
+          protocol: ipv6!.protocol,
+          bytes: new Uint8Array(2000),
+          received: 0,
+        };
         datagram.bytes.set(record.data.subarray(dataStart, dataStart + ipv6!.payloadLength - 8), fragment.offset * 8);
         datagram.received = Math.max(datagram.received, fragment.offset * 8 + ipv6!.payloadLength - 8);
         datagrams.set(fragment.id, datagram);
@@ -1302,13 +1406,28 @@ describe('IPv6: checksums against known-good bytes', () => {
       reader.close();
     }
     // tshark (-o ipv6.defragment:FALSE): ids, offsets in 8-byte units, More Fragments.
-    expect(seen.slice(0, 8)).toEqual(['2c5323@0+', '2c5323@15+', '2c5323@30+', '2c5323@45+', '2c5323@60+', '2c5323@75+', '2c5323@90', '98d687d1@0+']);
+    expect(seen.slice(0, 8)).toEqual([
+      '2c5323@0+',
+      '2c5323@15+',
+      '2c5323@30+',
+      '2c5323@45+',
+      '2c5323@60+',
+      '2c5323@75+',
+      '2c5323@90',
+      '98d687d1@0+',
+    ]);
     expect(seen).toHaveLength(36);
     // tshark: mDNS fragments to ff02::fb, WS-Discovery ones to ff02::c.
     expect(destinations).toEqual({ 'ff02::fb hop limit 255': 20, 'ff02::c hop limit 1': 16 });
     // tshark reassembles 741, 1452, 1003 and 786 bytes, each UDP checksum Good (over the UDP Length, 4 bytes fewer).
     const reassembled = [...datagrams.values()].map(({ src, dst, protocol, bytes, received }) =>
-      buildFrame({ dstMac: NODE_MAC, srcMac: CLIENT_MAC, ipv6: { src, dst }, l4: { kind: 'raw', protocol }, payload: bytes.subarray(0, received) }),
+      buildFrame({
+        dstMac: NODE_MAC,
+        srcMac: CLIENT_MAC,
+        ipv6: { src, dst },
+        l4: { kind: 'raw', protocol },
+        payload: bytes.subarray(0, received),
+      }),
     );
     expect(reassembled.map((frame) => decodeFrame(frame).ipv6!.payloadLength)).toEqual([741, 1452, 1003, 786]);
     expect(reassembled.map((frame) => decodeFrame(frame).udp!.length)).toEqual([737, 1448, 999, 782]);
@@ -1362,7 +1481,8 @@ describe('IPv6: helpers', () => {
     expect(formatIpv6(ipv6ToBytes('2001:DB8:0:0:1:0:0:1'))).toBe('2001:db8::1:0:0:1');
     expect(formatIpv6(ipv6ToBytes('2001:db8:0:1:1:1:1:1'))).toBe('2001:db8:0:1:1:1:1:1');
     expect(formatIpv6(Uint8Array.of(9, ...ipv6ToBytes('fd00::')), 1)).toBe('fd00::');
-    for (const bad of ['10.0.0.1', '2001:db8::1::1', 'fe80::1%eth0', 'fd00::g', '']) expect(() => ipv6ToBytes(bad), bad).toThrow(RangeError);
+    for (const bad of ['10.0.0.1', '2001:db8::1::1', 'fe80::1%eth0', 'fd00::g', ''])
+      expect(() => ipv6ToBytes(bad), bad).toThrow(RangeError);
   });
 
   it('sum the IPv6 pseudo-header, its upper-layer length a 32-bit field', () => {
@@ -1370,7 +1490,9 @@ describe('IPv6: helpers', () => {
     const two = ipv6ToBytes('::2');
     expect(ipv6PseudoHeaderSum(one, two, 17, 8)).toBe(1 + 2 + 17 + 8);
     expect(ipv6PseudoHeaderSum(one, two, 17, 0x10008)).toBe(1 + 2 + 17 + 1 + 8);
-    expect(ipv6PseudoHeaderSum(ipv6ToBytes('ffff:ffff::'), two, 6, 20)).toBe(onesComplementSum(Uint8Array.of(0xff, 0xff, 0xff, 0xff, 0, 2, 0, 26)));
+    expect(ipv6PseudoHeaderSum(ipv6ToBytes('ffff:ffff::'), two, 6, 20)).toBe(
+      onesComplementSum(Uint8Array.of(0xff, 0xff, 0xff, 0xff, 0, 2, 0, 26)),
+    );
   });
 
   it('buildFrame rejects IPv6 specs it cannot build', () => {
@@ -1386,12 +1508,15 @@ describe('IPv6: helpers', () => {
     expect(() => buildFrame({ ...base, ipv6: { ...ipv6, trafficClass: 256 } })).toThrow(/trafficClass/);
     expect(() => buildFrame({ ...base, ipv6: { ...ipv6, hopLimit: -1 } })).toThrow(/hopLimit/);
     expect(() => buildFrame({ ...base, l4: { kind: 'raw', protocol: 256 } })).toThrow(/protocol/);
-    const withExtension = (extension: Ipv6ExtensionSpec) => buildFrame({ ...base, ipv6: { ...ipv6, extensions: [{ type: 'destination' }, extension] } });
+    const withExtension = (extension: Ipv6ExtensionSpec) =>
+      buildFrame({ ...base, ipv6: { ...ipv6, extensions: [{ type: 'destination' }, extension] } });
     expect(() => withExtension({ type: 'fragment', offset: 0x2000, more: false, id: 1 })).toThrow(/extensions\[1\]\.offset/);
     expect(() => withExtension({ type: 'fragment', offset: 0, more: false, id: 2 ** 32 })).toThrow(/extensions\[1\]\.id/);
     expect(() => withExtension({ type: 'routing', bytes: [0] })).toThrow(/Segments Left/);
     expect(() => withExtension({ type: 'hop-by-hop', bytes: new Uint8Array(2047) })).toThrow(/do not fit/);
-    expect(buildFrame({ ...base, ipv6: { ...ipv6, extensions: [{ type: 'hop-by-hop', bytes: new Uint8Array(2046) }] } }).length).toBe(14 + 40 + 2048 + 32 + 18);
+    expect(buildFrame({ ...base, ipv6: { ...ipv6, extensions: [{ type: 'hop-by-hop', bytes: new Uint8Array(2046) }] } }).length).toBe(
+      14 + 40 + 2048 + 32 + 18,
+    );
   });
 });
 
@@ -1453,7 +1578,8 @@ describe('generateTraffic', () => {
   const flows = groupByFlow(packets);
 
   it('is deterministic for a seed and differs between seeds', () => {
-    const summary = (list: GeneratedPacket[]) => list.map((p) => `${p.tsSec}.${p.tsNsec} ${hex(p.data)} ${JSON.stringify(p.flow)} ${p.direction}`);
+    const summary = (list: GeneratedPacket[]) =>
+      list.map((p) => `${p.tsSec}.${p.tsNsec} ${hex(p.data)} ${JSON.stringify(p.flow)} ${p.direction}`);
     const again = generateTraffic(BASE_SPEC, recordingChooser().choose);
     expect(summary(again)).toEqual(summary(packets));
     const otherSeed = generateTraffic({ ...BASE_SPEC, seed: 43 }, recordingChooser().choose);
@@ -1504,7 +1630,12 @@ describe('generateTraffic', () => {
           expect(packet.direction).toBe('reply');
           expect(backend).not.toBeNull();
           expect([d.eth!.src, d.eth!.dst]).toEqual([NODE_MAC, clientMac]);
-          expect([d.ipv4!.src, ports.sport, d.ipv4!.dst, ports.dport]).toEqual([backend!.ip, backend!.port, flow.clientIp, flow.clientPort]);
+          expect([d.ipv4!.src, ports.sport, d.ipv4!.dst, ports.dport]).toEqual([
+            backend!.ip,
+            backend!.port,
+            flow.clientIp,
+            flow.clientPort,
+          ]);
           expect(d.ipv4!.ihl).toBe(5);
         }
       }
@@ -1524,7 +1655,10 @@ describe('generateTraffic', () => {
         ['request', SYN],
         ['reply', SYN | ACK],
         ['request', ACK],
-        ...Array.from({ length: dataRounds }, () => [['request', PSH | ACK], ['reply', PSH | ACK]]).flat(),
+        ...Array.from({ length: dataRounds }, () => [
+          ['request', PSH | ACK],
+          ['reply', PSH | ACK],
+        ]).flat(),
         ['request', FIN | ACK],
         ['reply', FIN | ACK],
         ['request', ACK],
@@ -1672,7 +1806,8 @@ describe('generateTraffic', () => {
       { concurrency: 0 },
       { seed: 1.5 },
     ];
-    for (const change of bad) expect(() => generateTraffic({ ...BASE_SPEC, ...change }, choose), JSON.stringify(change)).toThrow(RangeError);
+    for (const change of bad)
+      expect(() => generateTraffic({ ...BASE_SPEC, ...change }, choose), JSON.stringify(change)).toThrow(RangeError);
   });
 });
 
@@ -1707,10 +1842,16 @@ describe('decodeCaptured: every link type svcpath reads', () => {
     ['IPv4 TCP with options', buildFrame(tcpSpec([]))],
     ['IPv6 TCP behind every extension header', buildFrame(tcp6Spec([], FULL_CHAIN))],
     ['IPv6 UDP', buildFrame(udp6Spec(text('0123456789')))],
-    ['an ICMP port unreachable quoting a TCP segment', buildFrame({
-      dstMac: CLIENT_MAC, srcMac: NODE_MAC, ipv4: { src: '10.96.0.20', dst: '10.0.0.5' },
-      l4: { kind: 'icmp', type: 3, code: 3 }, payload: buildFrame(tcpSpec([])).subarray(14, 14 + 24 + 8),
-    })],
+    [
+      'an ICMP port unreachable quoting a TCP segment',
+      buildFrame({
+        dstMac: CLIENT_MAC,
+        srcMac: NODE_MAC,
+        ipv4: { src: '10.96.0.20', dst: '10.0.0.5' },
+        l4: { kind: 'icmp', type: 3, code: 3 },
+        payload: buildFrame(tcpSpec([])).subarray(14, 14 + 24 + 8),
+      }),
+    ],
   ];
   /** Every framing of an untagged Ethernet frame that toLinkType writes, and raw IPv4/IPv6 (228, 229) cut by hand. */
   const framings: Array<{ name: string; linktype: number; bigEndian?: boolean }> = [
@@ -1725,23 +1866,34 @@ describe('decodeCaptured: every link type svcpath reads', () => {
   const headerLength: Record<number, number> = { 113: 16, 276: 20, 101: 0, 12: 0, 0: 4, 108: 4 };
   /** What decodeFrame says of the IP packet, wherever it sits. */
   const network = (d: DecodedFrame, offset: number) => ({
-    ipv4: d.ipv4, ipv6: d.ipv6, tcp: d.tcp, udp: d.udp, icmp: d.icmp, icmpv6: d.icmpv6, truncatedAt: d.truncatedAt, malformed: d.malformed,
-    payloadOffset: d.payloadOffset - offset, payloadLength: d.payloadLength,
+    ipv4: d.ipv4,
+    ipv6: d.ipv6,
+    tcp: d.tcp,
+    udp: d.udp,
+    icmp: d.icmp,
+    icmpv6: d.icmpv6,
+    truncatedAt: d.truncatedAt,
+    malformed: d.malformed,
+    payloadOffset: d.payloadOffset - offset,
+    payloadLength: d.payloadLength,
   });
 
   for (const [what, frame] of frames) {
-    it.each(framings)(`${what}: $name decodes to the same IP and L4 fields as Ethernet, with the same checksum report`, ({ linktype, bigEndian }) => {
-      const framed = toLinkType(frame, linktype, bigEndian);
-      const d = decodeCaptured(linktype, framed);
-      expect(d.linktype).toBe(linktype);
-      expect(d.networkOffset).toBe(headerLength[linktype]);
-      expect(network(d, headerLength[linktype]!)).toEqual(network(decodeFrame(frame), 14));
-      expect(verifyCapturedChecksums(linktype, framed)).toEqual(verifyChecksums(frame));
-      // The last byte is L4 payload (or quoted bytes): both reports see it broken.
-      const broken = withByte(framed, framed.length - 1, 0x40);
-      expect(verifyCapturedChecksums(linktype, broken)).toEqual(verifyChecksums(withByte(frame, frame.length - 1, 0x40)));
-      expect(verifyCapturedChecksums(linktype, broken).l4).toBe(false);
-    });
+    it.each(framings)(
+      `${what}: $name decodes to the same IP and L4 fields as Ethernet, with the same checksum report`,
+      ({ linktype, bigEndian }) => {
+        const framed = toLinkType(frame, linktype, bigEndian);
+        const d = decodeCaptured(linktype, framed);
+        expect(d.linktype).toBe(linktype);
+        expect(d.networkOffset).toBe(headerLength[linktype]);
+        expect(network(d, headerLength[linktype]!)).toEqual(network(decodeFrame(frame), 14));
+        expect(verifyCapturedChecksums(linktype, framed)).toEqual(verifyChecksums(frame));
+        // The last byte is L4 payload (or quoted bytes): both reports see it broken.
+        const broken = withByte(framed, framed.length - 1, 0x40);
+        expect(verifyCapturedChecksums(linktype, broken)).toEqual(verifyChecksums(withByte(frame, frame.length - 1, 0x40)));
+        expect(verifyCapturedChecksums(linktype, broken).l4).toBe(false);
+      },
+    );
 
     it(`${what}: raw IPv4 (228) or raw IPv6 (229) decodes to the same IP and L4 fields as Ethernet`, () => {
       const ip = frame.slice(14);
@@ -1754,17 +1906,30 @@ describe('decodeCaptured: every link type svcpath reads', () => {
   it('reads the cooked headers field by field', () => {
     const frame = buildFrame(tcpSpec([]));
     expect(decodeCaptured(113, toLinkType(frame, 113))).toMatchObject({
-      cooked: { version: 1, packetType: 0, hatype: 1, address: CLIENT_MAC, vlans: [], protocol: 0x0800 }, ethertype: 0x0800,
+      cooked: { version: 1, packetType: 0, hatype: 1, address: CLIENT_MAC, vlans: [], protocol: 0x0800 },
+      ethertype: 0x0800,
     });
     expect(decodeCaptured(276, toLinkType(frame, 276)).cooked).toEqual({
-      version: 2, packetType: 0, hatype: 1, ifindex: 3, address: CLIENT_MAC, vlans: [], protocol: 0x0800,
+      version: 2,
+      packetType: 0,
+      hatype: 1,
+      ifindex: 3,
+      address: CLIENT_MAC,
+      vlans: [],
+      protocol: 0x0800,
     });
     // tcpdump -i any on a node: a frame the node sent (packet type 4), on interface 7, with an 802.1Q tag, from a 4-byte address.
     const header = fromHex('8100 0000 00000007 0001 04 04 0a0b0c0d 00000000' + 'a064 0800');
     const tagged = new Uint8Array([...header, ...frame.subarray(14)]);
     const d = decodeCaptured(276, tagged);
     expect(d.cooked).toEqual({
-      version: 2, packetType: 4, hatype: 1, ifindex: 7, address: '0a:0b:0c:0d', vlans: [{ tpid: 0x8100, pcp: 5, dei: false, vid: 100 }], protocol: 0x0800,
+      version: 2,
+      packetType: 4,
+      hatype: 1,
+      ifindex: 7,
+      address: '0a:0b:0c:0d',
+      vlans: [{ tpid: 0x8100, pcp: 5, dei: false, vid: 100 }],
+      protocol: 0x0800,
     });
     expect(d.networkOffset).toBe(24);
     expect(network(d, 24)).toEqual(network(decodeFrame(frame), 14));
@@ -1778,7 +1943,11 @@ describe('decodeCaptured: every link type svcpath reads', () => {
     expect(decodeCaptured(0, toLinkType(v6, 0, true)).loopback).toEqual({ family: 24, byteOrder: 'big-endian' });
     expect(decodeCaptured(108, toLinkType(v6, 108)).loopback).toEqual({ family: 24, byteOrder: 'big-endian' });
     // FreeBSD's and Darwin's AF_INET6, and a family that is no IP.
-    for (const [family, ethertype] of [[28, 0x86dd], [30, 0x86dd], [17, 0]] as const) {
+    for (const [family, ethertype] of [
+      [28, 0x86dd],
+      [30, 0x86dd],
+      [17, 0],
+    ] as const) {
       const d = decodeCaptured(0, new Uint8Array([family, 0, 0, 0, ...v6.subarray(14)]));
       expect([d.loopback?.family, d.ethertype, d.ipv6 !== undefined]).toEqual([family, ethertype, ethertype !== 0]);
     }
@@ -1795,7 +1964,12 @@ describe('decodeCaptured: every link type svcpath reads', () => {
 
   it('reports a cut link-layer header, and decodes nothing of a link type it does not read', () => {
     const cooked = toLinkType(buildFrame(tcpSpec([])), 276);
-    expect(decodeCaptured(276, cooked.subarray(0, 19))).toEqual({ linktype: 276, payloadOffset: 0, payloadLength: 19, truncatedAt: 'link' });
+    expect(decodeCaptured(276, cooked.subarray(0, 19))).toEqual({
+      linktype: 276,
+      payloadOffset: 0,
+      payloadLength: 19,
+      truncatedAt: 'link',
+    });
     expect(decodeCaptured(113, cooked.subarray(0, 15)).truncatedAt).toBe('link');
     expect(decodeCaptured(0, new Uint8Array([2, 0, 0]))).toMatchObject({ truncatedAt: 'link', payloadLength: 3 });
     expect(decodeCaptured(101, new Uint8Array(0))).toMatchObject({ truncatedAt: 'link', payloadLength: 0 });
@@ -1804,7 +1978,12 @@ describe('decodeCaptured: every link type svcpath reads', () => {
     expect(decodeCaptured(276, cutTag)).toMatchObject({ truncatedAt: 'vlan', cooked: { protocol: 0x8100, vlans: [] }, payloadOffset: 20 });
     expect(verifyCapturedChecksums(276, cutTag)).toEqual({});
     // LINKTYPE_IEEE802_11 (105): not guessed at.
-    expect(decodeCaptured(105, cooked)).toEqual({ linktype: 105, payloadOffset: 0, payloadLength: cooked.length, unsupportedLinkType: true });
+    expect(decodeCaptured(105, cooked)).toEqual({
+      linktype: 105,
+      payloadOffset: 0,
+      payloadLength: cooked.length,
+      unsupportedLinkType: true,
+    });
     expect(verifyCapturedChecksums(105, cooked)).toEqual({});
   });
 

@@ -7,7 +7,16 @@ it('keeps every invariant on mutated, corpus and random frames', async () => {
   expect(report.failures).toEqual([]);
   expect(report.frames).toBe(60 * 256);
   // The run reaches the decisions that matter, not only the parser's rejections.
-  for (const outcome of ['TX SERVICE', 'REDIRECT SERVICE', 'DROP MALFORMED', 'PASS NO_SERVICE', 'TX NO_ENDPOINTS', 'PASS UNSUPPORTED_LINKTYPE', 'TX REPLY', 'TX ICMP_RELATED']) {
+  for (const outcome of [
+    'TX SERVICE',
+    'REDIRECT SERVICE',
+    'DROP MALFORMED',
+    'PASS NO_SERVICE',
+    'TX NO_ENDPOINTS',
+    'PASS UNSUPPORTED_LINKTYPE',
+    'TX REPLY',
+    'TX ICMP_RELATED',
+  ]) {
     expect(report.outcomes[outcome] ?? 0, outcome).toBeGreaterThan(0);
   }
 });

@@ -2,7 +2,16 @@
 import { compile, type Compiled, type CompileOptions } from '../control/compile/compiler.js';
 import { Batch, type Datapath } from '../control/runtime/datapath.js';
 import { DEFAULT_MAGLEV_TABLE_SIZE } from '../control/compile/maglev.js';
-import type { ClusterState, EndpointConditions, Node, Protocol, ResolvedEndpoint, ResolvedService, Service, ServicePort } from '../control/cluster/state.js';
+import type {
+  ClusterState,
+  EndpointConditions,
+  Node,
+  Protocol,
+  ResolvedEndpoint,
+  ResolvedService,
+  Service,
+  ServicePort,
+} from '../control/cluster/state.js';
 import { loadProgram } from '../control/runtime/loader.js';
 import { DESC_F_SNAT, REASONS, VERDICTS } from '../control/compile/layout.js';
 import { buildFrame, decodeFrame, verifyChecksums, type FrameSpec } from '../traces/frames.js';
@@ -11,14 +20,30 @@ import { main } from '../control/cli/main.js';
 
 export const READY: EndpointConditions = { ready: true, serving: true, terminating: false };
 
-export function makeService(ns: string, name: string, clusterIP: string, ports: Array<Partial<ServicePort> & { port: number }>, extra: Partial<Service> = {}): Service {
+export function makeService(
+  ns: string,
+  name: string,
+  clusterIP: string,
+  ports: Array<Partial<ServicePort> & { port: number }>,
+  extra: Partial<Service> = {},
+): Service {
   return {
     origin: { file: 'test', object: `Service ${ns}/${name}` },
-    namespace: ns, name, type: 'ClusterIP', clusterIPs: [clusterIP], ipFamilies: ['IPv4'],
+    namespace: ns,
+    name,
+    type: 'ClusterIP',
+    clusterIPs: [clusterIP],
+    ipFamilies: ['IPv4'],
     ports: ports.map((p) => ({ name: '', protocol: 'TCP' as Protocol, targetPort: p.port, ...p })),
-    sessionAffinity: 'None', affinityTimeoutSeconds: 10800,
-    externalTrafficPolicy: 'Cluster', internalTrafficPolicy: 'Cluster', externalIPs: [],
-    loadBalancerIngress: [], loadBalancerSourceRanges: [], allocateLoadBalancerNodePorts: true, publishNotReadyAddresses: false,
+    sessionAffinity: 'None',
+    affinityTimeoutSeconds: 10800,
+    externalTrafficPolicy: 'Cluster',
+    internalTrafficPolicy: 'Cluster',
+    externalIPs: [],
+    loadBalancerIngress: [],
+    loadBalancerSourceRanges: [],
+    allocateLoadBalancerNodePorts: true,
+    publishNotReadyAddresses: false,
     ...extra,
   };
 }
@@ -40,7 +65,10 @@ export function stateOf(resolved: ResolvedService[], nodes: Node[] = [makeNode('
   return { services: resolved.map((r) => r.service), endpointSlices: [], nodes, notes: [] };
 }
 
-export async function program(resolved: ResolvedService[], opts: Partial<CompileOptions> & { ctEntries?: number; nodes?: Node[] } = {}): Promise<{ compiled: Compiled; dp: Datapath }> {
+export async function program(
+  resolved: ResolvedService[],
+  opts: Partial<CompileOptions> & { ctEntries?: number; nodes?: Node[] } = {},
+): Promise<{ compiled: Compiled; dp: Datapath }> {
   const state = stateOf(resolved, opts.nodes);
   const compiled = compile(state, resolved, { seed: 0, maglevTableSize: DEFAULT_MAGLEV_TABLE_SIZE, ...opts });
   const dp = await loadProgram(compiled, { ctEntries: opts.ctEntries });
@@ -58,7 +86,12 @@ export interface FrameResult {
 
 /** Runs frames through the datapath in one batch; `times` are seconds of packet time. */
 export function runFrames(dp: Datapath, frames: Uint8Array[], times?: number[], batch?: Batch): FrameResult[] {
-  const b = batch ?? dp.createBatch(Math.max(frames.length, 1), frames.reduce((n, f) => n + Batch.footprint(f.length), 0));
+  const b =
+    batch ??
+    dp.createBatch(
+      Math.max(frames.length, 1),
+      frames.reduce((n, f) => n + Batch.footprint(f.length), 0),
+    );
   b.clear();
   frames.forEach((f, i) => {
     const t = times?.[i] ?? 1_700_000_000 + i * 0.001;
@@ -96,18 +129,34 @@ export function ipOf(frame: Uint8Array): { src: string; dst: string } {
   return (d.ipv4 ?? d.ipv6)!;
 }
 
-export function tcp(src: string, sport: number, dst: string, dport: number, flags: Array<'SYN' | 'ACK' | 'FIN' | 'RST' | 'PSH'>, extra: Partial<FrameSpec> = {}): Uint8Array {
+export function tcp(
+  src: string,
+  sport: number,
+  dst: string,
+  dport: number,
+  flags: Array<'SYN' | 'ACK' | 'FIN' | 'RST' | 'PSH'>,
+  extra: Partial<FrameSpec> = {},
+): Uint8Array {
   return buildFrame({
-    srcMac: CLIENT_MAC, dstMac: NODE_MAC,
+    srcMac: CLIENT_MAC,
+    dstMac: NODE_MAC,
     ...ipLayer(src, dst, 1),
     l4: { kind: 'tcp', sport, dport, seq: 1000, ack: flags.includes('ACK') ? 2000 : 0, flags },
     ...extra,
   }).slice();
 }
 
-export function udp(src: string, sport: number, dst: string, dport: number, extra: Partial<FrameSpec> = {}, zeroChecksum = false): Uint8Array {
+export function udp(
+  src: string,
+  sport: number,
+  dst: string,
+  dport: number,
+  extra: Partial<FrameSpec> = {},
+  zeroChecksum = false,
+): Uint8Array {
   return buildFrame({
-    srcMac: CLIENT_MAC, dstMac: NODE_MAC,
+    srcMac: CLIENT_MAC,
+    dstMac: NODE_MAC,
     ...ipLayer(src, dst, 2),
     l4: { kind: 'udp', sport, dport, zeroChecksum },
     payload: new Uint8Array([1, 2, 3, 4, 5]),
@@ -119,8 +168,12 @@ export function udp(src: string, sport: number, dst: string, dport: number, extr
 export async function cli(args: string[]): Promise<{ code: number; stdout: string; stderr: string }> {
   const out: string[] = [];
   const err: string[] = [];
-  const log = vi.spyOn(console, 'log').mockImplementation((...a) => { out.push(a.join(' ')); });
-  const error = vi.spyOn(console, 'error').mockImplementation((...a) => { err.push(a.join(' ')); });
+  const log = vi.spyOn(console, 'log').mockImplementation((...a) => {
+    out.push(a.join(' '));
+  });
+  const error = vi.spyOn(console, 'error').mockImplementation((...a) => {
+    err.push(a.join(' '));
+  });
   try {
     const code = await main(args);
     return { code, stdout: out.join('\n'), stderr: err.join('\n') };

@@ -11,15 +11,29 @@ const VIP = '10.96.0.10';
 /** An ICMP error from `from` to `to`, quoting the IPv4 packet of `frame` (an Ethernet frame), `quoteBytes` of it. */
 function icmpError(from: string, to: string, frame: Uint8Array, type: number, code: number, quoteBytes = 28, rest = 0): Uint8Array {
   return buildFrame({
-    srcMac: '02:00:00:00:00:09', dstMac: '02:00:00:00:00:0a', ipv4: { src: from, dst: to },
-    l4: { kind: 'icmp', type, code, rest }, payload: frame.slice(14, 14 + quoteBytes),
+    srcMac: '02:00:00:00:00:09',
+    dstMac: '02:00:00:00:00:0a',
+    ipv4: { src: from, dst: to },
+    l4: { kind: 'icmp', type, code, rest },
+    payload: frame.slice(14, 14 + quoteBytes),
   }).slice();
 }
 
 async function setup() {
-  const svc = makeService('default', 'web', VIP, [{ name: 'http', port: 80, targetPort: 8080, nodePort: 30080 }, { name: 'dns', port: 53, protocol: 'UDP', targetPort: 5353 }], { type: 'NodePort' });
+  const svc = makeService(
+    'default',
+    'web',
+    VIP,
+    [
+      { name: 'http', port: 80, targetPort: 8080, nodePort: 30080 },
+      { name: 'dns', port: 53, protocol: 'UDP', targetPort: 5353 },
+    ],
+    { type: 'NodePort' },
+  );
   return program([resolvedService(svc, [endpoints([['10.244.2.5', 8080, 'node-b']]), endpoints([['10.244.0.5', 5353, 'node-a']])])], {
-    node: 'node-a', nodes: [makeNode('node-a', NODE_IP)], clusterCIDRs: ['10.244.0.0/16'],
+    node: 'node-a',
+    nodes: [makeNode('node-a', NODE_IP)],
+    clusterCIDRs: ['10.244.0.0/16'],
   });
 }
 
@@ -58,7 +72,12 @@ describe('ICMP errors about translated flows', () => {
     const { dp } = await setup();
     const [sent] = runFrames(dp, [tcp('172.16.0.1', 5001, NODE_IP, 30080, ['SYN'])]);
     const s = decodeFrame(sent.out);
-    const backendReply = buildFrame({ srcMac: '02:00:00:00:00:02', dstMac: '02:00:00:00:00:01', ipv4: { src: s.ipv4!.dst, dst: s.ipv4!.src }, l4: { kind: 'tcp', sport: 8080, dport: s.tcp!.sport, flags: ['SYN', 'ACK'] } }).slice();
+    const backendReply = buildFrame({
+      srcMac: '02:00:00:00:00:02',
+      dstMac: '02:00:00:00:00:01',
+      ipv4: { src: s.ipv4!.dst, dst: s.ipv4!.src },
+      l4: { kind: 'tcp', sport: 8080, dport: s.tcp!.sport, flags: ['SYN', 'ACK'] },
+    }).slice();
     const [reply] = runFrames(dp, [backendReply]);
     expect(reply.reason).toBe('REPLY');
     const err = icmpError('172.16.0.1', NODE_IP, reply.out, 3, 3, 40);

@@ -76,7 +76,11 @@ describe('layering', () => {
 
   it('finds the imports it judges', () => {
     expect(imports.length).toBeGreaterThan(300);
-    for (const folder of LAYERS.flat()) expect(imports.some(({ from }) => folderOf(from) === folder), folder).toBe(true);
+    for (const folder of LAYERS.flat())
+      expect(
+        imports.some(({ from }) => folderOf(from) === folder),
+        folder,
+      ).toBe(true);
     for (const { to } of imports) expect(relative(PROJECT_ROOT, join(PROJECT_ROOT, to)).startsWith('..'), to).toBe(false);
   });
 
@@ -88,7 +92,9 @@ describe('layering', () => {
     expect(violation({ from: 'traces/pcap.ts', to: 'control/common/errors.ts' })).toBe(
       'traces/pcap.ts imports control/common/errors.ts: traces/ is the bottom layer and imports nothing outside itself',
     );
-    expect(violation({ from: 'control/compile/compiler.ts', to: 'control/runtime/datapath.ts' })).toMatch(/may import only from traces, control\/common, control\/cluster$/);
+    expect(violation({ from: 'control/compile/compiler.ts', to: 'control/runtime/datapath.ts' })).toMatch(
+      /may import only from traces, control\/common, control\/cluster$/,
+    );
     expect(violation({ from: 'model/tables.ts', to: 'control/runtime/loader.ts' })).toMatch(/siblings on one layer/);
     expect(violation({ from: 'traces/frames.ts', to: 'traces/synth/sample.ts' })).toMatch(/traces\/ is the bottom layer/);
     expect(violation({ from: 'traces/synth/sample.ts', to: 'control/cli/main.ts' })).toBeUndefined();

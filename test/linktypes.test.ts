@@ -19,22 +19,35 @@ import { readWithPcapParser } from './pcap-parser.js';
 const ETH_HLEN = 14;
 
 function runWithLinktype(dp: Awaited<ReturnType<typeof program>>['dp'], frames: Uint8Array[], linktype: number) {
-  return runFramed(dp, frames.map((data) => ({ data, linktype })));
+  return runFramed(
+    dp,
+    frames.map((data) => ({ data, linktype })),
+  );
 }
 
 function runFramed(dp: Awaited<ReturnType<typeof program>>['dp'], frames: Array<{ data: Uint8Array; linktype: number }>) {
   const batch = dp.createBatch(frames.length, frames.length * 2048);
   frames.forEach((f, i) => batch.add(f.data, f.data.length, 1_800_000_000 + i, 0, f.linktype));
   batch.run();
-  return frames.map((_, i) => ({ verdict: VERDICTS[batch.verdict(i)], reason: REASONS[batch.reason(i)], backendId: batch.backendId(i), out: batch.frame(i).slice() }));
+  return frames.map((_, i) => ({
+    verdict: VERDICTS[batch.verdict(i)],
+    reason: REASONS[batch.reason(i)],
+    backendId: batch.backendId(i),
+    out: batch.frame(i).slice(),
+  }));
 }
 
 describe('link types', () => {
   const cases: Array<[string, number, boolean?]> = [
-    ['Ethernet', LINKTYPES.ETHERNET], ['Linux cooked v1', LINKTYPES.LINUX_SLL], ['Linux cooked v2', LINKTYPES.LINUX_SLL2],
-    ['raw IP', LINKTYPES.RAW], ['raw IP (OpenBSD 12)', LINKTYPES.RAW_OPENBSD], ['raw IPv4 (228)', LINKTYPES.IPV4],
+    ['Ethernet', LINKTYPES.ETHERNET],
+    ['Linux cooked v1', LINKTYPES.LINUX_SLL],
+    ['Linux cooked v2', LINKTYPES.LINUX_SLL2],
+    ['raw IP', LINKTYPES.RAW],
+    ['raw IP (OpenBSD 12)', LINKTYPES.RAW_OPENBSD],
+    ['raw IPv4 (228)', LINKTYPES.IPV4],
     ['BSD loopback, little-endian host', LINKTYPES.NULL],
-    ['BSD loopback, big-endian host', LINKTYPES.NULL, true], ['OpenBSD loopback', LINKTYPES.LOOP],
+    ['BSD loopback, big-endian host', LINKTYPES.NULL, true],
+    ['OpenBSD loopback', LINKTYPES.LOOP],
   ];
 
   it.each(cases)('%s: same decisions and rewrites as on Ethernet', async (_name, linktype, bigEndian) => {
@@ -45,11 +58,19 @@ describe('link types', () => {
       tcp('10.244.9.9', 31000, '10.96.0.11', 80, ['SYN']),
       tcp('10.244.9.9', 31001, '10.1.1.1', 80, ['SYN']),
     ];
-    const eps = endpoints([['10.244.1.5', 8080], ['10.244.2.5', 8080], ['10.244.3.5', 8080]]);
+    const eps = endpoints([
+      ['10.244.1.5', 8080],
+      ['10.244.2.5', 8080],
+      ['10.244.3.5', 8080],
+    ]);
     const reference = await program([resolvedService(svc, [eps]), resolvedService(empty, [[]])]);
     const subject = await program([resolvedService(svc, [eps]), resolvedService(empty, [[]])]);
     const want = runWithLinktype(reference.dp, frames, LINKTYPES.ETHERNET);
-    const got = runWithLinktype(subject.dp, frames.map((f) => toLinkType(f, linktype, bigEndian)), linktype);
+    const got = runWithLinktype(
+      subject.dp,
+      frames.map((f) => toLinkType(f, linktype, bigEndian)),
+      linktype,
+    );
     got.forEach((g, i) => {
       expect([g.verdict, g.reason, g.backendId], `frame ${i}`).toEqual([want[i].verdict, want[i].reason, want[i].backendId]);
       // The network packet is rewritten identically, whatever framed it.
@@ -61,8 +82,14 @@ describe('link types', () => {
   });
 
   it('raw IPv6 (229): the same decisions and rewrites as on Ethernet; a packet of the other IP version is MALFORMED on 228 and 229', async () => {
-    const svc = makeService('default', 'web6', 'fd00:96::10', [{ port: 80, targetPort: 8080 }], { clusterIPs: ['fd00:96::10'], ipFamilies: ['IPv6'] });
-    const eps = endpoints([['fd00:244:1::5', 8080], ['fd00:244:2::5', 8080]]);
+    const svc = makeService('default', 'web6', 'fd00:96::10', [{ port: 80, targetPort: 8080 }], {
+      clusterIPs: ['fd00:96::10'],
+      ipFamilies: ['IPv6'],
+    });
+    const eps = endpoints([
+      ['fd00:244:1::5', 8080],
+      ['fd00:244:2::5', 8080],
+    ]);
     const opts = { nodes: [makeNode('node-a', '192.168.0.10', 'fd00:168::10')], serviceClusterIPRanges: ['10.96.0.0/12', 'fd00:96::/108'] };
     const frames = [
       ...Array.from({ length: 12 }, (_, i) => tcp('fd00:244:9::9', 30000 + i, 'fd00:96::10', 80, ['SYN'])),
@@ -71,7 +98,11 @@ describe('link types', () => {
     ];
     const want = runWithLinktype((await program([resolvedService(svc, [eps])], opts)).dp, frames, LINKTYPES.ETHERNET);
     const { dp } = await program([resolvedService(svc, [eps])], opts);
-    const got = runWithLinktype(dp, frames.map((f) => toLinkType(f, LINKTYPES.IPV6)), LINKTYPES.IPV6);
+    const got = runWithLinktype(
+      dp,
+      frames.map((f) => toLinkType(f, LINKTYPES.IPV6)),
+      LINKTYPES.IPV6,
+    );
     got.forEach((g, i) => {
       expect([g.verdict, g.reason, g.backendId], `frame ${i}`).toEqual([want[i].verdict, want[i].reason, want[i].backendId]);
       expect(g.out, `frame ${i}`).toEqual(want[i].out.subarray(ETH_HLEN));
@@ -79,13 +110,19 @@ describe('link types', () => {
     expect(new Set(got.map((g) => g.reason))).toEqual(new Set(['SERVICE', 'UNSERVED_PORT', 'UNALLOCATED_IP']));
     const v4 = tcp('10.244.9.9', 1, '10.96.0.10', 80, ['SYN']).subarray(ETH_HLEN);
     const v6 = frames[0].subarray(ETH_HLEN);
-    const crossed = runFramed(dp, [{ data: v6, linktype: LINKTYPES.IPV4 }, { data: v4, linktype: LINKTYPES.IPV6 }]);
+    const crossed = runFramed(dp, [
+      { data: v6, linktype: LINKTYPES.IPV4 },
+      { data: v4, linktype: LINKTYPES.IPV6 },
+    ]);
     expect(crossed.map((c) => `${c.verdict} ${c.reason}`)).toEqual(['DROP MALFORMED', 'DROP MALFORMED']);
   });
 
-  it('a cooked header\'s packet type: sent by the node (4) or on the loopback device is OUTGOING, for another host (3) OTHER_HOST, the rest decided', async () => {
+  it("a cooked header's packet type: sent by the node (4) or on the loopback device is OUTGOING, for another host (3) OTHER_HOST, the rest decided", async () => {
     const svc = makeService('default', 'web', '10.96.0.10', [{ port: 80, targetPort: 8080 }]);
-    const eps = endpoints([['10.244.1.5', 8080], ['10.244.2.5', 8080]]);
+    const eps = endpoints([
+      ['10.244.1.5', 8080],
+      ['10.244.2.5', 8080],
+    ]);
     const syn = (port: number) => tcp('10.244.9.9', port, '10.96.0.10', 80, ['SYN']);
     // Linux's PACKET_* values (if_packet.h): 0 host, 1 broadcast, 2 multicast, 3 other host, 4 outgoing,
     // 5 loopback (never shown to captures), 6 user, 7 kernel (netlink monitors).
@@ -94,10 +131,16 @@ describe('link types', () => {
       const { dp } = await program([resolvedService(svc, [eps])]);
       const frames = [
         ...expected.map((_, packetType) => ({ data: toLinkType(syn(40000 + packetType), linktype, false, { packetType }), linktype })),
-        ...[0, 4].map((packetType) => ({ data: toLinkType(syn(41000 + packetType), linktype, false, { packetType, deviceType: 772 }), linktype })),
+        ...[0, 4].map((packetType) => ({
+          data: toLinkType(syn(41000 + packetType), linktype, false, { packetType, deviceType: 772 }),
+          linktype,
+        })),
       ];
       const got = runFramed(dp, frames);
-      expect(got.map((g) => g.reason), `link type ${linktype}`).toEqual([...expected, 'OUTGOING', 'OUTGOING']);
+      expect(
+        got.map((g) => g.reason),
+        `link type ${linktype}`,
+      ).toEqual([...expected, 'OUTGOING', 'OUTGOING']);
       for (const [i, g] of got.entries()) {
         if (g.reason === 'SERVICE') continue;
         expect(g.verdict).toBe('PASS');
@@ -122,7 +165,10 @@ async function replay(trace: string, out: string) {
   const code = await main(['replay', trace, '--cluster', SAMPLE_CLUSTER, '--node', 'node-a', '--out', out, '--verdicts', `${out}.jsonl`]);
   log.mockRestore();
   expect(code).toBe(0);
-  return { verdicts: readFileSync(`${out}.jsonl`, 'utf8'), output: Array.from(openCapture(out).records(), (r) => ({ ...r, data: r.data.slice() })) };
+  return {
+    verdicts: readFileSync(`${out}.jsonl`, 'utf8'),
+    output: Array.from(openCapture(out).records(), (r) => ({ ...r, data: r.data.slice() })),
+  };
 }
 
 /**
@@ -156,7 +202,10 @@ describe('capture formats give identical results', () => {
       tcp('10.244.0.100', 2000, '10.96.0.10', 81, ['SYN']),
       tcp('10.244.0.100', 2001, '8.8.8.8', 443, ['SYN']),
     ];
-    scapyPcap(join(dir, 'scapy.pcap'), packets.map((p) => p.subarray(ETH_HLEN)));
+    scapyPcap(
+      join(dir, 'scapy.pcap'),
+      packets.map((p) => p.subarray(ETH_HLEN)),
+    );
     const eth = createPcapWriter(join(dir, 'eth.pcap'), { linktype: 1 });
     packets.forEach((p, i) => eth.write(1_800_000_000 + i, 250_000_000, p));
     eth.close();
@@ -169,7 +218,9 @@ describe('capture formats give identical results', () => {
     const out = readFileSync(join(dir, 'raw-out.pcap'));
     expect(out.readUInt32LE(20)).toBe(228);
     const written = await readWithPcapParser(join(dir, 'raw-out.pcap'));
-    expect(written.map((w) => w.data.toString('hex'))).toEqual(ethernet.output.map((o) => Buffer.from(o.data.subarray(ETH_HLEN)).toString('hex')));
+    expect(written.map((w) => w.data.toString('hex'))).toEqual(
+      ethernet.output.map((o) => Buffer.from(o.data.subarray(ETH_HLEN)).toString('hex')),
+    );
     expect(written.length).toBe(11);
   });
 

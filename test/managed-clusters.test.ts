@@ -20,9 +20,10 @@ const MANAGED = fileURLToPath(new URL('fixtures/managed/', import.meta.url));
 const scratch = mkdtempSync(join(tmpdir(), 'svcpath-managed-'));
 afterAll(() => rmSync(scratch, { recursive: true, force: true }));
 
-const UNKNOWN_RANGES_NOTE = 'service cluster IP ranges unknown: the state has no ServiceCIDR objects (kubectl get servicecidrs '
-  + '-o yaml, Kubernetes 1.33 and later) and --service-cluster-ip-range was not given; no cluster IP is checked against a range, '
-  + 'UNALLOCATED_IP is not applied, and Services without a cluster IP get one from 10.96.0.0/12 or fd00:10:96::/112';
+const UNKNOWN_RANGES_NOTE =
+  'service cluster IP ranges unknown: the state has no ServiceCIDR objects (kubectl get servicecidrs ' +
+  '-o yaml, Kubernetes 1.33 and later) and --service-cluster-ip-range was not given; no cluster IP is checked against a range, ' +
+  'UNALLOCATED_IP is not applied, and Services without a cluster IP get one from 10.96.0.0/12 or fd00:10:96::/112';
 
 // biome-ignore lint/suspicious/noExplicitAny: a dump's objects are read field by field, as the API names them
 type K8sObject = Record<string, any>;
@@ -56,13 +57,26 @@ async function replay(cluster: string[], frames: Uint8Array[], flags: string[] =
   const writer = createPcapWriter(join(dir, 'in.pcap'), { linktype: 1 });
   frames.forEach((frame, i) => writer.write(1_768_000_000 + i, 0, frame));
   writer.close();
-  const run = await cli(['replay', join(dir, 'in.pcap'), ...cluster.flatMap((c) => ['--cluster', c]), '--verdicts', join(dir, 'v.jsonl'),
-    '--out', join(dir, 'out.pcap'), '--summary', join(dir, 'summary.json'), ...flags]);
+  const run = await cli([
+    'replay',
+    join(dir, 'in.pcap'),
+    ...cluster.flatMap((c) => ['--cluster', c]),
+    '--verdicts',
+    join(dir, 'v.jsonl'),
+    '--out',
+    join(dir, 'out.pcap'),
+    '--summary',
+    join(dir, 'summary.json'),
+    ...flags,
+  ]);
   expect(run.stderr).toBe('');
   expect(run.code).toBe(0);
   return {
     run,
-    verdicts: readFileSync(join(dir, 'v.jsonl'), 'utf8').trim().split('\n').map((l) => JSON.parse(l)),
+    verdicts: readFileSync(join(dir, 'v.jsonl'), 'utf8')
+      .trim()
+      .split('\n')
+      .map((l) => JSON.parse(l)),
     output: Array.from(openCapture(join(dir, 'out.pcap')).records(), (r) => r.data.slice()),
     summary: JSON.parse(readFileSync(join(dir, 'summary.json'), 'utf8')),
   };
@@ -81,36 +95,60 @@ interface Dump {
 
 const DUMPS: Dump[] = [
   {
-    file: 'eks.yaml', node: 'ip-10-0-1-23.ec2.internal', unallocated: '172.20.99.99', serviceCIDRs: false,
+    file: 'eks.yaml',
+    node: 'ip-10-0-1-23.ec2.internal',
+    unallocated: '172.20.99.99',
+    serviceCIDRs: false,
     frontend: { ip: '172.20.113.7', port: 80, protocol: 'TCP', namespace: 'shop', name: 'web', portName: 'http' },
   },
   {
-    file: 'eks-10-100.json', node: 'ip-10-0-2-45.ec2.internal', unallocated: '10.100.99.99', serviceCIDRs: true,
+    file: 'eks-10-100.json',
+    node: 'ip-10-0-2-45.ec2.internal',
+    unallocated: '10.100.99.99',
+    serviceCIDRs: true,
     frontend: { ip: '10.100.113.7', port: 80, protocol: 'TCP', namespace: 'shop', name: 'web', portName: 'http' },
   },
   {
-    file: 'gke.yaml', node: 'gke-prod-default-pool-8f3c1a2b-6kzq', unallocated: '34.118.230.99', serviceCIDRs: false,
+    file: 'gke.yaml',
+    node: 'gke-prod-default-pool-8f3c1a2b-6kzq',
+    unallocated: '34.118.230.99',
+    serviceCIDRs: false,
     frontend: { ip: '34.118.224.10', port: 53, protocol: 'UDP', namespace: 'kube-system', name: 'kube-dns', portName: 'dns' },
   },
   {
-    file: 'gke-servicecidr.yaml', node: 'gke-prod-default-pool-8f3c1a2b-6kzq', unallocated: '34.118.230.99', serviceCIDRs: true,
+    file: 'gke-servicecidr.yaml',
+    node: 'gke-prod-default-pool-8f3c1a2b-6kzq',
+    unallocated: '34.118.230.99',
+    serviceCIDRs: true,
     frontend: { ip: '34.118.224.10', port: 53, protocol: 'UDP', namespace: 'kube-system', name: 'kube-dns', portName: 'dns' },
   },
   {
-    file: 'aks.yaml', node: 'aks-nodepool1-27345951-vmss000000', unallocated: '10.0.99.99', serviceCIDRs: false,
+    file: 'aks.yaml',
+    node: 'aks-nodepool1-27345951-vmss000000',
+    unallocated: '10.0.99.99',
+    serviceCIDRs: false,
     frontend: { ip: '10.0.0.11', port: 6379, protocol: 'TCP', namespace: 'default', name: 'redis-primary', portName: '' },
   },
   {
     // traefik's load-balancer IPs are the node addresses klipper-lb holds the ports on.
-    file: 'k3s.yaml', node: 'k3s-server', unallocated: '10.43.99.99', serviceCIDRs: false,
+    file: 'k3s.yaml',
+    node: 'k3s-server',
+    unallocated: '10.43.99.99',
+    serviceCIDRs: false,
     frontend: { ip: '192.168.1.10', port: 80, protocol: 'TCP', namespace: 'kube-system', name: 'traefik', portName: 'web' },
   },
   {
-    file: 'kind.yaml', node: 'kind-worker', unallocated: '10.96.200.1', serviceCIDRs: true,
+    file: 'kind.yaml',
+    node: 'kind-worker',
+    unallocated: '10.96.200.1',
+    serviceCIDRs: true,
     frontend: { ip: '10.96.142.7', port: 80, protocol: 'TCP', namespace: 'default', name: 'echo', portName: 'http' },
   },
   {
-    file: 'kind-dual-stack.yaml', node: 'kind-worker', unallocated: 'fd00:10:96::ffff', serviceCIDRs: true,
+    file: 'kind-dual-stack.yaml',
+    node: 'kind-worker',
+    unallocated: 'fd00:10:96::ffff',
+    serviceCIDRs: true,
     frontend: { ip: 'fd00:10:96::8e07', port: 80, protocol: 'TCP', namespace: 'default', name: 'echo', portName: 'http' },
   },
 ];
@@ -120,7 +158,7 @@ describe.each(DUMPS)('the $file dump', (dump) => {
   const v6 = dump.frontend.ip.includes(':');
   const client = v6 ? '2001:db8:7::15' : '198.51.100.15';
   const send = (dst: string, sport: number, port = dump.frontend.port) =>
-    (dump.frontend.protocol === 'UDP' ? udp(client, sport, dst, port) : tcp(client, sport, dst, port, ['SYN']));
+    dump.frontend.protocol === 'UDP' ? udp(client, sport, dst, port) : tcp(client, sport, dst, port, ['SYN']);
 
   it('loads with no flags: svcpath services lists every Service, without a warning', async () => {
     const run = await cli(['services', '--cluster', path]);
@@ -135,7 +173,11 @@ describe.each(DUMPS)('the $file dump', (dump) => {
     const backends = dumpBackends(dump.file, dump.frontend.namespace, dump.frontend.name, dump.frontend.portName, v6 ? 'IPv6' : 'IPv4');
     expect(backends.size).toBeGreaterThan(0);
     const flows = [40001, 40002, 40003, 40004, 40005, 40006];
-    const { verdicts, output, summary } = await replay([path], [...flows.map((p) => send(dump.frontend.ip, p)), send(dump.unallocated, 40100)], ['--node', dump.node]);
+    const { verdicts, output, summary } = await replay(
+      [path],
+      [...flows.map((p) => send(dump.frontend.ip, p)), send(dump.unallocated, 40100)],
+      ['--node', dump.node],
+    );
 
     flows.forEach((_, i) => {
       const v = verdicts[i];
@@ -171,14 +213,16 @@ describe('service cluster IP ranges', () => {
     expect(await ranges('typed-lists')).toEqual([[], []]);
   });
 
-  it('are the flag\'s when the dump has no ServiceCIDR: a cluster IP outside is a warning naming the flag, and --strict an error', async () => {
+  it("are the flag's when the dump has no ServiceCIDR: a cluster IP outside is a warning naming the flag, and --strict an error", async () => {
     const path = join(MANAGED, 'aks.yaml');
     const run = await cli(['services', '--cluster', path, '--service-cluster-ip-range', '10.96.0.0/12']);
     expect(run.code).toBe(0);
     const warnings = run.stderr.split('\n');
     expect(warnings).toHaveLength(5);
-    expect(warnings).toContain(`svcpath: warning: ${path}: Service default/redis-primary: spec.clusterIPs[0]: 10.0.0.11 is outside `
-      + 'the service cluster IP ranges (10.96.0.0/12 from --service-cluster-ip-range); the datapath serves it as a cluster IP all the same');
+    expect(warnings).toContain(
+      `svcpath: warning: ${path}: Service default/redis-primary: spec.clusterIPs[0]: 10.0.0.11 is outside ` +
+        'the service cluster IP ranges (10.96.0.0/12 from --service-cluster-ip-range); the datapath serves it as a cluster IP all the same',
+    );
     const strict = await cli(['services', '--cluster', path, '--service-cluster-ip-range', '10.96.0.0/12', '--strict']);
     expect(strict.code).toBe(1);
     expect(strict.stderr).toBe(`svcpath: ${warnings[0].replace('svcpath: warning: ', '')}`);
@@ -186,10 +230,13 @@ describe('service cluster IP ranges', () => {
 
   it('name the ServiceCIDR a cluster IP is outside of', () => {
     const extra = join(scratch, 'outside.yaml');
-    writeFileSync(extra, 'apiVersion: v1\nkind: Service\nmetadata: {name: legacy, namespace: default}\nspec:\n  clusterIP: 10.200.0.5\n  ports: [{port: 80}]\n');
+    writeFileSync(
+      extra,
+      'apiVersion: v1\nkind: Service\nmetadata: {name: legacy, namespace: default}\nspec:\n  clusterIP: 10.200.0.5\n  ports: [{port: 80}]\n',
+    );
     expect(loadClusterState([join(MANAGED, 'kind.yaml'), extra]).warnings).toEqual([
-      `${extra}: Service default/legacy: spec.clusterIP: 10.200.0.5 is outside the service cluster IP ranges (10.96.0.0/16 from `
-        + 'ServiceCIDR kubernetes); the datapath serves it as a cluster IP all the same',
+      `${extra}: Service default/legacy: spec.clusterIP: 10.200.0.5 is outside the service cluster IP ranges (10.96.0.0/16 from ` +
+        'ServiceCIDR kubernetes); the datapath serves it as a cluster IP all the same',
     ]);
   });
 
@@ -197,35 +244,51 @@ describe('service cluster IP ranges', () => {
     const state = loadClusterState([join(MANAGED, 'gke-servicecidr.yaml')], { serviceClusterIPRanges: ['10.96.0.0/12'] });
     expect(state.serviceRanges?.cidrs).toEqual(['10.96.0.0/12', '34.118.224.0/20']);
     expect(state.warnings).toEqual([]);
-    expect(state.notes).toContain('--service-cluster-ip-range 10.96.0.0/12 differs from the ServiceCIDR objects (34.118.224.0/20 from '
-      + 'ServiceCIDR kubernetes): the service cluster IP ranges are their union (the API server makes the kubernetes ServiceCIDR '
-      + 'from the flag only when it does not exist)');
+    expect(state.notes).toContain(
+      '--service-cluster-ip-range 10.96.0.0/12 differs from the ServiceCIDR objects (34.118.224.0/20 from ' +
+        'ServiceCIDR kubernetes): the service cluster IP ranges are their union (the API server makes the kubernetes ServiceCIDR ' +
+        'from the flag only when it does not exist)',
+    );
   });
 
   it.each([3, 12])('%i of them per family all decide UNALLOCATED_IP (past 8 the datapath looks them up in its LPM maps)', async (count) => {
     const v4 = Array.from({ length: count }, (_, i) => `10.${100 + 2 * i}.0.0/16`);
     const v6 = Array.from({ length: count }, (_, i) => `fd00:${2 * i + 1}::/64`);
     const web = makeService('default', 'web', '10.100.0.10', [{ port: 80 }]);
-    const { dp } = await program([resolvedService(web, [endpoints([['10.244.0.5', 80, 'node-a']])])], { serviceClusterIPRanges: [...v4, ...v6] });
-    const inside = [...v4, ...v6].map((cidr) => ipaddr.parseCIDR(cidr)[0].toString().replace(/(\.0|::)$/, (end) => (end === '.0' ? '.9' : '::9')));
+    const { dp } = await program([resolvedService(web, [endpoints([['10.244.0.5', 80, 'node-a']])])], {
+      serviceClusterIPRanges: [...v4, ...v6],
+    });
+    const inside = [...v4, ...v6].map((cidr) =>
+      ipaddr
+        .parseCIDR(cidr)[0]
+        .toString()
+        .replace(/(\.0|::)$/, (end) => (end === '.0' ? '.9' : '::9')),
+    );
     const outside = ['10.101.0.9', `10.${100 + 2 * count}.0.9`, '10.99.255.9', 'fd00:2::9', `fd00:${2 * count + 1}::9`, 'fd00::9'];
     const addresses = [...inside, ...outside];
-    const inRange = (ip: string) => [...v4, ...v6].some((cidr) => {
-      const [net, bits] = ipaddr.parseCIDR(cidr);
-      const address = ipaddr.parse(ip);
-      return address.kind() === net.kind() && address.match(net, bits);
-    });
-    const results = runFrames(dp, addresses.map((ip, i) => udp(ip.includes(':') ? '2001:db8::7' : '192.0.2.7', 5000 + i, ip, 53)));
-    expect(results.map((r, i) => `${addresses[i]} ${r.verdict} ${r.reason}`))
-      .toEqual(addresses.map((ip) => `${ip} ${inRange(ip) ? 'DROP UNALLOCATED_IP' : 'PASS NO_SERVICE'}`));
+    const inRange = (ip: string) =>
+      [...v4, ...v6].some((cidr) => {
+        const [net, bits] = ipaddr.parseCIDR(cidr);
+        const address = ipaddr.parse(ip);
+        return address.kind() === net.kind() && address.match(net, bits);
+      });
+    const results = runFrames(
+      dp,
+      addresses.map((ip, i) => udp(ip.includes(':') ? '2001:db8::7' : '192.0.2.7', 5000 + i, ip, 53)),
+    );
+    expect(results.map((r, i) => `${addresses[i]} ${r.verdict} ${r.reason}`)).toEqual(
+      addresses.map((ip) => `${ip} ${inRange(ip) ? 'DROP UNALLOCATED_IP' : 'PASS NO_SERVICE'}`),
+    );
     expect(inside.every(inRange) && !outside.some(inRange)).toBe(true);
   });
 
-  it('let IPAddress objects name what they hold: one that is no Service\'s is noted', () => {
+  it("let IPAddress objects name what they hold: one that is no Service's is noted", () => {
     const path = join(MANAGED, 'kind.yaml');
-    expect(loadClusterState([path]).notes).toContain('1 IPAddress object names an address that is no Service\'s cluster IP in the '
-      + 'state (its Service is not in the state, or the address leaked); svcpath allocates none of them: '
-      + `${path}: IPAddress 10.96.77.3 (parentRef services monitoring/prometheus)`);
+    expect(loadClusterState([path]).notes).toContain(
+      "1 IPAddress object names an address that is no Service's cluster IP in the " +
+        'state (its Service is not in the state, or the address leaked); svcpath allocates none of them: ' +
+        `${path}: IPAddress 10.96.77.3 (parentRef services monitoring/prometheus)`,
+    );
   });
 });
 
@@ -236,13 +299,21 @@ describe('typed lists, as kubectl get --raw and client libraries return them', (
     const state = loadClusterState([dir]);
     expect(state.services.map((s) => s.name).sort()).toEqual(['echo', 'external-db', 'kube-dns', 'kubernetes', 'whoami']);
     expect(state.nodes.map((n) => n.name)).toEqual(['kind-control-plane', 'kind-worker']);
-    expect(state.pods?.map((p) => p.name).sort()).toEqual(['coredns-668d6bf9bc-fq7xm', 'coredns-668d6bf9bc-n2w8s',
-      'echo-6f7d8c9b5-zt5lq', 'whoami-7c5f9d8b6-j4x9z', 'whoami-7c5f9d8b6-p2c7w']);
+    expect(state.pods?.map((p) => p.name).sort()).toEqual([
+      'coredns-668d6bf9bc-fq7xm',
+      'coredns-668d6bf9bc-n2w8s',
+      'echo-6f7d8c9b5-zt5lq',
+      'whoami-7c5f9d8b6-j4x9z',
+      'whoami-7c5f9d8b6-p2c7w',
+    ]);
     const resolved = resolveServices(state).services;
     const endpointsOf = (name: string) => resolved.find((r) => r.service.name === name)!;
     // The Endpoints of a Service without selector, and the slices the controller makes of whoami's Pods.
     expect(endpointsOf('external-db').endpointsFrom).toBe('Endpoints');
-    expect(endpointsOf('external-db').ports[0].endpoints.map((e) => `${e.ip}:${e.port}`)).toEqual(['192.168.50.10:5432', '192.168.50.11:5432']);
+    expect(endpointsOf('external-db').ports[0].endpoints.map((e) => `${e.ip}:${e.port}`)).toEqual([
+      '192.168.50.10:5432',
+      '192.168.50.11:5432',
+    ]);
     expect(endpointsOf('whoami').endpointsFrom).toBe('Pods');
     expect(endpointsOf('whoami').ports[0].endpoints.map((e) => `${e.ip}:${e.port}`)).toEqual(['10.244.1.17:8000', '10.244.0.21:8000']);
     const run = await cli(['services', '--cluster', dir]);
@@ -255,13 +326,18 @@ describe('typed lists, as kubectl get --raw and client libraries return them', (
     writeFileSync(nodes, JSON.stringify({ ...list, items: list.items.filter((n: K8sObject) => n.metadata.name === 'kind-control-plane') }));
     const services = join(dir, 'services.json');
     const state = loadClusterState([services, join(dir, 'endpointslices.json'), join(dir, 'pods.json'), nodes]);
-    expect(state.notes).toContain(`${services}: Service default/whoami: 1 Pod not made endpoints: its node "kind-worker" is not among `
-      + 'the Nodes (the EndpointSlice controller skips such Pods unless publishNotReadyAddresses): default/whoami-7c5f9d8b6-j4x9z');
+    expect(state.notes).toContain(
+      `${services}: Service default/whoami: 1 Pod not made endpoints: its node "kind-worker" is not among ` +
+        'the Nodes (the EndpointSlice controller skips such Pods unless publishNotReadyAddresses): default/whoami-7c5f9d8b6-j4x9z',
+    );
   });
 
-  it('of kind List still need their items\' kinds', () => {
+  it("of kind List still need their items' kinds", () => {
     const file = join(scratch, 'list.json');
-    writeFileSync(file, JSON.stringify({ apiVersion: 'v1', kind: 'List', items: [{ metadata: { name: 'web' }, spec: { ports: [{ port: 80 }] } }] }));
+    writeFileSync(
+      file,
+      JSON.stringify({ apiVersion: 'v1', kind: 'List', items: [{ metadata: { name: 'web' }, spec: { ports: [{ port: 80 }] } }] }),
+    );
     expect(() => loadClusterState([file])).toThrow(`${file}: items[0]: kind: required`);
   });
 });
@@ -330,7 +406,9 @@ describe('a repository of manifests', () => {
 
 describe('warnings and --strict', () => {
   const manifest = join(scratch, 'hand-written.yaml');
-  writeFileSync(manifest, `apiVersion: v1
+  writeFileSync(
+    manifest,
+    `apiVersion: v1
 kind: List
 items:
 - {apiVersion: v1, kind: Node, metadata: {name: node-a}, status: {addresses: [{type: InternalIP, address: 192.168.0.10}]}}
@@ -346,9 +424,11 @@ items:
   addressType: IPv4
   endpoints: [{addresses: [10.244.0.5], nodeName: node-a}]
   ports: [{name: http, port: 8080}]
-`);
-  const warning = `${manifest}: Service default/Web_1: metadata.name: "Web_1" is not an RFC 1035 label: at most 63 characters, `
-    + 'lowercase letters, digits and \'-\', starting with a letter and ending with a letter or digit; svcpath uses it as it is';
+`,
+  );
+  const warning =
+    `${manifest}: Service default/Web_1: metadata.name: "Web_1" is not an RFC 1035 label: at most 63 characters, ` +
+    "lowercase letters, digits and '-', starting with a letter and ending with a letter or digit; svcpath uses it as it is";
 
   it('a warning is on stderr for every command that loads the cluster, and in the replay summary', async () => {
     for (const command of [['services'], ['endpoints'], ['maps'], ['dns'], ['env', '--namespace', 'default']]) {
@@ -361,12 +441,25 @@ items:
     const writer = createPcapWriter(join(dir, 'in.pcap'), { linktype: 1 });
     writer.write(1_768_000_000, 0, tcp('10.244.1.1', 5000, '10.96.0.80', 80, ['SYN']));
     writer.close();
-    const run = await cli(['replay', join(dir, 'in.pcap'), '--cluster', manifest, '--summary', join(dir, 's.json'), '--verdicts', join(dir, 'v.jsonl')]);
+    const run = await cli([
+      'replay',
+      join(dir, 'in.pcap'),
+      '--cluster',
+      manifest,
+      '--summary',
+      join(dir, 's.json'),
+      '--verdicts',
+      join(dir, 'v.jsonl'),
+    ]);
     expect(run.code).toBe(0);
     expect(run.stderr).toBe(`svcpath: warning: ${warning}`);
     expect(run.stdout).toContain(`  ${warning}`);
     expect(JSON.parse(readFileSync(join(dir, 's.json'), 'utf8')).warnings).toEqual([warning]);
-    expect(JSON.parse(readFileSync(join(dir, 'v.jsonl'), 'utf8'))).toMatchObject({ verdict: 'REDIRECT', reason: 'SERVICE', backend: '10.244.0.5:8080' });
+    expect(JSON.parse(readFileSync(join(dir, 'v.jsonl'), 'utf8'))).toMatchObject({
+      verdict: 'REDIRECT',
+      reason: 'SERVICE',
+      backend: '10.244.0.5:8080',
+    });
   });
 
   it('--strict makes the first warning the error, with the same message, on every command', async () => {

@@ -10,7 +10,19 @@
 import { spawn, spawnSync } from 'node:child_process';
 import { createHash } from 'node:crypto';
 import {
-  chmodSync, copyFileSync, cpSync, linkSync, lstatSync, mkdirSync, mkdtempSync, openSync, readdirSync, readFileSync, statSync, symlinkSync, writeFileSync,
+  chmodSync,
+  copyFileSync,
+  cpSync,
+  linkSync,
+  lstatSync,
+  mkdirSync,
+  mkdtempSync,
+  openSync,
+  readdirSync,
+  readFileSync,
+  statSync,
+  symlinkSync,
+  writeFileSync,
 } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join, relative } from 'node:path';
@@ -39,7 +51,12 @@ function workspace(name: string): { dir: string; capture: string; cluster: strin
 const sha256 = (file: string) => createHash('sha256').update(readFileSync(file)).digest('hex');
 
 /** Every file of a directory with its content's hash: what a refused run must leave as it was. */
-const snapshot = (dir: string) => Object.fromEntries(readdirSync(dir).sort().map((f) => [f, lstatSync(join(dir, f)).isFile() ? sha256(join(dir, f)) : 'link']));
+const snapshot = (dir: string) =>
+  Object.fromEntries(
+    readdirSync(dir)
+      .sort()
+      .map((f) => [f, lstatSync(join(dir, f)).isFile() ? sha256(join(dir, f)) : 'link']),
+  );
 
 /** Runs a replay that must be refused: exit 1, one line naming `names`, and nothing in `dir` touched. */
 async function expectRefused(dir: string, argv: string[], names: string[]) {
@@ -58,36 +75,58 @@ describe('an output that would destroy an input is refused before anything is wr
     const w = workspace('capture');
     symlinkSync(w.capture, join(w.dir, 'symlink.pcap'));
     linkSync(w.capture, join(w.dir, 'hardlink.pcap'));
-    const spellings = [w.capture, `./${relative(process.cwd(), w.capture)}`, join(w.dir, '..', 'capture', 'capture.pcap'), join(w.dir, 'symlink.pcap'), join(w.dir, 'hardlink.pcap')];
+    const spellings = [
+      w.capture,
+      `./${relative(process.cwd(), w.capture)}`,
+      join(w.dir, '..', 'capture', 'capture.pcap'),
+      join(w.dir, 'symlink.pcap'),
+      join(w.dir, 'hardlink.pcap'),
+    ];
     for (const flag of ['--out', '--verdicts', '--summary']) {
       for (const output of spellings) {
         const line = await expectRefused(w.dir, ['replay', w.capture, ...w.args, flag, output], [`${flag} ${output}`, w.capture]);
-        expect(line).toBe(`svcpath: ${flag} ${output}: is the capture ${w.capture}, which svcpath reads; an output never overwrites an input`);
+        expect(line).toBe(
+          `svcpath: ${flag} ${output}: is the capture ${w.capture}, which svcpath reads; an output never overwrites an input`,
+        );
       }
     }
   });
 
   it('a cluster file, and a file inside a cluster directory', async () => {
     const w = workspace('cluster');
-    await expectRefused(w.dir, ['replay', w.capture, ...w.args, '--summary', w.cluster], [`--summary ${w.cluster}`, `the --cluster file ${w.cluster}`]);
+    await expectRefused(
+      w.dir,
+      ['replay', w.capture, ...w.args, '--summary', w.cluster],
+      [`--summary ${w.cluster}`, `the --cluster file ${w.cluster}`],
+    );
     const manifests = join(w.dir, 'manifests');
     mkdirSync(manifests);
     copyFileSync(w.cluster, join(manifests, 'cluster.yaml'));
     // Written there, the summary would be read as a manifest the next time: refused even though it does not exist yet.
     const inside = join(manifests, 'summary.json');
-    await expectRefused(w.dir, ['replay', w.capture, '--cluster', `${manifests}/`, '--node', 'node-a', '--summary', inside],
-      [`--summary ${inside}`, `is inside ${manifests}/ (--cluster)`]);
+    await expectRefused(
+      w.dir,
+      ['replay', w.capture, '--cluster', `${manifests}/`, '--node', 'node-a', '--summary', inside],
+      [`--summary ${inside}`, `is inside ${manifests}/ (--cluster)`],
+    );
     expect(readdirSync(manifests)).toEqual(['cluster.yaml']);
   });
 
   it('another output; several outputs may name one device', async () => {
     const w = workspace('two-outputs');
     const out = join(w.dir, 'out.pcap');
-    await expectRefused(w.dir, ['replay', w.capture, ...w.args, '--out', out, '--verdicts', join(w.dir, '.', 'out.pcap')],
-      [`--verdicts ${join(w.dir, 'out.pcap')}`, `--out (${out})`]);
+    await expectRefused(
+      w.dir,
+      ['replay', w.capture, ...w.args, '--out', out, '--verdicts', join(w.dir, '.', 'out.pcap')],
+      [`--verdicts ${join(w.dir, 'out.pcap')}`, `--out (${out})`],
+    );
     symlinkSync(out, join(w.dir, 'to-out'));
     await expectRefused(w.dir, ['replay', w.capture, ...w.args, '--out', out, '--summary', join(w.dir, 'to-out')], ['--summary', '--out']);
-    await expectRefused(w.dir, ['replay', w.capture, ...w.args, '--out', '-', '--verdicts', '-'], ['--out - and --verdicts -: only one output can go to standard output']);
+    await expectRefused(
+      w.dir,
+      ['replay', w.capture, ...w.args, '--out', '-', '--verdicts', '-'],
+      ['--out - and --verdicts -: only one output can go to standard output'],
+    );
     const nulls = await cli(['replay', w.capture, ...w.args, '--out', '/dev/null', '--verdicts', '/dev/null', '--summary', '/dev/null']);
     expect(nulls.code).toBe(0);
     expect(statSync('/dev/null').isCharacterDevice()).toBe(true);
@@ -97,7 +136,11 @@ describe('an output that would destroy an input is refused before anything is wr
     const cases = join(tmp, 'cases');
     cpSync(join(PROJECT_ROOT, 'test', 'cases', 'clusterip-sample'), join(cases, 'clusterip-sample'), { recursive: true });
     const inside = join(cases, 'clusterip-sample', 'expected', 'verdicts.jsonl');
-    await expectRefused(join(cases, 'clusterip-sample', 'expected'), ['test', cases, '--junit', inside], [`--junit ${inside}`, 'test case']);
+    await expectRefused(
+      join(cases, 'clusterip-sample', 'expected'),
+      ['test', cases, '--junit', inside],
+      [`--junit ${inside}`, 'test case'],
+    );
     const beside = await cli(['test', cases, '--junit', join(cases, 'report.xml')]);
     expect(beside.code).toBe(0);
     expect(readFileSync(join(cases, 'report.xml'), 'utf8')).toContain('<testsuite name="svcpath" tests="1" failures="0"');
@@ -106,26 +149,34 @@ describe('an output that would destroy an input is refused before anything is wr
   it('the file standard input comes from', async () => {
     const w = workspace('stdin');
     const before = snapshot(w.dir);
-    const child = spawn(process.execPath, [CLI, 'replay', '-', ...w.args, '--verdicts', join(w.dir, 'capture.pcap')], { stdio: [openSync(w.capture, 'r'), 'ignore', 'pipe'] });
+    const child = spawn(process.execPath, [CLI, 'replay', '-', ...w.args, '--verdicts', join(w.dir, 'capture.pcap')], {
+      stdio: [openSync(w.capture, 'r'), 'ignore', 'pipe'],
+    });
     let stderr = '';
     child.stderr!.on('data', (d: Buffer) => (stderr += d));
     const code = await new Promise((resolve) => child.on('close', resolve));
     expect(code).toBe(1);
-    expect(stderr).toBe(`svcpath: --verdicts ${w.capture}: is the capture standard input, which svcpath reads; an output never overwrites an input\n`);
+    expect(stderr).toBe(
+      `svcpath: --verdicts ${w.capture}: is the capture standard input, which svcpath reads; an output never overwrites an input\n`,
+    );
     expect(snapshot(w.dir)).toEqual(before);
   });
 
   it.skipIf(spawnSync('script', ['--version']).status !== 0)('--out - to a terminal, as tcpdump -w - refuses', () => {
     const w = workspace('terminal');
     // script(1) gives the replay a terminal as its standard output.
-    const run = spawnSync('script', ['-qec', `'${process.execPath}' '${CLI}' replay '${w.capture}' ${w.args.join(' ')} --out -`, '/dev/null'], { encoding: 'utf8' });
+    const run = spawnSync(
+      'script',
+      ['-qec', `'${process.execPath}' '${CLI}' replay '${w.capture}' ${w.args.join(' ')} --out -`, '/dev/null'],
+      { encoding: 'utf8' },
+    );
     expect(run.status).toBe(1);
     expect(run.stdout).toContain('svcpath: --out -: standard output is a terminal, and a capture is binary');
   });
 });
 
 describe('outputs go through temporary files', () => {
-  it('an existing output is replaced only by a finished run, and keeps its permissions; a new one gets the umask\'s', async () => {
+  it("an existing output is replaced only by a finished run, and keeps its permissions; a new one gets the umask's", async () => {
     const w = workspace('replace');
     const verdicts = join(w.dir, 'verdicts.jsonl');
     writeFileSync(verdicts, 'an earlier run\n');
@@ -162,7 +213,12 @@ describe('exit status', () => {
   it('a capture of which not one frame could be decided exits 1 with one line naming its link type; an empty capture is no error', async () => {
     const dir = join(tmp, 'undecided');
     mkdirSync(dir);
-    const frame = buildFrame({ srcMac: '02:00:00:00:00:01', dstMac: '02:00:00:00:00:02', ipv4: { src: '10.244.0.5', dst: '10.96.0.10' }, l4: { kind: 'udp', sport: 4000, dport: 53 } });
+    const frame = buildFrame({
+      srcMac: '02:00:00:00:00:01',
+      dstMac: '02:00:00:00:00:02',
+      ipv4: { src: '10.244.0.5', dst: '10.96.0.10' },
+      l4: { kind: 'udp', sport: 4000, dport: 53 },
+    });
     // LINKTYPE_USER0 (147): whatever the capturing site meant; nothing svcpath can parse.
     const user = createPcapWriter(join(dir, 'user0.pcap'), { linktype: 147 });
     for (let i = 0; i < 3; i++) user.write(1_700_000_000 + i, 0, frame);
@@ -170,7 +226,9 @@ describe('exit status', () => {
     const summary = join(dir, 'summary.json');
     const r = await cli(['replay', join(dir, 'user0.pcap'), '--cluster', CLUSTER_FILE, '--node', 'node-a', '--summary', summary]);
     expect(r.code).toBe(1);
-    expect(r.stderr).toBe(`svcpath: ${join(dir, 'user0.pcap')}: not one of its 3 packets could be decided: link type 147 is not one svcpath parses (see Captures in the README)`);
+    expect(r.stderr).toBe(
+      `svcpath: ${join(dir, 'user0.pcap')}: not one of its 3 packets could be decided: link type 147 is not one svcpath parses (see Captures in the README)`,
+    );
     // The summary is still written, and says what happened.
     expect(JSON.parse(readFileSync(summary, 'utf8'))).toMatchObject({ packets: 3, complete: true, reasons: { UNSUPPORTED_LINKTYPE: 3 } });
 

@@ -49,7 +49,6 @@ function corpusEntry(file: string): CorpusEntry & { path: string } {
   return { ...entry, path: path.join(corpusDir, file) };
 }
 
-
 /** Runs `read` and returns the CaptureError it throws. */
 function captureErrorFrom(read: () => unknown): CaptureError {
   try {
@@ -60,8 +59,6 @@ function captureErrorFrom(read: () => unknown): CaptureError {
   }
   throw new Error('expected an CaptureError, nothing was thrown');
 }
-
-
 
 /**
  * Compares our records with pcap-parser's. Out-of-range fractions are
@@ -217,13 +214,9 @@ describe('malformed files', () => {
   it('rejects a file shorter than the global header', () => {
     const file = path.join(tmpDir, 'short-header.pcap');
     fs.writeFileSync(file, Buffer.from('d4c3b2a102000400', 'hex'));
-    expect(captureErrorFrom(() => openCapture(file)).message).toBe(
-      `${file}: global header: truncated: needs 24 bytes, file has 8`,
-    );
+    expect(captureErrorFrom(() => openCapture(file)).message).toBe(`${file}: global header: truncated: needs 24 bytes, file has 8`);
     fs.writeFileSync(file, Buffer.alloc(0));
-    expect(captureErrorFrom(() => openCapture(file)).message).toBe(
-      `${file}: global header: truncated: needs 24 bytes, file has 0`,
-    );
+    expect(captureErrorFrom(() => openCapture(file)).message).toBe(`${file}: global header: truncated: needs 24 bytes, file has 0`);
   });
 
   it('rejects an unknown magic, naming its bytes', () => {
@@ -238,16 +231,12 @@ describe('malformed files', () => {
     const { file, bytes, save } = writeSynthetic('version.pcap', [60]);
     bytes.writeUInt16LE(3, 4);
     save(bytes);
-    expect(captureErrorFrom(() => openCapture(file)).message).toBe(
-      `${file}: global header: version: 3.4 is not a pcap 2.x file`,
-    );
+    expect(captureErrorFrom(() => openCapture(file)).message).toBe(`${file}: global header: version: 3.4 is not a pcap 2.x file`);
   });
 
   it('reports a missing file as an CaptureError', () => {
     const file = path.join(tmpDir, 'does-not-exist.pcap');
-    expect(captureErrorFrom(() => openCapture(file)).message).toBe(
-      `${file}: cannot open: ENOENT: no such file or directory`,
-    );
+    expect(captureErrorFrom(() => openCapture(file)).message).toBe(`${file}: cannot open: ENOENT: no such file or directory`);
   });
 
   it('yields the good records, then rejects a truncated record header', () => {
@@ -271,9 +260,7 @@ describe('malformed files', () => {
       [4, 252, 4, 4],
     ]);
     expect(error).toBeInstanceOf(CaptureError);
-    expect((error as Error).message).toBe(
-      `${file}: record 5 (offset ${offsets[4]}): truncated: caplen says 60 bytes, file ends after 12`,
-    );
+    expect((error as Error).message).toBe(`${file}: record 5 (offset ${offsets[4]}): truncated: caplen says 60 bytes, file ends after 12`);
   });
 
   it('rejects caplen above snaplen', () => {
@@ -348,7 +335,6 @@ describe('malformed files', () => {
     ]);
   });
 });
-
 
 /** Random records whose bytes are slices of one random pool, so generating them stays cheap. */
 function randomRecords(count: number, maxSize: number, random: () => number): Written[] {
@@ -432,7 +418,13 @@ describe('writer round trip', () => {
     const random = seededRandom(3);
     const written = randomRecords(20_000, 1500, random);
     // 100 KiB records straddle chunk boundaries; the 5 and 9 MiB ones outgrow the 4 MiB read buffer twice.
-    for (const [at, size] of [[10, 100 << 10], [5000, 5 << 20], [5001, 100 << 10], [12_000, 9 << 20], [19_999, 100 << 10]]) {
+    for (const [at, size] of [
+      [10, 100 << 10],
+      [5000, 5 << 20],
+      [5001, 100 << 10],
+      [12_000, 9 << 20],
+      [19_999, 100 << 10],
+    ]) {
       const data = new Uint8Array(size);
       for (let i = 0; i < size; i += 4096) data[i] = random() * 256;
       written.splice(at, 0, { tsSec: 1_700_000_000, tsNsec: 123_456_789, data, origlen: size });

@@ -8,7 +8,6 @@ import { CaptureError } from '../traces/errors.js';
 import { createPcapWriter, openCapture, type CaptureRecord } from '../traces/pcap.js';
 import { createPcapngWriter, PcapngReader, type PcapngWriterInterface } from '../traces/pcapng.js';
 
-
 let tmpDir: string;
 beforeAll(() => {
   tmpDir = fs.mkdtempSync(path.join(os.tmpdir(), 'svcpath-pcapng-test-'));
@@ -16,7 +15,6 @@ beforeAll(() => {
 afterAll(() => {
   fs.rmSync(tmpDir, { recursive: true, force: true });
 });
-
 
 function pcapngReader(reader: unknown): PcapngReader {
   expect(reader).toBeInstanceOf(PcapngReader);
@@ -334,9 +332,7 @@ describe('reading', () => {
       [3, offsets[13], 1_700_000_002, 1000, 100, 1500, 113, 3],
       [4, offsets[16], 1_700_000_002, 1000, 80, 80, 12, 4],
     ]);
-    expect([reader.linktype, reader.snaplen, reader.nanosecond, pcapngReader(reader).interfacesRead]).toEqual([
-      1, 262144, true, 4,
-    ]);
+    expect([reader.linktype, reader.snaplen, reader.nanosecond, pcapngReader(reader).interfacesRead]).toEqual([1, 262144, true, 4]);
   });
 
   it('sizes Simple Packet Blocks by original length, block room and snaplen, timed like the packet before', () => {
@@ -436,7 +432,8 @@ describe('malformed files', () => {
   /** Two good packets in four blocks (SHB, IDB, EPB, EPB), so the bad block is block 5 or later. */
   const good = [le.shb(), le.idb(1, 0), le.epb(0, 1_700_000_000_000_000n, frame(60, 1)), le.epb(0, 1_700_000_001_000_000n, frame(60, 2))];
   const goodBytes = Buffer.concat(good).length;
-  const headerOnly = (type: number, length: number, bodyBytes: number) => Buffer.concat([le.u32(type), le.u32(length), Buffer.alloc(bodyBytes)]);
+  const headerOnly = (type: number, length: number, bodyBytes: number) =>
+    Buffer.concat([le.u32(type), le.u32(length), Buffer.alloc(bodyBytes)]);
   const withTrailer = (block: Buffer, trailer: number) => {
     const copy = Buffer.from(block);
     copy.writeUInt32LE(trailer, copy.length - 4);
@@ -486,12 +483,7 @@ describe('malformed files', () => {
       1,
       'interface id: 0 is not defined in this section, which has described 0 interfaces so far',
     ],
-    [
-      'a bad byte-order magic',
-      [withField(le.shb(), 8, 0x01020304)],
-      0,
-      'byte-order magic: 04030201 is not 1a2b3c4d in either byte order',
-    ],
+    ['a bad byte-order magic', [withField(le.shb(), 8, 0x01020304)], 0, 'byte-order magic: 04030201 is not 1a2b3c4d in either byte order'],
     ['a section of an unknown major version', [le.shb(2, 0)], 0, 'version: 2.0 is not a pcapng 1.x section'],
     [
       'a block too short for its type',
@@ -554,7 +546,6 @@ describe('malformed files', () => {
   });
 });
 
-
 /** Random records whose bytes are slices of one random pool, plus a few bigger than the 4 MiB read chunk. */
 function randomRecords(count: number, random: () => number): Written[] {
   const pool = new Uint8Array(6 << 20);
@@ -569,7 +560,12 @@ function randomRecords(count: number, random: () => number): Written[] {
       origlen: random() < 0.2 ? size + Math.floor(random() * 9000) : size,
     };
   });
-  for (const [at, size] of [[10, 100 << 10], [1000, 5 << 20], [1001, 3], [3000, (1 << 20) + 1]]) {
+  for (const [at, size] of [
+    [10, 100 << 10],
+    [1000, 5 << 20],
+    [1001, 3],
+    [3000, (1 << 20) + 1],
+  ]) {
     records.splice(at, 0, { tsSec: 1_700_000_000, tsNsec: 999_999_999, data: pool.subarray(1, 1 + size), origlen: size });
   }
   return records;
@@ -660,7 +656,12 @@ describe('writer', () => {
     const file = path.join(tmpDir, 'refused.pcapng');
     expect(() => createPcapngWriter(file, { interfaces: [{ linktype: 0x10000 }] })).toThrow(/linktype 65536 is not a u16/);
     expect(() => createPcapngWriter(file, { interfaces: [{ linktype: 1, snaplen: 0 }] })).toThrow(/snaplen 0 is outside/);
-    const writer = createPcapngWriter(file, { interfaces: [{ linktype: 1, snaplen: 100 }, { linktype: 1, tsresolNs: true }] });
+    const writer = createPcapngWriter(file, {
+      interfaces: [
+        { linktype: 1, snaplen: 100 },
+        { linktype: 1, tsresolNs: true },
+      ],
+    });
     expect(() => writer.write(2, 0, 0, frame(10, 0))).toThrow(/interface 2 is not one of the 2 declared/);
     expect(() => writer.write(0, 0, 0, frame(101, 0))).toThrow(/caplen 101 exceeds snaplen 100/);
     expect(() => writer.write(0, -1, 0, frame(10, 0))).toThrow(/tsSec -1 is outside 0\.\.18446744073708/);

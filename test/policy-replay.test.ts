@@ -17,10 +17,28 @@ import { decodeFrame } from '../traces/frames.js';
 import { createPcapWriter, openCapture } from '../traces/pcap.js';
 import { checksumsValid, ipOf, runFrames, tcp } from './helpers.js';
 import {
-  CASES, FAMILIES, SERVICE_RANGES, SOURCES, type Family, type Source, casesManifest, expected, frontends, replyTo, sources,
+  CASES,
+  FAMILIES,
+  SERVICE_RANGES,
+  SOURCES,
+  type Family,
+  type Source,
+  casesManifest,
+  expected,
+  frontends,
+  replyTo,
+  sources,
 } from './policy-cases.js';
 
-interface Sent { label: string; kind: 'request' | 'reply'; client: string; clientPort: number; frontend: [string, number]; want: ReturnType<typeof expected>; family: Family }
+interface Sent {
+  label: string;
+  kind: 'request' | 'reply';
+  client: string;
+  clientPort: number;
+  frontend: [string, number];
+  want: ReturnType<typeof expected>;
+  family: Family;
+}
 
 describe('the policy matrix through a replay of files', () => {
   const dir = mkdtempSync(join(tmpdir(), 'svcpath-policy-'));
@@ -33,39 +51,58 @@ describe('the policy matrix through a replay of files', () => {
     // The node that made the capture: the same state, so its answers are the ones svcpath would see.
     const state = loadClusterState([join(dir, 'cluster.yaml')], { serviceClusterIPRanges: SERVICE_RANGES });
     const compiled = compile(state, resolveServices(state).services, {
-      node: 'node-a', seed: 0, maglevTableSize: DEFAULT_MAGLEV_TABLE_SIZE, serviceClusterIPRanges: SERVICE_RANGES,
+      node: 'node-a',
+      seed: 0,
+      maglevTableSize: DEFAULT_MAGLEV_TABLE_SIZE,
+      serviceClusterIPRanges: SERVICE_RANGES,
     });
     const capturer = await loadProgram(compiled);
     const w = createPcapWriter(join(dir, 'capture.pcap'), { linktype: 1 });
     let t = 1_800_000_000;
     let port = 40000;
-    for (const family of FAMILIES) for (const caseName of Object.keys(CASES)) {
-      for (const [kind, frontend] of Object.entries(frontends(CASES[caseName], family))) {
-        for (const source of Object.keys(SOURCES) as Source[]) {
-          for (let i = 0; i < 6; i++) {
-            const client = sources(family)[source];
-            const clientPort = port++;
-            const label = `${family} ${caseName} ${kind} from ${source} #${i}`;
-            const want = expected(caseName, kind, source, true, family);
-            const syn = tcp(client, clientPort, frontend[0], frontend[1], ['SYN']);
-            w.write(t, 0, syn);
-            sent.push({ label, kind: 'request', client, clientPort, frontend, want, family });
-            const [r] = runFrames(capturer, [syn], [t++]);
-            if (r.reason !== 'SERVICE') continue;
-            w.write(t, 0, replyTo(r.out));
-            runFrames(capturer, [replyTo(r.out)], [t++]);
-            sent.push({ label, kind: 'reply', client, clientPort, frontend, want, family });
+    for (const family of FAMILIES)
+      for (const caseName of Object.keys(CASES)) {
+        for (const [kind, frontend] of Object.entries(frontends(CASES[caseName], family))) {
+          for (const source of Object.keys(SOURCES) as Source[]) {
+            for (let i = 0; i < 6; i++) {
+              const client = sources(family)[source];
+              const clientPort = port++;
+              const label = `${family} ${caseName} ${kind} from ${source} #${i}`;
+              const want = expected(caseName, kind, source, true, family);
+              const syn = tcp(client, clientPort, frontend[0], frontend[1], ['SYN']);
+              w.write(t, 0, syn);
+              sent.push({ label, kind: 'request', client, clientPort, frontend, want, family });
+              const [r] = runFrames(capturer, [syn], [t++]);
+              if (r.reason !== 'SERVICE') continue;
+              w.write(t, 0, replyTo(r.out));
+              runFrames(capturer, [replyTo(r.out)], [t++]);
+              sent.push({ label, kind: 'reply', client, clientPort, frontend, want, family });
+            }
           }
         }
       }
-    }
     w.close();
     const log = vi.spyOn(console, 'log').mockImplementation(() => {});
-    const code = await main(['replay', join(dir, 'capture.pcap'), '--cluster', join(dir, 'cluster.yaml'), '--node', 'node-a',
-      '--service-cluster-ip-range', SERVICE_RANGES.join(','), '--verdicts', join(dir, 'verdicts.jsonl'), '--out', join(dir, 'out.pcap')]);
+    const code = await main([
+      'replay',
+      join(dir, 'capture.pcap'),
+      '--cluster',
+      join(dir, 'cluster.yaml'),
+      '--node',
+      'node-a',
+      '--service-cluster-ip-range',
+      SERVICE_RANGES.join(','),
+      '--verdicts',
+      join(dir, 'verdicts.jsonl'),
+      '--out',
+      join(dir, 'out.pcap'),
+    ]);
     log.mockRestore();
     expect(code).toBe(0);
-    verdicts = readFileSync(join(dir, 'verdicts.jsonl'), 'utf8').trim().split('\n').map((l) => JSON.parse(l));
+    verdicts = readFileSync(join(dir, 'verdicts.jsonl'), 'utf8')
+      .trim()
+      .split('\n')
+      .map((l) => JSON.parse(l));
     output = Array.from(openCapture(join(dir, 'out.pcap')).records(), (r) => r.data.slice());
   });
 
@@ -93,7 +130,11 @@ describe('the policy matrix through a replay of files', () => {
         expect(`${v.verdict} ${v.reason}`, `${s.label} reply`).toBe('TX REPLY');
         expect(v.snat, `${s.label} reply`).toBe(snatOfFlow.get(s.label));
         const d = decodeFrame(out!);
-        expect([ipOf(out!).src, d.tcp!.sport, ipOf(out!).dst, d.tcp!.dport], `${s.label} reply`).toEqual([...s.frontend, s.client, s.clientPort]);
+        expect([ipOf(out!).src, d.tcp!.sport, ipOf(out!).dst, d.tcp!.dport], `${s.label} reply`).toEqual([
+          ...s.frontend,
+          s.client,
+          s.clientPort,
+        ]);
       }
       expect(checksumsValid(out!), s.label).toBe(true);
     });

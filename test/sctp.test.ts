@@ -33,8 +33,10 @@ function sctpPacket(sport: number, dport: number, data: Uint8Array): Uint8Array 
 
 function sctpFrame(src: string, dst: string, sport: number, dport: number): Uint8Array {
   return buildFrame({
-    srcMac: '02:00:00:00:00:01', dstMac: '02:00:00:00:00:02',
-    ipv4: { src, dst }, l4: { kind: 'raw', protocol: 132 },
+    srcMac: '02:00:00:00:00:01',
+    dstMac: '02:00:00:00:00:02',
+    ipv4: { src, dst },
+    l4: { kind: 'raw', protocol: 132 },
     payload: sctpPacket(sport, dport, new TextEncoder().encode('hello, sctp')),
   }).slice();
 }
@@ -54,9 +56,17 @@ describe('SCTP', () => {
   });
 
   it('DNATs, masquerades and reverse-NATs SCTP with a valid CRC32c', async () => {
-    const svc = makeService('default', 'sig', '10.96.7.1', [{ name: 'sctp', port: 3868, protocol: 'SCTP', targetPort: 3869, nodePort: 30868 }], { type: 'NodePort' });
+    const svc = makeService(
+      'default',
+      'sig',
+      '10.96.7.1',
+      [{ name: 'sctp', port: 3868, protocol: 'SCTP', targetPort: 3869, nodePort: 30868 }],
+      { type: 'NodePort' },
+    );
     const { dp } = await program([resolvedService(svc, [endpoints([['10.244.2.9', 3869, 'node-b']])])], {
-      node: 'node-a', nodes: [makeNode('node-a', '192.168.0.10')], clusterCIDRs: ['10.244.0.0/16'],
+      node: 'node-a',
+      nodes: [makeNode('node-a', '192.168.0.10')],
+      clusterCIDRs: ['10.244.0.0/16'],
     });
     const [viaClusterIP, viaNodePort] = runFrames(dp, [
       sctpFrame('10.244.1.1', '10.96.7.1', 5000, 3868),

@@ -108,7 +108,11 @@ function completeRecords(bytes: Uint8Array): number {
   return records;
 }
 
-const sentLines = (verdicts: string) => verdicts.trim().split('\n').filter((l) => /"verdict":"(TX|REDIRECT)"/.test(l));
+const sentLines = (verdicts: string) =>
+  verdicts
+    .trim()
+    .split('\n')
+    .filter((l) => /"verdict":"(TX|REDIRECT)"/.test(l));
 
 const captures: Array<[string, string, string[], string]> = [
   ['classic pcap', SAMPLE, SAMPLE_ARGS, 'pcap'],
@@ -122,34 +126,47 @@ describe('a capture from standard input, a pipe or gzip', () => {
     return fromFile.get(name)!;
   };
 
-  it.each(captures)('%s from standard input, arriving in pieces, is replayed as the file is, byte for byte', async (name, file, args, ext) => {
-    const want = await fileReplay(name, file, args, ext);
-    expect(want.code).toBe(0);
-    const got = await replay(`stdin-${ext}`, '-', args, ext, readFileSync(file), 40);
-    expectSameReplay(got, want, 'standard input');
-    expect(got.summary.packets).toBeGreaterThan(100);
-    if (ext === 'pcap') {
-      // The second reader agrees: every input record replayed, one output frame per TX/REDIRECT verdict, each one valid.
-      expect(got.summary.packets).toBe((await readWithPcapParser(file)).length);
-      const frames = await readWithPcapParser(join(tmp, `stdin-${ext}.pcap`));
-      expect(frames.length).toBe(sentLines(got.verdicts!).length);
-      for (const f of frames) expect(verifyChecksums(f.data)).toMatchObject({ ipv4: true });
-    }
-  });
+  it.each(captures)(
+    '%s from standard input, arriving in pieces, is replayed as the file is, byte for byte',
+    async (name, file, args, ext) => {
+      const want = await fileReplay(name, file, args, ext);
+      expect(want.code).toBe(0);
+      const got = await replay(`stdin-${ext}`, '-', args, ext, readFileSync(file), 40);
+      expectSameReplay(got, want, 'standard input');
+      expect(got.summary.packets).toBeGreaterThan(100);
+      if (ext === 'pcap') {
+        // The second reader agrees: every input record replayed, one output frame per TX/REDIRECT verdict, each one valid.
+        expect(got.summary.packets).toBe((await readWithPcapParser(file)).length);
+        const frames = await readWithPcapParser(join(tmp, `stdin-${ext}.pcap`));
+        expect(frames.length).toBe(sentLines(got.verdicts!).length);
+        for (const f of frames) expect(verifyChecksums(f.data)).toMatchObject({ ipv4: true });
+      }
+    },
+  );
 
-  it.each(captures)('%s gzip-compressed is read as it is: by its magic, by a .gz name, and from standard input', async (name, file, args, ext) => {
-    const want = await fileReplay(name, file, args, ext);
-    const compressed = gzipSync(readFileSync(file));
-    writeFileSync(join(tmp, `capture-${ext}.gz`), compressed);
-    writeFileSync(join(tmp, `capture-${ext}`), compressed);
-    expectSameReplay(await replay(`gz-name-${ext}`, join(tmp, `capture-${ext}.gz`), args, ext), want, join(tmp, `capture-${ext}.gz`));
-    expectSameReplay(await replay(`gz-magic-${ext}`, join(tmp, `capture-${ext}`), args, ext), want, join(tmp, `capture-${ext}`));
-    if (ext === 'pcapng') expectSameReplay(await replay(`gz-stdin-${ext}`, '-', args, ext, compressed, 20), want, 'standard input');
-  });
+  it.each(captures)(
+    '%s gzip-compressed is read as it is: by its magic, by a .gz name, and from standard input',
+    async (name, file, args, ext) => {
+      const want = await fileReplay(name, file, args, ext);
+      const compressed = gzipSync(readFileSync(file));
+      writeFileSync(join(tmp, `capture-${ext}.gz`), compressed);
+      writeFileSync(join(tmp, `capture-${ext}`), compressed);
+      expectSameReplay(await replay(`gz-name-${ext}`, join(tmp, `capture-${ext}.gz`), args, ext), want, join(tmp, `capture-${ext}.gz`));
+      expectSameReplay(await replay(`gz-magic-${ext}`, join(tmp, `capture-${ext}`), args, ext), want, join(tmp, `capture-${ext}`));
+      if (ext === 'pcapng') expectSameReplay(await replay(`gz-stdin-${ext}`, '-', args, ext, compressed, 20), want, 'standard input');
+    },
+  );
 
   it('reads a capture piped through cat, and one written into a FIFO', async () => {
     const want = await fileReplay('classic pcap', SAMPLE, SAMPLE_ARGS, 'pcap');
-    const outputs = (tag: string) => ['--out', join(tmp, `${tag}.pcap`), '--verdicts', join(tmp, `${tag}.jsonl`), '--summary', join(tmp, `${tag}.json`)];
+    const outputs = (tag: string) => [
+      '--out',
+      join(tmp, `${tag}.pcap`),
+      '--verdicts',
+      join(tmp, `${tag}.jsonl`),
+      '--summary',
+      join(tmp, `${tag}.json`),
+    ];
     const read = (tag: string, run: Run): Replayed => ({
       ...run,
       out: readFileSync(join(tmp, `${tag}.pcap`)),
@@ -157,7 +174,10 @@ describe('a capture from standard input, a pipe or gzip', () => {
       summary: JSON.parse(readFileSync(join(tmp, `${tag}.json`), 'utf8')),
     });
     const quoted = (args: string[]) => args.map((a) => `'${a}'`).join(' ');
-    const piped = spawn('sh', ['-c', `cat '${SAMPLE}' | '${process.execPath}' '${CLI}' replay - ${quoted([...SAMPLE_ARGS, ...outputs('cat')])}`]);
+    const piped = spawn('sh', [
+      '-c',
+      `cat '${SAMPLE}' | '${process.execPath}' '${CLI}' replay - ${quoted([...SAMPLE_ARGS, ...outputs('cat')])}`,
+    ]);
     expectSameReplay(read('cat', await finished(piped)), want, 'standard input');
 
     const fifo = join(tmp, 'capture.fifo');
@@ -179,7 +199,10 @@ describe('a capture from standard input, a pipe or gzip', () => {
     // zlib itself says how much of the capture the cut stream holds, and so how many whole records.
     const kept = completeRecords(gunzipSync(compressed.subarray(0, cut), { finishFlush: constants.Z_SYNC_FLUSH }));
     expect(kept).toBeGreaterThan(100);
-    for (const [tag, capture, input] of [['cut-file', file, undefined], ['cut-stdin', '-', compressed.subarray(0, cut)]] as const) {
+    for (const [tag, capture, input] of [
+      ['cut-file', file, undefined],
+      ['cut-stdin', '-', compressed.subarray(0, cut)],
+    ] as const) {
       const got = await replay(tag, capture, SAMPLE_ARGS, 'pcap', input);
       const name = capture === '-' ? 'standard input' : file;
       expect(got.code).toBe(1);
@@ -197,14 +220,18 @@ describe('a capture from standard input, a pipe or gzip', () => {
     writeFileSync(join(tmp, 'corrupt.gz'), compressed);
     const corrupt = await cli(['replay', join(tmp, 'corrupt.gz'), ...SAMPLE_ARGS]);
     expect(corrupt.code).toBe(1);
-    const where = new RegExp(`^svcpath: ${join(tmp, 'corrupt.gz')}: gzip: corrupt: unknown compression method, in compressed bytes (\\d+) to (\\d+)$`).exec(corrupt.stderr);
+    const where = new RegExp(
+      `^svcpath: ${join(tmp, 'corrupt.gz')}: gzip: corrupt: unknown compression method, in compressed bytes (\\d+) to (\\d+)$`,
+    ).exec(corrupt.stderr);
     // The range it names holds the byte that was spoilt.
     expect(Number(where![1])).toBeLessThanOrEqual(2);
     expect(Number(where![2])).toBeGreaterThan(2);
     writeFileSync(join(tmp, 'plain.pcap.gz'), readFileSync(SAMPLE));
     const plain = await cli(['replay', join(tmp, 'plain.pcap.gz'), ...SAMPLE_ARGS]);
-    expect([plain.code, plain.stderr]).toEqual([1,
-      `svcpath: ${join(tmp, 'plain.pcap.gz')}: named .gz, but it is not gzip-compressed: it starts with d4c3, not the gzip magic 1f8b`]);
+    expect([plain.code, plain.stderr]).toEqual([
+      1,
+      `svcpath: ${join(tmp, 'plain.pcap.gz')}: named .gz, but it is not gzip-compressed: it starts with d4c3, not the gzip magic 1f8b`,
+    ]);
   });
 
   it('writes --verdicts - or --out - to standard output, with the summary on standard error', async () => {
@@ -236,8 +263,10 @@ describe('a capture from standard input, a pipe or gzip', () => {
     expect(readdirSync(tmpdir()).filter((f) => f.endsWith('.capture') && f.startsWith('svcpath-'))).toEqual([]);
 
     const workers = await svcpath(['replay', '-', ...SAMPLE_ARGS, '--workers', '2'], readFileSync(SAMPLE));
-    expect([workers.code, workers.stderr]).toEqual([1,
-      'svcpath: --workers 2: every worker reads the whole capture, and standard input can be read only once: replay it with one worker, or save it to a file first\n']);
+    expect([workers.code, workers.stderr]).toEqual([
+      1,
+      'svcpath: --workers 2: every worker reads the whole capture, and standard input can be read only once: replay it with one worker, or save it to a file first\n',
+    ]);
     writeFileSync(join(tmp, 'workers.pcap.gz'), gzipSync(readFileSync(SAMPLE)));
     const sharded = await replay('workers-gz', join(tmp, 'workers.pcap.gz'), [...SAMPLE_ARGS, '--workers', '2'], 'pcap');
     const single = await fileReplay('classic pcap', SAMPLE, SAMPLE_ARGS, 'pcap');
@@ -248,13 +277,27 @@ describe('a capture from standard input, a pipe or gzip', () => {
 });
 
 describe('a signal part-way through a capture that is still coming', () => {
-  it.each([['SIGINT', 130], ['SIGTERM', 143]] as const)('%s ends the replay: the outputs hold what was processed, complete and valid, exit %i', async (signal, status) => {
+  it.each([
+    ['SIGINT', 130],
+    ['SIGTERM', 143],
+  ] as const)('%s ends the replay: the outputs hold what was processed, complete and valid, exit %i', async (signal, status) => {
     const want = await replay(`whole-${signal}`, SAMPLE, SAMPLE_ARGS, 'pcap');
     expect(want.code).toBe(0);
     const bytes = readFileSync(SAMPLE);
     const dir = mkdtempSync(join(tmp, `${signal}-`));
     const outputs = { out: join(dir, 'out.pcap'), verdicts: join(dir, 'verdicts.jsonl'), summary: join(dir, 'summary.json') };
-    const child = spawn(process.execPath, [CLI, 'replay', '-', ...SAMPLE_ARGS, '--out', outputs.out, '--verdicts', outputs.verdicts, '--summary', outputs.summary]);
+    const child = spawn(process.execPath, [
+      CLI,
+      'replay',
+      '-',
+      ...SAMPLE_ARGS,
+      '--out',
+      outputs.out,
+      '--verdicts',
+      outputs.verdicts,
+      '--summary',
+      outputs.summary,
+    ]);
     const run = finished(child, async () => {
       // Part of the capture, cut inside a record; the pipe stays open, as tcpdump's would.
       child.stdin!.write(bytes.subarray(0, Math.floor(bytes.length / 2) + 7));

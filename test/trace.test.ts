@@ -13,18 +13,42 @@ import { cli } from './helpers.js';
 import { readWithPcapParser } from './pcap-parser.js';
 
 const CASE = join(PROJECT_ROOT, 'test', 'cases', 'frontends-and-policies');
-const ARGS = ['--cluster', join(CASE, 'cluster.yaml'), '--node', 'node-a', '--snat-port-range', '40000-40999',
-  '--service-cluster-ip-range', '10.96.0.0/12,fd00:96::/108'];
+const ARGS = [
+  '--cluster',
+  join(CASE, 'cluster.yaml'),
+  '--node',
+  'node-a',
+  '--snat-port-range',
+  '40000-40999',
+  '--service-cluster-ip-range',
+  '10.96.0.0/12,fd00:96::/108',
+];
 
 async function svcpath(args: string[]): Promise<{ code: number; out: string; err: string }> {
   const { code, stdout, stderr } = await cli(args);
   return { code, out: stdout, err: stderr };
 }
 
-interface Step { step: string; map?: string; key?: Record<string, unknown>; value?: Record<string, unknown> | null; slot?: number; backend?: string }
+interface Step {
+  step: string;
+  map?: string;
+  key?: Record<string, unknown>;
+  value?: Record<string, unknown> | null;
+  slot?: number;
+  backend?: string;
+}
 interface Traced {
-  packet: number; linktype: number; headers: string; steps: Step[]; rewrite: Array<[string, string, string]>; checksumsValid: boolean | null;
-  verdict: string; reason: string; service: string | null; backend: string | null; snat: boolean;
+  packet: number;
+  linktype: number;
+  headers: string;
+  steps: Step[];
+  rewrite: Array<[string, string, string]>;
+  checksumsValid: boolean | null;
+  verdict: string;
+  reason: string;
+  service: string | null;
+  backend: string | null;
+  snat: boolean;
 }
 
 describe('svcpath trace', () => {
@@ -35,7 +59,16 @@ describe('svcpath trace', () => {
       const d = decodeFrame(r.data);
       return d.ipv4?.src === '172.16.3.4' && d.tcp?.dport === 30080;
     })!;
-    const { code, out } = await svcpath(['trace', join(CASE, 'input.pcap'), ...ARGS, '--packet', String(syn.n), '--packet', String(syn.n + 1), '--json']);
+    const { code, out } = await svcpath([
+      'trace',
+      join(CASE, 'input.pcap'),
+      ...ARGS,
+      '--packet',
+      String(syn.n),
+      '--packet',
+      String(syn.n + 1),
+      '--json',
+    ]);
     expect(code).toBe(0);
     const [request, reply] = JSON.parse(out) as Traced[];
 
@@ -45,10 +78,20 @@ describe('svcpath trace', () => {
     // The Service has ClientIP affinity, and this client used it before: the affinity record
     // names the backend, its table membership is checked, and Maglev is not asked.
     const lookups = request.steps.filter((s) => s.step === 'lookup').map((s) => `${s.map} ${s.value ? 'hit' : 'miss'}`);
-    expect(lookups).toEqual(['lb4_services hit', 'ct4 miss', 'ct4 miss', 'node_ips4 miss', 'lb4_affinity hit', 'lb_members hit', 'lb4_backends hit']);
+    expect(lookups).toEqual([
+      'lb4_services hit',
+      'ct4 miss',
+      'ct4 miss',
+      'node_ips4 miss',
+      'lb4_affinity hit',
+      'lb_members hit',
+      'lb4_backends hit',
+    ]);
     expect(request.steps.some((s) => s.step === 'maglev')).toBe(false);
     const backend = request.steps.find((s) => s.map === 'lb4_backends')!.value!;
-    expect(request.steps.find((s) => s.map === 'lb4_affinity')!.value).toMatchObject({ backendId: request.steps.find((s) => s.map === 'lb4_backends')!.key!.value });
+    expect(request.steps.find((s) => s.map === 'lb4_affinity')!.value).toMatchObject({
+      backendId: request.steps.find((s) => s.map === 'lb4_backends')!.key!.value,
+    });
     expect(request.steps.at(-1)).toEqual({ step: 'verdict', verdict: request.verdict, reason: 'SERVICE' });
     const changed = Object.fromEntries(request.rewrite.map(([f, a, b]) => [f, [a, b]]));
     expect(changed['ipv4.dst']).toEqual(['"192.168.0.10"', JSON.stringify(backend.address)]);
@@ -78,7 +121,9 @@ describe('svcpath trace', () => {
     expect(traced.every((t) => t.service === 'default/local:http')).toBe(true);
     const first = await svcpath(['trace', join(CASE, 'input.pcap'), ...ARGS, '--packet', '1']);
     // A cluster-IP frontend: no reply goes to a cluster IP, so the flow's own entry is the only conntrack lookup.
-    expect(first.out).toMatch(/^packet 1 {2}\S+ {2}TCP 10\.244\.0\.77:\d+ > 10\.96\.0\.10:80 flags 0x2\n {2}lookup lb4_services +address 10\.96\.0\.10 {2}port 80 .*\n {2}lookup ct4 +saddr 10\.244\.0\.77 .* dir 0 {2}-> {2}miss\n/);
+    expect(first.out).toMatch(
+      /^packet 1 {2}\S+ {2}TCP 10\.244\.0\.77:\d+ > 10\.96\.0\.10:80 flags 0x2\n {2}lookup lb4_services +address 10\.96\.0\.10 {2}port 80 .*\n {2}lookup ct4 +saddr 10\.244\.0\.77 .* dir 0 {2}-> {2}miss\n/,
+    );
     expect(first.out).toMatch(/\n {2}maglev table \d+ slot \d+ {2}-> {2}backend \d+ \(10\.244\.\d+\.\d+:8080\)\n/);
     expect(first.out).toMatch(/\n {2}verdict (TX|REDIRECT) SERVICE default\/lb:http 10\.244\.\d+\.\d+:8080$/);
   });
@@ -111,8 +156,16 @@ describe('svcpath trace on every link type', () => {
     const input = records(join(dir, 'input.pcapng'));
     expect(input[0].linktype).toBe(113);
     const chosen = [1, 2, 3, 4, 5, 6, 7, 8, 9, 10];
-    const r = await svcpath(['trace', join(dir, 'input.pcapng'), '--cluster', join(dir, 'cluster.yaml'), '--node', 'node-a',
-      ...chosen.flatMap((n) => ['--packet', String(n)]), '--json']);
+    const r = await svcpath([
+      'trace',
+      join(dir, 'input.pcapng'),
+      '--cluster',
+      join(dir, 'cluster.yaml'),
+      '--node',
+      'node-a',
+      ...chosen.flatMap((n) => ['--packet', String(n)]),
+      '--json',
+    ]);
     expect([r.code, r.err]).toEqual([0, '']);
     const traced = JSON.parse(r.out) as Traced[];
     expect(traced.map((t) => t.packet)).toEqual(chosen);
@@ -122,14 +175,19 @@ describe('svcpath trace on every link type', () => {
       // tcpdump -i any: a frame to this host (packet type 0), and the copy the node sent on (4).
       const direction = { 0: 'In', 4: 'Out' }[(frame[0]! << 8) | frame[1]!];
       expect(t.linktype).toBe(113);
-      expect(t.headers, `packet ${t.packet}`).toBe(`Linux cooked v1 ${direction} from ${sender}  ${expectedHeader(decodeFrame(ethernetOfCooked(frame)))}`);
+      expect(t.headers, `packet ${t.packet}`).toBe(
+        `Linux cooked v1 ${direction} from ${sender}  ${expectedHeader(decodeFrame(ethernetOfCooked(frame)))}`,
+      );
     }
     const rewritten = traced.filter((t) => t.rewrite.length > 0);
     expect(rewritten.length).toBeGreaterThan(0);
     for (const t of rewritten) {
       // What a rewrite or a REJECT's ICMP error changes: never the cooked header.
       const fields = t.rewrite.map(([field]) => field);
-      expect(fields.every((f) => /^(ipv4|ipv6|tcp|udp|icmp|icmpv6)\.|^payload(Offset|Length)$/.test(f)), fields.join(' ')).toBe(true);
+      expect(
+        fields.every((f) => /^(ipv4|ipv6|tcp|udp|icmp|icmpv6)\.|^payload(Offset|Length)$/.test(f)),
+        fields.join(' '),
+      ).toBe(true);
       expect(t.checksumsValid).toBe(true);
     }
   });
@@ -179,8 +237,13 @@ describe('svcpath trace on checksums a capture holds unfilled', () => {
       '  checksums valid',
       '  checksums invalid, as they were in the capture (checksum offload: the host had not filled them in yet); kept as they were',
     ]);
-    const json = JSON.parse((await svcpath(['trace', capture, ...ARGS, '--json'])).out) as Array<Traced & { capturedChecksumsValid: boolean }>;
-    expect(json.map((t) => [t.checksumsValid, t.capturedChecksumsValid])).toEqual([[true, true], [false, false]]);
+    const json = JSON.parse((await svcpath(['trace', capture, ...ARGS, '--json'])).out) as Array<
+      Traced & { capturedChecksumsValid: boolean }
+    >;
+    expect(json.map((t) => [t.checksumsValid, t.capturedChecksumsValid])).toEqual([
+      [true, true],
+      [false, false],
+    ]);
   });
 });
 
@@ -192,13 +255,20 @@ describe('svcpath trace on what it cannot decode, and on SCTP', () => {
     w.close();
     const r = await svcpath(['trace', capture, ...ARGS, '--json']);
     expect(r.code).toBe(0);
-    expect(JSON.parse(r.out)).toMatchObject([{
-      packet: 1, linktype: 147, headers: 'link type 147  not decoded (a link type svcpath does not read), 60 bytes',
-      rewrite: [], checksumsValid: null, verdict: 'PASS', reason: 'UNSUPPORTED_LINKTYPE',
-    }]);
+    expect(JSON.parse(r.out)).toMatchObject([
+      {
+        packet: 1,
+        linktype: 147,
+        headers: 'link type 147  not decoded (a link type svcpath does not read), 60 bytes',
+        rewrite: [],
+        checksumsValid: null,
+        verdict: 'PASS',
+        reason: 'UNSUPPORTED_LINKTYPE',
+      },
+    ]);
   });
 
-  it('reads SCTP\'s ports from its common header: --flow chooses an SCTP NodePort\'s flows and their replies', async () => {
+  it("reads SCTP's ports from its common header: --flow chooses an SCTP NodePort's flows and their replies", async () => {
     const dir = join(PROJECT_ROOT, 'test', 'cases', 'sctp-udp-nanosecond');
     const capture = join(dir, 'input.pcap');
     const sctpEnds = (frame: Uint8Array) => {
@@ -212,11 +282,16 @@ describe('svcpath trace on what it cannot decode, and on SCTP', () => {
     const out = join(tmp, 'sctp.pcap');
     const args = ['--cluster', join(dir, 'cluster.yaml'), '--node', 'node-a'];
     expect((await cli(['replay', capture, ...args, '--verdicts', verdicts, '--out', out])).code).toBe(0);
-    const lines = readFileSync(verdicts, 'utf8').trim().split('\n').map((l) => JSON.parse(l) as { n: number; verdict: string; reason: string });
+    const lines = readFileSync(verdicts, 'utf8')
+      .trim()
+      .split('\n')
+      .map((l) => JSON.parse(l) as { n: number; verdict: string; reason: string });
     // A nanosecond pcap, which pcap-parser does not read.
     const sent = records(out);
     const sentBy = lines.filter((v) => v.verdict === 'TX' || v.verdict === 'REDIRECT').map((v) => v.n);
-    const requests = records(capture).filter((rec) => sctpEnds(rec.data)?.dst === nodePort).map((rec) => rec.n);
+    const requests = records(capture)
+      .filter((rec) => sctpEnds(rec.data)?.dst === nodePort)
+      .map((rec) => rec.n);
     const replies = sentBy.filter((n, k) => lines[n - 1].reason === 'REPLY' && sctpEnds(sent[k].data)?.src === nodePort);
     expect(requests.length).toBeGreaterThan(0);
     expect(replies.length).toBe(requests.length);
@@ -238,9 +313,14 @@ describe('svcpath trace --flow', () => {
     const verdicts = join(tmp, 'flows.jsonl');
     const out = join(tmp, 'flows.pcap');
     expect((await cli(['replay', join(CASE, 'input.pcap'), ...ARGS, '--verdicts', verdicts, '--out', out])).code).toBe(0);
-    const lines = readFileSync(verdicts, 'utf8').trim().split('\n').map((l) => JSON.parse(l) as { n: number; verdict: string; reason: string });
+    const lines = readFileSync(verdicts, 'utf8')
+      .trim()
+      .split('\n')
+      .map((l) => JSON.parse(l) as { n: number; verdict: string; reason: string });
     const sent = await readWithPcapParser(out);
-    const output = new Map(lines.filter((v) => v.verdict === 'TX' || v.verdict === 'REDIRECT').map((v, k) => [v.n, new Uint8Array(sent[k].data)]));
+    const output = new Map(
+      lines.filter((v) => v.verdict === 'TX' || v.verdict === 'REDIRECT').map((v, k) => [v.n, new Uint8Array(sent[k].data)]),
+    );
     return { lines, output, input: records(join(CASE, 'input.pcap')) };
   }
   const ends = (frame: Uint8Array): { src: string; dst: string } | undefined => {
@@ -263,7 +343,7 @@ describe('svcpath trace --flow', () => {
     expect((JSON.parse(r.out) as Traced[]).map((t) => t.packet)).toEqual([...requests, ...replies].sort((a, b) => a - b));
   });
 
-  it('chooses the flows DNATed to a backend and that backend\'s replies', async () => {
+  it("chooses the flows DNATed to a backend and that backend's replies", async () => {
     const { output, input } = await replayed();
     const backend = '10.244.1.5:8080';
     const fromIt = input.filter((r) => ends(r.data)?.src === backend).map((r) => r.n);
@@ -278,8 +358,24 @@ describe('svcpath trace --flow', () => {
 describe('svcpath trace selectors that choose nothing', () => {
   it('says so for each, one line each, exit 1, and still prints what the others chose', async () => {
     const packets = records(join(CASE, 'input.pcap')).length;
-    const r = await svcpath(['trace', join(CASE, 'input.pcap'), ...ARGS, '--packet', '1', '--packet', String(packets + 1),
-      '--flow', '10.96.0.99:80', '--service', 'default/lcoal', '--service', 'default/lb:99', '--service', 'default/empty', '--json']);
+    const r = await svcpath([
+      'trace',
+      join(CASE, 'input.pcap'),
+      ...ARGS,
+      '--packet',
+      '1',
+      '--packet',
+      String(packets + 1),
+      '--flow',
+      '10.96.0.99:80',
+      '--service',
+      'default/lcoal',
+      '--service',
+      'default/lb:99',
+      '--service',
+      'default/empty',
+      '--json',
+    ]);
     expect(r.code).toBe(1);
     const traced = JSON.parse(r.out) as Traced[];
     // default/empty exists, and the capture has packets for it: they are chosen too.

@@ -10,33 +10,45 @@ import { Batch } from '../control/runtime/datapath.js';
 
 describe('generated traffic', () => {
   it('rewrites every packet of thousands of flows with valid checksums and the right addresses', async () => {
-    const web = makeService('default', 'web', '10.96.0.10', [{ name: 'http', port: 80 }, { name: 'dns', port: 53, protocol: 'UDP' }]);
+    const web = makeService('default', 'web', '10.96.0.10', [
+      { name: 'http', port: 80 },
+      { name: 'dns', port: 53, protocol: 'UDP' },
+    ]);
     const api = makeService('shop', 'api', '10.100.7.1', [{ port: 443 }]);
-    const eps = (port: number) => endpoints(Array.from({ length: 5 }, (_, i): [string, number, string] => [`10.244.${i}.7`, port, i % 2 ? 'node-a' : 'node-b']));
+    const eps = (port: number) =>
+      endpoints(Array.from({ length: 5 }, (_, i): [string, number, string] => [`10.244.${i}.7`, port, i % 2 ? 'node-a' : 'node-b']));
     const seed = 99;
-    const { dp, compiled } = await program([
-      resolvedService(web, [eps(8080), eps(5353)]),
-      resolvedService(api, [eps(8443)]),
-    ], { seed });
-    const packets = generateTraffic({
-      seed: 5,
-      clients: Array.from({ length: 40 }, (_, i) => ({ ip: `10.${i % 3 === 0 ? 244 : 1}.${i}.${i + 1}`, vlan: i % 5 === 0 ? [42] : i % 7 === 0 ? [1, 2] : [] })),
-      services: [
-        { vip: '10.96.0.10', port: 80, protocol: 'TCP' },
-        { vip: '10.96.0.10', port: 53, protocol: 'UDP' },
-        { vip: '10.100.7.1', port: 443, protocol: 'TCP' },
-      ],
-      flows: 1500,
-      ipOptionsShare: 0.1,
-      strayShare: 0.05,
-    }, maglevChooser(compiled, seed));
+    const { dp, compiled } = await program([resolvedService(web, [eps(8080), eps(5353)]), resolvedService(api, [eps(8443)])], { seed });
+    const packets = generateTraffic(
+      {
+        seed: 5,
+        clients: Array.from({ length: 40 }, (_, i) => ({
+          ip: `10.${i % 3 === 0 ? 244 : 1}.${i}.${i + 1}`,
+          vlan: i % 5 === 0 ? [42] : i % 7 === 0 ? [1, 2] : [],
+        })),
+        services: [
+          { vip: '10.96.0.10', port: 80, protocol: 'TCP' },
+          { vip: '10.96.0.10', port: 53, protocol: 'UDP' },
+          { vip: '10.100.7.1', port: 443, protocol: 'TCP' },
+        ],
+        flows: 1500,
+        ipOptionsShare: 0.1,
+        strayShare: 0.05,
+      },
+      maglevChooser(compiled, seed),
+    );
     expect(packets.length).toBeGreaterThan(10_000);
 
     const batch = dp.createBatch(1024, 1024 * Batch.footprint(1600));
     let checked = 0;
     for (let i = 0; i < packets.length; i += 1024) {
       const chunk = packets.slice(i, i + 1024);
-      const results = runFrames(dp, chunk.map((p) => p.data), chunk.map((p) => p.tsSec + p.tsNsec / 1e9), batch);
+      const results = runFrames(
+        dp,
+        chunk.map((p) => p.data),
+        chunk.map((p) => p.tsSec + p.tsNsec / 1e9),
+        batch,
+      );
       results.forEach((r, j) => {
         const p = chunk[j];
         const before = decodeFrame(p.data);
@@ -60,7 +72,11 @@ describe('generated traffic', () => {
         // Nothing but the translated address, port and checksums changed.
         expect(after.payloadLength).toBe(before.payloadLength);
         expect(r.out.subarray(after.payloadOffset)).toEqual(p.data.subarray(before.payloadOffset));
-        expect([after.ipv4!.ttl, after.ipv4!.id, after.ipv4!.totalLength]).toEqual([before.ipv4!.ttl, before.ipv4!.id, before.ipv4!.totalLength]);
+        expect([after.ipv4!.ttl, after.ipv4!.id, after.ipv4!.totalLength]).toEqual([
+          before.ipv4!.ttl,
+          before.ipv4!.id,
+          before.ipv4!.totalLength,
+        ]);
         checked++;
       });
     }

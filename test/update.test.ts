@@ -10,7 +10,11 @@ import { DEFAULT_MAGLEV_TABLE_SIZE } from '../control/compile/maglev.js';
 import type { ClusterState, EndpointConditions, EndpointSlice, Service } from '../control/cluster/state.js';
 import { loadProgram } from '../control/runtime/loader.js';
 import {
-  applyEndpointSliceUpdate, NeedsReloadError, trackProgram, type EndpointSliceChange, type LiveProgram,
+  applyEndpointSliceUpdate,
+  NeedsReloadError,
+  trackProgram,
+  type EndpointSliceChange,
+  type LiveProgram,
 } from '../control/runtime/update.js';
 import { READY, makeNode, makeService, runFrames, tcp, type FrameResult } from './helpers.js';
 
@@ -20,7 +24,11 @@ const NODES = [makeNode('node-a', '192.168.0.10'), makeNode('node-b', '192.168.0
 
 function slice(name: string, service: string, endpoints: Array<[string, string?, EndpointConditions?]>, port = 8080): EndpointSlice {
   return {
-    origin: { file: 'test', object: `EndpointSlice default/${name}` }, namespace: 'default', name, serviceName: service, addressType: 'IPv4',
+    origin: { file: 'test', object: `EndpointSlice default/${name}` },
+    namespace: 'default',
+    name,
+    serviceName: service,
+    addressType: 'IPv4',
     endpoints: endpoints.map(([ip, nodeName, conditions]) => ({ addresses: [ip], nodeName, conditions: conditions ?? READY })),
     ports: [{ name: 'http', protocol: 'TCP', port }],
   };
@@ -36,11 +44,25 @@ const SERVICES: Service[] = [
   makeService('default', 'alias', '10.96.0.40', http),
 ];
 const SLICES = [
-  slice('web-a', 'web', [['10.244.1.1', 'node-a'], ['10.244.1.2', 'node-b'], ['10.244.1.3', 'node-b']]),
-  slice('web-b', 'web', [['10.244.2.1', 'node-a'], ['10.244.2.2', 'node-b']]),
-  slice('api-a', 'api', [['10.244.3.1', 'node-a'], ['10.244.3.2', 'node-b'], ['10.244.3.3', 'node-b']]),
+  slice('web-a', 'web', [
+    ['10.244.1.1', 'node-a'],
+    ['10.244.1.2', 'node-b'],
+    ['10.244.1.3', 'node-b'],
+  ]),
+  slice('web-b', 'web', [
+    ['10.244.2.1', 'node-a'],
+    ['10.244.2.2', 'node-b'],
+  ]),
+  slice('api-a', 'api', [
+    ['10.244.3.1', 'node-a'],
+    ['10.244.3.2', 'node-b'],
+    ['10.244.3.3', 'node-b'],
+  ]),
   // The same pod as web's first, said to be elsewhere: a full compile makes it local, as one of its endpoints is.
-  slice('alias-a', 'alias', [['10.244.1.1', 'node-b'], ['10.244.4.1', 'node-b']]),
+  slice('alias-a', 'alias', [
+    ['10.244.1.1', 'node-b'],
+    ['10.244.4.1', 'node-b'],
+  ]),
 ];
 const CT = { ctEntries: 4096 };
 
@@ -56,8 +78,16 @@ async function live(room = { backends: 8, tables: 4, members: 16 }): Promise<Liv
 
 /** New flows from many clients to every frontend; `round` keeps them new to a datapath that saw earlier rounds. */
 function traffic(round: number) {
-  const frontends: Array<[string, number]> = [['10.96.0.10', 80], ['10.96.0.20', 80], ['192.168.0.10', 30080], ['10.96.0.30', 80], ['10.96.0.40', 80]];
-  return frontends.flatMap(([ip, port]) => Array.from({ length: 60 }, (_, i) => tcp(`10.1.${round}.${i}`, 1024 + 64 * round + (i & 63), ip, port, ['SYN'])));
+  const frontends: Array<[string, number]> = [
+    ['10.96.0.10', 80],
+    ['10.96.0.20', 80],
+    ['192.168.0.10', 30080],
+    ['10.96.0.30', 80],
+    ['10.96.0.40', 80],
+  ];
+  return frontends.flatMap(([ip, port]) =>
+    Array.from({ length: 60 }, (_, i) => tcp(`10.1.${round}.${i}`, 1024 + 64 * round + (i & 63), ip, port, ['SYN'])),
+  );
 }
 
 /** What a test compares: verdict, reason, service name and backend address, never ids. */
@@ -71,8 +101,12 @@ function decisions(results: FrameResult[], compiled: Compiled): string[] {
 /** Each service port's Maglev tables as backend addresses per slot: ids aside, the same as a full compile's. */
 function tablesByName(compiled: Compiled): Record<string, string[][]> {
   const name = (id: number) => hostPort(compiled.backends[id - 1].ip, compiled.backends[id - 1].port);
-  return Object.fromEntries(compiled.services.map((cs) => [cs.name,
-    [cs.cluster, cs.local, cs.cluster6, cs.local6].map((set) => (set ? Array.from(set.maglev, name) : []))]));
+  return Object.fromEntries(
+    compiled.services.map((cs) => [
+      cs.name,
+      [cs.cluster, cs.local, cs.cluster6, cs.local6].map((set) => (set ? Array.from(set.maglev, name) : [])),
+    ]),
+  );
 }
 
 /** The service-path maps through the map API, backend ids replaced by what they name. */
@@ -91,7 +125,9 @@ function mapsByName(dp: Datapath): Record<string, string[]> {
   return {
     backends: [...backends.values()],
     members: [...dp.map('lbMembers').entries()].map(([key]) => `${key.table} ${backends.get(key.backendId as number)}`),
-    tables, services: entries('lb4Services'), services6: entries('lb6Services'),
+    tables,
+    services: entries('lb4Services'),
+    services6: entries('lb6Services'),
   };
 }
 
@@ -114,12 +150,49 @@ describe('applying EndpointSlice updates', () => {
   it('decides like a datapath loaded from a full compile of the new state, update after update', async () => {
     const l = await live();
     const steps: Array<[string, EndpointSliceChange]> = [
-      ['add an endpoint', upsert(slice('web-a', 'web', [['10.244.1.1', 'node-a'], ['10.244.1.2', 'node-b'], ['10.244.1.3', 'node-b'], ['10.244.1.9', 'node-b']]))],
+      [
+        'add an endpoint',
+        upsert(
+          slice('web-a', 'web', [
+            ['10.244.1.1', 'node-a'],
+            ['10.244.1.2', 'node-b'],
+            ['10.244.1.3', 'node-b'],
+            ['10.244.1.9', 'node-b'],
+          ]),
+        ),
+      ],
       ['remove one', upsert(slice('web-b', 'web', [['10.244.2.2', 'node-b']]))],
-      ['mark one not ready', upsert(slice('web-a', 'web', [['10.244.1.1', 'node-a'], ['10.244.1.2', 'node-b', NOT_READY], ['10.244.1.3', 'node-b'], ['10.244.1.9', 'node-b']]))],
+      [
+        'mark one not ready',
+        upsert(
+          slice('web-a', 'web', [
+            ['10.244.1.1', 'node-a'],
+            ['10.244.1.2', 'node-b', NOT_READY],
+            ['10.244.1.3', 'node-b'],
+            ['10.244.1.9', 'node-b'],
+          ]),
+        ),
+      ],
       ['delete a slice', { op: 'delete', namespace: 'default', name: 'web-b' }],
-      ['add a slice for a service that had none', upsert(slice('empty-a', 'empty', [['10.244.5.1', 'node-b'], ['10.244.5.2', 'node-a']]))],
-      ['move the only local endpoint of a Local service away', upsert(slice('api-a', 'api', [['10.244.3.1', 'node-b'], ['10.244.3.2', 'node-b'], ['10.244.3.3', 'node-b']]))],
+      [
+        'add a slice for a service that had none',
+        upsert(
+          slice('empty-a', 'empty', [
+            ['10.244.5.1', 'node-b'],
+            ['10.244.5.2', 'node-a'],
+          ]),
+        ),
+      ],
+      [
+        'move the only local endpoint of a Local service away',
+        upsert(
+          slice('api-a', 'api', [
+            ['10.244.3.1', 'node-b'],
+            ['10.244.3.2', 'node-b'],
+            ['10.244.3.3', 'node-b'],
+          ]),
+        ),
+      ],
       ['remove an endpoint another service shares', upsert(slice('alias-a', 'alias', [['10.244.4.1', 'node-b']]))],
       ['delete every slice of a service', { op: 'delete', namespace: 'default', name: 'web-a' }],
       ['move a slice to another service', upsert(slice('empty-a', 'alias', [['10.244.5.1', 'node-b']]))],
@@ -130,15 +203,29 @@ describe('applying EndpointSlice updates', () => {
       await expectSameAsFullCompile(l, i + 1);
     }
     // The live state loads again, with room, and updates go on from there.
-    const again = trackProgram(await loadProgram(l.compiled, { ...CT, room: { backends: 2, tables: 1, members: 4 } }), { ...l, opts: OPTS });
-    applyEndpointSliceUpdate(again, upsert(slice('web-a', 'web', [['10.244.1.1', 'node-a'], ['10.244.2.1', 'node-b']])));
+    const again = trackProgram(await loadProgram(l.compiled, { ...CT, room: { backends: 2, tables: 1, members: 4 } }), {
+      ...l,
+      opts: OPTS,
+    });
+    applyEndpointSliceUpdate(
+      again,
+      upsert(
+        slice('web-a', 'web', [
+          ['10.244.1.1', 'node-a'],
+          ['10.244.2.1', 'node-b'],
+        ]),
+      ),
+    );
     await expectSameAsFullCompile(again, steps.length + 1);
   });
 
   it('touches only the entries of the backends, members, tables and service entries that change', async () => {
     const ten = Array.from({ length: 10 }, (_, i): [string, string] => [`10.244.1.${i + 1}`, i % 2 ? 'node-b' : 'node-a']);
     const state: ClusterState = {
-      services: SERVICES.slice(0, 1), endpointSlices: [slice('web-a', 'web', ten)], nodes: NODES, notes: [],
+      services: SERVICES.slice(0, 1),
+      endpointSlices: [slice('web-a', 'web', ten)],
+      nodes: NODES,
+      notes: [],
     };
     const from = inputs(state);
     const l = trackProgram(await loadProgram(from.compiled, { ...CT, room: { backends: 1, tables: 0, members: 1 } }), from);
@@ -161,14 +248,32 @@ describe('applying EndpointSlice updates', () => {
     const l = await live();
     const flows = Array.from({ length: 300 }, (_, i) => [`10.2.${i >> 8}.${i & 255}`, 2000 + i] as const);
     const backendOf = (r: FrameResult, c: Compiled) => c.backends[r.backendId - 1].ip;
-    const opened = runFrames(l.dp, flows.map(([ip, port]) => tcp(ip, port, '10.96.0.10', 80, ['SYN']))).map((r) => backendOf(r, l.compiled));
+    const opened = runFrames(
+      l.dp,
+      flows.map(([ip, port]) => tcp(ip, port, '10.96.0.10', 80, ['SYN'])),
+    ).map((r) => backendOf(r, l.compiled));
 
-    applyEndpointSliceUpdate(l, upsert(slice('web-a', 'web', [['10.244.1.1', 'node-a'], ['10.244.1.3', 'node-b'], ['10.244.1.8', 'node-b'], ['10.244.1.9', 'node-a']])));
-    const next = runFrames(l.dp, flows.map(([ip, port]) => tcp(ip, port, '10.96.0.10', 80, ['ACK']))).map((r) => backendOf(r, l.compiled));
+    applyEndpointSliceUpdate(
+      l,
+      upsert(
+        slice('web-a', 'web', [
+          ['10.244.1.1', 'node-a'],
+          ['10.244.1.3', 'node-b'],
+          ['10.244.1.8', 'node-b'],
+          ['10.244.1.9', 'node-a'],
+        ]),
+      ),
+    );
+    const next = runFrames(
+      l.dp,
+      flows.map(([ip, port]) => tcp(ip, port, '10.96.0.10', 80, ['ACK'])),
+    ).map((r) => backendOf(r, l.compiled));
     // What Maglev would pick for these flows now.
     const fresh = inputs(l.state);
-    const chosen = runFrames(await loadProgram(fresh.compiled, CT), flows.map(([ip, port]) => tcp(ip, port, '10.96.0.10', 80, ['SYN'])))
-      .map((r) => backendOf(r, fresh.compiled));
+    const chosen = runFrames(
+      await loadProgram(fresh.compiled, CT),
+      flows.map(([ip, port]) => tcp(ip, port, '10.96.0.10', 80, ['SYN'])),
+    ).map((r) => backendOf(r, fresh.compiled));
 
     opened.forEach((was, i) => {
       if (was === '10.244.1.2') expect(next[i]).toBe(chosen[i]);
@@ -185,13 +290,22 @@ describe('applying EndpointSlice updates', () => {
     const counts = (dp: Datapath) => (['lb4Backends', 'lbMembers', 'maglev', 'lb4Services'] as const).map((m) => dp.map(m).count());
     const before = counts(l.dp);
     expect(() => applyEndpointSliceUpdate(l, upsert(slice('empty-a', 'empty', [['10.244.5.1', 'node-b']])))).toThrow(NeedsReloadError);
-    expect(() => applyEndpointSliceUpdate(l, upsert(slice('web-b', 'web', [['10.244.2.1', 'node-a'], ['10.244.2.2', 'node-b'], ['10.244.2.3']]))))
-      .toThrow(/compile the new state and load it again/);
+    expect(() =>
+      applyEndpointSliceUpdate(l, upsert(slice('web-b', 'web', [['10.244.2.1', 'node-a'], ['10.244.2.2', 'node-b'], ['10.244.2.3']]))),
+    ).toThrow(/compile the new state and load it again/);
     expect(counts(l.dp)).toEqual(before);
     await expectSameAsFullCompile(l, 0);
 
     // A replaced pod frees what its successor takes.
-    applyEndpointSliceUpdate(l, upsert(slice('web-b', 'web', [['10.244.2.1', 'node-a'], ['10.244.2.7', 'node-b']])));
+    applyEndpointSliceUpdate(
+      l,
+      upsert(
+        slice('web-b', 'web', [
+          ['10.244.2.1', 'node-a'],
+          ['10.244.2.7', 'node-b'],
+        ]),
+      ),
+    );
     await expectSameAsFullCompile(l, 1);
   });
 });

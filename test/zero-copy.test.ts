@@ -53,7 +53,9 @@ describe('zero-copy replay', () => {
     expect(result.written).toBeGreaterThan(1000);
   });
 
-  const corpus = readdirSync(corpusDir).filter((f) => f.endsWith('.pcap')).sort();
+  const corpus = readdirSync(corpusDir)
+    .filter((f) => f.endsWith('.pcap'))
+    .sort();
   it.each(corpus)('reads %s as the reader does', async (file) => {
     await expectSame(join(corpusDir, file), file);
   });
@@ -79,7 +81,8 @@ describe('zero-copy replay', () => {
     for (let i = 0; i < 8; i++) {
       const copy = Buffer.from(bytes);
       const at = headers[1 + Math.floor(random() * (headers.length - 2))];
-      if (i % 2 === 0) copy.writeUInt32LE(1_500_000 + i, at + 4); // a fraction of more than a second: carried, with a warning
+      if (i % 2 === 0)
+        copy.writeUInt32LE(1_500_000 + i, at + 4); // a fraction of more than a second: carried, with a warning
       else copy.writeUInt32LE(copy.readUInt32LE(at + 12) - 1, at + 8 + 4 * (i % 4 === 1 ? 1 : 0)); // caplen above origlen, or origlen below caplen
       const file = join(tmp, `odd-${i}.pcap`);
       writeFileSync(file, copy);
@@ -100,7 +103,9 @@ describe('zero-copy replay', () => {
     const cut = join(tmp, 'cut.pcap.gz');
     writeFileSync(cut, compressed.subarray(0, compressed.length >> 1));
     const cutShort = await expectSame(cut, 'gzip-cut');
-    expect(cutShort.result.stoppedAt?.error).toBe(`${cut}: gzip: truncated: the compressed data ends at byte ${compressed.length >> 1}, inside the gzip stream`);
+    expect(cutShort.result.stoppedAt?.error).toBe(
+      `${cut}: gzip: truncated: the compressed data ends at byte ${compressed.length >> 1}, inside the gzip stream`,
+    );
     expect(cutShort.result.packets).toBeGreaterThan(100);
     expect(plain.verdicts.startsWith(cutShort.verdicts)).toBe(true);
   });

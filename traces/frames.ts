@@ -90,7 +90,15 @@ const EMPTY = new Uint8Array(0);
  * with what it checks.
  */
 export const LINKTYPE = {
-  NULL: 0, ETHERNET: 1, RAW_OPENBSD: 12, RAW: 101, LOOP: 108, LINUX_SLL: 113, IPV4: 228, IPV6: 229, LINUX_SLL2: 276,
+  NULL: 0,
+  ETHERNET: 1,
+  RAW_OPENBSD: 12,
+  RAW: 101,
+  LOOP: 108,
+  LINUX_SLL: 113,
+  IPV4: 228,
+  IPV6: 229,
+  LINUX_SLL2: 276,
 } as const;
 const SLL_HEADER_BYTES = 16;
 const SLL2_HEADER_BYTES = 20;
@@ -969,15 +977,22 @@ interface NetworkStart {
 
 function decodeLinkLayer(frame: DecodedCapture, bytes: Uint8Array, view: DataView): NetworkStart | undefined {
   switch (frame.linktype) {
-    case LINKTYPE.ETHERNET: return decodeEthernet(frame, bytes, view);
-    case LINKTYPE.LINUX_SLL: return decodeCooked(frame, bytes, view, 1);
-    case LINKTYPE.LINUX_SLL2: return decodeCooked(frame, bytes, view, 2);
+    case LINKTYPE.ETHERNET:
+      return decodeEthernet(frame, bytes, view);
+    case LINKTYPE.LINUX_SLL:
+      return decodeCooked(frame, bytes, view, 1);
+    case LINKTYPE.LINUX_SLL2:
+      return decodeCooked(frame, bytes, view, 2);
     case LINKTYPE.RAW:
-    case LINKTYPE.RAW_OPENBSD: return rawIp(frame, bytes);
-    case LINKTYPE.IPV4: return { offset: 0, ethertype: ETHERTYPE_IPV4 };
-    case LINKTYPE.IPV6: return { offset: 0, ethertype: ETHERTYPE_IPV6 };
+    case LINKTYPE.RAW_OPENBSD:
+      return rawIp(frame, bytes);
+    case LINKTYPE.IPV4:
+      return { offset: 0, ethertype: ETHERTYPE_IPV4 };
+    case LINKTYPE.IPV6:
+      return { offset: 0, ethertype: ETHERTYPE_IPV6 };
     case LINKTYPE.NULL:
-    case LINKTYPE.LOOP: return decodeLoopback(frame, bytes, view);
+    case LINKTYPE.LOOP:
+      return decodeLoopback(frame, bytes, view);
     default:
       frame.unsupportedLinkType = true;
       return undefined;
@@ -1009,15 +1024,25 @@ function decodeCooked(frame: DecodedCapture, bytes: Uint8Array, view: DataView, 
     frame.truncatedAt = 'link';
     return undefined;
   }
-  const cooked: DecodedCooked = version === 1
-    ? {
-      version, packetType: view.getUint16(0), hatype: view.getUint16(2),
-      address: formatLinkAddress(bytes, 6, view.getUint16(4)), vlans: [], protocol: view.getUint16(14),
-    }
-    : {
-      version, packetType: bytes[10]!, hatype: view.getUint16(8), ifindex: view.getUint32(4),
-      address: formatLinkAddress(bytes, 12, bytes[11]!), vlans: [], protocol: view.getUint16(0),
-    };
+  const cooked: DecodedCooked =
+    version === 1
+      ? {
+          version,
+          packetType: view.getUint16(0),
+          hatype: view.getUint16(2),
+          address: formatLinkAddress(bytes, 6, view.getUint16(4)),
+          vlans: [],
+          protocol: view.getUint16(14),
+        }
+      : {
+          version,
+          packetType: bytes[10]!,
+          hatype: view.getUint16(8),
+          ifindex: view.getUint32(4),
+          address: formatLinkAddress(bytes, 12, bytes[11]!),
+          vlans: [],
+          protocol: view.getUint16(0),
+        };
   frame.cooked = cooked;
   const network = readVlanTags(frame, view, { offset: headerBytes, ethertype: cooked.protocol }, cooked.vlans);
   if (network) cooked.protocol = network.ethertype;
@@ -1198,12 +1223,7 @@ function cut(frame: DecodedFrame, layer: TruncatedLayer, offset: number, end: nu
 }
 
 /** `problem` is 'truncated' or why the header is not IPv4. */
-function readIpv4Header(
-  bytes: Uint8Array,
-  view: DataView,
-  p: number,
-  end: number,
-): { ipv4?: DecodedIpv4; problem?: string } {
+function readIpv4Header(bytes: Uint8Array, view: DataView, p: number, end: number): { ipv4?: DecodedIpv4; problem?: string } {
   if (end - p < IPV4_MIN_HEADER_BYTES) return { problem: 'truncated' };
   const version = bytes[p]! >> 4;
   const ihl = bytes[p]! & 0xf;
@@ -1340,9 +1360,7 @@ const QUOTED_L4_BYTES = 8;
 function decodeIcmpQuote(bytes: Uint8Array, view: DataView, p: number, end: number): DecodedIcmpQuote {
   const ip = readIpv4Header(bytes, view, p, end);
   if (!ip.ipv4) {
-    return ip.problem === 'truncated'
-      ? { l4BytesQuoted: 0, truncatedAt: 'ipv4' }
-      : { l4BytesQuoted: 0, malformed: ip.problem };
+    return ip.problem === 'truncated' ? { l4BytesQuoted: 0, truncatedAt: 'ipv4' } : { l4BytesQuoted: 0, malformed: ip.problem };
   }
   const ipv4 = ip.ipv4;
   const l4Start = p + ipv4.ihl * 4;
@@ -1558,9 +1576,11 @@ export function toLinkType(eth: Uint8Array, linktype: number, nullBigEndian = fa
   const { packetType = 0, deviceType = 1 } = cooked;
   let header: Uint8Array;
   switch (linktype) {
-    case 1: return eth;
+    case 1:
+      return eth;
     case 101:
-    case 12: return ip.slice();
+    case 12:
+      return ip.slice();
     case 228:
     case 229:
       if ((linktype === 228) !== (ethertype === ETHERTYPE_IPV4)) {
@@ -1568,12 +1588,37 @@ export function toLinkType(eth: Uint8Array, linktype: number, nullBigEndian = fa
       }
       return ip.slice();
     // packet type, device type, address length 6, address (padded to 8), protocol
-    case 113: header = new Uint8Array([0, packetType, deviceType >> 8, deviceType & 0xff, 0, 6, ...source, 0, 0, ethertype >> 8, ethertype & 0xff]); break;
+    case 113:
+      header = new Uint8Array([0, packetType, deviceType >> 8, deviceType & 0xff, 0, 6, ...source, 0, 0, ethertype >> 8, ethertype & 0xff]);
+      break;
     // protocol, reserved, interface index 3, device type, packet type, address length 6, address
-    case 276: header = new Uint8Array([ethertype >> 8, ethertype & 0xff, 0, 0, 0, 0, 0, 3, deviceType >> 8, deviceType & 0xff, packetType, 6, ...source, 0, 0]); break;
-    case 0: header = nullBigEndian ? new Uint8Array([0, 0, 0, family]) : new Uint8Array([family, 0, 0, 0]); break;
-    case 108: header = new Uint8Array([0, 0, 0, family]); break;
-    default: throw new RangeError(`toLinkType: link type ${linktype} is not one svcpath frames`);
+    case 276:
+      header = new Uint8Array([
+        ethertype >> 8,
+        ethertype & 0xff,
+        0,
+        0,
+        0,
+        0,
+        0,
+        3,
+        deviceType >> 8,
+        deviceType & 0xff,
+        packetType,
+        6,
+        ...source,
+        0,
+        0,
+      ]);
+      break;
+    case 0:
+      header = nullBigEndian ? new Uint8Array([0, 0, 0, family]) : new Uint8Array([family, 0, 0, 0]);
+      break;
+    case 108:
+      header = new Uint8Array([0, 0, 0, family]);
+      break;
+    default:
+      throw new RangeError(`toLinkType: link type ${linktype} is not one svcpath frames`);
   }
   const out = new Uint8Array(header.length + ip.length);
   out.set(header);

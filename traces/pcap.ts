@@ -248,10 +248,11 @@ export class PcapReader implements CaptureReader {
     }
     if (fraction >= fractionsPerSecond) {
       const carry = Math.floor(fraction / fractionsPerSecond);
-      if (offset > this.judgedOffset) this.warn(
-        [recordWhere(n, offset), 'timestamp'],
-        `fraction ${fraction} ${this.nanosecond ? 'ns' : 'µs'} is not below 1 s; carried ${carry} s into the seconds`,
-      );
+      if (offset > this.judgedOffset)
+        this.warn(
+          [recordWhere(n, offset), 'timestamp'],
+          `fraction ${fraction} ${this.nanosecond ? 'ns' : 'µs'} is not below 1 s; carried ${carry} s into the seconds`,
+        );
       tsSec += carry;
       fraction -= carry * fractionsPerSecond;
     }

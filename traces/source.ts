@@ -141,7 +141,13 @@ function openPath(path: string, name = path): FdSource {
   }
   if (stats.isDirectory()) throw captureError([path], 'is a directory, not a capture');
   if (stats.isFile()) {
-    return new FdSource(name, openForReading(path, constants.O_RDONLY), { size: stats.size, live: false, rereadable: true, owned: true, fifo: false });
+    return new FdSource(name, openForReading(path, constants.O_RDONLY), {
+      size: stats.size,
+      live: false,
+      rereadable: true,
+      owned: true,
+      fifo: false,
+    });
   }
   // A FIFO or device, opened without waiting for a writer: a FIFO reads 0 until one connects (FdSource knows).
   const fd = openForReading(path, constants.O_RDONLY | constants.O_NONBLOCK);
@@ -176,7 +182,11 @@ class FdSource implements ByteSource {
   private delivered = 0;
   private closed = false;
 
-  constructor(readonly name: string, readonly fd: number, private readonly kind: FdSourceKind) {}
+  constructor(
+    readonly name: string,
+    readonly fd: number,
+    private readonly kind: FdSourceKind,
+  ) {}
 
   get size(): number | undefined {
     return this.kind.size;
@@ -281,7 +291,10 @@ class CaptureSource implements ByteSource {
   private inner?: ByteSource;
   private waiting = true;
 
-  constructor(private readonly raw: FdSource, private readonly gzipName: boolean) {}
+  constructor(
+    private readonly raw: FdSource,
+    private readonly gzipName: boolean,
+  ) {}
 
   get name(): string {
     return this.raw.name;
@@ -412,7 +425,13 @@ class GunzipSource implements ByteSource {
   constructor(private readonly raw: FdSource) {
     const { port1, port2 } = new MessageChannel();
     this.port = port1;
-    const setup: GunzipSetup = { fd: raw.fd, head: raw.takeHead(), control: this.control, ring: this.ring.buffer as SharedArrayBuffer, port: port2 };
+    const setup: GunzipSetup = {
+      fd: raw.fd,
+      head: raw.takeHead(),
+      control: this.control,
+      ring: this.ring.buffer as SharedArrayBuffer,
+      port: port2,
+    };
     const worker = new Worker(gunzipWorker(), { workerData: setup, transferList: [port2] });
     // The thread ends by itself once closed; it must not keep the process alive.
     worker.unref();

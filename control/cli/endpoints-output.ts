@@ -6,9 +6,7 @@
  * fields in kubectl's (alphabetical) order.
  */
 import { stringify } from 'yaml';
-import {
-  legacyEndpointsFor, MAX_LEGACY_ENDPOINT_ADDRESSES, OVER_CAPACITY_ANNOTATION,
-} from '../cluster/endpointslice-controller.js';
+import { legacyEndpointsFor, MAX_LEGACY_ENDPOINT_ADDRESSES, OVER_CAPACITY_ANNOTATION } from '../cluster/endpointslice-controller.js';
 import type { ClusterState, EndpointSlice, LegacyEndpointAddress, LegacyEndpoints } from '../cluster/state.js';
 
 const SERVICE_NAME_LABEL = 'kubernetes.io/service-name';
@@ -17,16 +15,13 @@ const HEADLESS_LABEL = 'service.kubernetes.io/headless';
 
 /** The slices of the state the controller derived from Pods, by namespace and name. */
 export function derivedSlices(state: ClusterState): EndpointSlice[] {
-  return state.endpointSlices.filter((s) => s.derived)
-    .sort((a, b) => (`${a.namespace}/${a.name}` < `${b.namespace}/${b.name}` ? -1 : 1));
+  return state.endpointSlices.filter((s) => s.derived).sort((a, b) => (`${a.namespace}/${a.name}` < `${b.namespace}/${b.name}` ? -1 : 1));
 }
 
 /** The Endpoints controller's objects for the Services whose slices were derived. */
 export function derivedLegacyEndpoints(state: ClusterState): Array<{ endpoints: LegacyEndpoints; truncated: number }> {
   const keys = new Set(derivedSlices(state).map((s) => `${s.namespace}/${s.serviceName}`));
-  return state.services
-    .filter((s) => keys.has(`${s.namespace}/${s.name}`))
-    .flatMap((s) => legacyEndpointsFor(s, state.pods ?? []) ?? []);
+  return state.services.filter((s) => keys.has(`${s.namespace}/${s.name}`)).flatMap((s) => legacyEndpointsFor(s, state.pods ?? []) ?? []);
 }
 
 /** An EndpointSlice as the API returns it. */
@@ -43,32 +38,44 @@ export function sliceObject(slice: EndpointSlice, headless = false): Record<stri
       },
       name: slice.name,
       namespace: slice.namespace,
-      ...(slice.derived ? {
-        ownerReferences: [{ apiVersion: 'v1', blockOwnerDeletion: true, controller: true, kind: 'Service', name: slice.serviceName }],
-      } : {}),
+      ...(slice.derived
+        ? {
+            ownerReferences: [{ apiVersion: 'v1', blockOwnerDeletion: true, controller: true, kind: 'Service', name: slice.serviceName }],
+          }
+        : {}),
     },
     addressType: slice.addressType,
     // The API returns null for a slice without endpoints.
-    endpoints: slice.endpoints.length === 0 ? null : slice.endpoints.map((e) => ({
-      addresses: e.addresses,
-      conditions: { ready: e.conditions.ready, serving: e.conditions.serving, terminating: e.conditions.terminating },
-      ...(e.hostname ? { hostname: e.hostname } : {}),
-      ...(e.nodeName ? { nodeName: e.nodeName } : {}),
-      ...(e.targetRef ? { targetRef: e.targetRef } : {}),
-      ...(e.zone ? { zone: e.zone } : {}),
-    })),
-    ports: slice.ports.length === 0 ? null : slice.ports.map((p) => ({
-      ...(p.appProtocol ? { appProtocol: p.appProtocol } : {}),
-      name: p.name,
-      ...(p.port !== undefined ? { port: p.port } : {}),
-      protocol: p.protocol,
-    })),
+    endpoints:
+      slice.endpoints.length === 0
+        ? null
+        : slice.endpoints.map((e) => ({
+            addresses: e.addresses,
+            conditions: { ready: e.conditions.ready, serving: e.conditions.serving, terminating: e.conditions.terminating },
+            ...(e.hostname ? { hostname: e.hostname } : {}),
+            ...(e.nodeName ? { nodeName: e.nodeName } : {}),
+            ...(e.targetRef ? { targetRef: e.targetRef } : {}),
+            ...(e.zone ? { zone: e.zone } : {}),
+          })),
+    ports:
+      slice.ports.length === 0
+        ? null
+        : slice.ports.map((p) => ({
+            ...(p.appProtocol ? { appProtocol: p.appProtocol } : {}),
+            name: p.name,
+            ...(p.port !== undefined ? { port: p.port } : {}),
+            protocol: p.protocol,
+          })),
   };
 }
 
 /** A v1 Endpoints object as the API returns it, annotated when truncated. */
 export function legacyObject({ endpoints, truncated }: { endpoints: LegacyEndpoints; truncated: number }): Record<string, unknown> {
-  const address = (a: LegacyEndpointAddress) => ({ ...(a.hostname ? { hostname: a.hostname } : {}), ip: a.ip, ...(a.nodeName ? { nodeName: a.nodeName } : {}) });
+  const address = (a: LegacyEndpointAddress) => ({
+    ...(a.hostname ? { hostname: a.hostname } : {}),
+    ip: a.ip,
+    ...(a.nodeName ? { nodeName: a.nodeName } : {}),
+  });
   return {
     apiVersion: 'v1',
     kind: 'Endpoints',
@@ -77,15 +84,24 @@ export function legacyObject({ endpoints, truncated }: { endpoints: LegacyEndpoi
       name: endpoints.name,
       namespace: endpoints.namespace,
     },
-    ...(endpoints.subsets.length > 0 ? {
-      subsets: endpoints.subsets.map((s) => ({
-        ...(s.addresses.length ? { addresses: s.addresses.map(address) } : {}),
-        ...(s.notReadyAddresses.length ? { notReadyAddresses: s.notReadyAddresses.map(address) } : {}),
-        ...(s.ports.length ? {
-          ports: s.ports.map((p) => ({ ...(p.appProtocol ? { appProtocol: p.appProtocol } : {}), name: p.name || undefined, port: p.port, protocol: p.protocol })),
-        } : {}),
-      })),
-    } : {}),
+    ...(endpoints.subsets.length > 0
+      ? {
+          subsets: endpoints.subsets.map((s) => ({
+            ...(s.addresses.length ? { addresses: s.addresses.map(address) } : {}),
+            ...(s.notReadyAddresses.length ? { notReadyAddresses: s.notReadyAddresses.map(address) } : {}),
+            ...(s.ports.length
+              ? {
+                  ports: s.ports.map((p) => ({
+                    ...(p.appProtocol ? { appProtocol: p.appProtocol } : {}),
+                    name: p.name || undefined,
+                    port: p.port,
+                    protocol: p.protocol,
+                  })),
+                }
+              : {}),
+          })),
+        }
+      : {}),
   };
 }
 
@@ -115,17 +131,26 @@ export function formatEndpoints(state: ClusterState, output: OutputFormat, legac
   }
   const rows = [['NAMESPACE', 'NAME', 'ADDRESSTYPE', 'PORTS', 'ENDPOINTS']];
   for (const s of slices) {
-    rows.push([s.namespace, s.name, s.addressType,
+    rows.push([
+      s.namespace,
+      s.name,
+      s.addressType,
       s.ports.length ? s.ports.map((p) => p.port ?? '<unset>').join(',') : '<unset>',
-      abbreviate(s.endpoints.map((e) => e.addresses[0]))]);
+      abbreviate(s.endpoints.map((e) => e.addresses[0])),
+    ]);
   }
   const lines = table(rows);
   if (legacyEndpoints.length > 0) {
     const legacyRows = [['NAMESPACE', 'NAME', 'ENDPOINTS']];
     for (const { endpoints, truncated } of legacyEndpoints) {
-      const pairs = endpoints.subsets.flatMap((s) => s.addresses.flatMap((a) => (s.ports.length ? s.ports.map((p) => `${a.ip}:${p.port}`) : [a.ip])));
-      legacyRows.push([endpoints.namespace, endpoints.name,
-        `${abbreviate(pairs)}${truncated > 0 ? ` (truncated to ${MAX_LEGACY_ENDPOINT_ADDRESSES}, ${truncated} dropped)` : ''}`]);
+      const pairs = endpoints.subsets.flatMap((s) =>
+        s.addresses.flatMap((a) => (s.ports.length ? s.ports.map((p) => `${a.ip}:${p.port}`) : [a.ip])),
+      );
+      legacyRows.push([
+        endpoints.namespace,
+        endpoints.name,
+        `${abbreviate(pairs)}${truncated > 0 ? ` (truncated to ${MAX_LEGACY_ENDPOINT_ADDRESSES}, ${truncated} dropped)` : ''}`,
+      ]);
     }
     lines.push('', ...table(legacyRows));
   }
@@ -140,5 +165,10 @@ function abbreviate(items: string[]): string {
 
 function table(rows: string[][]): string[] {
   const widths = rows[0].map((_, i) => Math.max(...rows.map((r) => r[i].length)));
-  return rows.map((r) => r.map((c, i) => (i === r.length - 1 ? c : c.padEnd(widths[i] + 3))).join('').trimEnd());
+  return rows.map((r) =>
+    r
+      .map((c, i) => (i === r.length - 1 ? c : c.padEnd(widths[i] + 3)))
+      .join('')
+      .trimEnd(),
+  );
 }

@@ -105,7 +105,8 @@ function helpCommand(argv: string[]): number {
 /** The command a word names; for any other word, one line with the closest command. */
 function commandNamed(word: string): Command {
   if (Object.hasOwn(COMMANDS, word)) return COMMANDS[word];
-  if (word.startsWith('-')) fail(`${word}: not a command; flags come after the command (svcpath <command> [flags]; svcpath --help lists the commands)`);
+  if (word.startsWith('-'))
+    fail(`${word}: not a command; flags come after the command (svcpath <command> [flags]; svcpath --help lists the commands)`);
   fail(`unknown command "${word}"${didYouMean(closest(word, Object.keys(COMMANDS))) || ' (svcpath --help lists the commands)'}`);
 }
 

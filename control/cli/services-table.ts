@@ -5,7 +5,15 @@
  * policies and the session affinity; and the same as typed rows, for JSON.
  */
 import { resolveServices } from '../cluster/index.js';
-import type { ClusterState, IPFamily, LoadBalancerIngress, Protocol, ResolvedService, ServiceType, TrafficPolicy } from '../cluster/state.js';
+import type {
+  ClusterState,
+  IPFamily,
+  LoadBalancerIngress,
+  Protocol,
+  ResolvedService,
+  ServiceType,
+  TrafficPolicy,
+} from '../cluster/state.js';
 
 /**
  * One Service as `svcpath services --json` gives it: the API's field names,
@@ -63,8 +71,18 @@ const KUBECTL_COLUMNS: readonly Column[] = [
   ['TYPE', (r) => r.type],
   ['CLUSTER-IP', (r) => r.clusterIPs.join(',') || '<none>'],
   ['EXTERNAL-IP', externalIPCell],
-  ['PORT(S)', (r) => r.ports.map((p) => (p.nodePort ? `${p.port}:${p.nodePort}/${p.protocol}` : `${p.port}/${p.protocol}`)).join(',') || '<none>'],
-  ['SELECTOR', (r) => Object.keys(r.selector ?? {}).sort(compare).map((key) => `${key}=${r.selector?.[key]}`).join(',') || '<none>'],
+  [
+    'PORT(S)',
+    (r) => r.ports.map((p) => (p.nodePort ? `${p.port}:${p.nodePort}/${p.protocol}` : `${p.port}/${p.protocol}`)).join(',') || '<none>',
+  ],
+  [
+    'SELECTOR',
+    (r) =>
+      Object.keys(r.selector ?? {})
+        .sort(compare)
+        .map((key) => `${key}=${r.selector?.[key]}`)
+        .join(',') || '<none>',
+  ],
 ];
 const SVCPATH_COLUMNS: readonly Column[] = [
   ['ENDPOINTS', (r) => (r.endpoints ? `${r.endpoints.ready}/${r.endpoints.total}` : '-')],
@@ -80,22 +98,17 @@ const COLUMN_PADDING = 3;
 
 /** Every Service in namespace/name order, the order the API server lists them in. */
 export function serviceRows(state: ClusterState): ServiceRow[] {
-  return resolveServices(state).services
-    .sort((a, b) => compare(a.service.namespace, b.service.namespace) || compare(a.service.name, b.service.name))
+  return resolveServices(state)
+    .services.sort((a, b) => compare(a.service.namespace, b.service.namespace) || compare(a.service.name, b.service.name))
     .map(toRow);
 }
 
 /** The table as text, one line per Service under a header line, without a final newline. */
 export function formatServicesTable(state: ClusterState, opts: { wide?: boolean } = {}): string {
   const columns = opts.wide ? [...KUBECTL_COLUMNS, ...SVCPATH_COLUMNS] : KUBECTL_COLUMNS;
-  const lines = [
-    columns.map(([header]) => header),
-    ...serviceRows(state).map((row) => columns.map(([, cell]) => cell(row))),
-  ];
+  const lines = [columns.map(([header]) => header), ...serviceRows(state).map((row) => columns.map(([, cell]) => cell(row)))];
   const widths = columns.map((_, c) => Math.max(...lines.map((cells) => cells[c].length)) + COLUMN_PADDING);
-  return lines
-    .map((cells) => cells.map((cell, c) => (c === cells.length - 1 ? cell : cell.padEnd(widths[c]))).join(''))
-    .join('\n');
+  return lines.map((cells) => cells.map((cell, c) => (c === cells.length - 1 ? cell : cell.padEnd(widths[c]))).join('')).join('\n');
 }
 
 function toRow({ service, ports }: ResolvedService): ServiceRow {
@@ -114,7 +127,12 @@ function toRow({ service, ports }: ResolvedService): ServiceRow {
     loadBalancerIngress: service.loadBalancerIngress.map(ingressRow),
     externalName: service.externalName ?? null,
     ports: service.ports.map((p) => ({
-      name: p.name || null, protocol: p.protocol, port: p.port, targetPort: p.targetPort, nodePort: p.nodePort ?? null, appProtocol: p.appProtocol ?? null,
+      name: p.name || null,
+      protocol: p.protocol,
+      port: p.port,
+      targetPort: p.targetPort,
+      nodePort: p.nodePort ?? null,
+      appProtocol: p.appProtocol ?? null,
     })),
     selector: service.selector ?? null,
     endpoints: service.type === 'ExternalName' ? null : endpointCounts(ports),

@@ -83,14 +83,24 @@ interface ClusterFlags {
 export function loadState(values: ClusterFlags): { state: ClusterState; seed: number } {
   if (!values.cluster?.length) fail('--cluster is required');
   const seed = values.seed === undefined ? 0 : parseInteger('--seed', values.seed, 0, 0xffffffff);
-  const serviceRanges = values['service-cluster-ip-range'] === undefined
-    ? undefined : parseCidrList('--service-cluster-ip-range', values['service-cluster-ip-range']);
-  const nodePortRange = values['service-node-port-range'] === undefined
-    ? undefined : parsePortRange('--service-node-port-range', values['service-node-port-range']);
-  const maxEndpointsPerSlice = values['max-endpoints-per-slice'] === undefined
-    ? undefined : parseInteger('--max-endpoints-per-slice', values['max-endpoints-per-slice'], 1, MAX_MAX_ENDPOINTS_PER_SLICE);
+  const serviceRanges =
+    values['service-cluster-ip-range'] === undefined
+      ? undefined
+      : parseCidrList('--service-cluster-ip-range', values['service-cluster-ip-range']);
+  const nodePortRange =
+    values['service-node-port-range'] === undefined
+      ? undefined
+      : parsePortRange('--service-node-port-range', values['service-node-port-range']);
+  const maxEndpointsPerSlice =
+    values['max-endpoints-per-slice'] === undefined
+      ? undefined
+      : parseInteger('--max-endpoints-per-slice', values['max-endpoints-per-slice'], 1, MAX_MAX_ENDPOINTS_PER_SLICE);
   const state = loadClusterState(values.cluster, {
-    serviceClusterIPRanges: serviceRanges, serviceNodePortRange: nodePortRange, seed, maxEndpointsPerSlice, strict: values.strict,
+    serviceClusterIPRanges: serviceRanges,
+    serviceNodePortRange: nodePortRange,
+    seed,
+    maxEndpointsPerSlice,
+    strict: values.strict,
   });
   for (const warning of state.warnings ?? []) console.error(`svcpath: warning: ${warning}`);
   return { state, seed };
@@ -122,23 +132,34 @@ interface DatapathFlags extends ClusterFlags {
 
 /** The cluster state from the flags, compiled, and the conntrack size asked for. */
 export function compileFromFlags(values: DatapathFlags) {
-  const maglevTableSize = values['maglev-table-size'] === undefined
-    ? DEFAULT_MAGLEV_TABLE_SIZE
-    : parseInteger('--maglev-table-size', values['maglev-table-size'], 2, 1 << 20);
+  const maglevTableSize =
+    values['maglev-table-size'] === undefined
+      ? DEFAULT_MAGLEV_TABLE_SIZE
+      : parseInteger('--maglev-table-size', values['maglev-table-size'], 2, 1 << 20);
   if (!isPrime(maglevTableSize)) fail(`--maglev-table-size: ${maglevTableSize} is not prime`);
-  const ctEntries = values['ct-entries'] === undefined ? DEFAULT_CT_ENTRIES : parseInteger('--ct-entries', values['ct-entries'], 2, 1 << 26);
+  const ctEntries =
+    values['ct-entries'] === undefined ? DEFAULT_CT_ENTRIES : parseInteger('--ct-entries', values['ct-entries'], 2, 1 << 26);
   const clusterCIDRs = values['cluster-cidr'] === undefined ? undefined : parseCidrList('--cluster-cidr', values['cluster-cidr']);
-  const nodePortAddresses = values['nodeport-addresses'] === undefined
-    ? undefined : parseNodePortAddresses('--nodeport-addresses', values['nodeport-addresses']);
-  const snatPortRange = values['snat-port-range'] === undefined ? undefined : parsePortRange('--snat-port-range', values['snat-port-range']);
-  const masqueradeAddresses = values['masquerade-address'] === undefined ? [] : parseAddressList('--masquerade-address', values['masquerade-address']);
+  const nodePortAddresses =
+    values['nodeport-addresses'] === undefined ? undefined : parseNodePortAddresses('--nodeport-addresses', values['nodeport-addresses']);
+  const snatPortRange =
+    values['snat-port-range'] === undefined ? undefined : parsePortRange('--snat-port-range', values['snat-port-range']);
+  const masqueradeAddresses =
+    values['masquerade-address'] === undefined ? [] : parseAddressList('--masquerade-address', values['masquerade-address']);
   const masqueradeAddress = masqueradeAddresses.find((a) => !a.includes(':'));
   const masqueradeAddress6 = masqueradeAddresses.find((a) => a.includes(':'));
 
   const { state, seed } = loadState(values);
   const resolved = resolveServices(state);
   const compiled = compile(state, resolved.services, {
-    node: values.node, seed, maglevTableSize, clusterCIDRs, nodePortAddresses, snatPortRange, masqueradeAddress, masqueradeAddress6,
+    node: values.node,
+    seed,
+    maglevTableSize,
+    clusterCIDRs,
+    nodePortAddresses,
+    snatPortRange,
+    masqueradeAddress,
+    masqueradeAddress6,
     masqueradeAll: values['masquerade-all'],
   });
   return { state, resolved, compiled, ctEntries };
@@ -159,7 +180,10 @@ export function parseInteger(flag: string, text: string, min: number, max: numbe
 
 /** A comma-separated list of CIDRs with at most one per address family. */
 function parseCidrList(flag: string, text: string): string[] {
-  const cidrs = text.split(',').map((c) => c.trim()).filter(Boolean);
+  const cidrs = text
+    .split(',')
+    .map((c) => c.trim())
+    .filter(Boolean);
   if (cidrs.length === 0) fail(`${flag}: empty`);
   const families = new Set<string>();
   for (const c of cidrs) {
@@ -186,7 +210,10 @@ function parsePortRange(flag: string, text: string): [number, number] {
 
 /** One address per family, comma-separated. */
 function parseAddressList(flag: string, text: string): string[] {
-  const items = text.split(',').map((a) => a.trim()).filter(Boolean);
+  const items = text
+    .split(',')
+    .map((a) => a.trim())
+    .filter(Boolean);
   const families = new Set<string>();
   for (const item of items) {
     const v4 = ipaddr.IPv4.isValidFourPartDecimal(item);
@@ -200,7 +227,10 @@ function parseAddressList(flag: string, text: string): string[] {
 }
 
 function parseNodePortAddresses(flag: string, text: string): string[] {
-  const items = text.split(',').map((c) => c.trim()).filter(Boolean);
+  const items = text
+    .split(',')
+    .map((c) => c.trim())
+    .filter(Boolean);
   for (const item of items) {
     if (item === 'primary') continue;
     try {
@@ -215,8 +245,10 @@ function parseNodePortAddresses(flag: string, text: string): string[] {
 /** A namespace name: an RFC 1123 label, as the API server requires. */
 export function parseName(flag: string, text: string): string {
   if (!/^[a-z0-9]([-a-z0-9]{0,61}[a-z0-9])?$/.test(text)) {
-    fail(`${flag}: "${text}" is not a namespace name (an RFC 1123 label: at most 63 lowercase letters, digits and '-', `
-      + 'starting and ending with a letter or digit)');
+    fail(
+      `${flag}: "${text}" is not a namespace name (an RFC 1123 label: at most 63 lowercase letters, digits and '-', ` +
+        'starting and ending with a letter or digit)',
+    );
   }
   return text;
 }

@@ -98,8 +98,11 @@ function allocateClusterIPs(service: Service, ranges: ClusterIPRanges, notes: st
     if (given) return [given];
     const ip = ranges.allocate(family);
     if (ip === undefined) {
-      warn(service, `spec.clusterIPs[${i}]`, `cannot allocate a cluster IP: ${ranges.fullProblem(family)}; `
-        + `the Service gets no ${family} cluster IP`);
+      warn(
+        service,
+        `spec.clusterIPs[${i}]`,
+        `cannot allocate a cluster IP: ${ranges.fullProblem(family)}; ` + `the Service gets no ${family} cluster IP`,
+      );
       return [];
     }
     notes.push(`allocated clusterIP ${ip} to Service ${service.namespace}/${service.name}`);
@@ -124,8 +127,10 @@ function allocateNodePorts(service: Service, nodePorts: NodePortRange, notes: st
     if (port.nodePort !== undefined) return port;
     const holder = holderByNumber.get(port.port);
     if (holder) {
-      notes.push(`allocated nodePort ${holder.nodePort} to ${owner} port ${portLabel(port)}, `
-        + `shared with port ${portLabel(holder)} of the same number`);
+      notes.push(
+        `allocated nodePort ${holder.nodePort} to ${owner} port ${portLabel(port)}, ` +
+          `shared with port ${portLabel(holder)} of the same number`,
+      );
       return { ...port, nodePort: holder.nodePort };
     }
     const nodePort = nodePorts.allocate();
@@ -146,8 +151,11 @@ function allocateHealthCheckNodePort(service: Service, nodePorts: NodePortRange,
   if (!needed || service.healthCheckNodePort !== undefined) return service.healthCheckNodePort;
   const port = nodePorts.allocate();
   if (port === undefined) {
-    warn(service, 'spec.healthCheckNodePort', `${nodePorts.fullProblem('a healthCheckNodePort')}; `
-      + 'nothing in the datapath listens on it, so it changes nothing');
+    warn(
+      service,
+      'spec.healthCheckNodePort',
+      `${nodePorts.fullProblem('a healthCheckNodePort')}; nothing in the datapath listens on it, so it changes nothing`,
+    );
     return undefined;
   }
   notes.push(`allocated healthCheckNodePort ${port} to Service ${service.namespace}/${service.name}`);
@@ -199,8 +207,10 @@ class ClusterIPRanges {
   fullProblem(family: IPFamily): string {
     const ranges = this.byFamily.get(family) ?? [];
     if (ranges.length === 0) return `no service cluster IP range of family ${family} is configured`;
-    return `the service cluster IP range${ranges.length === 1 ? '' : 's'} ${ranges.map((r) => r.cidr).join(', ')} `
-      + `${ranges.length === 1 ? 'is' : 'are'} full`;
+    return (
+      `the service cluster IP range${ranges.length === 1 ? '' : 's'} ${ranges.map((r) => r.cidr).join(', ')} ` +
+      `${ranges.length === 1 ? 'is' : 'are'} full`
+    );
   }
 }
 
@@ -215,9 +225,7 @@ class ClusterIPRange {
 
   constructor(text: string, seed: number) {
     const [, prefix] = ipaddr.parseCIDR(text);
-    const network = ipaddr.IPv4.isValidCIDR(text)
-      ? ipaddr.IPv4.networkAddressFromCIDR(text)
-      : ipaddr.IPv6.networkAddressFromCIDR(text);
+    const network = ipaddr.IPv4.isValidCIDR(text) ? ipaddr.IPv4.networkAddressFromCIDR(text) : ipaddr.IPv6.networkAddressFromCIDR(text);
     this.family = network.kind() === 'ipv4' ? 'IPv4' : 'IPv6';
     this.cidr = `${network.toString()}/${prefix}`;
     this.byteLength = network.toByteArray().length;
@@ -283,7 +291,11 @@ class Slots {
   private takenStatic = 0n;
   private readonly random: Mulberry32;
 
-  constructor(private readonly size: bigint, private readonly staticSize: bigint, seed: number) {
+  constructor(
+    private readonly size: bigint,
+    private readonly staticSize: bigint,
+    seed: number,
+  ) {
     this.random = new Mulberry32(seed);
   }
 

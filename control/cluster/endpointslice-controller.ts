@@ -34,8 +34,18 @@
  */
 import ipaddr from 'ipaddr.js';
 import type {
-  ContainerPort, Endpoint, EndpointPort, EndpointSlice, IPFamily, LegacyEndpointAddress, LegacyEndpointPort,
-  LegacyEndpoints, LegacyEndpointSubset, Pod, Service, ServicePort,
+  ContainerPort,
+  Endpoint,
+  EndpointPort,
+  EndpointSlice,
+  IPFamily,
+  LegacyEndpointAddress,
+  LegacyEndpointPort,
+  LegacyEndpoints,
+  LegacyEndpointSubset,
+  Pod,
+  Service,
+  ServicePort,
 } from './state.js';
 import { murmur3 } from '../common/murmur3.js';
 
@@ -69,8 +79,9 @@ export function isControllerManaged(service: Service): boolean {
 export function selectedPods(service: Service, pods: readonly Pod[]): Pod[] {
   const selector = service.selector;
   if (!selector) return [];
-  return pods.filter((pod) => pod.namespace === service.namespace
-    && Object.entries(selector).every(([key, value]) => pod.labels[key] === value));
+  return pods.filter(
+    (pod) => pod.namespace === service.namespace && Object.entries(selector).every(([key, value]) => pod.labels[key] === value),
+  );
 }
 
 /** ShouldPodBeInEndpoints: not terminal, has an IP; terminating ones only when asked. */
@@ -182,11 +193,11 @@ function slice(service: Service, family: IPFamily, ports: EndpointPort[], endpoi
 
 /** The controller's slices for every Service it manages and for which `hasSlices` says none were given. */
 export function deriveEndpointSlices(
-  services: readonly Service[], pods: readonly Pod[], opts: ControllerOptions & { hasSlices?: (service: Service) => boolean } = {},
+  services: readonly Service[],
+  pods: readonly Pod[],
+  opts: ControllerOptions & { hasSlices?: (service: Service) => boolean } = {},
 ): EndpointSlice[] {
-  return services
-    .filter((s) => isControllerManaged(s) && !opts.hasSlices?.(s))
-    .flatMap((s) => endpointSlicesFor(s, pods, opts));
+  return services.filter((s) => isControllerManaged(s) && !opts.hasSlices?.(s)).flatMap((s) => endpointSlicesFor(s, pods, opts));
 }
 
 /**

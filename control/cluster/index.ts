@@ -43,7 +43,9 @@ export function loadClusterState(paths: string[], opts: LoadOptions = {}): Clust
   const warnings = new Warnings(opts.strict);
   const serviceNodePortRange = opts.serviceNodePortRange ?? DEFAULT_SERVICE_NODE_PORT_RANGE;
   const { state: validated, takenIPs } = validateManifests(manifests, {
-    serviceClusterIPRanges: opts.serviceClusterIPRanges, serviceNodePortRange, warnings,
+    serviceClusterIPRanges: opts.serviceClusterIPRanges,
+    serviceNodePortRange,
+    warnings,
   });
   const state = allocate(validated, { serviceNodePortRange, seed: opts.seed ?? 0, takenIPs, warnings });
   return { ...withPodEndpoints({ ...state, notes: [...notes, ...state.notes] }, opts), warnings: warnings.messages };
@@ -74,14 +76,22 @@ export function withPodEndpoints(state: ClusterState, opts: { maxEndpointsPerSli
     if (!isControllerManaged(service) || given.has(key)) continue;
     const slices = derived.filter((s) => s.namespace === service.namespace && s.serviceName === service.name);
     const endpoints = slices.reduce((n, s) => n + s.endpoints.length, 0);
-    notes.push(`${service.origin.file}: ${service.origin.object}: ${slices.length} EndpointSlice${slices.length === 1 ? '' : 's'} `
-      + `derived from its Pods (${endpoints} endpoint${endpoints === 1 ? '' : 's'})`);
-    notes.push(...podsOnMissingNodes(service, selectedPods(service, pods).filter((pod) => pod.podIPs.length > 0
-      && onMissingNode(pod, service, nodeNames))));
+    notes.push(
+      `${service.origin.file}: ${service.origin.object}: ${slices.length} EndpointSlice${slices.length === 1 ? '' : 's'} ` +
+        `derived from its Pods (${endpoints} endpoint${endpoints === 1 ? '' : 's'})`,
+    );
+    notes.push(
+      ...podsOnMissingNodes(
+        service,
+        selectedPods(service, pods).filter((pod) => pod.podIPs.length > 0 && onMissingNode(pod, service, nodeNames)),
+      ),
+    );
     const legacy = (state.legacyEndpoints ?? []).find((e) => e.namespace === service.namespace && e.name === service.name);
     if (legacy) {
-      notes.push(`${legacy.origin.file}: ${legacy.origin.object}: ignored: its Service has a selector, so its `
-        + 'EndpointSlices come from the Pods (the mirroring controller skips Services with a selector)');
+      notes.push(
+        `${legacy.origin.file}: ${legacy.origin.object}: ignored: its Service has a selector, so its ` +
+          'EndpointSlices come from the Pods (the mirroring controller skips Services with a selector)',
+      );
     }
   }
   const derivedKeys = new Set(derived.map((s) => `${s.namespace}/${s.serviceName}`));
@@ -108,10 +118,14 @@ function podsOnMissingNodes(service: Service, skipped: Pod[]): string[] {
     const more = names.length > PODS_NAMED ? ` and ${names.length - PODS_NAMED} more` : '';
     const count = group.length === 1 ? '1 Pod' : `${group.length} Pods`;
     const their = group.length === 1 ? 'its' : 'their';
-    const where = node ? `${their} node ${JSON.stringify(node)} is not among the Nodes` : `${group.length === 1 ? 'it has' : 'they have'} no spec.nodeName`;
-    return `${service.origin.file}: ${service.origin.object}: ${count} not made endpoints: ${where} `
-      + '(the EndpointSlice controller skips such Pods unless publishNotReadyAddresses): '
-      + `${names.slice(0, PODS_NAMED).join(', ')}${more}`;
+    const where = node
+      ? `${their} node ${JSON.stringify(node)} is not among the Nodes`
+      : `${group.length === 1 ? 'it has' : 'they have'} no spec.nodeName`;
+    return (
+      `${service.origin.file}: ${service.origin.object}: ${count} not made endpoints: ${where} ` +
+      '(the EndpointSlice controller skips such Pods unless publishNotReadyAddresses): ' +
+      `${names.slice(0, PODS_NAMED).join(', ')}${more}`
+    );
   });
 }
 
@@ -129,7 +143,12 @@ function completeFromPods(slice: EndpointSlice, pods: Pod[]): EndpointSlice {
     const terminating = unset.has('terminating') ? pod.terminating : endpoint.conditions.terminating;
     const ready = unset.has('ready') ? pod.ready && !pod.terminating : endpoint.conditions.ready;
     changed = true;
-    return { ...endpoint, nodeName: endpoint.nodeName ?? pod.nodeName, conditions: { ready, serving, terminating }, unsetConditions: undefined };
+    return {
+      ...endpoint,
+      nodeName: endpoint.nodeName ?? pod.nodeName,
+      conditions: { ready, serving, terminating },
+      unsetConditions: undefined,
+    };
   });
   return changed ? { ...slice, endpoints } : slice;
 }

@@ -61,10 +61,12 @@ function visibleEntries(root: string, relative: string): string[] {
   } catch (e) {
     throw inputError([join(root, relative)], fsProblem(e));
   }
-  return entries.filter((entry) => !entry.name.startsWith('.')).flatMap((entry) => {
-    const path = relative ? join(relative, entry.name) : entry.name;
-    return entry.isDirectory() ? visibleEntries(root, path) : [path];
-  });
+  return entries
+    .filter((entry) => !entry.name.startsWith('.'))
+    .flatMap((entry) => {
+      const path = relative ? join(relative, entry.name) : entry.name;
+      return entry.isDirectory() ? visibleEntries(root, path) : [path];
+    });
 }
 
 function readFile(file: string, result: ReadResult): void {

@@ -7,8 +7,18 @@
  */
 import ipaddr from 'ipaddr.js';
 import type {
-  ClusterState, Endpoint, EndpointSlice, EndpointsSource, IPFamily, LegacyEndpointAddress, LegacyEndpoints, ResolvedEndpoint, ResolvedPort,
-  ResolvedService, Service, ServicePort,
+  ClusterState,
+  Endpoint,
+  EndpointSlice,
+  EndpointsSource,
+  IPFamily,
+  LegacyEndpointAddress,
+  LegacyEndpoints,
+  ResolvedEndpoint,
+  ResolvedPort,
+  ResolvedService,
+  Service,
+  ServicePort,
 } from './state.js';
 
 export interface Resolution {
@@ -49,10 +59,13 @@ export function resolveServices(state: ClusterState): Resolution {
     const legacy = legacyByService.get(key);
     const given = slicesByService.get(key);
     const endpointsFrom: EndpointsSource = given
-      ? (given.every((slice) => slice.derived) ? 'Pods' : 'EndpointSlices')
-      : legacy ? 'Endpoints' : 'none';
-    const slices = (given ?? (legacy ? mirror(legacy, service, notes) : []))
-      .filter((slice) => isUsable(slice, service, notes));
+      ? given.every((slice) => slice.derived)
+        ? 'Pods'
+        : 'EndpointSlices'
+      : legacy
+        ? 'Endpoints'
+        : 'none';
+    const slices = (given ?? (legacy ? mirror(legacy, service, notes) : [])).filter((slice) => isUsable(slice, service, notes));
     return { service, endpointsFrom, ports: service.ports.map((port) => resolvePort(service, port, slices, notes)) };
   });
   return { services, notes };
@@ -77,17 +90,25 @@ function mirror(endpoints: LegacyEndpoints, service: Service, notes: string[]): 
   const ready = endpoints.subsets.map((subset) => keep(subset.addresses));
   const notReady = endpoints.subsets.map((subset) => keep(subset.notReadyAddresses));
   if (total > MAX_LEGACY_ENDPOINT_ADDRESSES) {
-    notes.push(`${where(endpoints)}: ${total} addresses exceed the capacity of ${MAX_LEGACY_ENDPOINT_ADDRESSES} `
-      + `(the API marks it ${OVER_CAPACITY_ANNOTATION}: truncated): only the first ${MAX_LEGACY_ENDPOINT_ADDRESSES}, `
-      + `ready ones first, are used; ${total - MAX_LEGACY_ENDPOINT_ADDRESSES} dropped`);
+    notes.push(
+      `${where(endpoints)}: ${total} addresses exceed the capacity of ${MAX_LEGACY_ENDPOINT_ADDRESSES} ` +
+        `(the API marks it ${OVER_CAPACITY_ANNOTATION}: truncated): only the first ${MAX_LEGACY_ENDPOINT_ADDRESSES}, ` +
+        `ready ones first, are used; ${total - MAX_LEGACY_ENDPOINT_ADDRESSES} dropped`,
+    );
   }
 
-  const familyOf = (address: LegacyEndpointAddress): IPFamily =>
-    (ipaddr.parse(address.ip).kind() === 'ipv4' ? 'IPv4' : 'IPv6');
-  const otherFamilies = new Set([...ready, ...notReady].flat().map(familyOf).filter((f) => !service.ipFamilies.includes(f)));
+  const familyOf = (address: LegacyEndpointAddress): IPFamily => (ipaddr.parse(address.ip).kind() === 'ipv4' ? 'IPv4' : 'IPv6');
+  const otherFamilies = new Set(
+    [...ready, ...notReady]
+      .flat()
+      .map(familyOf)
+      .filter((f) => !service.ipFamilies.includes(f)),
+  );
   for (const family of otherFamilies) {
-    notes.push(`${where(endpoints)}: its ${family} addresses are ignored: ${family} is not among the IP families `
-      + `of Service ${service.namespace}/${service.name} (${service.ipFamilies.join(', ') || 'none'})`);
+    notes.push(
+      `${where(endpoints)}: its ${family} addresses are ignored: ${family} is not among the IP families ` +
+        `of Service ${service.namespace}/${service.name} (${service.ipFamilies.join(', ') || 'none'})`,
+    );
   }
 
   const slices: EndpointSlice[] = [];
@@ -101,12 +122,14 @@ function mirror(endpoints: LegacyEndpoints, service: Service, notes: string[]): 
         name: endpoints.name,
         serviceName: endpoints.name,
         addressType,
-        endpoints: inFamily.map((a): Endpoint => ({
-          addresses: [a.ip],
-          conditions: { ready: isReady, serving: isReady, terminating: false },
-          nodeName: a.nodeName,
-          hostname: a.hostname,
-        })),
+        endpoints: inFamily.map(
+          (a): Endpoint => ({
+            addresses: [a.ip],
+            conditions: { ready: isReady, serving: isReady, terminating: false },
+            nodeName: a.nodeName,
+            hostname: a.hostname,
+          }),
+        ),
         ports: endpoints.subsets[subsetIndex].ports,
         managedBy: MIRRORING_CONTROLLER,
       });
@@ -123,8 +146,10 @@ function isUsable(slice: EndpointSlice, service: Service, notes: string[]): bool
     return false;
   }
   if (!service.ipFamilies.includes(slice.addressType)) {
-    notes.push(`${where(slice)}: ignored: addressType ${slice.addressType} is not among the IP families `
-      + `of Service ${service.namespace}/${service.name} (${service.ipFamilies.join(', ') || 'none'})`);
+    notes.push(
+      `${where(slice)}: ignored: addressType ${slice.addressType} is not among the IP families ` +
+        `of Service ${service.namespace}/${service.name} (${service.ipFamilies.join(', ') || 'none'})`,
+    );
     return false;
   }
   return true;
@@ -143,8 +168,10 @@ function resolvePort(service: Service, port: ServicePort, slices: EndpointSlice[
     if (!slicePort) continue;
     const number = slicePort.port ?? (typeof port.targetPort === 'number' ? port.targetPort : undefined);
     if (number === undefined) {
-      notes.push(`${where(slice)}: port ${JSON.stringify(port.name)} has no number and Service `
-        + `${service.namespace}/${service.name} names its targetPort ${JSON.stringify(port.targetPort)}; skipped`);
+      notes.push(
+        `${where(slice)}: port ${JSON.stringify(port.name)} has no number and Service ` +
+          `${service.namespace}/${service.name} names its targetPort ${JSON.stringify(port.targetPort)}; skipped`,
+      );
       continue;
     }
     for (const endpoint of slice.endpoints) {

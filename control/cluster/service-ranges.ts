@@ -29,15 +29,19 @@ export function serviceRanges(serviceCIDRs: readonly ServiceCIDR[], flag: readon
   const ordered = [...serviceCIDRs].sort((a, b) => Number(b.name === DEFAULT_SERVICE_CIDR) - Number(a.name === DEFAULT_SERVICE_CIDR));
   const fromObjects = ordered.flatMap((s) => s.cidrs);
   if (fromObjects.length === 0 && !flag) {
-    notes.push('service cluster IP ranges unknown: the state has no ServiceCIDR objects (kubectl get servicecidrs -o yaml, '
-      + `Kubernetes 1.33 and later) and ${FLAG} was not given; no cluster IP is checked against a range, UNALLOCATED_IP `
-      + `is not applied, and Services without a cluster IP get one from ${DEFAULT_ALLOCATION_RANGES.join(' or ')}`);
+    notes.push(
+      'service cluster IP ranges unknown: the state has no ServiceCIDR objects (kubectl get servicecidrs -o yaml, ' +
+        `Kubernetes 1.33 and later) and ${FLAG} was not given; no cluster IP is checked against a range, UNALLOCATED_IP ` +
+        `is not applied, and Services without a cluster IP get one from ${DEFAULT_ALLOCATION_RANGES.join(' or ')}`,
+    );
     return { cidrs: [], source: '', allocatable: [...DEFAULT_ALLOCATION_RANGES] };
   }
   if (flag && serviceCIDRs.length > 0 && flag.some((cidr) => !fromObjects.includes(cidr))) {
-    notes.push(`${FLAG} ${flag.join(',')} differs from the ServiceCIDR objects (${describeObjects(ordered)}): `
-      + 'the service cluster IP ranges are their union (the API server makes the kubernetes ServiceCIDR from the flag '
-      + 'only when it does not exist)');
+    notes.push(
+      `${FLAG} ${flag.join(',')} differs from the ServiceCIDR objects (${describeObjects(ordered)}): ` +
+        'the service cluster IP ranges are their union (the API server makes the kubernetes ServiceCIDR from the flag ' +
+        'only when it does not exist)',
+    );
   }
   const sources = [...(flag ? [`${flag.join(', ')} from ${FLAG}`] : []), ...(ordered.length > 0 ? [describeObjects(ordered)] : [])];
   const primary = familyOf((flag ?? fromObjects)[0]);

@@ -11,9 +11,30 @@
 import ipaddr from 'ipaddr.js';
 import { inputError } from '../common/errors.js';
 import type {
-  ClusterState, ConntrackTimeouts, Endpoint, EndpointPort, EndpointSlice, IPFamily, LegacyEndpointAddress,
-  LegacyEndpointPort, LegacyEndpoints, LegacyEndpointSubset, LoadBalancerIngress, Node, NodeAddress, Origin,
-  ContainerPort, Pod, Protocol, ProxyConfig, Service, ServiceCIDR, ServicePort, ServiceRanges, ServiceType, TrafficPolicy,
+  ClusterState,
+  ConntrackTimeouts,
+  Endpoint,
+  EndpointPort,
+  EndpointSlice,
+  IPFamily,
+  LegacyEndpointAddress,
+  LegacyEndpointPort,
+  LegacyEndpoints,
+  LegacyEndpointSubset,
+  LoadBalancerIngress,
+  Node,
+  NodeAddress,
+  Origin,
+  ContainerPort,
+  Pod,
+  Protocol,
+  ProxyConfig,
+  Service,
+  ServiceCIDR,
+  ServicePort,
+  ServiceRanges,
+  ServiceType,
+  TrafficPolicy,
 } from './state.js';
 import { describe, isMapping, type Manifest } from './load.js';
 import { rangeFamilies, serviceRanges } from './service-ranges.js';
@@ -157,9 +178,13 @@ function knownObject(manifest: Manifest, hasPods: boolean, notes: string[], warn
   const kind = top.get('kind').str();
   if (!isKnownKind(kind)) {
     top.get('apiVersion').str();
-    notes.push(`${file}: skipped ${skippedLabel(kind, manifest)} (${WORKLOAD_KINDS.includes(kind) && !hasPods
-      ? 'a workload template, not Pods: give the Pods themselves, e.g. kubectl get pods -o yaml, to derive endpoints'
-      : 'not used by svcpath'})`);
+    notes.push(
+      `${file}: skipped ${skippedLabel(kind, manifest)} (${
+        WORKLOAD_KINDS.includes(kind) && !hasPods
+          ? 'a workload template, not Pods: give the Pods themselves, e.g. kubectl get pods -o yaml, to derive endpoints'
+          : 'not used by svcpath'
+      })`,
+    );
     return undefined;
   }
   const origin = originOf(kind, manifest);
@@ -178,9 +203,12 @@ function checkDefinedOnce({ kind, origin, position }: KnownObject, defined: Map<
   const identity = kind === 'KubeProxyConfiguration' ? kind : origin.object;
   const first = defined.get(identity);
   if (first) {
-    throw inputError([origin.file, origin.object], kind === 'KubeProxyConfiguration'
-      ? `a second KubeProxyConfiguration; there must be at most one, and the first is in ${first}`
-      : `defined twice; the first is in ${first}`);
+    throw inputError(
+      [origin.file, origin.object],
+      kind === 'KubeProxyConfiguration'
+        ? `a second KubeProxyConfiguration; there must be at most one, and the first is in ${first}`
+        : `defined twice; the first is in ${first}`,
+    );
   }
   defined.set(identity, `${origin.file} (${position})`);
 }
@@ -226,7 +254,10 @@ function toServiceCIDR(doc: Field, origin: Origin): ServiceCIDR {
     fields[1].warn(`must be of a different IP family than ${cidrs[0].text}; svcpath uses both`);
   }
   // The allocator takes new addresses only from a ServiceCIDR that is ready (no Ready condition counts as ready) and not being deleted.
-  const notReady = doc.get('status').get('conditions').items()
+  const notReady = doc
+    .get('status')
+    .get('conditions')
+    .items()
     .some((c) => c.get('type').optStr() === 'Ready' && c.get('status').optStr() === 'False');
   const deleting = meta.get('deletionTimestamp').isSet;
   return { origin, name, cidrs: [...new Set(cidrs.map((c) => c.text))], allocatable: !notReady && !deleting };
@@ -273,12 +304,15 @@ function noteUnclaimedIPAddresses(ipAddresses: IPAddressObject[], services: Serv
   const clusterIPs = new Set(services.flatMap((s) => s.clusterIPs));
   const unclaimed = ipAddresses.filter((a) => !clusterIPs.has(a.ip));
   if (unclaimed.length === 0) return;
-  const named = unclaimed.slice(0, NAMED_IN_NOTE)
+  const named = unclaimed
+    .slice(0, NAMED_IN_NOTE)
     .map((a) => `${a.origin.file}: ${a.origin.object}${a.parentRef ? ` (parentRef ${a.parentRef})` : ''}`);
   const more = unclaimed.length > NAMED_IN_NOTE ? ` and ${unclaimed.length - NAMED_IN_NOTE} more` : '';
-  notes.push(`${unclaimed.length} IPAddress object${unclaimed.length === 1 ? '' : 's'} name${unclaimed.length === 1 ? 's' : ''} `
-    + `an address that is no Service's cluster IP in the state (its Service is not in the state, or the address leaked); `
-    + `svcpath allocates none of them: ${named.join(', ')}${more}`);
+  notes.push(
+    `${unclaimed.length} IPAddress object${unclaimed.length === 1 ? '' : 's'} name${unclaimed.length === 1 ? 's' : ''} ` +
+      `an address that is no Service's cluster IP in the state (its Service is not in the state, or the address leaked); ` +
+      `svcpath allocates none of them: ${named.join(', ')}${more}`,
+  );
 }
 
 // ---------------------------------------------------------------------------
@@ -319,20 +353,31 @@ function toService(doc: Field, origin: Origin, ranges: RangeChecks, nodePortRang
   const clusterIPs = type === 'ExternalName' ? [] : serviceClusterIPs(spec, type, ranges);
   const headless = clusterIPs[0] === 'None';
   const ipFamilyPolicy = spec.get('ipFamilyPolicy').optOneOf(IP_FAMILY_POLICIES);
-  const ipFamilies = type === 'ExternalName'
-    ? []
-    : serviceIPFamilies(spec, clusterIPs, ipFamilyPolicy, headless && !selector, ranges);
+  const ipFamilies = type === 'ExternalName' ? [] : serviceIPFamilies(spec, clusterIPs, ipFamilyPolicy, headless && !selector, ranges);
 
   const portsField = spec.get('ports');
   const portFields = portsField.items();
   if (portFields.length === 0 && type !== 'ExternalName' && !headless) {
-    portsField.warn('at least one port is required (only headless and ExternalName Services may have none); '
-      + 'the datapath serves no port of it: every packet to its cluster IP is UNSERVED_PORT');
+    portsField.warn(
+      'at least one port is required (only headless and ExternalName Services may have none); ' +
+        'the datapath serves no port of it: every packet to its cluster IP is UNSERVED_PORT',
+    );
   }
   const ports = portFields.map((p) => toServicePort(p, type, portFields.length > 1, nodePortRange));
-  checkUnique(portFields, ports, (p) => p.name, (p) => `name ${JSON.stringify(p.name)}`, 'name',
-    'both take the endpoints of the EndpointSlice port of that name');
-  checkUnique(portFields, ports, (p) => `${p.port}/${p.protocol}`, (p) => `port ${p.port}/${p.protocol}`);
+  checkUnique(
+    portFields,
+    ports,
+    (p) => p.name,
+    (p) => `name ${JSON.stringify(p.name)}`,
+    'name',
+    'both take the endpoints of the EndpointSlice port of that name',
+  );
+  checkUnique(
+    portFields,
+    ports,
+    (p) => `${p.port}/${p.protocol}`,
+    (p) => `port ${p.port}/${p.protocol}`,
+  );
 
   const sessionAffinity = spec.get('sessionAffinity').optOneOf(['None', 'ClientIP'] as const) ?? 'None';
   const affinityConfig = spec.get('sessionAffinityConfig');
@@ -343,7 +388,7 @@ function toService(doc: Field, origin: Origin, ranges: RangeChecks, nodePortRang
 
   // Older dumps may say "Global", which meant what "Cluster" means.
   const etp = spec.get('externalTrafficPolicy');
-  const externalTrafficPolicy = etp.value === 'Global' ? 'Cluster' : etp.optOneOf(TRAFFIC_POLICIES) ?? 'Cluster';
+  const externalTrafficPolicy = etp.value === 'Global' ? 'Cluster' : (etp.optOneOf(TRAFFIC_POLICIES) ?? 'Cluster');
   const internalTrafficPolicy = spec.get('internalTrafficPolicy').optOneOf(TRAFFIC_POLICIES) ?? 'Cluster';
 
   const sourceRanges = spec.get('loadBalancerSourceRanges');
@@ -366,7 +411,10 @@ function toService(doc: Field, origin: Origin, ranges: RangeChecks, nodePortRang
     affinityTimeoutSeconds,
     externalTrafficPolicy,
     internalTrafficPolicy,
-    externalIPs: spec.get('externalIPs').items().map((f) => parseUnicastIP(f, f.str(), SERVED_ALL_THE_SAME).toString()),
+    externalIPs: spec
+      .get('externalIPs')
+      .items()
+      .map((f) => parseUnicastIP(f, f.str(), SERVED_ALL_THE_SAME).toString()),
     externalName: type === 'ExternalName' ? externalName(spec.get('externalName')) : undefined,
     loadBalancerIngress: doc.get('status').get('loadBalancer').get('ingress').items().map(toIngress),
     loadBalancerSourceRanges,
@@ -401,14 +449,17 @@ function serviceClusterIPs(spec: Field, type: ServiceType, ranges: RangeChecks):
 
   if (texts.includes('None')) {
     if (texts.length > 1) listField.fail('"None" (headless) must be the only entry');
-    if (type !== 'ClusterIP') fields[0].warn(`may not be "None" (headless) for ${type} Services; svcpath treats it as headless: no datapath entries`);
+    if (type !== 'ClusterIP')
+      fields[0].warn(`may not be "None" (headless) for ${type} Services; svcpath treats it as headless: no datapath entries`);
     return ['None'];
   }
   if (texts.length > 2) listField.fail(`at most 2 entries (one per IP family), got ${texts.length}`);
   const ips = texts.map((text, i) => {
     const ip = parseIP(fields[i], text);
     if (ranges.known.length > 0 && !ranges.known.some((range) => contains(range, ip))) {
-      fields[i].warn(`${text} is outside the service cluster IP ranges (${ranges.source}); the datapath serves it as a cluster IP all the same`);
+      fields[i].warn(
+        `${text} is outside the service cluster IP ranges (${ranges.source}); the datapath serves it as a cluster IP all the same`,
+      );
     }
     return ip;
   });
@@ -429,7 +480,11 @@ function serviceClusterIPs(spec: Field, type: ServiceType, ranges: RangeChecks):
  * its family, and only RequireDualStack gets both.
  */
 function serviceIPFamilies(
-  spec: Field, clusterIPs: string[], policy: string | undefined, headlessWithoutSelector: boolean, ranges: RangeChecks,
+  spec: Field,
+  clusterIPs: string[],
+  policy: string | undefined,
+  headlessWithoutSelector: boolean,
+  ranges: RangeChecks,
 ): IPFamily[] {
   const ipFamiliesField = spec.get('ipFamilies');
   const givenFields = ipFamiliesField.items();
@@ -442,13 +497,16 @@ function serviceIPFamilies(
   }
   const mismatch = ipFamilies.findIndex((family, i) => i < given.length && given[i] !== family);
   if (mismatch >= 0) {
-    givenFields[mismatch].warn(`${given[mismatch]} does not match the family of spec.clusterIPs[${mismatch}] `
-      + `(${ipFamilies[mismatch]}); svcpath goes by the cluster IPs`);
+    givenFields[mismatch].warn(
+      `${given[mismatch]} does not match the family of spec.clusterIPs[${mismatch}] ` +
+        `(${ipFamilies[mismatch]}); svcpath goes by the cluster IPs`,
+    );
     given = ipFamilies;
   }
   if (policy === 'SingleStack' && Math.max(given.length, ipFamilies.length) > 1) {
-    spec.get('ipFamilyPolicy').warn('must be PreferDualStack or RequireDualStack for a Service with two IP families; '
-      + 'the datapath serves both');
+    spec
+      .get('ipFamilyPolicy')
+      .warn('must be PreferDualStack or RequireDualStack for a Service with two IP families; ' + 'the datapath serves both');
   }
   // A selectorless headless Service gets no cluster IP, so the API server lets it name any family.
   if (!headlessWithoutSelector && ranges.families) {
@@ -462,8 +520,8 @@ function serviceIPFamilies(
       }
     });
   }
-  const clusterFamilies = ranges.families
-    ?? (policy === 'RequireDualStack' || (headlessWithoutSelector && !policy) ? IP_FAMILIES : IP_FAMILIES.slice(0, 1));
+  const clusterFamilies =
+    ranges.families ?? (policy === 'RequireDualStack' || (headlessWithoutSelector && !policy) ? IP_FAMILIES : IP_FAMILIES.slice(0, 1));
   // Checked above to agree where both say something: the longer one says it all.
   const families = given.length > ipFamilies.length ? given : ipFamilies;
   if (families.length === 0) {
@@ -509,7 +567,7 @@ function toServicePort(f: Field, type: ServiceType, named: boolean, nodePortRang
 }
 
 /** What a healthCheckNodePort warning says the datapath does: it has no entry for that port. */
-const NOT_A_DATAPATH_PORT = 'nothing in the datapath listens on it (only the load balancer\'s health checks use it), so it changes nothing';
+const NOT_A_DATAPATH_PORT = "nothing in the datapath listens on it (only the load balancer's health checks use it), so it changes nothing";
 
 /** Given explicitly it is allocated from the NodePort range like a nodePort, so it should lie inside. */
 function healthCheckNodePort(f: Field, nodePortRange: PortRange): number | undefined {
@@ -537,8 +595,11 @@ function checkClusterIPOwners(services: Service[]): void {
       const path = `spec.clusterIPs[${i}]`;
       const owner = owners.get(ip);
       if (owner) {
-        throw inputError([service.origin.file, service.origin.object, path], `${ip} is already the cluster IP of Service `
-          + `${owner.service.namespace}/${owner.service.name} (${owner.service.origin.file}: ${owner.path}); a cluster IP belongs to one Service`);
+        throw inputError(
+          [service.origin.file, service.origin.object, path],
+          `${ip} is already the cluster IP of Service ` +
+            `${owner.service.namespace}/${owner.service.name} (${owner.service.origin.file}: ${owner.path}); a cluster IP belongs to one Service`,
+        );
       }
       owners.set(ip, { service, path });
     });
@@ -564,21 +625,30 @@ function frontendsOnce(services: Service[], warnings: Warnings): Service[] {
         if (!owner) {
           owners.set(key, { service, path });
         } else if (owner.service !== service) {
-          throw inputError([file, object, path], `${ip} port ${port.port}/${port.protocol} is already a frontend of Service `
-            + `${owner.service.namespace}/${owner.service.name} (${owner.service.origin.file}: ${owner.path}); `
-            + 'the datapath could not tell which Service a packet to it is for');
+          throw inputError(
+            [file, object, path],
+            `${ip} port ${port.port}/${port.protocol} is already a frontend of Service ` +
+              `${owner.service.namespace}/${owner.service.name} (${owner.service.origin.file}: ${owner.path}); ` +
+              'the datapath could not tell which Service a packet to it is for',
+          );
         } else {
           earlier = owner.path;
         }
       }
-      if (earlier) warnings.add([file, object, path], `${ip} is already a frontend of this Service (${earlier}); the datapath serves it once`);
+      if (earlier)
+        warnings.add([file, object, path], `${ip} is already a frontend of this Service (${earlier}); the datapath serves it once`);
       return earlier === undefined;
     };
     service.clusterIPs.forEach((ip, i) => ip !== 'None' && keep(ip, `spec.clusterIPs[${i}]`));
     const externalIPs = service.externalIPs.filter((ip, i) => keep(ip, `spec.externalIPs[${i}]`));
     // Only a LoadBalancer's VIP-mode ingress IPs are frontends; the others are carried as they are.
-    const loadBalancerIngress = service.loadBalancerIngress.filter((ingress, i) => service.type !== 'LoadBalancer'
-      || !ingress.ip || ingress.ipMode === 'Proxy' || keep(ingress.ip, `status.loadBalancer.ingress[${i}].ip`));
+    const loadBalancerIngress = service.loadBalancerIngress.filter(
+      (ingress, i) =>
+        service.type !== 'LoadBalancer' ||
+        !ingress.ip ||
+        ingress.ipMode === 'Proxy' ||
+        keep(ingress.ip, `status.loadBalancer.ingress[${i}].ip`),
+    );
     return { ...service, externalIPs, loadBalancerIngress };
   });
 }
@@ -606,7 +676,10 @@ function checkNodePortOwners(services: Service[], warnings: Warnings): void {
   for (const service of services) {
     const claims: NodePortClaim[] = [
       ...service.ports.map((p, i) => ({
-        service, port: p.nodePort, path: `spec.ports[${i}].nodePort`, protocol: p.protocol,
+        service,
+        port: p.nodePort,
+        path: `spec.ports[${i}].nodePort`,
+        protocol: p.protocol,
       })),
       { service, port: service.healthCheckNodePort, path: 'spec.healthCheckNodePort' },
     ];
@@ -617,8 +690,10 @@ function checkNodePortOwners(services: Service[], warnings: Warnings): void {
       if (conflict) {
         const { where, problem } = nodePortConflict(claim, conflict);
         if (claim.protocol !== undefined && claim.protocol === conflict.protocol) throw inputError(where, problem);
-        const instead = claim.protocol !== undefined && conflict.protocol !== undefined
-          ? 'the datapath serves each protocol to its own Service' : NOT_A_DATAPATH_PORT;
+        const instead =
+          claim.protocol !== undefined && conflict.protocol !== undefined
+            ? 'the datapath serves each protocol to its own Service'
+            : NOT_A_DATAPATH_PORT;
         warnings.add(where, `${problem}; ${instead}`);
       }
       claimsByPort.set(claim.port, [...earlier, claim]);
@@ -635,10 +710,11 @@ function nodePortConflict(claim: NodePortClaim, holder: NodePortClaim): { where:
   const other = holder.service;
   return {
     where: [origin.file, origin.object, claim.path],
-    problem: other === claim.service
-      ? `${claim.port}${claim.protocol ? `/${claim.protocol}` : ''} is already used by ${holder.path}`
-      : `${claim.port} is already allocated to Service ${other.namespace}/${other.name} `
-        + `(${other.origin.file}: ${holder.path}); a NodePort belongs to one Service whatever the protocol`,
+    problem:
+      other === claim.service
+        ? `${claim.port}${claim.protocol ? `/${claim.protocol}` : ''} is already used by ${holder.path}`
+        : `${claim.port} is already allocated to Service ${other.namespace}/${other.name} ` +
+          `(${other.origin.file}: ${holder.path}); a NodePort belongs to one Service whatever the protocol`,
   };
 }
 
@@ -653,7 +729,7 @@ function toIngress(f: Field): LoadBalancerIngress {
     ipMode = undefined;
   }
   // The API server defaults ipMode to VIP on an ingress with an ip.
-  return { ip, hostname: f.get('hostname').optStr() || undefined, ipMode: ip ? ipMode ?? 'VIP' : undefined };
+  return { ip, hostname: f.get('hostname').optStr() || undefined, ipMode: ip ? (ipMode ?? 'VIP') : undefined };
 }
 
 function externalName(f: Field): string {
@@ -674,14 +750,19 @@ function toEndpointSlice(doc: Field, origin: Origin, apiVersion: string, notes: 
   const labels = meta.get('labels');
   const serviceName = labels.get(SERVICE_NAME_LABEL).optStr();
   if (!serviceName) {
-    notes.push(`${origin.file}: ${origin.object}: skipped: no ${SERVICE_NAME_LABEL} label, `
-      + 'so it belongs to no Service');
+    notes.push(`${origin.file}: ${origin.object}: skipped: no ${SERVICE_NAME_LABEL} label, so it belongs to no Service`);
     return undefined;
   }
   const addressType = doc.get('addressType').oneOf(ADDRESS_TYPES);
   const portFields = doc.get('ports').items();
   const ports = portFields.map(toEndpointPort);
-  checkUnique(portFields, ports, (p) => p.name, (p) => `name ${JSON.stringify(p.name)}`, 'name');
+  checkUnique(
+    portFields,
+    ports,
+    (p) => p.name,
+    (p) => `name ${JSON.stringify(p.name)}`,
+    'name',
+  );
   const v1beta1 = apiVersion === 'discovery.k8s.io/v1beta1';
   return {
     origin,
@@ -690,7 +771,10 @@ function toEndpointSlice(doc: Field, origin: Origin, apiVersion: string, notes: 
     serviceName,
     addressType,
     // kubectl prints "endpoints: null" for a slice without endpoints; items() reads that as [].
-    endpoints: doc.get('endpoints').items().map((f) => toEndpoint(f, addressType, v1beta1)),
+    endpoints: doc
+      .get('endpoints')
+      .items()
+      .map((f) => toEndpoint(f, addressType, v1beta1)),
     ports,
     managedBy: labels.get(MANAGED_BY_LABEL).optStr(),
   };
@@ -795,7 +879,11 @@ function toLegacyEndpointPort(f: Field, named: boolean): LegacyEndpointPort {
  * into the Service; the API server refuses it wherever an endpoint is listed.
  */
 function checkEndpointsAreNotClusterIPs(
-  services: Service[], slices: EndpointSlice[], legacyEndpoints: LegacyEndpoints[], pods: Pod[], warnings: Warnings,
+  services: Service[],
+  slices: EndpointSlice[],
+  legacyEndpoints: LegacyEndpoints[],
+  pods: Pod[],
+  warnings: Warnings,
 ): void {
   const owners = new Map<string, Service>();
   for (const service of services) {
@@ -804,8 +892,11 @@ function checkEndpointsAreNotClusterIPs(
   const check = (origin: Origin, path: string, ip: string) => {
     const owner = owners.get(ip);
     if (owner) {
-      warnings.add([origin.file, origin.object, path], `${ip} is the cluster IP of Service ${owner.namespace}/${owner.name}; `
-        + `an endpoint must not be a Service's cluster IP; ${SENT_TO_ALL_THE_SAME}, and the packet comes back to that Service`);
+      warnings.add(
+        [origin.file, origin.object, path],
+        `${ip} is the cluster IP of Service ${owner.namespace}/${owner.name}; ` +
+          `an endpoint must not be a Service's cluster IP; ${SENT_TO_ALL_THE_SAME}, and the packet comes back to that Service`,
+      );
     }
   };
   for (const slice of slices) {
@@ -849,17 +940,23 @@ function toPod(doc: Field, origin: Origin): Pod {
 
   // FindPort searches the containers, then the restartable init containers (sidecars).
   const containers = spec.get('containers').items();
-  const sidecars = spec.get('initContainers').items().filter((c) => c.get('restartPolicy').optStr() === 'Always');
+  const sidecars = spec
+    .get('initContainers')
+    .items()
+    .filter((c) => c.get('restartPolicy').optStr() === 'Always');
   const containerPorts = [...containers, ...sidecars].flatMap((c) => c.get('ports').items().map(toContainerPort));
 
   const status = doc.get('status');
   const podIPs = podIPsOf(status);
   const phase = status.get('phase').optOneOf(POD_PHASES);
-  const ready = status.get('conditions').items().some((c) => {
-    const type = c.get('type').str();
-    const conditionStatus = c.get('status').oneOf(['True', 'False', 'Unknown'] as const);
-    return type === 'Ready' && conditionStatus === 'True';
-  });
+  const ready = status
+    .get('conditions')
+    .items()
+    .some((c) => {
+      const type = c.get('type').str();
+      const conditionStatus = c.get('status').oneOf(['True', 'False', 'Unknown'] as const);
+      return type === 'Ready' && conditionStatus === 'True';
+    });
   return { origin, namespace, name, labels, podIPs, nodeName, hostname, subdomain, phase, ready, terminating, containerPorts };
 }
 
@@ -881,7 +978,8 @@ function podIPsOf(status: Field): string[] {
   if (podIP !== undefined) {
     // Checked as an endpoint address once: here only when podIPs does not list it.
     if (ips.length === 0) return [parseUnicastIP(single, podIP, SENT_TO_ALL_THE_SAME).toString()];
-    if (ips[0].toString() !== parseIP(single, podIP).toString()) single.fail(`${JSON.stringify(podIP)} must equal status.podIPs[0].ip (${JSON.stringify(list[0].value)})`);
+    if (ips[0].toString() !== parseIP(single, podIP).toString())
+      single.fail(`${JSON.stringify(podIP)} must equal status.podIPs[0].ip (${JSON.stringify(list[0].value)})`);
   }
   if (ips.length === 2 && ips[0].kind() === ips[1].kind()) list[1].fail(`must be of a different IP family than ${ips[0].toString()}`);
   return ips.map((ip) => ip.toString());
@@ -894,13 +992,17 @@ function toNode(doc: Field, origin: Origin): Node {
   const nameField = doc.get('metadata').get('name');
   const name = nameField.str();
   checkName(nameField, name, DNS1123_SUBDOMAIN);
-  const addresses = doc.get('status').get('addresses').items().map((f): NodeAddress => {
-    const type = f.get('type').str();
-    const addressField = f.get('address');
-    const address = addressField.str();
-    const isIP = type === 'InternalIP' || type === 'ExternalIP';
-    return { type, address: isIP ? parseIP(addressField, address).toString() : address };
-  });
+  const addresses = doc
+    .get('status')
+    .get('addresses')
+    .items()
+    .map((f): NodeAddress => {
+      const type = f.get('type').str();
+      const addressField = f.get('address');
+      const address = addressField.str();
+      const isIP = type === 'InternalIP' || type === 'ExternalIP';
+      return { type, address: isIP ? parseIP(addressField, address).toString() : address };
+    });
   return { origin, name, addresses };
 }
 
@@ -932,7 +1034,14 @@ function toProxyConfig(doc: Field, origin: Origin): ProxyConfig {
 }
 
 const DURATION_UNIT_NANOSECONDS: Record<string, number> = {
-  ns: 1, us: 1e3, 'µs': 1e3, 'μs': 1e3, ms: 1e6, s: 1e9, m: 60e9, h: 3600e9,
+  ns: 1,
+  us: 1e3,
+  µs: 1e3,
+  μs: 1e3,
+  ms: 1e6,
+  s: 1e9,
+  m: 60e9,
+  h: 3600e9,
 };
 const DURATION = /^([-+]?)((?:(?:\d+\.?\d*|\.\d+)(?:ns|us|µs|μs|ms|s|m|h))+|0)$/;
 const DURATION_PART = /(\d+\.?\d*|\.\d+)(ns|us|µs|μs|ms|s|m|h)/g;
@@ -969,14 +1078,15 @@ interface NameRule {
 const RFC1035_LABEL: NameRule = {
   pattern: /^[a-z]([-a-z0-9]*[a-z0-9])?$/,
   maxLength: 63,
-  description: 'an RFC 1035 label: at most 63 characters, lowercase letters, digits and \'-\', '
-    + 'starting with a letter and ending with a letter or digit',
+  description:
+    "an RFC 1035 label: at most 63 characters, lowercase letters, digits and '-', " +
+    'starting with a letter and ending with a letter or digit',
 };
 const DNS1123_LABEL: NameRule = {
   pattern: /^[a-z0-9]([-a-z0-9]*[a-z0-9])?$/,
   maxLength: 63,
-  description: 'a DNS-1123 label: at most 63 characters, lowercase letters, digits and \'-\', '
-    + 'starting and ending with a letter or digit',
+  description:
+    "a DNS-1123 label: at most 63 characters, lowercase letters, digits and '-', " + 'starting and ending with a letter or digit',
 };
 const DNS1123_SUBDOMAIN: NameRule = {
   pattern: /^[a-z0-9]([-a-z0-9]*[a-z0-9])?(\.[a-z0-9]([-a-z0-9]*[a-z0-9])?)*$/,
@@ -1000,18 +1110,30 @@ function namespaceOf(meta: Field): string {
 
 /** IANA_SVC_NAME (RFC 6335), what a named targetPort must be. */
 function ianaServiceName(f: Field, name: string): string {
-  const valid = name.length <= 15 && /^[-a-z0-9]+$/.test(name) && /[a-z]/.test(name)
-    && !name.startsWith('-') && !name.endsWith('-') && !name.includes('--');
+  const valid =
+    name.length <= 15 &&
+    /^[-a-z0-9]+$/.test(name) &&
+    /[a-z]/.test(name) &&
+    !name.startsWith('-') &&
+    !name.endsWith('-') &&
+    !name.includes('--');
   if (!valid) {
-    f.warn(`${JSON.stringify(name)} is neither a port number nor a port name (IANA_SVC_NAME: at most 15 characters, `
-      + `lowercase letters, digits and '-', at least one letter, no leading, trailing or double '-'); ${USED_AS_GIVEN}`);
+    f.warn(
+      `${JSON.stringify(name)} is neither a port number nor a port name (IANA_SVC_NAME: at most 15 characters, ` +
+        `lowercase letters, digits and '-', at least one letter, no leading, trailing or double '-'); ${USED_AS_GIVEN}`,
+    );
   }
   return name;
 }
 
 /** Fails on the second of two list entries whose key is equal, or warns, saying what svcpath does `instead`. */
 function checkUnique<T>(
-  fields: Field[], values: T[], key: (v: T) => string, show: (v: T) => string, subField?: string, instead?: string,
+  fields: Field[],
+  values: T[],
+  key: (v: T) => string,
+  show: (v: T) => string,
+  subField?: string,
+  instead?: string,
 ): void {
   const first = new Map<string, number>();
   values.forEach((value, i) => {
@@ -1048,8 +1170,7 @@ interface Cidr {
 function parseIP(f: Field, text: string): IP {
   if (ipaddr.IPv4.isValid(text)) {
     if (!ipaddr.IPv4.isValidFourPartDecimal(text)) {
-      f.fail(`${JSON.stringify(text)} is not a valid IP address: `
-        + 'IPv4 must be four decimal numbers without leading zeros');
+      f.fail(`${JSON.stringify(text)} is not a valid IP address: IPv4 must be four decimal numbers without leading zeros`);
     }
     return ipaddr.IPv4.parse(text);
   }

@@ -57,7 +57,14 @@ function rawPort(port: number): number {
  * The datapath's Maglev flow hash of an IPv4 5-tuple (addresses as 4 bytes
  * each, ports as numbers): which slot of the service's table a flow uses.
  */
-export function flowHash4(seed: number, saddr: Uint8Array | number[], daddr: Uint8Array | number[], sport: number, dport: number, proto: number): number {
+export function flowHash4(
+  seed: number,
+  saddr: Uint8Array | number[],
+  daddr: Uint8Array | number[],
+  sport: number,
+  dport: number,
+  proto: number,
+): number {
   let h = mix(seed | 0, word(saddr));
   h = mix(h, word(daddr));
   h = mix(h, ((rawPort(dport) << 16) | rawPort(sport)) >>> 0);

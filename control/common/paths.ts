@@ -60,7 +60,8 @@ function identify(path: string): Identity {
   };
 }
 
-const samePath = (a: Identity, b: Identity) => (a.inode !== undefined && a.inode === b.inode) || (a.real !== undefined && a.real === b.real);
+const samePath = (a: Identity, b: Identity) =>
+  (a.inode !== undefined && a.inode === b.inode) || (a.real !== undefined && a.real === b.real);
 
 /**
  * Refuses, before anything is opened for writing, an output that would
@@ -86,13 +87,17 @@ export function checkOutputs(outputs: NamedPath[], inputs: NamedPath[], binary: 
     if (o.id.directory) fail(`${o.flag} ${o.path}: is a directory`);
     for (const i of read) {
       const shown = i.path === '-' ? 'standard input' : i.path;
-      if (samePath(o.id, i.id)) fail(`${o.flag} ${o.path}: is ${i.flag === 'capture' ? 'the capture' : `the ${i.flag} file`} ${shown}, which svcpath reads; an output never overwrites an input`);
+      if (samePath(o.id, i.id))
+        fail(
+          `${o.flag} ${o.path}: is ${i.flag === 'capture' ? 'the capture' : `the ${i.flag} file`} ${shown}, which svcpath reads; an output never overwrites an input`,
+        );
       if (i.id.directory && o.id.real?.startsWith(i.id.real + sep)) {
         fail(`${o.flag} ${o.path}: is inside ${i.path} (${i.flag}), a directory svcpath reads; write it elsewhere`);
       }
     }
     for (const other of files.slice(0, k)) {
-      if (samePath(o.id, other.id) && !(o.id.special && other.id.special)) fail(`${o.flag} ${o.path}: is also the output of ${other.flag} (${other.path}); each output needs its own file`);
+      if (samePath(o.id, other.id) && !(o.id.special && other.id.special))
+        fail(`${o.flag} ${o.path}: is also the output of ${other.flag} (${other.path}); each output needs its own file`);
     }
   }
 }

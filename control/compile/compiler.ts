@@ -18,7 +18,16 @@ import { inputError } from '../common/errors.js';
 import { BE_F_LOCAL, CFG_F, IPPROTO, LB_SCOPE_EXTERNAL, SVC_F, type StructValue } from './layout.js';
 import { isPrime, maglevTableOf } from './maglev.js';
 import type {
-  ClusterState, ConntrackTimeouts, EndpointsSource, Node, Protocol, ResolvedEndpoint, ResolvedPort, ResolvedService, Service, ServicePort,
+  ClusterState,
+  ConntrackTimeouts,
+  EndpointsSource,
+  Node,
+  Protocol,
+  ResolvedEndpoint,
+  ResolvedPort,
+  ResolvedService,
+  Service,
+  ServicePort,
 } from '../cluster/state.js';
 
 export interface CompileOptions {
@@ -101,7 +110,7 @@ export interface CompiledService {
   cluster6: BackendSet;
   local6?: BackendSet;
   /** Endpoints known but not used for new flows (not ready, or terminating while others are ready). */
-  unusableEndpoints: number;  /** Where the Service's endpoints came from, when resolveServices says. */
+  unusableEndpoints: number /** Where the Service's endpoints came from, when resolveServices says. */;
   endpointsFrom?: EndpointsSource;
 }
 
@@ -168,7 +177,10 @@ export function emulatedNode(state: ClusterState, requested: string | undefined)
     return requested;
   }
   if (names.length > 1) {
-    throw inputError(['--node'], `required: the cluster state has ${names.length} Nodes (${names.join(', ')}); say which one's datapath to emulate`);
+    throw inputError(
+      ['--node'],
+      `required: the cluster state has ${names.length} Nodes (${names.join(', ')}); say which one's datapath to emulate`,
+    );
   }
   return names[0];
 }
@@ -238,7 +250,8 @@ export interface NodeAddresses {
 /** This node's addresses (InternalIP, ExternalIP), and the ones its NodePorts listen on. */
 function nodeAddresses(node: Node | undefined, nodePortAddresses: readonly string[]): NodeAddresses {
   const all = (node?.addresses ?? []).filter((a) => a.type === 'InternalIP' || a.type === 'ExternalIP').map((a) => a.address);
-  const primaryOf = (family: string) => node?.addresses.find((a) => a.type === 'InternalIP' && ipaddr.parse(a.address).kind() === family)?.address;
+  const primaryOf = (family: string) =>
+    node?.addresses.find((a) => a.type === 'InternalIP' && ipaddr.parse(a.address).kind() === family)?.address;
   const primary = [primaryOf('ipv4'), primaryOf('ipv6')].filter((a): a is string => !!a);
   let nodePort: string[];
   if (nodePortAddresses.length === 0) nodePort = all;
@@ -279,13 +292,17 @@ export function nodeContext(state: ClusterState, opts: CompileOptions): NodeCont
 
 /** Services in compile order, which gives them their ids: by namespace, then name. */
 export function compileOrder(resolved: readonly ResolvedService[]): ResolvedService[] {
-  return [...resolved].sort((a, b) =>
-    a.service.namespace.localeCompare(b.service.namespace) || a.service.name.localeCompare(b.service.name));
+  return [...resolved].sort(
+    (a, b) => a.service.namespace.localeCompare(b.service.namespace) || a.service.name.localeCompare(b.service.name),
+  );
 }
 
 /** The Service ports that get compiled, with the ids they get: in compile order, skipped Services left out. */
 function compiledPorts(ordered: readonly ResolvedService[]): Array<{ rp: ResolvedPort; id: number }> {
-  return ordered.filter((rs) => !skipReason(rs.service)).flatMap((rs) => rs.ports).map((rp, i) => ({ rp, id: i + 1 }));
+  return ordered
+    .filter((rs) => !skipReason(rs.service))
+    .flatMap((rs) => rs.ports)
+    .map((rp, i) => ({ rp, id: i + 1 }));
 }
 
 /**
@@ -293,7 +310,10 @@ function compiledPorts(ordered: readonly ResolvedService[]): Array<{ rp: Resolve
  * its endpoints, usable or not, both families, with dense ids in address
  * order (then Service port order, for an endpoint Services share).
  */
-function compileBackends(ports: ReturnType<typeof compiledPorts>, nodeName: string | undefined): { byKey: Map<string, CompiledBackend>; sorted: CompiledBackend[] } {
+function compileBackends(
+  ports: ReturnType<typeof compiledPorts>,
+  nodeName: string | undefined,
+): { byKey: Map<string, CompiledBackend>; sorted: CompiledBackend[] } {
   const backendsByKey = new Map<string, CompiledBackend>();
   for (const { rp, id: serviceId } of ports) {
     for (const ep of rp.endpoints) {
@@ -306,11 +326,19 @@ function compileBackends(ports: ReturnType<typeof compiledPorts>, nodeName: stri
       }
     }
   }
-  const sorted = [...backendsByKey.values()].map((b) => ({ b, address: addressKey(b.ip) })).sort((x, y) =>
-    compareAddressKeys(x.address, y.address) || x.b.port - y.b.port || (x.b.protocol < y.b.protocol ? -1 : x.b.protocol > y.b.protocol ? 1 : 0)
-      || x.b.serviceId - y.b.serviceId)
+  const sorted = [...backendsByKey.values()]
+    .map((b) => ({ b, address: addressKey(b.ip) }))
+    .sort(
+      (x, y) =>
+        compareAddressKeys(x.address, y.address) ||
+        x.b.port - y.b.port ||
+        (x.b.protocol < y.b.protocol ? -1 : x.b.protocol > y.b.protocol ? 1 : 0) ||
+        x.b.serviceId - y.b.serviceId,
+    )
     .map(({ b }) => b);
-  sorted.forEach((b, i) => { b.id = i + 1; });
+  sorted.forEach((b, i) => {
+    b.id = i + 1;
+  });
   return { byKey: backendsByKey, sorted };
 }
 
@@ -341,9 +369,15 @@ function backendSet(ctx: ServiceContext, endpoints: readonly ResolvedEndpoint[],
   return {
     backendIds,
     selection: usable.selection,
-    maglev: backendIds.length === 0
-      ? new Uint32Array(0)
-      : maglevTableOf(backendIds.map((id) => names.get(id)!), backendIds, ctx.maglevTableSize, ctx.seed),
+    maglev:
+      backendIds.length === 0
+        ? new Uint32Array(0)
+        : maglevTableOf(
+            backendIds.map((id) => names.get(id)!),
+            backendIds,
+            ctx.maglevTableSize,
+            ctx.seed,
+          ),
   };
 }
 
@@ -355,9 +389,7 @@ interface ServiceShape {
 }
 
 function serviceShape(ctx: NodeContext, svc: Service): ServiceShape {
-  const lbIPs = svc.type === 'LoadBalancer'
-    ? svc.loadBalancerIngress.filter((i) => i.ip && i.ipMode !== 'Proxy').map((i) => i.ip!)
-    : [];
+  const lbIPs = svc.type === 'LoadBalancer' ? svc.loadBalancerIngress.filter((i) => i.ip && i.ipMode !== 'Proxy').map((i) => i.ip!) : [];
   // kube-proxy runs one proxier per family, and each serves a Service's
   // NodePorts only in the families of its cluster IPs.
   const serviceFamilies = new Set(svc.clusterIPs.map(familyOf));
@@ -376,14 +408,21 @@ function compileFrontends(svc: Service, p: ServicePort, shape: ServiceShape, rev
     ...svc.externalIPs.map((a): [FrontendKind, string, number] => ['ExternalIP', a, p.port]),
     ...shape.lbIPs.map((a): [FrontendKind, string, number] => ['LoadBalancer', a, p.port]),
   ];
-  return kinds.map(([kind, address, port]): CompiledFrontend => ({ kind, address, port, protocol: p.protocol, revNatIndex: ++revNatIndex }));
+  return kinds.map(
+    ([kind, address, port]): CompiledFrontend => ({ kind, address, port, protocol: p.protocol, revNatIndex: ++revNatIndex }),
+  );
 }
 
 /** The endpoint-dependent part of a compiled Service port: what an EndpointSlice change recompiles. */
 export type ServiceBackends = Pick<CompiledService, 'cluster' | 'local' | 'cluster6' | 'local6' | 'unusableEndpoints'>;
 
 /** The backend sets of one Service port (its frontends decide whether a Local policy needs the local ones). */
-export function compileServiceBackends(ctx: ServiceContext, svc: Service, rp: ResolvedPort, frontends: readonly CompiledFrontend[]): ServiceBackends {
+export function compileServiceBackends(
+  ctx: ServiceContext,
+  svc: Service,
+  rp: ResolvedPort,
+  frontends: readonly CompiledFrontend[],
+): ServiceBackends {
   const hasExternal = frontends.some((f) => f.kind !== 'ClusterIP');
   const needsLocal = svc.internalTrafficPolicy === 'Local' || (svc.externalTrafficPolicy === 'Local' && hasExternal);
   const isLocal = (e: ResolvedEndpoint) => ctx.nodeName !== undefined && e.nodeName === ctx.nodeName;
@@ -395,14 +434,18 @@ export function compileServiceBackends(ctx: ServiceContext, svc: Service, rp: Re
   const v4 = sets('v4');
   const v6 = sets('v6');
   return {
-    cluster: v4.cluster, local: v4.local, cluster6: v6.cluster, local6: v6.local,
+    cluster: v4.cluster,
+    local: v4.local,
+    cluster6: v6.cluster,
+    local6: v6.local,
     unusableEndpoints: rp.endpoints.length - v4.cluster.backendIds.length - v6.cluster.backendIds.length,
   };
 }
 
 /** The notes a compiled Service port earns. */
 export function serviceNotes(cs: CompiledService, M: number): string[] {
-  return [cs.cluster, cs.cluster6].filter((set) => set.backendIds.length > M)
+  return [cs.cluster, cs.cluster6]
+    .filter((set) => set.backendIds.length > M)
     .map((set) => `${cs.name}: ${set.backendIds.length} backends exceed the Maglev table size ${M}; some get no slot`);
 }
 
@@ -416,8 +459,11 @@ export function frontendEntry(cs: CompiledService, f: CompiledFrontend): { famil
     if (svc.externalTrafficPolicy === 'Local') flags |= SVC_F.EXT_LOCAL;
     // Source ranges guard the load-balancer IPs only, not NodePorts or external IPs, and each
     // family by its own ranges: kube-proxy keeps one per family, none meaning no firewall.
-    if (f.kind === 'LoadBalancer' && svc.type === 'LoadBalancer'
-      && svc.loadBalancerSourceRanges.some((c) => familyOf(ipaddr.parseCIDR(c)[0].toString()) === familyOf(f.address))) {
+    if (
+      f.kind === 'LoadBalancer' &&
+      svc.type === 'LoadBalancer' &&
+      svc.loadBalancerSourceRanges.some((c) => familyOf(ipaddr.parseCIDR(c)[0].toString()) === familyOf(f.address))
+    ) {
       flags |= SVC_F.SOURCE_RANGE;
     }
   }
@@ -439,7 +485,12 @@ export function frontendEntry(cs: CompiledService, f: CompiledFrontend): { famil
 
 /** The Maglev tables of a Service port with their ids (4 * id + 2 * (IPv6) + (local)); empty sets get none. */
 export function serviceTables(cs: CompiledService): Array<{ table: number; set: BackendSet }> {
-  const tables = [[cs.cluster, 4 * cs.id], [cs.local, 4 * cs.id + 1], [cs.cluster6, 4 * cs.id + 2], [cs.local6, 4 * cs.id + 3]] as const;
+  const tables = [
+    [cs.cluster, 4 * cs.id],
+    [cs.local, 4 * cs.id + 1],
+    [cs.cluster6, 4 * cs.id + 2],
+    [cs.local6, 4 * cs.id + 3],
+  ] as const;
   return tables.filter(([set]) => set && set.backendIds.length > 0).map(([set, table]) => ({ table, set: set! }));
 }
 
@@ -482,7 +533,8 @@ export function compile(state: ClusterState, resolved: readonly ResolvedService[
   const node = nodeContext(state, opts);
   const { byKey, sorted: backends } = compileBackends(compiledPorts(ordered), node.nodeName);
   const portContext = (serviceId: number): ServiceContext => ({
-    ...node, backendId: (ip, port, protocol) => byKey.get(backendKey(serviceId, ip, port, protocol))!.id,
+    ...node,
+    backendId: (ip, port, protocol) => byKey.get(backendKey(serviceId, ip, port, protocol))!.id,
   });
   const { addresses } = node;
   const M = opts.maglevTableSize;
@@ -495,7 +547,9 @@ export function compile(state: ClusterState, resolved: readonly ResolvedService[
 
   const services: CompiledService[] = [];
   const entries: MapEntries = {
-    config: {}, maglev: [], lbMembers: [],
+    config: {},
+    maglev: [],
+    lbMembers: [],
     v4: { services: [], backends: [], revnat: [], sourceRanges: [], serviceRanges: [], nodeIps: addresses.all.filter(isV4) },
     v6: { services: [], backends: [], revnat: [], sourceRanges: [], serviceRanges: [], nodeIps: addresses.all.filter((a) => !isV4(a)) },
   };
@@ -523,7 +577,11 @@ export function compile(state: ClusterState, resolved: readonly ResolvedService[
       revNatIndex += frontends.length;
       const id = services.length + 1;
       const cs: CompiledService = {
-        id, name: serviceName(svc, p.name, p.port), service: svc, port: p, frontends,
+        id,
+        name: serviceName(svc, p.name, p.port),
+        service: svc,
+        port: p,
+        frontends,
         ...compileServiceBackends(portContext(id), svc, rp, frontends),
         ...(rs.endpointsFrom ? { endpointsFrom: rs.endpointsFrom } : {}),
       };
@@ -559,8 +617,11 @@ export function compile(state: ClusterState, resolved: readonly ResolvedService[
     ctTcpClosing: conntrack.tcpCloseWaitTimeout,
     ctUdp: conntrack.udpTimeout,
     ctUdpStream: conntrack.udpStreamTimeout,
-    flags: (opts.masqueradeAll ? CFG_F.MASQUERADE_ALL : 0) | (podNet ? CFG_F.POD_CIDR4 : 0)
-      | (podNet6 ? CFG_F.POD_CIDR6 : 0) | (masqueradeAddress6 ? CFG_F.SNAT_ADDR6 : 0),
+    flags:
+      (opts.masqueradeAll ? CFG_F.MASQUERADE_ALL : 0) |
+      (podNet ? CFG_F.POD_CIDR4 : 0) |
+      (podNet6 ? CFG_F.POD_CIDR6 : 0) |
+      (masqueradeAddress6 ? CFG_F.SNAT_ADDR6 : 0),
     snatAddress: masqueradeAddress && isV4(masqueradeAddress) ? masqueradeAddress : '0.0.0.0',
     snatPortMin: masqueradeAddress ? portMin : 0,
     snatPortMax: masqueradeAddress ? portMax : 0,

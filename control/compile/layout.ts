@@ -397,7 +397,10 @@ export const SVC_F = {
   WILDCARD: 1 << 8,
 } as const;
 export const CFG_F = {
-  MASQUERADE_ALL: 1 << 0, POD_CIDR4: 1 << 1, POD_CIDR6: 1 << 3, SNAT_ADDR6: 1 << 5,
+  MASQUERADE_ALL: 1 << 0,
+  POD_CIDR4: 1 << 1,
+  POD_CIDR6: 1 << 3,
+  SNAT_ADDR6: 1 << 5,
 } as const;
 export const BE_F_LOCAL = 1 << 0;
 export const CT_F = { SEEN_REPLY: 1 << 0, CLOSING: 1 << 1, SNAT: 1 << 2 } as const;
@@ -431,15 +434,40 @@ export type Verdict = (typeof VERDICTS)[number];
 
 /** Reason codes, index = code (0 unused). The README documents each. */
 export const REASONS = [
-  '', 'SERVICE', 'REPLY', 'NO_SERVICE', 'NO_ENDPOINTS', 'NO_LOCAL_ENDPOINTS', 'SOURCE_RANGE',
-  'MALFORMED', 'TRUNCATED', 'NON_IP', 'FRAGMENT', 'STATE_MISMATCH', 'NO_ROOM',
-  'UNSERVED_PORT', 'UNALLOCATED_IP', 'SNAT_EXHAUSTED', 'UNSUPPORTED_LINKTYPE', 'FRAGMENT_UNTRACKED', 'ICMP_RELATED',
-  'OUTGOING', 'OTHER_HOST',
+  '',
+  'SERVICE',
+  'REPLY',
+  'NO_SERVICE',
+  'NO_ENDPOINTS',
+  'NO_LOCAL_ENDPOINTS',
+  'SOURCE_RANGE',
+  'MALFORMED',
+  'TRUNCATED',
+  'NON_IP',
+  'FRAGMENT',
+  'STATE_MISMATCH',
+  'NO_ROOM',
+  'UNSERVED_PORT',
+  'UNALLOCATED_IP',
+  'SNAT_EXHAUSTED',
+  'UNSUPPORTED_LINKTYPE',
+  'FRAGMENT_UNTRACKED',
+  'ICMP_RELATED',
+  'OUTGOING',
+  'OTHER_HOST',
 ] as const;
 
 /** The link types the datapath parses (tcpdump.org LINKTYPE_* values). */
 export const LINKTYPES = {
-  NULL: 0, ETHERNET: 1, RAW_OPENBSD: 12, RAW: 101, LOOP: 108, LINUX_SLL: 113, IPV4: 228, IPV6: 229, LINUX_SLL2: 276,
+  NULL: 0,
+  ETHERNET: 1,
+  RAW_OPENBSD: 12,
+  RAW: 101,
+  LOOP: 108,
+  LINUX_SLL: 113,
+  IPV4: 228,
+  IPV6: 229,
+  LINUX_SLL2: 276,
 } as const;
 export type Reason = Exclude<(typeof REASONS)[number], ''>;
 
@@ -453,14 +481,30 @@ export function encode(s: Struct, value: StructValue): Uint8Array {
     const v = value[f.name];
     if (v === undefined) continue;
     switch (f.type) {
-      case 'u8': view.setUint8(f.offset, v as number); break;
-      case 'u16': view.setUint16(f.offset, v as number, true); break;
-      case 'u32': view.setUint32(f.offset, v as number, true); break;
-      case 'u64': view.setBigUint64(f.offset, BigInt(v), true); break;
-      case 'be16': view.setUint16(f.offset, v as number, false); break;
-      case 'be32': view.setUint32(f.offset, v as number, false); break;
-      case 'ipv4': bytes.set(ipaddr.IPv4.parse(v as string).toByteArray(), f.offset); break;
-      case 'ipv6': bytes.set(ipaddr.IPv6.parse(v as string).toByteArray(), f.offset); break;
+      case 'u8':
+        view.setUint8(f.offset, v as number);
+        break;
+      case 'u16':
+        view.setUint16(f.offset, v as number, true);
+        break;
+      case 'u32':
+        view.setUint32(f.offset, v as number, true);
+        break;
+      case 'u64':
+        view.setBigUint64(f.offset, BigInt(v), true);
+        break;
+      case 'be16':
+        view.setUint16(f.offset, v as number, false);
+        break;
+      case 'be32':
+        view.setUint32(f.offset, v as number, false);
+        break;
+      case 'ipv4':
+        bytes.set(ipaddr.IPv4.parse(v as string).toByteArray(), f.offset);
+        break;
+      case 'ipv6':
+        bytes.set(ipaddr.IPv6.parse(v as string).toByteArray(), f.offset);
+        break;
     }
   }
   return bytes;
@@ -472,14 +516,30 @@ export function decode(s: Struct, bytes: Uint8Array): StructValue {
   const out: StructValue = {};
   for (const f of s.fields) {
     switch (f.type) {
-      case 'u8': out[f.name] = view.getUint8(f.offset); break;
-      case 'u16': out[f.name] = view.getUint16(f.offset, true); break;
-      case 'u32': out[f.name] = view.getUint32(f.offset, true); break;
-      case 'u64': out[f.name] = Number(view.getBigUint64(f.offset, true)); break;
-      case 'be16': out[f.name] = view.getUint16(f.offset, false); break;
-      case 'be32': out[f.name] = view.getUint32(f.offset, false); break;
-      case 'ipv4': out[f.name] = Array.from(bytes.subarray(f.offset, f.offset + 4)).join('.'); break;
-      case 'ipv6': out[f.name] = ipaddr.fromByteArray(Array.from(bytes.subarray(f.offset, f.offset + 16))).toString(); break;
+      case 'u8':
+        out[f.name] = view.getUint8(f.offset);
+        break;
+      case 'u16':
+        out[f.name] = view.getUint16(f.offset, true);
+        break;
+      case 'u32':
+        out[f.name] = view.getUint32(f.offset, true);
+        break;
+      case 'u64':
+        out[f.name] = Number(view.getBigUint64(f.offset, true));
+        break;
+      case 'be16':
+        out[f.name] = view.getUint16(f.offset, false);
+        break;
+      case 'be32':
+        out[f.name] = view.getUint32(f.offset, false);
+        break;
+      case 'ipv4':
+        out[f.name] = Array.from(bytes.subarray(f.offset, f.offset + 4)).join('.');
+        break;
+      case 'ipv6':
+        out[f.name] = ipaddr.fromByteArray(Array.from(bytes.subarray(f.offset, f.offset + 16))).toString();
+        break;
     }
   }
   return out;

@@ -25,7 +25,12 @@ export function isPrime(n: number): boolean {
  * unique; the table depends on the names and the seed, not on their order.
  */
 export function maglevTable(backendNames: readonly string[], m: number, seed: number): Uint32Array {
-  return maglevTableOf(backendNames, backendNames.map((_, i) => i), m, seed);
+  return maglevTableOf(
+    backendNames,
+    backendNames.map((_, i) => i),
+    m,
+    seed,
+  );
 }
 
 /** The same table, with `values[i]` in the slots of `backendNames[i]` (backend ids, say) instead of `i`. */

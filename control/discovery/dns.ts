@@ -104,7 +104,9 @@ interface HeadlessEndpoint {
 }
 
 function headlessRecords(
-  state: ClusterState, service: Service, base: string,
+  state: ClusterState,
+  service: Service,
+  base: string,
   ports: ReturnType<typeof resolveServices>['services'][number]['ports'],
 ): ServiceRecords {
   const endpoints = headlessEndpoints(state, service);
@@ -118,17 +120,18 @@ function headlessRecords(
   for (const { port, endpoints: backends } of ports) {
     if (port.name === '') continue;
     // Two endpoints may share a hostname: one record per distinct target and port.
-    const targets = [...new Set(backends
-      .filter((b) => ready(b.conditions) && hostnameOf.has(b.ip))
-      .map((b) => `${b.port} ${hostnameOf.get(b.ip)}.${base}`))];
+    const targets = [
+      ...new Set(
+        backends.filter((b) => ready(b.conditions) && hostnameOf.has(b.ip)).map((b) => `${b.port} ${hostnameOf.get(b.ip)}.${base}`),
+      ),
+    ];
     const name = srvName(port.name, port.protocol, base);
     const weight = Math.floor(100 / Math.max(targets.length, 1));
     for (const target of targets) records.push(record(name, 'SRV', `0 ${weight} ${target}`));
   }
   for (const e of endpoints) records.push(record(reverseName(e.ip), 'PTR', `${e.hostname}.${base}`));
   if (endpoints.length === 0) {
-    notes.push(service.publishNotReadyAddresses
-      ? 'no endpoints: no records (NXDOMAIN)' : 'no ready endpoints: no records (NXDOMAIN)');
+    notes.push(service.publishNotReadyAddresses ? 'no endpoints: no records (NXDOMAIN)' : 'no ready endpoints: no records (NXDOMAIN)');
   }
   return { namespace: service.namespace, name: service.name, kind: 'Headless', records, notes };
 }
@@ -142,9 +145,7 @@ function headlessRecords(
  */
 function headlessEndpoints(state: ClusterState, service: Service): HeadlessEndpoint[] {
   const ofService = (o: { namespace: string }, name: string) => o.namespace === service.namespace && name === service.name;
-  const slices = state.endpointSlices
-    .filter((s) => ofService(s, s.serviceName))
-    .sort((a, b) => compare(a.name, b.name));
+  const slices = state.endpointSlices.filter((s) => ofService(s, s.serviceName)).sort((a, b) => compare(a.name, b.name));
   const candidates: Array<{ ip: string; hostname?: string; ready: boolean }> = [];
   if (slices.length > 0) {
     for (const slice of slices) {
@@ -176,9 +177,11 @@ function externalNameRecords(service: Service, base: string): ServiceRecords {
     return {
       ...common,
       records: [],
-      notes: [`externalName ${JSON.stringify(service.externalName)} looks like an IPv4 address: the API server takes it `
-        + 'for a name made of digits, which DNS servers do not resolve; no record (use a headless Service with '
-        + 'its own endpoints to name an IP address)'],
+      notes: [
+        `externalName ${JSON.stringify(service.externalName)} looks like an IPv4 address: the API server takes it ` +
+          'for a name made of digits, which DNS servers do not resolve; no record (use a headless Service with ' +
+          'its own endpoints to name an IP address)',
+      ],
     };
   }
   return { ...common, records: [record(base, 'CNAME', `${target}.`)], notes: [] };
@@ -192,7 +195,10 @@ export function formatZone(zone: ClusterZone): string {
     formatRecord(zone.version),
   ];
   for (const s of zone.services) {
-    lines.push('', `; ${s.kind === 'Headless' ? 'headless ' : s.kind === 'ExternalName' ? 'ExternalName ' : ''}Service ${s.namespace}/${s.name}`);
+    lines.push(
+      '',
+      `; ${s.kind === 'Headless' ? 'headless ' : s.kind === 'ExternalName' ? 'ExternalName ' : ''}Service ${s.namespace}/${s.name}`,
+    );
     for (const note of s.notes) lines.push(`; ${note}`);
     lines.push(...s.records.map(formatRecord));
   }
@@ -265,7 +271,15 @@ export function resolveQuery(zone: ClusterZone, query: string, opts: QueryOption
 
   const index = indexZone(zone);
   const result: QueryResult = {
-    query, type, fromNamespace, searchPath: path, ndots: NDOTS, tries: [], status: 'NXDOMAIN', answer: [], notes: [],
+    query,
+    type,
+    fromNamespace,
+    searchPath: path,
+    ndots: NDOTS,
+    tries: [],
+    status: 'NXDOMAIN',
+    answer: [],
+    notes: [],
   };
   let sawNoData = false;
   for (const candidate of candidates) {
@@ -313,7 +327,13 @@ function indexZone(zone: ClusterZone): ZoneIndex {
 }
 
 /** What the cluster DNS answers for one fully qualified name, following CNAMEs inside its zones. */
-function lookup(zone: ClusterZone, index: ZoneIndex, name: string, type: RecordType, depth = 0): { status: QueryStatus; answer: DnsRecord[]; notes: string[] } {
+function lookup(
+  zone: ClusterZone,
+  index: ZoneIndex,
+  name: string,
+  type: RecordType,
+  depth = 0,
+): { status: QueryStatus; answer: DnsRecord[]; notes: string[] } {
   if (!isServed(zone, name)) return { status: 'UPSTREAM', answer: [], notes: [] };
   const notes: string[] = [];
   const why = index.unresolvable.get(name);
@@ -329,7 +349,8 @@ function lookup(zone: ClusterZone, index: ZoneIndex, name: string, type: RecordT
   const cname = records.find((r) => r.type === 'CNAME');
   if (cname && depth < 8) {
     const target = lookup(zone, index, cname.data, type, depth + 1);
-    if (target.status === 'UPSTREAM') notes.push(`${cname.data} is not in the cluster zone: the cluster DNS asks its upstream resolvers for it (not emulated)`);
+    if (target.status === 'UPSTREAM')
+      notes.push(`${cname.data} is not in the cluster zone: the cluster DNS asks its upstream resolvers for it (not emulated)`);
     return { status: 'NOERROR', answer: [cname, ...target.answer], notes: [...notes, ...target.notes] };
   }
   return { status: 'NODATA', answer: [], notes };
@@ -360,7 +381,9 @@ function podRecord(zone: ClusterZone, name: string): DnsRecord | undefined {
 export function formatQuery(r: QueryResult): string {
   const lines = [
     `; ${r.query} ${r.type} from namespace ${r.fromNamespace}: search ${r.searchPath.join(' ')}, ndots:${r.ndots}`,
-    ...r.tries.map((t) => `; ${t.name} ${t.status === 'UPSTREAM' ? 'outside the cluster zone: forwarded upstream (not emulated)' : t.status}`),
+    ...r.tries.map(
+      (t) => `; ${t.name} ${t.status === 'UPSTREAM' ? 'outside the cluster zone: forwarded upstream (not emulated)' : t.status}`,
+    ),
     ...r.notes.map((n) => `; ${n}`),
     `; status: ${r.status}`,
     ...r.answer.map(formatRecord),

@@ -80,8 +80,10 @@ export function podEnv(state: ClusterState, namespace: string, opts: EnvOptions 
     for (const v of vars) {
       const earlier = values.get(v.name);
       if (earlier && earlier.value !== v.value) {
-        notes.push(`${v.name} is made by Service ${earlier.from} (${earlier.value}) and by Service ${ns}/${name} `
-          + `(${v.value}); the kubelet's choice between them is random, here ${ns}/${name}'s wins`);
+        notes.push(
+          `${v.name} is made by Service ${earlier.from} (${earlier.value}) and by Service ${ns}/${name} ` +
+            `(${v.value}); the kubelet's choice between them is random, here ${ns}/${name}'s wins`,
+        );
       }
       values.set(v.name, { value: v.value, from: `${ns}/${name}` });
     }

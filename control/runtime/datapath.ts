@@ -9,8 +9,24 @@
 import { readFileSync } from 'node:fs';
 import { instantiate } from '@assemblyscript/loader';
 import {
-  BPF_ANY, CONFORM, DESC_F_INBOUND, DESC_F_OTHER_SHARD, DESC_F_OUTBOUND, DESC_F_TRACE, ERRNO_NAMES, FRAME_DESC, MAPS,
-  REWRITE_ENTRIES, TRACE_RECORD, U32_KEY, decode, encode, VERDICTS, type MapName, type MapSpec, type StructValue,
+  BPF_ANY,
+  CONFORM,
+  DESC_F_INBOUND,
+  DESC_F_OTHER_SHARD,
+  DESC_F_OUTBOUND,
+  DESC_F_TRACE,
+  ERRNO_NAMES,
+  FRAME_DESC,
+  MAPS,
+  REWRITE_ENTRIES,
+  TRACE_RECORD,
+  U32_KEY,
+  decode,
+  encode,
+  VERDICTS,
+  type MapName,
+  type MapSpec,
+  type StructValue,
 } from '../compile/layout.js';
 import type { Direction } from '../../traces/pcap.js';
 import { DATAPATH_WASM } from '../common/paths.js';
@@ -26,11 +42,32 @@ interface DatapathExports {
   memory_reserve(bytes: number): number;
   memory_top(): number;
   process_batch(descs: number, count: number): number;
-  pcap_walk(chunk: number, len: number, format: number, snaplen: number, linktype: number,
-    descs: number, count: number, maxFrames: number, frames: number, framesCapacity: number, state: number): number;
+  pcap_walk(
+    chunk: number,
+    len: number,
+    format: number,
+    snaplen: number,
+    linktype: number,
+    descs: number,
+    count: number,
+    maxFrames: number,
+    frames: number,
+    framesCapacity: number,
+    state: number,
+  ): number;
   pcap_emit(descs: number, from: number, count: number, nanosecond: number, out: number, capacity: number, written: number): number;
-  verdicts_emit(descs: number, from: number, count: number, firstN: bigint, tables: number, maxLine: number,
-    out: number, capacity: number, written: number, lengths: number): number;
+  verdicts_emit(
+    descs: number,
+    from: number,
+    count: number,
+    firstN: bigint,
+    tables: number,
+    maxLine: number,
+    out: number,
+    capacity: number,
+    written: number,
+    lengths: number,
+  ): number;
   copy_runs(runs: number, count: number, out: number): number;
   trace_configure(base: number, records: number): void;
   trace_count(): number;
@@ -40,7 +77,12 @@ interface DatapathExports {
 /** A failed map operation: the errno the datapath returned, named. */
 export class MapError extends Error {
   override readonly name = 'MapError';
-  constructor(readonly map: string, readonly op: string, readonly errno: number, detail = '') {
+  constructor(
+    readonly map: string,
+    readonly op: string,
+    readonly errno: number,
+    detail = '',
+  ) {
     super(`${op} on map ${map} failed: ${ERRNO_NAMES[errno] ?? `errno ${errno}`}${detail ? ` (${detail})` : ''}`);
   }
 }
@@ -386,12 +428,31 @@ export class Batch {
    * Has the datapath add the pcap records at chunk[consumed..len) (datapath/capture.ts).
    * Returns how many bytes of the chunk it consumed in all and why it stopped (WALK).
    */
-  walk(chunk: number, len: number, consumed: number, format: number, snaplen: number, linktype: number): { consumed: number; stop: number } {
+  walk(
+    chunk: number,
+    len: number,
+    consumed: number,
+    format: number,
+    snaplen: number,
+    linktype: number,
+  ): { consumed: number; stop: number } {
     this.refresh();
     const state = this.walkState;
     this.view.setUint32(state, consumed, true);
     this.view.setUint32(state + 4, this.dataUsed, true);
-    this.count = this.dp.exports.pcap_walk(chunk, len, format, snaplen, linktype, this.descBase, this.count, this.maxFrames, this.dataBase, this.dataBytes, state);
+    this.count = this.dp.exports.pcap_walk(
+      chunk,
+      len,
+      format,
+      snaplen,
+      linktype,
+      this.descBase,
+      this.count,
+      this.maxFrames,
+      this.dataBase,
+      this.dataBytes,
+      state,
+    );
     this.refresh();
     this.dataUsed = this.view.getUint32(state + 4, true);
     return { consumed: this.view.getUint32(state, true), stop: this.view.getUint32(state + 8, true) };

@@ -92,7 +92,14 @@ export async function diffReplays(trace: string, a: Side, b: Side, signal?: Abor
 }
 
 /** The flows whose decision differs between the two replays' decisions, per Service. */
-function compare(trace: string, keys: Map<number, string>, before: PacketDecision[], after: PacketDecision[], a: Side, b: Side): DiffReport {
+function compare(
+  trace: string,
+  keys: Map<number, string>,
+  before: PacketDecision[],
+  after: PacketDecision[],
+  a: Side,
+  b: Side,
+): DiffReport {
   const seen = new Set<string>();
   const services = new Map<string, ServiceDiff>();
   const changes: FlowChange[] = [];

@@ -7,7 +7,16 @@ import { Datapath, u32Key } from './datapath.js';
 import ipaddr from 'ipaddr.js';
 import { inputError } from '../common/errors.js';
 import {
-  ARRIVAL_ENTRIES, BPF_NOEXIST, CONFIG, IPPROTO, STEER_CLASS, STEER_F, STEER_KEY, encode, type MapName, type StructValue,
+  ARRIVAL_ENTRIES,
+  BPF_NOEXIST,
+  CONFIG,
+  IPPROTO,
+  STEER_CLASS,
+  STEER_F,
+  STEER_KEY,
+  encode,
+  type MapName,
+  type StructValue,
 } from '../compile/layout.js';
 import type { Protocol } from '../cluster/state.js';
 
@@ -62,8 +71,11 @@ function configFor(compiled: Compiled, shard: ProgramOptions['shard']): StructVa
     throw inputError(['--workers'], `${shard.count}: must be a power of two up to 64, as clients are spread over 64 classes`);
   }
   if (min !== 0 && portClasses(max - min + 1) % shard.count !== 0) {
-    throw inputError(['--workers'], `${shard.count} workers need at least ${shard.count * 256} SNAT ports to share, `
-      + `one class of 256 or more each; the range ${min}-${max} has ${max - min + 1}`);
+    throw inputError(
+      ['--workers'],
+      `${shard.count} workers need at least ${shard.count * 256} SNAT ports to share, ` +
+        `one class of 256 or more each; the range ${min}-${max} has ${max - min + 1}`,
+    );
   }
   return { ...config, shard: shard.index, shards: shard.count };
 }
@@ -102,10 +114,20 @@ export async function loadProgram(compiled: Compiled, opts: ProgramOptions = {})
   const members = dp.map('lbMembers');
   for (const key of e.lbMembers) members.update(key, PRESENT, BPF_NOEXIST);
   fillFamily(dp, e.v4, {
-    services: 'lb4Services', backends: 'lb4Backends', revnat: 'lb4Revnat', sourceRanges: 'lb4SourceRanges', serviceRanges: 'serviceRanges4', nodeIps: 'nodeIps4',
+    services: 'lb4Services',
+    backends: 'lb4Backends',
+    revnat: 'lb4Revnat',
+    sourceRanges: 'lb4SourceRanges',
+    serviceRanges: 'serviceRanges4',
+    nodeIps: 'nodeIps4',
   });
   fillFamily(dp, e.v6, {
-    services: 'lb6Services', backends: 'lb6Backends', revnat: 'lb6Revnat', sourceRanges: 'lb6SourceRanges', serviceRanges: 'serviceRanges6', nodeIps: 'nodeIps6',
+    services: 'lb6Services',
+    backends: 'lb6Backends',
+    revnat: 'lb6Revnat',
+    sourceRanges: 'lb6SourceRanges',
+    serviceRanges: 'serviceRanges6',
+    nodeIps: 'nodeIps6',
   });
   const steer = dp.map('steer');
   for (const [key, flags] of steerEntries) steer.updateRaw(hexToBytes(key), encode(STEER_CLASS, { flags }), BPF_NOEXIST);
@@ -120,7 +142,10 @@ function steeringClasses(compiled: Compiled): Map<string, number> {
   const classes = new Map<string, number>();
   const add = (ip: string, port: number, protocol: Protocol, flag: number) => {
     const address = ipaddr.parse(ip).kind() === 'ipv4' ? `::ffff:${ip}` : ip;
-    for (const key of [{ address, port, proto: IPPROTO[protocol] }, { address, port: 0, proto: 0 }]) {
+    for (const key of [
+      { address, port, proto: IPPROTO[protocol] },
+      { address, port: 0, proto: 0 },
+    ]) {
       const hex = Buffer.from(encode(STEER_KEY, key)).toString('hex');
       classes.set(hex, (classes.get(hex) ?? 0) | flag);
     }

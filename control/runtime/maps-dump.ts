@@ -24,7 +24,9 @@ const TYPE_NAMES: Record<number, string> = { 1: 'hash', 2: 'array', 9: 'lru_hash
 
 /** Flag bits spelled out, so a dump reads without the layout at hand. */
 function flagNames(bits: number, names: Record<string, number>): string {
-  const set = Object.entries(names).filter(([, bit]) => (bits & bit) !== 0).map(([name]) => name);
+  const set = Object.entries(names)
+    .filter(([, bit]) => (bits & bit) !== 0)
+    .map(([name]) => name);
   return set.length ? set.join('|') : '0';
 }
 
@@ -50,8 +52,13 @@ export function dumpMaps(dp: Datapath): MapDump[] {
     const m = dp.map(name);
     const spec: MapSpec = MAPS[name];
     const dump: MapDump = {
-      name: spec.name, type: TYPE_NAMES[spec.type], keySize: m.keySize, valueSize: m.valueSize,
-      maxEntries: m.maxEntries, inUse: m.count(), entries: [],
+      name: spec.name,
+      type: TYPE_NAMES[spec.type],
+      keySize: m.keySize,
+      valueSize: m.valueSize,
+      maxEntries: m.maxEntries,
+      inUse: m.count(),
+      entries: [],
     };
     let zero = 0;
     for (const rawKey of m.keysRaw()) {

@@ -56,8 +56,15 @@ function share(b: ProcessedBatch, out: { lines?: VerdictWriter; lengths: number;
     frameData.push(frame.slice());
   }
   return {
-    type: 'batch', count: batch.count, own, lines: concat(lines), lineLengths, frames: Float64Array.from(frames),
-    frameBytes: concat(frameData), bytesRead: b.bytesRead, fileSize: b.fileSize,
+    type: 'batch',
+    count: batch.count,
+    own,
+    lines: concat(lines),
+    lineLengths,
+    frames: Float64Array.from(frames),
+    frameBytes: concat(frameData),
+    bytesRead: b.bytesRead,
+    fileSize: b.fileSize,
   };
 }
 
@@ -89,7 +96,13 @@ async function run(): Promise<void> {
     onBatch: (b) => {
       waitForMerge(sent, taken);
       const part = share(b, out, dp);
-      post(part, [part.own.buffer, part.lines.buffer, part.lineLengths.buffer, part.frames.buffer, part.frameBytes.buffer] as ArrayBuffer[]);
+      post(part, [
+        part.own.buffer,
+        part.lines.buffer,
+        part.lineLengths.buffer,
+        part.frames.buffer,
+        part.frameBytes.buffer,
+      ] as ArrayBuffer[]);
       sent++;
       if (sent >= Atomics.load(taken, MERGE.STOP_AFTER)) stop.abort('stop');
     },

@@ -30,7 +30,6 @@ import { inputError, isInputError } from '../common/errors.js';
 import { DESC_F_SNAT, hostPort } from '../compile/layout.js';
 import { PcapFeeder, PcapRecordWriter, VerdictWriter } from './zero-copy-replay.js';
 
-
 /** Frames per batch and bytes of frame data per batch. */
 export const BATCH_FRAMES = 4096;
 export const BATCH_BYTES = 16 << 20;
@@ -137,12 +136,17 @@ const PCAP_MAX_SECONDS = 0xffffffff;
  * input's link type.
  */
 export function openFrameSink(path: string, linktypes: readonly number[], nanosecond: boolean, notes: string[]): FrameSink {
-  const otherLinkType = (n: number, linktype: number) => inputError([path, `output of record ${n}`, 'linktype'],
-    `link type ${linktype} was not among the input's link types when the output was started (${linktypes.join(', ')})`);
+  const otherLinkType = (n: number, linktype: number) =>
+    inputError(
+      [path, `output of record ${n}`, 'linktype'],
+      `link type ${linktype} was not among the input's link types when the output was started (${linktypes.join(', ')})`,
+    );
   try {
     if (path.endsWith('.pcapng') || linktypes.length > 1) {
       if (!path.endsWith('.pcapng')) {
-        notes.push(`${path === STDOUT ? 'standard output' : path}: written as pcapng, since the input mixes link types (${linktypes.join(', ')})`);
+        notes.push(
+          `${path === STDOUT ? 'standard output' : path}: written as pcapng, since the input mixes link types (${linktypes.join(', ')})`,
+        );
       }
       const w = createPcapngWriter(path, { interfaces: linktypes.map((linktype) => ({ linktype, tsresolNs: nanosecond })) });
       return {
@@ -160,7 +164,10 @@ export function openFrameSink(path: string, linktypes: readonly number[], nanose
       write: (n, linktype, sec, nsec, data, origlen) => {
         if (linktype !== linktypes[0]) throw otherLinkType(n, linktype);
         if (sec < 0 || sec > PCAP_MAX_SECONDS) {
-          throw inputError([path, `output of record ${n}`, 'timestamp'], `${sec} s does not fit a classic pcap file; name the output *.pcapng`);
+          throw inputError(
+            [path, `output of record ${n}`, 'timestamp'],
+            `${sec} s does not fit a classic pcap file; name the output *.pcapng`,
+          );
         }
         w.write(sec, nsec, data, origlen);
       },
@@ -294,7 +301,12 @@ function recordsByFrame(records: Uint8Array[]): Map<number, Uint8Array[]> {
   return byFrame;
 }
 
-export async function replay(capture: string | ByteSource, compiled: Compiled, dp: Datapath, opts: ReplayOptions = {}): Promise<ReplayResult> {
+export async function replay(
+  capture: string | ByteSource,
+  compiled: Compiled,
+  dp: Datapath,
+  opts: ReplayOptions = {},
+): Promise<ReplayResult> {
   const source = typeof capture === 'string' ? openSource(capture) : capture;
   const stopRequested = () => opts.signal?.aborted ?? false;
   let reader: CaptureReader;
@@ -303,7 +315,15 @@ export async function replay(capture: string | ByteSource, compiled: Compiled, d
     if (source.live) await source.readable(opts.signal);
     if (stopRequested()) {
       source.close();
-      return { trace: source.name, packets: 0, written: 0, warnings: [], notes: [], interrupted: { signal: String(opts.signal!.reason) }, linktypes: [] };
+      return {
+        trace: source.name,
+        packets: 0,
+        written: 0,
+        warnings: [],
+        notes: [],
+        interrupted: { signal: String(opts.signal!.reason) },
+        linktypes: [],
+      };
     }
     reader = openCapture(source);
   } catch (e) {
@@ -338,14 +358,23 @@ export async function replay(capture: string | ByteSource, compiled: Compiled, d
       for (let i = 0; i < batch.count; i++) {
         const n = first + i;
         const decision = {
-          n, verdict: batch.verdict(i), reason: batch.reason(i), serviceId: batch.serviceId(i), backendId: batch.backendId(i),
+          n,
+          verdict: batch.verdict(i),
+          reason: batch.reason(i),
+          serviceId: batch.serviceId(i),
+          backendId: batch.backendId(i),
           snat: (batch.flags(i) & DESC_F_SNAT) !== 0,
         };
         opts.onDecision?.(decision);
         const input = traced.get(i);
         if (input && opts.trace) {
           opts.trace.onPacket({
-            decision, tsSec: batch.tsSec(i), tsNsec: batch.tsNsec(i), linktype: batch.linktype(i), input, output: batch.frame(i).slice(),
+            decision,
+            tsSec: batch.tsSec(i),
+            tsNsec: batch.tsNsec(i),
+            linktype: batch.linktype(i),
+            input,
+            output: batch.frame(i).slice(),
             records: traceRecords.get(i) ?? [],
           });
         }
@@ -353,7 +382,14 @@ export async function replay(capture: string | ByteSource, compiled: Compiled, d
           const frame = batch.frame(i);
           unwritable = n;
           // A frame the datapath rebuilt (an ICMP error) is whole; a rewritten one keeps its wire length.
-          writer.write(n, batch.linktype(i), batch.tsSec(i), batch.tsNsec(i), frame, frame.length === batch.caplen(i) ? batch.wireLen(i) : frame.length);
+          writer.write(
+            n,
+            batch.linktype(i),
+            batch.tsSec(i),
+            batch.tsNsec(i),
+            frame,
+            frame.length === batch.caplen(i) ? batch.wireLen(i) : frame.length,
+          );
           unwritable = 0;
         }
       }

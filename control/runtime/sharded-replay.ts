@@ -18,7 +18,16 @@ import type { Compiled } from '../compile/compiler.js';
 import { Datapath } from './datapath.js';
 import { InputError, inputError } from '../common/errors.js';
 import { REPLAY_WORKER } from '../common/paths.js';
-import { BATCH_BYTES, BATCH_FRAMES, closeOutputs, LineSink, openFrameSink, verdictValues, type FrameSink, type ReplayResult } from './replay.js';
+import {
+  BATCH_BYTES,
+  BATCH_FRAMES,
+  closeOutputs,
+  LineSink,
+  openFrameSink,
+  verdictValues,
+  type FrameSink,
+  type ReplayResult,
+} from './replay.js';
 import { sumCounters, type Counters } from './summary.js';
 import { maxVerdictLine } from './zero-copy-replay.js';
 import { openCapture } from '../../traces/pcap.js';
@@ -125,7 +134,9 @@ class ShardWorker {
   /** Resolves when this worker has a batch to merge, has finished, or has failed. */
   ready(): Promise<void> {
     if (this.batches.length > 0 || this.done || this.failure) return Promise.resolve();
-    return new Promise((resolve) => { this.wake = resolve; });
+    return new Promise((resolve) => {
+      this.wake = resolve;
+    });
   }
 }
 
@@ -138,8 +149,10 @@ function captureFormat(trace: string, workers: number): { linktypes: readonly nu
   const source = openSource(trace);
   if (!source.rereadable) {
     source.close();
-    throw inputError([`--workers ${workers}`],
-      `every worker reads the whole capture, and ${source.name} can be read only once: replay it with one worker, or save it to a file first`);
+    throw inputError(
+      [`--workers ${workers}`],
+      `every worker reads the whole capture, and ${source.name} can be read only once: replay it with one worker, or save it to a file first`,
+    );
   }
   const reader = openCapture(source);
   try {
@@ -149,7 +162,11 @@ function captureFormat(trace: string, workers: number): { linktypes: readonly nu
   }
 }
 
-export async function replaySharded(trace: string, compiled: Compiled, opts: ShardedReplayOptions): Promise<{ result: ReplayResult; counters: Counters }> {
+export async function replaySharded(
+  trace: string,
+  compiled: Compiled,
+  opts: ShardedReplayOptions,
+): Promise<{ result: ReplayResult; counters: Counters }> {
   const format = captureFormat(trace, opts.workers); // a capture that cannot be opened fails here, once
   const notes: string[] = [];
   const taken = new SharedArrayBuffer(4 * MERGE.WORDS);
@@ -171,8 +188,16 @@ export async function replaySharded(trace: string, compiled: Compiled, opts: Sha
     const records = format.pcap && !!writer?.pcap;
     shards = Array.from({ length: opts.workers }, (_, index) => {
       const setup: ShardSetup = {
-        trace, compiled, ctEntries: opts.ctEntries, index, count: opts.workers, verdicts: !!opts.verdicts, out: !!opts.out, taken,
-        records, nanosecond: format.nanosecond,
+        trace,
+        compiled,
+        ctEntries: opts.ctEntries,
+        index,
+        count: opts.workers,
+        verdicts: !!opts.verdicts,
+        out: !!opts.out,
+        taken,
+        records,
+        nanosecond: format.nanosecond,
       };
       return new ShardWorker(new Worker(REPLAY_WORKER, { workerData: setup }));
     });
@@ -221,7 +246,10 @@ class MergeArea {
   private readonly runs: number;
   private readonly output: number;
 
-  private constructor(private readonly dp: Datapath, private readonly capacity: number) {
+  private constructor(
+    private readonly dp: Datapath,
+    private readonly capacity: number,
+  ) {
     this.input = dp.reserve(capacity);
     this.runs = dp.reserve(8 * BATCH_FRAMES);
     this.output = dp.reserve(capacity);
@@ -229,7 +257,10 @@ class MergeArea {
 
   static async create(compiled: Compiled): Promise<MergeArea> {
     const values = verdictValues(compiled);
-    return new MergeArea(await Datapath.load(), BATCH_FRAMES * maxVerdictLine(values.services, values.backends) + BATCH_BYTES + 16 * BATCH_FRAMES);
+    return new MergeArea(
+      await Datapath.load(),
+      BATCH_FRAMES * maxVerdictLine(values.services, values.backends) + BATCH_BYTES + 16 * BATCH_FRAMES,
+    );
   }
 
   /** Lays the parts' byte arrays in linear memory; returns where each starts. */
@@ -254,7 +285,12 @@ class MergeArea {
 
 /** Writes one batch's lines and frames in input order, each from the worker that decided it. */
 function mergeBatch(
-  area: MergeArea, parts: ShardBatch[], before: number, decided: number[], verdicts: LineSink | undefined, writer: FrameSink | undefined,
+  area: MergeArea,
+  parts: ShardBatch[],
+  before: number,
+  decided: number[],
+  verdicts: LineSink | undefined,
+  writer: FrameSink | undefined,
   asRecords: boolean,
 ): { count: number; written: number } {
   const owners = ownersOf(parts, before);

@@ -112,23 +112,32 @@ export function readCounters(dp: Datapath, compiled: Compiled): Counters {
 
 /** The counters of several instances (the workers of a sharded replay), added up. */
 export function sumCounters(all: Counters[]): Counters {
-  const add = (lists: Counter[][]) => lists[0].map((_, i) => {
-    const sum: Counter = { packets: 0, bytes: 0 };
-    for (const list of lists) {
-      sum.packets += list[i].packets;
-      sum.bytes += list[i].bytes;
-      if (list[i].flows !== undefined) sum.flows = (sum.flows ?? 0) + list[i].flows!;
-    }
-    return sum;
-  });
+  const add = (lists: Counter[][]) =>
+    lists[0].map((_, i) => {
+      const sum: Counter = { packets: 0, bytes: 0 };
+      for (const list of lists) {
+        sum.packets += list[i].packets;
+        sum.bytes += list[i].bytes;
+        if (list[i].flows !== undefined) sum.flows = (sum.flows ?? 0) + list[i].flows!;
+      }
+      return sum;
+    });
   return {
-    metrics: add(all.map((c) => c.metrics)), services: add(all.map((c) => c.services)), backends: add(all.map((c) => c.backends)),
+    metrics: add(all.map((c) => c.metrics)),
+    services: add(all.map((c) => c.services)),
+    backends: add(all.map((c) => c.backends)),
     conformance: all[0].conformance.map((_, i) => all.reduce((n, c) => n + c.conformance[i], 0)),
   };
 }
 
 /** `clusterWarnings`: what loading the cluster state warned about, listed before the capture's warnings. */
-export function buildSummary(result: ReplayResult, compiled: Compiled, counters: Counters, notes: string[], clusterWarnings: string[] = []): Summary {
+export function buildSummary(
+  result: ReplayResult,
+  compiled: Compiled,
+  counters: Counters,
+  notes: string[],
+  clusterWarnings: string[] = [],
+): Summary {
   const verdicts: Record<string, number> = {};
   const reasons: Record<string, number> = {};
   const byVerdictAndReason: Summary['byVerdictAndReason'] = [];
@@ -162,8 +171,12 @@ export function buildSummary(result: ReplayResult, compiled: Compiled, counters:
         const b = compiled.backends[id - 1];
         const bs = counters.backends[id];
         return {
-          backend: hostPort(b.ip, b.port), node: b.nodeName ?? null, local: b.local,
-          flows: bs.flows ?? 0, packets: bs.packets, bytes: bs.bytes,
+          backend: hostPort(b.ip, b.port),
+          node: b.nodeName ?? null,
+          local: b.local,
+          flows: bs.flows ?? 0,
+          packets: bs.packets,
+          bytes: bs.bytes,
         };
       }),
     };
@@ -190,10 +203,24 @@ export function buildSummary(result: ReplayResult, compiled: Compiled, counters:
 
 function conformanceOf(outgoing: number, counts: number[]): Conformance {
   const [reproduced, otherBackend, differOtherwise, differMasquerade, learnedTuples, takenTuples] = [
-    CONFORM.REPRODUCED, CONFORM.OTHER_BACKEND, CONFORM.DIFFERS, CONFORM.MASQUERADE_DIFFERS, CONFORM.LEARNED, CONFORM.TAKEN,
+    CONFORM.REPRODUCED,
+    CONFORM.OTHER_BACKEND,
+    CONFORM.DIFFERS,
+    CONFORM.MASQUERADE_DIFFERS,
+    CONFORM.LEARNED,
+    CONFORM.TAKEN,
   ].map((i) => counts[i]);
   const differ = differOtherwise + differMasquerade;
-  return { outgoing, nodeRewrites: reproduced + otherBackend + differ, reproduced, otherBackend, differ, differMasquerade, learnedTuples, takenTuples };
+  return {
+    outgoing,
+    nodeRewrites: reproduced + otherBackend + differ,
+    reproduced,
+    otherBackend,
+    differ,
+    differMasquerade,
+    learnedTuples,
+    takenTuples,
+  };
 }
 
 /** "2 ready, 1 local, 2 unusable": what new flows may use. */
@@ -220,8 +247,10 @@ export function formatSummary(s: Summary): string {
   if (s.stoppedAt) lines.push(`STOPPED at record ${s.stoppedAt.record}: ${s.stoppedAt.error}`);
   if (s.interrupted) lines.push(`INTERRUPTED after record ${s.packets}: the outputs hold the packets up to it`);
   const c = s.settings;
-  lines.push(`Node addresses ${c.nodeAddresses.join(', ') || '(none)'}; pod network ${c.podNetwork ?? 'unknown'}; `
-    + `masquerade ${c.masqueradeAddress ? `as ${c.masqueradeAddress} ports ${c.snatPorts}` : 'impossible (no address)'}; Maglev M=${c.maglevTableSize}, seed ${c.seed}`);
+  lines.push(
+    `Node addresses ${c.nodeAddresses.join(', ') || '(none)'}; pod network ${c.podNetwork ?? 'unknown'}; ` +
+      `masquerade ${c.masqueradeAddress ? `as ${c.masqueradeAddress} ports ${c.snatPorts}` : 'impossible (no address)'}; Maglev M=${c.maglevTableSize}, seed ${c.seed}`,
+  );
   lines.push('', 'Verdicts:');
   for (const v of VERDICTS) {
     if (!s.verdicts[v]) continue;
@@ -232,9 +261,13 @@ export function formatSummary(s: Summary): string {
   lines.push('', 'Services:');
   if (s.services.length === 0) lines.push('  (none compiled)');
   for (const svc of s.services) {
-    lines.push(`  ${svc.service}  ${svc.frontends.join(' ')}  endpoints: ${svc.endpoints}${endpointsOrigin(svc.endpointsFrom)}  flows ${svc.flows}  packets ${svc.packets}`);
+    lines.push(
+      `  ${svc.service}  ${svc.frontends.join(' ')}  endpoints: ${svc.endpoints}${endpointsOrigin(svc.endpointsFrom)}  flows ${svc.flows}  packets ${svc.packets}`,
+    );
     for (const b of svc.backends) {
-      lines.push(`    ${pad(b.backend, 22)} ${pad(b.local ? 'local' : b.node ? `on ${b.node}` : 'remote', 16)} flows ${rpad(b.flows, 6)}  packets ${rpad(b.packets, 8)}`);
+      lines.push(
+        `    ${pad(b.backend, 22)} ${pad(b.local ? 'local' : b.node ? `on ${b.node}` : 'remote', 16)} flows ${rpad(b.flows, 6)}  packets ${rpad(b.packets, 8)}`,
+      );
     }
   }
   if (s.skipped.length) {
@@ -253,18 +286,20 @@ export function formatSummary(s: Summary): string {
 function conformanceLines(c: Conformance): string[] {
   return [
     `Node's own rewrites in the capture: ${c.nodeRewrites} of the ${c.outgoing} frames it sent are its copies of packets svcpath rewrote;`,
-    `  svcpath reproduced ${c.reproduced} (same backend and rewrite), ${c.otherBackend} went to another backend `
-    + `(kube-proxy chooses at random, svcpath by Maglev), ${c.differ} differ${masqueradeDiffers(c)};`,
-    `  learned ${c.learnedTuples} of the node's masquerade tuples (its address and port for a flow svcpath masqueraded), `
-    + `whose replies are the flow's${c.takenTuples ? `; ${c.takenTuples} not learned, held by another live flow` : ''}`,
+    `  svcpath reproduced ${c.reproduced} (same backend and rewrite), ${c.otherBackend} went to another backend ` +
+      `(kube-proxy chooses at random, svcpath by Maglev), ${c.differ} differ${masqueradeDiffers(c)};`,
+    `  learned ${c.learnedTuples} of the node's masquerade tuples (its address and port for a flow svcpath masqueraded), ` +
+      `whose replies are the flow's${c.takenTuples ? `; ${c.takenTuples} not learned, held by another live flow` : ''}`,
   ];
 }
 
 /** Why so many differ, when it is masquerading: the settings to compare with the node's kube-proxy. */
 function masqueradeDiffers(c: Conformance): string {
   if (c.differMasquerade === 0) return '';
-  return ` (${c.differMasquerade} only in masquerading the source: one of the node and svcpath did, the other did not; `
-    + 'compare --cluster-cidr and --masquerade-all with the node\'s kube-proxy)';
+  return (
+    ` (${c.differMasquerade} only in masquerading the source: one of the node and svcpath did, the other did not; ` +
+    "compare --cluster-cidr and --masquerade-all with the node's kube-proxy)"
+  );
 }
 
 /** Where a Service's endpoints came from, as the text summary says it. */

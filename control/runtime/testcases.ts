@@ -53,7 +53,11 @@ export function findCases(paths: string[]): FoundCase[] {
     else {
       const cases = subdirectories(p).filter(looksLikeCase);
       if (cases.length > 0) found.push(...cases.map((dir) => ({ dir })));
-      else found.push({ dir: p, problem: `${p}: holds no test case (a directory with input.pcap or input.pcapng, cluster.yaml and expected/)` });
+      else
+        found.push({
+          dir: p,
+          problem: `${p}: holds no test case (a directory with input.pcap or input.pcapng, cluster.yaml and expected/)`,
+        });
     }
   }
   return found;
@@ -77,7 +81,10 @@ function isDirectory(path: string): boolean {
 
 function subdirectories(dir: string): string[] {
   try {
-    return readdirSync(dir).sort().map((d) => join(dir, d)).filter(isDirectory);
+    return readdirSync(dir)
+      .sort()
+      .map((d) => join(dir, d))
+      .filter(isDirectory);
   } catch (e) {
     throw inputError([dir], `cannot list: ${(e as Error).message}`);
   }
@@ -95,7 +102,11 @@ function readCaseFile(file: string): string {
 /** A case's replay flags: the `args` file, split on white space, with "double quotes" kept together. */
 function caseArgs(file: string): string[] {
   if (!existsSync(file)) return [];
-  return [...readCaseFile(file).trim().matchAll(/"([^"]*)"|(\S+)/g)].map((m) => m[1] ?? m[2]);
+  return [
+    ...readCaseFile(file)
+      .trim()
+      .matchAll(/"([^"]*)"|(\S+)/g),
+  ].map((m) => m[1] ?? m[2]);
 }
 
 function caseFile(dir: string, names: string[]): string | undefined {
@@ -111,8 +122,14 @@ function caseFile(dir: string, names: string[]): string | undefined {
  */
 export async function runCase({ dir, problem }: FoundCase, prepare: PrepareDatapath, update: boolean): Promise<CaseResult> {
   const started = performance.now();
-  const result = (passed: boolean, failure?: string): CaseResult =>
-    ({ name: basename(dir), dir, passed, failure, seconds: (performance.now() - started) / 1000, updated: update && passed });
+  const result = (passed: boolean, failure?: string): CaseResult => ({
+    name: basename(dir),
+    dir,
+    passed,
+    failure,
+    seconds: (performance.now() - started) / 1000,
+    updated: update && passed,
+  });
   if (problem) return result(false, problem);
   try {
     const failure = await checkCase(dir, prepare, update);
@@ -127,7 +144,8 @@ async function checkCase(dir: string, prepare: PrepareDatapath, update: boolean)
   const input = caseFile(dir, ['input.pcap', 'input.pcapng']);
   if (!input) throw inputError([join(dir, 'input.pcap')], 'missing (and there is no input.pcapng either): a case needs its capture');
   const cluster = caseFile(dir, ['cluster.yaml', 'cluster']);
-  if (!cluster) throw inputError([join(dir, 'cluster.yaml')], 'missing (and there is no cluster/ directory either): a case needs its cluster state');
+  if (!cluster)
+    throw inputError([join(dir, 'cluster.yaml')], 'missing (and there is no cluster/ directory either): a case needs its cluster state');
   const expectedDir = join(dir, 'expected');
   const expectedOutput = caseFile(expectedDir, ['output.pcap', 'output.pcapng']);
   const outName = expectedOutput ? basename(expectedOutput) : input.endsWith('.pcapng') ? 'output.pcapng' : 'output.pcap';
@@ -148,8 +166,10 @@ async function checkCase(dir: string, prepare: PrepareDatapath, update: boolean)
     if (!existsSync(expectedVerdicts) || !expectedOutput) {
       return 'no expected/verdicts.jsonl or expected/output.pcap(ng): run with --update to record them';
     }
-    return compareVerdicts(expectedVerdicts, readCaseFile(expectedVerdicts), verdicts)
-      ?? compareOutputs(expectedOutput, join(work, outName), verdicts);
+    return (
+      compareVerdicts(expectedVerdicts, readCaseFile(expectedVerdicts), verdicts) ??
+      compareOutputs(expectedOutput, join(work, outName), verdicts)
+    );
   } finally {
     rmSync(work, { recursive: true, force: true });
   }
@@ -193,7 +213,10 @@ function parseVerdict(file: string, line: number, text: string): Record<string, 
   } catch {
     // Said below, with where.
   }
-  throw inputError([file, `line ${line}`], `not a verdict (a JSON object per line): ${text.length > 60 ? `${text.slice(0, 60)}...` : text}`);
+  throw inputError(
+    [file, `line ${line}`],
+    `not a verdict (a JSON object per line): ${text.length > 60 ? `${text.slice(0, 60)}...` : text}`,
+  );
 }
 
 /** Every record, its data copied as it is read: a reader's record data lasts only until the next record. */
@@ -211,14 +234,23 @@ function compareOutputs(expectedPath: string, actualPath: string, verdicts: stri
   const want = readRecords(expectedPath);
   const got = readRecords(actualPath);
   // The k-th output frame belongs to the k-th TX/REDIRECT verdict.
-  const sent = verdicts.trim().split('\n').filter(Boolean).map((l) => JSON.parse(l) as { n: number; verdict: string })
-    .filter((v) => v.verdict === 'TX' || v.verdict === 'REDIRECT').map((v) => v.n);
+  const sent = verdicts
+    .trim()
+    .split('\n')
+    .filter(Boolean)
+    .map((l) => JSON.parse(l) as { n: number; verdict: string })
+    .filter((v) => v.verdict === 'TX' || v.verdict === 'REDIRECT')
+    .map((v) => v.n);
   for (let k = 0; k < Math.max(want.length, got.length); k++) {
     const w = want[k];
     const g = got[k];
     if (!w || !g) return `output frame ${k + 1}: expected ${want.length} frames, got ${got.length}`;
-    const same = w.linktype === g.linktype && w.tsSec === g.tsSec && w.tsNsec === g.tsNsec && w.origlen === g.origlen
-      && Buffer.from(w.data).equals(Buffer.from(g.data));
+    const same =
+      w.linktype === g.linktype &&
+      w.tsSec === g.tsSec &&
+      w.tsNsec === g.tsNsec &&
+      w.origlen === g.origlen &&
+      Buffer.from(w.data).equals(Buffer.from(g.data));
     if (same) continue;
     return `output frame ${k + 1} (packet ${sent[k] ?? '?'}) differs\n${frameDiff(w, g)}`;
   }
@@ -229,8 +261,10 @@ function compareOutputs(expectedPath: string, actualPath: string, verdicts: stri
 function frameFields(rec: CaptureRecord): Array<[string, string]> {
   const { linktype, ...decoded } = decodeCaptured(rec.linktype, rec.data);
   const rows: Array<[string, string]> = [
-    ['linktype', String(linktype)], ['time', `${rec.tsSec}.${String(rec.tsNsec).padStart(9, '0')}`],
-    ['caplen', String(rec.data.length)], ['origlen', String(rec.origlen)],
+    ['linktype', String(linktype)],
+    ['time', `${rec.tsSec}.${String(rec.tsNsec).padStart(9, '0')}`],
+    ['caplen', String(rec.data.length)],
+    ['origlen', String(rec.origlen)],
   ];
   const flatten = (prefix: string, v: unknown): void => {
     if (v === undefined) return;
@@ -241,7 +275,10 @@ function frameFields(rec: CaptureRecord): Array<[string, string]> {
   };
   flatten('', decoded);
   const sums = verifyCapturedChecksums(rec.linktype, rec.data);
-  for (const [layer, ok] of [['ipv4', sums.ipv4], ['l4', sums.l4]] as const) {
+  for (const [layer, ok] of [
+    ['ipv4', sums.ipv4],
+    ['l4', sums.l4],
+  ] as const) {
     if (ok !== undefined) rows.push([`${layer} checksum`, ok === true ? 'valid' : ok === false ? 'INVALID' : String(ok)]);
   }
   return rows;
@@ -264,7 +301,15 @@ function frameDiff(want: CaptureRecord, got: CaptureRecord): string {
 
 function table(rows: string[][]): string {
   const widths = rows[0].map((_, c) => Math.max(...rows.map((r) => (r[c] ?? '').length)));
-  return rows.map((r) => `  ${r.map((cell, c) => (cell ?? '').padEnd(widths[c])).join('  ').trimEnd()}`).join('\n');
+  return rows
+    .map(
+      (r) =>
+        `  ${r
+          .map((cell, c) => (cell ?? '').padEnd(widths[c]))
+          .join('  ')
+          .trimEnd()}`,
+    )
+    .join('\n');
 }
 
 const xml = (s: string) => s.replace(/&/g, '&amp;').replace(/</g, '&lt;').replace(/>/g, '&gt;').replace(/"/g, '&quot;');
@@ -279,7 +324,9 @@ export function junitReport(results: CaseResult[]): string {
     const first = r.failure!.split('\n')[0];
     return `${open}>\n      <failure message="${xml(first)}">${xml(r.failure!)}</failure>\n    </testcase>`;
   });
-  return `<?xml version="1.0" encoding="UTF-8"?>\n<testsuites tests="${results.length}" failures="${failures}" time="${seconds.toFixed(3)}">\n`
-    + `  <testsuite name="svcpath" tests="${results.length}" failures="${failures}" time="${seconds.toFixed(3)}">\n`
-    + `${cases.join('\n')}\n  </testsuite>\n</testsuites>\n`;
+  return (
+    `<?xml version="1.0" encoding="UTF-8"?>\n<testsuites tests="${results.length}" failures="${failures}" time="${seconds.toFixed(3)}">\n` +
+    `  <testsuite name="svcpath" tests="${results.length}" failures="${failures}" time="${seconds.toFixed(3)}">\n` +
+    `${cases.join('\n')}\n  </testsuite>\n</testsuites>\n`
+  );
 }

@@ -6,14 +6,31 @@
  * layouts; only the headers and the rewrite are read off the frames in and out.
  */
 import {
-  decodeCaptured, formatIpv4, formatIpv6, ipv4ToBytes, ipv6ToBytes, verifyCapturedChecksums, type DecodedCapture,
+  decodeCaptured,
+  formatIpv4,
+  formatIpv6,
+  ipv4ToBytes,
+  ipv6ToBytes,
+  verifyCapturedChecksums,
+  type DecodedCapture,
 } from '../../traces/frames.js';
 import type { Compiled, CompiledService } from '../compile/compiler.js';
 import type { Datapath } from './datapath.js';
 import { InputError } from '../common/errors.js';
 import {
-  BE_F_LOCAL, IPPROTO, MAPS, REASONS, SVC_F, TRACE_KEY_OFFSET, TRACE_KIND, TRACE_VALUE_OFFSET, VERDICTS, decode, hostPort,
-  type MapSpec, type StructValue,
+  BE_F_LOCAL,
+  IPPROTO,
+  MAPS,
+  REASONS,
+  SVC_F,
+  TRACE_KEY_OFFSET,
+  TRACE_KIND,
+  TRACE_VALUE_OFFSET,
+  VERDICTS,
+  decode,
+  hostPort,
+  type MapSpec,
+  type StructValue,
 } from '../compile/layout.js';
 import { replay, type TracedPacket } from './replay.js';
 import { closest, didYouMean } from '../common/suggest.js';
@@ -64,7 +81,9 @@ export interface TraceResult {
 const MAP_BY_ID = new Map<number, MapSpec>(Object.values(MAPS).map((m) => [m.id, m]));
 
 function flags(bits: number, names: Record<string, number>): string {
-  const set = Object.entries(names).filter(([, bit]) => (bits & bit) !== 0).map(([n]) => n);
+  const set = Object.entries(names)
+    .filter(([, bit]) => (bits & bit) !== 0)
+    .map(([n]) => n);
   return set.length ? set.join('|') : '0';
 }
 
@@ -76,11 +95,15 @@ function decodeStep(r: Uint8Array, compiled: Compiled): TraceStep {
     const backendId = view.getUint32(TRACE_VALUE_OFFSET, true);
     const b = compiled.backends[backendId - 1];
     return {
-      step: 'maglev', table: view.getUint32(TRACE_KEY_OFFSET, true), slot: view.getUint32(TRACE_KEY_OFFSET + 4, true),
-      backendId, backend: b ? hostPort(b.ip, b.port) : null,
+      step: 'maglev',
+      table: view.getUint32(TRACE_KEY_OFFSET, true),
+      slot: view.getUint32(TRACE_KEY_OFFSET + 4, true),
+      backendId,
+      backend: b ? hostPort(b.ip, b.port) : null,
     };
   }
-  if (kind === TRACE_KIND.VERDICT) return { step: 'verdict', verdict: VERDICTS[r[TRACE_KEY_OFFSET]], reason: REASONS[r[TRACE_KEY_OFFSET + 1]] };
+  if (kind === TRACE_KIND.VERDICT)
+    return { step: 'verdict', verdict: VERDICTS[r[TRACE_KEY_OFFSET]], reason: REASONS[r[TRACE_KEY_OFFSET + 1]] };
   const spec = MAP_BY_ID.get(r[1])!;
   const key = decode(spec.key, r.subarray(TRACE_KEY_OFFSET, TRACE_KEY_OFFSET + spec.key.size));
   let value: StructValue | null = null;
@@ -128,7 +151,8 @@ const RAW_LINK_NAMES: Record<number, string> = { 12: 'raw IP', 101: 'raw IP', 22
 /** The packet's addresses, protocol and ports, as far as they could be decoded. */
 function networkSummary(d: DecodedCapture, frame: Uint8Array): string {
   if (d.unsupportedLinkType) return `not decoded (a link type svcpath does not read), ${frame.length} bytes`;
-  if (d.networkOffset === undefined) return `${d.truncatedAt === 'vlan' ? 'VLAN tag' : 'link-layer header'} cut short, ${frame.length} bytes`;
+  if (d.networkOffset === undefined)
+    return `${d.truncatedAt === 'vlan' ? 'VLAN tag' : 'link-layer header'} cut short, ${frame.length} bytes`;
   const ip = d.ipv4 ?? d.ipv6;
   if (!ip) {
     if (d.truncatedAt || d.malformed) return d.malformed ?? `${d.truncatedAt} header cut short`;
@@ -189,7 +213,8 @@ function endpoints(d: DecodedCapture, frame: Uint8Array): string[] {
  */
 function checksumVerdict(valid: boolean, validAsCaptured: boolean): string {
   if (valid) return 'valid';
-  if (!validAsCaptured) return 'invalid, as they were in the capture (checksum offload: the host had not filled them in yet); kept as they were';
+  if (!validAsCaptured)
+    return 'invalid, as they were in the capture (checksum offload: the host had not filled them in yet); kept as they were';
   return 'INVALID';
 }
 
@@ -311,10 +336,8 @@ export async function traceReplay(trace: string, compiled: Compiled, dp: Datapat
   });
   const unmatched = [
     ...[...packets].filter((n) => n > result.packets).map((n) => `--packet ${n}: the capture has ${result.packets} packets`),
-    ...[...flows.values()].filter((f) => f.hits === 0)
-      .map((f) => `--flow ${f.text}: no packet from or to it, as captured or as rewritten`),
-    ...services.filter((s) => s.problem || s.hits === 0)
-      .map((s) => `--service ${s.text}: ${s.problem ?? 'no packet was decided for it'}`),
+    ...[...flows.values()].filter((f) => f.hits === 0).map((f) => `--flow ${f.text}: no packet from or to it, as captured or as rewritten`),
+    ...services.filter((s) => s.problem || s.hits === 0).map((s) => `--service ${s.text}: ${s.problem ?? 'no packet was decided for it'}`),
   ];
   return { traces, packets: result.packets, unmatched, stoppedAt: result.stoppedAt };
 }
@@ -331,7 +354,8 @@ export function formatTraces(traces: PacketTrace[]): string {
     lines.push(`packet ${t.packet}  ${t.time}  ${t.headers}`);
     for (const s of t.steps) {
       if (s.step === 'lookup') lines.push(`  lookup ${s.map.padEnd(17)} ${inline(s.key)}  ->  ${s.value ? inline(s.value) : 'miss'}`);
-      else if (s.step === 'maglev') lines.push(`  maglev table ${s.table} slot ${s.slot}  ->  backend ${s.backendId}${s.backend ? ` (${s.backend})` : ''}`);
+      else if (s.step === 'maglev')
+        lines.push(`  maglev table ${s.table} slot ${s.slot}  ->  backend ${s.backendId}${s.backend ? ` (${s.backend})` : ''}`);
     }
     for (const [field, a, b] of t.rewrite) lines.push(`  rewrite ${field}: ${a} -> ${b}`);
     if (t.checksumsValid !== null) lines.push(`  checksums ${checksumVerdict(t.checksumsValid, t.capturedChecksumsValid!)}`);

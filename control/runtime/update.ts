@@ -24,18 +24,31 @@
  */
 import { resolveServices } from '../cluster/index.js';
 import {
-  addTableEntries, backendKey, backendValue, compileServiceBackends, familyOf, frontendEntry, nodeContext, serviceNotes,
-  serviceTables, type BackendSet, type Compiled, type CompiledBackend, type CompiledService, type CompileOptions, type FamilyEntries,
-  type MapEntries, type NodeContext, type ServiceContext,
+  addTableEntries,
+  backendKey,
+  backendValue,
+  compileServiceBackends,
+  familyOf,
+  frontendEntry,
+  nodeContext,
+  serviceNotes,
+  serviceTables,
+  type BackendSet,
+  type Compiled,
+  type CompiledBackend,
+  type CompiledService,
+  type CompileOptions,
+  type FamilyEntries,
+  type MapEntries,
+  type NodeContext,
+  type ServiceContext,
 } from '../compile/compiler.js';
 import type { Datapath } from './datapath.js';
 import { BPF_ANY, BPF_EXIST, BPF_NOEXIST, encode, type MapName, type StructValue } from '../compile/layout.js';
 import type { ClusterState, EndpointSlice, Protocol, ResolvedEndpoint, ResolvedService } from '../cluster/state.js';
 
 /** An EndpointSlice (validated, as the cluster loader makes them) added or changed, or one deleted; known by namespace and name. */
-export type EndpointSliceChange =
-  | { op: 'upsert'; slice: EndpointSlice }
-  | { op: 'delete'; namespace: string; name: string };
+export type EndpointSliceChange = { op: 'upsert'; slice: EndpointSlice } | { op: 'delete'; namespace: string; name: string };
 
 /** What a datapath was loaded from: `compiled = compile(state, resolved, opts)`, `resolved = resolveServices(state).services`. */
 export interface ProgramInputs {
@@ -141,7 +154,12 @@ export function trackProgram(dp: Datapath, inputs: ProgramInputs): LiveProgram {
   // The backends the maps hold: a compiled form from an earlier update also keeps ids out of use.
   const inUse = new Set([...compiled.entries.v4.backends, ...compiled.entries.v6.backends].map((b) => b.id));
   const live: LiveProgram = {
-    dp, opts, state, resolved, services, slices,
+    dp,
+    opts,
+    state,
+    resolved,
+    services,
+    slices,
     compiled: { ...compiled, services: [...compiled.services], backends: [...compiled.backends], notes: [...compiled.notes] },
     backends: indexBackends(compiled, inUse, resolved, services),
     freeIds: new IdPool(Array.from({ length: capacity }, (_, i) => i + 1).filter((id) => !inUse.has(id))),
@@ -160,9 +178,17 @@ export function trackProgram(dp: Datapath, inputs: ProgramInputs): LiveProgram {
 }
 
 /** Every backend with the nodes its endpoints name. */
-function indexBackends(compiled: Compiled, inUse: ReadonlySet<number>, resolved: readonly ResolvedService[], services: LiveProgram['services']): Map<string, BackendRecord> {
-  const backends = new Map(compiled.backends.filter((b) => inUse.has(b.id))
-    .map((b) => [backendKey(b.serviceId, b.ip, b.port, b.protocol), { backend: b, nodeNames: [] as Array<string | undefined> }]));
+function indexBackends(
+  compiled: Compiled,
+  inUse: ReadonlySet<number>,
+  resolved: readonly ResolvedService[],
+  services: LiveProgram['services'],
+): Map<string, BackendRecord> {
+  const backends = new Map(
+    compiled.backends
+      .filter((b) => inUse.has(b.id))
+      .map((b) => [backendKey(b.serviceId, b.ip, b.port, b.protocol), { backend: b, nodeNames: [] as Array<string | undefined> }]),
+  );
   for (const cs of compiled.services) {
     const { index, firstId } = services.get(objectKey(cs.service.namespace, cs.service.name))!;
     for (const ep of resolved[index].ports[cs.id - firstId].endpoints) {
@@ -216,9 +242,18 @@ export function applyEndpointSliceUpdate(live: LiveProgram, change: EndpointSlic
   const after = change.op === 'upsert' ? change.slice : undefined;
   const before = live.slices.byName.get(objectKey(namespace, name));
   const services = resolveAffected(live, before, after);
-  const ports = services.flatMap(({ at, before: was, after: now }) => (at.firstId === 0 ? [] : now.ports.map((rp, j): PortEndpoints => ({
-    id: at.firstId + j, protocol: rp.port.protocol, before: was.ports[j].endpoints, after: rp.endpoints,
-  }))));
+  const ports = services.flatMap(({ at, before: was, after: now }) =>
+    at.firstId === 0
+      ? []
+      : now.ports.map(
+          (rp, j): PortEndpoints => ({
+            id: at.firstId + j,
+            protocol: rp.port.protocol,
+            before: was.ports[j].endpoints,
+            after: rp.endpoints,
+          }),
+        ),
+  );
   const plan = planBackends(live, ports);
   const portContext = (serviceId: number): ServiceContext => ({
     ...live.context,
@@ -227,10 +262,14 @@ export function applyEndpointSliceUpdate(live: LiveProgram, change: EndpointSlic
       return (plan.records.has(key) ? plan.records.get(key) : live.backends.get(key))!.backend.id;
     },
   });
-  const changes = services.flatMap(({ at, after: now }) => (at.firstId === 0 ? [] : now.ports.map((rp, j): PortChange => {
-    const was = live.compiled.services[at.firstId + j - 1];
-    return { before: was, after: { ...was, ...compileServiceBackends(portContext(was.id), was.service, rp, was.frontends) } };
-  })));
+  const changes = services.flatMap(({ at, after: now }) =>
+    at.firstId === 0
+      ? []
+      : now.ports.map((rp, j): PortChange => {
+          const was = live.compiled.services[at.firstId + j - 1];
+          return { before: was, after: { ...was, ...compileServiceBackends(portContext(was.id), was.service, rp, was.frontends) } };
+        }),
+  );
   const ops = [...backendOps(plan), ...changes.flatMap(portOps)];
   checkRoom(live.dp, ops);
   applyOps(live.dp, ops);
@@ -337,8 +376,10 @@ function newIds(live: LiveProgram, n: number, plan: BackendPlan): number[] {
   plan.fromPool = pooled.length;
   const ids = [...pooled, ...plan.removed.map((b) => b.id).slice(0, n - pooled.length)];
   if (ids.length < n) {
-    throw new NeedsReloadError(`${n} new backends, but only ${ids.length} backend ids are free `
-      + `(the maps were sized for ${live.dp.map('backendStats').maxEntries - 1}): compile the new state and load it again`);
+    throw new NeedsReloadError(
+      `${n} new backends, but only ${ids.length} backend ids are free ` +
+        `(the maps were sized for ${live.dp.map('backendStats').maxEntries - 1}): compile the new state and load it again`,
+    );
   }
   return ids;
 }
@@ -360,7 +401,8 @@ function backendOps(plan: BackendPlan): MapOp[] {
       // Counters start again: the id may have counted another backend's traffic.
       { map: 'backendStats', key: { value: b.id }, value: ZERO_COUNTERS, flags: BPF_ANY },
     ]),
-    ...plan.changed.filter(({ before, after }) => before.local !== after.local)
+    ...plan.changed
+      .filter(({ before, after }) => before.local !== after.local)
       .map(({ after: b }): MapOp => ({ map: backendMap(b), key: { value: b.id }, value: backendValue(b), flags: BPF_EXIST })),
   ];
 }
@@ -373,10 +415,12 @@ function portOps({ before, after }: PortChange): MapOp[] {
   for (const table of new Set([...was.keys(), ...now.keys()])) {
     const [old, set] = [was.get(table), now.get(table)];
     if (!set) ops.push({ map: 'maglev', key: { value: table }, flags: BPF_ANY });
-    else if (!old || !sameTable(old, set)) ops.push({ map: 'maglev', key: { value: table }, value: tableBytes(set), flags: old ? BPF_EXIST : BPF_NOEXIST });
+    else if (!old || !sameTable(old, set))
+      ops.push({ map: 'maglev', key: { value: table }, value: tableBytes(set), flags: old ? BPF_EXIST : BPF_NOEXIST });
     const [had, has] = [new Set(old?.backendIds), new Set(set?.backendIds)];
     for (const backendId of had) if (!has.has(backendId)) ops.push({ map: 'lbMembers', key: { table, backendId }, flags: BPF_ANY });
-    for (const backendId of has) if (!had.has(backendId)) ops.push({ map: 'lbMembers', key: { table, backendId }, value: PRESENT, flags: BPF_NOEXIST });
+    for (const backendId of has)
+      if (!had.has(backendId)) ops.push({ map: 'lbMembers', key: { table, backendId }, value: PRESENT, flags: BPF_NOEXIST });
   }
   for (const f of after.frontends) {
     const [old, entry] = [frontendEntry(before, f), frontendEntry(after, f)];
@@ -408,8 +452,10 @@ function checkRoom(dp: Datapath, ops: readonly MapOp[]): void {
   for (const [name, n] of growth) {
     const map = dp.map(name);
     if (n > 0 && map.count() + n > map.maxEntries) {
-      throw new NeedsReloadError(`map ${map.spec.name} has room for ${map.maxEntries} entries and holds ${map.count()}; `
-        + `the update needs ${n} more: compile the new state and load it again (loadProgram's room option leaves room to grow)`);
+      throw new NeedsReloadError(
+        `map ${map.spec.name} has room for ${map.maxEntries} entries and holds ${map.count()}; ` +
+          `the update needs ${n} more: compile the new state and load it again (loadProgram's room option leaves room to grow)`,
+      );
     }
   }
 }
@@ -426,7 +472,14 @@ function applyOps(dp: Datapath, ops: readonly MapOp[]): void {
 }
 
 /** The live state catches up with the maps. */
-function commit(live: LiveProgram, change: EndpointSliceChange, before: EndpointSlice | undefined, services: ServiceChange[], plan: BackendPlan, ports: PortChange[]): void {
+function commit(
+  live: LiveProgram,
+  change: EndpointSliceChange,
+  before: EndpointSlice | undefined,
+  services: ServiceChange[],
+  plan: BackendPlan,
+  ports: PortChange[],
+): void {
   if (before) dropSlice(live.slices, before);
   if (change.op === 'upsert') storeSlice(live.slices, change.slice);
   for (const { at, after } of services) live.resolved[at.index] = after;

@@ -135,7 +135,8 @@ export class PcapFeeder {
     const offset = this.bytesRead;
     const record = this.header();
     if (this.len - this.consumed < RECORD_HEADER_BYTES + record.caplen) {
-      if (this.eof) throw this.reader.truncatedData(this.recordsRead + 1, offset, record.caplen, this.len - this.consumed - RECORD_HEADER_BYTES);
+      if (this.eof)
+        throw this.reader.truncatedData(this.recordsRead + 1, offset, record.caplen, this.len - this.consumed - RECORD_HEADER_BYTES);
       this.readMore();
       return true;
     }
@@ -187,7 +188,12 @@ export class VerdictWriter {
   private readonly capacity: number;
   private readonly scratch: number;
 
-  constructor(private readonly dp: Datapath, serviceJson: readonly string[], backendJson: readonly string[], maxFrames: number) {
+  constructor(
+    private readonly dp: Datapath,
+    serviceJson: readonly string[],
+    backendJson: readonly string[],
+    maxFrames: number,
+  ) {
     const all = [VERDICTS, REASONS, serviceJson, backendJson].map(stringTable);
     this.maxLine = maxVerdictLine(serviceJson, backendJson);
     this.capacity = Math.max(this.maxLine, Math.min(maxFrames, 4096) * this.maxLine);
@@ -210,8 +216,18 @@ export class VerdictWriter {
    */
   write(batch: Batch, firstN: number, sink: (bytes: Uint8Array) => void, lengths = 0): void {
     for (let from = 0; from < batch.count; ) {
-      from = this.dp.exports.verdicts_emit(batch.descBase, from, batch.count, BigInt(firstN), this.tables, this.maxLine,
-        this.out, this.capacity, this.scratch, lengths);
+      from = this.dp.exports.verdicts_emit(
+        batch.descBase,
+        from,
+        batch.count,
+        BigInt(firstN),
+        this.tables,
+        this.maxLine,
+        this.out,
+        this.capacity,
+        this.scratch,
+        lengths,
+      );
       const written = new DataView(this.dp.memory).getUint32(this.scratch, true);
       sink(new Uint8Array(this.dp.memory, this.out, written));
     }
@@ -223,7 +239,10 @@ export class PcapRecordWriter {
   private readonly out: number;
   private readonly scratch: number;
 
-  constructor(private readonly dp: Datapath, private readonly capacity: number) {
+  constructor(
+    private readonly dp: Datapath,
+    private readonly capacity: number,
+  ) {
     this.out = dp.reserve(capacity);
     this.scratch = dp.reserve(8);
   }

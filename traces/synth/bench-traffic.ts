@@ -54,22 +54,31 @@ interface MixService {
 
 const hex = (n: number) => n.toString(16);
 const mixService = (name: string, index: number, rest: Omit<MixService, 'name' | 'clusterIP'>): MixService => ({
-  name, clusterIP: { v4: `10.96.1.${index + 1}`, v6: `fd00:96::1:${hex(index + 1)}` }, ...rest,
+  name,
+  clusterIP: { v4: `10.96.1.${index + 1}`, v6: `fd00:96::1:${hex(index + 1)}` },
+  ...rest,
 });
 const WEB = Array.from({ length: 16 }, (_, i) => mixService(`web-${i}`, i, { port: 80, targetPort: 8080, protocol: 'TCP' }));
 const DNS = mixService('dns', 16, { port: 53, targetPort: 53, protocol: 'UDP' });
-const INGRESS = Array.from({ length: 4 }, (_, i) => mixService(`ingress-${i}`, 17 + i, { port: 80, targetPort: 8080, protocol: 'TCP', nodePort: 30080 + i }));
-const SESSION = Array.from({ length: 4 }, (_, i) => mixService(`session-${i}`, 21 + i, { port: 80, targetPort: 8080, protocol: 'TCP', affinity: true }));
+const INGRESS = Array.from({ length: 4 }, (_, i) =>
+  mixService(`ingress-${i}`, 17 + i, { port: 80, targetPort: 8080, protocol: 'TCP', nodePort: 30080 + i }),
+);
+const SESSION = Array.from({ length: 4 }, (_, i) =>
+  mixService(`session-${i}`, 21 + i, { port: 80, targetPort: 8080, protocol: 'TCP', affinity: true }),
+);
 const SERVICES = [...WEB, DNS, ...INGRESS, ...SESSION];
 
 /** Endpoint `e` of service `s`: half of them on the emulated node. */
-const endpointIP = (s: number, e: number, family: Family) => (family === 'v4' ? `10.244.${s}.${10 + e}` : `fd00:244:${hex(s)}::${hex(10 + e)}`);
+const endpointIP = (s: number, e: number, family: Family) =>
+  family === 'v4' ? `10.244.${s}.${10 + e}` : `fd00:244:${hex(s)}::${hex(10 + e)}`;
 
 function serviceManifest(svc: MixService, s: number): string {
   const port = `{name: p, port: ${svc.port}, protocol: ${svc.protocol}, targetPort: ${svc.targetPort}${svc.nodePort ? `, nodePort: ${svc.nodePort}` : ''}}`;
   const slices = (['v4', 'v6'] as const).map((family) => {
-    const endpoints = Array.from({ length: ENDPOINTS_PER_SERVICE }, (_, e) =>
-      `  - {addresses: ['${endpointIP(s, e, family)}'], nodeName: ${e % 2 === 0 ? 'node-a' : 'node-b'}}`);
+    const endpoints = Array.from(
+      { length: ENDPOINTS_PER_SERVICE },
+      (_, e) => `  - {addresses: ['${endpointIP(s, e, family)}'], nodeName: ${e % 2 === 0 ? 'node-a' : 'node-b'}}`,
+    );
     return [
       '- apiVersion: discovery.k8s.io/v1',
       '  kind: EndpointSlice',
@@ -101,7 +110,7 @@ export function mixClusterManifests(): string {
   const node = (name: string, v4: string, v6: string) =>
     `- {apiVersion: v1, kind: Node, metadata: {name: ${name}}, status: {addresses: [{type: InternalIP, address: '${v4}'}, {type: InternalIP, address: '${v6}'}]}}`;
   return [
-    '# The benchmarks\' mixed-traffic cluster (traces/synth/bench-traffic.ts).',
+    "# The benchmarks' mixed-traffic cluster (traces/synth/bench-traffic.ts).",
     'apiVersion: v1',
     'kind: List',
     'items:',
@@ -121,7 +130,10 @@ export function compileMixCluster(path: string): Compiled {
   const state = loadClusterState([path], { serviceClusterIPRanges: MIX_SERVICE_RANGES });
   const resolved = resolveServices(state);
   return compile(state, resolved.services, {
-    node: MIX_NODE, seed: 0, maglevTableSize: DEFAULT_MAGLEV_TABLE_SIZE, serviceClusterIPRanges: MIX_SERVICE_RANGES,
+    node: MIX_NODE,
+    seed: 0,
+    maglevTableSize: DEFAULT_MAGLEV_TABLE_SIZE,
+    serviceClusterIPRanges: MIX_SERVICE_RANGES,
   });
 }
 
@@ -131,7 +143,12 @@ export const FLOW_KINDS = ['clusterip-tcp', 'nodeport-tcp', 'affinity-tcp', 'dns
 export type FlowKind = (typeof FLOW_KINDS)[number];
 /** Share of flows of each kind (see the file comment). */
 const FLOW_SHARES: Record<FlowKind, number> = {
-  'clusterip-tcp': 0.35, 'nodeport-tcp': 0.15, 'affinity-tcp': 0.1, 'dns-udp': 0.2, 'miss-no-service': 0.12, 'miss-unserved-port': 0.08,
+  'clusterip-tcp': 0.35,
+  'nodeport-tcp': 0.15,
+  'affinity-tcp': 0.1,
+  'dns-udp': 0.2,
+  'miss-no-service': 0.12,
+  'miss-unserved-port': 0.08,
 };
 const IPV6_SHARE = 0.2;
 
@@ -223,14 +240,22 @@ class FlowFactory {
         return this.tcp(this.client(podIP(this.rng.int(1, PODS - 1), family)), this.toService(web(), family));
       case 'nodeport-tcp': {
         const ingress = pick(INGRESS);
-        return this.tcp(this.client(externalIP(this.rng.int(1, EXTERNAL_CLIENTS), family)), { ip: NODE_IP[family], port: ingress.nodePort!, mac: NODE_MAC });
+        return this.tcp(this.client(externalIP(this.rng.int(1, EXTERNAL_CLIENTS), family)), {
+          ip: NODE_IP[family],
+          port: ingress.nodePort!,
+          mac: NODE_MAC,
+        });
       }
       case 'affinity-tcp':
         return this.tcp(this.client(affinityClientIP(this.rng.int(1, AFFINITY_CLIENTS), family)), this.toService(pick(SESSION), family));
       case 'dns-udp':
         return this.udp(this.client(podIP(this.rng.int(1, PODS - 1), family)), this.toService(DNS, family));
       case 'miss-no-service':
-        return this.syn(this.client(podIP(this.rng.int(1, PODS - 1), family)), { ip: strayIP(this.rng.int(1, 4095), family), port: 443, mac: NODE_MAC });
+        return this.syn(this.client(podIP(this.rng.int(1, PODS - 1), family)), {
+          ip: strayIP(this.rng.int(1, 4095), family),
+          port: 443,
+          mac: NODE_MAC,
+        });
       case 'miss-unserved-port':
         return this.syn(this.client(podIP(this.rng.int(1, PODS - 1), family)), { ...this.toService(web(), family), port: UNSERVED_PORT });
     }
@@ -256,8 +281,14 @@ class FlowFactory {
   /** A TCP connection: handshake, request/response segments, FIN from both ends; the backend answers what reached it. */
   private *tcp(client: Endpoint, server: Endpoint): FlowScript {
     const { SYN, ACK, PSH, FIN } = TCP_FLAGS;
-    const tcp = (from: Endpoint, to: Endpoint, flags: number, seq: number, ack: number): L4Spec =>
-      ({ kind: 'tcp', sport: from.port, dport: to.port, flags, seq, ack });
+    const tcp = (from: Endpoint, to: Endpoint, flags: number, seq: number, ack: number): L4Spec => ({
+      kind: 'tcp',
+      sport: from.port,
+      dport: to.port,
+      flags,
+      seq,
+      ack,
+    });
     let clientSeq = this.rng.next();
     let backendSeq = this.rng.next();
     const opened = yield frame(client, server, tcp(client, server, SYN, clientSeq, 0));
@@ -338,7 +369,12 @@ export function generateMix(compiled: Compiled, spec: MixSpec): MixTrace {
     }
     ns += rng.int(1 * US, 20 * US);
     const packet = { tsSec: startSec + Math.floor(ns / 1e9), tsNsec: ns % 1e9, data: step.value };
-    flow.last = model.process(packet.data, { linktype: LINKTYPES.ETHERNET, wireLen: packet.data.length, tsSec: packet.tsSec, tsNsec: packet.tsNsec });
+    flow.last = model.process(packet.data, {
+      linktype: LINKTYPES.ETHERNET,
+      wireLen: packet.data.length,
+      tsSec: packet.tsSec,
+      tsNsec: packet.tsNsec,
+    });
     trace.packets.push(packet);
     trace.packetsByKind[flow.kind]++;
     if (flow.family === 'v6') trace.ipv6Packets++;
@@ -354,7 +390,10 @@ export function describeMix(trace: MixTrace): string {
   const total = trace.packets.length;
   const flows = Object.values(trace.flows).reduce((a, b) => a + b, 0);
   const pct = (n: number, of: number) => `${((100 * n) / of).toFixed(1)}%`;
-  const kinds = FLOW_KINDS.map((k) => `  ${k.padEnd(20)} ${pct(trace.flows[k], flows).padStart(6)} of flows  ${pct(trace.packetsByKind[k], total).padStart(6)} of packets`);
+  const kinds = FLOW_KINDS.map(
+    (k) =>
+      `  ${k.padEnd(20)} ${pct(trace.flows[k], flows).padStart(6)} of flows  ${pct(trace.packetsByKind[k], total).padStart(6)} of packets`,
+  );
   const outcomes = [...trace.outcomes].sort((a, b) => b[1] - a[1]).map(([o, n]) => `  ${o.padEnd(25)} ${pct(n, total).padStart(6)}`);
   return [
     `${total} packets, ${flows} flows, IPv6 ${pct(trace.ipv6Packets, total)} of packets; by flow kind:`,

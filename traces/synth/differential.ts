@@ -17,7 +17,13 @@ import { compile, type Compiled } from '../../control/compile/compiler.js';
 import { Batch, type Datapath } from '../../control/runtime/datapath.js';
 import { DESC_F_SNAT, LINKTYPES, REASONS, VERDICTS, hostPort } from '../../control/compile/layout.js';
 import type {
-  ClusterState, ConntrackTimeouts, EndpointConditions, Protocol, ResolvedService, Service, ServicePort,
+  ClusterState,
+  ConntrackTimeouts,
+  EndpointConditions,
+  Protocol,
+  ResolvedService,
+  Service,
+  ServicePort,
 } from '../../control/cluster/state.js';
 import { loadProgram } from '../../control/runtime/loader.js';
 import { TCP_FLAGS as TCP, buildFrame, type FrameSpec, type L4Spec } from '../frames.js';
@@ -100,7 +106,8 @@ export interface ClusterSpec {
 }
 
 /** true with odds `yes` : `no`. */
-const often = (yes: number, no: number) => fc.oneof({ weight: yes, arbitrary: fc.constant(true) }, { weight: no, arbitrary: fc.constant(false) });
+const often = (yes: number, no: number) =>
+  fc.oneof({ weight: yes, arbitrary: fc.constant(true) }, { weight: no, arbitrary: fc.constant(false) });
 
 const SOURCE_RANGES = ['172.16.0.0/16', '192.168.0.0/24', '10.244.1.0/24', '2001:db8:5::/48', 'fd00:168::/64'];
 
@@ -108,7 +115,17 @@ const endpointArb: fc.Arbitrary<EndpointSpec> = fc.record({
   pod: fc.nat({ max: POD_COUNT - 1 }),
   v4: often(3, 1),
   v6: often(3, 1),
-  condition: fc.constantFrom<keyof typeof CONDITIONS>('ready', 'ready', 'ready', 'ready', 'ready', 'servingTerminating', 'servingTerminating', 'terminating', 'notReady'),
+  condition: fc.constantFrom<keyof typeof CONDITIONS>(
+    'ready',
+    'ready',
+    'ready',
+    'ready',
+    'ready',
+    'servingTerminating',
+    'servingTerminating',
+    'terminating',
+    'notReady',
+  ),
   hasNodeName: often(4, 1),
 });
 
@@ -183,16 +200,21 @@ export function compileCluster(spec: ClusterSpec): Compiled {
     service,
     ports: service.ports.map((port, j) => ({
       port,
-      endpoints: spec.services[i].endpoints.flatMap((e) => spec.services[i].families.filter((f) => e[f]).map((f) => ({
-        ip: podAddress(e.pod, f),
-        port: spec.services[i].ports[j].targetPort,
-        conditions: CONDITIONS[e.condition],
-        nodeName: e.hasNodeName ? (e.pod < 3 ? 'node-a' : 'node-b') : undefined,
-      }))),
+      endpoints: spec.services[i].endpoints.flatMap((e) =>
+        spec.services[i].families
+          .filter((f) => e[f])
+          .map((f) => ({
+            ip: podAddress(e.pod, f),
+            port: spec.services[i].ports[j].targetPort,
+            conditions: CONDITIONS[e.condition],
+            nodeName: e.hasNodeName ? (e.pod < 3 ? 'node-a' : 'node-b') : undefined,
+          })),
+      ),
     })),
   }));
   const node = (name: string, addresses: Record<Fam, string>) => ({
-    origin: { file: 'generated', object: `Node ${name}` }, name,
+    origin: { file: 'generated', object: `Node ${name}` },
+    name,
     addresses: FAMS.map((f) => ({ type: 'InternalIP', address: addresses[f] })),
   });
   const state: ClusterState = { services, endpointSlices: [], nodes: [node('node-a', NODE), node('node-b', OTHER_NODE)], notes: [] };
@@ -274,76 +296,144 @@ const payloadLengthArb = fc.oneof(
   { weight: 1, arbitrary: fc.integer({ min: 1250, max: 1400 }) },
 );
 
-const packetArb = (flags: number[]): fc.Arbitrary<PacketShape> => fc.record({
-  tcpFlags: fc.constantFrom(...flags),
-  payloadLength: payloadLengthArb,
-  payloadSeed: fc.nat(),
-  vlans: fc.oneof({ weight: 6, arbitrary: fc.constant([]) }, { weight: 2, arbitrary: fc.tuple(fc.integer({ min: 1, max: 4094 })) },
-    { weight: 1, arbitrary: fc.tuple(fc.integer({ min: 1, max: 4094 }), fc.integer({ min: 1, max: 4094 })) }),
-  padToMinimum: fc.boolean(),
-  ipv4Options: often(1, 5),
-  ttl: fc.integer({ min: 1, max: 255 }),
-  ipId: fc.nat({ max: 0xffff }),
-  tos: fc.constantFrom(0, 0, 0x10, 0xb8),
-  corrupt: fc.constantFrom('none', 'none', 'none', 'ip', 'l4'),
-  zeroUdpChecksum: often(1, 5),
-  fragments: fc.constantFrom('none', 'none', 'none', 'none', 'none', 'none', 'none', 'inOrder', 'inOrder', 'laterFirst', 'laterOnly'),
-});
+const packetArb = (flags: number[]): fc.Arbitrary<PacketShape> =>
+  fc.record({
+    tcpFlags: fc.constantFrom(...flags),
+    payloadLength: payloadLengthArb,
+    payloadSeed: fc.nat(),
+    vlans: fc.oneof(
+      { weight: 6, arbitrary: fc.constant([]) },
+      { weight: 2, arbitrary: fc.tuple(fc.integer({ min: 1, max: 4094 })) },
+      { weight: 1, arbitrary: fc.tuple(fc.integer({ min: 1, max: 4094 }), fc.integer({ min: 1, max: 4094 })) },
+    ),
+    padToMinimum: fc.boolean(),
+    ipv4Options: often(1, 5),
+    ttl: fc.integer({ min: 1, max: 255 }),
+    ipId: fc.nat({ max: 0xffff }),
+    tos: fc.constantFrom(0, 0, 0x10, 0xb8),
+    corrupt: fc.constantFrom('none', 'none', 'none', 'ip', 'l4'),
+    zeroUdpChecksum: often(1, 5),
+    fragments: fc.constantFrom('none', 'none', 'none', 'none', 'none', 'none', 'none', 'inOrder', 'inOrder', 'laterFirst', 'laterOnly'),
+  });
 
 const clientArb: fc.Arbitrary<ClientChoice> = fc.oneof(
-  fc.constantFrom(...(['localPod', 'remotePod', 'node', 'otherNode', 'externalInRange', 'externalOutOfRange'] as const).map((kind) => ({ kind }))),
+  fc.constantFrom(
+    ...(['localPod', 'remotePod', 'node', 'otherNode', 'externalInRange', 'externalOutOfRange'] as const).map((kind) => ({ kind })),
+  ),
   fc.record({ kind: fc.constant('backend' as const), pod: fc.nat({ max: POD_COUNT - 1 }) }),
   fc.record({ kind: fc.constant('lbIP' as const), service: fc.nat({ max: 3 }) }),
 );
 
 const targetArb: fc.Arbitrary<TargetChoice> = fc.oneof(
   // Half the flows to a family's first two frontends, so that flows meet on backends and masquerade ports.
-  { weight: 12, arbitrary: fc.record({ kind: fc.constant('frontend' as const), index: fc.oneof(fc.nat({ max: 1 }), fc.nat()), variant: fc.constantFrom('exact', 'exact', 'exact', 'exact', 'exact', 'exact', 'exact', 'exact', 'otherPort', 'otherProtocol', 'icmpEcho') }) },
-  { weight: 1, arbitrary: fc.record({ kind: fc.constantFrom('unallocatedServiceIP', 'outside', 'nodeUnservedPort'), protocol: fc.constantFrom('TCP', 'UDP', 'ICMP') }) },
-  { weight: 1, arbitrary: fc.record({ kind: fc.constant('pod' as const), pod: fc.nat({ max: POD_COUNT - 1 }), protocol: fc.constantFrom('TCP', 'UDP') }) },
+  {
+    weight: 12,
+    arbitrary: fc.record({
+      kind: fc.constant('frontend' as const),
+      index: fc.oneof(fc.nat({ max: 1 }), fc.nat()),
+      variant: fc.constantFrom(
+        'exact',
+        'exact',
+        'exact',
+        'exact',
+        'exact',
+        'exact',
+        'exact',
+        'exact',
+        'otherPort',
+        'otherProtocol',
+        'icmpEcho',
+      ),
+    }),
+  },
+  {
+    weight: 1,
+    arbitrary: fc.record({
+      kind: fc.constantFrom('unallocatedServiceIP', 'outside', 'nodeUnservedPort'),
+      protocol: fc.constantFrom('TCP', 'UDP', 'ICMP'),
+    }),
+  },
+  {
+    weight: 1,
+    arbitrary: fc.record({
+      kind: fc.constant('pod' as const),
+      pod: fc.nat({ max: POD_COUNT - 1 }),
+      protocol: fc.constantFrom('TCP', 'UDP'),
+    }),
+  },
 );
 
 const actionArb: fc.Arbitrary<Action> = fc.oneof(
-  { weight: 6, arbitrary: fc.record({
-    kind: fc.constant('open' as const),
-    family: fc.constantFrom(...FAMS),
-    client: clientArb,
-    target: targetArb,
-    // Mostly a fresh ephemeral port; sometimes a fixed one: one masquerading may pick, a frontend's.
-    clientPort: fc.oneof({ weight: 5, arbitrary: fc.constant('fresh' as const) }, { weight: 1, arbitrary: fc.constantFrom(80, 8080, 30000, 30001, 40000, 40001) }),
-    packet: packetArb([TCP.SYN, TCP.SYN, TCP.SYN, TCP.ACK, TCP.FIN | TCP.ACK]),
-  }) },
-  { weight: 1, arbitrary: fc.record({
-    kind: fc.constant('burst' as const),
-    family: fc.constantFrom(...FAMS),
-    client: clientArb,
-    target: targetArb,
-    count: fc.integer({ min: 2, max: 6 }),
-    packet: packetArb([TCP.SYN]),
-  }) },
-  { weight: 5, arbitrary: fc.record({
-    kind: fc.constant('again' as const), flow: fc.nat(),
-    packet: packetArb([TCP.ACK, TCP.PSH | TCP.ACK, TCP.FIN | TCP.ACK, TCP.RST, TCP.SYN, TCP.SYN]),
-  }) },
-  { weight: 5, arbitrary: fc.record({
-    kind: fc.constant('reply' as const), flow: fc.nat(),
-    packet: packetArb([TCP.SYN | TCP.ACK, TCP.ACK, TCP.PSH | TCP.ACK, TCP.FIN | TCP.ACK, TCP.RST | TCP.ACK]),
-    zeroChecksumAfterNat: often(1, 3),
-    toNodeTuple: often(3, 1),
-  }) },
-  { weight: 5, arbitrary: fc.record({
-    kind: fc.constant('nodeCopy' as const), flow: fc.nat(),
-    address: fc.constantFrom('own', 'overlay'),
-    // svcpath's own masquerade ports among them, and a NodePort.
-    port: fc.constantFrom(40000, 40001, 40002, 50000, 50001, 30000),
-    toPod: fc.option(fc.nat({ max: POD_COUNT - 1 }), { nil: undefined, freq: 5 }),
-  }) },
-  { weight: 2, arbitrary: fc.record({
-    kind: fc.constant('wait' as const),
-    seconds: fc.oneof(fc.integer({ min: 0, max: 3 }), fc.constantFrom(...TIMEOUTS), fc.integer({ min: 61, max: 400 })),
-    nanos: fc.oneof(fc.constant(0), fc.constant(1), fc.integer({ min: 0, max: 999_999_999 })),
-  }) },
-  { weight: 1, arbitrary: fc.record({ kind: fc.constant('nonIP' as const), vlans: fc.oneof(fc.constant([]), fc.tuple(fc.integer({ min: 1, max: 4094 }))) }) },
+  {
+    weight: 6,
+    arbitrary: fc.record({
+      kind: fc.constant('open' as const),
+      family: fc.constantFrom(...FAMS),
+      client: clientArb,
+      target: targetArb,
+      // Mostly a fresh ephemeral port; sometimes a fixed one: one masquerading may pick, a frontend's.
+      clientPort: fc.oneof(
+        { weight: 5, arbitrary: fc.constant('fresh' as const) },
+        { weight: 1, arbitrary: fc.constantFrom(80, 8080, 30000, 30001, 40000, 40001) },
+      ),
+      packet: packetArb([TCP.SYN, TCP.SYN, TCP.SYN, TCP.ACK, TCP.FIN | TCP.ACK]),
+    }),
+  },
+  {
+    weight: 1,
+    arbitrary: fc.record({
+      kind: fc.constant('burst' as const),
+      family: fc.constantFrom(...FAMS),
+      client: clientArb,
+      target: targetArb,
+      count: fc.integer({ min: 2, max: 6 }),
+      packet: packetArb([TCP.SYN]),
+    }),
+  },
+  {
+    weight: 5,
+    arbitrary: fc.record({
+      kind: fc.constant('again' as const),
+      flow: fc.nat(),
+      packet: packetArb([TCP.ACK, TCP.PSH | TCP.ACK, TCP.FIN | TCP.ACK, TCP.RST, TCP.SYN, TCP.SYN]),
+    }),
+  },
+  {
+    weight: 5,
+    arbitrary: fc.record({
+      kind: fc.constant('reply' as const),
+      flow: fc.nat(),
+      packet: packetArb([TCP.SYN | TCP.ACK, TCP.ACK, TCP.PSH | TCP.ACK, TCP.FIN | TCP.ACK, TCP.RST | TCP.ACK]),
+      zeroChecksumAfterNat: often(1, 3),
+      toNodeTuple: often(3, 1),
+    }),
+  },
+  {
+    weight: 5,
+    arbitrary: fc.record({
+      kind: fc.constant('nodeCopy' as const),
+      flow: fc.nat(),
+      address: fc.constantFrom('own', 'overlay'),
+      // svcpath's own masquerade ports among them, and a NodePort.
+      port: fc.constantFrom(40000, 40001, 40002, 50000, 50001, 30000),
+      toPod: fc.option(fc.nat({ max: POD_COUNT - 1 }), { nil: undefined, freq: 5 }),
+    }),
+  },
+  {
+    weight: 2,
+    arbitrary: fc.record({
+      kind: fc.constant('wait' as const),
+      seconds: fc.oneof(fc.integer({ min: 0, max: 3 }), fc.constantFrom(...TIMEOUTS), fc.integer({ min: 61, max: 400 })),
+      nanos: fc.oneof(fc.constant(0), fc.constant(1), fc.integer({ min: 0, max: 999_999_999 })),
+    }),
+  },
+  {
+    weight: 1,
+    arbitrary: fc.record({
+      kind: fc.constant('nonIP' as const),
+      vlans: fc.oneof(fc.constant([]), fc.tuple(fc.integer({ min: 1, max: 4094 }))),
+    }),
+  },
 );
 
 export const actionsArb = fc.array(actionArb, { minLength: 1, maxLength: MAX_ACTIONS, size: 'max' });
@@ -378,13 +468,32 @@ function payloadOf(shape: PacketShape): Uint8Array {
 }
 
 /** A frame from src:sport to dst:dport shaped by `shape`; checksums right unless the shape corrupts one. */
-function frameOf(fam: Fam, src: string, dst: string, protocol: Flow['protocol'], sport: number, dport: number, shape: PacketShape, macs: [string, string], payload = payloadOf(shape)): Uint8Array {
-  const l4: L4Spec = protocol === 'TCP'
-    ? { kind: 'tcp', sport, dport, flags: shape.tcpFlags, seq: shape.payloadSeed, ack: shape.tcpFlags & TCP.ACK ? shape.ipId : 0 }
-    : protocol === 'UDP' ? { kind: 'udp', sport, dport, zeroChecksum: shape.zeroUdpChecksum }
-      : fam === 'v4' ? { kind: 'icmp', type: 8, rest: sport } : { kind: 'icmpv6', type: 128, rest: sport };
+function frameOf(
+  fam: Fam,
+  src: string,
+  dst: string,
+  protocol: Flow['protocol'],
+  sport: number,
+  dport: number,
+  shape: PacketShape,
+  macs: [string, string],
+  payload = payloadOf(shape),
+): Uint8Array {
+  const l4: L4Spec =
+    protocol === 'TCP'
+      ? { kind: 'tcp', sport, dport, flags: shape.tcpFlags, seq: shape.payloadSeed, ack: shape.tcpFlags & TCP.ACK ? shape.ipId : 0 }
+      : protocol === 'UDP'
+        ? { kind: 'udp', sport, dport, zeroChecksum: shape.zeroUdpChecksum }
+        : fam === 'v4'
+          ? { kind: 'icmp', type: 8, rest: sport }
+          : { kind: 'icmpv6', type: 128, rest: sport };
   const spec: FrameSpec = {
-    srcMac: macs[0], dstMac: macs[1], vlans: shape.vlans, padToMinimum: shape.padToMinimum, l4, payload,
+    srcMac: macs[0],
+    dstMac: macs[1],
+    vlans: shape.vlans,
+    padToMinimum: shape.padToMinimum,
+    l4,
+    payload,
     ...(fam === 'v4'
       ? { ipv4: { src, dst, ttl: shape.ttl, id: shape.ipId, tos: shape.tos, options: shape.ipv4Options ? [0x94, 4, 0, 0] : undefined } }
       : { ipv6: { src, dst, hopLimit: shape.ttl, trafficClass: shape.tos, flowLabel: shape.ipId } }),
@@ -458,10 +567,12 @@ function difference(frame: Uint8Array, datapath: Outcome, model: ModelOutcome): 
     `model    ${summary(model)}`,
     fields.length ? `differ in ${fields.join(', ')}` : '',
     firstByte >= 0
-      ? `output differs first at byte ${firstByte}: datapath ${datapath.out[firstByte]?.toString(16) ?? '(end)'}, model ${model.out[firstByte]?.toString(16) ?? '(end)'}`
-      + ` (lengths ${datapath.out.length} / ${model.out.length})\n  datapath out ${hex(datapath.out)}\n  model out    ${hex(model.out)}`
+      ? `output differs first at byte ${firstByte}: datapath ${datapath.out[firstByte]?.toString(16) ?? '(end)'}, model ${model.out[firstByte]?.toString(16) ?? '(end)'}` +
+        ` (lengths ${datapath.out.length} / ${model.out.length})\n  datapath out ${hex(datapath.out)}\n  model out    ${hex(model.out)}`
       : '',
-  ].filter((l) => l).join('\n');
+  ]
+    .filter((l) => l)
+    .join('\n');
 }
 
 const T0 = 1_800_000_000;
@@ -476,7 +587,11 @@ class SideBySide {
   private nsec = 0;
   private step = 0;
 
-  constructor(dp: Datapath, compiled: Compiled, private readonly tally?: Map<string, number>) {
+  constructor(
+    dp: Datapath,
+    compiled: Compiled,
+    private readonly tally?: Map<string, number>,
+  ) {
     this.batch = dp.createBatch(1, Batch.footprint(2048));
     this.model = new ReferenceDatapath(compiled);
   }
@@ -495,10 +610,20 @@ class SideBySide {
     b.add(frame, frame.length, this.sec, this.nsec, LINKTYPES.ETHERNET, false, direction);
     b.run();
     const datapath: Outcome = {
-      verdict: VERDICTS[b.verdict(0)], reason: REASONS[b.reason(0)], serviceId: b.serviceId(0), backendId: b.backendId(0),
-      snat: (b.flags(0) & DESC_F_SNAT) !== 0, out: b.frame(0).slice(),
+      verdict: VERDICTS[b.verdict(0)],
+      reason: REASONS[b.reason(0)],
+      serviceId: b.serviceId(0),
+      backendId: b.backendId(0),
+      snat: (b.flags(0) & DESC_F_SNAT) !== 0,
+      out: b.frame(0).slice(),
     };
-    const model = this.model.process(frame, { wireLen: frame.length, tsSec: this.sec, tsNsec: this.nsec, linktype: LINKTYPES.ETHERNET, direction });
+    const model = this.model.process(frame, {
+      wireLen: frame.length,
+      tsSec: this.sec,
+      tsNsec: this.nsec,
+      linktype: LINKTYPES.ETHERNET,
+      direction,
+    });
     const diff = difference(frame, datapath, model);
     if (diff) throw new Error(`step ${this.step} (${what}, t=${this.sec}.${String(this.nsec).padStart(9, '0')}):\n${diff}`);
     const key = `${datapath.verdict} ${datapath.reason}`;
@@ -514,15 +639,24 @@ function frontendsOf(compiled: Compiled, fam: Fam) {
 
 function clientAddress(choice: ClientChoice, fam: Fam, cluster: ClusterSpec): string {
   switch (choice.kind) {
-    case 'localPod': return fam === 'v4' ? '10.244.1.77' : 'fd00:244:1::77';
-    case 'remotePod': return fam === 'v4' ? '10.244.2.77' : 'fd00:244:2::77';
-    case 'node': return NODE[fam];
-    case 'otherNode': return OTHER_NODE[fam];
-    case 'externalInRange': return fam === 'v4' ? '172.16.5.5' : '2001:db8:5::5';
-    case 'externalOutOfRange': return fam === 'v4' ? '198.18.0.1' : '2001:db8:99::1';
-    case 'backend': return podAddress(choice.pod, fam);
-    case 'lbIP': return choice.service < cluster.services.length && cluster.services[choice.service].type === 'LoadBalancer'
-      ? lbIP(choice.service, fam) : NODE[fam];
+    case 'localPod':
+      return fam === 'v4' ? '10.244.1.77' : 'fd00:244:1::77';
+    case 'remotePod':
+      return fam === 'v4' ? '10.244.2.77' : 'fd00:244:2::77';
+    case 'node':
+      return NODE[fam];
+    case 'otherNode':
+      return OTHER_NODE[fam];
+    case 'externalInRange':
+      return fam === 'v4' ? '172.16.5.5' : '2001:db8:5::5';
+    case 'externalOutOfRange':
+      return fam === 'v4' ? '198.18.0.1' : '2001:db8:99::1';
+    case 'backend':
+      return podAddress(choice.pod, fam);
+    case 'lbIP':
+      return choice.service < cluster.services.length && cluster.services[choice.service].type === 'LoadBalancer'
+        ? lbIP(choice.service, fam)
+        : NODE[fam];
   }
 }
 
@@ -534,17 +668,25 @@ function targetOf(choice: TargetChoice, fam: Fam, compiled: Compiled): { server:
       const f = frontends[choice.index % frontends.length];
       const other = f.protocol === 'TCP' ? 'UDP' : 'TCP';
       switch (choice.variant) {
-        case 'exact': return { server: f.address, serverPort: f.port, protocol: f.protocol as 'TCP' | 'UDP' };
-        case 'otherPort': return { server: f.address, serverPort: f.port + 1, protocol: f.protocol as 'TCP' | 'UDP' };
-        case 'otherProtocol': return { server: f.address, serverPort: f.port, protocol: other };
-        case 'icmpEcho': return { server: f.address, serverPort: 0, protocol: 'ICMP' };
+        case 'exact':
+          return { server: f.address, serverPort: f.port, protocol: f.protocol as 'TCP' | 'UDP' };
+        case 'otherPort':
+          return { server: f.address, serverPort: f.port + 1, protocol: f.protocol as 'TCP' | 'UDP' };
+        case 'otherProtocol':
+          return { server: f.address, serverPort: f.port, protocol: other };
+        case 'icmpEcho':
+          return { server: f.address, serverPort: 0, protocol: 'ICMP' };
       }
       break;
     }
-    case 'unallocatedServiceIP': return { server: fam === 'v4' ? '10.96.7.7' : 'fd00:96::7:7', serverPort: 80, protocol: choice.protocol };
-    case 'outside': return { server: fam === 'v4' ? '8.8.8.8' : '2001:4860::8888', serverPort: 443, protocol: choice.protocol };
-    case 'nodeUnservedPort': return { server: NODE[fam], serverPort: 22, protocol: choice.protocol };
-    case 'pod': return { server: podAddress(choice.pod, fam), serverPort: 8080, protocol: choice.protocol };
+    case 'unallocatedServiceIP':
+      return { server: fam === 'v4' ? '10.96.7.7' : 'fd00:96::7:7', serverPort: 80, protocol: choice.protocol };
+    case 'outside':
+      return { server: fam === 'v4' ? '8.8.8.8' : '2001:4860::8888', serverPort: 443, protocol: choice.protocol };
+    case 'nodeUnservedPort':
+      return { server: NODE[fam], serverPort: 22, protocol: choice.protocol };
+    case 'pod':
+      return { server: podAddress(choice.pod, fam), serverPort: 8080, protocol: choice.protocol };
   }
 }
 
@@ -553,15 +695,26 @@ function replyFrame(flow: Flow, received: Uint8Array, action: Extract<Action, { 
   const l3 = 14 + 4 * vlanCount(received);
   const v = new DataView(received.buffer, received.byteOffset);
   const fam = flow.fam;
-  const [src, dst] = fam === 'v4'
-    ? [received.subarray(l3 + 12, l3 + 16), received.subarray(l3 + 16, l3 + 20)]
-    : [received.subarray(l3 + 8, l3 + 24), received.subarray(l3 + 24, l3 + 40)];
+  const [src, dst] =
+    fam === 'v4'
+      ? [received.subarray(l3 + 12, l3 + 16), received.subarray(l3 + 16, l3 + 20)]
+      : [received.subarray(l3 + 8, l3 + 24), received.subarray(l3 + 24, l3 + 40)];
   const l4 = l3 + (fam === 'v4' ? (received[l3] & 0x0f) * 4 : 40);
   let payload = payloadOf(action.packet);
   const shape = action.packet;
   if (flow.protocol === 'UDP' && action.zeroChecksumAfterNat) payload = zeroChecksumPayload(flow, payload);
   const macs: [string, string] = [macText(received, 0), macText(received, 6)];
-  return frameOf(fam, addressText(dst), to?.address ?? addressText(src), flow.protocol, v.getUint16(l4 + 2), to?.port ?? v.getUint16(l4), shape, macs, payload);
+  return frameOf(
+    fam,
+    addressText(dst),
+    to?.address ?? addressText(src),
+    flow.protocol,
+    v.getUint16(l4 + 2),
+    to?.port ?? v.getUint16(l4),
+    shape,
+    macs,
+    payload,
+  );
 }
 
 /**
@@ -628,7 +781,7 @@ export async function checkAgreement(cluster: ClusterSpec, actions: Action[], ta
   const compiled = compileCluster(cluster);
   const dp = await loadProgram(compiled, { ctEntries: CT_ENTRIES });
   const run = new SideBySide(dp, compiled, tally);
-  const arrived = cluster.capturedOnNode ? 'inbound' as const : undefined;
+  const arrived = cluster.capturedOnNode ? ('inbound' as const) : undefined;
   const flows: Flow[] = [];
   const byTuple = new Map<string, Flow>();
   let nextPort = 32768 + (cluster.seed % 20000);
@@ -638,7 +791,13 @@ export async function checkAgreement(cluster: ClusterSpec, actions: Action[], ta
         run.wait(action.seconds, action.nanos);
         break;
       case 'nonIP': {
-        const arp = buildFrame({ srcMac: CLIENT_MAC, dstMac: 'ff:ff:ff:ff:ff:ff', vlans: action.vlans, ethertype: 0x0806, payload: new Uint8Array(28).fill(1) }).slice();
+        const arp = buildFrame({
+          srcMac: CLIENT_MAC,
+          dstMac: 'ff:ff:ff:ff:ff:ff',
+          vlans: action.vlans,
+          ethertype: 0x0806,
+          payload: new Uint8Array(28).fill(1),
+        }).slice();
         run.run(arp, 'ARP', arrived);
         break;
       }
@@ -648,7 +807,13 @@ export async function checkAgreement(cluster: ClusterSpec, actions: Action[], ta
         const client = clientAddress(action.client, action.family, cluster);
         const ports = action.kind === 'open' ? [action.clientPort] : Array.from({ length: action.count }, () => 'fresh' as const);
         for (const port of ports) {
-          const opened: Flow = { fam: action.family, client, clientPort: port === 'fresh' ? nextPort++ : port, ...target, masqueraded: false };
+          const opened: Flow = {
+            fam: action.family,
+            client,
+            clientPort: port === 'fresh' ? nextPort++ : port,
+            ...target,
+            masqueraded: false,
+          };
           // A fixed client port may open a tuple again: it is the same flow.
           const key = `${opened.protocol} ${hostPort(opened.client, opened.clientPort)} > ${hostPort(opened.server, opened.serverPort)}`;
           let flow = byTuple.get(key);
@@ -665,7 +830,13 @@ export async function checkAgreement(cluster: ClusterSpec, actions: Action[], ta
       case 'again': {
         if (flows.length === 0) break;
         const flow = flows[action.flow % flows.length];
-        send(run, flow, action.packet, `again ${flow.protocol} ${hostPort(flow.client, flow.clientPort)} > ${hostPort(flow.server, flow.serverPort)}`, arrived);
+        send(
+          run,
+          flow,
+          action.packet,
+          `again ${flow.protocol} ${hostPort(flow.client, flow.clientPort)} > ${hostPort(flow.server, flow.serverPort)}`,
+          arrived,
+        );
         break;
       }
       case 'reply': {
@@ -674,7 +845,11 @@ export async function checkAgreement(cluster: ClusterSpec, actions: Action[], ta
         if (!flow.toBackend || flow.protocol === 'ICMP') break;
         const to = action.toNodeTuple ? flow.nodeTuple : undefined;
         for (const { frame } of asSent(replyFrame(flow, flow.toBackend, action, to), flow.fam, action.packet)) {
-          run.run(frame, `reply${to ? ' to the node\'s tuple' : ''} to ${hostPort(flow.client, flow.clientPort)} > ${hostPort(flow.server, flow.serverPort)}`, arrived);
+          run.run(
+            frame,
+            `reply${to ? " to the node's tuple" : ''} to ${hostPort(flow.client, flow.clientPort)} > ${hostPort(flow.server, flow.serverPort)}`,
+            arrived,
+          );
         }
         break;
       }
@@ -684,7 +859,11 @@ export async function checkAgreement(cluster: ClusterSpec, actions: Action[], ta
         if (!flow.toBackend || flow.protocol === 'ICMP') break;
         flow.nodeTuple = { address: action.address === 'own' ? NODE[flow.fam] : OVERLAY[flow.fam], port: action.port };
         const toPod = action.toPod === undefined ? undefined : podAddress(action.toPod, flow.fam);
-        run.run(nodeCopy(flow.toBackend, flow.fam, flow.nodeTuple, toPod), `node's copy of ${hostPort(flow.client, flow.clientPort)} > ${hostPort(flow.server, flow.serverPort)}`, 'outbound');
+        run.run(
+          nodeCopy(flow.toBackend, flow.fam, flow.nodeTuple, toPod),
+          `node's copy of ${hostPort(flow.client, flow.clientPort)} > ${hostPort(flow.server, flow.serverPort)}`,
+          'outbound',
+        );
         break;
       }
     }

@@ -47,16 +47,38 @@ export interface FuzzReport {
 }
 
 const ADDRESSES = [
-  '10.96.0.10', '10.96.0.20', '10.96.0.30', '10.96.0.99', '198.51.100.10', '203.0.113.10', '192.168.0.10',
-  '10.244.0.5', '10.244.1.5', '10.244.1.7', '10.244.0.77', '172.16.3.4', '8.8.8.8',
+  '10.96.0.10',
+  '10.96.0.20',
+  '10.96.0.30',
+  '10.96.0.99',
+  '198.51.100.10',
+  '203.0.113.10',
+  '192.168.0.10',
+  '10.244.0.5',
+  '10.244.1.5',
+  '10.244.1.7',
+  '10.244.0.77',
+  '172.16.3.4',
+  '8.8.8.8',
 ];
 const PORTS = [80, 53, 3868, 30080, 30053, 30081, 30868, 8080, 5353, 81, 40000, 0, 65535];
 /** The fuzz cluster's frontends, so that most generated flows reach a Service. */
 const FRONTENDS: Array<[string, number, 'tcp' | 'udp' | 'sctp']> = [
-  ['10.96.0.10', 80, 'tcp'], ['10.96.0.10', 53, 'udp'], ['10.96.0.10', 3868, 'sctp'], ['198.51.100.10', 80, 'tcp'],
-  ['203.0.113.10', 80, 'tcp'], ['192.168.0.10', 30080, 'tcp'], ['192.168.0.10', 30053, 'udp'], ['192.168.0.10', 30868, 'sctp'],
-  ['10.96.0.20', 80, 'tcp'], ['192.168.0.10', 30081, 'tcp'], ['10.96.0.30', 80, 'tcp'],
-  ['fd00:96::10', 80, 'tcp'], ['fd00:96::10', 53, 'udp'], ['fd00:168::10', 30080, 'tcp'], ['2001:db8:113::10', 80, 'tcp'],
+  ['10.96.0.10', 80, 'tcp'],
+  ['10.96.0.10', 53, 'udp'],
+  ['10.96.0.10', 3868, 'sctp'],
+  ['198.51.100.10', 80, 'tcp'],
+  ['203.0.113.10', 80, 'tcp'],
+  ['192.168.0.10', 30080, 'tcp'],
+  ['192.168.0.10', 30053, 'udp'],
+  ['192.168.0.10', 30868, 'sctp'],
+  ['10.96.0.20', 80, 'tcp'],
+  ['192.168.0.10', 30081, 'tcp'],
+  ['10.96.0.30', 80, 'tcp'],
+  ['fd00:96::10', 80, 'tcp'],
+  ['fd00:96::10', 53, 'udp'],
+  ['fd00:168::10', 30080, 'tcp'],
+  ['2001:db8:113::10', 80, 'tcp'],
 ];
 const CLIENTS = ['10.244.0.77', '10.244.1.9', '192.168.0.10', '172.16.3.4', '172.31.0.1', '8.8.8.8', '10.244.0.5'];
 const CLIENTS6 = ['fd00:244:0::77', 'fd00:168::10', '2001:db8:5::5', 'fd00:244::5'];
@@ -75,19 +97,34 @@ function generatedFrame(rng: Mulberry32): Uint8Array {
     const base6 = { srcMac: '02:00:00:00:00:01', dstMac: '02:00:00:00:00:02', vlans, ipv6 };
     return kind === 'udp'
       ? buildFrame({ ...base6, l4: { kind: 'udp', sport, dport }, payload }).slice()
-      : buildFrame({ ...base6, l4: { kind: 'tcp', sport, dport, seq: rng.next(), ack: rng.next(), flags: rng.int(0, 63) }, payload }).slice();
+      : buildFrame({
+          ...base6,
+          l4: { kind: 'tcp', sport, dport, seq: rng.next(), ack: rng.next(), flags: rng.int(0, 63) },
+          payload,
+        }).slice();
   }
   const ipv4 = {
-    src: target ? pick(CLIENTS) : pick(ADDRESSES), dst: target?.[0] ?? pick(ADDRESSES), id: rng.int(0, 65535),
+    src: target ? pick(CLIENTS) : pick(ADDRESSES),
+    dst: target?.[0] ?? pick(ADDRESSES),
+    id: rng.int(0, 65535),
     options: rng.float() < 0.1 ? [0x94, 4, 0, 0] : undefined,
-    moreFragments: rng.float() < 0.05, fragOffset: rng.float() < 0.05 ? rng.int(1, 100) : 0,
+    moreFragments: rng.float() < 0.05,
+    fragOffset: rng.float() < 0.05 ? rng.int(1, 100) : 0,
   };
   const base = { srcMac: '02:00:00:00:00:01', dstMac: '02:00:00:00:00:02', vlans };
   if (ipv4.fragOffset) return buildFrame({ ...base, ipv4: { ...ipv4, protocol: 6 }, l4: { kind: 'raw', protocol: 6 }, payload }).slice();
   switch (kind) {
-    case 'tcp': return buildFrame({ ...base, ipv4, l4: { kind: 'tcp', sport, dport, seq: rng.next(), ack: rng.next(), flags: rng.int(0, 63) }, payload }).slice();
-    case 'udp': return buildFrame({ ...base, ipv4, l4: { kind: 'udp', sport, dport, zeroChecksum: rng.float() < 0.2 }, payload }).slice();
-    case 'icmp': return buildFrame({ ...base, ipv4, l4: { kind: 'icmp', type: pick([0, 3, 8, 11]), code: rng.int(0, 4) }, payload }).slice();
+    case 'tcp':
+      return buildFrame({
+        ...base,
+        ipv4,
+        l4: { kind: 'tcp', sport, dport, seq: rng.next(), ack: rng.next(), flags: rng.int(0, 63) },
+        payload,
+      }).slice();
+    case 'udp':
+      return buildFrame({ ...base, ipv4, l4: { kind: 'udp', sport, dport, zeroChecksum: rng.float() < 0.2 }, payload }).slice();
+    case 'icmp':
+      return buildFrame({ ...base, ipv4, l4: { kind: 'icmp', type: pick([0, 3, 8, 11]), code: rng.int(0, 4) }, payload }).slice();
     case 'sctp': {
       const sctp = new Uint8Array(12 + payload.length);
       new DataView(sctp.buffer).setUint16(0, sport);
@@ -102,7 +139,9 @@ function generatedFrame(rng: Mulberry32): Uint8Array {
 function corpusFrames(max: number): Uint8Array[] {
   if (!existsSync(CORPUS)) return [];
   const frames: Uint8Array[] = [];
-  for (const file of readdirSync(CORPUS).filter((f) => /\.pcap(ng)?$/.test(f)).sort()) {
+  for (const file of readdirSync(CORPUS)
+    .filter((f) => /\.pcap(ng)?$/.test(f))
+    .sort()) {
     try {
       for (const rec of openCapture(join(CORPUS, file)).records()) {
         if (rec.linktype === LINKTYPES.ETHERNET && rec.caplen <= 4096) frames.push(rec.data.slice());
@@ -121,9 +160,15 @@ function mutate(frame: Uint8Array, rng: Mulberry32): Uint8Array {
   for (let r = 0; r < rounds && f.length > 0; r++) {
     const at = rng.int(0, f.length - 1);
     switch (rng.int(0, 6)) {
-      case 0: f[at] ^= 1 << rng.int(0, 7); break;
-      case 1: f[at] = [0, 0xff, 0x80, 0x7f, 0x45, 0x06, 0x11][rng.int(0, 6)]; break;
-      case 2: f = f.slice(0, at); break;
+      case 0:
+        f[at] ^= 1 << rng.int(0, 7);
+        break;
+      case 1:
+        f[at] = [0, 0xff, 0x80, 0x7f, 0x45, 0x06, 0x11][rng.int(0, 6)];
+        break;
+      case 2:
+        f = f.slice(0, at);
+        break;
       case 3: {
         const grown = new Uint8Array(f.length + rng.int(1, 64));
         grown.set(f);
@@ -131,10 +176,19 @@ function mutate(frame: Uint8Array, rng: Mulberry32): Uint8Array {
         f = grown;
         break;
       }
-      case 4: f[at] = rng.int(0, 255); break;
+      case 4:
+        f[at] = rng.int(0, 255);
+        break;
       // Lying lengths: IPv4 total length and IHL of an untagged frame.
-      case 5: if (f.length > 17) { f[16] = rng.int(0, 255); f[17] = rng.int(0, 255); } break;
-      case 6: if (f.length > 14) f[14] = (4 << 4) | rng.int(0, 15); break;
+      case 5:
+        if (f.length > 17) {
+          f[16] = rng.int(0, 255);
+          f[17] = rng.int(0, 255);
+        }
+        break;
+      case 6:
+        if (f.length > 14) f[14] = (4 << 4) | rng.int(0, 15);
+        break;
     }
   }
   return f;
@@ -153,7 +207,11 @@ function answer(sent: Uint8Array, rng: Mulberry32): Uint8Array | undefined {
   const { sport, dport } = l4;
   const src = ip.src;
   const dst = ip.dst;
-  const base = { srcMac: '02:00:00:00:00:02', dstMac: '02:00:00:00:00:01', ...(d.ipv6 ? { ipv6: { src: dst, dst: src } } : { ipv4: { src: dst, dst: src } }) };
+  const base = {
+    srcMac: '02:00:00:00:00:02',
+    dstMac: '02:00:00:00:00:01',
+    ...(d.ipv6 ? { ipv6: { src: dst, dst: src } } : { ipv4: { src: dst, dst: src } }),
+  };
   if (rng.float() < 0.2) {
     const headerLen = d.ipv4 ? d.ipv4.ihl * 4 : 40;
     const quote = sent.slice(14, Math.min(sent.length, 14 + headerLen + rng.int(8, 64)));
@@ -175,7 +233,11 @@ async function fuzzDatapath(): Promise<Datapath> {
   const serviceClusterIPRanges = ['10.96.0.0/12', 'fd00:96::/108'];
   const state = loadClusterState([FUZZ_CLUSTER], { serviceClusterIPRanges });
   const compiled = compile(state, resolveServices(state).services, {
-    node: 'node-a', seed: 0, maglevTableSize: 251, snatPortRange: [40000, 40063], serviceClusterIPRanges,
+    node: 'node-a',
+    seed: 0,
+    maglevTableSize: 251,
+    snatPortRange: [40000, 40063],
+    serviceClusterIPRanges,
   });
   return loadProgram(compiled, { ctEntries: 4096 });
 }
@@ -208,7 +270,9 @@ export async function fuzz(opts: FuzzOptions): Promise<FuzzReport> {
     for (let i = 0; i < BATCH_FRAMES; i++) {
       const source = rng.float();
       const reply = source < 0.2 && sentToBackends.length ? answer(sentToBackends[rng.int(0, sentToBackends.length - 1)], rng) : undefined;
-      let data = reply ?? (source < 0.55 ? generatedFrame(rng) : source < 0.8 && seeds.length ? seeds[rng.int(0, seeds.length - 1)] : randomFrame(rng));
+      let data =
+        reply ??
+        (source < 0.55 ? generatedFrame(rng) : source < 0.8 && seeds.length ? seeds[rng.int(0, seeds.length - 1)] : randomFrame(rng));
       let linktype: number = LINKTYPES.ETHERNET;
       const framing = rng.float();
       if (framing < 0.1 && data.length >= 34 && data[12] === 0x08 && data[13] === 0x00) {
@@ -231,7 +295,8 @@ export async function fuzz(opts: FuzzOptions): Promise<FuzzReport> {
     }
     for (let i = 0; i < batch.count; i++) mem[batch.descBase + i * 48 + 28] = 0xff; // no verdict yet
     const before = mem.slice(batch.dataBase, batch.dataBase + batch.dataBytes);
-    const where = (i: number) => `seed ${opts.seed} batch ${b} frame ${i} linktype ${frames[i].linktype} wireLen ${frames[i].wireLen}: ${hex(frames[i].data)}`;
+    const where = (i: number) =>
+      `seed ${opts.seed} batch ${b} frame ${i} linktype ${frames[i].linktype} wireLen ${frames[i].wireLen}: ${hex(frames[i].data)}`;
     try {
       batch.run();
     } catch (e) {
@@ -256,8 +321,12 @@ export async function fuzz(opts: FuzzOptions): Promise<FuzzReport> {
       if (r === 1 && frames[i].linktype === LINKTYPES.ETHERNET) sentToBackends.push(out.slice()); // SERVICE
       const start = out.byteOffset - batch.dataBase;
       mayChange.fill(1, start, start + Math.max(out.length, frames[i].data.length));
-      if (frames[i].linktype === LINKTYPES.ETHERNET && frames[i].wireLen === frames[i].data.length
-        && checksumsValid(frames[i].data) && checksumsValid(out) === false) {
+      if (
+        frames[i].linktype === LINKTYPES.ETHERNET &&
+        frames[i].wireLen === frames[i].data.length &&
+        checksumsValid(frames[i].data) &&
+        checksumsValid(out) === false
+      ) {
         report.failures.push(`${outcome} broke checksums: ${where(i)} -> ${hex(out)}`);
       }
     }

@@ -364,7 +364,13 @@ function resolveSpec(spec: GeneratorSpec) {
   };
   if (!Number.isSafeInteger(spec.seed)) fail('seed', `${spec.seed} is not an integer`);
   const startTime = spec.startTime ?? DEFAULT_START_TIME;
-  if (!Number.isInteger(startTime.sec) || startTime.sec < 0 || !Number.isInteger(startTime.nsec) || startTime.nsec < 0 || startTime.nsec >= 1e9) {
+  if (
+    !Number.isInteger(startTime.sec) ||
+    startTime.sec < 0 ||
+    !Number.isInteger(startTime.nsec) ||
+    startTime.nsec < 0 ||
+    startTime.nsec >= 1e9
+  ) {
     fail('startTime', `${startTime.sec} s ${startTime.nsec} ns is not a valid timestamp`);
   }
   if (spec.clients.length === 0) fail('clients', 'at least one client is needed');

@@ -43,7 +43,9 @@ async function cookedCase(): Promise<void> {
   const dir = caseDir('cooked-pcapng', '--node node-a');
   copyFileSync(SAMPLE_CLUSTER, join(dir, 'cluster.yaml'));
   const state = loadClusterState([SAMPLE_CLUSTER]);
-  const dp = await loadProgram(compile(state, resolveServices(state).services, { node: 'node-a', seed: 0, maglevTableSize: DEFAULT_MAGLEV_TABLE_SIZE }));
+  const dp = await loadProgram(
+    compile(state, resolveServices(state).services, { node: 'node-a', seed: 0, maglevTableSize: DEFAULT_MAGLEV_TABLE_SIZE }),
+  );
   const batch = dp.createBatch(1, 4096);
   const w = createPcapngWriter(join(dir, 'input.pcapng'), { interfaces: [{ linktype: 113, tsresolNs: true }] });
   for (const p of buildSample().slice(0, 300)) {
@@ -70,30 +72,54 @@ async function cookedCase(): Promise<void> {
  */
 async function policiesCase(): Promise<void> {
   const ranges = ['10.96.0.0/12', 'fd00:96::/108'];
-  const dir = caseDir('frontends-and-policies', `--node node-a --snat-port-range 40000-40999 --service-cluster-ip-range ${ranges.join(',')}`);
+  const dir = caseDir(
+    'frontends-and-policies',
+    `--node node-a --snat-port-range 40000-40999 --service-cluster-ip-range ${ranges.join(',')}`,
+  );
   copyFileSync(FUZZ_CLUSTER, join(dir, 'cluster.yaml'));
   const state = loadClusterState([FUZZ_CLUSTER], { serviceClusterIPRanges: ranges });
   const compiled = compile(state, resolveServices(state).services, {
-    node: 'node-a', seed: 0, maglevTableSize: DEFAULT_MAGLEV_TABLE_SIZE, snatPortRange: [40000, 40999], serviceClusterIPRanges: ranges,
+    node: 'node-a',
+    seed: 0,
+    maglevTableSize: DEFAULT_MAGLEV_TABLE_SIZE,
+    snatPortRange: [40000, 40999],
+    serviceClusterIPRanges: ranges,
   });
   const dp = await loadProgram(compiled);
   const batch = dp.createBatch(1, 4096);
   const w = createPcapWriter(join(dir, 'input.pcap'), { linktype: 1 });
   const frontends: Array<[string, number, 'tcp' | 'udp']> = [
-    ['10.96.0.10', 80, 'tcp'], ['10.96.0.10', 53, 'udp'], ['198.51.100.10', 80, 'tcp'], ['203.0.113.10', 80, 'tcp'],
-    ['192.168.0.10', 30080, 'tcp'], ['192.168.0.10', 30053, 'udp'], ['10.96.0.20', 80, 'tcp'], ['192.168.0.10', 30081, 'tcp'],
-    ['10.96.0.30', 80, 'tcp'], ['10.96.0.10', 81, 'tcp'], ['10.96.0.77', 80, 'tcp'],
-    ['fd00:96::10', 80, 'tcp'], ['fd00:96::10', 53, 'udp'], ['fd00:168::10', 30080, 'tcp'], ['2001:db8:113::10', 80, 'tcp'],
+    ['10.96.0.10', 80, 'tcp'],
+    ['10.96.0.10', 53, 'udp'],
+    ['198.51.100.10', 80, 'tcp'],
+    ['203.0.113.10', 80, 'tcp'],
+    ['192.168.0.10', 30080, 'tcp'],
+    ['192.168.0.10', 30053, 'udp'],
+    ['10.96.0.20', 80, 'tcp'],
+    ['192.168.0.10', 30081, 'tcp'],
+    ['10.96.0.30', 80, 'tcp'],
+    ['10.96.0.10', 81, 'tcp'],
+    ['10.96.0.77', 80, 'tcp'],
+    ['fd00:96::10', 80, 'tcp'],
+    ['fd00:96::10', 53, 'udp'],
+    ['fd00:168::10', 30080, 'tcp'],
+    ['2001:db8:113::10', 80, 'tcp'],
   ];
   const clients = ['10.244.0.77', '192.168.0.10', '172.16.3.4', '8.8.8.8'];
   const clients6 = ['fd00:244::77', 'fd00:168::10', '2001:db8:5::5'];
   let t = 1_800_000_000;
   let port = 41000;
-  const frame = (src: string, dst: string, sport: number, dport: number, kind: 'tcp' | 'udp', answer = false) => buildFrame({
-    srcMac: answer ? '02:00:00:00:00:02' : '02:00:00:00:00:01', dstMac: answer ? '02:00:00:00:00:01' : '02:00:00:00:00:02',
-    ...(src.includes(':') ? { ipv6: { src, dst } } : { ipv4: { src, dst } }), payload: new Uint8Array(16).fill(0x42),
-    l4: kind === 'tcp' ? { kind, sport, dport, seq: 1, ack: answer ? 2 : 0, flags: answer ? ['SYN', 'ACK'] : ['SYN'] } : { kind, sport, dport },
-  }).slice();
+  const frame = (src: string, dst: string, sport: number, dport: number, kind: 'tcp' | 'udp', answer = false) =>
+    buildFrame({
+      srcMac: answer ? '02:00:00:00:00:02' : '02:00:00:00:00:01',
+      dstMac: answer ? '02:00:00:00:00:01' : '02:00:00:00:00:02',
+      ...(src.includes(':') ? { ipv6: { src, dst } } : { ipv4: { src, dst } }),
+      payload: new Uint8Array(16).fill(0x42),
+      l4:
+        kind === 'tcp'
+          ? { kind, sport, dport, seq: 1, ack: answer ? 2 : 0, flags: answer ? ['SYN', 'ACK'] : ['SYN'] }
+          : { kind, sport, dport },
+    }).slice();
   for (const [vip, vport, kind] of frontends) {
     for (const client of vip.includes(':') ? clients6 : clients) {
       const request = frame(client, vip, port++, vport, kind);
@@ -166,16 +192,23 @@ clusterCIDR: 10.244.0.0/16
     v.setUint32(8, crc32c(p), true);
     return p;
   };
-  const frame = (src: string, dst: string, sport: number, dport: number, proto: 'sctp' | 'udp', answer = false) => buildFrame({
-    srcMac: answer ? '02:00:00:00:00:02' : '02:00:00:00:00:01', dstMac: answer ? '02:00:00:00:00:01' : '02:00:00:00:00:02',
-    ipv4: { src, dst },
-    ...(proto === 'sctp' ? { l4: { kind: 'raw' as const, protocol: 132 }, payload: sctp(sport, dport) } : { l4: { kind: 'udp' as const, sport, dport }, payload: new Uint8Array(20).fill(7) }),
-  }).slice();
+  const frame = (src: string, dst: string, sport: number, dport: number, proto: 'sctp' | 'udp', answer = false) =>
+    buildFrame({
+      srcMac: answer ? '02:00:00:00:00:02' : '02:00:00:00:00:01',
+      dstMac: answer ? '02:00:00:00:00:01' : '02:00:00:00:00:02',
+      ipv4: { src, dst },
+      ...(proto === 'sctp'
+        ? { l4: { kind: 'raw' as const, protocol: 132 }, payload: sctp(sport, dport) }
+        : { l4: { kind: 'udp' as const, sport, dport }, payload: new Uint8Array(20).fill(7) }),
+    }).slice();
   let t = 1_800_000_000;
   let port = 5000;
   for (const [client, dst, dport, proto] of [
-    ['10.244.1.1', '10.96.5.5', 3868, 'sctp'], ['172.16.0.1', '192.168.0.10', 30868, 'sctp'], ['10.244.1.1', '10.96.5.5', 1812, 'udp'],
-    ['172.16.0.2', '192.168.0.10', 31812, 'udp'], ['172.16.0.3', '192.168.0.10', 30868, 'sctp'],
+    ['10.244.1.1', '10.96.5.5', 3868, 'sctp'],
+    ['172.16.0.1', '192.168.0.10', 30868, 'sctp'],
+    ['10.244.1.1', '10.96.5.5', 1812, 'udp'],
+    ['172.16.0.2', '192.168.0.10', 31812, 'udp'],
+    ['172.16.0.3', '192.168.0.10', 30868, 'sctp'],
   ] as const) {
     for (let i = 0; i < 3; i++) {
       const request = frame(client, dst, port++, dport, proto);

@@ -11,6 +11,14 @@ export const GOLDEN_DIR = join(PROJECT_ROOT, 'test', 'golden');
 
 process.chdir(PROJECT_ROOT);
 process.exitCode = await main([
-  'replay', 'traces/samples/sample.pcap', '--cluster', 'traces/samples/cluster.yaml', '--node', 'node-a',
-  '--verdicts', join(GOLDEN_DIR, 'sample.verdicts.jsonl'), '--summary', join(GOLDEN_DIR, 'sample.summary.json'),
+  'replay',
+  'traces/samples/sample.pcap',
+  '--cluster',
+  'traces/samples/cluster.yaml',
+  '--node',
+  'node-a',
+  '--verdicts',
+  join(GOLDEN_DIR, 'sample.verdicts.jsonl'),
+  '--summary',
+  join(GOLDEN_DIR, 'sample.summary.json'),
 ]);

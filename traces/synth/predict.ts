@@ -20,8 +20,15 @@ export function maglevChooser(compiled: Compiled, seed: number): BackendChooser 
     const svc = byFrontend.get(`${flow.vip} ${flow.vport} ${flow.protocol}`);
     const table = svc?.cluster.maglev;
     if (!table || table.length === 0) return null;
-    const slot = flowHash4(seed, ipaddr.parse(flow.clientIp).toByteArray(), ipaddr.parse(flow.vip).toByteArray(),
-      flow.clientPort, flow.vport, IPPROTO[flow.protocol]) % table.length;
+    const slot =
+      flowHash4(
+        seed,
+        ipaddr.parse(flow.clientIp).toByteArray(),
+        ipaddr.parse(flow.vip).toByteArray(),
+        flow.clientPort,
+        flow.vport,
+        IPPROTO[flow.protocol],
+      ) % table.length;
     const b = compiled.backends[table[slot] - 1];
     return { ip: b.ip, port: b.port };
   };

@@ -12,7 +12,10 @@ import { agreementProperty } from './differential.js';
 const { values } = parseArgs({ options: { seed: { type: 'string' }, runs: { type: 'string' } } });
 const seed = Number(values.seed ?? Date.now() % 1_000_000);
 const runs = Number(values.runs ?? 20_000);
-for (const [flag, n] of [['--seed', seed], ['--runs', runs]] as const) {
+for (const [flag, n] of [
+  ['--seed', seed],
+  ['--runs', runs],
+] as const) {
   if (!Number.isSafeInteger(n) || n < 0) {
     console.error(`run-model-fuzz: ${flag}: expected a non-negative integer`);
     process.exit(1);

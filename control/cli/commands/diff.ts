@@ -3,7 +3,14 @@ import { diffReplays, formatDiff } from '../../runtime/diff.js';
 import { stopOnSignals } from '../../runtime/replay.js';
 import { parseCommandArgs } from '../args.js';
 import {
-  buildDatapath, CLUSTER_OPTIONS, DATAPATH_FLAGS, DATAPATH_OPTIONS, fail, HELP_FOOTER, oneTrace, printHelp,
+  buildDatapath,
+  CLUSTER_OPTIONS,
+  DATAPATH_FLAGS,
+  DATAPATH_OPTIONS,
+  fail,
+  HELP_FOOTER,
+  oneTrace,
+  printHelp,
 } from '../shared-flags.js';
 
 export const HELP = `svcpath diff: the flows whose decision (backend, verdict, masquerading) changes between two cluster

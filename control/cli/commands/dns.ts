@@ -33,7 +33,7 @@ export async function run(argv: string[]): Promise<number> {
   if (values.query === undefined && (values.type !== undefined || values['from-namespace'] !== undefined)) {
     fail(`${values.type !== undefined ? '--type' : '--from-namespace'}: only with --query`);
   }
-  const type = values.type === undefined ? undefined : values.type.toUpperCase() as RecordType;
+  const type = values.type === undefined ? undefined : (values.type.toUpperCase() as RecordType);
   if (type !== undefined && !QUERY_TYPES.includes(type)) fail(`--type: "${values.type}" is not one of ${QUERY_TYPES.join(', ')}`);
   const fromNamespace = values['from-namespace'] === undefined ? undefined : parseName('--from-namespace', values['from-namespace']);
   const { state } = loadState(values);

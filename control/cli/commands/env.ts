@@ -16,7 +16,10 @@ ${CLUSTER_OPTIONS}
 ${HELP_FOOTER}`;
 
 const FLAGS = {
-  ...CLUSTER_FLAGS, namespace: { type: 'string' }, 'enable-service-links': { type: 'string' }, json: { type: 'boolean' },
+  ...CLUSTER_FLAGS,
+  namespace: { type: 'string' },
+  'enable-service-links': { type: 'string' },
+  json: { type: 'boolean' },
 } as const;
 
 export async function run(argv: string[]): Promise<number> {

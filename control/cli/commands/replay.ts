@@ -11,7 +11,14 @@ import { replaySharded } from '../../runtime/sharded-replay.js';
 import { buildSummary, formatSummary, readCounters, type Counters, type Summary } from '../../runtime/summary.js';
 import { parseCommandArgs } from '../args.js';
 import {
-  CLUSTER_OPTIONS, compileFromFlags, DATAPATH_FLAGS, DATAPATH_OPTIONS, HELP_FOOTER, oneTrace, parseInteger, printHelp,
+  CLUSTER_OPTIONS,
+  compileFromFlags,
+  DATAPATH_FLAGS,
+  DATAPATH_OPTIONS,
+  HELP_FOOTER,
+  oneTrace,
+  parseInteger,
+  printHelp,
 } from '../shared-flags.js';
 
 export const HELP = `svcpath replay: replay a capture through the datapath: a verdict per packet, the rewritten frames, a summary
@@ -45,14 +52,22 @@ export async function run(argv: string[]): Promise<number> {
   const { values, positionals } = parseCommandArgs('replay', argv, FLAGS);
   if (values.help) return printHelp(HELP);
   const trace = oneTrace('replay', positionals);
-  const outputFlags = (['out', 'verdicts', 'summary'] as const).filter((f) => values[f] !== undefined).map((f) => ({ flag: `--${f}`, path: values[f]! }));
-  checkOutputs(outputFlags, [{ flag: 'capture', path: trace }, ...(values.cluster ?? []).map((path) => ({ flag: '--cluster', path }))], ['--out']);
+  const outputFlags = (['out', 'verdicts', 'summary'] as const)
+    .filter((f) => values[f] !== undefined)
+    .map((f) => ({ flag: `--${f}`, path: values[f]! }));
+  checkOutputs(
+    outputFlags,
+    [{ flag: 'capture', path: trace }, ...(values.cluster ?? []).map((path) => ({ flag: '--cluster', path }))],
+    ['--out'],
+  );
   const workers = values.workers === undefined ? 1 : parseInteger('--workers', values.workers, 1, 64);
   const { state, resolved, compiled, ctEntries } = compileFromFlags(values);
   const bar = progressBar();
   const signals = stopOnSignals();
   const outputs = {
-    out: values.out, verdicts: values.verdicts, signal: signals.signal,
+    out: values.out,
+    verdicts: values.verdicts,
+    signal: signals.signal,
     onProgress: (done: number, total: number | undefined, packets: number) => bar.update(done, total, packets),
   };
   let replayed: { result: ReplayResult; counters: Counters };

@@ -29,7 +29,11 @@ export async function run(argv: string[]): Promise<number> {
   if (positionals.length === 0) fail('test: name at least one directory of test cases');
   const results: CaseResult[] = [];
   const cases = findCases(positionals);
-  if (values.junit) checkOutputs([{ flag: '--junit', path: values.junit }], cases.map((c) => ({ flag: 'test case', path: c.dir })));
+  if (values.junit)
+    checkOutputs(
+      [{ flag: '--junit', path: values.junit }],
+      cases.map((c) => ({ flag: 'test case', path: c.dir })),
+    );
   for (const found of cases) {
     const r = await runCase(found, prepareCase, values.update ?? false);
     results.push(r);

@@ -2,7 +2,14 @@
 import { formatTraces, traceReplay } from '../../runtime/trace.js';
 import { parseCommandArgs } from '../args.js';
 import {
-  buildDatapath, CLUSTER_OPTIONS, DATAPATH_FLAGS, DATAPATH_OPTIONS, HELP_FOOTER, oneTrace, parseInteger, printHelp,
+  buildDatapath,
+  CLUSTER_OPTIONS,
+  DATAPATH_FLAGS,
+  DATAPATH_OPTIONS,
+  HELP_FOOTER,
+  oneTrace,
+  parseInteger,
+  printHelp,
 } from '../shared-flags.js';
 
 export const HELP = `svcpath trace: what the datapath did with each chosen packet, step by step: headers, every map
@@ -39,7 +46,9 @@ export async function run(argv: string[]): Promise<number> {
   const packets = (values.packet ?? []).map((p) => parseInteger('--packet', p, 1, Number.MAX_SAFE_INTEGER));
   const { compiled, dp } = await buildDatapath(values);
   const { traces, unmatched, stoppedAt } = await traceReplay(trace, compiled, dp, {
-    packets, flows: values.flow ?? [], services: values.service ?? [],
+    packets,
+    flows: values.flow ?? [],
+    services: values.service ?? [],
   });
   // What was found is printed even when a selector found nothing or the capture broke part-way.
   console.log(values.json ? JSON.stringify(traces, null, 2) : formatTraces(traces));
