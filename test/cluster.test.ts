@@ -1529,3 +1529,54 @@ describe('typed lists', () => {
     ]);
   });
 });
+
+describe('what topology-aware routing reads', () => {
+  const node = (labels: object, allocatable?: object) => ({
+    apiVersion: 'v1',
+    kind: 'Node',
+    metadata: { name: 'node-a', labels },
+    status: { addresses: [{ type: 'InternalIP', address: '192.168.0.1' }], ...(allocatable && { allocatable }) },
+  });
+
+  it("reads the Service's traffic distribution and topology annotation, the newer annotation first", () => {
+    const state = load([
+      writeManifest([
+        service({ ports: [{ port: 80 }], trafficDistribution: 'PreferClose' }, { name: 'web' }),
+        service({ ports: [{ port: 80 }] }, { name: 'old', annotations: { 'service.kubernetes.io/topology-aware-hints': 'auto' } }),
+        service(
+          { ports: [{ port: 80 }] },
+          {
+            name: 'both',
+            annotations: { 'service.kubernetes.io/topology-mode': 'Auto', 'service.kubernetes.io/topology-aware-hints': 'Disabled' },
+          },
+        ),
+      ]),
+    ]);
+    const byName = Object.fromEntries(state.services.map((s) => [s.name, [s.trafficDistribution, s.topologyAnnotation]]));
+    expect(byName).toEqual({ web: ['PreferClose', undefined], old: [undefined, 'auto'], both: [undefined, 'Auto'] });
+  });
+
+  it("reads endpoints' zone and node hints", () => {
+    const state = load([
+      writeManifest([
+        service({ ports: [{ port: 80 }] }),
+        slice({
+          endpoints: [
+            { addresses: ['10.244.0.1'], zone: 'a', hints: { forZones: [{ name: 'a' }, { name: 'b' }], forNodes: [{ name: 'node-a' }] } },
+            { addresses: ['10.244.0.2'], zone: 'b' },
+          ],
+          ports: [{ port: 8080 }],
+        }),
+      ]),
+    ]);
+    expect(state.endpointSlices[0].endpoints.map((e) => e.hints)).toEqual([{ forZones: ['a', 'b'], forNodes: ['node-a'] }, undefined]);
+  });
+
+  it("reads the Node's zone label and allocatable CPU in millicores", () => {
+    const cpu = (value: unknown) => load([writeManifest([node({}, { cpu: value })])]).nodes[0].allocatableMilliCPU;
+    expect([cpu('4'), cpu('3920m'), cpu('1.5'), cpu(2)]).toEqual([4000, 3920, 1500, 2000]);
+    expect(load([writeManifest([node({ 'topology.kubernetes.io/zone': 'us-east-1a' })])]).nodes[0]).toMatchObject({ zone: 'us-east-1a' });
+    expect(load([writeManifest([node({})])]).nodes[0].zone).toBeUndefined();
+    expectWarning([node({}, { cpu: '4 cores' })], 'Node node-a: status.allocatable.cpu', '"4 cores" is not a CPU quantity');
+  });
+});

@@ -60,6 +60,13 @@ export interface Service {
   allocateLoadBalancerNodePorts: boolean;
   publishNotReadyAddresses: boolean;
   healthCheckNodePort?: number;
+  /** `spec.trafficDistribution` as written (PreferClose, PreferSameZone, PreferSameNode; kube-proxy ignores others). */
+  trafficDistribution?: string;
+  /**
+   * The topology annotation as kube-proxy reads it: `service.kubernetes.io/topology-mode`,
+   * else the older `service.kubernetes.io/topology-aware-hints` (Auto, Disabled, ...).
+   */
+  topologyAnnotation?: string;
 }
 
 export interface EndpointConditions {
@@ -74,6 +81,8 @@ export interface Endpoint {
   conditions: EndpointConditions;
   nodeName?: string;
   zone?: string;
+  /** `hints`: the zones and nodes the EndpointSlice controller meant the endpoint for. */
+  hints?: EndpointHints;
   hostname?: string;
   /** The Pod an endpoint derived from Pods stands for. */
   targetRef?: { kind: 'Pod'; namespace: string; name: string };
@@ -82,6 +91,13 @@ export interface Endpoint {
    * Pod with the endpoint's address, if the state has one, decides them instead.
    */
   unsetConditions?: Array<keyof EndpointConditions>;
+}
+
+export interface EndpointHints {
+  /** `hints.forZones[].name`. */
+  forZones: string[];
+  /** `hints.forNodes[].name` (Kubernetes 1.33 and later, PreferSameNode). */
+  forNodes: string[];
 }
 
 export interface EndpointPort {
@@ -180,6 +196,10 @@ export interface Node {
   origin: Origin;
   name: string;
   addresses: NodeAddress[];
+  /** The `topology.kubernetes.io/zone` label. */
+  zone?: string;
+  /** `status.allocatable.cpu` in millicores, what the EndpointSlice controller weighs zones by. */
+  allocatableMilliCPU?: number;
 }
 
 /** The parts of KubeProxyConfiguration (kubeproxy.config.k8s.io/v1alpha1) svcpath uses. */

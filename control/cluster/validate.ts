@@ -14,6 +14,7 @@ import type {
   ClusterState,
   ConntrackTimeouts,
   Endpoint,
+  EndpointHints,
   EndpointPort,
   EndpointSlice,
   IPFamily,
@@ -74,6 +75,9 @@ const MANAGED_BY_LABEL = 'endpointslice.kubernetes.io/managed-by';
 /** The v1beta1 EndpointSlice topology keys that became v1's nodeName and zone. */
 const HOSTNAME_TOPOLOGY_KEY = 'kubernetes.io/hostname';
 const ZONE_TOPOLOGY_KEY = 'topology.kubernetes.io/zone';
+/** The Service annotations that ask for topology-aware routing (kube-proxy: v1.AnnotationTopologyMode, AnnotationTopologyAwareHints). */
+const TOPOLOGY_MODE_ANNOTATION = 'service.kubernetes.io/topology-mode';
+const TOPOLOGY_HINTS_ANNOTATION = 'service.kubernetes.io/topology-aware-hints';
 
 const SERVICE_TYPES: readonly ServiceType[] = ['ClusterIP', 'NodePort', 'LoadBalancer', 'ExternalName'];
 const PROTOCOLS: readonly Protocol[] = ['TCP', 'UDP', 'SCTP'];
@@ -422,7 +426,14 @@ function toService(doc: Field, origin: Origin, ranges: RangeChecks, nodePortRang
     allocateLoadBalancerNodePorts: spec.get('allocateLoadBalancerNodePorts').optBool() ?? true,
     publishNotReadyAddresses: spec.get('publishNotReadyAddresses').optBool() ?? false,
     healthCheckNodePort: healthCheckNodePort(spec.get('healthCheckNodePort'), nodePortRange),
+    trafficDistribution: spec.get('trafficDistribution').optStr(),
+    topologyAnnotation: topologyAnnotation(meta.get('annotations')),
   };
+}
+
+/** The topology annotation kube-proxy reads: topology-mode, else the older topology-aware-hints. */
+function topologyAnnotation(annotations: Field): string | undefined {
+  return annotations.get(TOPOLOGY_MODE_ANNOTATION).optStr() ?? annotations.get(TOPOLOGY_HINTS_ANNOTATION).optStr();
 }
 
 /** ClientIP affinity's timeout: the API allows at most a day, the datapath's u32 seconds take more. */
@@ -815,9 +826,17 @@ function toEndpoint(f: Field, addressType: EndpointSlice['addressType'], v1beta1
     },
     nodeName: f.get('nodeName').optStr() ?? topology?.get(HOSTNAME_TOPOLOGY_KEY).optStr(),
     zone: topology ? topology.get(ZONE_TOPOLOGY_KEY).optStr() : f.get('zone').optStr(),
+    ...endpointHints(f.get('hints')),
     hostname: f.get('hostname').optStr(),
     ...(unsetConditions.length > 0 ? { unsetConditions } : {}),
   };
+}
+
+/** An endpoint's `hints`, when it has any. */
+function endpointHints(hints: Field): { hints?: EndpointHints } {
+  if (!hints.isSet) return {};
+  const names = (list: Field) => list.items().map((item) => item.get('name').str());
+  return { hints: { forZones: names(hints.get('forZones')), forNodes: names(hints.get('forNodes')) } };
 }
 
 function toEndpointPort(f: Field): EndpointPort {
@@ -1003,7 +1022,34 @@ function toNode(doc: Field, origin: Origin): Node {
       const isIP = type === 'InternalIP' || type === 'ExternalIP';
       return { type, address: isIP ? parseIP(addressField, address).toString() : address };
     });
-  return { origin, name, addresses };
+  const zone = doc.get('metadata').get('labels').get(ZONE_TOPOLOGY_KEY).optStr();
+  const allocatableMilliCPU = milliCPU(doc.get('status').get('allocatable').get('cpu'));
+  return {
+    origin,
+    name,
+    addresses,
+    ...(zone !== undefined && { zone }),
+    ...(allocatableMilliCPU !== undefined && { allocatableMilliCPU }),
+  };
+}
+
+/**
+ * A CPU quantity ("4", "3920m", "1.5", "2k") in millicores. Written by hand:
+ * no library here parses Kubernetes quantities, and CPU takes only a number
+ * with an optional decimal SI suffix. Anything else is warned about and left out.
+ */
+function milliCPU(f: Field): number | undefined {
+  if (!f.isSet) return undefined;
+  const text = String(f.value).trim();
+  const m = /^(\d+(?:\.\d+)?)(n|u|m|k|M|G|T|P|E)?$/.exec(text);
+  if (!m) {
+    f.warn(
+      `${JSON.stringify(text)} is not a CPU quantity (a number, optionally with m or another decimal suffix); the Node's CPU is left out`,
+    );
+    return undefined;
+  }
+  const scale: Record<string, number> = { n: 1e-6, u: 1e-3, m: 1, '': 1e3, k: 1e6, M: 1e9, G: 1e12, T: 1e15, P: 1e18, E: 1e21 };
+  return Number(m[1]) * scale[m[2] ?? ''];
 }
 
 function toProxyConfig(doc: Field, origin: Origin): ProxyConfig {
