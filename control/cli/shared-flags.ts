@@ -27,7 +27,9 @@ export const CLUSTER_OPTIONS = `  --cluster PATH                   Service, Endp
 
 export const DATAPATH_OPTIONS = `  --node NAME                      the Node whose datapath is emulated (optional with one Node)
   --cluster-cidr CIDR[,CIDR]       the pod network (overrides KubeProxyConfiguration clusterCIDR)
-  --nodeport-addresses LIST        CIDRs or "primary" (overrides KubeProxyConfiguration)
+  --nodeport-addresses LIST        where NodePorts are served: CIDRs, or "primary", the node's first
+                                   InternalIP of each family (default); 0.0.0.0/0,::/0 for all of its
+                                   addresses (overrides KubeProxyConfiguration nodePortAddresses)
   --masquerade-all                 masquerade all cluster-IP traffic, from pods too
   --masquerade-address IP[,IP]     masquerade source per family (default the node's first InternalIP of each)
   --snat-port-range A-B            masquerade source ports (default 1024-65535)
@@ -232,7 +234,11 @@ function parseNodePortAddresses(flag: string, text: string): string[] {
     .map((c) => c.trim())
     .filter(Boolean);
   for (const item of items) {
-    if (item === 'primary') continue;
+    if (item === 'primary') {
+      // As kube-proxy's validation: "primary" stands alone.
+      if (items.length > 1) fail(`${flag}: "primary" cannot be combined with CIDRs`);
+      continue;
+    }
     try {
       ipaddr.parseCIDR(item);
     } catch {

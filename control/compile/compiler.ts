@@ -17,6 +17,7 @@ import ipaddr from 'ipaddr.js';
 import { inputError } from '../common/errors.js';
 import { BE_F_LOCAL, CFG_F, IPPROTO, LB_SCOPE_EXTERNAL, SVC_F, type StructValue } from './layout.js';
 import { isPrime, maglevTableOf } from './maglev.js';
+import { categorizeEndpoints, type EndpointSelection, type TopologyChoice } from './topology.js';
 import type {
   ClusterState,
   ConntrackTimeouts,
@@ -38,6 +39,7 @@ export interface CompileOptions {
   /** `--` flags that override the KubeProxyConfiguration. */
   conntrack?: ConntrackTimeouts;
   clusterCIDRs?: string[];
+  /** CIDRs, or `primary` alone; unset or empty means `primary`, as in kube-proxy's nftables mode. */
   nodePortAddresses?: string[];
   masqueradeAll?: boolean;
   /** Source address of masqueraded IPv4 flows; default the node's first IPv4 InternalIP. */
@@ -84,8 +86,7 @@ export interface CompiledFrontend {
   revNatIndex: number;
 }
 
-/** Which endpoints new flows may use (KEP-1669: terminating ones only as a last resort). */
-export type EndpointSelection = 'ready' | 'serving-terminating' | 'none';
+export type { EndpointSelection } from './topology.js';
 
 export interface BackendSet {
   /** Backend ids, ascending. */
@@ -109,8 +110,11 @@ export interface CompiledService {
   /** The same for IPv6 (tables 4 * id + 2 and + 3). */
   cluster6: BackendSet;
   local6?: BackendSet;
-  /** Endpoints known but not used for new flows (not ready, or terminating while others are ready). */
-  unusableEndpoints: number /** Where the Service's endpoints came from, when resolveServices says. */;
+  /** Endpoints known but not used for new flows from this node (not ready, terminating while others are ready, or left out by the topology filter). */
+  unusableEndpoints: number;
+  /** The topology filter that chose each family's cluster-wide set, or why none did (control/compile/topology.ts). */
+  topology: Record<Family, TopologyChoice>;
+  /** Where the Service's endpoints came from, when resolveServices says. */
   endpointsFrom?: EndpointsSource;
 }
 
@@ -185,19 +189,6 @@ export function emulatedNode(state: ClusterState, requested: string | undefined)
   return names[0];
 }
 
-/**
- * The endpoints new flows may use, as kube-proxy's CategorizeEndpoints picks
- * them (for the cluster-wide and the local set separately): the ready ones;
- * when none is ready, those still serving while terminating (KEP-1669).
- */
-export function usableEndpoints(endpoints: readonly ResolvedEndpoint[]): { endpoints: ResolvedEndpoint[]; selection: EndpointSelection } {
-  const ready = endpoints.filter((e) => e.conditions.ready);
-  if (ready.length > 0) return { endpoints: ready, selection: 'ready' };
-  const draining = endpoints.filter((e) => e.conditions.serving && e.conditions.terminating);
-  if (draining.length > 0) return { endpoints: draining, selection: 'serving-terminating' };
-  return { endpoints: [], selection: 'none' };
-}
-
 function serviceName(svc: Service, portName: string, port: number): string {
   return `${svc.namespace}/${svc.name}:${portName || port}`;
 }
@@ -250,14 +241,26 @@ export interface NodeAddresses {
 /** This node's addresses (InternalIP, ExternalIP), and the ones its NodePorts listen on. */
 function nodeAddresses(node: Node | undefined, nodePortAddresses: readonly string[]): NodeAddresses {
   const all = (node?.addresses ?? []).filter((a) => a.type === 'InternalIP' || a.type === 'ExternalIP').map((a) => a.address);
-  const primaryOf = (family: string) =>
-    node?.addresses.find((a) => a.type === 'InternalIP' && ipaddr.parse(a.address).kind() === family)?.address;
-  const primary = [primaryOf('ipv4'), primaryOf('ipv6')].filter((a): a is string => !!a);
-  let nodePort: string[];
-  if (nodePortAddresses.length === 0) nodePort = all;
-  else if (nodePortAddresses.includes('primary')) nodePort = primary;
-  else nodePort = all.filter((ip) => inAny(ip, nodePortAddresses));
-  return { all, nodePort, primary: primaryOf('ipv4'), primary6: primaryOf('ipv6') };
+  const firstOf = (type: string, family: string) =>
+    node?.addresses.find((a) => a.type === type && ipaddr.parse(a.address).kind() === family)?.address;
+  // kube-proxy's node IP of a family (GetNodeHostIPs): InternalIPs come first, ExternalIPs only when no InternalIP is of that family.
+  const nodeIP = (family: string) => firstOf('InternalIP', family) ?? firstOf('ExternalIP', family);
+  const primary = [nodeIP('ipv4'), nodeIP('ipv6')].filter((a): a is string => !!a).map((ip) => `${ip}/${ip.includes(':') ? 128 : 32}`);
+  // The nftables mode defaults an unset or empty list to "primary" (cmd/kube-proxy/app/server_linux.go, platformApplyDefaults).
+  const cidrs = nodePortAddresses.length === 0 || nodePortAddresses[0] === 'primary' ? primary : nodePortAddresses;
+  const nodePort = all.filter((ip) => nodePortServedOn(ip, cidrs));
+  return { all, nodePort, primary: firstOf('InternalIP', 'ipv4'), primary6: firstOf('InternalIP', 'ipv6') };
+}
+
+/**
+ * Whether a NodePort is served on a node address, as kube-proxy's NewNodePortAddresses
+ * (pkg/proxy/util/nodeport_addresses.go) builds each family's list: a family that none
+ * of the CIDRs is of is served on all its addresses, as if given 0.0.0.0/0 or ::/0.
+ */
+function nodePortServedOn(ip: string, cidrs: readonly string[]): boolean {
+  const family = ipaddr.parse(ip).kind();
+  const ofFamily = cidrs.filter((c) => ipaddr.parseCIDR(c)[0].kind() === family);
+  return ofFamily.length === 0 || inAny(ip, ofFamily);
 }
 
 /**
@@ -273,6 +276,8 @@ export const backendKey = (serviceId: number, ip: string, port: number, protocol
 export interface ServiceContext {
   /** The emulated node. */
   nodeName?: string;
+  /** Its `topology.kubernetes.io/zone` label, what zone hints are matched against. */
+  zone?: string;
   addresses: NodeAddresses;
   maglevTableSize: number;
   seed: number;
@@ -287,7 +292,7 @@ export function nodeContext(state: ClusterState, opts: CompileOptions): NodeCont
   const nodeName = emulatedNode(state, opts.node);
   const node = state.nodes.find((n) => n.name === nodeName);
   const addresses = nodeAddresses(node, opts.nodePortAddresses ?? state.proxyConfig?.nodePortAddresses ?? []);
-  return { nodeName, addresses, maglevTableSize: opts.maglevTableSize, seed: opts.seed };
+  return { nodeName, zone: node?.zone, addresses, maglevTableSize: opts.maglevTableSize, seed: opts.seed };
 }
 
 /** Services in compile order, which gives them their ids: by namespace, then name. */
@@ -361,8 +366,11 @@ function compareAddressKeys(x: AddressKey, y: AddressKey): number {
 }
 
 /** A Maglev table over the usable endpoints, holding backend ids. */
-function backendSet(ctx: ServiceContext, endpoints: readonly ResolvedEndpoint[], protocol: Protocol): BackendSet {
-  const usable = usableEndpoints(endpoints);
+function backendSet(
+  ctx: ServiceContext,
+  usable: { endpoints: readonly ResolvedEndpoint[]; selection: EndpointSelection },
+  protocol: Protocol,
+): BackendSet {
   const names = new Map<number, string>();
   for (const e of usable.endpoints) names.set(ctx.backendId(e.ip, e.port, protocol), `${e.ip}:${e.port}`);
   const backendIds = [...names.keys()].sort((a, b) => a - b);
@@ -414,7 +422,7 @@ function compileFrontends(svc: Service, p: ServicePort, shape: ServiceShape, rev
 }
 
 /** The endpoint-dependent part of a compiled Service port: what an EndpointSlice change recompiles. */
-export type ServiceBackends = Pick<CompiledService, 'cluster' | 'local' | 'cluster6' | 'local6' | 'unusableEndpoints'>;
+export type ServiceBackends = Pick<CompiledService, 'cluster' | 'local' | 'cluster6' | 'local6' | 'unusableEndpoints' | 'topology'>;
 
 /** The backend sets of one Service port (its frontends decide whether a Local policy needs the local ones). */
 export function compileServiceBackends(
@@ -423,13 +431,20 @@ export function compileServiceBackends(
   rp: ResolvedPort,
   frontends: readonly CompiledFrontend[],
 ): ServiceBackends {
-  const hasExternal = frontends.some((f) => f.kind !== 'ClusterIP');
-  const needsLocal = svc.internalTrafficPolicy === 'Local' || (svc.externalTrafficPolicy === 'Local' && hasExternal);
-  const isLocal = (e: ResolvedEndpoint) => ctx.nodeName !== undefined && e.nodeName === ctx.nodeName;
+  const topologyService = { ...svc, externallyAccessible: frontends.some((f) => f.kind !== 'ClusterIP') };
+  const node = { name: ctx.nodeName, zone: ctx.zone };
+  // kube-proxy runs one proxier per family, each categorising its family's endpoints.
   const sets = (family: Family) => {
-    const eps = rp.endpoints.filter((e) => familyOf(e.ip) === family);
-    const cluster = backendSet(ctx, eps, rp.port.protocol);
-    return { cluster, local: needsLocal ? backendSet(ctx, eps.filter(isLocal), rp.port.protocol) : undefined };
+    const sorted = categorizeEndpoints(
+      topologyService,
+      rp.endpoints.filter((e) => familyOf(e.ip) === family),
+      node,
+    );
+    return {
+      cluster: backendSet(ctx, sorted.cluster, rp.port.protocol),
+      local: sorted.local ? backendSet(ctx, sorted.local, rp.port.protocol) : undefined,
+      topology: sorted.topology,
+    };
   };
   const v4 = sets('v4');
   const v6 = sets('v6');
@@ -439,6 +454,7 @@ export function compileServiceBackends(
     cluster6: v6.cluster,
     local6: v6.local,
     unusableEndpoints: rp.endpoints.length - v4.cluster.backendIds.length - v6.cluster.backendIds.length,
+    topology: { v4: v4.topology, v6: v6.topology },
   };
 }
 
