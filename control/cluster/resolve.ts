@@ -180,7 +180,13 @@ function resolvePort(service: Service, port: ServicePort, slices: EndpointSlice[
       const key = `${ip} ${number}`;
       if (seen.has(key)) continue;
       seen.add(key);
-      endpoints.push({ ip, port: number, conditions: endpoint.conditions, nodeName: endpoint.nodeName });
+      endpoints.push({
+        ip,
+        port: number,
+        conditions: endpoint.conditions,
+        nodeName: endpoint.nodeName,
+        ...(endpoint.hints ? { hints: endpoint.hints } : {}),
+      });
     }
   }
   return { port, endpoints };

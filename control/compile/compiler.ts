@@ -17,6 +17,7 @@ import ipaddr from 'ipaddr.js';
 import { inputError } from '../common/errors.js';
 import { BE_F_LOCAL, CFG_F, IPPROTO, LB_SCOPE_EXTERNAL, SVC_F, type StructValue } from './layout.js';
 import { isPrime, maglevTableOf } from './maglev.js';
+import { categorizeEndpoints, type EndpointSelection, type TopologyChoice } from './topology.js';
 import type {
   ClusterState,
   ConntrackTimeouts,
@@ -85,8 +86,7 @@ export interface CompiledFrontend {
   revNatIndex: number;
 }
 
-/** Which endpoints new flows may use (KEP-1669: terminating ones only as a last resort). */
-export type EndpointSelection = 'ready' | 'serving-terminating' | 'none';
+export type { EndpointSelection } from './topology.js';
 
 export interface BackendSet {
   /** Backend ids, ascending. */
@@ -110,8 +110,14 @@ export interface CompiledService {
   /** The same for IPv6 (tables 4 * id + 2 and + 3). */
   cluster6: BackendSet;
   local6?: BackendSet;
-  /** Endpoints known but not used for new flows (not ready, or terminating while others are ready). */
-  unusableEndpoints: number /** Where the Service's endpoints came from, when resolveServices says. */;
+  /**
+   * Endpoints known but not used for new flows from this node: not ready, terminating
+   * while others are ready, or left out by the topology filter.
+   */
+  unusableEndpoints: number;
+  /** The topology filter that chose each family's cluster-wide set, or why none did (control/compile/topology.ts). */
+  topology: Record<Family, TopologyChoice>;
+  /** Where the Service's endpoints came from, when resolveServices says. */
   endpointsFrom?: EndpointsSource;
 }
 
@@ -184,19 +190,6 @@ export function emulatedNode(state: ClusterState, requested: string | undefined)
     );
   }
   return names[0];
-}
-
-/**
- * The endpoints new flows may use, as kube-proxy's CategorizeEndpoints picks
- * them (for the cluster-wide and the local set separately): the ready ones;
- * when none is ready, those still serving while terminating (KEP-1669).
- */
-export function usableEndpoints(endpoints: readonly ResolvedEndpoint[]): { endpoints: ResolvedEndpoint[]; selection: EndpointSelection } {
-  const ready = endpoints.filter((e) => e.conditions.ready);
-  if (ready.length > 0) return { endpoints: ready, selection: 'ready' };
-  const draining = endpoints.filter((e) => e.conditions.serving && e.conditions.terminating);
-  if (draining.length > 0) return { endpoints: draining, selection: 'serving-terminating' };
-  return { endpoints: [], selection: 'none' };
 }
 
 function serviceName(svc: Service, portName: string, port: number): string {
@@ -286,6 +279,8 @@ export const backendKey = (serviceId: number, ip: string, port: number, protocol
 export interface ServiceContext {
   /** The emulated node. */
   nodeName?: string;
+  /** Its `topology.kubernetes.io/zone` label, what zone hints are matched against. */
+  zone?: string;
   addresses: NodeAddresses;
   maglevTableSize: number;
   seed: number;
@@ -300,7 +295,7 @@ export function nodeContext(state: ClusterState, opts: CompileOptions): NodeCont
   const nodeName = emulatedNode(state, opts.node);
   const node = state.nodes.find((n) => n.name === nodeName);
   const addresses = nodeAddresses(node, opts.nodePortAddresses ?? state.proxyConfig?.nodePortAddresses ?? []);
-  return { nodeName, addresses, maglevTableSize: opts.maglevTableSize, seed: opts.seed };
+  return { nodeName, zone: node?.zone, addresses, maglevTableSize: opts.maglevTableSize, seed: opts.seed };
 }
 
 /** Services in compile order, which gives them their ids: by namespace, then name. */
@@ -374,8 +369,11 @@ function compareAddressKeys(x: AddressKey, y: AddressKey): number {
 }
 
 /** A Maglev table over the usable endpoints, holding backend ids. */
-function backendSet(ctx: ServiceContext, endpoints: readonly ResolvedEndpoint[], protocol: Protocol): BackendSet {
-  const usable = usableEndpoints(endpoints);
+function backendSet(
+  ctx: ServiceContext,
+  usable: { endpoints: readonly ResolvedEndpoint[]; selection: EndpointSelection },
+  protocol: Protocol,
+): BackendSet {
   const names = new Map<number, string>();
   for (const e of usable.endpoints) names.set(ctx.backendId(e.ip, e.port, protocol), `${e.ip}:${e.port}`);
   const backendIds = [...names.keys()].sort((a, b) => a - b);
@@ -427,7 +425,7 @@ function compileFrontends(svc: Service, p: ServicePort, shape: ServiceShape, rev
 }
 
 /** The endpoint-dependent part of a compiled Service port: what an EndpointSlice change recompiles. */
-export type ServiceBackends = Pick<CompiledService, 'cluster' | 'local' | 'cluster6' | 'local6' | 'unusableEndpoints'>;
+export type ServiceBackends = Pick<CompiledService, 'cluster' | 'local' | 'cluster6' | 'local6' | 'unusableEndpoints' | 'topology'>;
 
 /** The backend sets of one Service port (its frontends decide whether a Local policy needs the local ones). */
 export function compileServiceBackends(
@@ -436,13 +434,20 @@ export function compileServiceBackends(
   rp: ResolvedPort,
   frontends: readonly CompiledFrontend[],
 ): ServiceBackends {
-  const hasExternal = frontends.some((f) => f.kind !== 'ClusterIP');
-  const needsLocal = svc.internalTrafficPolicy === 'Local' || (svc.externalTrafficPolicy === 'Local' && hasExternal);
-  const isLocal = (e: ResolvedEndpoint) => ctx.nodeName !== undefined && e.nodeName === ctx.nodeName;
+  const topologyService = { ...svc, externallyAccessible: frontends.some((f) => f.kind !== 'ClusterIP') };
+  const node = { name: ctx.nodeName, zone: ctx.zone };
+  // kube-proxy runs one proxier per family, each categorising its family's endpoints.
   const sets = (family: Family) => {
-    const eps = rp.endpoints.filter((e) => familyOf(e.ip) === family);
-    const cluster = backendSet(ctx, eps, rp.port.protocol);
-    return { cluster, local: needsLocal ? backendSet(ctx, eps.filter(isLocal), rp.port.protocol) : undefined };
+    const sorted = categorizeEndpoints(
+      topologyService,
+      rp.endpoints.filter((e) => familyOf(e.ip) === family),
+      node,
+    );
+    return {
+      cluster: backendSet(ctx, sorted.cluster, rp.port.protocol),
+      local: sorted.local ? backendSet(ctx, sorted.local, rp.port.protocol) : undefined,
+      topology: sorted.topology,
+    };
   };
   const v4 = sets('v4');
   const v6 = sets('v6');
@@ -452,6 +457,7 @@ export function compileServiceBackends(
     cluster6: v6.cluster,
     local6: v6.local,
     unusableEndpoints: rp.endpoints.length - v4.cluster.backendIds.length - v6.cluster.backendIds.length,
+    topology: { v4: v4.topology, v6: v6.topology },
   };
 }
 
