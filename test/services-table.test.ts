@@ -24,18 +24,18 @@ describe('the services table', () => {
     );
   });
 
-  it('adds endpoints, traffic policies and session affinity when wide', () => {
+  it('adds endpoints, traffic policies, session affinity and topology when wide', () => {
     expect(formatServicesTable(state, { wide: true })).toBe(
       [
-        'NAMESPACE     NAME         TYPE           CLUSTER-IP                   EXTERNAL-IP                                PORT(S)                      SELECTOR           ENDPOINTS   TRAFFIC                   AFFINITY',
-        'default       kubernetes   ClusterIP      10.96.0.1                    <none>                                     443/TCP                      <none>             1/1         int=Cluster               None',
-        'kube-system   kube-dns     ClusterIP      10.96.0.10                   <none>                                     53/UDP,53/TCP,9153/TCP       k8s-app=kube-dns   2/2         int=Cluster               None',
-        'shop          db           ClusterIP      None                         <none>                                     5432/TCP                     app=db             1/1         -                         None',
-        'shop          dual         ClusterIP      10.96.20.50,fd00:10:96::50   192.0.2.50                                 80/TCP,81/UDP                app=dual           0/0         ext=Cluster,int=Cluster   None',
-        'shop          legacy       NodePort       10.96.20.40                  <none>                                     8080:30808/TCP               <none>             1/2         ext=Cluster,int=Local     None',
-        'shop          payments     ExternalName   <none>                       payments.example.com                       <none>                       <none>             -           -                         None',
-        'shop          pending      LoadBalancer   10.96.20.60                  <pending>                                  8443/TCP                     app=pending        0/0         ext=Cluster,int=Cluster   None',
-        'shop          web          LoadBalancer   10.96.20.30                  203.0.113.10,lb.example.com,198.51.100.7   80:30080/TCP,443:30443/TCP   app=web,tier=fe    2/3         ext=Local,int=Cluster     ClientIP 3600s',
+        'NAMESPACE     NAME         TYPE           CLUSTER-IP                   EXTERNAL-IP                                PORT(S)                      SELECTOR           ENDPOINTS   TRAFFIC                   AFFINITY         TOPOLOGY',
+        'default       kubernetes   ClusterIP      10.96.0.1                    <none>                                     443/TCP                      <none>             1/1         int=Cluster               None             -',
+        'kube-system   kube-dns     ClusterIP      10.96.0.10                   <none>                                     53/UDP,53/TCP,9153/TCP       k8s-app=kube-dns   2/2         int=Cluster               None             -',
+        'shop          db           ClusterIP      None                         <none>                                     5432/TCP                     app=db             1/1         -                         None             -',
+        'shop          dual         ClusterIP      10.96.20.50,fd00:10:96::50   192.0.2.50                                 80/TCP,81/UDP                app=dual           0/0         ext=Cluster,int=Cluster   None             -',
+        'shop          legacy       NodePort       10.96.20.40                  <none>                                     8080:30808/TCP               <none>             1/2         ext=Cluster,int=Local     None             -',
+        'shop          payments     ExternalName   <none>                       payments.example.com                       <none>                       <none>             -           -                         None             -',
+        'shop          pending      LoadBalancer   10.96.20.60                  <pending>                                  8443/TCP                     app=pending        0/0         ext=Cluster,int=Cluster   None             -',
+        'shop          web          LoadBalancer   10.96.20.30                  203.0.113.10,lb.example.com,198.51.100.7   80:30080/TCP,443:30443/TCP   app=web,tier=fe    2/3         ext=Local,int=Cluster     ClientIP 3600s   -',
       ].join('\n'),
     );
   });
@@ -76,6 +76,9 @@ describe('the services table', () => {
       internalTrafficPolicy: 'Cluster',
       sessionAffinity: 'ClientIP',
       sessionAffinityTimeoutSeconds: 3600,
+      trafficDistribution: null,
+      topologyAnnotation: null,
+      topology: null,
     });
     // No selector, an unnamed port, one of two addresses ready; no affinity.
     expect(byName.get('legacy')).toMatchObject({

@@ -10,6 +10,8 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { describe, expect, it } from 'vitest';
 import { categorizeEndpoints } from '../control/compile/topology.js';
+import { loadClusterState } from '../control/cluster/index.js';
+import { formatServicesTable, serviceRows } from '../control/cli/services-table.js';
 import type { EndpointConditions, ResolvedEndpoint, TrafficPolicy } from '../control/cluster/state.js';
 import { createPcapWriter } from '../traces/pcap.js';
 import { decodeFrame } from '../traces/frames.js';
@@ -561,7 +563,7 @@ function expectSpread(got: Array<string | null>, set: readonly string[]): void {
 
 // An EKS-shaped state: CoreDNS with trafficDistribution PreferClose, its slice hinted by zone,
 // two Nodes in two zones. DNS from a pod on the node in us-east-1a stays in us-east-1a.
-const EKS = (opts: { hints: boolean; zoneLabel: boolean }) => `apiVersion: v1
+const EKS = (opts: { hints: boolean; zoneLabel: boolean; oneNode?: boolean }) => `apiVersion: v1
 kind: List
 items:
 - apiVersion: v1
@@ -574,7 +576,10 @@ ${opts.zoneLabel ? '      topology.kubernetes.io/zone: us-east-1a\n' : ''}      
     addresses:
     - {type: InternalIP, address: 10.0.1.20}
     - {type: ExternalIP, address: 54.210.1.20}
-- apiVersion: v1
+${
+  opts.oneNode
+    ? ''
+    : `- apiVersion: v1
   kind: Node
   metadata:
     name: ip-10-0-2-30.ec2.internal
@@ -583,7 +588,8 @@ ${opts.zoneLabel ? '      topology.kubernetes.io/zone: us-east-1a\n' : ''}      
   status:
     addresses:
     - {type: InternalIP, address: 10.0.2.30}
-- apiVersion: v1
+`
+}- apiVersion: v1
   kind: Service
   metadata:
     name: kube-dns
@@ -669,5 +675,53 @@ describe('the CLI from manifests and a capture', () => {
       'kube-system/kube-dns:dns': EVERY,
       'kube-system/kube-dns:dns-tcp': EVERY,
     });
+  });
+});
+
+describe('svcpath services shows the traffic distribution and whether hints are used on the node', () => {
+  const dir = mkdtempSync(join(tmpdir(), 'svcpath-topology-services-'));
+  const write = (name: string, opts: Parameters<typeof EKS>[0]) => {
+    const file = join(dir, `${name}.yaml`);
+    writeFileSync(file, EKS(opts));
+    return file;
+  };
+
+  it('PreferClose with hints for the node zone: the zone filter, in the wide table and in JSON', async () => {
+    const cluster = write('hinted', { hints: true, zoneLabel: true, oneNode: true });
+    const json = await cli(['services', '--cluster', cluster, '--json']);
+    expect([json.code, json.stderr]).toEqual([0, '']);
+    const dns = (JSON.parse(json.stdout) as Array<Record<string, unknown>>).find((r) => r.name === 'kube-dns');
+    expect(dns).toMatchObject({
+      trafficDistribution: 'PreferClose',
+      topologyAnnotation: null,
+      topology: { node: 'ip-10-0-1-20.ec2.internal', filter: 'zone', for: 'us-east-1a', whyNot: null },
+    });
+    const table = await cli(['services', '--cluster', cluster]);
+    const [header, row] = table.stdout.split('\n');
+    expect(header).toMatch(/ TOPOLOGY$/);
+    expect(row).toMatch(/ PreferClose: zone us-east-1a$/);
+  });
+
+  it('PreferClose without hints: says so and why', async () => {
+    const cluster = write('unhinted', { hints: false, zoneLabel: true, oneNode: true });
+    const dns = (JSON.parse((await cli(['services', '--cluster', cluster, '--json'])).stdout) as Array<Record<string, unknown>>).find(
+      (r) => r.name === 'kube-dns',
+    );
+    expect(dns).toMatchObject({ topology: { filter: 'none', for: null, whyNot: 'no endpoint has a zone hint' } });
+    const [, row] = (await cli(['services', '--cluster', cluster])).stdout.split('\n');
+    expect(row).toMatch(/ PreferClose: no hints used \(no endpoint has a zone hint\)$/);
+  });
+
+  it('several Nodes: decided for the one named, unknown without one', () => {
+    const state = loadClusterState([write('two-nodes', { hints: true, zoneLabel: true })]);
+    const rowOf = (node?: string) => serviceRows(state, { node }).find((r) => r.name === 'kube-dns')!;
+    expect(rowOf().topology).toBeNull();
+    expect(rowOf('ip-10-0-2-30.ec2.internal').topology).toEqual({
+      node: 'ip-10-0-2-30.ec2.internal',
+      filter: 'zone',
+      for: 'us-east-1b',
+      whyNot: null,
+    });
+    expect(formatServicesTable(state, { wide: true, node: 'ip-10-0-2-30.ec2.internal' })).toMatch(/ PreferClose: zone us-east-1b$/m);
   });
 });

@@ -2,9 +2,10 @@
  * The Services of a cluster state as `kubectl get svc -A -o wide` prints them
  * (without AGE: manifests carry no creation time worth showing), plus, when
  * wide, what svcpath users ask next: how many endpoints are ready, the traffic
- * policies and the session affinity; and the same as typed rows, for JSON.
+ * policies, the session affinity and topology; and the same as typed rows, for JSON.
  */
 import { resolveServices } from '../cluster/index.js';
+import { categorizeEndpoints, requestedTopology, type TopologyFilter } from '../compile/topology.js';
 import type {
   ClusterState,
   IPFamily,
@@ -49,6 +50,27 @@ export interface ServiceRow {
   sessionAffinity: 'None' | 'ClientIP';
   /** sessionAffinityConfig.clientIP.timeoutSeconds, with ClientIP affinity. */
   sessionAffinityTimeoutSeconds: number | null;
+  /** spec.trafficDistribution as written, else null. */
+  trafficDistribution: string | null;
+  /** The topology annotation kube-proxy's peers read (topology-mode, else topology-aware-hints), else null. */
+  topologyAnnotation: string | null;
+  /**
+   * Whether the emulated node's proxy narrows the Service's endpoints by their hints, as
+   * control/compile/topology.ts decides it for the first port in the primary family;
+   * null for headless and ExternalName Services, and when no node is known.
+   */
+  topology: TopologyRow | null;
+}
+
+export interface TopologyRow {
+  /** The emulated node. */
+  node: string;
+  /** The hints filter in use: the node's own, its zone's, or none. */
+  filter: TopologyFilter;
+  /** The node name or zone the filter keeps; null with none. */
+  for: string | null;
+  /** Why no hints are used, with none. */
+  whyNot: string | null;
 }
 
 export interface ServiceRowPort {
@@ -88,6 +110,7 @@ const SVCPATH_COLUMNS: readonly Column[] = [
   ['ENDPOINTS', (r) => (r.endpoints ? `${r.endpoints.ready}/${r.endpoints.total}` : '-')],
   ['TRAFFIC', trafficCell],
   ['AFFINITY', (r) => (r.sessionAffinity === 'ClientIP' ? `ClientIP ${r.sessionAffinityTimeoutSeconds}s` : 'None')],
+  ['TOPOLOGY', topologyCell],
 ];
 
 /**
@@ -96,22 +119,30 @@ const SVCPATH_COLUMNS: readonly Column[] = [
  */
 const COLUMN_PADDING = 3;
 
+export interface ServicesTableOptions {
+  wide?: boolean;
+  /** The emulated node, whose zone and name topology is decided for; default the only Node of the state. */
+  node?: string;
+}
+
 /** Every Service in namespace/name order, the order the API server lists them in. */
-export function serviceRows(state: ClusterState): ServiceRow[] {
+export function serviceRows(state: ClusterState, opts: ServicesTableOptions = {}): ServiceRow[] {
+  const nodeName = opts.node ?? (state.nodes.length === 1 ? state.nodes[0].name : undefined);
+  const node = nodeName === undefined ? undefined : { name: nodeName, zone: state.nodes.find((n) => n.name === nodeName)?.zone };
   return resolveServices(state)
     .services.sort((a, b) => compare(a.service.namespace, b.service.namespace) || compare(a.service.name, b.service.name))
-    .map(toRow);
+    .map((rs) => toRow(rs, node));
 }
 
 /** The table as text, one line per Service under a header line, without a final newline. */
-export function formatServicesTable(state: ClusterState, opts: { wide?: boolean } = {}): string {
+export function formatServicesTable(state: ClusterState, opts: ServicesTableOptions = {}): string {
   const columns = opts.wide ? [...KUBECTL_COLUMNS, ...SVCPATH_COLUMNS] : KUBECTL_COLUMNS;
-  const lines = [columns.map(([header]) => header), ...serviceRows(state).map((row) => columns.map(([, cell]) => cell(row)))];
+  const lines = [columns.map(([header]) => header), ...serviceRows(state, opts).map((row) => columns.map(([, cell]) => cell(row)))];
   const widths = columns.map((_, c) => Math.max(...lines.map((cells) => cells[c].length)) + COLUMN_PADDING);
   return lines.map((cells) => cells.map((cell, c) => (c === cells.length - 1 ? cell : cell.padEnd(widths[c]))).join('')).join('\n');
 }
 
-function toRow({ service, ports }: ResolvedService): ServiceRow {
+function toRow({ service, ports }: ResolvedService, node: { name: string; zone?: string } | undefined): ServiceRow {
   const headless = service.clusterIPs[0] === 'None';
   const proxied = service.type !== 'ExternalName' && !headless;
   // externalTrafficPolicy applies only to traffic from outside: NodePorts, load balancers and external IPs.
@@ -140,7 +171,23 @@ function toRow({ service, ports }: ResolvedService): ServiceRow {
     internalTrafficPolicy: proxied ? service.internalTrafficPolicy : null,
     sessionAffinity: service.sessionAffinity,
     sessionAffinityTimeoutSeconds: service.sessionAffinity === 'ClientIP' ? service.affinityTimeoutSeconds : null,
+    trafficDistribution: service.trafficDistribution ?? null,
+    topologyAnnotation: service.topologyAnnotation ?? null,
+    topology: proxied && node ? topologyRow(service, ports, reachableFromOutside, node) : null,
   };
+}
+
+/** The topology decision for the Service's first port, over its endpoints of the primary family. */
+function topologyRow(
+  service: ResolvedService['service'],
+  ports: ResolvedService['ports'],
+  externallyAccessible: boolean,
+  node: { name: string; zone?: string },
+): TopologyRow {
+  const v6 = service.ipFamilies[0] === 'IPv6';
+  const endpoints = (ports[0]?.endpoints ?? []).filter((e) => e.ip.includes(':') === v6);
+  const { topology } = categorizeEndpoints({ ...service, externallyAccessible }, endpoints, node);
+  return { node: node.name, filter: topology.filter, for: topology.for ?? null, whyNot: topology.whyNot ?? null };
 }
 
 function ingressRow(i: LoadBalancerIngress): ServiceRow['loadBalancerIngress'][number] {
@@ -177,6 +224,21 @@ function trafficCell(row: ServiceRow): string {
   if (row.internalTrafficPolicy === null) return '-';
   const internal = `int=${row.internalTrafficPolicy}`;
   return row.externalTrafficPolicy === null ? internal : `ext=${row.externalTrafficPolicy},${internal}`;
+}
+
+/**
+ * "PreferClose: zone us-east-1a", "PreferClose: no hints used (...)", "hints: zone ..." for
+ * hints no setting asks for; "-" when nothing asks for topology and no hints are used.
+ */
+function topologyCell(row: ServiceRow): string {
+  const requested = requestedTopology({
+    trafficDistribution: row.trafficDistribution ?? undefined,
+    topologyAnnotation: row.topologyAnnotation ?? undefined,
+  });
+  const t = row.topology;
+  if (!t) return requested ?? '-';
+  if (t.filter === 'none') return requested ? `${requested}: no hints used (${t.whyNot})` : '-';
+  return `${requested ?? 'hints'}: ${t.filter} ${t.for}`;
 }
 
 function compare(a: string, b: string): number {
