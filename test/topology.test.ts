@@ -670,6 +670,31 @@ describe('the CLI from manifests and a capture', () => {
     });
   });
 
+  it('the summary and svcpath trace name the topology filter', async () => {
+    const hinted = join(dir, 'named.yaml');
+    writeFileSync(hinted, EKS({ hints: true, zoneLabel: true }));
+    const unhinted = join(dir, 'named-unhinted.yaml');
+    writeFileSync(unhinted, EKS({ hints: false, zoneLabel: true }));
+    const node = ['--node', 'ip-10-0-1-20.ec2.internal'];
+    const summary = join(dir, 'named.json');
+    const replay = await cli(['replay', capture, '--cluster', hinted, ...node, '--summary', summary]);
+    expect(replay.code).toBe(0);
+    const services = (JSON.parse(readFileSync(summary, 'utf8')) as { services: Array<{ service: string; topology?: string }> }).services;
+    expect(services.map((s) => [s.service, s.topology])).toEqual([
+      ['kube-system/kube-dns:dns', 'PreferClose: zone us-east-1a'],
+      ['kube-system/kube-dns:dns-tcp', 'PreferClose: zone us-east-1a'],
+    ]);
+    expect(replay.stdout).toMatch(/kube-system\/kube-dns:dns .* topology PreferClose: zone us-east-1a {2}flows/);
+    const noHints = await cli(['replay', capture, '--cluster', unhinted, ...node]);
+    expect(noHints.stdout).toMatch(/kube-dns:dns .* topology PreferClose: no hints used \(no endpoint has a zone hint\) {2}flows/);
+
+    const trace = await cli(['trace', capture, '--cluster', hinted, ...node, '--packet', '1']);
+    expect([trace.code, trace.stderr]).toEqual([0, '']);
+    expect(trace.stdout).toMatch(
+      /maglev table \d+ slot \d+ {2}-> {2}backend \d+ \(10\.0\.1\.(41|87):53\) {2}topology PreferClose: zone us-east-1a/,
+    );
+  });
+
   it('without a zone label on the emulated Node: hints ignored, DNS goes to every zone', async () => {
     expect(await backendsOf('unlabelled', { hints: true, zoneLabel: false })).toEqual({
       'kube-system/kube-dns:dns': EVERY,

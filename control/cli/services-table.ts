@@ -5,7 +5,7 @@
  * policies, the session affinity and topology; and the same as typed rows, for JSON.
  */
 import { resolveServices } from '../cluster/index.js';
-import { categorizeEndpoints, requestedTopology, type TopologyFilter } from '../compile/topology.js';
+import { categorizeEndpoints, describeTopology, requestedTopology, type TopologyFilter } from '../compile/topology.js';
 import type {
   ClusterState,
   IPFamily,
@@ -226,10 +226,7 @@ function trafficCell(row: ServiceRow): string {
   return row.externalTrafficPolicy === null ? internal : `ext=${row.externalTrafficPolicy},${internal}`;
 }
 
-/**
- * "PreferClose: zone us-east-1a", "PreferClose: no hints used (...)", "hints: zone ..." for
- * hints no setting asks for; "-" when nothing asks for topology and no hints are used.
- */
+/** describeTopology's words; the request alone when no node is known; "-" when there is nothing to say. */
 function topologyCell(row: ServiceRow): string {
   const requested = requestedTopology({
     trafficDistribution: row.trafficDistribution ?? undefined,
@@ -237,8 +234,7 @@ function topologyCell(row: ServiceRow): string {
   });
   const t = row.topology;
   if (!t) return requested ?? '-';
-  if (t.filter === 'none') return requested ? `${requested}: no hints used (${t.whyNot})` : '-';
-  return `${requested ?? 'hints'}: ${t.filter} ${t.for}`;
+  return describeTopology({ filter: t.filter, for: t.for ?? undefined, whyNot: t.whyNot ?? undefined, requested }) ?? '-';
 }
 
 function compare(a: string, b: string): number {

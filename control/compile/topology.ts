@@ -97,6 +97,17 @@ export function requestedTopology(svc: Pick<Service, 'trafficDistribution' | 'to
   return undefined;
 }
 
+/**
+ * The choice in a few words, as the services table, the summary and traces print it:
+ * "PreferClose: zone us-east-1a", "PreferClose: no hints used (no endpoint has a zone hint)",
+ * "hints: zone us-east-1a" for hints nothing in the Service asks for; undefined when the
+ * Service asks for no topology and no hints are used, which is most Services.
+ */
+export function describeTopology(choice: TopologyChoice): string | undefined {
+  if (choice.filter === 'none') return choice.requested ? `${choice.requested}: no hints used (${choice.whyNot})` : undefined;
+  return `${choice.requested ?? 'hints'}: ${choice.filter} ${choice.for}`;
+}
+
 /** kube-proxy's topologyModeFromHints: the filter the ready endpoints' hints allow on this node, or why none. */
 function topologyFromHints(endpoints: readonly TopologyEndpoint[], node: TopologyNode): Omit<TopologyChoice, 'requested'> {
   const ready = endpoints.filter((e) => e.conditions.ready);

@@ -2,7 +2,8 @@
  * The replay summary, from the datapath's own counters (metrics, per-service
  * and per-backend stats maps): as JSON for --summary, and as text for people.
  */
-import type { Compiled, DatapathSettings } from '../compile/compiler.js';
+import { type Compiled, type DatapathSettings, familyOf } from '../compile/compiler.js';
+import { describeTopology } from '../compile/topology.js';
 import type { Datapath } from './datapath.js';
 import { CONFORM, REASONS, VERDICTS, hostPort } from '../compile/layout.js';
 import type { ReplayResult } from './replay.js';
@@ -27,6 +28,12 @@ export interface ServiceSummary {
   endpoints: string;
   /** Where the endpoints came from: EndpointSlices (given), Pods (slices derived from them), Endpoints (legacy), none. */
   endpointsFrom: string | null;
+  /**
+   * The topology filter that chose the cluster-wide endpoints of the primary family, in
+   * control/compile/topology.ts describeTopology's words; only when hints are used or the
+   * Service asks for topology.
+   */
+  topology?: string;
   flows: number;
   packets: number;
   bytes: number;
@@ -164,6 +171,7 @@ export function buildSummary(
       sessionAffinity: s.service.sessionAffinity === 'ClientIP' ? `ClientIP ${s.service.affinityTimeoutSeconds}s` : 'None',
       endpoints: describeEndpoints(s),
       endpointsFrom: s.endpointsFrom ?? null,
+      ...topologyOf(s),
       flows: st.flows ?? 0,
       packets: st.packets,
       bytes: st.bytes,
@@ -223,6 +231,11 @@ function conformanceOf(outgoing: number, counts: number[]): Conformance {
   };
 }
 
+function topologyOf(s: Compiled['services'][number]): { topology?: string } {
+  const topology = describeTopology(s.topology[familyOf(s.service.clusterIPs[0])]);
+  return topology ? { topology } : {};
+}
+
 /** "2 ready, 1 local, 2 unusable": what new flows may use. */
 function describeEndpoints(s: Compiled['services'][number]): string {
   const usable = s.cluster.backendIds.length + s.cluster6.backendIds.length;
@@ -262,7 +275,8 @@ export function formatSummary(s: Summary): string {
   if (s.services.length === 0) lines.push('  (none compiled)');
   for (const svc of s.services) {
     lines.push(
-      `  ${svc.service}  ${svc.frontends.join(' ')}  endpoints: ${svc.endpoints}${endpointsOrigin(svc.endpointsFrom)}  flows ${svc.flows}  packets ${svc.packets}`,
+      `  ${svc.service}  ${svc.frontends.join(' ')}  endpoints: ${svc.endpoints}${endpointsOrigin(svc.endpointsFrom)}` +
+        `${svc.topology ? `  topology ${svc.topology}` : ''}  flows ${svc.flows}  packets ${svc.packets}`,
     );
     for (const b of svc.backends) {
       lines.push(

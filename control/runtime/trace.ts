@@ -17,6 +17,7 @@ import {
 import type { Compiled, CompiledService } from '../compile/compiler.js';
 import type { Datapath } from './datapath.js';
 import { InputError } from '../common/errors.js';
+import { describeTopology } from '../compile/topology.js';
 import {
   BE_F_LOCAL,
   IPPROTO,
@@ -37,7 +38,15 @@ import { closest, didYouMean } from '../common/suggest.js';
 
 export type TraceStep =
   | { step: 'lookup'; map: string; key: StructValue; value: StructValue | null }
-  | { step: 'maglev'; table: number; slot: number; backendId: number; backend: string | null }
+  | {
+      step: 'maglev';
+      table: number;
+      slot: number;
+      backendId: number;
+      backend: string | null;
+      /** The topology filter that chose a cluster-wide table's backends, when hints are used or asked for. */
+      topology?: string;
+    }
   | { step: 'verdict'; verdict: string; reason: string };
 
 export interface PacketTrace {
@@ -87,6 +96,16 @@ function flags(bits: number, names: Record<string, number>): string {
   return set.length ? set.join('|') : '0';
 }
 
+/**
+ * The topology filter behind a Maglev table (4 * service id + 2 * (IPv6) + (local)):
+ * only cluster-wide tables have one; a Local policy's table is this node's endpoints.
+ */
+function tableTopology(compiled: Compiled, table: number): string | undefined {
+  const service = compiled.services[(table >>> 2) - 1];
+  if (!service || table & 1) return undefined;
+  return describeTopology(service.topology[table & 2 ? 'v6' : 'v4']);
+}
+
 /** One trace record, decoded through the layouts of the map it names. */
 function decodeStep(r: Uint8Array, compiled: Compiled): TraceStep {
   const view = new DataView(r.buffer, r.byteOffset, r.byteLength);
@@ -94,12 +113,15 @@ function decodeStep(r: Uint8Array, compiled: Compiled): TraceStep {
   if (kind === TRACE_KIND.MAGLEV) {
     const backendId = view.getUint32(TRACE_VALUE_OFFSET, true);
     const b = compiled.backends[backendId - 1];
+    const table = view.getUint32(TRACE_KEY_OFFSET, true);
+    const topology = tableTopology(compiled, table);
     return {
       step: 'maglev',
-      table: view.getUint32(TRACE_KEY_OFFSET, true),
+      table,
       slot: view.getUint32(TRACE_KEY_OFFSET + 4, true),
       backendId,
       backend: b ? hostPort(b.ip, b.port) : null,
+      ...(topology ? { topology } : {}),
     };
   }
   if (kind === TRACE_KIND.VERDICT)
@@ -355,7 +377,10 @@ export function formatTraces(traces: PacketTrace[]): string {
     for (const s of t.steps) {
       if (s.step === 'lookup') lines.push(`  lookup ${s.map.padEnd(17)} ${inline(s.key)}  ->  ${s.value ? inline(s.value) : 'miss'}`);
       else if (s.step === 'maglev')
-        lines.push(`  maglev table ${s.table} slot ${s.slot}  ->  backend ${s.backendId}${s.backend ? ` (${s.backend})` : ''}`);
+        lines.push(
+          `  maglev table ${s.table} slot ${s.slot}  ->  backend ${s.backendId}${s.backend ? ` (${s.backend})` : ''}` +
+            `${s.topology ? `  topology ${s.topology}` : ''}`,
+        );
     }
     for (const [field, a, b] of t.rewrite) lines.push(`  rewrite ${field}: ${a} -> ${b}`);
     if (t.checksumsValid !== null) lines.push(`  checksums ${checksumVerdict(t.checksumsValid, t.capturedChecksumsValid!)}`);
