@@ -7,7 +7,7 @@
  */
 import { stringify } from 'yaml';
 import { legacyEndpointsFor, MAX_LEGACY_ENDPOINT_ADDRESSES, OVER_CAPACITY_ANNOTATION } from '../cluster/endpointslice-controller.js';
-import type { ClusterState, EndpointSlice, LegacyEndpointAddress, LegacyEndpoints } from '../cluster/state.js';
+import type { ClusterState, EndpointHints, EndpointSlice, LegacyEndpointAddress, LegacyEndpoints } from '../cluster/state.js';
 
 const SERVICE_NAME_LABEL = 'kubernetes.io/service-name';
 const MANAGED_BY_LABEL = 'endpointslice.kubernetes.io/managed-by';
@@ -52,6 +52,7 @@ export function sliceObject(slice: EndpointSlice, headless = false): Record<stri
         : slice.endpoints.map((e) => ({
             addresses: e.addresses,
             conditions: { ready: e.conditions.ready, serving: e.conditions.serving, terminating: e.conditions.terminating },
+            ...(e.hints ? { hints: hintsObject(e.hints) } : {}),
             ...(e.hostname ? { hostname: e.hostname } : {}),
             ...(e.nodeName ? { nodeName: e.nodeName } : {}),
             ...(e.targetRef ? { targetRef: e.targetRef } : {}),
@@ -66,6 +67,15 @@ export function sliceObject(slice: EndpointSlice, headless = false): Record<stri
             ...(p.port !== undefined ? { port: p.port } : {}),
             protocol: p.protocol,
           })),
+  };
+}
+
+/** An endpoint's `hints` as the API returns them: each list a list of `{name}`, left out when empty. */
+function hintsObject(hints: EndpointHints): Record<string, unknown> {
+  const named = (names: string[]) => names.map((name) => ({ name }));
+  return {
+    ...(hints.forNodes.length ? { forNodes: named(hints.forNodes) } : {}),
+    ...(hints.forZones.length ? { forZones: named(hints.forZones) } : {}),
   };
 }
 

@@ -25,7 +25,9 @@
  *   and, for a headless Service, service.kubernetes.io/headless (the
  *   Service's own labels, which the controller copies too, are not read);
  * - each family of the Service without any endpoint gets an empty
- *   placeholder slice.
+ *   placeholder slice;
+ * - an endpoint's zone is its Pod's Node's topology.kubernetes.io/zone label;
+ * - topology hints, per family, when the Service asks for them (`topologyHints`).
  *
  * Deterministic stand-ins where the controller is not: endpoints in a slice are
  * in Pod name order; slices are named `<service>-<5 characters>` as the API
@@ -43,6 +45,7 @@ import type {
   LegacyEndpointPort,
   LegacyEndpoints,
   LegacyEndpointSubset,
+  Node,
   Pod,
   Service,
   ServicePort,
@@ -63,6 +66,10 @@ export interface ControllerOptions {
   maxEndpointsPerSlice?: number;
   /** The Nodes that exist; undefined: do not check the Pods' nodes. */
   nodeNames?: ReadonlySet<string>;
+  /** The state's Nodes: where each endpoint's zone comes from and, for topology mode Auto, what zones are weighed by. */
+  nodes?: readonly Node[];
+  /** Where the controller's topology events go, one line each; unset: nowhere. */
+  recordEvent?: (message: string) => void;
 }
 
 /** Whether the controller leaves a Pod out because its Node does not exist. */
@@ -118,6 +125,7 @@ export function endpointSlicesFor(service: Service, pods: readonly Pod[], opts: 
   if (!isControllerManaged(service)) return [];
   const max = opts.maxEndpointsPerSlice ?? DEFAULT_MAX_ENDPOINTS_PER_SLICE;
   const families = service.ipFamilies;
+  const zones = new Map((opts.nodes ?? []).map((n) => [n.name, n.zone]));
   /** Port-set key → its ports and, per family, its endpoints. */
   const groups = new Map<string, { ports: EndpointPort[]; endpoints: Map<IPFamily, Endpoint[]> }>();
   for (const pod of selectedPods(service, pods).sort(byName)) {
@@ -134,6 +142,7 @@ export function endpointSlicesFor(service: Service, pods: readonly Pod[], opts: 
       group = { ports, endpoints: new Map() };
       groups.set(key, group);
     }
+    const zone = zones.get(pod.nodeName ?? '');
     const serving = pod.ready;
     const ready = service.publishNotReadyAddresses || (serving && !pod.terminating);
     for (const family of families) {
@@ -143,6 +152,7 @@ export function endpointSlicesFor(service: Service, pods: readonly Pod[], opts: 
         addresses,
         conditions: { ready, serving, terminating: pod.terminating },
         nodeName: pod.nodeName,
+        ...(zone !== undefined && { zone }),
         hostname: hostnameFor(pod, service),
         targetRef: { kind: 'Pod', namespace: pod.namespace, name: pod.name },
       };
@@ -162,7 +172,170 @@ export function endpointSlicesFor(service: Service, pods: readonly Pod[], opts: 
   for (const family of families) {
     if (!slices.some((s) => s.addressType === family)) slices.push(slice(service, family, [], [], 'placeholder'));
   }
+  for (const family of families) {
+    const event = topologyHints(
+      service,
+      slices.filter((s) => s.addressType === family).flatMap((s) => s.endpoints),
+      opts.nodes ?? [],
+    );
+    if (event) opts.recordEvent?.(`${service.origin.file}: ${service.origin.object}: ${family} endpoints: ${event}`);
+  }
   return slices;
+}
+
+/** The zone label the controller copies from a Pod's Node to its endpoint. */
+const ZONE_LABEL = 'topology.kubernetes.io/zone';
+/** The trafficDistribution values the controller sets hints for (PreferSameZone and PreferSameNode: Kubernetes 1.33 and later). */
+const CLOSE_TRAFFIC_DISTRIBUTIONS = new Set(['PreferClose', 'PreferSameZone', 'PreferSameNode']);
+/** The topology cache's overloadThreshold: no endpoint should get more than 20% over its share. */
+const OVERLOAD_THRESHOLD = 0.2;
+
+/**
+ * Sets the hints of one family's endpoints of a Service, in place, as the
+ * controller's reconciler does for new slices; returns what it would record as
+ * an event when it sets none, or a note of svcpath's where the controller is
+ * silent. Which rule applies:
+ * - the topology annotation `Auto` (or `auto`): the topology cache's
+ *   proportional allocation (`autoHints`); it wins over trafficDistribution;
+ * - else trafficDistribution PreferClose, PreferSameZone or PreferSameNode:
+ *   every ready endpoint is hinted for its own zone, and with PreferSameNode
+ *   also for its own node (trafficdist's preferCloseHeuristic);
+ * - else no hints.
+ * Endpoints that are not ready never get hints.
+ */
+export function topologyHints(service: Service, endpoints: Endpoint[], nodes: readonly Node[]): string | undefined {
+  if (service.topologyAnnotation === 'Auto' || service.topologyAnnotation === 'auto') return autoHints(endpoints, nodes);
+  if (!service.trafficDistribution || !CLOSE_TRAFFIC_DISTRIBUTIONS.has(service.trafficDistribution)) return undefined;
+  const sameNode = service.trafficDistribution === 'PreferSameNode';
+  const ready = endpoints.filter((e) => e.conditions.ready);
+  for (const e of ready) {
+    const forZones = e.zone ? [e.zone] : [];
+    const forNodes = sameNode && e.nodeName ? [e.nodeName] : [];
+    if (forZones.length + forNodes.length > 0) e.hints = { forZones, forNodes };
+  }
+  const unzoned = ready.filter((e) => !e.zone).length;
+  // The controller says nothing here; kube-proxy then ignores the zone hints of every endpoint.
+  return unzoned === 0
+    ? undefined
+    : `${unzoned} of ${ready.length} ready endpoints get no zone hint for ${service.trafficDistribution}: ` +
+        `their Pod's Node has no ${ZONE_LABEL} label (or is not among the Nodes)`;
+}
+
+/**
+ * The topology cache's hints for topology mode Auto (AddHints): each zone's
+ * share of the ready endpoints is its share of the Nodes' allocatable CPU.
+ * Every ready endpoint starts hinted for its own zone; zones over their share
+ * then give endpoints (the first ones, in order) to zones under it, whole
+ * endpoints only while at least half a one is owed. It gives up, setting no
+ * hint at all, with the controller's TopologyAwareHintsDisabled event, when a
+ * Node lacks a zone or allocatable CPU or the Nodes span fewer than two zones,
+ * when there are fewer ready endpoints than zones, when the zones' minimum
+ * shares (their share less the 20% overload threshold, rounded up) add up to
+ * more endpoints than there are, or when a ready endpoint has no zone.
+ */
+function autoHints(endpoints: Endpoint[], nodes: readonly Node[]): string | undefined {
+  const disabled = (message: string, why = '') =>
+    `no topology hints: the EndpointSlice controller's event TopologyAwareHintsDisabled: ${message}${why}`;
+  const cpu = cpuByZone(nodes);
+  if (typeof cpu === 'string') return disabled(INSUFFICIENT_NODE_INFO, ` (${cpu})`);
+  const ready = endpoints.filter((e) => e.conditions.ready);
+  const allocations = zoneAllocations(cpu, ready.length);
+  if (typeof allocations === 'string') return disabled(allocations);
+  if (ready.some((e) => !e.zone)) return disabled('One or more endpoints do not have a zone specified');
+
+  const allocated = new Map<string, number>();
+  for (const e of ready) {
+    e.hints = { forZones: [e.zone!], forNodes: [] };
+    allocated.set(e.zone!, (allocated.get(e.zone!) ?? 0) + 1);
+  }
+  const { giving, receiving } = givingAndReceivingZones(allocations, allocated);
+  for (const e of ready) {
+    const toGive = giving.get(e.zone!) ?? 0;
+    const to = [...receiving].find(([, n]) => n > 0)?.[0];
+    if (to === undefined) break;
+    if (toGive === 0) continue;
+    e.hints = { forZones: [to], forNodes: [] };
+    giving.set(e.zone!, toGive - 1);
+    receiving.set(to, receiving.get(to)! - 1);
+  }
+  return undefined;
+}
+
+const INSUFFICIENT_NODE_INFO = 'Insufficient Node information: allocatable CPU or zone not specified on one or more nodes';
+
+/**
+ * Allocatable millicores per zone, or why the topology cache has too little
+ * Node information: a Node without zone or CPU, or fewer than two zones.
+ * Every Node counts: svcpath does not read the Ready condition or the
+ * control-plane role labels by which the controller leaves Nodes out.
+ */
+function cpuByZone(nodes: readonly Node[]): Map<string, number> | string {
+  const cpu = new Map<string, number>();
+  for (const node of nodes) {
+    if (!node.zone) return `Node ${node.name} has no ${ZONE_LABEL} label`;
+    if (!node.allocatableMilliCPU) return `Node ${node.name} has no status.allocatable.cpu`;
+    cpu.set(node.zone, (cpu.get(node.zone) ?? 0) + node.allocatableMilliCPU);
+  }
+  if (cpu.size < 2) return nodes.length === 0 ? 'the state has no Nodes' : `every Node is in zone ${[...cpu.keys()][0]}`;
+  return cpu;
+}
+
+/** Each zone's desired number of endpoints (at least its minimum), or the event message when the endpoints cannot be shared out. */
+function zoneAllocations(cpu: Map<string, number>, endpoints: number): Map<string, number> | string {
+  const zones = `(${endpoints} endpoints, ${cpu.size} zones)`;
+  if (cpu.size > endpoints) return `Insufficient number of endpoints ${zones}`;
+  const total = [...cpu.values()].reduce((a, b) => a + b, 0);
+  const desired = new Map<string, number>();
+  let minTotal = 0;
+  for (const [zone, milli] of cpu) {
+    const share = (milli / total) * endpoints;
+    // The same floating-point steps as the controller, so that a share on a boundary rounds alike.
+    const minimum = Math.ceil(share * (1 / (1 + OVERLOAD_THRESHOLD)));
+    desired.set(zone, Math.max(share, minimum));
+    minTotal += minimum;
+  }
+  if (minTotal > endpoints) {
+    return `Unable to allocate minimum required endpoints to each zone without exceeding overload threshold ${zones}`;
+  }
+  return desired;
+}
+
+/**
+ * How many endpoints each zone gives away and receives (getGivingAndReceivingZones):
+ * repeatedly one from the zone most over its desired share to the zone most under
+ * it, while both are owed at least half an endpoint and one of them a whole one.
+ * Ties go to the zone first by name, where the controller's map order is random.
+ */
+function givingAndReceivingZones(
+  desired: Map<string, number>,
+  allocated: Map<string, number>,
+): { giving: Map<string, number>; receiving: Map<string, number> } {
+  const over = new Map<string, number>();
+  const under = new Map<string, number>();
+  for (const [zone, target] of desired) {
+    const have = allocated.get(zone) ?? 0;
+    if (have > target) over.set(zone, have - target);
+    else if (have < target) under.set(zone, target - have);
+  }
+  const giving = new Map<string, number>();
+  const receiving = new Map<string, number>();
+  for (;;) {
+    const [from, toGive] = most(over);
+    const [to, toReceive] = most(under);
+    if (from === undefined || to === undefined || (toGive < 1 && toReceive < 1) || toGive < 0.5 || toReceive < 0.5) break;
+    giving.set(from, (giving.get(from) ?? 0) + 1);
+    over.set(from, toGive - 1);
+    receiving.set(to, (receiving.get(to) ?? 0) + 1);
+    under.set(to, toReceive - 1);
+  }
+  return { giving, receiving: new Map([...receiving].sort(([a], [b]) => (a < b ? -1 : 1))) };
+}
+
+/** The zone with the greatest positive amount, the first by name among equals. */
+function most(amounts: Map<string, number>): [string | undefined, number] {
+  let best: [string | undefined, number] = [undefined, 0];
+  for (const [zone, n] of [...amounts].sort(([a], [b]) => (a < b ? -1 : 1))) if (n > best[1]) best = [zone, n];
+  return best;
 }
 
 /** The characters of the API server's generated name suffixes (no vowels, no confusable digits). */

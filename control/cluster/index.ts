@@ -65,9 +65,12 @@ export function withPodEndpoints(state: ClusterState, opts: { maxEndpointsPerSli
   const given = new Set(state.endpointSlices.map((s) => `${s.namespace}/${s.serviceName}`));
   // The controller leaves out Pods on Nodes it does not know; checked only when the state has Nodes.
   const nodeNames = state.nodes.length > 0 ? new Set(state.nodes.map((n) => n.name)) : undefined;
+  const topologyEvents: string[] = [];
   const derived = deriveEndpointSlices(state.services, pods, {
     maxEndpointsPerSlice: opts.maxEndpointsPerSlice,
     nodeNames,
+    nodes: state.nodes,
+    recordEvent: (message) => topologyEvents.push(message),
     hasSlices: (s) => given.has(`${s.namespace}/${s.name}`),
   });
   const notes: string[] = [];
@@ -99,7 +102,7 @@ export function withPodEndpoints(state: ClusterState, opts: { maxEndpointsPerSli
     ...state,
     endpointSlices: [...state.endpointSlices.map((s) => completeFromPods(s, pods)), ...derived],
     legacyEndpoints: (state.legacyEndpoints ?? []).filter((e) => !derivedKeys.has(`${e.namespace}/${e.name}`)),
-    notes: [...state.notes, ...notes],
+    notes: [...state.notes, ...notes, ...topologyEvents],
   };
 }
 
