@@ -5,6 +5,8 @@
 // the comment beside it. Then the issue's "done when": a state of Pods and Nodes gives the
 // same slices, hints and compiled backends on every node as the same state with the
 // controller's slices written by hand (test/fixtures/hints).
+import { mkdtempSync, readFileSync, rmSync } from 'node:fs';
+import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { describe, expect, it } from 'vitest';
 import { parse } from 'yaml';
@@ -13,7 +15,8 @@ import { loadClusterState, resolveServices } from '../control/cluster/index.js';
 import type { ClusterState, Node, Pod, Service } from '../control/cluster/state.js';
 import { compile } from '../control/compile/compiler.js';
 import { DEFAULT_MAGLEV_TABLE_SIZE } from '../control/compile/maglev.js';
-import { cli, makeService } from './helpers.js';
+import { createPcapWriter } from '../traces/pcap.js';
+import { cli, makeService, tcp } from './helpers.js';
 
 const FIXTURES = join(import.meta.dirname, 'fixtures', 'hints');
 const CLUSTER = join(FIXTURES, 'cluster.yaml');
@@ -214,6 +217,28 @@ describe('svcpath endpoints prints the hints as kubectl does', () => {
   });
 });
 
+/** What each node's proxy uses of each Service, by the hints worked out by hand in slices.yaml. */
+const EXPECTED: Record<string, Record<string, { ips: string[]; filter: string }>> = {
+  'node-a': {
+    web: { ips: ['10.244.1.11', '10.244.1.14'], filter: 'zone' },
+    api: { ips: ['10.244.1.21', '10.244.2.22'], filter: 'zone' },
+    cache: { ips: ['10.244.1.31'], filter: 'node' },
+    plain: { ips: ['10.244.1.41', '10.244.3.42'], filter: 'none' },
+  },
+  'node-b': {
+    web: { ips: ['10.244.2.12'], filter: 'zone' },
+    api: { ips: ['10.244.2.23'], filter: 'zone' },
+    cache: { ips: ['10.244.2.32'], filter: 'node' },
+    plain: { ips: ['10.244.1.41', '10.244.3.42'], filter: 'none' },
+  },
+  'node-c': {
+    web: { ips: ['10.244.3.13'], filter: 'zone' },
+    api: { ips: ['10.244.3.24'], filter: 'zone' },
+    cache: { ips: ['10.244.3.33'], filter: 'node' },
+    plain: { ips: ['10.244.1.41', '10.244.3.42'], filter: 'none' },
+  },
+};
+
 describe("a Pods-only state with topology asked for decides as the same state with the controller's hinted slices", () => {
   const fromPods = loadClusterState([CLUSTER, join(FIXTURES, 'pods.yaml')]);
   const fromSlices = loadClusterState([CLUSTER, join(FIXTURES, 'slices.yaml')]);
@@ -257,29 +282,62 @@ describe("a Pods-only state with topology asked for decides as the same state wi
   });
 
   it('the same backends on every node, those the hints worked out by hand choose', () => {
-    const expected: Record<string, Record<string, { ips: string[]; filter: string }>> = {
-      'node-a': {
-        web: { ips: ['10.244.1.11', '10.244.1.14'], filter: 'zone' },
-        api: { ips: ['10.244.1.21', '10.244.2.22'], filter: 'zone' },
-        cache: { ips: ['10.244.1.31'], filter: 'node' },
-        plain: { ips: ['10.244.1.41', '10.244.3.42'], filter: 'none' },
-      },
-      'node-b': {
-        web: { ips: ['10.244.2.12'], filter: 'zone' },
-        api: { ips: ['10.244.2.23'], filter: 'zone' },
-        cache: { ips: ['10.244.2.32'], filter: 'node' },
-        plain: { ips: ['10.244.1.41', '10.244.3.42'], filter: 'none' },
-      },
-      'node-c': {
-        web: { ips: ['10.244.3.13'], filter: 'zone' },
-        api: { ips: ['10.244.3.24'], filter: 'zone' },
-        cache: { ips: ['10.244.3.33'], filter: 'node' },
-        plain: { ips: ['10.244.1.41', '10.244.3.42'], filter: 'none' },
-      },
-    };
-    for (const [nodeName, services] of Object.entries(expected)) {
+    for (const [nodeName, services] of Object.entries(EXPECTED)) {
       expect(decisions(fromSlices, nodeName)).toEqual(services);
       expect(decisions(fromPods, nodeName)).toEqual(services);
+    }
+  });
+
+  it('the same verdicts replaying a capture through the CLI on every node', async () => {
+    const dir = mkdtempSync(join(tmpdir(), 'svcpath-hints-'));
+    try {
+      const capture = join(dir, 'capture.pcap');
+      const w = createPcapWriter(capture, { linktype: 1 });
+      let t = 1_800_000_000;
+      let port = 20000;
+      for (const [ip, p] of [
+        ['10.96.0.20', 80],
+        ['10.96.0.21', 80],
+        ['10.96.0.22', 6379],
+        ['10.96.0.23', 80],
+      ] as const) {
+        for (let i = 0; i < 32; i++) w.write(t++, 0, tcp('10.244.9.9', port++, ip, p, ['SYN']));
+      }
+      w.close();
+      for (const [nodeName, services] of Object.entries(EXPECTED)) {
+        const verdicts: Record<string, Array<Record<string, unknown>>> = {};
+        for (const kind of ['pods', 'slices']) {
+          const out = join(dir, `${kind}-${nodeName}.jsonl`);
+          const run = await cli([
+            'replay',
+            capture,
+            '--cluster',
+            CLUSTER,
+            '--cluster',
+            join(FIXTURES, `${kind}.yaml`),
+            '--node',
+            nodeName,
+            '--verdicts',
+            out,
+          ]);
+          expect(run.code).toBe(0);
+          verdicts[kind] = readFileSync(out, 'utf8')
+            .trim()
+            .split('\n')
+            .map((l) => JSON.parse(l));
+        }
+        expect(verdicts.pods).toHaveLength(4 * 32);
+        expect(verdicts.pods).toEqual(verdicts.slices);
+        for (const [service, { ips }] of Object.entries(services)) {
+          // 32 flows reach every backend of a set of at most 2 (a miss has odds below 2^-30).
+          const reached = new Set(
+            verdicts.pods.filter((v) => String(v.service).startsWith(`default/${service}:`)).map((v) => String(v.backend).split(':')[0]),
+          );
+          expect([...reached].sort()).toEqual(ips);
+        }
+      }
+    } finally {
+      rmSync(dir, { recursive: true, force: true });
     }
   });
 });
