@@ -147,6 +147,21 @@ describe("topology mode Auto: hints in proportion to each zone's allocatable CPU
     expect(events).toEqual([expect.stringMatching(/TopologyAwareHintsDisabled: One or more endpoints do not have a zone specified$/)]);
   });
 
+  it('decides per IP family: a family with too few endpoints gets none while the other gets its hints', () => {
+    // p1..p3 dual-stack, p4 IPv4 only. IPv4: 4 endpoints, 2 equal zones, shares 2, minimums ceil(2 / 1.2) = 2,
+    // in place. IPv6: 3 endpoints, shares 1.5, minimums ceil(1.5 / 1.2) = 2 each, 4 > 3: overloaded.
+    const nodes = [node('n-a', 'a', 2000), node('n-b', 'b', 2000)];
+    const dual = web({ ...AUTO, ipFamilies: ['IPv4', 'IPv6'], clusterIPs: ['10.96.0.10', 'fd00:96::10'] });
+    const podList = pods('n-a', 'n-b', 'n-a', 'n-b').map((p, i) => (i < 3 ? { ...p, podIPs: [...p.podIPs, `fd00:244::${i + 1}`] } : p));
+    const events: string[] = [];
+    const slices = endpointSlicesFor(dual, podList, { nodes, recordEvent: (m) => events.push(m) });
+    const zonesOf = (family: string) =>
+      slices.filter((s) => s.addressType === family).flatMap((s) => s.endpoints.map((e) => e.hints?.forZones.join(' ') ?? '-'));
+    expect(zonesOf('IPv4')).toEqual(['a', 'b', 'a', 'b']);
+    expect(zonesOf('IPv6')).toEqual(['-', '-', '-']);
+    expect(events).toEqual([expect.stringMatching(/: IPv6 endpoints: .*exceeding overload threshold \(3 endpoints, 2 zones\)$/)]);
+  });
+
   it('the annotation "auto" too; "Disabled", or none, sets no hints, and Auto wins over trafficDistribution', () => {
     const nodes = [node('n-a', 'a', 2000), node('n-b', 'b', 2000)];
     const two = pods('n-a', 'n-b');
