@@ -185,7 +185,7 @@ export function endpointSlicesFor(service: Service, pods: readonly Pod[], opts: 
 
 /** The zone label the controller copies from a Pod's Node to its endpoint. */
 const ZONE_LABEL = 'topology.kubernetes.io/zone';
-/** The trafficDistribution values the controller sets hints for (PreferSameZone and PreferSameNode: Kubernetes 1.33 and later). */
+/** The trafficDistribution values the controller sets hints for (PreferSameZone and PreferSameNode: 1.33 and later, on by default from 1.34). */
 const CLOSE_TRAFFIC_DISTRIBUTIONS = new Set(['PreferClose', 'PreferSameZone', 'PreferSameNode']);
 /** The topology cache's overloadThreshold: no endpoint should get more than 20% over its share. */
 const OVERLOAD_THRESHOLD = 0.2;
@@ -203,7 +203,7 @@ const OVERLOAD_THRESHOLD = 0.2;
  * - else no hints.
  * Endpoints that are not ready never get hints.
  */
-export function topologyHints(service: Service, endpoints: Endpoint[], nodes: readonly Node[]): string | undefined {
+function topologyHints(service: Service, endpoints: Endpoint[], nodes: readonly Node[]): string | undefined {
   if (service.topologyAnnotation === 'Auto' || service.topologyAnnotation === 'auto') return autoHints(endpoints, nodes);
   if (!service.trafficDistribution || !CLOSE_TRAFFIC_DISTRIBUTIONS.has(service.trafficDistribution)) return undefined;
   const sameNode = service.trafficDistribution === 'PreferSameNode';
@@ -230,7 +230,7 @@ export function topologyHints(service: Service, endpoints: Endpoint[], nodes: re
  * hint at all, with the controller's TopologyAwareHintsDisabled event, when a
  * Node lacks a zone or allocatable CPU or the Nodes span fewer than two zones,
  * when there are fewer ready endpoints than zones, when the zones' minimum
- * shares (their share less the 20% overload threshold, rounded up) add up to
+ * shares (their share divided by 1.2, the 20% overload threshold, rounded up) add up to
  * more endpoints than there are, or when a ready endpoint has no zone.
  */
 function autoHints(endpoints: Endpoint[], nodes: readonly Node[]): string | undefined {
