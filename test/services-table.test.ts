@@ -146,3 +146,37 @@ describe('the services table', () => {
     );
   });
 });
+
+describe('svcpath services --node', () => {
+  const hints = (name: string) => fileURLToPath(new URL(`fixtures/hints/${name}`, import.meta.url));
+  const cluster = ['--cluster', hints('cluster.yaml'), '--cluster', hints('pods.yaml')];
+  const topologyColumn = (stdout: string) => {
+    const [header, ...rows] = stdout.trimEnd().split('\n');
+    const at = header.indexOf('TOPOLOGY');
+    return Object.fromEntries(rows.map((row) => [row.split(/\s+/)[1], row.slice(at)]));
+  };
+
+  it("shows the topology each Service's endpoints get on that node's proxy, and what they ask for without it", async () => {
+    const onNodeC = await cli(['services', ...cluster, '--node', 'node-c']);
+    expect(onNodeC.code).toBe(0);
+    expect(topologyColumn(onNodeC.stdout)).toEqual({
+      api: 'topology annotation Auto: zone zone-c',
+      cache: 'PreferSameNode: node node-c',
+      plain: '-',
+      web: 'PreferClose: zone zone-c',
+    });
+    const anyNode = await cli(['services', ...cluster]);
+    expect(topologyColumn(anyNode.stdout)).toEqual({
+      api: 'topology annotation Auto',
+      cache: 'PreferSameNode',
+      plain: '-',
+      web: 'PreferClose',
+    });
+  });
+
+  it('refuses a Node the state does not have', async () => {
+    const { code, stderr } = await cli(['services', ...cluster, '--node', 'node-x']);
+    expect(code).toBe(1);
+    expect(stderr.trim()).toBe('svcpath: --node: no Node named "node-x" in the cluster state (Nodes: node-a, node-b, node-c)');
+  });
+});
