@@ -12,7 +12,7 @@ import { isInputError } from '../common/errors.js';
 import { PROJECT_ROOT } from '../common/paths.js';
 import { closest, didYouMean } from '../common/suggest.js';
 import { Interrupted, SIGNAL_EXIT_STATUS } from '../runtime/replay.js';
-import { fail, printHelp } from './shared-flags.js';
+import { fail, printHelp } from './common-flags.js';
 import * as diff from './commands/diff.js';
 import * as dns from './commands/dns.js';
 import * as endpoints from './commands/endpoints.js';

@@ -11,7 +11,7 @@ import {
   HELP_FOOTER,
   oneTrace,
   printHelp,
-} from '../shared-flags.js';
+} from '../common-flags.js';
 
 export const HELP = `svcpath diff: the flows whose decision (backend, verdict, masquerading) changes between two cluster
 states, counted per Service

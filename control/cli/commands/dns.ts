@@ -1,7 +1,7 @@
 /** `svcpath dns`: the cluster DNS's records for Services as a zone file, or how one name resolves. */
 import { clusterZone, formatQuery, formatZone, QUERY_TYPES, resolveQuery, type RecordType } from '../../discovery/dns.js';
 import { parseCommandArgs } from '../args.js';
-import { CLUSTER_FLAGS, CLUSTER_OPTIONS, fail, HELP_FOOTER, loadState, noArguments, parseName, printHelp } from '../shared-flags.js';
+import { CLUSTER_FLAGS, CLUSTER_OPTIONS, fail, HELP_FOOTER, loadState, noArguments, parseName, printHelp } from '../common-flags.js';
 
 export const HELP = `svcpath dns: the records the cluster DNS serves for Services, as a zone file, or how one name resolves
 

@@ -1,7 +1,7 @@
 /** `svcpath endpoints`: the EndpointSlices derived from the Pods, like kubectl get endpointslices -A. */
 import { parseCommandArgs } from '../args.js';
 import { formatEndpoints, type OutputFormat } from '../endpoints-output.js';
-import { CLUSTER_FLAGS, CLUSTER_OPTIONS, fail, HELP_FOOTER, loadState, noArguments, printHelp } from '../shared-flags.js';
+import { CLUSTER_FLAGS, CLUSTER_OPTIONS, fail, HELP_FOOTER, loadState, noArguments, printHelp } from '../common-flags.js';
 
 export const HELP = `svcpath endpoints: the EndpointSlices the EndpointSlice controller derives from the Pods, like
 kubectl get endpointslices -A

@@ -1,7 +1,7 @@
 /** `svcpath env`: the Service environment variables the kubelet gives a Pod created now. */
 import { formatEnv, podEnv } from '../../discovery/env.js';
 import { parseCommandArgs } from '../args.js';
-import { CLUSTER_FLAGS, CLUSTER_OPTIONS, fail, HELP_FOOTER, loadState, noArguments, parseName, printHelp } from '../shared-flags.js';
+import { CLUSTER_FLAGS, CLUSTER_OPTIONS, fail, HELP_FOOTER, loadState, noArguments, parseName, printHelp } from '../common-flags.js';
 
 export const HELP = `svcpath env: the Service environment variables the kubelet gives a Pod created now in a namespace
 

@@ -1,7 +1,7 @@
 /** `svcpath maps`: the compiled maps, like bpftool map dump. */
 import { dumpMaps, formatMapDump } from '../../runtime/maps-dump.js';
 import { parseCommandArgs } from '../args.js';
-import { buildDatapath, CLUSTER_OPTIONS, DATAPATH_FLAGS, DATAPATH_OPTIONS, HELP_FOOTER, noArguments, printHelp } from '../shared-flags.js';
+import { buildDatapath, CLUSTER_OPTIONS, DATAPATH_FLAGS, DATAPATH_OPTIONS, HELP_FOOTER, noArguments, printHelp } from '../common-flags.js';
 
 export const HELP = `svcpath maps: the compiled maps, like bpftool map dump (Maglev tables as slots per backend)
 

@@ -19,7 +19,7 @@ import {
   oneTrace,
   parseInteger,
   printHelp,
-} from '../shared-flags.js';
+} from '../common-flags.js';
 
 export const HELP = `svcpath replay: replay a capture through the datapath: a verdict per packet, the rewritten frames, a summary
 

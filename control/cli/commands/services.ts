@@ -2,7 +2,7 @@
 import { emulatedNode } from '../../compile/compiler.js';
 import { parseCommandArgs } from '../args.js';
 import { formatServicesTable, serviceRows } from '../services-table.js';
-import { CLUSTER_FLAGS, CLUSTER_OPTIONS, HELP_FOOTER, loadState, noArguments, printHelp } from '../shared-flags.js';
+import { CLUSTER_FLAGS, CLUSTER_OPTIONS, HELP_FOOTER, loadState, noArguments, printHelp } from '../common-flags.js';
 
 export const HELP = `svcpath services: every Service after allocation, like kubectl get svc -A -o wide, with endpoints,
 traffic policies and session affinity

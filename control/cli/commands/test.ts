@@ -7,7 +7,7 @@ import { InputError, inputError } from '../../common/errors.js';
 import { checkOutputs } from '../../common/paths.js';
 import { findCases, junitReport, runCase, type CaseResult, type PrepareDatapath } from '../../runtime/testcases.js';
 import { parseCommandArgs } from '../args.js';
-import { buildDatapath, DATAPATH_FLAGS, fail, HELP_FOOTER, noArguments, printHelp } from '../shared-flags.js';
+import { buildDatapath, DATAPATH_FLAGS, fail, HELP_FOOTER, noArguments, printHelp } from '../common-flags.js';
 
 export const HELP = `svcpath test: regression cases; a case is a directory with cluster.yaml (or cluster/), input.pcap(ng),
 an optional args file (replay flags, one line) and expected/verdicts.jsonl, expected/output.pcap(ng);

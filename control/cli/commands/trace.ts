@@ -10,7 +10,7 @@ import {
   oneTrace,
   parseInteger,
   printHelp,
-} from '../shared-flags.js';
+} from '../common-flags.js';
 
 export const HELP = `svcpath trace: what the datapath did with each chosen packet, step by step: headers, every map
 lookup with key and result, the Maglev slot, the rewrite, the verdict
