@@ -3,8 +3,11 @@
 // same-node and traffic-distribution cases topology.go's rules imply) is written here
 // as a fact: a node, a Service port, endpoints with conditions, place and hints, and the
 // sets kube-proxy uses, spelled out by hand. Each fact is checked three ways: the pure
-// function; the compiled maps in the WASM datapath (the backends new flows get); and,
-// for a few, the CLI from manifests and a capture.
+// function; the compiled maps in the WASM datapath (the backends new flows get); and the
+// CLI, `svcpath replay` of a capture against the fact written as a cluster's manifests
+// (Nodes, Service, EndpointSlice), its verdicts held to the same sets and its summary and
+// `svcpath services` to the same filter. One fact no manifests can state says why at the
+// fact. An EKS-shaped state, over UDP and TCP, goes through `svcpath trace` and `services`.
 import { mkdtempSync, readFileSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
@@ -15,6 +18,7 @@ import { formatServicesTable, serviceRows } from '../control/cli/services-table.
 import type { EndpointConditions, ResolvedEndpoint, TrafficPolicy } from '../control/cluster/state.js';
 import { createPcapWriter } from '../traces/pcap.js';
 import { decodeFrame } from '../traces/frames.js';
+import { stringify } from 'yaml';
 import { cli, makeNode, makeService, program, READY, resolvedService, runFrames, tcp, udp } from './helpers.js';
 
 const NODE = 'node-a';
@@ -52,6 +56,10 @@ interface Fact {
   onlyRemote?: boolean;
   filter?: 'node' | 'zone' | 'none';
   whyNot?: RegExp;
+  /** The topology annotation is the older service.kubernetes.io/topology-aware-hints, not topology-mode. */
+  olderAnnotation?: boolean;
+  /** Why no manifests can state the fact (the API server refuses them): it is not checked through the CLI. */
+  notInManifests?: string;
 }
 
 const four = (zones: Array<string[] | undefined>, extra: Partial<Ep>[] = []): Ep[] =>
@@ -290,6 +298,10 @@ const FACTS: Fact[] = [
   {
     name: 'externalTrafficPolicy Local without a way in from outside: ignored',
     etp: 'Local',
+    // kube-proxy's table builds this port by hand; a Service saying it is refused by the API
+    // server (validateServiceExternalTrafficPolicy), so no cluster's manifests hold one.
+    notInManifests:
+      'the API server refuses externalTrafficPolicy on a Service not reached from outside ("may only be set for externally-accessible services")',
     endpoints: [{ ip: '10.0.0.10' }, { ip: '10.0.0.11', local: true }],
     cluster: ['10.0.0.10', '10.0.0.11'],
     local: null,
@@ -426,6 +438,16 @@ const FACTS: Fact[] = [
     filter: 'zone',
   },
   {
+    name: 'the older topology-aware-hints annotation, auto, with zone hints',
+    zone: 'zone-a',
+    topologyAnnotation: 'auto',
+    olderAnnotation: true,
+    endpoints: four([['zone-a'], ['zone-b'], ['zone-c'], ['zone-a']]),
+    cluster: ['10.1.2.3', '10.1.2.6'],
+    local: null,
+    filter: 'zone',
+  },
+  {
     name: 'topology annotation Disabled, hints left on the slices: kube-proxy still follows them',
     zone: 'zone-a',
     topologyAnnotation: 'Disabled',
@@ -503,11 +525,46 @@ describe('categorizeEndpoints: the facts of kube-proxy’s topology table', () =
 const FLOWS = 96;
 const VIP = '10.96.0.10';
 const NODE_IP = '192.168.0.10';
+const OTHER_IP = '192.168.0.11';
 const NODE_PORT = 30080;
 
-/** The backend addresses new flows got, from the rewritten frames' destinations; null for a flow refused (no endpoints). */
-function destinations(results: ReturnType<typeof runFrames>): Array<string | null> {
-  return results.map((r) => (r.reason === 'SERVICE' ? decodeFrame(r.out).ipv4!.dst : null));
+/** A pod's new flows to the cluster IP, which take the internal policy's set. */
+const podFlows = Array.from({ length: FLOWS }, (_, i) => tcp('10.244.9.9', 20000 + i, VIP, 80, ['SYN']));
+/** An outside client's new flows to the NodePort on the node's InternalIP, which take the external policy's set. */
+const outsideFlows = Array.from({ length: FLOWS }, (_, i) => tcp('203.0.113.7', 20000 + i, NODE_IP, NODE_PORT, ['SYN']));
+
+/** What one new flow got: the backend address it was sent to, or null and the reason it was refused. */
+interface FlowOutcome {
+  reason: string;
+  backend: string | null;
+}
+
+/**
+ * The set a fact's flows from `from` must spread over, and how they are refused when it is
+ * empty: a Local policy with usable endpoints on other nodes drops (NO_LOCAL_ENDPOINTS); a
+ * Service with none usable anywhere answers with a port unreachable (NO_ENDPOINTS).
+ */
+function expectedFlows(f: Fact, from: 'pod' | 'outside'): { set: readonly string[]; refusal: string } {
+  const local = from === 'pod' ? f.itp === 'Local' : f.etp === 'Local';
+  const set = local ? f.local! : f.cluster!;
+  const elsewhere = (f.all ?? f.cluster ?? f.local ?? []).length > 0 || (f.onlyRemote ?? false);
+  return { set, refusal: local && elsewhere ? 'NO_LOCAL_ENDPOINTS' : 'NO_ENDPOINTS' };
+}
+
+/** Every flow went to a member of the fact's set, and every member got some; all refused when the set is empty. */
+function expectSpread(got: readonly FlowOutcome[], f: Fact, from: 'pod' | 'outside'): void {
+  const { set, refusal } = expectedFlows(f, from);
+  if (set.length === 0) {
+    expect(new Set(got.map((o) => `${o.reason} ${o.backend}`))).toEqual(new Set([`${refusal} null`]));
+    return;
+  }
+  expect(got.every((o) => o.reason === 'SERVICE')).toBe(true);
+  expect(sorted([...new Set(got.map((o) => o.backend!))])).toEqual(sorted(set));
+}
+
+/** The outcomes of frames run through the datapath, the backend read from the rewritten frame's destination. */
+function outcomes(results: ReturnType<typeof runFrames>): FlowOutcome[] {
+  return results.map((r) => ({ reason: r.reason, backend: r.reason === 'SERVICE' ? decodeFrame(r.out).ipv4!.dst : null }));
 }
 
 describe('the datapath sends new flows only to the set topology chose', () => {
@@ -523,28 +580,10 @@ describe('the datapath sends new flows only to the set topology chose', () => {
       const node = { ...makeNode(NODE, NODE_IP), ...(f.zone !== undefined ? { zone: f.zone } : {}) };
       const { dp, compiled } = await program([resolvedService(svc, [resolvedEndpoints(f)])], {
         node: NODE,
-        nodes: [node, makeNode(OTHER, '192.168.0.11')],
+        nodes: [node, makeNode(OTHER, OTHER_IP)],
       });
-      // A pod's flows to the cluster IP take the internal policy's set.
-      const internal = f.itp === 'Local' ? f.local! : f.cluster!;
-      const toVip = destinations(
-        runFrames(
-          dp,
-          Array.from({ length: FLOWS }, (_, i) => tcp('10.244.9.9', 20000 + i, VIP, 80, ['SYN'])),
-        ),
-      );
-      expectSpread(toVip, internal);
-      // An outside client's flows to the NodePort take the external policy's set.
-      if (f.external) {
-        const external = f.etp === 'Local' ? f.local! : f.cluster!;
-        const toNodePort = destinations(
-          runFrames(
-            dp,
-            Array.from({ length: FLOWS }, (_, i) => tcp('203.0.113.7', 20000 + i, NODE_IP, NODE_PORT, ['SYN'])),
-          ),
-        );
-        expectSpread(toNodePort, external);
-      }
+      expectSpread(outcomes(runFrames(dp, podFlows)), f, 'pod');
+      if (f.external) expectSpread(outcomes(runFrames(dp, outsideFlows)), f, 'outside');
       const topology = compiled.services[0].topology.v4;
       if (f.filter) expect(topology.filter).toBe(f.filter);
       if (f.whyNot) expect(topology.whyNot).toMatch(f.whyNot);
@@ -552,14 +591,151 @@ describe('the datapath sends new flows only to the set topology chose', () => {
   }
 });
 
-/** Every flow went to a member of `set`, and every member got some; none forwarded when the set is empty. */
-function expectSpread(got: Array<string | null>, set: readonly string[]): void {
-  if (set.length === 0) {
-    expect(got.every((d) => d === null)).toBe(true);
-    return;
-  }
-  expect(sorted([...new Set(got)] as string[])).toEqual(sorted(set));
+const ZONE_LABEL = 'topology.kubernetes.io/zone';
+const SERVICE = 'default/web:http';
+
+/** A Node as `kubectl get node -o yaml` shows what svcpath reads of it: labels and InternalIP. */
+function nodeManifest(name: string, ip: string, zone?: string): object {
+  return {
+    apiVersion: 'v1',
+    kind: 'Node',
+    metadata: { name, labels: { 'kubernetes.io/hostname': name, ...(zone !== undefined && { [ZONE_LABEL]: zone }) } },
+    status: { addresses: [{ type: 'InternalIP', address: ip }] },
+  };
 }
+
+/** A fact as the manifests of a cluster: the emulated Node, the other Node, the Service and its EndpointSlice. */
+function manifests(f: Fact): string {
+  const annotation = f.olderAnnotation ? 'service.kubernetes.io/topology-aware-hints' : 'service.kubernetes.io/topology-mode';
+  const service = {
+    apiVersion: 'v1',
+    kind: 'Service',
+    metadata: {
+      name: 'web',
+      namespace: 'default',
+      ...(f.topologyAnnotation !== undefined && { annotations: { [annotation]: f.topologyAnnotation } }),
+    },
+    spec: {
+      type: f.external ? 'NodePort' : 'ClusterIP',
+      clusterIP: VIP,
+      clusterIPs: [VIP],
+      ipFamilies: ['IPv4'],
+      selector: { app: 'web' },
+      ports: [{ name: 'http', port: 80, protocol: 'TCP', targetPort: 80, ...(f.external && { nodePort: NODE_PORT }) }],
+      internalTrafficPolicy: f.itp ?? 'Cluster',
+      // The API server keeps externalTrafficPolicy only on a Service reached from outside.
+      ...(f.external && { externalTrafficPolicy: f.etp ?? 'Cluster' }),
+      ...(f.trafficDistribution !== undefined && { trafficDistribution: f.trafficDistribution }),
+    },
+  };
+  const slice = {
+    apiVersion: 'discovery.k8s.io/v1',
+    kind: 'EndpointSlice',
+    metadata: {
+      name: 'web-7xk2p',
+      namespace: 'default',
+      labels: { 'kubernetes.io/service-name': 'web', 'endpointslice.kubernetes.io/managed-by': 'endpointslice-controller.k8s.io' },
+    },
+    addressType: 'IPv4',
+    ports: [{ name: 'http', port: 80, protocol: 'TCP' }],
+    endpoints: f.endpoints.map((e) => ({
+      addresses: [e.ip],
+      conditions: e.conditions ?? READY,
+      nodeName: e.local ? NODE : OTHER,
+      ...((e.zones || e.nodes) && {
+        hints: {
+          ...(e.zones && { forZones: e.zones.map((name) => ({ name })) }),
+          ...(e.nodes && { forNodes: e.nodes.map((name) => ({ name })) }),
+        },
+      }),
+    })),
+  };
+  return [nodeManifest(NODE, NODE_IP, f.zone), nodeManifest(OTHER, OTHER_IP), service, slice]
+    .map((doc) => stringify(doc, { aliasDuplicateObjects: false }))
+    .join('---\n');
+}
+
+/** What the Service asks for, as the summary names it: trafficDistribution, else an Auto topology annotation. */
+function requestOf(f: Fact): string | undefined {
+  if (f.trafficDistribution !== undefined) return f.trafficDistribution;
+  return f.topologyAnnotation?.toLowerCase() === 'auto' ? `topology annotation ${f.topologyAnnotation}` : undefined;
+}
+
+/** The summary's `topology` for a fact that states its filter: spelled out from the fact; absent when nothing is asked for and no hints are used. */
+function expectSummaryTopology(topology: string | undefined, f: Fact): void {
+  const requested = requestOf(f);
+  if (f.filter === 'zone' || f.filter === 'node') {
+    expect(topology).toBe(`${requested ?? 'hints'}: ${f.filter} ${f.filter === 'zone' ? f.zone : NODE}`);
+  } else if (requested === undefined) {
+    expect(topology).toBeUndefined();
+  } else {
+    expect(topology?.startsWith(`${requested}: no hints used (`) && topology.endsWith(')')).toBe(true);
+    if (f.whyNot) expect(topology).toMatch(f.whyNot);
+  }
+}
+
+/** The verdicts' outcomes, each checked to be of the fact's Service port. */
+function readOutcomes(verdicts: string): FlowOutcome[] {
+  return readFileSync(verdicts, 'utf8')
+    .trim()
+    .split('\n')
+    .map((line) => {
+      const v = JSON.parse(line) as { service: string | null; backend: string | null; reason: string };
+      expect(v.service).toBe(SERVICE);
+      if (v.backend === null) return { reason: v.reason, backend: null };
+      const [ip, port] = v.backend.split(':');
+      expect(port).toBe('80');
+      return { reason: v.reason, backend: ip };
+    });
+}
+
+describe('the CLI from each fact’s manifests and a capture sends flows only to the set topology chose', () => {
+  const dir = mkdtempSync(join(tmpdir(), 'svcpath-topology-facts-'));
+  const writeCapture = (name: string, frames: Uint8Array[]) => {
+    const path = join(dir, name);
+    const w = createPcapWriter(path, { linktype: 1 });
+    frames.forEach((frame, i) => w.write(1_700_000_000 + i, 0, frame));
+    w.close();
+    return path;
+  };
+  const fromPods = writeCapture('pods.pcap', podFlows);
+  const fromPodsAndOutside = writeCapture('pods-and-outside.pcap', [...podFlows, ...outsideFlows]);
+
+  FACTS.forEach((f, i) => {
+    // The facts no manifests can state say why at the fact (notInManifests).
+    if (f.notInManifests) return;
+    it(f.name, async () => {
+      const cluster = join(dir, `fact-${i}.yaml`);
+      writeFileSync(cluster, manifests(f));
+      const verdicts = join(dir, `fact-${i}.jsonl`);
+      const summary = join(dir, `fact-${i}.json`);
+      const capture = f.external ? fromPodsAndOutside : fromPods;
+      const replay = await cli(['replay', capture, '--cluster', cluster, '--node', NODE, '--verdicts', verdicts, '--summary', summary]);
+      expect([replay.code, replay.stderr]).toEqual([0, '']);
+      const got = readOutcomes(verdicts);
+      expect(got).toHaveLength(f.external ? 2 * FLOWS : FLOWS);
+      expectSpread(got.slice(0, FLOWS), f, 'pod');
+      if (f.external) expectSpread(got.slice(FLOWS), f, 'outside');
+      if (f.filter || f.whyNot) await expectFilterNamed(f, cluster, summary);
+    });
+  });
+
+  /** The summary names the fact's filter; `svcpath services` names it too, and why no hints are used, which the summary leaves out when the Service asks for no topology. */
+  async function expectFilterNamed(f: Fact, cluster: string, summary: string): Promise<void> {
+    const services = (JSON.parse(readFileSync(summary, 'utf8')) as { services: Array<{ service: string; topology?: string }> }).services;
+    expect(services.map((s) => s.service)).toEqual([SERVICE]);
+    expectSummaryTopology(services[0].topology, f);
+    const shown = await cli(['services', '--cluster', cluster, '--node', NODE, '--json']);
+    expect([shown.code, shown.stderr]).toEqual([0, '']);
+    const [row] = JSON.parse(shown.stdout) as Array<{
+      topology: { node: string; filter: string; for: string | null; whyNot: string | null };
+    }>;
+    expect(row.topology).toMatchObject({ node: NODE, filter: f.filter ?? 'none' });
+    expect(row.topology.for).toBe(f.filter === 'zone' ? f.zone : f.filter === 'node' ? NODE : null);
+    if (f.whyNot) expect(row.topology.whyNot).toMatch(f.whyNot);
+    else expect(row.topology.whyNot).toBeNull();
+  }
+});
 
 // An EKS-shaped state: CoreDNS with trafficDistribution PreferClose, its slice hinted by zone,
 // two Nodes in two zones. DNS from a pod on the node in us-east-1a stays in us-east-1a.
