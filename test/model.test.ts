@@ -1,6 +1,8 @@
 // The reference model (model/) against the WebAssembly datapath: generated
 // clusters and traffic, frame by frame, must be decided alike to the last
-// output byte. `npm run fuzz:model` runs the same property long.
+// output byte, and each flow to a Service sent only where the topology
+// oracle (traces/synth/differential.ts allowedBackends) allows. `npm run
+// fuzz:model` runs the same property long.
 import fc from 'fast-check';
 import { describe, expect, it } from 'vitest';
 import { flowHash4, murmur3 } from '../control/common/murmur3.js';
@@ -17,7 +19,8 @@ const SEED = 20260127;
 describe('the reference model', () => {
   it('decides generated clusters and traffic exactly as the datapath does', async () => {
     const outcomes = new Map<string, number>();
-    await fc.assert(agreementProperty(outcomes), { seed: SEED, numRuns: 400 });
+    const oracleRules = new Map<string, number>();
+    await fc.assert(agreementProperty(outcomes, oracleRules), { seed: SEED, numRuns: 400 });
     // The runs reach every decision the model covers, not only the easy ones.
     for (const outcome of [
       'TX SERVICE',
@@ -34,6 +37,21 @@ describe('the reference model', () => {
       'DROP FRAGMENT_UNTRACKED',
     ]) {
       expect(outcomes.get(outcome) ?? 0, outcome).toBeGreaterThan(0);
+    }
+    // The oracle checked flows under every topology rule: hints narrowing the set, each reason to ignore
+    // them, the Local set whatever the hints, and the terminating fallback.
+    for (const rule of [
+      'zone hints leaving some out: SERVICE',
+      'node hints leaving some out: SERVICE',
+      'hints ignored: a ready endpoint has no zone hint: SERVICE',
+      'hints ignored: this node has no zone: SERVICE',
+      'hints ignored: none for this node or its zone: SERVICE',
+      "a Local policy: this node's endpoints: SERVICE",
+      "a Local policy: this node's endpoints: NO_LOCAL_ENDPOINTS",
+      'no ready endpoint: SERVICE',
+      'no ready endpoint: NO_ENDPOINTS',
+    ]) {
+      expect(oracleRules.get(rule) ?? 0, rule).toBeGreaterThan(0);
     }
   });
 

@@ -10,9 +10,19 @@
  * node's own copies of the requests, masqueraded to tuples of its own, teach
  * svcpath those tuples, to which the backends may then reply.
  *
+ * Half the runs lay the nodes out in zones and hint endpoints for zones and
+ * nodes. The compiler applies topology before either datapath sees a table,
+ * so agreement alone cannot tell a wrong topology decision: an oracle
+ * written from README.md's Topology, Traffic policies and Endpoints rules
+ * (`allowedBackends`, which shares nothing with control/compile/topology.ts)
+ * says which endpoints each flow to a Service may reach, and every backend
+ * the datapath picks must be one of them; it refuses for lack of endpoints
+ * exactly when there are none.
+ *
  * Everything generated stays inside the model's scope (model/packet.ts).
  */
 import fc from 'fast-check';
+import ipaddr from 'ipaddr.js';
 import { compile, type Compiled } from '../../control/compile/compiler.js';
 import { Batch, type Datapath } from '../../control/runtime/datapath.js';
 import { DESC_F_SNAT, LINKTYPES, REASONS, VERDICTS, hostPort } from '../../control/compile/layout.js';
@@ -20,6 +30,7 @@ import type {
   ClusterState,
   ConntrackTimeouts,
   EndpointConditions,
+  EndpointHints,
   Protocol,
   ResolvedService,
   Service,
@@ -42,6 +53,14 @@ const POD_CIDRS = { v4: '10.244.0.0/16', v6: 'fd00:244::/32' };
 const SERVICE_RANGES = ['10.96.0.0/12', 'fd00:96::/108'];
 /** Six pods that endpoints are drawn from: 0-2 on this node (node-a), 3-5 on node-b. */
 const POD_COUNT = 6;
+const nodeOfPod = (pod: number) => (pod < 3 ? 'node-a' : 'node-b');
+/** The emulated node. */
+const THIS_NODE = 'node-a';
+/** Zones that labels and hints are drawn from: zone-c has no node. */
+const ZONES = ['zone-a', 'zone-b', 'zone-c'] as const;
+type Zone = (typeof ZONES)[number];
+/** Nodes that same-node hints are drawn from: node-c is in no state. */
+const HINTED_NODES = ['node-a', 'node-b', 'node-c'];
 const podAddress = (pod: number, fam: Fam) => {
   const node = pod < 3 ? 1 : 2;
   return fam === 'v4' ? `10.244.${node}.${10 + pod}` : `fd00:244:${node}::${(10 + pod).toString(16)}`;
@@ -76,7 +95,18 @@ export interface EndpointSpec {
   condition: keyof typeof CONDITIONS;
   /** False: the endpoint names no node (never local). */
   hasNodeName: boolean;
+  /** Its hints when its Service's are `drawn` (absent: none). */
+  hints?: { forZones: readonly Zone[]; forNodes: readonly string[] };
 }
+
+/**
+ * How a Service's endpoints are hinted: for their node's zone (the
+ * EndpointSlice controller's PreferClose), for that and their node
+ * (PreferSameNode), for their node's zone but pod 0 (on this node) given to
+ * zone-b (as Auto's rebalancing gives a zone's endpoints to another; a Local
+ * policy must still use it), or as each endpoint's drawn hints say, some missing.
+ */
+export type HintStyle = 'ownZone' | 'ownNode' | 'shifted' | 'drawn';
 
 export interface ServiceSpec {
   type: 'ClusterIP' | 'NodePort' | 'LoadBalancer';
@@ -91,6 +121,11 @@ export interface ServiceSpec {
   allocateLoadBalancerNodePorts: boolean;
   sourceRanges: readonly string[];
   endpoints: EndpointSpec[];
+  /** Topology runs only: what the Service asks for, which kube-proxy does not read (the hints decide). */
+  trafficDistribution?: 'PreferClose' | 'PreferSameZone' | 'PreferSameNode';
+  topologyAnnotation?: 'Auto' | 'Disabled';
+  /** Topology runs only: absent, no endpoint has hints. */
+  hints?: HintStyle;
 }
 
 export interface ClusterSpec {
@@ -103,6 +138,8 @@ export interface ClusterSpec {
   snatPortRange: [number, number];
   conntrack: Required<ConntrackTimeouts>;
   services: ServiceSpec[];
+  /** The nodes' `topology.kubernetes.io/zone` labels (undefined: none); absent, no node has one. */
+  zones?: { 'node-a'?: Zone; 'node-b'?: Zone };
 }
 
 /** true with odds `yes` : `no`. */
@@ -111,7 +148,7 @@ const often = (yes: number, no: number) =>
 
 const SOURCE_RANGES = ['172.16.0.0/16', '192.168.0.0/24', '10.244.1.0/24', '2001:db8:5::/48', 'fd00:168::/64'];
 
-const endpointArb: fc.Arbitrary<EndpointSpec> = fc.record({
+const endpointFields = {
   pod: fc.nat({ max: POD_COUNT - 1 }),
   v4: often(3, 1),
   v6: often(3, 1),
@@ -127,9 +164,26 @@ const endpointArb: fc.Arbitrary<EndpointSpec> = fc.record({
     'notReady',
   ),
   hasNodeName: often(4, 1),
+};
+
+/**
+ * Drawn hints: mostly one zone or a few, sometimes only nodes, so that an
+ * endpoint may lack a zone hint; node hints now and then.
+ */
+const hintsArb = fc.record({
+  forZones: fc.oneof(
+    { weight: 1, arbitrary: fc.constant([]) },
+    { weight: 3, arbitrary: fc.constantFrom(...ZONES).map((z) => [z]) },
+    { weight: 2, arbitrary: fc.subarray([...ZONES], { minLength: 1 }) },
+  ),
+  forNodes: fc.oneof({ weight: 3, arbitrary: fc.constant([]) }, { weight: 1, arbitrary: fc.subarray(HINTED_NODES, { minLength: 1 }) }),
 });
 
-const serviceArb: fc.Arbitrary<ServiceSpec> = fc.record({
+/** An endpoint; in topology runs with hints of its own, absent one time in five (`drawn` hints then miss on some endpoint). */
+const endpointArb = (topology: boolean): fc.Arbitrary<EndpointSpec> =>
+  topology ? fc.record({ ...endpointFields, hints: fc.option(hintsArb, { nil: undefined, freq: 5 }) }) : fc.record(endpointFields);
+
+const serviceFields = {
   type: fc.constantFrom('ClusterIP', 'NodePort', 'LoadBalancer'),
   families: fc.constantFrom<Fam[]>(['v4'], ['v6'], ['v4', 'v6'], ['v6', 'v4']),
   ports: fc.uniqueArray(
@@ -143,10 +197,35 @@ const serviceArb: fc.Arbitrary<ServiceSpec> = fc.record({
   ingressMode: fc.constantFrom('VIP', 'VIP', 'Proxy'),
   allocateLoadBalancerNodePorts: often(3, 1),
   sourceRanges: fc.oneof(fc.constant([]), fc.subarray(SOURCE_RANGES, { minLength: 1, maxLength: 3 })),
-  endpoints: fc.uniqueArray(endpointArb, { maxLength: 5, selector: (e) => e.pod }),
-});
+};
 
-export const clusterArb: fc.Arbitrary<ClusterSpec> = fc.record({
+/**
+ * A Service; in topology runs it may ask for topology (which kube-proxy does
+ * not read, so every combination with hints is fair) and have hinted endpoints.
+ */
+const serviceArb = (topology: boolean): fc.Arbitrary<ServiceSpec> => {
+  const endpoints = fc.uniqueArray(endpointArb(topology), { maxLength: 5, selector: (e) => e.pod });
+  if (!topology) return fc.record({ ...serviceFields, endpoints });
+  return fc.record({
+    ...serviceFields,
+    endpoints,
+    trafficDistribution: fc.constantFrom(undefined, undefined, 'PreferClose', 'PreferSameZone', 'PreferSameNode'),
+    topologyAnnotation: fc.constantFrom(undefined, undefined, undefined, 'Auto', 'Disabled'),
+    hints: fc.constantFrom<HintStyle | undefined>(
+      undefined,
+      'ownZone',
+      'ownZone',
+      'ownNode',
+      'shifted',
+      'shifted',
+      'drawn',
+      'drawn',
+      'drawn',
+    ),
+  });
+};
+
+const clusterFields = {
   capturedOnNode: fc.boolean(),
   seed: fc.nat(),
   // 3 has fewer slots than a service may have backends.
@@ -161,8 +240,24 @@ export const clusterArb: fc.Arbitrary<ClusterSpec> = fc.record({
     udpTimeout: fc.constantFrom(...TIMEOUTS),
     udpStreamTimeout: fc.constantFrom(...TIMEOUTS),
   }),
-  services: fc.array(serviceArb, { minLength: 1, maxLength: 4 }),
-});
+};
+
+/**
+ * Half the runs without topology, as before it existed; half with zone labels
+ * (this node mostly in zone-a, node-b mostly in zone-b, else in zone-a or none) and hinted
+ * endpoints.
+ */
+export const clusterArb: fc.Arbitrary<ClusterSpec> = fc.oneof(
+  fc.record({ ...clusterFields, services: fc.array(serviceArb(false), { minLength: 1, maxLength: 4 }) }),
+  fc.record({
+    ...clusterFields,
+    services: fc.array(serviceArb(true), { minLength: 1, maxLength: 4 }),
+    zones: fc.record({
+      'node-a': fc.constantFrom<Zone | undefined>('zone-a', 'zone-a', 'zone-a', undefined),
+      'node-b': fc.constantFrom<Zone | undefined>('zone-a', 'zone-b', 'zone-b', undefined),
+    }),
+  }),
+);
 
 function toService(spec: ServiceSpec, i: number): Service {
   const ports: ServicePort[] = spec.ports.map((p, j) => ({
@@ -191,7 +286,28 @@ function toService(spec: ServiceSpec, i: number): Service {
     loadBalancerSourceRanges: spec.type === 'LoadBalancer' ? [...spec.sourceRanges] : [],
     allocateLoadBalancerNodePorts: spec.allocateLoadBalancerNodePorts,
     publishNotReadyAddresses: false,
+    ...(spec.trafficDistribution ? { trafficDistribution: spec.trafficDistribution } : {}),
+    ...(spec.topologyAnnotation ? { topologyAnnotation: spec.topologyAnnotation } : {}),
   };
+}
+
+const zoneOf = (cluster: ClusterSpec, node: string | undefined): Zone | undefined =>
+  node === 'node-a' || node === 'node-b' ? cluster.zones?.[node] : undefined;
+
+/** What an endpoint's slice says of where it is and whom it is meant for: its node, that node's zone, and its hints. */
+function placement(cluster: ClusterSpec, svc: ServiceSpec, e: EndpointSpec): { nodeName?: string; zone?: Zone; hints?: EndpointHints } {
+  const nodeName = e.hasNodeName ? nodeOfPod(e.pod) : undefined;
+  const zone = zoneOf(cluster, nodeName);
+  return { nodeName, ...(zone ? { zone } : {}), ...hintsOf(svc.hints, e, nodeName, zone) };
+}
+
+/** The hints its Service's style gives an endpoint; none when there is nothing to hint it for. */
+function hintsOf(style: HintStyle | undefined, e: EndpointSpec, nodeName?: string, zone?: Zone): { hints?: EndpointHints } {
+  if (style === 'drawn') return e.hints ? { hints: { forZones: [...e.hints.forZones], forNodes: [...e.hints.forNodes] } } : {};
+  if (style === undefined) return {};
+  const forZones = style === 'shifted' && e.pod === 0 && zone ? ['zone-b'] : zone ? [zone] : [];
+  const forNodes = style === 'ownNode' && nodeName ? [nodeName] : [];
+  return forZones.length + forNodes.length > 0 ? { hints: { forZones, forNodes } } : {};
 }
 
 export function compileCluster(spec: ClusterSpec): Compiled {
@@ -207,19 +323,23 @@ export function compileCluster(spec: ClusterSpec): Compiled {
             ip: podAddress(e.pod, f),
             port: spec.services[i].ports[j].targetPort,
             conditions: CONDITIONS[e.condition],
-            nodeName: e.hasNodeName ? (e.pod < 3 ? 'node-a' : 'node-b') : undefined,
+            ...placement(spec, spec.services[i], e),
           })),
       ),
     })),
   }));
-  const node = (name: string, addresses: Record<Fam, string>) => ({
-    origin: { file: 'generated', object: `Node ${name}` },
-    name,
-    addresses: FAMS.map((f) => ({ type: 'InternalIP', address: addresses[f] })),
-  });
+  const node = (name: string, addresses: Record<Fam, string>) => {
+    const zone = zoneOf(spec, name);
+    return {
+      origin: { file: 'generated', object: `Node ${name}` },
+      name,
+      addresses: FAMS.map((f) => ({ type: 'InternalIP', address: addresses[f] })),
+      ...(zone ? { zone } : {}),
+    };
+  };
   const state: ClusterState = { services, endpointSlices: [], nodes: [node('node-a', NODE), node('node-b', OTHER_NODE)], notes: [] };
   return compile(state, resolved, {
-    node: 'node-a',
+    node: THIS_NODE,
     seed: spec.seed,
     maglevTableSize: spec.maglevTableSize,
     conntrack: spec.conntrack,
@@ -540,6 +660,176 @@ function zeroChecksumPayload(flow: Flow, base: Uint8Array): Uint8Array {
   return payload;
 }
 
+// --- the topology oracle -------------------------------------------------------------
+//
+// Written from README.md (Endpoints, Topology (hints), Source classes, Traffic
+// policies), over the generated spec rather than the compiled state, and in its
+// own shape: kube-proxy's rules as a list of narrowings tried in order. It
+// shares nothing with control/compile/topology.ts, whose decision it checks.
+
+/** What new flows to one port of a Service in one family may reach, as `address port` of its endpoints. */
+interface Reachable {
+  /** The cluster-wide set: ready endpoints narrowed by hints, else the serving terminating ones. */
+  cluster: Set<string>;
+  /** This node's endpoints, hints or not: its ready ones, else its serving terminating ones. */
+  local: Set<string>;
+  /** Some endpoint anywhere is ready, or serving while terminating. */
+  anyUsable: boolean;
+  /** Which hints narrowed the cluster-wide set, or why none did. */
+  hints: string;
+}
+
+interface HintedEndpoint {
+  address: string;
+  conditions: EndpointConditions;
+  onThisNode: boolean;
+  forZones: ReadonlySet<string>;
+  forNodes: ReadonlySet<string>;
+}
+
+const canonical = (address: string) => addressText(addressBytes(address));
+
+function reachable(cluster: ClusterSpec, svc: ServiceSpec, targetPort: number, fam: Fam): Reachable {
+  const endpoints: HintedEndpoint[] = svc.endpoints
+    .filter((e) => e[fam])
+    .map((e) => {
+      const { nodeName, hints } = placement(cluster, svc, e);
+      return {
+        address: canonical(podAddress(e.pod, fam)),
+        conditions: CONDITIONS[e.condition],
+        onThisNode: nodeName === THIS_NODE,
+        forZones: new Set(hints?.forZones),
+        forNodes: new Set(hints?.forNodes),
+      };
+    });
+  const zone = cluster.zones?.[THIS_NODE];
+  const ready = endpoints.filter((e) => e.conditions.ready);
+  const draining = endpoints.filter((e) => e.conditions.serving && e.conditions.terminating);
+  // Tried in order; one applies when every ready endpoint carries its kind of hint and one hint is for this node.
+  const narrowings = [
+    { name: 'node hints', carries: (e: HintedEndpoint) => e.forNodes.size > 0, keeps: (e: HintedEndpoint) => e.forNodes.has(THIS_NODE) },
+    {
+      name: 'zone hints',
+      carries: (e: HintedEndpoint) => e.forZones.size > 0,
+      keeps: (e: HintedEndpoint) => !!zone && e.forZones.has(zone),
+    },
+  ];
+  const narrowing = narrowings.find((n) => ready.every(n.carries) && ready.some(n.keeps));
+  const kept = narrowing ? ready.filter(narrowing.keeps) : ready;
+  const localReady = ready.filter((e) => e.onThisNode);
+  const addresses = (set: HintedEndpoint[]) => new Set(set.map((e) => hostPort(e.address, targetPort)));
+  return {
+    cluster: addresses(kept.length > 0 ? kept : draining),
+    local: addresses(localReady.length > 0 ? localReady : draining.filter((e) => e.onThisNode)),
+    anyUsable: ready.length + draining.length > 0,
+    hints: narrowing ? `${narrowing.name} ${kept.length < ready.length ? 'leaving some out' : 'keeping all'}` : whyNoHints(ready, zone),
+  };
+}
+
+function whyNoHints(ready: readonly HintedEndpoint[], zone: string | undefined): string {
+  if (ready.length === 0) return 'no ready endpoint';
+  if (ready.every((e) => e.forZones.size + e.forNodes.size === 0)) return 'no hints';
+  if (ready.some((e) => e.forZones.size === 0)) return 'hints ignored: a ready endpoint has no zone hint';
+  if (!zone) return 'hints ignored: this node has no zone';
+  return 'hints ignored: none for this node or its zone';
+}
+
+/**
+ * The Service port whose frontend the flow is to by the spec, and whether it
+ * is reached from outside (not by its cluster IP).
+ */
+function frontendOf(cluster: ClusterSpec, flow: Flow): { service: number; port: number; external: boolean } | undefined {
+  const server = canonical(flow.server);
+  const at = (address: string) => canonical(address) === server;
+  for (const [i, svc] of cluster.services.entries()) {
+    if (!svc.families.includes(flow.fam)) continue;
+    const hasNodePorts = svc.type === 'NodePort' || (svc.type === 'LoadBalancer' && svc.allocateLoadBalancerNodePorts);
+    for (const [j, p] of svc.ports.entries()) {
+      if (p.protocol !== flow.protocol) continue;
+      if (at(clusterIP(i, flow.fam)) && flow.serverPort === p.port) return { service: i, port: j, external: false };
+      // NodePorts on this node's primary addresses, its only ones here.
+      const nodePortHit = hasNodePorts && at(NODE[flow.fam]) && flow.serverPort === nodePort(i, j);
+      const externalHit = svc.externalIPs && at(externalIP(i, flow.fam)) && flow.serverPort === p.port;
+      const lbHit = svc.type === 'LoadBalancer' && svc.ingressMode === 'VIP' && at(lbIP(i, flow.fam)) && flow.serverPort === p.port;
+      if (nodePortHit || externalHit || lbHit) return { service: i, port: j, external: true };
+    }
+  }
+  return undefined;
+}
+
+/** This node (its Node addresses), a pod (inside the family's cluster CIDR, when known), or external. */
+function sourceClassOf(cluster: ClusterSpec, flow: Flow): 'node' | 'pod' | 'external' {
+  if (canonical(flow.client) === canonical(NODE[flow.fam])) return 'node';
+  const podNetworkKnown = cluster.podNetwork === 'dual' || (cluster.podNetwork === 'v4' && flow.fam === 'v4');
+  return podNetworkKnown && ipaddr.parse(flow.client).match(ipaddr.parseCIDR(POD_CIDRS[flow.fam])) ? 'pod' : 'external';
+}
+
+interface Allowed {
+  service: number;
+  /** The endpoints (`address port`) a new flow may be sent to. */
+  backends: Set<string>;
+  /** What is done when there are none: DROP (the Service has endpoints elsewhere) or REJECT. */
+  refusal: 'NO_LOCAL_ENDPOINTS' | 'NO_ENDPOINTS';
+  /** The rule that chose `backends`: a Local policy, the hints that narrowed them, or why none did. */
+  why: string;
+}
+
+/** The oracle: what a flow to a Service's frontend may reach; undefined when it is to no frontend. */
+function allowedBackends(cluster: ClusterSpec, flow: Flow): Allowed | undefined {
+  const frontend = frontendOf(cluster, flow);
+  if (!frontend) return undefined;
+  const svc = cluster.services[frontend.service];
+  const sets = reachable(cluster, svc, svc.ports[frontend.port].targetPort, flow.fam);
+  const local = frontend.external
+    ? svc.externalTrafficPolicy === 'Local' && sourceClassOf(cluster, flow) === 'external'
+    : svc.internalTrafficPolicy === 'Local';
+  return {
+    service: frontend.service,
+    backends: local ? sets.local : sets.cluster,
+    refusal: sets.anyUsable ? 'NO_LOCAL_ENDPOINTS' : 'NO_ENDPOINTS',
+    why: local ? "a Local policy: this node's endpoints" : sets.hints,
+  };
+}
+
+/** Outcomes that mean the frame reached a Service's choice of backend. */
+const DECIDED = new Set(['SERVICE', 'SNAT_EXHAUSTED', 'NO_ENDPOINTS', 'NO_LOCAL_ENDPOINTS']);
+
+/** `address port` the datapath sent a frame to (one carrying its L4 header). */
+function destinationOf(out: Uint8Array): string {
+  const l3 = 14 + 4 * vlanCount(out);
+  const v4 = out[l3] >> 4 === 4;
+  const l4 = l3 + (v4 ? (out[l3] & 0x0f) * 4 : 40);
+  const address = v4 ? out.subarray(l3 + 16, l3 + 20) : out.subarray(l3 + 24, l3 + 40);
+  return hostPort(addressText(address), new DataView(out.buffer, out.byteOffset).getUint16(l4 + 2));
+}
+
+/**
+ * Throws unless the datapath's decision on a client's frame is one the oracle
+ * allows: a backend of the allowed set, refused exactly when the set is empty
+ * and then in the right way. Tallies which rule chose the set.
+ */
+function checkBackend(cluster: ClusterSpec, flow: Flow, result: Outcome, what: string, tally?: Map<string, number>): void {
+  if (!DECIDED.has(result.reason)) return;
+  const allowed = allowedBackends(cluster, flow);
+  if (!allowed) throw new Error(`${what}: ${summary(result)}: the oracle knows no frontend there`);
+  const { backends, refusal, why } = allowed;
+  const failure = (wrong: string) =>
+    new Error(
+      `${what}: ${summary(result)}: ${wrong}` +
+        `\n  oracle: Service default/svc-${allowed.service} from a ${sourceClassOf(cluster, flow)} source, ${why}: ` +
+        `{${[...backends].join(', ')}}, else ${refusal}` +
+        `\n  zones ${JSON.stringify(cluster.zones ?? {})}`,
+    );
+  if (result.reason === 'SERVICE' && !backends.has(destinationOf(result.out))) {
+    throw failure(`sent to ${destinationOf(result.out)}, which the oracle does not allow`);
+  }
+  if (backends.size > 0 && !['SERVICE', 'SNAT_EXHAUSTED'].includes(result.reason))
+    throw failure('refused though the oracle allows backends');
+  if (backends.size === 0 && result.reason !== refusal) throw failure(`the oracle allows no backend: expected ${refusal}`);
+  const key = `${why}: ${result.reason}`;
+  tally?.set(key, (tally.get(key) ?? 0) + 1);
+}
+
 // --- running and comparing ---------------------------------------------------------
 
 interface Outcome {
@@ -777,7 +1067,12 @@ const macText = (frame: Uint8Array, at: number) => Array.from(frame.subarray(at,
  * One property run: the cluster compiled and loaded, the actions played
  * through the datapath and the model. Throws at the first disagreement.
  */
-export async function checkAgreement(cluster: ClusterSpec, actions: Action[], tally?: Map<string, number>): Promise<void> {
+export async function checkAgreement(
+  cluster: ClusterSpec,
+  actions: Action[],
+  tally?: Map<string, number>,
+  oracleTally?: Map<string, number>,
+): Promise<void> {
   const compiled = compileCluster(cluster);
   const dp = await loadProgram(compiled, { ctEntries: CT_ENTRIES });
   const run = new SideBySide(dp, compiled, tally);
@@ -785,6 +1080,9 @@ export async function checkAgreement(cluster: ClusterSpec, actions: Action[], ta
   const flows: Flow[] = [];
   const byTuple = new Map<string, Flow>();
   let nextPort = 32768 + (cluster.seed % 20000);
+  const send = (flow: Flow, shape: PacketShape, what: string) => {
+    for (const result of sendFlow(run, flow, shape, what, arrived)) checkBackend(cluster, flow, result, what, oracleTally);
+  };
   for (const action of actions) {
     switch (action.kind) {
       case 'wait':
@@ -823,7 +1121,7 @@ export async function checkAgreement(cluster: ClusterSpec, actions: Action[], ta
             byTuple.set(key, flow);
             flows.push(flow);
           }
-          send(run, flow, action.packet, `${action.kind} ${key}`, arrived);
+          send(flow, action.packet, `${action.kind} ${key}`);
         }
         break;
       }
@@ -831,11 +1129,9 @@ export async function checkAgreement(cluster: ClusterSpec, actions: Action[], ta
         if (flows.length === 0) break;
         const flow = flows[action.flow % flows.length];
         send(
-          run,
           flow,
           action.packet,
           `again ${flow.protocol} ${hostPort(flow.client, flow.clientPort)} > ${hostPort(flow.server, flow.serverPort)}`,
-          arrived,
         );
         break;
       }
@@ -870,20 +1166,27 @@ export async function checkAgreement(cluster: ClusterSpec, actions: Action[], ta
   }
 }
 
-/** The client's packet of a flow. */
-function send(run: SideBySide, flow: Flow, shape: PacketShape, what: string, direction?: 'inbound'): void {
+/** The client's packet of a flow; returns the outcomes of the frames that carried its L4 header (a later fragment does not). */
+function sendFlow(run: SideBySide, flow: Flow, shape: PacketShape, what: string, direction?: 'inbound'): Outcome[] {
   const frame = frameOf(flow.fam, flow.client, flow.server, flow.protocol, flow.clientPort, flow.serverPort, shape, [CLIENT_MAC, NODE_MAC]);
+  const headed: Outcome[] = [];
   for (const sent of asSent(frame, flow.fam, shape)) {
     const result = run.run(sent.frame, what, direction);
-    // A later fragment carries no L4 header to answer.
-    if (result.reason === 'SERVICE' && !sent.later) {
+    if (sent.later) continue;
+    headed.push(result);
+    if (result.reason === 'SERVICE') {
       flow.toBackend = result.out;
       flow.masqueraded = result.snat;
     }
   }
+  return headed;
 }
 
-/** The property, for fc.assert: every generated cluster and traffic, decided alike. */
-export function agreementProperty(tally?: Map<string, number>) {
-  return fc.asyncProperty(clusterArb, actionsArb, (cluster, actions) => checkAgreement(cluster, actions, tally));
+/**
+ * The property, for fc.assert: every generated cluster and traffic, decided
+ * alike and as the oracle allows. `tally` counts outcomes ("TX SERVICE"),
+ * `oracleTally` the rule that chose each checked flow's backends with its outcome.
+ */
+export function agreementProperty(tally?: Map<string, number>, oracleTally?: Map<string, number>) {
+  return fc.asyncProperty(clusterArb, actionsArb, (cluster, actions) => checkAgreement(cluster, actions, tally, oracleTally));
 }

@@ -1,7 +1,8 @@
 /**
  * `npm run fuzz:model [-- --seed N --runs N]`: the reference model against
  * the datapath (traces/synth/differential.ts) for many runs; test/model.test.ts runs
- * it short. Prints the outcomes reached and, on a disagreement, the shrunk
+ * it short. Prints the outcomes reached, the topology oracle's rules
+ * exercised and, on a disagreement or a backend the oracle does not allow, the shrunk
  * counterexample with the frame, both outcomes and the first differing byte;
  * exits non-zero then.
  */
@@ -23,8 +24,9 @@ for (const [flag, n] of [
 }
 
 const outcomes = new Map<string, number>();
+const oracleRules = new Map<string, number>();
 const started = performance.now();
-const details = await fc.check(agreementProperty(outcomes), { seed, numRuns: runs });
+const details = await fc.check(agreementProperty(outcomes, oracleRules), { seed, numRuns: runs });
 const seconds = (performance.now() - started) / 1000;
 if (details.failed) {
   // The report names the shrunk cluster and traffic; the error, what differed and where.
@@ -35,4 +37,6 @@ if (details.failed) {
   const frames = [...outcomes.values()].reduce((a, b) => a + b, 0);
   console.log(`model fuzz seed ${seed}: ${details.numRuns} runs, ${frames} frames decided alike in ${seconds.toFixed(1)} s`);
   for (const [outcome, n] of [...outcomes].sort((a, b) => b[1] - a[1])) console.log(`  ${outcome.padEnd(28)} ${n}`);
+  console.log('flows checked by the topology oracle, by the rule that chose their backends:');
+  for (const [rule, n] of [...oracleRules].sort((a, b) => b[1] - a[1])) console.log(`  ${rule.padEnd(66)} ${n}`);
 }
