@@ -871,6 +871,72 @@ describe('the CLI from manifests and a capture', () => {
     );
   });
 
+  it('svcpath diff names the topology change and counts the flows it keeps in the zone', async () => {
+    const before = join(dir, 'diff-before.yaml');
+    writeFileSync(before, EKS({ hints: false, zoneLabel: true }));
+    const after = join(dir, 'diff-after.yaml');
+    writeFileSync(after, EKS({ hints: true, zoneLabel: true }));
+    const node = ['--node', 'ip-10-0-1-20.ec2.internal'];
+    // What each replay decided per flow, read from its own verdicts: the independent count.
+    const backendPerFlow = async (cluster: string, name: string) => {
+      const verdicts = join(dir, name);
+      expect((await cli(['replay', capture, '--cluster', cluster, ...node, '--verdicts', verdicts])).code).toBe(0);
+      return readFileSync(verdicts, 'utf8')
+        .trim()
+        .split('\n')
+        .map((line) => JSON.parse(line) as { service: string; backend: string });
+    };
+    const was = await backendPerFlow(before, 'diff-before.jsonl');
+    const now = await backendPerFlow(after, 'diff-after.jsonl');
+    const inZoneB = (backend: string) => backend.startsWith('10.0.2.');
+    const perService = (service: string) => {
+      const flows = was.map((v, i) => [v, now[i]] as const).filter(([v]) => v.service === service);
+      return {
+        flows: flows.length,
+        changed: flows.filter(([v, w]) => v.backend !== w.backend).length,
+        crossZone: { before: flows.filter(([v]) => inZoneB(v.backend)).length, after: flows.filter(([, w]) => inZoneB(w.backend)).length },
+      };
+    };
+    const dns = perService('kube-system/kube-dns:dns');
+    expect(dns.crossZone.before).toBeGreaterThan(FLOWS / 4);
+    expect(dns.crossZone.after).toBe(0);
+
+    const json = await cli(['diff', capture, '--cluster', before, '--against', after, ...node, '--json']);
+    expect([json.code, json.stderr]).toEqual([0, '']);
+    const report = JSON.parse(json.stdout) as {
+      flows: number;
+      crossZone: { before: number; after: number };
+      services: Array<{ service: string; flows: number; changed: number; topology: object; crossZone: object }>;
+    };
+    const topology = { before: 'PreferClose: no hints used (no endpoint has a zone hint)', after: 'PreferClose: zone us-east-1a' };
+    const tcpDns = perService('kube-system/kube-dns:dns-tcp');
+    expect(report.services).toEqual([
+      {
+        service: 'kube-system/kube-dns:dns',
+        flows: dns.flows,
+        changed: dns.changed,
+        topology,
+        crossZone: dns.crossZone,
+        moves: expect.any(Object),
+      },
+      {
+        service: 'kube-system/kube-dns:dns-tcp',
+        flows: tcpDns.flows,
+        changed: tcpDns.changed,
+        topology,
+        crossZone: tcpDns.crossZone,
+        moves: expect.any(Object),
+      },
+    ]);
+    expect(report.crossZone).toEqual({ before: dns.crossZone.before + tcpDns.crossZone.before, after: 0 });
+
+    const text = await cli(['diff', capture, '--cluster', before, '--against', after, ...node]);
+    expect(text.stdout).toContain(`cross-zone flows ${report.crossZone.before} -> 0`);
+    expect(text.stdout).toContain(
+      `    topology: ${topology.before} -> ${topology.after}\n    cross-zone flows ${dns.crossZone.before} -> 0`,
+    );
+  });
+
   it('without a zone label on the emulated Node: hints ignored, DNS goes to every zone', async () => {
     expect(await backendsOf('unlabelled', { hints: true, zoneLabel: false })).toEqual({
       'kube-system/kube-dns:dns': EVERY,

@@ -185,6 +185,7 @@ function resolvePort(service: Service, port: ServicePort, slices: EndpointSlice[
         port: number,
         conditions: endpoint.conditions,
         nodeName: endpoint.nodeName,
+        ...(endpoint.zone ? { zone: endpoint.zone } : {}),
         ...(endpoint.hints ? { hints: endpoint.hints } : {}),
       });
     }

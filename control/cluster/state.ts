@@ -272,6 +272,8 @@ export interface ResolvedEndpoint {
   port: number;
   conditions: EndpointConditions;
   nodeName?: string;
+  /** The endpoint's `zone`, as its EndpointSlice says. */
+  zone?: string;
   /** The endpoint's hints, which topology-aware routing follows (control/compile/topology.ts). */
   hints?: EndpointHints;
 }

@@ -73,6 +73,8 @@ export interface CompiledBackend {
   port: number;
   protocol: Protocol;
   nodeName?: string;
+  /** The endpoint's zone: its EndpointSlice's `zone`, else its Node's zone label; for reports. */
+  zone?: string;
   local: boolean;
 }
 
@@ -165,6 +167,8 @@ export interface DatapathSettings {
 
 export interface Compiled {
   node?: string;
+  /** The emulated node's zone label. */
+  zone?: string;
   settings: DatapathSettings;
   maglevTableSize: number;
   services: CompiledService[];
@@ -281,6 +285,8 @@ export interface ServiceContext {
   nodeName?: string;
   /** Its `topology.kubernetes.io/zone` label, what zone hints are matched against. */
   zone?: string;
+  /** Every Node's zone label, by Node name: the zone of an endpoint whose slice names none. */
+  nodeZones: ReadonlyMap<string, string>;
   addresses: NodeAddresses;
   maglevTableSize: number;
   seed: number;
@@ -295,7 +301,13 @@ export function nodeContext(state: ClusterState, opts: CompileOptions): NodeCont
   const nodeName = emulatedNode(state, opts.node);
   const node = state.nodes.find((n) => n.name === nodeName);
   const addresses = nodeAddresses(node, opts.nodePortAddresses ?? state.proxyConfig?.nodePortAddresses ?? []);
-  return { nodeName, zone: node?.zone, addresses, maglevTableSize: opts.maglevTableSize, seed: opts.seed };
+  const nodeZones = new Map(state.nodes.filter((n) => n.zone).map((n) => [n.name, n.zone!]));
+  return { nodeName, zone: node?.zone, nodeZones, addresses, maglevTableSize: opts.maglevTableSize, seed: opts.seed };
+}
+
+/** An endpoint's zone: its EndpointSlice's `zone`, else the zone label of the Node it names. */
+export function endpointZone(ep: Pick<ResolvedEndpoint, 'zone' | 'nodeName'>, nodeZones: ReadonlyMap<string, string>): string | undefined {
+  return ep.zone || (ep.nodeName !== undefined ? nodeZones.get(ep.nodeName) : undefined);
 }
 
 /** Services in compile order, which gives them their ids: by namespace, then name. */
@@ -320,7 +332,7 @@ function compiledPorts(ordered: readonly ResolvedService[]): Array<{ rp: Resolve
  */
 function compileBackends(
   ports: ReturnType<typeof compiledPorts>,
-  nodeName: string | undefined,
+  { nodeName, nodeZones }: NodeContext,
 ): { byKey: Map<string, CompiledBackend>; sorted: CompiledBackend[] } {
   const backendsByKey = new Map<string, CompiledBackend>();
   for (const { rp, id: serviceId } of ports) {
@@ -330,7 +342,17 @@ function compileBackends(
       const known = backendsByKey.get(key);
       // kube-proxy favours "local" if duplicate endpoints disagree.
       if (!known || (local && !known.local)) {
-        backendsByKey.set(key, { id: 0, serviceId, ip: ep.ip, port: ep.port, protocol: rp.port.protocol, nodeName: ep.nodeName, local });
+        const zone = endpointZone(ep, nodeZones);
+        backendsByKey.set(key, {
+          id: 0,
+          serviceId,
+          ip: ep.ip,
+          port: ep.port,
+          protocol: rp.port.protocol,
+          nodeName: ep.nodeName,
+          ...(zone ? { zone } : {}),
+          local,
+        });
       }
     }
   }
@@ -550,7 +572,7 @@ function addServiceEntries(ctx: NodeContext, entries: MapEntries, cs: CompiledSe
 export function compile(state: ClusterState, resolved: readonly ResolvedService[], opts: CompileOptions): Compiled {
   const ordered = compileOrder(resolved);
   const node = nodeContext(state, opts);
-  const { byKey, sorted: backends } = compileBackends(compiledPorts(ordered), node.nodeName);
+  const { byKey, sorted: backends } = compileBackends(compiledPorts(ordered), node);
   const portContext = (serviceId: number): ServiceContext => ({
     ...node,
     backendId: (ip, port, protocol) => byKey.get(backendKey(serviceId, ip, port, protocol))!.id,
@@ -661,5 +683,15 @@ export function compile(state: ClusterState, resolved: readonly ResolvedService[
     seed: opts.seed,
     conntrackTimeouts: conntrack,
   };
-  return { node: node.nodeName, settings, maglevTableSize: M, services, backends, skipped, notes, entries };
+  return {
+    node: node.nodeName,
+    ...(node.zone ? { zone: node.zone } : {}),
+    settings,
+    maglevTableSize: M,
+    services,
+    backends,
+    skipped,
+    notes,
+    entries,
+  };
 }

@@ -5,13 +5,18 @@
  * the 5-tuple of the first packet of it that reached a service frontend in
  * either replay; later packets follow their flow's conntrack entry.
  *
+ * Where zones are known, a topology change is named per Service (the filter
+ * before and after, control/compile/topology.ts) and the flows that leave the
+ * emulated node's zone are counted on each side: what PreferClose buys.
+ *
  * The capture is read three times (flows, before, after), so standard input
  * or a pipe is first copied to a temporary file, removed at the end.
  */
 import { decodeCaptured } from '../../traces/frames.js';
 import { openCapture } from '../../traces/pcap.js';
 import { rereadableCapture, type RereadableCapture } from '../../traces/source.js';
-import type { Compiled } from '../compile/compiler.js';
+import type { Compiled, CompiledService, Family } from '../compile/compiler.js';
+import { describeTopology } from '../compile/topology.js';
 import type { Datapath } from './datapath.js';
 import { InputError } from '../common/errors.js';
 import { REASONS, VERDICTS, hostPort } from '../compile/layout.js';
@@ -36,12 +41,21 @@ export interface ServiceDiff {
   changed: number;
   /** "backend before -> backend after" -> flows */
   moves: Record<string, number>;
+  /** The topology filter (control/compile/topology.ts describeTopology), when it differs between the states. */
+  topology?: { before: string; after: string };
+  /**
+   * Flows forwarded to a backend in another zone than the emulated node's, in each
+   * replay; only when the node has a zone label in either state.
+   */
+  crossZone?: { before: number; after: number };
 }
 
 export interface DiffReport {
   trace: string;
   flows: number;
   changed: number;
+  /** Every Service's crossZone, summed; only when the node has a zone label in either state. */
+  crossZone?: { before: number; after: number };
   services: ServiceDiff[];
   changes: FlowChange[];
 }
@@ -74,6 +88,37 @@ async function decisions(capture: RereadableCapture, side: Side, signal?: AbortS
   return all;
 }
 
+/** Whether the flow was forwarded to a backend whose known zone is not the emulated node's. */
+function leavesZone(d: PacketDecision, side: Side): boolean {
+  const zone = d.backendId ? side.compiled.backends[d.backendId - 1]?.zone : undefined;
+  return zone !== undefined && side.compiled.zone !== undefined && zone !== side.compiled.zone;
+}
+
+const FAMILY_NAMES: Record<Family, string> = { v4: 'IPv4', v6: 'IPv6' };
+
+/** A Service port's topology filter, per family it has a cluster IP of ("IPv4: ..." when the families differ). */
+function topologyText(s: CompiledService): string {
+  const families = s.service.ipFamilies.map((f): Family => (f === 'IPv4' ? 'v4' : 'v6'));
+  const texts = families.map((f) => describeTopology(s.topology[f]) ?? 'no topology');
+  if (new Set(texts).size <= 1) return texts[0] ?? 'no topology';
+  return families.map((f, i) => `${FAMILY_NAMES[f]}: ${texts[i]}`).join('; ');
+}
+
+/** The Services whose topology filter differs between the states, by name. */
+function topologyChanges(a: Side, b: Side): Map<string, { before: string; after: string }> {
+  const before = new Map(a.compiled.services.map((s) => [s.name, s]));
+  const after = new Map(b.compiled.services.map((s) => [s.name, s]));
+  const changes = new Map<string, { before: string; after: string }>();
+  for (const [name, service] of before) {
+    // A Service added or removed is a change of its own, not of topology.
+    if (!after.has(name)) continue;
+    const was = topologyText(service);
+    const now = topologyText(after.get(name)!);
+    if (was !== now) changes.set(name, { before: was, after: now });
+  }
+  return changes;
+}
+
 function describe(d: PacketDecision, side: Side): string {
   const backend = d.backendId ? side.compiled.backends[d.backendId - 1] : undefined;
   const to = backend ? ` ${hostPort(backend.ip, backend.port)}` : '';
@@ -103,6 +148,26 @@ function compare(
   const seen = new Set<string>();
   const services = new Map<string, ServiceDiff>();
   const changes: FlowChange[] = [];
+  const topology = topologyChanges(a, b);
+  const zoned = a.compiled.zone !== undefined || b.compiled.zone !== undefined;
+  const serviceDiff = (service: string): ServiceDiff => {
+    let s = services.get(service);
+    if (!s) {
+      const moved = topology.get(service);
+      s = {
+        service,
+        flows: 0,
+        changed: 0,
+        moves: {},
+        ...(moved ? { topology: moved } : {}),
+        ...(zoned ? { crossZone: { before: 0, after: 0 } } : {}),
+      };
+      services.set(service, s);
+    }
+    return s;
+  };
+  // A topology change is reported even when the capture has no flow of the Service.
+  for (const service of topology.keys()) serviceDiff(service);
   for (let i = 0; i < before.length; i++) {
     const x = before[i];
     const y = after[i];
@@ -111,9 +176,12 @@ function compare(
     if (!flow || seen.has(flow)) continue;
     seen.add(flow);
     const service = (x.serviceId ? a.compiled.services[x.serviceId - 1] : b.compiled.services[y.serviceId - 1])?.name ?? '(none)';
-    const s = services.get(service) ?? { service, flows: 0, changed: 0, moves: {} };
-    services.set(service, s);
+    const s = serviceDiff(service);
     s.flows++;
+    if (s.crossZone) {
+      if (leavesZone(x, a)) s.crossZone.before++;
+      if (leavesZone(y, b)) s.crossZone.after++;
+    }
     const was = describe(x, a);
     const now = describe(y, b);
     if (was === now) continue;
@@ -122,10 +190,13 @@ function compare(
     s.moves[move] = (s.moves[move] ?? 0) + 1;
     changes.push({ flow, packet: x.n, service, before: was, after: now });
   }
+  const all = [...services.values()];
+  const sum = (side: 'before' | 'after') => all.reduce((n, s) => n + (s.crossZone?.[side] ?? 0), 0);
   return {
     trace,
     flows: seen.size,
     changed: changes.length,
+    ...(zoned ? { crossZone: { before: sum('before'), after: sum('after') } } : {}),
     services: [...services.values()].sort((p, q) => p.service.localeCompare(q.service)),
     changes,
   };
@@ -133,10 +204,15 @@ function compare(
 
 const pct = (part: number, whole: number) => (whole ? `${((100 * part) / whole).toFixed(1)}%` : '-');
 
+const crossZoneText = (c: { before: number; after: number }) => `cross-zone flows ${c.before} -> ${c.after}`;
+
 export function formatDiff(r: DiffReport): string {
-  const lines = [`${r.trace}: ${r.flows} service flows, ${r.changed} change (${pct(r.changed, r.flows)})`, ''];
+  const head = `${r.trace}: ${r.flows} service flows, ${r.changed} change (${pct(r.changed, r.flows)})`;
+  const lines = [r.crossZone ? `${head}, ${crossZoneText(r.crossZone)}` : head, ''];
   for (const s of r.services) {
     lines.push(`  ${s.service}  flows ${s.flows}  changed ${s.changed} (${pct(s.changed, s.flows)})`);
+    if (s.topology) lines.push(`    topology: ${s.topology.before} -> ${s.topology.after}`);
+    if (s.crossZone && (s.crossZone.before || s.crossZone.after)) lines.push(`    ${crossZoneText(s.crossZone)}`);
     for (const [move, n] of Object.entries(s.moves).sort((p, q) => q[1] - p[1])) lines.push(`    ${n} x ${move}`);
   }
   return lines.join('\n');

@@ -28,6 +28,7 @@ import {
   backendKey,
   backendValue,
   compileServiceBackends,
+  endpointZone,
   familyOf,
   frontendEntry,
   nodeContext,
@@ -326,6 +327,8 @@ interface TouchedBackend {
   port: number;
   protocol: Protocol;
   nodeNames: Array<string | undefined>;
+  /** The zone of each endpoint in nodeNames (control/compile/compiler.ts endpointZone). */
+  zones: Array<string | undefined>;
 }
 
 function planBackends(live: LiveProgram, ports: readonly PortEndpoints[]): BackendPlan {
@@ -334,12 +337,16 @@ function planBackends(live: LiveProgram, ports: readonly PortEndpoints[]): Backe
   const touch = (serviceId: number, ip: string, port: number, protocol: Protocol) => {
     const key = backendKey(serviceId, ip, port, protocol);
     let entry = touched.get(key);
-    if (!entry) touched.set(key, (entry = { serviceId, ip, port, protocol, nodeNames: [] }));
+    if (!entry) touched.set(key, (entry = { serviceId, ip, port, protocol, nodeNames: [], zones: [] }));
     return entry;
   };
   for (const p of ports) {
     for (const ep of p.before) touch(p.id, ep.ip, ep.port, p.protocol);
-    for (const ep of p.after) touch(p.id, ep.ip, ep.port, p.protocol).nodeNames.push(ep.nodeName);
+    for (const ep of p.after) {
+      const entry = touch(p.id, ep.ip, ep.port, p.protocol);
+      entry.nodeNames.push(ep.nodeName);
+      entry.zones.push(endpointZone(ep, live.context.nodeZones));
+    }
   }
   const plan: BackendPlan = { records: new Map(), added: [], removed: [], changed: [], fromPool: 0 };
   const fresh: Array<[string, TouchedBackend]> = [];
@@ -352,7 +359,8 @@ function planBackends(live: LiveProgram, ports: readonly PortEndpoints[]): Backe
       fresh.push([key, entry]);
     } else {
       let backend = backendOf(known.id, entry, live.context.nodeName);
-      if (backend.local !== known.local || backend.nodeName !== known.nodeName) plan.changed.push({ before: known, after: backend });
+      if (backend.local !== known.local || backend.nodeName !== known.nodeName || backend.zone !== known.zone)
+        plan.changed.push({ before: known, after: backend });
       else backend = known;
       plan.records.set(key, { backend, nodeNames: entry.nodeNames });
     }
@@ -385,9 +393,14 @@ function newIds(live: LiveProgram, n: number, plan: BackendPlan): number[] {
 }
 
 /** A backend as a full compile makes it from its endpoints: the first one on this node if any, else the first. */
-function backendOf(id: number, { serviceId, ip, port, protocol, nodeNames }: TouchedBackend, node: string | undefined): CompiledBackend {
+function backendOf(
+  id: number,
+  { serviceId, ip, port, protocol, nodeNames, zones }: TouchedBackend,
+  node: string | undefined,
+): CompiledBackend {
   const local = node !== undefined && nodeNames.includes(node);
-  return { id, serviceId, ip, port, protocol, nodeName: local ? node : nodeNames[0], local };
+  const zone = zones[local ? nodeNames.indexOf(node) : 0];
+  return { id, serviceId, ip, port, protocol, nodeName: local ? node : nodeNames[0], ...(zone ? { zone } : {}), local };
 }
 
 const backendMap = (b: CompiledBackend): MapName => (familyOf(b.ip) === 'v4' ? 'lb4Backends' : 'lb6Backends');
