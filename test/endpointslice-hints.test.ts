@@ -5,7 +5,7 @@
 // the comment beside it. Then the issue's "done when": a state of Pods and Nodes gives the
 // same slices, hints and compiled backends on every node as the same state with the
 // controller's slices written by hand (test/fixtures/hints).
-import { mkdtempSync, readFileSync, rmSync } from 'node:fs';
+import { mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { describe, expect, it } from 'vitest';
@@ -129,13 +129,51 @@ describe("topology mode Auto: hints in proportion to each zone's allocatable CPU
     for (const [nodes, why] of [
       [noZone, 'Node n-c has no topology.kubernetes.io/zone label'],
       [noCPU, 'Node n-c has no status.allocatable.cpu'],
-      [oneZone, 'every Node is in zone a'],
+      [oneZone, 'every Ready Node without a control-plane role is in zone a'],
       [[], 'the state has no Nodes'],
     ] as const) {
       const { hints: set, events } = hints(web(AUTO), pods('n-a', 'n-b', 'n-c'), [...nodes]);
       expect(set).toEqual(['-', '-', '-']);
       expect(events).toHaveLength(1);
       expect(events[0].endsWith(`${insufficient} (${why})`)).toBe(true);
+    }
+  });
+
+  it('Nodes with a control-plane role label or not Ready are left out of the zones, as the topology cache does', async () => {
+    // Workers: a 4000m, b 4000m. Left out: a control-plane node in zone c (either label), a NotReady
+    // worker in zone c, and in zone a one without zone or CPU (which would stop hints if counted).
+    // Counted, zones a and b share 4 endpoints 2 and 2: each endpoint stays in its own zone.
+    const yamlNode = (name: string, labels: string, status: string) =>
+      `apiVersion: v1\nkind: Node\nmetadata:\n  name: ${name}\n  labels: {${labels}}\nstatus:\n${status}\n---\n`;
+    const ready = (cpu: string, ok = 'True') => `  allocatable: {cpu: "${cpu}"}\n  conditions:\n  - {type: Ready, status: "${ok}"}`;
+    const zone = (z: string) => `topology.kubernetes.io/zone: ${z}`;
+    const dir = mkdtempSync(join(tmpdir(), 'svcpath-hints-nodes-'));
+    const file = join(dir, 'nodes.yaml');
+    try {
+      writeFileSync(
+        file,
+        yamlNode('n-a', zone('a'), ready('4')) +
+          yamlNode('n-b', zone('b'), ready('4000m')) +
+          yamlNode('cp-1', `${zone('c')}, node-role.kubernetes.io/control-plane: ""`, ready('8')) +
+          yamlNode('cp-2', `${zone('c')}, node-role.kubernetes.io/master: ""`, ready('8')) +
+          yamlNode('down', zone('c'), ready('8', 'False')) +
+          yamlNode('cp-3', 'node-role.kubernetes.io/control-plane: ""', '  conditions: [{type: Ready, status: "True"}]'),
+      );
+      const { nodes } = await loadClusterState([file]);
+      expect(nodes.map((n) => [n.name, n.controlPlane ?? false, n.notReady ?? false])).toEqual([
+        ['n-a', false, false],
+        ['n-b', false, false],
+        ['cp-1', true, false],
+        ['cp-2', true, false],
+        ['down', false, true],
+        ['cp-3', true, false],
+      ]);
+      expect(hints(web(AUTO), pods('n-a', 'n-b', 'n-a', 'n-b'), nodes)).toEqual({ hints: ['a', 'b', 'a', 'b'], events: [] });
+      // Counted, the NotReady node's zone c would take a share: 3 zones, 4 endpoints, minimums 1, 1, 2 (c has 8 of 16 CPUs).
+      const counted = nodes.map((n) => (n.name === 'down' ? { ...n, notReady: undefined } : n));
+      expect(hints(web(AUTO), pods('n-a', 'n-b', 'n-a', 'n-b'), counted).hints).not.toEqual(['a', 'b', 'a', 'b']);
+    } finally {
+      rmSync(dir, { recursive: true, force: true });
     }
   });
 

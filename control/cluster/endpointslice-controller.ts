@@ -265,18 +265,22 @@ const INSUFFICIENT_NODE_INFO = 'Insufficient Node information: allocatable CPU o
 
 /**
  * Allocatable millicores per zone, or why the topology cache has too little
- * Node information: a Node without zone or CPU, or fewer than two zones.
- * Every Node counts: svcpath does not read the Ready condition or the
- * control-plane role labels by which the controller leaves Nodes out.
+ * Node information: a counted Node without zone or CPU, or fewer than two
+ * zones. As the topology cache's SetNodes, Nodes with a control-plane role
+ * label and Nodes whose Ready condition is not True are not counted. A Node
+ * that states no Ready condition counts (the controller would leave it out):
+ * a dump always has conditions, a hand-written state seldom does.
  */
 function cpuByZone(nodes: readonly Node[]): Map<string, number> | string {
   const cpu = new Map<string, number>();
   for (const node of nodes) {
+    if (node.controlPlane || node.notReady) continue;
     if (!node.zone) return `Node ${node.name} has no ${ZONE_LABEL} label`;
     if (!node.allocatableMilliCPU) return `Node ${node.name} has no status.allocatable.cpu`;
     cpu.set(node.zone, (cpu.get(node.zone) ?? 0) + node.allocatableMilliCPU);
   }
-  if (cpu.size < 2) return nodes.length === 0 ? 'the state has no Nodes' : `every Node is in zone ${[...cpu.keys()][0]}`;
+  if (cpu.size === 0) return nodes.length === 0 ? 'the state has no Nodes' : 'no Ready Node without a control-plane role';
+  if (cpu.size < 2) return `every Ready Node without a control-plane role is in zone ${[...cpu.keys()][0]}`;
   return cpu;
 }
 

@@ -200,6 +200,10 @@ export interface Node {
   zone?: string;
   /** `status.allocatable.cpu` in millicores, what the EndpointSlice controller weighs zones by. */
   allocatableMilliCPU?: number;
+  /** The Ready condition's status is not True; unset when the Node states no Ready condition. */
+  notReady?: true;
+  /** Labelled `node-role.kubernetes.io/control-plane` or `node-role.kubernetes.io/master`. */
+  controlPlane?: true;
 }
 
 /** The parts of KubeProxyConfiguration (kubeproxy.config.k8s.io/v1alpha1) svcpath uses. */

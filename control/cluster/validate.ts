@@ -1024,14 +1024,26 @@ function toNode(doc: Field, origin: Origin): Node {
     });
   const zone = doc.get('metadata').get('labels').get(ZONE_TOPOLOGY_KEY).optStr();
   const allocatableMilliCPU = milliCPU(doc.get('status').get('allocatable').get('cpu'));
+  const ready = doc
+    .get('status')
+    .get('conditions')
+    .items()
+    .find((c) => c.get('type').optStr() === 'Ready');
+  const labels = doc.get('metadata').get('labels');
+  const controlPlane = CONTROL_PLANE_LABELS.some((label) => labels.get(label).optStr() !== undefined);
   return {
     origin,
     name,
     addresses,
     ...(zone !== undefined && { zone }),
     ...(allocatableMilliCPU !== undefined && { allocatableMilliCPU }),
+    ...(ready && ready.get('status').optStr() !== 'True' && { notReady: true as const }),
+    ...(controlPlane && { controlPlane: true as const }),
   };
 }
+
+/** The role labels by which the EndpointSlice controller leaves a Node out of its zones' CPU. */
+const CONTROL_PLANE_LABELS = ['node-role.kubernetes.io/control-plane', 'node-role.kubernetes.io/master'];
 
 /**
  * A CPU quantity ("4", "3920m", "1.5", "2k") in millicores. Written by hand:
