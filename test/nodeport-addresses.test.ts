@@ -223,6 +223,15 @@ nodePortAddresses: ${list}
     expect(await reasons(cluster(KUBE_PROXY('[]')))).toEqual(['SERVICE', 'NO_SERVICE', 'NO_SERVICE']);
   });
 
+  it("the summary's Node addresses line says where NodePorts are served when not on every address", async () => {
+    const line = async (flags: string[]) =>
+      (await cli(['replay', capture, '--cluster', cluster(''), '--node', 'node-a', ...flags])).stdout.split('\n')[1];
+    expect(await line([])).toMatch(
+      new RegExp(`^Node addresses [^;]*${SECOND4.replace(/\./g, '\\.')}[^;]* \\(NodePorts on ${FIRST4.replace(/\./g, '\\.')}\\);`),
+    );
+    expect(await line(['--nodeport-addresses', '0.0.0.0/0'])).not.toContain('NodePorts on');
+  });
+
   it('refuses "primary" mixed with CIDRs in one line, as kube-proxy does', async () => {
     const r = await cli(['maps', '--cluster', cluster(''), '--node', 'node-a', '--nodeport-addresses', 'primary,10.0.0.0/8']);
     expect(r.code).not.toBe(0);

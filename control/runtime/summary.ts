@@ -43,6 +43,8 @@ export interface ServiceSummary {
 export interface Summary {
   trace: string;
   node: string | null;
+  /** The node's `topology.kubernetes.io/zone` label, what zone hints are matched against. */
+  zone: string | null;
   settings: DatapathSettings;
   packets: number;
   written: number;
@@ -192,6 +194,7 @@ export function buildSummary(
   return {
     trace: result.trace,
     node: compiled.node ?? null,
+    zone: compiled.zone ?? null,
     settings: compiled.settings,
     packets: result.packets,
     written: result.written,
@@ -246,6 +249,12 @@ function describeEndpoints(s: Compiled['services'][number]): string {
   return parts.join(', ');
 }
 
+/** Where NodePorts are served, when that is not every node address (--nodeport-addresses, primary by default). */
+function nodePortsText(c: Summary['settings']): string {
+  const everywhere = c.nodePortAddresses.length === c.nodeAddresses.length && c.nodePortAddresses.every((a) => c.nodeAddresses.includes(a));
+  return everywhere ? '' : ` (NodePorts on ${c.nodePortAddresses.join(', ') || 'none'})`;
+}
+
 function pad(s: string | number, n: number): string {
   return String(s).padEnd(n);
 }
@@ -256,12 +265,13 @@ function rpad(s: string | number, n: number): string {
 
 export function formatSummary(s: Summary): string {
   const lines: string[] = [];
-  lines.push(`${s.trace}: ${s.packets} packets replayed on node ${s.node ?? '(none)'}, ${s.written} written`);
+  const zone = s.zone === null ? '' : ` (zone ${s.zone})`;
+  lines.push(`${s.trace}: ${s.packets} packets replayed on node ${s.node ?? '(none)'}${zone}, ${s.written} written`);
   if (s.stoppedAt) lines.push(`STOPPED at record ${s.stoppedAt.record}: ${s.stoppedAt.error}`);
   if (s.interrupted) lines.push(`INTERRUPTED after record ${s.packets}: the outputs hold the packets up to it`);
   const c = s.settings;
   lines.push(
-    `Node addresses ${c.nodeAddresses.join(', ') || '(none)'}; pod network ${c.podNetwork ?? 'unknown'}; ` +
+    `Node addresses ${c.nodeAddresses.join(', ') || '(none)'}${nodePortsText(c)}; pod network ${c.podNetwork ?? 'unknown'}; ` +
       `masquerade ${c.masqueradeAddress ? `as ${c.masqueradeAddress} ports ${c.snatPorts}` : 'impossible (no address)'}; Maglev M=${c.maglevTableSize}, seed ${c.seed}`,
   );
   lines.push('', 'Verdicts:');
