@@ -123,6 +123,8 @@ describe('a kubectl get svc,endpointslices,nodes -A -o yaml dump', () => {
           { type: 'InternalIP', address: '172.18.0.2' },
           { type: 'Hostname', address: 'control-plane' },
         ],
+        // Its node-role.kubernetes.io/control-plane label: left out of topology mode Auto's zones.
+        controlPlane: true,
       },
       {
         origin: { file, object: 'Node worker-1' },
@@ -658,6 +660,12 @@ describe('Service validation', () => {
       { loadBalancerSourceRanges: ['10.0.0.0/8'], ports: port80 },
       'spec.loadBalancerSourceRanges',
       'may only be used when type is LoadBalancer',
+    ],
+    [
+      'externalTrafficPolicy Local needs a way in from outside',
+      { externalTrafficPolicy: 'Local', ports: port80 },
+      'spec.externalTrafficPolicy',
+      'may only be set for externally-accessible Services (NodePort, LoadBalancer, or with externalIPs)',
     ],
     [
       'ipFamilies are configured on the cluster',

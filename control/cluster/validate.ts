@@ -394,6 +394,13 @@ function toService(doc: Field, origin: Origin, ranges: RangeChecks, nodePortRang
   const etp = spec.get('externalTrafficPolicy');
   const externalTrafficPolicy = etp.value === 'Global' ? 'Cluster' : (etp.optOneOf(TRAFFIC_POLICIES) ?? 'Cluster');
   const internalTrafficPolicy = spec.get('internalTrafficPolicy').optOneOf(TRAFFIC_POLICIES) ?? 'Cluster';
+  const externalIPFields = spec.get('externalIPs').items();
+  const externallyAccessible = type === 'NodePort' || type === 'LoadBalancer' || (type === 'ClusterIP' && externalIPFields.length > 0);
+  if (externalTrafficPolicy === 'Local' && !externallyAccessible) {
+    etp.warn(
+      'may only be set for externally-accessible Services (NodePort, LoadBalancer, or with externalIPs); ignored: no traffic reaches it from outside',
+    );
+  }
 
   const sourceRanges = spec.get('loadBalancerSourceRanges');
   const loadBalancerSourceRanges = sourceRanges.items().map((f) => parseCIDR(f, f.str().trim()).text);
@@ -415,10 +422,7 @@ function toService(doc: Field, origin: Origin, ranges: RangeChecks, nodePortRang
     affinityTimeoutSeconds,
     externalTrafficPolicy,
     internalTrafficPolicy,
-    externalIPs: spec
-      .get('externalIPs')
-      .items()
-      .map((f) => parseUnicastIP(f, f.str(), SERVED_ALL_THE_SAME).toString()),
+    externalIPs: externalIPFields.map((f) => parseUnicastIP(f, f.str(), SERVED_ALL_THE_SAME).toString()),
     externalName: type === 'ExternalName' ? externalName(spec.get('externalName')) : undefined,
     loadBalancerIngress: doc.get('status').get('loadBalancer').get('ingress').items().map(toIngress),
     loadBalancerSourceRanges,
