@@ -68,6 +68,7 @@ function nodePortsOf(n: Node, opts: { nodePortAddresses?: string[]; proxyConfig?
       origin: { file: 'test', object: 'KubeProxyConfiguration' },
       clusterCIDRs: [],
       nodePortAddresses: opts.proxyConfig,
+      mode: 'nftables',
       conntrack: {},
     };
     state.proxyConfig = proxyConfig;
@@ -230,6 +231,22 @@ nodePortAddresses: ${list}
       new RegExp(`^Node addresses [^;]*${SECOND4.replace(/\./g, '\\.')}[^;]* \\(NodePorts on ${FIRST4.replace(/\./g, '\\.')}\\);`),
     );
     expect(await line(['--nodeport-addresses', '0.0.0.0/0'])).not.toContain('NodePorts on');
+  });
+
+  it('serves NodePorts on every node address by default when the KubeProxyConfiguration is of the iptables or ipvs mode', async () => {
+    const ofMode = (mode: string, list = '') =>
+      cluster(`---\napiVersion: kubeproxy.config.k8s.io/v1alpha1\nkind: KubeProxyConfiguration\nmode: ${mode}\n${list}`);
+    // An empty mode is kube-proxy's default on Linux, iptables.
+    for (const mode of ['iptables', 'ipvs', '""']) {
+      expect(await reasons(ofMode(mode))).toEqual(['SERVICE', 'SERVICE', 'SERVICE']);
+      expect(await reasons(ofMode(mode), ['--nodeport-addresses', 'primary'])).toEqual(['SERVICE', 'NO_SERVICE', 'NO_SERVICE']);
+    }
+    expect(await reasons(ofMode('iptables', `nodePortAddresses: [${EXTERNAL4}/32]\n`))).toEqual(['NO_SERVICE', 'NO_SERVICE', 'SERVICE']);
+    expect(await reasons(ofMode('nftables'))).toEqual(['SERVICE', 'NO_SERVICE', 'NO_SERVICE']);
+    const replay = await cli(['replay', capture, '--cluster', ofMode('iptables'), '--node', 'node-a']);
+    expect(replay.stdout).toMatch(
+      /: KubeProxyConfiguration mode "iptables": svcpath decides as the nftables mode does, except that NodePorts/,
+    );
   });
 
   it('refuses "primary" mixed with CIDRs in one line, as kube-proxy does', async () => {

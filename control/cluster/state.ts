@@ -211,6 +211,8 @@ export interface ProxyConfig {
   origin: Origin;
   clusterCIDRs: string[];
   nodePortAddresses: string[];
+  /** `mode` as written; empty is kube-proxy's default on Linux, iptables. */
+  mode: string;
   conntrack: ConntrackTimeouts;
 }
 

@@ -1092,7 +1092,8 @@ function toProxyConfig(doc: Field, origin: Origin): ProxyConfig {
     udpTimeout: durationSeconds(conntrack.get('udpTimeout')),
     udpStreamTimeout: durationSeconds(conntrack.get('udpStreamTimeout')),
   };
-  return { origin, clusterCIDRs, nodePortAddresses, conntrack: timeouts };
+  const mode = doc.get('mode').optStr() ?? '';
+  return { origin, clusterCIDRs, nodePortAddresses, mode, conntrack: timeouts };
 }
 
 const DURATION_UNIT_NANOSECONDS: Record<string, number> = {

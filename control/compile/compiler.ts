@@ -246,15 +246,21 @@ export interface NodeAddresses {
 }
 
 /** This node's addresses (InternalIP, ExternalIP), and the ones its NodePorts listen on. */
-function nodeAddresses(node: Node | undefined, nodePortAddresses: readonly string[]): NodeAddresses {
+/**
+ * The node's addresses, and those NodePorts are served on: `nodePortAddresses`, or when it is
+ * empty the primary ones (nftables mode) or all of them (`allByDefault`: iptables and ipvs modes).
+ */
+function nodeAddresses(node: Node | undefined, nodePortAddresses: readonly string[], allByDefault: boolean): NodeAddresses {
   const all = (node?.addresses ?? []).filter((a) => a.type === 'InternalIP' || a.type === 'ExternalIP').map((a) => a.address);
   const firstOf = (type: string, family: string) =>
     node?.addresses.find((a) => a.type === type && ipaddr.parse(a.address).kind() === family)?.address;
   // kube-proxy's node IP of a family (GetNodeHostIPs): InternalIPs come first, ExternalIPs only when no InternalIP is of that family.
   const nodeIP = (family: string) => firstOf('InternalIP', family) ?? firstOf('ExternalIP', family);
   const primary = [nodeIP('ipv4'), nodeIP('ipv6')].filter((a): a is string => !!a).map((ip) => `${ip}/${ip.includes(':') ? 128 : 32}`);
-  // The nftables mode defaults an unset or empty list to "primary" (cmd/kube-proxy/app/server_linux.go, platformApplyDefaults).
-  const cidrs = nodePortAddresses.length === 0 || nodePortAddresses[0] === 'primary' ? primary : nodePortAddresses;
+  // The nftables mode defaults an unset or empty list to "primary" (cmd/kube-proxy/app/server_linux.go, platformApplyDefaults);
+  // the other modes leave it empty, which serves every address (no CIDR of a family: all of it).
+  const defaulted = allByDefault ? [] : primary;
+  const cidrs = nodePortAddresses.length === 0 ? defaulted : nodePortAddresses[0] === 'primary' ? primary : nodePortAddresses;
   const nodePort = all.filter((ip) => nodePortServedOn(ip, cidrs));
   return { all, nodePort, primary: firstOf('InternalIP', 'ipv4'), primary6: firstOf('InternalIP', 'ipv6') };
 }
@@ -300,7 +306,10 @@ export type NodeContext = Omit<ServiceContext, 'backendId'>;
 export function nodeContext(state: ClusterState, opts: CompileOptions): NodeContext {
   const nodeName = emulatedNode(state, opts.node);
   const node = state.nodes.find((n) => n.name === nodeName);
-  const addresses = nodeAddresses(node, opts.nodePortAddresses ?? state.proxyConfig?.nodePortAddresses ?? []);
+  // A KubeProxyConfiguration of another mode than nftables (empty: iptables, kube-proxy's default on Linux) serves NodePorts on every address by default.
+  const mode = state.proxyConfig?.mode;
+  const allByDefault = mode !== undefined && mode !== 'nftables';
+  const addresses = nodeAddresses(node, opts.nodePortAddresses ?? state.proxyConfig?.nodePortAddresses ?? [], allByDefault);
   const nodeZones = new Map(state.nodes.filter((n) => n.zone).map((n) => [n.name, n.zone!]));
   return { nodeName, zone: node?.zone, nodeZones, addresses, maglevTableSize: opts.maglevTableSize, seed: opts.seed };
 }
@@ -585,6 +594,13 @@ export function compile(state: ClusterState, resolved: readonly ResolvedService[
   const clusterCIDRs = opts.clusterCIDRs ?? state.proxyConfig?.clusterCIDRs ?? [];
   const masqueradeAddress = opts.masqueradeAddress ?? addresses.primary;
   if (!masqueradeAddress) notes.push('no IPv4 masquerade address (the node has no IPv4 InternalIP): IPv4 flows that need SNAT are dropped');
+  const config = state.proxyConfig;
+  if (config && config.mode !== 'nftables') {
+    notes.push(
+      `${config.origin.file}: ${config.origin.object}: KubeProxyConfiguration mode ${JSON.stringify(config.mode)}${config.mode ? '' : ' (iptables)'}: ` +
+        'svcpath decides as the nftables mode does, except that NodePorts are served on every node address unless nodePortAddresses or --nodeport-addresses says otherwise, as that mode does',
+    );
+  }
 
   const services: CompiledService[] = [];
   const entries: MapEntries = {
