@@ -271,6 +271,7 @@ describe('a directory of manifests', () => {
       origin: { file: join(dir, 'kube-proxy.yaml'), object: 'document 1' },
       clusterCIDRs: ['10.244.0.0/16', 'fd00:10:244::/56'],
       nodePortAddresses: ['172.18.0.0/16'],
+      mode: 'iptables',
       conntrack: { tcpEstablishedTimeout: 86400, tcpCloseWaitTimeout: 3600, udpTimeout: undefined, udpStreamTimeout: 90 },
     });
   });
