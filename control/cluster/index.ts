@@ -13,6 +13,17 @@ import { validateManifests } from './validate.js';
 import { Warnings } from './warnings.js';
 
 export { resolveServices, type Resolution } from './resolve.js';
+export {
+  applyEvent,
+  formatTime,
+  parseEvents,
+  readEvents,
+  type ClusterEvent,
+  type EventKind,
+  type EventsRead,
+  type EventType,
+  type ReadEventsOptions,
+} from './events.js';
 
 export interface LoadOptions {
   /**
