@@ -133,6 +133,7 @@ export const LB4_BE_SIZE: u32 = 8;
 export const BACKEND_ID_SIZE: u32 = 4;
 
 export const BE_F_LOCAL: u8 = 1 << 0; // runs on the emulated node: REDIRECT, not TX
+export const BE_F_GONE: u8 = 1 << 1; // no endpoint any more; kept for the conntrack entries that name it
 
 // --- struct lb4_revnat (value of MAP_LB4_REVNAT, key: u32 rev_nat_index) ----
 export const LB4_REVNAT_ADDRESS: u32 = 0; // be32 frontend address

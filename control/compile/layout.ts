@@ -403,6 +403,7 @@ export const CFG_F = {
   SNAT_ADDR6: 1 << 5,
 } as const;
 export const BE_F_LOCAL = 1 << 0;
+export const BE_F_GONE = 1 << 1;
 export const CT_F = { SEEN_REPLY: 1 << 0, CLOSING: 1 << 1, SNAT: 1 << 2 } as const;
 /** The zero-copy walker's format flags and stop reasons (datapath/capture.ts). */
 export const PCAP_F = { BIG_ENDIAN: 1 << 0, NANOSECOND: 1 << 1 } as const;

@@ -5,7 +5,7 @@
  * by slot; ARRAY maps list their non-zero entries.
  */
 import type { Datapath } from './datapath.js';
-import { BE_F_LOCAL, CFG_F, MAPS, SVC_F, decode, type MapName, type StructValue, type MapSpec } from '../compile/layout.js';
+import { BE_F_GONE, BE_F_LOCAL, CFG_F, MAPS, SVC_F, decode, type MapName, type StructValue, type MapSpec } from '../compile/layout.js';
 
 export interface MapDump {
   name: string;
@@ -33,7 +33,7 @@ function flagNames(bits: number, names: Record<string, number>): string {
 function describeValue(map: MapName, value: StructValue): StructValue {
   if (map === 'config') return { ...value, flags: flagNames(value.flags as number, CFG_F) };
   if (map === 'lb4Services') return { ...value, flags: flagNames(value.flags as number, SVC_F) };
-  if (map === 'lb4Backends') return { ...value, flags: flagNames(value.flags as number, { LOCAL: BE_F_LOCAL }) };
+  if (map === 'lb4Backends') return { ...value, flags: flagNames(value.flags as number, { LOCAL: BE_F_LOCAL, GONE: BE_F_GONE }) };
   return value;
 }
 

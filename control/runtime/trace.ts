@@ -19,6 +19,7 @@ import type { Datapath } from './datapath.js';
 import { InputError } from '../common/errors.js';
 import { describeTopology } from '../compile/topology.js';
 import {
+  BE_F_GONE,
   BE_F_LOCAL,
   IPPROTO,
   MAPS,
@@ -132,7 +133,7 @@ function decodeStep(r: Uint8Array, compiled: Compiled): TraceStep {
   if (r[2] && spec.value) {
     value = decode(spec.value, r.subarray(TRACE_VALUE_OFFSET, TRACE_VALUE_OFFSET + spec.value.size));
     if (spec.name.endsWith('_services')) value.flags = flags(value.flags as number, SVC_F);
-    if (spec.name.endsWith('_backends')) value.flags = flags(value.flags as number, { LOCAL: BE_F_LOCAL });
+    if (spec.name.endsWith('_backends')) value.flags = flags(value.flags as number, { LOCAL: BE_F_LOCAL, GONE: BE_F_GONE });
   }
   return { step: 'lookup', map: spec.name, key, value };
 }

@@ -10,9 +10,12 @@
  * entries whose backend counts changed.
  *
  * Backends that stay keep their ids. Conntrack entries name their backend by
- * id, so established flows to a backend that stays keep it, as kube-proxy's
- * conntrack entries do, while flows to a backend that went choose again.
- * New backends get ids that are free, the longest free first. Ids therefore
+ * id, so established flows to a backend that stays keep it. A backend that
+ * goes stays in its map as a tombstone (BE_F_GONE), in no Maglev table, so
+ * that the established flows that name it keep going to it, as kube-proxy's
+ * conntrack entries keep their DNAT to an endpoint that is gone. New backends
+ * get ids that are free, the longest free first: a tombstone's id is taken
+ * again only after every id freed before it. Ids therefore
  * differ from a full compile of the new state, which numbers backends densely
  * in address order; decisions do not, as Maglev tables are built from backend
  * names, not ids.
@@ -45,7 +48,7 @@ import {
   type ServiceContext,
 } from '../compile/compiler.js';
 import type { Datapath } from './datapath.js';
-import { BPF_ANY, BPF_EXIST, BPF_NOEXIST, encode, type MapName, type StructValue } from '../compile/layout.js';
+import { BE_F_GONE, BPF_ANY, BPF_EXIST, BPF_NOEXIST, encode, type MapName, type StructValue } from '../compile/layout.js';
 import type { ClusterState, EndpointSlice, Protocol, ResolvedEndpoint, ResolvedService } from '../cluster/state.js';
 
 /** An EndpointSlice (validated, as the cluster loader makes them) added or changed, or one deleted; known by namespace and name. */
@@ -82,6 +85,8 @@ export interface LiveProgram {
   /** Backends in use, by backendKey. */
   readonly backends: Map<string, BackendRecord>;
   readonly freeIds: IdPool;
+  /** Backends that went, by id, until their id is taken again: still in their map, with BE_F_GONE. */
+  readonly tombstones: Map<number, CompiledBackend>;
   /** Per Service "namespace/name": its place in `resolved`, and the id of its first port (0 when it is not compiled). */
   readonly services: Map<string, { index: number; firstId: number }>;
   readonly slices: {
@@ -152,8 +157,10 @@ export function trackProgram(dp: Datapath, inputs: ProgramInputs): LiveProgram {
   const state: ClusterState = { ...inputs.state };
   Object.defineProperty(state, 'endpointSlices', { enumerable: true, get: () => [...slices.byName.values()] });
   const capacity = dp.map('backendStats').maxEntries - 1;
-  // The backends the maps hold: a compiled form from an earlier update also keeps ids out of use.
-  const inUse = new Set([...compiled.entries.v4.backends, ...compiled.entries.v6.backends].map((b) => b.id));
+  // The backends the maps hold: a compiled form from an earlier update also keeps ids out of use, its tombstones last in line.
+  const held = [...compiled.entries.v4.backends, ...compiled.entries.v6.backends];
+  const gone = held.filter((b) => ((b.value.flags as number) & BE_F_GONE) !== 0).map((b) => b.id);
+  const inUse = new Set(held.map((b) => b.id).filter((id) => !gone.includes(id)));
   const live: LiveProgram = {
     dp,
     opts,
@@ -163,7 +170,11 @@ export function trackProgram(dp: Datapath, inputs: ProgramInputs): LiveProgram {
     slices,
     compiled: { ...compiled, services: [...compiled.services], backends: [...compiled.backends], notes: [...compiled.notes] },
     backends: indexBackends(compiled, inUse, resolved, services),
-    freeIds: new IdPool(Array.from({ length: capacity }, (_, i) => i + 1).filter((id) => !inUse.has(id))),
+    freeIds: new IdPool([
+      ...Array.from({ length: capacity }, (_, i) => i + 1).filter((id) => !inUse.has(id) && !gone.includes(id)),
+      ...gone,
+    ]),
+    tombstones: new Map(gone.map((id) => [id, compiled.backends[id - 1]])),
     context: nodeContext(inputs.state, opts),
     updates: 0,
   };
@@ -271,7 +282,7 @@ export function applyEndpointSliceUpdate(live: LiveProgram, change: EndpointSlic
           return { before: was, after: { ...was, ...compileServiceBackends(portContext(was.id), was.service, rp, was.frontends) } };
         }),
   );
-  const ops = [...backendOps(plan), ...changes.flatMap(portOps)];
+  const ops = [...backendOps(plan, live.tombstones), ...changes.flatMap(portOps)];
   checkRoom(live.dp, ops);
   applyOps(live.dp, ops);
   commit(live, change, before, services, plan, changes);
@@ -406,10 +417,23 @@ function backendOf(
 const backendMap = (b: CompiledBackend): MapName => (familyOf(b.ip) === 'v4' ? 'lb4Backends' : 'lb6Backends');
 const ZERO_COUNTERS = { packets: 0, bytes: 0, flows: 0 };
 
-function backendOps(plan: BackendPlan): MapOp[] {
+/** A backend that went, as its map keeps it for the flows that name it. */
+const tombstoneValue = (b: CompiledBackend): StructValue => {
+  const value = backendValue(b);
+  return { ...value, flags: (value.flags as number) | BE_F_GONE };
+};
+
+function backendOps(plan: BackendPlan, tombstones: ReadonlyMap<number, CompiledBackend>): MapOp[] {
+  const takenAgain = new Set(plan.added.map((b) => b.id));
+  const remove = (b: CompiledBackend): MapOp => ({ map: backendMap(b), key: { value: b.id }, flags: BPF_ANY });
   return [
-    ...plan.removed.map((b): MapOp => ({ map: backendMap(b), key: { value: b.id }, flags: BPF_ANY })),
+    // An id this update gives to a new backend at once is freed outright; the others leave a tombstone.
+    ...plan.removed.map(
+      (b): MapOp =>
+        takenAgain.has(b.id) ? remove(b) : { map: backendMap(b), key: { value: b.id }, value: tombstoneValue(b), flags: BPF_EXIST },
+    ),
     ...plan.added.flatMap((b): MapOp[] => [
+      ...(tombstones.has(b.id) ? [remove(tombstones.get(b.id)!)] : []),
       { map: backendMap(b), key: { value: b.id }, value: backendValue(b), flags: BPF_NOEXIST },
       // Counters start again: the id may have counted another backend's traffic.
       { map: 'backendStats', key: { value: b.id }, value: ZERO_COUNTERS, flags: BPF_ANY },
@@ -503,6 +527,8 @@ function commit(
   const reused = plan.added.length - plan.fromPool;
   live.freeIds.take(plan.fromPool);
   live.freeIds.release(plan.removed.slice(reused).map((b) => b.id));
+  for (const b of plan.added) live.tombstones.delete(b.id);
+  for (const b of plan.removed.slice(reused)) live.tombstones.set(b.id, b);
   const { compiled } = live;
   for (const b of [...plan.added, ...plan.changed.map((c) => c.after)]) compiled.backends[b.id - 1] = b;
   const M = compiled.maglevTableSize;
@@ -516,7 +542,9 @@ function commit(
 /** The map entries of the live state: those no EndpointSlice decides as loaded, the rest from the compiled services and backends. */
 function currentEntries(live: LiveProgram, loaded: MapEntries): MapEntries {
   const { services } = live.compiled;
-  const backends = [...live.backends.values()].map((r) => r.backend).sort((a, b) => a.id - b.id);
+  const backends = [...live.backends.values()].map((r) => r.backend);
+  const entry = (b: CompiledBackend) => ({ id: b.id, value: live.tombstones.has(b.id) ? tombstoneValue(b) : backendValue(b) });
+  const held = [...backends, ...live.tombstones.values()].sort((a, b) => a.id - b.id);
   const family = (f: 'v4' | 'v6'): FamilyEntries => ({
     ...loaded[f],
     services: loaded[f].services.map(({ key, value }) => {
@@ -525,7 +553,7 @@ function currentEntries(live: LiveProgram, loaded: MapEntries): MapEntries {
       const cs = services[id - 1];
       return { key, value: frontendEntry(cs, cs.frontends.find((fe) => fe.revNatIndex === value.revNatIndex)!).value };
     }),
-    backends: backends.filter((b) => familyOf(b.ip) === f).map((b) => ({ id: b.id, value: backendValue(b) })),
+    backends: held.filter((b) => familyOf(b.ip) === f).map(entry),
   });
   const tables: Pick<MapEntries, 'maglev' | 'lbMembers'> = { maglev: [], lbMembers: [] };
   for (const cs of services) addTableEntries(tables, cs);
