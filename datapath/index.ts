@@ -16,7 +16,7 @@ import {
   ctCreate4, ctCreate6, ctDelete4, ctDelete6, ctIsLive, ctIsReopen, ctLookup4, ctLookup6, ctTouch, configureTimeouts,
 } from './conntrack';
 import {
-  BE_F_LOCAL, CONFIG_CT_TCP_CLOSING, CONFIG_CT_TCP_ESTABLISHED, CONFIG_CT_UDP, CONFIG_CT_UDP_STREAM, CONFIG_SEED,
+  BE_F_GONE, BE_F_LOCAL, CONFIG_CT_TCP_CLOSING, CONFIG_CT_TCP_ESTABLISHED, CONFIG_CT_UDP, CONFIG_CT_UDP_STREAM, CONFIG_SEED,
   CT_BACKEND_ID, CT_DIR_ORIGINAL, CT_DIR_REPLY, CT_F_SNAT, CT_FLAGS, CT_REV_NAT_INDEX, CT_SERVICE_ID, CT_SNAT_PORT,
   DESC_BACKEND_ID, DESC_CAPACITY, DESC_DATA, DESC_F_OTHER_SHARD, DESC_F_SNAT, DESC_F_STEERED, DESC_F_TRACE, DESC_FLAGS, DESC_LEN, DESC_LINKTYPE, DESC_REASON, DESC_SERVICE_ID,
   DESC_SIZE, DESC_TS_NSEC, DESC_TS_SEC_HI, DESC_TS_SEC_LO, DESC_VERDICT, DESC_WIRE_LEN, EINVAL, ENOENT,
@@ -45,7 +45,9 @@ import { lookupFragment4, lookupFragment6, recordFragment4, recordFragment6 } fr
 import {
   relatedBackendId, relatedMasqueraded, relatedServiceId, relatedToBackendFlags, translateIcmpError4, translateIcmpError6,
 } from './icmp_related';
-import { choosePolicy, classifySource4, classifySource6, configurePolicy, masquerade, useLocalBackends } from './policy';
+import {
+  choosePolicy, classifySource4, classifySource6, configurePolicy, masquerade, reselectsGoneBackends, useLocalBackends,
+} from './policy';
 import { allMapsCreated, configMap, createNamedMap, mapById } from './registry';
 import { buildPortUnreachable4, buildPortUnreachable6 } from './reject';
 import {
@@ -222,8 +224,9 @@ function handleServicePacket(svc: usize, data: usize, len: u32, capacity: u32, w
   }
   if (entry != 0) {
     backendId = load<u32>(entry + CT_BACKEND_ID);
-    // A backend removed since the flow started: choose again, as for a new flow.
     be = lookupBackend4(backendId);
+    // A backend that went since the flow started: kept (kube-proxy) or chosen again as for a new flow (Cilium).
+    if (be != 0 && (load<u8>(be + LB4_BE_FLAGS) & BE_F_GONE) != 0 && reselectsGoneBackends()) be = 0;
     if ((load<u16>(entry + CT_FLAGS) & CT_F_SNAT) != 0) snatPort = load<u16>(entry + CT_SNAT_PORT);
   }
   const newFlow = be == 0;
@@ -522,6 +525,7 @@ function handleServicePacket6(svc: usize, data: usize, len: u32, capacity: u32, 
   if (entry != 0) {
     backendId = load<u32>(entry + CT_BACKEND_ID);
     be = lookupBackend6(backendId);
+    if (be != 0 && (load<u8>(be + LB6_BE_FLAGS) & BE_F_GONE) != 0 && reselectsGoneBackends()) be = 0;
     if ((load<u16>(entry + CT_FLAGS) & CT_F_SNAT) != 0) snatPort = load<u16>(entry + CT_SNAT_PORT);
   }
   const newFlow = be == 0;

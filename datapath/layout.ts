@@ -92,6 +92,7 @@ export const CFG_F_MASQUERADE_ALL: u32 = 1 << 0;
 export const CFG_F_POD_CIDR4: u32 = 1 << 1; // the pod network is known: pods can be told apart
 export const CFG_F_POD_CIDR6: u32 = 1 << 3;
 export const CFG_F_SNAT_ADDR6: u32 = 1 << 5; // an IPv6 masquerade address exists
+export const CFG_F_RESELECT_GONE: u32 = 1 << 6; // Cilium: a flow whose backend went chooses again
 
 // --- struct lb4_key (key of MAP_LB4_SERVICES): one service frontend ---------
 export const LB4_KEY_ADDRESS: u32 = 0; // be32 frontend IPv4 address

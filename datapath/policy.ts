@@ -15,7 +15,7 @@
 // whatever the rest says; index.ts applies that once the backend is known.
 
 import {
-  CFG_F_MASQUERADE_ALL, CFG_F_POD_CIDR4, CFG_F_POD_CIDR6, CONFIG_FLAGS, CONFIG_POD_CIDR4, CONFIG_POD_CIDR6,
+  CFG_F_MASQUERADE_ALL, CFG_F_POD_CIDR4, CFG_F_RESELECT_GONE, CFG_F_POD_CIDR6, CONFIG_FLAGS, CONFIG_POD_CIDR4, CONFIG_POD_CIDR6,
   CONFIG_POD_MASK4, CONFIG_POD_MASK6, SVC_F_EXT_LOCAL, SVC_F_EXTERNAL, SVC_F_INT_LOCAL,
 } from './layout';
 import { mapLookup } from './maps';
@@ -36,6 +36,15 @@ export function configurePolicy(cfg: usize): void {
   configFlags = load<u32>(cfg + CONFIG_FLAGS);
   podNet = load<u32>(cfg + CONFIG_POD_CIDR4);
   podMask = load<u32>(cfg + CONFIG_POD_MASK4);
+}
+
+/**
+ * Whether a flow whose backend went (a tombstone, BE_F_GONE) chooses again:
+ * Cilium revalidates the backend on every packet; kube-proxy's conntrack
+ * entries keep their DNAT to it.
+ */
+export function reselectsGoneBackends(): bool {
+  return (configFlags & CFG_F_RESELECT_GONE) != 0;
 }
 
 const addressKey = memory.data(4);

@@ -346,8 +346,9 @@ export class ReferenceDatapath {
       this.endFlow(family, packet.protocol, originalKey, known, client);
       known = undefined;
     }
-    // A removed backend makes a known flow choose again, as a new one.
-    const knownBackend = known && this.isLive(known, packet.protocol, now) ? this.tables.backend(family, known.backendId) : undefined;
+    // A backend that went (a tombstone) makes a known flow choose again, as a new one, under Cilium's semantics only.
+    const stillThere = known && this.isLive(known, packet.protocol, now) ? this.tables.backend(family, known.backendId) : undefined;
+    const knownBackend = stillThere?.gone && this.tables.settings.reselectGone ? undefined : stillThere;
     let flow: { entry: ConntrackEntry; backend: Backend };
     if (known && knownBackend) {
       flow = { entry: known, backend: knownBackend };

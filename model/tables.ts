@@ -3,7 +3,7 @@
  * into plain lookups: what the datapath's maps hold, without their layout.
  */
 import type { Compiled, FamilyEntries } from '../control/compile/compiler.js';
-import { BE_F_LOCAL, CFG_F, SVC_F } from '../control/compile/layout.js';
+import { BE_F_GONE, BE_F_LOCAL, CFG_F, SVC_F } from '../control/compile/layout.js';
 import { addressBytes, addressText, canonical, inPrefix, type Family } from './addresses.js';
 
 /** A frontend's entry: which service port, and how it is reached. */
@@ -21,6 +21,8 @@ export interface Backend {
   address: Uint8Array;
   port: number;
   local: boolean;
+  /** No endpoint any more: kept for the flows that name it (BE_F_GONE). */
+  gone: boolean;
 }
 
 export interface ReverseNat {
@@ -45,6 +47,8 @@ export interface Settings {
   /** Masquerade address per family; undefined when there is none (such flows cannot be masqueraded). */
   masqueradeAddress: Record<Family, Uint8Array | undefined>;
   snatPorts: { min: number; max: number };
+  /** Cilium's semantics: a flow whose backend went chooses again. */
+  reselectGone: boolean;
 }
 
 interface FamilyTables {
@@ -92,6 +96,7 @@ function familyTables(e: FamilyEntries, family: Family): FamilyTables {
       address: addressBytes(value.address as string),
       port: value.port as number,
       local: ((value.flags as number) & BE_F_LOCAL) !== 0,
+      gone: ((value.flags as number) & BE_F_GONE) !== 0,
     });
   }
   for (const { index, value } of e.revnat)
@@ -135,6 +140,7 @@ export class CompiledTables {
         6: flags & CFG_F.SNAT_ADDR6 ? addressBytes(c.snatAddress6 as string) : undefined,
       },
       snatPorts: { min: c.snatPortMin as number, max: c.snatPortMax as number },
+      reselectGone: (flags & CFG_F.RESELECT_GONE) !== 0,
     };
   }
 

@@ -53,7 +53,14 @@ export interface CompileOptions {
    * carries its own (`serviceRanges`). None known: no address is UNALLOCATED_IP.
    */
   serviceClusterIPRanges?: string[];
+  /**
+   * What an established flow whose backend went does: `kube-proxy` (default) keeps its
+   * DNAT to it, `cilium` chooses again on its next packet.
+   */
+  semantics?: DatapathSemantics;
 }
+
+export type DatapathSemantics = 'kube-proxy' | 'cilium';
 
 /** Seconds, as kube-proxy (TCP) and the kernel's nf_conntrack (UDP) default them. */
 export const DEFAULT_CONNTRACK_TIMEOUTS: Required<ConntrackTimeouts> = {
@@ -678,7 +685,8 @@ export function compile(state: ClusterState, resolved: readonly ResolvedService[
       (opts.masqueradeAll ? CFG_F.MASQUERADE_ALL : 0) |
       (podNet ? CFG_F.POD_CIDR4 : 0) |
       (podNet6 ? CFG_F.POD_CIDR6 : 0) |
-      (masqueradeAddress6 ? CFG_F.SNAT_ADDR6 : 0),
+      (masqueradeAddress6 ? CFG_F.SNAT_ADDR6 : 0) |
+      (opts.semantics === 'cilium' ? CFG_F.RESELECT_GONE : 0),
     snatAddress: masqueradeAddress && isV4(masqueradeAddress) ? masqueradeAddress : '0.0.0.0',
     snatPortMin: masqueradeAddress ? portMin : 0,
     snatPortMax: masqueradeAddress ? portMax : 0,

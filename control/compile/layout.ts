@@ -401,6 +401,7 @@ export const CFG_F = {
   POD_CIDR4: 1 << 1,
   POD_CIDR6: 1 << 3,
   SNAT_ADDR6: 1 << 5,
+  RESELECT_GONE: 1 << 6,
 } as const;
 export const BE_F_LOCAL = 1 << 0;
 export const BE_F_GONE = 1 << 1;
