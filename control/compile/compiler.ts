@@ -313,12 +313,18 @@ export type NodeContext = Omit<ServiceContext, 'backendId'>;
 export function nodeContext(state: ClusterState, opts: CompileOptions): NodeContext {
   const nodeName = emulatedNode(state, opts.node);
   const node = state.nodes.find((n) => n.name === nodeName);
-  // A KubeProxyConfiguration of another mode than nftables (empty: iptables, kube-proxy's default on Linux) serves NodePorts on every address by default.
-  const mode = state.proxyConfig?.mode;
-  const allByDefault = mode !== undefined && mode !== 'nftables';
+  const allByDefault = notNftablesMode(state.proxyConfig);
   const addresses = nodeAddresses(node, opts.nodePortAddresses ?? state.proxyConfig?.nodePortAddresses ?? [], allByDefault);
   const nodeZones = new Map(state.nodes.filter((n) => n.zone).map((n) => [n.name, n.zone!]));
   return { nodeName, zone: node?.zone, nodeZones, addresses, maglevTableSize: opts.maglevTableSize, seed: opts.seed };
+}
+
+/**
+ * A KubeProxyConfiguration of another mode than nftables (empty: iptables, kube-proxy's default on
+ * Linux), which serves NodePorts on every node address by default.
+ */
+function notNftablesMode(config: ClusterState['proxyConfig']): config is NonNullable<ClusterState['proxyConfig']> {
+  return config !== undefined && config.mode !== 'nftables';
 }
 
 /** An endpoint's zone: its EndpointSlice's `zone`, else the zone label of the Node it names. */
@@ -602,7 +608,7 @@ export function compile(state: ClusterState, resolved: readonly ResolvedService[
   const masqueradeAddress = opts.masqueradeAddress ?? addresses.primary;
   if (!masqueradeAddress) notes.push('no IPv4 masquerade address (the node has no IPv4 InternalIP): IPv4 flows that need SNAT are dropped');
   const config = state.proxyConfig;
-  if (config && config.mode !== 'nftables') {
+  if (notNftablesMode(config)) {
     notes.push(
       `${config.origin.file}: ${config.origin.object}: KubeProxyConfiguration mode ${JSON.stringify(config.mode)}${config.mode ? '' : ' (iptables)'}: ` +
         'svcpath decides as the nftables mode does, except that NodePorts are served on every node address unless nodePortAddresses or --nodeport-addresses says otherwise, as that mode does',

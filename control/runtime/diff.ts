@@ -197,7 +197,7 @@ function compare(
     flows: seen.size,
     changed: changes.length,
     ...(zoned ? { crossZone: { before: sum('before'), after: sum('after') } } : {}),
-    services: [...services.values()].sort((p, q) => p.service.localeCompare(q.service)),
+    services: all.sort((p, q) => p.service.localeCompare(q.service)),
     changes,
   };
 }

@@ -160,7 +160,8 @@ export function trackProgram(dp: Datapath, inputs: ProgramInputs): LiveProgram {
   // The backends the maps hold: a compiled form from an earlier update also keeps ids out of use, its tombstones last in line.
   const held = [...compiled.entries.v4.backends, ...compiled.entries.v6.backends];
   const gone = held.filter((b) => ((b.value.flags as number) & BE_F_GONE) !== 0).map((b) => b.id);
-  const inUse = new Set(held.map((b) => b.id).filter((id) => !gone.includes(id)));
+  const isGone = new Set(gone);
+  const inUse = new Set(held.map((b) => b.id).filter((id) => !isGone.has(id)));
   const live: LiveProgram = {
     dp,
     opts,
@@ -170,10 +171,7 @@ export function trackProgram(dp: Datapath, inputs: ProgramInputs): LiveProgram {
     slices,
     compiled: { ...compiled, services: [...compiled.services], backends: [...compiled.backends], notes: [...compiled.notes] },
     backends: indexBackends(compiled, inUse, resolved, services),
-    freeIds: new IdPool([
-      ...Array.from({ length: capacity }, (_, i) => i + 1).filter((id) => !inUse.has(id) && !gone.includes(id)),
-      ...gone,
-    ]),
+    freeIds: new IdPool([...Array.from({ length: capacity }, (_, i) => i + 1).filter((id) => !inUse.has(id) && !isGone.has(id)), ...gone]),
     tombstones: new Map(gone.map((id) => [id, compiled.backends[id - 1]])),
     context: nodeContext(inputs.state, opts),
     updates: 0,
