@@ -365,6 +365,7 @@ export const CT_ENTRY_SIZE: u32 = 24;
 export const CT_F_SEEN_REPLY: u16 = 1 << 0;
 export const CT_F_CLOSING: u16 = 1 << 1; // FIN or RST seen
 export const CT_F_SNAT: u16 = 1 << 2; // the client's source was masqueraded
+export const CT_F_FLUSHED: u16 = 1 << 3; // the control plane deleted the flow (kube-proxy's stale UDP flush): its next packet starts it again
 
 // --- struct traffic_counter (value of MAP_METRICS) --------------------------
 export const METRIC_PACKETS: u32 = 0; // u64
@@ -406,6 +407,7 @@ export const PCAP_F_NANOSECOND: u32 = 1 << 1;
 export const WALK_NEED_DATA: u32 = 0; // less than a whole record left in the chunk
 export const WALK_BATCH_FULL: u32 = 1; // no descriptor or frame room left: run the batch
 export const WALK_ANOMALY: u32 = 2; // the next record is for the host's reader to judge
+export const WALK_TIME_REACHED: u32 = 3; // the next record is at or after the stop time: apply what is due first
 
 // The walker's state, in and out: where it is in the chunk and the frame area.
 export const WALK_CONSUMED: u32 = 0; // u32 chunk bytes consumed
@@ -437,6 +439,11 @@ export const DESC_F_OTHER_SHARD: u16 = 1 << 1; // out: another worker's packet, 
 export const DESC_F_STEERED: u16 = 1 << 2; // in: the walker found this worker's (sharded replay)
 export const DESC_F_INBOUND: u16 = 1 << 3; // in: the capture says the frame arrived (pcapng epb_flags)
 export const DESC_F_OUTBOUND: u16 = 1 << 4; // in: the capture says the node sent the frame (pcapng epb_flags)
+// out: what a cluster change did to the packet's flow (at most one):
+export const DESC_F_STALE_BACKEND: u16 = 1 << 5; // still DNATed to a backend that is no longer an endpoint (kube-proxy)
+export const DESC_F_FLUSHED: u16 = 1 << 6; // its UDP conntrack entry was flushed: load-balanced again
+export const DESC_F_RESELECTED: u16 = 1 << 7; // its backend went: moved to another mid-flow (Cilium)
+export const DESC_F_AFFINITY_RESET: u16 = 1 << 8; // the client's affinity backend left: chosen again
 export const DESC_F_TRACE: u16 = 1 << 15; // in: record what the program does with this frame
 
 // --- struct trace_record: one step of a traced frame, in the trace ring -------

@@ -405,15 +405,24 @@ export const CFG_F = {
 } as const;
 export const BE_F_LOCAL = 1 << 0;
 export const BE_F_GONE = 1 << 1;
-export const CT_F = { SEEN_REPLY: 1 << 0, CLOSING: 1 << 1, SNAT: 1 << 2 } as const;
+export const CT_F = { SEEN_REPLY: 1 << 0, CLOSING: 1 << 1, SNAT: 1 << 2, FLUSHED: 1 << 3 } as const;
 /** The zero-copy walker's format flags and stop reasons (datapath/capture.ts). */
 export const PCAP_F = { BIG_ENDIAN: 1 << 0, NANOSECOND: 1 << 1 } as const;
-export const WALK = { NEED_DATA: 0, BATCH_FULL: 1, ANOMALY: 2 } as const;
+export const WALK = { NEED_DATA: 0, BATCH_FULL: 1, ANOMALY: 2, TIME_REACHED: 3 } as const;
 export const DESC_F_SNAT = 1 << 0;
 export const DESC_F_OTHER_SHARD = 1 << 1;
 export const DESC_F_INBOUND = 1 << 3;
 export const DESC_F_OUTBOUND = 1 << 4;
 export const DESC_F_TRACE = 1 << 15;
+/** What a cluster change did to a packet's flow (verdict lines' flowChange), and the descriptor flag of each. */
+export const FLOW_CHANGES = ['STALE_BACKEND', 'FLUSHED', 'RESELECTED', 'AFFINITY_RESET'] as const;
+export type FlowChange = (typeof FLOW_CHANGES)[number];
+export const FLOW_CHANGE_FLAGS: Record<FlowChange, number> = {
+  STALE_BACKEND: 1 << 5,
+  FLUSHED: 1 << 6,
+  RESELECTED: 1 << 7,
+  AFFINITY_RESET: 1 << 8,
+};
 
 /** One step of a traced frame (datapath/trace.ts). */
 export const TRACE_RECORD = struct('trace_record', 'TRACE', 112, [
