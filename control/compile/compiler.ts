@@ -128,6 +128,11 @@ export interface CompiledService {
   topology: Record<Family, TopologyChoice>;
   /** Where the Service's endpoints came from, when resolveServices says. */
   endpointsFrom?: EndpointsSource;
+  /**
+   * A Service port a live program no longer serves (control/runtime/rebase.ts): kept at its
+   * id, with its frontends and empty backend sets, so that its established flows keep a name.
+   */
+  removed?: true;
 }
 
 export interface SkippedService {
@@ -203,12 +208,13 @@ export function emulatedNode(state: ClusterState, requested: string | undefined)
   return names[0];
 }
 
-function serviceName(svc: Service, portName: string, port: number): string {
+/** A compiled Service port's name: "ns/name:port-name", or the port number when the port is unnamed. */
+export function serviceName(svc: Service, portName: string, port: number): string {
   return `${svc.namespace}/${svc.name}:${portName || port}`;
 }
 
 /** Why a Service gets no datapath entries, or undefined when it gets some. */
-function skipReason(svc: Service): string | undefined {
+export function skipReason(svc: Service): string | undefined {
   if (svc.type === 'ExternalName') return `ExternalName (${svc.externalName}): answered by DNS, no datapath entries`;
   if (svc.clusterIPs[0] === 'None') return 'headless (clusterIP None): no datapath entries';
   if (svc.clusterIPs.length === 0) return 'no clusterIP assigned';

@@ -32,11 +32,28 @@ export function nodeMasqEntries(ctEntries: number): number {
   return Math.max(1024, ctEntries >> 3);
 }
 
-/** Room to grow beyond the compiled state, for incremental updates (control/runtime/update.ts). */
+/**
+ * Room to grow beyond the compiled state, for incremental updates (control/runtime/update.ts) and
+ * state changes applied in place (control/runtime/rebase.ts roomFor); each map's default is none.
+ */
 export interface MapRoom {
   backends: number;
   tables: number;
   members: number;
+  /** Frontend entries (lb4_services, lb6_services). */
+  services?: number;
+  services6?: number;
+  /** Reverse-NAT entries: a frontend's stays for its flows after it goes. */
+  revNat?: number;
+  revNat6?: number;
+  /** Service port ids beyond the compiled ones (the service_stats array). */
+  serviceIds?: number;
+  sourceRanges?: number;
+  sourceRanges6?: number;
+  nodeIps?: number;
+  nodeIps6?: number;
+  serviceRanges?: number;
+  serviceRanges6?: number;
 }
 
 export interface ProgramOptions {
@@ -84,22 +101,23 @@ export async function loadProgram(compiled: Compiled, opts: ProgramOptions = {})
   const dp = await Datapath.load();
   const e = compiled.entries;
   const steerEntries = steeringClasses(compiled);
+  const room = opts.room;
   dp.createMaps({
-    services: e.v4.services.length,
-    backends: compiled.backends.length + (opts.room?.backends ?? 0),
-    revNat: e.v4.revnat.length,
+    services: e.v4.services.length + (room?.services ?? 0),
+    backends: compiled.backends.length + (room?.backends ?? 0),
+    revNat: e.v4.revnat.length + (room?.revNat ?? 0),
     maglevM: compiled.maglevTableSize,
-    maglevTables: e.maglev.length + (opts.room?.tables ?? 0),
-    serviceIds: compiled.services.length,
-    members: e.lbMembers.length + (opts.room?.members ?? 0),
-    sourceRanges: e.v4.sourceRanges.length,
-    nodeIps: e.v4.nodeIps.length,
-    services6: e.v6.services.length,
-    revNat6: e.v6.revnat.length,
-    sourceRanges6: e.v6.sourceRanges.length,
-    nodeIps6: e.v6.nodeIps.length,
-    serviceRanges: e.v4.serviceRanges.length,
-    serviceRanges6: e.v6.serviceRanges.length,
+    maglevTables: e.maglev.length + (room?.tables ?? 0),
+    serviceIds: compiled.services.length + (room?.serviceIds ?? 0),
+    members: e.lbMembers.length + (room?.members ?? 0),
+    sourceRanges: e.v4.sourceRanges.length + (room?.sourceRanges ?? 0),
+    nodeIps: e.v4.nodeIps.length + (room?.nodeIps ?? 0),
+    services6: e.v6.services.length + (room?.services6 ?? 0),
+    revNat6: e.v6.revnat.length + (room?.revNat6 ?? 0),
+    sourceRanges6: e.v6.sourceRanges.length + (room?.sourceRanges6 ?? 0),
+    nodeIps6: e.v6.nodeIps.length + (room?.nodeIps6 ?? 0),
+    serviceRanges: e.v4.serviceRanges.length + (room?.serviceRanges ?? 0),
+    serviceRanges6: e.v6.serviceRanges.length + (room?.serviceRanges6 ?? 0),
     steer: steerEntries.size,
     conntrack: opts.ctEntries ?? DEFAULT_CT_ENTRIES,
   });

@@ -1,6 +1,6 @@
 /**
- * Incremental EndpointSlice updates: one added, changed or deleted
- * EndpointSlice applied to a loaded datapath in place, as Cilium's service
+ * Incremental EndpointSlice updates: an added, changed or deleted
+ * EndpointSlice (or several at once) applied to a loaded datapath in place, as Cilium's service
  * manager upserts one service's backends, instead of compiling the whole
  * state again and reloading. Only the Services the slice belongs to are
  * resolved and compiled again, with the compiler's own per-port functions, so
@@ -35,6 +35,7 @@ import {
   familyOf,
   frontendEntry,
   nodeContext,
+  serviceName,
   serviceNotes,
   serviceTables,
   type BackendSet,
@@ -54,12 +55,17 @@ import type { ClusterState, EndpointSlice, Protocol, ResolvedEndpoint, ResolvedS
 /** An EndpointSlice (validated, as the cluster loader makes them) added or changed, or one deleted; known by namespace and name. */
 export type EndpointSliceChange = { op: 'upsert'; slice: EndpointSlice } | { op: 'delete'; namespace: string; name: string };
 
-/** What a datapath was loaded from: `compiled = compile(state, resolved, opts)`, `resolved = resolveServices(state).services`. */
+/**
+ * What a datapath was loaded from: `compiled = compile(state, resolved, opts)`, `resolved = resolveServices(state).services`,
+ * or the compiled form of a live program brought to `state` in place (control/runtime/rebase.ts).
+ */
 export interface ProgramInputs {
   state: ClusterState;
   resolved: readonly ResolvedService[];
   compiled: Compiled;
   opts: CompileOptions;
+  /** The free backend ids of the live program this one continues, in their order; by default every id the maps hold no backend at. */
+  freeIds?: IdPool;
 }
 
 /** A backend and the node each endpoint naming it says it is on (a Service port's slices may list one endpoint twice). */
@@ -87,8 +93,8 @@ export interface LiveProgram {
   readonly freeIds: IdPool;
   /** Backends that went, by id, until their id is taken again: still in their map, with BE_F_GONE. */
   readonly tombstones: Map<number, CompiledBackend>;
-  /** Per Service "namespace/name": its place in `resolved`, and the id of its first port (0 when it is not compiled). */
-  readonly services: Map<string, { index: number; firstId: number }>;
+  /** Per Service "namespace/name": its place in `resolved`, and the compiled id of each of its ports, in order (none when it is not compiled). */
+  readonly services: Map<string, { index: number; ids: number[] }>;
   readonly slices: {
     /** By "namespace/name". */
     byName: Map<string, EndpointSlice>;
@@ -106,6 +112,8 @@ export type TouchedEntries = Partial<Record<MapName, number>>;
 export interface EndpointSliceUpdate {
   /** The live program's compiled form, now describing the new state. */
   compiled: Compiled;
+  /** The ids of the backends that went (tombstones now, or taken at once by new backends when no other id was free). */
+  removedBackendIds: number[];
   /** Map entries written or deleted. */
   touched: number;
   byMap: TouchedEntries;
@@ -147,11 +155,7 @@ const objectKey = (namespace: string, name: string) => `${namespace}/${name}`;
 export function trackProgram(dp: Datapath, inputs: ProgramInputs): LiveProgram {
   const { compiled, opts } = inputs;
   const resolved = [...inputs.resolved];
-  const services = new Map(resolved.map((rs, index) => [objectKey(rs.service.namespace, rs.service.name), { index, firstId: 0 }]));
-  for (const cs of compiled.services) {
-    const at = services.get(objectKey(cs.service.namespace, cs.service.name))!;
-    if (at.firstId === 0) at.firstId = cs.id;
-  }
+  const services = portIds(resolved, compiled);
   const slices: LiveProgram['slices'] = { byName: new Map(), byService: new Map() };
   for (const slice of inputs.state.endpointSlices) storeSlice(slices, slice);
   const state: ClusterState = { ...inputs.state };
@@ -171,7 +175,9 @@ export function trackProgram(dp: Datapath, inputs: ProgramInputs): LiveProgram {
     slices,
     compiled: { ...compiled, services: [...compiled.services], backends: [...compiled.backends], notes: [...compiled.notes] },
     backends: indexBackends(compiled, inUse, resolved, services),
-    freeIds: new IdPool([...Array.from({ length: capacity }, (_, i) => i + 1).filter((id) => !inUse.has(id) && !isGone.has(id)), ...gone]),
+    freeIds:
+      inputs.freeIds ??
+      new IdPool([...Array.from({ length: capacity }, (_, i) => i + 1).filter((id) => !inUse.has(id) && !isGone.has(id)), ...gone]),
     tombstones: new Map(gone.map((id) => [id, compiled.backends[id - 1]])),
     context: nodeContext(inputs.state, opts),
     updates: 0,
@@ -187,6 +193,20 @@ export function trackProgram(dp: Datapath, inputs: ProgramInputs): LiveProgram {
   return live;
 }
 
+/**
+ * Each Service's place in `resolved` and its ports' compiled ids, found by name: a live
+ * program brought to a new state keeps each port's id, so a Service's ids need not follow on.
+ */
+function portIds(resolved: readonly ResolvedService[], compiled: Compiled): LiveProgram['services'] {
+  const byName = new Map(compiled.services.filter((cs) => !cs.removed).map((cs) => [cs.name, cs.id]));
+  return new Map(
+    resolved.map((rs, index) => {
+      const ids = rs.ports.map((rp) => byName.get(serviceName(rs.service, rp.port.name, rp.port.port)));
+      return [objectKey(rs.service.namespace, rs.service.name), { index, ids: ids.every((id) => id) ? (ids as number[]) : [] }];
+    }),
+  );
+}
+
 /** Every backend with the nodes its endpoints name. */
 function indexBackends(
   compiled: Compiled,
@@ -200,8 +220,9 @@ function indexBackends(
       .map((b) => [backendKey(b.serviceId, b.ip, b.port, b.protocol), { backend: b, nodeNames: [] as Array<string | undefined> }]),
   );
   for (const cs of compiled.services) {
-    const { index, firstId } = services.get(objectKey(cs.service.namespace, cs.service.name))!;
-    for (const ep of resolved[index].ports[cs.id - firstId].endpoints) {
+    if (cs.removed) continue;
+    const { index, ids } = services.get(objectKey(cs.service.namespace, cs.service.name))!;
+    for (const ep of resolved[index].ports[ids.indexOf(cs.id)].endpoints) {
       backends.get(backendKey(cs.id, ep.ip, ep.port, cs.port.protocol))!.nodeNames.push(ep.nodeName);
     }
   }
@@ -223,7 +244,7 @@ function dropSlice(slices: LiveProgram['slices'], slice: EndpointSlice): void {
 
 /** A Service resolved again, with the EndpointSlices it would have after the change. */
 interface ServiceChange {
-  at: { index: number; firstId: number };
+  at: { index: number; ids: number[] };
   before: ResolvedService;
   after: ResolvedService;
 }
@@ -235,7 +256,7 @@ interface PortChange {
 }
 
 /** A map operation: write `value` (BPF_NOEXIST, BPF_EXIST or BPF_ANY), or delete when there is none. */
-interface MapOp {
+export interface MapOp {
   map: MapName;
   key: StructValue;
   value?: StructValue | Uint8Array;
@@ -248,21 +269,25 @@ interface MapOp {
  * nothing, when the maps have no room for the result.
  */
 export function applyEndpointSliceUpdate(live: LiveProgram, change: EndpointSliceChange): EndpointSliceUpdate {
-  const { namespace, name } = change.op === 'upsert' ? change.slice : change;
-  const after = change.op === 'upsert' ? change.slice : undefined;
-  const before = live.slices.byName.get(objectKey(namespace, name));
-  const services = resolveAffected(live, before, after);
+  return applyEndpointSliceUpdates(live, [change]);
+}
+
+/**
+ * Applies several EndpointSlice changes (at most one per slice) as one: each
+ * Service they touch is resolved once with all its new slices, so an endpoint
+ * that moves from one slice to another stays the backend it was. All or
+ * nothing: NeedsReloadError, having changed nothing, when the maps have no room.
+ */
+export function applyEndpointSliceUpdates(live: LiveProgram, sliceChanges: readonly EndpointSliceChange[]): EndpointSliceUpdate {
+  const pairs = sliceChanges.map((change): SlicePair => {
+    const { namespace, name } = change.op === 'upsert' ? change.slice : change;
+    return { before: live.slices.byName.get(objectKey(namespace, name)), after: change.op === 'upsert' ? change.slice : undefined };
+  });
+  const services = resolveAffected(live, pairs);
   const ports = services.flatMap(({ at, before: was, after: now }) =>
-    at.firstId === 0
-      ? []
-      : now.ports.map(
-          (rp, j): PortEndpoints => ({
-            id: at.firstId + j,
-            protocol: rp.port.protocol,
-            before: was.ports[j].endpoints,
-            after: rp.endpoints,
-          }),
-        ),
+    now.ports.flatMap((rp, j): PortEndpoints[] =>
+      at.ids.length === 0 ? [] : [{ id: at.ids[j], protocol: rp.port.protocol, before: was.ports[j].endpoints, after: rp.endpoints }],
+    ),
   );
   const plan = planBackends(live, ports);
   const portContext = (serviceId: number): ServiceContext => ({
@@ -273,31 +298,38 @@ export function applyEndpointSliceUpdate(live: LiveProgram, change: EndpointSlic
     },
   });
   const changes = services.flatMap(({ at, after: now }) =>
-    at.firstId === 0
-      ? []
-      : now.ports.map((rp, j): PortChange => {
-          const was = live.compiled.services[at.firstId + j - 1];
-          return { before: was, after: { ...was, ...compileServiceBackends(portContext(was.id), was.service, rp, was.frontends) } };
-        }),
+    now.ports.flatMap((rp, j): PortChange[] => {
+      if (at.ids.length === 0) return [];
+      const was = live.compiled.services[at.ids[j] - 1];
+      return [{ before: was, after: { ...was, ...compileServiceBackends(portContext(was.id), was.service, rp, was.frontends) } }];
+    }),
   );
   const ops = [...backendOps(plan, live.tombstones), ...changes.flatMap(portOps)];
   checkRoom(live.dp, ops);
   applyOps(live.dp, ops);
-  commit(live, change, before, services, plan, changes);
+  commit(live, pairs, services, plan, changes);
   const byMap: TouchedEntries = {};
   for (const op of ops) byMap[op.map] = (byMap[op.map] ?? 0) + 1;
-  return { compiled: live.compiled, touched: ops.length, byMap };
+  return { compiled: live.compiled, removedBackendIds: plan.removed.map((b) => b.id), touched: ops.length, byMap };
 }
 
-/** The Services the slice belonged to and belongs to now, resolved with the slices they will have. */
-function resolveAffected(live: LiveProgram, before: EndpointSlice | undefined, after: EndpointSlice | undefined): ServiceChange[] {
-  const keys = new Set([before, after].filter((s): s is EndpointSlice => !!s).map((s) => objectKey(s.namespace, s.serviceName)));
+/** One slice before and after a change: undefined when it is new, or deleted. */
+interface SlicePair {
+  before?: EndpointSlice;
+  after?: EndpointSlice;
+}
+
+const serviceOf = (s: EndpointSlice) => objectKey(s.namespace, s.serviceName);
+
+/** The Services the slices belonged to and belong to now, resolved with the slices they will have. */
+function resolveAffected(live: LiveProgram, pairs: readonly SlicePair[]): ServiceChange[] {
+  const keys = new Set(pairs.flatMap(({ before, after }) => [before, after].filter((s): s is EndpointSlice => !!s).map(serviceOf)));
   return [...keys].flatMap((key): ServiceChange[] => {
     const at = live.services.get(key);
     if (!at) return []; // a slice of no Service: only kept
     const slices = new Map(live.slices.byService.get(key));
-    if (before) slices.delete(before.name);
-    if (after && objectKey(after.namespace, after.serviceName) === key) slices.set(after.name, after);
+    for (const { before } of pairs) if (before && serviceOf(before) === key) slices.delete(before.name);
+    for (const { after } of pairs) if (after && serviceOf(after) === key) slices.set(after.name, after);
     const rs = live.resolved[at.index];
     return [{ at, before: rs, after: resolveService(live.state, rs, [...slices.values()]) }];
   });
@@ -311,7 +343,7 @@ function resolveService(state: ClusterState, rs: ResolvedService, slices: Endpoi
 }
 
 /** Backends whose Service ports change: their new records (undefined when they go), and which appear, go or change. */
-interface BackendPlan {
+export interface BackendPlan {
   records: Map<string, BackendRecord | undefined>;
   added: CompiledBackend[];
   removed: CompiledBackend[];
@@ -388,7 +420,7 @@ function planBackends(live: LiveProgram, ports: readonly PortEndpoints[]): Backe
  * (a flow that outlived its backend would then reach the new one; only
  * when the maps are that full).
  */
-function newIds(live: LiveProgram, n: number, plan: BackendPlan): number[] {
+export function newIds(live: LiveProgram, n: number, plan: Pick<BackendPlan, 'removed' | 'fromPool'>): number[] {
   const pooled = live.freeIds.peek(n);
   plan.fromPool = pooled.length;
   const ids = [...pooled, ...plan.removed.map((b) => b.id).slice(0, n - pooled.length)];
@@ -399,6 +431,17 @@ function newIds(live: LiveProgram, n: number, plan: BackendPlan): number[] {
     );
   }
   return ids;
+}
+
+/** The removed backends of a plan that stay as tombstones: all but those whose ids new backends took at once (newIds). */
+export function tombstonedBy(plan: Pick<BackendPlan, 'added' | 'removed' | 'fromPool'>): CompiledBackend[] {
+  return plan.removed.slice(plan.added.length - plan.fromPool);
+}
+
+/** The pool after a plan is applied: the ids it took gone, the tombstones' ids last in line. */
+export function settleIds(pool: IdPool, plan: Pick<BackendPlan, 'added' | 'removed' | 'fromPool'>): void {
+  pool.take(plan.fromPool);
+  pool.release(tombstonedBy(plan).map((b) => b.id));
 }
 
 /** A backend as a full compile makes it from its endpoints: the first one on this node if any, else the first. */
@@ -416,12 +459,16 @@ const backendMap = (b: CompiledBackend): MapName => (familyOf(b.ip) === 'v4' ? '
 const ZERO_COUNTERS = { packets: 0, bytes: 0, flows: 0 };
 
 /** A backend that went, as its map keeps it for the flows that name it. */
-const tombstoneValue = (b: CompiledBackend): StructValue => {
+export const tombstoneValue = (b: CompiledBackend): StructValue => {
   const value = backendValue(b);
   return { ...value, flags: (value.flags as number) | BE_F_GONE };
 };
 
-function backendOps(plan: BackendPlan, tombstones: ReadonlyMap<number, CompiledBackend>): MapOp[] {
+/** The backend map writes of a plan: tombstones for the backends that go, the new ones, the changed localities. */
+export function backendOps(
+  plan: Pick<BackendPlan, 'added' | 'removed' | 'changed'>,
+  tombstones: ReadonlyMap<number, CompiledBackend>,
+): MapOp[] {
   const takenAgain = new Set(plan.added.map((b) => b.id));
   const remove = (b: CompiledBackend): MapOp => ({ map: backendMap(b), key: { value: b.id }, flags: BPF_ANY });
   return [
@@ -478,7 +525,7 @@ function tableBytes(set: BackendSet): Uint8Array {
 }
 
 /** Throws NeedsReloadError when a map would overflow: inserts past the deletes, beyond max_entries. */
-function checkRoom(dp: Datapath, ops: readonly MapOp[]): void {
+export function checkRoom(dp: Datapath, ops: readonly MapOp[]): void {
   const growth = new Map<MapName, number>();
   for (const op of ops) {
     if (!op.value) growth.set(op.map, (growth.get(op.map) ?? 0) - 1);
@@ -496,7 +543,7 @@ function checkRoom(dp: Datapath, ops: readonly MapOp[]): void {
 }
 
 /** Deletes first, so that an update that frees as much as it takes fits. */
-function applyOps(dp: Datapath, ops: readonly MapOp[]): void {
+export function applyOps(dp: Datapath, ops: readonly MapOp[]): void {
   for (const op of ops) if (!op.value) dp.map(op.map).delete(op.key);
   for (const op of ops) {
     if (!op.value) continue;
@@ -507,26 +554,17 @@ function applyOps(dp: Datapath, ops: readonly MapOp[]): void {
 }
 
 /** The live state catches up with the maps. */
-function commit(
-  live: LiveProgram,
-  change: EndpointSliceChange,
-  before: EndpointSlice | undefined,
-  services: ServiceChange[],
-  plan: BackendPlan,
-  ports: PortChange[],
-): void {
-  if (before) dropSlice(live.slices, before);
-  if (change.op === 'upsert') storeSlice(live.slices, change.slice);
+function commit(live: LiveProgram, pairs: readonly SlicePair[], services: ServiceChange[], plan: BackendPlan, ports: PortChange[]): void {
+  for (const { before } of pairs) if (before) dropSlice(live.slices, before);
+  for (const { after } of pairs) if (after) storeSlice(live.slices, after);
   for (const { at, after } of services) live.resolved[at.index] = after;
   for (const [key, record] of plan.records) {
     if (record) live.backends.set(key, record);
     else live.backends.delete(key);
   }
-  const reused = plan.added.length - plan.fromPool;
-  live.freeIds.take(plan.fromPool);
-  live.freeIds.release(plan.removed.slice(reused).map((b) => b.id));
+  settleIds(live.freeIds, plan);
   for (const b of plan.added) live.tombstones.delete(b.id);
-  for (const b of plan.removed.slice(reused)) live.tombstones.set(b.id, b);
+  for (const b of tombstonedBy(plan)) live.tombstones.set(b.id, b);
   const { compiled } = live;
   for (const b of [...plan.added, ...plan.changed.map((c) => c.after)]) compiled.backends[b.id - 1] = b;
   const M = compiled.maglevTableSize;
