@@ -29,14 +29,24 @@ export function tableHasBackend(table: u32, backendId: u32): bool {
   return mapLookup(lbMembers, memberKey) != 0;
 }
 
+/**
+ * Whether the last affinityBackend4/6 found a live record whose backend the
+ * table no longer holds: the client's affinity was reset by a change (its
+ * backend left, or stopped taking new flows).
+ */
+export let affinityLapsed: bool = false;
+
 /** The backend of an affinity record if it still holds, else 0. */
 function stillAffine(map: BpfMap, key: usize, table: u32, timeoutSeconds: u32, now: u64): u32 {
+  affinityLapsed = false;
   const record = mapLookup(map, key);
   if (record == 0) return 0;
   const last = load<u64>(record + AFF_LAST_USED);
   if (now > last && now - last > <u64>timeoutSeconds * 1_000_000_000) return 0;
   const backendId = load<u32>(record + AFF_BACKEND_ID);
-  return tableHasBackend(table, backendId) ? backendId : 0;
+  if (tableHasBackend(table, backendId)) return backendId;
+  affinityLapsed = true;
+  return 0;
 }
 
 function record(map: BpfMap, key: usize, backendId: u32, now: u64): void {

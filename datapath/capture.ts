@@ -10,10 +10,11 @@
 // that record with the reader's own checks and messages.
 
 import {
-  DESC_BACKEND_ID, DESC_CAPACITY, DESC_CAPLEN, DESC_DATA, DESC_F_OTHER_SHARD, DESC_F_SNAT, DESC_FLAGS, DESC_LEN, DESC_LINKTYPE,
+  DESC_BACKEND_ID, DESC_CAPACITY, DESC_CAPLEN, DESC_DATA, DESC_F_AFFINITY_RESET, DESC_F_FLOW_CHANGES, DESC_F_FLUSHED,
+  DESC_F_OTHER_SHARD, DESC_F_RESELECTED, DESC_F_SNAT, DESC_FLAGS, DESC_LEN, DESC_LINKTYPE,
   DESC_REASON, DESC_SERVICE_ID, DESC_SIZE, DESC_TS_NSEC, DESC_TS_SEC_HI, DESC_TS_SEC_LO, DESC_VERDICT, DESC_WIRE_LEN,
   DESC_F_STEERED, FRAME_MIN_CAPACITY, PCAP_F_BIG_ENDIAN, PCAP_F_NANOSECOND, VT_BACKENDS, VT_REASONS, VT_SERVICES, VT_VERDICTS, WALK_ANOMALY,
-  WALK_BATCH_FULL, WALK_CONSUMED, WALK_FRAMES_USED, WALK_NEED_DATA, WALK_STOP, XDP_REDIRECT, XDP_TX,
+  WALK_BATCH_FULL, WALK_CONSUMED, WALK_FRAMES_USED, WALK_NEED_DATA, WALK_STOP, WALK_TIME_REACHED, XDP_REDIRECT, XDP_TX,
 } from './layout';
 import { directionKnown, parsePacket } from './parse';
 import { isOwnPacket, sharded } from './steer';
@@ -36,10 +37,12 @@ const MAX_CAPLEN: u32 = 256 << 20;
  * Walks the pcap records at chunk[consumed..len), adding each to the batch:
  * its frame copied to the frame area, its descriptor filled. Returns the
  * batch's new frame count; `state` says how far it got and why it stopped.
+ * A record whose time (ns) is `stopAt` or later is left for the next call
+ * (u64 max: no stop time), so that a cluster change due by then is applied first.
  */
 export function pcapWalk(
   chunk: usize, len: u32, format: u32, snaplen: u32, linktype: u32,
-  descs: usize, count: u32, maxFrames: u32, frames: usize, framesCapacity: u32, state: usize,
+  descs: usize, count: u32, maxFrames: u32, frames: usize, framesCapacity: u32, state: usize, stopAt: u64,
 ): u32 {
   const bigEndian = (format & PCAP_F_BIG_ENDIAN) != 0;
   const nanosecond = (format & PCAP_F_NANOSECOND) != 0;
@@ -55,6 +58,10 @@ export function pcapWalk(
     const origlen = field(header + 12, bigEndian);
     if (caplen > MAX_CAPLEN || caplen > origlen || caplen > snaplen || fraction >= perSecond) {
       stop = WALK_ANOMALY;
+      break;
+    }
+    if (<u64>sec * 1_000_000_000 + <u64>(nanosecond ? fraction : fraction * 1000) >= stopAt) {
+      stop = WALK_TIME_REACHED;
       break;
     }
     if (<u64>pos + RECORD_HEADER + caplen > <u64>len) break; // the rest of it is in the next chunk
@@ -184,15 +191,26 @@ function putDecimal(out: usize, n: u64): u32 {
   return digits;
 }
 
+/** The verdict line's name of a DESC_F_* flow change (control/compile/layout.ts FLOW_CHANGES). */
+function flowChangeName(flag: u16): string {
+  if (flag == DESC_F_FLUSHED) return 'FLUSHED';
+  if (flag == DESC_F_RESELECTED) return 'RESELECTED';
+  if (flag == DESC_F_AFFINITY_RESET) return 'AFFINITY_RESET';
+  return 'STALE_BACKEND';
+}
+
 /**
  * Writes the verdict JSONL records (the public contract, field order fixed)
  * of this worker's frames among descriptors from..count, numbered from
  * firstN + index, into out[0..capacity); `maxLine` is the longest a line can
  * be. Returns the first descriptor not written; `written` gets the bytes and,
  * when `lengths` is not 0, lengths[i] each line's length (0 for another worker's frame).
+ * A replay with cluster changes gives the `state` its frames were decided
+ * under (-1: none, and the lines have neither "state" nor "flowChange").
  */
 export function verdictsEmit(
   descs: usize, from: u32, count: u32, firstN: u64, tables: usize, maxLine: u32, out: usize, capacity: u32, written: usize, lengths: usize,
+  state: i32,
 ): u32 {
   let at: u32 = 0;
   let i = from;
@@ -216,7 +234,18 @@ export function verdictsEmit(
     p += tableString(load<u32>(tables + VT_SERVICES), load<u32>(desc + DESC_SERVICE_ID), p);
     p += putString(p, ',"backend":');
     p += tableString(load<u32>(tables + VT_BACKENDS), load<u32>(desc + DESC_BACKEND_ID), p);
-    p += putString(p, (flags & DESC_F_SNAT) != 0 ? ',"snat":true}\n' : ',"snat":false}\n');
+    p += putString(p, (flags & DESC_F_SNAT) != 0 ? ',"snat":true' : ',"snat":false');
+    if (state >= 0) {
+      p += putString(p, ',"state":');
+      p += putDecimal(p, <u64>state);
+      const change = flags & DESC_F_FLOW_CHANGES;
+      if (change != 0) {
+        p += putString(p, ',"flowChange":"');
+        p += putString(p, flowChangeName(change));
+        p += putString(p, '"');
+      }
+    }
+    p += putString(p, '}\n');
     const lineLen = <u32>(p - start);
     if (lengths != 0) store<u32>(lengths + <usize>i * 4, lineLen);
     at += lineLen;

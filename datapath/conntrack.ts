@@ -7,7 +7,7 @@
 
 import {
   CT4_DADDR, CT4_DIR, CT4_DPORT, CT4_PROTO, CT4_SADDR, CT4_SPORT, CT_BACKEND_ID, CT_DIR_ORIGINAL,
-  CT_DIR_REPLY, CT_F_CLOSING, CT_F_SEEN_REPLY, CT_F_SNAT, CT_FLAGS, CT_LAST_SEEN, CT_REV_NAT_INDEX, CT_SERVICE_ID,
+  CT_DIR_REPLY, CT_F_CLOSING, CT_F_FLUSHED, CT_F_SEEN_REPLY, CT_F_SNAT, CT_FLAGS, CT_LAST_SEEN, CT_REV_NAT_INDEX, CT_SERVICE_ID,
   CT_SNAT_PORT, BPF_ANY, CT6_DADDR, CT6_DIR, CT6_DPORT, CT6_PROTO, CT6_SADDR, CT6_SPORT,
 } from './layout';
 import { mapDelete, mapLookup, mapPeek, mapUpdate } from './maps';
@@ -93,6 +93,15 @@ export function isLive(last: u64, flags: u16, now: u64, proto: u8): bool {
   if (proto == IPPROTO_TCP) timeout = (flags & CT_F_CLOSING) != 0 ? tcpClosingNs : tcpEstablishedNs;
   else timeout = (flags & CT_F_SEEN_REPLY) != 0 ? udpStreamNs : udpNs;
   return now - last <= timeout;
+}
+
+/**
+ * True when the control plane flushed the flow (CT_F_FLUSHED: kube-proxy's
+ * stale UDP flush, which deletes the kernel's entry): the flow is over, and
+ * its next packet starts a new one.
+ */
+@inline export function ctIsFlushed(entry: usize): bool {
+  return (load<u16>(entry + CT_FLAGS) & CT_F_FLUSHED) != 0;
 }
 
 @inline function isClosing(proto: u8, tcpFlags: u8): bool {

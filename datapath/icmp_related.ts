@@ -18,7 +18,7 @@
 // (datapath/node_masq.ts) is about that tuple's flow, as a reply to it is.
 
 import { csumReplace2, csumReplace4 } from './csum';
-import { ctIsLive, ctLookup4, ctLookup6 } from './conntrack';
+import { ctIsFlushed, ctIsLive, ctLookup4, ctLookup6 } from './conntrack';
 import {
   CT_BACKEND_ID, CT_DIR_ORIGINAL, CT_DIR_REPLY, CT_F_SNAT, CT_FLAGS, CT_REV_NAT_INDEX, CT_SERVICE_ID, CT_SNAT_PORT,
   LB4_BE_ADDRESS, LB4_BE_PORT, LB4_REVNAT_ADDRESS, LB4_REVNAT_PORT, LB6_BE_ADDRESS, LB6_BE_FLAGS, LB6_BE_PORT,
@@ -146,8 +146,9 @@ export function translateIcmpError4(data: usize, len: u32, now: u64): bool {
     const masqueraded = (load<u16>(entry + CT_FLAGS) & CT_F_SNAT) != 0;
     return towardsClient(entry, masqueraded ? lookupSnat4(quoteDaddr, quoteDport, quoteSport, quoteProto) : 0, masqueraded);
   }
+  // A flushed flow is over, as the kernel's deleted entry is: an error about it is about no flow.
   entry = ctLookup4(quoteDaddr, quoteSaddr, quoteDport, quoteSport, quoteProto, CT_DIR_ORIGINAL);
-  if (entry != 0 && ctIsLive(entry, now, quoteProto)) return towardsBackend(entry);
+  if (entry != 0 && ctIsLive(entry, now, quoteProto) && !ctIsFlushed(entry)) return towardsBackend(entry);
   return false;
 }
 
@@ -264,7 +265,7 @@ export function translateIcmpError6(data: usize, len: u32, now: u64): bool {
     return towardsClient6(entry, masqueraded ? lookupSnat6(quoteDaddr6, quoteDport, quoteSport, quoteProto) : 0, masqueraded);
   }
   entry = ctLookup6(quoteDaddr6, quoteSaddr6, quoteDport, quoteSport, quoteProto, CT_DIR_ORIGINAL);
-  if (entry != 0 && ctIsLive(entry, now, quoteProto)) return towardsBackend6(entry);
+  if (entry != 0 && ctIsLive(entry, now, quoteProto) && !ctIsFlushed(entry)) return towardsBackend6(entry);
   return false;
 }
 

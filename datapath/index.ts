@@ -11,14 +11,15 @@ export * from './layout';
 
 import { copyRuns, pcapEmit, pcapWalk, verdictsEmit } from './capture';
 import { compareWithRewrite, rememberRewrite } from './conformance';
-import { affinityBackend4, affinityBackend6, recordAffinity4, recordAffinity6 } from './affinity';
+import { affinityBackend4, affinityBackend6, affinityLapsed, recordAffinity4, recordAffinity6 } from './affinity';
 import {
-  ctCreate4, ctCreate6, ctDelete4, ctDelete6, ctIsLive, ctIsReopen, ctLookup4, ctLookup6, ctTouch, configureTimeouts,
+  ctCreate4, ctCreate6, ctDelete4, ctDelete6, ctIsFlushed, ctIsLive, ctIsReopen, ctLookup4, ctLookup6, ctTouch, configureTimeouts,
 } from './conntrack';
 import {
   BE_F_GONE, BE_F_LOCAL, CONFIG_CT_TCP_CLOSING, CONFIG_CT_TCP_ESTABLISHED, CONFIG_CT_UDP, CONFIG_CT_UDP_STREAM, CONFIG_SEED,
   CT_BACKEND_ID, CT_DIR_ORIGINAL, CT_DIR_REPLY, CT_F_SNAT, CT_FLAGS, CT_REV_NAT_INDEX, CT_SERVICE_ID, CT_SNAT_PORT,
-  DESC_BACKEND_ID, DESC_CAPACITY, DESC_DATA, DESC_F_OTHER_SHARD, DESC_F_SNAT, DESC_F_STEERED, DESC_F_TRACE, DESC_FLAGS, DESC_LEN, DESC_LINKTYPE, DESC_REASON, DESC_SERVICE_ID,
+  DESC_BACKEND_ID, DESC_CAPACITY, DESC_DATA, DESC_F_AFFINITY_RESET, DESC_F_FLUSHED, DESC_F_OTHER_SHARD, DESC_F_RESELECTED, DESC_F_SNAT,
+  DESC_F_STALE_BACKEND, DESC_F_STEERED, DESC_F_TRACE, DESC_FLAGS, DESC_LEN, DESC_LINKTYPE, DESC_REASON, DESC_SERVICE_ID,
   DESC_SIZE, DESC_TS_NSEC, DESC_TS_SEC_HI, DESC_TS_SEC_LO, DESC_VERDICT, DESC_WIRE_LEN, EINVAL, ENOENT,
   LB4_BE_ADDRESS, LB4_BE_FLAGS, LB4_BE_PORT, LB4_REVNAT_ADDRESS, LB4_REVNAT_PORT, LB4_SVC_AFFINITY_TIMEOUT,
   LB4_SVC_FLAGS, LB4_SVC_REV_NAT_INDEX, LB4_SVC_SERVICE_ID, REASON_MALFORMED, REASON_NO_ENDPOINTS,
@@ -60,7 +61,7 @@ import { configureSteering, decidesStatelessFrames, isOwnPacket, sharded } from 
 import {
   followNodeMasquerade, liveNodeTuple, liveNodeTuple4, nodeTupleFlow, nodeTupleReplyOrigin4, nodeTupleReplyOrigin6, nodeTuplesKnown,
 } from './node_masq';
-import { countFlowPacket, countVerdict } from './stats';
+import { countFlowChange, countFlowPacket, countVerdict } from './stats';
 import { configureTrace, traceCount, traceFrame, traceVerdict, tracing } from './trace';
 
 // --- bpf(2)-shaped map API for the control plane ------------------------------
@@ -150,10 +151,44 @@ let backendId: u32 = 0;
 let outLen: u32 = 0;
 let snatApplied: bool = false;
 let linktype: u32 = 0;
+/** What a cluster change did to the packet's flow: a DESC_F_* flow change flag, or 0. */
+let flowChange: u16 = 0;
 
 @inline function decide(v: u8, r: u8): void {
   verdict = v;
   reason = r;
+}
+
+/** The first change found is the one the packet shows (at most one per packet). */
+@inline function markFlowChange(flag: u16): void {
+  if (flowChange == 0) flowChange = flag;
+}
+
+/**
+ * Whether a live tracked flow is over and this packet starts a new one on its
+ * tuple: a flow the control plane flushed (kube-proxy's stale UDP flush:
+ * marked FLUSHED), or a bare SYN on a closing connection (a reopen).
+ */
+@inline function flowEnds(entry: usize): bool {
+  if (ctIsFlushed(entry)) {
+    markFlowChange(DESC_F_FLUSHED);
+    return true;
+  }
+  return ctIsReopen(entry, proto, tcpFlags);
+}
+
+/**
+ * A tracked flow's backend that went since the flow started (a tombstone):
+ * kept, as kube-proxy's conntrack keeps the DNAT (STALE_BACKEND), or none, the
+ * flow choosing again as a new one, as Cilium revalidates it (RESELECTED).
+ */
+function goneBackend(be: usize): usize {
+  if (reselectsGoneBackends()) {
+    markFlowChange(DESC_F_RESELECTED);
+    return 0;
+  }
+  markFlowChange(DESC_F_STALE_BACKEND);
+  return be;
 }
 
 /** The verdict for a frame the parser turned away. */
@@ -218,15 +253,14 @@ function handleServicePacket(svc: usize, data: usize, len: u32, capacity: u32, w
   let snatPort: u16 = 0;
   let entry = ctLookup4(saddr, daddr, sport, dport, proto, CT_DIR_ORIGINAL);
   if (entry != 0 && !ctIsLive(entry, now, proto)) entry = 0;
-  if (entry != 0 && ctIsReopen(entry, proto, tcpFlags)) {
+  if (entry != 0 && flowEnds(entry)) {
     endFlow4(entry);
     entry = 0;
   }
   if (entry != 0) {
     backendId = load<u32>(entry + CT_BACKEND_ID);
     be = lookupBackend4(backendId);
-    // A backend that went since the flow started: kept (kube-proxy) or chosen again as for a new flow (Cilium).
-    if (be != 0 && (load<u8>(be + LB4_BE_FLAGS) & BE_F_GONE) != 0 && reselectsGoneBackends()) be = 0;
+    if (be != 0 && (load<u8>(be + LB4_BE_FLAGS) & BE_F_GONE) != 0) be = goneBackend(be);
     if ((load<u16>(entry + CT_FLAGS) & CT_F_SNAT) != 0) snatPort = load<u16>(entry + CT_SNAT_PORT);
   }
   const newFlow = be == 0;
@@ -237,6 +271,7 @@ function handleServicePacket(svc: usize, data: usize, len: u32, capacity: u32, w
     const table = <u32>chosen;
     const affinity = (flags & SVC_F_AFFINITY) != 0;
     backendId = affinity ? affinityBackend4(saddr, serviceId, table, load<u32>(svc + LB4_SVC_AFFINITY_TIMEOUT), now) : 0;
+    if (affinity && affinityLapsed) markFlowChange(DESC_F_AFFINITY_RESET);
     if (backendId == 0) backendId = maglevBackend4(table, seed, saddr, daddr, sport, dport, proto);
     be = lookupBackend4(backendId);
     if (be == 0) {
@@ -292,7 +327,9 @@ function handleServicePacket(svc: usize, data: usize, len: u32, capacity: u32, w
  * A bare SYN on a closing flow's tuple ends that flow before a new one is
  * made, as the kernel's conntrack does ("Attempt to reopen a closed/aborted
  * connection"): its entries and masquerade port are freed, so the old reply
- * entry no longer reverse-NATs and the port can serve the new flow.
+ * entry no longer reverse-NATs and the port can serve the new flow. A flushed
+ * flow ends alike; its reply entry and masquerade record are already gone
+ * (the control plane deleted them), or another flow's by now: left alone.
  */
 function endFlow4(entry: usize): void {
   const old = lookupBackend4(load<u32>(entry + CT_BACKEND_ID));
@@ -518,14 +555,14 @@ function handleServicePacket6(svc: usize, data: usize, len: u32, capacity: u32, 
   let snatPort: u16 = 0;
   let entry = ctLookup6(saddr6, daddr6, sport, dport, proto, CT_DIR_ORIGINAL);
   if (entry != 0 && !ctIsLive(entry, now, proto)) entry = 0;
-  if (entry != 0 && ctIsReopen(entry, proto, tcpFlags)) {
+  if (entry != 0 && flowEnds(entry)) {
     endFlow6(entry);
     entry = 0;
   }
   if (entry != 0) {
     backendId = load<u32>(entry + CT_BACKEND_ID);
     be = lookupBackend6(backendId);
-    if (be != 0 && (load<u8>(be + LB6_BE_FLAGS) & BE_F_GONE) != 0 && reselectsGoneBackends()) be = 0;
+    if (be != 0 && (load<u8>(be + LB6_BE_FLAGS) & BE_F_GONE) != 0) be = goneBackend(be);
     if ((load<u16>(entry + CT_FLAGS) & CT_F_SNAT) != 0) snatPort = load<u16>(entry + CT_SNAT_PORT);
   }
   const newFlow = be == 0;
@@ -536,6 +573,7 @@ function handleServicePacket6(svc: usize, data: usize, len: u32, capacity: u32, 
     const table = <u32>chosen;
     const affinity = (flags & SVC_F_AFFINITY) != 0;
     backendId = affinity ? affinityBackend6(saddr6, serviceId, table, load<u32>(svc + LB4_SVC_AFFINITY_TIMEOUT), now) : 0;
+    if (affinity && affinityLapsed) markFlowChange(DESC_F_AFFINITY_RESET);
     if (backendId == 0) backendId = maglevBackend6(table, seed, saddr6, daddr6, sport, dport, proto);
     be = lookupBackend6(backendId);
     if (be == 0) {
@@ -678,6 +716,7 @@ function processFrame(desc: usize, parsed: u8): void {
   backendId = 0;
   outLen = len;
   snatApplied = false;
+  flowChange = 0;
 
   if (parsed == REASON_OUTGOING) {
     // The node's own frame makes no flow: it is compared with what svcpath sent (and taught its tuple, if any).
@@ -700,22 +739,23 @@ function processFrame(desc: usize, parsed: u8): void {
   if (tracing) traceVerdict(verdict, reason);
   store<u8>(desc + DESC_VERDICT, verdict);
   store<u8>(desc + DESC_REASON, reason);
-  store<u16>(desc + DESC_FLAGS, snatApplied ? DESC_F_SNAT : 0);
+  store<u16>(desc + DESC_FLAGS, (snatApplied ? DESC_F_SNAT : 0) | flowChange);
   store<u32>(desc + DESC_SERVICE_ID, serviceId);
   store<u32>(desc + DESC_BACKEND_ID, backendId);
   store<u32>(desc + DESC_LEN, outLen);
   countVerdict(reason, verdict, wireLen);
+  if (flowChange != 0) countFlowChange(flowChange);
 }
 
 // --- zero-copy replay (datapath/capture.ts) --------------------------------------
 
 export function pcap_walk(
   chunk: usize, len: u32, format: u32, snaplen: u32, linktype: u32,
-  descs: usize, count: u32, maxFrames: u32, frames: usize, framesCapacity: u32, state: usize,
+  descs: usize, count: u32, maxFrames: u32, frames: usize, framesCapacity: u32, state: usize, stopAt: u64,
 ): u32 {
   // The walker steers when the replay is sharded, which the config says.
   if (allMapsCreated()) loadConfig();
-  return pcapWalk(chunk, len, format, snaplen, linktype, descs, count, maxFrames, frames, framesCapacity, state);
+  return pcapWalk(chunk, len, format, snaplen, linktype, descs, count, maxFrames, frames, framesCapacity, state, stopAt);
 }
 
 export function pcap_emit(descs: usize, from: u32, count: u32, nanosecond: bool, out: usize, capacity: u32, written: usize): u32 {
@@ -724,8 +764,9 @@ export function pcap_emit(descs: usize, from: u32, count: u32, nanosecond: bool,
 
 export function verdicts_emit(
   descs: usize, from: u32, count: u32, firstN: u64, tables: usize, maxLine: u32, out: usize, capacity: u32, written: usize, lengths: usize,
+  state: i32,
 ): u32 {
-  return verdictsEmit(descs, from, count, firstN, tables, maxLine, out, capacity, written, lengths);
+  return verdictsEmit(descs, from, count, firstN, tables, maxLine, out, capacity, written, lengths, state);
 }
 
 export function copy_runs(runs: usize, count: u32, out: usize): u32 {

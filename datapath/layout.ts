@@ -63,7 +63,8 @@ export const MAP_SERVICE_RANGES4: u32 = 27; // LPM_TRIE svc_range4_key -> u32 (1
 export const MAP_SERVICE_RANGES6: u32 = 28; // LPM_TRIE svc_range6_key -> u32 (1)
 export const MAP_ARRIVALS: u32 = 29; // LRU_HASH rewrite_key -> arrival: requests to frontends, for the node's copies of them
 export const MAP_NODE_MASQ: u32 = 30; // LRU_HASH node_masq_key -> node_masq: the tuples the node masqueraded flows to
-export const MAP_COUNT: u32 = 31;
+export const MAP_FLOW_CHANGES: u32 = 31; // ARRAY FC_* index -> flow_change_counter: packets per flowChange kind
+export const MAP_COUNT: u32 = 32;
 
 // --- struct config (value of MAP_CONFIG[0]) ---------------------------------
 export const CONFIG_SEED: u32 = 0; // u32: Maglev and SNAT-port hash seed (--seed)
@@ -379,6 +380,15 @@ export const STAT_BYTES: u32 = 8; // u64 wire bytes
 export const STAT_FLOWS: u32 = 16; // u64 new flows
 export const STAT_SIZE: u32 = 24;
 
+// --- struct flow_change_counter (value of MAP_FLOW_CHANGES) -----------------
+// Packets a cluster change affected, per kind (DESC_F_STALE_BACKEND ...), so
+// that the control plane reads them between syncs without touching packets.
+// Index: the flag's bit - 4, the order of the verdict lines' names (control/compile/layout.ts
+// FLOW_CHANGES) + 1; index 0 (no change) is never counted.
+export const FC_PACKETS: u32 = 0; // u64
+export const FC_SIZE: u32 = 8;
+export const FC_ENTRIES: u32 = 5;
+
 // --- struct frame_desc: one frame of a batch, in linear memory --------------
 // The control plane fills the input fields; process_batch fills the rest.
 export const DESC_DATA: u32 = 0; // u32 address of the first byte of the frame
@@ -444,6 +454,7 @@ export const DESC_F_STALE_BACKEND: u16 = 1 << 5; // still DNATed to a backend th
 export const DESC_F_FLUSHED: u16 = 1 << 6; // its UDP conntrack entry was flushed: load-balanced again
 export const DESC_F_RESELECTED: u16 = 1 << 7; // its backend went: moved to another mid-flow (Cilium)
 export const DESC_F_AFFINITY_RESET: u16 = 1 << 8; // the client's affinity backend left: chosen again
+export const DESC_F_FLOW_CHANGES: u16 = DESC_F_STALE_BACKEND | DESC_F_FLUSHED | DESC_F_RESELECTED | DESC_F_AFFINITY_RESET;
 export const DESC_F_TRACE: u16 = 1 << 15; // in: record what the program does with this frame
 
 // --- struct trace_record: one step of a traced frame, in the trace ring -------

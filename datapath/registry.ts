@@ -16,7 +16,7 @@ import {
   MAP_NODE_IPS6, MAP_SNAT6, MAP_STEER, NODE_IP6_KEY_SIZE, SNAT6_SIZE, STEER_CLASS_SIZE, STEER_KEY_SIZE,
   CONFORM_ENTRIES, CONFORM_SIZE, MAP_CONFORMANCE, MAP_REWRITES, RW_KEY_SIZE, RW_SIZE,
   MAP_SERVICE_RANGES4, MAP_SERVICE_RANGES6, SVC_RANGE4_KEY_SIZE, SVC_RANGE6_KEY_SIZE,
-  ARRIVAL_SIZE, MAP_ARRIVALS, MAP_NODE_MASQ, NM_KEY_SIZE, NM_SIZE,
+  ARRIVAL_SIZE, MAP_ARRIVALS, MAP_NODE_MASQ, NM_KEY_SIZE, NM_SIZE, FC_ENTRIES, FC_SIZE, MAP_FLOW_CHANGES,
 } from './layout';
 
 const NONE = changetype<BpfMap>(0);
@@ -52,6 +52,7 @@ export let serviceRanges4 = NONE;
 export let serviceRanges6 = NONE;
 export let arrivals = NONE;
 export let nodeMasq = NONE;
+export let flowChanges = NONE;
 
 /** Entries per Maglev table (the MAP_LB_MAGLEV value holds M backend ids). */
 export let maglevM: u32 = 0;
@@ -91,6 +92,7 @@ export function mapById(id: u32): BpfMap | null {
     case MAP_SERVICE_RANGES6: m = serviceRanges6; break;
     case MAP_ARRIVALS: m = arrivals; break;
     case MAP_NODE_MASQ: m = nodeMasq; break;
+    case MAP_FLOW_CHANGES: m = flowChanges; break;
   }
   return changetype<usize>(m) == 0 ? null : m;
 }
@@ -135,6 +137,7 @@ function expectedShape(id: u32, type: u32, keySize: u32, valueSize: u32, maxEntr
     case MAP_SERVICE_RANGES6: return type == BPF_MAP_TYPE_LPM_TRIE && keySize == SVC_RANGE6_KEY_SIZE && valueSize == PRESENCE_SIZE;
     case MAP_ARRIVALS: return type == BPF_MAP_TYPE_LRU_HASH && keySize == RW_KEY_SIZE && valueSize == ARRIVAL_SIZE;
     case MAP_NODE_MASQ: return type == BPF_MAP_TYPE_LRU_HASH && keySize == NM_KEY_SIZE && valueSize == NM_SIZE;
+    case MAP_FLOW_CHANGES: return type == BPF_MAP_TYPE_ARRAY && valueSize == FC_SIZE && maxEntries == FC_ENTRIES;
   }
   return false;
 }
@@ -180,6 +183,7 @@ export function createNamedMap(id: u32, type: u32, keySize: u32, valueSize: u32,
     case MAP_SERVICE_RANGES6: serviceRanges6 = m; break;
     case MAP_ARRIVALS: arrivals = m; break;
     case MAP_NODE_MASQ: nodeMasq = m; break;
+    case MAP_FLOW_CHANGES: flowChanges = m; break;
   }
   return 0;
 }

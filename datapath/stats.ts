@@ -1,9 +1,10 @@
 // Counters, like Cilium's metrics map: packets and bytes per (reason,
-// verdict), and packets, bytes and new flows per service and per backend.
+// verdict), packets, bytes and new flows per service and per backend, and
+// packets per kind of flow change (what a cluster change did to their flow).
 
-import { METRIC_BYTES, METRIC_PACKETS, STAT_BYTES, STAT_FLOWS, STAT_PACKETS } from './layout';
+import { FC_PACKETS, METRIC_BYTES, METRIC_PACKETS, STAT_BYTES, STAT_FLOWS, STAT_PACKETS } from './layout';
 import { mapLookup } from './maps';
-import { backendStats, metrics, serviceStats } from './registry';
+import { backendStats, flowChanges, metrics, serviceStats } from './registry';
 
 const indexKey = memory.data(4);
 
@@ -35,4 +36,11 @@ export function countFlowPacket(serviceId: u32, backendId: u32, bytes: u32, newF
     bump(be, bytes);
     if (newFlow) store<u64>(be + STAT_FLOWS, load<u64>(be + STAT_FLOWS) + 1);
   }
+}
+
+/** Counts a packet flagged with one DESC_F_* flow change: at index bit - 4 (layout.ts MAP_FLOW_CHANGES). */
+export function countFlowChange(flag: u16): void {
+  store<u32>(indexKey, <u32>ctz<u16>(flag) - 4);
+  const counter = mapLookup(flowChanges, indexKey);
+  if (counter != 0) store<u64>(counter + FC_PACKETS, load<u64>(counter + FC_PACKETS) + 1);
 }

@@ -16,7 +16,7 @@
  * fill up here: the model has no LRU eviction, so callers keep the
  * datapath's maps far from full.
  */
-import { IPPROTO, SVC_F, type Reason, type Verdict } from '../control/compile/layout.js';
+import { IPPROTO, SVC_F, type FlowChange, type Reason, type Verdict } from '../control/compile/layout.js';
 import type { Direction as CaptureDirection } from '../traces/pcap.js';
 import { addressText, sameAddress, type Family } from './addresses.js';
 import { clientHash, flowHash } from './flow-hash.js';
@@ -60,10 +60,24 @@ export interface ModelOutcome {
   snat: boolean;
   /** The frame as it leaves: rewritten, replaced by an ICMP error, or as it came. */
   out: Uint8Array;
+  /** What a cluster change (sync) did to the frame's flow, when it did anything. */
+  flowChange?: FlowChange;
 }
+
+/**
+ * kube-proxy's stale UDP flush, as the control plane decides it: whether the
+ * flow from a client to this frontend (address as addresses.ts writes it,
+ * port), sent to a backend at this address, lost its endpoint (true: flush).
+ */
+export type StaleUdpTest = (frontendAddress: string, frontendPort: number, backendAddress: string) => boolean;
 
 /** One direction's conntrack entry; a flow has one per direction, each aging on its own. */
 interface ConntrackEntry {
+  direction: Direction;
+  /** The flow as its client sent it. */
+  flow: FlowEnds & { family: Family; protocol: number };
+  /** The original entry of a flow the control plane flushed (kube-proxy's stale UDP flush): over at its next packet. */
+  flushed: boolean;
   serviceId: number;
   backendId: number;
   revNatIndex: number;
@@ -118,7 +132,7 @@ const sameEndpoint = (a: Endpoint, b: Endpoint) => sameAddress(a.address, b.addr
 const isClosing = (packet: IpPacket) => packet.protocol === IPPROTO_TCP && (packet.tcpFlags & (TCP_FIN | TCP_RST)) !== 0;
 
 export class ReferenceDatapath {
-  private readonly tables: CompiledTables;
+  private tables: CompiledTables;
   private readonly conntrack = new Map<string, ConntrackEntry>();
   /** Reply tuple of a masqueraded flow -> the client its replies go back to. */
   private readonly natOrigins = new Map<string, NatOrigin>();
@@ -131,11 +145,36 @@ export class ReferenceDatapath {
   /** The tuples the node masqueraded flows to (nodeTupleKey), learned from its copies of their requests. */
   private readonly nodeTuples = new Map<string, NodeTuple>();
   /** Every backend endpoint of any Service: "address port protocol". */
-  private readonly backendEndpoints: Set<string>;
+  private backendEndpoints: Set<string>;
 
   constructor(compiled: Compiled) {
     this.tables = new CompiledTables(compiled);
-    this.backendEndpoints = new Set(compiled.backends.map((b) => `${b.ip} ${b.port} ${IPPROTO[b.protocol]}`));
+    this.backendEndpoints = backendEndpointsOf(compiled);
+  }
+
+  /**
+   * A cluster change reaching the datapath: the tables become those of the
+   * new compiled entries (whose ids are the old ones where they name the same
+   * things: the control plane keeps them), and conntrack, NAT, affinity and
+   * the rest stay. With `flush` (kube-proxy's semantics), the UDP flows it
+   * says lost their endpoint are flushed: their original entry is marked, so
+   * that their next packet starts a new flow, and their reply entry and NAT
+   * origin go. Flows already over are marked too, which changes nothing: a
+   * packet of one starts a new flow anyway.
+   */
+  sync(compiled: Compiled, flush?: StaleUdpTest): void {
+    const before = this.tables;
+    this.tables = new CompiledTables(compiled);
+    this.backendEndpoints = backendEndpointsOf(compiled);
+    if (!flush) return;
+    for (const entry of this.conntrack.values()) {
+      const { flow } = entry;
+      if (entry.direction !== 'original' || flow.protocol !== IPPROTO.UDP || entry.flushed) continue;
+      const backend = before.backend(flow.family, entry.backendId);
+      if (!backend || !flush(addressText(flow.frontend.address), flow.frontend.port, addressText(backend.address))) continue;
+      entry.flushed = true;
+      this.forgetReply(entry);
+    }
   }
 
   process(frame: Uint8Array, opts: FrameOptions): ModelOutcome {
@@ -243,7 +282,7 @@ export class ReferenceDatapath {
     if (!original || !this.isLive(original, protocol, now) || original.masqueradePort === undefined) return undefined;
     const chosen = this.tables.backend(family, original.backendId);
     if (!chosen || !sameEndpoint(chosen, backend)) return undefined;
-    const replyKey = this.replyKey(family, protocol, original, chosen, flow.client);
+    const replyKey = this.replyKey(original, chosen);
     const origin = this.natOrigins.get(replyKey);
     if (!origin || !sameEndpoint(origin, flow.client)) return undefined;
     return { original, replyKey, origin };
@@ -341,27 +380,35 @@ export class ReferenceDatapath {
     }
     const client = { address: packet.source, port: ports.source };
     const originalKey = tupleKey('original', packet.protocol, client, { address: packet.destination, port: ports.destination });
+    let change: FlowChange | undefined;
     let known = this.conntrack.get(originalKey);
-    if (known && this.isLive(known, packet.protocol, now) && reopens(known, packet)) {
-      this.endFlow(family, packet.protocol, originalKey, known, client);
+    // A flow the control plane flushed is over, as one a bare SYN reopens: the packet starts a new one.
+    if (known && this.isLive(known, packet.protocol, now) && (known.flushed || reopens(known, packet))) {
+      if (known.flushed) change = 'FLUSHED';
+      this.endFlow(originalKey, known);
       known = undefined;
     }
-    // A backend that went (a tombstone) makes a known flow choose again, as a new one, under Cilium's semantics only.
     const stillThere = known && this.isLive(known, packet.protocol, now) ? this.tables.backend(family, known.backendId) : undefined;
-    const knownBackend = stillThere?.gone && this.tables.settings.reselectGone ? undefined : stillThere;
+    let knownBackend = stillThere;
+    // A backend that went (a tombstone): kept, as kube-proxy's conntrack keeps the DNAT, or, under Cilium's semantics, chosen again.
+    if (stillThere?.gone) {
+      change = this.tables.settings.reselectGone ? 'RESELECTED' : 'STALE_BACKEND';
+      if (this.tables.settings.reselectGone) knownBackend = undefined;
+    }
     let flow: { entry: ConntrackEntry; backend: Backend };
     if (known && knownBackend) {
       flow = { entry: known, backend: knownBackend };
       touch(known, packet, now, false);
-      const reply = this.conntrack.get(this.replyKey(family, packet.protocol, known, knownBackend, client));
+      const reply = this.conntrack.get(this.replyKey(known, knownBackend));
       if (reply) touch(reply, packet, now, false);
     } else {
-      const started = this.newFlow(frame, packet, frontend, now);
+      const started = this.newFlow(frame, packet, frontend, now, change);
       if ('verdict' in started) return started;
       flow = started;
+      change = started.change;
       this.conntrack.set(originalKey, flow.entry);
-      const replyKey = this.replyKey(family, packet.protocol, flow.entry, flow.backend, client);
-      this.conntrack.set(replyKey, { ...flow.entry });
+      const replyKey = this.replyKey(flow.entry, flow.backend);
+      this.conntrack.set(replyKey, { ...flow.entry, direction: 'reply' });
       if (flow.entry.masqueradePort !== undefined) this.natOrigins.set(replyKey, { ...client });
     }
     const { entry, backend } = flow;
@@ -372,44 +419,60 @@ export class ReferenceDatapath {
       serviceId,
       backendId: entry.backendId,
       snat: entry.masqueradePort !== undefined,
+      flowChange: change,
     });
   }
 
   /**
    * A new flow: the backend set and masquerading its traffic policy and
    * source call for, the client's affinity backend or Maglev's choice, and a
-   * masquerade port when needed. Returns the flow's (not yet stored) entry,
-   * or the outcome of a flow that cannot start.
+   * masquerade port when needed. Returns the flow's (not yet stored) entry
+   * and what a change did to it (`change`, the flow's own, or else an
+   * affinity reset), or the outcome of a flow that cannot start, with that.
    */
   private newFlow(
     frame: Uint8Array,
     packet: IpPacket,
     frontend: Frontend,
     now: bigint,
-  ): { entry: ConntrackEntry; backend: Backend } | ModelOutcome {
+    change: FlowChange | undefined,
+  ): { entry: ConntrackEntry; backend: Backend; change?: FlowChange } | ModelOutcome {
     const { family } = packet;
     const { serviceId } = frontend;
-    if (frontend.backendCount === 0) return outcome('TX', 'NO_ENDPOINTS', portUnreachable(frame, packet), { serviceId });
+    if (frontend.backendCount === 0)
+      return outcome('TX', 'NO_ENDPOINTS', portUnreachable(frame, packet), { serviceId, flowChange: change });
     const policy = trafficPolicy(this.tables, family, frontend.flags, sourceClass(this.tables, family, packet.source));
     const local = policy.backends === 'local';
     if ((local ? frontend.localBackendCount : frontend.backendCount) === 0)
-      return outcome('DROP', 'NO_LOCAL_ENDPOINTS', frame, { serviceId });
+      return outcome('DROP', 'NO_LOCAL_ENDPOINTS', frame, { serviceId, flowChange: change });
     const table = 4 * serviceId + (family === 6 ? 2 : 0) + (local ? 1 : 0);
     const affine = (frontend.flags & SVC_F.AFFINITY) !== 0;
-    const backendId = (affine ? this.affinityBackend(packet.source, frontend, table, now) : undefined) ?? this.maglevBackend(table, packet);
+    const affinity = affine ? this.affinityBackend(packet.source, frontend, table, now) : undefined;
+    if (affinity === 'reset') change ??= 'AFFINITY_RESET';
+    const backendId = typeof affinity === 'number' ? affinity : this.maglevBackend(table, packet);
     const backend = this.tables.backend(family, backendId);
-    if (!backend) return outcome('DROP', 'STATE_MISMATCH', frame, { serviceId });
+    if (!backend) return outcome('DROP', 'STATE_MISMATCH', frame, { serviceId, flowChange: change });
     let masqueradePort: number | undefined;
     // A client reaching itself through the service (hairpin) must not see its own address as the source.
     if (policy.masquerade || sameAddress(backend.address, packet.source)) {
       masqueradePort = this.masqueradePort(packet, backend, now);
       // No backend in the verdict: the packet goes nowhere ("backend ... null when none").
-      if (masqueradePort === undefined) return outcome('DROP', 'SNAT_EXHAUSTED', frame, { serviceId });
+      if (masqueradePort === undefined) return outcome('DROP', 'SNAT_EXHAUSTED', frame, { serviceId, flowChange: change });
     }
     if (affine) this.affinities.set(`${addressText(packet.source)} ${serviceId}`, { backendId, lastUsed: now });
+    const ports = packet.ports!;
     return {
       backend,
+      change,
       entry: {
+        direction: 'original',
+        flow: {
+          family,
+          protocol: packet.protocol,
+          client: { address: packet.source, port: ports.source },
+          frontend: { address: packet.destination, port: ports.destination },
+        },
+        flushed: false,
         serviceId,
         backendId,
         revNatIndex: frontend.revNatIndex,
@@ -423,13 +486,14 @@ export class ReferenceDatapath {
 
   /**
    * The client's affinity backend while it holds: not expired, and still in
-   * the set the flow may use. "Expiring after timeoutSeconds" leaves the
+   * the set the flow may use; 'reset' when it has not expired but its
+   * backend is no longer in that set (it left, or takes no new flows). "Expiring after timeoutSeconds" leaves the
    * boundary open; datapath/affinity.ts keeps a record exactly that old.
    */
-  private affinityBackend(client: Uint8Array, frontend: Frontend, table: number, now: bigint): number | undefined {
+  private affinityBackend(client: Uint8Array, frontend: Frontend, table: number, now: bigint): number | 'reset' | undefined {
     const record = this.affinities.get(`${addressText(client)} ${frontend.serviceId}`);
     if (!record || now - record.lastUsed > BigInt(frontend.affinityTimeoutSeconds) * NS_PER_SECOND) return undefined;
-    return this.tables.tableHolds(table, record.backendId) ? record.backendId : undefined;
+    return this.tables.tableHolds(table, record.backendId) ? record.backendId : 'reset';
   }
 
   /** Maglev: the table's slot at flow hash mod M; 0 (no backend) when the table does not exist. */
@@ -480,13 +544,20 @@ export class ReferenceDatapath {
    * Delete this connection and try again."), so its reply tuple and port are
    * free for the new flow.
    */
-  private endFlow(family: Family, proto: number, originalKey: string, entry: ConntrackEntry, client: Endpoint): void {
+  private endFlow(originalKey: string, entry: ConntrackEntry): void {
     this.conntrack.delete(originalKey);
-    const backend = this.tables.backend(family, entry.backendId);
+    this.forgetReply(entry);
+  }
+
+  /**
+   * A flow's reply entry and NAT origin, when they are still its own: gone
+   * already when the control plane flushed it, or another flow's by now.
+   */
+  private forgetReply(entry: ConntrackEntry): void {
+    const backend = this.tables.backend(entry.flow.family, entry.backendId);
     if (!backend) return;
-    const replyKey = this.replyKey(family, proto, entry, backend, client);
+    const replyKey = this.replyKey(entry, backend);
     const reply = this.conntrack.get(replyKey);
-    // Only this flow's own reply entry: another flow may have taken the tuple over since.
     if (reply && reply.serviceId === entry.serviceId && reply.revNatIndex === entry.revNatIndex && reply.backendId === entry.backendId) {
       this.conntrack.delete(replyKey);
       this.natOrigins.delete(replyKey);
@@ -494,12 +565,13 @@ export class ReferenceDatapath {
   }
 
   /** The reply tuple of a flow: backend -> client, or -> the masquerade address and port. */
-  private replyKey(family: Family, proto: number, entry: ConntrackEntry, backend: Backend, client: Endpoint): string {
+  private replyKey(entry: ConntrackEntry, backend: Backend): string {
+    const { family, protocol, client } = entry.flow;
     const to =
       entry.masqueradePort !== undefined
         ? { address: this.tables.settings.masqueradeAddress[family]!, port: entry.masqueradePort }
         : client;
-    return tupleKey('reply', proto, backend, to);
+    return tupleKey('reply', protocol, backend, to);
   }
 
   /**
@@ -528,6 +600,10 @@ export class ReferenceDatapath {
   }
 }
 
+function backendEndpointsOf(compiled: Compiled): Set<string> {
+  return new Set(compiled.backends.map((b) => `${b.ip} ${b.port} ${IPPROTO[b.protocol]}`));
+}
+
 const fragmentKey = (p: IpPacket) => `${addressText(p.source)} > ${addressText(p.destination)} id ${p.fragment!.id} proto ${p.protocol}`;
 
 /** A bare SYN (no ACK) on a flow that was closing starts a new flow on the same tuple. */
@@ -545,7 +621,8 @@ function outcome(
   verdict: Verdict,
   reason: Reason,
   out: Uint8Array,
-  flow: { serviceId?: number; backendId?: number; snat?: boolean } = {},
+  flow: { serviceId?: number; backendId?: number; snat?: boolean; flowChange?: FlowChange } = {},
 ): ModelOutcome {
-  return { verdict, reason, serviceId: flow.serviceId ?? 0, backendId: flow.backendId ?? 0, snat: flow.snat ?? false, out };
+  const decided = { verdict, reason, serviceId: flow.serviceId ?? 0, backendId: flow.backendId ?? 0, snat: flow.snat ?? false, out };
+  return flow.flowChange ? { ...decided, flowChange: flow.flowChange } : decided;
 }

@@ -64,6 +64,9 @@ import {
   ARRIVAL,
   NODE_MASQ_KEY,
   NODE_MASQ,
+  FLOW_CHANGE_COUNTER,
+  FLOW_CHANGE_FLAGS,
+  FLOW_CHANGES,
 } from '../control/compile/layout.js';
 
 let dp: Datapath;
@@ -108,6 +111,7 @@ const STRUCTS: Struct[] = [
   ARRIVAL,
   NODE_MASQ_KEY,
   NODE_MASQ,
+  FLOW_CHANGE_COUNTER,
 ];
 
 describe('struct layouts match the datapath', () => {
@@ -161,6 +165,7 @@ describe('map ids, types and codes match the datapath', () => {
       serviceRanges6: 'MAP_SERVICE_RANGES6',
       arrivals: 'MAP_ARRIVALS',
       nodeMasq: 'MAP_NODE_MASQ',
+      flowChanges: 'MAP_FLOW_CHANGES',
     };
     expect(Object.keys(ids).sort()).toEqual(Object.keys(MAPS).sort());
     for (const [name, constant] of Object.entries(ids)) expect(dp.constant(constant), name).toBe(MAPS[name as keyof typeof MAPS].id);
@@ -200,6 +205,16 @@ describe('map ids, types and codes match the datapath', () => {
     for (const [name, bit] of Object.entries(RW_F)) expect(dp.constant(`RW_F_${name}`), name).toBe(bit);
     for (const [name, index] of Object.entries(CONFORM)) expect(dp.constant(`CONFORM_${name}`), name).toBe(index);
     expect(dp.constant('CONFORM_ENTRIES')).toBe(Object.keys(CONFORM).length);
+  });
+
+  it('flow changes: the descriptor flags, and the counters by position in FLOW_CHANGES + 1', () => {
+    for (const [i, kind] of FLOW_CHANGES.entries()) {
+      expect(dp.constant(`DESC_F_${kind}`), kind).toBe(FLOW_CHANGE_FLAGS[kind]);
+      // datapath/stats.ts counts a flag at its bit - 4.
+      expect(Math.log2(FLOW_CHANGE_FLAGS[kind]) - 4, kind).toBe(i + 1);
+    }
+    expect(dp.constant('DESC_F_FLOW_CHANGES')).toBe(Object.values(FLOW_CHANGE_FLAGS).reduce((a, b) => a | b));
+    expect(dp.constant('FC_ENTRIES')).toBe(FLOW_CHANGES.length + 1);
   });
 
   it('link types', () => {

@@ -287,6 +287,12 @@ export const FLOW_COUNTER = struct('flow_counter', 'STAT', 24, [
   ['flows', 'FLOWS', 16, 'u64'],
 ]);
 
+/**
+ * Packets a cluster change affected, per kind: the flowChanges map's value,
+ * at index FLOW_CHANGES.indexOf(kind) + 1 (index 0 is never counted).
+ */
+export const FLOW_CHANGE_COUNTER = struct('flow_change_counter', 'FC', 8, [['packets', 'PACKETS', 0, 'u64']]);
+
 export const FRAME_DESC = struct('frame_desc', 'DESC', 48, [
   ['data', 'DATA', 0, 'u32'],
   ['len', 'LEN', 4, 'u32'],
@@ -377,6 +383,7 @@ export const MAPS = {
   serviceRanges6: { id: 28, name: 'service_ranges6', type: BPF_MAP_TYPE.LPM_TRIE, key: SVC_RANGE6_KEY, value: PRESENCE },
   arrivals: { id: 29, name: 'arrivals', type: BPF_MAP_TYPE.LRU_HASH, key: REWRITE_KEY, value: ARRIVAL },
   nodeMasq: { id: 30, name: 'node_masq', type: BPF_MAP_TYPE.LRU_HASH, key: NODE_MASQ_KEY, value: NODE_MASQ },
+  flowChanges: { id: 31, name: 'flow_changes', type: BPF_MAP_TYPE.ARRAY, key: U32_KEY, value: FLOW_CHANGE_COUNTER },
 } as const satisfies Record<string, MapSpec>;
 
 export type MapName = keyof typeof MAPS;

@@ -16,6 +16,8 @@ import {
   DESC_F_OUTBOUND,
   DESC_F_TRACE,
   ERRNO_NAMES,
+  FLOW_CHANGE_FLAGS,
+  FLOW_CHANGES,
   FRAME_DESC,
   MAPS,
   REWRITE_ENTRIES,
@@ -24,6 +26,7 @@ import {
   decode,
   encode,
   VERDICTS,
+  type FlowChange,
   type MapName,
   type MapSpec,
   type StructValue,
@@ -54,6 +57,7 @@ interface DatapathExports {
     frames: number,
     framesCapacity: number,
     state: number,
+    stopAt: bigint,
   ): number;
   pcap_emit(descs: number, from: number, count: number, nanosecond: number, out: number, capacity: number, written: number): number;
   verdicts_emit(
@@ -67,6 +71,7 @@ interface DatapathExports {
     capacity: number,
     written: number,
     lengths: number,
+    state: number,
   ): number;
   copy_runs(runs: number, count: number, out: number): number;
   trace_configure(base: number, records: number): void;
@@ -182,6 +187,7 @@ export class Datapath {
     this.createMap('conformance', Object.keys(CONFORM).length);
     this.createMap('serviceRanges4', Math.max(1, sizes.serviceRanges));
     this.createMap('serviceRanges6', Math.max(1, sizes.serviceRanges6));
+    this.createMap('flowChanges', FLOW_CHANGES.length + 1);
   }
 
   /** Room in linear memory to pass keys and values to the map API (reserved once per size increase). */
@@ -358,6 +364,12 @@ export const MIN_FRAME_CAPACITY = 1304;
 /** pcap_walk's state: bytes consumed, frame area used, why it stopped (datapath/layout.ts WALK_*). */
 const WALK_STATE_BYTES = 12;
 
+/** pcap_walk's stop time meaning none: u64 max. */
+const NO_STOP_TIME = 2n ** 64n - 1n;
+
+/** Each descriptor flag of a flow change and its name. */
+const FLOW_CHANGE_BY_FLAG = FLOW_CHANGES.map((kind) => [FLOW_CHANGE_FLAGS[kind], kind] as const);
+
 /**
  * A batch of frames in linear memory. `add` copies one frame in, `walk` has
  * the datapath take whole pcap records from a chunk in linear memory; `run`
@@ -425,7 +437,8 @@ export class Batch {
   }
 
   /**
-   * Has the datapath add the pcap records at chunk[consumed..len) (datapath/capture.ts).
+   * Has the datapath add the pcap records at chunk[consumed..len) (datapath/capture.ts),
+   * up to the first whose time is `stopAtNs` (nanoseconds) or later.
    * Returns how many bytes of the chunk it consumed in all and why it stopped (WALK).
    */
   walk(
@@ -435,6 +448,7 @@ export class Batch {
     format: number,
     snaplen: number,
     linktype: number,
+    stopAtNs = NO_STOP_TIME,
   ): { consumed: number; stop: number } {
     this.refresh();
     const state = this.walkState;
@@ -452,6 +466,7 @@ export class Batch {
       this.dataBase,
       this.dataBytes,
       state,
+      stopAtNs,
     );
     this.refresh();
     this.dataUsed = this.view.getUint32(state + 4, true);
@@ -483,6 +498,13 @@ export class Batch {
 
   flags(i: number): number {
     return this.view.getUint16(this.at(i) + 30, true);
+  }
+
+  /** What a cluster change did to the frame's flow, if anything. */
+  flowChange(i: number): FlowChange | undefined {
+    const flags = this.flags(i);
+    for (const [flag, kind] of FLOW_CHANGE_BY_FLAG) if (flags & flag) return kind;
+    return undefined;
   }
 
   serviceId(i: number): number {

@@ -11,11 +11,18 @@
  * and added by the host.
  */
 import type { Batch, Datapath } from './datapath.js';
-import { PCAP_F, REASONS, VERDICTS, WALK } from '../compile/layout.js';
+import { FLOW_CHANGES, PCAP_F, REASONS, VERDICTS, WALK } from '../compile/layout.js';
 import { WouldBlock } from '../../traces/chunked.js';
 import type { PcapReader } from '../../traces/pcap.js';
 
 const RECORD_HEADER_BYTES = 16;
+const NANOS_PER_SECOND = 1_000_000_000n;
+
+/**
+ * Why PcapFeeder.fill returned: the batch is full, the next record is at or
+ * after the stop time it was given, or the capture has ended.
+ */
+export type FillStop = 'full' | 'time' | 'ended';
 
 /**
  * Feeds a classic pcap capture's records into batches, through the
@@ -53,27 +60,31 @@ export class PcapFeeder {
   }
 
   /**
-   * Adds records to the batch until it is full (true) or the capture has
-   * ended (false). Throws InputError at a bad record; the batch holds the
-   * good ones before it. A WouldBlock from a source that must not wait
-   * leaves the batch and the feeder as they were: call again once data came.
+   * Adds records to the batch until it is full, the next record's time is
+   * `stopAtNs` (nanoseconds) or later ('time': the next call, with a later
+   * stop time or none, goes on from that record), or the capture has ended.
+   * Throws InputError at a bad record; the batch holds the good ones before
+   * it. A WouldBlock from a source that must not wait leaves the batch and
+   * the feeder as they were: call again once data came.
    */
-  fill(batch: Batch): boolean {
+  fill(batch: Batch, stopAtNs?: bigint): FillStop {
     for (;;) {
       const before = batch.count;
-      const walked = batch.walk(this.chunk, this.len, this.consumed, this.format, this.reader.snaplen, this.reader.linktype);
+      const walked = batch.walk(this.chunk, this.len, this.consumed, this.format, this.reader.snaplen, this.reader.linktype, stopAtNs);
       this.recordsRead += batch.count - before;
       this.consumed = walked.consumed;
-      if (walked.stop === WALK.BATCH_FULL) return true;
+      if (walked.stop === WALK.BATCH_FULL) return 'full';
+      if (walked.stop === WALK.TIME_REACHED) return 'time';
       if (walked.stop === WALK.ANOMALY) {
-        if (!this.addJudged(batch)) return true;
+        const judged = this.addJudged(batch, stopAtNs);
+        if (judged !== 'walk on') return judged;
         continue;
       }
       // WALK.NEED_DATA: the rest of the chunk is part of a record.
-      if (this.consumed === 0 && this.len === this.chunkBytes) return true; // one larger than any batch takes
+      if (this.consumed === 0 && this.len === this.chunkBytes) return 'full'; // one larger than any batch takes
       const left = this.len - this.consumed;
       if (this.eof) {
-        if (left === 0) return false;
+        if (left === 0) return 'ended';
         if (left < RECORD_HEADER_BYTES) throw this.reader.truncatedHeader(this.recordsRead + 1, this.bytesRead, left);
         const { caplen } = this.header();
         throw this.reader.truncatedData(this.recordsRead + 1, this.bytesRead, caplen, left - RECORD_HEADER_BYTES);
@@ -129,23 +140,26 @@ export class PcapFeeder {
 
   /**
    * The record the walker left to the host: checked by the reader, then added
-   * as the reader reads it. False when the batch has no room for it yet.
+   * as the reader reads it ('walk on': added, or more data read to judge it).
+   * 'full' when the batch has no room for it yet, 'time' when its time, as
+   * the reader reads it, is the stop time or later.
    */
-  private addJudged(batch: Batch): boolean {
+  private addJudged(batch: Batch, stopAtNs: bigint | undefined): 'walk on' | 'full' | 'time' {
     const offset = this.bytesRead;
     const record = this.header();
     if (this.len - this.consumed < RECORD_HEADER_BYTES + record.caplen) {
       if (this.eof)
         throw this.reader.truncatedData(this.recordsRead + 1, offset, record.caplen, this.len - this.consumed - RECORD_HEADER_BYTES);
       this.readMore();
-      return true;
+      return 'walk on';
     }
+    if (stopAtNs !== undefined && BigInt(record.tsSec) * NANOS_PER_SECOND + BigInt(record.tsNsec) >= stopAtNs) return 'time';
     const start = this.chunk + this.consumed + RECORD_HEADER_BYTES;
     const data = new Uint8Array(this.dp.memory, start, record.caplen);
-    if (!batch.add(data, record.origlen, record.tsSec, record.tsNsec, this.reader.linktype)) return false;
+    if (!batch.add(data, record.origlen, record.tsSec, record.tsNsec, this.reader.linktype)) return 'full';
     this.consumed += RECORD_HEADER_BYTES + record.caplen;
     this.recordsRead++;
-    return true;
+    return 'walk on';
   }
 }
 
@@ -169,52 +183,92 @@ function stringTable(strings: readonly string[]): Uint8Array {
 /** The fixed text of a verdict line, without its five values. */
 const LINE_FRAME = '{"n":,"verdict":"","reason":"","service":,"backend":,"snat":false}\n'.length;
 const MAX_DECIMAL_DIGITS = 20;
+/** With cluster changes: the state (an i32) and the longest flow change. */
+const STATE_FIELDS = ',"state":,"flowChange":""'.length + String(2 ** 31 - 1).length + Math.max(...FLOW_CHANGES.map((c) => c.length));
 
-/** The longest verdict line these service and backend JSON values can make, in bytes. */
+/** The longest verdict line these service and backend JSON values can make, in bytes, with a state and flow change. */
 export function maxVerdictLine(serviceJson: readonly string[], backendJson: readonly string[]): number {
   const longest = (list: readonly string[]) => Math.max(...list.map((s) => Buffer.byteLength(s)));
-  return LINE_FRAME + MAX_DECIMAL_DIGITS + longest(VERDICTS) + longest(REASONS) + longest(serviceJson) + longest(backendJson);
+  return (
+    LINE_FRAME + MAX_DECIMAL_DIGITS + STATE_FIELDS + longest(VERDICTS) + longest(REASONS) + longest(serviceJson) + longest(backendJson)
+  );
 }
+
+/** verdicts_emit's table of string tables: the addresses of the verdicts', reasons', services' and backends' (datapath VT_*). */
+const VT = { VERDICTS: 0, REASONS: 4, SERVICES: 8, BACKENDS: 12 } as const;
 
 /**
  * The datapath's verdict-line writer: string tables of verdict and reason
- * names and of every service's and backend's JSON value, laid in linear
- * memory once, and an output area for a batch's lines.
+ * names and of every service's and backend's JSON value in linear memory,
+ * and an output area for a batch's lines. The service and backend values
+ * change with the cluster (setValues).
  */
 export class VerdictWriter {
   private readonly tables: number;
-  private readonly maxLine: number;
-  private readonly out: number;
-  private readonly capacity: number;
+  private maxLine = 0;
+  private out = 0;
+  private capacity = 0;
   private readonly scratch: number;
+  /** Where the service and backend tables lie, and the bytes reserved there. */
+  private valuesAt = 0;
+  private valuesRoom = 0;
 
   constructor(
     private readonly dp: Datapath,
     serviceJson: readonly string[],
     backendJson: readonly string[],
-    maxFrames: number,
+    private readonly maxFrames: number,
   ) {
-    const all = [VERDICTS, REASONS, serviceJson, backendJson].map(stringTable);
-    this.maxLine = maxVerdictLine(serviceJson, backendJson);
-    this.capacity = Math.max(this.maxLine, Math.min(maxFrames, 4096) * this.maxLine);
     this.tables = dp.reserve(16);
-    const addresses = all.map((t) => dp.reserve(t.length));
-    this.out = dp.reserve(this.capacity);
     this.scratch = dp.reserve(8);
-    const mem = new Uint8Array(dp.memory);
-    const view = new DataView(dp.memory);
-    all.forEach((t, i) => {
-      mem.set(t, addresses[i]);
-      view.setUint32(this.tables + 4 * i, addresses[i], true);
-    });
+    for (const [slot, names] of [
+      [VT.VERDICTS, VERDICTS],
+      [VT.REASONS, REASONS],
+    ] as const) {
+      const table = stringTable(names);
+      this.place(slot, table, dp.reserve(table.length));
+    }
+    this.setValues(serviceJson, backendJson);
+  }
+
+  /**
+   * The JSON values that name services and backends by id from now on (a
+   * cluster change gives new ones): written over the last ones when they
+   * fit there, else where more room is reserved; the output area grows with
+   * the longest line.
+   */
+  setValues(serviceJson: readonly string[], backendJson: readonly string[]): void {
+    const services = stringTable(serviceJson);
+    const backends = stringTable(backendJson);
+    const bytes = services.length + backends.length;
+    if (bytes > this.valuesRoom) {
+      // Reserved memory is never given back: room to spare, so that growing tables rarely reserve again.
+      this.valuesRoom = Math.max(bytes, 2 * this.valuesRoom);
+      this.valuesAt = this.dp.reserve(this.valuesRoom);
+    }
+    this.place(VT.SERVICES, services, this.valuesAt);
+    this.place(VT.BACKENDS, backends, this.valuesAt + services.length);
+    this.maxLine = maxVerdictLine(serviceJson, backendJson);
+    if (this.maxLine > this.capacity) {
+      this.capacity = Math.max(this.maxLine, Math.min(this.maxFrames, 4096) * this.maxLine);
+      this.out = this.dp.reserve(this.capacity);
+    }
+  }
+
+  /** Copies a string table to `at` and points verdicts_emit's entry `slot` at it. */
+  private place(slot: number, table: Uint8Array, at: number): void {
+    new Uint8Array(this.dp.memory).set(table, at);
+    new DataView(this.dp.memory).setUint32(this.tables + slot, at, true);
   }
 
   /**
    * Writes the lines of frames from..count of the batch, numbered from
    * firstN, handing each full output area to `sink`; `lengths` (when given)
-   * gets each line's length, 0 for another worker's frame.
+   * gets each line's length, 0 for another worker's frame. With cluster
+   * changes, `state` (0 or more) is the state the batch was decided under:
+   * each line says it, and the flow change of a flagged frame.
    */
-  write(batch: Batch, firstN: number, sink: (bytes: Uint8Array) => void, lengths = 0): void {
+  write(batch: Batch, firstN: number, sink: (bytes: Uint8Array) => void, lengths = 0, state = -1): void {
     for (let from = 0; from < batch.count; ) {
       from = this.dp.exports.verdicts_emit(
         batch.descBase,
@@ -227,6 +281,7 @@ export class VerdictWriter {
         this.capacity,
         this.scratch,
         lengths,
+        state,
       );
       const written = new DataView(this.dp.memory).getUint32(this.scratch, true);
       sink(new Uint8Array(this.dp.memory, this.out, written));
