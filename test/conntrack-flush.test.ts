@@ -9,6 +9,7 @@ import type { ClusterState, EndpointConditions, EndpointSlice, ProxyConfig } fro
 import { compile, type CompileOptions } from '../control/compile/compiler.js';
 import { CT_F, type StructValue } from '../control/compile/layout.js';
 import { countFlowsOnBackends, flushStaleUdp } from '../control/runtime/conntrack-flush.js';
+import { Batch } from '../control/runtime/datapath.js';
 import { loadProgram } from '../control/runtime/loader.js';
 import { applyStateChange } from '../control/runtime/rebase.js';
 import { trackProgram, type LiveProgram } from '../control/runtime/update.js';
@@ -127,10 +128,26 @@ const originalKey = (f: Flow, frontend: string, port: number, proto: number) => 
 const replyKey = (f: Flow, backendPort: number, proto: number) => `${f.backend}:${backendPort} ${f.outSrc}:${f.outSport} ${proto} 1`;
 const flushed = (v: StructValue | undefined) => v !== undefined && ((v.flags as number) & CT_F.FLUSHED) !== 0;
 
-/** Applies the new state in place, then the flush a second after the flows opened. */
+/** Applies the new state in place (the initial one before it), then the flush a second after the flows opened. */
 function change(live: LiveProgram, after: ClusterState, now = AT(1)) {
   const next = applyStateChange(live, after);
-  return { live: next.live, change: next.change, flushed: flushStaleUdp(next.live, live.state, now) };
+  return { live: next.live, change: next.change, flushed: flushStaleUdp(next.live, INITIAL, now) };
+}
+
+/** The next datagram of each flow, two seconds in: where it went and what the datapath says happened to its flow. */
+function nextPackets(live: LiveProgram, flows: Flow[], frontend: string, port: number): Array<{ to: string; flowChange?: string }> {
+  const frames = flows.map((f) => udp(f.client, f.sport, frontend, port));
+  const batch = live.dp.createBatch(
+    frames.length,
+    frames.reduce((n, f) => n + Batch.footprint(f.length), 0),
+  );
+  const results = runFrames(
+    live.dp,
+    frames,
+    frames.map((_, i) => T0 + 2 + i * 0.001),
+    batch,
+  );
+  return results.map((r, i) => ({ to: decodeFrame(r.out).ipv4!.dst, flowChange: batch.flowChange(i) }));
 }
 
 /** Each DNS UDP flow is flushed exactly when its backend is in `stale`; TCP flows never are. */
@@ -163,6 +180,13 @@ describe('the stale UDP conntrack flush', () => {
     // Flushed flows are over: neither flushed again nor counted.
     expect(flushStaleUdp(applied.live, INITIAL, AT(1))).toEqual({});
     expect(countFlowsOnBackends(applied.live, applied.change.removedBackendIds, AT(1))).toEqual({ 'default/dns:dns-tcp': onIt(dnsTcp) });
+    // The next datagram of a flushed flow is load-balanced again, to a backend that serves, and says so; the others stay.
+    const next = nextPackets(applied.live, dns, '10.96.0.53', 53);
+    dns.forEach((f, i) => {
+      if (f.backend === '10.244.5.2')
+        expect([next[i].flowChange, ['10.244.5.1', '10.244.5.3'].includes(next[i].to)]).toEqual(['FLUSHED', true]);
+      else expect([next[i].flowChange, next[i].to]).toEqual([undefined, f.backend]);
+    });
   });
 
   it('keeps the flows of a backend that is still serving while terminating, and flushes those of one no longer serving', async () => {
@@ -210,6 +234,47 @@ describe('the stale UDP conntrack flush', () => {
       expect(ct.has(replyKey(f, 7777, UDP))).toBe(!gone);
       expect(bindings.has(`${f.backend}:7777 ${f.outSrc}:${f.outSport} -> ${f.client}:${f.sport}`)).toBe(!gone);
     }
+    const next = nextPackets(result.live, game, '192.168.0.10', 30777);
+    game.forEach((f, i) => {
+      const gone = f.backend === '10.244.6.1';
+      expect([next[i].flowChange, next[i].to]).toEqual(gone ? ['FLUSHED', '10.244.6.2'] : [undefined, f.backend]);
+    });
+  });
+
+  it('flushes IPv6 flows alike', async () => {
+    const dns6 = makeService('default', 'dns6', 'fd00:96::53', [{ name: 'dns', protocol: 'UDP', port: 53 }], { ipFamilies: ['IPv6'] });
+    const slice6 = (ips: string[]): EndpointSlice => ({
+      ...dnsSlice(ips.map((ip) => [ip])),
+      name: 'dns6-a',
+      serviceName: 'dns6',
+      addressType: 'IPv6',
+      ports: [{ name: 'dns', protocol: 'UDP', port: 53 }],
+    });
+    const backends = ['fd00:244:5::1', 'fd00:244:5::2'];
+    const state: ClusterState = { ...INITIAL, services: [dns6], endpointSlices: [slice6(backends)] };
+    const resolved = resolveServices(state).services;
+    const compiled = compile(state, resolved, OPTS);
+    const live = trackProgram(await loadProgram(compiled, { ctEntries: 4096, room: { backends: 4, tables: 2, members: 4 } }), {
+      state,
+      resolved,
+      compiled,
+      opts: OPTS,
+    });
+    const clients = Array.from({ length: 40 }, (_, i) => `fd00:244:9::${i + 1}`);
+    const sentTo = runFrames(
+      live.dp,
+      clients.map((c) => udp(c, 5353, 'fd00:96::53', 53)),
+    ).map((r) => decodeFrame(r.out).ipv6!.dst);
+    const stale = sentTo.filter((b) => b === 'fd00:244:5::1').length;
+    expect(stale).toBeGreaterThan(5);
+    const next = applyStateChange(live, { ...state, endpointSlices: [slice6(['fd00:244:5::2'])] }).live;
+    expect(flushStaleUdp(next, state, AT(1))).toEqual({ 'default/dns6:dns': stale });
+    const ct6 = new Map([...next.dp.map('ct6').entries()].map(([k, v]) => [`${k.saddr} ${k.daddr} ${k.dir}`, v]));
+    clients.forEach((c, i) => {
+      const gone = sentTo[i] === 'fd00:244:5::1';
+      expect(flushed(ct6.get(`${c} fd00:96::53 0`))).toBe(gone);
+      expect(ct6.has(`${sentTo[i]} ${c} 1`)).toBe(!gone);
+    });
   });
 
   it('leaves entries that have timed out alone', async () => {

@@ -205,8 +205,9 @@ function traffic(round: number, ...programs: Compiled[]): Uint8Array[] {
   targets.set('probe-range', ['10.96.0.99', 80, 'TCP']);
   targets.set('probe-outside', ['8.8.8.8', 53, 'UDP']);
   const clients = ['10.244.9.', '172.16.4.', '203.0.113.'].flatMap((net) => Array.from({ length: 6 }, (_, i) => `${net}${10 + i}`));
+  const clients6 = ['fd00:244:9::', 'fd00:172::'].flatMap((net) => Array.from({ length: 9 }, (_, i) => `${net}${10 + i}`));
   return [...targets.values()].flatMap(([address, port, protocol]) =>
-    clients.map((client, i) => {
+    (address.includes(':') ? clients6 : clients).map((client, i) => {
       const sport = 10000 + round * 64 + i;
       return protocol === 'UDP' ? udp(client, sport, address, port) : tcp(client, sport, address, port, ['SYN']);
     }),
@@ -412,6 +413,42 @@ describe('applying state changes in place', () => {
     expect(change).toMatchObject({ path: 'endpoints', endpoints: [], removedBackendIds: [], touched: 0 });
     expect(idOf(next, '10.244.1.3')).toBe(id);
     await expectSameAsFullCompile(next, state, 1);
+  });
+
+  it('does the same for a dual-stack Service, in both families', async () => {
+    const node = { ...NODE_A, addresses: [...NODE_A.addresses, { type: 'InternalIP', address: 'fd00:1::10' }] };
+    const dual = makeService('default', 'dual', '10.96.0.90', [{ ...http, nodePort: 30095 }], {
+      type: 'NodePort',
+      clusterIPs: ['10.96.0.90', 'fd00:96::90'],
+      ipFamilies: ['IPv4', 'IPv6'],
+    });
+    const v4 = slice('dual-v4', 'dual', [
+      ['10.244.10.1', 'node-a'],
+      ['10.244.10.2', 'node-b'],
+    ]);
+    const v6: EndpointSlice = {
+      ...slice('dual-v6', 'dual', [
+        ['fd00:244:10::1', 'node-a'],
+        ['fd00:244:10::2', 'node-b'],
+      ]),
+      addressType: 'IPv6',
+    };
+    let state = applyEvent(INITIAL, event('MODIFIED', 'Node', node));
+    const steps = [
+      [event('ADDED', 'Service', dual), event('ADDED', 'EndpointSlice', v4), event('ADDED', 'EndpointSlice', v6)],
+      [event('MODIFIED', 'Service', { ...dual, externalTrafficPolicy: 'Local' })],
+      [event('MODIFIED', 'EndpointSlice', { ...v6, endpoints: [v6.endpoints[1], { ...v6.endpoints[0], addresses: ['fd00:244:10::3'] }] })],
+      [event('DELETED', 'Service', dual)],
+    ];
+    let live = await loaded(state, steps.flat());
+    for (const [i, events] of steps.entries()) {
+      for (const e of events) state = applyEvent(state, e);
+      live = applyStateChange(live, state).live;
+      await expectSameAsFullCompile(live, state, i + 1);
+    }
+    // The deleted Service's IPv6 frontends keep their reverse NAT.
+    const revnat6 = [...live.dp.map('lb6Revnat').entries()].map(([, v]) => `${v.address} ${v.port}`);
+    expect(revnat6).toEqual(expect.arrayContaining(['fd00:96::90 80', 'fd00:1::10 30095']));
   });
 
   it('refuses a change the maps have no room for, changing nothing', async () => {

@@ -23,6 +23,7 @@
  * has none.
  */
 import ipaddr from 'ipaddr.js';
+import { resolveServices } from '../cluster/index.js';
 import type { ClusterState, ResolvedService, Service } from '../cluster/state.js';
 import { skipReason } from '../compile/compiler.js';
 import {
@@ -80,21 +81,24 @@ function timeouts(live: LiveProgram): { tcpEstablished: bigint; tcpClosing: bigi
   return { tcpEstablished: ns('ctTcpEstablished'), tcpClosing: ns('ctTcpClosing'), udp: ns('ctUdp'), udpStream: ns('ctUdpStream') };
 }
 
+/** Which original entries a walk reads: by protocol and destination port, from the raw key. */
+type KeyFilter = (proto: number, dport: number) => boolean;
+
 /**
  * The original-direction entries of both conntrack maps that are live at
- * `now` (packet time, ns) and not flushed already, of protocol `proto` when
- * given; all read before the caller changes any (a map walk must not lose
- * its place).
+ * `now` (packet time, ns), not flushed already and `wanted`; all read before
+ * the caller changes any (a map walk must not lose its place).
  */
-function liveOriginals(live: LiveProgram, now: bigint, proto?: number): TrackedFlow[] {
+function liveOriginals(live: LiveProgram, now: bigint, wanted: KeyFilter = () => true): TrackedFlow[] {
   const t = timeouts(live);
   const original = live.dp.constant('CT_DIR_ORIGINAL');
   const flows: TrackedFlow[] = [];
   for (const family of FAMILIES) {
     const map = live.dp.map(family.ct);
-    const [protoAt, dirAt] = [offsetOf(family.tuple, 'proto'), offsetOf(family.tuple, 'dir')];
+    const [protoAt, dportAt, dirAt] = ['proto', 'dport', 'dir'].map((field) => offsetOf(family.tuple, field));
     for (const key of map.keysRaw()) {
-      if (key[dirAt] !== original || (proto !== undefined && key[protoAt] !== proto)) continue;
+      const proto = key[protoAt];
+      if (key[dirAt] !== original || !wanted(proto, (key[dportAt] << 8) | key[dportAt + 1])) continue;
       const value = map.lookupRaw(key);
       if (!value) continue;
       const view = new DataView(value.buffer, value.byteOffset, value.byteLength);
@@ -103,7 +107,7 @@ function liveOriginals(live: LiveProgram, now: bigint, proto?: number): TrackedF
       if ((flags & CT_F.FLUSHED) !== 0) continue;
       // As the datapath's conntrack.ts isLive: TCP by its state, every other protocol by UDP's timeouts.
       const timeout =
-        key[protoAt] === IPPROTO.TCP
+        proto === IPPROTO.TCP
           ? (flags & CT_F.CLOSING) !== 0
             ? t.tcpClosing
             : t.tcpEstablished
@@ -139,21 +143,39 @@ export function countFlowsOnBackends(live: LiveProgram, backendIds: readonly num
 }
 
 /**
- * kube-proxy's flush after the sync that turned `before` into the live
- * program's state: every live UDP flow whose original destination was a
- * Service frontend before and whose backend IP is not a serving endpoint IP of
- * that frontend now is flagged CT_F.FLUSHED, and its reply entry and
- * masquerade binding are deleted. `now` is the sync's time on the packet
- * clock (ns). Returns the flows flushed per Service port.
+ * kube-proxy's flush after the sync that turned `before` (resolved as
+ * `beforeResolved`, resolved here when not given) into the live program's
+ * state: every live UDP flow whose original destination was a Service
+ * frontend before and whose backend IP is not a serving endpoint IP of that
+ * frontend now is flagged CT_F.FLUSHED, and its reply entry and masquerade
+ * binding are deleted. `now` is the sync's time on the packet clock (ns).
+ * Returns the flows flushed per Service port.
+ *
+ * A flow is only ever sent to a serving endpoint, and the flush after each
+ * sync takes those of endpoints that stopped serving; so when no frontend
+ * lost a serving endpoint IP, no flow can be stale, and the maps are not
+ * walked at all.
  */
-export function flushStaleUdp(live: LiveProgram, before: ClusterState, now: bigint): FlowsByService {
-  const stale = staleTest(before.services, live.resolved);
-  const config = decode(CONFIG, live.dp.map('config').lookupRaw(u32Key(0))!);
+export function flushStaleUdp(
+  live: LiveProgram,
+  before: ClusterState,
+  now: bigint,
+  beforeResolved: readonly ResolvedService[] = resolveServices(before).services,
+): FlowsByService {
   const flushed: FlowsByService = {};
-  for (const flow of liveOriginals(live, now, IPPROTO.UDP)) {
+  const test = staleTest(beforeResolved, live.resolved);
+  if (!test) return flushed;
+  const config = decode(CONFIG, live.dp.map('config').lookupRaw(u32Key(0))!);
+  const backends = new Map<string, StructValue | undefined>();
+  const backendOf = (family: FamilyMaps, id: number) => {
+    const key = `${family.backends} ${id}`;
+    if (!backends.has(key)) backends.set(key, live.dp.map(family.backends).lookup({ value: id }));
+    return backends.get(key);
+  };
+  for (const flow of liveOriginals(live, now, (proto, dport) => proto === IPPROTO.UDP && test.ports.has(dport))) {
     const tuple = decode(flow.family.tuple, flow.key);
-    const backend = live.dp.map(flow.family.backends).lookup({ value: flow.entry.backendId });
-    if (!stale(tuple.daddr as string, tuple.dport as number, backend?.address as string | undefined)) continue;
+    const backend = backendOf(flow.family, flow.entry.backendId as number);
+    if (!test.stale(tuple.daddr as string, tuple.dport as number, backend?.address as string | undefined)) continue;
     flush(live, flow, tuple, backend, config[flow.family.snatAddress] as string);
     countFlow(flushed, live, flow.entry.serviceId as number);
   }
@@ -192,59 +214,67 @@ function flush(live: LiveProgram, flow: TrackedFlow, tuple: StructValue, backend
   if (masqueraded) live.dp.map(flow.family.snat).deleteRaw(replyKey);
 }
 
+/** An address as the conntrack and backend maps decode it (control/compile/layout.ts decode). */
 const canonical = (ip: string) => ipaddr.parse(ip).toString();
-const frontendKey = (address: string, port: number) => `${canonical(address)} ${port}`;
 
 /** The addresses a Service is reached on besides NodePorts: cluster IPs, external IPs, load-balancer IPs (not Proxy-mode ones). */
 function serviceIPs(s: Service): string[] {
   if (skipReason(s)) return [];
   const lbIPs = s.type === 'LoadBalancer' ? s.loadBalancerIngress.filter((i) => i.ip && i.ipMode !== 'Proxy').map((i) => i.ip!) : [];
-  return [...s.clusterIPs, ...s.externalIPs, ...lbIPs];
+  return [...s.clusterIPs, ...s.externalIPs, ...lbIPs].map(canonical);
 }
 
-/**
- * Whether a UDP flow to address:port, DNATed to a backend IP (undefined when
- * its backend is not known any more), is stale: its destination a Service IP
- * and UDP port of `before`, else a UDP NodePort of `before`, and the backend
- * not a serving endpoint of it in `after`.
- */
-function staleTest(
-  before: readonly Service[],
-  after: readonly ResolvedService[],
-): (address: string, port: number, backend: string | undefined) => boolean {
-  const frontends = new Set<string>();
-  const nodePorts = new Set<number>();
-  for (const s of before) {
-    for (const p of s.ports.filter((p) => p.protocol === 'UDP')) {
-      for (const ip of serviceIPs(s)) frontends.add(frontendKey(ip, p.port));
-      if (p.nodePort) nodePorts.add(p.nodePort);
-    }
-  }
-  const servingIPs = new Map<string, Set<string>>();
-  const servingNodePorts = new Map<number, Set<string>>();
+/** The serving endpoint IPs of every UDP frontend: by "address port" for Service IPs, by port for NodePorts. */
+interface UdpServing {
+  ips: Map<string, Set<string>>;
+  nodePorts: Map<number, Set<string>>;
+}
+
+function udpServing(services: readonly ResolvedService[]): UdpServing {
+  const serving: UdpServing = { ips: new Map(), nodePorts: new Map() };
   const serve = <K>(map: Map<K, Set<string>>, key: K, ips: readonly string[]) => {
     let set = map.get(key);
     if (!set) map.set(key, (set = new Set()));
     for (const ip of ips) set.add(ip);
   };
-  for (const rs of after) {
+  for (const rs of services) {
     for (const rp of rs.ports.filter((rp) => rp.port.protocol === 'UDP')) {
       const ips = rp.endpoints
         .filter((ep) => ep.conditions.ready || (ep.conditions.serving && ep.conditions.terminating))
         .map((ep) => canonical(ep.ip));
-      for (const ip of serviceIPs(rs.service)) serve(servingIPs, frontendKey(ip, rp.port.port), ips);
-      if (rp.port.nodePort) serve(servingNodePorts, rp.port.nodePort, ips);
+      for (const ip of serviceIPs(rs.service)) serve(serving.ips, `${ip} ${rp.port.port}`, ips);
+      if (rp.port.nodePort) serve(serving.nodePorts, rp.port.nodePort, ips);
     }
   }
+  return serving;
+}
+
+/**
+ * Which UDP flows are stale after the change from `before` to `after`: those
+ * to a frontend of `before` (a Service IP and UDP port, else a UDP NodePort by
+ * its port alone, as kube-proxy tries them) whose backend IP (undefined when
+ * the backend is not known any more) does not serve it in `after`. Undefined
+ * when no frontend lost a serving endpoint IP. `ports`: the frontends' ports.
+ */
+function staleTest(
+  before: readonly ResolvedService[],
+  after: readonly ResolvedService[],
+): { ports: ReadonlySet<number>; stale: (address: string, port: number, backend: string | undefined) => boolean } | undefined {
+  const [was, now] = [udpServing(before), udpServing(after)];
+  const lost = <K>(a: Map<K, Set<string>>, b: Map<K, Set<string>>) =>
+    [...a].some(([key, ips]) => [...ips].some((ip) => !b.get(key)?.has(ip)));
+  if (!lost(was.ips, now.ips) && !lost(was.nodePorts, now.nodePorts)) return undefined;
   const none = new Set<string>();
-  // As kube-proxy: a Service IP and port first, else a NodePort by its port alone; undefined when neither.
   const servingOf = (address: string, port: number): ReadonlySet<string> | undefined => {
-    const key = frontendKey(address, port);
-    if (frontends.has(key)) return servingIPs.get(key) ?? none;
-    return nodePorts.has(port) ? (servingNodePorts.get(port) ?? none) : undefined;
+    const key = `${address} ${port}`;
+    if (was.ips.has(key)) return now.ips.get(key) ?? none;
+    return was.nodePorts.has(port) ? (now.nodePorts.get(port) ?? none) : undefined;
   };
-  return (address, port, backend) => {
-    const serving = servingOf(address, port);
-    return serving !== undefined && (backend === undefined || !serving.has(canonical(backend)));
+  return {
+    ports: new Set([...[...was.ips.keys()].map((key) => Number(key.split(' ')[1])), ...was.nodePorts.keys()]),
+    stale: (address, port, backend) => {
+      const serving = servingOf(address, port);
+      return serving !== undefined && (backend === undefined || !serving.has(backend));
+    },
   };
 }
