@@ -4,8 +4,10 @@
 // stay keep their numbers, established flows keep what they had, and
 // EndpointSlice-only changes take the slice path.
 import { describe, expect, it } from 'vitest';
-import { resolveServices } from '../control/cluster/index.js';
-import { applyEvent, type ClusterEvent } from '../control/cluster/events.js';
+import { join } from 'node:path';
+import { loadClusterState, resolveServices } from '../control/cluster/index.js';
+import { applyEvent, readEvents, type ClusterEvent } from '../control/cluster/events.js';
+import { PROJECT_ROOT } from '../control/common/paths.js';
 import type { ClusterState, Endpoint, EndpointSlice, Node, Pod, ProxyConfig, ServiceRanges } from '../control/cluster/state.js';
 import { compile, type Compiled, type CompileOptions } from '../control/compile/compiler.js';
 import { BE_F_GONE, hostPort, type StructValue } from '../control/compile/layout.js';
@@ -449,6 +451,28 @@ describe('applying state changes in place', () => {
     // The deleted Service's IPv6 frontends keep their reverse NAT.
     const revnat6 = [...live.dp.map('lb6Revnat').entries()].map(([, v]) => `${v.address} ${v.port}`);
     expect(revnat6).toEqual(expect.arrayContaining(['fd00:96::90 80', 'fd00:1::10 30095']));
+  });
+
+  it('applies the bundled rolling update event by event, on the slice path, in the room roomFor leaves', async () => {
+    const samples = join(PROJECT_ROOT, 'traces', 'samples');
+    let state = loadClusterState([join(samples, 'cluster.yaml')]);
+    const { events, error } = readEvents(join(samples, 'rolling-update.events.jsonl'), state);
+    expect(error).toBeUndefined();
+    const resolved = resolveServices(state).services;
+    const opts = { ...OPTS, node: 'node-a' };
+    const compiled = compile(state, resolved, opts);
+    let live = trackProgram(await loadProgram(compiled, { ...CT, room: roomFor(state, events) }), { state, resolved, compiled, opts });
+    const paths = new Set<string>();
+    for (const e of events) {
+      state = applyEvent(state, e);
+      const applied = applyStateChange(live, state);
+      live = applied.live;
+      paths.add(applied.change.path);
+    }
+    expect([...paths]).toEqual(['endpoints']);
+    const full = compile(state, resolveServices(state).services, opts);
+    const reference = await loadProgram(full, CT);
+    expect(sorted(namedMaps(live.dp, live.compiled))).toEqual(sorted(namedMaps(reference, full)));
   });
 
   it('refuses a change the maps have no room for, changing nothing', async () => {
