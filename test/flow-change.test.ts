@@ -418,7 +418,7 @@ describe("flow changes: kube-proxy's stale UDP flush", () => {
     expect(back.every((d) => d.reason === 'SERVICE' && d.backend === '10.244.1.9' && d.flowChange === undefined)).toBe(true);
   });
 
-  it('without the flush (TCP, or no flush given) the flows stay on the old backend, STALE_BACKEND', async () => {
+  it('a UDP flow no flush named stays on its old backend, STALE_BACKEND, as a TCP flow does', async () => {
     const p = await start();
     const direct = clients(20);
     const opened = p.run(direct.map((c) => udp(c, 5353, '10.96.0.10', 53)));
@@ -523,11 +523,16 @@ describe('verdict lines with cluster changes', () => {
       writer.setValues(services, before.backends);
       return lines(4).map((l) => JSON.parse(l).service);
     };
+    const top = () => p.dp.exports.memory_top();
+    const first = top();
     expect(rename('')).toEqual(decided.map(() => 'default/dns:dns'));
-    expect(rename('-a-much-longer-name-that-needs-more-room'.repeat(8))).toEqual(
-      decided.map(() => `default/dns:dns${'-a-much-longer-name-that-needs-more-room'.repeat(8)}`),
-    );
+    expect(top()).toBe(first);
+    const long = '-a-much-longer-name-that-needs-more-room'.repeat(8);
+    expect(rename(long)).toEqual(decided.map(() => `default/dns:dns${long}`));
+    const grown = top();
+    expect(grown).toBeGreaterThan(first);
     expect(rename('-x')).toEqual(decided.map(() => 'default/dns:dns-x'));
+    expect(top()).toBe(grown);
   });
 });
 
