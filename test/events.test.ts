@@ -341,15 +341,42 @@ describe('the bundled rolling update', () => {
   const initial = loadClusterState([join(samples, 'cluster.yaml')]);
   const r = readEvents(join(samples, 'rolling-update.events.jsonl'), initial);
 
-  it('reads as is: kubectl initial list skipped, then 18 changes of default/web-7xk2p', () => {
+  it('reads as is: kubectl initial list of both slices skipped, then 18 changes of web and 10 of kube-dns, in time order', () => {
     expect(r.error).toBeUndefined();
     expect(r.warnings).toEqual([]);
-    expect(r.initialListSkipped).toBe(1);
-    expect(r.events).toHaveLength(18);
-    expect(new Set(r.events.map((e) => `${e.type} ${e.kind} ${e.namespace}/${e.name}`))).toEqual(
-      new Set(['MODIFIED EndpointSlice default/web-7xk2p']),
-    );
+    expect(r.initialListSkipped).toBe(2);
+    expect(r.events).toHaveLength(28);
+    const count = (name: string) => r.events.filter((e) => `${e.type} ${e.kind} ${e.namespace}/${e.name}` === name).length;
+    expect(count('MODIFIED EndpointSlice default/web-7xk2p')).toBe(18);
+    expect(count('MODIFIED EndpointSlice kube-system/kube-dns-b8k4q')).toBe(10);
     expect(r.events[0].time).toBe(1_733_412_346_204_117_000n);
+    r.events.forEach((e, i) => i > 0 && expect(e.time > r.events[i - 1].time, `event ${i}`).toBe(true));
+  });
+
+  it('rolls CoreDNS before web starts: both new pods ready, the old ones serving while terminating, then drained, then gone', () => {
+    // The slice at `seconds` after the watch started (whole milliseconds).
+    const dnsAt = (seconds: number) =>
+      applyAll(
+        initial,
+        r.events.filter((e) => e.time <= 1_733_412_345_000_000_000n + BigInt(seconds * 1000) * 1_000_000n),
+      )
+        .endpointSlices.find((s) => s.name === 'kube-dns-b8k4q')
+        ?.endpoints.map((e) => [e.addresses[0], e.nodeName, e.conditions.ready, e.conditions.serving, e.conditions.terminating]);
+    // Before web's first new pod (10 s): the new pods ready, the old ones terminating, one still serving.
+    expect(dnsAt(9.9)).toEqual([
+      ['10.244.0.2', 'node-a', false, true, true],
+      ['10.244.1.2', 'node-b', false, false, true],
+      ['10.244.0.3', 'node-a', true, true, false],
+      ['10.244.1.3', 'node-b', true, true, false],
+    ]);
+    expect(dnsAt(30)?.slice(0, 2)).toEqual([
+      ['10.244.0.2', 'node-a', false, false, true],
+      ['10.244.1.2', 'node-b', false, false, true],
+    ]);
+    expect(dnsAt(60)).toEqual([
+      ['10.244.0.3', 'node-a', true, true, false],
+      ['10.244.1.3', 'node-b', true, true, false],
+    ]);
   });
 
   it('ends with the three new pods ready and the old ones gone', () => {

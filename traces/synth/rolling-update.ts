@@ -1,9 +1,9 @@
 /**
  * The bundled rolling-update capture: traffic on node-a to the sample
- * cluster's web Service, and to cluster DNS, while the Deployment behind web
- * rolls as traces/samples/rolling-update.events.jsonl records it
- * (make-events-sample.ts), so that a replay with those events shows what each
- * change did to the flows. Deterministic: `npm run make-rolling-update`
+ * cluster's web Service, and to cluster DNS, while CoreDNS and then the
+ * Deployment behind web roll as traces/samples/rolling-update.events.jsonl
+ * records it (make-events-sample.ts), so that a replay with those events
+ * shows what each change did to the flows. Deterministic: `npm run make-rolling-update`
  * rewrites rolling-update.pcap, and test/rolling-update-sample.test.ts checks
  * the committed file is exactly what this builds.
  *
@@ -24,9 +24,13 @@
  * SIGTERM (the client reconnects, to a pod ready then), and a stream the pod
  * never closes, answered until the pod is removed and retransmitted into the
  * void after (under kube-proxy it stays DNATed to the removed pod; under
- * Cilium its next packet picks another). On kube-dns (10.96.0.53:53/UDP, whose
- * endpoints do not change): lookups from fresh ports, and a resolver that
- * keeps one socket.
+ * Cilium its next packet picks another). On kube-dns (10.96.0.53:53/UDP,
+ * whose pods CoreDNS's rollout replaces, starting before web's): lookups from
+ * fresh ports, each to a pod ready when it starts, so the later ones to the
+ * new pods; and a resolver that keeps one socket, on its old pod while that
+ * pod terminates but still serves, until the sync that drains the pod flushes
+ * the socket's conntrack entry: its next query is load-balanced again, to a
+ * new pod.
  */
 import { join } from 'node:path';
 import { applyEvent, readEvents } from '../../control/cluster/events.js';
@@ -479,7 +483,11 @@ function lookups(story: Story): void {
   }
 }
 
-/** A resolver that keeps one socket to kube-dns for the whole capture (a node-local cache, say). */
+/**
+ * A resolver that keeps one socket to kube-dns for the whole capture (a
+ * node-local cache, say): its queries stay on one pod until kube-proxy
+ * flushes the entry (Story.emit chooses again).
+ */
 function resolver(story: Story): void {
   let us = story.clearOfSyncs(story.start + story.int(0, 500 * MS));
   const flow = story.open(us, RESOLVER_CLIENT, DNS, 'resolver');
