@@ -10,7 +10,13 @@ import ipaddr from 'ipaddr.js';
 import { loadClusterState, resolveServices } from '../cluster/index.js';
 import type { ClusterState } from '../cluster/state.js';
 import { MAX_MAX_ENDPOINTS_PER_SLICE } from '../cluster/endpointslice-controller.js';
-import { compile } from '../compile/compiler.js';
+import { compile, type CompileOptions, type DatapathSemantics } from '../compile/compiler.js';
+import { readEvents } from '../cluster/events.js';
+import { parseGoDuration } from '../cluster/validate.js';
+import { ClusterChanges } from '../runtime/cluster-sync.js';
+import { roomFor } from '../runtime/rebase.js';
+import { DEFAULT_MIN_SYNC_PERIOD_NS } from '../runtime/sync-schedule.js';
+import { trackProgram } from '../runtime/update.js';
 import { DEFAULT_MAGLEV_TABLE_SIZE, isPrime } from '../compile/maglev.js';
 import { InputError } from '../common/errors.js';
 import { DEFAULT_CT_ENTRIES, loadProgram } from '../runtime/loader.js';
@@ -82,7 +88,12 @@ interface ClusterFlags {
 }
 
 /** The cluster state the flags name, validated, with cluster IPs and NodePorts allocated; its warnings on stderr. */
-export function loadState(values: ClusterFlags): { state: ClusterState; seed: number } {
+export function loadState(values: ClusterFlags): {
+  state: ClusterState;
+  seed: number;
+  serviceNodePortRange?: [number, number];
+  maxEndpointsPerSlice?: number;
+} {
   if (!values.cluster?.length) fail('--cluster is required');
   const seed = values.seed === undefined ? 0 : parseInteger('--seed', values.seed, 0, 0xffffffff);
   const serviceRanges =
@@ -105,7 +116,7 @@ export function loadState(values: ClusterFlags): { state: ClusterState; seed: nu
     strict: values.strict,
   });
   for (const warning of state.warnings ?? []) console.error(`svcpath: warning: ${warning}`);
-  return { state, seed };
+  return { state, seed, serviceNodePortRange: nodePortRange, maxEndpointsPerSlice };
 }
 
 /** Flags that shape the compiled datapath: replay, trace, diff, maps, and a test case's args file. */
@@ -132,8 +143,8 @@ interface DatapathFlags extends ClusterFlags {
   'ct-entries'?: string;
 }
 
-/** The cluster state from the flags, compiled, and the conntrack size asked for. */
-export function compileFromFlags(values: DatapathFlags) {
+/** The cluster state from the flags, compiled (with `semantics`, for --events), the options it was compiled with, and the conntrack size asked for. */
+export function compileFromFlags(values: DatapathFlags, semantics?: DatapathSemantics) {
   const maglevTableSize =
     values['maglev-table-size'] === undefined
       ? DEFAULT_MAGLEV_TABLE_SIZE
@@ -151,9 +162,9 @@ export function compileFromFlags(values: DatapathFlags) {
   const masqueradeAddress = masqueradeAddresses.find((a) => !a.includes(':'));
   const masqueradeAddress6 = masqueradeAddresses.find((a) => a.includes(':'));
 
-  const { state, seed } = loadState(values);
+  const { state, seed, serviceNodePortRange, maxEndpointsPerSlice } = loadState(values);
   const resolved = resolveServices(state);
-  const compiled = compile(state, resolved.services, {
+  const opts: CompileOptions = {
     node: values.node,
     seed,
     maglevTableSize,
@@ -163,14 +174,87 @@ export function compileFromFlags(values: DatapathFlags) {
     masqueradeAddress,
     masqueradeAddress6,
     masqueradeAll: values['masquerade-all'],
-  });
-  return { state, resolved, compiled, ctEntries };
+    ...(semantics && { semantics }),
+  };
+  const compiled = compile(state, resolved.services, opts);
+  return { state, resolved, compiled, ctEntries, opts, loaded: { serviceNodePortRange, maxEndpointsPerSlice } };
 }
 
 /** The cluster state the flags name, compiled and loaded into a datapath. */
 export async function buildDatapath(values: DatapathFlags) {
   const built = compileFromFlags(values);
   return { ...built, dp: await loadProgram(built.compiled, { ctEntries: built.ctEntries }) };
+}
+
+export const EVENTS_OPTIONS = `  --events FILE|-                  cluster changes during the capture: watch events as kubectl prints them
+                                   in JSON, each with its time (README: Cluster changes); - is standard input
+  --datapath-semantics kube-proxy|cilium   what a flow does when its backend leaves: keep its DNAT, UDP
+                                   entries flushed (kube-proxy, default), or choose again (cilium)
+  --min-sync-period DURATION       changes reach the datapath at most once per DURATION, as kube-proxy's
+                                   syncs (default: the KubeProxyConfiguration's, else 1s; 0: each at its time)`;
+
+/** Flags of the commands that replay a capture through cluster changes: replay, trace, diff, a test case's args. */
+export const EVENTS_FLAGS = {
+  events: { type: 'string' },
+  'datapath-semantics': { type: 'string' },
+  'min-sync-period': { type: 'string' },
+} as const;
+
+interface EventsFlags {
+  events?: string;
+  'datapath-semantics'?: string;
+  'min-sync-period'?: string;
+}
+
+const SEMANTICS: readonly DatapathSemantics[] = ['kube-proxy', 'cilium'];
+
+/**
+ * The datapath of a replay: the cluster state the flags name, compiled and
+ * loaded, and with --events the changes to apply during the replay (maps
+ * sized for them), their notes and warnings (printed on stderr), and the
+ * events file's mistake, if any: the events before it are applied, and the
+ * caller reports it once the replay is done, as a broken capture's.
+ */
+export async function buildReplayDatapath(values: DatapathFlags & EventsFlags, capture?: string) {
+  const semantics = values['datapath-semantics'];
+  if (semantics !== undefined && !SEMANTICS.includes(semantics as DatapathSemantics)) {
+    fail(`--datapath-semantics: must be ${SEMANTICS.join(' or ')}, got "${semantics}"`);
+  }
+  if (values.events === undefined) {
+    for (const flag of ['datapath-semantics', 'min-sync-period'] as const) {
+      if (values[flag] !== undefined) fail(`--${flag}: only with --events (it says how cluster changes apply)`);
+    }
+    return { ...(await buildDatapath(values)), changes: undefined, eventsError: undefined };
+  }
+  if (values.events === '-' && capture === '-') fail('--events: standard input is the capture already; name a file');
+  const built = compileFromFlags(values, semantics as DatapathSemantics | undefined);
+  const read = readEvents(values.events, built.state, {
+    strict: values.strict,
+    serviceNodePortRange: built.loaded.serviceNodePortRange,
+  });
+  for (const warning of read.warnings) console.error(`svcpath: warning: ${warning}`);
+  const dp = await loadProgram(built.compiled, { ctEntries: built.ctEntries, room: roomFor(built.state, read.events) });
+  const live = trackProgram(dp, { state: built.state, resolved: built.resolved.services, compiled: built.compiled, opts: built.opts });
+  const minSyncPeriodNs = minSyncPeriod(values['min-sync-period'], built.state);
+  const changes = new ClusterChanges(live, built.state, read.events, {
+    file: values.events === '-' ? 'stdin' : values.events,
+    semantics: (semantics as DatapathSemantics | undefined) ?? 'kube-proxy',
+    minSyncPeriodNs,
+    maxEndpointsPerSlice: built.loaded.maxEndpointsPerSlice,
+    read,
+  });
+  return { ...built, dp, changes, eventsError: read.error };
+}
+
+/** --min-sync-period, else the KubeProxyConfiguration's, else kube-proxy's default (1 s), in nanoseconds. */
+function minSyncPeriod(flag: string | undefined, state: ClusterState): bigint {
+  if (flag === undefined) {
+    const seconds = state.proxyConfig?.minSyncPeriod;
+    return seconds === undefined ? DEFAULT_MIN_SYNC_PERIOD_NS : BigInt(Math.round(seconds * 1e9));
+  }
+  const nanoseconds = parseGoDuration(flag);
+  if (nanoseconds === undefined || nanoseconds < 0) fail(`--min-sync-period: must be a duration like "1s", "500ms" or "0", got "${flag}"`);
+  return BigInt(nanoseconds);
 }
 
 export function parseInteger(flag: string, text: string, min: number, max: number): number {

@@ -214,6 +214,8 @@ export interface ProxyConfig {
   /** `mode` as written; empty is kube-proxy's default on Linux, iptables. */
   mode: string;
   conntrack: ConntrackTimeouts;
+  /** Seconds (fractions kept): how long kube-proxy waits after a sync before the next; unset: its default, 1 s. */
+  minSyncPeriod?: number;
 }
 
 /** Seconds; undefined leaves the datapath's default. */

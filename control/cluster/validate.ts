@@ -1093,7 +1093,20 @@ function toProxyConfig(doc: Field, origin: Origin): ProxyConfig {
     udpStreamTimeout: durationSeconds(conntrack.get('udpStreamTimeout')),
   };
   const mode = doc.get('mode').optStr() ?? '';
-  return { origin, clusterCIDRs, nodePortAddresses, mode, conntrack: timeouts };
+  const minSyncPeriod = minSyncPeriodOf(doc, mode);
+  return { origin, clusterCIDRs, nodePortAddresses, mode, conntrack: timeouts, ...(minSyncPeriod !== undefined && { minSyncPeriod }) };
+}
+
+/**
+ * The minSyncPeriod of the mode in force, in seconds: v1alpha1 keeps one per
+ * mode (`nftables`, `iptables` for iptables and the empty mode, `ipvs`),
+ * v1alpha2 one at the top; the top one wins when both are given.
+ */
+function minSyncPeriodOf(doc: Field, mode: string): number | undefined {
+  const top = doc.get('minSyncPeriod');
+  const field = top.isSet ? top : doc.get(mode === '' ? 'iptables' : mode).get('minSyncPeriod');
+  const nanoseconds = durationNanoseconds(field);
+  return nanoseconds === undefined ? undefined : nanoseconds / 1e9;
 }
 
 const DURATION_UNIT_NANOSECONDS: Record<string, number> = {
@@ -1114,19 +1127,33 @@ const DURATION_PART = /(\d+\.?\d*|\.\d+)(ns|us|µs|μs|ms|s|m|h)/g;
  * kube-proxy does; 0 means "keep the default", so it maps to undefined.
  */
 function durationSeconds(f: Field): number | undefined {
+  const nanoseconds = durationNanoseconds(f);
+  if (nanoseconds === undefined) return undefined;
+  const whole = Math.floor(nanoseconds / 1e9);
+  if (nanoseconds > 0 && whole === 0) {
+    f.fail(`${JSON.stringify(f.value)} is less than a second; use at least 1s, or 0s to keep the default`);
+  }
+  return whole === 0 ? undefined : whole;
+}
+
+/** A Go time.Duration string in nanoseconds (whole); undefined when the field is not set. */
+function durationNanoseconds(f: Field): number | undefined {
   if (!f.isSet) return undefined;
-  const match = typeof f.value === 'string' ? DURATION.exec(f.value) : null;
-  if (!match) f.fail(`must be a duration like "24h0m0s", "1h", "30s" or "1m30s", got ${describe(f.value)}`);
-  if (match[1] === '-') f.fail('must not be negative');
+  const nanoseconds = typeof f.value === 'string' ? parseGoDuration(f.value) : undefined;
+  if (nanoseconds === undefined) f.fail(`must be a duration like "24h0m0s", "1h", "30s" or "1m30s", got ${describe(f.value)}`);
+  if (nanoseconds < 0) f.fail('must not be negative');
+  return nanoseconds;
+}
+
+/** A Go time.Duration string ("1m30s", "500ms", "0") in whole nanoseconds, or undefined when it is not one. */
+export function parseGoDuration(text: string): number | undefined {
+  const match = DURATION.exec(text);
+  if (!match) return undefined;
   let nanoseconds = 0;
   for (const [, amount, unit] of match[2].matchAll(DURATION_PART)) {
     nanoseconds += Number(amount) * DURATION_UNIT_NANOSECONDS[unit];
   }
-  const whole = Math.floor(nanoseconds / 1e9);
-  if (nanoseconds > 0 && whole === 0) {
-    f.fail(`${match[0]} is less than a second; use at least 1s, or 0s to keep the default`);
-  }
-  return whole === 0 ? undefined : whole;
+  return (match[1] === '-' ? -1 : 1) * Math.floor(nanoseconds);
 }
 
 // ---------------------------------------------------------------------------

@@ -15,7 +15,8 @@
 import { decodeCaptured } from '../../traces/frames.js';
 import { openCapture } from '../../traces/pcap.js';
 import { rereadableCapture, type RereadableCapture } from '../../traces/source.js';
-import type { Compiled, CompiledService, Family } from '../compile/compiler.js';
+import type { Compiled, CompiledBackend, CompiledService, Family } from '../compile/compiler.js';
+import type { ClusterChanges } from './cluster-sync.js';
 import { describeTopology } from '../compile/topology.js';
 import type { Datapath } from './datapath.js';
 import { InputError } from '../common/errors.js';
@@ -25,7 +26,12 @@ import { Interrupted, replay, type PacketDecision } from './replay.js';
 export interface Side {
   compiled: Compiled;
   dp: Datapath;
+  /** --events: the changes applied during this side's replay. */
+  changes?: ClusterChanges;
 }
+
+/** A packet's decision with the backend and Service it names, as the state in force named them. */
+type NamedDecision = PacketDecision & { backend?: CompiledBackend; service?: string };
 
 export interface FlowChange {
   flow: string;
@@ -80,17 +86,26 @@ function flowKeys(capture: RereadableCapture): Map<number, string> {
   return keys;
 }
 
-async function decisions(capture: RereadableCapture, side: Side, signal?: AbortSignal): Promise<PacketDecision[]> {
-  const all: PacketDecision[] = [];
-  const result = await replay(capture.open(), side.compiled, side.dp, { onDecision: (d) => all.push(d), signal });
+async function decisions(capture: RereadableCapture, side: Side, signal?: AbortSignal): Promise<NamedDecision[]> {
+  const all: NamedDecision[] = [];
+  // Ids are named when decided: with cluster changes, an id may name another backend later.
+  const onDecision = (d: PacketDecision) => {
+    const compiled = side.changes?.live.compiled ?? side.compiled;
+    all.push({
+      ...d,
+      backend: d.backendId ? compiled.backends[d.backendId - 1] : undefined,
+      service: d.serviceId ? compiled.services[d.serviceId - 1]?.name : undefined,
+    });
+  };
+  const result = await replay(capture.open(), side.compiled, side.dp, { onDecision, signal, changes: side.changes });
   if (result.interrupted) throw new Interrupted(result.interrupted.signal);
   if (result.stoppedAt) throw new InputError(result.stoppedAt.error);
   return all;
 }
 
 /** Whether the flow was forwarded to a backend whose known zone is not the emulated node's. */
-function leavesZone(d: PacketDecision, side: Side): boolean {
-  const zone = d.backendId ? side.compiled.backends[d.backendId - 1]?.zone : undefined;
+function leavesZone(d: NamedDecision, side: Side): boolean {
+  const zone = d.backend?.zone;
   return zone !== undefined && side.compiled.zone !== undefined && zone !== side.compiled.zone;
 }
 
@@ -119,9 +134,8 @@ function topologyChanges(a: Side, b: Side): Map<string, { before: string; after:
   return changes;
 }
 
-function describe(d: PacketDecision, side: Side): string {
-  const backend = d.backendId ? side.compiled.backends[d.backendId - 1] : undefined;
-  const to = backend ? ` ${hostPort(backend.ip, backend.port)}` : '';
+function describe(d: NamedDecision): string {
+  const to = d.backend ? ` ${hostPort(d.backend.ip, d.backend.port)}` : '';
   return `${VERDICTS[d.verdict]} ${REASONS[d.reason]}${to}${d.snat ? ' (snat)' : ''}`;
 }
 
@@ -137,14 +151,7 @@ export async function diffReplays(trace: string, a: Side, b: Side, signal?: Abor
 }
 
 /** The flows whose decision differs between the two replays' decisions, per Service. */
-function compare(
-  trace: string,
-  keys: Map<number, string>,
-  before: PacketDecision[],
-  after: PacketDecision[],
-  a: Side,
-  b: Side,
-): DiffReport {
+function compare(trace: string, keys: Map<number, string>, before: NamedDecision[], after: NamedDecision[], a: Side, b: Side): DiffReport {
   const seen = new Set<string>();
   const services = new Map<string, ServiceDiff>();
   const changes: FlowChange[] = [];
@@ -175,15 +182,15 @@ function compare(
     const flow = keys.get(x.n);
     if (!flow || seen.has(flow)) continue;
     seen.add(flow);
-    const service = (x.serviceId ? a.compiled.services[x.serviceId - 1] : b.compiled.services[y.serviceId - 1])?.name ?? '(none)';
+    const service = x.service ?? y.service ?? '(none)';
     const s = serviceDiff(service);
     s.flows++;
     if (s.crossZone) {
       if (leavesZone(x, a)) s.crossZone.before++;
       if (leavesZone(y, b)) s.crossZone.after++;
     }
-    const was = describe(x, a);
-    const now = describe(y, b);
+    const was = describe(x);
+    const now = describe(y);
     if (was === now) continue;
     s.changed++;
     const move = `${was} -> ${now}`;

@@ -27,7 +27,8 @@ import { openSource } from '../../traces/source.js';
 import type { Compiled } from '../compile/compiler.js';
 import { Batch, type Datapath } from './datapath.js';
 import { inputError, isInputError } from '../common/errors.js';
-import { DESC_F_SNAT, hostPort } from '../compile/layout.js';
+import { DESC_F_SNAT, hostPort, type FlowChange } from '../compile/layout.js';
+import type { ClusterChanges } from './cluster-sync.js';
 import { PcapFeeder, PcapRecordWriter, VerdictWriter } from './zero-copy-replay.js';
 
 /** Frames per batch and bytes of frame data per batch. */
@@ -57,6 +58,12 @@ export interface ReplayOptions {
   };
   /** Aborted: the replay ends at the next batch boundary (or while it waits for a pipe), and writes what it processed. */
   signal?: AbortSignal;
+  /**
+   * Cluster changes (--events): each sync is applied between batches, before
+   * the first packet at or after its time; verdict lines then carry the state
+   * each packet was decided under. The datapath is `changes.live.dp`.
+   */
+  changes?: ClusterChanges;
 }
 
 /** A batch after process_batch, with where the replay is in the capture. */
@@ -90,6 +97,9 @@ export interface PacketDecision {
   serviceId: number;
   backendId: number;
   snat: boolean;
+  /** With cluster changes: the state the packet was decided under, and what a change did to its flow. */
+  state?: number;
+  flowChange?: FlowChange;
 }
 
 export interface ReplayResult {
@@ -115,6 +125,13 @@ export function verdictValues(compiled: Compiled): { services: string[]; backend
     backends: ['null', ...compiled.backends.map((b) => JSON.stringify(hostPort(b.ip, b.port)))],
   };
 }
+
+const verdictNames = (compiled: Compiled): [string[], string[]] => {
+  const { services, backends } = verdictValues(compiled);
+  return [services, backends];
+};
+
+const NANOS_PER_SECOND = 1_000_000_000n;
 
 /** Where output frames go, each with its own link type. */
 export interface FrameSink {
@@ -309,6 +326,7 @@ export async function replay(
 ): Promise<ReplayResult> {
   const source = typeof capture === 'string' ? openSource(capture) : capture;
   const stopRequested = () => opts.signal?.aborted ?? false;
+  const { changes } = opts;
   let reader: CaptureReader;
   try {
     // A pipe's writer may not have written the capture's header yet: wait where a signal is heard.
@@ -345,8 +363,8 @@ export async function replay(
     if (opts.trace) dp.enableTrace(BATCH_FRAMES * TRACE_RECORDS_PER_FRAME);
     const batch = dp.createBatch(BATCH_FRAMES, BATCH_BYTES);
     if (reader instanceof PcapReader && !opts.trace) feeder = new PcapFeeder(reader, dp, CHUNK_BYTES);
-    const values = verdictValues(compiled);
-    const lineWriter = opts.verdicts && !opts.onBatch ? new VerdictWriter(dp, values.services, values.backends, BATCH_FRAMES) : undefined;
+    const lineWriter =
+      opts.verdicts && !opts.onBatch ? new VerdictWriter(dp, ...verdictNames(changes?.live.compiled ?? compiled), BATCH_FRAMES) : undefined;
     if (opts.out) writer = openFrameSink(opts.out, reader.linktypes, reader.nanosecond, result.notes);
     // Classic pcap in, classic pcap out: one link type, 32-bit seconds, so the datapath writes the records.
     const recordWriter = feeder && writer?.pcap ? new PcapRecordWriter(dp, BATCH_BYTES + 16 * BATCH_FRAMES) : undefined;
@@ -364,6 +382,7 @@ export async function replay(
           serviceId: batch.serviceId(i),
           backendId: batch.backendId(i),
           snat: (batch.flags(i) & DESC_F_SNAT) !== 0,
+          ...(changes && { state: changes.stateIndex, flowChange: batch.flowChange(i) }),
         };
         opts.onDecision?.(decision);
         const input = traced.get(i);
@@ -405,7 +424,7 @@ export async function replay(
         if (opts.onBatch) {
           opts.onBatch({ batch, first, bytesRead: done, fileSize: total });
         } else {
-          if (lineWriter) lineWriter.write(batch, first, (bytes) => verdicts!.writeBytes(bytes));
+          if (lineWriter) lineWriter.write(batch, first, (bytes) => verdicts!.writeBytes(bytes), 0, changes ? changes.stateIndex : -1);
           if (recordWriter) recordWriter.write(batch, writer!.pcap!.nanosecond, (bytes) => writer!.pcap!.writeRecords(bytes));
           if (opts.onDecision || opts.trace || (writer && !recordWriter)) eachPacket(first, traceRecords);
           if (writer) for (let i = 0; i < batch.count; i++) if (batch.sent(i)) result.written++;
@@ -429,21 +448,45 @@ export async function replay(
       return stopRequested();
     };
 
+    /**
+     * Applies the syncs due at `time` (nanoseconds; undefined: the next one),
+     * after deciding the packets before it, under the state they came in.
+     */
+    const applySyncs = (time?: bigint) => {
+      if (!changes) return;
+      do {
+        flush();
+        changes.applyNext();
+        if (lineWriter) lineWriter.setValues(...verdictNames(changes.live.compiled));
+      } while (time !== undefined && changes.nextAt !== undefined && changes.nextAt <= time);
+    };
+    const syncDue = (tsSec: number, tsNsec: number): bigint | undefined => {
+      const at = changes?.nextAt;
+      if (at === undefined) return undefined;
+      const time = BigInt(tsSec) * NANOS_PER_SECOND + BigInt(tsNsec);
+      return time >= at ? time : undefined;
+    };
+
     const tooBig = (n: number, caplen: number) =>
       inputError([reader.path, `record ${n}`, 'caplen'], `${caplen} bytes is more than the datapath's ${BATCH_BYTES}-byte frame area`);
     let stopped = false;
     try {
       if (feeder) {
         for (;;) {
-          let full: boolean;
+          let filled: ReturnType<PcapFeeder['fill']>;
           try {
-            full = feeder.fill(batch);
+            filled = feeder.fill(batch, changes?.nextAt);
           } catch (e) {
             if (!(e instanceof WouldBlock)) throw e;
             if ((stopped = await stopWhileWaiting())) break;
             continue;
           }
-          if (!full) break;
+          if (filled === 'ended') break;
+          // The next record is at or after the next sync: the batch so far is decided before it applies.
+          if (filled === 'time') {
+            applySyncs();
+            continue;
+          }
           if (batch.count === 0) throw tooBig(feeder.recordsRead + 1, feeder.nextCaplen());
           flush();
           if ((stopped = await stopAfterBatch())) break;
@@ -454,6 +497,8 @@ export async function replay(
             for (const rec of reader.records()) {
               if (Batch.footprint(rec.caplen) > BATCH_BYTES) throw tooBig(rec.n, rec.caplen);
               if (rec.linktype !== reader.linktype) linktypes.add(rec.linktype);
+              const due = syncDue(rec.tsSec, rec.tsNsec);
+              if (due !== undefined) applySyncs(due);
               const traceThis = opts.trace?.select(rec.n, rec.data) ?? false;
               const full = !batch.add(rec.data, rec.origlen, rec.tsSec, rec.tsNsec, rec.linktype, traceThis, rec.direction);
               if (full) {
@@ -473,6 +518,7 @@ export async function replay(
       }
       // The last batch; at a signal, the records already read.
       flush();
+      changes?.observe();
       if (stopped) result.interrupted = { signal: String(opts.signal!.reason) };
     } catch (e) {
       if (!isInputError(e)) throw e;

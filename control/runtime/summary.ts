@@ -7,6 +7,7 @@ import { describeTopology } from '../compile/topology.js';
 import type { Datapath } from './datapath.js';
 import { CONFORM, REASONS, VERDICTS, hostPort } from '../compile/layout.js';
 import type { ReplayResult } from './replay.js';
+import type { FlowsByService, SyncRecord, Timeline } from './cluster-sync.js';
 
 export interface BackendSummary {
   backend: string;
@@ -62,6 +63,8 @@ export interface Summary {
   warnings: string[];
   /** Only when the capture holds frames the node sent: how its own rewrites compare with svcpath's (README: Captures). */
   conformance?: Conformance;
+  /** Only with --events: each applied sync, what it changed and the flows it affected. */
+  changes?: Timeline;
 }
 
 /** The node's copies of packets svcpath rewrote, found among the frames it sent. */
@@ -146,6 +149,7 @@ export function buildSummary(
   counters: Counters,
   notes: string[],
   clusterWarnings: string[] = [],
+  changes?: Timeline,
 ): Summary {
   const verdicts: Record<string, number> = {};
   const reasons: Record<string, number> = {};
@@ -209,6 +213,7 @@ export function buildSummary(
     notes,
     warnings: [...clusterWarnings, ...result.warnings],
     ...(reasons.OUTGOING && { conformance: conformanceOf(reasons.OUTGOING, counters.conformance) }),
+    ...(changes && { changes }),
   };
 }
 
@@ -281,6 +286,7 @@ export function formatSummary(s: Summary): string {
     lines.push(`  ${pad(v, 9)}${rpad(s.verdicts[v], 9)}   ${parts.join(', ')}`);
   }
   if (s.conformance) lines.push('', ...conformanceLines(s.conformance));
+  if (s.changes) lines.push('', ...timelineLines(s.changes));
   lines.push('', 'Services:');
   if (s.services.length === 0) lines.push('  (none compiled)');
   for (const svc of s.services) {
@@ -330,4 +336,67 @@ function masqueradeDiffers(c: Conformance): string {
 function endpointsOrigin(from: string | null): string {
   if (from === null) return '';
   return from === 'none' ? ' (no EndpointSlices, Endpoints or Pods for it)' : ` (from ${from})`;
+}
+
+/** A time on the capture's clock ("seconds.nanoseconds") as UTC time of day to the microsecond. */
+function timeOfDay(at: string): string {
+  const [seconds, fraction] = at.split('.');
+  return `${new Date(Number(seconds) * 1000).toISOString().slice(11, 19)}.${fraction.slice(0, 6)}`;
+}
+
+const total = (flows: FlowsByService) => Object.values(flows).reduce((n, k) => n + k, 0);
+
+/** "3 (web:http 2, dns:udp 1)": flows per Service port. */
+function flowsText(flows: FlowsByService): string {
+  const parts = Object.entries(flows).map(([service, n]) => `${service} ${n}`);
+  return `${total(flows)}${parts.length > 1 ? ` (${parts.join(', ')})` : parts.length === 1 ? ` (${parts[0]})` : ''}`;
+}
+
+/** What happened to packets while one state was in force: the counts that are not zero. */
+function observedText(o: SyncRecord['observed']): string {
+  const f = o.flowChanges;
+  const parts = [`${o.packets} packets`];
+  if (f.STALE_BACKEND) parts.push(`${f.STALE_BACKEND} to a backend that left (STALE_BACKEND)`);
+  if (f.FLUSHED) parts.push(`${f.FLUSHED} flows flushed and load-balanced again (FLUSHED)`);
+  if (f.RESELECTED) parts.push(`${f.RESELECTED} flows moved to another backend (RESELECTED)`);
+  if (f.AFFINITY_RESET) parts.push(`${f.AFFINITY_RESET} clients' affinity reset (AFFINITY_RESET)`);
+  if (o.rejected) parts.push(`${o.rejected} new flows refused for lack of endpoints`);
+  return parts.join(', ');
+}
+
+/** The timeline of --events: each sync, what it changed, the flows it affected then and after. */
+function timelineLines(t: Timeline): string[] {
+  const skipped = [
+    t.initialListSkipped ? `${t.initialListSkipped} skipped as kubectl's initial list` : '',
+    t.repeatsSkipped ? `${t.repeatsSkipped} re-listed unchanged` : '',
+  ].filter(Boolean);
+  const lines = [
+    `Cluster changes (${t.events}: ${t.eventsApplied} events applied in ${t.syncs.length} syncs${skipped.length ? `, ${skipped.join(', ')}` : ''}; ` +
+      `${t.semantics} semantics, minSyncPeriod ${t.minSyncPeriod}s):`,
+    `  state 0  from the start: ${observedText(t.initial)}`,
+  ];
+  for (const sync of t.syncs) {
+    const events = sync.events.map((e) => `${e.kind} ${e.object} ${e.type} (line ${e.line})`);
+    lines.push(`  state ${sync.state}  at ${timeOfDay(sync.at)} UTC (${sync.at}): ${events.join('; ')}`);
+    const { added, removed, modified } = sync.services;
+    if (added.length + removed.length + modified.length + sync.endpoints.length === 0) {
+      lines.push('      no change to the Services or to the endpoints new flows may use');
+    }
+    if (added.length) lines.push(`      Services added: ${added.join(', ')}`);
+    if (removed.length) lines.push(`      Services removed: ${removed.join(', ')}`);
+    if (modified.length) lines.push(`      Services changed: ${modified.join(', ')}`);
+    for (const e of sync.endpoints) {
+      const parts = [...e.added.map((a) => `+${a}`), ...e.removed.map((a) => `-${a}`), ...e.terminating.map((a) => `${a} terminating`)];
+      lines.push(`      ${e.service}: ${parts.join('  ')}`);
+    }
+    if (total(sync.onRemovedBackends)) {
+      const what = t.semantics === 'cilium' ? 'to choose another backend on their next packet' : 'kept on a backend that left';
+      lines.push(`      established flows ${what}: ${flowsText(sync.onRemovedBackends)}`);
+    }
+    if (total(sync.flushed)) lines.push(`      UDP conntrack entries flushed: ${flowsText(sync.flushed)}`);
+    lines.push(`      then: ${observedText(sync.observed)}`);
+  }
+  if (t.syncsAfterEnd) lines.push(`  ${t.syncsAfterEnd} more syncs due after the capture's last packet: not applied`);
+  for (const note of t.notes) lines.push(`  note: ${note}`);
+  return lines;
 }

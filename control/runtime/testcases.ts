@@ -2,8 +2,9 @@
  * Datapath regression cases, as Cilium's and Katran's packet-in/packet-out
  * fixtures: a directory holds the cluster state (`cluster.yaml` or
  * `cluster/`), the capture (`input.pcap` or `input.pcapng`), optional replay
- * flags (`args`, one line) and what must come out (`expected/verdicts.jsonl`,
- * `expected/output.pcap` or `.pcapng`). A failing case says where it first
+ * flags (`args`, one line), optional cluster changes during the capture
+ * (`events.jsonl`, as --events takes them) and what must come out
+ * (`expected/verdicts.jsonl`, `expected/output.pcap` or `.pcapng`). A failing case says where it first
  * diverges, field by field.
  */
 import { existsSync, mkdirSync, mkdtempSync, readdirSync, readFileSync, rmSync, statSync, writeFileSync } from 'node:fs';
@@ -15,12 +16,16 @@ import type { Compiled } from '../compile/compiler.js';
 import type { Datapath } from './datapath.js';
 import { inputError, isInputError } from '../common/errors.js';
 import { replay } from './replay.js';
+import type { ClusterChanges } from './cluster-sync.js';
 
 /**
  * Compiles a case's cluster with its replay flags (the CLI's own flag
  * handling); `argsFile` is where the flags came from, for messages.
  */
-export type PrepareDatapath = (argv: string[], argsFile: string) => Promise<{ compiled: Compiled; dp: Datapath }>;
+export type PrepareDatapath = (
+  argv: string[],
+  argsFile: string,
+) => Promise<{ compiled: Compiled; dp: Datapath; changes?: ClusterChanges; eventsError?: Error }>;
 
 export interface CaseResult {
   name: string;
@@ -153,8 +158,11 @@ async function checkCase(dir: string, prepare: PrepareDatapath, update: boolean)
 
   const work = mkdtempSync(join(tmpdir(), `svcpath-case-${basename(dir)}-`));
   try {
-    const { compiled, dp } = await prepare([...caseArgs(argsFile), '--cluster', cluster], argsFile);
-    const run = await replay(input, compiled, dp, { out: join(work, outName), verdicts: join(work, 'verdicts.jsonl') });
+    const events = caseFile(dir, ['events.jsonl']);
+    const argv = [...caseArgs(argsFile), '--cluster', cluster, ...(events ? ['--events', events] : [])];
+    const { compiled, dp, changes, eventsError } = await prepare(argv, argsFile);
+    if (eventsError) throw eventsError;
+    const run = await replay(input, compiled, dp, { out: join(work, outName), verdicts: join(work, 'verdicts.jsonl'), changes });
     if (run.stoppedAt) return `the replay stopped at record ${run.stoppedAt.record}: ${run.stoppedAt.error}`;
     const verdicts = readFileSync(join(work, 'verdicts.jsonl'), 'utf8');
     const output = readFileSync(join(work, outName));

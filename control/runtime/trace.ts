@@ -31,10 +31,12 @@ import {
   VERDICTS,
   decode,
   hostPort,
+  type FlowChange,
   type MapSpec,
   type StructValue,
 } from '../compile/layout.js';
 import { replay, type TracedPacket } from './replay.js';
+import type { ClusterChanges, SyncRecord } from './cluster-sync.js';
 import { closest, didYouMean } from '../common/suggest.js';
 
 export type TraceStep =
@@ -67,6 +69,9 @@ export interface PacketTrace {
   service: string | null;
   backend: string | null;
   snat: boolean;
+  /** With --events: the state the packet was decided under, the syncs that led to it, and what a change did to its flow. */
+  state?: { index: number; syncs: Array<Pick<SyncRecord, 'state' | 'at' | 'events'>> };
+  flowChange?: FlowChange | null;
 }
 
 /** What to trace: a packet is traced when any selector chooses it; all packets when there is none. */
@@ -324,7 +329,13 @@ function resolveService(text: string, compiled: Compiled): ServiceSelector {
  * single pass, which also works on a capture read once from a pipe); the
  * datapath writes trace records for every packet, which only costs time.
  */
-export async function traceReplay(trace: string, compiled: Compiled, dp: Datapath, sel: TraceSelection): Promise<TraceResult> {
+export async function traceReplay(
+  trace: string,
+  compiled: Compiled,
+  dp: Datapath,
+  sel: TraceSelection,
+  changes?: ClusterChanges,
+): Promise<TraceResult> {
   const packets = new Set(sel.packets);
   const flows = new Map(sel.flows.map((f) => [parseFlow(f), { text: f, hits: 0 }]));
   const services = sel.services.map((s) => ({ ...resolveService(s, compiled), hits: 0 }));
@@ -353,9 +364,18 @@ export async function traceReplay(trace: string, compiled: Compiled, dp: Datapat
             chosen = true;
           }
         }
-        if (chosen) traces.push(toPacketTrace(t, input, output, compiled));
+        if (!chosen) return;
+        // The names of the state in force: the packet's batch ran under it.
+        const traced = toPacketTrace(t, input, output, changes?.live.compiled ?? compiled);
+        if (changes) {
+          const syncs = changes.applied.map(({ state, at, events }) => ({ state, at, events }));
+          traced.state = { index: changes.stateIndex, syncs };
+          traced.flowChange = t.decision.flowChange ?? null;
+        }
+        traces.push(traced);
       },
     },
+    changes,
   });
   const unmatched = [
     ...[...packets].filter((n) => n > result.packets).map((n) => `--packet ${n}: the capture has ${result.packets} packets`),
@@ -363,6 +383,22 @@ export async function traceReplay(trace: string, compiled: Compiled, dp: Datapat
     ...services.filter((s) => s.problem || s.hits === 0).map((s) => `--service ${s.text}: ${s.problem ?? 'no packet was decided for it'}`),
   ];
   return { traces, packets: result.packets, unmatched, stoppedAt: result.stoppedAt };
+}
+
+/** Syncs shown before a traced packet's state; earlier ones are counted. */
+const SYNCS_SHOWN = 5;
+
+/** The state a packet was decided under, and the syncs (with their events) that led to it. */
+function stateLines(state: NonNullable<PacketTrace['state']>): string[] {
+  if (state.index === 0) return ['  state 0: the initial cluster state (no change applied yet)'];
+  const shown = state.syncs.slice(-SYNCS_SHOWN);
+  const earlier = state.syncs.length - shown.length;
+  return [
+    `  state ${state.index}: the initial cluster state${earlier ? `, ${earlier} earlier syncs,` : ''} then`,
+    ...shown.map(
+      (s) => `    sync ${s.state} at ${s.at}: ${s.events.map((e) => `${e.kind} ${e.object} ${e.type} (line ${e.line})`).join('; ')}`,
+    ),
+  ];
 }
 
 function inline(v: StructValue): string {
@@ -386,7 +422,10 @@ export function formatTraces(traces: PacketTrace[]): string {
     for (const [field, a, b] of t.rewrite) lines.push(`  rewrite ${field}: ${a} -> ${b}`);
     if (t.checksumsValid !== null) lines.push(`  checksums ${checksumVerdict(t.checksumsValid, t.capturedChecksumsValid!)}`);
     const to = t.backend ? ` ${t.backend}` : '';
-    lines.push(`  verdict ${t.verdict} ${t.reason}${t.service ? ` ${t.service}` : ''}${to}${t.snat ? ' (snat)' : ''}`, '');
+    lines.push(`  verdict ${t.verdict} ${t.reason}${t.service ? ` ${t.service}` : ''}${to}${t.snat ? ' (snat)' : ''}`);
+    if (t.flowChange) lines.push(`  flow change ${t.flowChange}`);
+    if (t.state) lines.push(...stateLines(t.state));
+    lines.push('');
   }
   return lines.join('\n').trimEnd();
 }

@@ -3,10 +3,12 @@ import { diffReplays, formatDiff } from '../../runtime/diff.js';
 import { stopOnSignals } from '../../runtime/replay.js';
 import { parseCommandArgs } from '../args.js';
 import {
-  buildDatapath,
+  buildReplayDatapath,
   CLUSTER_OPTIONS,
   DATAPATH_FLAGS,
   DATAPATH_OPTIONS,
+  EVENTS_FLAGS,
+  EVENTS_OPTIONS,
   fail,
   HELP_FOOTER,
   oneTrace,
@@ -22,19 +24,42 @@ Usage:
 Flags:
   --against PATH                   the other cluster state, read as --cluster is (repeatable)
   --json                           the report as JSON
+  --against-semantics kube-proxy|cilium   with --events: the other side's datapath semantics (default: the
+                                   same as --datapath-semantics); compares the two on the same changes
 ${CLUSTER_OPTIONS}
 ${DATAPATH_OPTIONS}
+${EVENTS_OPTIONS}
+  With --events, both states go through the same changes, each from its own initial state.
 ${HELP_FOOTER}`;
 
-const FLAGS = { ...DATAPATH_FLAGS, against: { type: 'string', multiple: true }, json: { type: 'boolean' } } as const;
+const FLAGS = {
+  ...DATAPATH_FLAGS,
+  ...EVENTS_FLAGS,
+  against: { type: 'string', multiple: true },
+  'against-semantics': { type: 'string' },
+  json: { type: 'boolean' },
+} as const;
 
 export async function run(argv: string[]): Promise<number> {
   const { values, positionals } = parseCommandArgs('diff', argv, FLAGS);
   if (values.help) return printHelp(HELP);
   const trace = oneTrace('diff', positionals);
   if (!values.against?.length) fail('diff: --against is required (the other cluster state)');
-  const before = await buildDatapath(values);
-  const after = await buildDatapath({ ...values, cluster: values.against });
+  if (values['against-semantics'] !== undefined && values.events === undefined) {
+    fail('--against-semantics: only with --events (it says how cluster changes apply)');
+  }
+  if (values.events === '-') fail('--events: diff reads the events once per side; name a file');
+  const before = await buildReplayDatapath(values, trace);
+  const after = await buildReplayDatapath(
+    {
+      ...values,
+      cluster: values.against,
+      'datapath-semantics': values['against-semantics'] ?? values['datapath-semantics'],
+    },
+    trace,
+  );
+  const eventsError = before.eventsError ?? after.eventsError;
+  if (eventsError) throw eventsError;
   // A pipe is copied to a temporary file first (diff reads the capture three times): a Ctrl-C must remove it.
   const signals = stopOnSignals();
   try {

@@ -5,16 +5,20 @@
 import { STDOUT, writeOutputFile } from '../../../traces/chunked.js';
 import { checkOutputs } from '../../common/paths.js';
 import { LINKTYPES } from '../../compile/layout.js';
-import { loadProgram } from '../../runtime/loader.js';
 import { replay, SIGNAL_EXIT_STATUS, stopOnSignals, type ReplayResult } from '../../runtime/replay.js';
 import { replaySharded } from '../../runtime/sharded-replay.js';
 import { buildSummary, formatSummary, readCounters, type Counters, type Summary } from '../../runtime/summary.js';
+import { timelineOf } from '../../runtime/cluster-sync.js';
 import { parseCommandArgs } from '../args.js';
 import {
+  buildReplayDatapath,
   CLUSTER_OPTIONS,
   compileFromFlags,
   DATAPATH_FLAGS,
   DATAPATH_OPTIONS,
+  EVENTS_FLAGS,
+  EVENTS_OPTIONS,
+  fail,
   HELP_FOOTER,
   oneTrace,
   parseInteger,
@@ -33,6 +37,7 @@ SIGTERM) ends the replay at a batch boundary with what was processed written: ex
 Flags:
 ${CLUSTER_OPTIONS}
 ${DATAPATH_OPTIONS}
+${EVENTS_OPTIONS}
   --out OUT.pcap|OUT.pcapng|-      write the TX and REDIRECT frames, rewritten, in input order
   --verdicts OUT.jsonl|-           one JSON verdict per input packet
   --summary OUT.json|-             the summary as JSON
@@ -42,6 +47,7 @@ ${HELP_FOOTER}`;
 
 const FLAGS = {
   ...DATAPATH_FLAGS,
+  ...EVENTS_FLAGS,
   out: { type: 'string' },
   verdicts: { type: 'string' },
   summary: { type: 'string' },
@@ -57,11 +63,22 @@ export async function run(argv: string[]): Promise<number> {
     .map((f) => ({ flag: `--${f}`, path: values[f]! }));
   checkOutputs(
     outputFlags,
-    [{ flag: 'capture', path: trace }, ...(values.cluster ?? []).map((path) => ({ flag: '--cluster', path }))],
+    [
+      { flag: 'capture', path: trace },
+      ...(values.cluster ?? []).map((path) => ({ flag: '--cluster', path })),
+      ...(values.events === undefined ? [] : [{ flag: '--events', path: values.events }]),
+    ],
     ['--out'],
   );
   const workers = values.workers === undefined ? 1 : parseInteger('--workers', values.workers, 1, 64);
-  const { state, resolved, compiled, ctEntries } = compileFromFlags(values);
+  if (workers > 1 && values.events !== undefined) {
+    fail('--workers: one worker only with --events: cluster changes are applied to the maps of one datapath');
+  }
+  // Sharded, each worker loads its own datapath.
+  const { state, resolved, compiled, ctEntries, dp, changes, eventsError } =
+    workers > 1
+      ? { ...compileFromFlags(values), dp: undefined, changes: undefined, eventsError: undefined }
+      : await buildReplayDatapath(values, trace);
   const bar = progressBar();
   const signals = stopOnSignals();
   const outputs = {
@@ -72,22 +89,34 @@ export async function run(argv: string[]): Promise<number> {
   };
   let replayed: { result: ReplayResult; counters: Counters };
   try {
-    if (workers > 1) {
+    if (!dp) {
       replayed = await replaySharded(trace, compiled, { ...outputs, workers, ctEntries });
     } else {
-      const dp = await loadProgram(compiled, { ctEntries });
-      replayed = { result: await replay(trace, compiled, dp, outputs), counters: readCounters(dp, compiled) };
+      const result = await replay(trace, compiled, dp, { ...outputs, changes });
+      replayed = { result, counters: readCounters(dp, changes?.live.compiled ?? compiled) };
     }
     bar.end();
     const { result, counters } = replayed;
     const notes = [...state.notes, ...resolved.notes, ...compiled.notes, ...result.notes];
-    const summary = buildSummary(result, compiled, counters, notes, state.warnings);
+    const summary = buildSummary(
+      result,
+      changes?.live.compiled ?? compiled,
+      counters,
+      notes,
+      state.warnings,
+      changes && timelineOf(changes),
+    );
     if (values.summary) writeOutputFile(values.summary, `${JSON.stringify(summary, null, 2)}\n`);
     // Standard output carries an output: the summary for people goes to stderr.
     (outputFlags.some((o) => o.path === STDOUT) ? console.error : console.log)(formatSummary(summary));
     if (result.interrupted) return SIGNAL_EXIT_STATUS[result.interrupted.signal] ?? 130;
     if (result.stoppedAt) {
       console.error(`svcpath: ${result.stoppedAt.error}`);
+      return 1;
+    }
+    // The events before the file's mistake were applied; the mistake is reported as a broken capture's is.
+    if (eventsError) {
+      console.error(`svcpath: ${eventsError.message}`);
       return 1;
     }
     const undecided = nothingDecided(result, summary);

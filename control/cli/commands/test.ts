@@ -7,10 +7,11 @@ import { InputError, inputError } from '../../common/errors.js';
 import { checkOutputs } from '../../common/paths.js';
 import { findCases, junitReport, runCase, type CaseResult, type PrepareDatapath } from '../../runtime/testcases.js';
 import { parseCommandArgs } from '../args.js';
-import { buildDatapath, DATAPATH_FLAGS, fail, HELP_FOOTER, noArguments, printHelp } from '../common-flags.js';
+import { buildReplayDatapath, DATAPATH_FLAGS, EVENTS_FLAGS, fail, HELP_FOOTER, noArguments, printHelp } from '../common-flags.js';
 
 export const HELP = `svcpath test: regression cases; a case is a directory with cluster.yaml (or cluster/), input.pcap(ng),
-an optional args file (replay flags, one line) and expected/verdicts.jsonl, expected/output.pcap(ng);
+an optional args file (replay flags, one line), optional events.jsonl (cluster changes during the capture)
+and expected/verdicts.jsonl, expected/output.pcap(ng);
 a directory that is no case is searched one level down for cases
 
 Usage:
@@ -51,11 +52,11 @@ export async function run(argv: string[]): Promise<number> {
  * the args file's, and says so; the cluster's errors name their file already.
  */
 const prepareCase: PrepareDatapath = async (argv, argsFile) => {
-  const { values, positionals } = parseCommandArgs(argsFile, argv, DATAPATH_FLAGS);
+  const { values, positionals } = parseCommandArgs(argsFile, argv, { ...DATAPATH_FLAGS, ...EVENTS_FLAGS });
   noArguments(argsFile, positionals);
   try {
-    const { compiled, dp } = await buildDatapath(values);
-    return { compiled, dp };
+    const { compiled, dp, changes, eventsError } = await buildReplayDatapath(values);
+    return { compiled, dp, changes, eventsError };
   } catch (e) {
     if (e instanceof InputError && e.message.startsWith('--')) throw inputError([argsFile], e.message);
     throw e;

@@ -2,10 +2,12 @@
 import { formatTraces, traceReplay } from '../../runtime/trace.js';
 import { parseCommandArgs } from '../args.js';
 import {
-  buildDatapath,
+  buildReplayDatapath,
   CLUSTER_OPTIONS,
   DATAPATH_FLAGS,
   DATAPATH_OPTIONS,
+  EVENTS_FLAGS,
+  EVENTS_OPTIONS,
   HELP_FOOTER,
   oneTrace,
   parseInteger,
@@ -29,10 +31,12 @@ Flags:
   --json                           the traces as JSON
 ${CLUSTER_OPTIONS}
 ${DATAPATH_OPTIONS}
+${EVENTS_OPTIONS}
 ${HELP_FOOTER}`;
 
 const FLAGS = {
   ...DATAPATH_FLAGS,
+  ...EVENTS_FLAGS,
   packet: { type: 'string', multiple: true },
   flow: { type: 'string', multiple: true },
   service: { type: 'string', multiple: true },
@@ -44,15 +48,18 @@ export async function run(argv: string[]): Promise<number> {
   if (values.help) return printHelp(HELP);
   const trace = oneTrace('trace', positionals);
   const packets = (values.packet ?? []).map((p) => parseInteger('--packet', p, 1, Number.MAX_SAFE_INTEGER));
-  const { compiled, dp } = await buildDatapath(values);
-  const { traces, unmatched, stoppedAt } = await traceReplay(trace, compiled, dp, {
-    packets,
-    flows: values.flow ?? [],
-    services: values.service ?? [],
-  });
+  const { compiled, dp, changes, eventsError } = await buildReplayDatapath(values, trace);
+  const { traces, unmatched, stoppedAt } = await traceReplay(
+    trace,
+    compiled,
+    dp,
+    { packets, flows: values.flow ?? [], services: values.service ?? [] },
+    changes,
+  );
   // What was found is printed even when a selector found nothing or the capture broke part-way.
   console.log(values.json ? JSON.stringify(traces, null, 2) : formatTraces(traces));
   for (const line of unmatched) console.error(`svcpath: trace: ${line}`);
   if (stoppedAt) console.error(`svcpath: ${stoppedAt.error}`);
-  return unmatched.length > 0 || stoppedAt ? 1 : 0;
+  if (eventsError) console.error(`svcpath: ${eventsError.message}`);
+  return unmatched.length > 0 || stoppedAt || eventsError ? 1 : 0;
 }
