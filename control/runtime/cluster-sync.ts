@@ -16,11 +16,11 @@
 import { applyEvent, formatTime, type ClusterEvent, type EventKind, type EventsRead, type EventType } from '../cluster/events.js';
 import type { ClusterState } from '../cluster/state.js';
 import type { DatapathSemantics } from '../compile/compiler.js';
-import { FLOW_CHANGES, REASONS, type FlowChange } from '../compile/layout.js';
+import { FLOW_CHANGES, REASONS, hostPort, type FlowChange } from '../compile/layout.js';
 import { inputError } from '../common/errors.js';
 import { countFlowsOnBackends, flushStaleUdp } from './conntrack-flush.js';
 import type { Datapath } from './datapath.js';
-import { applyStateChange, type StateChange } from './rebase.js';
+import { applyStateChange, type EndpointChanges, type StateChange } from './rebase.js';
 import { scheduleSyncs, type Sync } from './sync-schedule.js';
 import { NeedsReloadError, type LiveProgram } from './update.js';
 
@@ -44,8 +44,11 @@ export interface SyncRecord {
   at: string;
   events: EventRef[];
   services: { added: string[]; removed: string[]; modified: string[] };
-  /** Per Service port whose endpoints changed: "ip:port" added, removed, now serving only as terminating. */
-  endpoints: Array<{ service: string; added: string[]; removed: string[]; terminating: string[] }>;
+  /**
+   * Per Service port whose endpoints changed, "ip:port": now ready (`added`), no longer
+   * serving (`removed`), now serving only as terminating, and gone from its slices.
+   */
+  endpoints: Array<{ service: string; added: string[]; removed: string[]; terminating: string[]; gone: string[] }>;
   /** At the sync: established flows whose backend left: kept on it (kube-proxy) or to choose again (Cilium). */
   onRemovedBackends: FlowsByService;
   /** At the sync: UDP flows whose conntrack entries were flushed (kube-proxy). */
@@ -169,14 +172,15 @@ export class ClusterChanges {
       throw inputError([this.opts.file, `line ${first.line}`], `the change cannot be applied in place: ${e.message}`);
     }
     this.state = after;
-    const flows = change.removedBackendIds.length > 0 ? countFlowsOnBackends(this.current, change.removedBackendIds, sync.at) : {};
+    // Flushed first: the census then counts the flows that stay on a backend that went.
     const flushed = this.opts.semantics === 'kube-proxy' ? flushStaleUdp(this.current, before, sync.at) : {};
+    const flows = change.removedBackendIds.length > 0 ? countFlowsOnBackends(this.current, change.removedBackendIds, sync.at) : {};
     const record: SyncRecord = {
       state: this.applied.length + 1,
       at: formatTime(sync.at),
       events: sync.changes.map(eventRef),
       services: change.services,
-      endpoints: change.endpoints,
+      endpoints: withGone(change.endpoints, this.current, change.removedBackendIds),
       onRemovedBackends: flows,
       flushed,
       observed: { packets: 0, flowChanges: noChanges(), rejected: 0 },
@@ -184,6 +188,19 @@ export class ClusterChanges {
     this.applied.push(record);
     return record;
   }
+}
+
+/** The endpoint changes with the backends that went from their slices, by Service port. */
+function withGone(endpoints: readonly EndpointChanges[], live: LiveProgram, removedIds: readonly number[]): SyncRecord['endpoints'] {
+  const byService = new Map(endpoints.map((e) => [e.service, { ...e, gone: [] as string[] }]));
+  for (const id of removedIds) {
+    const b = live.compiled.backends[id - 1];
+    const service = live.compiled.services[b.serviceId - 1].name;
+    let entry = byService.get(service);
+    if (!entry) byService.set(service, (entry = { service, added: [], removed: [], terminating: [], gone: [] }));
+    entry.gone.push(hostPort(b.ip, b.port));
+  }
+  return [...byService.values()];
 }
 
 function noChanges(): Record<FlowChange, number> {

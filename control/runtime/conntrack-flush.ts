@@ -128,7 +128,7 @@ function countFlow(counts: FlowsByService, live: LiveProgram, serviceId: number)
 
 /**
  * The live established flows (original-direction entries, live at `now`, not
- * flushed) whose entries name one of `backendIds`, per Service port: after a
+ * flushed, not closing) whose entries name one of `backendIds`, per Service port: after a
  * change, the flows kept on a backend that left (kube-proxy) or about to
  * choose again (Cilium).
  */
@@ -137,6 +137,8 @@ export function countFlowsOnBackends(live: LiveProgram, backendIds: readonly num
   const counts: FlowsByService = {};
   if (ids.size === 0) return counts;
   for (const flow of liveOriginals(live, now)) {
+    // A TCP flow that saw its FIN or RST is over, whatever its entry's remaining life.
+    if (((flow.entry.flags as number) & CT_F.CLOSING) !== 0) continue;
     if (ids.has(flow.entry.backendId as number)) countFlow(counts, live, flow.entry.serviceId as number);
   }
   return counts;

@@ -39,6 +39,8 @@ export interface ServiceSummary {
   packets: number;
   bytes: number;
   backends: BackendSummary[];
+  /** Deleted by a cluster change (--events): its counters are those of its life. */
+  deleted?: true;
 }
 
 export interface Summary {
@@ -177,6 +179,7 @@ export function buildSummary(
       sessionAffinity: s.service.sessionAffinity === 'ClientIP' ? `ClientIP ${s.service.affinityTimeoutSeconds}s` : 'None',
       endpoints: describeEndpoints(s),
       endpointsFrom: s.endpointsFrom ?? null,
+      ...(s.removed && { deleted: true }),
       ...topologyOf(s),
       flows: st.flows ?? 0,
       packets: st.packets,
@@ -292,7 +295,7 @@ export function formatSummary(s: Summary): string {
   for (const svc of s.services) {
     lines.push(
       `  ${svc.service}  ${svc.frontends.join(' ')}  endpoints: ${svc.endpoints}${endpointsOrigin(svc.endpointsFrom)}` +
-        `${svc.topology ? `  topology ${svc.topology}` : ''}  flows ${svc.flows}  packets ${svc.packets}`,
+        `${svc.topology ? `  topology ${svc.topology}` : ''}  flows ${svc.flows}  packets ${svc.packets}${svc.deleted ? '  (deleted by a change)' : ''}`,
     );
     for (const b of svc.backends) {
       lines.push(
@@ -352,15 +355,17 @@ function flowsText(flows: FlowsByService): string {
   return `${total(flows)}${parts.length > 1 ? ` (${parts.join(', ')})` : parts.length === 1 ? ` (${parts[0]})` : ''}`;
 }
 
+const flows = (n: number) => `${n} ${n === 1 ? 'flow' : 'flows'}`;
+
 /** What happened to packets while one state was in force: the counts that are not zero. */
 function observedText(o: SyncRecord['observed']): string {
   const f = o.flowChanges;
   const parts = [`${o.packets} packets`];
-  if (f.STALE_BACKEND) parts.push(`${f.STALE_BACKEND} to a backend that left (STALE_BACKEND)`);
-  if (f.FLUSHED) parts.push(`${f.FLUSHED} flows flushed and load-balanced again (FLUSHED)`);
-  if (f.RESELECTED) parts.push(`${f.RESELECTED} flows moved to another backend (RESELECTED)`);
-  if (f.AFFINITY_RESET) parts.push(`${f.AFFINITY_RESET} clients' affinity reset (AFFINITY_RESET)`);
-  if (o.rejected) parts.push(`${o.rejected} new flows refused for lack of endpoints`);
+  if (f.STALE_BACKEND) parts.push(`${f.STALE_BACKEND} packets to a backend that left (STALE_BACKEND)`);
+  if (f.FLUSHED) parts.push(`${flows(f.FLUSHED)} flushed and load-balanced again (FLUSHED)`);
+  if (f.RESELECTED) parts.push(`${flows(f.RESELECTED)} moved to another backend (RESELECTED)`);
+  if (f.AFFINITY_RESET) parts.push(`${flows(f.AFFINITY_RESET)} whose client's affinity backend left (AFFINITY_RESET)`);
+  if (o.rejected) parts.push(`${o.rejected} packets of new flows refused for lack of endpoints`);
   return parts.join(', ');
 }
 
@@ -386,8 +391,17 @@ function timelineLines(t: Timeline): string[] {
     if (removed.length) lines.push(`      Services removed: ${removed.join(', ')}`);
     if (modified.length) lines.push(`      Services changed: ${modified.join(', ')}`);
     for (const e of sync.endpoints) {
-      const parts = [...e.added.map((a) => `+${a}`), ...e.removed.map((a) => `-${a}`), ...e.terminating.map((a) => `${a} terminating`)];
-      lines.push(`      ${e.service}: ${parts.join('  ')}`);
+      const parts = (
+        [
+          ['ready', e.added],
+          ['terminating', e.terminating],
+          ['not serving', e.removed],
+          ['gone', e.gone],
+        ] as const
+      )
+        .filter(([, list]) => list.length > 0)
+        .map(([what, list]) => `${what} ${list.join(', ')}`);
+      lines.push(`      ${e.service}: ${parts.join('; ')}`);
     }
     if (total(sync.onRemovedBackends)) {
       const what = t.semantics === 'cilium' ? 'to choose another backend on their next packet' : 'kept on a backend that left';
