@@ -152,7 +152,6 @@ export async function diffReplays(trace: string, a: Side, b: Side, signal?: Abor
 
 /** The flows whose decision differs between the two replays' decisions, per Service. */
 function compare(trace: string, keys: Map<number, string>, before: NamedDecision[], after: NamedDecision[], a: Side, b: Side): DiffReport {
-  const seen = new Set<string>();
   const services = new Map<string, ServiceDiff>();
   const changes: FlowChange[] = [];
   const topology = topologyChanges(a, b);
@@ -175,23 +174,33 @@ function compare(trace: string, keys: Map<number, string>, before: NamedDecision
   };
   // A topology change is reported even when the capture has no flow of the Service.
   for (const service of topology.keys()) serviceDiff(service);
+  /** Flows already counted, by key: their Service's diff, and whether a packet of them changed. */
+  const flows = new Map<string, { s: ServiceDiff; changed: boolean }>();
   for (let i = 0; i < before.length; i++) {
     const x = before[i];
     const y = after[i];
     if (x.reason !== REASON_SERVICE && y.reason !== REASON_SERVICE) continue;
     const flow = keys.get(x.n);
-    if (!flow || seen.has(flow)) continue;
-    seen.add(flow);
-    const service = x.service ?? y.service ?? '(none)';
-    const s = serviceDiff(service);
-    s.flows++;
-    if (s.crossZone) {
-      if (leavesZone(x, a)) s.crossZone.before++;
-      if (leavesZone(y, b)) s.crossZone.after++;
+    if (!flow) continue;
+    let known = flows.get(flow);
+    if (!known) {
+      const s = serviceDiff(x.service ?? y.service ?? '(none)');
+      s.flows++;
+      if (s.crossZone) {
+        if (leavesZone(x, a)) s.crossZone.before++;
+        if (leavesZone(y, b)) s.crossZone.after++;
+      }
+      flows.set(flow, (known = { s, changed: false }));
     }
+    // A flow changes at its first packet decided otherwise: in a static state that is its first
+    // packet (the rest follow conntrack); with cluster changes it may be a later one.
+    if (known.changed) continue;
     const was = describe(x);
     const now = describe(y);
     if (was === now) continue;
+    known.changed = true;
+    const { s } = known;
+    const service = s.service;
     s.changed++;
     const move = `${was} -> ${now}`;
     s.moves[move] = (s.moves[move] ?? 0) + 1;
@@ -201,7 +210,7 @@ function compare(trace: string, keys: Map<number, string>, before: NamedDecision
   const sum = (side: 'before' | 'after') => all.reduce((n, s) => n + (s.crossZone?.[side] ?? 0), 0);
   return {
     trace,
-    flows: seen.size,
+    flows: flows.size,
     changed: changes.length,
     ...(zoned ? { crossZone: { before: sum('before'), after: sum('after') } } : {}),
     services: all.sort((p, q) => p.service.localeCompare(q.service)),
