@@ -355,7 +355,8 @@ function flowsText(flows: FlowsByService): string {
   return `${total(flows)}${parts.length > 1 ? ` (${parts.join(', ')})` : parts.length === 1 ? ` (${parts[0]})` : ''}`;
 }
 
-const flows = (n: number) => `${n} ${n === 1 ? 'flow' : 'flows'}`;
+const counted = (n: number, what: string) => `${n} ${what}${n === 1 ? '' : 's'}`;
+const flows = (n: number) => counted(n, 'flow');
 
 /** What happened to packets while one state was in force: the counts that are not zero. */
 function observedText(o: SyncRecord['observed']): string {
@@ -376,7 +377,7 @@ function timelineLines(t: Timeline): string[] {
     t.repeatsSkipped ? `${t.repeatsSkipped} re-listed unchanged` : '',
   ].filter(Boolean);
   const lines = [
-    `Cluster changes (${t.events}: ${t.eventsApplied} events applied in ${t.syncs.length} syncs${skipped.length ? `, ${skipped.join(', ')}` : ''}; ` +
+    `Cluster changes (${t.events}: ${counted(t.eventsApplied, 'event')} applied in ${counted(t.syncs.length, 'sync')}${skipped.length ? `, ${skipped.join(', ')}` : ''}; ` +
       `${t.semantics} semantics, minSyncPeriod ${t.minSyncPeriod}s):`,
     `  state 0  from the start: ${observedText(t.initial)}`,
   ];
