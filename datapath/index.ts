@@ -47,7 +47,8 @@ import {
   relatedBackendId, relatedMasqueraded, relatedServiceId, relatedToBackendFlags, translateIcmpError4, translateIcmpError6,
 } from './icmp_related';
 import {
-  choosePolicy, classifySource4, classifySource6, configurePolicy, masquerade, reselectsGoneBackends, useLocalBackends,
+  choosePolicy, classifySource4, classifySource6, configurePolicy, flowsOutliveFrontends, masquerade, reselectsGoneBackends,
+  useLocalBackends,
 } from './policy';
 import { allMapsCreated, configMap, createNamedMap, mapById } from './registry';
 import { buildPortUnreachable4, buildPortUnreachable6 } from './reject';
@@ -178,17 +179,28 @@ let flowChange: u16 = 0;
 }
 
 /**
- * A tracked flow's backend that went since the flow started (a tombstone):
- * kept, as kube-proxy's conntrack keeps the DNAT (STALE_BACKEND), or none, the
- * flow choosing again as a new one, as Cilium revalidates it (RESELECTED).
+ * Whether a tracked flow keeps its backend that went since the flow started
+ * (a tombstone): kube-proxy's conntrack keeps the DNAT (STALE_BACKEND); Cilium
+ * revalidates the backend, and the flow chooses again (RESELECTED).
  */
-function goneBackend(be: usize): usize {
+function keepsGoneBackend(): bool {
   if (reselectsGoneBackends()) {
     markFlowChange(DESC_F_RESELECTED);
-    return 0;
+    return false;
   }
   markFlowChange(DESC_F_STALE_BACKEND);
-  return be;
+  return true;
+}
+
+/**
+ * Whether a tracked flow whose frontend went chooses again: Cilium looks the
+ * frontend up before conntrack, finds none, and the flow ends (RESELECTED);
+ * kube-proxy's rules go, but the kernel's conntrack entry stays and keeps the DNAT.
+ */
+function reselectsWithoutFrontend(): bool {
+  if (!reselectsGoneBackends()) return false;
+  markFlowChange(DESC_F_RESELECTED);
+  return true;
 }
 
 /** The verdict for a frame the parser turned away. */
@@ -260,12 +272,18 @@ function handleServicePacket(svc: usize, data: usize, len: u32, capacity: u32, w
   if (entry != 0) {
     backendId = load<u32>(entry + CT_BACKEND_ID);
     be = lookupBackend4(backendId);
-    if (be != 0 && (load<u8>(be + LB4_BE_FLAGS) & BE_F_GONE) != 0) be = goneBackend(be);
     if ((load<u16>(entry + CT_FLAGS) & CT_F_SNAT) != 0) snatPort = load<u16>(entry + CT_SNAT_PORT);
+    // A flow that chooses again ends first, so that a choice that fails leaves no flow to choose again.
+    if (be != 0 && (load<u8>(be + LB4_BE_FLAGS) & BE_F_GONE) != 0 && !keepsGoneBackend()) {
+      endFlow4(entry);
+      be = 0;
+    }
   }
   const newFlow = be == 0;
   if (newFlow) {
-    snatPort = 0; // a stale entry's port is not this flow's
+    // A stale entry's backend and port are not this flow's.
+    backendId = 0;
+    snatPort = 0;
     const chosen = backendTable(svc, flags, classifySource4(saddr), false, data, len, capacity, wireLen);
     if (chosen < 0) return;
     const table = <u32>chosen;
@@ -290,20 +308,31 @@ function handleServicePacket(svc: usize, data: usize, len: u32, capacity: u32, w
     }
     if (affinity) recordAffinity4(saddr, serviceId, backendId, now);
   }
-  const beAddr = load<u32>(be + LB4_BE_ADDRESS);
-  const bePort = load<u16>(be + LB4_BE_PORT);
-  const replyDst = snatPort != 0 ? snatAddress : saddr;
-  const replyDport = snatPort != 0 ? snatPort : sport;
   if (newFlow) {
+    const beAddr = load<u32>(be + LB4_BE_ADDRESS);
+    const bePort = load<u16>(be + LB4_BE_PORT);
     ctCreate4(saddr, daddr, sport, dport, proto, tcpFlags, beAddr, bePort, snatAddress, snatPort,
       backendId, load<u32>(svc + LB4_SVC_REV_NAT_INDEX), serviceId, now);
     if (snatPort != 0) recordSnat4(beAddr, bePort, snatPort, proto, saddr, sport);
   } else {
-    ctTouch(entry, now, proto, tcpFlags, false);
-    // The reply entry lives as long as the flow does.
-    const reply = ctLookup4(beAddr, replyDst, bePort, replyDport, proto, CT_DIR_REPLY);
-    if (reply != 0) ctTouch(reply, now, proto, tcpFlags, false);
+    touchFlow4(entry, be, snatPort, now);
   }
+  sendToBackend4(be, snatPort, wireLen, newFlow);
+}
+
+/** A packet of a tracked flow: both of its entries see it (the reply entry lives as long as the flow does). */
+@inline function touchFlow4(entry: usize, be: usize, snatPort: u16, now: u64): void {
+  ctTouch(entry, now, proto, tcpFlags, false);
+  const replyDst = snatPort != 0 ? snatAddress : saddr;
+  const replyDport = snatPort != 0 ? snatPort : sport;
+  const reply = ctLookup4(load<u32>(be + LB4_BE_ADDRESS), replyDst, load<u16>(be + LB4_BE_PORT), replyDport, proto, CT_DIR_REPLY);
+  if (reply != 0) ctTouch(reply, now, proto, tcpFlags, false);
+}
+
+/** DNAT to the flow's backend, and SNAT to its masquerade port if it has one: the packet goes to the backend. */
+@inline function sendToBackend4(be: usize, snatPort: u16, wireLen: u32, newFlow: bool): void {
+  const beAddr = load<u32>(be + LB4_BE_ADDRESS);
+  const bePort = load<u16>(be + LB4_BE_PORT);
   rememberFragmentPorts();
   const portChanged = bePort != dport || (snatPort != 0 && snatPort != sport);
   rewriteDestination4(beAddr, bePort);
@@ -314,6 +343,39 @@ function handleServicePacket(svc: usize, data: usize, len: u32, capacity: u32, w
   finishRewrite(portChanged);
   decide((load<u8>(be + LB4_BE_FLAGS) & BE_F_LOCAL) != 0 ? XDP_REDIRECT : XDP_TX, REASON_SERVICE);
   countFlowPacket(serviceId, backendId, wireLen, newFlow);
+}
+
+/**
+ * A packet to no frontend, once a sync removed frontends (a deleted Service, a
+ * removed external IP or port): it may belong to an established flow to one
+ * that went, whose conntrack entry outlives kube-proxy's rules and keeps its
+ * DNAT (STALE_BACKEND when its backend went too; its replies are still
+ * reverse-NATed, the control plane keeping the frontend's reverse-NAT entry).
+ * Under Cilium's semantics the flow chooses again, finds no frontend, and
+ * ends (RESELECTED). A flow that is over ends as at a frontend (a flushed one
+ * marked FLUSHED). Returns false when the packet is to be decided as one of
+ * no flow.
+ */
+function followFlowWithoutFrontend4(data: usize, len: u32, wireLen: u32, now: u64): bool {
+  const entry = ctLookup4(saddr, daddr, sport, dport, proto, CT_DIR_ORIGINAL);
+  if (entry == 0 || !ctIsLive(entry, now, proto)) return false;
+  if (cannotRewrite(data, len)) {
+    decide(XDP_ABORTED, REASON_TRUNCATED);
+    return true;
+  }
+  if (flowEnds(entry) || reselectsWithoutFrontend()) {
+    endFlow4(entry);
+    return false;
+  }
+  const be = lookupBackend4(load<u32>(entry + CT_BACKEND_ID));
+  if (be == 0) return false;
+  serviceId = load<u32>(entry + CT_SERVICE_ID);
+  backendId = load<u32>(entry + CT_BACKEND_ID);
+  if ((load<u8>(be + LB4_BE_FLAGS) & BE_F_GONE) != 0) markFlowChange(DESC_F_STALE_BACKEND);
+  const snatPort = (load<u16>(entry + CT_FLAGS) & CT_F_SNAT) != 0 ? load<u16>(entry + CT_SNAT_PORT) : <u16>0;
+  touchFlow4(entry, be, snatPort, now);
+  sendToBackend4(be, snatPort, wireLen, false);
+  return true;
 }
 
 /** True when two ct_entry values belong to the same flow (the reply tuple may have been taken over since). */
@@ -468,7 +530,7 @@ function handleOther(data: usize, len: u32, capacity: u32): void {
   }
 }
 
-/** A parsed packet: for a frontend, a reply to a tracked flow, an error about one, or something else. */
+/** A parsed packet: for a frontend, a reply to a tracked flow, an error about one, a flow's whose frontend went, or something else. */
 function handlePacket(data: usize, len: u32, capacity: u32, wireLen: u32, now: u64): void {
   if (!hasPorts(proto)) {
     if (!isIcmpError() || laterFragment || !handleIcmpError(data, len, wireLen, now)) handleOther(data, len, capacity);
@@ -483,12 +545,12 @@ function handlePacket(data: usize, len: u32, capacity: u32, wireLen: u32, now: u
     const svc = lookupService6(daddr6, dport, proto);
     if (!isClusterIPFrontend(svc) && handleReply6(data, len, wireLen, now)) return;
     if (svc != 0) handleServicePacket6(svc, data, len, capacity, wireLen, now);
-    else handleOther(data, len, capacity);
+    else if (!flowsOutliveFrontends() || !followFlowWithoutFrontend6(data, len, wireLen, now)) handleOther(data, len, capacity);
   } else {
     const svc = lookupService4(daddr, dport, proto);
     if (!isClusterIPFrontend(svc) && handleReply(data, len, wireLen, now)) return;
     if (svc != 0) handleServicePacket(svc, data, len, capacity, wireLen, now);
-    else handleOther(data, len, capacity);
+    else if (!flowsOutliveFrontends() || !followFlowWithoutFrontend4(data, len, wireLen, now)) handleOther(data, len, capacity);
   }
 }
 
@@ -562,11 +624,15 @@ function handleServicePacket6(svc: usize, data: usize, len: u32, capacity: u32, 
   if (entry != 0) {
     backendId = load<u32>(entry + CT_BACKEND_ID);
     be = lookupBackend6(backendId);
-    if (be != 0 && (load<u8>(be + LB6_BE_FLAGS) & BE_F_GONE) != 0) be = goneBackend(be);
     if ((load<u16>(entry + CT_FLAGS) & CT_F_SNAT) != 0) snatPort = load<u16>(entry + CT_SNAT_PORT);
+    if (be != 0 && (load<u8>(be + LB6_BE_FLAGS) & BE_F_GONE) != 0 && !keepsGoneBackend()) {
+      endFlow6(entry);
+      be = 0;
+    }
   }
   const newFlow = be == 0;
   if (newFlow) {
+    backendId = 0;
     snatPort = 0;
     const chosen = backendTable(svc, flags, classifySource6(saddr6), true, data, len, capacity, wireLen);
     if (chosen < 0) return;
@@ -591,17 +657,31 @@ function handleServicePacket6(svc: usize, data: usize, len: u32, capacity: u32, 
     }
     if (affinity) recordAffinity6(saddr6, serviceId, backendId, now);
   }
-  const beAddr = be + LB6_BE_ADDRESS;
-  const bePort = load<u16>(be + LB6_BE_PORT);
   if (newFlow) {
+    const beAddr = be + LB6_BE_ADDRESS;
+    const bePort = load<u16>(be + LB6_BE_PORT);
     ctCreate6(saddr6, daddr6, sport, dport, proto, tcpFlags, beAddr, bePort, snatAddress6, snatPort,
       backendId, load<u32>(svc + LB4_SVC_REV_NAT_INDEX), serviceId, now);
     if (snatPort != 0) recordSnat6(beAddr, bePort, snatPort, proto, saddr6, sport);
   } else {
-    ctTouch(entry, now, proto, tcpFlags, false);
-    const reply = ctLookup6(beAddr, snatPort != 0 ? snatAddress6 : saddr6, bePort, snatPort != 0 ? snatPort : sport, proto, CT_DIR_REPLY);
-    if (reply != 0) ctTouch(reply, now, proto, tcpFlags, false);
+    touchFlow6(entry, be, snatPort, now);
   }
+  sendToBackend6(be, snatPort, wireLen, newFlow);
+}
+
+/** touchFlow4 for IPv6. */
+@inline function touchFlow6(entry: usize, be: usize, snatPort: u16, now: u64): void {
+  ctTouch(entry, now, proto, tcpFlags, false);
+  const replyDst = snatPort != 0 ? snatAddress6 : saddr6;
+  const replyDport = snatPort != 0 ? snatPort : sport;
+  const reply = ctLookup6(be + LB6_BE_ADDRESS, replyDst, load<u16>(be + LB6_BE_PORT), replyDport, proto, CT_DIR_REPLY);
+  if (reply != 0) ctTouch(reply, now, proto, tcpFlags, false);
+}
+
+/** sendToBackend4 for IPv6. */
+@inline function sendToBackend6(be: usize, snatPort: u16, wireLen: u32, newFlow: bool): void {
+  const beAddr = be + LB6_BE_ADDRESS;
+  const bePort = load<u16>(be + LB6_BE_PORT);
   if (firstFragment) recordFragment6(saddr6, daddr6, fragId6, proto, sport, dport);
   const portChanged = bePort != dport || (snatPort != 0 && snatPort != sport);
   rewriteDestination6(beAddr, bePort);
@@ -612,6 +692,29 @@ function handleServicePacket6(svc: usize, data: usize, len: u32, capacity: u32, 
   finishRewrite(portChanged);
   decide((load<u8>(be + LB6_BE_FLAGS) & BE_F_LOCAL) != 0 ? XDP_REDIRECT : XDP_TX, REASON_SERVICE);
   countFlowPacket(serviceId, backendId, wireLen, newFlow);
+}
+
+/** followFlowWithoutFrontend4 for IPv6. */
+function followFlowWithoutFrontend6(data: usize, len: u32, wireLen: u32, now: u64): bool {
+  const entry = ctLookup6(saddr6, daddr6, sport, dport, proto, CT_DIR_ORIGINAL);
+  if (entry == 0 || !ctIsLive(entry, now, proto)) return false;
+  if (cannotRewrite(data, len)) {
+    decide(XDP_ABORTED, REASON_TRUNCATED);
+    return true;
+  }
+  if (flowEnds(entry) || reselectsWithoutFrontend()) {
+    endFlow6(entry);
+    return false;
+  }
+  const be = lookupBackend6(load<u32>(entry + CT_BACKEND_ID));
+  if (be == 0) return false;
+  serviceId = load<u32>(entry + CT_SERVICE_ID);
+  backendId = load<u32>(entry + CT_BACKEND_ID);
+  if ((load<u8>(be + LB6_BE_FLAGS) & BE_F_GONE) != 0) markFlowChange(DESC_F_STALE_BACKEND);
+  const snatPort = (load<u16>(entry + CT_FLAGS) & CT_F_SNAT) != 0 ? load<u16>(entry + CT_SNAT_PORT) : <u16>0;
+  touchFlow6(entry, be, snatPort, now);
+  sendToBackend6(be, snatPort, wireLen, false);
+  return true;
 }
 
 /** handleReply for IPv6. */

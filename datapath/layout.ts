@@ -94,6 +94,8 @@ export const CFG_F_POD_CIDR4: u32 = 1 << 1; // the pod network is known: pods ca
 export const CFG_F_POD_CIDR6: u32 = 1 << 3;
 export const CFG_F_SNAT_ADDR6: u32 = 1 << 5; // an IPv6 masquerade address exists
 export const CFG_F_RESELECT_GONE: u32 = 1 << 6; // Cilium: a flow whose backend went chooses again
+// A sync removed a frontend: a packet to no frontend may still be an established flow's (its conntrack entry stays).
+export const CFG_F_REMOVED_FRONTENDS: u32 = 1 << 7;
 
 // --- struct lb4_key (key of MAP_LB4_SERVICES): one service frontend ---------
 export const LB4_KEY_ADDRESS: u32 = 0; // be32 frontend IPv4 address

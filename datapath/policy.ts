@@ -15,8 +15,8 @@
 // whatever the rest says; index.ts applies that once the backend is known.
 
 import {
-  CFG_F_MASQUERADE_ALL, CFG_F_POD_CIDR4, CFG_F_RESELECT_GONE, CFG_F_POD_CIDR6, CONFIG_FLAGS, CONFIG_POD_CIDR4, CONFIG_POD_CIDR6,
-  CONFIG_POD_MASK4, CONFIG_POD_MASK6, SVC_F_EXT_LOCAL, SVC_F_EXTERNAL, SVC_F_INT_LOCAL,
+  CFG_F_MASQUERADE_ALL, CFG_F_POD_CIDR4, CFG_F_REMOVED_FRONTENDS, CFG_F_RESELECT_GONE, CFG_F_POD_CIDR6, CONFIG_FLAGS,
+  CONFIG_POD_CIDR4, CONFIG_POD_CIDR6, CONFIG_POD_MASK4, CONFIG_POD_MASK6, SVC_F_EXT_LOCAL, SVC_F_EXTERNAL, SVC_F_INT_LOCAL,
 } from './layout';
 import { mapLookup } from './maps';
 import { nodeIps4, nodeIps6 } from './registry';
@@ -45,6 +45,16 @@ export function configurePolicy(cfg: usize): void {
  */
 export function reselectsGoneBackends(): bool {
   return (configFlags & CFG_F_RESELECT_GONE) != 0;
+}
+
+/**
+ * Whether a packet to no frontend may be an established flow's: only after a
+ * sync removed a frontend (the control plane sets CFG_F_REMOVED_FRONTENDS and
+ * leaves it), since conntrack entries are only ever made for frontends. Until
+ * then, such a packet costs no conntrack lookup.
+ */
+export function flowsOutliveFrontends(): bool {
+  return (configFlags & CFG_F_REMOVED_FRONTENDS) != 0;
 }
 
 const addressKey = memory.data(4);

@@ -290,8 +290,7 @@ export class ReferenceDatapath {
 
   private decide(frame: Uint8Array, packet: IpPacket, now: bigint): ModelOutcome {
     if (!packet.ports) return this.notAServiceFlow(frame, packet);
-    const decided = this.reply(frame, packet, now) ?? this.toFrontend(frame, packet, now);
-    if (!decided) return this.notAServiceFlow(frame, packet);
+    const decided = this.reply(frame, packet, now) ?? this.toFrontend(frame, packet, now) ?? this.withoutFrontend(frame, packet, now);
     // The first fragment of a service flow's datagram leaves its ports for the later ones.
     if (packet.fragment?.position === 'first' && (decided.reason === 'SERVICE' || decided.reason === 'REPLY')) {
       this.fragmentPorts.set(fragmentKey(packet), packet.ports);
@@ -380,41 +379,95 @@ export class ReferenceDatapath {
     }
     const client = { address: packet.source, port: ports.source };
     const originalKey = tupleKey('original', packet.protocol, client, { address: packet.destination, port: ports.destination });
-    let change: FlowChange | undefined;
-    let known = this.conntrack.get(originalKey);
-    // A flow the control plane flushed is over, as one a bare SYN reopens: the packet starts a new one.
-    if (known && this.isLive(known, packet.protocol, now) && (known.flushed || reopens(known, packet))) {
-      if (known.flushed) change = 'FLUSHED';
-      this.endFlow(originalKey, known);
-      known = undefined;
-    }
-    const stillThere = known && this.isLive(known, packet.protocol, now) ? this.tables.backend(family, known.backendId) : undefined;
-    let knownBackend = stillThere;
+    let { known, change } = this.trackedFlow(originalKey, packet, now);
+    const backend = known && this.tables.backend(family, known.backendId);
     // A backend that went (a tombstone): kept, as kube-proxy's conntrack keeps the DNAT, or, under Cilium's semantics, chosen again.
-    if (stillThere?.gone) {
-      change = this.tables.settings.reselectGone ? 'RESELECTED' : 'STALE_BACKEND';
-      if (this.tables.settings.reselectGone) knownBackend = undefined;
+    if (known && backend?.gone) {
+      if (this.tables.settings.reselectGone) {
+        change = 'RESELECTED';
+        // The old flow ends first, so that a choice that fails leaves no flow to choose again.
+        this.endFlow(originalKey, known);
+        known = undefined;
+      } else {
+        change = 'STALE_BACKEND';
+      }
     }
-    let flow: { entry: ConntrackEntry; backend: Backend };
-    if (known && knownBackend) {
-      flow = { entry: known, backend: knownBackend };
-      touch(known, packet, now, false);
-      const reply = this.conntrack.get(this.replyKey(known, knownBackend));
-      if (reply) touch(reply, packet, now, false);
-    } else {
-      const started = this.newFlow(frame, packet, frontend, now, change);
-      if ('verdict' in started) return started;
-      flow = started;
-      change = started.change;
-      this.conntrack.set(originalKey, flow.entry);
-      const replyKey = this.replyKey(flow.entry, flow.backend);
-      this.conntrack.set(replyKey, { ...flow.entry, direction: 'reply' });
-      if (flow.entry.masqueradePort !== undefined) this.natOrigins.set(replyKey, { ...client });
+    if (known && backend) return this.follow(frame, packet, known, backend, serviceId, change, now);
+    const started = this.newFlow(frame, packet, frontend, now, change);
+    if ('verdict' in started) return started;
+    this.conntrack.set(originalKey, started.entry);
+    const replyKey = this.replyKey(started.entry, started.backend);
+    this.conntrack.set(replyKey, { ...started.entry, direction: 'reply' });
+    if (started.entry.masqueradePort !== undefined) this.natOrigins.set(replyKey, { ...client });
+    return this.sendToBackend(frame, packet, started.entry, started.backend, serviceId, started.change);
+  }
+
+  /**
+   * A packet to no frontend. It may be one of an established flow to a
+   * frontend that went (a deleted Service, a removed external IP or port):
+   * the kernel's conntrack entry outlives kube-proxy's rules and keeps the
+   * DNAT (STALE_BACKEND when the backend went too); under Cilium's semantics
+   * the flow chooses again, finds no frontend and ends (RESELECTED). Anything
+   * else, a flow that is over included, is decided as no flow's. (The
+   * datapath looks only once the control plane says a frontend went,
+   * CFG_F.REMOVED_FRONTENDS; before that, no entry can match.)
+   */
+  private withoutFrontend(frame: Uint8Array, packet: IpPacket, now: bigint): ModelOutcome {
+    const ports = packet.ports!;
+    const client = { address: packet.source, port: ports.source };
+    const originalKey = tupleKey('original', packet.protocol, client, { address: packet.destination, port: ports.destination });
+    const { known, change } = this.trackedFlow(originalKey, packet, now);
+    if (!known) return this.notAServiceFlow(frame, packet, change);
+    if (this.tables.settings.reselectGone) {
+      this.endFlow(originalKey, known);
+      return this.notAServiceFlow(frame, packet, 'RESELECTED');
     }
-    const { entry, backend } = flow;
+    const backend = this.tables.backend(packet.family, known.backendId);
+    if (!backend) return this.notAServiceFlow(frame, packet);
+    return this.follow(frame, packet, known, backend, known.serviceId, backend.gone ? 'STALE_BACKEND' : undefined, now);
+  }
+
+  /**
+   * The packet's live flow, unless it is over: a flow the control plane
+   * flushed (marked FLUSHED) or one a bare SYN reopens ends, and the packet
+   * starts a new one.
+   */
+  private trackedFlow(originalKey: string, packet: IpPacket, now: bigint): { known?: ConntrackEntry; change?: FlowChange } {
+    const known = this.conntrack.get(originalKey);
+    if (!known || !this.isLive(known, packet.protocol, now)) return {};
+    if (!known.flushed && !reopens(known, packet)) return { known };
+    this.endFlow(originalKey, known);
+    return known.flushed ? { change: 'FLUSHED' } : {};
+  }
+
+  /** A packet of a tracked flow: both of its entries see it, and it goes to the flow's backend. */
+  private follow(
+    frame: Uint8Array,
+    packet: IpPacket,
+    entry: ConntrackEntry,
+    backend: Backend,
+    serviceId: number,
+    change: FlowChange | undefined,
+    now: bigint,
+  ): ModelOutcome {
+    touch(entry, packet, now, false);
+    const reply = this.conntrack.get(this.replyKey(entry, backend));
+    if (reply) touch(reply, packet, now, false);
+    return this.sendToBackend(frame, packet, entry, backend, serviceId, change);
+  }
+
+  /** DNAT to the flow's backend, and SNAT to its masquerade port if it has one. */
+  private sendToBackend(
+    frame: Uint8Array,
+    packet: IpPacket,
+    entry: ConntrackEntry,
+    backend: Backend,
+    serviceId: number,
+    change: FlowChange | undefined,
+  ): ModelOutcome {
     rewriteEnd(frame, packet, 'destination', backend.address, backend.port);
     if (entry.masqueradePort !== undefined)
-      rewriteEnd(frame, packet, 'source', this.tables.settings.masqueradeAddress[family]!, entry.masqueradePort);
+      rewriteEnd(frame, packet, 'source', this.tables.settings.masqueradeAddress[packet.family]!, entry.masqueradePort);
     return outcome(backend.local ? 'REDIRECT' : 'TX', 'SERVICE', frame, {
       serviceId,
       backendId: entry.backendId,
@@ -591,12 +644,13 @@ export class ReferenceDatapath {
    * Not for a frontend and no reply: kube-proxy rejects anything else sent to
    * a cluster IP (any port, any protocol), drops what goes to an unallocated
    * address of the service range, and leaves the rest to the host.
+   * `flowChange`: what a cluster change did to a flow of the packet's that just ended.
    */
-  private notAServiceFlow(frame: Uint8Array, packet: IpPacket): ModelOutcome {
+  private notAServiceFlow(frame: Uint8Array, packet: IpPacket, flowChange?: FlowChange): ModelOutcome {
     const { family, destination } = packet;
-    if (this.tables.isClusterIP(family, destination)) return outcome('TX', 'UNSERVED_PORT', portUnreachable(frame, packet));
-    if (this.tables.inServiceRange(family, destination)) return outcome('DROP', 'UNALLOCATED_IP', frame);
-    return outcome('PASS', 'NO_SERVICE', frame);
+    if (this.tables.isClusterIP(family, destination)) return outcome('TX', 'UNSERVED_PORT', portUnreachable(frame, packet), { flowChange });
+    if (this.tables.inServiceRange(family, destination)) return outcome('DROP', 'UNALLOCATED_IP', frame, { flowChange });
+    return outcome('PASS', 'NO_SERVICE', frame, { flowChange });
   }
 }
 

@@ -2,10 +2,11 @@
 // datapath and the reference model side by side: a flow kept on a backend
 // that went (STALE_BACKEND, kube-proxy), moved off it (RESELECTED, Cilium),
 // a UDP flow kube-proxy's stale flush deleted (FLUSHED: load-balanced
-// again), a client whose affinity backend left (AFFINITY_RESET); their
-// counters, the verdict lines' "state" and "flowChange", and the walker's
-// stop time. Changes are applied as the control plane applies them: the
-// EndpointSlice update through the map API, the flush by flagging the
+// again), a client whose affinity backend left (AFFINITY_RESET), the flows
+// of a deleted Service or frontend; their counters, the verdict lines'
+// "state" and "flowChange", and the walker's stop time. Changes are applied
+// as the control plane applies them: an EndpointSlice update or a state
+// change (rebase.ts) through the map API, the flush by flagging the
 // conntrack entries through the map API here (as kube-proxy's
 // CleanStaleEntries deletes them), the model synced with the same state.
 import { mkdtempSync, readFileSync, writeFileSync } from 'node:fs';
@@ -20,6 +21,7 @@ import {
   CT4_TUPLE,
   CT6_TUPLE,
   CT_ENTRY,
+  CFG_F,
   CT_F,
   FLOW_CHANGES,
   LINKTYPES,
@@ -32,6 +34,7 @@ import {
 import { DEFAULT_MAGLEV_TABLE_SIZE } from '../control/compile/maglev.js';
 import { Batch, type Datapath } from '../control/runtime/datapath.js';
 import { loadProgram } from '../control/runtime/loader.js';
+import { applyStateChange } from '../control/runtime/rebase.js';
 import { applyEndpointSliceUpdate, trackProgram, type LiveProgram } from '../control/runtime/update.js';
 import { PcapFeeder, VerdictWriter } from '../control/runtime/zero-copy-replay.js';
 import { verdictValues } from '../control/runtime/replay.js';
@@ -103,7 +106,13 @@ const ENDPOINTS: Record<string, string[]> = {
 };
 const sliceOf = (service: string, endpoints: Endpoint[]) => slice(service, endpoints, SLICE_PORTS[service]);
 
-const OPTS: CompileOptions = { node: 'node-a', seed: 7, maglevTableSize: DEFAULT_MAGLEV_TABLE_SIZE };
+const OPTS: CompileOptions = {
+  node: 'node-a',
+  seed: 7,
+  maglevTableSize: DEFAULT_MAGLEV_TABLE_SIZE,
+  // The cluster IPs' ranges: an address of one that no Service holds is UNALLOCATED_IP.
+  serviceClusterIPRanges: ['10.96.0.0/16', 'fd00:96::/112'],
+};
 
 /** The datapath, loaded with room to grow, and the model, from the same state. */
 async function start(semantics?: CompileOptions['semantics']): Promise<Pair> {
@@ -121,7 +130,7 @@ async function start(semantics?: CompileOptions['semantics']): Promise<Pair> {
   const opts = { ...OPTS, semantics };
   const resolved = resolveServices(state).services;
   const compiled = compile(state, resolved, opts);
-  const dp = await loadProgram(compiled, { ctEntries: 4096, room: { backends: 16, tables: 8, members: 32 } });
+  const dp = await loadProgram(compiled, { ctEntries: 4096, room: { backends: 16, tables: 8, members: 32, services: 4, revNat: 4 } });
   return new Pair(trackProgram(dp, { state, resolved, compiled, opts }), new ReferenceDatapath(compiled));
 }
 
@@ -129,6 +138,8 @@ async function start(semantics?: CompileOptions['semantics']): Promise<Pair> {
 interface Decision {
   verdict: string;
   reason: string;
+  /** The Service port's name. */
+  service: string | undefined;
   backend: string | undefined;
   snat: boolean;
   flowChange: FlowChange | undefined;
@@ -144,7 +155,7 @@ class Pair {
   batch: Batch;
 
   constructor(
-    readonly live: LiveProgram,
+    public live: LiveProgram,
     readonly model: ReferenceDatapath,
   ) {
     this.batch = live.dp.createBatch(512, 512 * Batch.footprint(200));
@@ -158,25 +169,15 @@ class Pair {
     return id ? this.live.compiled.backends[id - 1].ip : undefined;
   }
 
+  serviceName(id: number): string | undefined {
+    return id ? this.live.compiled.services[id - 1].name : undefined;
+  }
+
   /** Decides the frames, 1 ms apart after `gap` seconds, in the datapath and the model; their decisions, which agree. */
   run(frames: Uint8Array[], gap = 1): Decision[] {
+    const { decisions, times } = this.runDatapath(frames, gap);
     const b = this.batch;
-    b.clear();
-    this.now += BigInt(gap) * NS;
-    const times = frames.map(() => (this.now += 1_000_000n));
-    frames.forEach((f, i) => {
-      if (!b.add(f, f.length, Number(times[i] / NS), Number(times[i] % NS))) throw new Error('batch full');
-    });
-    b.run();
-    return frames.map((_, i): Decision => {
-      const d: Decision = {
-        verdict: VERDICTS[b.verdict(i)],
-        reason: REASONS[b.reason(i)],
-        backend: this.backendName(b.backendId(i)),
-        snat: (b.flags(i) & DESC_F_SNAT) !== 0,
-        flowChange: b.flowChange(i),
-        out: b.frame(i).slice(),
-      };
+    return decisions.map((d, i): Decision => {
       const m = this.model.process(frames[i], {
         wireLen: frames[i].length,
         tsSec: Number(times[i] / NS),
@@ -186,6 +187,7 @@ class Pair {
       const fromModel: Decision = {
         verdict: m.verdict,
         reason: m.reason,
+        service: this.serviceName(m.serviceId),
         backend: this.backendName(m.backendId),
         snat: m.snat,
         flowChange: m.flowChange,
@@ -197,11 +199,50 @@ class Pair {
     });
   }
 
+  /** run, in the datapath alone; also the frames' times (ns). */
+  runDatapath(frames: Uint8Array[], gap = 1): { decisions: Decision[]; times: bigint[] } {
+    const b = this.batch;
+    b.clear();
+    this.now += BigInt(gap) * NS;
+    const times = frames.map(() => (this.now += 1_000_000n));
+    frames.forEach((f, i) => {
+      if (!b.add(f, f.length, Number(times[i] / NS), Number(times[i] % NS))) throw new Error('batch full');
+    });
+    b.run();
+    const decisions = frames.map(
+      (_, i): Decision => ({
+        verdict: VERDICTS[b.verdict(i)],
+        reason: REASONS[b.reason(i)],
+        service: this.serviceName(b.serviceId(i)),
+        backend: this.backendName(b.backendId(i)),
+        snat: (b.flags(i) & DESC_F_SNAT) !== 0,
+        flowChange: b.flowChange(i),
+        out: b.frame(i).slice(),
+      }),
+    );
+    return { decisions, times };
+  }
+
   /** An EndpointSlice update through the map API, then the model synced to the live state; `flush`: kube-proxy's flush after it. */
   update(service: string, endpoints: Endpoint[], flush?: StaleUdpTest): void {
     applyEndpointSliceUpdate(this.live, { op: 'upsert', slice: sliceOf(service, endpoints) });
     if (flush) flushDatapath(this.live, flush);
     this.model.sync(this.live.compiled, flush);
+  }
+
+  /** A change of the cluster state through the map API (control/runtime/rebase.ts), then the model synced; `flush` as for update. */
+  change(state: ClusterState, flush?: StaleUdpTest): void {
+    this.live = applyStateChange(this.live, state).live;
+    if (flush) flushDatapath(this.live, flush);
+    this.model.sync(this.live.compiled, flush);
+  }
+
+  /** Conntrack entries (both families, both directions) and masquerade bindings, through the map API. */
+  tracked(): { entries: number; bindings: number } {
+    return {
+      entries: this.dp.map('ct4').count() + this.dp.map('ct6').count(),
+      bindings: this.dp.map('snat4').count() + this.dp.map('snat6').count(),
+    };
   }
 
   /** Packets counted per flow change, through the map API. */
@@ -262,6 +303,8 @@ const staleFor =
   (address, port, backend) =>
     frontends.some(([a, p]) => a === address && p === port) && gone.includes(backend);
 
+/** Verdict, reason and flow change of each decision. */
+const summary = (ds: Decision[]) => ds.map((d) => `${d.verdict} ${d.reason} ${d.flowChange}`);
 const clients = (n: number, prefix = '10.1.0.') => Array.from({ length: n }, (_, i) => `${prefix}${i + 1}`);
 const clients6 = (n: number) => Array.from({ length: n }, (_, i) => `fd00:1::${(i + 1).toString(16)}`);
 
@@ -342,6 +385,41 @@ describe("flow changes: Cilium's semantics move a flow off a backend that went",
     expect(after.map((d) => d.backend)).toEqual(next.map((d) => d.backend));
     expect(after.every((d) => d.flowChange === undefined)).toBe(true);
     expect(p.counters()).toEqual({ STALE_BACKEND: 0, FLUSHED: 0, RESELECTED: moved, AFFINITY_RESET: 0 });
+    // The old flow ended before the new one started: two entries per flow, none left for the old backend's replies.
+    expect(p.tracked()).toEqual({ entries: 2 * 80, bindings: 0 });
+    const k = opened.findIndex((d) => d.backend === '10.244.2.2');
+    expect(summary(p.run([tcp('10.244.2.2', 8080, v4[k], 40000, ['ACK'])]))).toEqual(['PASS NO_SERVICE undefined']);
+  });
+});
+
+describe("flow changes: Cilium's semantics, a choice that fails", () => {
+  it('ends the old flow first: only the first packet after the change is RESELECTED, later ones are new flows refused unmarked', async () => {
+    const p = await start('cilium');
+    const v4 = clients(20);
+    const v6 = clients6(20);
+    const outside = clients(20, '172.16.0.');
+    const frames = (flags: Array<'SYN' | 'ACK'>) => [
+      ...v4.map((c) => tcp(c, 40000, '10.96.0.20', 80, flags)),
+      ...v6.map((c) => tcp(c, 40000, 'fd00:96::10', 53, flags)),
+      ...outside.map((c) => udp(c, 5353, NODE_IP, 30053)),
+    ];
+    p.run(frames(['SYN']));
+    expect(p.tracked()).toEqual({ entries: 2 * 60, bindings: 20 });
+    p.update('web', []);
+    p.update('dns6', []);
+    p.update('dns', []);
+    const next = p.run(frames(['ACK']));
+    // Rejected with no backend named; each flow's entries and binding freed.
+    expect(next.map((d) => `${d.verdict} ${d.reason} ${d.backend} ${d.flowChange}`)).toEqual(
+      frames(['ACK']).map(() => 'TX NO_ENDPOINTS undefined RESELECTED'),
+    );
+    expect(p.tracked()).toEqual({ entries: 0, bindings: 0 });
+    expect(summary(p.run(frames(['ACK'])))).toEqual(frames(['ACK']).map(() => 'TX NO_ENDPOINTS undefined'));
+    expect(p.counters()).toEqual({ STALE_BACKEND: 0, FLUSHED: 0, RESELECTED: 60, AFFINITY_RESET: 0 });
+    // A pod again: the next packets start flows there, unmarked.
+    p.update('web', [['10.244.2.9']]);
+    const back = p.run(frames(['ACK']).slice(0, 20));
+    expect(back.map((d) => `${d.reason} ${d.backend} ${d.flowChange}`)).toEqual(v4.map(() => 'SERVICE 10.244.2.9 undefined'));
   });
 });
 
@@ -426,6 +504,151 @@ describe("flow changes: kube-proxy's stale UDP flush", () => {
     const next = p.run(direct.map((c) => udp(c, 5353, '10.96.0.10', 53)));
     expect(next.map((d) => d.backend)).toEqual(opened.map((d) => d.backend));
     expect(next.map((d) => d.flowChange)).toEqual(opened.map((d) => (d.backend === '10.244.1.1' ? 'STALE_BACKEND' : undefined)));
+  });
+});
+
+/** The state without these Services and their slices. */
+function withoutServices(state: ClusterState, names: string[]): ClusterState {
+  return {
+    ...state,
+    services: state.services.filter((svc) => !names.includes(svc.name)),
+    endpointSlices: state.endpointSlices.filter((sl) => !names.includes(sl.serviceName)),
+  };
+}
+
+/** The state with this Service in place of the one of its name. */
+function withService(state: ClusterState, service: ClusterState['services'][number]): ClusterState {
+  return { ...state, services: state.services.map((svc) => (svc.name === service.name ? service : svc)) };
+}
+
+describe('flow changes: a deleted Service, a removed frontend', () => {
+  // Flows of three Services, both families: TCP to web (IPv4) and dns6's TCP port, UDP to dns by its cluster IP and
+  // by its NodePort (masqueraded), and to dns6's UDP port.
+  const tcp4 = clients(20);
+  const tcp6 = clients6(20);
+  const udp4 = clients(20, '10.2.0.');
+  const viaNodePort = clients(20, '172.16.0.');
+  const udp6 = clients6(20);
+  const connections = (flags: Array<'SYN' | 'ACK' | 'FIN'>) => [
+    ...tcp4.map((c) => tcp(c, 40000, '10.96.0.20', 80, flags)),
+    ...tcp6.map((c) => tcp(c, 40000, 'fd00:96::10', 53, flags)),
+  ];
+  const datagrams = () => [
+    ...udp4.map((c) => udp(c, 5353, '10.96.0.10', 53)),
+    ...viaNodePort.map((c) => udp(c, 5353, NODE_IP, 30053)),
+    ...udp6.map((c) => udp(c, 5353, 'fd00:96::10', 53)),
+  ];
+  const DELETED = ['web', 'dns', 'dns6'];
+  const deletedFrontends: Array<[string, number]> = [
+    ['10.96.0.10', 53],
+    [NODE_IP, 30053],
+    ['fd00:96::10', 53],
+  ];
+  // Decided as packets of no flow: the cluster IPs are in the service ranges, the node address is not.
+  const noFlow = (change: FlowChange | undefined, of: 'connections' | 'datagrams') => [
+    ...(of === 'connections' ? [...tcp4, ...tcp6] : udp4).map(() => `DROP UNALLOCATED_IP ${change}`),
+    ...(of === 'datagrams'
+      ? [...viaNodePort.map(() => `PASS NO_SERVICE ${change}`), ...udp6.map(() => `DROP UNALLOCATED_IP ${change}`)]
+      : []),
+  ];
+
+  it('kube-proxy: TCP flows keep their DNAT to the gone backends (STALE_BACKEND); flushed UDP flows end (FLUSHED), then nothing matches', async () => {
+    const p = await start();
+    const opened = p.run(connections(['SYN']));
+    p.run(datagrams());
+    // One masquerade binding per NodePort flow; two entries per flow.
+    expect(p.tracked()).toEqual({ entries: 2 * 100, bindings: 20 });
+    p.change(withoutServices(p.live.state, DELETED), staleFor(deletedFrontends, [...ENDPOINTS.dns, ...ENDPOINTS.dns6]));
+    // The flush took the UDP flows' reply entries and bindings.
+    expect(p.tracked()).toEqual({ entries: 2 * 40 + 60, bindings: 0 });
+
+    const kept = p.run(connections(['ACK']));
+    expect(kept.map((d) => [d.reason, d.service, d.backend, d.flowChange])).toEqual(
+      opened.map((d, k) => ['SERVICE', k < 20 ? 'default/web:http' : 'default/dns6:tcp', d.backend, 'STALE_BACKEND']),
+    );
+    expect(kept.map((d) => d.backend).filter((b) => ENDPOINTS.web.includes(b!) || ENDPOINTS.dns6.includes(b!))).toHaveLength(40);
+    // Their replies are still reverse-NATed, unmarked.
+    const [reply] = p.run([tcp(opened[0].backend!, 8080, tcp4[0], 40000, ['ACK'])]);
+    expect([reply.reason, reply.service, reply.flowChange]).toEqual(['REPLY', 'default/web:http', undefined]);
+
+    expect(summary(p.run(datagrams()))).toEqual(noFlow('FLUSHED', 'datagrams'));
+    // The flushed flows are over: their original entries went too.
+    expect(p.tracked()).toEqual({ entries: 2 * 40, bindings: 0 });
+    expect(summary(p.run(datagrams()))).toEqual(noFlow(undefined, 'datagrams'));
+
+    // A connection that closes, then opens again on its tuple, and a new one: no flow to the deleted Service.
+    const [fin] = p.run([tcp(tcp4[0], 40000, '10.96.0.20', 80, ['FIN', 'ACK'])]);
+    expect([fin.reason, fin.flowChange]).toEqual(['SERVICE', 'STALE_BACKEND']);
+    const reopened = p.run([tcp(tcp4[0], 40000, '10.96.0.20', 80, ['SYN']), tcp('10.3.0.1', 40000, '10.96.0.20', 80, ['SYN'])]);
+    expect(summary(reopened)).toEqual(['DROP UNALLOCATED_IP undefined', 'DROP UNALLOCATED_IP undefined']);
+    expect(p.tracked()).toEqual({ entries: 2 * 39, bindings: 0 });
+    expect(p.counters()).toEqual({ STALE_BACKEND: 41, FLUSHED: 60, RESELECTED: 0, AFFINITY_RESET: 0 });
+  });
+
+  it('Cilium: the flows choose again, find no frontend and end (RESELECTED once), their replies then untracked', async () => {
+    const p = await start('cilium');
+    const opened = p.run(connections(['SYN']));
+    p.run(datagrams());
+    p.change(withoutServices(p.live.state, DELETED));
+    expect(p.tracked()).toEqual({ entries: 2 * 100, bindings: 20 });
+    expect(summary(p.run([...connections(['ACK']), ...datagrams()]))).toEqual([
+      ...noFlow('RESELECTED', 'connections'),
+      ...noFlow('RESELECTED', 'datagrams'),
+    ]);
+    // Ended as a reopened flow ends: both entries and the binding.
+    expect(p.tracked()).toEqual({ entries: 0, bindings: 0 });
+    expect(summary(p.run([...connections(['ACK']), ...datagrams()]))).toEqual([
+      ...noFlow(undefined, 'connections'),
+      ...noFlow(undefined, 'datagrams'),
+    ]);
+    const [reply] = p.run([tcp(opened[0].backend!, 8080, tcp4[0], 40000, ['ACK'])]);
+    expect(summary([reply])).toEqual(['PASS NO_SERVICE undefined']);
+    expect(p.counters()).toEqual({ STALE_BACKEND: 0, FLUSHED: 0, RESELECTED: 100, AFFINITY_RESET: 0 });
+  });
+
+  it('a frontend that goes while its Service and backends stay: kube-proxy keeps its flows unmarked, Cilium ends them', async () => {
+    const web = SERVICES.find((svc) => svc.name === 'web')!;
+    const webNodePort = { ...web, type: 'NodePort' as const, ports: [{ ...web.ports[0], nodePort: 30080 }] };
+    for (const semantics of ['kube-proxy', 'cilium'] as const) {
+      const p = await start(semantics);
+      p.change(withService(p.live.state, webNodePort));
+      const outside = clients(20, '172.16.0.');
+      const frames = (flags: Array<'SYN' | 'ACK'>) => [
+        ...outside.map((c) => tcp(c, 40000, NODE_IP, 30080, flags)),
+        ...tcp4.map((c) => tcp(c, 40000, '10.96.0.20', 80, flags)),
+      ];
+      const opened = p.run(frames(['SYN']));
+      expect(opened.every((d) => d.reason === 'SERVICE' && ENDPOINTS.web.includes(d.backend!))).toBe(true);
+      // Back to a ClusterIP Service: the NodePort frontend goes, the cluster IP and the backends stay.
+      p.change(withService(p.live.state, web));
+      const next = p.run(frames(['ACK']));
+      const [reply] = p.run([tcp(opened[0].backend!, 8080, NODE_IP, new DataView(opened[0].out.buffer).getUint16(34), ['ACK'])]);
+      if (semantics === 'kube-proxy') {
+        // The kernel's entry keeps the DNAT and the masquerade, to a backend that is still an endpoint: nothing to flag.
+        expect(next.map((d) => [d.reason, d.backend, d.snat, d.flowChange])).toEqual(
+          opened.map((d) => ['SERVICE', d.backend, d.snat, undefined]),
+        );
+        expect([reply.reason, reply.snat]).toEqual(['REPLY', true]);
+      } else {
+        expect(summary(next)).toEqual([...outside.map(() => 'PASS NO_SERVICE RESELECTED'), ...tcp4.map(() => 'TX SERVICE undefined')]);
+        expect(next.slice(20).map((d) => d.backend)).toEqual(opened.slice(20).map((d) => d.backend));
+        expect(summary([reply])).toEqual(['PASS NO_SERVICE undefined']);
+      }
+    }
+  });
+
+  it('the datapath looks for such flows only once the config says a frontend went', async () => {
+    const p = await start();
+    p.run(connections(['SYN']));
+    const config = p.dp.map('config');
+    expect((config.at(0)!.flags as number) & CFG_F.REMOVED_FRONTENDS).toBe(0);
+    p.change(withoutServices(p.live.state, ['web']));
+    const flags = config.at(0)!.flags as number;
+    expect(flags & CFG_F.REMOVED_FRONTENDS).toBe(CFG_F.REMOVED_FRONTENDS);
+    expect(summary(p.runDatapath(connections(['ACK']).slice(0, 20)).decisions)).toEqual(tcp4.map(() => 'TX SERVICE STALE_BACKEND'));
+    // Without the flag, the same packets are decided as packets of no flow.
+    config.update({ value: 0 }, { ...config.at(0)!, flags: flags & ~CFG_F.REMOVED_FRONTENDS });
+    expect(summary(p.runDatapath(connections(['ACK']).slice(0, 20)).decisions)).toEqual(tcp4.map(() => 'DROP UNALLOCATED_IP undefined'));
   });
 });
 

@@ -10,7 +10,7 @@ import { applyEvent, readEvents, type ClusterEvent } from '../control/cluster/ev
 import { PROJECT_ROOT } from '../control/common/paths.js';
 import type { ClusterState, Endpoint, EndpointSlice, Node, Pod, ProxyConfig, ServiceRanges } from '../control/cluster/state.js';
 import { compile, type Compiled, type CompileOptions } from '../control/compile/compiler.js';
-import { BE_F_GONE, hostPort, type StructValue } from '../control/compile/layout.js';
+import { BE_F_GONE, CFG_F, hostPort, type StructValue } from '../control/compile/layout.js';
 import type { Datapath } from '../control/runtime/datapath.js';
 import { loadProgram } from '../control/runtime/loader.js';
 import { applyStateChange, roomFor, type StateChange } from '../control/runtime/rebase.js';
@@ -257,9 +257,17 @@ function namedMaps(dp: Datapath, compiled: Compiled): Record<string, string[]> {
     ),
     nodeIps: [...keys('nodeIps4'), ...keys('nodeIps6')],
     serviceRanges: [...keys('serviceRanges4'), ...keys('serviceRanges6')],
-    config: [JSON.stringify(dp.map('config').at(0))],
+    // A fresh load has no frontend that went: compared apart (removedFrontends).
+    config: [JSON.stringify(withoutRemovedFrontends(dp.map('config').at(0)!))],
   };
 }
+
+function withoutRemovedFrontends(config: StructValue): StructValue {
+  return { ...config, flags: (config.flags as number) & ~CFG_F.REMOVED_FRONTENDS };
+}
+
+/** Whether the datapath's config says a frontend went, as read through the map API. */
+const removedFrontends = (dp: Datapath) => ((dp.map('config').at(0)!.flags as number) & CFG_F.REMOVED_FRONTENDS) !== 0;
 
 const sorted = (maps: Record<string, string[]>) => Object.fromEntries(Object.entries(maps).map(([k, v]) => [k, [...v].sort()]));
 
@@ -284,6 +292,8 @@ describe('applying state changes in place', () => {
     );
     await expectSameAsFullCompile(live, state, 0);
     const changes: Record<string, StateChange> = {};
+    const flagged: Record<string, boolean> = {};
+    expect(removedFrontends(live.dp)).toBe(false);
     for (const [i, [step, events]] of STEPS.entries()) {
       for (const e of events) state = applyEvent(state, e);
       const ids = idsByName(live.compiled);
@@ -291,6 +301,7 @@ describe('applying state changes in place', () => {
       const applied = applyStateChange(live, state);
       live = applied.live;
       changes[step] = applied.change;
+      flagged[step] = removedFrontends(live.dp);
       await expectSameAsFullCompile(live, state, i + 1);
       // Service ports and backends that stay keep their ids.
       for (const [name, id] of idsByName(live.compiled)) if (ids.has(name)) expect(id, step).toBe(ids.get(name));
@@ -332,6 +343,9 @@ describe('applying state changes in place', () => {
       byMap: { lb4Backends: 2, backendStats: 1, lbMembers: 2, maglev: 1 },
     });
     expect(changes['the deleted Service comes back'].services.added).toEqual(['default/extra:http']);
+    // The steps before the deletion only add or change frontends; from the deletion on, the flag stays (its flows may).
+    const deletion = STEPS.findIndex(([step]) => step === 'a Service is deleted');
+    expect(Object.values(flagged)).toEqual(STEPS.map((_, i) => i >= deletion));
   });
 
   it('keeps a deleted Service at its id, its backends as tombstones and its reverse NAT for its established flows', async () => {

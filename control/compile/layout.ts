@@ -409,6 +409,8 @@ export const CFG_F = {
   POD_CIDR6: 1 << 3,
   SNAT_ADDR6: 1 << 5,
   RESELECT_GONE: 1 << 6,
+  /** A sync removed a frontend (control/runtime/rebase.ts): flows to one may still be tracked. */
+  REMOVED_FRONTENDS: 1 << 7,
 } as const;
 export const BE_F_LOCAL = 1 << 0;
 export const BE_F_GONE = 1 << 1;

@@ -19,10 +19,12 @@
  * goes stays as a tombstone (BE_F_GONE) for the flows that name it; the
  * reverse-NAT entry of a frontend that goes stays, so that the replies of its
  * flows are still translated; a Service port that goes keeps its compiled
- * form at its id (`removed`, no backends), so that its flows keep a name.
+ * form at its id (`removed`, no backends), so that its flows keep a name;
+ * once a frontend went, the config says so (CFG_F.REMOVED_FRONTENDS, kept
+ * from then on), so that a packet to no frontend is looked up in conntrack.
  * New flows see what a datapath loaded from a full compile of the new state
  * would decide: the same frontends, Maglev tables (by backend names) and
- * configuration.
+ * configuration (that flag aside).
  *
  * Map sizes are fixed when the program is loaded: `roomFor` says how much
  * room a replay's events may need. A change that does not fit throws
@@ -52,6 +54,7 @@ import {
   BPF_ANY,
   BPF_EXIST,
   BPF_NOEXIST,
+  CFG_F,
   CONFIG,
   MAPS,
   decode,
@@ -355,8 +358,25 @@ function renamed(live: LiveProgram, fresh: Compiled, ids: IdRenaming): Compiled 
     };
   };
   const entries: MapEntries = { config: fresh.entries.config, maglev: [], lbMembers: [], v4: family('v4'), v6: family('v6') };
+  entries.config = configAfter(live.compiled.entries, entries);
   for (const cs of services) addTableEntries(entries, cs);
   return { ...fresh, services, backends, entries };
+}
+
+/**
+ * The new config, flagged CFG_F.REMOVED_FRONTENDS once a frontend entry went
+ * (a deleted Service or port, a removed external IP, LoadBalancer IP or node
+ * address), and from then on: the conntrack entries of established flows to
+ * it stay, and the datapath looks for them on a packet to no frontend only
+ * when this flag is set.
+ */
+function configAfter(before: MapEntries, after: MapEntries): StructValue {
+  const frontendKeys = (e: MapEntries) =>
+    new Set((['v4', 'v6'] as const).flatMap((f) => e[f].services.map(({ key }) => `${f} ${key.address} ${key.port} ${key.proto}`)));
+  const now = frontendKeys(after);
+  const flags = after.config.flags as number;
+  const went = ((before.config.flags as number) & CFG_F.REMOVED_FRONTENDS) !== 0 || [...frontendKeys(before)].some((k) => !now.has(k));
+  return went ? { ...after.config, flags: flags | CFG_F.REMOVED_FRONTENDS } : after.config;
 }
 
 /** The service_stats array is indexed by Service port id: it cannot grow. */
