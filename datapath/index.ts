@@ -34,7 +34,7 @@ import {
   backendCount, isClusterIP4, isClusterIP6, lookupBackend4, lookupBackend6, lookupRevNat4, lookupRevNat6, lookupService4,
   lookupService6, maglevBackend4, maglevBackend6, tableId,
 } from './lb';
-import { mapCount, mapDelete, mapGetNextKey, mapLookup, mapPeek, mapUpdate } from './maps';
+import { mapCount, mapDelete, mapGetNextKey, mapLookup, mapLookupBatch, mapPeek, mapUpdate } from './maps';
 import { reserve, reservedTop } from './memory';
 import { finishRewrite, rewriteDestination4, rewriteDestination6, rewriteSource4, rewriteSource6 } from './nat';
 import {
@@ -95,6 +95,12 @@ export function map_delete(id: u32, key: usize): i32 {
 export function map_get_next_key(id: u32, key: usize, next: usize): i32 {
   const m = mapById(id);
   return m === null ? -EINVAL : mapGetNextKey(m, key, next);
+}
+
+/** BPF_MAP_LOOKUP_BATCH: up to `max` entries from the position at `cursor` (maps.ts mapLookupBatch); how many, or a negative errno. */
+export function map_lookup_batch(id: u32, cursor: usize, keysOut: usize, valuesOut: usize, max: u32): i32 {
+  const m = mapById(id);
+  return m === null ? -EINVAL : mapLookupBatch(m, cursor, keysOut, valuesOut, max);
 }
 
 /** Entries in use, or a negative errno. */

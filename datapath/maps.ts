@@ -352,6 +352,46 @@ export function mapGetNextKey(m: BpfMap, key: usize, next: usize): i32 {
   return 0;
 }
 
+/**
+ * bpf_map_lookup_batch (BPF_MAP_LOOKUP_BATCH): copies up to `max` entries of a
+ * hash map, keys packed at `keysOut` and values at `valuesOut`, from the
+ * position `cursor` holds (u32 bucket, u32 elements of its chain already
+ * given; zeros for the start), and leaves there the position after the last
+ * one copied. Returns how many were copied: fewer than `max` only at the end.
+ * One call gives the control plane a thousand entries where get_next_key and
+ * lookup give one, so a walk of a conntrack map crosses once per thousand.
+ */
+export function mapLookupBatch(m: BpfMap, cursor: usize, keysOut: usize, valuesOut: usize, max: u32): i32 {
+  if (m.type == BPF_MAP_TYPE_ARRAY) return -EINVAL;
+  let bucket = load<u32>(cursor);
+  let given = load<u32>(cursor, 4);
+  let n: u32 = 0;
+  while (n < max && bucket <= m.bucketMask) {
+    let i = load<u32>(m.buckets + (<usize>bucket << 2));
+    let position: u32 = 0;
+    while (i != 0 && n < max) {
+      const e = elemAt(m, i);
+      if (position >= given) {
+        memory.copy(keysOut + <usize>n * m.keySize, e + ELEM_KEY, m.keySize);
+        memory.copy(valuesOut + <usize>n * m.valueSize, e + m.valueOffset, m.valueSize);
+        n++;
+      }
+      position++;
+      i = load<u32>(e + ELEM_NEXT);
+    }
+    if (i != 0) {
+      // Full in the middle of a chain: the next call goes on from here.
+      given = position;
+      break;
+    }
+    bucket++;
+    given = 0;
+  }
+  store<u32>(cursor, bucket);
+  store<u32>(cursor, given, 4);
+  return <i32>n;
+}
+
 /** Entries in use (hash maps); max_entries for arrays. */
 export function mapCount(m: BpfMap): u32 {
   return m.type == BPF_MAP_TYPE_ARRAY ? m.maxEntries : m.count;

@@ -1,7 +1,7 @@
 // bpf(2) map semantics of the datapath's maps, through the control plane's map API.
 import { beforeEach, describe, expect, it } from 'vitest';
 import { Datapath, MapError, u32Key } from '../control/runtime/datapath.js';
-import { BPF_ANY, BPF_EXIST, BPF_NOEXIST, MAPS, encode, LB4_BACKEND, CT4_TUPLE, CT_ENTRY } from '../control/compile/layout.js';
+import { BPF_ANY, BPF_EXIST, BPF_NOEXIST, MAPS, decode, encode, LB4_BACKEND, CT4_TUPLE, CT_ENTRY } from '../control/compile/layout.js';
 
 const backend = (i: number) => ({ address: `10.0.0.${i}`, port: 8000 + i, proto: 6, flags: 0 });
 const tuple = (i: number) => ({ saddr: '10.1.0.1', daddr: '10.96.0.1', sport: 40000 + i, dport: 80, proto: 6, dir: 0 });
@@ -94,6 +94,35 @@ describe('LRU_HASH map', () => {
     expect(errno(() => m.update(tuple(50), entry(1), BPF_NOEXIST))).toBe('EEXIST');
   });
 });
+
+describe('BPF_MAP_LOOKUP_BATCH', () => {
+  it('gives every entry once, key with its value, across calls that stop in the middle of a bucket chain', async () => {
+    const dp = await Datapath.load();
+    // 5000 entries in 8192 buckets: chains of two and more, and five calls of 1024 entries.
+    dp.createMap('ct4', 5000);
+    const m = dp.map('ct4');
+    const entry = (i: number) => ({ backendId: i, revNatIndex: 1, serviceId: 1, flags: 0, snatPort: 0, lastSeen: i });
+    for (let i = 1; i <= 5000; i++) m.update({ ...tuple(i), sport: 1 + (i % 60000), saddr: `10.1.${i >> 8}.${i & 255}` }, entry(i));
+    for (let i = 1; i <= 5000; i += 7) m.delete({ ...tuple(i), sport: 1 + (i % 60000), saddr: `10.1.${i >> 8}.${i & 255}` });
+    const seen = new Map<string, number>();
+    m.scanRaw((key, value) => {
+      const hex = Buffer.from(key).toString('hex');
+      expect(seen.has(hex), hex).toBe(false);
+      seen.set(hex, new DataView(value.buffer, value.byteOffset).getUint32(0, true));
+    });
+    const walked = new Map([...m.keysRaw()].map((k) => [Buffer.from(k).toString('hex'), m.lookup(decodeKey(k))!.backendId as number]));
+    expect(seen.size).toBe(m.count());
+    expect(seen).toEqual(walked);
+  });
+
+  it('is refused on an ARRAY map', async () => {
+    const dp = await Datapath.load();
+    dp.createMap('backendStats', 4);
+    expect(errno(() => dp.map('backendStats').scanRaw(() => {}))).toBe('EINVAL');
+  });
+});
+
+const decodeKey = (raw: Uint8Array) => decode(CT4_TUPLE, raw);
 
 describe('ARRAY map', () => {
   it('has every index, refuses NOEXIST, out-of-range updates and deletes', async () => {

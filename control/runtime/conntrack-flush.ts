@@ -63,6 +63,7 @@ const FAMILIES: readonly FamilyMaps[] = [
 const offsetOf = (s: Struct, field: string) => s.fields.find((f) => f.name === field)!.offset;
 const FLAGS_AT = offsetOf(CT_ENTRY, 'flags');
 const LAST_SEEN_AT = offsetOf(CT_ENTRY, 'lastSeen');
+const BACKEND_ID_AT = offsetOf(CT_ENTRY, 'backendId');
 
 /** A live original-direction conntrack entry: its raw key and value, the value decoded. */
 interface TrackedFlow {
@@ -83,28 +84,29 @@ function timeouts(live: LiveProgram): { tcpEstablished: bigint; tcpClosing: bigi
 
 /** Which original entries a walk reads: by protocol and destination port, from the raw key. */
 type KeyFilter = (proto: number, dport: number) => boolean;
+/** And by backend id and CT_F flags, from the raw value. */
+type ValueFilter = (backendId: number, flags: number) => boolean;
 
 /**
  * The original-direction entries of both conntrack maps that are live at
  * `now` (packet time, ns), not flushed already and `wanted`; all read before
  * the caller changes any (a map walk must not lose its place).
  */
-function liveOriginals(live: LiveProgram, now: bigint, wanted: KeyFilter = () => true): TrackedFlow[] {
+function liveOriginals(live: LiveProgram, now: bigint, wanted: KeyFilter, wantedValue: ValueFilter = () => true): TrackedFlow[] {
   const t = timeouts(live);
   const original = live.dp.constant('CT_DIR_ORIGINAL');
   const flows: TrackedFlow[] = [];
   for (const family of FAMILIES) {
     const map = live.dp.map(family.ct);
     const [protoAt, dportAt, dirAt] = ['proto', 'dport', 'dir'].map((field) => offsetOf(family.tuple, field));
-    for (const key of map.keysRaw()) {
+    // One batch walk; entries are read in place, and only those kept are copied.
+    map.scanRaw((key, value) => {
       const proto = key[protoAt];
-      if (key[dirAt] !== original || !wanted(proto, (key[dportAt] << 8) | key[dportAt + 1])) continue;
-      const value = map.lookupRaw(key);
-      if (!value) continue;
+      if (key[dirAt] !== original || !wanted(proto, (key[dportAt] << 8) | key[dportAt + 1])) return;
       const view = new DataView(value.buffer, value.byteOffset, value.byteLength);
       const flags = view.getUint16(FLAGS_AT, true);
       const last = view.getBigUint64(LAST_SEEN_AT, true);
-      if ((flags & CT_F.FLUSHED) !== 0) continue;
+      if ((flags & CT_F.FLUSHED) !== 0 || !wantedValue(view.getUint32(BACKEND_ID_AT, true), flags)) return;
       // As the datapath's conntrack.ts isLive: TCP by its state, every other protocol by UDP's timeouts.
       const timeout =
         proto === IPPROTO.TCP
@@ -114,9 +116,10 @@ function liveOriginals(live: LiveProgram, now: bigint, wanted: KeyFilter = () =>
           : (flags & CT_F.SEEN_REPLY) !== 0
             ? t.udpStream
             : t.udp;
-      if (now > last && now - last > timeout) continue;
-      flows.push({ family, key, value, entry: decode(CT_ENTRY, value) });
-    }
+      if (now > last && now - last > timeout) return;
+      const kept = value.slice();
+      flows.push({ family, key: key.slice(), value: kept, entry: decode(CT_ENTRY, kept) });
+    });
   }
   return flows;
 }
@@ -136,11 +139,9 @@ export function countFlowsOnBackends(live: LiveProgram, backendIds: readonly num
   const ids = new Set(backendIds);
   const counts: FlowsByService = {};
   if (ids.size === 0) return counts;
-  for (const flow of liveOriginals(live, now)) {
-    // A TCP flow that saw its FIN or RST is over, whatever its entry's remaining life.
-    if (((flow.entry.flags as number) & CT_F.CLOSING) !== 0) continue;
-    if (ids.has(flow.entry.backendId as number)) countFlow(counts, live, flow.entry.serviceId as number);
-  }
+  // A TCP flow that saw its FIN or RST is over, whatever its entry's remaining life.
+  const named = (backendId: number, flags: number) => ids.has(backendId) && (flags & CT_F.CLOSING) === 0;
+  for (const flow of liveOriginals(live, now, () => true, named)) countFlow(counts, live, flow.entry.serviceId as number);
   return counts;
 }
 

@@ -41,6 +41,7 @@ interface DatapathExports {
   map_update(id: number, key: number, value: number, flags: number): number;
   map_delete(id: number, key: number): number;
   map_get_next_key(id: number, key: number, next: number): number;
+  map_lookup_batch(id: number, cursor: number, keysOut: number, valuesOut: number, max: number): number;
   map_count(id: number): number;
   memory_reserve(bytes: number): number;
   memory_top(): number;
@@ -206,6 +207,24 @@ export class Datapath {
     return new BpfMap(this, m.spec, m.keySize, m.valueSize, m.maxEntries);
   }
 
+  private batchArea?: { cursor: number; keys: number; values: number; bytes: number };
+
+  /** Entries one BPF_MAP_LOOKUP_BATCH call copies. */
+  private static readonly BATCH_LOOKUP_ENTRIES = 1024;
+
+  /** @internal room for one BPF_MAP_LOOKUP_BATCH call's keys and values (reserved once per size increase). */
+  batchLookupArea(keySize: number, valueSize: number): { cursor: number; keys: number; values: number; entries: number } {
+    const entries = Datapath.BATCH_LOOKUP_ENTRIES;
+    const keyBytes = (entries * keySize + 7) & ~7;
+    const bytes = 8 + keyBytes + entries * valueSize;
+    if (!this.batchArea || this.batchArea.bytes < bytes) {
+      const cursor = this.reserve(bytes);
+      this.batchArea = { cursor, keys: cursor + 8, values: cursor + 8 + keyBytes, bytes };
+    }
+    const { cursor, keys } = this.batchArea;
+    return { cursor, keys, values: keys + keyBytes, entries };
+  }
+
   /** @internal scratch addresses for one key and one value. */
   scratchFor(keySize: number): { key: number; value: number } {
     return { key: this.scratch, value: this.scratch + ((keySize + 7) & ~7) };
@@ -311,6 +330,27 @@ export class BpfMap {
       if (rc !== 0) throw new MapError(this.spec.name, 'get_next_key', -rc);
       key = this.bytes().slice(s.value, s.value + this.keySize);
       yield key;
+    }
+  }
+
+  /**
+   * Every entry of a hash map, through BPF_MAP_LOOKUP_BATCH: `visit` gets each
+   * key and value as views of linear memory, valid only during the call (copy
+   * what is kept). The map must not change during the walk.
+   */
+  scanRaw(visit: (key: Uint8Array, value: Uint8Array) => void): void {
+    const area = this.dp.batchLookupArea(this.keySize, this.valueSize);
+    const mem = new Uint8Array(this.dp.memory);
+    mem.fill(0, area.cursor, area.cursor + 8);
+    for (;;) {
+      const n = this.dp.exports.map_lookup_batch(this.spec.id, area.cursor, area.keys, area.values, area.entries);
+      if (n < 0) throw new MapError(this.spec.name, 'lookup_batch', -n);
+      const bytes = this.bytes();
+      for (let i = 0; i < n; i++) {
+        const key = bytes.subarray(area.keys + i * this.keySize, area.keys + (i + 1) * this.keySize);
+        visit(key, bytes.subarray(area.values + i * this.valueSize, area.values + (i + 1) * this.valueSize));
+      }
+      if (n < area.entries) return;
     }
   }
 
