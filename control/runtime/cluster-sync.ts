@@ -16,7 +16,7 @@
 import { applyEvent, formatTime, type ClusterEvent, type EventKind, type EventsRead, type EventType } from '../cluster/events.js';
 import type { ClusterState } from '../cluster/state.js';
 import type { DatapathSemantics } from '../compile/compiler.js';
-import { FLOW_CHANGES, REASONS, hostPort, type FlowChange } from '../compile/layout.js';
+import { FLOW_CHANGES, REASONS, VERDICTS, hostPort, type FlowChange } from '../compile/layout.js';
 import { inputError } from '../common/errors.js';
 import { countFlowsOnBackends, flushStaleUdp } from './conntrack-flush.js';
 import type { Datapath } from './datapath.js';
@@ -67,8 +67,10 @@ export interface ChangeOptions {
   read: Pick<EventsRead, 'initialListSkipped' | 'repeatsSkipped' | 'notes'>;
 }
 
-/** Packets with these reasons are new flows refused for lack of endpoints. */
-const REJECTING = new Set(['NO_ENDPOINTS', 'NO_LOCAL_ENDPOINTS']);
+/** metrics indices (reason << 3 | verdict) of packets of new flows refused for lack of endpoints. */
+const REJECTING = ['NO_ENDPOINTS', 'NO_LOCAL_ENDPOINTS'].flatMap((reason) =>
+  VERDICTS.map((_, verdict) => (REASONS.indexOf(reason as (typeof REASONS)[number]) << 3) | verdict),
+);
 
 /** The counters the timeline reads between batches. */
 interface Tally {
@@ -77,15 +79,10 @@ interface Tally {
   rejected: number;
 }
 
-function readTally(dp: Datapath): Tally {
+/** The counters after `packets` packets: a few map lookups, once per sync. */
+function readTally(dp: Datapath, packets: number): Tally {
   const metrics = dp.map('metrics');
-  let packets = 0;
-  let rejected = 0;
-  for (let i = 0; i < REASONS.length << 3; i++) {
-    const n = Number(metrics.at(i)!.packets);
-    packets += n;
-    if (REJECTING.has(REASONS[i >> 3])) rejected += n;
-  }
+  const rejected = REJECTING.reduce((n, i) => n + Number(metrics.at(i)!.packets), 0);
   const counts = dp.map('flowChanges');
   return { packets, rejected, flowChanges: FLOW_CHANGES.map((_, i) => Number(counts.at(i + 1)!.packets)) };
 }
@@ -117,7 +114,7 @@ export class ClusterChanges {
     this.current = live;
     this.state = initial;
     this.syncs = scheduleSyncs(events, opts.minSyncPeriodNs);
-    this.tally = readTally(live.dp);
+    this.tally = readTally(live.dp, 0);
   }
 
   get live(): LiveProgram {
@@ -139,14 +136,12 @@ export class ClusterChanges {
     return this.syncs.length - this.next;
   }
 
-  /** Events coalesced into every sync scheduled, applied or not. */
-  get scheduled(): number {
-    return this.syncs.length;
-  }
-
-  /** Closes the observation of the state in force: its counters since it started. Call at the end of the replay too. */
-  observe(): void {
-    const now = readTally(this.current.dp);
+  /**
+   * Closes the observation of the state in force, after `packets` packets of
+   * the replay: its counters since it started. Call at the end of the replay too.
+   */
+  observe(packets: number): void {
+    const now = readTally(this.current.dp, packets);
     const into = this.applied.at(-1)?.observed ?? this.initial.observed;
     into.packets += now.packets - this.tally.packets;
     into.rejected += now.rejected - this.tally.rejected;
@@ -156,9 +151,9 @@ export class ClusterChanges {
     this.tally = now;
   }
 
-  /** Applies the next sync: its events to the state, the state to the maps, then the flush. */
-  applyNext(): SyncRecord {
-    this.observe();
+  /** Applies the next sync, after `packets` packets: its events to the state, the state to the maps, then the flush. */
+  applyNext(packets: number): SyncRecord {
+    this.observe(packets);
     const sync = this.syncs[this.next++];
     const before = this.state;
     let after = before;

@@ -456,7 +456,7 @@ export async function replay(
       if (!changes) return;
       do {
         flush();
-        changes.applyNext();
+        changes.applyNext(result.packets);
         if (lineWriter) lineWriter.setValues(...verdictNames(changes.live.compiled));
       } while (time !== undefined && changes.nextAt !== undefined && changes.nextAt <= time);
     };
@@ -518,7 +518,6 @@ export async function replay(
       }
       // The last batch; at a signal, the records already read.
       flush();
-      changes?.observe();
       if (stopped) result.interrupted = { signal: String(opts.signal!.reason) };
     } catch (e) {
       if (!isInputError(e)) throw e;
@@ -534,6 +533,8 @@ export async function replay(
       }
       result.stoppedAt = { record: unwritable || result.packets + 1, error: error.message };
     }
+    // The state in force at the end saw the packets since its sync.
+    changes?.observe(result.packets);
     finished = true;
   } finally {
     reader.close();
