@@ -1,14 +1,15 @@
 // The reference model (model/) against the WebAssembly datapath: generated
-// clusters and traffic, frame by frame, must be decided alike to the last
-// output byte, and each flow to a Service sent only where the topology
-// oracle (traces/synth/differential.ts allowedBackends) allows. `npm run
+// clusters, traffic and cluster changes, frame by frame, must be decided
+// alike to the last output byte and flowChange, and each flow to a Service
+// sent only where the oracle (traces/synth/differential.ts allowedBackends,
+// checkBackend) allows under the spec in force. `npm run
 // fuzz:model` runs the same property long.
 import fc from 'fast-check';
 import { describe, expect, it } from 'vitest';
 import { flowHash4, murmur3 } from '../control/common/murmur3.js';
-import { LINKTYPES } from '../control/compile/layout.js';
+import { FLOW_CHANGES, LINKTYPES } from '../control/compile/layout.js';
 import { checksumOf, onesComplementSum, updateChecksum } from '../model/checksum.js';
-import { agreementProperty, compileCluster, type ClusterSpec } from '../traces/synth/differential.js';
+import { agreementProperty, compileCluster, type ClusterSpec, type Tallies } from '../traces/synth/differential.js';
 import { flowHashKey } from '../model/flow-hash.js';
 import { OutsideModelScope, ReferenceDatapath } from '../model/reference-datapath.js';
 import { buildFrame } from '../traces/frames.js';
@@ -17,10 +18,10 @@ import { tcp } from './helpers.js';
 const SEED = 20260127;
 
 describe('the reference model', () => {
-  it('decides generated clusters and traffic exactly as the datapath does', async () => {
-    const outcomes = new Map<string, number>();
-    const oracleRules = new Map<string, number>();
-    await fc.assert(agreementProperty(outcomes, oracleRules), { seed: SEED, numRuns: 400 });
+  it('decides generated clusters, traffic and cluster changes exactly as the datapath does', async () => {
+    const tallies = { outcomes: new Map(), oracle: new Map(), flowChanges: new Map(), changes: new Map() } satisfies Tallies;
+    const { outcomes, oracle: oracleRules } = tallies;
+    await fc.assert(agreementProperty(tallies), { seed: SEED, numRuns: 400 });
     // The runs reach every decision the model covers, not only the easy ones.
     for (const outcome of [
       'TX SERVICE',
@@ -50,6 +51,21 @@ describe('the reference model', () => {
       "a Local policy: this node's endpoints: NO_LOCAL_ENDPOINTS",
       'no ready endpoint: SERVICE',
       'no ready endpoint: NO_ENDPOINTS',
+    ]) {
+      expect(oracleRules.get(rule) ?? 0, rule).toBeGreaterThan(0);
+    }
+    // Every kind of cluster change was synced, by more than one of the control plane's paths (slices only, or
+    // the state compiled again), and changed flows in every way the two semantics have; established flows were
+    // kept on backends new flows may no longer reach.
+    const changes = [...tallies.changes.keys()];
+    for (const op of ['conditions', 'removeEndpoint', 'addEndpoint', 'removeAllEndpoints', 'deleteService', 'restoreService']) {
+      expect(changes.filter((c) => c.startsWith(`${op} (`)).length, op).toBeGreaterThan(0);
+    }
+    expect(new Set(changes.map((c) => c.slice(c.indexOf('(')))).size).toBeGreaterThan(1);
+    for (const kind of FLOW_CHANGES) expect(tallies.flowChanges.get(kind) ?? 0, kind).toBeGreaterThan(0);
+    for (const rule of [
+      'a flow kept on its backend after a change: SERVICE',
+      'a flow kept on its backend after a change took it: STALE_BACKEND',
     ]) {
       expect(oracleRules.get(rule) ?? 0, rule).toBeGreaterThan(0);
     }

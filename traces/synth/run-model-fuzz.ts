@@ -1,14 +1,15 @@
 /**
  * `npm run fuzz:model [-- --seed N --runs N]`: the reference model against
  * the datapath (traces/synth/differential.ts) for many runs; test/model.test.ts runs
- * it short. Prints the outcomes reached, the topology oracle's rules
- * exercised and, on a disagreement or a backend the oracle does not allow, the shrunk
+ * it short. Prints the outcomes reached, the flow changes the cluster
+ * changes made and those changes, the oracle's rules exercised and, on a
+ * disagreement or a backend the oracle does not allow, the shrunk
  * counterexample with the frame, both outcomes and the first differing byte;
  * exits non-zero then.
  */
 import { parseArgs } from 'node:util';
 import fc from 'fast-check';
-import { agreementProperty } from './differential.js';
+import { agreementProperty, type Tallies } from './differential.js';
 
 const { values } = parseArgs({ options: { seed: { type: 'string' }, runs: { type: 'string' } } });
 const seed = Number(values.seed ?? Date.now() % 1_000_000);
@@ -23,10 +24,9 @@ for (const [flag, n] of [
   }
 }
 
-const outcomes = new Map<string, number>();
-const oracleRules = new Map<string, number>();
+const tallies = { outcomes: new Map(), oracle: new Map(), flowChanges: new Map(), changes: new Map() } satisfies Tallies;
 const started = performance.now();
-const details = await fc.check(agreementProperty(outcomes, oracleRules), { seed, numRuns: runs });
+const details = await fc.check(agreementProperty(tallies), { seed, numRuns: runs });
 const seconds = (performance.now() - started) / 1000;
 if (details.failed) {
   // The report names the shrunk cluster and traffic; the error, what differed and where.
@@ -34,9 +34,14 @@ if (details.failed) {
   console.error(details.errorInstance instanceof Error ? details.errorInstance.message : String(details.errorInstance));
   process.exitCode = 1;
 } else {
-  const frames = [...outcomes.values()].reduce((a, b) => a + b, 0);
+  const frames = [...tallies.outcomes.values()].reduce((a, b) => a + b, 0);
   console.log(`model fuzz seed ${seed}: ${details.numRuns} runs, ${frames} frames decided alike in ${seconds.toFixed(1)} s`);
-  for (const [outcome, n] of [...outcomes].sort((a, b) => b[1] - a[1])) console.log(`  ${outcome.padEnd(28)} ${n}`);
-  console.log('flows checked by the topology oracle, by the rule that chose their backends:');
-  for (const [rule, n] of [...oracleRules].sort((a, b) => b[1] - a[1])) console.log(`  ${rule.padEnd(66)} ${n}`);
+  const list = (title: string, tally: Map<string, number>, width: number) => {
+    console.log(title);
+    for (const [key, n] of [...tally].sort((a, b) => b[1] - a[1])) console.log(`  ${key.padEnd(width)} ${n}`);
+  };
+  list('outcomes:', tallies.outcomes, 28);
+  list('flow changes:', tallies.flowChanges, 28);
+  list('cluster changes synced, by the path the control plane took:', tallies.changes, 36);
+  list('flows checked by the oracle, by the rule that chose (or kept) their backends:', tallies.oracle, 66);
 }
