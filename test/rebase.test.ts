@@ -3,20 +3,36 @@
 // the new state, the maps hold the same entries up to the ids, the ids that
 // stay keep their numbers, established flows keep what they had, and
 // EndpointSlice-only changes take the slice path.
-import { describe, expect, it } from 'vitest';
+import { describe, expect, it, vi } from 'vitest';
 import { join } from 'node:path';
 import { loadClusterState, resolveServices } from '../control/cluster/index.js';
 import { applyEvent, readEvents, type ClusterEvent } from '../control/cluster/events.js';
 import { PROJECT_ROOT } from '../control/common/paths.js';
-import type { ClusterState, Endpoint, EndpointSlice, Node, Pod, ProxyConfig, ServiceRanges } from '../control/cluster/state.js';
+import type {
+  ClusterState,
+  Endpoint,
+  EndpointSlice,
+  LegacyEndpoints,
+  Node,
+  Pod,
+  ProxyConfig,
+  Service,
+  ServiceRanges,
+} from '../control/cluster/state.js';
 import { compile, type Compiled, type CompileOptions } from '../control/compile/compiler.js';
-import { BE_F_GONE, CFG_F, hostPort, type StructValue } from '../control/compile/layout.js';
+import { BE_F_GONE, CFG_F, MAPS, hostPort, type MapName, type StructValue } from '../control/compile/layout.js';
 import type { Datapath } from '../control/runtime/datapath.js';
 import { loadProgram } from '../control/runtime/loader.js';
-import { applyStateChange, roomFor, type StateChange } from '../control/runtime/rebase.js';
+import { applyStateChange, rebaseState, roomFor, type StateChange } from '../control/runtime/rebase.js';
 import { NeedsReloadError, trackProgram, type LiveProgram } from '../control/runtime/update.js';
 import { decodeFrame } from '../traces/frames.js';
 import { READY, makeNode, makeService, runFrames, tcp, udp, type FrameResult } from './helpers.js';
+
+// compile, watched: which states the narrower paths compile (none, or only the Services that changed).
+vi.mock('../control/compile/compiler.js', async (importOriginal) => {
+  const actual = await importOriginal<typeof import('../control/compile/compiler.js')>();
+  return { ...actual, compile: vi.fn(actual.compile) };
+});
 
 const OPTS: CompileOptions = { node: 'node-a', seed: 11, maglevTableSize: 1021 };
 const CT = { ctEntries: 8192 };
@@ -308,8 +324,21 @@ describe('applying state changes in place', () => {
       for (const [key, r] of live.backends) if (backendIds.has(key)) expect(r.backend.id, step).toBe(backendIds.get(key));
     }
 
+    // Service changes compile those Services alone; Node and KubeProxyConfiguration changes, the whole state.
+    expect(Object.fromEntries(Object.entries(changes).map(([step, c]) => [step, c.path]))).toEqual({
+      'a Service and its slice are added': 'services',
+      'a Service gains a port': 'services',
+      'a ClusterIP Service becomes a NodePort': 'services',
+      'its externalTrafficPolicy becomes Local': 'services',
+      'a Node gains an ExternalIP (inside the LoadBalancer source ranges)': 'rebase',
+      "the Node's zone label changes": 'rebase',
+      'the KubeProxyConfiguration changes': 'rebase',
+      'a Service is deleted': 'services',
+      'a slice changes (only)': 'endpoints',
+      'the deleted Service comes back': 'services',
+      "a LoadBalancer's IP and source ranges change": 'services',
+    });
     expect(changes['a Service and its slice are added']).toMatchObject({
-      path: 'rebase',
       services: { added: ['default/extra:http'], removed: [], modified: [] },
       endpoints: [{ service: 'default/extra:http', added: ['10.244.7.1:8080', '10.244.7.2:8080'], removed: [], terminating: [] }],
       removedBackendIds: [],
@@ -375,7 +404,7 @@ describe('applying state changes in place', () => {
     expect(runFrames(live.dp, [tcp('10.244.9.9', 40001, '10.96.0.70', 80, ['SYN'])])[0].reason).toBe('UNALLOCATED_IP');
   });
 
-  it('takes the slice path for slices derived from Pods, and touches nothing when no slice changes', async () => {
+  it('takes the slice path for slices derived from Pods, and no path when no slice changes', async () => {
     const pod = (name: string, ip: string, labels: Record<string, string>): Pod => ({
       origin: origin(`Pod default/${name}`),
       namespace: 'default',
@@ -408,7 +437,8 @@ describe('applying state changes in place', () => {
       results.push(applied.change);
       await expectSameAsFullCompile(live, state, i + 1);
     }
-    expect(results.map((r) => r.path)).toEqual(['endpoints', 'endpoints', 'endpoints']);
+    // A Pod no Service selects changes nothing the datapath uses.
+    expect(results.map((r) => r.path)).toEqual(['endpoints', 'none', 'endpoints']);
     expect(results[0].endpoints).toEqual([{ service: 'default/app:http', added: ['10.244.8.2:8080'], removed: [], terminating: [] }]);
     expect(results[1]).toMatchObject({ endpoints: [], touched: 0 });
     expect(results[2].endpoints).toEqual([{ service: 'default/app:http', added: [], removed: [], terminating: ['10.244.8.1:8080'] }]);
@@ -511,5 +541,417 @@ describe('applying state changes in place', () => {
     expect(room.serviceIds).toBe(1 + 2 + 1 + 2 + 1);
     expect(room.tables).toBe(4 * room.serviceIds!);
     expect(room.nodeIps).toBe(2);
+  });
+});
+
+// ---------------------------------------------------------------------------
+// The narrower paths against the general one
+
+/** Every map through the map API, raw bytes: ids and all. */
+function rawMaps(dp: Datapath): Record<string, string[]> {
+  const hex = (b: Uint8Array | undefined) => (b ? Buffer.from(b).toString('hex') : '-');
+  const maps: Record<string, string[]> = {};
+  for (const name of Object.keys(MAPS) as MapName[]) {
+    let map: ReturnType<Datapath['map']>;
+    try {
+      map = dp.map(name);
+    } catch {
+      continue; // not created for this program (the steer map of a sharded worker)
+    }
+    maps[name] = [...map.keysRaw()].map((k) => `${hex(k)}=${hex(map.lookupRaw(k))}`).sort();
+  }
+  return maps;
+}
+
+const withoutOrigin = (value: unknown) =>
+  JSON.stringify(value, (k, v) => (k === 'origin' ? undefined : v instanceof Uint32Array ? [...v] : v));
+
+/** What a live program holds: its ids, compiled form and resolution, as comparable text. */
+function liveForm(l: LiveProgram) {
+  const { entries, services, backends, skipped, notes, ...rest } = l.compiled;
+  const list = (items: readonly unknown[]) => items.map(withoutOrigin).sort();
+  const family = (f: 'v4' | 'v6') => Object.fromEntries(Object.entries(entries[f]).map(([k, v]) => [k, list(v)]));
+  return {
+    services: services.map(withoutOrigin),
+    backends: backends.map(withoutOrigin),
+    skipped,
+    notes: [...notes].sort(),
+    rest: withoutOrigin(rest),
+    entries: {
+      config: entries.config,
+      maglev: list(entries.maglev),
+      lbMembers: list(entries.lbMembers),
+      v4: family('v4'),
+      v6: family('v6'),
+    },
+    resolved: l.resolved.map(withoutOrigin),
+    places: [...l.services],
+    inUse: [...l.backends].map(([key, r]) => `${key}=${withoutOrigin(r)}`).sort(),
+    tombstones: [...l.tombstones.keys()].sort((a, b) => a - b),
+    free: l.freeIds.peek(1 << 20),
+  };
+}
+
+/** A seeded generator (mulberry32): the same sequence on every run. */
+function seeded(seed: number): () => number {
+  let a = seed;
+  return () => {
+    a = (a + 0x6d2b79f5) | 0;
+    let t = Math.imul(a ^ (a >>> 15), 1 | a);
+    t = (t + Math.imul(t ^ (t >>> 7), 61 | t)) ^ t;
+    return ((t ^ (t >>> 14)) >>> 0) / 4294967296;
+  };
+}
+
+/** The Services the churn changes: those of INITIAL, and others in three namespaces. */
+const NAMES = [
+  'default/web',
+  'default/api',
+  'default/dns',
+  'default/lb',
+  'default/alpha',
+  'default/beta',
+  'kube-system/dns',
+  'other/alpha',
+  'other/b',
+];
+const PORTS = [
+  { name: 'http', protocol: 'TCP' as const, port: 80, targetPort: 8080 },
+  { name: 'metrics', protocol: 'TCP' as const, port: 9090, targetPort: 9090 },
+  { name: 'dns', protocol: 'UDP' as const, port: 53, targetPort: 53 },
+];
+
+/**
+ * A sequence of syncs, each a few events, mostly of Services (added, changed
+ * into anything, deleted), with their slices or legacy Endpoints, changes of
+ * nothing the datapath reads, and now and then a Node or KubeProxyConfiguration;
+ * cluster IPs, external IPs and load-balancer IPs are drawn from small pools,
+ * so that Services now and then share one. Each sync has the path it must take.
+ */
+function serviceChurn(seed: number, initial: ClusterState, syncs: number): Array<{ events: ClusterEvent[]; path: StateChange['path'] }> {
+  const rand = seeded(seed);
+  const pick = <T>(list: readonly T[]): T => list[Math.floor(rand() * list.length)];
+  const at = (name: string) => NAMES.indexOf(name);
+  let line = 0;
+  const origin = () => ({ file: 'churn', object: `line ${++line}` });
+  const service = (key: string): Service => {
+    const i = at(key);
+    const [namespace, name] = key.split('/');
+    const v4 = `10.96.1.${10 + (rand() < 0.05 ? Math.floor(rand() * NAMES.length) : i)}`;
+    const roll = rand();
+    const type = roll < 0.5 ? 'ClusterIP' : roll < 0.7 ? 'NodePort' : 'LoadBalancer';
+    const headless = rand() < 0.1;
+    const dual = !headless && rand() < 0.25;
+    const ports = PORTS.filter(() => rand() < 0.5);
+    if (ports.length === 0) ports.push(pick(PORTS));
+    return {
+      ...makeService(
+        namespace,
+        name,
+        v4,
+        ports.map((p, j) => (type === 'ClusterIP' ? p : { ...p, nodePort: 30000 + 10 * i + j })),
+        {
+          type,
+          clusterIPs: headless ? ['None'] : dual ? [v4, `fd00:96::${10 + i}`] : [v4],
+          ipFamilies: dual ? ['IPv4', 'IPv6'] : ['IPv4'],
+          externalIPs: rand() < 0.2 ? [`198.51.100.${rand() < 0.1 ? 1 : 10 + i}`] : [],
+          loadBalancerIngress: type === 'LoadBalancer' ? [{ ip: `203.0.113.${rand() < 0.1 ? 1 : 10 + i}` }] : [],
+          loadBalancerSourceRanges: type === 'LoadBalancer' && rand() < 0.5 ? [pick(['172.16.0.0/12', '192.168.0.0/16'])] : [],
+          sessionAffinity: rand() < 0.3 ? 'ClientIP' : 'None',
+          externalTrafficPolicy: rand() < 0.4 ? 'Local' : 'Cluster',
+          internalTrafficPolicy: rand() < 0.2 ? 'Local' : 'Cluster',
+          ...(rand() < 0.2 ? { trafficDistribution: 'PreferClose' } : {}),
+        },
+      ),
+      origin: origin(),
+    };
+  };
+  const endpointList = (i: number, v6: boolean): Endpoint[] =>
+    [1, 2, 3, 4, 5]
+      .filter(() => rand() < 0.5)
+      .map((k) => {
+        const roll = rand();
+        const nodeName = pick(['node-a', 'node-b']);
+        return {
+          addresses: [v6 ? `fd00:244:${i}::${k}` : `10.244.${i}.${k}`],
+          nodeName,
+          conditions:
+            roll < 0.75
+              ? READY
+              : roll < 0.9
+                ? { ready: false, serving: true, terminating: true }
+                : { ready: false, serving: false, terminating: false },
+          ...(rand() < 0.3 ? { hints: { forZones: [nodeName === 'node-a' ? 'zone-a' : 'zone-b'], forNodes: [] } } : {}),
+        };
+      });
+  const slicesOf = (s: Service): EndpointSlice[] => {
+    const i = at(keyOf(s));
+    const ports = PORTS.filter(() => rand() < 0.8).map((p) => ({ name: p.name, protocol: p.protocol, port: p.targetPort }));
+    return (s.clusterIPs.some((ip) => ip.includes(':')) ? ['IPv4', 'IPv6'] : ['IPv4']).map((family) => ({
+      origin: origin(),
+      namespace: s.namespace,
+      name: `${s.name}-${family === 'IPv4' ? 'v4' : 'v6'}`,
+      serviceName: s.name,
+      addressType: family as 'IPv4' | 'IPv6',
+      endpoints: endpointList(i, family === 'IPv6'),
+      ports,
+    }));
+  };
+  const legacy = (): LegacyEndpoints => ({
+    origin: origin(),
+    namespace: 'default',
+    name: 'legacy',
+    subsets: [
+      {
+        addresses: [1, 2, 3].filter(() => rand() < 0.6).map((k) => ({ ip: `10.244.99.${k}`, nodeName: pick(['node-a', 'node-b']) })),
+        notReadyAddresses: rand() < 0.3 ? [{ ip: '10.244.99.9', nodeName: 'node-b' }] : [],
+        ports: PORTS.map((p) => ({ name: p.name, protocol: p.protocol, port: p.targetPort })),
+      },
+    ],
+  });
+  const same = (a: unknown, b: unknown) => withoutOrigin(a) === withoutOrigin(b);
+  const sortedBy = <T extends { namespace: string; name: string }>(list: readonly T[]) =>
+    [...list].sort((x, y) => keyOf(x).localeCompare(keyOf(y)));
+  const keyOf = (o: { namespace: string; name: string }) => `${o.namespace}/${o.name}`;
+  let state = initial;
+  const out: Array<{ events: ClusterEvent[]; path: StateChange['path'] }> = [];
+  while (out.length < syncs) {
+    const events: ClusterEvent[] = [];
+    const start = state;
+    const add = (e: ClusterEvent) => {
+      events.push(e);
+      state = applyEvent(state, e);
+    };
+    for (let n = 1 + Math.floor(rand() * 3); n > 0; n--) {
+      const present = state.services.filter((s) => s.name !== 'legacy');
+      const absent = NAMES.filter((k) => !present.some((s) => keyOf(s) === k));
+      const roll = rand();
+      if (roll < 0.3 && present.length > 0) {
+        const was = pick(present);
+        let now = service(keyOf(was));
+        while (same(now, was)) now = service(keyOf(was));
+        add(event('MODIFIED', 'Service', now));
+        if (rand() < 0.5) for (const s of slicesOf(now)) add(event('ADDED', 'EndpointSlice', s));
+      } else if (roll < 0.45 && absent.length > 0) {
+        const now = service(pick(absent));
+        add(event('ADDED', 'Service', now));
+        for (const s of slicesOf(now)) add(event('ADDED', 'EndpointSlice', s));
+      } else if (roll < 0.57 && present.length > 0) {
+        const was = pick(present);
+        add(event('DELETED', 'Service', was));
+        if (rand() < 0.5) {
+          for (const s of state.endpointSlices.filter((x) => x.namespace === was.namespace && x.serviceName === was.name))
+            add(event('DELETED', 'EndpointSlice', s));
+        }
+      } else if (roll < 0.72 && present.length > 0) {
+        const s = pick(present);
+        for (const x of slicesOf(s)) add(event('MODIFIED', 'EndpointSlice', x));
+      } else if (roll < 0.82) {
+        // kubectl's MODIFIED of a status or an annotation: the same validated object, read elsewhere.
+        const s = pick([...present, ...state.nodes.map((node) => ({ node }))]);
+        if ('node' in s) add(event('MODIFIED', 'Node', { ...s.node, origin: origin() }));
+        else add(event('MODIFIED', 'Service', { ...s, origin: origin() }));
+      } else if (roll < 0.9) {
+        add(event('MODIFIED', 'Endpoints', legacy()));
+      } else if (roll < 0.95) {
+        const node = state.nodes[0];
+        add(event('MODIFIED', 'Node', { ...node, origin: origin(), zone: node.zone === 'zone-a' ? 'zone-b' : 'zone-a' }));
+      } else {
+        add(event('MODIFIED', 'KubeProxyConfiguration', { ...PROXY, origin: origin(), conntrack: { udpTimeout: 30 + out.length } }));
+      }
+    }
+    // The path the net change of the sync calls for, by what differs (where objects were read aside).
+    const differs = (pick: (s: ClusterState) => unknown) => !same(pick(start), pick(state));
+    const path = differs((s) => [s.nodes, s.proxyConfig])
+      ? 'rebase'
+      : differs((s) => [sortedBy(s.services), sortedBy(s.legacyEndpoints ?? [])])
+        ? 'services'
+        : differs((s) => sortedBy(s.endpointSlices))
+          ? 'endpoints'
+          : 'none';
+    out.push({ events, path });
+  }
+  return out;
+}
+
+function forgetAffinity(dp: Datapath): void {
+  for (const name of ['lb4Affinity', 'lb6Affinity'] as const) {
+    const map = dp.map(name);
+    for (const key of [...map.keysRaw()]) map.deleteRaw(key);
+  }
+}
+
+/** Whether two frontend entries of a full compile have one key: the loader refuses such a state. */
+function sharesFrontends(state: ClusterState): boolean {
+  const { entries } = inputs(state).compiled;
+  const keys = (['v4', 'v6'] as const).flatMap((f) => entries[f].services.map(({ key }) => JSON.stringify(key)));
+  return new Set(keys).size < keys.length;
+}
+
+describe('the narrower paths give what compiling the whole state gives', () => {
+  const LEGACY_SVC = makeService('default', 'legacy', '10.96.1.99', PORTS);
+  const LEGACY_EP: LegacyEndpoints = {
+    origin: origin('Endpoints default/legacy'),
+    namespace: 'default',
+    name: 'legacy',
+    subsets: [
+      {
+        addresses: [{ ip: '10.244.99.1', nodeName: 'node-a' }],
+        notReadyAddresses: [],
+        ports: [{ name: 'http', protocol: 'TCP', port: 8080 }],
+      },
+    ],
+  };
+  const START: ClusterState = { ...INITIAL, services: [...INITIAL.services, LEGACY_SVC], legacyEndpoints: [LEGACY_EP] };
+
+  it('over a seeded sequence of Service changes: the same maps, ids, compiled form and StateChange, sync after sync', async () => {
+    const syncs = serviceChurn(1, START, 80);
+    const events = syncs.flatMap((s) => s.events);
+    const [narrow, general] = [await loaded(START, events), await loaded(START, events)];
+    let [a, b] = [narrow, general];
+    let state = START;
+    const paths: Record<string, number> = {};
+    for (const [i, { events: batch, path }] of syncs.entries()) {
+      for (const e of batch) state = applyEvent(state, e);
+      const viaNarrow = applyStateChange(a, state);
+      // Slice updates (update.ts) release the ids of the backends that go in another order than the general path: both
+      // take them, so as to go on in step (they are compared with a fresh compile, up to ids, above and below).
+      const viaGeneral = path === 'endpoints' ? applyStateChange(b, state) : rebaseState(b, state);
+      [a, b] = [viaNarrow.live, viaGeneral.live];
+      const step = `sync ${i}: ${batch.map((e) => `${e.type} ${e.kind} ${e.name}`).join(', ')}`;
+      expect(viaNarrow.change.path, step).toBe(path);
+      expect({ ...viaNarrow.change, path: '-' }, step).toEqual({ ...viaGeneral.change, path: '-' });
+      expect(rawMaps(a.dp), step).toEqual(rawMaps(b.dp));
+      expect(liveForm(a), step).toEqual(liveForm(b));
+      paths[path] = (paths[path] ?? 0) + 1;
+      // New flows decided as a fresh load of the state decides them (one that loads: no frontend two Services
+      // share); the same traffic through both keeps their maps alike.
+      // ClientIP affinity from the rounds before is forgotten: a fresh load has none.
+      if (i % 10 === 9 && !sharesFrontends(state)) {
+        for (const l of [a, b]) {
+          forgetAffinity(l.dp);
+          await expectSameAsFullCompile(l, state, i + 1);
+        }
+      }
+    }
+    // The sequence exercises every path, mostly the Services one.
+    expect(paths).toEqual({
+      services: expect.any(Number),
+      endpoints: expect.any(Number),
+      none: expect.any(Number),
+      rebase: expect.any(Number),
+    });
+    expect(paths.services).toBeGreaterThan(40);
+  });
+
+  it('compiles only the Services that changed, in a state with the same Nodes, configuration and ranges', async () => {
+    const changed = { ...API, sessionAffinity: 'ClientIP' as const, origin: origin('line 2') };
+    const after = applyEvent(START, event('MODIFIED', 'Service', changed));
+    const live = await loaded(START, []);
+    vi.mocked(compile).mockClear();
+    const { change } = applyStateChange(live, after);
+    expect(change).toMatchObject({ path: 'services', services: { modified: ['default/api:http'] }, byMap: { lb4Services: 1 } });
+    expect(vi.mocked(compile).mock.calls).toHaveLength(1);
+    const [state] = vi.mocked(compile).mock.calls[0];
+    expect(state.services).toEqual([changed]);
+    expect(state.endpointSlices).toEqual([API_A]);
+    expect(state.legacyEndpoints).toEqual([]);
+    expect([state.nodes, state.proxyConfig, state.serviceRanges]).toEqual([START.nodes, START.proxyConfig, START.serviceRanges]);
+  });
+
+  it('touches and compiles nothing for a MODIFIED that changes nothing the datapath reads', async () => {
+    let state = START;
+    let live = await loaded(START, []);
+    const maps = rawMaps(live.dp);
+    // kubectl prints MODIFIED for a status, an annotation, a resourceVersion: the validated object is the same, read elsewhere.
+    const moved = <T extends { origin: unknown }>(o: T): T => ({ ...o, origin: origin('watch line 9') });
+    const noops = [
+      event('MODIFIED', 'Service', moved(WEB)),
+      event('MODIFIED', 'EndpointSlice', moved(WEB_A)),
+      event('MODIFIED', 'Endpoints', moved(LEGACY_EP)),
+      event('MODIFIED', 'Node', moved(NODE_B)),
+      event('MODIFIED', 'KubeProxyConfiguration', moved(PROXY)),
+      { time: 9n, line: 9, type: 'MODIFIED', kind: 'ServiceCIDR', name: 'kubernetes', object: undefined } satisfies ClusterEvent,
+    ];
+    for (const e of noops) {
+      state = applyEvent(state, e);
+      vi.mocked(compile).mockClear();
+      const applied = applyStateChange(live, state);
+      expect(applied.change, e.kind).toEqual({
+        path: 'none',
+        services: { added: [], removed: [], modified: [] },
+        endpoints: [],
+        removedBackendIds: [],
+        touched: 0,
+        byMap: {},
+      });
+      expect(applied.live, e.kind).toBe(live);
+      expect(vi.mocked(compile).mock.calls, e.kind).toHaveLength(0);
+      live = applied.live;
+    }
+    expect(rawMaps(live.dp)).toEqual(maps);
+    // The general path agrees: nothing to write.
+    expect(rebaseState(live, state).change).toMatchObject({
+      touched: 0,
+      services: { added: [], removed: [], modified: [] },
+      endpoints: [],
+    });
+    // A change after them is still seen against the state they left.
+    state = applyEvent(state, event('MODIFIED', 'Service', { ...moved(WEB), sessionAffinity: 'ClientIP' }));
+    expect(applyStateChange(live, state).change).toMatchObject({ path: 'services', services: { modified: ['default/web:http'] } });
+  });
+
+  it('takes the general path when the service ranges change', async () => {
+    const live = await loaded(START, []);
+    const after = { ...START, serviceRanges: { ...RANGES, cidrs: ['10.96.0.0/12'] } };
+    expect(applyStateChange(live, after).change).toMatchObject({ path: 'rebase', byMap: { serviceRanges4: 2 } });
+  });
+
+  it('keeps a cluster IP two Services share, and a frontend key, for the first in compile order', async () => {
+    // Refused in one manifest set, but events are validated one by one.
+    const twin = makeService('default', 'aaa', '10.96.0.10', [{ name: 'other', port: 81, targetPort: 8081 }], {
+      externalIPs: ['10.96.0.20'],
+    });
+    const steps: ClusterEvent[][] = [
+      [
+        event('ADDED', 'Service', twin),
+        event(
+          'ADDED',
+          'EndpointSlice',
+          slice('aaa-a', 'aaa', [['10.244.11.1', 'node-a']], [{ name: 'other', protocol: 'TCP', port: 8081 }]),
+        ),
+      ],
+      // Its external IP on port 80: api's cluster IP frontend, which "aaa" now comes before.
+      [event('MODIFIED', 'Service', { ...twin, ports: [{ ...twin.ports[0], port: 80 }], origin: origin('line 3') })],
+      [event('DELETED', 'Service', WEB)],
+      [event('DELETED', 'Service', twin)],
+      [event('ADDED', 'Service', WEB)],
+    ];
+    let state = START;
+    const events = steps.flat();
+    let [a, b] = [await loaded(START, events), await loaded(START, events)];
+    for (const [i, batch] of steps.entries()) {
+      for (const e of batch) state = applyEvent(state, e);
+      const viaNarrow = applyStateChange(a, state);
+      const viaGeneral = rebaseState(b, state);
+      [a, b] = [viaNarrow.live, viaGeneral.live];
+      expect(viaNarrow.change.path, `step ${i}`).toBe('services');
+      expect({ ...viaNarrow.change, path: '-' }, `step ${i}`).toEqual({ ...viaGeneral.change, path: '-' });
+      expect(rawMaps(a.dp), `step ${i}`).toEqual(rawMaps(b.dp));
+      expect(liveForm(a), `step ${i}`).toEqual(liveForm(b));
+      const wildcard = a.dp.map('lb4Services').lookup({ address: '10.96.0.10', port: 0, proto: 0, scope: 0 });
+      const apiFrontend = a.dp.map('lb4Services').lookup({ address: '10.96.0.20', port: 80, proto: 6, scope: 0 });
+      const owner = apiFrontend && a.compiled.services[(apiFrontend.serviceId as number) - 1].name;
+      // Web's cluster IP keeps its wildcard while either Service has it; api's frontend is aaa's while aaa serves port 80 there.
+      expect([!!wildcard, owner], `step ${i}`).toEqual(
+        [
+          [true, 'default/api:http'],
+          [true, 'default/aaa:other'],
+          [true, 'default/aaa:other'],
+          [false, 'default/api:http'],
+          [true, 'default/api:http'],
+        ][i],
+      );
+    }
   });
 });

@@ -338,11 +338,14 @@ export function endpointZone(ep: Pick<ResolvedEndpoint, 'zone' | 'nodeName'>, no
   return ep.zone || (ep.nodeName !== undefined ? nodeZones.get(ep.nodeName) : undefined);
 }
 
-/** Services in compile order, which gives them their ids: by namespace, then name. */
+/** Compile order between two Services (or anything named like one): by namespace, then name. */
+export function compareServices(a: { namespace: string; name: string }, b: { namespace: string; name: string }): number {
+  return a.namespace.localeCompare(b.namespace) || a.name.localeCompare(b.name);
+}
+
+/** Services in compile order, which gives them their ids. */
 export function compileOrder(resolved: readonly ResolvedService[]): ResolvedService[] {
-  return [...resolved].sort(
-    (a, b) => a.service.namespace.localeCompare(b.service.namespace) || a.service.name.localeCompare(b.service.name),
-  );
+  return [...resolved].sort((a, b) => compareServices(a.service, b.service));
 }
 
 /** The Service ports that get compiled, with the ids they get: in compile order, skipped Services left out. */
@@ -597,6 +600,10 @@ function addServiceEntries(ctx: NodeContext, entries: MapEntries, cs: CompiledSe
   }
 }
 
+/** The note of a state with IPv6 frontends but no IPv6 masquerade address: it depends on every Service, not on one. */
+export const NO_IPV6_MASQUERADE_NOTE =
+  'no IPv6 masquerade address (the node has no IPv6 InternalIP): IPv6 flows that need SNAT are dropped';
+
 export function compile(state: ClusterState, resolved: readonly ResolvedService[], opts: CompileOptions): Compiled {
   const ordered = compileOrder(resolved);
   const node = nodeContext(state, opts);
@@ -683,9 +690,7 @@ export function compile(state: ClusterState, resolved: readonly ResolvedService[
   const podNet6 = network(clusterCIDRs, 'v6');
   const masqueradeAddress6 = opts.masqueradeAddress6 ?? addresses.primary6;
   const hasV6Frontends = entries.v6.services.some((e) => (e.value.flags as number) !== SVC_F.WILDCARD);
-  if (hasV6Frontends && !masqueradeAddress6) {
-    notes.push('no IPv6 masquerade address (the node has no IPv6 InternalIP): IPv6 flows that need SNAT are dropped');
-  }
+  if (hasV6Frontends && !masqueradeAddress6) notes.push(NO_IPV6_MASQUERADE_NOTE);
   const [portMin, portMax] = opts.snatPortRange ?? DEFAULT_SNAT_PORT_RANGE;
   entries.config = {
     seed: opts.seed >>> 0,

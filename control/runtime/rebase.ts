@@ -3,17 +3,28 @@
  * API, as kube-proxy's sync brings its rules to the state it watches: for
  * cluster changes during a replay (control/runtime/cluster-sync.ts).
  *
- * When only EndpointSlices differ, they are applied as slice updates
- * (update.ts applyEndpointSliceUpdates): only the Services they belong to are
- * compiled again. Any other change (a Service, a Node, the
- * KubeProxyConfiguration, legacy Endpoints) compiles the whole new state, then
- * keeps every id the maps and conntrack entries hold: a Service port keeps
- * its id by name, a backend by (Service port, address, port, protocol), a
- * frontend its reverse-NAT index by (Service port, kind, address, port). New
- * Service ports and frontends get ids after the highest ever used, never one
- * that named something else; new backends take ids from the live program's
- * pool as slice updates do. The compiled entries are renamed to those ids and
- * only the entries that differ are written, deletes first.
+ * The new state is compared with the live one object by object, by value,
+ * where each was read (`origin`) aside, and the narrowest path that gives the
+ * general path's result is taken:
+ * - nothing the datapath uses differs (kubectl's watch prints MODIFIED for a
+ *   status, an annotation, a resourceVersion): nothing is compiled or written;
+ * - only EndpointSlices differ: they are applied as slice updates (update.ts
+ *   applyEndpointSliceUpdates): only the Services they belong to are compiled
+ *   again;
+ * - Services differ (added, changed, deleted), and maybe EndpointSlices and
+ *   legacy Endpoints, but no Node, KubeProxyConfiguration or service range:
+ *   the Services that changed or whose endpoints did are compiled alone, with
+ *   the same Nodes, configuration and ranges, given the live ids as below, and
+ *   only the entries they own are compared and written (applyServiceChanges);
+ * - anything else compiles the whole new state (rebaseState).
+ *
+ * Ids: every id the maps and conntrack entries hold is kept: a Service port
+ * keeps its id by name, a backend by (Service port, address, port, protocol),
+ * a frontend its reverse-NAT index by (Service port, kind, address, port).
+ * New Service ports and frontends get ids after the highest ever used, never
+ * one that named something else; new backends take ids from the live
+ * program's pool as slice updates do. The compiled entries are renamed to
+ * those ids and only the entries that differ are written, deletes first.
  *
  * What established flows see, as with kube-proxy's conntrack: a backend that
  * goes stays as a tombstone (BE_F_GONE) for the flows that name it; the
@@ -34,9 +45,11 @@ import { resolveServices } from '../cluster/index.js';
 import type { ClusterEvent } from '../cluster/events.js';
 import type { ClusterState, ResolvedEndpoint, ResolvedService, Service } from '../cluster/state.js';
 import {
+  NO_IPV6_MASQUERADE_NOTE,
   addTableEntries,
   backendKey,
   backendValue,
+  compareServices,
   compile,
   familyOf,
   serviceName,
@@ -49,6 +62,7 @@ import {
   type Family,
   type FamilyEntries,
   type MapEntries,
+  type SkippedService,
 } from '../compile/compiler.js';
 import {
   BPF_ANY,
@@ -98,8 +112,11 @@ export interface EndpointChanges {
 
 /** What a state change did, for the timeline. */
 export interface StateChange {
-  /** `endpoints`: only EndpointSlices differed, applied as slice updates; `rebase`: the state was compiled again. */
-  path: 'endpoints' | 'rebase';
+  /**
+   * The path taken (module comment): `none`, nothing the datapath uses differed; `endpoints`,
+   * slice updates; `services`, the changed Services compiled alone; `rebase`, the whole state.
+   */
+  path: 'none' | 'endpoints' | 'services' | 'rebase';
   /** Service ports (compiled names) that appeared, went, or changed otherwise than by their endpoints. */
   services: { added: string[]; removed: string[]; modified: string[] };
   endpoints: EndpointChanges[];
@@ -110,49 +127,78 @@ export interface StateChange {
   byMap: TouchedEntries;
 }
 
+type Applied = { live: LiveProgram; change: StateChange };
+
 /**
  * Brings a live program to the state `after` (with `afterResolved =
- * resolveServices(after).services`, resolved here when not given). Returns the
- * live program that now describes it (the same object on the slice path, a
- * new one otherwise: use it from then on) and what changed. Throws
- * NeedsReloadError, having changed nothing, when a map has no room.
+ * resolveServices(after).services`, resolved here when needed and not given).
+ * Returns the live program that now describes it (the same object when nothing
+ * or only slices differ, a new one otherwise: use it from then on) and what
+ * changed. Throws NeedsReloadError, having changed nothing, when a map has no room.
  */
-export function applyStateChange(
-  live: LiveProgram,
-  after: ClusterState,
-  afterResolved?: readonly ResolvedService[],
-): { live: LiveProgram; change: StateChange } {
-  const slices = sliceChangesOnly(live, after);
-  return slices ? applySliceChanges(live, after, slices) : rebase(live, after, afterResolved ?? resolveServices(after).services);
+export function applyStateChange(live: LiveProgram, after: ClusterState, afterResolved?: readonly ResolvedService[]): Applied {
+  const changed = differences(live, after);
+  if (!changed) return rebaseState(live, after, afterResolved);
+  if (changed.services.size > 0) return applyServiceChanges(live, after, changed, afterResolved);
+  if (changed.slices.length > 0) return applySliceChanges(live, after, changed.slices);
+  return unchanged(live, after);
 }
 
 // ---------------------------------------------------------------------------
-// Only EndpointSlices differ
+// What differs
 
-const sameItems = <T>(a: readonly T[] = [], b: readonly T[] = []) => a.length === b.length && a.every((x, i) => x === b[i]);
+/** The objects that differ, when no Node, KubeProxyConfiguration or service range does. */
+interface Differences {
+  /** "namespace/name" of the Services added, removed or changed, and of those whose legacy Endpoints were. */
+  services: Set<string>;
+  slices: EndpointSliceChange[];
+}
+
+const keyOf = (o: { namespace: string; name: string }) => `${o.namespace}/${o.name}`;
+const serviceKeyOf = (slice: { namespace: string; serviceName: string }) => `${slice.namespace}/${slice.serviceName}`;
+const sameItems = <T>(a: readonly T[], b: readonly T[]) => a.length === b.length && a.every((x, i) => x === b[i]);
 
 /**
- * The slice changes from the live state to `after`, or undefined when anything
- * else differs. Objects are compared by identity (events.ts applyEvent replaces
- * what it changes), slices also by value: the slices derived from Pods are
- * made again by every event.
+ * What differs from the live state to `after`, or undefined when anything but
+ * Services, EndpointSlices, legacy Endpoints (and Pods, which reach the
+ * datapath only through the slices derived from them) does. By value, where
+ * each object was read aside: events.ts applyEvent replaces the objects it
+ * changes, and a MODIFIED that changes nothing svcpath reads leaves an equal
+ * object.
  */
-function sliceChangesOnly(live: LiveProgram, after: ClusterState): EndpointSliceChange[] | undefined {
+function differences(live: LiveProgram, after: ClusterState): Differences | undefined {
   const was = live.state;
   const others =
-    sameItems(was.services, after.services) &&
-    sameItems(was.nodes, after.nodes) &&
-    sameItems(was.legacyEndpoints, after.legacyEndpoints) &&
-    was.proxyConfig === after.proxyConfig &&
-    was.serviceRanges === after.serviceRanges;
+    sameValue(was.nodes, after.nodes) && sameValue(was.proxyConfig, after.proxyConfig) && sameValue(was.serviceRanges, after.serviceRanges);
   if (!others) return undefined;
+  const services = new Set([
+    ...changedKeys(was.services, after.services),
+    ...changedKeys(was.legacyEndpoints ?? [], after.legacyEndpoints ?? []),
+  ]);
+  return { services, slices: sliceChanges(live, after) };
+}
+
+/** The "namespace/name" of the objects added, removed or changed. */
+function changedKeys<T extends { namespace: string; name: string }>(before: readonly T[], after: readonly T[]): string[] {
+  if (sameItems(before, after)) return [];
+  const was = new Map(before.map((o) => [keyOf(o), o]));
+  const keys: string[] = [];
+  for (const o of after) {
+    const key = keyOf(o);
+    if (!sameValue(was.get(key), o)) keys.push(key);
+    was.delete(key);
+  }
+  return [...keys, ...was.keys()];
+}
+
+/** The slice changes from the live state to `after`: the slices derived from Pods are made again by every event, hence by value. */
+function sliceChanges(live: LiveProgram, after: ClusterState): EndpointSliceChange[] {
   const changes: EndpointSliceChange[] = [];
   const present = new Set<string>();
   for (const slice of after.endpointSlices) {
-    const key = `${slice.namespace}/${slice.name}`;
+    const key = keyOf(slice);
     present.add(key);
-    const before = live.slices.byName.get(key);
-    if (before !== slice && !sameValue(before, slice)) changes.push({ op: 'upsert', slice });
+    if (!sameValue(live.slices.byName.get(key), slice)) changes.push({ op: 'upsert', slice });
   }
   for (const [key, slice] of live.slices.byName) {
     if (!present.has(key)) changes.push({ op: 'delete', namespace: slice.namespace, name: slice.name });
@@ -160,40 +206,62 @@ function sliceChangesOnly(live: LiveProgram, after: ClusterState): EndpointSlice
   return changes;
 }
 
-/** Deep equality of plain data (what the cluster loader makes: objects, arrays, strings, numbers, booleans). */
+/** The Services ("namespace/name") the changed slices belonged to and belong to now. */
+function sliceServices(live: LiveProgram, changes: readonly EndpointSliceChange[]): string[] {
+  return changes.flatMap((c) => {
+    const before = live.slices.byName.get(c.op === 'upsert' ? keyOf(c.slice) : keyOf(c));
+    return [before, c.op === 'upsert' ? c.slice : undefined].flatMap((s) => (s ? [serviceKeyOf(s)] : []));
+  });
+}
+
+/**
+ * Deep equality of plain data (what the cluster loader makes: objects, arrays,
+ * strings, numbers, booleans), `origin` (the file and object an object was
+ * read from) aside.
+ */
 function sameValue(a: unknown, b: unknown): boolean {
   if (a === b) return true;
   if (typeof a !== 'object' || typeof b !== 'object' || a === null || b === null) return false;
   if (Array.isArray(a) !== Array.isArray(b)) return false;
-  const ka = Object.keys(a).filter((k) => (a as Record<string, unknown>)[k] !== undefined);
-  const kb = Object.keys(b).filter((k) => (b as Record<string, unknown>)[k] !== undefined);
-  return ka.length === kb.length && ka.every((k) => sameValue((a as Record<string, unknown>)[k], (b as Record<string, unknown>)[k]));
+  const keys = (o: Record<string, unknown>) => Object.keys(o).filter((k) => k !== 'origin' && o[k] !== undefined);
+  const [ra, rb] = [a as Record<string, unknown>, b as Record<string, unknown>];
+  const ka = keys(ra);
+  return ka.length === keys(rb).length && ka.every((k) => sameValue(ra[k], rb[k]));
 }
 
-function applySliceChanges(
-  live: LiveProgram,
-  after: ClusterState,
-  changes: EndpointSliceChange[],
-): { live: LiveProgram; change: StateChange } {
+/** The live state takes the new objects; the slices are its own (update.ts). */
+function adopt(live: LiveProgram, after: ClusterState): void {
+  const { endpointSlices: _, ...rest } = after;
+  Object.assign(live.state, rest);
+}
+
+const noServiceChanges = (): StateChange['services'] => ({ added: [], removed: [], modified: [] });
+
+/** Nothing the datapath uses differs: nothing is compiled or written. */
+function unchanged(live: LiveProgram, after: ClusterState): Applied {
+  adopt(live, after);
+  return {
+    live,
+    change: { path: 'none', services: noServiceChanges(), endpoints: [], removedBackendIds: [], touched: 0, byMap: {} },
+  };
+}
+
+// ---------------------------------------------------------------------------
+// Only EndpointSlices differ
+
+function applySliceChanges(live: LiveProgram, after: ClusterState, changes: EndpointSliceChange[]): Applied {
   // The Services the slices belong to, before and after, as resolved now.
-  const keys = new Set<string>();
-  for (const c of changes) {
-    const name = c.op === 'upsert' ? `${c.slice.namespace}/${c.slice.name}` : `${c.namespace}/${c.name}`;
-    const slices = [live.slices.byName.get(name), c.op === 'upsert' ? c.slice : undefined];
-    for (const s of slices) if (s) keys.add(`${s.namespace}/${s.serviceName}`);
-  }
-  const at = [...keys].flatMap((key) => {
+  const at = [...new Set(sliceServices(live, changes))].flatMap((key) => {
     const place = live.services.get(key);
     return place ? [{ index: place.index, before: live.resolved[place.index] }] : [];
   });
   const update = applyEndpointSliceUpdates(live, changes);
-  const { endpointSlices: _, ...rest } = after;
-  Object.assign(live.state, rest);
+  adopt(live, after);
   return {
     live,
     change: {
       path: 'endpoints',
-      services: { added: [], removed: [], modified: [] },
+      services: noServiceChanges(),
       endpoints: at.flatMap(({ index, before }) => endpointChanges(before, live.resolved[index])),
       removedBackendIds: update.removedBackendIds,
       touched: update.touched,
@@ -203,9 +271,9 @@ function applySliceChanges(
 }
 
 // ---------------------------------------------------------------------------
-// Anything else: the whole state compiled again, with the live ids
+// The whole state compiled again, with the live ids
 
-/** Fresh ids (a full compile's, dense) to the live program's. */
+/** Fresh ids (a compile's, dense) to the live program's. */
 interface IdRenaming {
   /** Indexed by fresh Service port id. */
   service: number[];
@@ -213,47 +281,86 @@ interface IdRenaming {
   backend: number[];
   revNat: Map<number, number>;
   plan: Pick<BackendPlan, 'added' | 'removed' | 'changed' | 'fromPool'>;
-  /** Every backend in use after the change, with the live ids. */
+  /** Every backend of the compiled Service ports after the change, with the live ids. */
   inUse: CompiledBackend[];
 }
 
-function rebase(live: LiveProgram, after: ClusterState, resolved: readonly ResolvedService[]): { live: LiveProgram; change: StateChange } {
+/**
+ * The general path alone: the whole new state compiled, the live ids kept. What
+ * applyStateChange's narrower paths give the same result as (test/rebase.test.ts
+ * compares them), and the path for a change of Nodes, the KubeProxyConfiguration
+ * or the service ranges.
+ */
+export function rebaseState(live: LiveProgram, after: ClusterState, afterResolved?: readonly ResolvedService[]): Applied {
+  const resolved = afterResolved ?? resolveServices(after).services;
   const fresh = compile(after, resolved, live.opts);
   const ids = renaming(live, fresh);
-  const compiled = renamed(live, fresh, ids);
-  const ops = [
-    ...backendOps(ids.plan, live.tombstones),
-    ...entryOps(live.compiled.entries, compiled.entries),
-    ...configOps(live, compiled),
-  ];
+  const ports = renamedPorts(live, fresh, ids);
+  const family = (f: Family): FamilyEntries => {
+    const e = fresh.entries[f];
+    return {
+      services: renamedFrontendEntries(e.services, ids),
+      backends: backendEntries(ids.inUse, ports.tombstones, f),
+      revnat: revnatAfter(live, fresh, ids, f),
+      sourceRanges: renamedSourceRanges(e.sourceRanges, ids),
+      serviceRanges: e.serviceRanges,
+      nodeIps: e.nodeIps,
+    };
+  };
+  const entries: MapEntries = { config: fresh.entries.config, maglev: [], lbMembers: [], v4: family('v4'), v6: family('v6') };
+  entries.config = configAfter(live.compiled.entries, entries);
+  for (const cs of ports.services) addTableEntries(entries, cs);
+  const compiled: Compiled = { ...fresh, services: ports.services, backends: ports.backends, entries };
+  const applied = applyCompiled(live, after, resolved, compiled, ids.plan, entryOps(live.compiled.entries, compiled.entries));
+  return {
+    live: applied.live,
+    change: {
+      path: 'rebase',
+      services: serviceChanges(live.compiled.services, compiled.services),
+      endpoints: resolvedChanges(live.resolved, resolved),
+      ...applied.touched,
+    },
+  };
+}
+
+/**
+ * The maps brought to `compiled`: backends as the plan says, the entries
+ * `entryOps` writes, the config; checked for room first. Returns the live
+ * program that describes the result, and what was touched.
+ */
+function applyCompiled(
+  live: LiveProgram,
+  after: ClusterState,
+  resolved: readonly ResolvedService[],
+  compiled: Compiled,
+  plan: IdRenaming['plan'],
+  entryOps: readonly MapOp[],
+): { live: LiveProgram; touched: Pick<StateChange, 'removedBackendIds' | 'touched' | 'byMap'> } {
+  const ops = [...backendOps(plan, live.tombstones), ...entryOps, ...configOps(live, compiled)];
   checkServiceIds(live, compiled);
   checkRoom(live.dp, ops);
-  const before = { services: live.compiled.services, resolved: live.resolved };
   applyOps(live.dp, ops);
-  settleIds(live.freeIds, ids.plan);
-  const next = trackProgram(live.dp, { state: after, resolved, compiled, opts: live.opts, freeIds: live.freeIds });
+  settleIds(live.freeIds, plan);
   const byMap: TouchedEntries = {};
   for (const op of ops) byMap[op.map] = (byMap[op.map] ?? 0) + 1;
   return {
-    live: next,
-    change: {
-      path: 'rebase',
-      services: serviceChanges(before.services, compiled.services),
-      endpoints: resolvedChanges(before.resolved, resolved),
-      removedBackendIds: ids.plan.removed.map((b) => b.id),
-      touched: ops.length,
-      byMap,
-    },
+    live: trackProgram(live.dp, { state: after, resolved, compiled, opts: live.opts, freeIds: live.freeIds }),
+    touched: { removedBackendIds: plan.removed.map((b) => b.id), touched: ops.length, byMap },
   };
 }
 
 const frontendIdentity = (name: string, f: CompiledFrontend) => `${name} ${f.kind} ${f.address} ${f.port}`;
 
-/** The live ids of a full compile's Service ports, frontends and backends; new ones as the module comment says. */
-function renaming(live: LiveProgram, fresh: Compiled): IdRenaming {
-  const held = live.compiled.services;
+/**
+ * The live ids of a compile's Service ports, frontends and backends; new ones
+ * as the module comment says. `scope`: the live Service ports the compile is of
+ * (every one when not given); a backend of another port neither goes nor comes.
+ */
+function renaming(live: LiveProgram, fresh: Compiled, scope?: ReadonlySet<number>): IdRenaming {
+  const all = live.compiled.services;
+  const held = scope ? all.filter((cs) => scope.has(cs.id)) : all;
   const portIds = new Map(held.map((cs) => [cs.name, cs.id]));
-  let lastPort = held.length;
+  let lastPort = all.length;
   const service = [0, ...fresh.services.map((cs) => portIds.get(cs.name) ?? ++lastPort)];
 
   const indices = new Map(held.flatMap((cs) => cs.frontends.map((f) => [frontendIdentity(cs.name, f), f.revNatIndex])));
@@ -284,7 +391,9 @@ function renaming(live: LiveProgram, fresh: Compiled): IdRenaming {
       plan.changed.push({ before: known, after: now });
     inUse.push(now);
   }
-  for (const [key, { backend: b }] of live.backends) if (!present.has(key)) plan.removed.push(b);
+  for (const [key, { backend: b }] of live.backends) {
+    if (!present.has(key) && (!scope || scope.has(b.serviceId))) plan.removed.push(b);
+  }
   const taken = newIds(live, newcomers.length, plan);
   newcomers.forEach((b, i) => {
     const now = { ...b, id: taken[i] };
@@ -303,8 +412,18 @@ function removedPort(cs: CompiledService): CompiledService {
   return { ...rest, cluster: NO_BACKENDS, cluster6: NO_BACKENDS, unusableEndpoints: 0, removed: true };
 }
 
-/** A full compile's output with the live ids, the ids out of use kept as they are, and every entry the maps will hold. */
-function renamed(live: LiveProgram, fresh: Compiled, ids: IdRenaming): Compiled {
+/**
+ * Every Service port and backend after the change, by live id: the compiled
+ * ones renamed, the live ports in `scope` (all when not given) that the
+ * compile does not have kept as removed, the others as they are; and the
+ * backends that stay in their maps as tombstones.
+ */
+function renamedPorts(
+  live: LiveProgram,
+  fresh: Compiled,
+  ids: IdRenaming,
+  scope?: ReadonlySet<number>,
+): { services: CompiledService[]; backends: CompiledBackend[]; tombstones: CompiledBackend[] } {
   const renameSet = (set: BackendSet): BackendSet => ({
     backendIds: set.backendIds.map((id) => ids.backend[id]).sort((a, b) => a - b),
     selection: set.selection,
@@ -325,43 +444,227 @@ function renamed(live: LiveProgram, fresh: Compiled, ids: IdRenaming): Compiled 
       ...(cs.local6 ? { local6: renameSet(cs.local6) } : {}),
     };
   }
-  for (const cs of live.compiled.services) if (!present.has(cs.id) && !cs.removed) services[cs.id - 1] = removedPort(cs);
-
+  for (const cs of live.compiled.services) {
+    if (!present.has(cs.id) && !cs.removed && (!scope || scope.has(cs.id))) services[cs.id - 1] = removedPort(cs);
+  }
   const backends = [...live.compiled.backends];
   for (const b of ids.inUse) backends[b.id - 1] = b;
   const taken = new Set(ids.plan.added.map((b) => b.id));
   const tombstones = [...[...live.tombstones.values()].filter((b) => !taken.has(b.id)), ...tombstonedBy(ids.plan)];
+  return { services, backends, tombstones };
+}
 
-  const family = (f: Family): FamilyEntries => {
-    const e = fresh.entries[f];
-    const revnat = new Map(live.compiled.entries[f].revnat.map((r) => [r.index, r]));
-    for (const r of e.revnat) {
-      const index = ids.revNat.get(r.index)!;
-      revnat.set(index, { index, value: r.value });
+/** A compile's frontend entries with the live ids (a cluster IP's wildcard names none). */
+function renamedFrontendEntries(list: FamilyEntries['services'], ids: IdRenaming): FamilyEntries['services'] {
+  return list.map(({ key, value }) => ({
+    key,
+    value:
+      value.serviceId === 0
+        ? value
+        : { ...value, serviceId: ids.service[value.serviceId as number], revNatIndex: ids.revNat.get(value.revNatIndex as number)! },
+  }));
+}
+
+const renamedSourceRanges = (list: StructValue[], ids: IdRenaming): StructValue[] =>
+  list.map((key) => ({ ...key, serviceId: ids.service[key.serviceId as number] }));
+
+/** The backends a family's map holds: those in use and the tombstones, by id. */
+function backendEntries(inUse: readonly CompiledBackend[], tombstones: readonly CompiledBackend[], f: Family): FamilyEntries['backends'] {
+  return [
+    ...inUse.filter((b) => familyOf(b.ip) === f).map((b) => ({ id: b.id, value: backendValue(b) })),
+    ...tombstones.filter((b) => familyOf(b.ip) === f).map((b) => ({ id: b.id, value: tombstoneValue(b) })),
+  ].sort((a, b) => a.id - b.id);
+}
+
+/** Every reverse-NAT entry the live program has (a frontend that went keeps its own) and the compile's, with the live indices. */
+function revnatAfter(live: LiveProgram, fresh: Compiled, ids: IdRenaming, f: Family): FamilyEntries['revnat'] {
+  const revnat = new Map(live.compiled.entries[f].revnat.map((r) => [r.index, r]));
+  for (const r of fresh.entries[f].revnat) {
+    const index = ids.revNat.get(r.index)!;
+    revnat.set(index, { index, value: r.value });
+  }
+  return [...revnat.values()].sort((a, b) => a.index - b.index);
+}
+
+// ---------------------------------------------------------------------------
+// Services differ: those compiled alone
+
+/**
+ * The Services that changed (`changed.services`, and those whose slices did)
+ * compiled alone, in a state holding only them, their slices and legacy
+ * Endpoints, with the same Nodes, configuration and ranges; every Service is
+ * compiled on its own, so they get what a compile of the whole state gives
+ * them. Renamed as rebaseState renames, then only the entries they own
+ * before or after are compared: their frontends and their cluster IPs'
+ * wildcards (with those of other Services on the same keys), the reverse NAT
+ * of their frontends, their source ranges, Maglev tables and members, their
+ * backends. The result equals rebaseState's: the maps, the live ids, the
+ * StateChange.
+ */
+function applyServiceChanges(
+  live: LiveProgram,
+  after: ClusterState,
+  changed: Differences,
+  afterResolved?: readonly ResolvedService[],
+): Applied {
+  const keys = new Set([...changed.services, ...sliceServices(live, changed.slices)]);
+  const inScope = (o: { namespace: string; name: string }) => keys.has(keyOf(o));
+  const part: ClusterState = {
+    ...after,
+    services: after.services.filter(inScope),
+    endpointSlices: after.endpointSlices.filter((s) => keys.has(serviceKeyOf(s))),
+    legacyEndpoints: (after.legacyEndpoints ?? []).filter(inScope),
+  };
+  const partResolved = afterResolved?.filter((rs) => inScope(rs.service)) ?? resolveServices(part).services;
+  const fresh = compile(part, partResolved, live.opts);
+  const scope = new Set(live.compiled.services.filter((cs) => inScope(cs.service)).map((cs) => cs.id));
+  const ids = renaming(live, fresh, scope);
+  const ports = renamedPorts(live, fresh, ids, scope);
+  const before = live.compiled.services.filter((cs) => scope.has(cs.id));
+  for (const cs of fresh.services) scope.add(ids.service[cs.id]);
+
+  const { entries, owned } = mergedEntries(live, after, fresh, ids, ports, scope, inScope);
+  const compiled: Compiled = {
+    ...fresh,
+    services: ports.services,
+    backends: ports.backends,
+    skipped: mergedSkipped(live.compiled.skipped, fresh.skipped, keys),
+    notes: mergedNotes(live.compiled.notes, fresh.notes, keys, entries),
+    entries,
+  };
+  const byKey = new Map(partResolved.map((rs) => [keyOf(rs.service), rs]));
+  const resolved = afterResolved ?? after.services.map((s) => byKey.get(keyOf(s)) ?? live.resolved[live.services.get(keyOf(s))!.index]);
+  const applied = applyCompiled(live, after, resolved, compiled, ids.plan, entryOps(owned.before, owned.after));
+  return {
+    live: applied.live,
+    change: {
+      path: 'services',
+      services: serviceChanges(
+        before,
+        [...scope].map((id) => ports.services[id - 1]),
+      ),
+      endpoints: resolvedChanges(
+        live.resolved.filter((rs) => inScope(rs.service)),
+        partResolved,
+      ),
+      ...applied.touched,
+    },
+  };
+}
+
+/** A frontend entry's key (a wildcard's too) as text. */
+const frontendKey = (key: StructValue) => `${key.address} ${key.port} ${key.proto}`;
+
+/**
+ * Every entry after the change, the live ones of the Service ports out of
+ * `scope` and the fresh ones of those in it; and `owned`: the entries the
+ * ports in scope own, before and after, for the diff (with the live config
+ * before and the new one after). A frontend key other Services also have
+ * (refused when a state is loaded, but events are validated one by one)
+ * holds the entry of the first in compile order, as in a full compile; a
+ * wildcard stays while any Service has its cluster IP.
+ */
+function mergedEntries(
+  live: LiveProgram,
+  after: ClusterState,
+  fresh: Compiled,
+  ids: IdRenaming,
+  ports: ReturnType<typeof renamedPorts>,
+  scope: ReadonlySet<number>,
+  inScope: (s: Service) => boolean,
+): { entries: MapEntries; owned: { before: MapEntries; after: MapEntries } } {
+  const held = live.compiled.entries;
+  const elsewhere = new Set(after.services.filter((s) => !inScope(s) && !skipReason(s)).flatMap((s) => s.clusterIPs));
+  const indices = new Set(ids.revNat.values());
+  const ownerOf = (value: StructValue) => ports.services[(value.serviceId as number) - 1].service;
+  const inUse = [...[...live.backends.values()].flatMap(({ backend: b }) => (scope.has(b.serviceId) ? [] : [b])), ...ids.inUse];
+  const family = (f: Family) => {
+    const was = held[f];
+    const mine = renamedFrontendEntries(fresh.entries[f].services, ids);
+    const ownedKeys = new Set(mine.map((e) => frontendKey(e.key)));
+    const kept: FamilyEntries['services'] = [];
+    for (const e of was.services) {
+      const id = e.value.serviceId as number;
+      if (id === 0 ? elsewhere.has(e.key.address as string) : !scope.has(id)) kept.push(e);
+      else ownedKeys.add(frontendKey(e.key));
     }
+    const keptKeys = new Map<string, FamilyEntries['services'][number]>();
+    for (const e of kept) if (!keptKeys.has(frontendKey(e.key))) keptKeys.set(frontendKey(e.key), e);
+    const [first, last]: Array<FamilyEntries['services']> = [[], []];
+    for (const e of mine) {
+      const other = keptKeys.get(frontendKey(e.key));
+      if (other?.value.serviceId === 0) continue; // the wildcard is there
+      (other && compareServices(ownerOf(e.value), ownerOf(other.value)) < 0 ? first : last).push(e);
+    }
+    const services = [...first, ...kept, ...last];
+    const mySourceRanges = renamedSourceRanges(fresh.entries[f].sourceRanges, ids);
+    const revnat = revnatAfter(live, fresh, ids, f);
+    const ownedBy = (e: { key: StructValue }) => ownedKeys.has(frontendKey(e.key));
+    const restricted = (list: FamilyEntries, sourceRanges: StructValue[]): FamilyEntries => ({
+      services: list.services.filter(ownedBy),
+      backends: [],
+      revnat: list.revnat.filter((r) => indices.has(r.index)),
+      sourceRanges,
+      serviceRanges: [],
+      nodeIps: [],
+    });
+    const now: FamilyEntries = {
+      services,
+      backends: backendEntries(inUse, ports.tombstones, f),
+      revnat,
+      sourceRanges: [...was.sourceRanges.filter((k) => !scope.has(k.serviceId as number)), ...mySourceRanges],
+      serviceRanges: fresh.entries[f].serviceRanges,
+      nodeIps: fresh.entries[f].nodeIps,
+    };
     return {
-      services: e.services.map(({ key, value }) => ({
-        key,
-        value:
-          value.serviceId === 0
-            ? value
-            : { ...value, serviceId: ids.service[value.serviceId as number], revNatIndex: ids.revNat.get(value.revNatIndex as number)! },
-      })),
-      backends: [
-        ...ids.inUse.filter((b) => familyOf(b.ip) === f).map((b) => ({ id: b.id, value: backendValue(b) })),
-        ...tombstones.filter((b) => familyOf(b.ip) === f).map((b) => ({ id: b.id, value: tombstoneValue(b) })),
-      ].sort((a, b) => a.id - b.id),
-      revnat: [...revnat.values()].sort((a, b) => a.index - b.index),
-      sourceRanges: e.sourceRanges.map((key) => ({ ...key, serviceId: ids.service[key.serviceId as number] })),
-      serviceRanges: e.serviceRanges,
-      nodeIps: e.nodeIps,
+      now,
+      before: restricted(
+        was,
+        was.sourceRanges.filter((k) => scope.has(k.serviceId as number)),
+      ),
+      after: restricted(now, mySourceRanges),
     };
   };
-  const entries: MapEntries = { config: fresh.entries.config, maglev: [], lbMembers: [], v4: family('v4'), v6: family('v6') };
-  entries.config = configAfter(live.compiled.entries, entries);
-  for (const cs of services) addTableEntries(entries, cs);
-  return { ...fresh, services, backends, entries };
+  const [v4, v6] = [family('v4'), family('v6')];
+  const tables = (services: ReadonlyArray<CompiledService | undefined>) => {
+    const t: Pick<MapEntries, 'maglev' | 'lbMembers'> = { maglev: [], lbMembers: [] };
+    for (const cs of services) if (cs) addTableEntries(t, cs);
+    return t;
+  };
+  const owned = {
+    before: { config: held.config, ...tables([...scope].map((id) => live.compiled.services[id - 1])), v4: v4.before, v6: v6.before },
+    after: { config: fresh.entries.config, ...tables([...scope].map((id) => ports.services[id - 1])), v4: v4.after, v6: v6.after },
+  };
+  owned.after.config = configAfter(owned.before, owned.after);
+  const entries: MapEntries = { config: owned.after.config, ...tables(ports.services), v4: v4.now, v6: v6.now };
+  return { entries, owned };
 }
+
+/** The skipped Services: the others' as they were, those compiled now as they are, in compile order. */
+function mergedSkipped(before: readonly SkippedService[], now: readonly SkippedService[], keys: ReadonlySet<string>): SkippedService[] {
+  const named = (s: SkippedService) => {
+    const [namespace, name] = s.service.split('/');
+    return { namespace, name };
+  };
+  return [...before.filter((s) => !keys.has(s.service)), ...now].sort((a, b) => compareServices(named(a), named(b)));
+}
+
+/**
+ * The notes: the others' Service ports' as they were, those compiled now as
+ * they are, the notes of the node and configuration once; the IPv6
+ * masquerade note when any Service has an IPv6 frontend (compile's rule).
+ */
+function mergedNotes(before: readonly string[], now: readonly string[], keys: ReadonlySet<string>, entries: MapEntries): string[] {
+  // A Service port's notes start with its name, "namespace/name:port: ".
+  const ofScope = (note: string) => keys.has(note.slice(0, note.indexOf(':')));
+  const notes = [...new Set([...before.filter((n) => !ofScope(n)), ...now])].filter((n) => n !== NO_IPV6_MASQUERADE_NOTE);
+  const v6Frontends = entries.v6.services.some((e) => e.value.serviceId !== 0);
+  const masquerade6 = ((entries.config.flags as number) & CFG_F.SNAT_ADDR6) !== 0;
+  return v6Frontends && !masquerade6 ? [...notes, NO_IPV6_MASQUERADE_NOTE] : notes;
+}
+
+// ---------------------------------------------------------------------------
+// Entries and ops
 
 /**
  * The new config, flagged CFG_F.REMOVED_FRONTENDS once a frontend entry went
@@ -440,11 +743,16 @@ function entryOps(before: MapEntries, after: MapEntries): MapOp[] {
 const bytesEqual = (a: Uint8Array, b: Uint8Array) =>
   Buffer.from(a.buffer, a.byteOffset, a.byteLength).equals(Buffer.from(b.buffer, b.byteOffset, b.byteLength));
 
+/** The ops from one list of entries to another; of entries on one key, the map holds the first (as written here). */
 function diff(map: MapName, before: readonly Entry[], after: readonly Entry[]): MapOp[] {
   const spec: MapSpec = MAPS[map];
   const keyOf = (e: Entry) => Buffer.from(encode(spec.key, e.key)).toString('latin1');
   const bytes = (e: Entry) => (e.value instanceof Uint8Array ? e.value : encode(spec.value!, e.value));
-  const was = new Map(before.map((e) => [keyOf(e), e]));
+  const was = new Map<string, Entry>();
+  for (const e of before) {
+    const k = keyOf(e);
+    if (!was.has(k)) was.set(k, e);
+  }
   const seen = new Set<string>();
   const ops: MapOp[] = [];
   for (const e of after) {
