@@ -58,5 +58,5 @@ export function seconds(fn: () => void): number {
 
 export function formatResult(r: ScenarioResult): string {
   const ns = r.nsPerPacket >= 10_000 ? `${(r.nsPerPacket / 1000).toFixed(1)} µs` : `${r.nsPerPacket.toFixed(0)} ns`;
-  return `${r.name.padEnd(15)} ${r.impl.padEnd(4)} ${r.mpps.toFixed(2).padStart(7)} Mpps ${ns.padStart(9)}/packet ±${r.rme.toFixed(1)}%`;
+  return `${r.name.padEnd(16)} ${r.impl.padEnd(4)} ${r.mpps.toFixed(2).padStart(7)} Mpps ${ns.padStart(9)}/packet ±${r.rme.toFixed(1)}%`;
 }

@@ -10,9 +10,9 @@ import { closeSync, openSync, readFileSync, writeSync } from 'node:fs';
 import { join } from 'node:path';
 import { hostPort } from '../control/compile/layout.js';
 import { ReferenceDatapath } from '../model/reference-datapath.js';
-import { compileMixCluster, MIX_CLI_FLAGS } from '../traces/synth/bench-traffic.js';
+import { compileMixCluster } from '../traces/synth/bench-traffic.js';
 import { createPcapWriter, openCapture } from '../traces/pcap.js';
-import { runCli, writeRepeatedTrace } from './captures.js';
+import { replayOutputs, runCli, timeMixReplay, writeRepeatedTrace } from './captures.js';
 import type { BenchContext } from './context.js';
 import { formatResult, fromRuns, seconds, type ScenarioResult } from './measure.js';
 
@@ -27,17 +27,10 @@ export async function replayE2e(ctx: BenchContext): Promise<ScenarioResult[]> {
   const capture = join(ctx.scratch, 'replay-e2e.pcap');
   const { packets, bytes } = writeRepeatedTrace(capture, trace, { packets: PACKETS });
   console.log(`replay-e2e: ${packets} packets of the mix, ${(bytes / 1e6).toFixed(0)} MB of pcap`);
-  const outputs = (tag: string) => ({
-    out: join(ctx.scratch, `replay-e2e-${tag}.pcap`),
-    verdicts: join(ctx.scratch, `replay-e2e-${tag}.jsonl`),
-  });
+  const outputs = (tag: string) => replayOutputs(ctx.scratch, `replay-e2e-${tag}`);
 
-  const cliRuns = (name: string, extraFlags: string[]): ScenarioResult => {
-    const { out, verdicts } = outputs(name);
-    const args = ['replay', capture, '--cluster', clusterPath, ...MIX_CLI_FLAGS, '--out', out, '--verdicts', verdicts, ...extraFlags];
-    const times = Array.from({ length: CLI_RUNS }, () => runCli(args).seconds);
-    return fromRuns(name, 'wasm', packets, times);
-  };
+  const cliRuns = (name: string, extraFlags: string[]): ScenarioResult =>
+    fromRuns(name, 'wasm', packets, timeMixReplay(capture, clusterPath, outputs(name), extraFlags, CLI_RUNS));
   const variants: Array<[string, string[]]> = [['replay-e2e', []]];
   if (cliSupportsWorkers()) variants.push(['replay-e2e-2w', ['--workers', '2']]);
   const results = variants.map(([name, flags]) => cliRuns(name, flags));

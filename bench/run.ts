@@ -10,6 +10,7 @@
  *   scale-services  100k Services, 1M backends: half new flows, half established
  *   scale-ct        1M established flows in conntrack, packets in random order
  *   replay-e2e      pcap file to output pcap and verdicts, whole `svcpath replay` process
+ *   replay-events   the same on 1M packets with 10,000 EndpointSlice changes (--events), against none
  *   memory          bytes per conntrack entry; peak RSS replaying 0.5 GB and 5 GB
  *   compile         10k Services x 10 endpoints to map entries
  */
@@ -23,8 +24,19 @@ import { ctHit, mixed, newFlows, scaleCt, scaleServices, SCALE_MAGLEV_TABLE_SIZE
 import type { ScenarioResult } from './measure.js';
 import { memory, type MemoryReport } from './memory.js';
 import { replayE2e } from './replay-e2e.js';
+import { replayEvents, type ReplayEventsReport } from './replay-events.js';
 
-const SCENARIOS = ['ct-hit', 'new-flows', 'mixed', 'scale-services', 'scale-ct', 'replay-e2e', 'memory', 'compile'] as const;
+const SCENARIOS = [
+  'ct-hit',
+  'new-flows',
+  'mixed',
+  'scale-services',
+  'scale-ct',
+  'replay-e2e',
+  'replay-events',
+  'memory',
+  'compile',
+] as const;
 type Scenario = (typeof SCENARIOS)[number];
 
 interface Report {
@@ -37,6 +49,7 @@ interface Report {
     scaleServices?: { services: number; endpointsPerService: number; maglevTableSize: number; compileMs: number; loadMs: number };
   };
   memory?: MemoryReport;
+  replayEvents?: ReplayEventsReport;
 }
 
 function selected(only: string | undefined): Scenario[] {
@@ -76,6 +89,12 @@ async function runScenario(scenario: Scenario, ctx: BenchContext, report: Report
     case 'replay-e2e':
       report.scenarios.push(...(await replayE2e(ctx)));
       break;
+    case 'replay-events': {
+      const { results, report: events } = await replayEvents(ctx);
+      report.scenarios.push(...results);
+      report.replayEvents = events;
+      break;
+    }
     case 'memory':
       report.memory = await memory(ctx);
       break;
@@ -92,9 +111,9 @@ function table(results: ScenarioResult[]): string {
     const wasm = results.find((r) => r.name === name && r.impl === 'wasm');
     const ts = results.find((r) => r.name === name && r.impl === 'ts');
     const ratio = wasm && ts ? `${(wasm.mpps / ts.mpps).toFixed(1)}x` : '';
-    return `${name.padEnd(15)} ${cell(wasm).padStart(18)} ${cell(ts).padStart(18)} ${ratio.padStart(8)}`;
+    return `${name.padEnd(16)} ${cell(wasm).padStart(18)} ${cell(ts).padStart(18)} ${ratio.padStart(8)}`;
   });
-  return [`${'scenario'.padEnd(15)} ${'wasm'.padStart(18)} ${'ts'.padStart(18)} ${'wasm/ts'.padStart(8)}`, ...rows].join('\n');
+  return [`${'scenario'.padEnd(16)} ${'wasm'.padStart(18)} ${'ts'.padStart(18)} ${'wasm/ts'.padStart(8)}`, ...rows].join('\n');
 }
 
 async function main(): Promise<void> {

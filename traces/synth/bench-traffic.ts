@@ -1,7 +1,8 @@
 /**
  * The benchmarks' realistic traffic: a dual-stack cluster (as manifests, so
- * that `svcpath replay` and in-process runs compile the very same state) and
- * a closed-loop mix of flows to it.
+ * that `svcpath replay` and in-process runs compile the very same state), a
+ * closed-loop mix of flows to it, and a stream of changes to its
+ * EndpointSlices (churnEvents, a watch-events file for `--events`).
  *
  * Closed loop: the generator runs every packet it emits through its own
  * reference model (model/reference-datapath.ts), in emission order and at the
@@ -21,6 +22,7 @@
  *    8% miss: a TCP SYN to a cluster IP on a port it does not serve (ICMP reject)
  */
 import type { Compiled } from '../../control/compile/compiler.js';
+import { formatTime } from '../../control/cluster/events.js';
 import { loadClusterState, resolveServices } from '../../control/cluster/index.js';
 import { compile } from '../../control/compile/compiler.js';
 import { LINKTYPES } from '../../control/compile/layout.js';
@@ -33,11 +35,13 @@ import { EPHEMERAL_PORTS, NODE_MAC } from './generate.js';
 // --- the cluster -----------------------------------------------------------------
 
 export const MIX_NODE = 'node-a';
+const MIX_NAMESPACE = 'bench';
 export const MIX_SERVICE_RANGES = ['10.96.0.0/12', 'fd00:96::/108'];
 /** `svcpath replay` flags that, with the manifests, give the state compileMixCluster compiles. */
 export const MIX_CLI_FLAGS = ['--node', MIX_NODE, '--service-cluster-ip-range', MIX_SERVICE_RANGES.join(',')];
 
 type Family = 'v4' | 'v6';
+const FAMILIES: readonly Family[] = ['v4', 'v6'];
 const NODE_IP = { v4: '192.168.0.10', v6: 'fd00:168::10' };
 const OTHER_NODE_IP = { v4: '192.168.0.11', v6: 'fd00:168::11' };
 const ENDPOINTS_PER_SERVICE = 10;
@@ -71,28 +75,38 @@ const SERVICES = [...WEB, DNS, ...INGRESS, ...SESSION];
 /** Endpoint `e` of service `s`: half of them on the emulated node. */
 const endpointIP = (s: number, e: number, family: Family) =>
   family === 'v4' ? `10.244.${s}.${10 + e}` : `fd00:244:${hex(s)}::${hex(10 + e)}`;
+const endpointNode = (e: number) => (e % 2 === 0 ? MIX_NODE : 'node-b');
+
+/** An endpoint of a slice; conditions unset (ready) in the initial state, set in churnEvents' slices, as the API server sets them. */
+interface SliceEndpoint {
+  addresses: [string];
+  conditions?: { ready: boolean; serving: boolean; terminating: boolean };
+  nodeName: string;
+}
+
+/** The EndpointSlice of `svc` for `family` with these endpoints, as a manifest object: one source for the initial state and its changes. */
+function sliceManifest(svc: MixService, family: Family, endpoints: SliceEndpoint[]): object {
+  return {
+    apiVersion: 'discovery.k8s.io/v1',
+    kind: 'EndpointSlice',
+    metadata: { name: `${svc.name}-${family}`, namespace: MIX_NAMESPACE, labels: { 'kubernetes.io/service-name': svc.name } },
+    addressType: family === 'v4' ? 'IPv4' : 'IPv6',
+    endpoints,
+    ports: [{ name: 'p', port: svc.targetPort, protocol: svc.protocol }],
+  };
+}
+
+const initialEndpoints = (s: number, family: Family): SliceEndpoint[] =>
+  Array.from({ length: ENDPOINTS_PER_SERVICE }, (_, e) => ({ addresses: [endpointIP(s, e, family)], nodeName: endpointNode(e) }));
 
 function serviceManifest(svc: MixService, s: number): string {
   const port = `{name: p, port: ${svc.port}, protocol: ${svc.protocol}, targetPort: ${svc.targetPort}${svc.nodePort ? `, nodePort: ${svc.nodePort}` : ''}}`;
-  const slices = (['v4', 'v6'] as const).map((family) => {
-    const endpoints = Array.from(
-      { length: ENDPOINTS_PER_SERVICE },
-      (_, e) => `  - {addresses: ['${endpointIP(s, e, family)}'], nodeName: ${e % 2 === 0 ? 'node-a' : 'node-b'}}`,
-    );
-    return [
-      '- apiVersion: discovery.k8s.io/v1',
-      '  kind: EndpointSlice',
-      `  metadata: {name: ${svc.name}-${family}, namespace: bench, labels: {kubernetes.io/service-name: ${svc.name}}}`,
-      `  addressType: ${family === 'v4' ? 'IPv4' : 'IPv6'}`,
-      '  endpoints:',
-      ...endpoints,
-      `  ports: [{name: p, port: ${svc.targetPort}, protocol: ${svc.protocol}}]`,
-    ].join('\n');
-  });
+  // JSON is YAML: the slices are written as churnEvents writes their changes.
+  const slices = FAMILIES.map((family) => `- ${JSON.stringify(sliceManifest(svc, family, initialEndpoints(s, family)))}`);
   return [
     '- apiVersion: v1',
     '  kind: Service',
-    `  metadata: {name: ${svc.name}, namespace: bench}`,
+    `  metadata: {name: ${svc.name}, namespace: ${MIX_NAMESPACE}}`,
     '  spec:',
     `    type: ${svc.nodePort ? 'NodePort' : 'ClusterIP'}`,
     `    clusterIPs: ['${svc.clusterIP.v4}', '${svc.clusterIP.v6}']`,
@@ -135,6 +149,91 @@ export function compileMixCluster(path: string): Compiled {
     maglevTableSize: DEFAULT_MAGLEV_TABLE_SIZE,
     serviceClusterIPRanges: MIX_SERVICE_RANGES,
   });
+}
+
+// --- its changes ----------------------------------------------------------------
+
+export interface ChurnSpec {
+  /** Events to write. */
+  count: number;
+  /** Nanoseconds since the epoch: the events are spread evenly between these, both left out. */
+  fromNs: bigint;
+  toNs: bigint;
+}
+
+const READY = { ready: true, serving: true, terminating: false };
+const TERMINATING = { ready: false, serving: true, terminating: true };
+/** New pods of a slice take endpoint numbers from ENDPOINTS_PER_SERVICE on, round these (the IPv4 address's last byte stays below 250). */
+const NEW_POD_ADDRESSES = 230;
+
+interface ChurningSlice {
+  svc: MixService;
+  s: number;
+  family: Family;
+  endpoints: SliceEndpoint[];
+  changes: number;
+  newPods: number;
+}
+
+/**
+ * A new pod for the slice, on the node of the one it replaces. Its address
+ * is never one still in the slice: each step takes the oldest ready pod, so a
+ * slice holds only its (at most 11) newest pods once the initial ones are gone.
+ */
+function newPod(slice: ChurningSlice, nodeName: string): SliceEndpoint {
+  const e = ENDPOINTS_PER_SERVICE + (slice.newPods++ % NEW_POD_ADDRESSES);
+  return { addresses: [endpointIP(slice.s, e, slice.family)], conditions: READY, nodeName };
+}
+
+const oldestReady = (slice: ChurningSlice) => slice.endpoints.findIndex((e) => !e.conditions?.terminating);
+
+/** A Deployment's rollout with maxSurge 1, one step per event of a slice, round and round. */
+const ROLLOUT_STEPS: Array<(slice: ChurningSlice) => void> = [
+  // The oldest ready pod replaced at once (deleted, its replacement ready in the same change).
+  (slice) => {
+    const [gone] = slice.endpoints.splice(oldestReady(slice), 1);
+    slice.endpoints.push(newPod(slice, gone.nodeName));
+  },
+  // The oldest ready pod terminating (still serving, draining), beside its ready replacement.
+  (slice) => {
+    const i = oldestReady(slice);
+    slice.endpoints.push(newPod(slice, slice.endpoints[i].nodeName));
+    slice.endpoints[i] = { ...slice.endpoints[i], conditions: TERMINATING };
+  },
+  // The terminating pod removed.
+  (slice) => {
+    slice.endpoints = slice.endpoints.filter((e) => !e.conditions?.terminating);
+  },
+];
+
+/**
+ * A watch-events file (JSON lines, each with a "time" in epoch seconds to the
+ * nanosecond) of `count` MODIFIED events of the mix's EndpointSlices, spread
+ * evenly over (fromNs, toNs): every Service's pods rolling, the 50 slices
+ * taken in turn, each event one step of ROLLOUT_STEPS on its slice. Under
+ * the mix's load, each step that removes a pod leaves its established TCP
+ * flows on a stale backend and has its UDP flows flushed.
+ */
+export function churnEvents(spec: ChurnSpec): string {
+  const slices: ChurningSlice[] = SERVICES.flatMap((svc, s) =>
+    FAMILIES.map((family) => ({
+      svc,
+      s,
+      family,
+      endpoints: initialEndpoints(s, family).map((e) => ({ ...e, conditions: READY })),
+      changes: 0,
+      newPods: 0,
+    })),
+  );
+  const lines: string[] = [];
+  for (let i = 0; i < spec.count; i++) {
+    const slice = slices[i % slices.length];
+    ROLLOUT_STEPS[slice.changes++ % ROLLOUT_STEPS.length](slice);
+    const time = spec.fromNs + ((spec.toNs - spec.fromNs) * BigInt(i + 1)) / BigInt(spec.count + 1);
+    const object = JSON.stringify(sliceManifest(slice.svc, slice.family, slice.endpoints));
+    lines.push(`{"time":${formatTime(time)},"type":"MODIFIED","object":${object}}\n`);
+  }
+  return lines.join('');
 }
 
 // --- the traffic -----------------------------------------------------------------
