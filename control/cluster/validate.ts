@@ -8,6 +8,7 @@
  * would refuse but a datapath still programs (a name rule, a NodePort outside
  * the range) is a warning with the same words and what svcpath does instead.
  */
+import { isIPv4, isIPv6 } from 'node:net';
 import ipaddr from 'ipaddr.js';
 import { inputError } from '../common/errors.js';
 import type {
@@ -109,7 +110,6 @@ interface KnownObject {
 export function validateManifests(manifests: Manifest[], opts: ValidateOptions): Validated {
   const { warnings } = opts;
   const nodePortRange = serviceNodePortRange(opts.serviceNodePortRange);
-  const flag = opts.serviceClusterIPRanges && flagRanges(opts.serviceClusterIPRanges, warnings);
   const legacyEndpoints: LegacyEndpoints[] = [];
   const pods: Pod[] = [];
   const state: ClusterState = { services: [], endpointSlices: [], legacyEndpoints, nodes: [], pods, notes: [] };
@@ -124,8 +124,7 @@ export function validateManifests(manifests: Manifest[], opts: ValidateOptions):
     serviceCIDRs.push(toServiceCIDR(object.doc, object.origin));
     checkDefinedOnce(object, defined);
   }
-  const ranges = serviceRanges(serviceCIDRs, flag, state.notes);
-  const checks = rangeChecks(ranges);
+  const { ranges, checks } = knownRanges(serviceCIDRs, opts.serviceClusterIPRanges, warnings, state.notes);
   const ipAddresses: IPAddressObject[] = [];
 
   for (const object of objects) {
@@ -334,6 +333,34 @@ interface RangeChecks {
 
 function rangeChecks(ranges: ServiceRanges): RangeChecks {
   return { known: ranges.cidrs.map(cidrOf), source: ranges.source, families: rangeFamilies(ranges) };
+}
+
+/**
+ * The ranges of given texts alone (no ServiceCIDR objects), with the notes they
+ * made, when they warned nothing: a file of watch events validates each event
+ * as a manifest of its own against the same ranges (control/cluster/events.ts).
+ */
+const rangesOfFlag = new Map<string, { ranges: ServiceRanges; checks: RangeChecks; notes: string[] }>();
+
+/** The known service cluster IP ranges (objects and flag), and the checks made of them; notes go to `notes`. */
+function knownRanges(
+  serviceCIDRs: readonly ServiceCIDR[],
+  flagTexts: string[] | undefined,
+  warnings: Warnings,
+  notes: string[],
+): { ranges: ServiceRanges; checks: RangeChecks } {
+  const key = serviceCIDRs.length === 0 && flagTexts ? flagTexts.join(',') : undefined;
+  const known = key === undefined ? undefined : rangesOfFlag.get(key);
+  if (known) {
+    notes.push(...known.notes);
+    return known;
+  }
+  const [warned, noted] = [warnings.messages.length, notes.length];
+  const flag = flagTexts && flagRanges(flagTexts, warnings);
+  const ranges = serviceRanges(serviceCIDRs, flag, notes);
+  const checks = rangeChecks(ranges);
+  if (key !== undefined && warnings.messages.length === warned) rangesOfFlag.set(key, { ranges, checks, notes: notes.slice(noted) });
+  return { ranges, checks };
 }
 
 function toService(doc: Field, origin: Origin, ranges: RangeChecks, nodePortRange: PortRange): Service {
@@ -1258,7 +1285,10 @@ interface Cidr {
  * hex), IPv6 without a zone and not IPv4-mapped.
  */
 function parseIP(f: Field, text: string): IP {
-  if (ipaddr.IPv4.isValid(text)) {
+  // node:net says which form a valid address has without throwing, as ipaddr.js's isValid does
+  // for the other family (the slow part of reading many events); the rest words what is wrong.
+  if (isIPv4(text)) return ipaddr.IPv4.parse(text);
+  if (!isIPv6(text) && ipaddr.IPv4.isValid(text)) {
     if (!ipaddr.IPv4.isValidFourPartDecimal(text)) {
       f.fail(`${JSON.stringify(text)} is not a valid IP address: IPv4 must be four decimal numbers without leading zeros`);
     }
