@@ -114,19 +114,20 @@ const OPTS: CompileOptions = {
   serviceClusterIPRanges: ['10.96.0.0/16', 'fd00:96::/112'],
 };
 
+/** Every Service with its endpoints, on the two nodes. */
+function initialState(): ClusterState {
+  const endpointSlices = Object.entries(ENDPOINTS).map(([service, ips]) =>
+    sliceOf(
+      service,
+      ips.map((ip) => [ip]),
+    ),
+  );
+  return { services: SERVICES, endpointSlices, nodes: NODES, notes: [] };
+}
+
 /** The datapath, loaded with room to grow, and the model, from the same state. */
 async function start(semantics?: CompileOptions['semantics']): Promise<Pair> {
-  const state: ClusterState = {
-    services: SERVICES,
-    endpointSlices: Object.entries(ENDPOINTS).map(([service, ips]) =>
-      sliceOf(
-        service,
-        ips.map((ip) => [ip]),
-      ),
-    ),
-    nodes: NODES,
-    notes: [],
-  };
+  const state = initialState();
   const opts = { ...OPTS, semantics };
   const resolved = resolveServices(state).services;
   const compiled = compile(state, resolved, opts);
@@ -853,17 +854,7 @@ describe("the walker's stop time", () => {
 
 describe('the model alone', () => {
   it('sync without a flush keeps every flow, with a flush only the UDP flows it names', () => {
-    const state: ClusterState = {
-      services: SERVICES,
-      endpointSlices: Object.entries(ENDPOINTS).map(([service, ips]) =>
-        sliceOf(
-          service,
-          ips.map((ip) => [ip]),
-        ),
-      ),
-      nodes: NODES,
-      notes: [],
-    };
+    const state = initialState();
     const compiled: Compiled = compile(state, resolveServices(state).services, OPTS);
     const model = new ReferenceDatapath(compiled);
     const frame = (f: Uint8Array, s: number) =>
