@@ -144,12 +144,24 @@ export class ReferenceDatapath {
   private readonly arrivals = new Map<string, FlowEnds>();
   /** The tuples the node masqueraded flows to (nodeTupleKey), learned from its copies of their requests. */
   private readonly nodeTuples = new Map<string, NodeTuple>();
-  /** Every backend endpoint of any Service: "address port protocol". */
-  private backendEndpoints: Set<string>;
+  /**
+   * Every frontend and every backend endpoint of any Service since the first
+   * state, "address port protocol": what the node's copies are classed by.
+   * A sync only adds to them: the flows of a frontend or backend that went
+   * outlive it, and the node's copies of their requests still teach its tuples.
+   */
+  private readonly frontendEndpoints = new Set<string>();
+  private readonly backendEndpoints = new Set<string>();
 
   constructor(compiled: Compiled) {
     this.tables = new CompiledTables(compiled);
-    this.backendEndpoints = backendEndpointsOf(compiled);
+    this.learnEndpoints(compiled);
+  }
+
+  private learnEndpoints(compiled: Compiled): void {
+    for (const svc of compiled.services)
+      for (const f of svc.frontends) this.frontendEndpoints.add(endpointText(f.address, f.port, f.protocol));
+    for (const b of compiled.backends) this.backendEndpoints.add(endpointText(b.ip, b.port, b.protocol));
   }
 
   /**
@@ -165,7 +177,7 @@ export class ReferenceDatapath {
   sync(compiled: Compiled, flush?: StaleUdpTest): void {
     const before = this.tables;
     this.tables = new CompiledTables(compiled);
-    this.backendEndpoints = backendEndpointsOf(compiled);
+    this.learnEndpoints(compiled);
     if (!flush) return;
     for (const entry of this.conntrack.values()) {
       const { flow } = entry;
@@ -202,14 +214,15 @@ export class ReferenceDatapath {
   /**
    * An arrival in a capture with direction, before it is decided: a frame on
    * a node tuple keeps the tuple's clock (or, timed out, forgets it); a
-   * request for a frontend is kept by identity for the node's copy of it.
+   * request for a frontend, or one that went (its established flows outlive
+   * it), is kept by identity for the node's copy of it.
    */
   private followArrival(frame: Uint8Array, packet: IpPacket, now: bigint): void {
     if (!packet.ports || packet.fragment?.position === 'later') return;
     const source = { address: packet.source, port: packet.ports.source };
     const destination = { address: packet.destination, port: packet.ports.destination };
     this.keepClock(nodeTupleKey(packet.protocol, source, destination), packet, now, true);
-    if (!this.tables.frontend(packet.family, packet.destination, destination.port, packet.protocol)) return;
+    if (!this.frontendEndpoints.has(endpointText(addressText(destination.address), destination.port, packet.protocol))) return;
     const id = packetIdentity(frame, packet);
     if (id !== undefined) this.arrivals.set(id, { client: source, frontend: destination });
   }
@@ -237,7 +250,7 @@ export class ReferenceDatapath {
     const flow = id === undefined ? undefined : this.arrivals.get(id);
     if (flow) {
       this.arrivals.delete(id!);
-      const toBackend = this.backendEndpoints.has(`${addressText(backend.address)} ${backend.port} ${packet.protocol}`);
+      const toBackend = this.backendEndpoints.has(endpointText(addressText(backend.address), backend.port, packet.protocol));
       if (!sameEndpoint(source, flow.client) && toBackend) {
         this.learn(key, flow, packet, now);
         return;
@@ -654,9 +667,9 @@ export class ReferenceDatapath {
   }
 }
 
-function backendEndpointsOf(compiled: Compiled): Set<string> {
-  return new Set(compiled.backends.map((b) => `${b.ip} ${b.port} ${IPPROTO[b.protocol]}`));
-}
+/** An endpoint as frontendEndpoints and backendEndpoints hold it; `protocol` by name or number. */
+const endpointText = (address: string, port: number, protocol: keyof typeof IPPROTO | number) =>
+  `${address} ${port} ${typeof protocol === 'number' ? protocol : IPPROTO[protocol]}`;
 
 const fragmentKey = (p: IpPacket) => `${addressText(p.source)} > ${addressText(p.destination)} id ${p.fragment!.id} proto ${p.protocol}`;
 

@@ -21,6 +21,7 @@ import { inputError } from '../common/errors.js';
 import { countFlowsOnBackends, flushStaleUdp } from './conntrack-flush.js';
 import type { Datapath } from './datapath.js';
 import { applyStateChange, type EndpointChanges, type StateChange } from './rebase.js';
+import { steerChanges } from './steer-update.js';
 import { scheduleSyncs, type Sync } from './sync-schedule.js';
 import { NeedsReloadError, type LiveProgram } from './update.js';
 
@@ -161,6 +162,7 @@ export class ClusterChanges {
     let change: StateChange;
     try {
       ({ live: this.current, change } = applyStateChange(this.current, after));
+      steerChanges(this.current);
     } catch (e) {
       if (!(e instanceof NeedsReloadError)) throw e;
       const first = sync.changes[0];

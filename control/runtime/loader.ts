@@ -54,6 +54,8 @@ export interface MapRoom {
   nodeIps6?: number;
   serviceRanges?: number;
   serviceRanges6?: number;
+  /** Steer entries: a frontend or backend endpoint that appears, and its address (control/runtime/steer-update.ts). */
+  steer?: number;
 }
 
 export interface ProgramOptions {
@@ -118,7 +120,7 @@ export async function loadProgram(compiled: Compiled, opts: ProgramOptions = {})
     nodeIps6: e.v6.nodeIps.length + (room?.nodeIps6 ?? 0),
     serviceRanges: e.v4.serviceRanges.length + (room?.serviceRanges ?? 0),
     serviceRanges6: e.v6.serviceRanges.length + (room?.serviceRanges6 ?? 0),
-    steer: steerEntries.size,
+    steer: steerEntries.size + (room?.steer ?? 0),
     conntrack: opts.ctEntries ?? DEFAULT_CT_ENTRIES,
   });
   // The maps of the node's own masquerade tuples, beside createMaps's, for the copies in captures taken on the node.
@@ -155,16 +157,13 @@ export async function loadProgram(compiled: Compiled, opts: ProgramOptions = {})
 /**
  * The steer map's entries (hex key -> STEER_F_*): every frontend and backend
  * endpoint, and its address alone, which packets without ports go by.
+ * Cluster changes add to them (control/runtime/steer-update.ts).
  */
-function steeringClasses(compiled: Compiled): Map<string, number> {
+export function steeringClasses(compiled: Compiled): Map<string, number> {
   const classes = new Map<string, number>();
   const add = (ip: string, port: number, protocol: Protocol, flag: number) => {
-    const address = ipaddr.parse(ip).kind() === 'ipv4' ? `::ffff:${ip}` : ip;
-    for (const key of [
-      { address, port, proto: IPPROTO[protocol] },
-      { address, port: 0, proto: 0 },
-    ]) {
-      const hex = Buffer.from(encode(STEER_KEY, key)).toString('hex');
+    for (const key of [steerKey(ip, port, protocol), steerKey(ip)]) {
+      const hex = Buffer.from(key).toString('hex');
       classes.set(hex, (classes.get(hex) ?? 0) | flag);
     }
   };
@@ -173,6 +172,12 @@ function steeringClasses(compiled: Compiled): Map<string, number> {
   }
   for (const b of compiled.backends) add(b.ip, b.port, b.protocol, STEER_F.BACKEND);
   return classes;
+}
+
+/** The steer map's key of an endpoint, or of an address alone when no port is given (IPv4 mapped into IPv6). */
+export function steerKey(ip: string, port = 0, protocol?: Protocol): Uint8Array {
+  const address = ipaddr.parse(ip).kind() === 'ipv4' ? `::ffff:${ip}` : ip;
+  return encode(STEER_KEY, { address, port, proto: protocol ? IPPROTO[protocol] : 0 });
 }
 
 function hexToBytes(hex: string): Uint8Array {

@@ -938,6 +938,8 @@ export function roomFor(initial: ClusterState, events: readonly ClusterEvent[]):
     sourceRanges6: grown.sourceRanges.v6,
     nodeIps: node.v4,
     nodeIps6: node.v6,
+    // steer-update.ts: an entry per backend and frontend any version may have (reverse NAT counts each frontend once), and one per address.
+    steer: 2 * (room.backends + grown.revNat.v4 + grown.revNat.v6),
   };
 }
 

@@ -13,8 +13,9 @@
  * Between packets the cluster changes: an endpoint becomes ready, not ready
  * or terminating, goes, or a pod becomes one; a Service loses every
  * endpoint, is deleted, comes back (Change). Each change reaches the
- * datapath as a replay's sync does (rebase.ts applyStateChange, then under
- * kube-proxy's semantics conntrack-flush.ts flushStaleUdp) and the model
+ * datapath as a replay's sync does (rebase.ts applyStateChange and
+ * steer-update.ts steerChanges, then under kube-proxy's semantics
+ * conntrack-flush.ts flushStaleUdp) and the model
  * through its sync, with a stale UDP flush worked out from the generated
  * specs (staleUdpTest); half the runs have Cilium's semantics. The two must
  * also agree on each frame's flowChange.
@@ -54,6 +55,7 @@ import type {
 import { flushStaleUdp } from '../../control/runtime/conntrack-flush.js';
 import { loadProgram, type MapRoom } from '../../control/runtime/loader.js';
 import { applyStateChange, roomFor } from '../../control/runtime/rebase.js';
+import { steerChanges } from '../../control/runtime/steer-update.js';
 import { trackProgram, type ProgramInputs } from '../../control/runtime/update.js';
 import { TCP_FLAGS as TCP, buildFrame, type FrameSpec, type L4Spec } from '../frames.js';
 import { addressBytes, addressText } from '../../model/addresses.js';
@@ -468,9 +470,21 @@ export type Action =
   /**
    * The cluster changes, and the change reaches both datapaths (a sync) before the next packet. `after`: the
    * client of the flow the change is to (Target), when there is one, sends at once: on that flow, or on a new
-   * connection to its frontend from a fresh port.
+   * connection to its frontend from a fresh port; on a capture taken on the node, `copied`: the node's copy of
+   * that packet follows (as nodeCopy), and maybe the backend's reply to the node's tuple, so that the node's
+   * copies meet the frontends and backends a change made or took.
    */
-  | { kind: 'change'; change: Change; after?: { packet: PacketShape; newConnection: boolean } };
+  | { kind: 'change'; change: Change; after?: AfterChange };
+
+/** What the client of a changed flow sends at once, and what follows it on the node (the `change` action). */
+interface AfterChange {
+  packet: PacketShape;
+  newConnection: boolean;
+  copied?: { address: 'own' | 'overlay'; port: number; reply?: ReplyShape };
+}
+
+/** A backend's reply: its packet, and for UDP whether its payload's checksum comes out zero after reverse NAT. */
+type ReplyShape = Pick<Extract<Action, { kind: 'reply' }>, 'packet' | 'zeroChecksumAfterNat'>;
 
 /**
  * A cluster change to one Service: one of its endpoints takes new
@@ -695,10 +709,24 @@ const actionArb: fc.Arbitrary<Action> = fc.oneof(
     arbitrary: fc.record({
       kind: fc.constant('change' as const),
       change: changeArb,
-      after: fc.option(fc.record({ packet: packetArb([TCP.ACK, TCP.PSH | TCP.ACK, TCP.SYN]), newConnection: fc.boolean() }), {
-        nil: undefined,
-        freq: 4,
-      }),
+      after: fc.option(
+        fc.record({
+          packet: packetArb([TCP.ACK, TCP.PSH | TCP.ACK, TCP.SYN]),
+          newConnection: fc.boolean(),
+          copied: fc.option(
+            fc.record({
+              address: fc.constantFrom<'own' | 'overlay'>('own', 'overlay'),
+              port: fc.constantFrom(40000, 40001, 50000, 50001),
+              reply: fc.option(
+                fc.record({ packet: packetArb([TCP.SYN | TCP.ACK, TCP.ACK, TCP.PSH | TCP.ACK]), zeroChecksumAfterNat: often(1, 3) }),
+                { nil: undefined, freq: 4 },
+              ),
+            }),
+            { nil: undefined, freq: 4 },
+          ),
+        }),
+        { nil: undefined, freq: 4 },
+      ),
     }),
   },
 );
@@ -1221,6 +1249,8 @@ export interface Tallies {
   flowChanges?: Map<string, number>;
   /** Cluster changes applied, by kind and the path the control plane took ("removeEndpoint endpoints"). */
   changes?: Map<string, number>;
+  /** The node's copies of a packet sent at once after a change, by what its flow's ends are to the steer map (copyKind). */
+  copies?: Map<string, number>;
 }
 
 const count = (tally: Map<string, number> | undefined, key: string) => tally?.set(key, (tally.get(key) ?? 0) + 1);
@@ -1358,7 +1388,7 @@ function targetOf(choice: TargetChoice, fam: Fam, compiled: Compiled): { server:
 }
 
 /** The reply a backend sends to what it received: addresses, ports and MACs swapped; or sent to `to` instead. */
-function replyFrame(flow: Flow, received: Uint8Array, action: Extract<Action, { kind: 'reply' }>, to?: Flow['nodeTuple']): Uint8Array {
+function replyFrame(flow: Flow, received: Uint8Array, action: ReplyShape, to?: Flow['nodeTuple']): Uint8Array {
   const l3 = 14 + 4 * vlanCount(received);
   const v = new DataView(received.buffer, received.byteOffset);
   const fam = flow.fam;
@@ -1483,8 +1513,8 @@ function roomForChanges(
 /**
  * One property run: the cluster compiled and loaded, the actions played
  * through the datapath and the model, each change synced to both (to the
- * datapath through the control plane: applyStateChange, then under
- * kube-proxy's semantics flushStaleUdp; to the model with the flush the
+ * datapath through the control plane: applyStateChange and steerChanges, then
+ * under kube-proxy's semantics flushStaleUdp; to the model with the flush the
  * oracle works out from the specs). Throws at the first disagreement.
  */
 export async function checkAgreement(cluster: ClusterSpec, actions: Action[], tallies: Tallies = {}): Promise<void> {
@@ -1502,7 +1532,7 @@ export async function checkAgreement(cluster: ClusterSpec, actions: Action[], ta
   const byTuple = new Map<string, Flow>();
   let nextPort = 32768 + (cluster.seed % 20000);
   /** A connection opened: a new flow, or the flow of its tuple (a fixed client port may open one again), or past MAX_FLOWS an old one. */
-  const open = (opened: Flow, packet: PacketShape, what: string) => {
+  const open = (opened: Flow, packet: PacketShape, what: string): Flow => {
     const key = tupleOf(opened);
     let flow = byTuple.get(key);
     if (!flow && flows.length === MAX_FLOWS) flow = flows[opened.clientPort % MAX_FLOWS];
@@ -1512,10 +1542,31 @@ export async function checkAgreement(cluster: ClusterSpec, actions: Action[], ta
       flows.push(flow);
     }
     send(flow, packet, `${what} ${key}`);
+    return flow;
   };
   const send = (flow: Flow, shape: PacketShape, what: string) => {
     for (const result of sendFlow(run, flow, shape, what, arrived))
       checkBackend(spec, flow, result, `${what} (${run.where()})`, tallies.oracle);
+  };
+  const reply = (flow: Flow, shape: ReplyShape, to?: Flow['nodeTuple']) => {
+    for (const { frame } of asSent(replyFrame(flow, flow.toBackend!, shape, to), flow.fam, shape.packet)) {
+      run.run(
+        frame,
+        `reply${to ? " to the node's tuple" : ''} to ${hostPort(flow.client, flow.clientPort)} > ${hostPort(flow.server, flow.serverPort)}`,
+        arrived,
+      );
+    }
+  };
+  /** The node's copy of the last packet the datapath sent the flow's backend, when the capture is the node's (nodeCopy). */
+  const copyByNode = (flow: Flow, address: 'own' | 'overlay', port: number, toPod?: string): boolean => {
+    if (!cluster.capturedOnNode || !flow.toBackend || flow.protocol === 'ICMP') return false;
+    flow.nodeTuple = { address: address === 'own' ? NODE[flow.fam] : OVERLAY[flow.fam], port };
+    run.run(
+      nodeCopy(flow.toBackend, flow.fam, flow.nodeTuple, toPod),
+      `node's copy of ${hostPort(flow.client, flow.clientPort)} > ${hostPort(flow.server, flow.serverPort)}`,
+      'outbound',
+    );
+    return true;
   };
   for (const action of actions) {
     switch (action.kind) {
@@ -1526,6 +1577,7 @@ export async function checkAgreement(cluster: ClusterSpec, actions: Action[], ta
         const nextState = clusterState(next, objects);
         const applied = applyStateChange(live, nextState);
         live = applied.live;
+        steerChanges(live);
         if (kubeProxy) flushStaleUdp(live, state, run.now());
         run.sync(live.compiled, kubeProxy ? staleUdpTest(spec, next) : undefined, describeChange(spec, action.change, at));
         followChange(flows, spec, next);
@@ -1534,14 +1586,18 @@ export async function checkAgreement(cluster: ClusterSpec, actions: Action[], ta
         state = nextState;
         const { flow } = at;
         if (!flow || !action.after) break;
-        const { packet, newConnection } = action.after;
+        const { packet, newConnection, copied } = action.after;
+        let sentOn = flow;
         if (!newConnection) send(flow, packet, `first after the change, again ${tupleOf(flow)}`);
         else
-          open(
+          sentOn = open(
             { ...flow, clientPort: nextPort++, toBackend: undefined, nodeTuple: undefined, placed: undefined },
             packet,
             'after the change, open',
           );
+        if (!copied || !copyByNode(sentOn, copied.address, copied.port)) break;
+        count(tallies.copies, copyKind(compiled, live.compiled, sentOn));
+        if (copied.reply) reply(sentOn, copied.reply, sentOn.nodeTuple);
         break;
       }
       case 'wait':
@@ -1582,28 +1638,13 @@ export async function checkAgreement(cluster: ClusterSpec, actions: Action[], ta
         if (flows.length === 0) break;
         const flow = flows[action.flow % flows.length];
         if (!flow.toBackend || flow.protocol === 'ICMP') break;
-        const to = action.toNodeTuple ? flow.nodeTuple : undefined;
-        for (const { frame } of asSent(replyFrame(flow, flow.toBackend, action, to), flow.fam, action.packet)) {
-          run.run(
-            frame,
-            `reply${to ? " to the node's tuple" : ''} to ${hostPort(flow.client, flow.clientPort)} > ${hostPort(flow.server, flow.serverPort)}`,
-            arrived,
-          );
-        }
+        reply(flow, action, action.toNodeTuple ? flow.nodeTuple : undefined);
         break;
       }
       case 'nodeCopy': {
-        if (!cluster.capturedOnNode || flows.length === 0) break;
+        if (flows.length === 0) break;
         const flow = flows[action.flow % flows.length];
-        if (!flow.toBackend || flow.protocol === 'ICMP') break;
-        const toPod = action.toPod === undefined ? undefined : podAddress(action.toPod, flow.fam);
-        if (!steeredAlike(compiled, live.compiled, flow, toPod)) break;
-        flow.nodeTuple = { address: action.address === 'own' ? NODE[flow.fam] : OVERLAY[flow.fam], port: action.port };
-        run.run(
-          nodeCopy(flow.toBackend, flow.fam, flow.nodeTuple, toPod),
-          `node's copy of ${hostPort(flow.client, flow.clientPort)} > ${hostPort(flow.server, flow.serverPort)}`,
-          'outbound',
-        );
+        copyByNode(flow, action.address, action.port, action.toPod === undefined ? undefined : podAddress(action.toPod, flow.fam));
         break;
       }
     }
@@ -1611,24 +1652,24 @@ export async function checkAgreement(cluster: ClusterSpec, actions: Action[], ta
 }
 
 /**
- * Whether the datapath's steer map, which the control plane fills at load
- * and does not keep up to date (control/runtime/update.ts: "Not
- * maintained"), still classes a node's copy of the flow's request as the
- * state in force does: its destination a backend or not, the flow's frontend
- * a frontend or not. The datapath learns the node's tuples (node_masq.ts)
- * by that map, the model by the state in force; until the map follows
- * changes, copies it would class otherwise are not sent.
+ * What the ends of a flow whose request the node copied are, to the steer
+ * map, against the state loaded: its backend one a change added, its
+ * frontend one a change took (the map keeps it), or both as loaded. The
+ * datapath classes the node's copies by that map and the model by the
+ * frontends and backends every state had; they must agree on all three.
  */
-function steeredAlike(loaded: Compiled, now: Compiled, flow: Flow, toPod: string | undefined): boolean {
-  if (loaded === now) return true;
+function copyKind(loaded: Compiled, now: Compiled, flow: Flow): string {
   const sent = destinationOf(flow.toBackend!);
-  const port = Number(sent.backend.slice(sent.backend.lastIndexOf(':') + 1));
-  const backend = `${toPod ? canonical(toPod) : sent.address} ${port} ${flow.protocol}`;
-  const frontend = `${canonical(flow.server)} ${flow.serverPort} ${flow.protocol}`;
-  const isBackend = (c: Compiled) => c.backends.some((b) => `${canonical(b.ip)} ${b.port} ${b.protocol}` === backend);
-  const isFrontend = (c: Compiled) =>
-    c.services.some((s) => !s.removed && s.frontends.some((f) => `${canonical(f.address)} ${f.port} ${f.protocol}` === frontend));
-  return isBackend(loaded) === isBackend(now) && isFrontend(loaded) === isFrontend(now);
+  const backend = `${sent.backend} ${flow.protocol}`;
+  const frontend = `${hostPort(canonical(flow.server), flow.serverPort)} ${flow.protocol}`;
+  const backends = (c: Compiled) => new Set(c.backends.map((b) => `${hostPort(canonical(b.ip), b.port)} ${b.protocol}`));
+  const frontends = (c: Compiled) =>
+    new Set(
+      c.services.flatMap((s) => (s.removed ? [] : s.frontends.map((f) => `${hostPort(canonical(f.address), f.port)} ${f.protocol}`))),
+    );
+  if (!backends(loaded).has(backend)) return 'to a backend a change added';
+  if (!frontends(now).has(frontend)) return 'for a frontend a change took';
+  return 'to a backend and for a frontend as loaded';
 }
 
 const tupleOf = (flow: Flow) => `${flow.protocol} ${hostPort(flow.client, flow.clientPort)} > ${hostPort(flow.server, flow.serverPort)}`;
