@@ -23,7 +23,8 @@
  * Map sizes are fixed when the program is loaded: loadProgram sizes them to
  * the compiled state exactly; loadProgram's `room` leaves room to grow. An
  * update that does not fit throws NeedsReloadError before it touches a map.
- * Not maintained: the steer map of a sharded (`--workers`) instance.
+ * The steer map is not written here: steer-update.ts `steerChanges` adds
+ * the entries of new frontends and backends after each sync.
  */
 import { resolveServices } from '../cluster/index.js';
 import {
