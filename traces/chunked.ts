@@ -46,7 +46,8 @@ export class WouldBlock extends Error {
   override readonly name = 'WouldBlock';
 }
 
-const sleeper = new Int32Array(new SharedArrayBuffer(4));
+/** Made at the first sleep: a page that is not cross-origin isolated has no SharedArrayBuffer, and never sleeps. */
+let sleeper: Int32Array | undefined;
 
 /**
  * Blocks the thread for `ms` milliseconds: the only synchronous sleep Node
@@ -54,6 +55,7 @@ const sleeper = new Int32Array(new SharedArrayBuffer(4));
  * non-blocking descriptor inside synchronous code.
  */
 export function sleepSync(ms: number): void {
+  sleeper ??= new Int32Array(new SharedArrayBuffer(4));
   Atomics.wait(sleeper, 0, 0, ms);
 }
 
@@ -199,13 +201,25 @@ const MAX_SYMLINKS = 40;
 export const STDOUT = '-';
 
 /**
+ * Where an output's bytes go: a file (OutputFile) or memory (traces/memory.ts
+ * MemorySink, the playground's). commit() completes it, discard() drops it.
+ */
+export interface ByteSink {
+  /** The output's name in messages. */
+  readonly path: string;
+  write(bytes: Uint8Array | string): void;
+  commit(): void;
+  discard(): void;
+}
+
+/**
  * An output: standard output (`-`); a device or FIFO, written as it is; or a
  * regular file, written to a temporary file beside it (`.<name>.svcpath-<pid>.tmp`)
  * and renamed over it by commit(), so that an interrupted or failed run
  * leaves no half-written file under the final name and the old file stays
  * whole until the new one is complete.
  */
-export class OutputFile {
+export class OutputFile implements ByteSink {
   readonly fd: number;
   /** The temporary file, for a regular file target. */
   private readonly temporary?: string;
@@ -299,12 +313,12 @@ export class ChunkedWriter {
   readonly buffer = new Uint8Array(WRITE_BUFFER_BYTES);
   readonly view = new DataView(this.buffer.buffer);
   private used = 0;
-  private readonly out: OutputFile;
+  private readonly out: ByteSink;
   private closed = false;
 
-  /** Creates `path` (`-`: standard output); an existing file is replaced only by close(). */
-  constructor(readonly path: string) {
-    this.out = new OutputFile(path);
+  /** Creates `target` (`-`: standard output), or writes to a sink; an existing file is replaced only by close(). */
+  constructor(target: string | ByteSink) {
+    this.out = typeof target === 'string' ? new OutputFile(target) : target;
   }
 
   /** Returns the buffer offset of `n` (at most 1 MiB) fresh bytes, flushing first when they do not fit. */

@@ -14,3 +14,8 @@ export class CaptureError extends Error {
 export function captureError(where: Array<string | undefined>, problem: string): CaptureError {
   return new CaptureError([...where.filter((w): w is string => !!w), problem].join(': '));
 }
+
+/** Bytes as lowercase hex, for messages that quote them (a magic number). */
+export function hexOf(bytes: Uint8Array): string {
+  return Array.from(bytes, (b) => b.toString(16).padStart(2, '0')).join('');
+}

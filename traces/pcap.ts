@@ -11,8 +11,8 @@
  * Quirk handling (bogus snaplen, out-of-range timestamp fractions) follows
  * libpcap's sf-pcap.c so that files tcpdump reads, we read too.
  */
-import { captureError } from './errors.js';
-import { type ByteSource, ChunkedFile, ChunkedWriter, DEFAULT_SNAPLEN, isUint32, MAX_SANE_SNAPLEN } from './chunked.js';
+import { captureError, hexOf } from './errors.js';
+import { type ByteSink, type ByteSource, ChunkedFile, ChunkedWriter, DEFAULT_SNAPLEN, isUint32, MAX_SANE_SNAPLEN } from './chunked.js';
 import { MAX_BLOCK_BYTES, PcapngReader } from './pcapng.js';
 import { openSource } from './source.js';
 
@@ -132,7 +132,7 @@ export function openCapture(from: string | ByteSource): CaptureReader {
       littleEndian = true;
       nanosecond = magic === byteSwap32(PCAP_NSEC_MAGIC);
     } else {
-      const hex = Buffer.from(file.buffer.subarray(0, 4)).toString('hex');
+      const hex = hexOf(file.buffer.subarray(0, 4));
       throw captureError([path, 'global header', 'magic'], `unknown magic ${hex}: not a pcap or pcapng file`);
     }
     if (available < GLOBAL_HEADER_BYTES) throw truncatedHeader();
@@ -146,11 +146,12 @@ export function openCapture(from: string | ByteSource): CaptureReader {
 }
 
 /**
- * Starts the output `path` (`-`: standard output) and writes the global
- * header; close() puts the file in place (traces/chunked.ts OutputFile), abort() drops it.
+ * Starts the output `to` (a path, `-`: standard output; or a sink, such as
+ * memory) and writes the global header; close() puts the file in place
+ * (traces/chunked.ts OutputFile), abort() drops it.
  */
-export function createPcapWriter(path: string, opts: PcapWriterOptions): PcapWriter {
-  return new StreamingPcapWriter(path, opts);
+export function createPcapWriter(to: string | ByteSink, opts: PcapWriterOptions): PcapWriter {
+  return new StreamingPcapWriter(to, opts);
 }
 
 /** Classic pcap, read by JavaScript; the replay walks the same records in the datapath (control/runtime/zero-copy-replay.ts). */
@@ -292,18 +293,18 @@ class StreamingPcapWriter implements PcapWriter {
   private closed = false;
   private readonly snaplen: number;
   readonly nanosecond: boolean;
+  readonly path: string;
 
-  constructor(
-    readonly path: string,
-    opts: PcapWriterOptions,
-  ) {
+  constructor(to: string | ByteSink, opts: PcapWriterOptions) {
+    const path = typeof to === 'string' ? to : to.path;
+    this.path = path;
     this.snaplen = opts.snaplen ?? DEFAULT_SNAPLEN;
     this.nanosecond = opts.nanosecond ?? false;
     if (!isUint32(opts.linktype)) throw new RangeError(`${path}: linktype ${opts.linktype} is not a u32`);
     if (!Number.isInteger(this.snaplen) || this.snaplen < 1 || this.snaplen > MAX_SANE_SNAPLEN) {
       throw new RangeError(`${path}: snaplen ${this.snaplen} is outside 1..2^31`);
     }
-    this.out = new ChunkedWriter(path);
+    this.out = new ChunkedWriter(to);
     const view = this.out.view;
     const p = this.out.reserve(GLOBAL_HEADER_BYTES);
     view.setUint32(p, this.nanosecond ? PCAP_NSEC_MAGIC : PCAP_USEC_MAGIC, true);

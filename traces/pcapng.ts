@@ -11,7 +11,7 @@
  * openCapture (pcap.ts) hands files that start with a Section Header Block here.
  */
 import { captureError } from './errors.js';
-import { type ChunkedFile, ChunkedWriter, DEFAULT_SNAPLEN, isUint32, MAX_SANE_SNAPLEN } from './chunked.js';
+import { type ByteSink, type ChunkedFile, ChunkedWriter, DEFAULT_SNAPLEN, isUint32, MAX_SANE_SNAPLEN } from './chunked.js';
 import type { CaptureReader, CaptureRecord, Direction } from './pcap.js';
 
 /** Above any real block; a longer one means a corrupt file, not a block to allocate for. */
@@ -421,12 +421,12 @@ export interface PcapngWriter {
 }
 
 /**
- * Creates (or truncates) `path` and writes one little-endian section header
- * and the interfaces; packets follow as Enhanced Packet Blocks. The caller
- * must close() to flush.
+ * Creates (or truncates) `to`, a path or a sink (memory), and writes one
+ * little-endian section header and the interfaces; packets follow as
+ * Enhanced Packet Blocks. The caller must close() to flush.
  */
-export function createPcapngWriter(path: string, opts: PcapngWriterOptions): PcapngWriter {
-  return new StreamingPcapngWriter(path, opts);
+export function createPcapngWriter(to: string | ByteSink, opts: PcapngWriterOptions): PcapngWriter {
+  return new StreamingPcapngWriter(to, opts);
 }
 
 class StreamingPcapngWriter implements PcapngWriter {
@@ -434,10 +434,11 @@ class StreamingPcapngWriter implements PcapngWriter {
   private closed = false;
   private readonly interfaces: Array<{ snaplen: number; unitsPerSecond: number; nsPerUnit: number; maxSec: number }>;
 
-  constructor(
-    readonly path: string,
-    opts: PcapngWriterOptions,
-  ) {
+  readonly path: string;
+
+  constructor(to: string | ByteSink, opts: PcapngWriterOptions) {
+    const path = typeof to === 'string' ? to : to.path;
+    this.path = path;
     this.interfaces = opts.interfaces.map(({ linktype, snaplen = DEFAULT_SNAPLEN, tsresolNs = false }, id) => {
       if (!Number.isInteger(linktype) || linktype < 0 || linktype > 0xffff) {
         throw new RangeError(`${path}: interface ${id}: linktype ${linktype} is not a u16`);
@@ -449,7 +450,7 @@ class StreamingPcapngWriter implements PcapngWriter {
       // Timestamps are u64 units; seconds from this one on would overflow.
       return { snaplen, unitsPerSecond, nsPerUnit: tsresolNs ? 1 : 1000, maxSec: Math.floor(2 ** 64 / unitsPerSecond) };
     });
-    this.out = new ChunkedWriter(path);
+    this.out = new ChunkedWriter(to);
     const out = this.out;
     const view = out.view;
     let p = out.reserve(SHB_MIN_BYTES);

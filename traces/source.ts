@@ -23,6 +23,7 @@ import { isatty } from 'node:tty';
 import { fileURLToPath } from 'node:url';
 import { MessageChannel, receiveMessageOnPort, Worker, type MessagePort } from 'node:worker_threads';
 import { captureError } from './errors.js';
+import { GZIP_MAGIC_BYTES, isGzip } from './gzip.js';
 import { fsCaptureError, POLL_MS, removeTemporaryFile, sleepSync, trackTemporaryFile, WouldBlock, type ByteSource } from './chunked.js';
 
 /** The capture name that means standard input. */
@@ -31,7 +32,6 @@ const STDIN_NAME = 'standard input';
 
 /** Bytes read ahead from a descriptor to tell gzip from a capture, or to learn that data has arrived. */
 const LOOKAHEAD_BYTES = 64 << 10;
-const GZIP_MAGIC = [0x1f, 0x8b];
 
 /**
  * Opens a capture's bytes: `-` is standard input; gzip is inflated on the
@@ -356,12 +356,7 @@ class CaptureSource implements ByteSource {
   /** Plain or gzip, from the first two bytes (waiting for them as reads wait). */
   decide(): ByteSource {
     if (this.inner) return this.inner;
-    const head = this.raw.peek(GZIP_MAGIC.length);
-    const gzip = head.length >= GZIP_MAGIC.length && GZIP_MAGIC.every((b, i) => head[i] === b);
-    if (!gzip && this.gzipName) {
-      const start = Buffer.from(head.subarray(0, 4)).toString('hex') || 'nothing';
-      throw captureError([this.name], `named .gz, but it is not gzip-compressed: it starts with ${start}, not the gzip magic 1f8b`);
-    }
+    const gzip = isGzip(this.raw.peek(GZIP_MAGIC_BYTES), this.name, this.gzipName);
     this.inner = gzip ? new GunzipSource(this.raw) : this.raw;
     this.inner.waits = this.waiting;
     return this.inner;

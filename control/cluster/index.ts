@@ -8,11 +8,12 @@
 import type { ClusterState, EndpointSlice, Pod, Service } from './state.js';
 import { allocate } from './allocate.js';
 import { deriveEndpointSlices, isControllerManaged, onMissingNode, selectedPods } from './endpointslice-controller.js';
-import { readManifests } from './load.js';
+import { parseManifests, readManifests, type ManifestText, type ReadResult } from './load.js';
 import { validateManifests } from './validate.js';
 import { Warnings } from './warnings.js';
 
 export { resolveServices, type Resolution } from './resolve.js';
+export type { ManifestText } from './load.js';
 export {
   applyEvent,
   formatTime,
@@ -50,7 +51,15 @@ const DEFAULT_SERVICE_NODE_PORT_RANGE: [number, number] = [30000, 32767];
  * rest of what the API server would refuse in `warnings`.
  */
 export function loadClusterState(paths: string[], opts: LoadOptions = {}): ClusterState {
-  const { manifests, notes } = readManifests(paths);
+  return clusterStateOf(readManifests(paths), opts);
+}
+
+/** As loadClusterState, from manifest files already read (the playground's): their names stand for paths in messages. */
+export function parseClusterState(files: readonly ManifestText[], opts: LoadOptions = {}): ClusterState {
+  return clusterStateOf(parseManifests(files), opts);
+}
+
+function clusterStateOf({ manifests, notes }: ReadResult, opts: LoadOptions): ClusterState {
   const warnings = new Warnings(opts.strict);
   const serviceNodePortRange = opts.serviceNodePortRange ?? DEFAULT_SERVICE_NODE_PORT_RANGE;
   const { state: validated, takenIPs } = validateManifests(manifests, {

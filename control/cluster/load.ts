@@ -18,6 +18,12 @@ export interface Manifest {
   object: Record<string, unknown>;
 }
 
+/** A manifest file already read: its name in messages, and its text. */
+export interface ManifestText {
+  name: string;
+  text: string;
+}
+
 export interface ReadResult {
   manifests: Manifest[];
   /** YAML warnings (unresolved tags and the like): valid input, but probably not what was meant. */
@@ -28,7 +34,14 @@ const MANIFEST_EXTENSIONS = ['.yaml', '.yml', '.json'];
 
 export function readManifests(paths: string[]): ReadResult {
   const result: ReadResult = { manifests: [], notes: [] };
-  for (const file of paths.flatMap(manifestFiles)) readFile(file, result);
+  for (const file of paths.flatMap(manifestFiles)) parseFile(file, readText(file), result);
+  return result;
+}
+
+/** Manifest files already read (the playground's), parsed as readManifests parses files, in the order given. */
+export function parseManifests(files: readonly ManifestText[]): ReadResult {
+  const result: ReadResult = { manifests: [], notes: [] };
+  for (const { name, text } of files) parseFile(name, text, result);
   return result;
 }
 
@@ -69,13 +82,15 @@ function visibleEntries(root: string, relative: string): string[] {
     });
 }
 
-function readFile(file: string, result: ReadResult): void {
-  let text: string;
+function readText(file: string): string {
   try {
-    text = readFileSync(file, 'utf8');
+    return readFileSync(file, 'utf8');
   } catch (e) {
     throw inputError([file], fsProblem(e));
   }
+}
+
+function parseFile(file: string, text: string, result: ReadResult): void {
   // JSON is YAML 1.2, so one parser serves both and reports positions the same way.
   // Merge keys (<<) are on because Kubernetes' YAML decoder accepts them.
   const lineCounter = new LineCounter();
