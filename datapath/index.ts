@@ -18,7 +18,7 @@ import {
 import {
   BE_F_GONE, BE_F_LOCAL, CONFIG_CT_TCP_CLOSING, CONFIG_CT_TCP_ESTABLISHED, CONFIG_CT_UDP, CONFIG_CT_UDP_STREAM, CONFIG_SEED,
   CT_BACKEND_ID, CT_DIR_ORIGINAL, CT_DIR_REPLY, CT_F_SNAT, CT_FLAGS, CT_REV_NAT_INDEX, CT_SERVICE_ID, CT_SNAT_PORT,
-  DESC_BACKEND_ID, DESC_CAPACITY, DESC_DATA, DESC_F_AFFINITY_RESET, DESC_F_FLUSHED, DESC_F_OTHER_SHARD, DESC_F_RESELECTED, DESC_F_SNAT,
+  DESC_BACKEND_ID, DESC_CAPACITY, DESC_DATA, DESC_F_AFFINITY_RESET, DESC_F_FLUSHED, DESC_F_NEW_FLOW, DESC_F_OTHER_SHARD, DESC_F_RESELECTED, DESC_F_SNAT,
   DESC_F_STALE_BACKEND, DESC_F_STEERED, DESC_F_TRACE, DESC_FLAGS, DESC_LEN, DESC_LINKTYPE, DESC_REASON, DESC_SERVICE_ID,
   DESC_SIZE, DESC_TS_NSEC, DESC_TS_SEC_HI, DESC_TS_SEC_LO, DESC_VERDICT, DESC_WIRE_LEN, EINVAL, ENOENT,
   LB4_BE_ADDRESS, LB4_BE_FLAGS, LB4_BE_PORT, LB4_REVNAT_ADDRESS, LB4_REVNAT_PORT, LB4_SVC_AFFINITY_TIMEOUT,
@@ -63,6 +63,7 @@ import {
   followNodeMasquerade, liveNodeTuple, liveNodeTuple4, nodeTupleFlow, nodeTupleReplyOrigin4, nodeTupleReplyOrigin6, nodeTuplesKnown,
 } from './node_masq';
 import { countFlowChange, countFlowPacket, countVerdict } from './stats';
+import { censusFlows, censusMasqueraded, takeCensus } from './census';
 import { configureTrace, traceCount, traceFrame, traceVerdict, tracing } from './trace';
 
 // --- bpf(2)-shaped map API for the control plane ------------------------------
@@ -107,6 +108,16 @@ export function map_lookup_batch(id: u32, cursor: usize, keysOut: usize, valuesO
 export function map_count(id: u32): i32 {
   const m = mapById(id);
   return m === null ? -EINVAL : <i32>mapCount(m);
+}
+
+/**
+ * The live flows of the conntrack maps at `now` (nanoseconds of the capture's
+ * clock), and of them the masqueraded ones: two u32 at `out` (datapath/census.ts).
+ */
+export function ct_census(now: u64, out: usize): void {
+  takeCensus(now);
+  store<u32>(out, censusFlows());
+  store<u32>(out, censusMasqueraded(), 4);
 }
 
 /** Where trace records go: `records` slots of TRACE_RECORD_SIZE at `base` (0 turns tracing off). */
@@ -160,6 +171,8 @@ let snatApplied: bool = false;
 let linktype: u32 = 0;
 /** What a cluster change did to the packet's flow: a DESC_F_* flow change flag, or 0. */
 let flowChange: u16 = 0;
+/** The packet made its flow's conntrack entry: DESC_F_NEW_FLOW, or 0. */
+let flowCreated: u16 = 0;
 
 @inline function decide(v: u8, r: u8): void {
   verdict = v;
@@ -349,6 +362,7 @@ function handleServicePacket(svc: usize, data: usize, len: u32, capacity: u32, w
   finishRewrite(portChanged);
   decide((load<u8>(be + LB4_BE_FLAGS) & BE_F_LOCAL) != 0 ? XDP_REDIRECT : XDP_TX, REASON_SERVICE);
   countFlowPacket(serviceId, backendId, wireLen, newFlow);
+  if (newFlow) flowCreated = DESC_F_NEW_FLOW;
 }
 
 /**
@@ -698,6 +712,7 @@ function handleServicePacket6(svc: usize, data: usize, len: u32, capacity: u32, 
   finishRewrite(portChanged);
   decide((load<u8>(be + LB6_BE_FLAGS) & BE_F_LOCAL) != 0 ? XDP_REDIRECT : XDP_TX, REASON_SERVICE);
   countFlowPacket(serviceId, backendId, wireLen, newFlow);
+  if (newFlow) flowCreated = DESC_F_NEW_FLOW;
 }
 
 /** followFlowWithoutFrontend4 for IPv6. */
@@ -826,6 +841,7 @@ function processFrame(desc: usize, parsed: u8): void {
   outLen = len;
   snatApplied = false;
   flowChange = 0;
+  flowCreated = 0;
 
   if (parsed == REASON_OUTGOING) {
     // The node's own frame makes no flow: it is compared with what svcpath sent (and taught its tuple, if any).
@@ -848,7 +864,7 @@ function processFrame(desc: usize, parsed: u8): void {
   if (tracing) traceVerdict(verdict, reason);
   store<u8>(desc + DESC_VERDICT, verdict);
   store<u8>(desc + DESC_REASON, reason);
-  store<u16>(desc + DESC_FLAGS, (snatApplied ? DESC_F_SNAT : 0) | flowChange);
+  store<u16>(desc + DESC_FLAGS, (snatApplied ? DESC_F_SNAT : 0) | flowChange | flowCreated);
   store<u32>(desc + DESC_SERVICE_ID, serviceId);
   store<u32>(desc + DESC_BACKEND_ID, backendId);
   store<u32>(desc + DESC_LEN, outLen);

@@ -457,6 +457,7 @@ export const DESC_F_FLUSHED: u16 = 1 << 6; // its UDP conntrack entry was flushe
 export const DESC_F_RESELECTED: u16 = 1 << 7; // its backend went: moved to another mid-flow (Cilium)
 export const DESC_F_AFFINITY_RESET: u16 = 1 << 8; // the client's affinity backend left: chosen again
 export const DESC_F_FLOW_CHANGES: u16 = DESC_F_STALE_BACKEND | DESC_F_FLUSHED | DESC_F_RESELECTED | DESC_F_AFFINITY_RESET;
+export const DESC_F_NEW_FLOW: u16 = 1 << 9; // out: the packet made its flow's conntrack entry (a flow the stats count)
 export const DESC_F_TRACE: u16 = 1 << 15; // in: record what the program does with this frame
 
 // --- struct trace_record: one step of a traced frame, in the trace ring -------

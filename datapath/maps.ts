@@ -392,6 +392,36 @@ export function mapLookupBatch(m: BpfMap, cursor: usize, keysOut: usize, valuesO
   return <i32>n;
 }
 
+/**
+ * A walk over a hash map's elements, bucket by bucket, for iterator programs
+ * that read every entry inside the datapath (datapath/census.ts), as a BPF
+ * iterator does: the element after `i` (0: the first), or 0 at the end.
+ * Reading does not count as a use (no LRU touch).
+ */
+export function mapNextElement(m: BpfMap, i: u32): u32 {
+  let bucket: u32 = 0;
+  if (i != 0) {
+    const e = elemAt(m, i);
+    const next = load<u32>(e + ELEM_NEXT);
+    if (next != 0) return next;
+    bucket = (load<u32>(e + ELEM_HASH) & m.bucketMask) + 1;
+  }
+  for (; bucket <= m.bucketMask; bucket++) {
+    const first = load<u32>(m.buckets + (<usize>bucket << 2));
+    if (first != 0) return first;
+  }
+  return 0;
+}
+
+/** The key and the value of the element mapNextElement gave. */
+export function mapElementKey(m: BpfMap, i: u32): usize {
+  return elemAt(m, i) + ELEM_KEY;
+}
+
+export function mapElementValue(m: BpfMap, i: u32): usize {
+  return elemAt(m, i) + m.valueOffset;
+}
+
 /** Entries in use (hash maps); max_entries for arrays. */
 export function mapCount(m: BpfMap): u32 {
   return m.type == BPF_MAP_TYPE_ARRAY ? m.maxEntries : m.count;

@@ -42,6 +42,7 @@ import {
   TRACE_VALUE_OFFSET,
   TRACE_KIND,
   DESC_F_TRACE,
+  DESC_F_NEW_FLOW,
   SNAT4_ORIGIN,
   SVC_F,
   TRAFFIC_COUNTER,
@@ -189,6 +190,7 @@ describe('map ids, types and codes match the datapath', () => {
     expect(dp.constant('TRACE_VALUE')).toBe(TRACE_VALUE_OFFSET);
     for (const [name, kind] of Object.entries(TRACE_KIND)) expect(dp.constant(`TRACE_${name}`), name).toBe(kind);
     expect(dp.constant('DESC_F_TRACE')).toBe(DESC_F_TRACE);
+    expect(dp.constant('DESC_F_NEW_FLOW')).toBe(DESC_F_NEW_FLOW);
   });
 
   it('zero-copy replay and sharding', () => {

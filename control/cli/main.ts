@@ -6,10 +6,8 @@
  * line naming the file, record or object and field, and exit 1; anything
  * else is a bug and prints its stack.
  */
-import { readFileSync } from 'node:fs';
-import { join } from 'node:path';
 import { isInputError } from '../common/errors.js';
-import { PROJECT_ROOT } from '../common/paths.js';
+import { svcpathVersion } from '../common/paths.js';
 import { closest, didYouMean } from '../common/suggest.js';
 import { Interrupted, SIGNAL_EXIT_STATUS } from '../runtime/replay.js';
 import { fail, printHelp } from './common-flags.js';
@@ -74,7 +72,7 @@ export async function main(argv: string[]): Promise<number> {
         return helpCommand(rest);
       case '--version':
       case '-V':
-        console.log(`svcpath ${version()}`);
+        console.log(`svcpath ${svcpathVersion()}`);
         return 0;
       default:
         return await commandNamed(word).run(rest);
@@ -108,9 +106,4 @@ function commandNamed(word: string): Command {
   if (word.startsWith('-'))
     fail(`${word}: not a command; flags come after the command (svcpath <command> [flags]; svcpath --help lists the commands)`);
   fail(`unknown command "${word}"${didYouMean(closest(word, Object.keys(COMMANDS))) || ' (svcpath --help lists the commands)'}`);
-}
-
-/** package.json's version, read at run time so that it cannot drift from the package. */
-function version(): string {
-  return (JSON.parse(readFileSync(join(PROJECT_ROOT, 'package.json'), 'utf8')) as { version: string }).version;
 }

@@ -2,7 +2,7 @@
  * Where svcpath's own files are, whether it runs from control/ (tests) or
  * dist/control/ (CLI); and which paths the user named are the same file.
  */
-import { existsSync, fstatSync, statSync, type Stats } from 'node:fs';
+import { existsSync, fstatSync, readFileSync, statSync, type Stats } from 'node:fs';
 import { dirname, join, resolve, sep } from 'node:path';
 import { isatty } from 'node:tty';
 import { fileURLToPath } from 'node:url';
@@ -21,6 +21,11 @@ function findProjectRoot(): string {
 
 export const PROJECT_ROOT = findProjectRoot();
 export const DATAPATH_WASM = join(PROJECT_ROOT, 'build', 'datapath.wasm');
+/** package.json's version, read at run time so that it cannot drift from the package. */
+export function svcpathVersion(): string {
+  return (JSON.parse(readFileSync(join(PROJECT_ROOT, 'package.json'), 'utf8')) as { version: string }).version;
+}
+
 /** The thread a sharded replay runs per worker; always the built one, as worker threads run JavaScript. */
 export const REPLAY_WORKER = join(PROJECT_ROOT, 'dist', 'control', 'runtime', 'replay-worker.js');
 

@@ -422,6 +422,8 @@ export const DESC_F_SNAT = 1 << 0;
 export const DESC_F_OTHER_SHARD = 1 << 1;
 export const DESC_F_INBOUND = 1 << 3;
 export const DESC_F_OUTBOUND = 1 << 4;
+/** The packet made its flow's conntrack entry (what the service and backend stats count as a flow). */
+export const DESC_F_NEW_FLOW = 1 << 9;
 export const DESC_F_TRACE = 1 << 15;
 /** What a cluster change did to a packet's flow (verdict lines' flowChange), and the descriptor flag of each. */
 export const FLOW_CHANGES = ['STALE_BACKEND', 'FLUSHED', 'RESELECTED', 'AFFINITY_RESET'] as const;

@@ -43,6 +43,7 @@ interface DatapathExports {
   map_get_next_key(id: number, key: number, next: number): number;
   map_lookup_batch(id: number, cursor: number, keysOut: number, valuesOut: number, max: number): number;
   map_count(id: number): number;
+  ct_census(now: bigint, out: number): void;
   memory_reserve(bytes: number): number;
   memory_top(): number;
   process_batch(descs: number, count: number): number;
@@ -223,6 +224,20 @@ export class Datapath {
     }
     const { cursor, keys } = this.batchArea;
     return { cursor, keys, values: keys + keyBytes, entries };
+  }
+
+  private censusOut = 0;
+
+  /**
+   * The conntrack maps' live flows at `now` (nanoseconds of the capture's
+   * clock), and of them the masqueraded ones (masquerade ports in use): the
+   * datapath walks its own maps (datapath/census.ts), one crossing.
+   */
+  census(now: bigint): { flows: number; masqueraded: number } {
+    if (this.censusOut === 0) this.censusOut = this.reserve(8);
+    this.exports.ct_census(now, this.censusOut);
+    const words = new Uint32Array(this.memory, this.censusOut, 2);
+    return { flows: words[0], masqueraded: words[1] };
   }
 
   /** @internal scratch addresses for one key and one value. */

@@ -30,6 +30,7 @@ import { inputError, isInputError } from '../common/errors.js';
 import { DESC_F_SNAT, hostPort, type FlowChange } from '../compile/layout.js';
 import type { ClusterChanges } from './cluster-sync.js';
 import { PcapFeeder, PcapRecordWriter, VerdictWriter } from './zero-copy-replay.js';
+import type { ReportCollector } from './report-data.js';
 
 /** Frames per batch and bytes of frame data per batch. */
 export const BATCH_FRAMES = 4096;
@@ -64,6 +65,11 @@ export interface ReplayOptions {
    * each packet was decided under. The datapath is `changes.live.dp`.
    */
   changes?: ClusterChanges;
+  /**
+   * What --report shows, collected per batch; the replay stops its batches
+   * at the collector's sample times, as at cluster changes.
+   */
+  report?: ReportCollector;
 }
 
 /** A batch after process_batch, with where the replay is in the capture. */
@@ -326,7 +332,7 @@ export async function replay(
 ): Promise<ReplayResult> {
   const source = typeof capture === 'string' ? openSource(capture) : capture;
   const stopRequested = () => opts.signal?.aborted ?? false;
-  const { changes } = opts;
+  const { changes, report } = opts;
   let reader: CaptureReader;
   try {
     // A pipe's writer may not have written the capture's header yet: wait where a signal is heard.
@@ -416,8 +422,10 @@ export async function replay(
 
     const flush = () => {
       if (batch.count === 0) return;
+      report?.beforeRun(batch);
       batch.run();
       const first = result.packets + 1;
+      report?.afterRun(batch, first);
       const traceRecords = recordsByFrame(opts.trace ? dp.takeTrace() : []);
       const { done, total } = source.progress;
       try {
@@ -448,23 +456,35 @@ export async function replay(
       return stopRequested();
     };
 
-    /**
-     * Applies the syncs due at `time` (nanoseconds; undefined: the next one),
-     * after deciding the packets before it, under the state they came in.
-     */
-    const applySyncs = (time?: bigint) => {
-      if (!changes) return;
-      do {
-        flush();
-        changes.applyNext(result.packets);
-        if (lineWriter) lineWriter.setValues(...verdictNames(changes.live.compiled));
-      } while (time !== undefined && changes.nextAt !== undefined && changes.nextAt <= time);
+    /** Where the next batch must end: before the record at the next sync's time or the report's next sample, whichever is first. */
+    const stopAt = (): bigint | undefined => {
+      const sync = changes?.nextAt;
+      const sample = report?.nextSampleAt;
+      if (sync === undefined || sample === undefined) return sync ?? sample;
+      return sync < sample ? sync : sample;
     };
-    const syncDue = (tsSec: number, tsNsec: number): bigint | undefined => {
-      const at = changes?.nextAt;
-      if (at === undefined) return undefined;
-      const time = BigInt(tsSec) * NANOS_PER_SECOND + BigInt(tsNsec);
-      return time >= at ? time : undefined;
+    /**
+     * The next record is at `time` (nanoseconds): what is due before it
+     * happens in time order, each after deciding the packets before it under
+     * the state they came in: the syncs, and the report's samples (a sample
+     * at a sync's time first: it is of the state that ends there).
+     */
+    const reach = (time: bigint) => {
+      for (;;) {
+        const sync = changes?.nextAt;
+        const sample = report?.nextSampleAt;
+        const syncDue = sync !== undefined && sync <= time;
+        if (sample !== undefined && sample <= time && (!syncDue || sample <= sync)) {
+          flush();
+          // The first sample only learns where the capture starts: at this record.
+          report!.reach(syncDue && report!.started ? sync : time);
+          continue;
+        }
+        if (!syncDue) return;
+        flush();
+        changes!.applyNext(result.packets);
+        if (lineWriter) lineWriter.setValues(...verdictNames(changes!.live.compiled));
+      }
     };
 
     const tooBig = (n: number, caplen: number) =>
@@ -475,16 +495,16 @@ export async function replay(
         for (;;) {
           let filled: ReturnType<PcapFeeder['fill']>;
           try {
-            filled = feeder.fill(batch, changes?.nextAt);
+            filled = feeder.fill(batch, stopAt());
           } catch (e) {
             if (!(e instanceof WouldBlock)) throw e;
             if ((stopped = await stopWhileWaiting())) break;
             continue;
           }
           if (filled === 'ended') break;
-          // The next record is at or after the next sync: the batch so far is decided before it applies.
+          // The next record is at or after the next sync or sample: the batch so far is decided before it.
           if (filled === 'time') {
-            applySyncs();
+            reach(feeder.nextTime());
             continue;
           }
           if (batch.count === 0) throw tooBig(feeder.recordsRead + 1, feeder.nextCaplen());
@@ -497,8 +517,11 @@ export async function replay(
             for (const rec of reader.records()) {
               if (Batch.footprint(rec.caplen) > BATCH_BYTES) throw tooBig(rec.n, rec.caplen);
               if (rec.linktype !== reader.linktype) linktypes.add(rec.linktype);
-              const due = syncDue(rec.tsSec, rec.tsNsec);
-              if (due !== undefined) applySyncs(due);
+              const due = stopAt();
+              if (due !== undefined) {
+                const time = BigInt(rec.tsSec) * NANOS_PER_SECOND + BigInt(rec.tsNsec);
+                if (time >= due) reach(time);
+              }
               const traceThis = opts.trace?.select(rec.n, rec.data) ?? false;
               const full = !batch.add(rec.data, rec.origlen, rec.tsSec, rec.tsNsec, rec.linktype, traceThis, rec.direction);
               if (full) {

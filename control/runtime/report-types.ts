@@ -48,9 +48,10 @@ export interface BackendBalance {
   node: string | null;
   local: boolean;
   /**
-   * Share of the Maglev table's slots in the set new flows of the Service use
-   * (the cluster-wide set; the node-local one with a Local policy), 0..1;
-   * null when the backend is in no table of the final state (it went, or is unusable).
+   * Share of the Maglev table's slots, 0..1, in the set the Service's ClusterIP
+   * traffic uses (the node-local one under internalTrafficPolicy Local, else the
+   * cluster-wide one); null when the backend is in no table of the final state
+   * (it went, or is unusable).
    */
   expected: number | null;
   /** Which table `expected` is of. */
@@ -86,8 +87,10 @@ export interface ChangeMarker {
   state: number;
   /** What changed, in a few words ("endpoints of default/web:http: -1 +1"). */
   label: string;
-  /** Flows the sync affected: kept on a backend that left, flushed, and afterwards moved, reset or rejected. */
+  /** Flows the sync affected at once: established ones kept on a backend that left (or to choose again), UDP ones flushed. */
   flows: number;
+  /** Packets of flows a change affected while its state was in force (moved, reset, stale), and new flows rejected. */
+  packetsChanged: number;
 }
 
 export interface FlowTable {
@@ -103,7 +106,7 @@ export interface FlowRow {
   packet: number;
   /** Seconds since the epoch of its first packet. */
   time: number;
-  protocol: 'TCP' | 'UDP' | 'SCTP' | 'ICMP' | 'ICMPv6';
+  protocol: 'TCP' | 'UDP' | 'SCTP';
   /** The client, "ip:port" (as captured). */
   client: string;
   /** The frontend it addressed, "ip:port". */

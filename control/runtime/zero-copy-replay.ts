@@ -127,6 +127,16 @@ export class PcapFeeder {
     }
   }
 
+  /** The next record's time in nanoseconds, as its header states: where fill stopped at 'time'. */
+  nextTime(): bigint {
+    const view = new DataView(this.dp.memory);
+    const at = this.chunk + this.consumed;
+    const fraction = view.getUint32(at + 4, this.reader.littleEndian);
+    return (
+      BigInt(view.getUint32(at, this.reader.littleEndian)) * NANOS_PER_SECOND + BigInt(this.reader.nanosecond ? fraction : fraction * 1000)
+    );
+  }
+
   /** The captured length the next record's header states, unchecked. */
   nextCaplen(): number {
     return new DataView(this.dp.memory).getUint32(this.chunk + this.consumed + 8, this.reader.littleEndian);
