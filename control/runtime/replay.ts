@@ -461,6 +461,7 @@ export async function replay(
       const sync = changes?.nextAt;
       const sample = report?.nextSampleAt;
       if (sync === undefined || sample === undefined) return sync ?? sample;
+      // biome-ignore lint/complexity/useMathMinMax: bigints, which Math.min does not take
       return sync < sample ? sync : sample;
     };
     /**
