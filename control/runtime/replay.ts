@@ -20,7 +20,7 @@
  * place when the replay ends, completely, at a bad record or at a signal;
  * an exception removes them and leaves what was there before.
  */
-import { OutputFile, removeTemporaryFiles, STDOUT, WouldBlock, type ByteSource } from '../../traces/chunked.js';
+import { OutputFile, removeTemporaryFiles, STDOUT, WouldBlock, type ByteSink, type ByteSource } from '../../traces/chunked.js';
 import { openCapture, createPcapWriter, PcapReader, type CaptureReader, type PcapWriter } from '../../traces/pcap.js';
 import { createPcapngWriter } from '../../traces/pcapng.js';
 import { openSource } from '../../traces/source.js';
@@ -39,10 +39,13 @@ export const BATCH_BYTES = 16 << 20;
 const CHUNK_BYTES = BATCH_BYTES + 16;
 
 export interface ReplayOptions {
-  /** Output capture of the TX/REDIRECT frames: pcapng when the name ends in .pcapng, else classic pcap; `-`: standard output. */
-  out?: string;
-  /** Verdicts JSONL, one line per input packet; `-`: standard output. */
-  verdicts?: string;
+  /**
+   * Output capture of the TX/REDIRECT frames: pcapng when the name ends in .pcapng, else classic pcap; `-`: standard output;
+   * a sink (memory: the playground's) named alike.
+   */
+  out?: string | ByteSink;
+  /** Verdicts JSONL, one line per input packet; `-`: standard output; or a sink. */
+  verdicts?: string | ByteSink;
   /** Called after every batch: how far into the capture's file the replay is (compressed bytes for gzip), and its size when known. */
   onProgress?: (done: number, total: number | undefined, packets: number) => void;
   /** Called with every packet's decision, in input order (for tools that compare replays). */
@@ -158,7 +161,8 @@ const PCAP_MAX_SECONDS = 0xffffffff;
  * link types (one interface per link type), else classic pcap with the
  * input's link type.
  */
-export function openFrameSink(path: string, linktypes: readonly number[], nanosecond: boolean, notes: string[]): FrameSink {
+export function openFrameSink(to: string | ByteSink, linktypes: readonly number[], nanosecond: boolean, notes: string[]): FrameSink {
+  const path = typeof to === 'string' ? to : to.path;
   const otherLinkType = (n: number, linktype: number) =>
     inputError(
       [path, `output of record ${n}`, 'linktype'],
@@ -171,7 +175,7 @@ export function openFrameSink(path: string, linktypes: readonly number[], nanose
           `${path === STDOUT ? 'standard output' : path}: written as pcapng, since the input mixes link types (${linktypes.join(', ')})`,
         );
       }
-      const w = createPcapngWriter(path, { interfaces: linktypes.map((linktype) => ({ linktype, tsresolNs: nanosecond })) });
+      const w = createPcapngWriter(to, { interfaces: linktypes.map((linktype) => ({ linktype, tsresolNs: nanosecond })) });
       return {
         write: (n, linktype, sec, nsec, data, origlen) => {
           const iface = linktypes.indexOf(linktype);
@@ -182,7 +186,7 @@ export function openFrameSink(path: string, linktypes: readonly number[], nanose
         abort: () => w.abort(),
       };
     }
-    const w = createPcapWriter(path, { linktype: linktypes[0], nanosecond });
+    const w = createPcapWriter(to, { linktype: linktypes[0], nanosecond });
     return {
       write: (n, linktype, sec, nsec, data, origlen) => {
         if (linktype !== linktypes[0]) throw otherLinkType(n, linktype);
@@ -204,14 +208,14 @@ export function openFrameSink(path: string, linktypes: readonly number[], nanose
   }
 }
 
-/** Text output in large writes (an OutputFile: `-` is standard output). */
+/** Text output in large writes (an OutputFile: `-` is standard output; or a sink). */
 export class LineSink {
   private parts: string[] = [];
   private size = 0;
-  private readonly out: OutputFile;
+  private readonly out: ByteSink;
 
-  constructor(readonly path: string) {
-    this.out = new OutputFile(path);
+  constructor(to: string | ByteSink) {
+    this.out = typeof to === 'string' ? new OutputFile(to) : to;
   }
 
   push(line: string): void {
@@ -304,8 +308,12 @@ export function closeOutputs(outputs: Array<FrameSink | LineSink | undefined>): 
   if (failure !== undefined) throw failure;
 }
 
-/** Lets pending events (a signal handler) run; between batches, so that nothing waits per packet. */
-const nextTurn = () => new Promise<void>((resolve) => setImmediate(resolve));
+/**
+ * Lets pending events (a signal handler; a page's clicks) run; between
+ * batches, so that nothing waits per packet. A page has no setImmediate.
+ */
+const nextTurn = () =>
+  new Promise<void>((resolve) => (typeof setImmediate === 'function' ? setImmediate(resolve) : setTimeout(resolve, 0)));
 
 /** Replays a capture: a path (`-`: standard input) or a source already open, which the replay closes. */
 /**
