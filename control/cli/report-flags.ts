@@ -5,22 +5,13 @@
  */
 import { parseArgs, type ParseArgsConfig } from 'node:util';
 import { svcpathVersion } from '../common/paths.js';
+import { commandLine } from '../runtime/report-data.js';
 import { REPORT_FORMAT, type ReportData } from '../runtime/report-types.js';
 
 export const REPORT_OPTION = `  --report OUT.html                an HTML report that opens offline: charts of the verdicts, each Service's
                                    backends against their Maglev share, the capture's time, the first flows`;
 
 export const REPORT_FLAG = { report: { type: 'string' } } as const;
-
-/** A word as a POSIX shell reads it back: unquoted when it is plain, else in single quotes. */
-export function shellWord(word: string): string {
-  return /^[\w@%+=:,./-]+$/.test(word) ? word : `'${word.replace(/'/g, `'\\''`)}'`;
-}
-
-/** The command line as the user typed it, quoted for a shell. */
-export function commandLine(command: string, argv: readonly string[]): string {
-  return ['svcpath', command, ...argv].map(shellWord).join(' ');
-}
 
 /** The flags of a run that only name its outputs or threads: a trace of the same packets leaves them out. */
 const NOT_FOR_TRACE = new Set(['out', 'verdicts', 'summary', 'report', 'workers', 'json', 'help']);

@@ -47,6 +47,8 @@ export interface ServiceDiff {
   changed: number;
   /** "backend before -> backend after" -> flows */
   moves: Record<string, number>;
+  /** The flows decided the same in both replays, by their decision ("TX SERVICE 10.244.0.12:8080") -> flows. */
+  stayed: Record<string, number>;
   /** The topology filter (control/compile/topology.ts describeTopology), when it differs between the states. */
   topology?: { before: string; after: string };
   /**
@@ -165,6 +167,7 @@ function compare(trace: string, keys: Map<number, string>, before: NamedDecision
         flows: 0,
         changed: 0,
         moves: {},
+        stayed: {},
         ...(moved ? { topology: moved } : {}),
         ...(zoned ? { crossZone: { before: 0, after: 0 } } : {}),
       };
@@ -174,8 +177,8 @@ function compare(trace: string, keys: Map<number, string>, before: NamedDecision
   };
   // A topology change is reported even when the capture has no flow of the Service.
   for (const service of topology.keys()) serviceDiff(service);
-  /** Flows already counted, by key: their Service's diff, and whether a packet of them changed. */
-  const flows = new Map<string, { s: ServiceDiff; changed: boolean }>();
+  /** Flows already counted, by key: their Service's diff, their first decision, and whether a packet of them changed. */
+  const flows = new Map<string, { s: ServiceDiff; first: string; changed: boolean }>();
   for (let i = 0; i < before.length; i++) {
     const x = before[i];
     const y = after[i];
@@ -190,7 +193,7 @@ function compare(trace: string, keys: Map<number, string>, before: NamedDecision
         if (leavesZone(x, a)) s.crossZone.before++;
         if (leavesZone(y, b)) s.crossZone.after++;
       }
-      flows.set(flow, (known = { s, changed: false }));
+      flows.set(flow, (known = { s, first: describe(x), changed: false }));
     }
     // A flow changes at its first packet decided otherwise: in a static state that is its first
     // packet (the rest follow conntrack); with cluster changes it may be a later one.
@@ -206,6 +209,7 @@ function compare(trace: string, keys: Map<number, string>, before: NamedDecision
     s.moves[move] = (s.moves[move] ?? 0) + 1;
     changes.push({ flow, packet: x.n, service, before: was, after: now });
   }
+  for (const { s, first, changed } of flows.values()) if (!changed) s.stayed[first] = (s.stayed[first] ?? 0) + 1;
   const all = [...services.values()];
   const sum = (side: 'before' | 'after') => all.reduce((n, s) => n + (s.crossZone?.[side] ?? 0), 0);
   return {

@@ -23,7 +23,8 @@ import type { Compiled, CompiledService } from '../compile/compiler.js';
 import { DESC_F_NEW_FLOW, DESC_F_SNAT, REASONS, VERDICTS, hostPort } from '../compile/layout.js';
 import type { SyncRecord, Timeline } from './cluster-sync.js';
 import type { Batch, Datapath } from './datapath.js';
-import type { ChangeMarker, FlowRow, RunReport, Series, ServiceBalance } from './report-types.js';
+import type { DiffReport, ServiceDiff } from './diff.js';
+import type { ChangeMarker, DiffView, FlowRow, MoveMatrix, RunReport, Series, ServiceBalance } from './report-types.js';
 import type { Summary } from './summary.js';
 
 export interface ReportOptions {
@@ -34,6 +35,14 @@ export interface ReportOptions {
   /** Bins of the time series at most (default 500). */
   maxBins?: number;
 }
+
+/**
+ * What a report keeps of a run whatever its size (a 10M-packet replay's
+ * report stays well under 2 MB): the Services with the most packets, the
+ * first cluster changes.
+ */
+const SERVICES_CAP = 200;
+const MARKERS_CAP = 500;
 
 const FIRST_BIN_NS = 1_000_000;
 const NANOS = 1_000_000_000;
@@ -234,15 +243,40 @@ export class ReportCollector {
       newFlows: padded(this.newFlows, bins),
       conntrack: this.conntrack.slice(0, bins),
       masqueradePorts: this.masqueradePorts.slice(0, bins),
-      markers: timeline ? timeline.syncs.map(changeMarker) : [],
+      markers: timeline ? timeline.syncs.slice(0, MARKERS_CAP).map(changeMarker) : [],
     };
+    const shown = capped(summary);
     return {
-      summary,
-      balance: serviceBalance(summary, this.compiled(), this.masquerade),
+      summary: shown,
+      services: { cap: SERVICES_CAP, total: summary.services.length },
+      markersCap: MARKERS_CAP,
+      markersTotal: timeline?.syncs.length ?? 0,
+      balance: serviceBalance(shown, this.compiled(), this.masquerade),
       series,
       flows: { cap: this.flowsCap, total: this.totalFlows, rows: this.rows },
     };
   }
+}
+
+/** A word as a POSIX shell reads it back: unquoted when it is plain, else in single quotes. */
+export function shellWord(word: string): string {
+  return /^[\w@%+=:,./-]+$/.test(word) ? word : `'${word.replace(/'/g, `'\\''`)}'`;
+}
+
+/** The command line as the user typed it, quoted for a shell. */
+export function commandLine(command: string, argv: readonly string[]): string {
+  return ['svcpath', command, ...argv].map(shellWord).join(' ');
+}
+
+/** The summary with the Services of most packets (kept in its order) and the first syncs, as RunReport says. */
+function capped(summary: Summary): Summary {
+  let { services, changes } = summary;
+  if (services.length > SERVICES_CAP) {
+    const busiest = new Set([...services].sort((a, b) => b.packets - a.packets).slice(0, SERVICES_CAP));
+    services = services.filter((s) => busiest.has(s));
+  }
+  if (changes && changes.syncs.length > MARKERS_CAP) changes = { ...changes, syncs: changes.syncs.slice(0, MARKERS_CAP) };
+  return { ...summary, services, ...(changes && { changes }) };
 }
 
 function add(series: number[], bin: number, n: number): void {
@@ -365,4 +399,29 @@ function changeMarker(sync: SyncRecord): ChangeMarker {
     flows: total(sync.onRemovedBackends) + total(sync.flushed),
     packetsChanged: changed + sync.observed.rejected,
   };
+}
+
+/** A diff's report for the page: its changed flows capped at `changesCap`, and each Service's flows as a matrix of decisions. */
+export function diffView(report: DiffReport, changesCap = 1000): DiffView {
+  return {
+    report: { ...report, changes: report.changes.slice(0, changesCap) },
+    changesCap,
+    matrices: report.services.filter((s) => s.flows > 0).map(moveMatrix),
+  };
+}
+
+/** Flows by decision before and after: the moves off the diagonal, the flows that stayed on it. */
+function moveMatrix(s: ServiceDiff): MoveMatrix {
+  const cells: Array<[string, string, number]> = [
+    ...Object.entries(s.moves).map(([move, n]): [string, string, number] => {
+      const [was, now] = move.split(' -> ');
+      return [was, now, n];
+    }),
+    ...Object.entries(s.stayed).map(([decision, n]): [string, string, number] => [decision, decision, n]),
+  ];
+  const before = [...new Set(cells.map((c) => c[0]))].sort();
+  const after = [...new Set(cells.map((c) => c[1]))].sort();
+  const flows = before.map(() => after.map(() => 0));
+  for (const [was, now, n] of cells) flows[before.indexOf(was)][after.indexOf(now)] += n;
+  return { service: s.service, before, after, flows };
 }

@@ -22,8 +22,16 @@ export interface ReportData {
 
 /** One replay. */
 export interface RunReport {
-  /** The replay's summary, exactly as `--summary` writes it. */
+  /**
+   * The replay's summary as `--summary` writes it, but that its `services`
+   * are the `services.cap` with the most packets (in the summary's order)
+   * and its `changes.syncs` the first `markersCap`.
+   */
   summary: Summary;
+  services: { cap: number; total: number };
+  /** Cluster changes shown at most (markers, and the summary's syncs). */
+  markersCap: number;
+  markersTotal: number;
   /** Per Service port with a backend set: each backend's expected share of new flows beside what it got. */
   balance: ServiceBalance[];
   /** Over the capture's time, in bins. */
@@ -124,18 +132,20 @@ export interface FlowRow {
   trace: string;
 }
 
-/** `svcpath diff`: the report's own JSON, with per Service the flows moved from backend to backend. */
+/** `svcpath diff`: the report's own JSON (`--json`), its list of changed flows capped, with per Service the flows moved. */
 export interface DiffView {
   report: DiffReport;
-  /** Per Service with a changed flow: the backends before (rows) and after (columns), flows per cell. */
+  /** `report.changes` holds the first `changesCap` changed flows of `report.changed`. */
+  changesCap: number;
+  /** Per Service with flows: decisions before (rows) and after (columns), flows per cell; the diagonal stayed. */
   matrices: MoveMatrix[];
 }
 
 export interface MoveMatrix {
   service: string;
-  /** Row labels: backends before ("-" none: the flow was not forwarded). */
+  /** Row labels: a flow's decision in the first replay, as diff words it ("TX SERVICE 10.244.0.12:8080", "(snat)" when masqueraded). */
   before: string[];
-  /** Column labels: backends after. */
+  /** Column labels: its decision in the second. */
   after: string[];
   /** flows[row][column]. */
   flows: number[][];

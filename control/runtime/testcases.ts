@@ -16,7 +16,10 @@ import type { Compiled } from '../compile/compiler.js';
 import type { Datapath } from './datapath.js';
 import { inputError, isInputError } from '../common/errors.js';
 import { replay } from './replay.js';
-import type { ClusterChanges } from './cluster-sync.js';
+import { timelineOf, type ClusterChanges } from './cluster-sync.js';
+import { commandLine, ReportCollector } from './report-data.js';
+import type { RunReport } from './report-types.js';
+import { buildSummary, readCounters } from './summary.js';
 
 /**
  * Compiles a case's cluster with its replay flags (the CLI's own flag
@@ -35,6 +38,8 @@ export interface CaseResult {
   failure?: string;
   seconds: number;
   updated?: boolean;
+  /** With a report asked for: the case's replay as `--report` shows one. */
+  run?: RunReport;
 }
 
 /** A case directory to run, or a path named as one that is none, with why. */
@@ -125,8 +130,9 @@ function caseFile(dir: string, names: string[]): string | undefined {
  * in svcpath, and fails the case with its stack. Either way the run goes on
  * with the next case.
  */
-export async function runCase({ dir, problem }: FoundCase, prepare: PrepareDatapath, update: boolean): Promise<CaseResult> {
+export async function runCase({ dir, problem }: FoundCase, prepare: PrepareDatapath, update: boolean, report = false): Promise<CaseResult> {
   const started = performance.now();
+  let run: RunReport | undefined;
   const result = (passed: boolean, failure?: string): CaseResult => ({
     name: basename(dir),
     dir,
@@ -134,18 +140,24 @@ export async function runCase({ dir, problem }: FoundCase, prepare: PrepareDatap
     failure,
     seconds: (performance.now() - started) / 1000,
     updated: update && passed,
+    ...(run && { run }),
   });
   if (problem) return result(false, problem);
   try {
-    const failure = await checkCase(dir, prepare, update);
+    const failure = await checkCase(dir, prepare, update, report ? (r) => (run = r) : undefined);
     return result(failure === undefined, failure);
   } catch (e) {
     return result(false, isInputError(e) ? e.message : `svcpath bug: ${(e as Error).stack ?? String(e)}`);
   }
 }
 
-/** Why the case fails, or undefined when it passes (or was updated). */
-async function checkCase(dir: string, prepare: PrepareDatapath, update: boolean): Promise<string | undefined> {
+/** Why the case fails, or undefined when it passes (or was updated); `onReport` takes the replay's report. */
+async function checkCase(
+  dir: string,
+  prepare: PrepareDatapath,
+  update: boolean,
+  onReport?: (run: RunReport) => void,
+): Promise<string | undefined> {
   const input = caseFile(dir, ['input.pcap', 'input.pcapng']);
   if (!input) throw inputError([join(dir, 'input.pcap')], 'missing (and there is no input.pcapng either): a case needs its capture');
   const cluster = caseFile(dir, ['cluster.yaml', 'cluster']);
@@ -162,7 +174,14 @@ async function checkCase(dir: string, prepare: PrepareDatapath, update: boolean)
     const argv = [...caseArgs(argsFile), '--cluster', cluster, ...(events ? ['--events', events] : [])];
     const { compiled, dp, changes, eventsError } = await prepare(argv, argsFile);
     if (eventsError) throw eventsError;
-    const run = await replay(input, compiled, dp, { out: join(work, outName), verdicts: join(work, 'verdicts.jsonl'), changes });
+    const now = () => changes?.live.compiled ?? compiled;
+    const report = onReport && new ReportCollector(dp, now, { traceCommand: commandLine('trace', [input, ...argv]) });
+    const run = await replay(input, compiled, dp, { out: join(work, outName), verdicts: join(work, 'verdicts.jsonl'), changes, report });
+    if (report) {
+      const timeline = changes && timelineOf(changes);
+      const notes = [...compiled.notes, ...run.notes];
+      onReport!(report.finish(buildSummary(run, now(), readCounters(dp, now()), notes, run.warnings, timeline), timeline));
+    }
     if (run.stoppedAt) return `the replay stopped at record ${run.stoppedAt.record}: ${run.stoppedAt.error}`;
     const verdicts = readFileSync(join(work, 'verdicts.jsonl'), 'utf8');
     const output = readFileSync(join(work, outName));
