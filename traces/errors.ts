@@ -15,7 +15,7 @@ export function captureError(where: Array<string | undefined>, problem: string):
   return new CaptureError([...where.filter((w): w is string => !!w), problem].join(': '));
 }
 
-/** Bytes as lowercase hex, for messages that quote them (a magic number). */
+/** Bytes as lowercase hex: for messages that quote them (a magic number), and as keys of JavaScript maps. */
 export function hexOf(bytes: Uint8Array): string {
   return Array.from(bytes, (b) => b.toString(16).padStart(2, '0')).join('');
 }

@@ -6,7 +6,6 @@
  * and descriptors are laid in linear memory and the program runs once per
  * batch, never once per packet.
  */
-import { readFileSync } from 'node:fs';
 import { instantiate } from '@assemblyscript/loader';
 import {
   BPF_ANY,
@@ -32,7 +31,6 @@ import {
   type StructValue,
 } from '../compile/layout.js';
 import type { Direction } from '../../traces/pcap.js';
-import { DATAPATH_WASM } from '../common/paths.js';
 
 interface DatapathExports {
   memory: WebAssembly.Memory;
@@ -94,7 +92,20 @@ export class MapError extends Error {
   }
 }
 
-let compiled: WebAssembly.Module | undefined;
+let built: WebAssembly.Module | undefined;
+
+/**
+ * build/datapath.wasm, compiled once. The file is found and read through
+ * dynamic imports, so that a page, which brings its own module, never
+ * evaluates them (they need Node).
+ */
+async function builtDatapath(): Promise<WebAssembly.Module> {
+  if (!built) {
+    const [{ readFileSync }, { DATAPATH_WASM }] = await Promise.all([import('node:fs'), import('../common/paths.js')]);
+    built = await WebAssembly.compile(readFileSync(DATAPATH_WASM));
+  }
+  return built;
+}
 
 export interface MapSizes {
   services: number;
@@ -129,9 +140,9 @@ export class Datapath {
 
   private constructor(readonly exports: DatapathExports) {}
 
-  static async load(): Promise<Datapath> {
-    compiled ??= await WebAssembly.compile(readFileSync(DATAPATH_WASM));
-    const instance = await instantiate<DatapathExports>(compiled, {});
+  /** An instance of `module` (the playground's, fetched with its page), by default of build/datapath.wasm. */
+  static async load(module?: WebAssembly.Module): Promise<Datapath> {
+    const instance = await instantiate<DatapathExports>(module ?? (await builtDatapath()), {});
     return new Datapath(instance.exports as unknown as DatapathExports);
   }
 

@@ -6,6 +6,7 @@ import type { Compiled, FamilyEntries } from '../compile/compiler.js';
 import { Datapath, u32Key } from './datapath.js';
 import ipaddr from 'ipaddr.js';
 import { inputError } from '../common/errors.js';
+import { hexOf } from '../../traces/errors.js';
 import {
   ARRIVAL_ENTRIES,
   BPF_NOEXIST,
@@ -59,6 +60,8 @@ export interface MapRoom {
 }
 
 export interface ProgramOptions {
+  /** The datapath's compiled module; default build/datapath.wasm (Datapath.load). */
+  module?: WebAssembly.Module;
   ctEntries?: number;
   /** Spare backends, Maglev tables and table members in the maps; default none (the maps fit the state exactly). */
   room?: MapRoom;
@@ -100,7 +103,7 @@ function configFor(compiled: Compiled, shard: ProgramOptions['shard']): StructVa
 }
 
 export async function loadProgram(compiled: Compiled, opts: ProgramOptions = {}): Promise<Datapath> {
-  const dp = await Datapath.load();
+  const dp = await Datapath.load(opts.module);
   const e = compiled.entries;
   const steerEntries = steeringClasses(compiled);
   const room = opts.room;
@@ -163,7 +166,7 @@ export function steeringClasses(compiled: Compiled): Map<string, number> {
   const classes = new Map<string, number>();
   const add = (ip: string, port: number, protocol: Protocol, flag: number) => {
     for (const key of [steerKey(ip, port, protocol), steerKey(ip)]) {
-      const hex = Buffer.from(key).toString('hex');
+      const hex = hexOf(key);
       classes.set(hex, (classes.get(hex) ?? 0) | flag);
     }
   };
@@ -181,7 +184,7 @@ export function steerKey(ip: string, port = 0, protocol?: Protocol): Uint8Array 
 }
 
 function hexToBytes(hex: string): Uint8Array {
-  return new Uint8Array(Buffer.from(hex, 'hex'));
+  return Uint8Array.from({ length: hex.length / 2 }, (_, i) => Number.parseInt(hex.slice(2 * i, 2 * i + 2), 16));
 }
 
 const PRESENT = { present: 1 };

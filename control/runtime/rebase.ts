@@ -740,13 +740,16 @@ function entryOps(before: MapEntries, after: MapEntries): MapOp[] {
   return ops;
 }
 
-const bytesEqual = (a: Uint8Array, b: Uint8Array) =>
-  Buffer.from(a.buffer, a.byteOffset, a.byteLength).equals(Buffer.from(b.buffer, b.byteOffset, b.byteLength));
+function bytesEqual(a: Uint8Array, b: Uint8Array): boolean {
+  if (a.length !== b.length) return false;
+  for (let i = 0; i < a.length; i++) if (a[i] !== b[i]) return false;
+  return true;
+}
 
 /** The ops from one list of entries to another; of entries on one key, the map holds the first (as written here). */
 function diff(map: MapName, before: readonly Entry[], after: readonly Entry[]): MapOp[] {
   const spec: MapSpec = MAPS[map];
-  const keyOf = (e: Entry) => Buffer.from(encode(spec.key, e.key)).toString('latin1');
+  const keyOf = (e: Entry) => String.fromCharCode(...encode(spec.key, e.key));
   const bytes = (e: Entry) => (e.value instanceof Uint8Array ? e.value : encode(spec.value!, e.value));
   const was = new Map<string, Entry>();
   for (const e of before) {

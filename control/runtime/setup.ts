@@ -35,6 +35,8 @@ export interface Inputs {
   manifests: { count: number; load(opts: LoadOptions): ClusterState };
   /** The watch-events file, when one was named: its name in messages, and its events read against the initial state. */
   events?: { name: string; read(initial: ClusterState, opts: ReadEventsOptions): EventsRead };
+  /** The datapath's compiled module; default build/datapath.wasm. */
+  module?: WebAssembly.Module;
 }
 
 /** The settings that allocate the cluster state (the CLI's CLUSTER_FLAGS but --cluster), as typed. */
@@ -130,9 +132,9 @@ export function compileFromFlags(values: DatapathFlagValues, inputs: Pick<Inputs
 }
 
 /** The cluster state of the inputs, compiled and loaded into a datapath. */
-export async function buildDatapath(values: DatapathFlagValues, inputs: Pick<Inputs, 'manifests'>) {
+export async function buildDatapath(values: DatapathFlagValues, inputs: Pick<Inputs, 'manifests' | 'module'>) {
   const built = compileFromFlags(values, inputs);
-  return { ...built, dp: await loadProgram(built.compiled, { ctEntries: built.ctEntries }) };
+  return { ...built, dp: await loadProgram(built.compiled, { module: inputs.module, ctEntries: built.ctEntries }) };
 }
 
 /** The settings of cluster changes (the CLI's EVENTS_FLAGS but --events, which is an input), as typed. */
@@ -164,7 +166,11 @@ export async function buildReplayDatapath(values: DatapathFlagValues & EventsFla
   }
   const built = compileFromFlags(values, inputs, semantics as DatapathSemantics | undefined);
   const read = events.read(built.state, { strict: values.strict, serviceNodePortRange: built.loaded.serviceNodePortRange });
-  const dp = await loadProgram(built.compiled, { ctEntries: built.ctEntries, room: roomFor(built.state, read.events) });
+  const dp = await loadProgram(built.compiled, {
+    module: inputs.module,
+    ctEntries: built.ctEntries,
+    room: roomFor(built.state, read.events),
+  });
   const live = trackProgram(dp, { state: built.state, resolved: built.resolved.services, compiled: built.compiled, opts: built.opts });
   const minSyncPeriodNs = minSyncPeriod(values['min-sync-period'], built.state);
   const changes = new ClusterChanges(live, built.state, read.events, {

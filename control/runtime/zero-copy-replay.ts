@@ -173,9 +173,11 @@ export class PcapFeeder {
   }
 }
 
+const utf8 = new TextEncoder();
+
 /** A string table as verdicts_emit reads it: count, (offset, length) pairs, bytes. */
 function stringTable(strings: readonly string[]): Uint8Array {
-  const bytes = strings.map((s) => Buffer.from(s, 'utf8'));
+  const bytes = strings.map((s) => utf8.encode(s));
   const head = 4 + 8 * bytes.length;
   const table = new Uint8Array(head + bytes.reduce((n, b) => n + b.length, 0));
   const view = new DataView(table.buffer);
@@ -198,7 +200,7 @@ const STATE_FIELDS = ',"state":,"flowChange":""'.length + String(2 ** 31 - 1).le
 
 /** The longest verdict line these service and backend JSON values can make, in bytes, with a state and flow change. */
 export function maxVerdictLine(serviceJson: readonly string[], backendJson: readonly string[]): number {
-  const longest = (list: readonly string[]) => Math.max(...list.map((s) => Buffer.byteLength(s)));
+  const longest = (list: readonly string[]) => Math.max(...list.map((s) => utf8.encode(s).length));
   return (
     LINE_FRAME + MAX_DECIMAL_DIGITS + STATE_FIELDS + longest(VERDICTS) + longest(REASONS) + longest(serviceJson) + longest(backendJson)
   );
