@@ -16,13 +16,13 @@ const LAYERS: ReadonlyArray<readonly string[]> = [
   ['control/cluster'],
   ['control/discovery', 'control/compile'],
   ['model', 'control/runtime'],
-  ['control/cli'],
+  ['control/cli', 'web'],
   ['traces/synth'],
   ['bench', 'test'],
 ];
 
 /** The TypeScript folders the layers cover (datapath/ is AssemblyScript, built on its own). */
-const ROOTS = ['control', 'traces', 'model', 'bench', 'test'];
+const ROOTS = ['control', 'traces', 'model', 'web', 'bench', 'test'];
 
 /** The layered folder a file belongs to: the longest folder of LAYERS it lies in. */
 function folderOf(file: string): string | undefined {
