@@ -3,12 +3,13 @@
 // (the datapath's stats maps, not the descriptors the report reads), the
 // verdict lines, the conntrack timeouts worked by hand, the flows' packets
 // decoded from the capture.
-import { mkdtempSync, readFileSync } from 'node:fs';
+import { mkdtempSync, readdirSync, readFileSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { describe, expect, it } from 'vitest';
 import { buildDatapath } from '../control/cli/common-flags.js';
 import { ReportCollector } from '../control/runtime/report-data.js';
+import type { DiffReport } from '../control/runtime/diff.js';
 import type { ReportData, RunReport } from '../control/runtime/report-types.js';
 import { replay } from '../control/runtime/replay.js';
 import { buildSummary, readCounters } from '../control/runtime/summary.js';
@@ -221,5 +222,43 @@ describe('--report data', () => {
     expect(run.series.markers.some((m) => m.flows > 0)).toBe(true);
     const flushed = syncs.find((s) => sum(Object.values(s.flushed)) > 0)!;
     expect(flushed).toBeDefined();
+  });
+
+  it('diff --report: per Service a matrix whose cells add up to its flows, off the diagonal to its changed flows, as --json has them', async () => {
+    const dir = tmp();
+    const after = join(dir, 'after.yaml');
+    writeFileSync(after, readFileSync(CLUSTER, 'utf8').replaceAll('10.244.1.20', '10.244.1.21'));
+    const args = ['diff', SAMPLE, '--cluster', CLUSTER, '--against', after, '--node', 'node-a'];
+    const json = await cli([...args, '--json']);
+    const report = JSON.parse(json.stdout) as DiffReport;
+    const page = await cli([...args, '--report', join(dir, 'd.html')]);
+    expect(page.code).toBe(0);
+    const { diff } = reportDataOf(join(dir, 'd.html'));
+    expect(diff!.report).toEqual(report);
+    expect(report.changed).toBeGreaterThan(0);
+    for (const s of report.services.filter((x) => x.flows > 0)) {
+      const m = diff!.matrices.find((x) => x.service === s.service)!;
+      expect(sum(m.flows.flat()), s.service).toBe(s.flows);
+      const moved = m.flows.flatMap((row, r) => row.filter((_, c) => m.before[r] !== m.after[c]));
+      expect(sum(moved), s.service).toBe(s.changed);
+    }
+    const web = diff!.matrices.find((x) => x.service === 'default/web:http')!;
+    expect(web.after).toContain('TX SERVICE 10.244.1.21:8080');
+    expect(web.before).not.toContain('TX SERVICE 10.244.1.21:8080');
+  });
+
+  it("test --report: every case with its replay, which adds up as a replay's does", async () => {
+    const dir = tmp();
+    const run = await cli(['test', 'test/cases', '--report', join(dir, 't.html')]);
+    expect(run.code).toBe(0);
+    const { cases } = reportDataOf(join(dir, 't.html'));
+    expect(cases!.map((c) => c.name)).toEqual(readdirSync('test/cases').sort());
+    for (const c of cases!) {
+      expect(c.passed, c.name).toBe(true);
+      expect(c.failures).toEqual([]);
+      expectSeriesAddUp(c.run!);
+      expect(c.run!.flows.rows.every((r) => r.trace.startsWith(`svcpath trace test/cases/${c.name}/input.pcap`))).toBe(true);
+    }
+    expect(cases!.find((c) => c.name === 'sctp-udp-nanosecond')!.run!.flows.rows.some((r) => r.protocol === 'SCTP')).toBe(true);
   });
 });

@@ -121,7 +121,7 @@ const ICMPV6_ERROR_TYPES: ReadonlySet<number> = new Set([
   3, // time exceeded
   4, // parameter problem
 ]);
-const VLAN_TPIDS: ReadonlySet<number> = new Set([TPID_8021Q, TPID_8021AD, TPID_QINQ_LEGACY]);
+export const VLAN_TPIDS: ReadonlySet<number> = new Set([TPID_8021Q, TPID_8021AD, TPID_QINQ_LEGACY]);
 
 // --- addresses --------------------------------------------------------------
 

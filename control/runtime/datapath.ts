@@ -609,6 +609,20 @@ export class Batch {
     return (v === XDP_TX || v === XDP_REDIRECT) && (this.flags(i) & DESC_F_OTHER_SHARD) === 0;
   }
 
+  /** Where the frame is in linear memory (`memoryBytes`), and its length: a frame read in place, with no view made per frame. */
+  frameOffset(i: number): number {
+    return this.view.getUint32(this.at(i), true);
+  }
+
+  frameLength(i: number): number {
+    return this.view.getUint32(this.at(i) + 4, true);
+  }
+
+  /** Linear memory as bytes (valid until the next batch). */
+  get memoryBytes(): Uint8Array {
+    return this.mem;
+  }
+
   /** The frame as the datapath left it (a view into linear memory, valid until the next batch). */
   frame(i: number): Uint8Array {
     const d = this.at(i);

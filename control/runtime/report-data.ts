@@ -18,9 +18,18 @@
  * the capture runs longer than `maxBins` of them: the series stay small
  * however long the capture is.
  */
-import { decodeCaptured } from '../../traces/frames.js';
+import {
+  decodeCaptured,
+  ETHERTYPE_IPV4,
+  ETHERTYPE_IPV6,
+  formatIpv4,
+  formatIpv6,
+  ipv4ToBytes,
+  ipv6ToBytes,
+  VLAN_TPIDS,
+} from '../../traces/frames.js';
 import type { Compiled, CompiledService } from '../compile/compiler.js';
-import { DESC_F_NEW_FLOW, DESC_F_SNAT, REASONS, VERDICTS, hostPort } from '../compile/layout.js';
+import { DESC_F_NEW_FLOW, DESC_F_SNAT, LINKTYPES, REASONS, VERDICTS, hostPort } from '../compile/layout.js';
 import type { SyncRecord, Timeline } from './cluster-sync.js';
 import type { Batch, Datapath } from './datapath.js';
 import type { DiffReport, ServiceDiff } from './diff.js';
@@ -46,8 +55,6 @@ const MARKERS_CAP = 500;
 
 const FIRST_BIN_NS = 1_000_000;
 const NANOS = 1_000_000_000;
-/** Bytes of a frame's head kept before the datapath rewrites it: link layer, IP header with options or extensions, ports. */
-const HEAD_BYTES = 192;
 const REASON_SERVICE = REASONS.indexOf('SERVICE');
 const REASON_REPLY = REASONS.indexOf('REPLY');
 
@@ -68,13 +75,17 @@ export class ReportCollector {
   /** The last packet's offset from the start, nanoseconds. */
   private lastNs = 0;
   private totalFlows = 0;
-  private readonly masquerade = new Map<string, { flows: number; packets: number }>();
+  /** Masqueraded flows and packets per service id (ids stay a Service's through cluster changes). */
+  private readonly masqueradedFlows: number[] = [];
+  private readonly masqueradedPackets: number[] = [];
   private readonly rows: FlowRow[] = [];
-  /** Client-side tuple -> the flow's row, while it is in the table. */
-  private readonly byTuple = new Map<string, FlowRow>();
-  /** Frame heads of the batch, copied before it runs. */
-  private heads = new Uint8Array(0);
-  private headLengths = new Uint32Array(0);
+  /** Each row's client-side tuple (TUPLE_BYTES), and the rows by the tuple's hash, while the tuple is their flow's. */
+  private readonly rowTuples: Uint8Array[] = [];
+  private readonly rowsByHash = new Map<number, number[]>();
+  /** The client-side tuples of the batch's frames as they came in (TUPLE_BYTES each), read before the datapath rewrites them. */
+  private inTuples = new Uint8Array(0);
+  private inValid = new Uint8Array(0);
+  private readonly scratch = new Uint8Array(TUPLE_BYTES);
 
   constructor(
     private readonly dp: Datapath,
@@ -120,18 +131,13 @@ export class ReportCollector {
     }
   }
 
-  /** Before process_batch: the heads of the frames, which the datapath rewrites in place. */
+  /** Before process_batch: each frame's client-side tuple as a request's, before the datapath rewrites it in place. */
   beforeRun(batch: Batch): void {
-    if (this.heads.length < batch.count * HEAD_BYTES) {
-      this.heads = new Uint8Array(batch.maxFrames * HEAD_BYTES);
-      this.headLengths = new Uint32Array(batch.maxFrames);
+    if (this.inValid.length < batch.count) {
+      this.inTuples = new Uint8Array(batch.maxFrames * TUPLE_BYTES);
+      this.inValid = new Uint8Array(batch.maxFrames);
     }
-    for (let i = 0; i < batch.count; i++) {
-      const frame = batch.frame(i);
-      const n = Math.min(frame.length, HEAD_BYTES);
-      this.heads.set(frame.subarray(0, n), i * HEAD_BYTES);
-      this.headLengths[i] = n;
-    }
+    for (let i = 0; i < batch.count; i++) this.inValid[i] = frameTuple(batch, i, false, this.inTuples, i * TUPLE_BYTES) ? 1 : 0;
   }
 
   /** After process_batch: every packet's counts. */
@@ -147,8 +153,6 @@ export class ReportCollector {
       const flags = batch.flags(i);
       const serviceId = batch.serviceId(i);
       if (serviceId === 0) continue;
-      const service = compiled.services[serviceId - 1]?.name;
-      if (service === undefined) continue;
       const newFlow = (flags & DESC_F_NEW_FLOW) !== 0;
       const snat = (flags & DESC_F_SNAT) !== 0;
       if (newFlow) {
@@ -156,55 +160,87 @@ export class ReportCollector {
         this.totalFlows++;
       }
       if (snat) {
-        const m = this.masquerade.get(service) ?? { flows: 0, packets: 0 };
-        m.packets++;
-        if (newFlow) m.flows++;
-        this.masquerade.set(service, m);
+        add(this.masqueradedPackets, serviceId, 1);
+        if (newFlow) add(this.masqueradedFlows, serviceId, 1);
       }
-      this.countFlowPacket(batch, i, first + i, compiled, service, newFlow, snat);
+      this.countFlowPacket(batch, i, first + i, compiled, newFlow, snat);
     }
   }
 
-  /** The packet's flow in the table: a new flow gets a row while there is room; a later packet adds to its row. */
-  private countFlowPacket(batch: Batch, i: number, n: number, compiled: Compiled, service: string, newFlow: boolean, snat: boolean): void {
+  /**
+   * The packet's flow in the table: a new flow gets a row while there is
+   * room; a later packet of it adds to its row. A request's flow is its
+   * tuple as it came in, a reply's its tuple as rewritten, reversed.
+   */
+  private countFlowPacket(batch: Batch, i: number, n: number, compiled: Compiled, newFlow: boolean, snat: boolean): void {
     const reason = batch.reason(i);
-    if (reason !== REASON_SERVICE && reason !== REASON_REPLY) return;
-    if (!newFlow && this.byTuple.size === 0) return;
-    if (newFlow && this.rows.length >= this.flowsCap && this.byTuple.size === 0) return;
-    const tuple =
-      reason === REASON_SERVICE
-        ? clientTuple(batch.linktype(i), this.heads.subarray(i * HEAD_BYTES, i * HEAD_BYTES + this.headLengths[i]), false)
-        : clientTuple(batch.linktype(i), batch.frame(i), true);
-    if (!tuple) return;
-    let flow = this.byTuple.get(tuple.key);
-    if (newFlow && this.rows.length < this.flowsCap) {
-      const backendId = batch.backendId(i);
-      const backend = backendId ? compiled.backends[backendId - 1] : undefined;
-      const row: FlowRow = {
-        packet: n,
-        time: batch.tsSec(i) + batch.tsNsec(i) / NANOS,
-        protocol: tuple.protocol,
-        client: tuple.client,
-        frontend: tuple.frontend,
-        service,
-        backend: backend ? hostPort(backend.ip, backend.port) : null,
-        masqueraded: snat,
-        packets: 0,
-        bytes: 0,
-        lastVerdict: '',
-        lastReason: '',
-        trace: `${this.opts.traceCommand} --flow ${tuple.client}`,
-      };
-      this.rows.push(row);
-      flow = row;
-      // A tuple used again (a new flow on a reused client port) is the new flow's from now on.
-      this.byTuple.set(tuple.key, flow);
+    let tuples = this.inTuples;
+    let at = i * TUPLE_BYTES;
+    if (reason === REASON_SERVICE) {
+      if (this.inValid[i] === 0) return;
+    } else if (reason === REASON_REPLY) {
+      if (this.rowsByHash.size === 0 || !frameTuple(batch, i, true, this.scratch, 0)) return;
+      tuples = this.scratch;
+      at = 0;
+    } else return;
+    const hash = tupleHash(tuples, at);
+    let row = this.rowOf(hash, tuples, at);
+    if (newFlow) {
+      // The tuple is a new flow's from now on: the row of an earlier flow on it (a reused client port) ends.
+      if (row !== undefined) this.forget(hash, row);
+      row = this.rows.length < this.flowsCap ? this.addRow(batch, i, n, compiled, snat, hash, tuples, at) : undefined;
     }
-    if (!flow) return;
+    if (row === undefined) return;
+    const flow = this.rows[row];
     flow.packets++;
     flow.bytes += batch.wireLen(i);
     flow.lastVerdict = VERDICTS[batch.verdict(i)];
     flow.lastReason = REASONS[reason];
+  }
+
+  private rowOf(hash: number, tuples: Uint8Array, at: number): number | undefined {
+    return this.rowsByHash.get(hash)?.find((r) => sameTuple(this.rowTuples[r], tuples, at));
+  }
+
+  private forget(hash: number, row: number): void {
+    const rows = this.rowsByHash.get(hash)!.filter((r) => r !== row);
+    if (rows.length > 0) this.rowsByHash.set(hash, rows);
+    else this.rowsByHash.delete(hash);
+  }
+
+  private addRow(
+    batch: Batch,
+    i: number,
+    n: number,
+    compiled: Compiled,
+    snat: boolean,
+    hash: number,
+    tuples: Uint8Array,
+    at: number,
+  ): number {
+    const tuple = tuples.slice(at, at + TUPLE_BYTES);
+    const { protocol, client, frontend } = describeTuple(tuple);
+    const backendId = batch.backendId(i);
+    const backend = backendId ? compiled.backends[backendId - 1] : undefined;
+    const row = this.rows.length;
+    this.rows.push({
+      packet: n,
+      time: batch.tsSec(i) + batch.tsNsec(i) / NANOS,
+      protocol,
+      client,
+      frontend,
+      service: compiled.services[batch.serviceId(i) - 1].name,
+      backend: backend ? hostPort(backend.ip, backend.port) : null,
+      masqueraded: snat,
+      packets: 0,
+      bytes: 0,
+      lastVerdict: '',
+      lastReason: '',
+      trace: `${this.opts.traceCommand} --flow ${client}`,
+    });
+    this.rowTuples.push(tuple);
+    this.rowsByHash.set(hash, [...(this.rowsByHash.get(hash) ?? []), row]);
+    return row;
   }
 
   /** The bin a time falls in, the bins merged pairwise first while it lies beyond maxBins. */
@@ -223,6 +259,16 @@ export class ReportCollector {
     const { flows, masqueraded } = this.dp.census(atNs);
     this.conntrack.push(flows);
     this.masqueradePorts.push(masqueraded);
+  }
+
+  /** Masquerade counts by Service name, as the program in force names the ids. */
+  private masqueradeByName(): Map<string, { flows: number; packets: number }> {
+    const byName = new Map<string, { flows: number; packets: number }>();
+    for (const s of this.compiled().services) {
+      const packets = this.masqueradedPackets[s.id] ?? 0;
+      if (packets > 0) byName.set(s.name, { flows: this.masqueradedFlows[s.id] ?? 0, packets });
+    }
+    return byName;
   }
 
   /** The run's report, once the replay has ended: the series closed with the census at the last bin's end. */
@@ -251,7 +297,7 @@ export class ReportCollector {
       services: { cap: SERVICES_CAP, total: summary.services.length },
       markersCap: MARKERS_CAP,
       markersTotal: timeline?.syncs.length ?? 0,
-      balance: serviceBalance(shown, this.compiled(), this.masquerade),
+      balance: serviceBalance(shown, this.compiled(), this.masqueradeByName()),
       series,
       flows: { cap: this.flowsCap, total: this.totalFlows, rows: this.rows },
     };
@@ -303,30 +349,164 @@ function mergeEnds(series: number[]): void {
 }
 
 /**
- * A flow's client-side tuple, "PROTO client > frontend": a request's frame as
- * captured, or a reply's as rewritten (then the frame's destination is the client).
+ * A flow's client-side tuple, as the report keys its flows: protocol, family
+ * (4 or 6), the client's address (16 bytes, IPv4's in the first 4) and port,
+ * the frontend's address and port.
  */
-function clientTuple(
+const TUPLE_BYTES = 38;
+const TUPLE = { PROTOCOL: 0, FAMILY: 1, CLIENT: 2, CLIENT_PORT: 18, FRONTEND: 20, FRONTEND_PORT: 36 } as const;
+const PORTS_PROTOCOLS: Record<number, FlowRow['protocol']> = { 6: 'TCP', 17: 'UDP', 132: 'SCTP' };
+
+/**
+ * Writes the batch frame's client-side tuple at `out[at]`: a request's
+ * source is the client, a reply's destination. False when the frame has no
+ * ports to read (not TCP, UDP or SCTP, a later fragment, cut short).
+ */
+function frameTuple(batch: Batch, i: number, reply: boolean, out: Uint8Array, at: number): boolean {
+  const mem = batch.memoryBytes;
+  const start = batch.frameOffset(i);
+  const length = batch.frameLength(i);
+  return (
+    readTupleInPlace(batch.linktype(i), mem, start, start + length, reply, out, at) ||
+    decodeTuple(batch.linktype(i), mem.subarray(start, start + length), reply, out, at)
+  );
+}
+
+/**
+ * The tuple read from the headers in place, for the common frames: Ethernet
+ * (VLAN tags), Linux cooked v1 and v2, raw IP, loopback; IPv4, IPv6 without
+ * extension headers. Written by hand because this runs for every packet of
+ * a replay with --report: decodeCaptured's objects and address strings per
+ * packet made such a replay ten times as slow as one without. False for
+ * anything else, which decodeTuple reads.
+ */
+function readTupleInPlace(
   linktype: number,
-  bytes: Uint8Array,
+  mem: Uint8Array,
+  start: number,
+  end: number,
   reply: boolean,
-): { key: string; protocol: FlowRow['protocol']; client: string; frontend: string } | undefined {
+  out: Uint8Array,
+  at: number,
+): boolean {
+  const l3 = networkStart(linktype, mem, start, end);
+  if (l3 < 0 || l3 + 20 > end) return false;
+  const version = mem[l3] >> 4;
+  if (version === 4) {
+    const l4 = l3 + (mem[l3] & 15) * 4;
+    const laterFragment = (((mem[l3 + 6] & 0x1f) << 8) | mem[l3 + 7]) !== 0;
+    if (laterFragment || l4 < l3 + 20 || l4 + 4 > end || !(mem[l3 + 9] in PORTS_PROTOCOLS)) return false;
+    writeTuple(out, at, mem[l3 + 9], 4, mem, l3 + 12, l3 + 16, 4, l4, reply);
+    return true;
+  }
+  if (version !== 6 || l3 + 44 > end || !(mem[l3 + 6] in PORTS_PROTOCOLS)) return false;
+  writeTuple(out, at, mem[l3 + 6], 6, mem, l3 + 8, l3 + 24, 16, l3 + 40, reply);
+  return true;
+}
+
+const be16 = (mem: Uint8Array, at: number) => (mem[at] << 8) | mem[at + 1];
+
+/** Where the IP header starts, by link type; -1 when the link layer carries no IP or is cut. */
+function networkStart(linktype: number, mem: Uint8Array, start: number, end: number): number {
+  const ip = (ethertype: number, at: number) => (ethertype === ETHERTYPE_IPV4 || ethertype === ETHERTYPE_IPV6 ? at : -1);
+  switch (linktype) {
+    case LINKTYPES.ETHERNET: {
+      let at = start + 12;
+      while (at + 2 <= end && VLAN_TPIDS.has(be16(mem, at))) at += 4;
+      return at + 2 <= end ? ip(be16(mem, at), at + 2) : -1;
+    }
+    case LINKTYPES.LINUX_SLL:
+      return start + 16 <= end ? ip(be16(mem, start + 14), start + 16) : -1;
+    case LINKTYPES.LINUX_SLL2:
+      return start + 20 <= end ? ip(be16(mem, start), start + 20) : -1;
+    case LINKTYPES.RAW:
+    case LINKTYPES.RAW_OPENBSD:
+    case LINKTYPES.IPV4:
+    case LINKTYPES.IPV6:
+      return start;
+    case LINKTYPES.NULL:
+    case LINKTYPES.LOOP:
+      return start + 4;
+    default:
+      return -1;
+  }
+}
+
+function writeTuple(
+  out: Uint8Array,
+  at: number,
+  protocol: number,
+  family: number,
+  mem: Uint8Array,
+  src: number,
+  dst: number,
+  addressBytes: number,
+  l4: number,
+  reply: boolean,
+): void {
+  out.fill(0, at, at + TUPLE_BYTES);
+  out[at + TUPLE.PROTOCOL] = protocol;
+  out[at + TUPLE.FAMILY] = family;
+  const client = reply ? dst : src;
+  const frontend = reply ? src : dst;
+  const clientPort = reply ? l4 + 2 : l4;
+  const frontendPort = reply ? l4 : l4 + 2;
+  for (let k = 0; k < addressBytes; k++) {
+    out[at + TUPLE.CLIENT + k] = mem[client + k];
+    out[at + TUPLE.FRONTEND + k] = mem[frontend + k];
+  }
+  out[at + TUPLE.CLIENT_PORT] = mem[clientPort];
+  out[at + TUPLE.CLIENT_PORT + 1] = mem[clientPort + 1];
+  out[at + TUPLE.FRONTEND_PORT] = mem[frontendPort];
+  out[at + TUPLE.FRONTEND_PORT + 1] = mem[frontendPort + 1];
+}
+
+/** The tuple through traces/frames.ts decodeCaptured: the frames readTupleInPlace leaves (IPv6 extension headers, ...). */
+function decodeTuple(linktype: number, bytes: Uint8Array, reply: boolean, out: Uint8Array, at: number): boolean {
   const d = decodeCaptured(linktype, bytes);
   const ip = d.ipv4 ?? d.ipv6;
-  if (!ip) return undefined;
+  if (!ip) return false;
   const ports = d.tcp ?? d.udp ?? sctpPorts(ip.protocol, bytes, d.payloadOffset, d.payloadLength);
-  if (!ports) return undefined;
-  const protocol = d.tcp ? 'TCP' : d.udp ? 'UDP' : 'SCTP';
-  const src = hostPort(ip.src, ports.sport);
-  const dst = hostPort(ip.dst, ports.dport);
-  const [client, frontend] = reply ? [dst, src] : [src, dst];
-  return { key: `${protocol} ${client} > ${frontend}`, protocol, client, frontend };
+  if (!ports) return false;
+  const family = d.ipv4 ? 4 : 6;
+  const address = (text: string) => (family === 4 ? ipv4ToBytes(text) : ipv6ToBytes(text));
+  const header = new Uint8Array(36);
+  header.set(address(ip.src), 0);
+  header.set(address(ip.dst), 16);
+  header[32] = ports.sport >> 8;
+  header[33] = ports.sport & 0xff;
+  header[34] = ports.dport >> 8;
+  header[35] = ports.dport & 0xff;
+  writeTuple(out, at, d.tcp ? 6 : d.udp ? 17 : 132, family, header, 0, 16, family === 4 ? 4 : 16, 32, reply);
+  return true;
 }
 
 /** SCTP's ports, the first four bytes of its common header (traces/frames.ts decodes no SCTP). */
 function sctpPorts(protocol: number, bytes: Uint8Array, offset: number, length: number): { sport: number; dport: number } | undefined {
   if (protocol !== 132 || length < 4 || offset + 4 > bytes.length) return undefined;
-  return { sport: (bytes[offset] << 8) | bytes[offset + 1], dport: (bytes[offset + 2] << 8) | bytes[offset + 3] };
+  return { sport: be16(bytes, offset), dport: be16(bytes, offset + 2) };
+}
+
+/** FNV-1a of a tuple's bytes. */
+function tupleHash(bytes: Uint8Array, at: number): number {
+  let h = 0x811c9dc5;
+  for (let k = at; k < at + TUPLE_BYTES; k++) h = Math.imul(h ^ bytes[k], 0x01000193);
+  return h >>> 0;
+}
+
+function sameTuple(tuple: Uint8Array, bytes: Uint8Array, at: number): boolean {
+  for (let k = 0; k < TUPLE_BYTES; k++) if (tuple[k] !== bytes[at + k]) return false;
+  return true;
+}
+
+/** A tuple in the flow table's words. */
+function describeTuple(tuple: Uint8Array): { protocol: FlowRow['protocol']; client: string; frontend: string } {
+  const address = (at: number) => (tuple[TUPLE.FAMILY] === 4 ? formatIpv4(tuple, at) : formatIpv6(tuple, at));
+  return {
+    protocol: PORTS_PROTOCOLS[tuple[TUPLE.PROTOCOL]],
+    client: hostPort(address(TUPLE.CLIENT), be16(tuple, TUPLE.CLIENT_PORT)),
+    frontend: hostPort(address(TUPLE.FRONTEND), be16(tuple, TUPLE.FRONTEND_PORT)),
+  };
 }
 
 /** Per Service port: each backend's share of the Maglev table beside the flows it got. */

@@ -1,7 +1,11 @@
 /** `svcpath diff`: the flows whose decision changes between two cluster states. */
+import { checkOutputs } from '../../common/paths.js';
 import { diffReplays, formatDiff } from '../../runtime/diff.js';
 import { stopOnSignals } from '../../runtime/replay.js';
+import { diffView } from '../../runtime/report-data.js';
 import { parseCommandArgs } from '../args.js';
+import { readReportAssets, writeReport } from '../report-file.js';
+import { REPORT_FLAG, reportFrame } from '../report-flags.js';
 import {
   buildReplayDatapath,
   CLUSTER_OPTIONS,
@@ -24,6 +28,8 @@ Usage:
 Flags:
   --against PATH                   the other cluster state, read as --cluster is (repeatable)
   --json                           the report as JSON
+  --report OUT.html                the report as an HTML page that opens offline: per Service, a matrix of
+                                   the flows' decisions before and after (the backends they moved between)
   --against-semantics kube-proxy|cilium   with --events: the other side's datapath semantics (default: the
                                    same as --datapath-semantics); compares the two on the same changes
 ${CLUSTER_OPTIONS}
@@ -38,6 +44,7 @@ const FLAGS = {
   against: { type: 'string', multiple: true },
   'against-semantics': { type: 'string' },
   json: { type: 'boolean' },
+  ...REPORT_FLAG,
 } as const;
 
 export async function run(argv: string[]): Promise<number> {
@@ -49,6 +56,18 @@ export async function run(argv: string[]): Promise<number> {
     fail('--against-semantics: only with --events (it says how cluster changes apply)');
   }
   if (values.events === '-') fail('--events: diff reads the events once per side; name a file');
+  if (values.report !== undefined) {
+    checkOutputs(
+      [{ flag: '--report', path: values.report }],
+      [
+        { flag: 'capture', path: trace },
+        ...(values.cluster ?? []).map((path) => ({ flag: '--cluster', path })),
+        ...values.against.map((path) => ({ flag: '--against', path })),
+        ...(values.events === undefined ? [] : [{ flag: '--events', path: values.events }]),
+      ],
+    );
+    readReportAssets();
+  }
   const before = await buildReplayDatapath(values, trace);
   const after = await buildReplayDatapath(
     {
@@ -64,7 +83,9 @@ export async function run(argv: string[]): Promise<number> {
   const signals = stopOnSignals();
   try {
     const report = await diffReplays(trace, before, after, signals.signal);
-    console.log(values.json ? JSON.stringify(report, null, 2) : formatDiff(report));
+    if (values.report !== undefined) writeReport(values.report, { ...reportFrame('diff', argv), diff: diffView(report) });
+    // The HTML report on standard output is the output: the text goes to stderr.
+    (values.report === '-' ? console.error : console.log)(values.json ? JSON.stringify(report, null, 2) : formatDiff(report));
   } finally {
     signals.release();
   }

@@ -9,7 +9,10 @@ import { replay, SIGNAL_EXIT_STATUS, stopOnSignals, type ReplayResult } from '..
 import { replaySharded } from '../../runtime/sharded-replay.js';
 import { buildSummary, formatSummary, readCounters, type Counters, type Summary } from '../../runtime/summary.js';
 import { timelineOf } from '../../runtime/cluster-sync.js';
+import { ReportCollector } from '../../runtime/report-data.js';
 import { parseCommandArgs } from '../args.js';
+import { readReportAssets, writeReport } from '../report-file.js';
+import { REPORT_FLAG, REPORT_OPTION, reportFrame, traceCommandOf } from '../report-flags.js';
 import {
   buildReplayDatapath,
   CLUSTER_OPTIONS,
@@ -41,6 +44,7 @@ ${EVENTS_OPTIONS}
   --out OUT.pcap|OUT.pcapng|-      write the TX and REDIRECT frames, rewritten, in input order
   --verdicts OUT.jsonl|-           one JSON verdict per input packet
   --summary OUT.json|-             the summary as JSON
+${REPORT_OPTION}
   --workers N                      replay on N threads, each with its own maps, flows sharded by client
                                    (same output as one worker; default 1; not with a capture from a pipe)
 ${HELP_FOOTER}`;
@@ -51,6 +55,7 @@ const FLAGS = {
   out: { type: 'string' },
   verdicts: { type: 'string' },
   summary: { type: 'string' },
+  ...REPORT_FLAG,
   workers: { type: 'string' },
 } as const;
 
@@ -58,7 +63,7 @@ export async function run(argv: string[]): Promise<number> {
   const { values, positionals } = parseCommandArgs('replay', argv, FLAGS);
   if (values.help) return printHelp(HELP);
   const trace = oneTrace('replay', positionals);
-  const outputFlags = (['out', 'verdicts', 'summary'] as const)
+  const outputFlags = (['out', 'verdicts', 'summary', 'report'] as const)
     .filter((f) => values[f] !== undefined)
     .map((f) => ({ flag: `--${f}`, path: values[f]! }));
   checkOutputs(
@@ -74,11 +79,20 @@ export async function run(argv: string[]): Promise<number> {
   if (workers > 1 && values.events !== undefined) {
     fail('--workers: one worker only with --events: cluster changes are applied to the maps of one datapath');
   }
+  if (workers > 1 && values.report !== undefined) {
+    fail('--workers: one worker only with --report: its census of live flows walks the maps of one datapath');
+  }
+  // A page that is not built is said before the replay, not after it.
+  if (values.report !== undefined) readReportAssets();
   // Sharded, each worker loads its own datapath.
   const { state, resolved, compiled, ctEntries, dp, changes, eventsError } =
     workers > 1
       ? { ...compileFromFlags(values), dp: undefined, changes: undefined, eventsError: undefined }
       : await buildReplayDatapath(values, trace);
+  const report =
+    dp && values.report !== undefined
+      ? new ReportCollector(dp, () => changes?.live.compiled ?? compiled, { traceCommand: traceCommandOf(argv, FLAGS) })
+      : undefined;
   const bar = progressBar();
   const signals = stopOnSignals();
   const outputs = {
@@ -92,21 +106,16 @@ export async function run(argv: string[]): Promise<number> {
     if (!dp) {
       replayed = await replaySharded(trace, compiled, { ...outputs, workers, ctEntries });
     } else {
-      const result = await replay(trace, compiled, dp, { ...outputs, changes });
+      const result = await replay(trace, compiled, dp, { ...outputs, changes, report });
       replayed = { result, counters: readCounters(dp, changes?.live.compiled ?? compiled) };
     }
     bar.end();
     const { result, counters } = replayed;
     const notes = [...state.notes, ...resolved.notes, ...compiled.notes, ...result.notes];
-    const summary = buildSummary(
-      result,
-      changes?.live.compiled ?? compiled,
-      counters,
-      notes,
-      state.warnings,
-      changes && timelineOf(changes),
-    );
+    const timeline = changes && timelineOf(changes);
+    const summary = buildSummary(result, changes?.live.compiled ?? compiled, counters, notes, state.warnings, timeline);
     if (values.summary) writeOutputFile(values.summary, `${JSON.stringify(summary, null, 2)}\n`);
+    if (report) writeReport(values.report!, { ...reportFrame('replay', argv), run: report.finish(summary, timeline) });
     // Standard output carries an output: the summary for people goes to stderr.
     (outputFlags.some((o) => o.path === STDOUT) ? console.error : console.log)(formatSummary(summary));
     if (result.interrupted) return SIGNAL_EXIT_STATUS[result.interrupted.signal] ?? 130;
