@@ -5,7 +5,7 @@
  * through the platform's DecompressionStream (a browser's, or Node's), for
  * the playground, whose captures come as bytes.
  */
-import { captureError, hexOf } from './errors.js';
+import { type CaptureError, captureError, hexOf } from './errors.js';
 
 const GZIP_MAGIC = [0x1f, 0x8b];
 /** Bytes to look at to tell gzip from a capture. */
@@ -29,13 +29,15 @@ export function isGzip(head: Uint8Array, name: string, namedGz: boolean): boolea
 const FEED_BYTES = 256 << 10;
 
 /**
- * The inflated bytes of a gzip capture held in memory. A broken stream is a
- * CaptureError naming the capture, worded as the CLI's gunzip thread words it
- * (traces/gunzip-worker.ts): truncated, with where the compressed data ends,
- * or corrupt, with the decompressor's reason (and the compressed bytes it
- * failed in, when it said so before the end).
+ * A gzip capture held in memory, inflated: the bytes, and when the stream is
+ * broken, the CaptureError that names the capture, worded as the CLI's
+ * gunzip thread words it (traces/gunzip-worker.ts): truncated, with where
+ * the compressed data ends, or corrupt, with the decompressor's reason (and
+ * the compressed bytes it failed in, when it said so before the end). The
+ * bytes are then those inflated before the failure: read first, as the CLI
+ * reads what the thread inflated before it failed.
  */
-export async function gunzipBytes(name: string, compressed: Uint8Array): Promise<Uint8Array> {
+export async function gunzipBytes(name: string, compressed: Uint8Array): Promise<{ bytes: Uint8Array; error?: CaptureError }> {
   const stream = new DecompressionStream('gzip');
   const writer = stream.writable.getWriter();
   const parts: Uint8Array[] = [];
@@ -46,23 +48,23 @@ export async function gunzipBytes(name: string, compressed: Uint8Array): Promise
   // A failure shows on every promise of the stream: the one of the step that failed says where.
   reading.catch(() => {});
   let fed = 0;
+  let error: CaptureError | undefined;
   try {
     for (; fed < compressed.length; fed += FEED_BYTES) await writer.write(compressed.slice(fed, fed + FEED_BYTES));
-  } catch (err) {
-    const to = Math.min(fed + FEED_BYTES, compressed.length);
-    throw captureError([name], `gzip: corrupt: ${reason(err)}, in compressed bytes ${fed} to ${to}`);
-  }
-  try {
     await writer.close();
     await reading;
   } catch (err) {
-    // The decompressor may report a failure only at the end: its words say which (Chromium's, Node's).
-    if (/truncated|unexpected end/i.test(reason(err))) {
-      throw captureError([name], `gzip: truncated: the compressed data ends at byte ${compressed.length}, inside the gzip stream`);
+    if (fed < compressed.length) {
+      const to = Math.min(fed + FEED_BYTES, compressed.length);
+      error = captureError([name], `gzip: corrupt: ${reason(err)}, in compressed bytes ${fed} to ${to}`);
+    } else if (/truncated|unexpected end/i.test(reason(err))) {
+      // The decompressor may report a failure only at the end: its words say which (Chromium's, Node's).
+      error = captureError([name], `gzip: truncated: the compressed data ends at byte ${compressed.length}, inside the gzip stream`);
+    } else {
+      error = captureError([name], `gzip: corrupt: ${reason(err)}`);
     }
-    throw captureError([name], `gzip: corrupt: ${reason(err)}`);
   }
-  return concat(parts);
+  return { bytes: concat(parts), error };
 }
 
 function reason(err: unknown): string {

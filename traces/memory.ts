@@ -7,7 +7,11 @@
 import type { ByteSink, ByteSource } from './chunked.js';
 import { GZIP_MAGIC_BYTES, gunzipBytes, isGzip } from './gzip.js';
 
-/** A capture's bytes in memory, read front to back. */
+/**
+ * A capture's bytes in memory, read front to back; `failure`, when given, is
+ * thrown by reads past them (a broken gzip stream: the bytes inflated before
+ * the break are read first, as from a file).
+ */
 export class MemorySource implements ByteSource {
   readonly live = false;
   readonly rereadable = true;
@@ -19,6 +23,7 @@ export class MemorySource implements ByteSource {
     readonly name: string,
     private readonly bytes: Uint8Array,
     readonly size: number | undefined = bytes.length,
+    private readonly failure?: Error,
   ) {}
 
   get progress(): { done: number; total: number | undefined } {
@@ -26,6 +31,7 @@ export class MemorySource implements ByteSource {
   }
 
   read(into: Uint8Array, at: number, length: number): number {
+    if (this.failure && this.at === this.bytes.length && length > 0) throw this.failure;
     const n = Math.min(length, this.bytes.length - this.at);
     into.set(this.bytes.subarray(this.at, this.at + n), at);
     this.at += n;
@@ -40,18 +46,20 @@ export class MemorySource implements ByteSource {
 /**
  * A capture the user gave as bytes, under the name messages call it by:
  * inflated first when it is gzip-compressed (whatever its name, as files
- * are; one named .gz that is not gzip is refused, as a file is).
+ * are; one named .gz that is not gzip is refused, as a file is). A broken
+ * gzip stream fails the read after the bytes inflated before the break.
  */
 export async function openBytes(name: string, bytes: Uint8Array): Promise<ByteSource> {
   if (!isGzip(bytes.subarray(0, GZIP_MAGIC_BYTES), name, name.endsWith('.gz'))) return new MemorySource(name, bytes);
-  return new MemorySource(name, await gunzipBytes(name, bytes), undefined);
+  const inflated = await gunzipBytes(name, bytes);
+  return new MemorySource(name, inflated.bytes, undefined, inflated.error);
 }
 
 const encoder = new TextEncoder();
 
 /** An output kept in memory: what was written once it is committed, nothing if it was discarded. */
 export class MemorySink implements ByteSink {
-  private parts: Uint8Array[] = [];
+  private parts: Uint8Array<ArrayBuffer>[] = [];
   private committed = false;
 
   /** `path`: the output's name in messages, and its format by its extension where that decides one (.pcapng). */
@@ -71,7 +79,7 @@ export class MemorySink implements ByteSink {
   }
 
   /** The output as written, in pieces (for a Blob); none before commit() or after discard(). */
-  chunks(): readonly Uint8Array[] {
+  chunks(): readonly Uint8Array<ArrayBuffer>[] {
     return this.committed ? this.parts : [];
   }
 
