@@ -393,12 +393,15 @@ export function mapLookupBatch(m: BpfMap, cursor: usize, keysOut: usize, valuesO
 }
 
 /**
- * A walk over a hash map's elements, bucket by bucket, for iterator programs
- * that read every entry inside the datapath (datapath/census.ts), as a BPF
- * iterator does: the element after `i` (0: the first), or 0 at the end.
- * Reading does not count as a use (no LRU touch).
+ * A walk over a hash map's elements, for iterator programs that read every
+ * entry inside the datapath (datapath/census.ts), as a BPF iterator does:
+ * the element after `i` (0: the first), or 0 at the end. An LRU map is
+ * walked along its recency list, so that the walk costs its entries, not
+ * its buckets; any other hash map bucket by bucket. Reading does not count
+ * as a use (no LRU touch).
  */
 export function mapNextElement(m: BpfMap, i: u32): u32 {
+  if (m.type == BPF_MAP_TYPE_LRU_HASH) return i == 0 ? m.lruHead : load<u32>(elemAt(m, i) + ELEM_LRU_NEXT);
   let bucket: u32 = 0;
   if (i != 0) {
     const e = elemAt(m, i);
