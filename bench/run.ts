@@ -25,6 +25,7 @@ import type { ScenarioResult } from './measure.js';
 import { memory, type MemoryReport } from './memory.js';
 import { replayE2e } from './replay-e2e.js';
 import { replayEvents, type ReplayEventsReport } from './replay-events.js';
+import { reportBench, type ReportBenchReport } from './report.js';
 
 const SCENARIOS = [
   'ct-hit',
@@ -34,6 +35,7 @@ const SCENARIOS = [
   'scale-ct',
   'replay-e2e',
   'replay-events',
+  'report',
   'memory',
   'compile',
 ] as const;
@@ -50,6 +52,7 @@ interface Report {
   };
   memory?: MemoryReport;
   replayEvents?: ReplayEventsReport;
+  report?: ReportBenchReport;
 }
 
 function selected(only: string | undefined): Scenario[] {
@@ -93,6 +96,12 @@ async function runScenario(scenario: Scenario, ctx: BenchContext, report: Report
       const { results, report: events } = await replayEvents(ctx);
       report.scenarios.push(...results);
       report.replayEvents = events;
+      break;
+    }
+    case 'report': {
+      const { results, report: html } = await reportBench(ctx);
+      report.scenarios.push(...results);
+      report.report = html;
       break;
     }
     case 'memory':
