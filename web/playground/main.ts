@@ -95,21 +95,29 @@ const CAPTURE_MAGICS = ['a1b2c3d4', 'd4c3b2a1', 'a1b23c4d', '4d3cb2a1', '0a0d0d0
 const isCapture = (bytes: Uint8Array) =>
   (bytes[0] === 0x1f && bytes[1] === 0x8b) ||
   CAPTURE_MAGICS.includes(Array.from(bytes.subarray(0, 4), (b) => b.toString(16).padStart(2, '0')).join(''));
-/** kubectl --output-watch-events -o json prints objects that start with their type (`ts` may put a time before). */
-const isEvents = (text: string) => /^\s*(\S+\s+)?\{\s*"type"\s*:\s*"(ADDED|MODIFIED|DELETED)"/.test(text);
+/** kubectl --output-watch-events -o json prints JSON objects with an event type near their start (`ts` puts a time before each line). */
+const isEvents = (text: string) => /^\s*([\d.]+\s+)?\{/.test(text) && /"type"\s*:\s*"(ADDED|MODIFIED|DELETED)"/.test(text);
+
+/** Files given otherwise than by a file input: the input no longer shows what was picked through it. */
+function forget(input: HTMLInputElement, file: File | undefined): void {
+  if (!input.files || ![...input.files].includes(file as File)) input.value = '';
+}
 
 async function setCapture(file: File): Promise<void> {
+  forget(ui.captureFile, file);
   picked.capture = { name: file.name, bytes: new Uint8Array(await file.arrayBuffer()) };
   ui.captureName.value = file.name;
 }
 
 async function setManifests(files: readonly File[]): Promise<void> {
+  forget(ui.manifestFiles, files[0]);
   picked.manifests = await Promise.all(files.map(async (f) => ({ name: f.name, text: await f.text() })));
   ui.manifestNames.value = picked.manifests.map((m) => m.name).join(', ') || 'none';
   fillNodes();
 }
 
 async function setEvents(file: File | undefined): Promise<void> {
+  forget(ui.eventsFile, file);
   picked.events = file && { name: file.name, text: await file.text() };
   ui.eventsName.value = picked.events?.name ?? 'none';
   ui.eventsClear.hidden = !picked.events;
@@ -122,7 +130,7 @@ async function dropped(files: readonly File[]): Promise<void> {
   const manifests: File[] = [];
   for (const file of files) {
     if (isCapture(new Uint8Array(await file.slice(0, 4).arrayBuffer()))) await setCapture(file);
-    else if (isEvents(await file.slice(0, 256).text())) await setEvents(file);
+    else if (isEvents(await file.slice(0, 512).text())) await setEvents(file);
     else manifests.push(file);
   }
   if (manifests.length > 0) await setManifests(manifests);
@@ -150,6 +158,8 @@ async function openSample(): Promise<void> {
   if (!capture.ok || !cluster.ok) throw new Error('the bundled sample is missing from the build');
   picked.capture = { name: 'sample.pcap', bytes: new Uint8Array(await capture.arrayBuffer()) };
   ui.captureName.value = 'sample.pcap';
+  forget(ui.captureFile, undefined);
+  forget(ui.manifestFiles, undefined);
   await setEvents(undefined);
   picked.manifests = [{ name: 'cluster.yaml', text: await cluster.text() }];
   ui.manifestNames.value = 'cluster.yaml';
@@ -319,10 +329,7 @@ ui.captureFile.addEventListener('change', () => {
 });
 ui.manifestFiles.addEventListener('change', () => void guarded(() => setManifests([...(ui.manifestFiles.files ?? [])])));
 ui.eventsFile.addEventListener('change', () => void guarded(() => setEvents(firstFile(ui.eventsFile))));
-ui.eventsClear.addEventListener('click', () => {
-  ui.eventsFile.value = '';
-  void guarded(() => setEvents(undefined));
-});
+ui.eventsClear.addEventListener('click', () => void guarded(() => setEvents(undefined)));
 ui.sample.addEventListener('click', () => void guarded(openSample));
 ui.form.addEventListener('submit', (event) => {
   event.preventDefault();
