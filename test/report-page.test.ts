@@ -1,12 +1,15 @@
 // The HTML report (--report) in a real browser: the built page (dist/web/)
-// and reportHtml's document, drawn from report data made around the sample's
-// reviewed summary (test/report-fixture.ts). Every chart must put ink on its
-// canvas or shapes in its SVG, also for one bin and for nothing at all;
-// every number the page shows from the summary must be the summary's; the
-// flows table must sort and filter; the page must ask for nothing but itself.
-import { mkdirSync, mkdtempSync, writeFileSync } from 'node:fs';
+// in reportHtml's document. The CLI's reports of the bundled sample and of
+// its rolling update (--events) are read against the --summary JSON of the
+// same run; report data made by hand around the sample's reviewed summary
+// (test/report-fixture.ts) covers what those runs lack: a capped flow table,
+// masquerading, markup in a label, one bin, an empty replay, a diff, test
+// cases. Every chart must put ink on its canvas in its series' colors, or
+// shapes in its SVG; the flows table must sort, filter and copy; the page
+// must ask for nothing but itself.
+import { mkdirSync, mkdtempSync, readFileSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
-import { join } from 'node:path';
+import { dirname, join } from 'node:path';
 import { pathToFileURL } from 'node:url';
 import type { Browser, Page } from 'playwright-core';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
@@ -14,10 +17,11 @@ import { readReportAssets } from '../control/cli/report-file.js';
 import { PROJECT_ROOT } from '../control/common/paths.js';
 import { VERDICTS } from '../control/compile/layout.js';
 import { inlineJson, reportHtml } from '../control/runtime/report-html.js';
-import type { DiffView, ReportData } from '../control/runtime/report-types.js';
+import type { DiffView, ReportData, RunReport } from '../control/runtime/report-types.js';
 import type { Summary } from '../control/runtime/summary.js';
 import { ACCENT, VERDICT_COLORS } from '../web/report/colors.js';
 import { launchChromium, openPage, type PageLog } from './browser.js';
+import { cli } from './helpers.js';
 import { HOSTILE_LABEL, reportOf, runOf, sampleSummary } from './report-fixture.js';
 
 const SCREENSHOT = join(PROJECT_ROOT, 'test-output', 'report.png');
@@ -75,6 +79,60 @@ async function inkOf(page: Page, scope: string, colors: string[]): Promise<Ink[]
 }
 
 const ALL_COLORS = [...Object.values(VERDICT_COLORS), ACCENT];
+
+const SAMPLE_REPLAY = ['replay', 'traces/samples/sample.pcap', '--cluster', 'traces/samples/cluster.yaml', '--node', 'node-a'];
+const ROLLING_UPDATE = [
+  'replay',
+  'traces/samples/rolling-update.pcap',
+  '--cluster',
+  'traces/samples/cluster.yaml',
+  '--node',
+  'node-a',
+  '--events',
+  'traces/samples/rolling-update.events.jsonl',
+];
+
+/** The data a report file carries, read as the page reads it. */
+function dataOf(html: string): ReportData {
+  const json = /<script type="application\/json" id="svcpath-report">(.*?)<\/script>/s.exec(html);
+  return JSON.parse(json![1]) as ReportData;
+}
+
+/** 0.4567 -> "45.7%", written here from the definition rather than taken from the page's code. */
+function share(x: number): string {
+  return `${(Math.round(x * 1000) / 10).toFixed(1)}%`;
+}
+
+/**
+ * Every [data-summary] number under `scope` is the summary's at that path and
+ * reads as it with separators; and the page shows every verdict, reason,
+ * Service and backend count of the summary.
+ */
+async function expectSummaryNumbers(page: Page, scope: string, summary: Summary): Promise<void> {
+  const mirrored = await page.$$eval(`${scope} [data-summary]`, (els) =>
+    els.map((e) => ({ path: (e as HTMLElement).dataset.summary!, value: Number((e as HTMLElement).dataset.value), text: e.textContent })),
+  );
+  for (const { path, value, text } of mirrored) {
+    expect(value, path).toBe(at(summary, path));
+    expect(text, path).toBe(value.toLocaleString('en-US'));
+  }
+  const paths = new Set(mirrored.map((m) => m.path));
+  const expected = [
+    'packets',
+    'written',
+    ...Object.keys(summary.verdicts).map((v) => `verdicts.${v}`),
+    ...summary.byVerdictAndReason.flatMap((_, i) => [`byVerdictAndReason.${i}.packets`, `byVerdictAndReason.${i}.bytes`]),
+    ...summary.services.flatMap((s, i) => [
+      ...['flows', 'packets', 'bytes'].map((key) => `services.${i}.${key}`),
+      ...s.backends.flatMap((_, k) => ['flows', 'packets', 'bytes'].map((key) => `services.${i}.backends.${k}.${key}`)),
+    ]),
+  ];
+  expect(expected.filter((path) => !paths.has(path))).toEqual([]);
+  const verdicts = await page.$$eval(`${scope} [data-verdict]`, (els) =>
+    els.map((e) => [(e as HTMLElement).dataset.verdict!, Number((e as HTMLElement).dataset.value)]),
+  );
+  expect(Object.fromEntries(verdicts)).toEqual(summary.verdicts);
+}
 
 /** A diff of the sample where web's second backend took 8 flows and api's third went (diff's words for the decisions). */
 function diffView(): DiffView {
@@ -152,14 +210,18 @@ describe('the HTML report page', () => {
     await browser?.close();
   });
 
-  async function open(data: ReportData, name: string): Promise<{ page: Page; log: PageLog; url: string }> {
-    const file = join(dir, name);
-    writeFileSync(file, reportHtml(data, assets));
+  async function load(file: string): Promise<{ page: Page; log: PageLog; url: string }> {
     const { page, log } = await openPage(browser);
     const url = pathToFileURL(file).href;
     await page.goto(url, { waitUntil: 'load' });
     await page.evaluate(() => new Promise((done) => requestAnimationFrame(done)));
     return { page, log, url };
+  }
+
+  async function open(data: ReportData, name: string): Promise<{ page: Page; log: PageLog; url: string }> {
+    const file = join(dir, name);
+    writeFileSync(file, reportHtml(data, assets));
+    return load(file);
   }
 
   it('keeps the verdict colors in the datapath order and the page light', () => {
@@ -178,17 +240,25 @@ describe('the HTML report page', () => {
     expect(html).toContain('<link rel="icon" href="data:,">');
   });
 
-  describe('a replay', () => {
-    const data = reportOf({ run: runOf(sampleSummary()) });
-    const run = data.run!;
-    const summary = run.summary;
+  describe('the report of a replay, made by the CLI beside its --summary', () => {
+    const file = join(dir, 'sample.html');
+    const summaryFile = join(dir, 'sample.summary.json');
+    let data: ReportData;
+    let run: RunReport;
+    let summary: Summary;
     let page: Page;
     let log: PageLog;
     let url: string;
 
     beforeAll(async () => {
-      ({ page, log, url } = await open(data, 'run.html'));
-      mkdirSync(join(PROJECT_ROOT, 'test-output'), { recursive: true });
+      process.chdir(PROJECT_ROOT);
+      const r = await cli([...SAMPLE_REPLAY, '--report', file, '--summary', summaryFile]);
+      expect(r).toMatchObject({ code: 0, stderr: '' });
+      summary = JSON.parse(readFileSync(summaryFile, 'utf8'));
+      data = dataOf(readFileSync(file, 'utf8'));
+      run = data.run!;
+      ({ page, log, url } = await load(file));
+      mkdirSync(dirname(SCREENSHOT), { recursive: true });
       await page.screenshot({ path: SCREENSHOT, fullPage: true });
     });
 
@@ -201,52 +271,161 @@ describe('the HTML report page', () => {
     it('draws every chart', async () => {
       const ink = await inkOf(page, '', ALL_COLORS);
       expect(ink.map((c) => c.chart).sort()).toEqual(
-        ['verdicts', 'packets', 'new-flows', 'conntrack', 'masquerade-ports', ...run.balance.map(() => 'backends')].sort(),
+        [
+          'verdicts',
+          'packets',
+          'new-flows',
+          'conntrack',
+          'masquerade-ports',
+          ...summary.services.filter((s) => s.backends.length > 0).map(() => 'backends'),
+        ].sort(),
       );
       for (const c of ink) expect(c.ink, c.chart).toBeGreaterThan(0);
       const byName = new Map(ink.map((c) => [c.chart, c]));
       const verdictColors = Object.keys(summary.verdicts).map((v) => VERDICT_COLORS[v]);
+      expect(verdictColors).toHaveLength(5);
       expect(byName.get('verdicts')!.kind).toBe('svg');
       expect(byName.get('verdicts')!.colors.sort()).toEqual([...verdictColors].sort());
       expect(byName.get('packets')!.kind).toBe('canvas');
       expect(byName.get('packets')!.colors.sort()).toEqual([...verdictColors].sort());
-      // The all-zero masquerade ports included: its line lies on the axis.
+      // The sample's node masquerades nothing: an all-zero series, whose line lies on the axis.
+      expect(run.series.masqueradePorts.every((n) => n === 0)).toBe(true);
       for (const name of ['new-flows', 'conntrack', 'masquerade-ports']) expect(byName.get(name)!.colors, name).toEqual([ACCENT]);
       for (const c of ink.filter((c) => c.chart === 'backends')) expect(c.colors).toEqual([ACCENT]);
     });
 
-    it('shows the summary’s numbers', async () => {
-      const mirrored = await page.$$eval('[data-summary]', (els) =>
-        els.map((e) => ({
-          path: (e as HTMLElement).dataset.summary!,
-          value: Number((e as HTMLElement).dataset.value),
-          text: e.textContent,
-        })),
-      );
-      for (const { path, value, text } of mirrored) {
-        expect(value, path).toBe(at(summary, path));
-        expect(text, path).toBe(value.toLocaleString('en-US'));
-      }
-      const paths = new Set(mirrored.map((m) => m.path));
-      const expected = [
-        ...Object.keys(summary.verdicts).map((v) => `verdicts.${v}`),
-        ...summary.byVerdictAndReason.flatMap((_, i) => [`byVerdictAndReason.${i}.packets`, `byVerdictAndReason.${i}.bytes`]),
-        ...summary.services.flatMap((s, i) => [
-          `services.${i}.flows`,
-          `services.${i}.packets`,
-          `services.${i}.bytes`,
-          ...s.backends.flatMap((_, k) => ['flows', 'packets', 'bytes'].map((key) => `services.${i}.backends.${k}.${key}`)),
-        ]),
-        'packets',
-      ];
-      for (const path of expected) expect(paths.has(path), path).toBe(true);
-      const verdicts = await page.$$eval('[data-verdict]', (els) =>
-        els.map((e) => [(e as HTMLElement).dataset.verdict!, Number((e as HTMLElement).dataset.value)]),
-      );
-      expect(Object.fromEntries(verdicts)).toEqual(summary.verdicts);
+    it('shows the numbers of the --summary JSON', async () => {
+      await expectSummaryNumbers(page, '', summary);
     });
 
-    it('shows the expected and the got share of each backend', async () => {
+    it('shows Maglev’s expected share beside the share of flows each backend got', async () => {
+      for (const svc of summary.services.filter((s) => s.backends.length > 0)) {
+        const balance = run.balance.find((b) => b.service === svc.service)!;
+        const shares = await page.$$eval(`[data-service="${svc.service}"] table.backends tbody tr`, (rows) =>
+          rows.map((r) => [...r.querySelectorAll('td')].slice(-2).map((td) => td.textContent)),
+        );
+        expect(shares, svc.service).toEqual(
+          svc.backends.map((b) => [
+            share(balance.backends.find((e) => e.backend === b.backend)!.expected!),
+            svc.flows > 0 ? share(b.flows / svc.flows) : '–',
+          ]),
+        );
+      }
+    });
+
+    it('states the flow table’s cap', async () => {
+      expect(run.flows.rows.length).toBe(run.flows.total);
+      expect(await page.textContent('p.cap')).toBe(`All ${run.flows.total} flows of the replay, in order of their first packet.`);
+    });
+
+    const column = (key: string) =>
+      page.$$eval(
+        'table.flows tbody tr',
+        (rows, key) => {
+          const k = [...document.querySelectorAll('table.flows thead th')].findIndex((th) => (th as HTMLElement).dataset.key === key);
+          return (rows as HTMLTableRowElement[]).map((r) => r.cells[k].dataset.value ?? r.cells[k].textContent!);
+        },
+        key,
+      );
+
+    it('sorts the flows by a column, then the other way', async () => {
+      expect(await column('packet')).toEqual(run.flows.rows.map((r) => String(r.packet)));
+      await page.click('table.flows th[data-key="bytes"]');
+      const ascending = run.flows.rows.map((r) => r.bytes).sort((a, b) => a - b);
+      expect((await column('bytes')).map(Number)).toEqual(ascending);
+      await page.click('table.flows th[data-key="bytes"]');
+      expect((await column('bytes')).map(Number)).toEqual([...ascending].reverse());
+      expect(await page.getAttribute('table.flows th[data-key="bytes"]', 'aria-sort')).toBe('descending');
+      await page.click('table.flows th[data-key="service"]');
+      expect(await column('service')).toEqual(run.flows.rows.map((r) => r.service).sort());
+    });
+
+    it('filters the flows by the words typed', async () => {
+      const backend = run.flows.rows.find((r) => r.service === 'shop/api:https')!.backend!;
+      await page.fill('.filter input', `shop/api ${backend}`);
+      const kept = run.flows.rows.filter((r) => r.service === 'shop/api:https' && r.backend === backend);
+      expect(kept.length).toBeGreaterThan(1);
+      expect((await column('packet')).map(Number).sort((a, b) => a - b)).toEqual(kept.map((r) => r.packet));
+      expect(await page.textContent('.filter .shown')).toBe(`${kept.length} of ${run.flows.rows.length} rows match`);
+      await page.fill('.filter input', '');
+      expect(await column('packet')).toHaveLength(run.flows.rows.length);
+    });
+
+    it('copies a flow’s trace command, or selects it where the clipboard is closed', async () => {
+      const traces = await page.$$eval('table.flows tbody tr td.trace code', (codes) => codes.slice(0, 2).map((c) => c.textContent));
+      expect(traces[0]).toMatch(/^svcpath trace traces\/samples\/sample\.pcap /);
+      const press = async (row: number) => {
+        await page.click(`table.flows tbody tr:nth-child(${row + 1}) button.copy`);
+        await page.waitForFunction((row) => document.querySelectorAll('table.flows tbody button.copy')[row].textContent !== 'copy', row);
+        return page.$eval(`table.flows tbody tr:nth-child(${row + 1}) button.copy`, (b) => b.textContent);
+      };
+      // A clipboard that records what it is given, then none (a page the browser does not let write it).
+      await page.evaluate(() => {
+        const copied: string[] = [];
+        Object.assign(window, { copied });
+        Object.defineProperty(navigator, 'clipboard', {
+          configurable: true,
+          value: { writeText: async (text: string) => copied.push(text) },
+        });
+      });
+      expect(await press(0)).toBe('copied');
+      expect(await page.evaluate(() => (window as unknown as { copied: string[] }).copied)).toEqual([traces[0]]);
+      await page.evaluate(() => Object.defineProperty(navigator, 'clipboard', { configurable: true, value: undefined }));
+      expect(await press(1)).toBe('selected: Ctrl+C');
+      expect(await page.evaluate(() => window.getSelection()!.toString())).toBe(traces[1]);
+      expect(log.errors).toEqual([]);
+    });
+  });
+
+  describe('the report of a replay with cluster changes, made by the CLI', () => {
+    const file = join(dir, 'rolling-update.html');
+    const summaryFile = join(dir, 'rolling-update.summary.json');
+    let run: RunReport;
+    let summary: Summary;
+    let page: Page;
+    let log: PageLog;
+
+    beforeAll(async () => {
+      process.chdir(PROJECT_ROOT);
+      const r = await cli([...ROLLING_UPDATE, '--report', file, '--summary', summaryFile]);
+      expect(r).toMatchObject({ code: 0, stderr: '' });
+      summary = JSON.parse(readFileSync(summaryFile, 'utf8'));
+      run = dataOf(readFileSync(file, 'utf8')).run!;
+      ({ page, log } = await load(file));
+    });
+
+    it('marks each sync of the --summary JSON on every time chart and lists it', async () => {
+      const syncs = summary.changes!.syncs;
+      expect(syncs.length).toBeGreaterThan(10);
+      // "seconds.nanoseconds" of the capture's clock, from the first packet.
+      const at = (sync: (typeof syncs)[number]) => `+${(Number(sync.at) - run.series.start).toFixed(3)} s`;
+      for (const chart of ['packets', 'new-flows', 'conntrack', 'masquerade-ports']) {
+        const labels = await page.$$eval(`[data-chart="${chart}"] .marker`, (els) => els.map((e) => e.textContent));
+        expect(labels, chart).toEqual(syncs.map((s) => String(s.state)));
+      }
+      const table = await page.$$eval('table.markers tbody tr', (rows) =>
+        (rows as HTMLTableRowElement[]).map((r) => [r.cells[0].textContent, r.cells[1].textContent]),
+      );
+      expect(table).toEqual(syncs.map((s) => [String(s.state), at(s)]));
+      expect(log.errors).toEqual([]);
+    });
+
+    it('shows the numbers of the --summary JSON', async () => {
+      await expectSummaryNumbers(page, '', summary);
+    });
+  });
+
+  describe('hand-made data: a capped flow table, masquerading, a label with markup', () => {
+    const data = reportOf({ run: runOf(sampleSummary()) });
+    const run = data.run!;
+    let page: Page;
+    let log: PageLog;
+
+    beforeAll(async () => {
+      ({ page, log } = await open(data, 'hand-made.html'));
+    });
+
+    it('shows the expected and the got share of each backend, and the masquerade counts', async () => {
       const api = await page.$$eval('[data-service="shop/api:https"] table.backends tbody tr', (rows) =>
         rows.map((r) => [...r.querySelectorAll('td')].slice(-2).map((td) => td.textContent)),
       );
@@ -278,69 +457,13 @@ describe('the HTML report page', () => {
           String(m.packetsChanged),
         ]),
       );
+      expect(log.errors).toEqual([]);
     });
 
     it('states the flow table’s cap', async () => {
       expect(await page.textContent('p.cap')).toBe(
         `The first 60 of ${run.flows.total} flows, in order of their first packet (the report keeps at most 60).`,
       );
-    });
-
-    const column = (key: string) =>
-      page.$$eval(
-        'table.flows tbody tr',
-        (rows, key) => {
-          const k = [...document.querySelectorAll('table.flows thead th')].findIndex((th) => (th as HTMLElement).dataset.key === key);
-          return (rows as HTMLTableRowElement[]).map((r) => r.cells[k].dataset.value ?? r.cells[k].textContent!);
-        },
-        key,
-      );
-
-    it('sorts the flows by a column, then the other way', async () => {
-      expect(await column('packet')).toEqual(run.flows.rows.map((r) => String(r.packet)));
-      await page.click('table.flows th[data-key="bytes"]');
-      const ascending = run.flows.rows.map((r) => r.bytes).sort((a, b) => a - b);
-      expect((await column('bytes')).map(Number)).toEqual(ascending);
-      await page.click('table.flows th[data-key="bytes"]');
-      expect((await column('bytes')).map(Number)).toEqual([...ascending].reverse());
-      expect(await page.getAttribute('table.flows th[data-key="bytes"]', 'aria-sort')).toBe('descending');
-      await page.click('table.flows th[data-key="service"]');
-      expect(await column('service')).toEqual(run.flows.rows.map((r) => r.service).sort());
-    });
-
-    it('filters the flows by the words typed', async () => {
-      const backend = run.flows.rows.find((r) => r.service === 'shop/api:https')!.backend!;
-      await page.fill('.filter input', `shop/api ${backend}`);
-      const kept = run.flows.rows.filter((r) => r.service === 'shop/api:https' && r.backend === backend);
-      expect(kept.length).toBeGreaterThan(0);
-      expect((await column('packet')).map(Number).sort((a, b) => a - b)).toEqual(kept.map((r) => r.packet));
-      expect(await page.textContent('.filter .shown')).toBe(`${kept.length} of 60 rows match`);
-      await page.fill('.filter input', '');
-      expect(await column('packet')).toHaveLength(60);
-    });
-
-    it('copies a flow’s trace command, or selects it where the clipboard is closed', async () => {
-      const traces = await page.$$eval('table.flows tbody tr td.trace code', (codes) => codes.slice(0, 2).map((c) => c.textContent));
-      const press = async (row: number) => {
-        await page.click(`table.flows tbody tr:nth-child(${row + 1}) button.copy`);
-        await page.waitForFunction((row) => document.querySelectorAll('table.flows tbody button.copy')[row].textContent !== 'copy', row);
-        return page.$eval(`table.flows tbody tr:nth-child(${row + 1}) button.copy`, (b) => b.textContent);
-      };
-      // A clipboard that records what it is given, then none (a page the browser does not let write it).
-      await page.evaluate(() => {
-        const copied: string[] = [];
-        Object.assign(window, { copied });
-        Object.defineProperty(navigator, 'clipboard', {
-          configurable: true,
-          value: { writeText: async (text: string) => copied.push(text) },
-        });
-      });
-      expect(await press(0)).toBe('copied');
-      expect(await page.evaluate(() => (window as unknown as { copied: string[] }).copied)).toEqual([traces[0]]);
-      await page.evaluate(() => Object.defineProperty(navigator, 'clipboard', { configurable: true, value: undefined }));
-      expect(await press(1)).toBe('selected: Ctrl+C');
-      expect(await page.evaluate(() => window.getSelection()!.toString())).toBe(traces[1]);
-      expect(log.errors).toEqual([]);
     });
   });
 

@@ -23,7 +23,7 @@ import {
 import type { ServiceSummary, Summary } from '../../control/runtime/summary.js';
 import { barPanels, stackedBars } from './bars.js';
 import { ACCENT, inVerdictOrder, verdictColor } from './colors.js';
-import { type Attrs, type Child, compact, count, facts, h, numCell, percent, table } from './dom.js';
+import { type Attrs, type Child, compact, contentWidth, count, facts, h, numCell, percent, table } from './dom.js';
 import { flowsTable } from './flows-table.js';
 import { type Lifecycle, markerTitle, timeChart } from './time-charts.js';
 
@@ -32,10 +32,11 @@ const drawn = new WeakMap<HTMLElement, Lifecycle>();
 
 export function renderReport(root: HTMLElement, data: ReportData): void {
   for (const dispose of drawn.get(root)?.disposers ?? []) dispose();
-  const life: Lifecycle = { mounts: [], disposers: [] };
-  drawn.set(root, life);
   root.classList.add('svcpath-report');
-  root.replaceChildren(...sectionsOf(data, life));
+  root.replaceChildren();
+  const life: Lifecycle = { width: contentWidth(root), mounts: [], disposers: [] };
+  drawn.set(root, life);
+  root.append(...sectionsOf(data, life));
   mountAll(life);
 }
 
@@ -206,6 +207,9 @@ function verdictCell(verdict: string): HTMLTableCellElement {
 
 // ---------------------------------------------------------------- Services
 
+/** Past this many Services, those off screen are laid out only when scrolled to (style.css). */
+const MANY_SERVICES = 40;
+
 function servicesSection({ summary, balance, services: shown }: RunReport): HTMLElement {
   const balanceOf = new Map(balance.map((b) => [b.service, b]));
   const overview = table(
@@ -225,7 +229,7 @@ function servicesSection({ summary, balance, services: shown }: RunReport): HTML
     ),
     { class: 'services' },
   );
-  return section(
+  const block = section(
     'Services',
     shown.total > summary.services.length
       ? h(
@@ -240,6 +244,8 @@ function servicesSection({ summary, balance, services: shown }: RunReport): HTML
       : null,
     ...summary.services.flatMap((svc, i) => (svc.backends.length > 0 ? [serviceBlock(svc, i, balanceOf.get(svc.service))] : [])),
   );
+  if (summary.services.length > MANY_SERVICES) block.classList.add('many-services');
+  return block;
 }
 
 /** A Service's backends: flows, packets and bytes as bars, the share of new flows got beside Maglev's expected share. */
@@ -548,7 +554,7 @@ function caseRun(name: string, run: RunReport, life: Lifecycle): HTMLElement {
   const details = h('details', { class: 'case-run', 'data-case': name }, h('summary', {}, `${name}: the run`));
   details.addEventListener('toggle', () => {
     if (!details.open || details.childElementCount > 1) return;
-    const own: Lifecycle = { mounts: [], disposers: life.disposers };
+    const own: Lifecycle = { width: contentWidth(details), mounts: [], disposers: life.disposers };
     details.append(...runSections(run, own));
     mountAll(own);
   });

@@ -15,15 +15,21 @@ export interface Line {
   values: number[];
 }
 
-/** What the report keeps to draw a chart once its container is in the page and to let it go when redrawn. */
+/**
+ * What the report keeps to draw its charts once they are in the page, and to
+ * let them go when it is drawn again. `width` is the charts' width, measured
+ * on the element the report goes in before the report is put in it: reading a
+ * width from inside a large report would lay all of it out (seconds for a
+ * few hundred Services) before its first chart is drawn.
+ */
 export interface Lifecycle {
-  /** Run once the report is attached (a chart needs its container's width). */
+  width: number;
   mounts: Array<() => void>;
   disposers: Array<() => void>;
 }
 
 const HEIGHT = 200;
-/** The width a chart takes when its container has none yet (still hidden). */
+/** The width a chart takes when the report's element has none (hidden); the chart follows its container's when it gets one. */
 const FALLBACK_WIDTH = 800;
 
 /** Bin edges in seconds since the first packet: every bin's start, then the last bin's end. */
@@ -42,18 +48,20 @@ function stepValues(values: number[]): number[] {
 export function timeChart(name: string, caption: string, unit: string, series: Series, lines: Line[], life: Lifecycle): HTMLElement {
   const box = h('div', { class: 'chart', 'data-chart': name });
   const figure = h('figure', {}, h('figcaption', {}, caption), box);
-  life.mounts.push(() => {
-    const plot = new uPlot(options(unit, series, lines, box.clientWidth || FALLBACK_WIDTH), data(series, lines), box);
-    const resize = new ResizeObserver(() => {
-      if (box.clientWidth > 0 && box.clientWidth !== plot.width) plot.setSize({ width: box.clientWidth, height: HEIGHT });
-    });
-    resize.observe(box);
-    life.disposers.push(() => {
-      resize.disconnect();
-      plot.destroy();
-    });
-  });
+  life.mounts.push(() => draw(box, unit, series, lines, life));
   return figure;
+}
+
+function draw(box: HTMLElement, unit: string, series: Series, lines: Line[], life: Lifecycle): void {
+  const plot = new uPlot(options(unit, series, lines, life.width || FALLBACK_WIDTH), data(series, lines), box);
+  const resize = new ResizeObserver(() => {
+    if (box.clientWidth > 0 && box.clientWidth !== plot.width) plot.setSize({ width: box.clientWidth, height: HEIGHT });
+  });
+  resize.observe(box);
+  life.disposers.push(() => {
+    resize.disconnect();
+    plot.destroy();
+  });
 }
 
 function data(series: Series, lines: Line[]): uPlot.AlignedData {
