@@ -442,7 +442,7 @@ function diffSection(view: DiffView): HTMLElement {
     { class: 'diff-services' },
   );
   return section(
-    'Diff: flows that went elsewhere',
+    'Diff: flows decided otherwise',
     h(
       'p',
       {},
@@ -451,7 +451,7 @@ function diffSection(view: DiffView): HTMLElement {
       d(r.changed, 'changed'),
       ' of ',
       d(r.flows, 'flows'),
-      ' flows went to another backend (or none).',
+      ' flows were decided otherwise in the second state (backend, verdict or masquerading).',
       r.crossZone ? ` Cross-zone flows ${count(r.crossZone.before)} → ${count(r.crossZone.after)}.` : null,
     ),
     services,
