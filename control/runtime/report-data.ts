@@ -525,13 +525,8 @@ function serviceBalance(
       masqueraded: masquerade.get(s.service) ?? { flows: 0, packets: 0 },
       backends: s.backends.map((b) => ({
         backend: b.backend,
-        node: b.node,
-        local: b.local,
         expected: shares.share.get(b.backend) ?? null,
         table: shares.share.has(b.backend) ? shares.table : null,
-        flows: b.flows,
-        packets: b.packets,
-        bytes: b.bytes,
       })),
     };
   });

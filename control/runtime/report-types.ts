@@ -50,11 +50,10 @@ export interface ServiceBalance {
   backends: BackendBalance[];
 }
 
+/** A backend of the Service beside its share of the Maglev table (its flows, packets and bytes are the summary's). */
 export interface BackendBalance {
   /** "ip:port". */
   backend: string;
-  node: string | null;
-  local: boolean;
   /**
    * Share of the Maglev table's slots, 0..1, in the set the Service's ClusterIP
    * traffic uses (the node-local one under internalTrafficPolicy Local, else the
@@ -64,9 +63,6 @@ export interface BackendBalance {
   expected: number | null;
   /** Which table `expected` is of. */
   table: 'cluster' | 'local' | null;
-  flows: number;
-  packets: number;
-  bytes: number;
 }
 
 /** Counts per bin of `binSeconds` from `start`; the last bin may be partial. */
