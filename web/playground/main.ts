@@ -11,7 +11,7 @@
  * The page fetches nothing but its own assets, and sends nothing anywhere.
  */
 import { type ManifestText, parseClusterState, parseEvents } from '../../control/cluster/index.js';
-import { isInputError } from '../../control/common/errors.js';
+import { InputError, isInputError } from '../../control/common/errors.js';
 import { timelineOf } from '../../control/runtime/cluster-sync.js';
 import { replay } from '../../control/runtime/replay.js';
 import { commandLine, ReportCollector } from '../../control/runtime/report-data.js';
@@ -199,7 +199,10 @@ let downloadUrls: string[] = [];
 
 async function run(): Promise<void> {
   const capture = picked.capture;
-  if (!capture) throw new Error('give a capture first (or open the bundled sample)');
+  if (!capture) throw new InputError('give a capture first (or open the bundled sample)');
+  if (picked.manifests.length === 0) throw new InputError('give the manifests of the cluster state first (--cluster)');
+  // A run that fails before it has a result leaves none of the last one's in view.
+  ui.result.hidden = ui.report.hidden = true;
   const values = settings();
   const events = picked.events;
   const manifests = picked.manifests;
@@ -257,7 +260,7 @@ async function run(): Promise<void> {
     command: commandLine('replay', argv),
     run: report.finish(summary, timeline),
   });
-  ui.result.hidden = false;
+  ui.result.hidden = ui.report.hidden = false;
   ui.status.textContent = result.interrupted ? `stopped after ${result.packets} packets` : `${result.packets} packets replayed`;
   // As the CLI: what was processed before a bad record is shown, and the record's mistake is the one line.
   const mistake = result.stoppedAt?.error ?? eventsError?.message;
