@@ -1,33 +1,10 @@
 /**
- * A real browser for the page tests: Debian's Chromium driven by
- * playwright-core (which downloads no browser of its own). Headless, with
- * background networking off, so that the only requests a page makes are its
- * own; every request and console error is recorded for the tests to check.
+ * A real browser for the page tests (web/chromium.ts), with every request
+ * and console error a page makes recorded for the tests to check.
  */
-import { existsSync } from 'node:fs';
-import { chromium, type Browser, type Page } from 'playwright-core';
+import type { Browser, Page } from 'playwright-core';
 
-/** Debian's package (`apt-get install -y chromium`); .ci/run installs it. */
-export const CHROMIUM = process.env.SVCPATH_CHROMIUM ?? '/usr/bin/chromium';
-
-const FLAGS = [
-  '--no-sandbox',
-  '--disable-gpu',
-  '--disable-quic',
-  '--no-first-run',
-  '--disable-background-networking',
-  '--disable-component-update',
-  '--disable-sync',
-  '--disable-default-apps',
-  '--disable-extensions',
-];
-
-export async function launchChromium(): Promise<Browser> {
-  if (!existsSync(CHROMIUM)) {
-    throw new Error(`no Chromium at ${CHROMIUM}: apt-get install -y chromium (or set SVCPATH_CHROMIUM)`);
-  }
-  return chromium.launch({ executablePath: CHROMIUM, headless: true, args: FLAGS });
-}
+export { CHROMIUM, launchChromium } from '../web/chromium.js';
 
 /** What a page did besides drawing: its requests (URLs) and its console errors and uncaught exceptions. */
 export interface PageLog {

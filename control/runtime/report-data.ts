@@ -557,6 +557,17 @@ function total(counts: Record<string, number>): number {
   return Object.values(counts).reduce((a, b) => a + b, 0);
 }
 
+/** What happened to a Service's endpoints, in a few words: "+1 ready, -1, 2 terminating". */
+function endpointChange(e: SyncRecord['endpoints'][number]): string {
+  const went = e.removed.length + e.gone.length;
+  const words = [
+    e.added.length > 0 ? `+${e.added.length} ready` : '',
+    went > 0 ? `-${went}` : '',
+    e.terminating.length > 0 ? `${e.terminating.length} terminating` : '',
+  ].filter(Boolean);
+  return words.join(', ') || 'endpoints rewritten, the same ones';
+}
+
 /** A sync as a marker on the time charts. */
 function changeMarker(sync: SyncRecord): ChangeMarker {
   const [sec, nsec = '0'] = sync.at.split('.');
@@ -564,7 +575,7 @@ function changeMarker(sync: SyncRecord): ChangeMarker {
     ...sync.services.added.map((s) => `+${s}`),
     ...sync.services.removed.map((s) => `-${s}`),
     ...sync.services.modified.map((s) => `~${s}`),
-    ...sync.endpoints.map((e) => `${e.service}: +${e.added.length} -${e.removed.length + e.gone.length}`),
+    ...sync.endpoints.map((e) => `${e.service}: ${endpointChange(e)}`),
   ];
   const changed = Object.values(sync.observed.flowChanges).reduce((a, b) => a + b, 0);
   return {
