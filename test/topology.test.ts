@@ -906,7 +906,14 @@ describe('the CLI from manifests and a capture', () => {
     const report = JSON.parse(json.stdout) as {
       flows: number;
       crossZone: { before: number; after: number };
-      services: Array<{ service: string; flows: number; changed: number; topology: object; crossZone: object }>;
+      services: Array<{
+        service: string;
+        flows: number;
+        changed: number;
+        topology: object;
+        crossZone: object;
+        stayed: Record<string, number>;
+      }>;
     };
     const topology = { before: 'PreferClose: no hints used (no endpoint has a zone hint)', after: 'PreferClose: zone us-east-1a' };
     const tcpDns = perService('kube-system/kube-dns:dns-tcp');
@@ -918,6 +925,7 @@ describe('the CLI from manifests and a capture', () => {
         topology,
         crossZone: dns.crossZone,
         moves: expect.any(Object),
+        stayed: expect.any(Object),
       },
       {
         service: 'kube-system/kube-dns:dns-tcp',
@@ -926,9 +934,12 @@ describe('the CLI from manifests and a capture', () => {
         topology,
         crossZone: tcpDns.crossZone,
         moves: expect.any(Object),
+        stayed: expect.any(Object),
       },
     ]);
     expect(report.crossZone).toEqual({ before: dns.crossZone.before + tcpDns.crossZone.before, after: 0 });
+    // Every flow either changed or stayed, the latter counted by its decision.
+    for (const s of report.services) expect(Object.values(s.stayed).reduce((a, b) => a + b, 0) + s.changed).toBe(s.flows);
 
     const text = await cli(['diff', capture, '--cluster', before, '--against', after, ...node]);
     expect(text.stdout).toContain(`cross-zone flows ${report.crossZone.before} -> 0`);
