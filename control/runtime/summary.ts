@@ -5,7 +5,7 @@
 import { type Compiled, type DatapathSettings, familyOf } from '../compile/compiler.js';
 import { describeTopology } from '../compile/topology.js';
 import type { Datapath } from './datapath.js';
-import { CONFORM, REASONS, VERDICTS, hostPort } from '../compile/layout.js';
+import { CONFORM, LINKTYPES, REASONS, VERDICTS, hostPort } from '../compile/layout.js';
 import type { ReplayResult } from './replay.js';
 import type { FlowsByService, SyncRecord, Timeline } from './cluster-sync.js';
 
@@ -414,4 +414,17 @@ function timelineLines(t: Timeline): string[] {
   if (t.syncsAfterEnd) lines.push(`  ${t.syncsAfterEnd} more syncs due after the capture's last packet: not applied`);
   for (const note of t.notes) lines.push(`  note: ${note}`);
   return lines;
+}
+
+/**
+ * A capture none of whose frames svcpath could parse (every one of an
+ * unsupported link type) is no replay at all: the one line that says so.
+ * An empty capture is not: it has nothing undecided.
+ */
+export function nothingDecided(result: ReplayResult, summary: Summary): string | undefined {
+  if (result.packets === 0 || summary.reasons.UNSUPPORTED_LINKTYPE !== result.packets) return undefined;
+  const names = new Map<number, string>(Object.entries(LINKTYPES).map(([name, value]) => [value, name]));
+  const types = result.linktypes.filter((t) => !names.has(t));
+  const which = types.length === 1 ? `link type ${types[0]} is not one` : `link types ${types.join(', ')} are not ones`;
+  return `${result.trace}: not one of its ${result.packets} packets could be decided: ${which} svcpath parses (see Captures in the README)`;
 }

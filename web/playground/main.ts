@@ -17,7 +17,7 @@ import { replay } from '../../control/runtime/replay.js';
 import { commandLine, ReportCollector } from '../../control/runtime/report-data.js';
 import { REPORT_FORMAT } from '../../control/runtime/report-types.js';
 import { buildReplayDatapath, type DatapathFlagValues, type EventsFlagValues, type Inputs } from '../../control/runtime/setup.js';
-import { buildSummary, formatSummary, readCounters } from '../../control/runtime/summary.js';
+import { buildSummary, formatSummary, nothingDecided, readCounters } from '../../control/runtime/summary.js';
 import { MemorySink, openBytes } from '../../traces/memory.js';
 import { renderReport } from '../report/render.js';
 
@@ -263,7 +263,7 @@ async function run(): Promise<void> {
   ui.result.hidden = ui.report.hidden = false;
   ui.status.textContent = result.interrupted ? `stopped after ${result.packets} packets` : `${result.packets} packets replayed`;
   // As the CLI: what was processed before a bad record is shown, and the record's mistake is the one line.
-  const mistake = result.stoppedAt?.error ?? eventsError?.message;
+  const mistake = result.stoppedAt?.error ?? eventsError?.message ?? nothingDecided(result, summary);
   if (mistake) showError(mistake);
 }
 

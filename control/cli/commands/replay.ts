@@ -4,10 +4,9 @@
  */
 import { STDOUT, writeOutputFile } from '../../../traces/chunked.js';
 import { checkOutputs } from '../../common/paths.js';
-import { LINKTYPES } from '../../compile/layout.js';
 import { replay, SIGNAL_EXIT_STATUS, stopOnSignals, type ReplayResult } from '../../runtime/replay.js';
 import { replaySharded } from '../../runtime/sharded-replay.js';
-import { buildSummary, formatSummary, readCounters, type Counters, type Summary } from '../../runtime/summary.js';
+import { buildSummary, formatSummary, nothingDecided, readCounters, type Counters } from '../../runtime/summary.js';
 import { timelineOf } from '../../runtime/cluster-sync.js';
 import { ReportCollector } from '../../runtime/report-data.js';
 import { parseCommandArgs } from '../args.js';
@@ -137,19 +136,6 @@ export async function run(argv: string[]): Promise<number> {
   } finally {
     signals.release();
   }
-}
-
-/**
- * A capture none of whose frames svcpath could parse (every one of an
- * unsupported link type) is no replay at all: the one line that says so.
- * An empty capture is not: it has nothing undecided.
- */
-function nothingDecided(result: ReplayResult, summary: Summary): string | undefined {
-  if (result.packets === 0 || summary.reasons.UNSUPPORTED_LINKTYPE !== result.packets) return undefined;
-  const names = new Map<number, string>(Object.entries(LINKTYPES).map(([name, value]) => [value, name]));
-  const types = result.linktypes.filter((t) => !names.has(t));
-  const which = types.length === 1 ? `link type ${types[0]} is not one` : `link types ${types.join(', ')} are not ones`;
-  return `${result.trace}: not one of its ${result.packets} packets could be decided: ${which} svcpath parses (see Captures in the README)`;
 }
 
 /** A progress bar on stderr, only when it is a terminal; packets only when the capture's size is unknown (a pipe). */
