@@ -558,6 +558,9 @@ describe('the HTML report page', () => {
         }
       }
       expect(await page.textContent('details[data-case="empty"] p.cap')).toBe('All 0 flows of the replay, in order of their first packet.');
+      expect(await page.textContent('details[data-case="empty"] section:has([data-chart="packets"]) p.note')).toBe(
+        'The capture has no packets: nothing happened over time.',
+      );
       expect(await page.textContent('details[data-case="sample"] section:has(table.services) p.cap')).toBe(
         'The 3 Services with the most packets of 6 (the report keeps at most 3).',
       );

@@ -343,7 +343,9 @@ function timeSection({ series, markersCap, markersTotal }: RunReport, life: Life
     h(
       'p',
       { class: 'note' },
-      `${count(series.time.length)} bins of ${series.binSeconds} s from the first packet (${from}); rates are a bin's count over its width, the last bin may be partial.`,
+      series.time.length === 0
+        ? 'The capture has no packets: nothing happened over time.'
+        : `${count(series.time.length)} bins of ${series.binSeconds} s from the first packet (${from}); rates are a bin's count over its width, the last bin may be partial.`,
       series.markers.length > 0 ? ' Dashed lines: the cluster changes, numbered by the state they start.' : null,
     ),
     timeChart(
