@@ -3,7 +3,7 @@
 // (the datapath's stats maps, not the descriptors the report reads), the
 // verdict lines, the conntrack timeouts worked by hand, the flows' packets
 // decoded from the capture.
-import { mkdtempSync, readdirSync, readFileSync, writeFileSync } from 'node:fs';
+import { cpSync, mkdtempSync, readdirSync, readFileSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { describe, expect, it } from 'vitest';
@@ -260,5 +260,19 @@ describe('--report data', () => {
       expect(c.run!.flows.rows.every((r) => r.trace.startsWith(`svcpath trace test/cases/${c.name}/input.pcap`))).toBe(true);
     }
     expect(cases!.find((c) => c.name === 'sctp-udp-nanosecond')!.run!.flows.rows.some((r) => r.protocol === 'SCTP')).toBe(true);
+  });
+
+  it('test --report: a failing case is in it with its first differences, and its replay', async () => {
+    const dir = tmp();
+    cpSync('test/cases/clusterip-sample', join(dir, 'broken'), { recursive: true });
+    const expected = join(dir, 'broken', 'expected', 'verdicts.jsonl');
+    writeFileSync(expected, readFileSync(expected, 'utf8').replace('"verdict":"TX"', '"verdict":"DROP"'));
+    const run = await cli(['test', join(dir, 'broken'), '--report', join(dir, 't.html')]);
+    expect(run.code).toBe(1);
+    const [c] = reportDataOf(join(dir, 't.html')).cases!;
+    expect(c.passed).toBe(false);
+    expect(c.failures[0]).toMatch(/^packet \d+: verdict differs$/);
+    expect(run.stdout).toContain(c.failures[0]);
+    expectSeriesAddUp(c.run!);
   });
 });
