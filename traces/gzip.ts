@@ -64,14 +64,15 @@ export async function gunzipBytes(name: string, compressed: Uint8Array): Promise
       error = captureError([name], `gzip: corrupt: ${reason(err)}`);
     }
   }
-  return { bytes: concat(parts), error };
+  return { bytes: concatBytes(parts), error };
 }
 
 function reason(err: unknown): string {
   return (err instanceof Error ? err.message : String(err)).split('\n')[0];
 }
 
-function concat(parts: readonly Uint8Array[]): Uint8Array {
+/** The parts one after another in one array. */
+export function concatBytes(parts: readonly Uint8Array[]): Uint8Array {
   const all = new Uint8Array(parts.reduce((n, p) => n + p.length, 0));
   let at = 0;
   for (const p of parts) {

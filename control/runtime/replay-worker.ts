@@ -3,6 +3,7 @@
  * datapath instance replays the whole capture, deciding only its own flows,
  * and sends each batch's verdict lines and output frames to be merged.
  */
+import { concatBytes } from '../../traces/gzip.js';
 import { parentPort, workerData } from 'node:worker_threads';
 import { isInputError } from '../common/errors.js';
 import type { Datapath } from './datapath.js';
@@ -59,23 +60,13 @@ function share(b: ProcessedBatch, out: { lines?: VerdictWriter; lengths: number;
     type: 'batch',
     count: batch.count,
     own,
-    lines: concat(lines),
+    lines: concatBytes(lines),
     lineLengths,
     frames: Float64Array.from(frames),
-    frameBytes: concat(frameData),
+    frameBytes: concatBytes(frameData),
     bytesRead: b.bytesRead,
     fileSize: b.fileSize,
   };
-}
-
-function concat(parts: Uint8Array[]): Uint8Array {
-  const all = new Uint8Array(parts.reduce((n, p) => n + p.length, 0));
-  let at = 0;
-  for (const p of parts) {
-    all.set(p, at);
-    at += p.length;
-  }
-  return all;
 }
 
 async function run(): Promise<void> {
