@@ -16,7 +16,7 @@
 import ipaddr from 'ipaddr.js';
 import { inputError } from '../common/errors.js';
 import { BE_F_LOCAL, CFG_F, IPPROTO, LB_SCOPE_EXTERNAL, SVC_F, type StructValue } from './layout.js';
-import { isPrime, maglevTableOf } from './maglev.js';
+import { isPrime, lazyTable, maglevTableOf } from './maglev.js';
 import { categorizeEndpoints, type EndpointSelection, type TopologyChoice } from './topology.js';
 import type {
   ClusterState,
@@ -421,7 +421,7 @@ function compareAddressKeys(x: AddressKey, y: AddressKey): number {
   return 0;
 }
 
-/** A Maglev table over the usable endpoints, holding backend ids. */
+/** A Maglev table over the usable endpoints, holding backend ids; built when first read (maglev.ts lazyTable). */
 function backendSet(
   ctx: ServiceContext,
   usable: { endpoints: readonly ResolvedEndpoint[]; selection: EndpointSelection },
@@ -430,20 +430,20 @@ function backendSet(
   const names = new Map<number, string>();
   for (const e of usable.endpoints) names.set(ctx.backendId(e.ip, e.port, protocol), `${e.ip}:${e.port}`);
   const backendIds = [...names.keys()].sort((a, b) => a - b);
-  return {
-    backendIds,
-    selection: usable.selection,
-    maglev:
-      backendIds.length === 0
-        ? new Uint32Array(0)
-        : maglevTableOf(
-            backendIds.map((id) => names.get(id)!),
-            backendIds,
-            ctx.maglevTableSize,
-            ctx.seed,
-          ),
-  };
+  const set: BackendSet = { backendIds, selection: usable.selection, maglev: EMPTY_TABLE };
+  if (backendIds.length === 0) return set;
+  const { maglevTableSize, seed } = ctx;
+  return lazyTable(set, 'maglev', () =>
+    maglevTableOf(
+      backendIds.map((id) => names.get(id)!),
+      backendIds,
+      maglevTableSize,
+      seed,
+    ),
+  );
 }
+
+const EMPTY_TABLE = new Uint32Array(0);
 
 /** How a Service is reached, shared by its ports. */
 interface ServiceShape {
@@ -574,7 +574,8 @@ export function backendValue(b: CompiledBackend): StructValue {
 /** Appends a Service port's Maglev tables and their members. */
 export function addTableEntries(entries: Pick<MapEntries, 'maglev' | 'lbMembers'>, cs: CompiledService): void {
   for (const { table, set } of serviceTables(cs)) {
-    entries.maglev.push({ table, slots: set.maglev });
+    // Read when the entry is: the set builds its table on first use.
+    entries.maglev.push(lazyTable({ table, slots: EMPTY_TABLE }, 'slots', () => set.maglev));
     for (const backendId of set.backendIds) entries.lbMembers.push({ table, backendId });
   }
 }

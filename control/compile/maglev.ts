@@ -59,6 +59,26 @@ export function maglevTableOf(backendNames: readonly string[], values: readonly 
 }
 
 /**
+ * Makes `target[key]` a table built by `build` on first read and kept: a
+ * compiled cluster of 10k Services need not fill 10k tables of 16381 slots
+ * before anything asks for one. The property stays enumerable, so that a
+ * spread, a structured clone (a worker's copy) or a deep comparison reads
+ * the built table as it would a plain one.
+ */
+export function lazyTable<T extends object>(target: T, key: keyof T & string, build: () => Uint32Array): T {
+  Object.defineProperty(target, key, {
+    enumerable: true,
+    configurable: true,
+    get: () => {
+      const table = build();
+      Object.defineProperty(target, key, { value: table, enumerable: true, configurable: true, writable: true });
+      return table;
+    },
+  });
+  return target;
+}
+
+/**
  * The round-robin claim loop, the hot spot of compiling: as the table fills
  * up, a backend probes ever more taken slots before a free one (about 100k
  * probes for M = 16381, 10 backends). Slot arithmetic stays below 2M, so a

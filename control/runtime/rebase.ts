@@ -64,6 +64,7 @@ import {
   type MapEntries,
   type SkippedService,
 } from '../compile/compiler.js';
+import { lazyTable } from '../compile/maglev.js';
 import {
   BPF_ANY,
   BPF_EXIST,
@@ -424,11 +425,17 @@ function renamedPorts(
   ids: IdRenaming,
   scope?: ReadonlySet<number>,
 ): { services: CompiledService[]; backends: CompiledBackend[]; tombstones: CompiledBackend[] } {
-  const renameSet = (set: BackendSet): BackendSet => ({
-    backendIds: set.backendIds.map((id) => ids.backend[id]).sort((a, b) => a - b),
-    selection: set.selection,
-    maglev: set.maglev.map((id) => ids.backend[id]),
-  });
+  // The table is renamed when first read, as the compiled one is built then.
+  const renameSet = (set: BackendSet): BackendSet =>
+    lazyTable(
+      {
+        backendIds: set.backendIds.map((id) => ids.backend[id]).sort((a, b) => a - b),
+        selection: set.selection,
+        maglev: NO_BACKENDS.maglev,
+      },
+      'maglev',
+      () => set.maglev.map((id) => ids.backend[id]),
+    );
   const services = [...live.compiled.services];
   const present = new Set<number>();
   for (const cs of fresh.services) {
