@@ -4,9 +4,11 @@
  * loading and compiling the cluster, reading, deciding, writing), several
  * runs. TS: the reference model over the same file in this process, from
  * compiling the cluster to closing the outputs, read and written with the
- * project's own pcap reader and writer.
+ * project's own pcap reader and writer. The I/O floor: `cp` of the same
+ * capture, timed alike, against the CLI's time.
  */
-import { closeSync, openSync, readFileSync, writeSync } from 'node:fs';
+import { spawnSync } from 'node:child_process';
+import { closeSync, openSync, readFileSync, rmSync, writeSync } from 'node:fs';
 import { join } from 'node:path';
 import { hostPort } from '../control/compile/layout.js';
 import { ReferenceDatapath } from '../model/reference-datapath.js';
@@ -21,19 +23,28 @@ const PACKETS = 2_000_000;
 const CLI_RUNS = 5;
 /** The model takes ~16 s per million packets here: three runs, enough for a usable margin of error. */
 const MODEL_RUNS = 3;
+const CP_RUNS = 5;
 
-export async function replayE2e(ctx: BenchContext): Promise<ScenarioResult[]> {
+/** The replay's mean time over the mean time of `cp` of its capture: issue 16's target is at most 3. */
+export interface IoFloor {
+  bytes: number;
+  cpSeconds: number;
+  replaySeconds: number;
+  ratio: number;
+}
+
+export async function replayE2e(ctx: BenchContext): Promise<{ results: ScenarioResult[]; ioFloor: IoFloor }> {
   const { clusterPath, trace } = ctx.mixFixture();
   const capture = join(ctx.scratch, 'replay-e2e.pcap');
   const { packets, bytes } = writeRepeatedTrace(capture, trace, { packets: PACKETS });
   console.log(`replay-e2e: ${packets} packets of the mix, ${(bytes / 1e6).toFixed(0)} MB of pcap`);
   const outputs = (tag: string) => replayOutputs(ctx.scratch, `replay-e2e-${tag}`);
 
-  const cliRuns = (name: string, extraFlags: string[]): ScenarioResult =>
-    fromRuns(name, 'wasm', packets, timeMixReplay(capture, clusterPath, outputs(name), extraFlags, CLI_RUNS));
   const variants: Array<[string, string[]]> = [['replay-e2e', []]];
   if (cliSupportsWorkers()) variants.push(['replay-e2e-2w', ['--workers', '2']]);
-  const results = variants.map(([name, flags]) => cliRuns(name, flags));
+  const cliRuns = variants.map(([name, flags]) => timeMixReplay(capture, clusterPath, outputs(name), flags, CLI_RUNS));
+  const results = variants.map(([name], i) => fromRuns(name, 'wasm', packets, cliRuns[i]));
+  const ioFloor = copyFloor(capture, join(ctx.scratch, 'replay-e2e-copy.pcap'), bytes, mean(cliRuns[0]));
   const { out, verdicts } = outputs('ts');
   results.push(
     fromRuns(
@@ -45,7 +56,32 @@ export async function replayE2e(ctx: BenchContext): Promise<ScenarioResult[]> {
   );
   for (const [name] of variants) checkSameVerdicts(name, outputs(name).verdicts, verdicts);
   for (const r of results) console.log(formatResult(r));
-  return results;
+  console.log(
+    `replay-e2e: I/O floor: cp of the capture ${ioFloor.cpSeconds.toFixed(2)} s (mean of ${CP_RUNS}), the replay ${ioFloor.replaySeconds.toFixed(2)} s: ` +
+      `${ioFloor.ratio.toFixed(1)}x cp's time (≤ 3× is issue 16's target)`,
+  );
+  return { results, ioFloor };
+}
+
+/**
+ * `cp` of the capture to `copy`, whole-process time as for the CLI, the
+ * capture as warm in the page cache as for the replays just before.
+ */
+function copyFloor(capture: string, copy: string, bytes: number, replaySeconds: number): IoFloor {
+  const copyOnce = () => {
+    const child = spawnSync('cp', [capture, copy], { encoding: 'utf8' });
+    if (child.status !== 0) throw new Error(`cp ${capture} ${copy} failed: ${child.error?.message ?? child.stderr}`);
+  };
+  try {
+    const cpSeconds = mean(Array.from({ length: CP_RUNS }, () => seconds(copyOnce)));
+    return { bytes, cpSeconds, replaySeconds, ratio: replaySeconds / cpSeconds };
+  } finally {
+    rmSync(copy, { force: true });
+  }
+}
+
+function mean(xs: number[]): number {
+  return xs.reduce((a, b) => a + b, 0) / xs.length;
 }
 
 /** Whether this build's `svcpath replay` has `--workers` (added by a separate change). */

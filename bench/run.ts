@@ -1,8 +1,9 @@
 /**
- * `npm run bench [-- --json FILE] [-- --only a,b] [-- --keep]`: the WASM
- * datapath (`wasm`) against the TypeScript reference model (`ts`, model/)
- * on identical packets, plus compile time and memory. bench/README.md says
- * what each scenario measures.
+ * `npm run bench [-- --json FILE] [-- --only a,b] [-- --keep] [-- --kernel]`:
+ * the WASM datapath (`wasm`) against the TypeScript reference model (`ts`,
+ * model/) on identical packets, plus compile time and memory; with
+ * `--kernel`, ct-hit also against an XDP program of its shape in the running
+ * kernel (bench/kernel.ts). bench/README.md says what each scenario measures.
  *
  *   ct-hit          established IPv4 TCP flows: conntrack hit, DNAT, checksums
  *   new-flows       every packet a new flow: service lookup, Maglev, two CT inserts, LRU eviction
@@ -20,10 +21,11 @@ import { join } from 'node:path';
 import { parseArgs } from 'node:util';
 import { compileReport, type CompileReport } from './compile.js';
 import { BenchContext } from './context.js';
+import { kernelCtHit, kernelSkipped, whyNoKernel, type KernelReport } from './kernel.js';
 import { ctHit, mixed, newFlows, scaleCt, scaleServices, SCALE_MAGLEV_TABLE_SIZE, SCALE_SERVICES } from './inprocess.js';
 import type { ScenarioResult } from './measure.js';
 import { memory, type MemoryReport } from './memory.js';
-import { replayE2e } from './replay-e2e.js';
+import { type IoFloor, replayE2e } from './replay-e2e.js';
 import { replayEvents, type ReplayEventsReport } from './replay-events.js';
 import { reportBench, type ReportBenchReport } from './report.js';
 
@@ -53,6 +55,8 @@ interface Report {
   memory?: MemoryReport;
   replayEvents?: ReplayEventsReport;
   report?: ReportBenchReport;
+  kernel?: KernelReport;
+  ioFloor?: IoFloor;
 }
 
 function selected(only: string | undefined): Scenario[] {
@@ -61,6 +65,19 @@ function selected(only: string | undefined): Scenario[] {
   const unknown = names.filter((n) => !(SCENARIOS as readonly string[]).includes(n));
   if (unknown.length) throw new Error(`--only: unknown scenario ${unknown.join(', ')} (known: ${SCENARIOS.join(', ')})`);
   return SCENARIOS.filter((s) => names.includes(s));
+}
+
+/** `--kernel` compares with the WASM ct-hit of the same run: it runs ct-hit even when `--only` leaves it out. */
+function withKernel(scenarios: Scenario[], kernel: boolean): Scenario[] {
+  if (!kernel || scenarios.includes('ct-hit')) return scenarios;
+  console.log("--kernel: running ct-hit too, for the WASM time beside the kernel's");
+  return ['ct-hit', ...scenarios];
+}
+
+function wasmNsPerPacket(report: Report, name: string): number {
+  const result = report.scenarios.find((r) => r.name === name && r.impl === 'wasm');
+  if (!result) throw new Error(`no WASM result of ${name}`);
+  return result.nsPerPacket;
 }
 
 async function runScenario(scenario: Scenario, ctx: BenchContext, report: Report): Promise<void> {
@@ -89,9 +106,12 @@ async function runScenario(scenario: Scenario, ctx: BenchContext, report: Report
     case 'scale-ct':
       report.scenarios.push(...(await scaleCt()));
       break;
-    case 'replay-e2e':
-      report.scenarios.push(...(await replayE2e(ctx)));
+    case 'replay-e2e': {
+      const { results, ioFloor } = await replayE2e(ctx);
+      report.scenarios.push(...results);
+      report.ioFloor = ioFloor;
       break;
+    }
     case 'replay-events': {
       const { results, report: events } = await replayEvents(ctx);
       report.scenarios.push(...results);
@@ -126,8 +146,9 @@ function table(results: ScenarioResult[]): string {
 }
 
 async function main(): Promise<void> {
-  const { values } = parseArgs({ options: { json: { type: 'string' }, only: { type: 'string' }, keep: { type: 'boolean' } } });
-  const scenarios = selected(values.only);
+  const { values } = parseArgs({
+    options: { json: { type: 'string' }, only: { type: 'string' }, keep: { type: 'boolean' }, kernel: { type: 'boolean' } },
+  });
   const started = performance.now();
   const report: Report = {
     date: new Date().toISOString(),
@@ -137,9 +158,16 @@ async function main(): Promise<void> {
     scenarios: [],
     compile: {},
   };
+  const noKernel = values.kernel ? whyNoKernel() : undefined;
+  if (noKernel) report.kernel = kernelSkipped(noKernel);
+  const kernel = values.kernel === true && noKernel === undefined;
+  const scenarios = withKernel(selected(values.only), kernel);
   const ctx = new BenchContext(mkdtempSync(join(tmpdir(), 'svcpath-bench-')), values.keep ?? false);
   try {
-    for (const scenario of scenarios) await runScenario(scenario, ctx, report);
+    for (const scenario of scenarios) {
+      await runScenario(scenario, ctx, report);
+      if (scenario === 'ct-hit' && kernel) report.kernel = await kernelCtHit(ctx.scratch, wasmNsPerPacket(report, 'ct-hit'));
+    }
   } finally {
     rmSync(ctx.scratch, { recursive: true, force: true });
   }
