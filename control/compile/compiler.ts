@@ -427,20 +427,22 @@ function backendSet(
   usable: { endpoints: readonly ResolvedEndpoint[]; selection: EndpointSelection },
   protocol: Protocol,
 ): BackendSet {
-  const names = new Map<number, string>();
-  for (const e of usable.endpoints) names.set(ctx.backendId(e.ip, e.port, protocol), `${e.ip}:${e.port}`);
-  const backendIds = [...names.keys()].sort((a, b) => a - b);
+  const { endpoints } = usable;
+  const ids = endpoints.map((e) => ctx.backendId(e.ip, e.port, protocol));
+  const backendIds = [...new Set(ids)].sort((a, b) => a - b);
   const set: BackendSet = { backendIds, selection: usable.selection, maglev: EMPTY_TABLE };
   if (backendIds.length === 0) return set;
   const { maglevTableSize, seed } = ctx;
-  return lazyTable(set, 'maglev', () =>
-    maglevTableOf(
+  // Endpoints of one id share their address and port, so any of them names the backend.
+  return lazyTable(set, 'maglev', () => {
+    const names = new Map(endpoints.map((e, i) => [ids[i], `${e.ip}:${e.port}`]));
+    return maglevTableOf(
       backendIds.map((id) => names.get(id)!),
       backendIds,
       maglevTableSize,
       seed,
-    ),
-  );
+    );
+  });
 }
 
 const EMPTY_TABLE = new Uint32Array(0);
