@@ -36,6 +36,7 @@ import {
 } from './lb';
 import { mapCount, mapDelete, mapGetNextKey, mapLookup, mapLookupBatch, mapPeek, mapUpdate } from './maps';
 import { reserve, reservedTop } from './memory';
+import { WARM_WINDOW, warmingPays, warmWindow } from './prewarm';
 import { finishRewrite, rewriteDestination4, rewriteDestination6, rewriteSource4, rewriteSource6 } from './nat';
 import {
   IPPROTO_SCTP, adoptFragmentPorts, daddr, daddr6, datagramCaptured, directionKnown, dport, family, firstFragment, fragId6,
@@ -904,7 +905,9 @@ export function copy_runs(runs: usize, count: u32, out: usize): u32 {
  */
 export function process_batch(descs: usize, count: u32): i32 {
   if (!allMapsCreated() || !loadConfig()) return -EINVAL;
+  const warm = warmingPays();
   for (let i: u32 = 0; i < count; i++) {
+    if (warm && i % WARM_WINDOW == 0) warmWindow(descs, i, min(WARM_WINDOW, count - i));
     const desc = descs + <usize>i * DESC_SIZE;
     const flags = load<u16>(desc + DESC_FLAGS);
     if (sharded() && (flags & DESC_F_OTHER_SHARD) != 0) continue; // the walker found it another worker's

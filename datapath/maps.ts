@@ -471,3 +471,37 @@ export function mapElementValue(m: BpfMap, i: u32): usize {
 export function mapCount(m: BpfMap): u32 {
   return m.type == BPF_MAP_TYPE_ARRAY ? m.maxEntries : m.count;
 }
+
+// --- lookups started ahead ------------------------------------------------------
+
+/**
+ * The head of the chain a lookup of `key` walks (an element index, or 0),
+ * read as the lookup reads it first; changes nothing. For lookups started
+ * ahead of a batch (datapath/prewarm.ts).
+ */
+export function mapChainHead(m: BpfMap, key: usize): u32 {
+  return load<u32>(m.buckets + (<usize>(hash32(key, m.keySize) & m.bucketMask) << 2));
+}
+
+/**
+ * Reads element `i`'s header and key, as a lookup reaching it does: writes
+ * to `out` the element it is linked to and its LRU neighbours, which a hit
+ * on it touches (u32 each; 0 for none), and gives its key's first word.
+ * Changes nothing.
+ */
+export function mapElementNeighbours(m: BpfMap, i: u32, out: usize): u32 {
+  if (i == 0 || i >= m.fresh) {
+    memory.fill(out, 0, 12);
+    return 0;
+  }
+  const e = elemAt(m, i);
+  store<u32>(out, load<u32>(e + ELEM_LINK));
+  store<u32>(out, load<u32>(e + ELEM_LRU_PREV), 4);
+  store<u32>(out, load<u32>(e + ELEM_LRU_NEXT), 8);
+  return load<u32>(e + ELEM_KEY);
+}
+
+/** Reads element `i`'s first word, as a lookup or an LRU move reaching it does; 0 for none. Changes nothing. */
+export function mapElementWord(m: BpfMap, i: u32): u32 {
+  return i == 0 || i >= m.fresh ? 0 : load<u32>(elemAt(m, i));
+}
