@@ -4,13 +4,15 @@
 // backend's replies are recognised and reverse-NATed. Entries age on the
 // packet clock with kernel-like timeouts; an LRU map full of live flows
 // evicts the least recently used one, as the kernel's LRU CT map does.
+// A flow's two entries are linked to each other (maps.ts mapLink), so that a
+// packet that refreshes both finds the second without a second hash lookup.
 
 import {
   CT4_DADDR, CT4_DIR, CT4_DPORT, CT4_PROTO, CT4_SADDR, CT4_SPORT, CT_BACKEND_ID, CT_DIR_ORIGINAL,
   CT_DIR_REPLY, CT_F_CLOSING, CT_F_FLUSHED, CT_F_SEEN_REPLY, CT_F_SNAT, CT_FLAGS, CT_LAST_SEEN, CT_REV_NAT_INDEX, CT_SERVICE_ID,
   CT_SNAT_PORT, BPF_ANY, CT6_DADDR, CT6_DIR, CT6_DPORT, CT6_PROTO, CT6_SADDR, CT6_SPORT,
 } from './layout';
-import { mapDelete, mapLookup, mapPeek, mapUpdate } from './maps';
+import { BpfMap, lastElement, mapDelete, mapLink, mapLookup, mapLookupLinked, mapPeek, mapUpdate } from './maps';
 import { IPPROTO_TCP, TCP_ACK, TCP_FIN, TCP_RST, TCP_SYN } from './parse';
 import { ct4, ct6 } from './registry';
 
@@ -48,6 +50,11 @@ export function ctLookup4(saddr: u32, daddr: u32, sport: u16, dport: u16, proto:
   return mapLookup(ct4, fillTuple(saddr, daddr, sport, dport, proto, dir));
 }
 
+/** ctLookup4 of the other direction of the flow of `entry` (a ct_entry ctLookup4 gave), through their link. */
+export function ctLookupLinked4(entry: usize, saddr: u32, daddr: u32, sport: u16, dport: u16, proto: u8, dir: u8): usize {
+  return mapLookupLinked(ct4, entry, fillTuple(saddr, daddr, sport, dport, proto, dir));
+}
+
 /** Like ctLookup4, without counting as a use of the entry (for collision checks). */
 export function ctPeek4(saddr: u32, daddr: u32, sport: u16, dport: u16, proto: u8, dir: u8): usize {
   return mapPeek(ct4, fillTuple(saddr, daddr, sport, dport, proto, dir));
@@ -71,6 +78,10 @@ export function fillTuple6(saddr: usize, daddr: usize, sport: u16, dport: u16, p
 
 export function ctLookup6(saddr: usize, daddr: usize, sport: u16, dport: u16, proto: u8, dir: u8): usize {
   return mapLookup(ct6, fillTuple6(saddr, daddr, sport, dport, proto, dir));
+}
+
+export function ctLookupLinked6(entry: usize, saddr: usize, daddr: usize, sport: u16, dport: u16, proto: u8, dir: u8): usize {
+  return mapLookupLinked(ct6, entry, fillTuple6(saddr, daddr, sport, dport, proto, dir));
 }
 
 export function ctPeek6(saddr: usize, daddr: usize, sport: u16, dport: u16, proto: u8, dir: u8): usize {
@@ -154,9 +165,17 @@ export function ctCreate4(
 ): void {
   const value = fillEntry(proto, tcpFlags, snatPort, backendId, revNatIndex, serviceId, now);
   mapUpdate(ct4, fillTuple(saddr, daddr, sport, dport, proto, CT_DIR_ORIGINAL), value, BPF_ANY);
+  const original = lastElement;
   const replyDst = snatPort != 0 ? snatAddr : saddr;
   const replyDport = snatPort != 0 ? snatPort : sport;
   mapUpdate(ct4, fillTuple(backendAddr, replyDst, backendPort, replyDport, proto, CT_DIR_REPLY), value, BPF_ANY);
+  linkEntries(ct4, original, lastElement);
+}
+
+/** Links a new flow's two entries to each other. */
+@inline function linkEntries(m: BpfMap, original: u32, reply: u32): void {
+  mapLink(m, original, reply);
+  mapLink(m, reply, original);
 }
 
 /** ctCreate4 for IPv6: addresses by pointer. */
@@ -167,7 +186,9 @@ export function ctCreate6(
 ): void {
   const value = fillEntry(proto, tcpFlags, snatPort, backendId, revNatIndex, serviceId, now);
   mapUpdate(ct6, fillTuple6(saddr, daddr, sport, dport, proto, CT_DIR_ORIGINAL), value, BPF_ANY);
+  const original = lastElement;
   const replyDst = snatPort != 0 ? snatAddr : saddr;
   const replyDport = snatPort != 0 ? snatPort : sport;
   mapUpdate(ct6, fillTuple6(backendAddr, replyDst, backendPort, replyDport, proto, CT_DIR_REPLY), value, BPF_ANY);
+  linkEntries(ct6, original, lastElement);
 }

@@ -13,7 +13,7 @@ import { copyRuns, pcapEmit, pcapWalk, verdictsEmit } from './capture';
 import { compareWithRewrite, rememberRewrite } from './conformance';
 import { affinityBackend4, affinityBackend6, affinityLapsed, recordAffinity4, recordAffinity6 } from './affinity';
 import {
-  ctCreate4, ctCreate6, ctDelete4, ctDelete6, ctIsFlushed, ctIsLive, ctIsReopen, ctLookup4, ctLookup6, ctTouch, configureTimeouts,
+  ctCreate4, ctCreate6, ctDelete4, ctDelete6, ctIsFlushed, ctIsLive, ctIsReopen, ctLookup4, ctLookup6, ctLookupLinked4, ctLookupLinked6, ctTouch, configureTimeouts,
 } from './conntrack';
 import {
   BE_F_GONE, BE_F_LOCAL, CONFIG_CT_TCP_CLOSING, CONFIG_CT_TCP_ESTABLISHED, CONFIG_CT_UDP, CONFIG_CT_UDP_STREAM, CONFIG_SEED,
@@ -36,6 +36,7 @@ import {
 } from './lb';
 import { mapCount, mapDelete, mapGetNextKey, mapLookup, mapLookupBatch, mapPeek, mapUpdate } from './maps';
 import { reserve, reservedTop } from './memory';
+import { WARM_WINDOW, warmingPays, warmWindow } from './prewarm';
 import { finishRewrite, rewriteDestination4, rewriteDestination6, rewriteSource4, rewriteSource6 } from './nat';
 import {
   IPPROTO_SCTP, adoptFragmentPorts, daddr, daddr6, datagramCaptured, directionKnown, dport, family, firstFragment, fragId6,
@@ -344,7 +345,7 @@ function handleServicePacket(svc: usize, data: usize, len: u32, capacity: u32, w
   ctTouch(entry, now, proto, tcpFlags, false);
   const replyDst = snatPort != 0 ? snatAddress : saddr;
   const replyDport = snatPort != 0 ? snatPort : sport;
-  const reply = ctLookup4(load<u32>(be + LB4_BE_ADDRESS), replyDst, load<u16>(be + LB4_BE_PORT), replyDport, proto, CT_DIR_REPLY);
+  const reply = ctLookupLinked4(entry, load<u32>(be + LB4_BE_ADDRESS), replyDst, load<u16>(be + LB4_BE_PORT), replyDport, proto, CT_DIR_REPLY);
   if (reply != 0) ctTouch(reply, now, proto, tcpFlags, false);
 }
 
@@ -519,7 +520,7 @@ function reverseNat4(entry: usize, knownOrigin: usize, data: usize, len: u32, wi
   const client = masqueraded ? load<u32>(origin + SNAT4_ADDRESS) : daddr;
   const clientPort = masqueraded ? load<u16>(origin + SNAT4_PORT) : dport;
   ctTouch(entry, now, proto, tcpFlags, true);
-  const original = ctLookup4(client, frontAddr, clientPort, frontPort, proto, CT_DIR_ORIGINAL);
+  const original = ctLookupLinked4(entry, client, frontAddr, clientPort, frontPort, proto, CT_DIR_ORIGINAL);
   if (original != 0) ctTouch(original, now, proto, tcpFlags, true);
   rememberFragmentPorts();
   const portChanged = frontPort != sport || clientPort != dport;
@@ -694,7 +695,7 @@ function handleServicePacket6(svc: usize, data: usize, len: u32, capacity: u32, 
   ctTouch(entry, now, proto, tcpFlags, false);
   const replyDst = snatPort != 0 ? snatAddress6 : saddr6;
   const replyDport = snatPort != 0 ? snatPort : sport;
-  const reply = ctLookup6(be + LB6_BE_ADDRESS, replyDst, load<u16>(be + LB6_BE_PORT), replyDport, proto, CT_DIR_REPLY);
+  const reply = ctLookupLinked6(entry, be + LB6_BE_ADDRESS, replyDst, load<u16>(be + LB6_BE_PORT), replyDport, proto, CT_DIR_REPLY);
   if (reply != 0) ctTouch(reply, now, proto, tcpFlags, false);
 }
 
@@ -782,7 +783,7 @@ function reverseNat6(entry: usize, knownOrigin: usize, data: usize, len: u32, wi
   const client = masqueraded ? origin + SNAT6_ADDRESS : daddr6;
   const clientPort = masqueraded ? load<u16>(origin + SNAT6_PORT) : dport;
   ctTouch(entry, now, proto, tcpFlags, true);
-  const original = ctLookup6(client, frontAddr, clientPort, frontPort, proto, CT_DIR_ORIGINAL);
+  const original = ctLookupLinked6(entry, client, frontAddr, clientPort, frontPort, proto, CT_DIR_ORIGINAL);
   if (original != 0) ctTouch(original, now, proto, tcpFlags, true);
   if (firstFragment) recordFragment6(saddr6, daddr6, fragId6, proto, sport, dport);
   const portChanged = frontPort != sport || clientPort != dport;
@@ -904,7 +905,9 @@ export function copy_runs(runs: usize, count: u32, out: usize): u32 {
  */
 export function process_batch(descs: usize, count: u32): i32 {
   if (!allMapsCreated() || !loadConfig()) return -EINVAL;
+  const warm = warmingPays();
   for (let i: u32 = 0; i < count; i++) {
+    if (warm && i % WARM_WINDOW == 0) warmWindow(descs, i, min(WARM_WINDOW, count - i));
     const desc = descs + <usize>i * DESC_SIZE;
     const flags = load<u16>(desc + DESC_FLAGS);
     if (sharded() && (flags & DESC_F_OTHER_SHARD) != 0) continue; // the walker found it another worker's

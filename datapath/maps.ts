@@ -5,7 +5,10 @@
 // bpf(2)-shaped exports in index.ts.
 //
 // Hash maps: a power-of-two bucket array of element indices, chained through
-// preallocated elements, plus a free list. LRU_HASH keeps every element on a
+// preallocated elements, plus a free list. An element's link is a hint its
+// user may keep to another element (conntrack links a flow's two entries):
+// mapLookupLinked follows it, checking that the element it names still holds
+// the key, so a lookup through a link gives what a lookup by key would. LRU_HASH keeps every element on a
 // doubly linked recency list; a lookup or update moves it to the front, and an
 // insert into a full map evicts the tail (the kernel's LRU is approximate; an
 // exact one makes eviction order testable). Indices are 1-based: 0 is "none".
@@ -26,10 +29,16 @@ import { traceLookup, tracing } from './trace';
 
 // Element header, before the key and the value.
 const ELEM_NEXT: usize = 0; // u32 next element in the bucket chain
-const ELEM_LRU_PREV: usize = 4; // u32 more recently used neighbour
+const ELEM_LRU_PREV: usize = 4; // u32 more recently used neighbour; ELEM_FREE when free
 const ELEM_LRU_NEXT: usize = 8; // u32 less recently used neighbour
-const ELEM_HASH: usize = 12; // u32 full hash of the key
+const ELEM_LINK: usize = 12; // u32 another element the map's user linked this one to (mapLink), or 0
 const ELEM_KEY: usize = 16;
+
+/** ELEM_LRU_PREV of a freed element: no element index is this large (maxEntries <= 0x7fffffff). */
+const ELEM_FREE: u32 = 0xffffffff;
+
+/** The element the last lookup found or the last update wrote (hash maps), for mapLink. */
+export let lastElement: u32 = 0;
 
 @unmanaged
 export class BpfMap {
@@ -120,15 +129,20 @@ export function checkMapShape(type: u32, keySize: u32, valueSize: u32, maxEntrie
   return true;
 }
 
-/** Index of the element holding `key`, or 0. */
+/** Index of the element holding `key`, or 0. Chains are about one element long (as many buckets as entries): keys are compared whole. */
 function findElem(m: BpfMap, key: usize, hash: u32): u32 {
   let i = load<u32>(m.buckets + (<usize>(hash & m.bucketMask) << 2));
   while (i != 0) {
     const e = elemAt(m, i);
-    if (load<u32>(e + ELEM_HASH) == hash && keysEqual(e + ELEM_KEY, key, m.keySize)) return i;
+    if (keysEqual(e + ELEM_KEY, key, m.keySize)) return i;
     i = load<u32>(e + ELEM_NEXT);
   }
   return 0;
+}
+
+/** The bucket of an element in use, from its key. */
+@inline function bucketOf(m: BpfMap, e: usize): u32 {
+  return hash32(e + ELEM_KEY, m.keySize) & m.bucketMask;
 }
 
 // --- LRU list ---------------------------------------------------------------
@@ -164,7 +178,7 @@ function lruPushFront(m: BpfMap, i: u32): void {
 /** Unlinks element `i` from its bucket chain and the LRU list, and frees it. */
 function removeElem(m: BpfMap, i: u32): void {
   const e = elemAt(m, i);
-  const bucket = m.buckets + (<usize>(load<u32>(e + ELEM_HASH) & m.bucketMask) << 2);
+  const bucket = m.buckets + (<usize>bucketOf(m, e) << 2);
   let link = bucket; // address of the u32 that points at the current element
   let cur = load<u32>(link);
   while (cur != i) {
@@ -173,6 +187,7 @@ function removeElem(m: BpfMap, i: u32): void {
   }
   store<u32>(link, load<u32>(e + ELEM_NEXT));
   if (m.type == BPF_MAP_TYPE_LRU_HASH) lruUnlink(m, i);
+  store<u32>(e + ELEM_LRU_PREV, ELEM_FREE);
   store<u32>(e + ELEM_NEXT, m.freeHead);
   m.freeHead = i;
   m.count--;
@@ -237,7 +252,31 @@ function lookupElem(m: BpfMap, key: usize): usize {
   const i = findElem(m, key, hash32(key, m.keySize));
   if (i == 0) return 0;
   lruTouch(m, i);
+  lastElement = i;
   return elemAt(m, i) + m.valueOffset;
+}
+
+/**
+ * mapLookup of `key` through the link of the element whose value is at
+ * `value` (a value a lookup of this map gave): when the linked element is in
+ * use and holds `key`, it is the one a lookup by key finds, without hashing
+ * or walking a chain; otherwise the lookup by key. Hash maps only.
+ */
+export function mapLookupLinked(m: BpfMap, value: usize, key: usize): usize {
+  const j = load<u32>(value - m.valueOffset + ELEM_LINK);
+  if (j == 0 || j >= m.fresh) return mapLookup(m, key);
+  const e = elemAt(m, j);
+  if (load<u32>(e + ELEM_LRU_PREV) == ELEM_FREE || !keysEqual(e + ELEM_KEY, key, m.keySize)) return mapLookup(m, key);
+  lruTouch(m, j);
+  lastElement = j;
+  const found = e + m.valueOffset;
+  if (tracing && m.valueSize <= 64) traceLookup(m.id, key, m.keySize, found, m.valueSize);
+  return found;
+}
+
+/** Links element `from` to element `to` (indices lastElement gave) for mapLookupLinked. */
+export function mapLink(m: BpfMap, from: u32, to: u32): void {
+  if (from != 0 && from < m.fresh) store<u32>(elemAt(m, from) + ELEM_LINK, to);
 }
 
 /**
@@ -271,6 +310,7 @@ export function mapUpdate(m: BpfMap, key: usize, value: usize, flags: u32): i32 
     if (flags == BPF_NOEXIST) return -EEXIST;
     memory.copy(elemAt(m, i) + m.valueOffset, value, m.valueSize);
     lruTouch(m, i);
+    lastElement = i;
     return 0;
   }
   if (flags == BPF_EXIST) return -ENOENT;
@@ -285,7 +325,8 @@ export function mapUpdate(m: BpfMap, key: usize, value: usize, flags: u32): i32 
     i = m.fresh++;
   }
   const e = elemAt(m, i);
-  store<u32>(e + ELEM_HASH, hash);
+  store<u32>(e + ELEM_LRU_PREV, 0);
+  store<u32>(e + ELEM_LINK, 0);
   memory.copy(e + ELEM_KEY, key, m.keySize);
   memory.copy(e + m.valueOffset, value, m.valueSize);
   const bucket = m.buckets + (<usize>(hash & m.bucketMask) << 2);
@@ -297,6 +338,7 @@ export function mapUpdate(m: BpfMap, key: usize, value: usize, flags: u32): i32 
     store<u32>(c, load<u32>(c) + 1);
   }
   m.count++;
+  lastElement = i;
   return 0;
 }
 
@@ -407,7 +449,7 @@ export function mapNextElement(m: BpfMap, i: u32): u32 {
     const e = elemAt(m, i);
     const next = load<u32>(e + ELEM_NEXT);
     if (next != 0) return next;
-    bucket = (load<u32>(e + ELEM_HASH) & m.bucketMask) + 1;
+    bucket = bucketOf(m, e) + 1;
   }
   for (; bucket <= m.bucketMask; bucket++) {
     const first = load<u32>(m.buckets + (<usize>bucket << 2));
@@ -428,4 +470,38 @@ export function mapElementValue(m: BpfMap, i: u32): usize {
 /** Entries in use (hash maps); max_entries for arrays. */
 export function mapCount(m: BpfMap): u32 {
   return m.type == BPF_MAP_TYPE_ARRAY ? m.maxEntries : m.count;
+}
+
+// --- lookups started ahead ------------------------------------------------------
+
+/**
+ * The head of the chain a lookup of `key` walks (an element index, or 0),
+ * read as the lookup reads it first; changes nothing. For lookups started
+ * ahead of a batch (datapath/prewarm.ts).
+ */
+export function mapChainHead(m: BpfMap, key: usize): u32 {
+  return load<u32>(m.buckets + (<usize>(hash32(key, m.keySize) & m.bucketMask) << 2));
+}
+
+/**
+ * Reads element `i`'s header and key, as a lookup reaching it does: writes
+ * to `out` the element it is linked to and its LRU neighbours, which a hit
+ * on it touches (u32 each; 0 for none), and gives its key's first word.
+ * Changes nothing.
+ */
+export function mapElementNeighbours(m: BpfMap, i: u32, out: usize): u32 {
+  if (i == 0 || i >= m.fresh) {
+    memory.fill(out, 0, 12);
+    return 0;
+  }
+  const e = elemAt(m, i);
+  store<u32>(out, load<u32>(e + ELEM_LINK));
+  store<u32>(out, load<u32>(e + ELEM_LRU_PREV), 4);
+  store<u32>(out, load<u32>(e + ELEM_LRU_NEXT), 8);
+  return load<u32>(e + ELEM_KEY);
+}
+
+/** Reads element `i`'s first word, as a lookup or an LRU move reaching it does; 0 for none. Changes nothing. */
+export function mapElementWord(m: BpfMap, i: u32): u32 {
+  return i == 0 || i >= m.fresh ? 0 : load<u32>(elemAt(m, i));
 }
