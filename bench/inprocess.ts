@@ -197,8 +197,10 @@ function race(name: string, dp: Datapath, model: ReferenceDatapath, traffic: Tra
   return results;
 }
 
-const SERVICES = 100;
-const BACKENDS_PER_SERVICE = 10;
+/** ct-hit's state size, also the kernel program's (bench/kernel.ts): Services, backends each, established flows (BATCH). */
+export const SERVICES = 100;
+export const BACKENDS_PER_SERVICE = 10;
+export const CT_HIT_FLOWS = BATCH;
 
 /** 4096 established IPv4 TCP flows to 100 Services: conntrack hit, DNAT, incremental checksums. */
 export async function ctHit(): Promise<ScenarioResult[]> {

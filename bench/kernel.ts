@@ -13,6 +13,7 @@ import { existsSync, mkdirSync, mkdtempSync, readdirSync, readFileSync, rmSync, 
 import { delimiter, isAbsolute, join } from 'node:path';
 import { PROJECT_ROOT } from '../control/common/paths.js';
 import { decodeFrame, verifyChecksums } from '../traces/frames.js';
+import { BACKENDS_PER_SERVICE, CT_HIT_FLOWS, SERVICES } from './inprocess.js';
 import { flowPacket, syntheticCluster } from './synthetic.js';
 
 export type KernelReport =
@@ -35,10 +36,6 @@ export type KernelReport =
 
 const SOURCE = join(PROJECT_ROOT, 'bench', 'kernel', 'ct-hit.bpf.c');
 const BPF_FS = '/sys/fs/bpf';
-/** As in ct-hit and in the C program (FLOWS, SERVICES). */
-const FLOWS = 4096;
-const SERVICES = 100;
-const BACKENDS_PER_SERVICE = 10;
 const RUNS = 7;
 /** About half a second a run at 100 ns a packet. */
 const PACKETS_PER_RUN = 5_000_000;
@@ -214,9 +211,9 @@ class KernelProgram {
 
   /** Sends each flow's packet once, as ct-hit does before timing. */
   async openFlows(): Promise<void> {
-    await this.run('ct_hit', FLOWS);
+    await this.run('ct_hit', CT_HIT_FLOWS);
     const { opened } = await this.counts();
-    if (opened !== FLOWS) console.log(`kernel ct-hit: WARNING: ${opened} flows opened, not ${FLOWS}`);
+    if (opened !== CT_HIT_FLOWS) console.log(`kernel ct-hit: WARNING: ${opened} flows opened, not ${CT_HIT_FLOWS}`);
   }
 
   async ctEntries(): Promise<number> {
@@ -286,7 +283,7 @@ function tool(name: string, args: string[]): Promise<string> {
 
 /** The index of ct-hit's flow from this client, or undefined. */
 function flowOf(src: string, sport: number): number | undefined {
-  for (let i = 0; i < FLOWS; i++) {
+  for (let i = 0; i < CT_HIT_FLOWS; i++) {
     const { ipv4, tcp } = decodeFrame(flowPacket(i, SERVICES));
     if (ipv4?.src === src && tcp?.sport === sport) return i;
   }
