@@ -15,9 +15,9 @@
  */
 import ipaddr from 'ipaddr.js';
 import { inputError } from '../common/errors.js';
-import { BE_F_LOCAL, CFG_F, IPPROTO, LB_SCOPE_EXTERNAL, SVC_F, type StructValue } from './layout.js';
-import { isPrime, lazyTable, maglevTableOf } from './maglev.js';
-import { categorizeEndpoints, type EndpointSelection, type TopologyChoice } from './topology.js';
+import { BE_F_LOCAL, CFG_F, dottedQuad, IPPROTO, LB_SCOPE_EXTERNAL, SVC_F, type StructValue } from './layout.js';
+import { isPrime, maglevTableOf, settled } from './maglev.js';
+import { categorizeEndpoints, type EndpointSelection, type TopologyChoice, type TopologyService } from './topology.js';
 import type {
   ClusterState,
   ConntrackTimeouts,
@@ -356,72 +356,103 @@ function compiledPorts(ordered: readonly ResolvedService[]): Array<{ rp: Resolve
     .map((rp, i) => ({ rp, id: i + 1 }));
 }
 
+/** One Service port's backends by endpoint port, then address: the endpoints' own strings are the keys, no key is built per endpoint. */
+type PortBackends = Map<number, Map<string, CompiledBackend>>;
+
 /**
  * Backends: one per Service port and distinct (address, port, protocol) of
  * its endpoints, usable or not, both families, with dense ids in address
- * order (then Service port order, for an endpoint Services share).
+ * order (then Service port order, for an endpoint Services share). A Service
+ * port has one protocol, so its backends are told apart by address and port.
  */
 function compileBackends(
   ports: ReturnType<typeof compiledPorts>,
   { nodeName, nodeZones }: NodeContext,
-): { byKey: Map<string, CompiledBackend>; sorted: CompiledBackend[] } {
-  const backendsByKey = new Map<string, CompiledBackend>();
+): { byPort: PortBackends[]; sorted: CompiledBackend[] } {
+  const byPort: PortBackends[] = [];
+  const all: CompiledBackend[] = [];
   for (const { rp, id: serviceId } of ports) {
+    const backends: PortBackends = new Map();
+    byPort[serviceId] = backends;
     for (const ep of rp.endpoints) {
-      const key = backendKey(serviceId, ep.ip, ep.port, rp.port.protocol);
+      let byAddress = backends.get(ep.port);
+      if (!byAddress) backends.set(ep.port, (byAddress = new Map()));
       const local = nodeName !== undefined && ep.nodeName === nodeName;
-      const known = backendsByKey.get(key);
+      const known = byAddress.get(ep.ip);
       // kube-proxy favours "local" if duplicate endpoints disagree.
-      if (!known || (local && !known.local)) {
-        const zone = endpointZone(ep, nodeZones);
-        backendsByKey.set(key, {
-          id: 0,
-          serviceId,
-          ip: ep.ip,
-          port: ep.port,
-          protocol: rp.port.protocol,
-          nodeName: ep.nodeName,
-          ...(zone ? { zone } : {}),
-          local,
-        });
-      }
+      if (known && (known.local || !local)) continue;
+      const b = compiledBackend(serviceId, ep, rp.port.protocol, endpointZone(ep, nodeZones), local);
+      byAddress.set(ep.ip, b);
+      if (known) all[all.indexOf(known)] = b;
+      else all.push(b);
     }
   }
-  const sorted = [...backendsByKey.values()]
-    .map((b) => ({ b, address: addressKey(b.ip) }))
-    .sort(
-      (x, y) =>
-        compareAddressKeys(x.address, y.address) ||
-        x.b.port - y.b.port ||
-        (x.b.protocol < y.b.protocol ? -1 : x.b.protocol > y.b.protocol ? 1 : 0) ||
-        x.b.serviceId - y.b.serviceId,
-    )
-    .map(({ b }) => b);
+  const sorted = sortBackends(all);
   sorted.forEach((b, i) => {
     b.id = i + 1;
   });
-  return { byKey: backendsByKey, sorted };
+  return { byPort, sorted };
 }
 
-/** An address in sortable form: IPv4 as a number, IPv6 as its bytes (sorted after every IPv4 address). */
-type AddressKey = number | number[];
-
-const DOTTED_QUAD = /^(?:(?:25[0-5]|2[0-4]\d|1\d\d|[1-9]?\d)\.){3}(?:25[0-5]|2[0-4]\d|1\d\d|[1-9]?\d)$/;
-
-/** Parsed once per backend, not per comparison; plain dotted quads (all a validated state holds) without ipaddr. */
-function addressKey(ip: string): AddressKey {
-  const bytes = DOTTED_QUAD.test(ip) ? ip.split('.').map(Number) : ipaddr.parse(ip).toByteArray();
-  return bytes.length === 4 ? bytes.reduce((n, byte) => n * 256 + byte, 0) : bytes;
+function compiledBackend(
+  serviceId: number,
+  ep: ResolvedEndpoint,
+  protocol: Protocol,
+  zone: string | undefined,
+  local: boolean,
+): CompiledBackend {
+  const { ip, port, nodeName } = ep;
+  // Two literals, so that a backend without a zone has no `zone` key and every backend one shape.
+  return zone ? { id: 0, serviceId, ip, port, protocol, nodeName, zone, local } : { id: 0, serviceId, ip, port, protocol, nodeName, local };
 }
 
-function compareAddressKeys(x: AddressKey, y: AddressKey): number {
-  if (typeof x === 'number') return typeof y === 'number' ? x - y : -1;
-  if (typeof y === 'number') return 1;
+/**
+ * Backends in id order: by address, port, protocol, then Service port. An IPv4
+ * backend's address and port make one number (below 2^48), so most comparisons
+ * are one subtraction; IPv6 addresses sort after every IPv4 one, by their bytes.
+ */
+function sortBackends(backends: CompiledBackend[]): CompiledBackend[] {
+  const v4Keys = new Float64Array(backends.length);
+  const v6Bytes: number[][] = [];
+  backends.forEach((b, i) => {
+    const v4 = dottedQuad(b.ip);
+    if (v4 >= 0) v4Keys[i] = v4 * 65536 + b.port;
+    else {
+      const bytes = ipaddr.parse(b.ip).toByteArray();
+      if (bytes.length === 4) v4Keys[i] = bytes.reduce((n, byte) => n * 256 + byte, 0) * 65536 + b.port;
+      else {
+        v4Keys[i] = Number.POSITIVE_INFINITY;
+        v6Bytes[i] = bytes;
+      }
+    }
+  });
+  const order = backends.map((_, i) => i);
+  order.sort((x, y) => {
+    const bx = backends[x];
+    const by = backends[y];
+    return (
+      compareV4Keys(v4Keys[x], v4Keys[y]) ||
+      compareBytes(v6Bytes[x], v6Bytes[y]) ||
+      bx.port - by.port ||
+      (bx.protocol < by.protocol ? -1 : bx.protocol > by.protocol ? 1 : 0) ||
+      bx.serviceId - by.serviceId
+    );
+  });
+  return order.map((i) => backends[i]);
+}
+
+/** Two IPv4 keys compared; 0 also for two IPv6 addresses (both infinite), which their bytes decide. */
+function compareV4Keys(x: number, y: number): number {
+  return x === y ? 0 : x < y ? -1 : 1;
+}
+
+function compareBytes(x: readonly number[] | undefined, y: readonly number[] | undefined): number {
+  if (x === undefined || y === undefined) return 0;
   for (let i = 0; i < x.length; i++) if (x[i] !== y[i]) return x[i] - y[i];
   return 0;
 }
 
-/** A Maglev table over the usable endpoints, holding backend ids; built when first read (maglev.ts lazyTable). */
+/** A Maglev table over the usable endpoints, holding backend ids; built when first read (maglev.ts lazyTable, settled). */
 function backendSet(
   ctx: ServiceContext,
   usable: { endpoints: readonly ResolvedEndpoint[]; selection: EndpointSelection },
@@ -429,12 +460,11 @@ function backendSet(
 ): BackendSet {
   const { endpoints } = usable;
   const ids = endpoints.map((e) => ctx.backendId(e.ip, e.port, protocol));
-  const backendIds = [...new Set(ids)].sort((a, b) => a - b);
-  const set: BackendSet = { backendIds, selection: usable.selection, maglev: EMPTY_TABLE };
-  if (backendIds.length === 0) return set;
+  const backendIds = ascendingUnique(ids);
+  if (backendIds.length === 0) return { backendIds, selection: usable.selection, maglev: EMPTY_TABLE };
   const { maglevTableSize, seed } = ctx;
   // Endpoints of one id share their address and port, so any of them names the backend.
-  return lazyTable(set, 'maglev', () => {
+  const build = () => {
     const names = new Map(endpoints.map((e, i) => [ids[i], `${e.ip}:${e.port}`]));
     return maglevTableOf(
       backendIds.map((id) => names.get(id)!),
@@ -442,7 +472,21 @@ function backendSet(
       maglevTableSize,
       seed,
     );
-  });
+  };
+  const set: BackendSet = {
+    backendIds,
+    selection: usable.selection,
+    get maglev() {
+      return settled(set, 'maglev', build());
+    },
+  };
+  return set;
+}
+
+/** Distinct ids, ascending; a list already so (endpoints in address order) is kept, not copied. */
+function ascendingUnique(ids: number[]): number[] {
+  for (let i = 1; i < ids.length; i++) if (ids[i] <= ids[i - 1]) return [...new Set(ids)].sort((a, b) => a - b);
+  return ids;
 }
 
 const EMPTY_TABLE = new Uint32Array(0);
@@ -489,23 +533,26 @@ export function compileServiceBackends(
   rp: ResolvedPort,
   frontends: readonly CompiledFrontend[],
 ): ServiceBackends {
-  const topologyService = { ...svc, externallyAccessible: frontends.some((f) => f.kind !== 'ClusterIP') };
+  const topologyService: TopologyService = {
+    internalTrafficPolicy: svc.internalTrafficPolicy,
+    externalTrafficPolicy: svc.externalTrafficPolicy,
+    trafficDistribution: svc.trafficDistribution,
+    topologyAnnotation: svc.topologyAnnotation,
+    externallyAccessible: frontends.some((f) => f.kind !== 'ClusterIP'),
+  };
   const node = { name: ctx.nodeName, zone: ctx.zone };
   // kube-proxy runs one proxier per family, each categorising its family's endpoints.
-  const sets = (family: Family) => {
-    const sorted = categorizeEndpoints(
-      topologyService,
-      rp.endpoints.filter((e) => familyOf(e.ip) === family),
-      node,
-    );
+  const sets = (endpoints: readonly ResolvedEndpoint[]) => {
+    const sorted = categorizeEndpoints(topologyService, endpoints, node);
     return {
       cluster: backendSet(ctx, sorted.cluster, rp.port.protocol),
       local: sorted.local ? backendSet(ctx, sorted.local, rp.port.protocol) : undefined,
       topology: sorted.topology,
     };
   };
-  const v4 = sets('v4');
-  const v6 = sets('v6');
+  const { v4: endpoints4, v6: endpoints6 } = endpointsByFamily(rp.endpoints);
+  const v4 = sets(endpoints4);
+  const v6 = sets(endpoints6);
   return {
     cluster: v4.cluster,
     local: v4.local,
@@ -514,6 +561,14 @@ export function compileServiceBackends(
     unusableEndpoints: rp.endpoints.length - v4.cluster.backendIds.length - v6.cluster.backendIds.length,
     topology: { v4: v4.topology, v6: v6.topology },
   };
+}
+
+/** A Service port's endpoints of each family; a single-family port's list is not copied. */
+function endpointsByFamily(endpoints: readonly ResolvedEndpoint[]): Record<Family, readonly ResolvedEndpoint[]> {
+  const v4 = endpoints.filter((e) => isV4(e.ip));
+  if (v4.length === endpoints.length) return { v4: endpoints, v6: [] };
+  if (v4.length === 0) return { v4: [], v6: endpoints };
+  return { v4, v6: endpoints.filter((e) => !isV4(e.ip)) };
 }
 
 /** The notes a compiled Service port earns. */
@@ -577,7 +632,13 @@ export function backendValue(b: CompiledBackend): StructValue {
 export function addTableEntries(entries: Pick<MapEntries, 'maglev' | 'lbMembers'>, cs: CompiledService): void {
   for (const { table, set } of serviceTables(cs)) {
     // Read when the entry is: the set builds its table on first use.
-    entries.maglev.push(lazyTable({ table, slots: EMPTY_TABLE }, 'slots', () => set.maglev));
+    const entry = {
+      table,
+      get slots() {
+        return settled(entry, 'slots', set.maglev);
+      },
+    };
+    entries.maglev.push(entry);
     for (const backendId of set.backendIds) entries.lbMembers.push({ table, backendId });
   }
 }
@@ -610,12 +671,18 @@ export const NO_IPV6_MASQUERADE_NOTE =
 export function compile(state: ClusterState, resolved: readonly ResolvedService[], opts: CompileOptions): Compiled {
   const ordered = compileOrder(resolved);
   const node = nodeContext(state, opts);
-  const { byKey, sorted: backends } = compileBackends(compiledPorts(ordered), node);
+  const { byPort, sorted: backends } = compileBackends(compiledPorts(ordered), node);
+  const { nodeName, zone, nodeZones, addresses, maglevTableSize, seed } = node;
+  // A literal, not a spread of `node`: one per Service port.
   const portContext = (serviceId: number): ServiceContext => ({
-    ...node,
-    backendId: (ip, port, protocol) => byKey.get(backendKey(serviceId, ip, port, protocol))!.id,
+    nodeName,
+    zone,
+    nodeZones,
+    addresses,
+    maglevTableSize,
+    seed,
+    backendId: (ip, port) => byPort[serviceId].get(port)!.get(ip)!.id,
   });
-  const { addresses } = node;
   const M = opts.maglevTableSize;
   if (!isPrime(M)) throw new RangeError(`Maglev table size ${M} is not prime`);
   const notes: string[] = [];

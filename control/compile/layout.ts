@@ -522,14 +522,57 @@ export function encode(s: Struct, value: StructValue): Uint8Array {
         view.setUint32(f.offset, v as number, false);
         break;
       case 'ipv4':
-        bytes.set(ipaddr.IPv4.parse(v as string).toByteArray(), f.offset);
+        writeIPv4(view, f.offset, v as string);
         break;
       case 'ipv6':
-        bytes.set(ipaddr.IPv6.parse(v as string).toByteArray(), f.offset);
+        writeIPv6(view, f.offset, v as string);
         break;
     }
   }
   return bytes;
+}
+
+/** A dotted quad read by hand (most addresses), anything else by ipaddr. */
+function writeIPv4(view: DataView, offset: number, ip: string): void {
+  const quad = dottedQuad(ip);
+  if (quad >= 0) view.setUint32(offset, quad, false);
+  else new Uint8Array(view.buffer).set(ipaddr.IPv4.parse(ip).toByteArray(), offset);
+}
+
+const MAPPED = '::ffff:';
+
+/** An IPv4-mapped address (every IPv4 steer key) read by hand, anything else by ipaddr. */
+function writeIPv6(view: DataView, offset: number, ip: string): void {
+  const quad = ip.startsWith(MAPPED) ? dottedQuad(ip.slice(MAPPED.length)) : -1;
+  if (quad >= 0) {
+    view.setUint16(offset + 10, 0xffff, false);
+    view.setUint32(offset + 12, quad, false);
+  } else new Uint8Array(view.buffer).set(ipaddr.IPv6.parse(ip).toByteArray(), offset);
+}
+
+/**
+ * A plain dotted quad (four decimal bytes, no leading zeros: all a validated state
+ * holds) as a number, read without allocating; -1 for anything else, which ipaddr reads.
+ */
+export function dottedQuad(ip: string): number {
+  let value = 0;
+  let part = 0;
+  let digits = 0;
+  let parts = 0;
+  for (let i = 0; i <= ip.length; i++) {
+    const c = i < ip.length ? ip.charCodeAt(i) : 46;
+    if (c === 46) {
+      if (digits === 0 || part > 255 || ++parts > 4) return -1;
+      value = value * 256 + part;
+      part = 0;
+      digits = 0;
+    } else if (c >= 48 && c <= 57) {
+      if (digits > 0 && part === 0) return -1;
+      part = part * 10 + (c - 48);
+      if (++digits > 3) return -1;
+    } else return -1;
+  }
+  return parts === 4 ? value : -1;
 }
 
 /** Decodes a struct's bytes; u64 counters come back as numbers (exact below 2^53). */

@@ -69,13 +69,19 @@ export function lazyTable<T extends object>(target: T, key: keyof T & string, bu
   Object.defineProperty(target, key, {
     enumerable: true,
     configurable: true,
-    get: () => {
-      const table = build();
-      Object.defineProperty(target, key, { value: table, enumerable: true, configurable: true, writable: true });
-      return table;
-    },
+    get: () => settled(target, key, build()),
   });
   return target;
+}
+
+/**
+ * Replaces a lazy table's getter with the table it built, as a plain property. An
+ * object literal with `get key() { return settled(this, key, build()); }` is the same
+ * as lazyTable and cheaper to make, for the compile's tens of thousands.
+ */
+export function settled<T extends object>(target: T, key: keyof T & string, table: Uint32Array): Uint32Array {
+  Object.defineProperty(target, key, { value: table, enumerable: true, configurable: true, writable: true });
+  return table;
 }
 
 /**
