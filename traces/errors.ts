@@ -17,5 +17,9 @@ export function captureError(where: Array<string | undefined>, problem: string):
 
 /** Bytes as lowercase hex: for messages that quote them (a magic number), and as keys of JavaScript maps. */
 export function hexOf(bytes: Uint8Array): string {
-  return Array.from(bytes, (b) => b.toString(16).padStart(2, '0')).join('');
+  let hex = '';
+  for (const b of bytes) hex += HEX_BYTES[b];
+  return hex;
 }
+
+const HEX_BYTES = Array.from({ length: 256 }, (_, b) => b.toString(16).padStart(2, '0'));

@@ -2,9 +2,8 @@
  * Loading a compiled state into a datapath instance: maps created with sizes
  * that fit it, then filled through the map API only.
  */
-import type { Compiled, FamilyEntries } from '../compile/compiler.js';
+import { type Compiled, type FamilyEntries, familyOf } from '../compile/compiler.js';
 import { Datapath, u32Key } from './datapath.js';
-import ipaddr from 'ipaddr.js';
 import { inputError } from '../common/errors.js';
 import { hexOf } from '../../traces/errors.js';
 import {
@@ -179,12 +178,14 @@ export function steeringClasses(compiled: Compiled): Map<string, number> {
 
 /** The steer map's key of an endpoint, or of an address alone when no port is given (IPv4 mapped into IPv6). */
 export function steerKey(ip: string, port = 0, protocol?: Protocol): Uint8Array {
-  const address = ipaddr.parse(ip).kind() === 'ipv4' ? `::ffff:${ip}` : ip;
+  const address = familyOf(ip) === 'v4' ? `::ffff:${ip}` : ip;
   return encode(STEER_KEY, { address, port, proto: protocol ? IPPROTO[protocol] : 0 });
 }
 
 function hexToBytes(hex: string): Uint8Array {
-  return Uint8Array.from({ length: hex.length / 2 }, (_, i) => Number.parseInt(hex.slice(2 * i, 2 * i + 2), 16));
+  const bytes = new Uint8Array(hex.length / 2);
+  for (let i = 0; i < bytes.length; i++) bytes[i] = Number.parseInt(hex.slice(2 * i, 2 * i + 2), 16);
+  return bytes;
 }
 
 const PRESENT = { present: 1 };
