@@ -1,5 +1,7 @@
 // The control plane's struct and map tables against the constants the
 // WebAssembly datapath exports: both sides of the boundary must agree.
+import fc from 'fast-check';
+import ipaddr from 'ipaddr.js';
 import { beforeAll, describe, expect, it } from 'vitest';
 import { Datapath, MIN_FRAME_CAPACITY } from '../control/runtime/datapath.js';
 import {
@@ -68,6 +70,8 @@ import {
   FLOW_CHANGE_COUNTER,
   FLOW_CHANGE_FLAGS,
   FLOW_CHANGES,
+  dottedQuad,
+  encode,
 } from '../control/compile/layout.js';
 
 let dp: Datapath;
@@ -228,5 +232,50 @@ describe('map ids, types and codes match the datapath', () => {
     REASONS.forEach((r, i) => {
       if (r) expect(dp.constant(`REASON_${r}`), r).toBe(i);
     });
+  });
+});
+
+// encode and the compile read dotted quads by hand (dottedQuad); ipaddr.js is the independent reader.
+describe('dotted quads read by hand, against ipaddr.js', () => {
+  const ipaddrValue = (ip: string) =>
+    ipaddr.IPv4.parse(ip)
+      .toByteArray()
+      .reduce((v, b) => v * 256 + b, 0);
+
+  it('reads every plain dotted quad as ipaddr.js does', () => {
+    fc.assert(
+      fc.property(fc.ipV4(), (ip) => {
+        expect(dottedQuad(ip)).toBe(ipaddrValue(ip));
+      }),
+      { numRuns: 2000 },
+    );
+  });
+
+  it('gives -1 for anything else, which encode leaves to ipaddr.js', () => {
+    const addressChars = fc.constantFrom(...'0123456789.:xaf '.split(''));
+    fc.assert(
+      fc.property(fc.oneof(fc.ipV4Extended(), fc.string({ unit: addressChars, maxLength: 20 })), (ip) => {
+        const quad = dottedQuad(ip);
+        if (quad !== -1) expect(quad).toBe(ipaddrValue(ip));
+        // A plain quad has four decimal parts of 1-3 digits without leading zeros, each below 256.
+        const plain = /^(0|[1-9]\d{0,2})(\.(0|[1-9]\d{0,2})){3}$/.test(ip) && ip.split('.').every((p) => Number(p) < 256);
+        expect(quad !== -1).toBe(plain);
+      }),
+      { numRuns: 5000 },
+    );
+    for (const odd of ['010.0.0.1', '1.2.3', '1.2.3.4.5', '256.0.0.1', '1..2.3', '', '::ffff:1.2.3.4']) expect(dottedQuad(odd)).toBe(-1);
+  });
+
+  it('encodes IPv4-mapped IPv6 addresses by hand as ipaddr.js does', () => {
+    fc.assert(
+      fc.property(fc.ipV4(), fc.ipV6(), (v4, v6) => {
+        for (const ip of [`::ffff:${v4}`, v6]) {
+          const bytes = encode(CT6_TUPLE, { saddr: ip });
+          const at = CT6_TUPLE.fields.find((f) => f.name === 'saddr')!.offset;
+          expect([...bytes.subarray(at, at + 16)]).toEqual(ipaddr.IPv6.parse(ip).toByteArray());
+        }
+      }),
+      { numRuns: 1000 },
+    );
   });
 });
