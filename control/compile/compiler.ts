@@ -452,7 +452,7 @@ function compareBytes(x: readonly number[] | undefined, y: readonly number[] | u
   return 0;
 }
 
-/** A Maglev table over the usable endpoints, holding backend ids; built when first read (maglev.ts lazyTable, settled). */
+/** A Maglev table over the usable endpoints, holding backend ids; built when first read (a getter that maglev.ts settled replaces with the table). */
 function backendSet(
   ctx: ServiceContext,
   usable: { endpoints: readonly ResolvedEndpoint[]; selection: EndpointSelection },
