@@ -25,9 +25,9 @@ const RSS_HOOK = pathToFileURL(join(PROJECT_ROOT, 'dist', 'bench', 'report-rss.j
 
 export interface ConntrackMemory {
   entries: number;
-  /** IPv4 conntrack map (ct4): hash buckets, element headers, key and value, per entry. */
+  /** IPv4 conntrack map (ct4) per entry of max_entries: half a flow record and the index slots of one key (datapath/flow_table.ts). */
   bytesPerEntry: number;
-  /** A flow takes two entries, original and reply. */
+  /** A flow takes two entries, original and reply: one record and two keys' index slots. */
   bytesPerFlow: number;
   /** The same for IPv6 (ct6). */
   bytesPerEntry6: number;

@@ -6,9 +6,10 @@
 // datapath's own (conntrack.ts ctIsLive), so the numbers are the ones the
 // next packet would see.
 
-import { CT4_DIR, CT4_PROTO, CT6_DIR, CT6_PROTO, CT_DIR_ORIGINAL, CT_F_FLUSHED, CT_F_SNAT, CT_FLAGS } from './layout';
+import { CT_DIR_ORIGINAL, CT_F_FLUSHED, CT_F_SNAT, CT_FLAGS } from './layout';
 import { ctIsLive } from './conntrack';
-import { BpfMap, mapElementKey, mapElementValue, mapNextElement } from './maps';
+import { flowNextRecord, flowRecordHoldsDir, flowRecordProto, flowRecordValue } from './flow_table';
+import { BpfMap } from './maps';
 import { ct4, ct6 } from './registry';
 
 let liveFlows: u32 = 0;
@@ -18,8 +19,8 @@ let liveMasqueraded: u32 = 0;
 export function takeCensus(now: u64): void {
   liveFlows = 0;
   liveMasqueraded = 0;
-  countLive(ct4, CT4_DIR, CT4_PROTO, now);
-  countLive(ct6, CT6_DIR, CT6_PROTO, now);
+  countLive(ct4, now);
+  countLive(ct6, now);
 }
 
 export function censusFlows(): u32 {
@@ -30,15 +31,15 @@ export function censusMasqueraded(): u32 {
   return liveMasqueraded;
 }
 
-/** A flow is its original-direction entry; one the control plane flushed is over. */
-function countLive(m: BpfMap, dirOffset: u32, protoOffset: u32, now: u64): void {
+/** A flow is a record holding an original-direction key; one the control plane flushed is over. */
+function countLive(m: BpfMap, now: u64): void {
   if (changetype<usize>(m) == 0) return;
-  for (let i = mapNextElement(m, 0); i != 0; i = mapNextElement(m, i)) {
-    const key = mapElementKey(m, i);
-    if (load<u8>(key + dirOffset) != CT_DIR_ORIGINAL) continue;
-    const entry = mapElementValue(m, i);
+  const t = m.flows!;
+  for (let r = flowNextRecord(t, 0); r != 0; r = flowNextRecord(t, r)) {
+    if (!flowRecordHoldsDir(t, r, CT_DIR_ORIGINAL)) continue;
+    const entry = flowRecordValue(t, r);
     const flags = load<u16>(entry + CT_FLAGS);
-    if ((flags & CT_F_FLUSHED) != 0 || !ctIsLive(entry, now, load<u8>(key + protoOffset))) continue;
+    if ((flags & CT_F_FLUSHED) != 0 || !ctIsLive(entry, now, flowRecordProto(t, r))) continue;
     liveFlows++;
     if ((flags & CT_F_SNAT) != 0) liveMasqueraded++;
   }

@@ -13,7 +13,7 @@ import { copyRuns, pcapEmit, pcapWalk, verdictsEmit } from './capture';
 import { compareWithRewrite, rememberRewrite } from './conformance';
 import { affinityBackend4, affinityBackend6, affinityLapsed, recordAffinity4, recordAffinity6 } from './affinity';
 import {
-  ctCreate4, ctCreate6, ctDelete4, ctDelete6, ctIsFlushed, ctIsLive, ctIsReopen, ctLookup4, ctLookup6, ctLookupLinked4, ctLookupLinked6, ctTouch, configureTimeouts,
+  ctCreate4, ctCreate6, ctDelete4, ctDelete6, ctIsFlushed, ctIsLive, ctIsReopen, ctLookup4, ctLookup6, ctTouchFlow4, ctTouchFlow6, configureTimeouts,
 } from './conntrack';
 import {
   BE_F_GONE, BE_F_LOCAL, CONFIG_CT_TCP_CLOSING, CONFIG_CT_TCP_ESTABLISHED, CONFIG_CT_UDP, CONFIG_CT_UDP_STREAM, CONFIG_SEED,
@@ -342,11 +342,10 @@ function handleServicePacket(svc: usize, data: usize, len: u32, capacity: u32, w
 
 /** A packet of a tracked flow: both of its entries see it (the reply entry lives as long as the flow does). */
 @inline function touchFlow4(entry: usize, be: usize, snatPort: u16, now: u64): void {
-  ctTouch(entry, now, proto, tcpFlags, false);
   const replyDst = snatPort != 0 ? snatAddress : saddr;
   const replyDport = snatPort != 0 ? snatPort : sport;
-  const reply = ctLookupLinked4(entry, load<u32>(be + LB4_BE_ADDRESS), replyDst, load<u16>(be + LB4_BE_PORT), replyDport, proto, CT_DIR_REPLY);
-  if (reply != 0) ctTouch(reply, now, proto, tcpFlags, false);
+  ctTouchFlow4(entry, CT_DIR_ORIGINAL, load<u32>(be + LB4_BE_ADDRESS), replyDst, load<u16>(be + LB4_BE_PORT), replyDport, CT_DIR_REPLY,
+    now, proto, tcpFlags, false);
 }
 
 /** DNAT to the flow's backend, and SNAT to its masquerade port if it has one: the packet goes to the backend. */
@@ -480,7 +479,7 @@ function handleReply(data: usize, len: u32, wireLen: u32, now: u64): bool {
     ctDelete4(saddr, daddr, sport, dport, proto, CT_DIR_REPLY);
     return false;
   }
-  return reverseNat4(entry, 0, data, len, wireLen, now);
+  return reverseNat4(entry, CT_DIR_REPLY, 0, data, len, wireLen, now);
 }
 
 /**
@@ -492,16 +491,17 @@ function replyToNodeTuple4(held: usize, data: usize, len: u32, wireLen: u32, now
   if (origin == 0) return false;
   const original = nodeTupleFlow;
   const reply = ctLookup4(saddr, snatAddress, sport, load<u16>(original + CT_SNAT_PORT), proto, CT_DIR_REPLY);
-  return reverseNat4(reply != 0 && sameFlow(reply, original) ? reply : original, origin, data, len, wireLen, now);
+  if (reply != 0 && sameFlow(reply, original)) return reverseNat4(reply, CT_DIR_REPLY, origin, data, len, wireLen, now);
+  return reverseNat4(original, CT_DIR_ORIGINAL, origin, data, len, wireLen, now);
 }
 
 /**
- * Reverse NAT of a backend's reply to the flow of conntrack entry `entry`,
- * back to the client: the packet's destination, or for a masqueraded flow
+ * Reverse NAT of a backend's reply to the flow of conntrack entry `entry`
+ * (found as its `entryDir` key), back to the client: the packet's destination, or for a masqueraded flow
  * the one its NAT entry names (`knownOrigin`, or the one of the packet's
  * own tuple when 0). Both of the flow's entries see the reply.
  */
-function reverseNat4(entry: usize, knownOrigin: usize, data: usize, len: u32, wireLen: u32, now: u64): bool {
+function reverseNat4(entry: usize, entryDir: u8, knownOrigin: usize, data: usize, len: u32, wireLen: u32, now: u64): bool {
   serviceId = load<u32>(entry + CT_SERVICE_ID);
   backendId = load<u32>(entry + CT_BACKEND_ID);
   const revnat = lookupRevNat4(load<u32>(entry + CT_REV_NAT_INDEX));
@@ -519,9 +519,7 @@ function reverseNat4(entry: usize, knownOrigin: usize, data: usize, len: u32, wi
   const frontPort = load<u16>(revnat + LB4_REVNAT_PORT);
   const client = masqueraded ? load<u32>(origin + SNAT4_ADDRESS) : daddr;
   const clientPort = masqueraded ? load<u16>(origin + SNAT4_PORT) : dport;
-  ctTouch(entry, now, proto, tcpFlags, true);
-  const original = ctLookupLinked4(entry, client, frontAddr, clientPort, frontPort, proto, CT_DIR_ORIGINAL);
-  if (original != 0) ctTouch(original, now, proto, tcpFlags, true);
+  ctTouchFlow4(entry, entryDir, client, frontAddr, clientPort, frontPort, CT_DIR_ORIGINAL, now, proto, tcpFlags, true);
   rememberFragmentPorts();
   const portChanged = frontPort != sport || clientPort != dport;
   rewriteSource4(frontAddr, frontPort);
@@ -692,11 +690,10 @@ function handleServicePacket6(svc: usize, data: usize, len: u32, capacity: u32, 
 
 /** touchFlow4 for IPv6. */
 @inline function touchFlow6(entry: usize, be: usize, snatPort: u16, now: u64): void {
-  ctTouch(entry, now, proto, tcpFlags, false);
   const replyDst = snatPort != 0 ? snatAddress6 : saddr6;
   const replyDport = snatPort != 0 ? snatPort : sport;
-  const reply = ctLookupLinked6(entry, be + LB6_BE_ADDRESS, replyDst, load<u16>(be + LB6_BE_PORT), replyDport, proto, CT_DIR_REPLY);
-  if (reply != 0) ctTouch(reply, now, proto, tcpFlags, false);
+  ctTouchFlow6(entry, CT_DIR_ORIGINAL, be + LB6_BE_ADDRESS, replyDst, load<u16>(be + LB6_BE_PORT), replyDport, CT_DIR_REPLY,
+    now, proto, tcpFlags, false);
 }
 
 /** sendToBackend4 for IPv6. */
@@ -751,7 +748,7 @@ function handleReply6(data: usize, len: u32, wireLen: u32, now: u64): bool {
     ctDelete6(saddr6, daddr6, sport, dport, proto, CT_DIR_REPLY);
     return false;
   }
-  return reverseNat6(entry, 0, data, len, wireLen, now);
+  return reverseNat6(entry, CT_DIR_REPLY, 0, data, len, wireLen, now);
 }
 
 /** replyToNodeTuple4 for IPv6. */
@@ -760,11 +757,12 @@ function replyToNodeTuple6(held: usize, data: usize, len: u32, wireLen: u32, now
   if (origin == 0) return false;
   const original = nodeTupleFlow;
   const reply = ctLookup6(saddr6, snatAddress6, sport, load<u16>(original + CT_SNAT_PORT), proto, CT_DIR_REPLY);
-  return reverseNat6(reply != 0 && sameFlow(reply, original) ? reply : original, origin, data, len, wireLen, now);
+  if (reply != 0 && sameFlow(reply, original)) return reverseNat6(reply, CT_DIR_REPLY, origin, data, len, wireLen, now);
+  return reverseNat6(original, CT_DIR_ORIGINAL, origin, data, len, wireLen, now);
 }
 
 /** reverseNat4 for IPv6. */
-function reverseNat6(entry: usize, knownOrigin: usize, data: usize, len: u32, wireLen: u32, now: u64): bool {
+function reverseNat6(entry: usize, entryDir: u8, knownOrigin: usize, data: usize, len: u32, wireLen: u32, now: u64): bool {
   serviceId = load<u32>(entry + CT_SERVICE_ID);
   backendId = load<u32>(entry + CT_BACKEND_ID);
   const revnat = lookupRevNat6(load<u32>(entry + CT_REV_NAT_INDEX));
@@ -782,9 +780,7 @@ function reverseNat6(entry: usize, knownOrigin: usize, data: usize, len: u32, wi
   const frontPort = load<u16>(revnat + LB6_REVNAT_PORT);
   const client = masqueraded ? origin + SNAT6_ADDRESS : daddr6;
   const clientPort = masqueraded ? load<u16>(origin + SNAT6_PORT) : dport;
-  ctTouch(entry, now, proto, tcpFlags, true);
-  const original = ctLookupLinked6(entry, client, frontAddr, clientPort, frontPort, proto, CT_DIR_ORIGINAL);
-  if (original != 0) ctTouch(original, now, proto, tcpFlags, true);
+  ctTouchFlow6(entry, entryDir, client, frontAddr, clientPort, frontPort, CT_DIR_ORIGINAL, now, proto, tcpFlags, true);
   if (firstFragment) recordFragment6(saddr6, daddr6, fragId6, proto, sport, dport);
   const portChanged = frontPort != sport || clientPort != dport;
   rewriteSource6(frontAddr, frontPort);

@@ -343,8 +343,9 @@ export const NODE_IP4_KEY_SIZE: u32 = 4;
 
 // --- struct ct4_tuple (key of MAP_CT4) --------------------------------------
 // A flow as seen on the wire. The original direction (client -> frontend) and
-// the reply direction (backend -> client, after DNAT) get one entry each, so
-// that a reply is recognised by a single lookup of its own tuple.
+// the reply direction (backend -> client, after DNAT) are one key each, so
+// that a reply is recognised by a single lookup of its own tuple; both keys
+// of a flow name one record and its one ct_entry (flow_table.ts).
 export const CT4_SADDR: u32 = 0; // be32
 export const CT4_DADDR: u32 = 4; // be32
 export const CT4_SPORT: u32 = 8; // be16

@@ -5,10 +5,7 @@
 // bpf(2)-shaped exports in index.ts.
 //
 // Hash maps: a power-of-two bucket array of element indices, chained through
-// preallocated elements, plus a free list. An element's link is a hint its
-// user may keep to another element (conntrack links a flow's two entries):
-// mapLookupLinked follows it, checking that the element it names still holds
-// the key, so a lookup through a link gives what a lookup by key would. LRU_HASH keeps every element on a
+// preallocated elements, plus a free list. LRU_HASH keeps every element on a
 // doubly linked recency list; a lookup or update moves it to the front, and an
 // insert into a full map evicts the tail (the kernel's LRU is approximate; an
 // exact one makes eviction order testable). Indices are 1-based: 0 is "none".
@@ -18,7 +15,13 @@
 // entries per prefix length lets a lookup try only the lengths in use, longest
 // first: for the few prefix lengths a service's source ranges use, that is
 // fewer memory touches than walking a bit trie.
+//
+// The conntrack maps are LRU_HASH maps to the control plane, stored as flow
+// tables (flow_table.ts): every operation on them goes there.
 
+import {
+  FlowTable, createFlowTable, flowCount, flowDelete, flowGetNextKey, flowLookup, flowLookupBatch, flowUpdate,
+} from './flow_table';
 import { hash32 } from './hash';
 import {
   BPF_EXIST, BPF_MAP_TYPE_ARRAY, BPF_MAP_TYPE_HASH, BPF_MAP_TYPE_LPM_TRIE, BPF_MAP_TYPE_LRU_HASH, BPF_NOEXIST,
@@ -31,14 +34,10 @@ import { traceLookup, tracing } from './trace';
 const ELEM_NEXT: usize = 0; // u32 next element in the bucket chain
 const ELEM_LRU_PREV: usize = 4; // u32 more recently used neighbour; ELEM_FREE when free
 const ELEM_LRU_NEXT: usize = 8; // u32 less recently used neighbour
-const ELEM_LINK: usize = 12; // u32 another element the map's user linked this one to (mapLink), or 0
-const ELEM_KEY: usize = 16;
+const ELEM_KEY: usize = 12;
 
 /** ELEM_LRU_PREV of a freed element: no element index is this large (maxEntries <= 0x7fffffff). */
 const ELEM_FREE: u32 = 0xffffffff;
-
-/** The element the last lookup found or the last update wrote (hash maps), for mapLink. */
-export let lastElement: u32 = 0;
 
 @unmanaged
 export class BpfMap {
@@ -65,6 +64,8 @@ export class BpfMap {
   /** LPM_TRIE: entries per prefix length (u32[data bits + 1]), and room for one masked key. */
   lpmCounts: usize;
   lpmKey: usize;
+  /** A conntrack map's flow table (createFlowMap), or null. */
+  flows: FlowTable | null;
 }
 
 const LPM_PREFIXLEN_SIZE: u32 = 4;
@@ -104,6 +105,18 @@ export function createMap(type: u32, keySize: u32, valueSize: u32, maxEntries: u
   m.freeHead = 0;
   m.fresh = 1;
   return m;
+}
+
+/** Creates a conntrack map: an LRU_HASH of ct tuples to ct_entry stored as a flow table; null when memory is exhausted. */
+export function createFlowMap(type: u32, keySize: u32, valueSize: u32, maxEntries: u32): BpfMap | null {
+  const m = changetype<BpfMap>(reserve(offsetof<BpfMap>()));
+  if (changetype<usize>(m) == 0) return null;
+  m.type = type;
+  m.keySize = keySize;
+  m.valueSize = valueSize;
+  m.maxEntries = maxEntries;
+  m.flows = createFlowTable(keySize, valueSize, maxEntries);
+  return m.flows === null ? null : m;
 }
 
 /** Checks the arguments of BPF_MAP_CREATE; 0 when they make a valid map. */
@@ -244,6 +257,8 @@ export function mapLookup(m: BpfMap, key: usize): usize {
 }
 
 function lookupElem(m: BpfMap, key: usize): usize {
+  const flows = m.flows;
+  if (flows !== null) return flowLookup(flows, key, true);
   if (m.type == BPF_MAP_TYPE_ARRAY) {
     const index = load<u32>(key);
     return index < m.maxEntries ? m.elems + <usize>index * m.elemSize : 0;
@@ -252,31 +267,7 @@ function lookupElem(m: BpfMap, key: usize): usize {
   const i = findElem(m, key, hash32(key, m.keySize));
   if (i == 0) return 0;
   lruTouch(m, i);
-  lastElement = i;
   return elemAt(m, i) + m.valueOffset;
-}
-
-/**
- * mapLookup of `key` through the link of the element whose value is at
- * `value` (a value a lookup of this map gave): when the linked element is in
- * use and holds `key`, it is the one a lookup by key finds, without hashing
- * or walking a chain; otherwise the lookup by key. Hash maps only.
- */
-export function mapLookupLinked(m: BpfMap, value: usize, key: usize): usize {
-  const j = load<u32>(value - m.valueOffset + ELEM_LINK);
-  if (j == 0 || j >= m.fresh) return mapLookup(m, key);
-  const e = elemAt(m, j);
-  if (load<u32>(e + ELEM_LRU_PREV) == ELEM_FREE || !keysEqual(e + ELEM_KEY, key, m.keySize)) return mapLookup(m, key);
-  lruTouch(m, j);
-  lastElement = j;
-  const found = e + m.valueOffset;
-  if (tracing && m.valueSize <= 64) traceLookup(m.id, key, m.keySize, found, m.valueSize);
-  return found;
-}
-
-/** Links element `from` to element `to` (indices lastElement gave) for mapLookupLinked. */
-export function mapLink(m: BpfMap, from: u32, to: u32): void {
-  if (from != 0 && from < m.fresh) store<u32>(elemAt(m, from) + ELEM_LINK, to);
 }
 
 /**
@@ -285,6 +276,8 @@ export function mapLink(m: BpfMap, from: u32, to: u32): void {
  * which entry is evicted next.
  */
 export function mapPeek(m: BpfMap, key: usize): usize {
+  const flows = m.flows;
+  if (flows !== null) return flowLookup(flows, key, false);
   if (m.type == BPF_MAP_TYPE_ARRAY || m.type == BPF_MAP_TYPE_LPM_TRIE) return lookupElem(m, key);
   const i = findElem(m, key, hash32(key, m.keySize));
   return i == 0 ? 0 : elemAt(m, i) + m.valueOffset;
@@ -293,6 +286,8 @@ export function mapPeek(m: BpfMap, key: usize): usize {
 /** bpf_map_update_elem: 0, or -EEXIST / -ENOENT / -E2BIG / -EINVAL. */
 export function mapUpdate(m: BpfMap, key: usize, value: usize, flags: u32): i32 {
   if (flags > BPF_EXIST) return -EINVAL;
+  const flows = m.flows;
+  if (flows !== null) return flowUpdate(flows, key, value, flags);
   if (m.type == BPF_MAP_TYPE_ARRAY) {
     const index = load<u32>(key);
     if (index >= m.maxEntries) return -E2BIG;
@@ -310,7 +305,6 @@ export function mapUpdate(m: BpfMap, key: usize, value: usize, flags: u32): i32 
     if (flags == BPF_NOEXIST) return -EEXIST;
     memory.copy(elemAt(m, i) + m.valueOffset, value, m.valueSize);
     lruTouch(m, i);
-    lastElement = i;
     return 0;
   }
   if (flags == BPF_EXIST) return -ENOENT;
@@ -326,7 +320,6 @@ export function mapUpdate(m: BpfMap, key: usize, value: usize, flags: u32): i32 
   }
   const e = elemAt(m, i);
   store<u32>(e + ELEM_LRU_PREV, 0);
-  store<u32>(e + ELEM_LINK, 0);
   memory.copy(e + ELEM_KEY, key, m.keySize);
   memory.copy(e + m.valueOffset, value, m.valueSize);
   const bucket = m.buckets + (<usize>(hash & m.bucketMask) << 2);
@@ -338,12 +331,13 @@ export function mapUpdate(m: BpfMap, key: usize, value: usize, flags: u32): i32 
     store<u32>(c, load<u32>(c) + 1);
   }
   m.count++;
-  lastElement = i;
   return 0;
 }
 
 /** bpf_map_delete_elem: 0, -ENOENT, or -EINVAL for arrays. */
 export function mapDelete(m: BpfMap, key: usize): i32 {
+  const flows = m.flows;
+  if (flows !== null) return flowDelete(flows, key);
   if (m.type == BPF_MAP_TYPE_ARRAY) return -EINVAL;
   if (m.type == BPF_MAP_TYPE_LPM_TRIE) {
     if (load<u32>(key) > lpmDataBits(m)) return -ENOENT;
@@ -365,6 +359,8 @@ export function mapDelete(m: BpfMap, key: usize): i32 {
  * Hash maps are walked in bucket order, then chain order.
  */
 export function mapGetNextKey(m: BpfMap, key: usize, next: usize): i32 {
+  const flows = m.flows;
+  if (flows !== null) return flowGetNextKey(flows, key, next);
   if (m.type == BPF_MAP_TYPE_ARRAY) {
     const index: u32 = key == 0 ? 0 : load<u32>(key) + 1;
     if (key != 0 && load<u32>(key) >= m.maxEntries) {
@@ -398,12 +394,14 @@ export function mapGetNextKey(m: BpfMap, key: usize, next: usize): i32 {
  * bpf_map_lookup_batch (BPF_MAP_LOOKUP_BATCH): copies up to `max` entries of a
  * hash map, keys packed at `keysOut` and values at `valuesOut`, from the
  * position `cursor` holds (u32 bucket, u32 elements of its chain already
- * given; zeros for the start), and leaves there the position after the last
+ * given; zeros for the start; a flow table's own, flow_table.ts), and leaves there the position after the last
  * one copied. Returns how many were copied: fewer than `max` only at the end.
  * One call gives the control plane a thousand entries where get_next_key and
  * lookup give one, so a walk of a conntrack map crosses once per thousand.
  */
 export function mapLookupBatch(m: BpfMap, cursor: usize, keysOut: usize, valuesOut: usize, max: u32): i32 {
+  const flows = m.flows;
+  if (flows !== null) return flowLookupBatch(flows, cursor, keysOut, valuesOut, max);
   if (m.type == BPF_MAP_TYPE_ARRAY) return -EINVAL;
   let bucket = load<u32>(cursor);
   let given = load<u32>(cursor, 4);
@@ -434,74 +432,9 @@ export function mapLookupBatch(m: BpfMap, cursor: usize, keysOut: usize, valuesO
   return <i32>n;
 }
 
-/**
- * A walk over a hash map's elements, for iterator programs that read every
- * entry inside the datapath (datapath/census.ts), as a BPF iterator does:
- * the element after `i` (0: the first), or 0 at the end. An LRU map is
- * walked along its recency list, so that the walk costs its entries, not
- * its buckets; any other hash map bucket by bucket. Reading does not count
- * as a use (no LRU touch).
- */
-export function mapNextElement(m: BpfMap, i: u32): u32 {
-  if (m.type == BPF_MAP_TYPE_LRU_HASH) return i == 0 ? m.lruHead : load<u32>(elemAt(m, i) + ELEM_LRU_NEXT);
-  let bucket: u32 = 0;
-  if (i != 0) {
-    const e = elemAt(m, i);
-    const next = load<u32>(e + ELEM_NEXT);
-    if (next != 0) return next;
-    bucket = bucketOf(m, e) + 1;
-  }
-  for (; bucket <= m.bucketMask; bucket++) {
-    const first = load<u32>(m.buckets + (<usize>bucket << 2));
-    if (first != 0) return first;
-  }
-  return 0;
-}
-
-/** The key and the value of the element mapNextElement gave. */
-export function mapElementKey(m: BpfMap, i: u32): usize {
-  return elemAt(m, i) + ELEM_KEY;
-}
-
-export function mapElementValue(m: BpfMap, i: u32): usize {
-  return elemAt(m, i) + m.valueOffset;
-}
-
 /** Entries in use (hash maps); max_entries for arrays. */
 export function mapCount(m: BpfMap): u32 {
+  const flows = m.flows;
+  if (flows !== null) return flowCount(flows);
   return m.type == BPF_MAP_TYPE_ARRAY ? m.maxEntries : m.count;
-}
-
-// --- lookups started ahead ------------------------------------------------------
-
-/**
- * The head of the chain a lookup of `key` walks (an element index, or 0),
- * read as the lookup reads it first; changes nothing. For lookups started
- * ahead of a batch (datapath/prewarm.ts).
- */
-export function mapChainHead(m: BpfMap, key: usize): u32 {
-  return load<u32>(m.buckets + (<usize>(hash32(key, m.keySize) & m.bucketMask) << 2));
-}
-
-/**
- * Reads element `i`'s header and key, as a lookup reaching it does: writes
- * to `out` the element it is linked to and its LRU neighbours, which a hit
- * on it touches (u32 each; 0 for none), and gives its key's first word.
- * Changes nothing.
- */
-export function mapElementNeighbours(m: BpfMap, i: u32, out: usize): u32 {
-  if (i == 0 || i >= m.fresh) {
-    memory.fill(out, 0, 12);
-    return 0;
-  }
-  const e = elemAt(m, i);
-  store<u32>(out, load<u32>(e + ELEM_LINK));
-  store<u32>(out, load<u32>(e + ELEM_LRU_PREV), 4);
-  store<u32>(out, load<u32>(e + ELEM_LRU_NEXT), 8);
-  return load<u32>(e + ELEM_KEY);
-}
-
-/** Reads element `i`'s first word, as a lookup or an LRU move reaching it does; 0 for none. Changes nothing. */
-export function mapElementWord(m: BpfMap, i: u32): u32 {
-  return i == 0 || i >= m.fresh ? 0 : load<u32>(elemAt(m, i));
 }

@@ -1,15 +1,16 @@
 // Batch lookups: before a window of frames is decided, the conntrack lookups
 // of its plain IPv4 TCP and UDP frames are started together, so that the
 // CPU overlaps their cache misses instead of taking them one frame after the
-// other. Each frame's key is hashed and its bucket read first, then the
-// elements the buckets name, then what a hit on those touches (the linked
-// entry of the other direction, the LRU neighbours). WebAssembly has no
+// other. Each frame's key is hashed and its index group read first (tags and
+// slots share the line), then the records the groups' matching tags name.
+// WebAssembly has no
 // prefetch instruction: these are plain loads, whose results only feed
 // `warmSink` so that the compiler keeps them. Nothing is written but this
 // module's own scratch memory: the decisions are those of a batch not warmed.
 
 import { DESC_DATA, DESC_LEN, DESC_LINKTYPE, DESC_SIZE, LINKTYPE_ETHERNET } from './layout';
-import { mapChainHead, mapCount, mapElementNeighbours, mapElementWord } from './maps';
+import { flowGroupOf, flowHash, flowWarmRecord } from './flow_table';
+import { mapCount } from './maps';
 import { IPPROTO_TCP, IPPROTO_UDP } from './parse';
 import { ct4 } from './registry';
 
@@ -27,8 +28,8 @@ const ETHERTYPE_IPV4_LE: u16 = 0x0008; // 0x0800 read as a little-endian word
 const IP4_MIN_HEADER: u32 = 20;
 
 const key = memory.data(16); // struct ct4_tuple, original direction
-const heads = memory.data(WARM_WINDOW << 2); // u32 chain head per frame
-const touched = memory.data(WARM_WINDOW * 12); // u32 link, LRU previous, LRU next per frame
+const hashes = memory.data(WARM_WINDOW << 2); // u32 key hash per frame
+const groups = memory.data(WARM_WINDOW << 2); // u32 index group per frame, 0 for a frame not warmed
 
 /** The loads' results, kept so that they are not optimised away. */
 export let warmSink: u32 = 0;
@@ -62,14 +63,21 @@ function peekTuple4(desc: usize): bool {
 
 /** Starts the conntrack lookups of frames [first, first + count) of the batch at `descs`; count <= WARM_WINDOW. */
 export function warmWindow(descs: usize, first: u32, count: u32): void {
+  const t = ct4.flows!;
   let sink = warmSink;
   for (let i: u32 = 0; i < count; i++) {
-    const head = peekTuple4(descs + <usize>(first + i) * DESC_SIZE) ? mapChainHead(ct4, key) : 0;
-    store<u32>(heads + (<usize>i << 2), head);
+    let group: usize = 0;
+    if (peekTuple4(descs + <usize>(first + i) * DESC_SIZE)) {
+      const hash = flowHash(t, key);
+      group = flowGroupOf(t, hash);
+      store<u32>(hashes + (<usize>i << 2), hash);
+      sink ^= load<u32>(group);
+    }
+    store<u32>(groups + (<usize>i << 2), <u32>group);
   }
   for (let i: u32 = 0; i < count; i++) {
-    sink ^= mapElementNeighbours(ct4, load<u32>(heads + (<usize>i << 2)), touched + <usize>i * 12);
+    const group = <usize>load<u32>(groups + (<usize>i << 2));
+    if (group != 0) sink ^= flowWarmRecord(t, group, load<u32>(hashes + (<usize>i << 2)));
   }
-  for (let i: u32 = 0; i < count * 3; i++) sink ^= mapElementWord(ct4, load<u32>(touched + (<usize>i << 2)));
   warmSink = sink;
 }

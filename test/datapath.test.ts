@@ -232,7 +232,7 @@ describe('conntrack', () => {
     expect(dp.map('serviceStats').at(1)).toMatchObject({ flows: 2, packets: 4 });
   });
 
-  it('evicts the least recently used flow when the conntrack map is full', async () => {
+  it('evicts a flow not used lately when the conntrack map is full', async () => {
     const svc = makeService('default', 'web', VIP, [{ port: 80 }]);
     const { dp } = await program([resolvedService(svc, [endpoints([['10.244.1.5', 8080]])])], { ctEntries: 4 });
     runFrames(dp, [tcp(CLIENT, 1, VIP, 80, ['SYN']), tcp(CLIENT, 2, VIP, 80, ['SYN'])]); // 4 entries

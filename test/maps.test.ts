@@ -1,7 +1,8 @@
 // bpf(2) map semantics of the datapath's maps, through the control plane's map API.
 import { beforeEach, describe, expect, it } from 'vitest';
 import { Datapath, MapError, u32Key } from '../control/runtime/datapath.js';
-import { BPF_ANY, BPF_EXIST, BPF_NOEXIST, MAPS, decode, encode, LB4_BACKEND, CT4_TUPLE, CT_ENTRY } from '../control/compile/layout.js';
+import { BPF_ANY, BPF_EXIST, BPF_NOEXIST, MAPS, encode, LB4_BACKEND, CT4_TUPLE, CT_ENTRY } from '../control/compile/layout.js';
+import { endpoints, makeService, program, resolvedService, runFrames, tcp } from './helpers.js';
 
 const backend = (i: number) => ({ address: `10.0.0.${i}`, port: 8000 + i, proto: 6, flags: 0 });
 const tuple = (i: number) => ({ saddr: '10.1.0.1', daddr: '10.96.0.1', sport: 40000 + i, dport: 80, proto: 6, dir: 0 });
@@ -69,29 +70,111 @@ describe('LRU_HASH map', () => {
   let dp: Datapath;
   beforeEach(async () => {
     dp = await Datapath.load();
-    dp.createMap('ct4', 3);
+    dp.createMap('snat4', 3);
   });
-  const entry = (i: number) => ({ backendId: i, revNatIndex: 1, serviceId: 1, flags: 0, snatPort: 0, lastSeen: i });
+  const origin = (i: number) => ({ address: '10.244.0.1', port: 1000 + i, nodePort: 0 });
 
   it('evicts the least recently used entry when full', () => {
-    const m = dp.map('ct4');
-    for (let i = 1; i <= 3; i++) m.update(tuple(i), entry(i));
-    m.update(tuple(1), entry(11)); // 1 is now the most recently used
-    m.update(tuple(4), entry(4)); // evicts 2
+    const m = dp.map('snat4');
+    for (let i = 1; i <= 3; i++) m.update(tuple(i), origin(i));
+    m.update(tuple(1), origin(11)); // 1 is now the most recently used
+    m.update(tuple(4), origin(4)); // evicts 2
     expect(m.lookup(tuple(2))).toBeUndefined();
-    expect(m.lookup(tuple(1))).toEqual(entry(11));
-    expect(m.lookup(tuple(3))).toEqual(entry(3));
-    expect(m.lookup(tuple(4))).toEqual(entry(4));
-    m.update(tuple(5), entry(5)); // evicts 3: control-plane lookups do not count as use
+    expect(m.lookup(tuple(1))).toEqual(origin(11));
+    expect(m.lookup(tuple(3))).toEqual(origin(3));
+    expect(m.lookup(tuple(4))).toEqual(origin(4));
+    m.update(tuple(5), origin(5)); // evicts 3: control-plane lookups do not count as use
     expect(m.lookup(tuple(3))).toBeUndefined();
     expect([...m.entries()].map(([k]) => k.sport).sort()).toEqual([40001, 40004, 40005]);
   });
 
   it('never fails an insert, and BPF_NOEXIST still sees existing keys', () => {
-    const m = dp.map('ct4');
-    for (let i = 1; i <= 50; i++) m.update(tuple(i), entry(i), BPF_NOEXIST);
+    const m = dp.map('snat4');
+    for (let i = 1; i <= 50; i++) m.update(tuple(i), origin(i), BPF_NOEXIST);
     expect(m.count()).toBe(3);
-    expect(errno(() => m.update(tuple(50), entry(1), BPF_NOEXIST))).toBe('EEXIST');
+    expect(errno(() => m.update(tuple(50), origin(1), BPF_NOEXIST))).toBe('EEXIST');
+  });
+});
+
+describe('conntrack map (a flow table: one record per flow, both keys)', () => {
+  const VIP = '10.96.0.10';
+  const CLIENT = '10.244.9.9';
+  const BACKEND = '10.244.1.5';
+  const flows = async (ctEntries: number, count: number) => {
+    const svc = makeService('default', 'web', VIP, [{ port: 80 }]);
+    const { dp } = await program([resolvedService(svc, [endpoints([[BACKEND, 8080]])])], { ctEntries });
+    runFrames(
+      dp,
+      Array.from({ length: count }, (_, i) => tcp(CLIENT, 1000 + i, VIP, 80, ['SYN'])),
+    );
+    return dp;
+  };
+  const original = (port: number) => ({ saddr: CLIENT, daddr: VIP, sport: port, dport: 80, proto: 6, dir: 0 });
+  const reply = (port: number) => ({ saddr: BACKEND, daddr: CLIENT, sport: 8080, dport: port, proto: 6, dir: 1 });
+  const entry = (i: number) => ({ backendId: i, revNatIndex: 1, serviceId: 1, flags: 0, snatPort: 0, lastSeen: i });
+
+  it('shows a flow as two keys with one value, and keeps the other key as it was when one is written', async () => {
+    const dp = await flows(64, 1);
+    const m = dp.map('ct4');
+    expect(m.count()).toBe(2);
+    const value = m.lookup(original(1000))!;
+    expect(m.lookup(reply(1000))).toEqual(value);
+    expect([...m.entries()].map(([k]) => k.dir)).toEqual([0, 1]); // a record's original key, then its reply key
+    m.update(reply(1000), value); // the same bytes: nothing to split
+    m.update(original(1000), { ...value, flags: 8 }); // FLUSHED on one direction only
+    expect(m.lookup(original(1000))!.flags).toBe(8);
+    expect(m.lookup(reply(1000))).toEqual(value);
+    expect(m.count()).toBe(2);
+    expect(m.delete(original(1000))).toBe(true);
+    expect(m.lookup(reply(1000))).toEqual(value);
+    expect(m.count()).toBe(1);
+  });
+
+  it('finds every key after deletes in an index 80% full, and walks each once', async () => {
+    // 900 flows in a map of 1800 keys: 900 records, 2250 slots in 188 groups of 12, so groups overflow into their neighbours.
+    const dp = await flows(1800, 900);
+    const m = dp.map('ct4');
+    expect(m.count()).toBe(1800);
+    // Every third flow goes, and of every third other one its reply key: 300 records free, 300 holding one key.
+    const keys = Array.from({ length: 900 }, (_, i) => [original(1000 + i), reply(1000 + i)]).flat();
+    const goes = (i: number) => (i >> 1) % 3 === 0 || ((i >> 1) % 3 === 1 && i % 2 === 1);
+    const kept = keys.filter((_, i) => !goes(i));
+    keys.forEach((k, i) => {
+      if (goes(i)) expect(m.delete(k)).toBe(true);
+    });
+    for (const [i, k] of keys.entries()) expect(m.lookup(k) !== undefined, JSON.stringify(k)).toBe(!goes(i));
+    const walked = [...m.entries()].map(([k]) => JSON.stringify(k)).sort();
+    expect(walked).toEqual(kept.map((k) => JSON.stringify(k)).sort());
+    // The freed records take new keys, which are found as well; the others still are.
+    for (let i = 0; i < 300; i++) m.update({ ...original(30000 + i), dir: 1 }, entry(i), BPF_NOEXIST);
+    for (let i = 0; i < 300; i++) expect(m.lookup({ ...original(30000 + i), dir: 1 })).toEqual(entry(i));
+    for (const k of kept) expect(m.lookup(k)).toBeDefined();
+    expect(m.count()).toBe(kept.length + 300);
+  });
+
+  it('refuses keys that are no tuple of a flow: a direction other than 0 and 1, nonzero padding', async () => {
+    const dp = await Datapath.load();
+    dp.createMap('ct4', 8);
+    const m = dp.map('ct4');
+    expect(errno(() => m.update({ ...tuple(1), dir: 2 }, entry(1)))).toBe('EINVAL');
+    const raw = encode(CT4_TUPLE, tuple(1));
+    m.updateRaw(raw, encode(CT_ENTRY, entry(1)));
+    raw[15] = 1;
+    expect(errno(() => m.updateRaw(raw, encode(CT_ENTRY, entry(1))))).toBe('EINVAL');
+    expect(m.lookupRaw(raw)).toBeUndefined();
+    expect(m.count()).toBe(1);
+  });
+
+  it('when full, evicts a record no lookup or update used since the hand last passed (CLOCK)', async () => {
+    const dp = await Datapath.load();
+    dp.createMap('ct4', 6); // three records
+    const m = dp.map('ct4');
+    for (let i = 1; i <= 3; i++) m.update(tuple(i), entry(i)); // each update marks its record used
+    m.update(tuple(4), entry(4)); // the hand clears all three, then evicts the first
+    expect(m.lookup(tuple(1))).toBeUndefined();
+    m.update(tuple(3), entry(33)); // used again
+    m.update(tuple(5), entry(5)); // 2 is the first unused record after the hand
+    expect([...m.entries()].map(([k]) => k.sport).sort()).toEqual([40003, 40004, 40005]);
   });
 });
 
@@ -99,20 +182,25 @@ describe('BPF_MAP_LOOKUP_BATCH', () => {
   it('gives every entry once, key with its value, across calls that stop in the middle of a bucket chain', async () => {
     const dp = await Datapath.load();
     // 5000 entries in 8192 buckets: chains of two and more, and five calls of 1024 entries.
-    dp.createMap('ct4', 5000);
-    const m = dp.map('ct4');
-    const entry = (i: number) => ({ backendId: i, revNatIndex: 1, serviceId: 1, flags: 0, snatPort: 0, lastSeen: i });
-    for (let i = 1; i <= 5000; i++) m.update({ ...tuple(i), sport: 1 + (i % 60000), saddr: `10.1.${i >> 8}.${i & 255}` }, entry(i));
+    dp.createMap('snat4', 5000);
+    const m = dp.map('snat4');
+    const origin = (i: number) => ({ address: '10.2.0.1', port: i, nodePort: 0 });
+    for (let i = 1; i <= 5000; i++) m.update({ ...tuple(i), sport: 1 + (i % 60000), saddr: `10.1.${i >> 8}.${i & 255}` }, origin(i));
     for (let i = 1; i <= 5000; i += 7) m.delete({ ...tuple(i), sport: 1 + (i % 60000), saddr: `10.1.${i >> 8}.${i & 255}` });
-    const seen = new Map<string, number>();
-    m.scanRaw((key, value) => {
-      const hex = Buffer.from(key).toString('hex');
-      expect(seen.has(hex), hex).toBe(false);
-      seen.set(hex, new DataView(value.buffer, value.byteOffset).getUint32(0, true));
-    });
-    const walked = new Map([...m.keysRaw()].map((k) => [Buffer.from(k).toString('hex'), m.lookup(decodeKey(k))!.backendId as number]));
-    expect(seen.size).toBe(m.count());
-    expect(seen).toEqual(walked);
+    expectBatchesWalkAll(m);
+  });
+
+  it("gives every key of a conntrack map once, across calls that stop between a record's two keys", async () => {
+    const svc = makeService('default', 'web', '10.96.0.10', [{ port: 80 }]);
+    const { dp } = await program([resolvedService(svc, [endpoints([['10.244.1.5', 8080]])])], { ctEntries: 10000 });
+    runFrames(
+      dp,
+      Array.from({ length: 2500 }, (_, i) => tcp('10.244.9.9', 1000 + i, '10.96.0.10', 80, ['SYN'])),
+    );
+    const m = dp.map('ct4');
+    m.delete({ saddr: '10.244.9.9', daddr: '10.96.0.10', sport: 1000, dport: 80, proto: 6, dir: 0 }); // an odd count of keys before every call's end
+    expect(m.count()).toBe(4999);
+    expectBatchesWalkAll(m);
   });
 
   it('is refused on an ARRAY map', async () => {
@@ -122,7 +210,18 @@ describe('BPF_MAP_LOOKUP_BATCH', () => {
   });
 });
 
-const decodeKey = (raw: Uint8Array) => decode(CT4_TUPLE, raw);
+/** BPF_MAP_LOOKUP_BATCH gives each key once, with the value a lookup gives, and as many as the map counts. */
+function expectBatchesWalkAll(m: ReturnType<Datapath['map']>) {
+  const seen = new Map<string, string>();
+  m.scanRaw((key, value) => {
+    const hex = Buffer.from(key).toString('hex');
+    expect(seen.has(hex), hex).toBe(false);
+    seen.set(hex, Buffer.from(value).toString('hex'));
+  });
+  const walked = new Map([...m.keysRaw()].map((k) => [Buffer.from(k).toString('hex'), Buffer.from(m.lookupRaw(k)!).toString('hex')]));
+  expect(seen.size).toBe(m.count());
+  expect(seen).toEqual(walked);
+}
 
 describe('ARRAY map', () => {
   it('has every index, refuses NOEXIST, out-of-range updates and deletes', async () => {
