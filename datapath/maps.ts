@@ -17,12 +17,14 @@
 // fewer memory touches than walking a bit trie.
 //
 // The conntrack maps are LRU_HASH maps to the control plane, stored as flow
-// tables (flow_table.ts): every operation on them goes there.
+// tables (flow_table.ts), and the backend maps HASH maps stored as arrays by
+// backend id (id_table.ts): every operation on them goes there.
 
 import {
   FlowTable, createFlowTable, flowCount, flowDelete, flowGetNextKey, flowLookup, flowLookupBatch, flowUpdate,
 } from './flow_table';
 import { hash32 } from './hash';
+import { IdTable, createIdTable, idCount, idDelete, idGetNextKey, idLookup, idLookupBatch, idUpdate } from './id_table';
 import {
   BPF_EXIST, BPF_MAP_TYPE_ARRAY, BPF_MAP_TYPE_HASH, BPF_MAP_TYPE_LPM_TRIE, BPF_MAP_TYPE_LRU_HASH, BPF_NOEXIST,
   E2BIG, EEXIST, EINVAL, ENOENT,
@@ -66,6 +68,8 @@ export class BpfMap {
   lpmKey: usize;
   /** A conntrack map's flow table (createFlowMap), or null. */
   flows: FlowTable | null;
+  /** A backend map's table by id (createIdMap), or null. */
+  ids: IdTable | null;
 }
 
 const LPM_PREFIXLEN_SIZE: u32 = 4;
@@ -117,6 +121,18 @@ export function createFlowMap(type: u32, keySize: u32, valueSize: u32, maxEntrie
   m.maxEntries = maxEntries;
   m.flows = createFlowTable(keySize, valueSize, maxEntries);
   return m.flows === null ? null : m;
+}
+
+/** Creates a HASH map of u32 ids (the backend maps) stored as an array by id; null when memory is exhausted. */
+export function createIdMap(type: u32, keySize: u32, valueSize: u32, maxEntries: u32): BpfMap | null {
+  const m = changetype<BpfMap>(reserve(offsetof<BpfMap>()));
+  if (changetype<usize>(m) == 0) return null;
+  m.type = type;
+  m.keySize = keySize;
+  m.valueSize = valueSize;
+  m.maxEntries = maxEntries;
+  m.ids = createIdTable(valueSize, maxEntries);
+  return m.ids === null ? null : m;
 }
 
 /** Checks the arguments of BPF_MAP_CREATE; 0 when they make a valid map. */
@@ -257,6 +273,8 @@ export function mapLookup(m: BpfMap, key: usize): usize {
 }
 
 function lookupElem(m: BpfMap, key: usize): usize {
+  const ids = m.ids;
+  if (ids !== null) return idLookup(ids, key);
   const flows = m.flows;
   if (flows !== null) return flowLookup(flows, key, true);
   if (m.type == BPF_MAP_TYPE_ARRAY) {
@@ -276,6 +294,8 @@ function lookupElem(m: BpfMap, key: usize): usize {
  * which entry is evicted next.
  */
 export function mapPeek(m: BpfMap, key: usize): usize {
+  const ids = m.ids;
+  if (ids !== null) return idLookup(ids, key);
   const flows = m.flows;
   if (flows !== null) return flowLookup(flows, key, false);
   if (m.type == BPF_MAP_TYPE_ARRAY || m.type == BPF_MAP_TYPE_LPM_TRIE) return lookupElem(m, key);
@@ -288,6 +308,8 @@ export function mapUpdate(m: BpfMap, key: usize, value: usize, flags: u32): i32 
   if (flags > BPF_EXIST) return -EINVAL;
   const flows = m.flows;
   if (flows !== null) return flowUpdate(flows, key, value, flags);
+  const ids = m.ids;
+  if (ids !== null) return idUpdate(ids, key, value, flags);
   if (m.type == BPF_MAP_TYPE_ARRAY) {
     const index = load<u32>(key);
     if (index >= m.maxEntries) return -E2BIG;
@@ -338,6 +360,8 @@ export function mapUpdate(m: BpfMap, key: usize, value: usize, flags: u32): i32 
 export function mapDelete(m: BpfMap, key: usize): i32 {
   const flows = m.flows;
   if (flows !== null) return flowDelete(flows, key);
+  const ids = m.ids;
+  if (ids !== null) return idDelete(ids, key);
   if (m.type == BPF_MAP_TYPE_ARRAY) return -EINVAL;
   if (m.type == BPF_MAP_TYPE_LPM_TRIE) {
     if (load<u32>(key) > lpmDataBits(m)) return -ENOENT;
@@ -361,6 +385,8 @@ export function mapDelete(m: BpfMap, key: usize): i32 {
 export function mapGetNextKey(m: BpfMap, key: usize, next: usize): i32 {
   const flows = m.flows;
   if (flows !== null) return flowGetNextKey(flows, key, next);
+  const ids = m.ids;
+  if (ids !== null) return idGetNextKey(ids, key, next);
   if (m.type == BPF_MAP_TYPE_ARRAY) {
     const index: u32 = key == 0 ? 0 : load<u32>(key) + 1;
     if (key != 0 && load<u32>(key) >= m.maxEntries) {
@@ -402,6 +428,8 @@ export function mapGetNextKey(m: BpfMap, key: usize, next: usize): i32 {
 export function mapLookupBatch(m: BpfMap, cursor: usize, keysOut: usize, valuesOut: usize, max: u32): i32 {
   const flows = m.flows;
   if (flows !== null) return flowLookupBatch(flows, cursor, keysOut, valuesOut, max);
+  const ids = m.ids;
+  if (ids !== null) return idLookupBatch(ids, cursor, keysOut, valuesOut, max);
   if (m.type == BPF_MAP_TYPE_ARRAY) return -EINVAL;
   let bucket = load<u32>(cursor);
   let given = load<u32>(cursor, 4);
@@ -436,5 +464,7 @@ export function mapLookupBatch(m: BpfMap, cursor: usize, keysOut: usize, valuesO
 export function mapCount(m: BpfMap): u32 {
   const flows = m.flows;
   if (flows !== null) return flowCount(flows);
+  const ids = m.ids;
+  if (ids !== null) return idCount(ids);
   return m.type == BPF_MAP_TYPE_ARRAY ? m.maxEntries : m.count;
 }

@@ -2,7 +2,7 @@
 // loader/verifier check, so the control plane cannot create a map whose
 // layout the datapath would misread), and the created maps themselves.
 
-import { BpfMap, checkMapShape, createFlowMap, createMap } from './maps';
+import { BpfMap, checkMapShape, createFlowMap, createIdMap, createMap } from './maps';
 import {
   AFF_SIZE, BACKEND_ID_SIZE, BPF_MAP_TYPE_ARRAY, BPF_MAP_TYPE_HASH, BPF_MAP_TYPE_LPM_TRIE, BPF_MAP_TYPE_LRU_HASH,
   CONFIG_SIZE, CT4_TUPLE_SIZE, CT_ENTRY_SIZE, EEXIST, EINVAL, ENOMEM,
@@ -148,9 +148,10 @@ export function createNamedMap(id: u32, type: u32, keySize: u32, valueSize: u32,
   const shapeError = checkMapShape(type, keySize, valueSize, maxEntries);
   if (shapeError != 0) return shapeError;
   if (mapById(id) !== null) return -EEXIST;
-  const m = id == MAP_CT4 || id == MAP_CT6
-    ? createFlowMap(type, keySize, valueSize, maxEntries)
-    : createMap(type, keySize, valueSize, maxEntries);
+  let m: BpfMap | null;
+  if (id == MAP_CT4 || id == MAP_CT6) m = createFlowMap(type, keySize, valueSize, maxEntries);
+  else if (id == MAP_LB4_BACKENDS || id == MAP_LB6_BACKENDS) m = createIdMap(type, keySize, valueSize, maxEntries);
+  else m = createMap(type, keySize, valueSize, maxEntries);
   if (m === null) return -ENOMEM;
   m.id = id;
   switch (id) {

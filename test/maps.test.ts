@@ -21,48 +21,81 @@ describe('HASH map', () => {
   let dp: Datapath;
   beforeEach(async () => {
     dp = await Datapath.load();
-    dp.createMap('lb4Backends', 4);
+    dp.createMap('nodeIps4', 4);
   });
+  const node = (i: number) => ({ address: `10.0.${i >> 8}.${i & 255}` });
+  const present = (i: number) => ({ present: i });
 
   it('honours BPF_ANY, BPF_NOEXIST and BPF_EXIST', () => {
-    const m = dp.map('lb4Backends');
-    expect(errno(() => m.update({ value: 1 }, backend(1), BPF_EXIST))).toBe('ENOENT');
-    m.update({ value: 1 }, backend(1), BPF_NOEXIST);
-    expect(errno(() => m.update({ value: 1 }, backend(2), BPF_NOEXIST))).toBe('EEXIST');
-    expect(m.lookup({ value: 1 })).toEqual(backend(1));
-    m.update({ value: 1 }, backend(3), BPF_EXIST);
-    expect(m.lookup({ value: 1 })).toEqual(backend(3));
-    m.update({ value: 1 }, backend(4), BPF_ANY);
-    expect(m.lookup({ value: 1 })).toEqual(backend(4));
+    const m = dp.map('nodeIps4');
+    expect(errno(() => m.update(node(1), present(1), BPF_EXIST))).toBe('ENOENT');
+    m.update(node(1), present(1), BPF_NOEXIST);
+    expect(errno(() => m.update(node(1), present(2), BPF_NOEXIST))).toBe('EEXIST');
+    expect(m.lookup(node(1))).toEqual(present(1));
+    m.update(node(1), present(3), BPF_EXIST);
+    expect(m.lookup(node(1))).toEqual(present(3));
+    m.update(node(1), present(4), BPF_ANY);
+    expect(m.lookup(node(1))).toEqual(present(4));
     expect(m.count()).toBe(1);
   });
 
   it('refuses an insert into a full map with E2BIG and keeps every entry', () => {
-    const m = dp.map('lb4Backends');
-    for (let i = 1; i <= 4; i++) m.update({ value: i }, backend(i));
-    expect(() => m.update({ value: 5 }, backend(5))).toThrow(/E2BIG.*max_entries 4/);
-    for (let i = 1; i <= 4; i++) expect(m.lookup({ value: i })).toEqual(backend(i));
+    const m = dp.map('nodeIps4');
+    for (let i = 1; i <= 4; i++) m.update(node(i), present(i));
+    expect(() => m.update(node(5), present(5))).toThrow(/E2BIG.*max_entries 4/);
+    for (let i = 1; i <= 4; i++) expect(m.lookup(node(i))).toEqual(present(i));
     // Replacing an existing key still works when full.
-    m.update({ value: 2 }, backend(9));
-    expect(m.lookup({ value: 2 })).toEqual(backend(9));
+    m.update(node(2), present(9));
+    expect(m.lookup(node(2))).toEqual(present(9));
     // After a delete there is room again.
-    expect(m.delete({ value: 3 })).toBe(true);
-    expect(m.delete({ value: 3 })).toBe(false);
-    m.update({ value: 5 }, backend(5), BPF_NOEXIST);
+    expect(m.delete(node(3))).toBe(true);
+    expect(m.delete(node(3))).toBe(false);
+    m.update(node(5), present(5), BPF_NOEXIST);
     expect(m.count()).toBe(4);
   });
 
   it('iterates every key exactly once, also across deletes', () => {
-    const m = dp.map('lb4Backends');
-    for (let i = 1; i <= 4; i++) m.update({ value: i * 1000 }, backend(i));
-    m.delete({ value: 2000 });
-    const keys = [...m.entries()].map(([k]) => k.value).sort();
-    expect(keys).toEqual([1000, 3000, 4000]);
+    const m = dp.map('nodeIps4');
+    for (let i = 1; i <= 4; i++) m.update(node(i * 1000), present(i));
+    m.delete(node(2000));
+    const keys = [...m.entries()].map(([k]) => k.address).sort();
+    expect(keys).toEqual([node(1000), node(3000), node(4000)].map((n) => n.address).sort());
   });
 
   it('rejects values of the wrong size before they reach the datapath', () => {
+    const m = dp.map('nodeIps4');
+    expect(() => m.updateRaw(encode(MAPS.nodeIps4.key, node(1)), new Uint8Array(3))).toThrow(/4 bytes/);
+  });
+});
+
+describe('HASH map of backend ids (an array by id)', () => {
+  let dp: Datapath;
+  beforeEach(async () => {
+    dp = await Datapath.load();
+    dp.createMap('lb4Backends', 4);
+  });
+
+  it('holds ids 0 to max_entries with HASH semantics: flags, deletes, ascending walks, E2BIG past the last id', () => {
     const m = dp.map('lb4Backends');
-    expect(() => m.updateRaw(u32Key(1), new Uint8Array(3))).toThrow(/8 bytes/);
+    expect(m.lookup({ value: 1 })).toBeUndefined();
+    expect(errno(() => m.update({ value: 1 }, backend(1), BPF_EXIST))).toBe('ENOENT');
+    m.update({ value: 4 }, backend(4), BPF_NOEXIST);
+    m.update({ value: 1 }, backend(1), BPF_NOEXIST);
+    m.update({ value: 2 }, backend(2));
+    expect(errno(() => m.update({ value: 1 }, backend(9), BPF_NOEXIST))).toBe('EEXIST');
+    m.update({ value: 1 }, backend(9), BPF_EXIST);
+    expect(m.lookup({ value: 1 })).toEqual(backend(9));
+    expect(errno(() => m.update({ value: 5 }, backend(5)))).toBe('E2BIG');
+    expect(m.count()).toBe(3);
+    expect([...m.entries()].map(([k]) => k.value)).toEqual([1, 2, 4]);
+    expect(m.delete({ value: 2 })).toBe(true);
+    expect(m.delete({ value: 2 })).toBe(false);
+    expect(m.lookup({ value: 2 })).toBeUndefined();
+    expect([...m.entries()].map(([k]) => k.value)).toEqual([1, 4]);
+    const batched: number[] = [];
+    m.scanRaw((key) => batched.push(new DataView(key.buffer, key.byteOffset).getUint32(0, true)));
+    expect(batched).toEqual([1, 4]);
+    expect(m.count()).toBe(2);
   });
 });
 
