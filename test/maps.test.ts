@@ -1,6 +1,6 @@
 // bpf(2) map semantics of the datapath's maps, through the control plane's map API.
 import { beforeEach, describe, expect, it } from 'vitest';
-import { Datapath, MapError, u32Key } from '../control/runtime/datapath.js';
+import { Datapath, MapError } from '../control/runtime/datapath.js';
 import { BPF_ANY, BPF_EXIST, BPF_NOEXIST, MAPS, encode, LB4_BACKEND, CT4_TUPLE, CT_ENTRY } from '../control/compile/layout.js';
 import { endpoints, makeService, program, resolvedService, runFrames, tcp } from './helpers.js';
 
