@@ -78,14 +78,21 @@ const LPM_PREFIXLEN_SIZE: u32 = 4;
   return (n + 7) & ~7;
 }
 
-/** Creates a map, or returns null when memory is exhausted. */
-export function createMap(type: u32, keySize: u32, valueSize: u32, maxEntries: u32): BpfMap | null {
+/** A map's header with its shape, or null when memory is exhausted. */
+function mapHeader(type: u32, keySize: u32, valueSize: u32, maxEntries: u32): BpfMap | null {
   const m = changetype<BpfMap>(reserve(offsetof<BpfMap>()));
   if (changetype<usize>(m) == 0) return null;
   m.type = type;
   m.keySize = keySize;
   m.valueSize = valueSize;
   m.maxEntries = maxEntries;
+  return m;
+}
+
+/** Creates a map, or returns null when memory is exhausted. */
+export function createMap(type: u32, keySize: u32, valueSize: u32, maxEntries: u32): BpfMap | null {
+  const m = mapHeader(type, keySize, valueSize, maxEntries);
+  if (m === null) return null;
   if (type == BPF_MAP_TYPE_ARRAY) {
     m.elemSize = align8(valueSize);
     m.elems = reserve(<usize>m.elemSize * maxEntries);
@@ -113,24 +120,16 @@ export function createMap(type: u32, keySize: u32, valueSize: u32, maxEntries: u
 
 /** Creates a conntrack map: an LRU_HASH of ct tuples to ct_entry stored as a flow table; null when memory is exhausted. */
 export function createFlowMap(type: u32, keySize: u32, valueSize: u32, maxEntries: u32): BpfMap | null {
-  const m = changetype<BpfMap>(reserve(offsetof<BpfMap>()));
-  if (changetype<usize>(m) == 0) return null;
-  m.type = type;
-  m.keySize = keySize;
-  m.valueSize = valueSize;
-  m.maxEntries = maxEntries;
+  const m = mapHeader(type, keySize, valueSize, maxEntries);
+  if (m === null) return null;
   m.flows = createFlowTable(keySize, valueSize, maxEntries);
   return m.flows === null ? null : m;
 }
 
 /** Creates a HASH map of u32 ids (the backend maps) stored as an array by id; null when memory is exhausted. */
 export function createIdMap(type: u32, keySize: u32, valueSize: u32, maxEntries: u32): BpfMap | null {
-  const m = changetype<BpfMap>(reserve(offsetof<BpfMap>()));
-  if (changetype<usize>(m) == 0) return null;
-  m.type = type;
-  m.keySize = keySize;
-  m.valueSize = valueSize;
-  m.maxEntries = maxEntries;
+  const m = mapHeader(type, keySize, valueSize, maxEntries);
+  if (m === null) return null;
   m.ids = createIdTable(valueSize, maxEntries);
   return m.ids === null ? null : m;
 }
