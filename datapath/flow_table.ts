@@ -242,24 +242,30 @@ function findSlot(t: FlowTable, key: usize, hash: u32): usize {
   return 0;
 }
 
-/** Puts record `r`'s `dir` key (hashing to `hash`) in the index: room is always left (1.25 slots per key). */
-function indexInsert(t: FlowTable, hash: u32, r: u32, dir: u32): void {
+/**
+ * Puts record `r`'s `dir` key (hashing to `hash`) in the index. Room is always
+ * left (1.25 slots per key), and the probe visits every group within
+ * groupCount steps, so the bounded loop finds it; false would mean the
+ * table's invariant broke, and the key is then not held.
+ */
+function indexInsert(t: FlowTable, hash: u32, r: u32, dir: u32): bool {
   let g = homeGroup(t, hash);
   let step: u32 = 0;
-  for (;;) {
+  for (let probes: u32 = 0; probes < t.groupCount; probes++) {
     const group = groupAt(t, g);
     const empty = tagMatches(group, 0);
     if (empty != 0) {
       const i = <usize>ctz(empty);
       store<u8>(group + i, tagOf(hash));
       store<u32>(group + GROUP_SLOT_AT + (i << 2), (r << 1) | dir);
-      return;
+      return true;
     }
     const overflow = load<u8>(group + GROUP_OVERFLOW);
     if (overflow != OVERFLOW_STUCK) store<u8>(group + GROUP_OVERFLOW, overflow + 1);
     if (step == 0) step = probeStep(t, hash);
     g = nextGroup(t, g, step);
   }
+  return false;
 }
 
 /** Empties `slot` (found for a key hashing to `hash`), and undoes the overflow counts its insertion raised. */
@@ -341,9 +347,9 @@ function addKey(t: FlowTable, r: u32, key: usize): void {
   const dir = keyDir(t, key);
   memory.copy(tupleAt(t, record, dir), key, t.tupleSize);
   store<u8>(protoAt(t, record), load<u8>(key + t.tupleSize));
+  if (!indexInsert(t, hash32(key, t.keySize), r, dir)) return;
   const state = stateAt(t, record);
   store<u8>(state, load<u8>(state) | (<u8>1 << <u8>dir));
-  indexInsert(t, hash32(key, t.keySize), r, dir);
   t.count++;
 }
 

@@ -1,4 +1,5 @@
 // bpf(2) map semantics of the datapath's maps, through the control plane's map API.
+import fc from 'fast-check';
 import { beforeEach, describe, expect, it } from 'vitest';
 import { Datapath, MapError } from '../control/runtime/datapath.js';
 import { BPF_ANY, BPF_EXIST, BPF_NOEXIST, MAPS, encode, LB4_BACKEND, CT4_TUPLE, CT_ENTRY } from '../control/compile/layout.js';
@@ -183,6 +184,64 @@ describe('conntrack map (a flow table: one record per flow, both keys)', () => {
     for (let i = 0; i < 300; i++) expect(m.lookup({ ...original(30000 + i), dir: 1 })).toEqual(entry(i));
     for (const k of kept) expect(m.lookup(k)).toBeDefined();
     expect(m.count()).toBe(kept.length + 300);
+  });
+
+  it('answers map-API operations as a map of keys would, on records of two keys split by writes (property)', async () => {
+    // 40 flows made by packets, then operations on their 80 keys and 40 more: at most 120 keys in a map of
+    // 400 (200 records), so nothing is evicted and a plain map of keys is the whole truth.
+    const canonical = (o: Record<string, unknown>) => JSON.stringify(Object.entries(o).sort(([a], [b]) => a.localeCompare(b)));
+    const keys = [
+      ...Array.from({ length: 40 }, (_, i) => [original(1000 + i), reply(1000 + i)]).flat(),
+      ...Array.from({ length: 20 }, (_, i) => [original(2000 + i), reply(2000 + i)]).flat(),
+    ];
+    const op = fc.oneof(
+      fc.record({
+        kind: fc.constant('update' as const),
+        key: fc.nat(keys.length - 1),
+        value: fc.oneof(fc.nat(3), fc.constant('same' as const)),
+        flags: fc.constantFrom(BPF_ANY, BPF_NOEXIST, BPF_EXIST),
+      }),
+      fc.record({ kind: fc.constantFrom('delete' as const, 'lookup' as const), key: fc.nat(keys.length - 1) }),
+    );
+    await fc.assert(
+      fc.asyncProperty(fc.array(op, { minLength: 1, maxLength: 60 }), async (ops) => {
+        const m = (await flows(400, 40)).map('ct4');
+        const truth = new Map([...m.entries()].map(([k, v]) => [canonical(k), v]));
+        for (const o of ops) {
+          const key = keys[o.key];
+          const id = canonical(key);
+          if (o.kind === 'update') {
+            const value = o.value === 'same' ? (truth.get(id) ?? entry(0)) : entry(o.value);
+            const expected =
+              o.flags === BPF_EXIST && !truth.has(id) ? 'ENOENT' : o.flags === BPF_NOEXIST && truth.has(id) ? 'EEXIST' : 'ok';
+            expect(errno(() => m.update(key, value, o.flags))).toBe(expected);
+            if (expected === 'ok') truth.set(id, value);
+          } else if (o.kind === 'delete') {
+            expect(m.delete(key)).toBe(truth.delete(id));
+          } else {
+            expect(m.lookup(key)).toEqual(truth.get(id));
+          }
+        }
+        expect(m.count()).toBe(truth.size);
+        const walked = [...m.entries()].map(([k, v]) => `${canonical(k)} ${canonical(v)}`).sort();
+        expect(walked).toEqual([...truth].map(([k, v]) => `${k} ${canonical(v)}`).sort());
+      }),
+      { numRuns: 40 },
+    );
+  });
+
+  it('keeps finding keys through thousands of deletes and inserts in a small table (no slot is lost)', async () => {
+    const dp = await Datapath.load();
+    dp.createMap('ct4', 64); // 32 records, 7 groups of 12 slots
+    const m = dp.map('ct4');
+    const key = (i: number) => ({ ...tuple(i % 60000), saddr: `10.1.${(i >> 8) & 255}.${i & 255}` });
+    for (let i = 0; i < 32; i++) m.update(key(i), entry(i & 3), BPF_NOEXIST);
+    for (let i = 32; i < 20000; i++) {
+      expect(m.delete(key(i - 32))).toBe(true);
+      m.update(key(i), entry(i & 3), BPF_NOEXIST);
+      expect(m.lookup(key(i - 17))).toEqual(entry((i - 17) & 3));
+    }
+    expect(m.count()).toBe(32);
   });
 
   it('refuses keys that are no tuple of a flow: a direction other than 0 and 1, nonzero padding', async () => {
