@@ -27,7 +27,7 @@ import { traceLookup, tracing } from './trace';
 const tupleKey = memory.data(16); // struct ct4_tuple
 const partnerKey = memory.data(16); // struct ct4_tuple: the other direction's, for ctTouchFlow4 and ctCreate4
 const tupleKey6 = memory.data(40); // struct ct6_tuple
-const partnerKey6 = memory.data(40);
+const partnerKey6 = memory.data(40); // struct ct6_tuple: the other direction's, for ctTouchFlow6 and ctCreate6
 const entryValue = memory.data(24); // struct ct_entry
 
 const NS_PER_SEC: u64 = 1_000_000_000;
@@ -141,7 +141,7 @@ export function ctTouch(entry: usize, now: u64, proto: u8, tcpFlags: u8, isReply
 
 /**
  * A packet of the flow of `entry` (found as its `entryDir` key) refreshes it
- * and the key its other direction has (`partnerKey`, of `partnerDir`): when
+ * and the key its other direction has (`key`, of `partnerDir`): when
  * the record holds both, one write; else the record keeps only the entry's
  * key, and the partner key's own record is refreshed (holding only that key).
  * The partner's lookup is traced before the refresh, as its value then was.

@@ -273,10 +273,12 @@ function indexRemove(t: FlowTable, hash: u32, slot: usize): void {
   const target = <u32>((slot - t.groups) / GROUP_SIZE);
   const home = homeGroup(t, hash);
   const step = home == target ? 0 : probeStep(t, hash);
-  for (let g = home; g != target; g = nextGroup(t, g, step)) {
+  let g = home;
+  for (let probes: u32 = 0; g != target && probes < t.groupCount; probes++) {
     const group = groupAt(t, g);
     const overflow = load<u8>(group + GROUP_OVERFLOW);
     if (overflow != OVERFLOW_STUCK) store<u8>(group + GROUP_OVERFLOW, overflow - 1);
+    g = nextGroup(t, g, step);
   }
   const group = groupAt(t, target);
   store<u8>(group + ((slot - group - GROUP_SLOT_AT) >> 2), 0);

@@ -419,7 +419,7 @@ export function mapGetNextKey(m: BpfMap, key: usize, next: usize): i32 {
  * bpf_map_lookup_batch (BPF_MAP_LOOKUP_BATCH): copies up to `max` entries of a
  * hash map, keys packed at `keysOut` and values at `valuesOut`, from the
  * position `cursor` holds (u32 bucket, u32 elements of its chain already
- * given; zeros for the start; a flow table's own, flow_table.ts), and leaves there the position after the last
+ * given; zeros for the start; a flow table's or an id table's own), and leaves there the position after the last
  * one copied. Returns how many were copied: fewer than `max` only at the end.
  * One call gives the control plane a thousand entries where get_next_key and
  * lookup give one, so a walk of a conntrack map crosses once per thousand.
